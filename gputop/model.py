@@ -1,0 +1,122 @@
+"""Frozen, typed samples. Units are in the field names; ``None`` means "not available".
+
+Field names of GpuSample and CpuSample are the metric names of ``gputop.metrics``; a test keeps
+the two in step. No presentation state lives here (no colours, no formatted strings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class GpuInfo:
+    """What a device is: read once when the source opens, never per tick."""
+
+    index: int
+    name: str
+    uuid: str | None
+    pci_bus_id: str | None
+    architecture: str | None  # "Hopper", "Ampere", ...
+    sm_count: int | None
+    mem_bus_width_bits: int | None
+    max_mem_clock_mhz: int | None
+    peak_dram_bw_bytes_per_s: float | None  # 2 x max memory clock x bus width / 8
+    driver_version: str | None
+    cuda_version: str | None  # of the driver, "12.4"
+    gpm_supported: bool = False
+    mig_enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GpuProcess:
+    """A process holding a GPU context, joined with what the host knows of it."""
+
+    pid: int
+    gpu_index: int
+    kind: str  # "compute", "graphics" or "compute+graphics"
+    gpu_mem_bytes: int | None
+    sm_util_pct: float | None = None
+    mem_util_pct: float | None = None
+    # from the host (psutil); None where this namespace cannot see the pid (containers)
+    name: str | None = None
+    user: str | None = None
+    command: str | None = None
+    cpu_pct: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSample:
+    info: GpuInfo
+    lost: bool = False  # the device stopped answering (fell off the bus); other fields are None
+    gpu_util_pct: float | None = None
+    mem_busy_pct: float | None = None
+    sm_active_pct: float | None = None
+    sm_occupancy_pct: float | None = None
+    tensor_active_pct: float | None = None
+    dram_bw_util_pct: float | None = None
+    fp16_active_pct: float | None = None
+    fp32_active_pct: float | None = None
+    fp64_active_pct: float | None = None
+    dram_bw_bytes_per_s: float | None = None
+    mem_used_bytes: int | None = None
+    mem_total_bytes: int | None = None
+    power_w: float | None = None
+    power_limit_w: float | None = None
+    energy_j: float | None = None
+    sm_clock_mhz: int | None = None
+    mem_clock_mhz: int | None = None
+    temp_c: float | None = None
+    fan_pct: float | None = None
+    pstate: int | None = None
+    clock_event_reasons: tuple[str, ...] | None = None
+    pcie_tx_bytes_per_s: float | None = None
+    pcie_rx_bytes_per_s: float | None = None
+    nvlink_tx_bytes_per_s: float | None = None
+    nvlink_rx_bytes_per_s: float | None = None
+    processes: tuple[GpuProcess, ...] | None = None  # None: not readable on this device
+
+    @property
+    def sms_active(self) -> float | None:
+        """SM activity as a count of SMs ("118 of 132"), where both parts are known."""
+        if self.sm_active_pct is None or self.info.sm_count is None:
+            return None
+        return self.sm_active_pct / 100.0 * self.info.sm_count
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSample:
+    cpu_util_pct: float
+    core_util_pct: tuple[float, ...]
+    core_freq_mhz: tuple[float | None, ...]
+    cpu_power_w: float | None
+    ram_used_bytes: int
+    ram_total_bytes: int
+    load1: float | None
+
+    @property
+    def busy_cores(self) -> float:
+        """Utilization as a count of cores ("1.7 of 2 cores busy")."""
+        return sum(self.core_util_pct) / 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One tick: everything stamped once with ``time.time_ns()``."""
+
+    ts_ns: int
+    cpu: CpuSample
+    gpus: tuple[GpuSample, ...] = ()
+    gpu_unavailable: str | None = None  # why no GPU is shown ("NVIDIA driver not loaded"), else None
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass tree as plain JSON-able data; tuples become lists, None stays None."""
+    if hasattr(obj, "__dataclass_fields__"):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj

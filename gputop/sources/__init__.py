@@ -1,0 +1,1 @@
+"""Data sources: each wraps one outside dependency (pynvml, psutil, a recorded trace)."""
