@@ -1,0 +1,60 @@
+"""Import boundaries: headless paths never pull in the TUI or torch; one module per dependency."""
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from gputop import metrics, model
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "gputop"
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["gputop.cli", "gputop.snapshot", "gputop.sampler", "gputop.history", "gputop.sources.nvml",
+     "gputop.sources.cpu"],
+)
+def test_headless_modules_import_neither_textual_nor_torch(module):
+    code = (
+        f"import sys, {module}\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'textual', 'torch', 'plotext', 'textual_plotext'})\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"{module} pulled in {out.stdout.strip()}"
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize(
+    "dependency, allowed",
+    [("pynvml", {"sources/nvml.py", "sources/gpm.py"}), ("psutil", {"sources/cpu.py"}),
+     ("torch", set()), ("textual", {"tui"})],
+)
+def test_each_dependency_has_one_home(dependency, allowed):
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if dependency in _imports(path) and not any(rel == a or rel.startswith(a + "/") for a in allowed):
+            offenders.append(rel)
+    assert offenders == []
+
+
+def test_model_fields_are_catalogue_metrics():
+    """The JSON keys, trace tracks and Prometheus names all derive from one catalogue."""
+    gpu_fields = {f for f in model.GpuSample.__dataclass_fields__} - {"info", "lost", "processes"}
+    assert gpu_fields == set(metrics.GPU_METRICS)
+    assert set(model.CpuSample.__dataclass_fields__) == set(metrics.CPU_METRICS)
