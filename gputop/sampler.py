@@ -1,0 +1,194 @@
+"""One tick = one Sample from every source; drift-free ticking that keeps NVML off the event loop.
+
+``Sampler.sample()`` blocks (NVML calls are ioctls). The TUI runs it through ``run``, which calls
+it with ``asyncio.to_thread``; the headless recorder iterates ``iter_samples``. Both schedule with
+``Ticker``: deadlines fall at start + k x interval, so a slow tick does not push every later
+one back, and deadlines already missed are skipped rather than fired in a burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import threading
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterator
+
+from gputop.model import GpuProcess, GpuSample, Sample
+
+if TYPE_CHECKING:
+    from gputop.sources.cpu import CpuSource
+    from gputop.sources.nvml import NvmlSource
+
+ProcessTable = dict[int, "tuple[GpuProcess, ...] | None"]
+
+
+class Sampler:
+    """Reads every source once per ``sample()``.
+
+    The GPU process table costs ~90 us per process (NVML plus /proc), so it is refreshed only
+    every ``process_interval_s`` and the last table is reused in between.
+    """
+
+    def __init__(self, cpu: CpuSource, gpu: NvmlSource | None, gpu_unavailable: str | None = None,
+                 process_interval_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cpu = cpu
+        self.gpu = gpu
+        self.gpu_unavailable = None if gpu is not None else (gpu_unavailable or "no NVIDIA GPU found")
+        self.process_interval_s = process_interval_s
+        self._clock = clock
+        self._procs: ProcessTable = {}
+        self._procs_at: float | None = None
+        self._lock = threading.Lock()  # ticks never overlap, whichever thread runs them
+        self._closed = False
+
+    def sample(self) -> Sample:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("Sampler is closed")
+            ts_ns = time.time_ns()
+            cpu = self.cpu.sample()
+            if self.gpu is None:
+                return Sample(ts_ns=ts_ns, cpu=cpu, gpu_unavailable=self.gpu_unavailable)
+            gpus = self.gpu.sample()
+            now = self._clock()
+            if self._procs_at is None or now - self._procs_at >= self.process_interval_s:
+                self._procs, self._procs_at = self._scan_processes(), now
+            return Sample(ts_ns=ts_ns, cpu=cpu, gpus=tuple(self._with_processes(g) for g in gpus))
+
+    def _with_processes(self, gpu: GpuSample) -> GpuSample:
+        if gpu.lost:
+            return gpu
+        return replace(gpu, processes=self._procs.get(gpu.info.index))
+
+    def _scan_processes(self) -> ProcessTable:
+        """Each device's processes joined with what the host knows of their pids."""
+        table = self.gpu.processes()
+        pids = {p.pid for procs in table.values() if procs for p in procs}
+        host = self.cpu.describe(pids)
+        joined: ProcessTable = {}
+        for index, procs in table.items():
+            if procs is None:
+                joined[index] = None
+                continue
+            joined[index] = tuple(_join(p, host.get(p.pid)) for p in procs)
+        return joined
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self.gpu is not None:
+                self.gpu.close()
+
+
+def _join(proc: GpuProcess, host) -> GpuProcess:
+    if host is None:  # not visible from this pid namespace: host fields stay None
+        return proc
+    return replace(proc, name=host.name, user=host.user, command=host.command, cpu_pct=host.cpu_pct)
+
+
+class Ticker:
+    """Deadlines at start + k x interval. Pure scheduling: it never sleeps, it says how long to.
+
+    The tick at ``start`` (k = 0) is due at once; each ``next_delay()`` moves to the next deadline
+    and returns the seconds until it, skipping deadlines already past (counted in ``skipped``).
+    """
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._listeners: list[Callable[[], None]] = []
+        self.skipped = 0
+        self.set_interval(interval_s)
+
+    @property
+    def interval_s(self) -> float:
+        return self._interval
+
+    def set_interval(self, interval_s: float) -> None:
+        """Change the interval and re-anchor: a tick is due now, then every ``interval_s``."""
+        if not (interval_s > 0 and math.isfinite(interval_s)):
+            raise ValueError(f"interval must be a positive number of seconds, got {interval_s}")
+        self._interval = interval_s
+        self._start = self._clock()
+        self._k = 0
+        for wake in list(self._listeners):
+            wake()
+
+    def next_delay(self) -> float:
+        now = self._clock()
+        k = self._k + 1
+        behind = (now - self._start) / self._interval
+        if k < behind:  # deadline k has passed: go to the first one still ahead
+            k_next = math.ceil(behind)
+            self.skipped += k_next - k
+            k = k_next
+        self._k = k
+        return max(0.0, self.deadline - now)
+
+    @property
+    def deadline(self) -> float:
+        """The clock reading the current tick is due at."""
+        return self._start + self._k * self._interval
+
+    def add_listener(self, wake: Callable[[], None]) -> None:
+        """``wake()`` is called on every ``set_interval`` (so a sleeping runner can re-plan)."""
+        self._listeners.append(wake)
+
+    def remove_listener(self, wake: Callable[[], None]) -> None:
+        self._listeners.remove(wake)
+
+
+async def run(sampler: Sampler, ticker: Ticker | float,
+              on_sample: Callable[[Sample], Awaitable[None] | None]) -> None:
+    """Sample forever on ``ticker``'s deadlines until cancelled.
+
+    Each tick runs ``sampler.sample()`` in a worker thread, so blocking NVML calls never hold the
+    event loop, then calls ``on_sample`` on the loop (awaiting it if it is a coroutine). A
+    ``ticker.set_interval`` (the TUI's +/- keys) wakes the sleep: a tick at once, then the new pace.
+    """
+    if not isinstance(ticker, Ticker):
+        ticker = Ticker(ticker)
+    loop = asyncio.get_running_loop()
+    changed = asyncio.Event()
+
+    def wake() -> None:  # set_interval may be called from any thread
+        loop.call_soon_threadsafe(changed.set)
+
+    ticker.add_listener(wake)
+    try:
+        while True:
+            sample = await asyncio.to_thread(sampler.sample)
+            result = on_sample(sample)
+            if inspect.isawaitable(result):
+                await result
+            changed.clear()
+            delay = ticker.next_delay()
+            try:
+                await asyncio.wait_for(changed.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        ticker.remove_listener(wake)
+
+
+def iter_samples(sampler: Sampler, interval_s: float, duration_s: float | None = None, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> Iterator[Sample]:
+    """Samples on drift-free deadlines, for the headless recorder.
+
+    With ``duration_s``, every deadline from the start up to and including start + duration_s
+    yields one sample (10 s at 1 s gives 11 samples spanning 10 s); without, it runs until the
+    consumer stops.
+    """
+    ticker = Ticker(interval_s, clock)
+    end = None if duration_s is None else clock() + duration_s
+    while True:
+        yield sampler.sample()
+        delay = ticker.next_delay()
+        if end is not None and ticker.deadline > end + 1e-9:
+            return
+        sleep(delay)

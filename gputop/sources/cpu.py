@@ -1,0 +1,218 @@
+"""The host: CPU cores, memory and load through psutil, package power through RAPL powercap.
+
+The only module that imports psutil. Core utilization is computed here from our own previous
+``cpu_times(percpu=True)`` snapshot rather than with ``psutil.cpu_percent``: psutil keeps that
+function's previous snapshot per calling thread, and the sampler runs on whichever worker thread
+``asyncio.to_thread`` picks, so psutil's answer would silently be "since some other tick".
+
+CPU package power comes from the RAPL energy counters under ``/sys/class/powercap``
+(``intel-rapl:N`` with ``name`` = ``package-N``; AMD exposes the same tree on newer kernels).
+Reading ``energy_uj`` needs root on most kernels since 2020; where it can't be read the power is
+``None``. What is readable is probed once, when the source is built.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import psutil
+
+from gputop.model import CpuSample
+
+_PACKAGE_DIR = re.compile(r"intel-rapl:\d+$")  # top-level domains; intel-rapl:N:M are sub-domains
+
+
+@dataclass(frozen=True, slots=True)
+class HostProcess:
+    """What the host knows of one pid; ``None`` where a field can't be read."""
+
+    name: str | None
+    user: str | None
+    command: str | None
+    cpu_pct: float | None  # of one core (top's convention: 200 = two cores busy); None on first sight
+
+
+def _busy_total(times) -> tuple[float, float]:
+    """(busy, total) seconds of one ``scputimes``, counted as psutil and htop count them."""
+    total = sum(times)
+    # Linux counts guest time inside user/nice already; iowait is idle time.
+    total -= getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)
+    busy = total - times.idle - getattr(times, "iowait", 0.0)
+    return busy, total
+
+
+def core_percents(prev: list[tuple[float, float]], cur: list[tuple[float, float]],
+                  last: tuple[float, ...]) -> tuple[float, ...]:
+    """Per-core busy share between two (busy, total) snapshots, in percent.
+
+    A core whose counters did not move (two reads within one kernel tick) keeps its ``last`` value.
+    """
+    out = []
+    for i, ((b0, t0), (b1, t1)) in enumerate(zip(prev, cur)):
+        dt = t1 - t0
+        if dt <= 0:
+            out.append(last[i] if i < len(last) else 0.0)
+            continue
+        out.append(min(100.0, max(0.0, (b1 - b0) / dt * 100.0)))
+    return tuple(out)
+
+
+class _Rapl:
+    """Package energy counters; ``power_w()`` is the mean power since the previous call."""
+
+    def __init__(self, root: str, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._packages: list[tuple[str, int]] = []  # (energy_uj path, max_energy_range_uj)
+        self._prev: tuple[float, list[int]] | None = None
+        try:
+            entries = sorted(os.listdir(root))
+        except OSError:
+            return
+        for entry in entries:
+            domain = os.path.join(root, entry)
+            if not _PACKAGE_DIR.match(entry) or not _read_text(domain, "name").startswith("package"):
+                continue
+            energy = os.path.join(domain, "energy_uj")
+            try:
+                max_range = int(_read_text(domain, "max_energy_range_uj"))
+                _read_int(energy)  # probe: unreadable (not root) means no power at all
+            except (OSError, ValueError):
+                self._packages = []
+                return
+            self._packages.append((energy, max_range))
+
+    @property
+    def available(self) -> bool:
+        return bool(self._packages)
+
+    def power_w(self) -> float | None:
+        if not self._packages:
+            return None
+        now = self._clock()
+        try:
+            energies = [_read_int(path) for path, _ in self._packages]
+        except (OSError, ValueError):
+            self._prev = None
+            return None
+        prev, self._prev = self._prev, (now, energies)
+        if prev is None or now <= prev[0]:
+            return None
+        joules = 0.0
+        for e0, e1, (_, max_range) in zip(prev[1], energies, self._packages):
+            delta = e1 - e0
+            if delta < 0:  # the counter wrapped around
+                delta += max_range
+            joules += delta / 1e6
+        return joules / (now - prev[0])
+
+
+def _read_text(directory: str, name: str) -> str:
+    try:
+        with open(os.path.join(directory, name)) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _read_int(path: str) -> int:
+    with open(path, "rb") as f:
+        return int(f.read())
+
+
+class CpuSource:
+    """Every core the OS shows, host memory, load and package power."""
+
+    def __init__(self, powercap_root: str = "/sys/class/powercap",
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._prev = [_busy_total(t) for t in psutil.cpu_times(percpu=True)]
+        # Before the first delta: the average since boot, which is a real measurement.
+        self._last_pct = tuple(min(100.0, 100.0 * b / t) if t > 0 else 0.0 for b, t in self._prev)
+        self._rapl = _Rapl(powercap_root, clock)
+        self._procs: dict[int, psutil.Process] = {}
+
+    @property
+    def has_power(self) -> bool:
+        """Whether RAPL package energy is readable here (root, and a kernel that exposes it)."""
+        return self._rapl.available
+
+    def sample(self) -> CpuSample:
+        cur = [_busy_total(t) for t in psutil.cpu_times(percpu=True)]
+        if len(cur) != len(self._prev):  # a core went on- or offline: start over from here
+            self._prev, self._last_pct = cur, tuple(0.0 for _ in cur)
+        pct = core_percents(self._prev, cur, self._last_pct)
+        self._prev, self._last_pct = cur, pct
+        mem = psutil.virtual_memory()
+        return CpuSample(
+            cpu_util_pct=sum(pct) / len(pct) if pct else 0.0,
+            core_util_pct=pct,
+            core_freq_mhz=_core_freqs(len(pct)),
+            cpu_power_w=self._rapl.power_w(),
+            ram_used_bytes=mem.total - mem.available,
+            ram_total_bytes=mem.total,
+            load1=_load1(),
+        )
+
+    def describe(self, pids: Iterable[int]) -> dict[int, HostProcess]:
+        """Name, user, command and CPU share of every pid this namespace can see; others absent.
+
+        Process objects are kept between calls so ``cpu_pct`` is measured since the previous call;
+        the first call for a pid gives ``cpu_pct=None``. Pids not asked for again are forgotten.
+        """
+        wanted = set(pids)
+        known, self._procs = self._procs, {}
+        out: dict[int, HostProcess] = {}
+        for pid in wanted:
+            proc = known.get(pid)
+            try:
+                if proc is not None and not proc.is_running():  # gone, or the pid was reused
+                    proc = None
+                first = proc is None
+                if first:
+                    proc = psutil.Process(pid)
+                with proc.oneshot():
+                    name = _field(proc.name)
+                    cpu = _field(proc.cpu_percent)
+                    out[pid] = HostProcess(
+                        name=name,
+                        user=_field(proc.username),
+                        command=" ".join(_field(proc.cmdline) or ()) or name,
+                        cpu_pct=None if first else cpu,
+                    )
+            except psutil.NoSuchProcess:  # gone, or not in this pid namespace
+                continue
+            self._procs[pid] = proc
+        return out
+
+
+def _field(read: Callable):
+    """One process field; ``None`` where it is denied to us or the process is a zombie."""
+    try:
+        return read()
+    except (psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def _core_freqs(n: int) -> tuple[float | None, ...]:
+    """Per-core current MHz. One entry for all cores (macOS, BSD) is every core's clock; a
+    count that matches neither, or no reading at all (many VMs), gives None."""
+    try:
+        freqs = psutil.cpu_freq(percpu=True)
+    except (NotImplementedError, OSError):
+        return (None,) * n
+    values = [f.current if f.current and f.current > 0 else None for f in freqs or ()]
+    if len(values) == n:
+        return tuple(values)
+    if len(values) == 1:
+        return (values[0],) * n
+    return (None,) * n
+
+
+def _load1() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None

@@ -1,0 +1,277 @@
+"""The host source: core utilization from our own deltas, RAPL power, process descriptions."""
+
+import builtins
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import namedtuple
+
+import psutil
+import pytest
+
+from gputop.sources import cpu as cpu_mod
+from gputop.sources.cpu import CpuSource, core_percents
+
+Times = namedtuple("Times", "user nice system idle iowait irq softirq steal guest guest_nice")
+
+
+def times(user=0.0, idle=0.0, iowait=0.0, guest=0.0, system=0.0):
+    # guest time is already counted inside user on Linux
+    return Times(user, 0.0, system, idle, iowait, 0.0, 0.0, 0.0, guest, 0.0)
+
+
+class FakeClock:
+    def __init__(self, t=100.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+# --- utilization -------------------------------------------------------------------------------
+
+def test_busy_total_counts_iowait_as_idle_and_guest_inside_user():
+    assert cpu_mod._busy_total(times(user=30, idle=60, iowait=10, guest=5)) == (30, 100)
+
+
+def test_core_percents_from_deltas_clamped_and_stalled_core_keeps_last():
+    prev = [(10.0, 100.0), (0.0, 100.0), (5.0, 50.0)]
+    cur = [(15.0, 110.0), (0.0, 100.0), (60.0, 60.0)]
+    assert core_percents(prev, cur, last=(1.0, 42.0, 3.0)) == (50.0, 42.0, 100.0)
+
+
+@pytest.fixture
+def fake_times(monkeypatch):
+    """psutil.cpu_times(percpu=True) as a list we control (two cores)."""
+    state = {"now": [times(user=0, idle=0), times(user=0, idle=0)]}
+    monkeypatch.setattr(cpu_mod.psutil, "cpu_times", lambda percpu=False: list(state["now"]))
+    return state
+
+
+def test_sample_reports_each_core_since_the_previous_sample(fake_times):
+    src = CpuSource(powercap_root="/nonexistent")
+    fake_times["now"] = [times(user=1, idle=1), times(user=0, idle=2)]
+    s = src.sample()
+    assert s.core_util_pct == (50.0, 0.0)
+    assert s.cpu_util_pct == 25.0
+    assert s.busy_cores == 0.5
+    fake_times["now"] = [times(user=3, idle=1), times(user=2, idle=2)]
+    assert src.sample().core_util_pct == (100.0, 100.0)
+
+
+def test_sample_is_independent_of_the_calling_thread_and_of_psutil_cpu_percent(fake_times):
+    """psutil.cpu_percent keeps its previous snapshot per thread; ours is per source."""
+    src = CpuSource(powercap_root="/nonexistent")
+    fake_times["now"] = [times(user=1, idle=3), times(user=2, idle=2)]
+    src.sample()
+    fake_times["now"] = [times(user=3, idle=3), times(user=2, idle=4)]
+    psutil.cpu_percent(percpu=True)  # another psutil caller must not disturb us
+    out = []
+    worker = threading.Thread(target=lambda: out.append(src.sample()))
+    worker.start()
+    worker.join()
+    assert out[0].core_util_pct == (100.0, 0.0)
+
+
+def test_core_count_change_restarts_without_error(fake_times):
+    src = CpuSource(powercap_root="/nonexistent")
+    fake_times["now"] = [times(user=1, idle=1)] * 3
+    s = src.sample()
+    assert len(s.core_util_pct) == 3 and len(s.core_freq_mhz) == 3
+
+
+def test_real_sample_is_sane():
+    src = CpuSource()
+    s = src.sample()
+    n = len(psutil.cpu_times(percpu=True))
+    assert len(s.core_util_pct) == n == len(s.core_freq_mhz)
+    assert all(0.0 <= u <= 100.0 for u in s.core_util_pct)
+    assert s.cpu_util_pct == pytest.approx(sum(s.core_util_pct) / n)
+    assert 0 < s.ram_used_bytes < s.ram_total_bytes == psutil.virtual_memory().total
+    assert s.load1 == pytest.approx(os.getloadavg()[0], abs=5.0)
+
+
+# --- frequencies -------------------------------------------------------------------------------
+
+Freq = namedtuple("Freq", "current min max")
+
+
+@pytest.mark.parametrize(
+    "reading, expected",
+    [
+        ([Freq(2000.0, 0, 0), Freq(3000.0, 0, 0)], (2000.0, 3000.0)),
+        ([Freq(2500.0, 0, 0)], (2500.0, 2500.0)),  # one clock for the package (macOS, BSD)
+        ([Freq(0.0, 0, 0), Freq(3000.0, 0, 0)], (None, 3000.0)),  # offline core reads 0
+        ([], (None, None)),  # many VMs
+        (None, (None, None)),
+        ([Freq(1.0, 0, 0)] * 3, (None, None)),  # counts that match nothing: no guess
+    ],
+)
+def test_core_freqs(monkeypatch, reading, expected):
+    monkeypatch.setattr(cpu_mod.psutil, "cpu_freq", lambda percpu=False: reading)
+    assert cpu_mod._core_freqs(2) == expected
+
+
+def test_core_freqs_not_implemented(monkeypatch):
+    def boom(percpu=False):
+        raise NotImplementedError("can't find current frequency file")
+    monkeypatch.setattr(cpu_mod.psutil, "cpu_freq", boom)
+    assert cpu_mod._core_freqs(2) == (None, None)
+
+
+# --- RAPL package power ------------------------------------------------------------------------
+
+def _domain(root, entry, name, energy_uj, max_range=1_000_000_000):
+    d = root / entry
+    d.mkdir()
+    (d / "name").write_text(name + "\n")
+    (d / "energy_uj").write_text(f"{energy_uj}\n")
+    (d / "max_energy_range_uj").write_text(f"{max_range}\n")
+    return d
+
+
+@pytest.fixture
+def powercap(tmp_path):
+    _domain(tmp_path, "intel-rapl:0", "package-0", 1_000_000)
+    _domain(tmp_path, "intel-rapl:0:0", "core", 500_000)  # sub-domain: inside package-0 already
+    _domain(tmp_path, "intel-rapl:1", "package-1", 2_000_000)
+    _domain(tmp_path, "intel-rapl-mmio:0", "package-0", 9_000_000)  # the same package again
+    _domain(tmp_path, "intel-rapl:2", "psys", 7_000_000)  # platform, not a package
+    return tmp_path
+
+
+def _set(root, entry, energy_uj):
+    (root / entry / "energy_uj").write_text(f"{energy_uj}\n")
+
+
+def test_rapl_sums_packages_over_monotonic_time(powercap):
+    clock = FakeClock()
+    src = CpuSource(powercap_root=str(powercap), clock=clock)
+    assert src.has_power
+    assert src.sample().cpu_power_w is None  # no delta yet
+    clock.t += 2.0
+    _set(powercap, "intel-rapl:0", 1_000_000 + 60_000_000)  # 60 J
+    _set(powercap, "intel-rapl:1", 2_000_000 + 40_000_000)  # 40 J
+    _set(powercap, "intel-rapl:0:0", 99_000_000)
+    _set(powercap, "intel-rapl-mmio:0", 99_000_000)
+    assert src.sample().cpu_power_w == pytest.approx(50.0)  # 100 J over 2 s
+
+
+def test_rapl_wraparound(tmp_path):
+    _domain(tmp_path, "intel-rapl:0", "package-0", 990, max_range=1000)
+    clock = FakeClock()
+    src = CpuSource(powercap_root=str(tmp_path), clock=clock)
+    src.sample()
+    clock.t += 0.5
+    _set(tmp_path, "intel-rapl:0", 10)  # 990 -> 1000 == 0 -> 10: 20 uJ
+    assert src.sample().cpu_power_w == pytest.approx(20e-6 / 0.5)
+
+
+def test_rapl_missing_tree_is_none():
+    src = CpuSource(powercap_root="/nonexistent/powercap")
+    assert not src.has_power
+    assert src.sample().cpu_power_w is None
+
+
+@pytest.fixture
+def deny_energy(monkeypatch):
+    """energy_uj is root-only on kernels since 2020; make it so even when tests run as root."""
+    state = {"deny": True}
+
+    def guarded_open(path, *args, **kwargs):
+        if state["deny"] and str(path).endswith("energy_uj"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(cpu_mod, "open", guarded_open, raising=False)
+    return state
+
+
+def test_rapl_permission_denied_is_none(powercap, deny_energy):
+    src = CpuSource(powercap_root=str(powercap), clock=FakeClock())
+    assert not src.has_power
+    assert src.sample().cpu_power_w is None
+    assert src.sample().cpu_power_w is None
+
+
+def test_rapl_read_failing_mid_run_gives_none_then_recovers(powercap, deny_energy):
+    deny_energy["deny"] = False
+    clock = FakeClock()
+    src = CpuSource(powercap_root=str(powercap), clock=clock)
+    src.sample()
+    deny_energy["deny"] = True
+    clock.t += 1
+    assert src.sample().cpu_power_w is None
+    deny_energy["deny"] = False
+    clock.t += 1
+    assert src.sample().cpu_power_w is None  # re-anchored: the failed tick is not a delta
+    clock.t += 1
+    _set(powercap, "intel-rapl:0", 1_000_000 + 3_000_000)
+    assert src.sample().cpu_power_w == pytest.approx(3.0)
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+def test_describe_own_process_and_cpu_pct_none_on_first_sight():
+    src = CpuSource()
+    me = os.getpid()
+    first = src.describe([me])[me]
+    assert first.name == psutil.Process(me).name()
+    assert first.user == psutil.Process(me).username()
+    assert first.command == " ".join(psutil.Process(me).cmdline())
+    assert first.cpu_pct is None  # psutil's first answer is 0.0 by construction, not a measurement
+    sum(range(200_000))
+    second = src.describe([me])[me]
+    assert isinstance(second.cpu_pct, float) and second.cpu_pct >= 0.0
+
+
+def test_describe_leaves_out_pids_it_cannot_see():
+    src = CpuSource()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # reaped: the pid is gone
+    unused = max(psutil.pids()) + 100_000
+    assert src.describe([child.pid, unused]) == {}
+
+
+def test_describe_forgets_pids_no_longer_asked_for():
+    src = CpuSource()
+    me = os.getpid()
+    src.describe([me])
+    src.describe([])
+    assert src.describe([me])[me].cpu_pct is None  # first sight again
+
+
+def test_describe_zombie_falls_back_to_name():
+    src = CpuSource()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        _wait_zombie(child.pid)
+        got = src.describe([child.pid])[child.pid]
+        assert got.name is not None
+        assert got.command == got.name  # a zombie has no command line
+    finally:
+        child.wait()
+
+
+def _wait_zombie(pid):
+    proc = psutil.Process(pid)
+    for _ in range(1000):
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return
+        time.sleep(0.01)
+    pytest.fail("child never became a zombie")
+
+
+def test_describe_access_denied_per_field(monkeypatch):
+    def denied(self):
+        raise psutil.AccessDenied(self.pid)
+
+    monkeypatch.setattr(psutil.Process, "username", denied)
+    monkeypatch.setattr(psutil.Process, "cmdline", denied)
+    me = os.getpid()
+    got = CpuSource().describe([me])[me]
+    assert got.user is None
+    assert got.name == psutil.Process(me).name()
+    assert got.command == got.name

@@ -1,0 +1,264 @@
+"""Sampler joins the sources; Ticker keeps deadlines on a grid; the runners keep NVML off the loop."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from gputop.model import CpuSample, GpuInfo, GpuProcess, GpuSample
+from gputop.sampler import Sampler, Ticker, iter_samples, run
+from gputop.sources.cpu import HostProcess
+
+
+def info(index):
+    return GpuInfo(index=index, name="H100", uuid=f"GPU-{index}", pci_bus_id=None, architecture="Hopper",
+                   sm_count=132, mem_bus_width_bits=None, max_mem_clock_mhz=None,
+                   peak_dram_bw_bytes_per_s=None, driver_version=None, cuda_version=None)
+
+
+CPU = CpuSample(cpu_util_pct=5.0, core_util_pct=(5.0, 5.0), core_freq_mhz=(None, None),
+                cpu_power_w=None, ram_used_bytes=1, ram_total_bytes=2, load1=0.1)
+
+
+class StubCpu:
+    def __init__(self, visible):
+        self.visible = visible  # pid -> HostProcess
+        self.described = []
+
+    def sample(self):
+        return CPU
+
+    def describe(self, pids):
+        pids = set(pids)
+        self.described.append(pids)
+        return {p: self.visible[p] for p in pids if p in self.visible}
+
+
+class StubGpu:
+    """The NvmlSource surface the sampler uses: two devices, the second without a process table."""
+
+    def __init__(self):
+        self.devices = (info(0), info(1))
+        self.lost = set()
+        self.process_calls = 0
+        self.closed = 0
+        self.table = {
+            0: (GpuProcess(pid=100, gpu_index=0, kind="compute", gpu_mem_bytes=1 << 30),
+                GpuProcess(pid=200, gpu_index=0, kind="compute", gpu_mem_bytes=2 << 30)),
+            1: None,
+        }
+
+    def sample(self):
+        return tuple(GpuSample(info=d, lost=d.index in self.lost, sm_active_pct=None if d.index in self.lost else 50.0)
+                     for d in self.devices)
+
+    def processes(self):
+        self.process_calls += 1
+        return self.table
+
+    def close(self):
+        self.closed += 1
+
+
+class FakeClock:
+    def __init__(self, t=1000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+HOST = {100: HostProcess(name="python", user="ada", command="python train.py", cpu_pct=97.0)}
+
+
+def test_no_gpu_gives_the_reason():
+    s = Sampler(StubCpu({}), None, gpu_unavailable="NVIDIA driver not loaded")
+    before = time.time_ns()
+    sample = s.sample()
+    assert before <= sample.ts_ns <= time.time_ns()
+    assert sample.cpu is CPU and sample.gpus == () and sample.gpu_unavailable == "NVIDIA driver not loaded"
+
+
+def test_processes_are_joined_with_the_host():
+    cpu, gpu = StubCpu(HOST), StubGpu()
+    sample = Sampler(cpu, gpu).sample()
+    assert sample.gpu_unavailable is None
+    g0, g1 = sample.gpus
+    seen, hidden = sorted(g0.processes, key=lambda p: p.pid)
+    assert (seen.pid, seen.name, seen.user, seen.command, seen.cpu_pct) == (100, "python", "ada", "python train.py", 97.0)
+    assert seen.gpu_mem_bytes == 1 << 30
+    assert (hidden.pid, hidden.name, hidden.user, hidden.cpu_pct) == (200, None, None, None)  # other pid namespace
+    assert g1.processes is None  # not readable on that device
+    assert cpu.described == [{100, 200}]
+
+
+def test_process_table_is_scanned_only_every_process_interval():
+    clock, gpu = FakeClock(), StubGpu()
+    s = Sampler(StubCpu(HOST), gpu, process_interval_s=2.0, clock=clock)
+    first = s.sample()
+    clock.t += 1.0
+    gpu.table = {0: (), 1: None}
+    second = s.sample()
+    assert gpu.process_calls == 1
+    assert second.gpus[0].processes == first.gpus[0].processes  # reused between scans
+    clock.t += 1.0
+    third = s.sample()
+    assert gpu.process_calls == 2 and third.gpus[0].processes == ()
+
+
+def test_lost_gpu_shows_no_processes():
+    gpu = StubGpu()
+    gpu.lost = {0}
+    g0, _ = Sampler(StubCpu(HOST), gpu).sample().gpus
+    assert g0.lost and g0.processes is None
+
+
+def test_close_closes_the_gpu_once_and_stops_sampling():
+    gpu = StubGpu()
+    s = Sampler(StubCpu({}), gpu)
+    s.close()
+    s.close()
+    assert gpu.closed == 1
+    with pytest.raises(RuntimeError):
+        s.sample()
+
+
+# --- Ticker ------------------------------------------------------------------------------------
+
+def test_deadlines_stay_on_the_grid_whatever_each_tick_costs():
+    clock = FakeClock(0.0)
+    ticker = Ticker(1.0, clock)
+    starts = []
+    for cost in (0.3, 0.05, 0.9, 0.0, 0.7):
+        starts.append(clock.t)
+        clock.t += cost  # the tick's work
+        clock.t += ticker.next_delay()  # the sleep
+    assert starts == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0])
+    assert clock.t == pytest.approx(5.0) and ticker.skipped == 0
+
+
+def test_many_ticks_do_not_accumulate_float_drift():
+    clock = FakeClock(0.0)
+    ticker = Ticker(0.1, clock)
+    for _ in range(10_000):
+        clock.t += 0.01
+        clock.t += ticker.next_delay()
+    assert clock.t == pytest.approx(1000.0, abs=1e-9)
+
+
+def test_missed_deadlines_are_skipped_not_bursted():
+    clock = FakeClock(0.0)
+    ticker = Ticker(1.0, clock)
+    clock.t += 2.5  # a tick that took two and a half intervals
+    assert ticker.next_delay() == pytest.approx(0.5)  # next is t=3, not t=1 and t=2 at once
+    assert ticker.skipped == 2
+    clock.t += 0.5
+    assert ticker.next_delay() == pytest.approx(1.0)
+
+
+def test_exactly_on_a_deadline_is_not_a_miss():
+    clock = FakeClock(0.0)
+    ticker = Ticker(1.0, clock)
+    clock.t = 1.0
+    assert ticker.next_delay() == 0.0 and ticker.skipped == 0
+
+
+def test_set_interval_reanchors_at_now():
+    clock = FakeClock(0.0)
+    ticker = Ticker(1.0, clock)
+    clock.t += ticker.next_delay()  # t = 1
+    clock.t = 1.4
+    woken = []
+    ticker.add_listener(lambda: woken.append(clock.t))
+    ticker.set_interval(0.25)
+    assert woken == [1.4]
+    assert ticker.next_delay() == pytest.approx(0.25)  # 1.65, not on the old grid
+    clock.t = 1.65
+    assert ticker.next_delay() == pytest.approx(0.25)
+    assert ticker.interval_s == 0.25
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("inf"), float("nan")])
+def test_interval_must_be_positive(bad):
+    with pytest.raises(ValueError):
+        Ticker(bad)
+
+
+# --- runners -----------------------------------------------------------------------------------
+
+class CountingSampler:
+    def __init__(self, clock=None, cost=0.0):
+        self.threads, self.times = [], []
+        self.clock, self.cost = clock, cost
+
+    def sample(self):
+        self.threads.append(threading.get_ident())
+        if self.clock is not None:
+            self.times.append(self.clock.t)
+            self.clock.t += self.cost
+        return len(self.threads)
+
+
+def test_iter_samples_runs_for_duration_on_the_grid():
+    clock = FakeClock(0.0)
+    sampler = CountingSampler(clock, cost=0.2)
+    slept = []
+
+    def sleep(s):
+        slept.append(s)
+        clock.t += s
+
+    got = list(iter_samples(sampler, 1.0, duration_s=3.0, clock=clock, sleep=sleep))
+    assert got == [1, 2, 3, 4]  # t = 0, 1, 2, 3: the whole span, ends included
+    assert sampler.times == pytest.approx([0.0, 1.0, 2.0, 3.0])
+    assert slept == pytest.approx([0.8, 0.8, 0.8])
+
+
+def test_iter_samples_without_duration_runs_until_the_consumer_stops():
+    clock = FakeClock(0.0)
+    gen = iter_samples(CountingSampler(), 0.5, clock=clock, sleep=lambda s: None)
+    assert [next(gen) for _ in range(5)] == [1, 2, 3, 4, 5]
+
+
+async def test_run_samples_off_the_event_loop():
+    sampler = CountingSampler()
+    got = []
+    enough = asyncio.Event()
+
+    def on_sample(sample):
+        got.append((sample, threading.get_ident()))
+        if len(got) == 3:
+            enough.set()
+
+    task = asyncio.create_task(run(sampler, 0.001, on_sample))
+    await asyncio.wait_for(enough.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    loop_thread = threading.get_ident()
+    assert [s for s, _ in got[:3]] == [1, 2, 3]
+    assert all(t == loop_thread for _, t in got)  # on_sample runs on the loop
+    assert loop_thread not in sampler.threads  # the blocking sample never does
+
+
+async def test_run_awaits_async_callbacks_and_wakes_on_set_interval():
+    sampler = CountingSampler()
+    ticker = Ticker(3600.0)  # would sleep an hour after the first sample
+    got = []
+    arrived = asyncio.Event()
+
+    async def on_sample(sample):
+        got.append(sample)
+        arrived.set()
+
+    task = asyncio.create_task(run(sampler, ticker, on_sample))
+    await asyncio.wait_for(arrived.wait(), 10)
+    arrived.clear()
+    await asyncio.sleep(0)  # let the runner reach its sleep
+    ticker.set_interval(1800.0)  # the +/- keys
+    await asyncio.wait_for(arrived.wait(), 10)  # a new tick at once, not in an hour
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert got == [1, 2]
