@@ -1,0 +1,90 @@
+"""Number formatting and thresholds, in one place for the TUI, the snapshot and the report.
+
+Every formatter takes ``None`` and returns "n/a": a value the hardware does not give is never
+shown as 0.
+"""
+
+from __future__ import annotations
+
+NA = "n/a"
+
+# Load thresholds shared by every view (a cell's CSS class, a snapshot's marker).
+BUSY_PCT = 50.0
+HOT_PCT = 90.0
+# NVML util this high while SM activity is this low: kernels run, but on few SMs.
+UTIL_TRAP_GPU_PCT = 90.0
+UTIL_TRAP_SM_PCT = 50.0
+
+
+def text(value: object | None) -> str:
+    return NA if value is None else str(value)
+
+
+def num(value: float | None, digits: int = 1) -> str:
+    return NA if value is None else f"{value:.{digits}f}"
+
+
+def pct(value: float | None, digits: int = 0) -> str:
+    return NA if value is None else f"{value:.{digits}f} %"
+
+
+def _scaled(value: float, units: tuple[str, ...], step: float) -> str:
+    for unit in units[:-1]:
+        if abs(value) < step:
+            return f"{value:.3g} {unit}" if abs(value) < 100 else f"{value:.0f} {unit}"
+        value /= step
+    return f"{value:.3g} {units[-1]}" if abs(value) < 100 else f"{value:.0f} {units[-1]}"
+
+
+def bytes_(value: float | None) -> str:
+    """Binary units, as memory sizes are: 79.6 GiB."""
+    if value is None:
+        return NA
+    return _scaled(float(value), ("B", "KiB", "MiB", "GiB", "TiB", "PiB"), 1024.0)
+
+
+def rate(value: float | None) -> str:
+    """Decimal units, as bandwidths are quoted: 3.35 TB/s."""
+    if value is None:
+        return NA
+    return _scaled(float(value), ("B/s", "kB/s", "MB/s", "GB/s", "TB/s", "PB/s"), 1000.0)
+
+
+def used_total(used: float | None, total: float | None) -> str:
+    return f"{bytes_(used)} / {bytes_(total)}"
+
+
+def watts(value: float | None) -> str:
+    return NA if value is None else f"{value:.0f} W"
+
+
+def joules(value: float | None) -> str:
+    if value is None:
+        return NA
+    return _scaled(float(value), ("J", "kJ", "MJ", "GJ"), 1000.0)
+
+
+def mhz(value: float | None) -> str:
+    return NA if value is None else f"{value:.0f} MHz"
+
+
+def celsius(value: float | None) -> str:
+    return NA if value is None else f"{value:.0f} °C"
+
+
+def load_class(value: float | None) -> str:
+    """CSS class for a load cell: colour lives in the stylesheet, state is a class."""
+    if value is None:
+        return "-na"
+    if value >= HOT_PCT:
+        return "-hot"
+    if value >= BUSY_PCT:
+        return "-busy"
+    return "-idle" if value < 5 else "-light"
+
+
+def util_trap(gpu_util_pct: float | None, sm_active_pct: float | None) -> bool:
+    """NVML says the GPU is busy while most SMs sit idle: the classic misreading of 'util'."""
+    if gpu_util_pct is None or sm_active_pct is None:
+        return False
+    return gpu_util_pct >= UTIL_TRAP_GPU_PCT and sm_active_pct < UTIL_TRAP_SM_PCT

@@ -1,0 +1,95 @@
+"""`gputop snapshot`: one sample, as text for people or JSON keyed by metric name."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+from gputop import __version__
+from gputop import format as fmt
+from gputop.model import CpuSample, GpuSample, Sample, to_dict
+
+# GPM metrics and NVLink/PCIe rates need two readings >= 100 ms apart; CPU % needs a delta too.
+SETTLE_S = 0.25
+
+
+def take(sampler, settle_s: float = SETTLE_S) -> Sample:
+    """Two ticks ``settle_s`` apart; the second has the rates and GPM metrics filled in."""
+    sampler.sample()
+    time.sleep(settle_s)
+    return sampler.sample()
+
+
+def to_json(sample: Sample) -> str:
+    doc = {"gputop_version": __version__, "host": socket.gethostname(), **to_dict(sample)}
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def to_text(sample: Sample) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sample.ts_ns / 1e9))
+    head = f"{socket.gethostname()}  {stamp}"
+    if sample.gpus:
+        info = sample.gpus[0].info
+        head += f"  driver {fmt.text(info.driver_version)}  CUDA {fmt.text(info.cuda_version)}"
+    lines = [head, *_cpu_lines(sample.cpu)]
+    if not sample.gpus:
+        lines.append(f"GPU  none shown: {sample.gpu_unavailable or 'no NVIDIA GPU found'}")
+    for gpu in sample.gpus:
+        lines.extend(_gpu_lines(gpu))
+    return "\n".join(lines) + "\n"
+
+
+def _cpu_lines(cpu: CpuSample) -> list[str]:
+    n = len(cpu.core_util_pct)
+    lines = [
+        f"CPU  {cpu.busy_cores:.1f} of {n} cores busy ({fmt.pct(cpu.cpu_util_pct)})   "
+        f"load {fmt.num(cpu.load1, 2)}   RAM {fmt.used_total(cpu.ram_used_bytes, cpu.ram_total_bytes)}   "
+        f"package power {fmt.watts(cpu.cpu_power_w)}"
+    ]
+    cells = [
+        f"{i:>3} {fmt.pct(u):>5} {fmt.mhz(f):>9}"
+        for i, (u, f) in enumerate(zip(cpu.core_util_pct, cpu.core_freq_mhz))
+    ]
+    per_row = 4
+    for start in range(0, n, per_row):
+        lines.append("    " + "   ".join(cells[start:start + per_row]))
+    return lines
+
+
+def _gpu_lines(gpu: GpuSample) -> list[str]:
+    info = gpu.info
+    title = f"[{info.index}] {info.name}  ({fmt.text(info.architecture)}, {fmt.num(info.sm_count, 0)} SMs, {fmt.text(info.pci_bus_id)})"
+    if info.mig_enabled:
+        title += "  MIG on"
+    if gpu.lost:
+        return [title, "    lost: the GPU stopped answering (fell off the bus?)"]
+    sms = gpu.sms_active
+    sm_text = f"{sms:.0f} of {info.sm_count} active ({fmt.pct(gpu.sm_active_pct)})" if sms is not None else "n/a (needs GPM: Hopper or newer)"
+    peak = info.peak_dram_bw_bytes_per_s
+    bw = f"{fmt.rate(gpu.dram_bw_bytes_per_s)} ({fmt.pct(gpu.dram_bw_util_pct)} of {fmt.rate(peak)})"
+    reasons = gpu.clock_event_reasons
+    throttle = "n/a" if reasons is None else (", ".join(reasons) or "none")
+    lines = [
+        title,
+        f"    SMs      {sm_text}   occupancy {fmt.pct(gpu.sm_occupancy_pct)}   tensor {fmt.pct(gpu.tensor_active_pct)}   "
+        f"NVML util {fmt.pct(gpu.gpu_util_pct)}",
+        f"    memory   {fmt.used_total(gpu.mem_used_bytes, gpu.mem_total_bytes)}   bandwidth {bw}   busy {fmt.pct(gpu.mem_busy_pct)}",
+        f"    power    {fmt.watts(gpu.power_w)} of {fmt.watts(gpu.power_limit_w)}   energy {fmt.joules(gpu.energy_j)}   "
+        f"clocks SM {fmt.mhz(gpu.sm_clock_mhz)}, mem {fmt.mhz(gpu.mem_clock_mhz)}   P{fmt.num(gpu.pstate, 0)}",
+        f"    thermal  {fmt.celsius(gpu.temp_c)}   fan {fmt.pct(gpu.fan_pct)}   throttle: {throttle}",
+        f"    links    PCIe tx {fmt.rate(gpu.pcie_tx_bytes_per_s)} rx {fmt.rate(gpu.pcie_rx_bytes_per_s)}   "
+        f"NVLink tx {fmt.rate(gpu.nvlink_tx_bytes_per_s)} rx {fmt.rate(gpu.nvlink_rx_bytes_per_s)}",
+    ]
+    if gpu.processes is None:
+        lines.append("    processes: n/a (not readable on this device)")
+    elif not gpu.processes:
+        lines.append("    processes: none")
+    else:
+        lines.append(f"    {'pid':>8}  {'user':<10} {'GPU mem':>10} {'SM':>6} {'CPU':>6}  command")
+        for p in sorted(gpu.processes, key=lambda p: -(p.gpu_mem_bytes or 0)):
+            lines.append(
+                f"    {p.pid:>8}  {fmt.text(p.user)[:10]:<10} {fmt.bytes_(p.gpu_mem_bytes):>10} "
+                f"{fmt.pct(p.sm_util_pct):>6} {fmt.pct(p.cpu_pct):>6}  {fmt.text(p.command or p.name)[:80]}"
+            )
+    return lines

@@ -1,0 +1,92 @@
+"""The CLI as a user meets it: a subprocess, with and without (fake) GPUs."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from gputop import metrics
+
+TESTS = pathlib.Path(__file__).resolve().parent
+
+
+def gputop(*args: str, fake: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("GPUTOP_FAKE_NVML", None)
+    if fake is not None:
+        env["GPUTOP_FAKE_NVML"] = fake
+        env["PYTHONPATH"] = os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "gputop", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_version_and_help():
+    out = gputop("--version")
+    assert out.returncode == 0 and out.stdout.startswith("gputop ")
+    out = gputop("--help")
+    assert out.returncode == 0
+    assert "examples:" in out.stdout and "gputop snapshot --json" in out.stdout
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["snapshot", "--bogus"], ["--interval", "abc"],
+                                  ["--interval", "0"], ["nosuchcommand"]])
+def test_bad_flags_are_one_line_and_exit_2(args):
+    out = gputop(*args)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gputop") and "error" in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "spec, reason",
+    [("none:library_not_found", "not found"), ("none:driver_not_loaded", "driver not loaded"),
+     ("none:no_permission", "permission")],
+)
+def test_snapshot_without_gpu_says_why_and_exits_0(spec, reason):
+    out = gputop("snapshot", fake=spec)
+    assert out.returncode == 0, out.stderr
+    assert "cores busy" in out.stdout
+    gpu_line = [line for line in out.stdout.splitlines() if line.startswith("GPU")]
+    assert len(gpu_line) == 1 and reason in gpu_line[0].lower()
+
+
+def test_snapshot_text_with_h100():
+    out = gputop("snapshot", fake="H100_SXM")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "H100" in text and "of 132 active" in text
+    assert "TB/s" in text  # DRAM bandwidth derived from GPM x peak
+    assert "fan n/a" in text  # datacentre board: no fan, shown as n/a, never 0
+
+
+def test_snapshot_json_keys_are_metric_names():
+    out = gputop("snapshot", "--json", fake="H100_SXM*2")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert set(metrics.CPU_METRICS) <= set(doc["cpu"])
+    assert len(doc["gpus"]) == 2
+    for gpu in doc["gpus"]:
+        assert set(metrics.GPU_METRICS) <= set(gpu)
+        assert gpu["info"]["sm_count"] == 132
+        assert gpu["sm_active_pct"] is not None and 0 <= gpu["sm_active_pct"] <= 100
+        assert gpu["fan_pct"] is None
+    assert doc["gpu_unavailable"] is None
+
+
+def test_snapshot_json_without_gpu():
+    out = gputop("snapshot", "--json", fake="none:driver_not_loaded")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["gpus"] == [] and "driver" in doc["gpu_unavailable"].lower()
+    assert len(doc["cpu"]["core_util_pct"]) == os.cpu_count()
+
+
+def test_snapshot_into_closed_pipe_is_quiet():
+    proc = subprocess.run(f"{sys.executable} -m gputop snapshot | head -c 1", shell=True,
+                          capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in proc.stderr

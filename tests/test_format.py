@@ -1,0 +1,43 @@
+import pytest
+
+from gputop import format as fmt
+
+
+@pytest.mark.parametrize("func", [fmt.text, fmt.num, fmt.pct, fmt.bytes_, fmt.rate, fmt.watts,
+                                  fmt.joules, fmt.mhz, fmt.celsius])
+def test_none_is_na_never_zero(func):
+    assert func(None) == "n/a"
+
+
+def test_zero_is_zero_not_na():
+    assert fmt.pct(0.0) == "0 %" and fmt.watts(0) == "0 W" and fmt.bytes_(0) == "0 B"
+
+
+@pytest.mark.parametrize("value, expected", [
+    (512, "512 B"), (1536, "1.5 KiB"), (80 * 1024**3, "80 GiB"), (81559 * 1024**2, "79.6 GiB"),
+])
+def test_bytes_are_binary(value, expected):
+    assert fmt.bytes_(value) == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    (3.35e12, "3.35 TB/s"), (2_000_000_000, "2 GB/s"), (999, "999 B/s"), (450e9, "450 GB/s"),
+])
+def test_rates_are_decimal(value, expected):
+    assert fmt.rate(value) == expected
+
+
+def test_joules_scale():
+    assert fmt.joules(123_400) == "123 kJ" and fmt.joules(12.5) == "12.5 J"
+
+
+@pytest.mark.parametrize("value, cls", [(None, "-na"), (0, "-idle"), (20, "-light"), (60, "-busy"), (95, "-hot")])
+def test_load_class(value, cls):
+    assert fmt.load_class(value) == cls
+
+
+def test_util_trap():
+    assert fmt.util_trap(100, 23) is True
+    assert fmt.util_trap(100, 80) is False
+    assert fmt.util_trap(40, 10) is False
+    assert fmt.util_trap(100, None) is False  # without GPM we cannot tell: no warning, no guess
