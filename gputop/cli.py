@@ -69,7 +69,7 @@ def build_sampler(process_interval_s: float = 2.0):
 def _snapshot(args: argparse.Namespace) -> int:
     from gputop import snapshot
 
-    sampler = build_sampler()
+    sampler = build_sampler(process_interval_s=0.0)  # both ticks scan: process CPU % is a real delta
     try:
         sample = snapshot.take(sampler)
     finally:

@@ -68,8 +68,6 @@ def _gpu_lines(gpu: GpuSample) -> list[str]:
     sm_text = f"{sms:.0f} of {info.sm_count} active ({fmt.pct(gpu.sm_active_pct)})" if sms is not None else "n/a (needs GPM: Hopper or newer)"
     peak = info.peak_dram_bw_bytes_per_s
     bw = f"{fmt.rate(gpu.dram_bw_bytes_per_s)} ({fmt.pct(gpu.dram_bw_util_pct)} of {fmt.rate(peak)})"
-    reasons = gpu.clock_event_reasons
-    throttle = "n/a" if reasons is None else (", ".join(reasons) or "none")
     lines = [
         title,
         f"    SMs      {sm_text}   occupancy {fmt.pct(gpu.sm_occupancy_pct)}   tensor {fmt.pct(gpu.tensor_active_pct)}   "
@@ -77,7 +75,7 @@ def _gpu_lines(gpu: GpuSample) -> list[str]:
         f"    memory   {fmt.used_total(gpu.mem_used_bytes, gpu.mem_total_bytes)}   bandwidth {bw}   busy {fmt.pct(gpu.mem_busy_pct)}",
         f"    power    {fmt.watts(gpu.power_w)} of {fmt.watts(gpu.power_limit_w)}   energy {fmt.joules(gpu.energy_j)}   "
         f"clocks SM {fmt.mhz(gpu.sm_clock_mhz)}, mem {fmt.mhz(gpu.mem_clock_mhz)}   P{fmt.num(gpu.pstate, 0)}",
-        f"    thermal  {fmt.celsius(gpu.temp_c)}   fan {fmt.pct(gpu.fan_pct)}   throttle: {throttle}",
+        f"    thermal  {fmt.celsius(gpu.temp_c)}   fan {fmt.pct(gpu.fan_pct)}   clocks held by: {fmt.reasons(gpu.clock_event_reasons)}",
         f"    links    PCIe tx {fmt.rate(gpu.pcie_tx_bytes_per_s)} rx {fmt.rate(gpu.pcie_rx_bytes_per_s)}   "
         f"NVLink tx {fmt.rate(gpu.nvlink_tx_bytes_per_s)} rx {fmt.rate(gpu.nvlink_rx_bytes_per_s)}",
     ]
@@ -90,6 +88,12 @@ def _gpu_lines(gpu: GpuSample) -> list[str]:
         for p in sorted(gpu.processes, key=lambda p: -(p.gpu_mem_bytes or 0)):
             lines.append(
                 f"    {p.pid:>8}  {fmt.text(p.user)[:10]:<10} {fmt.bytes_(p.gpu_mem_bytes):>10} "
-                f"{fmt.pct(p.sm_util_pct):>6} {fmt.pct(p.cpu_pct):>6}  {fmt.text(p.command or p.name)[:80]}"
+                f"{fmt.pct(p.sm_util_pct):>6} {fmt.pct(p.cpu_pct):>6}  {_command(p)[:80]}"
             )
     return lines
+
+
+def _command(p) -> str:
+    if p.command or p.name:
+        return p.command or p.name
+    return "(not visible from this pid namespace: a container, or another host's process)"
