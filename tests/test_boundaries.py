@@ -58,3 +58,9 @@ def test_model_fields_are_catalogue_metrics():
     gpu_fields = {f for f in model.GpuSample.__dataclass_fields__} - {"info", "lost", "processes"}
     assert gpu_fields == set(metrics.GPU_METRICS)
     assert set(model.CpuSample.__dataclass_fields__) == set(metrics.CPU_METRICS)
+
+
+def test_readme_documents_every_snapshot_key():
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in metrics.GPU_METRICS + metrics.CPU_METRICS if f"`{name}`" not in readme]
+    assert missing == []
