@@ -88,3 +88,40 @@ def util_trap(gpu_util_pct: float | None, sm_active_pct: float | None) -> bool:
     if gpu_util_pct is None or sm_active_pct is None:
         return False
     return gpu_util_pct >= UTIL_TRAP_GPU_PCT and sm_active_pct < UTIL_TRAP_SM_PCT
+
+
+# nvidia-smi's clock event labels (what gputop.sources.nvml reports) in plain words.
+_REASON_WORDS = {
+    "idle": "idle",
+    "applications_clocks_setting": "application clocks set",
+    "sw_power_cap": "power cap",
+    "hw_slowdown": "hardware slowdown",
+    "sync_boost": "sync boost",
+    "sw_thermal_slowdown": "too hot (software)",
+    "hw_thermal_slowdown": "too hot (hardware)",
+    "hw_power_brake_slowdown": "power brake",
+    "display_clock_setting": "display clocks",
+    "board_limit": "board limit",
+    "reliability": "reliability limit",
+}
+
+
+def reasons(value: tuple[str, ...] | None) -> str:
+    """Why clocks are held down, in words: "power cap, too hot (hardware)"; "none" when nothing."""
+    if value is None:
+        return NA
+    if not value:
+        return "none"
+    return ", ".join(_REASON_WORDS.get(r, r.replace("_", " ")) for r in value)
+
+
+def ratio(part: float | None, whole: float | None) -> float | None:
+    """``part`` as a percentage of ``whole``; None where either is unknown or the whole is 0."""
+    if part is None or not whole:
+        return None
+    return 100.0 * part / whole
+
+
+def ghz_cell(value: float | None) -> str:
+    """A core frequency in four columns for the CPU grid: "3.1G"; "n/a" where unknown."""
+    return NA if value is None else f"{value / 1000:.1f}G"

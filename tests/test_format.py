@@ -41,3 +41,19 @@ def test_util_trap():
     assert fmt.util_trap(100, 80) is False
     assert fmt.util_trap(40, 10) is False
     assert fmt.util_trap(100, None) is False  # without GPM we cannot tell: no warning, no guess
+
+
+def test_reasons_in_words():
+    assert fmt.reasons(None) == "n/a"
+    assert fmt.reasons(()) == "none"
+    assert fmt.reasons(("sw_power_cap", "hw_thermal_slowdown")) == "power cap, too hot (hardware)"
+    assert fmt.reasons(("unknown_0x800",)) == "unknown 0x800"
+
+
+def test_ratio_never_divides_by_zero_or_guesses():
+    assert fmt.ratio(1.0, 4.0) == 25.0
+    assert fmt.ratio(None, 4.0) is None and fmt.ratio(1.0, None) is None and fmt.ratio(1.0, 0) is None
+
+
+def test_ghz_cell_fits_four_columns():
+    assert fmt.ghz_cell(3100) == "3.1G" and fmt.ghz_cell(None) == "n/a"
