@@ -1,0 +1,256 @@
+"""GputopApp: owns the tick loop, keeps the history, hands each Sample down to the widgets.
+
+Built with its collaborators injected (``GputopApp(sampler, interval_s)``): ``cli.py`` passes the
+real sampler, tests pass a fake one. Sampling runs in a worker thread on drift-free deadlines
+(``gputop.sampler.run``); widgets only render what they are given and post ``GpuSelected`` up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from typing import Callable, Protocol
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Container
+from textual.reactive import var
+from textual.widgets import Footer
+
+from gputop import sampler as sampling
+from gputop.history import History
+from gputop.model import Sample
+from gputop.tui.screens.help import HelpScreen
+from gputop.tui.screens.kill import KillScreen, describe
+from gputop.tui.widgets.charts import HistoryCharts
+from gputop.tui.widgets.cpu import CpuPanel
+from gputop.tui.widgets.gpu import GpuSelected
+from gputop.tui.widgets.gpulist import GpuList
+from gputop.tui.widgets.processes import ProcessTable
+from gputop.tui.widgets.status import StatusBar
+
+INTERVALS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+HISTORY_POINTS = 3600
+FULL_PANELS_TWO_GPUS_ROWS = 56  # two full GPU panels need a terminal this tall; else one line each
+DETAIL_ROWS = 40  # compact rows plus the selected GPU's full panel from this height
+
+
+class SupportsSample(Protocol):
+    def sample(self) -> Sample: ...
+
+
+class SelfCpu:
+    """gputop's own CPU use: process CPU time over wall time between two readings."""
+
+    def __init__(self, cpu_clock: Callable[[], float] = time.process_time,
+                 wall_clock: Callable[[], float] = time.monotonic) -> None:
+        self._cpu_clock, self._wall_clock = cpu_clock, wall_clock
+        self._last = (cpu_clock(), wall_clock())
+
+    def read(self) -> float | None:
+        now = (self._cpu_clock(), self._wall_clock())
+        (cpu0, wall0), self._last = self._last, now
+        wall = now[1] - wall0
+        return None if wall <= 0 else 100.0 * (now[0] - cpu0) / wall
+
+
+class GputopApp(App):
+    CSS_PATH = "gputop.tcss"
+    TITLE = "gputop"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
+    BINDINGS = [
+        Binding("q", "quit", "quit"),
+        Binding("p", "toggle_pause", "pause"),
+        Binding("plus,equals_sign", "slower", "slower", key_display="+"),
+        Binding("minus", "faster", "faster", key_display="-"),
+        Binding("d", "next_gpu", "device"),
+        Binding("s", "cycle_sort", "sort"),
+        Binding("k", "kill", "kill"),
+        Binding("t", "next_theme", "theme"),
+        Binding("f", "toggle_freq", "core MHz"),
+        Binding("question_mark", "help", "help", key_display="?"),
+    ]
+
+    # App state as `var`s: watched but not repainting (an App repaint is a full-screen render).
+    sample: var[Sample | None] = var(None, always_update=True)
+    selected_gpu: var[int | None] = var(None)
+    paused: var[bool] = var(False)
+    interval_s: var[float] = var(1.0)
+    show_freq: var[bool] = var(False)
+
+    def __init__(self, sampler: SupportsSample, interval_s: float = 1.0, *,
+                 history: History | None = None, self_cpu: SelfCpu | None = None,
+                 kill: Callable[[int, int], None] = os.kill, host: str | None = None,
+                 paused: bool = False) -> None:
+        super().__init__()
+        self.sampler = sampler
+        self.history = history if history is not None else History(HISTORY_POINTS)
+        self.ticker = sampling.Ticker(interval_s)
+        self.self_cpu = self_cpu or SelfCpu()
+        self.kill = kill
+        self.samples_taken = 0
+        self._energy_at_start: dict[int, float] = {}
+        self._host = socket.gethostname() if host is None else host
+        self.set_reactive(GputopApp.interval_s, interval_s)
+        self.set_reactive(GputopApp.paused, paused)  # paused: no sampling until p (or ingest())
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        with Container(id="top"):
+            yield CpuPanel(id="cpu")
+            yield GpuList(id="gpus")
+        yield HistoryCharts(self.history, id="charts")
+        yield ProcessTable(id="procs")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        status = self.query_one(StatusBar)
+        status.host = self._host
+        status.interval_s = self.interval_s
+        status.sort_label = self.query_one(ProcessTable).sort_label
+        status.paused = self.paused
+        if not self.paused:
+            self._start_sampling()
+
+    def on_resize(self) -> None:
+        self._fit_layout()
+
+    def _fit_layout(self) -> None:
+        """One GPU: its full panel. Two on a tall terminal: both. Else a line each (and the
+        selected one's full panel too where there is room)."""
+        n = len(self.sample.gpus) if self.sample else 0
+        height = self.size.height
+        gpus = self.query_one(GpuList)
+        gpus.compact = n > 2 or (n == 2 and height < FULL_PANELS_TWO_GPUS_ROWS)
+        gpus.detail = height >= DETAIL_ROWS
+        # many cores on a short terminal: one glyph per core rather than rows of "97%" cells
+        self.query_one(CpuPanel).max_grid_rows = 2 if height < DETAIL_ROWS else 6
+
+    # -- sampling -----------------------------------------------------------------------------
+
+    def _start_sampling(self) -> None:
+        self.ticker.set_interval(self.interval_s)  # re-anchor: one tick now, then the pace
+        self._sample_loop()
+
+    @work(exclusive=True, group="sampling")
+    async def _sample_loop(self) -> None:
+        await sampling.run(self.sampler, self.ticker, self.ingest)
+
+    def ingest(self, sample: Sample) -> None:
+        """Take one sample (the tick loop calls this; tests may too)."""
+        self.samples_taken += 1
+        self.history.push(sample)
+        for gpu in sample.gpus:
+            if gpu.energy_j is not None:
+                self._energy_at_start.setdefault(gpu.info.index, gpu.energy_j)
+        self.query_one(StatusBar).own_cpu_pct = self.self_cpu.read()
+        self.sample = sample
+
+    def watch_sample(self, sample: Sample | None) -> None:
+        if sample is None:
+            return
+        indices = [g.info.index for g in sample.gpus]
+        if self.selected_gpu not in indices:
+            self.selected_gpu = indices[0] if indices else None
+        self._fit_layout()
+        self.query_one(CpuPanel).sample = sample.cpu
+        gpus = self.query_one(GpuList)
+        gpus.energy_j = {g.info.index: self._energy_since_start(g.info.index, g.energy_j) for g in sample.gpus}
+        gpus.selected = self.selected_gpu
+        gpus.sample = sample
+        self.query_one(ProcessTable).sample = sample
+        self.query_one(HistoryCharts).tick += 1
+
+    def _energy_since_start(self, index: int, energy_j: float | None) -> float | None:
+        start = self._energy_at_start.get(index)
+        return None if energy_j is None or start is None else energy_j - start
+
+    def watch_selected_gpu(self, index: int | None) -> None:
+        self.query_one(GpuList).selected = index
+        self.query_one(StatusBar).selected_gpu = index
+        self.query_one(HistoryCharts).gpu_index = index
+
+    def watch_paused(self, paused: bool) -> None:
+        self.query_one(StatusBar).paused = paused
+
+    def watch_interval_s(self, interval_s: float) -> None:
+        self.query_one(StatusBar).interval_s = interval_s
+
+    def watch_show_freq(self, show: bool) -> None:
+        self.query_one(CpuPanel).show_freq = show
+
+    def on_gpu_selected(self, message: GpuSelected) -> None:
+        self.selected_gpu = message.index
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        if self.paused:
+            self.workers.cancel_group(self, "sampling")
+        else:
+            self._start_sampling()
+
+    def _step_interval(self, step: int) -> None:
+        i = min(range(len(INTERVALS)), key=lambda k: abs(INTERVALS[k] - self.interval_s))
+        self.interval_s = INTERVALS[max(0, min(len(INTERVALS) - 1, i + step))]
+        self.ticker.set_interval(self.interval_s)
+
+    def action_slower(self) -> None:
+        self._step_interval(+1)
+
+    def action_faster(self) -> None:
+        self._step_interval(-1)
+
+    def action_next_gpu(self) -> None:
+        indices = [g.info.index for g in self.sample.gpus] if self.sample else []
+        if not indices:
+            self.notify("no GPU to select", severity="warning")
+            return
+        pos = indices.index(self.selected_gpu) if self.selected_gpu in indices else -1
+        self.selected_gpu = indices[(pos + 1) % len(indices)]
+
+    def action_cycle_sort(self) -> None:
+        table = self.query_one(ProcessTable)
+        table.cycle_sort()
+        self.query_one(StatusBar).sort_label = table.sort_label
+
+    def on_data_table_header_selected(self) -> None:
+        self.query_one(StatusBar).sort_label = self.query_one(ProcessTable).sort_label
+
+    def action_next_theme(self) -> None:
+        names = sorted(self.available_themes)
+        self.theme = names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
+        self.notify(f"theme: {self.theme}", timeout=1.5)
+
+    def action_toggle_freq(self) -> None:
+        self.show_freq = not self.show_freq
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_kill(self) -> None:
+        proc = self.query_one(ProcessTable).selected_process
+        if proc is None:
+            self.notify("no process selected", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                self.kill(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                self.notify(f"{describe(proc)} has already exited", severity="warning")
+            except OSError as err:
+                self.notify(f"cannot kill {describe(proc)}: {err.strerror or err}", severity="error")
+            else:
+                self.notify(f"sent SIGTERM to {describe(proc)}")
+
+        self.push_screen(KillScreen(proc), answered)

@@ -1,0 +1,43 @@
+"""The key help, opened with ?."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS = (
+    ("q", "quit"),
+    ("p", "pause / resume sampling"),
+    ("+ / -", "sample less / more often (0.1 s to 10 s)"),
+    ("d", "next GPU: the charts follow it (or click a GPU)"),
+    ("s", "sort processes by the next column (or click a header)"),
+    ("k", "kill the selected process (SIGTERM, after you confirm)"),
+    ("t", "next colour theme"),
+    ("f", "show core frequencies instead of core load"),
+    ("?", "this help"),
+)
+
+ABOUT = (
+    "SMs active: streaming multiprocessors with work on them (GPM, Hopper and newer). "
+    "NVML util is only the share of time any kernel ran: 100 % can mean one busy SM. "
+    "n/a: the driver or hardware does not report it (never shown as 0)."
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "close")]
+
+    def compose(self) -> ComposeResult:
+        width = max(len(k) for k, _ in KEYS)
+        lines = "\n".join(f"[b]{k:>{width}}[/b]  {what}" for k, what in KEYS)
+        with Vertical(id="help"):
+            yield Static("gputop keys", classes="title")
+            yield Static(lines, id="help-keys")
+            yield Static(ABOUT, classes="about")
+            yield Static("escape or ? to close", classes="hint")
+
+    def on_click(self) -> None:
+        self.dismiss()

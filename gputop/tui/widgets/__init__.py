@@ -1,0 +1,1 @@
+"""Widgets, one module per widget family. Each renders what it is given; none fetches."""

@@ -1,0 +1,246 @@
+"""History charts: CPU vs GPU activity, DRAM bandwidth and power, over the last minutes.
+
+Braille line charts drawn straight into Strips (Textual's line API): two points per column, as
+many as the chart is wide, asked of the history each tick. A plotext chart of the same size cost
+~25 ms a tick (build, ANSI parse and one styled segment per cell); these cost ~1 ms. CPU series are
+one colour and GPU series another in every chart, both set in gputop.tcss (chart--cpu, chart--gpu).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.strip import Strip
+from textual.widget import Widget
+
+from gputop.history import History, cpu_key, gpu_key
+
+BRAILLE = 0x2800
+# dot bit for (column 0/1, row 0..3) inside one braille cell
+_DOT = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
+
+
+class Series(NamedTuple):
+    name: str  # history series
+    label: str
+    kind: str  # "cpu" or "gpu": the colour
+    scale: Callable[[float], float] = lambda v: v
+
+
+def nice_ceiling(value: float) -> float:
+    """1, 2, 2.5 or 5 x 10^k at or above ``value`` (a y axis top that reads well)."""
+    if value <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    for step in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        if value <= step * power + 1e-12:
+            return step * power
+    return 10 * power
+
+
+def axis_number(value: float) -> str:
+    if value >= 10_000:
+        return f"{value / 1000:.0f}k"
+    if value >= 1000:
+        return f"{value / 1000:.1f}k"
+    return f"{value:.0f}" if value >= 10 or value == 0 else f"{value:.1f}"
+
+
+class Chart(Widget):
+    """One braille line chart over the newest points of some history series."""
+
+    COMPONENT_CLASSES = {"chart--title", "chart--axis", "chart--cpu", "chart--gpu", "chart--dim"}
+
+    def __init__(self, title: str, unit: str, ylim: tuple[float, float] | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.title, self.unit, self.ylim = title, unit, ylim
+        self.series: list[Series] = []
+        self.history: History | None = None
+        self.note = ""  # said instead of a plot where there is nothing to draw
+        self._lines: list[Strip] = []
+        self._styles: dict[str | None, Style] = {}
+
+    def on_resize(self) -> None:
+        self.replot()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self.replot()  # a theme change re-colours the cached lines
+
+    def render_line(self, y: int) -> Strip:
+        if y < len(self._lines):
+            return self._lines[y]
+        return Strip.blank(self.size.width, self._style(None))
+
+    def _style(self, name: str | None) -> Style:
+        """The widget's style, plus component class ``name`` (cached per replot: rich_style is slow)."""
+        style = self._styles.get(name)
+        if style is None:
+            style = self._styles[name] = self.rich_style + (
+                self.get_component_rich_style(name, partial=True) if name else Style())
+        return style
+
+    def replot(self) -> None:
+        width, height = self.size
+        if width < 12 or height < 4 or not self.is_mounted:
+            self._lines = []
+            self.refresh()
+            return
+        self._styles = {}
+        history = self.history
+        plot_h = height - 2
+        values, top, bottom = self._values(history, width)
+        y_labels = (axis_number(top), axis_number((top + bottom) / 2), axis_number(bottom))
+        gutter = max(len(s) for s in y_labels) + 1
+        plot_w = width - gutter
+        cells = [[0] * plot_w for _ in range(plot_h)]
+        owner: list[list[str | None]] = [[None] * plot_w for _ in range(plot_h)]
+        for series, points in values:
+            self._draw(series.kind, points, cells, owner, plot_w, plot_h, top, bottom)
+
+        lines = [self._title_line(width, values)]
+        axis = self._style("chart--axis")
+        for row in range(plot_h):
+            label = ""
+            if row == 0:
+                label = y_labels[0]
+            elif row == plot_h // 2 and plot_h > 2:
+                label = y_labels[1]
+            elif row == plot_h - 1:
+                label = y_labels[2]
+            segments = [Segment(f"{label:>{gutter - 1}}" + ("┤" if label else "│"), axis)]
+            segments += self._row_segments(cells[row], owner[row])
+            lines.append(Strip(segments, width))
+        lines.append(self._x_axis(width, gutter, history, plot_w))
+        self._lines = lines
+        self.refresh()
+
+    def _values(self, history: History | None, width: int):
+        """Each series' newest points (2 per column), scaled; and the y range to draw them in."""
+        n = 2 * width
+        values = []
+        if history is not None and len(history) > 1:
+            for s in self.series:
+                points = [None if v is None else s.scale(v) for v in history.last(s.name, n)]
+                if sum(p is not None for p in points) > 1:
+                    values.append((s, points))
+        if self.ylim:
+            bottom, top = self.ylim
+        else:
+            peak = max((p for _, pts in values for p in pts if p is not None), default=0.0)
+            bottom, top = 0.0, nice_ceiling(peak * 1.05)
+        return values, top, bottom
+
+    def _draw(self, kind, points, cells, owner, plot_w, plot_h, top, bottom) -> None:
+        dots_w, dots_h = 2 * plot_w, 4 * plot_h
+        offset = dots_w - len(points)  # newest point at the right edge
+        span = (top - bottom) or 1.0
+        prev = None
+        for i, value in enumerate(points):
+            x = offset + i
+            if value is None or x < 0:
+                prev = None
+                continue
+            y = round((1 - (min(max(value, bottom), top) - bottom) / span) * (dots_h - 1))
+            ys = range(min(prev, y), max(prev, y) + 1) if prev is not None else (y,)
+            for yy in ys:  # join to the previous point so steep changes read as a line
+                row, sub = divmod(yy, 4)
+                col, half = divmod(x, 2)
+                cells[row][col] |= _DOT[half][sub]
+                owner[row][col] = kind
+            prev = y
+
+    def _row_segments(self, bits: list[int], owner: list[str | None]) -> list[Segment]:
+        segments: list[Segment] = []
+        run, run_kind = [], owner[0] if owner else None
+        for b, kind in zip(bits, owner):
+            if kind != run_kind and run:
+                segments.append(self._run(run, run_kind))
+                run = []
+            run_kind = kind
+            run.append(chr(BRAILLE + b) if b else " ")
+        if run:
+            segments.append(self._run(run, run_kind))
+        return segments
+
+    def _run(self, chars: list[str], kind: str | None) -> Segment:
+        return Segment("".join(chars), self._style(f"chart--{kind}" if kind else None))
+
+    def _title_line(self, width: int, values) -> Strip:
+        segments = [Segment(f"{self.title}, {self.unit}", self._style("chart--title"))]
+        drawn = {s.label for s, _ in values}
+        for s in self.series:
+            if s.label in drawn:
+                segments += [Segment("  ━ ", self._style(f"chart--{s.kind}")), Segment(s.label, self._style(None))]
+        if not drawn:
+            segments.append(Segment("  " + (self.note or "no data yet"), self._style("chart--dim")))
+        return Strip(segments).crop_extend(0, width, self._style(None))
+
+    def _x_axis(self, width: int, gutter: int, history: History | None, plot_w: int) -> Strip:
+        axis = self._style("chart--axis")
+        text = "now"
+        left = ""
+        if history is not None and len(history) > 1:
+            stamps = history.timestamps(2 * plot_w)
+            span_s = (stamps[-1] - stamps[0]) / 1e9
+            left = f"-{span_s:.0f} s" if span_s >= 10 else f"-{span_s:.1f} s"
+            # the oldest point drawn sits left of the edge when the history is short
+            pad = max(0, (2 * plot_w - len(stamps)) // 2)
+            left = " " * pad + left
+        line = " " * gutter + left
+        line = line[: width - len(text)].ljust(width - len(text)) + text
+        return Strip([Segment(line, axis)], width)
+
+
+class HistoryCharts(Horizontal):
+    """Three charts that follow the selected GPU; the app hands down the history and a tick."""
+
+    tick: reactive[int] = reactive(0, always_update=True)
+    gpu_index: reactive[int | None] = reactive(None)
+
+    def __init__(self, history: History, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.history = history
+
+    def compose(self):
+        yield Chart("activity", "% of capacity", (0, 100), id="chart-activity")
+        yield Chart("DRAM bandwidth", "GB/s", id="chart-bandwidth")
+        yield Chart("power", "W", id="chart-power")
+
+    def on_mount(self) -> None:
+        for chart in self.query(Chart):
+            chart.history = self.history
+        self._configure()
+
+    def watch_gpu_index(self) -> None:
+        if self.is_mounted:
+            self._configure()
+
+    def watch_tick(self) -> None:
+        if self.is_mounted:
+            self._configure()
+
+    def _configure(self) -> None:
+        i = self.gpu_index
+        activity = self.query_one("#chart-activity", Chart)
+        activity.series = [Series(cpu_key("cpu_util_pct"), "CPU cores", "cpu")]
+        if i is not None:
+            sm = gpu_key(i, "sm_active_pct")
+            activity.series.append(Series(sm, f"GPU{i} SMs", "gpu") if self.history.latest(sm) is not None
+                                   else Series(gpu_key(i, "gpu_util_pct"), f"GPU{i} util", "gpu"))
+        bandwidth = self.query_one("#chart-bandwidth", Chart)
+        bandwidth.series = [] if i is None else [
+            Series(gpu_key(i, "dram_bw_bytes_per_s"), f"GPU{i}", "gpu", lambda v: v / 1e9)]
+        bandwidth.note = "no GPU" if i is None else "n/a (needs GPM: Hopper or newer)"
+        power = self.query_one("#chart-power", Chart)
+        power.series = [Series(cpu_key("cpu_power_w"), "CPU pkg", "cpu")]
+        if i is not None:
+            power.series.append(Series(gpu_key(i, "power_w"), f"GPU{i}", "gpu"))
+        power.note = "n/a"
+        for chart in (activity, bandwidth, power):
+            chart.replot()

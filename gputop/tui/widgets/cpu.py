@@ -1,0 +1,73 @@
+"""The host: every core as a cell coloured by load, busy cores as a count, RAM and package power."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.reactive import reactive
+
+from gputop import format as fmt
+from gputop.model import CpuSample
+from gputop.tui.widgets.panel import Panel, flow
+
+LEVELS = "▁▂▃▄▅▆▇█"
+WIDE_CELL = 4  # " 97%" or "3.1G"
+
+
+class CpuPanel(Panel):
+    """Per-core cells (utilization, or frequency when ``show_freq``), then the totals."""
+
+    sample: reactive[CpuSample | None] = reactive(None)
+    show_freq: reactive[bool] = reactive(False, layout=True)
+    max_grid_rows: reactive[int] = reactive(6, layout=True)
+
+    def on_mount(self) -> None:
+        self.border_title = "CPU"
+
+    def watch_sample(self) -> None:
+        self.relayout_if_resized()
+
+    def watch_show_freq(self, show: bool) -> None:
+        self.border_subtitle = "core MHz (f)" if show else "core load (f: MHz)"
+
+    def render_key(self) -> tuple:
+        return (self.sample, self.show_freq, self.max_grid_rows)
+
+    def build(self, width: int) -> Text:
+        cpu = self.sample
+        if cpu is None:
+            return Text("waiting for the first sample", style=self.style_of("panel--dim"))
+        width = max(width, 10)
+        f = self.field
+        n = len(cpu.core_util_pct)
+        busy = Text.assemble((f"{cpu.busy_cores:.1f} of {n} cores busy", self.style_of("panel--value")),
+                             f" ({fmt.pct(cpu.cpu_util_pct)})")
+        blocks = [
+            [busy, f("load", fmt.num(cpu.load1, 2))],
+            [self._grid(cpu, width)],
+            [f("RAM", fmt.used_total(cpu.ram_used_bytes, cpu.ram_total_bytes)),
+             f("package power", fmt.watts(cpu.cpu_power_w))],
+        ]
+        if self.show_freq:
+            known = [m for m in cpu.core_freq_mhz if m is not None]
+            blocks[0].append(f("avg freq", fmt.mhz(sum(known) / len(known) if known else None)))
+        return flow(blocks, width)
+
+    def _grid(self, cpu: CpuSample, width: int) -> Text:
+        """Four-column cells while they fit in ``max_grid_rows``; else one block glyph per core."""
+        n = len(cpu.core_util_pct)
+        per_row = max(1, (width + 1) // (WIDE_CELL + 1))
+        wide = -(-n // per_row) <= self.max_grid_rows
+        cells = []
+        for util, mhz in zip(cpu.core_util_pct, cpu.core_freq_mhz):
+            style = self.load_style(util)
+            if wide:
+                label = fmt.ghz_cell(mhz) if self.show_freq else f"{util:3.0f}%"
+                cells.append(Text(f"{label:>{WIDE_CELL}}", style=style))
+            else:
+                level = LEVELS[min(len(LEVELS) - 1, int(util / 100 * len(LEVELS)))]
+                cells.append(Text(level, style=style))
+        if not wide:
+            per_row = width
+        sep = Text(" ") if wide else Text("")
+        rows = [sep.join(cells[i:i + per_row]) for i in range(0, n, per_row)]
+        return Text("\n").join(rows)

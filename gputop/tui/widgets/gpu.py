@@ -1,0 +1,202 @@
+"""One GPU: a full panel (SM grid and every metric) or a compact one-line row for many GPUs."""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+from textual import events
+from textual.message import Message
+from textual.reactive import reactive
+
+from gputop import format as fmt
+from gputop.model import GpuSample
+from gputop.tui.widgets.panel import Panel, flow
+
+LOST = "lost (fell off the bus?)"
+SM_ON, SM_OFF = "■", "·"
+BAR_BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+class GpuSelected(Message):
+    """The user clicked a GPU: the app makes it the selected device."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+
+def short_name(name: str) -> str:
+    return name.removeprefix("NVIDIA ").removeprefix("Tesla ")
+
+
+def sms_active_text(gpu: GpuSample) -> str | None:
+    """"118 of 132 SMs active", or None without GPM."""
+    n = gpu.sms_active
+    return None if n is None else f"{n:.0f} of {gpu.info.sm_count} SMs active"
+
+
+def trap_warning(gpu: GpuSample) -> str | None:
+    """The plain-words warning when NVML util and SM activity disagree."""
+    if not fmt.util_trap(gpu.gpu_util_pct, gpu.sm_active_pct):
+        return None
+    busy = gpu.sms_active
+    of = f"{busy:.0f} of {gpu.info.sm_count} SMs" if busy is not None else fmt.pct(gpu.sm_active_pct) + " of SMs"
+    return f"util {fmt.pct(gpu.gpu_util_pct)} but only {of} busy: kernels are small or stalled"
+
+
+class _GpuWidget(Panel):
+    """What the full panel and the compact row share: data in, click out, state as classes."""
+
+    sample: reactive[GpuSample | None] = reactive(None)
+    energy_j: reactive[float | None] = reactive(None)  # since gputop started
+    selected: reactive[bool] = reactive(False)
+
+    def __init__(self, index: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.index = index
+
+    def watch_sample(self, gpu: GpuSample | None) -> None:
+        self.relayout_if_resized()
+        self.set_class(gpu is not None and gpu.lost, "-lost")
+        self.set_class(gpu is not None and trap_warning(gpu) is not None, "-trap")
+
+    def watch_selected(self, selected: bool) -> None:
+        self.set_class(selected, "-selected")
+
+    def on_click(self, event: events.Click) -> None:
+        self.post_message(GpuSelected(self.index))
+
+
+class GpuPanel(_GpuWidget):
+    """Every metric of one GPU, with its SMs drawn as a grid of cells."""
+
+    def watch_sample(self, gpu: GpuSample | None) -> None:
+        super().watch_sample(gpu)
+        if gpu is not None:
+            info = gpu.info
+            self.border_title = f"GPU{info.index} {short_name(info.name)}"
+            self.border_subtitle = info.architecture or ""
+
+    def render_key(self) -> tuple:
+        return (self.sample, self.energy_j)
+
+    def build(self, width: int) -> Text:
+        gpu = self.sample
+        if gpu is None:
+            return Text("waiting for the first sample", style=self.style_of("panel--dim"))
+        if gpu.lost:
+            return Text(LOST, style=self.style_of("panel--lost"))
+        width = max(width, 20)
+        return flow(self._blocks(gpu, width), width)
+
+    def _blocks(self, gpu: GpuSample, width: int) -> list[list[Text]]:
+        f, st = self.field, self.style_of
+        sms = sms_active_text(gpu)
+        head = (Text.assemble((sms, st("panel--value")), f" ({fmt.pct(gpu.sm_active_pct)})") if sms
+                else f("SM activity", "n/a", (" (needs GPM: Hopper or newer)", st("panel--dim"))))
+        blocks: list[list[Text]] = [[head, f("NVML util", fmt.pct(gpu.gpu_util_pct)),
+                                     f("tensor", fmt.pct(gpu.tensor_active_pct))]]
+        grid = self._sm_grid(gpu, width)
+        if grid is not None:
+            blocks.append([grid])
+        warning = trap_warning(gpu)
+        if warning:
+            blocks.append([Text("⚠ " + warning, style=st("panel--warn"))])
+        peak = gpu.info.peak_dram_bw_bytes_per_s
+        mem_pct = fmt.ratio(gpu.mem_used_bytes, gpu.mem_total_bytes)
+        power_pct = fmt.ratio(gpu.power_w, gpu.power_limit_w)
+        blocks += [
+            [f("DRAM", fmt.rate(gpu.dram_bw_bytes_per_s), f" {fmt.pct(gpu.dram_bw_util_pct)} of {fmt.rate(peak)}"),
+             f("memory", fmt.used_total(gpu.mem_used_bytes, gpu.mem_total_bytes), f" ({fmt.pct(mem_pct)})")],
+            [f("power", fmt.watts(gpu.power_w), f" of {fmt.watts(gpu.power_limit_w)} ({fmt.pct(power_pct)})"),
+             f("energy", fmt.joules(self.energy_j), " since start")],
+            [f("clocks SM", fmt.mhz(gpu.sm_clock_mhz), f", mem {fmt.mhz(gpu.mem_clock_mhz)}"),
+             f("temp", fmt.celsius(gpu.temp_c)), f("fan", fmt.pct(gpu.fan_pct)),
+             f("pstate", "n/a" if gpu.pstate is None else f"P{gpu.pstate}")],
+            [f("throttle", fmt.reasons(gpu.clock_event_reasons))],
+            [f("PCIe", f"↑{fmt.rate(gpu.pcie_tx_bytes_per_s)} ↓{fmt.rate(gpu.pcie_rx_bytes_per_s)}"),
+             f("NVLink", f"↑{fmt.rate(gpu.nvlink_tx_bytes_per_s)} ↓{fmt.rate(gpu.nvlink_rx_bytes_per_s)}")],
+        ]
+        return blocks
+
+    def _sm_grid(self, gpu: GpuSample, width: int) -> Text | None:
+        """One cell per SM, ceil(active) of them filled; rows as wide as the panel."""
+        count, active = gpu.info.sm_count, gpu.sms_active
+        if not count or active is None:
+            return None
+        on = min(count, math.ceil(active - 1e-9))
+        cells = Text()
+        cells.append(SM_ON * on, style=self.style_of("sm--on"))
+        cells.append(SM_OFF * (count - on), style=self.style_of("sm--off"))
+        rows = -(-count // width)
+        per_row = -(-count // rows)  # balanced rows: 2 x 66 rather than 92 + 40
+        rows = [cells[i:i + per_row] for i in range(0, count, per_row)]
+        return Text("\n").join(rows)
+
+
+def bar(pct: float | None, width: int) -> str:
+    """A fractional block bar, ``width`` cells: "█████▌    "."""
+    if pct is None:
+        return "?" * width
+    eighths = round(max(0.0, min(pct, 100.0)) / 100 * width * 8)
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (BAR_BLOCKS[part] if part else "")).ljust(width)
+
+
+class GpuRow(_GpuWidget):
+    """One line per GPU: the fields that fit, most telling first."""
+
+    def render_key(self) -> tuple:
+        return (self.sample,)
+
+    def build(self, width: int) -> Text:
+        gpu = self.sample
+        st = self.style_of
+        if gpu is None:
+            return Text(f"GPU{self.index} waiting", style=st("panel--dim"))
+        line = Text.assemble((f"{gpu.info.index} ", st("panel--value")), (f"{short_name(gpu.info.name)[:16]:<16}", st("panel--label")))
+        if gpu.lost:
+            line.append("  " + LOST, style=st("panel--lost"))
+            return line
+        n = gpu.sms_active
+        activity = gpu.sm_active_pct if n is not None else gpu.gpu_util_pct
+        line.append(" ")
+        line.append(bar(activity, 10), style=self.load_style(activity))
+        sms = (f"{n:>3.0f}/{gpu.info.sm_count} SMs" if n is not None else "SMs n/a   ")
+        fields = [
+            Text.assemble((sms, st("panel--value"))),
+            self.field("util", fmt.pct(gpu.gpu_util_pct)),
+            self.field("bw", fmt.pct(gpu.dram_bw_util_pct)),
+            self.field("mem", fmt.bytes_(gpu.mem_used_bytes), f"/{fmt.bytes_(gpu.mem_total_bytes)}"),
+            self.field("", fmt.watts(gpu.power_w), f"/{fmt.watts(gpu.power_limit_w)}"),
+            self.field("", fmt.celsius(gpu.temp_c)),
+            self.field("", "n/a" if gpu.pstate is None else f"P{gpu.pstate}"),
+        ]
+        if trap_warning(gpu):
+            fields.insert(1, Text("⚠ few SMs busy", style=st("panel--warn")))
+        for item in fields:
+            if line.cell_len + 2 + item.cell_len > width:
+                break
+            line.append("  ")
+            line.append_text(item)
+        return line
+
+    def watch_sample(self, gpu: GpuSample | None) -> None:
+        super().watch_sample(gpu)
+        if gpu is not None:
+            self.tooltip = trap_warning(gpu)
+
+
+class NoGpuPanel(Panel):
+    """Why no GPU is shown: a plain statement, not an error screen."""
+
+    reason: reactive[str] = reactive("no NVIDIA GPU found")
+
+    def render_key(self) -> tuple:
+        return (self.reason,)
+
+    def build(self, width: int) -> Text:
+        return Text.assemble(("No GPU shown: ", self.style_of("panel--label")),
+                             (self.reason, self.style_of("panel--value")))
+

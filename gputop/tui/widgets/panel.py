@@ -1,0 +1,100 @@
+"""A base for the text panels: shared component classes so every colour lives in gputop.tcss."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from rich.style import Style
+from rich.text import Text
+from textual.widget import Widget
+
+from gputop import format as fmt
+
+GAP = "   "
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(x is y or x == y for x, y in zip(a, b))
+
+
+class Panel(Widget):
+    """A widget that renders Rich Text styled through component classes (see gputop.tcss).
+
+    Subclasses implement ``build(width)`` and ``render_key()`` (what the text depends on); the
+    built text is cached per key and width, so a layout pass and the paint that follows it (or a
+    hover) do not build it again.
+    """
+
+    COMPONENT_CLASSES = {
+        "panel--label", "panel--value", "panel--warn", "panel--lost", "panel--dim",
+        "load--na", "load--idle", "load--light", "load--busy", "load--hot",
+        "sm--on", "sm--off",
+    }
+
+    _built: tuple[tuple, Text] | None = None
+
+    def build(self, width: int) -> Text:
+        raise NotImplementedError
+
+    def render_key(self) -> tuple:
+        return ()
+
+    def text_for(self, width: int) -> Text:
+        key = (width, self.app.theme, *self.render_key())
+        if self._built is None or not _same(self._built[0], key):
+            self._built = (key, self.build(width))
+        return self._built[1]
+
+    def render(self) -> Text:
+        return self.text_for(self.content_size.width)
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        """Lines of the text as built for this width (the flow packs fields to the width)."""
+        return len(self.text_for(width).wrap(self.app.console, max(width, 1)))
+
+    def relayout_if_resized(self) -> None:
+        """Repaint; and lay the screen out again only if the text's height changed (a layout pass
+        re-renders every widget, so a tick that changes no height should not cost one)."""
+        if not self.is_mounted or self.styles.height is None or not self.styles.height.is_auto:
+            return
+        width = self.content_size.width
+        if width and self.get_content_height(self.size, self.size, width) != self.content_size.height:
+            self.refresh(layout=True)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._built = None  # component colours may have changed
+
+    def style_of(self, name: str) -> Style:
+        return self.get_component_rich_style(name, partial=True)
+
+    def load_style(self, pct: float | None) -> Style:
+        return self.style_of("load-" + fmt.load_class(pct))
+
+    def field(self, label: str, value: str, *rest: str | tuple[str, Style]) -> Text:
+        """"label value ...": the label dim, the value emphasised, extra pieces as given."""
+        text = Text.assemble((label + " " if label else "", self.style_of("panel--label")),
+                             (value, self.style_of("panel--value")))
+        for piece in rest:
+            text.append(piece) if isinstance(piece, str) else text.append(*piece)
+        return text
+
+
+def flow(blocks: Iterable[Iterable[Text]], width: int) -> Text:
+    """Each block's fields on their own line(s), packed left to right with GAP while they fit."""
+    out = Text()
+    for block in blocks:
+        line = Text()
+        for item in block:
+            if line.cell_len and line.cell_len + len(GAP) + item.cell_len > width:
+                out.append_text(line)
+                out.append("\n")
+                line = Text()
+            if line.cell_len:
+                line.append(GAP)
+            line.append_text(item)
+        if line.cell_len:
+            out.append_text(line)
+            out.append("\n")
+    out.rstrip()
+    return out

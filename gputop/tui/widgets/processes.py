@@ -1,0 +1,118 @@
+"""GPU processes across every device: a sortable table whose cursor row is the kill target."""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import DataTable
+
+from gputop import format as fmt
+from gputop.model import GpuProcess, Sample
+
+
+class Column(NamedTuple):
+    key: str
+    label: str
+    sort: Callable[[GpuProcess], object]
+    descending: bool
+    right: bool = False
+
+
+def _num(value: float | None) -> float:
+    return -1.0 if value is None else value  # n/a sorts below every real value
+
+
+COLUMNS = (
+    Column("pid", "pid", lambda p: p.pid, False, True),
+    Column("user", "user", lambda p: p.user or "", False),
+    Column("gpu", "GPU", lambda p: p.gpu_index, False, True),
+    Column("mem", "GPU mem", lambda p: _num(p.gpu_mem_bytes), True, True),
+    Column("sm", "SM %", lambda p: _num(p.sm_util_pct), True, True),
+    Column("cpu", "CPU %", lambda p: _num(p.cpu_pct), True, True),
+    Column("command", "command", lambda p: p.command or p.name or "", False),
+)
+SORT_CYCLE = ("mem", "sm", "cpu", "pid", "user", "gpu", "command")
+
+
+def row_key(proc: GpuProcess) -> str:
+    return f"{proc.gpu_index}:{proc.pid}"
+
+
+class ProcessTable(DataTable):
+    """Rows are rebuilt each tick; the cursor stays on the same process while it lives."""
+
+    sample: reactive[Sample | None] = reactive(None, always_update=True)
+    sort_key: reactive[str] = reactive("mem")
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self._procs: dict[str, GpuProcess] = {}
+
+    def on_mount(self) -> None:
+        for col in COLUMNS:
+            self.add_column(col.label + "  ", key=col.key)  # room for the sort arrow
+        self._relabel()
+
+    @property
+    def sort_label(self) -> str:
+        return next(c.label for c in COLUMNS if c.key == self.sort_key)
+
+    @property
+    def selected_process(self) -> GpuProcess | None:
+        if not self.row_count:
+            return None
+        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        return self._procs.get(key)
+
+    def cycle_sort(self) -> None:
+        self.sort_key = SORT_CYCLE[(SORT_CYCLE.index(self.sort_key) + 1) % len(SORT_CYCLE)]
+
+    def watch_sort_key(self) -> None:
+        self._relabel()
+        self._rebuild()
+
+    def watch_sample(self) -> None:
+        self._rebuild()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        """Clicking a column header sorts by it (the event bubbles on, so the app sees it too)."""
+        self.sort_key = event.column_key.value
+
+    def _relabel(self) -> None:
+        if not self.columns:
+            return
+        for col in COLUMNS:
+            label = col.label + (" ▼" if col.descending else " ▲") if col.key == self.sort_key else col.label
+            self.columns[col.key].label = Text(label, justify="right" if col.right else "left")
+        self.refresh()
+
+    def _rebuild(self) -> None:
+        sample = self.sample
+        if sample is None or not self.columns:
+            return
+        procs = [p for g in sample.gpus if not g.lost and g.processes for p in g.processes]
+        col = next(c for c in COLUMNS if c.key == self.sort_key)
+        procs.sort(key=col.sort, reverse=col.descending)
+        keep = self.selected_process
+        keys = [row_key(p) for p in procs]
+        same_rows = keys == list(self._procs)
+        self._procs = dict(zip(keys, procs))
+        if same_rows:  # the usual tick: update changed cells in place, keep caches and cursor
+            for key, p in zip(keys, procs):
+                for col, cell in zip(COLUMNS, _cells(p)):
+                    if str(self.get_cell(key, col.key)) != str(cell):
+                        self.update_cell(key, col.key, cell)
+            return
+        self.clear()
+        for key, p in zip(keys, procs):
+            self.add_row(*_cells(p), key=key)
+        if keep is not None and row_key(keep) in self._procs:
+            self.move_cursor(row=self.get_row_index(row_key(keep)), animate=False, scroll=False)
+
+
+def _cells(p: GpuProcess) -> tuple:
+    return (Text(str(p.pid), justify="right"), fmt.text(p.user), Text(str(p.gpu_index), justify="right"),
+            Text(fmt.bytes_(p.gpu_mem_bytes), justify="right"), Text(fmt.pct(p.sm_util_pct), justify="right"),
+            Text(fmt.pct(p.cpu_pct), justify="right"), fmt.text(p.command or p.name))

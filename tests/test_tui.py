@@ -1,0 +1,342 @@
+"""The live TUI, driven by a fake sampler: keys, mouse, what is shown, and snapshot SVGs."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import io
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+from rich.console import Console
+
+from gputop.model import Sample
+from gputop.tui.app import GputopApp, SelfCpu
+from gputop.tui.screens.help import HelpScreen
+from gputop.tui.screens.kill import KillScreen
+from gputop.tui.widgets.cpu import CpuPanel
+from gputop.tui.widgets.gpu import GpuPanel, GpuRow, NoGpuPanel
+from gputop.tui.widgets.processes import ProcessTable
+from tui_fixtures import FakeSampler, cpu_sample, lost, make_sample, with_gpu
+
+
+def frozen_self_cpu() -> SelfCpu:
+    return SelfCpu(cpu_clock=lambda: 0.0, wall_clock=lambda: 0.0)  # shows "n/a": deterministic
+
+
+def make_app(sampler, interval_s: float = 1.0, **kwargs) -> GputopApp:
+    kwargs.setdefault("self_cpu", frozen_self_cpu())
+    kwargs.setdefault("host", "testhost")
+    return GputopApp(sampler, interval_s, **kwargs)
+
+
+async def until(pilot, condition, timeout_s: float = 5.0) -> None:
+    """Let the app run until ``condition()`` holds (sampling runs in a worker thread)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        assert loop.time() < deadline, "timed out waiting for the app"
+        await pilot.pause(0.01)
+    await pilot.pause()
+
+
+async def started(pilot, samples: int = 1) -> None:
+    await until(pilot, lambda: pilot.app.samples_taken >= samples)
+
+
+def screen_text(app: GputopApp) -> str:
+    """The visible screen as plain text (what a user reads)."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
+                      color_system="truecolor", record=True, legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text(styles=False)
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+async def test_q_quits():
+    app = make_app(FakeSampler(lambda t: make_sample(1, t)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+
+
+async def test_p_pauses_sampling_and_resumes():
+    sampler = FakeSampler(lambda t: make_sample(1, t))
+    app = make_app(sampler, interval_s=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot, samples=2)
+        await pilot.press("p")
+        assert app.paused
+        await pilot.pause(0.05)
+        calls = sampler.calls
+        await asyncio.sleep(0.35)
+        await pilot.pause()
+        assert sampler.calls == calls  # no new samples while paused
+        assert "PAUSED" in screen_text(app)
+        await pilot.press("p")
+        await until(pilot, lambda: sampler.calls >= calls + 2)
+        assert not app.paused
+
+
+async def test_plus_minus_step_the_interval_within_bounds():
+    app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.ingest(make_sample(1))
+        await pilot.press("plus")
+        assert app.interval_s == 2.0 and app.ticker.interval_s == 2.0
+        await pilot.press("minus", "minus")
+        assert app.interval_s == 0.5
+        await pilot.press(*["minus"] * 3)
+        assert app.interval_s == 0.1
+        await pilot.press(*["plus"] * 7)
+        assert app.interval_s == 10.0 and app.ticker.interval_s == 10.0
+        assert "every 10 s" in screen_text(app)
+
+
+async def test_d_cycles_the_selected_gpu_and_the_charts_follow():
+    app = make_app(FakeSampler(lambda t: make_sample(3, t)))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        await until(pilot, lambda: app.query("#charts"))
+        assert app.selected_gpu == 0
+        await pilot.press("d")
+        assert app.selected_gpu == 1
+        assert app.query_one("#charts").gpu_index == 1
+        rows = list(app.query(GpuRow))
+        assert [r.has_class("-selected") for r in rows] == [False, True, False]
+        await pilot.press("d", "d")
+        assert app.selected_gpu == 0
+
+
+async def test_clicking_a_gpu_selects_it():
+    app = make_app(FakeSampler(lambda t: make_sample(3, t)))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        row = list(app.query(GpuRow))[2]
+        await pilot.click(row)
+        await pilot.pause()
+        assert app.selected_gpu == 2
+
+
+async def test_question_mark_opens_help_and_escape_closes_it():
+    app = make_app(FakeSampler(lambda t: make_sample(1, t)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = screen_text(app)
+        for words in ("quit", "pause", "kill", "theme", "core frequencies", "0.1 s to 10 s"):
+            assert words in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_k_asks_before_killing_and_n_cancels():
+    killed = []
+    app = make_app(FakeSampler(lambda t: make_sample(1, t)), kill=lambda pid, sig: killed.append((pid, sig)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("k")
+        assert isinstance(app.screen, KillScreen)
+        assert "Kill pid 4242 (python train.py --gpu 0)? y/n" in screen_text(app)
+        await pilot.press("n")
+        assert not isinstance(app.screen, KillScreen)
+        assert killed == []
+
+
+async def test_k_then_y_sends_sigterm_to_the_selected_row():
+    killed = []
+    app = make_app(FakeSampler(lambda t: make_sample(1, t)), kill=lambda pid, sig: killed.append((pid, sig)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        app.query_one(ProcessTable).focus()
+        await pilot.press("down", "k", "y")
+        assert killed == [(4243, signal.SIGTERM)]
+
+
+async def test_kill_errors_become_a_notification():
+    def refuse(pid, sig):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    app = make_app(FakeSampler(lambda t: make_sample(1, t)), kill=refuse)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("k", "y")
+        await pilot.pause()
+        messages = [n.message for n in app._notifications]
+        assert any("Operation not permitted" in m and "4242" in m for m in messages)
+
+
+async def test_s_cycles_the_sort_column():
+    app = make_app(FakeSampler(lambda t: make_sample(2, t)))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        table = app.query_one(ProcessTable)
+        assert table.sort_key == "mem"
+        await pilot.press("s")
+        assert table.sort_key == "sm"
+        first = table.get_row_at(0)
+        assert str(first[4]) == "80 %"
+        await pilot.press("s", "s")  # cpu, then pid: ascending
+        assert table.sort_key == "pid"
+        assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == ["4242", "4243", "4342", "4343"]
+        assert "sort pid" in screen_text(app)
+
+
+async def test_t_cycles_the_theme_and_f_shows_core_frequencies():
+    app = make_app(FakeSampler(lambda t: make_sample(1, t)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        before = app.theme
+        await pilot.press("t")
+        assert app.theme != before
+        await pilot.press("f")
+        assert app.query_one(CpuPanel).show_freq
+        assert "2.0G" in screen_text(app)
+
+
+# -- what is shown ----------------------------------------------------------------------------
+
+
+async def test_no_gpu_shows_why_and_the_cpu_in_full():
+    sample = make_sample(0, gpu_unavailable="NVIDIA driver not loaded")
+    app = make_app(FakeSampler(sample))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        text = screen_text(app)
+        assert "No GPU shown: NVIDIA driver not loaded" in text
+        assert "of 2 cores busy" in text and "RAM" in text
+        assert app.query_one(NoGpuPanel)
+        await pilot.press("d")  # nothing to select: a notice, not a crash
+        assert app.selected_gpu is None
+
+
+async def test_none_is_shown_as_na_never_zero():
+    sample = make_sample(1)
+    sample = with_gpu(sample, 0, fan_pct=None, power_w=None, temp_c=None, sm_active_pct=None)
+    sample = replace(sample, cpu=cpu_sample(power_w=None))
+    app = make_app(FakeSampler(sample))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        text = screen_text(app)
+        assert "fan n/a" in text and "temp n/a" in text and "power n/a of 700 W" in text
+        assert "SM activity n/a" in text and "package power n/a" in text
+        assert "NVLink ↑n/a ↓n/a" in text
+        assert "0 W of" not in text and "fan 0" not in text
+
+
+async def test_util_and_sm_activity_disagreement_is_spelled_out():
+    sample = with_gpu(make_sample(1), 0, gpu_util_pct=100.0, sm_active_pct=23.5)
+    app = make_app(FakeSampler(sample))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        text = screen_text(app)
+        assert "31 of 132 SMs active" in text
+        assert "util 100 % but only 31 of 132 SMs busy: kernels are small or stalled" in text
+        assert app.query_one(GpuPanel).has_class("-trap")
+
+
+async def test_agreement_has_no_warning():
+    sample = with_gpu(make_sample(1), 0, gpu_util_pct=100.0, sm_active_pct=89.4)
+    app = make_app(FakeSampler(sample))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        text = screen_text(app)
+        assert "118 of 132 SMs active" in text and "kernels are small" not in text
+
+
+async def test_a_lost_gpu_is_shown_and_the_others_continue():
+    def make(t: int) -> Sample:
+        sample = make_sample(3, t)
+        return replace(sample, gpus=(sample.gpus[0], lost(sample.gpus[1]), sample.gpus[2]))
+
+    app = make_app(FakeSampler(make))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        text = screen_text(app)
+        assert "lost (fell off the bus?)" in text
+        rows = list(app.query(GpuRow))
+        assert rows[1].has_class("-lost") and not rows[2].has_class("-lost")
+        assert "SMs" in rows[2].render().plain
+
+
+async def test_energy_counts_from_when_gputop_started():
+    app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True)
+    async with app.run_test(size=(160, 50)) as pilot:
+        for t in range(5):  # energy_j grows 500 J a tick in the fixture
+            app.ingest(make_sample(1, t))
+        await pilot.pause()
+        assert "energy 2 kJ since start" in screen_text(app)
+
+
+async def test_paused_at_start_takes_no_sample():
+    sampler = FakeSampler(lambda t: make_sample(1, t))
+    app = make_app(sampler, interval_s=0.1, paused=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        assert sampler.calls == 0
+        assert "waiting for the first sample" in screen_text(app)
+
+
+def test_own_cpu_is_process_time_over_wall_time():
+    cpu, wall = iter([0.0, 0.5, 0.6]), iter([0.0, 1.0, 1.0])
+    meter = SelfCpu(cpu_clock=lambda: next(cpu), wall_clock=lambda: next(wall))
+    assert meter.read() == pytest.approx(50.0)
+    assert meter.read() is None  # no wall time passed: unknown, not infinite
+
+
+def test_the_tui_does_not_import_plotext():
+    """The charts draw braille into Strips themselves; plotext stays out of the monitor's startup."""
+    code = "import sys, gputop.tui.app; print([m for m in sys.modules if 'plotext' in m])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 50), (250, 70)])
+@pytest.mark.parametrize("n_gpus", [0, 1, 2, 8])
+async def test_renders_at_every_size(n_gpus, size):
+    app = make_app(FakeSampler(lambda t: make_sample(n_gpus, t, cores=16)), paused=True)
+    async with app.run_test(size=size) as pilot:
+        for t in range(3):
+            app.ingest(make_sample(n_gpus, t, cores=16))
+        await pilot.pause()
+        text = screen_text(app)
+        assert "of 16 cores busy" in text
+        if n_gpus:
+            assert "of 132 SMs" in text.replace("/132 SMs", " of 132 SMs")
+            assert len(app.query(GpuRow) if n_gpus > 2 or size[1] < 56 and n_gpus == 2 else app.query(GpuPanel)) >= n_gpus
+        else:
+            assert "No GPU shown" in text
+
+
+# -- snapshots --------------------------------------------------------------------------------
+
+
+def snapshot_app(n_gpus: int) -> GputopApp:
+    return make_app(FakeSampler(lambda t: make_sample(n_gpus, t, cores=8)), paused=True)
+
+
+def feed(n_gpus: int, ticks: int = 90):
+    async def run_before(pilot) -> None:
+        app = pilot.app
+        for t in range(ticks):
+            app.ingest(make_sample(n_gpus, t, cores=8))
+        await until(pilot, lambda: app.query("#charts") or app.screen.has_class("-short"))
+        app.query_one(CpuPanel)  # mounted
+        await pilot.pause()
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 50)], ids=["80x24", "160x50"])
+@pytest.mark.parametrize("n_gpus", [0, 1, 8], ids=["0gpu", "1gpu", "8gpu"])
+def test_snapshot(snap_compare, n_gpus, size):
+    assert snap_compare(snapshot_app(n_gpus), terminal_size=size, run_before=feed(n_gpus))
