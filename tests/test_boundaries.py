@@ -64,3 +64,11 @@ def test_readme_documents_every_snapshot_key():
     readme = (ROOT / "README.md").read_text()
     missing = [name for name in metrics.GPU_METRICS + metrics.CPU_METRICS if f"`{name}`" not in readme]
     assert missing == []
+
+
+def test_every_subpackage_ships_in_the_wheel():
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert on_disk | {"gputop.workloads"} == listed
