@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import NoReturn, Sequence
 
-from gputop import __version__
+from gputop import __version__, record, report
 
 EXAMPLES = """\
 examples:
@@ -14,6 +14,9 @@ examples:
   gputop --interval 0.5         refresh twice a second
   gputop snapshot               one sample, printed (like gpustat / nvidia-smi)
   gputop snapshot --json        the same as JSON keyed by metric name
+  gputop record --out trace.json --duration 60
+                                record a minute headless, for Perfetto or chrome://tracing
+  gputop report trace.json      summary table and chart of a recording
 """
 
 
@@ -49,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     snap = sub.add_parser("snapshot", help="print one sample and exit",
                           description="Print one sample: the CPU cores beside every GPU.")
     snap.add_argument("--json", action="store_true", help="JSON keyed by metric name (see README)")
+    record.add_parser(sub)
+    report.add_parser(sub)
     return parser
 
 
@@ -92,7 +97,7 @@ def _live(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {None: _live, "snapshot": _snapshot}
+    handlers = {None: _live, "snapshot": _snapshot, "record": record.run, "report": report.run}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -1,0 +1,267 @@
+"""`gputop report trace.json`: what a recording says, as a table and a terminal chart (or JSON).
+
+Per device and metric: mean, p50, p95 and max over the samples that have a value (a gap is left
+out, never counted as 0). Energy: each GPU's energy counter (last minus first), or its power
+integrated over time where there is no counter; the CPU package's RAPL power integrated over
+time. The "util trap": the share of samples where NVML's utilization.gpu says busy while few SMs
+are active (format.util_trap). plotext is imported only to draw the chart.
+
+Not yet: a workload summary (steps, samples/s, MFU) once workload events are recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+from typing import Any, Iterable, Sequence, TextIO
+
+from gputop import format as fmt
+from gputop import metrics
+from gputop.model import Sample
+from gputop.trace import Trace, TraceError, load
+
+PROG = "gputop report"
+EXAMPLES = """\
+examples:
+  gputop report trace.json              table of mean / p50 / p95 / max, energy, and a chart
+  gputop report trace.json --json       the same numbers as JSON (no chart)
+"""
+CPU_STATS = ("cpu_util_pct", "busy_cores", "cpu_power_w", "ram_used_bytes", "load1")
+GPU_STATS = tuple(m for m in metrics.GPU_METRICS if metrics.metric(m).kind == "gauge")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "report", help="summarize a recorded trace",
+        description="Summarize a trace written by 'gputop record': per device and metric mean, "
+        "p50, p95 and max; energy; time spent with busy NVML util but idle SMs; a chart.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("trace", metavar="TRACE", help="trace file written by 'gputop record'")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--no-chart", action="store_true", help="leave out the terminal chart")
+    return parser
+
+
+def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
+    stdout = sys.stdout if stdout is None else stdout
+    try:
+        trace = load(args.trace)
+        samples = trace.samples()
+        if not samples:
+            raise TraceError(f"{args.trace} has no complete sample")
+    except TraceError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return 1
+    summary = summarize(trace, samples)
+    if args.json:
+        stdout.write(json.dumps(summary, indent=2) + "\n")
+        return 0
+    stdout.write(to_text(summary))
+    if not args.no_chart and len(samples) >= 2:
+        stdout.write(chart(samples, width=shutil.get_terminal_size((100, 24)).columns,
+                           color=_isatty(stdout)))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers
+
+
+def stats(values: Iterable[float | None]) -> dict[str, float | int | None]:
+    """mean / p50 / p95 / max of the values present (linear interpolation between ranks)."""
+    present = sorted(float(v) for v in values if v is not None and math.isfinite(v))
+    if not present:
+        return {"n": 0, "mean": None, "p50": None, "p95": None, "max": None}
+    return {"n": len(present), "mean": sum(present) / len(present),
+            "p50": _percentile(present, 50), "p95": _percentile(present, 95), "max": present[-1]}
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def integrate_j(ts_ns: Sequence[int], power_w: Sequence[float | None]) -> float | None:
+    """Energy from power by the trapezoid rule, over intervals where both ends are known."""
+    total, any_interval = 0.0, False
+    for i in range(1, len(ts_ns)):
+        a, b = power_w[i - 1], power_w[i]
+        if a is None or b is None:
+            continue
+        total += (a + b) / 2.0 * (ts_ns[i] - ts_ns[i - 1]) / 1e9
+        any_interval = True
+    return total if any_interval else None
+
+
+def _counter_delta(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return present[-1] - present[0] if len(present) >= 2 else None
+
+
+def summarize(trace: Trace, samples: Sequence[Sample]) -> dict[str, Any]:
+    ts = [s.ts_ns for s in samples]
+    cpu_series: dict[str, list[Any]] = {
+        "cpu_util_pct": [s.cpu.cpu_util_pct for s in samples],
+        "busy_cores": [s.cpu.busy_cores for s in samples],
+        "cpu_power_w": [s.cpu.cpu_power_w for s in samples],
+        "ram_used_bytes": [s.cpu.ram_used_bytes for s in samples],
+        "load1": [s.cpu.load1 for s in samples],
+    }
+    cpu_energy = integrate_j(ts, cpu_series["cpu_power_w"])
+    gpus = []
+    for k, info in enumerate(trace.gpus):
+        column = [s.gpus[k] if k < len(s.gpus) else None for s in samples]
+
+        def series(metric: str) -> list[Any]:
+            return [None if g is None else getattr(g, metric) for g in column]
+
+        energy, source = _counter_delta(series("energy_j")), "energy counter"
+        if energy is None:
+            energy, source = integrate_j(ts, series("power_w")), "power integrated over time"
+        both = [(g.gpu_util_pct, g.sm_active_pct) for g in column
+                if g is not None and g.gpu_util_pct is not None and g.sm_active_pct is not None]
+        trapped = sum(fmt.util_trap(u, sm) for u, sm in both)
+        gpus.append({
+            "index": info.index, "name": info.name, "uuid": info.uuid, "sm_count": info.sm_count,
+            "metrics": {m: stats(series(m)) for m in GPU_STATS},
+            "energy_j": energy, "energy_source": source if energy is not None else None,
+            "util_trap_share": trapped / len(both) if both else None,
+            "util_trap_samples": len(both),
+            "lost_samples": sum(1 for g in column if g is not None and g.lost),
+        })
+    return {
+        "path": trace.path,
+        "trace_version": trace.version,
+        "gputop_version": trace.header.get("gputop_version"),
+        "host": trace.header.get("host"),
+        "settings": trace.settings,
+        "complete": trace.complete,
+        "start_ns": ts[0],
+        "duration_s": (ts[-1] - ts[0]) / 1e9,
+        "samples": len(samples),
+        "cpu": {
+            "cores": len(samples[0].cpu.core_util_pct),
+            "metrics": {m: stats(v) for m, v in cpu_series.items()},
+            "energy_j": cpu_energy,
+            "energy_source": "RAPL package power integrated over time" if cpu_energy is not None else None,
+        },
+        "gpus": gpus,
+        "gpu_unavailable": trace.gpu_unavailable,
+        "util_trap_rule": {"gpu_util_pct_at_least": fmt.UTIL_TRAP_GPU_PCT,
+                           "sm_active_pct_below": fmt.UTIL_TRAP_SM_PCT},
+        "workload": None,  # not recorded yet
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Text
+
+
+def _value(metric: str, value: float | None) -> str:
+    if value is None:
+        return fmt.NA
+    unit = "cores" if metric == "busy_cores" else metrics.metric(metric).unit
+    if unit == "%":
+        return f"{value:.1f} %"
+    if unit == "bytes":
+        return fmt.bytes_(value)
+    if unit == "bytes/s":
+        return fmt.rate(value)
+    if unit == "W":
+        return f"{value:.1f} W"
+    if unit == "MHz":
+        return fmt.mhz(value)
+    if unit == "C":
+        return fmt.celsius(value)
+    return f"{value:.2f}"
+
+
+def _table(title: str, rows: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [f"{title:<24}{'mean':>12}{'p50':>12}{'p95':>12}{'max':>12}"]
+    missing = []
+    for metric, st in rows.items():
+        if not st["n"]:
+            missing.append(metric)
+            continue
+        cells = "".join(f"{_value(metric, st[k]):>12}" for k in ("mean", "p50", "p95", "max"))
+        lines.append(f"  {metric:<22}{cells}")
+    if missing:
+        lines.append(f"  n/a: {', '.join(missing)}")
+    return lines
+
+
+def to_text(summary: dict[str, Any]) -> str:
+    start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(summary["start_ns"] / 1e9))
+    interval = summary["settings"].get("interval_s")
+    every = f" every {interval:g} s" if isinstance(interval, (int, float)) else ""
+    lines = [f"{summary['path']}: {summary['host']}, {start}, {summary['duration_s']:.1f} s, "
+             f"{summary['samples']} samples{every} (gputop {summary['gputop_version']})"]
+    if not summary["complete"]:
+        lines.append("  the recording did not finish cleanly (no closing ']'): "
+                     "showing every complete sample")
+    cpu = summary["cpu"]
+    lines += ["", *_table(f"CPU ({cpu['cores']} cores)", cpu["metrics"])]
+    for gpu in summary["gpus"]:
+        lines += ["", *_table(f"GPU {gpu['index']} {gpu['name']}", gpu["metrics"])]
+        if gpu["lost_samples"]:
+            lines.append(f"  lost (not answering) in {gpu['lost_samples']} samples")
+    if not summary["gpus"]:
+        lines += ["", f"GPU  none recorded: {summary['gpu_unavailable'] or 'no NVIDIA GPU found'}"]
+    lines += ["", "Energy"]
+    for gpu in summary["gpus"]:
+        lines.append(f"  GPU {gpu['index']}   {fmt.joules(gpu['energy_j']):>10}"
+                     + (f"  ({gpu['energy_source']})" if gpu["energy_source"] else ""))
+    lines.append(f"  CPU     {fmt.joules(cpu['energy_j']):>10}"
+                 + (f"  ({cpu['energy_source']})" if cpu["energy_source"] else "  (RAPL not readable)"))
+    if summary["gpus"]:
+        rule = summary["util_trap_rule"]
+        lines += ["", f"Util trap: NVML util >= {rule['gpu_util_pct_at_least']:g} % while SM "
+                  f"activity < {rule['sm_active_pct_below']:g} % (kernels running on few SMs)"]
+        for gpu in summary["gpus"]:
+            share = gpu["util_trap_share"]
+            text = (f"{share * 100:.0f} % of {gpu['util_trap_samples']} samples" if share is not None
+                    else "n/a (no SM activity: GPM needs Hopper or newer)")
+            lines.append(f"  GPU {gpu['index']}   {text}")
+    return "\n".join(lines) + "\n"
+
+
+def chart(samples: Sequence[Sample], width: int = 100, height: int = 18, color: bool = True) -> str:
+    """CPU busy cores (as % of all cores) and each GPU's SM activity over time, as text."""
+    import plotext as plt  # only here: the report's numbers need no plotting library
+
+    t0 = samples[0].ts_ns
+    plt.clear_figure()
+    plt.plotsize(max(40, width), height)
+    xs = [(s.ts_ns - t0) / 1e9 for s in samples]
+    plt.plot(xs, [s.cpu.cpu_util_pct for s in samples], label="CPU busy cores %")
+    for k in range(len(samples[0].gpus)):
+        points = [(x, s.gpus[k].sm_active_pct) for x, s in zip(xs, samples)
+                  if k < len(s.gpus) and s.gpus[k].sm_active_pct is not None]
+        label = f"GPU {k} SM active %"
+        if not points:  # no GPM: NVML's coarser utilization, labelled as such
+            points = [(x, s.gpus[k].gpu_util_pct) for x, s in zip(xs, samples)
+                      if k < len(s.gpus) and s.gpus[k].gpu_util_pct is not None]
+            label = f"GPU {k} util % (NVML; no SM activity)"
+        if points:
+            plt.plot([p[0] for p in points], [p[1] for p in points], label=label)
+    plt.ylim(0, 100)
+    plt.xlabel("seconds")
+    plt.title("CPU busy cores % vs GPU SM activity %")
+    text = plt.build()
+    plt.clear_figure()
+    if not color:
+        text = plt.uncolorize(text)
+    return "\n" + text + "\n"
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

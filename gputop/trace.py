@@ -1,0 +1,557 @@
+"""Chrome trace event files: a streaming, crash-safe writer and a forgiving reader.
+
+The file is the JSON Array Format of the Trace Event Format, one event per line::
+
+    [{"ph":"M","name":"gputop",...}        <- header: settings, host, version, GpuInfo of each device
+    ,{"ph":"M","name":"process_name",...}
+    ,{"ph":"C","name":"sm_active_pct","pid":10000001,"tid":10000001,"ts":1712345678901234.567,"args":{"%":87.5}}
+    ...
+    ]
+
+Why this shape (the viewers' own rules):
+
+- A bare array, not ``{"traceEvents": [...]}``: Perfetto accepts a bare array that ends without
+  its ``]`` (json_trace_tokenizer.cc: end of file while ``kInsideTraceEventsArray`` with format
+  ``kOnlyTraceEvents`` is OK; google/perfetto#926), and chrome://tracing's importer appends the
+  ``]`` itself when the text starts with ``[`` (catapult trace_event_importer: strip a trailing
+  comma and newlines, add ``]``). The object form has no such allowance in either.
+- The comma goes *before* each event after the first, never after: a file cut between lines is
+  then valid JSON once a ``]`` is added, with no trailing comma (Perfetto accepts a trailing comma
+  only since google/perfetto#1822; catapult strips one). A clean close appends ``]``: strict JSON.
+- A cut inside an event: Perfetto's tokenizer keeps waiting for the rest of the object and drops
+  it at end of file; ``load`` here does the same. Each sample is written with one ``os.write`` to
+  an ``O_APPEND`` descriptor (no user-space buffer), so a SIGKILL leaves whole lines.
+- Counters (``ph: "C"``): Perfetto makes one track per arg, named ``"<name> <arg key>"``, and
+  counts a non-numeric arg as a parse failure; so every counter has exactly one numeric arg. The
+  name is the catalogue's metric name (``core3.core_util_pct`` for a core), the key its unit
+  (``value`` where it has none): track ``"sm_active_pct %"``. A ``None`` is no event (a gap),
+  never 0; NaN and infinities are not JSON and are skipped too.
+- One pid per device, far above real pids (pid 0 is the idle task to Perfetto): CPU 10,000,000,
+  GPU k 10,000,001 + k; tid = pid. Metadata events carry no ``ts`` (Perfetto allows that only for
+  ``ph: "M"``). Throttle changes and a lost GPU are thread-scoped instants (``ph: "i"``, ``s: "t"``).
+- ``ts`` is microseconds from ``time.time_ns()`` written with all three decimals, so the reader
+  gets the exact nanoseconds back; ASCII only (``ensure_ascii``), so a cut never splits a character.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+from dataclasses import dataclass, field, fields
+from decimal import Decimal, InvalidOperation
+from typing import Any, Iterable, Mapping
+
+from gputop import __version__, metrics
+from gputop import format as fmt
+from gputop.model import CpuSample, GpuInfo, GpuSample, Sample, to_dict
+
+TRACE_VERSION = 1
+HEADER = "gputop"  # name of the metadata event that marks a gputop trace and carries its settings
+CPU_PID = 10_000_000
+GPU_PID_BASE = 10_000_001
+CAT_CLOCKS = "gputop.clocks"
+CAT_LOST = "gputop.lost"
+
+_CPU_SCALARS = tuple(m for m in metrics.CPU_METRICS if metrics.metric(m).scope == "cpu")
+_CPU_PER_CORE = tuple(m for m in metrics.CPU_METRICS if metrics.metric(m).scope == "core")
+# core utilization last: see TraceWriter._sample_lines
+_CPU_PER_CORE_LAST = tuple(sorted(_CPU_PER_CORE, key=lambda m: m == "core_util_pct"))
+_GPU_COUNTERS = tuple(m for m in metrics.GPU_METRICS if metrics.metric(m).kind != "info")
+
+
+class TraceError(Exception):
+    """A file that is not a readable gputop trace; the message is one line for the user."""
+
+
+def gpu_pid(index: int) -> int:
+    return GPU_PID_BASE + index
+
+
+def counter_name(metric: str, core: int | None = None) -> str:
+    """The counter event's name: the catalogue name, prefixed ``core<i>.`` for a per-core metric."""
+    return metric if core is None else f"core{core}.{metric}"
+
+
+def counter_key(metric: str) -> str:
+    """The counter's one arg key, which Perfetto appends to the track name: the metric's unit."""
+    return metrics.metric(metric).unit or "value"
+
+
+def _ts(ts_ns: int) -> str:
+    """Microseconds with exactly three decimals: no float rounding on the way out."""
+    return f"{ts_ns // 1000}.{ts_ns % 1000:03d}"
+
+
+def _number(value: Any) -> str | None:
+    """A JSON number, or None where the value is missing or not a finite number."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    return None
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def _meta(name: str, pid: int, args: Mapping[str, Any]) -> dict[str, Any]:
+    return {"ph": "M", "name": name, "pid": pid, "tid": pid, "args": dict(args)}
+
+
+def header_events(first: Sample, settings: Mapping[str, Any] | None = None,
+                  host: str | None = None) -> list[dict[str, Any]]:
+    """The metadata that opens a trace: gputop's header, then names and order of each device."""
+    host = socket.gethostname() if host is None else host
+    cores = len(first.cpu.core_util_pct)
+    gpus = []
+    for gpu in first.gpus:
+        gpus.append({"pid": gpu_pid(gpu.info.index), **to_dict(gpu.info)})
+    header = {
+        "trace_version": TRACE_VERSION,
+        "gputop_version": __version__,
+        "host": host,
+        "start_ns": first.ts_ns,
+        "cpu_cores": cores,
+        "cpu_pid": CPU_PID,
+        "gpus": gpus,
+        "gpu_unavailable": first.gpu_unavailable,
+        "settings": dict(settings or {}),
+    }
+    events = [
+        _meta(HEADER, CPU_PID, header),
+        _meta("process_name", CPU_PID, {"name": f"CPU ({host}, {cores} cores)"}),
+        _meta("process_sort_index", CPU_PID, {"sort_index": 0}),
+        _meta("thread_name", CPU_PID, {"name": "CPU"}),
+    ]
+    for gpu in first.gpus:
+        pid, info = gpu_pid(gpu.info.index), gpu.info
+        events += [
+            _meta("process_name", pid, {"name": f"GPU {info.index}: {info.name}"}),
+            _meta("process_sort_index", pid, {"sort_index": 1 + info.index}),
+            _meta("thread_name", pid, {"name": f"GPU {info.index}"}),
+        ]
+    return events
+
+
+class _Counters:
+    """Pre-built line prefixes: one counter line is three string joins, no json.dumps."""
+
+    def __init__(self) -> None:
+        self._prefix: dict[tuple[int, str], tuple[str, str]] = {}
+
+    def line(self, pid: int, name: str, metric: str, ts: str, value: str) -> str:
+        parts = self._prefix.get((pid, name))
+        if parts is None:
+            head = f'{{"ph":"C","name":{_dumps(name)},"pid":{pid},"tid":{pid},"ts":'
+            tail = f',"args":{{{_dumps(counter_key(metric))}:'
+            parts = self._prefix[(pid, name)] = (head, tail)
+        return f",{parts[0]}{ts}{parts[1]}{value}}}}}\n"
+
+
+class TraceWriter:
+    """Appends samples to a trace file; ``close()`` adds the ``]`` that makes it strict JSON.
+
+    ``create`` opens the file at once (so an unwritable path fails before any sampling); the
+    header goes out with the first sample, whose GpuInfo it records.
+    """
+
+    def __init__(self, fd: int, path: str, settings: Mapping[str, Any] | None = None,
+                 host: str | None = None) -> None:
+        self.path = path
+        self.settings = dict(settings or {})
+        self.host = host
+        self.samples = 0
+        self.bytes_written = 0
+        self._fd: int | None = fd
+        self._counters = _Counters()
+        self._reasons: dict[int, Any] = {}
+        self._lost: dict[int, bool] = {}
+
+    @classmethod
+    def create(cls, path: str, *, force: bool = False, settings: Mapping[str, Any] | None = None,
+               host: str | None = None) -> TraceWriter:
+        """Open ``path`` for a new trace: FileExistsError if it exists (unless ``force``),
+        another OSError where it cannot be written."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+        flags |= os.O_TRUNC if force else os.O_EXCL
+        fd = os.open(path, flags, 0o644)
+        return cls(fd, path, settings, host)
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def write_sample(self, sample: Sample) -> None:
+        lines = []
+        if self.samples == 0:
+            head = header_events(sample, self.settings, self.host)
+            lines.append("[" + _dumps(head[0]) + "\n")
+            lines.extend("," + _dumps(e) + "\n" for e in head[1:])
+        lines.extend(self._sample_lines(sample))
+        self._write("".join(lines))
+        self.samples += 1
+
+    def _sample_lines(self, sample: Sample) -> Iterable[str]:
+        """GPUs first, the CPU last, ending with every core's utilization: the reader needs
+        those to call a sample complete, so a cut inside a sample drops the whole sample."""
+        ts = _ts(sample.ts_ns)
+        line = self._counters.line
+        for gpu in sample.gpus:
+            pid = gpu_pid(gpu.info.index)
+            if gpu.lost != self._lost.get(pid, False):
+                self._lost[pid] = gpu.lost
+                name = f"GPU {gpu.info.index} lost" if gpu.lost else f"GPU {gpu.info.index} answering"
+                yield _instant(CAT_LOST, name, pid, ts, {"lost": gpu.lost})
+            if gpu.lost:
+                continue
+            for m in _GPU_COUNTERS:
+                value = _number(getattr(gpu, m))
+                if value is not None:
+                    yield line(pid, m, m, ts, value)
+            reasons = gpu.clock_event_reasons
+            if pid not in self._reasons or reasons != self._reasons[pid]:
+                self._reasons[pid] = reasons
+                args = {} if reasons is None else {"clock_event_reasons": ",".join(reasons)}
+                name = "clocks: n/a" if reasons is None else (
+                    f"clocks held: {fmt.reasons(reasons)}" if reasons else "clocks: not held")
+                yield _instant(CAT_CLOCKS, name, pid, ts, args)
+        cpu = sample.cpu
+        for m in _CPU_SCALARS:
+            value = _number(getattr(cpu, m))
+            if value is not None:
+                yield line(CPU_PID, m, m, ts, value)
+        for m in _CPU_PER_CORE_LAST:
+            for core, raw in enumerate(getattr(cpu, m)):
+                value = _number(raw)
+                if value is not None:
+                    yield line(CPU_PID, counter_name(m, core), m, ts, value)
+
+    def _write(self, text: str) -> None:
+        if self._fd is None:
+            raise ValueError(f"trace {self.path} is closed")
+        data = text.encode("ascii")
+        view = memoryview(data)
+        while view:  # one write in practice; a short write (disk full) continues where it stopped
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self.bytes_written += len(data)
+
+    def close(self) -> None:
+        """Finish the file with ``]`` (strict JSON from here on) and close it. Idempotent.
+
+        A trace closed before its first sample gets no ``]``: it stays empty, and ``load``
+        says so, rather than a bare ``]`` that no viewer reads."""
+        if self._fd is None:
+            return
+        try:
+            if self.samples:
+                self._write("]\n")
+        finally:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def __enter__(self) -> TraceWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _instant(cat: str, name: str, pid: int, ts: str, args: Mapping[str, Any]) -> str:
+    """A thread-scoped instant event line; ``ts`` goes in as its exact pre-formatted text."""
+    body = _dumps({"ph": "i", "s": "t", "cat": cat, "name": name, "pid": pid, "tid": pid,
+                   "args": dict(args)})
+    return f',{{"ts":{ts},{body[1:]}\n'
+
+
+class _RawNumber(float):
+    """A parsed JSON float that remembers its source text, so ``ts`` converts to exact ns."""
+
+    __slots__ = ("text",)
+
+    def __new__(cls, text: str) -> _RawNumber:
+        self = super().__new__(cls, text)
+        self.text = text
+        return self
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A loaded trace: every complete event, the header, and whether the file was closed cleanly."""
+
+    path: str
+    header: dict[str, Any]
+    events: tuple[dict[str, Any], ...]
+    complete: bool  # the closing ] was there: the recording finished cleanly
+    gpus: tuple[GpuInfo, ...] = field(default=())
+
+    @property
+    def version(self) -> int:
+        return self.header["trace_version"]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.header.get("settings") or {}
+
+    @property
+    def gpu_unavailable(self) -> str | None:
+        return self.header.get("gpu_unavailable")
+
+    def samples(self) -> list[Sample]:
+        """The recording as model Samples, one per sample timestamp, oldest first."""
+        return to_samples(self)
+
+
+def _exact_float(text: str) -> _RawNumber:
+    return _RawNumber(text)
+
+
+_DECODER = json.JSONDecoder(parse_float=_exact_float)
+
+
+def load(path: str | os.PathLike) -> Trace:
+    """Read a gputop trace, complete or cut off at any byte.
+
+    A cut file yields every complete event before the cut. TraceError (one line) for a file
+    that cannot be read, is empty, is not JSON, is not a trace or not gputop's, or has a
+    trace version this gputop does not know.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise TraceError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return parse(data, path)
+
+
+def parse(data: bytes | str, name: str = "<trace>") -> Trace:
+    """``load`` for text already in memory; ``name`` stands for the file in messages."""
+    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    events, complete = _events(name, text)
+    return _trace(name, events, complete)
+
+
+def _events(path: str, text: str) -> tuple[list[dict[str, Any]], bool]:
+    start = len(text) - len(text.lstrip())
+    if start == len(text):
+        raise TraceError(f"{path} is empty (the recording stopped before its first sample?)")
+    if text[start] == "{":
+        return _object_form(path, text), True
+    if text[start] != "[":
+        try:
+            json.loads(text)
+        except ValueError:
+            raise TraceError(f"{path} is not JSON (a trace starts with '[')") from None
+        raise TraceError(f"{path} is JSON but not a trace (not an array of events)")
+    events: list[dict[str, Any]] = []
+    pos, end = start + 1, len(text)
+    while True:
+        pos = _skip_space(text, pos)
+        if pos < end and text[pos] == ",":
+            pos = _skip_space(text, pos + 1)
+        if pos >= end:
+            return events, False  # cut off: no closing ]
+        if text[pos] == "]":
+            if text[pos + 1:].strip():
+                raise TraceError(f"{path} is not JSON: data after the closing ']'")
+            return events, True
+        try:
+            event, pos = _DECODER.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            if "\n" in text[pos:].rstrip():  # more lines follow: damage, not a cut
+                raise TraceError(f"{path} is not JSON at line {exc.lineno}: {exc.msg}") from None
+            return events, False  # the last event was cut off mid-way
+        if not isinstance(event, dict):
+            raise TraceError(f"{path} is JSON but not a trace: event {len(events)} is not an object")
+        events.append(event)
+
+
+def _skip_space(text: str, pos: int) -> int:
+    end = len(text)
+    while pos < end and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _object_form(path: str, text: str) -> list[dict[str, Any]]:
+    try:
+        doc = json.loads(text, parse_float=_exact_float)
+    except ValueError:
+        raise TraceError(f"{path} is not JSON (or is an object-form trace cut off, which cannot "
+                         "be read)") from None
+    events = doc.get("traceEvents") if isinstance(doc, dict) else None
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise TraceError(f"{path} is JSON but not a trace (no traceEvents array)")
+    return events
+
+
+def _trace(path: str, events: list[dict[str, Any]], complete: bool) -> Trace:
+    header = next((e for e in events if e.get("ph") == "M" and e.get("name") == HEADER), None)
+    if header is None:
+        if not events:
+            raise TraceError(f"{path} ends before gputop's header (cut off before the first sample)")
+        raise TraceError(f"{path} is a trace, but not gputop's (no '{HEADER}' metadata event)")
+    args = header.get("args")
+    if not isinstance(args, dict) or "trace_version" not in args:
+        raise TraceError(f"{path}: gputop header without a trace_version")
+    version = args["trace_version"]
+    if version != TRACE_VERSION:
+        raise TraceError(f"{path} is gputop trace version {version!r}; this gputop "
+                         f"({__version__}) reads version {TRACE_VERSION}")
+    try:
+        gpus = tuple(_gpu_info(g) for g in args.get("gpus") or ())
+    except (TypeError, ValueError) as exc:
+        raise TraceError(f"{path}: unreadable GPU description in the header ({exc})") from None
+    return Trace(path=path, header=_plain(args), events=tuple(events), complete=complete, gpus=gpus)
+
+
+_INFO_FIELDS = {f.name for f in fields(GpuInfo)}
+
+
+def _gpu_info(doc: Mapping[str, Any]) -> GpuInfo:
+    known = {k: _plain(v) for k, v in doc.items() if k in _INFO_FIELDS}
+    return GpuInfo(**known)
+
+
+def _plain(value: Any) -> Any:
+    """Parsed numbers as plain floats, recursively (the reader's exact floats are a subclass)."""
+    if isinstance(value, _RawNumber):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def ts_ns(value: Any) -> int | None:
+    """An event's ``ts`` (microseconds) as integer nanoseconds, exactly where it was written so."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int):
+        return value * 1000
+    text = value.text if isinstance(value, _RawNumber) else repr(value)
+    try:
+        return int((Decimal(text) * 1000).to_integral_value())
+    except (InvalidOperation, ValueError, OverflowError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Back to model Samples
+
+
+@dataclass
+class _Group:
+    cpu: dict[str, Any] = field(default_factory=dict)
+    cores: dict[str, dict[int, Any]] = field(default_factory=dict)
+    gpus: dict[int, dict[str, Any]] = field(default_factory=dict)
+    changes: list[tuple[int, str, Any]] = field(default_factory=list)  # (pid, what, value)
+
+
+def _counter(event: Mapping[str, Any]) -> tuple[str, int | None, Any] | None:
+    """(metric, core or None, value) of one of gputop's counters, or None for anything else."""
+    name, args = event.get("name"), event.get("args")
+    if not isinstance(name, str) or not isinstance(args, dict) or len(args) != 1:
+        return None
+    (value,) = args.values()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    core = None
+    if name.startswith("core") and "." in name:
+        index, _, name = name.partition(".")
+        if not index[4:].isdigit():
+            return None
+        core = int(index[4:])
+    if name not in metrics.CATALOGUE:
+        return None
+    return name, core, _plain(value)
+
+
+def to_samples(trace: Trace) -> list[Sample]:
+    """Rebuild one Sample per timestamp: counters by pid and name, GpuInfo from the header,
+    throttle reasons and lost state carried forward from their instants. A metric with no event
+    at a timestamp is None. A timestamp whose CPU part is incomplete (a cut inside the last
+    sample) is left out."""
+    gpu_by_pid = {gpu_pid(info.index): info for info in trace.gpus}
+    cores = trace.header.get("cpu_cores")
+    groups: dict[int, _Group] = {}
+    for event in trace.events:
+        ph, pid = event.get("ph"), event.get("pid")
+        if ph not in ("C", "i") or (pid != CPU_PID and pid not in gpu_by_pid):
+            continue
+        at = ts_ns(event.get("ts"))
+        if at is None:
+            continue
+        group = groups.get(at)
+        if group is None:
+            group = groups[at] = _Group()
+        if ph == "C":
+            parsed = _counter(event)
+            if parsed is None:
+                continue
+            metric, core, value = parsed
+            if pid == CPU_PID:
+                if core is None:
+                    group.cpu[metric] = value
+                else:
+                    group.cores.setdefault(metric, {})[core] = value
+            else:
+                group.gpus.setdefault(pid, {})[metric] = value
+        elif event.get("cat") == CAT_CLOCKS:
+            raw = (event.get("args") or {}).get("clock_event_reasons")
+            reasons = None if raw is None else tuple(r for r in str(raw).split(",") if r)
+            group.changes.append((pid, "reasons", reasons))
+        elif event.get("cat") == CAT_LOST:
+            group.changes.append((pid, "lost", bool((event.get("args") or {}).get("lost"))))
+
+    reasons: dict[int, tuple[str, ...] | None] = {}
+    lost: dict[int, bool] = {}
+    out: list[Sample] = []
+    for at in sorted(groups):
+        group = groups[at]
+        for pid, what, value in group.changes:
+            (reasons if what == "reasons" else lost)[pid] = value
+        cpu = _cpu_sample(group, cores)
+        if cpu is None:
+            continue
+        gpus = []
+        for pid, info in gpu_by_pid.items():
+            if lost.get(pid):
+                gpus.append(GpuSample(info, lost=True))
+                continue
+            values = group.gpus.get(pid, {})
+            gpus.append(GpuSample(info, clock_event_reasons=reasons.get(pid),
+                                  **{m: values.get(m) for m in _GPU_COUNTERS}))
+        out.append(Sample(ts_ns=at, cpu=cpu, gpus=tuple(gpus), gpu_unavailable=trace.gpu_unavailable))
+    return out
+
+
+def _cpu_sample(group: _Group, cores: int | None) -> CpuSample | None:
+    cpu = group.cpu
+    util = group.cores.get("core_util_pct", {})
+    n = cores if isinstance(cores, int) else len(util)
+    required = ("cpu_util_pct", "ram_used_bytes", "ram_total_bytes")
+    if any(cpu.get(m) is None for m in required) or len(util) < n:
+        return None
+    freq = group.cores.get("core_freq_mhz", {})
+    return CpuSample(
+        cpu_util_pct=cpu["cpu_util_pct"],
+        core_util_pct=tuple(util[i] for i in range(n)),
+        core_freq_mhz=tuple(freq.get(i) for i in range(n)),
+        cpu_power_w=cpu.get("cpu_power_w"),
+        ram_used_bytes=cpu["ram_used_bytes"],
+        ram_total_bytes=cpu["ram_total_bytes"],
+        load1=cpu.get("load1"),
+    )

@@ -1,0 +1,147 @@
+"""`gputop report`: numbers from a recording, as text with a chart or as JSON; bad input is one line."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import pathlib
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+
+from gputop import report, trace
+from gputop.model import Sample
+from test_trace import make_samples, write
+
+DATA = pathlib.Path(__file__).resolve().parent / "data"
+FIXTURE = DATA / "h100_fake.json"
+
+
+def run(path, *flags: str) -> tuple[int, str]:
+    ns = argparse.Namespace(trace=str(path), json="--json" in flags, no_chart="--no-chart" in flags)
+    out = io.StringIO()
+    return report.run(ns, stdout=out), out.getvalue()
+
+
+def test_text_report_of_the_fixture():
+    rc, text = run(FIXTURE)
+    assert rc == 0
+    assert "GPU 0 NVIDIA H100 80GB HBM3" in text and "CPU (" in text
+    for words in ("sm_active_pct", "power_w", "busy_cores", "Energy", "Util trap", "mean", "p95"):
+        assert words in text
+    assert "n/a: " in text and "fan_pct" in text  # no fan on an SXM board: listed as n/a, not 0
+    assert "CPU busy cores % vs GPU SM activity %" in text  # the plotext chart
+    assert "\x1b[" not in text  # not a terminal: no colour codes
+
+
+def test_json_report_numbers_match_the_samples():
+    rc, out = run(FIXTURE, "--json")
+    assert rc == 0
+    doc = json.loads(out)
+    samples = trace.load(FIXTURE).samples()
+    assert doc["samples"] == len(samples) and doc["complete"] is True
+    assert doc["duration_s"] == pytest.approx((samples[-1].ts_ns - samples[0].ts_ns) / 1e9)
+    sm = [s.gpus[0].sm_active_pct for s in samples if s.gpus[0].sm_active_pct is not None]
+    st = doc["gpus"][0]["metrics"]["sm_active_pct"]
+    assert st["n"] == len(sm) and st["mean"] == pytest.approx(sum(sm) / len(sm)) and st["max"] == max(sm)
+    assert doc["gpus"][0]["metrics"]["fan_pct"] == {"n": 0, "mean": None, "p50": None, "p95": None, "max": None}
+    energy = [s.gpus[0].energy_j for s in samples]
+    assert doc["gpus"][0]["energy_j"] == pytest.approx(energy[-1] - energy[0])
+    assert doc["gpus"][0]["energy_source"] == "energy counter"
+    assert "CPU busy" not in out  # no chart in JSON
+
+
+def test_stats_percentiles_and_gaps():
+    st = report.stats([None, 4.0, 1.0, 3.0, 2.0, None])
+    assert st == {"n": 4, "mean": 2.5, "p50": 2.5, "p95": pytest.approx(3.85), "max": 4.0}
+    assert report.stats([None, None])["mean"] is None
+
+
+def test_energy_integration_skips_gaps():
+    s = 1_000_000_000
+    assert report.integrate_j([0, 10 * s], [100.0, 100.0]) == pytest.approx(1000.0)
+    assert report.integrate_j([0, s, 2 * s, 3 * s], [100.0, None, 50.0, 50.0]) == pytest.approx(50.0)
+    assert report.integrate_j([0, s], [None, 5.0]) is None
+
+
+def _with(samples: list[Sample], k: int, **gpu0) -> Sample:
+    s = samples[k]
+    return replace(s, gpus=(replace(s.gpus[0], **gpu0), *s.gpus[1:]))
+
+
+def test_util_trap_share_energy_fallback_and_cpu_energy(tmp_path):
+    samples = make_samples(4)
+    samples = [_with(samples, 0, gpu_util_pct=95.0, sm_active_pct=20.0, energy_j=None),
+               _with(samples, 1, gpu_util_pct=95.0, sm_active_pct=80.0, energy_j=None),
+               _with(samples, 2, gpu_util_pct=99.0, sm_active_pct=10.0, energy_j=None),
+               _with(samples, 3, gpu_util_pct=None, sm_active_pct=10.0, energy_j=None)]
+    rc, out = run(write(tmp_path / "t.json", samples), "--json")
+    doc = json.loads(out)
+    gpu0 = doc["gpus"][0]
+    assert gpu0["util_trap_share"] == pytest.approx(2 / 3) and gpu0["util_trap_samples"] == 3
+    assert gpu0["energy_source"] == "power integrated over time" and gpu0["energy_j"] > 0
+    assert doc["gpus"][1]["util_trap_share"] is None  # no SM activity on the A100 here
+    assert doc["gpus"][1]["lost_samples"] == 1
+    assert doc["cpu"]["energy_j"] is not None  # RAPL power integrated (sample 2 has a gap)
+    rc, text = run(tmp_path / "t.json", "--no-chart")
+    assert "67 % of 3 samples" in text and "n/a (no SM activity" in text
+    assert "lost (not answering) in 1 samples" in text
+
+
+def test_cut_off_trace_is_reported_with_a_note(tmp_path):
+    path = write(tmp_path / "t.json", make_samples(), close=False)
+    rc, text = run(path, "--no-chart")
+    assert rc == 0 and "did not finish cleanly" in text
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"", "empty"),
+    (b"not json at all", "not JSON"),
+    (b'{"traceEvents": 3}', "not a trace"),
+    (b'[{"ph":"X","name":"step","pid":1,"tid":1,"ts":0,"dur":5}]', "not gputop's"),
+    (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":2}}]', "version 2"),
+    (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"cpu_cores":1}}]',
+     "no complete sample"),
+])
+def test_bad_input_is_one_line_and_exit_1(tmp_path, capsys, content, words):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    rc, out = run(path)
+    err = capsys.readouterr().err
+    assert rc == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith("gputop report: error:") and words in err
+
+
+def test_missing_file(tmp_path, capsys):
+    rc, _ = run(tmp_path / "nope.json")
+    assert rc == 1 and "cannot read" in capsys.readouterr().err
+
+
+def test_json_report_never_imports_plotext():
+    code = ("import argparse, io, sys\n"
+            "from gputop import report\n"
+            f"ns = argparse.Namespace(trace={str(FIXTURE)!r}, json=True, no_chart=False)\n"
+            "assert report.run(ns, stdout=io.StringIO()) == 0\n"
+            "print('plotext' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_cli_report_on_bad_input_is_one_line_no_traceback(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("[{\"ph\": \"C\"")
+    for path in (bad, tmp_path / "missing.json"):
+        proc = subprocess.run([sys.executable, "-m", "gputop", "report", str(path)],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 1 and proc.stdout == ""
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_cli_report_of_the_fixture():
+    proc = subprocess.run([sys.executable, "-m", "gputop", "report", str(FIXTURE), "--json"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
