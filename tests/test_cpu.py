@@ -275,3 +275,21 @@ def test_describe_access_denied_per_field(monkeypatch):
     assert got.user is None
     assert got.name == psutil.Process(me).name()
     assert got.command == got.name
+
+
+def test_memory_frequency_and_load_are_read_on_their_own_slower_cadence(monkeypatch):
+    """At 100 Hz, /proc/meminfo and /proc/cpuinfo were most of the host's cost."""
+    import gputop.sources.cpu as cpu_mod
+
+    now = [100.0]
+    reads = []
+    real_vm = cpu_mod.psutil.virtual_memory
+    monkeypatch.setattr(cpu_mod.psutil, "virtual_memory", lambda: reads.append(now[0]) or real_vm())
+    src = cpu_mod.CpuSource(clock=lambda: now[0], slow_interval_s=0.5)
+    for _ in range(40):  # 40 ticks at 100 Hz: 0.4 s, inside one slow interval
+        src.sample()
+        now[0] += 0.01
+    assert reads == [100.0]  # read once, not once per tick
+    now[0] = 100.6
+    sample = src.sample()
+    assert reads == [100.0, 100.6] and sample.ram_total_bytes > 0

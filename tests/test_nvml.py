@@ -491,3 +491,19 @@ def test_eight_gpus(source):
     fake.advance(0.5)
     samples = src.sample()
     assert all(s.sm_active_pct is not None and s.nvlink_tx_bytes_per_s for s in samples)
+
+
+def test_slow_fields_are_read_on_their_own_cadence(source):
+    """Power limit, temperature, fan and pstate are re-read at most every SLOW_INTERVAL_S."""
+    fake, src = source([H100_SXM])
+    src.sample()
+    before = fake.calls["nvmlDeviceGetTemperatureV"], fake.calls["nvmlDeviceGetUtilizationRates"]
+    for _ in range(4):  # 4 ticks at 10 Hz: inside one slow interval
+        fake.advance(0.1)
+        gpu = src.sample()[0]
+        assert gpu.temp_c is not None and gpu.power_limit_w is not None  # carried, not dropped
+    assert fake.calls["nvmlDeviceGetTemperatureV"] == before[0]
+    assert fake.calls["nvmlDeviceGetUtilizationRates"] == before[1] + 4
+    fake.advance(0.2)
+    src.sample()
+    assert fake.calls["nvmlDeviceGetTemperatureV"] == before[0] + 1

@@ -124,10 +124,21 @@ def _read_int(path: str) -> int:
 
 
 class CpuSource:
-    """Every core the OS shows, host memory, load and package power."""
+    """Every core the OS shows, host memory, load and package power.
+
+    Per-core utilization and package power are read every tick. Memory, core frequencies and
+    the load average change on a scale of seconds, and reading them costs more than the
+    utilization itself (/proc/meminfo, /proc/cpuinfo), so they are re-read at most every
+    ``slow_interval_s`` and the last reading is carried in between: at 100 Hz that is most of
+    the host's cost, at 1 Hz it changes nothing.
+    """
 
     def __init__(self, powercap_root: str = "/sys/class/powercap",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, slow_interval_s: float = 0.5) -> None:
+        self._clock = clock
+        self._slow_interval_s = slow_interval_s
+        self._slow_at: float | None = None
+        self._slow: tuple = ()
         self._prev = [_busy_total(t) for t in psutil.cpu_times(percpu=True)]
         # Before the first delta: the average since boot, which is a real measurement.
         self._last_pct = tuple(min(100.0, 100.0 * b / t) if t > 0 else 0.0 for b, t in self._prev)
@@ -145,16 +156,25 @@ class CpuSource:
             self._prev, self._last_pct = cur, tuple(0.0 for _ in cur)
         pct = core_percents(self._prev, cur, self._last_pct)
         self._prev, self._last_pct = cur, pct
-        mem = psutil.virtual_memory()
+        freqs, ram_used, ram_total, load1 = self._slow_readings(len(pct))
         return CpuSample(
             cpu_util_pct=sum(pct) / len(pct) if pct else 0.0,
             core_util_pct=pct,
-            core_freq_mhz=_core_freqs(len(pct)),
+            core_freq_mhz=freqs,
             cpu_power_w=self._rapl.power_w(),
-            ram_used_bytes=mem.total - mem.available,
-            ram_total_bytes=mem.total,
-            load1=_load1(),
+            ram_used_bytes=ram_used,
+            ram_total_bytes=ram_total,
+            load1=load1,
         )
+
+    def _slow_readings(self, n_cores: int) -> tuple:
+        now = self._clock()
+        stale = self._slow_at is None or now - self._slow_at >= self._slow_interval_s
+        if stale or len(self._slow[0]) != n_cores:
+            mem = psutil.virtual_memory()
+            self._slow = (_core_freqs(n_cores), mem.total - mem.available, mem.total, _load1())
+            self._slow_at = now
+        return self._slow
 
     def describe(self, pids: Iterable[int]) -> dict[int, HostProcess]:
         """Name, user, command and CPU share of every pid this namespace can see; others absent.

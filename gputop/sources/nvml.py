@@ -205,6 +205,10 @@ _TICK_QUERIES = (
                                 ("nvmlDeviceGetCurrentClocksThrottleReasons", ())), _reasons),
     (("energy_j",), (("nvmlDeviceGetTotalEnergyConsumption", ()),), _milli),
 )
+# Fields that move on a scale of seconds: read at most every SLOW_INTERVAL_S and carried in
+# between, so a 100 Hz recording does not pay for them a hundred times a second.
+_SLOW_FIELDS = frozenset({"power_limit_w", "temp_c", "fan_pct", "pstate"})
+SLOW_INTERVAL_S = 0.5
 # Cumulative counters read in one nvmlDeviceGetFieldValues call; rates come from deltas.
 # (field, field id, scope id, bytes per unit); PCIe byte counters are newer than GetPcieThroughput
 # (which falls back in their place, and blocks 20 ms in the driver per call).
@@ -222,6 +226,15 @@ _PROCESS_QUERIES = (  # (kind, variants newest first)
     ("compute", ("nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2")),
     ("graphics", ("nvmlDeviceGetGraphicsRunningProcesses_v3", "nvmlDeviceGetGraphicsRunningProcesses_v2")),
 )
+
+
+def _read_all(readers: list[_Reader]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for reader in readers:
+        value = _query(reader.fn, *reader.args)
+        if value is not None:
+            values.update(zip(reader.fields, reader.convert(value)))
+    return values
 
 
 def _field_value(fv: Any) -> float | int | None:
@@ -254,6 +267,10 @@ class _Device:
         self.lost_sample = GpuSample(info, lost=True)
         self.lost = False
         self.readers: list[_Reader] = []
+        self.slow_readers: list[_Reader] = []
+        self.slow_at: float | None = None
+        self.slow_values: dict[str, Any] = {}
+        self.slow_field_count = 0
         self.gpm: Gpm | None = None
         self.energy_counter = False
         self.energy_j: float | None = None  # integrated from power where there is no counter
@@ -270,7 +287,10 @@ class _Device:
         for fields, variants, convert in _TICK_QUERIES:
             found = _first_answering(h, variants)
             if found:
-                self.readers.append(_Reader(fields, found[0], (h, *found[1]), convert))
+                slow = _SLOW_FIELDS.issuperset(fields)
+                (self.slow_readers if slow else self.readers).append(
+                    _Reader(fields, found[0], (h, *found[1]), convert))
+        self.slow_field_count = sum(len(r.fields) for r in self.slow_readers)
         self.energy_counter = any(r.fields == ("energy_j",) for r in self.readers)
         self._probe_counters()
         if self.info.gpm_supported:
@@ -301,11 +321,11 @@ class _Device:
     # -- every tick
     def read(self) -> dict[str, Any]:
         now = self.clock()
-        values: dict[str, Any] = {}
-        for reader in self.readers:
-            value = _query(reader.fn, *reader.args)
-            if value is not None:
-                values.update(zip(reader.fields, reader.convert(value)))
+        stale = self.slow_at is None or now - self.slow_at >= SLOW_INTERVAL_S
+        if stale or len(self.slow_values) < self.slow_field_count:  # a failed read is retried next tick
+            self.slow_values, self.slow_at = _read_all(self.slow_readers), now
+        values = _read_all(self.readers)
+        values.update(self.slow_values)
         if not self.energy_counter:
             values["energy_j"] = self._integrate_power(now, values.get("power_w"))
         if self.counters:
