@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import NoReturn, Sequence
 
-from gputop import __version__, record, report
+from gputop import __version__, merge, record, report
 
 EXAMPLES = """\
 examples:
@@ -17,6 +17,8 @@ examples:
   gputop record --out trace.json --duration 60
                                 record a minute headless, for Perfetto or chrome://tracing
   gputop report trace.json      summary table and chart of a recording
+  gputop merge trace.json torch_trace.json --out merged.json
+                                a recording and a PyTorch profiler trace on one timeline
 """
 
 
@@ -54,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("--json", action="store_true", help="JSON keyed by metric name (see README)")
     record.add_parser(sub)
     report.add_parser(sub)
+    merge.add_parser(sub)
     return parser
 
 
@@ -97,7 +100,8 @@ def _live(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {None: _live, "snapshot": _snapshot, "record": record.run, "report": report.run}
+    handlers = {None: _live, "snapshot": _snapshot, "record": record.run, "report": report.run,
+                "merge": merge.run}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

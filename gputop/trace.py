@@ -99,6 +99,18 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
+def dumps_event(obj: Any) -> str:
+    """An event read by ``load`` written back exactly: a number keeps the text it was read from
+    (json.dumps would round ``ts`` through a float and lose the nanoseconds)."""
+    if isinstance(obj, _RawNumber):
+        return obj.text
+    if isinstance(obj, dict):
+        return "{" + ",".join(f"{_dumps(str(k))}:{dumps_event(v)}" for k, v in obj.items()) + "}"
+    if isinstance(obj, (list, tuple)):
+        return "[" + ",".join(dumps_event(v) for v in obj) + "]"
+    return _dumps(obj)
+
+
 def _meta(name: str, pid: int, args: Mapping[str, Any]) -> dict[str, Any]:
     return {"ph": "M", "name": name, "pid": pid, "tid": pid, "args": dict(args)}
 

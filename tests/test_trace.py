@@ -255,3 +255,12 @@ def test_validator_catches_what_perfetto_rejects():
               ',{"ph":"X","name":"b","pid":5,"tid":5,"ts":2,"dur":3},\n')
     report = traceval.validate(nested)
     assert report.ok and report.trailing_comma and not report.closed
+
+
+def test_dumps_event_writes_loaded_numbers_back_exactly():
+    from gputop.trace import dumps_event, parse
+
+    text = '[{"ph":"M","name":"gputop","pid":10000000,"tid":10000000,"args":{"trace_version":1}}\n' \
+           ',{"ph":"C","name":"x","pid":10000000,"tid":10000000,"ts":1795488922232495.123,"args":{"%":0.1}}\n]'
+    event = parse(text).events[1]
+    assert dumps_event(event) == '{"ph":"C","name":"x","pid":10000000,"tid":10000000,"ts":1795488922232495.123,"args":{"%":0.1}}'

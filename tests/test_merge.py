@@ -1,0 +1,116 @@
+"""gputop merge: a recording and a PyTorch profiler trace on one timeline."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gputop import trace
+from traceval import assert_valid
+
+DATA = pathlib.Path(__file__).parent / "data"
+RECORDING = DATA / "h100_fake.json"
+REAL_TORCH = DATA / "torch_cpu_profile.json"  # exported by torch 2.13's profiler (CPU)
+
+
+def merge(*args):
+    return subprocess.run([sys.executable, "-m", "gputop", "merge", *map(str, args)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def torch_like(base_ns: int, ops: list[tuple[float, float]]) -> dict:
+    """The shape torch.profiler exports: object form, ts relative to baseTimeNanoseconds."""
+    events = [{"ph": "M", "name": "process_name", "pid": 4242, "tid": 0, "args": {"name": "python"}}]
+    events += [{"ph": "X", "cat": "cpu_op", "name": f"aten::mm#{i}", "pid": 4242, "tid": 4242,
+                "ts": ts, "dur": dur} for i, (ts, dur) in enumerate(ops)]
+    return {"schemaVersion": 1, "traceEvents": events, "baseTimeNanoseconds": base_ns}
+
+
+def test_profiler_ops_land_inside_the_recording(tmp_path):
+    rec = trace.load(RECORDING)
+    start_us = min(float(e["ts"]) for e in rec.events if e.get("ph") == "C")
+    base_ns = int(start_us * 1000) - 5_000_000_000  # the profiler's base: 5 s before the recording
+    theirs = tmp_path / "torch.json"
+    theirs.write_text(json.dumps(torch_like(base_ns, [(5_000_100.5, 250.0), (5_000_900.0, 40.0)])))
+    out = tmp_path / "merged.json"
+    done = merge(RECORDING, theirs, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # overlapping: no warning
+    text = out.read_text()
+    json.loads(text)  # strict JSON
+    assert_valid(text, strict=True)
+    merged = trace.load(out)  # still a gputop trace: header first
+    assert merged.samples() == rec.samples()
+    ops = [e for e in merged.events if e.get("cat") == "cpu_op"]
+    assert [round(float(e["ts"]) - start_us, 1) for e in ops] == [100.5, 900.0]
+
+
+def test_disjoint_traces_merge_with_a_warning():
+    out = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / f"gputop-merge-{os.getpid()}.json"
+    try:
+        done = merge(RECORDING, REAL_TORCH, "--out", out, "--force")
+        assert done.returncode == 0, done.stderr
+        assert "do not overlap in time" in done.stderr and len(done.stderr.splitlines()) == 1
+        assert any(e.get("name") == "aten::mm" for e in trace.load(out).events)
+    finally:
+        out.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "not JSON"), ('{"a": 1}', "not a chrome trace"),
+    ('{"traceEvents": [], "baseTimeNanoseconds": "x"}', "not an integer"),
+])
+def test_bad_profiler_trace_is_one_line(tmp_path, content, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    done = merge(RECORDING, bad, "--out", tmp_path / "o.json")
+    assert done.returncode == 1 and message in done.stderr
+    assert len(done.stderr.splitlines()) == 1 and not (tmp_path / "o.json").exists()
+
+
+def test_refuses_to_overwrite_and_reports_missing_files(tmp_path):
+    out = tmp_path / "o.json"
+    out.write_text("keep me")
+    done = merge(RECORDING, REAL_TORCH, "--out", out)
+    assert done.returncode == 1 and "--force" in done.stderr and out.read_text() == "keep me"
+    done = merge(tmp_path / "missing.json", REAL_TORCH, "--out", tmp_path / "p.json")
+    assert done.returncode == 1 and "cannot read" in done.stderr and "Traceback" not in done.stderr
+
+
+PROFILE = """
+import sys, torch
+from torch.profiler import profile, ProfilerActivity
+with profile(activities=[ProfilerActivity.CPU]) as p:
+    a = torch.randn(128, 128)
+    for _ in range(5):
+        a = a @ a
+p.export_chrome_trace(sys.argv[1])
+"""
+
+
+def test_real_profiler_during_a_real_recording_shares_its_clock(tmp_path):
+    """The claim the merge rests on: Kineto's ts + baseTimeNanoseconds is time.time_ns()."""
+    pytest.importorskip("torch")
+    rec, prof, out = tmp_path / "rec.json", tmp_path / "prof.json", tmp_path / "merged.json"
+    recorder = subprocess.Popen([sys.executable, "-m", "gputop", "record", "--out", str(rec),
+                                 "--interval", "0.05", "--duration", "60"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+        subprocess.run([sys.executable, "-c", PROFILE, str(prof)], check=True, timeout=120,
+                       capture_output=True)
+        time.sleep(0.5)
+    finally:
+        recorder.terminate()
+        recorder.wait(30)
+    done = merge(rec, prof, "--out", out)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    merged = trace.load(out)
+    counters = [float(e["ts"]) for e in merged.events if e.get("ph") == "C"]
+    ops = [float(e["ts"]) for e in merged.events if e.get("name") == "aten::mm"]
+    assert len(ops) == 5
+    assert min(counters) < min(ops) and max(ops) < max(counters)
