@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import NoReturn, Sequence
 
-from gputop import __version__, merge, record, report
+from gputop import __version__, merge, record, report, serve
+from gputop.cliutil import INTERVAL
 
 EXAMPLES = """\
 examples:
@@ -19,6 +20,7 @@ examples:
   gputop report trace.json      summary table and chart of a recording
   gputop merge trace.json torch_trace.json --out merged.json
                                 a recording and a PyTorch profiler trace on one timeline
+  gputop serve --port 9400      Prometheus exporter at http://127.0.0.1:9400/metrics
 """
 
 
@@ -27,16 +29,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0.01 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"interval must be between 0.01 and 3600 seconds, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"gputop {__version__}")
-    parser.add_argument("--interval", type=_interval, default=1.0, metavar="S",
+    parser.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S",
                         help="seconds between samples in the live view (default 1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     snap = sub.add_parser("snapshot", help="print one sample and exit",
@@ -57,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_parser(sub)
     report.add_parser(sub)
     merge.add_parser(sub)
+    serve.add_parser(sub)
     return parser
 
 
@@ -101,7 +94,7 @@ def _live(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {None: _live, "snapshot": _snapshot, "record": record.run, "report": report.run,
-                "merge": merge.run}
+                "merge": merge.run, "serve": serve.run}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

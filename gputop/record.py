@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 import time
 from typing import Any, Callable, TextIO
 
 from gputop import format as fmt
+from gputop.cliutil import INTERVAL, StopSignals, Stopped, seconds
 from gputop.sampler import iter_samples
 from gputop.trace import TraceWriter
 
@@ -33,18 +32,6 @@ Open the file in https://ui.perfetto.dev or chrome://tracing, or summarize it wi
 PROGRESS_EVERY_S = 0.25  # the progress line is redrawn at most this often, whatever the rate
 
 
-def _seconds(low: float, high: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g} seconds, got {text}")
-        return value
-    return parse
-
-
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``record`` to the CLI's subparsers (the parser class is the CLI's own)."""
     parser = subparsers.add_parser(
@@ -53,45 +40,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "trace event format (JSON). Stops at --duration, Ctrl-C or SIGTERM.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, metavar="PATH", help="trace file to write")
-    parser.add_argument("--interval", type=_seconds(0.01, 3600), default=1.0, metavar="S",
+    parser.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S",
                         help="seconds between samples (default 1; 0.01 for 100 Hz)")
-    parser.add_argument("--duration", type=_seconds(0.0, 366 * 86400), default=None, metavar="S",
+    parser.add_argument("--duration", type=seconds(0.0, 366 * 86400), default=None, metavar="S",
                         help="stop after S seconds (default: until Ctrl-C or SIGTERM)")
     parser.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
     return parser
-
-
-class _Stopped(Exception):
-    """Raised out of the sampling loop's sleep when Ctrl-C or SIGTERM asked it to stop."""
-
-
-class _StopSignals:
-    """SIGINT and SIGTERM set a flag that wakes the sleep; a second one stops at once."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signal: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.event.is_set():  # asked twice: stop even if a tick hangs
-            raise KeyboardInterrupt
-        self.signal = signum
-        self.event.set()
-
-    def sleep(self, seconds: float) -> None:
-        if self.event.wait(seconds):
-            raise _Stopped
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def _error(message: str) -> int:
@@ -120,7 +74,7 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stderr: TextIO | None 
             from gputop.cli import build_sampler
             sampler = build_sampler()
         progress = _Progress(writer, stderr, clock) if _isatty(stderr) else None
-        with _StopSignals() as stop:
+        with StopSignals() as stop:
             try:
                 for sample in iter_samples(sampler, args.interval, args.duration, clock=clock,
                                            sleep=stop.sleep):
@@ -129,7 +83,7 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stderr: TextIO | None 
                         progress.update()
                     if stop.event.is_set():
                         break
-            except _Stopped:
+            except Stopped:
                 pass
             if progress:
                 progress.finish()

@@ -1,0 +1,70 @@
+"""Small pieces every subcommand shares: argument types that reject bad input in one line, and
+SIGINT/SIGTERM handling that asks a loop to stop (a second signal stops at once)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from typing import Any, Callable
+
+
+def seconds(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number of seconds in [low, high]."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g} seconds, got {text}")
+        return value
+    return parse
+
+
+INTERVAL = seconds(0.01, 3600)  # every --interval: 100 Hz at most, an hour at least
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0 meaning any free one."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, got {text}")
+    return value
+
+
+class Stopped(Exception):
+    """Raised out of ``StopSignals.sleep`` when Ctrl-C or SIGTERM asked the loop to stop."""
+
+
+class StopSignals:
+    """SIGINT and SIGTERM set ``event`` (and ``signal``); a second one raises KeyboardInterrupt,
+    so a tick that hangs can still be interrupted. Installed only from the main thread."""
+
+    def __init__(self, event: threading.Event | None = None) -> None:
+        self.event = threading.Event() if event is None else event
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.signal = signum
+        self.event.set()
+
+    def sleep(self, seconds: float) -> None:
+        if self.event.wait(seconds):
+            raise Stopped
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
