@@ -125,3 +125,19 @@ def ratio(part: float | None, whole: float | None) -> float | None:
 def ghz_cell(value: float | None) -> str:
     """A core frequency in four columns for the CPU grid: "3.1G"; "n/a" where unknown."""
     return NA if value is None else f"{value / 1000:.1f}G"
+
+
+_PRE_GPM_ARCHITECTURES = frozenset({"Kepler", "Maxwell", "Pascal", "Volta", "Turing", "Ampere", "Ada"})
+
+
+def sm_gap(architecture: str | None, gpm_supported: bool, mig_enabled: bool) -> str:
+    """Why SM activity (GPM) reads n/a on a device, in a few words for after the "n/a"."""
+    if mig_enabled:
+        return "not read on a MIG-enabled device"
+    if gpm_supported:
+        return "first GPM reading pending"
+    if architecture in _PRE_GPM_ARCHITECTURES:
+        return "needs GPM: Hopper or newer"
+    if architecture is None:
+        return "GPM not supported on this device"
+    return "GPM not available from this driver"  # Hopper or newer, but the driver lacks GPM

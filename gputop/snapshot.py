@@ -65,7 +65,8 @@ def _gpu_lines(gpu: GpuSample) -> list[str]:
     if gpu.lost:
         return [title, "    lost: the GPU stopped answering (fell off the bus?)"]
     sms = gpu.sms_active
-    sm_text = f"{sms:.0f} of {info.sm_count} active ({fmt.pct(gpu.sm_active_pct)})" if sms is not None else "n/a (needs GPM: Hopper or newer)"
+    sm_text = f"{sms:.0f} of {info.sm_count} active ({fmt.pct(gpu.sm_active_pct)})" if sms is not None \
+        else f"n/a ({fmt.sm_gap(info.architecture, info.gpm_supported, info.mig_enabled)})"
     peak = info.peak_dram_bw_bytes_per_s
     bw = f"{fmt.rate(gpu.dram_bw_bytes_per_s)} ({fmt.pct(gpu.dram_bw_util_pct)} of {fmt.rate(peak)})"
     lines = [

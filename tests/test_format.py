@@ -57,3 +57,14 @@ def test_ratio_never_divides_by_zero_or_guesses():
 
 def test_ghz_cell_fits_four_columns():
     assert fmt.ghz_cell(3100) == "3.1G" and fmt.ghz_cell(None) == "n/a"
+
+
+@pytest.mark.parametrize("arch, gpm, mig, words", [
+    ("Ampere", False, False, "needs GPM: Hopper or newer"),
+    ("Hopper", False, False, "GPM not available from this driver"),
+    ("Hopper", True, False, "first GPM reading pending"),
+    ("Hopper", False, True, "not read on a MIG-enabled device"),
+    (None, False, False, "GPM not supported on this device"),
+])
+def test_sm_gap_says_why_sm_activity_is_missing(arch, gpm, mig, words):
+    assert fmt.sm_gap(arch, gpm, mig) == words
