@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from typing import NoReturn, Sequence
+from typing import Iterator, NoReturn, Sequence
 
-from gputop import __version__, merge, record, report, serve
+from gputop import __version__, compare, merge, record, replay, report, serve
 from gputop.cliutil import INTERVAL
 
 EXAMPLES = """\
 examples:
   gputop                        live view: every CPU core beside every GPU
   gputop --interval 0.5         refresh twice a second
+  gputop --run cnn              live view beside a bundled workload (cnn, mlp, transformer, matmul)
+  gputop --run train.py -- --epochs 1
+                                beside your own script; what follows -- goes to the script
   gputop snapshot               one sample, printed (like gpustat / nvidia-smi)
   gputop snapshot --json        the same as JSON keyed by metric name
   gputop record --out trace.json --duration 60
                                 record a minute headless, for Perfetto or chrome://tracing
   gputop report trace.json      summary table and chart of a recording
+  gputop record --out trace.json --run mlp
+                                record while a workload runs, with its steps on the timeline
+  gputop compare cnn            the same workload on CPU and on GPU, with the speedup
   gputop merge trace.json torch_trace.json --out merged.json
                                 a recording and a PyTorch profiler trace on one timeline
   gputop serve --port 9400      Prometheus exporter at http://127.0.0.1:9400/metrics
@@ -42,12 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gputop {__version__}")
     parser.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S",
                         help="seconds between samples in the live view (default 1)")
+    parser.add_argument("--run", dest="live_run", metavar="SCRIPT|NAME", default=None,
+                        help="launch a workload beside the live view: a bundled one "
+                        "(cnn, mlp, transformer, matmul) or a Python script; arguments after "
+                        "'--' go to it, and it is stopped when gputop exits")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     snap = sub.add_parser("snapshot", help="print one sample and exit",
                           description="Print one sample: the CPU cores beside every GPU.")
     snap.add_argument("--json", action="store_true", help="JSON keyed by metric name (see README)")
     record.add_parser(sub)
+    replay.add_parser(sub)
     report.add_parser(sub)
+    compare.add_parser(sub)
     merge.add_parser(sub)
     serve.add_parser(sub)
     return parser
@@ -82,19 +96,70 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 def _live(args: argparse.Namespace) -> int:
     from gputop.tui.app import GputopApp
+    from gputop.workload import Workload, WorkloadError
 
+    workload = None
+    if args.live_run is not None:
+        try:
+            workload = Workload(args.live_run, args.run_args)
+        except WorkloadError as exc:
+            sys.stderr.write(f"gputop: error: {exc}\n")
+            return 2
     sampler = build_sampler()
     try:
-        GputopApp(sampler, interval_s=args.interval).run()
+        with terminate_raises():
+            if workload is None:
+                GputopApp(sampler, interval_s=args.interval).run()
+            else:
+                # Started here, on the main thread, before the app: the child's PR_SET_PDEATHSIG
+                # fires when the thread that forked it exits (see gputop.workload.Workload).
+                workload.start()
+                GputopApp(sampler, interval_s=args.interval, workload=workload).run()
+    except WorkloadError as exc:
+        sys.stderr.write(f"gputop: error: {exc}\n")
+        return 2
     finally:
-        sampler.close()
+        try:
+            if workload is not None:
+                workload.stop()
+        finally:
+            sampler.close()
     return 0
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def terminate_raises() -> Iterator[None]:
+    """SIGTERM and SIGHUP (the terminal closed) raise SystemExit, so ``finally`` blocks run
+    (the workload's group is stopped) instead of the process ending on the spot."""
+    old = {sig: signal.signal(sig, _terminated) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handlers = {None: _live, "snapshot": _snapshot, "record": record.run, "report": report.run,
-                "merge": merge.run, "serve": serve.run}
+    argv = list(sys.argv[1:] if argv is None else argv)
+    run_args: list[str] | None = None
+    if "--" in argv:  # everything after the first -- goes to the launched workload
+        cut = argv.index("--")
+        argv, run_args = argv[:cut], argv[cut + 1:]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is not None and args.live_run is not None:
+        parser.error(f"--run before a command is for the live view; to record a workload use "
+                     f"'gputop record --out PATH --run {args.live_run}'")
+    takes_args = {None: args.live_run, "record": getattr(args, "run", None), "compare": True}
+    if run_args is not None and takes_args.get(args.command) is None:
+        parser.error("arguments after '--' go to a workload: use them with --run (or compare)")
+    args.run_args = tuple(run_args or ())
+    handlers = {None: _live, "snapshot": _snapshot, "record": record.run, "replay": replay.run, "report": report.run,
+                "merge": merge.run, "serve": serve.run, "compare": compare.run}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -22,6 +22,32 @@ def seconds(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+def number(low: float, high: float, what: str = "a number") -> Callable[[str], float]:
+    """An argparse type: a float in [low, high]."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, got {text}")
+        return value
+    return parse
+
+
+def integer(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= low."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {low} or more, got {value}")
+        return value
+    return parse
+
+
 INTERVAL = seconds(0.01, 3600)  # every --interval: 100 Hz at most, an hour at least
 
 

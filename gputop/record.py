@@ -3,6 +3,10 @@
 Imports neither textual nor torch. The output file is opened before the first sample, so a path
 that cannot be written is reported at once. Ctrl-C and SIGTERM end the recording cleanly (the
 file is closed with its ``]``); a SIGKILL leaves a file that still loads (see gputop.trace).
+
+With ``--run`` a workload is launched (gputop.workload) and recorded with the devices: the
+recording ends when it does (or at --duration, Ctrl-C, SIGTERM, which stop it). Its steps,
+phases and counters go into the trace on its own pid.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from gputop import format as fmt
 from gputop.cliutil import INTERVAL, StopSignals, Stopped, seconds
 from gputop.sampler import iter_samples
 from gputop.trace import TraceWriter
+from gputop.workload import Workload, WorkloadError, WorkloadState
 
 PROG = "gputop record"
 EXAMPLES = """\
@@ -25,6 +30,9 @@ examples:
   gputop record --out trace.json --interval 0.01 --duration 60
                                                        one minute at 100 Hz
   gputop record --out trace.json --force               overwrite an existing trace.json
+  gputop record --out trace.json --run cnn -- --steps 50
+                                                       record while a bundled workload runs
+  gputop record --out trace.json --run train.py        ... or your own script (ends with it)
 
 Open the file in https://ui.perfetto.dev or chrome://tracing, or summarize it with
 'gputop report trace.json'.
@@ -45,12 +53,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=seconds(0.0, 366 * 86400), default=None, metavar="S",
                         help="stop after S seconds (default: until Ctrl-C or SIGTERM)")
     parser.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    parser.add_argument("--run", metavar="SCRIPT|NAME", default=None,
+                        help="launch a workload (cnn, mlp, transformer, matmul, or a Python script; "
+                        "arguments after '--' go to it) and record until it ends; exit status 1 "
+                        "if it fails")
     return parser
 
 
-def _error(message: str) -> int:
+def _error(message: str, code: int = 1) -> int:
     sys.stderr.write(f"{PROG}: error: {message}\n")
-    return 1
+    return code
 
 
 def run(args: argparse.Namespace, *, sampler: Any = None, stderr: TextIO | None = None,
@@ -58,8 +70,16 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stderr: TextIO | None 
     """Record until --duration, Ctrl-C or SIGTERM. ``sampler`` is for tests; by default the
     real sources are built (after the output file is open, so a bad path costs nothing)."""
     stderr = sys.stderr if stderr is None else stderr
+    workload = None
+    if getattr(args, "run", None) is not None:
+        try:
+            workload = Workload(args.run, getattr(args, "run_args", ()) or (), collect=True)
+        except WorkloadError as exc:
+            return _error(str(exc), 2)
     settings = {"interval_s": args.interval, "duration_s": args.duration,
                 "command": "gputop record", "pid": os.getpid()}
+    if workload is not None:
+        settings["run"] = list(workload.argv)
     if os.path.isdir(args.out):
         return _error(f"{args.out} is a directory; --out names the trace file to write")
     try:
@@ -69,6 +89,7 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stderr: TextIO | None 
     except OSError as exc:
         return _error(f"cannot write {args.out}: {exc.strerror or exc}")
     own_sampler = sampler is None
+    state = None
     try:
         if own_sampler:
             from gputop.cli import build_sampler
@@ -76,17 +97,29 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stderr: TextIO | None 
         progress = _Progress(writer, stderr, clock) if _isatty(stderr) else None
         with StopSignals() as stop:
             try:
+                if workload is not None:  # on this (the main) thread: see Workload.start
+                    workload.start()
+                    writer.set_workload(workload.pid, workload.name, workload.argv)  # type: ignore[arg-type]
                 for sample in iter_samples(sampler, args.interval, args.duration, clock=clock,
                                            sleep=stop.sleep):
                     writer.write_sample(sample)
+                    if workload is not None:
+                        state = workload.poll(sample)
+                        writer.write_workload(workload.drain(), state, sample.ts_ns)
                     if progress:
-                        progress.update()
-                    if stop.event.is_set():
+                        progress.update(state)
+                    if stop.event.is_set() or (state is not None and not state.running):
                         break
             except Stopped:
                 pass
+            finally:
+                if workload is not None:
+                    state = workload.stop()
+                    writer.write_workload(workload.drain())
             if progress:
-                progress.finish()
+                progress.finish(state)
+    except WorkloadError as exc:
+        return _error(str(exc), 2)
     except OSError as exc:  # disk full, file system gone: what was written still loads
         return _error(f"writing {args.out} failed after {writer.samples} samples: "
                       f"{exc.strerror or exc}")
@@ -96,7 +129,19 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stderr: TextIO | None 
         finally:
             if own_sampler and sampler is not None:
                 sampler.close()
+    if state is not None:
+        stderr.write(_workload_line(state) + "\n")
+        if state.status == "failed":
+            return 1
     return 0
+
+
+def _workload_line(state: WorkloadState) -> str:
+    steps = "no steps reported" if state.step is None else f"{state.step} steps"
+    what = {"ok": "finished", "stopped": "stopped by gputop", "failed": "failed",
+            "running": "running"}.get(state.status, state.status)
+    line = f"{PROG}: workload {state.name} {what} ({steps})"
+    return line + (f": {state.error}" if state.status == "failed" and state.error else "")
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -114,18 +159,21 @@ class _Progress:
         self.start = clock()
         self.last = -PROGRESS_EVERY_S
 
-    def line(self) -> str:
+    def line(self, state: WorkloadState | None = None) -> str:
         elapsed = self.clock() - self.start
+        step = ""
+        if state is not None and state.step is not None:
+            step = f"  {state.name} step {state.step}/{state.steps_planned or '?'}"
         return (f"recording {self.writer.path}  {elapsed:.1f} s  {self.writer.samples} samples  "
-                f"{fmt.bytes_(self.writer.bytes_written)}  (Ctrl-C to stop)")
+                f"{fmt.bytes_(self.writer.bytes_written)}{step}  (Ctrl-C to stop)")
 
-    def update(self) -> None:
+    def update(self, state: WorkloadState | None = None) -> None:
         now = self.clock()
         if now - self.last >= PROGRESS_EVERY_S:
             self.last = now
-            self.stream.write("\r\x1b[K" + self.line())
+            self.stream.write("\r\x1b[K" + self.line(state))
             self.stream.flush()
 
-    def finish(self) -> None:
-        self.stream.write("\r\x1b[K" + self.line().replace("  (Ctrl-C to stop)", "") + "\n")
+    def finish(self, state: WorkloadState | None = None) -> None:
+        self.stream.write("\r\x1b[K" + self.line(state).replace("  (Ctrl-C to stop)", "") + "\n")
         self.stream.flush()

@@ -6,7 +6,9 @@ integrated over time where there is no counter; the CPU package's RAPL power int
 time. The "util trap": the share of samples where NVML's utilization.gpu says busy while few SMs
 are active (format.util_trap). plotext is imported only to draw the chart.
 
-Not yet: a workload summary (steps, samples/s, MFU) once workload events are recorded.
+A recording made with ``record --run`` also gets a workload summary: steps, the median of each
+step's samples/s, TFLOP/s and MFU (step 1 left out: allocation, autotuning, compiling), and the
+median of the joules-per-step counter recorded while it ran.
 """
 
 from __future__ import annotations
@@ -155,8 +157,44 @@ def summarize(trace: Trace, samples: Sequence[Sample]) -> dict[str, Any]:
         "gpu_unavailable": trace.gpu_unavailable,
         "util_trap_rule": {"gpu_util_pct_at_least": fmt.UTIL_TRAP_GPU_PCT,
                            "sm_active_pct_below": fmt.UTIL_TRAP_SM_PCT},
-        "workload": None,  # not recorded yet
+        "workload": workload_summary(trace),
     }
+
+
+def workload_summary(trace: Trace) -> dict[str, Any] | None:
+    """What the launched workload achieved, from its recorded steps; None without one."""
+    workload = trace.workload
+    if workload is None:
+        return None
+    start = trace.workload_mark("start") or {}
+    end = trace.workload_mark("end")
+    steps = trace.workload_steps()
+    measured = [s for s in steps if s.step != 1 and s.wall_s > 0] or [s for s in steps if s.wall_s > 0]
+    flops, peak = start.get("flops_per_step"), start.get("peak_flops")
+    rates = [s.samples / s.wall_s for s in measured]
+    tflops = [flops / s.wall_s / 1e12 for s in measured] if flops else []
+    mfu = [100.0 * flops / s.wall_s / peak for s in measured] if flops and peak else []
+    joules = trace.workload_counter("joules_per_step")
+    return {
+        "name": workload.get("name"), "pid": workload["pid"], "argv": workload.get("argv"),
+        "device": start.get("device"), "device_name": start.get("device_name"),
+        "precision": start.get("precision"), "batch_size": start.get("batch_size"),
+        "sample_unit": start.get("sample_unit") or "samples",
+        "steps": len(steps), "steps_measured": len(measured),
+        "steps_planned": start.get("steps_planned"),
+        "end_status": None if end is None else end.get("status"),
+        "end_error": None if end is None else end.get("error"),
+        "samples_per_s_median": _median(rates), "tflops_median": _median(tflops),
+        "mfu_pct_median": _median(mfu), "peak_flops": peak,
+        "peak_flops_source": start.get("peak_flops_source"),
+        "joules_per_step_median": _median(joules),
+        "step_time_s_median": _median([s.wall_s for s in measured]),
+    }
+
+
+def _median(values: Sequence[float]) -> float | None:
+    present = sorted(v for v in values if math.isfinite(v))
+    return _percentile(present, 50) if present else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,7 +266,35 @@ def to_text(summary: dict[str, Any]) -> str:
             text = (f"{share * 100:.0f} % of {gpu['util_trap_samples']} samples" if share is not None
                     else "n/a (no SM activity: GPM needs Hopper or newer)")
             lines.append(f"  GPU {gpu['index']}   {text}")
+    if summary.get("workload"):
+        lines += ["", *_workload_text(summary["workload"])]
     return "\n".join(lines) + "\n"
+
+
+def _workload_text(w: dict[str, Any]) -> list[str]:
+    end = {"ok": "finished", "error": f"ended with an error: {w['end_error']}"}.get(
+        w["end_status"], "no end recorded (stopped, or the recording ended first)")
+    planned = f" of {w['steps_planned']}" if w["steps_planned"] else ""
+    on = " on ".join(x for x in (w["device"], w["device_name"]) if x) or "n/a"
+    lines = [f"Workload {w['name']} (pid {w['pid']}): {on}, {w['precision'] or 'n/a'}, "
+             f"batch {w['batch_size'] or 'n/a'}; {w['steps']}{planned} steps, {end}"]
+    if w["steps_measured"] != w["steps"]:
+        lines.append(f"  medians over {w['steps_measured']} steps (step 1 is warm-up, left out)")
+
+    def cell(value: float | None, text: str) -> str:
+        return fmt.NA if value is None else text
+
+    rate, tf, mfu, j, st = (w["samples_per_s_median"], w["tflops_median"], w["mfu_pct_median"],
+                            w["joules_per_step_median"], w["step_time_s_median"])
+    peak = " (peak measured by the workload)" if w["peak_flops_source"] == "measured" else ""
+    lines += [
+        f"  {w['sample_unit']}/s   {cell(rate, f'{rate:,.1f}' if rate is not None else '')}",
+        f"  step time   {cell(st, f'{st * 1e3:.3g} ms' if st is not None else '')}",
+        f"  TFLOP/s     {cell(tf, f'{tf:.3g}' if tf is not None else '')}",
+        f"  MFU         {cell(mfu, f'{mfu:.1f} %' if mfu is not None else '')}{peak if mfu is not None else ''}",
+        f"  J/step      {cell(j, f'{j:.3g}' if j is not None else '')}",
+    ]
+    return lines
 
 
 def chart(samples: Sequence[Sample], width: int = 100, height: int = 18, color: bool = True) -> str:

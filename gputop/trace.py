@@ -31,6 +31,13 @@ Why this shape (the viewers' own rules):
   ``ph: "M"``). Throttle changes and a lost GPU are thread-scoped instants (``ph: "i"``, ``s: "t"``).
 - ``ts`` is microseconds from ``time.time_ns()`` written with all three decimals, so the reader
   gets the exact nanoseconds back; ASCII only (``ensure_ascii``), so a cut never splits a character.
+- A launched workload (``record --run``) is a process of its own, on its real pid: its steps are
+  complete events (``ph: "X"``, name ``step``, ``args.step``) on the thread ``steps`` (tid = pid),
+  from ``ts_ns - wall_s`` for ``wall_s``; its phases are ``B``/``E`` pairs on the thread
+  ``phases`` (tid = PHASE_TID_BASE + pid: phase ``compile`` wraps step 1, which would not nest on
+  one thread); start and end are instants (``args`` of start: device, FLOPs per step, peak);
+  ``samples_per_s``, ``tflops``, ``mfu_pct``, ``joules_per_step`` and ``step`` are counters at each
+  sample, ``loss`` one at each step. The header's ``workload`` names its pid, name and argv.
 """
 
 from __future__ import annotations
@@ -41,11 +48,12 @@ import os
 import socket
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from gputop import __version__, metrics
 from gputop import format as fmt
 from gputop.model import CpuSample, GpuInfo, GpuSample, Sample, to_dict
+from gputop.workload import WorkloadStep
 
 TRACE_VERSION = 1
 HEADER = "gputop"  # name of the metadata event that marks a gputop trace and carries its settings
@@ -53,6 +61,10 @@ CPU_PID = 10_000_000
 GPU_PID_BASE = 10_000_001
 CAT_CLOCKS = "gputop.clocks"
 CAT_LOST = "gputop.lost"
+CAT_WORKLOAD = "gputop.workload"
+PHASE_TID_BASE = 20_000_000  # the workload's phases thread: above real tids and gputop's own pids
+WORKLOAD_SORT_INDEX = 1000  # the workload's process after the devices
+_WORKLOAD_TICK = ("step", "samples_per_s", "tflops", "mfu_pct", "joules_per_step")
 
 _CPU_SCALARS = tuple(m for m in metrics.CPU_METRICS if metrics.metric(m).scope == "cpu")
 _CPU_PER_CORE = tuple(m for m in metrics.CPU_METRICS if metrics.metric(m).scope == "core")
@@ -116,8 +128,10 @@ def _meta(name: str, pid: int, args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def header_events(first: Sample, settings: Mapping[str, Any] | None = None,
-                  host: str | None = None) -> list[dict[str, Any]]:
-    """The metadata that opens a trace: gputop's header, then names and order of each device."""
+                  host: str | None = None,
+                  workload: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The metadata that opens a trace: gputop's header, then names and order of each device
+    (and of a launched workload: ``{"pid", "name", "argv"}``)."""
     host = socket.gethostname() if host is None else host
     cores = len(first.cpu.core_util_pct)
     gpus = []
@@ -134,6 +148,8 @@ def header_events(first: Sample, settings: Mapping[str, Any] | None = None,
         "gpu_unavailable": first.gpu_unavailable,
         "settings": dict(settings or {}),
     }
+    if workload is not None:
+        header["workload"] = dict(workload)
     events = [
         _meta(HEADER, CPU_PID, header),
         _meta("process_name", CPU_PID, {"name": f"CPU ({host}, {cores} cores)"}),
@@ -147,7 +163,19 @@ def header_events(first: Sample, settings: Mapping[str, Any] | None = None,
             _meta("process_sort_index", pid, {"sort_index": 1 + info.index}),
             _meta("thread_name", pid, {"name": f"GPU {info.index}"}),
         ]
+    if workload is not None:
+        pid = workload["pid"]
+        events += [
+            _meta("process_name", pid, {"name": f"workload {workload['name']}"}),
+            _meta("process_sort_index", pid, {"sort_index": WORKLOAD_SORT_INDEX}),
+            _meta("thread_name", pid, {"name": "steps"}),
+            {**_meta("thread_name", pid, {"name": "phases"}), "tid": phase_tid(pid)},
+        ]
     return events
+
+
+def phase_tid(pid: int) -> int:
+    return PHASE_TID_BASE + pid
 
 
 class _Counters:
@@ -183,6 +211,9 @@ class TraceWriter:
         self._counters = _Counters()
         self._reasons: dict[int, Any] = {}
         self._lost: dict[int, bool] = {}
+        self.workload: dict[str, Any] | None = None
+        self.workload_steps = 0
+        self._step_end_ns = 0  # the last step's end: a step never starts before it (nesting)
 
     @classmethod
     def create(cls, path: str, *, force: bool = False, settings: Mapping[str, Any] | None = None,
@@ -198,10 +229,59 @@ class TraceWriter:
     def closed(self) -> bool:
         return self._fd is None
 
+    def set_workload(self, pid: int, name: str, argv: Sequence[str] = ()) -> None:
+        """Name the launched workload's process; before the first sample (metadata comes first)."""
+        if self.samples:
+            raise ValueError("set_workload() must come before the first sample")
+        self.workload = {"pid": int(pid), "name": str(name), "argv": [str(a) for a in argv]}
+
+    def write_workload(self, items: Iterable[Any], state: Any = None, ts_ns: int | None = None) -> None:
+        """The workload's steps and marks (``Workload.drain()``) and, with ``state`` and the
+        sample's ``ts_ns``, its counters at that time. Nothing before the first sample (the
+        header has to come first) and nothing without ``set_workload``."""
+        if self.workload is None or self.samples == 0:
+            return
+        lines = list(self._workload_lines(items))
+        if state is not None and ts_ns is not None:
+            pid, ts = self.workload["pid"], _ts(ts_ns)
+            for m in _WORKLOAD_TICK:
+                value = _number(getattr(state, m, None))
+                if value is not None:
+                    lines.append(self._counters.line(pid, m, m, ts, value))
+        if lines:
+            self._write("".join(lines))
+
+    def _workload_lines(self, items: Iterable[Any]) -> Iterable[str]:
+        pid = self.workload["pid"]  # type: ignore[index]
+        for item in items:
+            kind = getattr(item, "kind", "step")
+            if kind == "step":
+                end = item.ts_ns
+                begin = max(end - max(0, round(item.wall_s * 1e9)), self._step_end_ns)
+                if begin > end:  # out of order: cannot be drawn as a nested slice
+                    continue
+                self._step_end_ns = end
+                args = {"step": item.step, "samples": item.samples}
+                if item.loss is not None:
+                    args["loss"] = item.loss
+                yield (f',{{"ph":"X","cat":"{CAT_WORKLOAD}","name":"step","pid":{pid},"tid":{pid},'
+                       f'"ts":{_ts(begin)},"dur":{_ts(end - begin)},"args":{_dumps(args)}}}\n')
+                loss = _number(item.loss)
+                if loss is not None:
+                    yield self._counters.line(pid, "loss", "loss", _ts(end), loss)
+                self.workload_steps += 1
+            elif kind == "phase":
+                body = _dumps({"ph": item.ph, "cat": CAT_WORKLOAD, "name": item.name, "pid": pid,
+                               "tid": phase_tid(pid)})
+                yield f',{{"ts":{_ts(item.ts_ns)},{body[1:]}\n'
+            elif kind in ("start", "end"):
+                args = {k: v for k, v in dict(item.args).items() if _plain_json(v)}
+                yield _instant(CAT_WORKLOAD, kind, pid, _ts(item.ts_ns), args)
+
     def write_sample(self, sample: Sample) -> None:
         lines = []
         if self.samples == 0:
-            head = header_events(sample, self.settings, self.host)
+            head = header_events(sample, self.settings, self.host, self.workload)
             lines.append("[" + _dumps(head[0]) + "\n")
             lines.extend("," + _dumps(e) + "\n" for e in head[1:])
         lines.extend(self._sample_lines(sample))
@@ -274,6 +354,13 @@ class TraceWriter:
         self.close()
 
 
+def _plain_json(value: Any) -> bool:
+    """A value that strict JSON can hold as is (no NaN, no objects of other types)."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
 def _instant(cat: str, name: str, pid: int, ts: str, args: Mapping[str, Any]) -> str:
     """A thread-scoped instant event line; ``ts`` goes in as its exact pre-formatted text."""
     body = _dumps({"ph": "i", "s": "t", "cat": cat, "name": name, "pid": pid, "tid": pid,
@@ -322,6 +409,39 @@ class Trace:
     def samples(self) -> list[Sample]:
         """The recording as model Samples, one per sample timestamp, oldest first."""
         return to_samples(self)
+
+    @property
+    def workload(self) -> dict[str, Any] | None:
+        """The launched workload (``pid``, ``name``, ``argv``) of a ``record --run``, else None."""
+        workload = self.header.get("workload")
+        return workload if isinstance(workload, dict) and isinstance(workload.get("pid"), int) else None
+
+    def workload_steps(self) -> list[WorkloadStep]:
+        """The workload's steps, in order (empty without a workload)."""
+        return workload_steps(self)
+
+    def workload_mark(self, kind: str) -> dict[str, Any] | None:
+        """The ``args`` of the workload's ``start`` or ``end`` instant, or None if not recorded."""
+        workload = self.workload
+        for event in self.events:
+            if (event.get("ph") == "i" and event.get("cat") == CAT_WORKLOAD and event.get("name") == kind
+                    and workload is not None and event.get("pid") == workload["pid"]):
+                args = event.get("args")
+                return _plain(args) if isinstance(args, dict) else {}
+        return None
+
+    def workload_counter(self, metric: str) -> list[float]:
+        """Every value of one of the workload's counters (``samples_per_s``, ...), in file order."""
+        workload = self.workload
+        if workload is None:
+            return []
+        out = []
+        for event in self.events:
+            if event.get("ph") == "C" and event.get("pid") == workload["pid"] and event.get("name") == metric:
+                parsed = _counter(event)
+                if parsed is not None:
+                    out.append(parsed[2])
+        return out
 
 
 def _exact_float(text: str) -> _RawNumber:
@@ -458,6 +578,28 @@ def ts_ns(value: Any) -> int | None:
         return int((Decimal(text) * 1000).to_integral_value())
     except (InvalidOperation, ValueError, OverflowError):
         return None
+
+
+def workload_steps(trace: Trace) -> list[WorkloadStep]:
+    """The ``step`` slices on the workload's pid, back as WorkloadSteps (``ts_ns`` = the end)."""
+    workload = trace.workload
+    if workload is None:
+        return []
+    pid, steps = workload["pid"], []
+    for event in trace.events:
+        if event.get("ph") != "X" or event.get("pid") != pid or event.get("cat") != CAT_WORKLOAD:
+            continue
+        begin, dur, args = ts_ns(event.get("ts")), ts_ns(event.get("dur")), event.get("args")
+        if begin is None or dur is None or not isinstance(args, dict):
+            continue
+        step, samples, loss = args.get("step"), args.get("samples"), args.get("loss")
+        if not isinstance(step, int) or not isinstance(samples, int):
+            continue
+        loss = float(loss) if isinstance(loss, (int, float)) and not isinstance(loss, bool) else None
+        steps.append(WorkloadStep(step=step, samples=samples, loss=loss, wall_s=dur / 1e9,
+                                  ts_ns=begin + dur))
+    steps.sort(key=lambda s: s.ts_ns)
+    return steps
 
 
 # ---------------------------------------------------------------------------------------------

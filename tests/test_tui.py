@@ -287,10 +287,111 @@ async def test_paused_at_start_takes_no_sample():
 
 
 def test_own_cpu_is_process_time_over_wall_time():
-    cpu, wall = iter([0.0, 0.5, 0.6]), iter([0.0, 1.0, 1.0])
+    cpu, wall = iter([3.0, 3.5, 3.6]), iter([7.0, 8.0, 8.0])
     meter = SelfCpu(cpu_clock=lambda: next(cpu), wall_clock=lambda: next(wall))
+    assert meter.read() is None  # the first reading only starts the interval
     assert meter.read() == pytest.approx(50.0)
     assert meter.read() is None  # no wall time passed: unknown, not infinite
+
+
+def test_own_cpu_does_not_count_the_time_before_the_first_reading():
+    """Built at start-up, first read after a second of imports and layout: that second is not
+    the cost of sampling, so it is not a reading."""
+    readings = {"cpu": 0.0, "wall": 0.0}
+    meter = SelfCpu(cpu_clock=lambda: readings["cpu"], wall_clock=lambda: readings["wall"])
+    readings.update(cpu=0.9, wall=1.0)  # a busy start-up
+    assert meter.read() is None
+    readings.update(cpu=0.92, wall=2.0)
+    assert meter.read() == pytest.approx(2.0)
+
+
+async def test_status_bar_own_cpu_is_na_until_a_real_interval_passed():
+    cpu, wall = iter([5.0, 5.25]), iter([1.0, 2.0])
+    meter = SelfCpu(cpu_clock=lambda: next(cpu), wall_clock=lambda: next(wall))
+    app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True, self_cpu=meter)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.ingest(make_sample(1, 0))
+        await pilot.pause()
+        assert "own CPU n/a" in screen_text(app)
+        app.ingest(make_sample(1, 1))
+        await pilot.pause()
+        assert "own CPU 25.0 %" in screen_text(app)
+
+
+# -- the process table says why it is empty ------------------------------------------------
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda: make_sample(0, gpu_unavailable="NVIDIA driver not loaded"), "no GPU: NVIDIA driver not loaded"),
+    (lambda: with_gpu(make_sample(1), 0, processes=()), "no GPU processes"),
+    (lambda: with_gpu(make_sample(1), 0, processes=None), "no GPU processes shown: the driver does not list them here"),
+    (lambda: replace(make_sample(1), gpus=(lost(make_sample(1).gpus[0]),)), "no GPU processes: every GPU is lost"),
+], ids=["no-gpu", "no-processes", "not-listed", "lost"])
+async def test_an_empty_process_table_says_why(make, reason):
+    app = make_app(FakeSampler(make()))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        table = app.query_one(ProcessTable)
+        assert table.row_count == 0 and table.message == reason
+        assert reason in screen_text(app)
+
+
+async def test_the_empty_note_goes_when_processes_appear():
+    samples = [with_gpu(make_sample(1), 0, processes=()), make_sample(1)]
+    app = make_app(FakeSampler(samples), paused=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.ingest(samples[0])
+        await pilot.pause()
+        assert "no GPU processes" in screen_text(app)
+        app.ingest(samples[1])
+        await pilot.pause()
+        assert app.query_one(ProcessTable).message is None
+        text = screen_text(app)
+        assert "no GPU processes" not in text and "python train.py --gpu 0" in text
+
+
+# -- a sampler that raises ----------------------------------------------------------------------
+
+
+class Flaky(FakeSampler):
+    """Ticks ``bad`` raise; the others sample as usual."""
+
+    def __init__(self, bad: set[int]) -> None:
+        super().__init__(lambda t: make_sample(1, t))
+        self.bad = bad
+
+    def sample(self) -> Sample:
+        t = self.calls
+        sample = super().sample()
+        if t in self.bad:
+            raise RuntimeError("NVML went away")
+        return sample
+
+
+async def test_a_sampler_error_is_a_notification_and_sampling_goes_on():
+    sampler = Flaky(bad={1, 2, 3})
+    app = make_app(sampler, interval_s=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: sampler.calls >= 6 and app.samples_taken >= 2)
+        assert app.is_running
+        messages = [n.message for n in app._notifications]
+        failed = [m for m in messages if m.startswith("sampling failed")]
+        assert failed == ["sampling failed: RuntimeError: NVML went away (retrying every 0.1 s)"]  # once
+        assert any("sampling works again after 3 failed ticks" in m for m in messages)
+        assert "of 132 SMs" in screen_text(app)
+
+
+async def test_a_sampler_failing_from_the_start_does_not_crash():
+    sampler = Flaky(bad=set(range(1000)))
+    app = make_app(sampler, interval_s=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: sampler.calls >= 3)
+        assert app.is_running and app.samples_taken == 0
+        assert "waiting for the first sample" in screen_text(app)
+        assert any("NVML went away" in n.message for n in app._notifications)
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
 
 
 def test_the_tui_does_not_import_plotext():
@@ -340,3 +441,14 @@ def feed(n_gpus: int, ticks: int = 90):
 @pytest.mark.parametrize("n_gpus", [0, 1, 8], ids=["0gpu", "1gpu", "8gpu"])
 def test_snapshot(snap_compare, n_gpus, size):
     assert snap_compare(snapshot_app(n_gpus), terminal_size=size, run_before=feed(n_gpus))
+
+
+async def test_a_tick_that_lands_during_shutdown_is_dropped():
+    """The sampling thread can finish a tick after the widgets are gone: no crash on exit."""
+    app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.ingest(make_sample(1, 0))
+        await pilot.pause()
+    assert not app.is_running
+    app._on_tick(make_sample(1, 1))
+    app._on_tick(RuntimeError("late"))

@@ -236,3 +236,24 @@ def _load1() -> float | None:
         return os.getloadavg()[0]
     except (AttributeError, OSError):
         return None
+
+
+def process_tree(pid: int) -> frozenset[int]:
+    """``pid`` and its live descendants (zombies left out); empty when ``pid`` itself is gone.
+
+    For the workload launcher, which keeps psutil here, in its one home."""
+    try:
+        root = psutil.Process(pid)
+        if root.status() == psutil.STATUS_ZOMBIE:
+            return frozenset()
+        children = root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return frozenset()
+    alive = {pid}
+    for child in children:
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                alive.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return frozenset(alive)

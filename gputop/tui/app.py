@@ -1,12 +1,15 @@
 """GputopApp: owns the tick loop, keeps the history, hands each Sample down to the widgets.
 
-Built with its collaborators injected (``GputopApp(sampler, interval_s)``): ``cli.py`` passes the
-real sampler, tests pass a fake one. Sampling runs in a worker thread on drift-free deadlines
-(``gputop.sampler.run``); widgets only render what they are given and post ``GpuSelected`` up.
+Built with its collaborators injected (``GputopApp(sampler, interval_s, workload=...)``): ``cli.py``
+passes the real sampler (and a started ``Workload`` for ``--run``), tests pass fakes. Sampling runs
+in a worker thread on drift-free deadlines (``gputop.sampler.run``); a sampler that raises costs a
+notification and that tick, never the app. Widgets only render what they are given and post
+``GpuSelected`` up. ``gputop.tui.replay.ReplayApp`` is this app fed from a recording.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -17,11 +20,12 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
+from textual.css.query import NoMatches
 from textual.reactive import var
 from textual.widgets import Footer
 
 from gputop import sampler as sampling
-from gputop.history import History
+from gputop.history import History, workload_key
 from gputop.model import Sample
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen, describe
@@ -31,37 +35,69 @@ from gputop.tui.widgets.gpu import GpuSelected
 from gputop.tui.widgets.gpulist import GpuList
 from gputop.tui.widgets.processes import ProcessTable
 from gputop.tui.widgets.status import StatusBar
+from gputop.tui.widgets.workload import WorkloadView
+from gputop.workload import WorkloadState
 
 INTERVALS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 HISTORY_POINTS = 3600
 FULL_PANELS_TWO_GPUS_ROWS = 56  # two full GPU panels need a terminal this tall; else one line each
 DETAIL_ROWS = 40  # compact rows plus the selected GPU's full panel from this height
+SHORT_ROWS = 34  # below this the screen is "-short" (VERTICAL_BREAKPOINTS): no charts, no log
+WORKLOAD_SERIES = ("step", "samples_per_s", "tflops", "mfu_pct", "loss", "joules_per_step")
 
 
 class SupportsSample(Protocol):
     def sample(self) -> Sample: ...
 
 
+class SupportsPoll(Protocol):
+    """What the app needs of a launched workload (``gputop.workload.Workload``)."""
+
+    def poll(self, sample: Sample | None = None) -> WorkloadState: ...
+
+    def stop(self) -> object: ...
+
+
 class SelfCpu:
-    """gputop's own CPU use: process CPU time over wall time between two readings."""
+    """gputop's own CPU use: process CPU time over wall time between two readings.
+
+    The first reading only sets the start (None): measured from construction it would count the
+    app's start-up (imports, first layout) as if it were the cost of sampling.
+    """
 
     def __init__(self, cpu_clock: Callable[[], float] = time.process_time,
                  wall_clock: Callable[[], float] = time.monotonic) -> None:
         self._cpu_clock, self._wall_clock = cpu_clock, wall_clock
-        self._last = (cpu_clock(), wall_clock())
+        self._last: tuple[float, float] | None = None
 
     def read(self) -> float | None:
         now = (self._cpu_clock(), self._wall_clock())
-        (cpu0, wall0), self._last = self._last, now
-        wall = now[1] - wall0
-        return None if wall <= 0 else 100.0 * (now[0] - cpu0) / wall
+        last, self._last = self._last, now
+        if last is None:
+            return None
+        wall = now[1] - last[1]
+        return None if wall <= 0 else 100.0 * (now[0] - last[0]) / wall
+
+
+class _Guarded:
+    """Runs ``sampler.sample()`` (in the sampling thread) and returns the exception it raised
+    instead of raising it, so one failed tick does not end the sampling loop."""
+
+    def __init__(self, sampler: SupportsSample) -> None:
+        self.sampler = sampler
+
+    def sample(self) -> Sample | Exception:
+        try:
+            return self.sampler.sample()
+        except Exception as exc:  # shown to the user by the app, then the next tick is tried
+            return exc
 
 
 class GputopApp(App):
     CSS_PATH = "gputop.tcss"
     TITLE = "gputop"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_ROWS, "-tall")]
     BINDINGS = [
         Binding("q", "quit", "quit"),
         Binding("p", "toggle_pause", "pause"),
@@ -75,6 +111,8 @@ class GputopApp(App):
         Binding("question_mark", "help", "help", key_display="?"),
     ]
 
+    CHART_NOW = "now"  # the label of the charts' right edge
+
     # App state as `var`s: watched but not repainting (an App repaint is a full-screen render).
     sample: var[Sample | None] = var(None, always_update=True)
     selected_gpu: var[int | None] = var(None)
@@ -82,12 +120,17 @@ class GputopApp(App):
     interval_s: var[float] = var(1.0)
     show_freq: var[bool] = var(False)
 
-    def __init__(self, sampler: SupportsSample, interval_s: float = 1.0, *,
+    def __init__(self, sampler: SupportsSample | None, interval_s: float = 1.0, *,
                  history: History | None = None, self_cpu: SelfCpu | None = None,
                  kill: Callable[[int, int], None] = os.kill, host: str | None = None,
-                 paused: bool = False) -> None:
+                 paused: bool = False, workload: SupportsPoll | None = None) -> None:
         super().__init__()
         self.sampler = sampler
+        self.workload = workload
+        self.workload_state: WorkloadState | None = None
+        self.sample_errors = 0  # failed ticks in a row
+        self._last_error: str | None = None
+        self._last_poll_error: str | None = None
         self.history = history if history is not None else History(HISTORY_POINTS)
         self.ticker = sampling.Ticker(interval_s)
         self.self_cpu = self_cpu or SelfCpu()
@@ -105,7 +148,9 @@ class GputopApp(App):
         with Container(id="top"):
             yield CpuPanel(id="cpu")
             yield GpuList(id="gpus")
-        yield HistoryCharts(self.history, id="charts")
+        if self.workload is not None:
+            yield WorkloadView(id="workload")
+        yield HistoryCharts(self.history, now_label=self.CHART_NOW, id="charts")
         yield ProcessTable(id="procs")
         yield Footer()
 
@@ -115,6 +160,12 @@ class GputopApp(App):
         status.interval_s = self.interval_s
         status.sort_label = self.query_one(ProcessTable).sort_label
         status.paused = self.paused
+        self.screen.set_class(self.workload is not None, "-with-workload")
+        self._fit_layout()
+        self._begin()
+
+    def _begin(self) -> None:
+        """Start feeding samples (a replay starts its cursor instead)."""
         if not self.paused:
             self._start_sampling()
 
@@ -122,15 +173,19 @@ class GputopApp(App):
         self._fit_layout()
 
     def _fit_layout(self) -> None:
-        """One GPU: its full panel. Two on a tall terminal: both. Else a line each (and the
-        selected one's full panel too where there is room)."""
+        """One GPU: its full panel. Two on a tall terminal: both. Else (or beside a workload on a
+        short terminal) a line each, and the selected one's full panel too where there is room."""
         n = len(self.sample.gpus) if self.sample else 0
         height = self.size.height
         gpus = self.query_one(GpuList)
-        gpus.compact = n > 2 or (n == 2 and height < FULL_PANELS_TWO_GPUS_ROWS)
+        # a workload's panel needs the rows on a short terminal: then each GPU is one line
+        short_with_workload = self.workload is not None and height < SHORT_ROWS
+        gpus.compact = n > 2 or (n == 2 and height < FULL_PANELS_TWO_GPUS_ROWS) or (n > 0 and short_with_workload)
         gpus.detail = height >= DETAIL_ROWS
         # many cores on a short terminal: one glyph per core rather than rows of "97%" cells
         self.query_one(CpuPanel).max_grid_rows = 2 if height < DETAIL_ROWS else 6
+        if self.workload is not None:  # the output log is hidden on short terminals (gputop.tcss)
+            self.query_one("#workload-panel").inline_output = height < SHORT_ROWS
 
     # -- sampling -----------------------------------------------------------------------------
 
@@ -140,17 +195,64 @@ class GputopApp(App):
 
     @work(exclusive=True, group="sampling")
     async def _sample_loop(self) -> None:
-        await sampling.run(self.sampler, self.ticker, self.ingest)
+        await sampling.run(_Guarded(self.sampler), self.ticker, self._on_tick)
+
+    def _on_tick(self, result: Sample | Exception) -> None:
+        try:
+            if isinstance(result, Exception):
+                self.sampling_failed(result)
+            else:
+                self.ingest(result)
+        except NoMatches:
+            if self.is_running:
+                raise
+            # a tick that lands while the app shuts down (its widgets already gone): dropped
+
+    def sampling_failed(self, exc: Exception) -> None:
+        """A tick whose sampler raised: say so once per distinct error, keep the last sample on
+        screen, keep the workload's state current, and try again at the next tick."""
+        self.sample_errors += 1
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if message != self._last_error:
+            self._last_error = message
+            self.notify(f"sampling failed: {message} (retrying every {self.interval_s:g} s)",
+                        severity="error", timeout=8)
+        self._poll_workload(None)
 
     def ingest(self, sample: Sample) -> None:
         """Take one sample (the tick loop calls this; tests may too)."""
         self.samples_taken += 1
-        self.history.push(sample)
+        if self.sample_errors:
+            self.notify(f"sampling works again after {self.sample_errors} failed "
+                        f"tick{'s' if self.sample_errors > 1 else ''}", timeout=4)
+            self.sample_errors, self._last_error = 0, None
+        state = self._poll_workload(sample)
+        self.history.push(sample, extra=_workload_points(state))
+        self._note_energy(sample)
+        self.query_one(StatusBar).own_cpu_pct = self.self_cpu.read()
+        self.sample = sample
+
+    def _note_energy(self, sample: Sample) -> None:
         for gpu in sample.gpus:
             if gpu.energy_j is not None:
                 self._energy_at_start.setdefault(gpu.info.index, gpu.energy_j)
-        self.query_one(StatusBar).own_cpu_pct = self.self_cpu.read()
-        self.sample = sample
+
+    def _poll_workload(self, sample: Sample | None) -> WorkloadState | None:
+        if self.workload is None:
+            return None
+        try:
+            state = self.workload.poll(sample)
+        except Exception as exc:  # the launcher's bug must not take the monitor down
+            message = f"workload poll failed: {type(exc).__name__}: {exc}"
+            if message != self._last_poll_error:
+                self._last_poll_error = message
+                self.notify(message, severity="error", timeout=8)
+            return self.workload_state
+        self._last_poll_error = None
+        self.workload_state = state
+        self.query_one(WorkloadView).show(state, sample)
+        self.query_one(ProcessTable).workload_pids = state.pids
+        return state
 
     def watch_sample(self, sample: Sample | None) -> None:
         if sample is None:
@@ -189,6 +291,18 @@ class GputopApp(App):
         self.selected_gpu = message.index
 
     # -- actions ------------------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        """Stop the workload (SIGTERM, then SIGKILL after its grace; off the event loop), then exit."""
+        if self.workload is not None:
+            state = self.workload_state
+            if state is None or state.running:
+                self.notify("stopping the workload...", timeout=10)
+            try:
+                await asyncio.to_thread(self.workload.stop)
+            except Exception as exc:  # quitting must still quit; the launcher stops it again
+                self.notify(f"stopping the workload failed: {exc}", severity="error")
+        self.exit()
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
@@ -233,7 +347,10 @@ class GputopApp(App):
         self.show_freq = not self.show_freq
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(self.help_screen())
+
+    def help_screen(self) -> HelpScreen:
+        return HelpScreen()
 
     def action_kill(self) -> None:
         proc = self.query_one(ProcessTable).selected_process
@@ -254,3 +371,10 @@ class GputopApp(App):
                 self.notify(f"sent SIGTERM to {describe(proc)}")
 
         self.push_screen(KillScreen(proc), answered)
+
+
+def _workload_points(state: WorkloadState | None) -> dict[str, float | None] | None:
+    """The workload's progress as history series (``workload.samples_per_s``, ...)."""
+    if state is None:
+        return None
+    return {workload_key(name): getattr(state, name) for name in WORKLOAD_SERIES}

@@ -9,7 +9,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 KEYS = (
-    ("q", "quit"),
+    ("q", "quit (and stop a workload started with --run)"),
     ("p", "pause / resume sampling"),
     ("+ / -", "sample less / more often (0.1 s to 10 s)"),
     ("d", "next GPU: the charts follow it (or click a GPU)"),
@@ -30,11 +30,15 @@ ABOUT = (
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "close")]
 
+    def __init__(self, keys: tuple[tuple[str, str], ...] = KEYS, title: str = "gputop keys") -> None:
+        super().__init__()
+        self.keys, self.heading = keys, title
+
     def compose(self) -> ComposeResult:
-        width = max(len(k) for k, _ in KEYS)
-        lines = "\n".join(f"[b]{k:>{width}}[/b]  {what}" for k, what in KEYS)
+        width = max(len(k) for k, _ in self.keys)
+        lines = "\n".join(f"[b]{k:>{width}}[/b]  {what}" for k, what in self.keys)
         with Vertical(id="help"):
-            yield Static("gputop keys", classes="title")
+            yield Static(self.heading, classes="title")
             yield Static(lines, id="help-keys")
             yield Static(ABOUT, classes="about")
             yield Static("escape or ? to close", classes="hint")

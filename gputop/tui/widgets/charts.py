@@ -62,6 +62,7 @@ class Chart(Widget):
         self.series: list[Series] = []
         self.history: History | None = None
         self.note = ""  # said instead of a plot where there is nothing to draw
+        self.now_label = "now"  # the right edge of the x axis ("cursor" in a replay)
         self._lines: list[Strip] = []
         self._styles: dict[str | None, Style] = {}
 
@@ -183,7 +184,7 @@ class Chart(Widget):
 
     def _x_axis(self, width: int, gutter: int, history: History | None, plot_w: int) -> Strip:
         axis = self._style("chart--axis")
-        text = "now"
+        text = self.now_label
         left = ""
         if history is not None and len(history) > 1:
             stamps = history.timestamps(2 * plot_w)
@@ -203,9 +204,10 @@ class HistoryCharts(Horizontal):
     tick: reactive[int] = reactive(0, always_update=True)
     gpu_index: reactive[int | None] = reactive(None)
 
-    def __init__(self, history: History, **kwargs) -> None:
+    def __init__(self, history: History, now_label: str = "now", **kwargs) -> None:
         super().__init__(**kwargs)
         self.history = history
+        self.now_label = now_label
 
     def compose(self):
         yield Chart("activity", "% of capacity", (0, 100), id="chart-activity")
@@ -213,8 +215,14 @@ class HistoryCharts(Horizontal):
         yield Chart("power", "W", id="chart-power")
 
     def on_mount(self) -> None:
+        self.use_history(self.history)
+
+    def use_history(self, history: History) -> None:
+        """Draw from ``history`` from now on (a replay rebuilds its history when the cursor jumps)."""
+        self.history = history
         for chart in self.query(Chart):
-            chart.history = self.history
+            chart.history = history
+            chart.now_label = self.now_label
         self._configure()
 
     def watch_gpu_index(self) -> None:

@@ -54,7 +54,7 @@ class GpuList(VerticalScroll):
         if self._none is not None:
             self._none.reason = sample.gpu_unavailable or "no NVIDIA GPU found"
             return
-        self.border_title = f"{len(indices)} GPUs" if self.compact else ""
+        self.border_title = (f"{len(indices)} GPU" + ("s" if len(indices) != 1 else "")) if self.compact else ""
         for gpu, child in zip(sample.gpus, self._rows):
             child.energy_j = self.energy_j.get(gpu.info.index)
             child.sample = gpu

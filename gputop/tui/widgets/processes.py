@@ -1,11 +1,17 @@
-"""GPU processes across every device: a sortable table whose cursor row is the kill target."""
+"""GPU processes across every device: a sortable table whose cursor row is the kill target.
+
+Rows of a launched workload's processes are marked (a class style and a leading marker on the
+command). An empty table says why it is empty: no GPU, no GPU processes, or not readable.
+"""
 
 from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+from rich.segment import Segment
 from rich.text import Text
 from textual.reactive import reactive
+from textual.strip import Strip
 from textual.widgets import DataTable
 
 from gputop import format as fmt
@@ -34,6 +40,19 @@ COLUMNS = (
     Column("command", "command", lambda p: p.command or p.name or "", False),
 )
 SORT_CYCLE = ("mem", "sm", "cpu", "pid", "user", "gpu", "command")
+WORKLOAD_MARK = "▶ "
+
+
+def empty_reason(sample: Sample) -> str:
+    """Why no process row is shown for ``sample``."""
+    if not sample.gpus:
+        return f"no GPU: {sample.gpu_unavailable or 'no NVIDIA GPU found'}"
+    live = [g for g in sample.gpus if not g.lost]
+    if not live:
+        return "no GPU processes: every GPU is lost"
+    if all(g.processes is None for g in live):
+        return "no GPU processes shown: the driver does not list them here"
+    return "no GPU processes"
 
 
 def row_key(proc: GpuProcess) -> str:
@@ -43,12 +62,29 @@ def row_key(proc: GpuProcess) -> str:
 class ProcessTable(DataTable):
     """Rows are rebuilt each tick; the cursor stays on the same process while it lives."""
 
+    COMPONENT_CLASSES = {"processes--workload", "processes--empty"}
+
     sample: reactive[Sample | None] = reactive(None, always_update=True)
     sort_key: reactive[str] = reactive("mem")
+    workload_pids: reactive[frozenset[int]] = reactive(frozenset())
+    # said instead of "no GPU processes..." while some GPU is there (a replay has no process list)
+    empty_note: reactive[str | None] = reactive(None)
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self._procs: dict[str, GpuProcess] = {}
+        self.empty_text = "waiting for the first sample"
+
+    @property
+    def message(self) -> str | None:
+        """What the empty table says (None while it has rows)."""
+        return None if self.row_count else self.empty_text
+
+    def render_line(self, y: int) -> Strip:
+        if self.row_count or y != 1 or not self.show_header:
+            return super().render_line(y)
+        style = self.rich_style + self.get_component_rich_style("processes--empty", partial=True)
+        return Strip([Segment(" " + self.empty_text, style)]).crop_extend(0, self.size.width, self.rich_style)
 
     def on_mount(self) -> None:
         for col in COLUMNS:
@@ -76,6 +112,12 @@ class ProcessTable(DataTable):
     def watch_sample(self) -> None:
         self._rebuild()
 
+    def watch_workload_pids(self) -> None:
+        self._rebuild()
+
+    def watch_empty_note(self) -> None:
+        self._rebuild()
+
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         """Clicking a column header sorts by it (the event bubbles on, so the app sees it too)."""
         self.sort_key = event.column_key.value
@@ -93,26 +135,38 @@ class ProcessTable(DataTable):
         if sample is None or not self.columns:
             return
         procs = [p for g in sample.gpus if not g.lost and g.processes for p in g.processes]
+        live = [g for g in sample.gpus if not g.lost]
+        empty_text = (self.empty_note if live and self.empty_note else None) or empty_reason(sample)
+        if empty_text != self.empty_text:
+            self.empty_text = empty_text
+            self.refresh()
         col = next(c for c in COLUMNS if c.key == self.sort_key)
         procs.sort(key=col.sort, reverse=col.descending)
         keep = self.selected_process
         keys = [row_key(p) for p in procs]
         same_rows = keys == list(self._procs)
         self._procs = dict(zip(keys, procs))
+        mark = self.get_component_rich_style("processes--workload", partial=True)
+        cells = [self._cells(p, mark) for p in procs]
         if same_rows:  # the usual tick: update changed cells in place, keep caches and cursor
-            for key, p in zip(keys, procs):
-                for col, cell in zip(COLUMNS, _cells(p)):
-                    if str(self.get_cell(key, col.key)) != str(cell):
+            for key, row in zip(keys, cells):
+                for col, cell in zip(COLUMNS, row):
+                    old = self.get_cell(key, col.key)
+                    if str(old) != str(cell) or old.style != cell.style:
                         self.update_cell(key, col.key, cell)
             return
         self.clear()
-        for key, p in zip(keys, procs):
-            self.add_row(*_cells(p), key=key)
+        for key, row in zip(keys, cells):
+            self.add_row(*row, key=key)
         if keep is not None and row_key(keep) in self._procs:
             self.move_cursor(row=self.get_row_index(row_key(keep)), animate=False, scroll=False)
 
-
-def _cells(p: GpuProcess) -> tuple:
-    return (Text(str(p.pid), justify="right"), fmt.text(p.user), Text(str(p.gpu_index), justify="right"),
-            Text(fmt.bytes_(p.gpu_mem_bytes), justify="right"), Text(fmt.pct(p.sm_util_pct), justify="right"),
-            Text(fmt.pct(p.cpu_pct), justify="right"), fmt.text(p.command or p.name))
+    def _cells(self, p: GpuProcess, mark) -> tuple[Text, ...]:
+        ours = p.pid in self.workload_pids
+        style = mark if ours else ""
+        command = (WORKLOAD_MARK if ours else "") + fmt.text(p.command or p.name)
+        return (Text(str(p.pid), style=style, justify="right"), Text(fmt.text(p.user), style=style),
+                Text(str(p.gpu_index), style=style, justify="right"),
+                Text(fmt.bytes_(p.gpu_mem_bytes), style=style, justify="right"),
+                Text(fmt.pct(p.sm_util_pct), style=style, justify="right"),
+                Text(fmt.pct(p.cpu_pct), style=style, justify="right"), Text(command, style=style))

@@ -1,12 +1,48 @@
-"""The one-line header: what gputop is doing (pace, paused) and what it costs (its own CPU %)."""
+"""The one-line header: what gputop is doing (pace, paused) and what it costs (its own CPU %);
+in a replay, where the cursor is in the recording (offset and wall-clock time) and the speed."""
 
 from __future__ import annotations
+
+import time
+from typing import NamedTuple
 
 from rich.text import Text
 from textual.reactive import reactive
 
 from gputop import format as fmt
 from gputop.tui.widgets.panel import Panel
+
+
+class ReplayPosition(NamedTuple):
+    index: int  # of the sample under the cursor, 0-based
+    count: int
+    offset_s: float  # from the first sample
+    duration_s: float  # first to last sample
+    ts_ns: int  # time.time_ns() stamp of the sample under the cursor
+    speed: float
+    complete: bool  # False: the recording was cut off (no closing ])
+
+
+def wall_clock(ts_ns: int) -> str:
+    """Local date and time to the millisecond: 2026-11-27 11:22:02.532."""
+    seconds, ns = divmod(ts_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) + f".{ns // 1_000_000:03d}"
+
+
+def offset_text(seconds: float) -> str:
+    """A position in a recording: 12.3 s, 2:05.3 (min:s), 1:02:05 (h:min:s)."""
+    if seconds < 59.95:  # (59.96 would print as "60.0 s")
+        return f"{fmt.num(seconds, 1)} s"
+    tenths = int(round(seconds * 10))
+    minutes, tenths_left = divmod(tenths, 600)
+    if minutes < 60:
+        return f"{minutes}:{tenths_left / 10:04.1f}"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{tenths_left // 10:02d}"
+
+
+def speed_text(speed: float) -> str:
+    return f"{speed:g}x"
 
 
 class StatusBar(Panel):
@@ -16,26 +52,47 @@ class StatusBar(Panel):
     selected_gpu: reactive[int | None] = reactive(None)
     sort_label: reactive[str] = reactive("")
     host: reactive[str] = reactive("")
+    replay: reactive[ReplayPosition | None] = reactive(None)
 
     def watch_paused(self, paused: bool) -> None:
         self.set_class(paused, "-paused")
 
     def render_key(self) -> tuple:
-        return (self.interval_s, self.paused, self.own_cpu_pct, self.selected_gpu, self.sort_label, self.host)
+        return (self.interval_s, self.paused, self.own_cpu_pct, self.selected_gpu, self.sort_label, self.host,
+                self.replay)
 
     def build(self, width: int) -> Text:
         f = self.field
         text = Text.assemble(("gputop", self.style_of("panel--value")))
         if self.host:
             text.append(f" {self.host}", style=self.style_of("panel--label"))
-        state = Text(" PAUSED ", style=self.style_of("panel--warn")) if self.paused else Text("live")
-        parts = [state, f("every", f"{self.interval_s:g} s"),
-                 f("GPU", "-" if self.selected_gpu is None else str(self.selected_gpu)),
-                 f("sort", self.sort_label), f("own CPU", fmt.pct(self.own_cpu_pct, 1)),
-                 Text("? help", style=self.style_of("panel--dim"))]
+        gpu = f("GPU", "-" if self.selected_gpu is None else str(self.selected_gpu))
+        help_ = Text("? help", style=self.style_of("panel--dim"))
+        if self.replay is not None:
+            parts = self._replay_parts(self.replay) + [gpu, f("sort", self.sort_label), help_]
+        else:
+            state = Text(" PAUSED ", style=self.style_of("panel--warn")) if self.paused else Text("live")
+            parts = [state, f("every", f"{self.interval_s:g} s"), gpu,
+                     f("sort", self.sort_label), f("own CPU", fmt.pct(self.own_cpu_pct, 1)), help_]
         for part in parts:
             if text.cell_len + 3 + part.cell_len > width:
                 break
             text.append("   ")
             text.append_text(part)
         return text
+
+    def _replay_parts(self, pos: ReplayPosition) -> list[Text]:
+        f = self.field
+        if self.paused:
+            state = Text(" PAUSED ", style=self.style_of("panel--warn"))
+        else:
+            state = Text.assemble(("▶ ", self.style_of("panel--value")), speed_text(pos.speed))
+        parts = [Text.assemble(("replay", self.style_of("panel--value")), " ", state),
+                 f("t", "+" + offset_text(pos.offset_s), f" of {offset_text(pos.duration_s)}"),
+                 f("at", wall_clock(pos.ts_ns)),
+                 f("sample", f"{pos.index + 1}/{pos.count}")]
+        if self.paused:
+            parts.append(f("speed", speed_text(pos.speed)))
+        if not pos.complete:
+            parts.append(Text("cut off", style=self.style_of("panel--warn")))
+        return parts

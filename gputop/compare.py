@@ -1,0 +1,288 @@
+"""`gputop compare cnn`: the same workload on the CPU and then on the GPU, side by side.
+
+Both runs get the same model and batch (a bundled workload's CPU-default sizes, pinned, since its
+per-device defaults differ) and each device's default precision (shown; `-- --precision fp32`
+forces one for both). The first steps are warm-up (allocation, autotuning) and left out of the
+rates. Whether there is a GPU is the child's to say: the GPU run asks for `--device cuda`, and a
+torch that sees none refuses, in one line, which is shown. Energy per sample needs the device's
+energy counter (GPU) or a readable RAPL package (CPU); elsewhere it is n/a. Imports neither
+textual nor torch: the workloads run as children (gputop.workload).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence, TextIO
+
+from gputop.cliutil import integer
+from gputop.workload import BUNDLED, Workload, WorkloadError, WorkloadState, WorkloadStep, resolve
+
+PROG = "gputop compare"
+EXAMPLES = """\
+examples:
+  gputop compare cnn                         ResNet-18 on 32x32 images, batch 32, CPU then GPU
+  gputop compare mlp --steps 50 --batch-size 1024
+  gputop compare transformer -- --size tiny  what follows -- goes to both runs
+  gputop compare cnn --json                  the numbers as JSON
+"""
+# The CPU defaults of workloads/<name>.py, passed to both runs so both run the same model (their
+# CUDA defaults are larger). tests/test_compare.py checks these against the scripts.
+SAME_SIZE: dict[str, tuple[str, ...]] = {
+    "cnn": ("--depth", "18", "--image-size", "32"),
+    "mlp": (),
+    "transformer": ("--size", "small"),
+    "matmul": ("--n", "2048"),
+}
+SAME_BATCH = {"cnn": 32, "mlp": 256, "transformer": 8, "matmul": 4}
+DEFAULT_STEPS = 20
+DEFAULT_WARMUP = 2
+POLL_S = 0.2
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "compare", help="run a workload on CPU and on GPU, and show the speedup",
+        usage="gputop compare NAME [--steps N] [--batch-size B] [--warmup K] [--json] [-- ARGS]",
+        description="Run the same workload on the CPU, then on the GPU (where torch sees one), "
+        "and compare samples/s, step time, TFLOP/s, MFU and energy per sample. Arguments after "
+        "'--' go to both runs.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("workload", metavar="NAME",
+                        help=f"a bundled workload ({', '.join(BUNDLED)}) or a script that takes "
+                        "--device cpu|cuda, --steps and --batch-size")
+    parser.add_argument("--steps", type=integer(1), default=DEFAULT_STEPS,
+                        help=f"steps on each device (default {DEFAULT_STEPS})")
+    parser.add_argument("--batch-size", type=integer(1), default=None, metavar="B",
+                        help="samples per step on both devices (default: the workload's CPU default)")
+    parser.add_argument("--warmup", type=integer(0), default=DEFAULT_WARMUP, metavar="K",
+                        help=f"first steps left out of the rates (default {DEFAULT_WARMUP})")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    return parser
+
+
+@dataclass(frozen=True)
+class Result:
+    """One device's run: the final state, and the rates over the steps after warm-up."""
+
+    device: str  # what was asked: "cpu" | "cuda"
+    state: WorkloadState
+    steps: tuple[WorkloadStep, ...]  # after warm-up
+    samples_per_s: float | None
+    step_s: float | None  # median step time
+    tflops: float | None
+    mfu_pct: float | None
+    joules_per_sample: float | None
+
+    @property
+    def ok(self) -> bool:
+        return self.state.status == "ok" and bool(self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.state
+        return {"device": s.device or self.device, "device_name": s.device_name,
+                "precision": s.precision, "status": s.status, "error": s.error,
+                "steps_measured": len(self.steps), "samples_per_s": self.samples_per_s,
+                "step_s_median": self.step_s, "tflops": self.tflops, "mfu_pct": self.mfu_pct,
+                "joules_per_sample": self.joules_per_sample,
+                "peak_flops": s.peak_flops, "peak_flops_source": s.peak_flops_source}
+
+
+def rates(device: str, state: WorkloadState, warmup: int) -> Result:
+    """The rates over the steps after the first ``warmup`` (by step index)."""
+    steps = tuple(s for s in state.recent_steps if s.step > warmup)
+    wall = sum(s.wall_s for s in steps)
+    samples_per_s = step_s = tflops = mfu = joules = None
+    if steps and wall > 0:
+        samples_per_s = sum(s.samples for s in steps) / wall
+        step_s = statistics.median(s.wall_s for s in steps)
+        if state.flops_per_step:
+            rate = state.flops_per_step * len(steps) / wall
+            tflops = rate / 1e12
+            mfu = 100.0 * rate / state.peak_flops if state.peak_flops else None
+    measured = [s for s in steps if s.joules is not None]
+    if measured and len(measured) == len(steps):
+        samples = sum(s.samples for s in measured)
+        joules = sum(s.joules for s in measured) / samples if samples else None  # type: ignore[misc]
+    return Result(device, state, steps, samples_per_s, step_s, tflops, mfu, joules)
+
+
+def measure(target: str, argv: Sequence[str], device: str, steps: int, warmup: int, *,
+            sampler: Any = None, progress: Callable[[str], None] | None = None,
+            poll_s: float = POLL_S) -> Result:
+    """Run one workload to its end, sampling as it goes (for energy), and take its rates."""
+    workload = Workload(target, argv, keep_steps=steps + 1)
+    try:
+        workload.start()
+        while True:
+            state = workload.poll(sampler.sample() if sampler is not None else None)
+            if progress is not None:
+                progress(_progress_line(device, state))
+            if not state.running:
+                break
+            time.sleep(poll_s)
+        if sampler is not None:  # one more sample, so that the last steps' energy is covered
+            state = workload.poll(sampler.sample())
+    finally:
+        state = workload.stop()
+    return rates(device, state, warmup)
+
+
+def _progress_line(device: str, state: WorkloadState) -> str:
+    if state.step is None:
+        what = f"starting ({state.phase})" if state.phase else "starting"
+    else:
+        rate = "" if state.samples_per_s is None else f"  {_rate(state.samples_per_s)} {state.sample_unit}/s"
+        what = f"step {state.step}/{state.steps_planned or '?'}{rate}"
+    return f"{PROG}: {device}  {what}"
+
+
+def run(args: argparse.Namespace, *, sampler: Any = None, stdout: TextIO | None = None,
+        stderr: TextIO | None = None) -> int:
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+    extra = tuple(getattr(args, "run_args", ()) or ())
+    try:
+        name, _ = resolve(args.workload)
+    except WorkloadError as exc:
+        return _error(stderr, str(exc))
+    if args.steps <= args.warmup:
+        return _error(stderr, f"--steps {args.steps} leaves nothing after --warmup {args.warmup} "
+                      "warm-up steps")
+    if any(a == "--device" or a.startswith("--device=") for a in extra):
+        return _error(stderr, "compare chooses --device itself (cpu, then cuda)")
+    bundled = args.workload in BUNDLED and name == args.workload
+    batch = args.batch_size if args.batch_size is not None else SAME_BATCH.get(name) if bundled else None
+    common = [*(SAME_SIZE.get(name, ()) if bundled else ()), "--steps", str(args.steps)]
+    if batch is not None:
+        common += ["--batch-size", str(batch)]
+    common += extra
+    own_sampler = sampler is None
+    tty = _isatty(stderr)
+
+    def progress(line: str) -> None:
+        stderr.write("\r\x1b[K" + line)
+        stderr.flush()
+
+    results = []
+    try:
+        if own_sampler:
+            from gputop.cli import build_sampler
+            sampler = build_sampler(process_interval_s=3600.0)  # no process table needed
+        for device in ("cpu", "cuda"):
+            results.append(measure(args.workload, ["--device", device, *common], device,
+                                   args.steps, args.warmup, sampler=sampler,
+                                   progress=progress if tty else None))
+            if tty:
+                stderr.write("\r\x1b[K")
+                stderr.flush()
+    except WorkloadError as exc:
+        return _error(stderr, str(exc))
+    finally:
+        if own_sampler and sampler is not None:
+            sampler.close()
+    cpu, gpu = results
+    report = {"workload": name, "argv_common": common, "steps": args.steps, "warmup": args.warmup,
+              "batch_size": cpu.state.batch_size or batch, "cpu": cpu.to_dict(),
+              "gpu": gpu.to_dict() if _ran_on_gpu(gpu.state) else None,
+              "gpu_unavailable": None if _ran_on_gpu(gpu.state) else _why(gpu.state),
+              "speedup": _speedup(cpu, gpu) if _ran_on_gpu(gpu.state) else None}
+    if args.json:
+        stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        stdout.write(to_text(report, cpu, gpu))
+    return 0 if cpu.ok else 1
+
+
+def _ran_on_gpu(state: WorkloadState) -> bool:
+    """The GPU run got under way: it wrote events, and its start event (if any) names cuda."""
+    return state.events and (state.device is None or state.device.startswith("cuda"))
+
+
+def _why(state: WorkloadState) -> str:
+    if state.events and state.device is not None:
+        return f"asked for --device cuda, the workload reported running on {state.device}"
+    return state.error or f"the GPU run ended with status {state.status}"
+
+
+def _speedup(cpu: Result, gpu: Result) -> float | None:
+    if cpu.samples_per_s and gpu.samples_per_s and gpu.ok:
+        return gpu.samples_per_s / cpu.samples_per_s
+    return None
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def _seconds(value: float) -> str:
+    if value >= 1:
+        return f"{value:.2f} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.3g} ms"
+    return f"{value * 1e6:.3g} us"
+
+
+def _na(value: Any, show: Callable[[Any], str]) -> str:
+    return "n/a" if value is None else show(value)
+
+
+def to_text(report: dict[str, Any], cpu: Result, gpu: Result) -> str:
+    unit = cpu.state.sample_unit
+    columns = [cpu] + ([gpu] if report["gpu"] is not None else [])
+    batch = report["batch_size"]
+    lines = [f"{PROG} {report['workload']}: batch {batch if batch else 'n/a'}, {report['steps']} steps "
+             f"on each device; the first {report['warmup']} are warm-up, left out of the rates"]
+    if report["gpu"] is None:
+        lines.append(f"No GPU run, CPU only: {report['gpu_unavailable']}")
+    rows: list[tuple[str, list[str]]] = [
+        ("device", [r.state.device or r.device for r in columns]),
+        ("device name", [r.state.device_name or "n/a" for r in columns]),
+        ("precision", [r.state.precision or "n/a" for r in columns]),
+        ("status", [r.state.status if r.state.status != "failed" else f"failed: {r.state.error}"
+                    for r in columns]),
+        (f"{unit}/s", [_na(r.samples_per_s, _rate) for r in columns]),
+        ("step time (median)", [_na(r.step_s, _seconds) for r in columns]),
+        ("TFLOP/s", [_na(r.tflops, lambda v: f"{v:.3g}") for r in columns]),
+        ("MFU", [_na(r.mfu_pct, lambda v: f"{v:.1f} %") + _peak(r) for r in columns]),
+        (f"J/{unit[:-1] if unit.endswith('s') else unit}", [_na(r.joules_per_sample, lambda v: f"{v:.3g}")
+                                                             for r in columns]),
+    ]
+    if report["gpu"] is not None:
+        speedup = report["speedup"]
+        rows.append(("speedup", ["1x", _na(speedup, lambda v: f"{v:,.1f}x")]))
+    width = max(24, *(len(c) + 2 for _, cells in rows for c in cells))
+    head = max(len(label) for label, _ in rows) + 2
+    lines.append("")
+    lines += [f"{label:<{head}}" + "".join(f"{c:<{width}}" for c in cells).rstrip() for label, cells in rows]
+    notes = []
+    if any(r.joules_per_sample is None for r in columns):
+        notes.append("J n/a: needs the GPU's energy counter, or a readable RAPL package for the CPU "
+                     "(often root only)")
+    if cpu.joules_per_sample is not None:
+        notes.append("CPU J: the whole package's energy, other processes on it included")
+    if any(r.state.peak_flops_source == "measured" for r in columns):
+        notes.append("peak*: measured with a matmul by the workload (no datasheet figure for this device)")
+    if notes:
+        lines += [""] + notes
+    return "\n".join(lines) + "\n"
+
+
+def _peak(result: Result) -> str:
+    return "*" if result.mfu_pct is not None and result.state.peak_flops_source == "measured" else ""
+
+
+def _error(stderr: TextIO, message: str) -> int:
+    stderr.write(f"{PROG}: error: {message}\n")
+    return 2
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,224 @@
+"""A launched workload: what it reports (step, throughput, TFLOP/s, MFU, loss, J/step), how its
+process stands, and the tail of its output.
+
+Everything shown comes from one ``WorkloadState`` snapshot handed down by the app. A script that
+writes no events still has a name, a status and output; its achievements read n/a, never 0.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from typing import NamedTuple
+
+from rich.text import Text
+from textual.containers import Container
+from textual.reactive import reactive
+
+from gputop import format as fmt
+from gputop.model import Sample
+from gputop.tui.widgets.panel import Panel, flow
+from gputop.workload import WorkloadState
+
+LEVELS = "▁▂▃▄▅▆▇█"
+NO_EVENTS = "no progress events: resource use and output only"
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
+
+
+class GpuUse(NamedTuple):
+    """The workload's processes as the GPU process table lists them."""
+
+    processes: int  # (pid, GPU) rows
+    gpu_mem_bytes: int | None  # None if any row's memory is unknown
+
+
+def gpu_use(sample: Sample | None, pids: frozenset[int]) -> GpuUse | None:
+    """What the workload holds on the GPUs; None where no device lists its processes."""
+    if sample is None:
+        return None
+    listed = [g for g in sample.gpus if not g.lost and g.processes is not None]
+    if not listed:
+        return None
+    rows = [p for g in listed for p in g.processes if p.pid in pids]
+    mem = [p.gpu_mem_bytes for p in rows]
+    return GpuUse(len(rows), None if None in mem else sum(mem))
+
+
+def sparkline(values: tuple[float, ...] | list[float], width: int) -> str:
+    """The newest ``width`` values as block glyphs, scaled between their own min and max."""
+    points = [v for v in values if v is not None][-width:] if width > 0 else []
+    if len(points) < 2:
+        return ""
+    lo, hi = min(points), max(points)
+    span = hi - lo
+    if span <= 0:
+        return LEVELS[len(LEVELS) // 2] * len(points)
+    top = len(LEVELS) - 1
+    return "".join(LEVELS[round((v - lo) / span * top)] for v in points)
+
+
+def elapsed(seconds: float) -> str:
+    """Wall time as people read it: 12.3 s, 4 m 05 s, 2 h 07 m."""
+    if seconds < 60:
+        return f"{fmt.num(seconds, 1)} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} m {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} m"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def status_text(state: WorkloadState) -> str:
+    """"running", "finished (exit 0)", "failed (exit 1)", "stopped by gputop (SIGTERM)"."""
+    rc = state.returncode
+    how = "" if rc is None else f" (exit {rc})" if rc >= 0 else f" ({_signal_name(-rc)})"
+    if state.status == "running":
+        return "running"
+    if state.status == "ok":
+        return "finished" + how
+    if state.status == "stopped":
+        return "stopped by gputop" + how
+    if state.status == "failed":
+        return "failed" + how
+    return state.status + how
+
+
+def loss_text(loss: float | None) -> str:
+    if loss is None:
+        return fmt.NA
+    return fmt.num(loss, 3 if abs(loss) >= 0.01 else 5)
+
+
+def rate_text(value: float | None) -> str:
+    if value is None:
+        return fmt.NA
+    return fmt.num(value, 0 if value >= 100 else 1)
+
+
+def clean_line(line: str) -> str:
+    """One output line as a terminal would leave it: the text after the last carriage return,
+    no escape sequences, tabs as spaces (a child's colours or progress bars must not reach ours)."""
+    line = line.rstrip("\r\n").rsplit("\r", 1)[-1]
+    line = _ANSI.sub("", line).expandtabs(4)
+    return "".join(ch for ch in line if ch.isprintable())
+
+
+class WorkloadPanel(Panel):
+    """Name, device, progress and achievements; the status (and, on a crash, the error) stay on
+    screen after the workload ends. ``inline_output``: show the last output line here (when the
+    log beside it is hidden on a short terminal)."""
+
+    COMPONENT_CLASSES = {"workload--error", "workload--ok", "workload--spark"}
+
+    # always_update: a state equal to the last (no new event) still moves the elapsed time on
+    state: reactive[WorkloadState | None] = reactive(None, always_update=True)
+    gpu_use: reactive[GpuUse | None] = reactive(None)
+    inline_output: reactive[bool] = reactive(False)
+
+    def watch_state(self, state: WorkloadState | None) -> None:
+        self.relayout_if_resized()
+        if state is None:
+            return
+        pid = "" if state.pid is None else f" pid {state.pid}"
+        self.border_title = f"workload {state.name}{pid}"
+        self.set_class(state.running, "-running")
+        self.set_class(state.status == "failed", "-failed")
+        self.set_class(state.status in ("ok", "stopped"), "-ended")
+
+    def watch_inline_output(self) -> None:
+        self.relayout_if_resized()
+
+    def render_key(self) -> tuple:
+        # elapsed_s is read from the clock while it runs: its text is part of what is drawn
+        ticking = elapsed(self.state.elapsed_s) if self.state is not None and self.state.running else None
+        return (self.state, self.gpu_use, self.inline_output, ticking)
+
+    def build(self, width: int) -> Text:
+        state = self.state
+        if state is None:
+            return Text("waiting for the workload", style=self.style_of("panel--dim"))
+        width = max(width, 20)
+        f, st = self.field, self.style_of
+        status_style = st("workload--error") if state.status == "failed" else (
+            st("workload--ok") if not state.running else st("panel--value"))
+        device = fmt.text(state.device)
+        if state.device_name:
+            device += f" ({state.device_name})"
+        step = fmt.text(state.step)
+        if state.step is not None and state.steps_planned is not None:
+            step += f" of {state.steps_planned}"
+        first = [Text(status_text(state), style=status_style), f("elapsed", elapsed(state.elapsed_s)),
+                 f("device", device)]
+        use = self.gpu_use
+        if use is not None and state.running:
+            if use.processes:
+                n = use.processes
+                first.append(f("on GPU", fmt.bytes_(use.gpu_mem_bytes), f" in {n} process{'es' if n > 1 else ''}"))
+            else:
+                first.append(f("on GPU", "no context"))
+        blocks: list[list[Text]] = [
+            first,
+            [f("step", step), f(f"{state.sample_unit}/s", rate_text(state.samples_per_s)),
+             f("TFLOP/s", fmt.num(state.tflops, 1)), f("MFU", fmt.pct(state.mfu_pct, 1)),
+             f("energy/step", fmt.joules(state.joules_per_step))],
+        ]
+        loss = f("loss", loss_text(state.loss))
+        spark = sparkline(state.losses, max(0, min(40, width - loss.cell_len - 2)))
+        if spark:
+            loss.append("  ")
+            loss.append(spark, style=st("workload--spark"))
+        blocks.append([loss])
+        if not state.events:
+            blocks.append([Text(NO_EVENTS, style=st("panel--dim"))])
+        if state.error and state.status == "failed":
+            blocks.append([Text("error: " + clean_line(state.error), style=st("workload--error"))])
+        last = clean_line(state.output_tail[-1]) if state.output_tail else ""
+        if self.inline_output and last and last != clean_line(state.error or ""):
+            blocks.append([Text.assemble(("out ", st("panel--label")), (last[: width - 4], st("panel--dim")))])
+        return flow(blocks, width)
+
+
+class WorkloadLog(Panel):
+    """The last lines of the workload's stdout and stderr, as many as fit, cut at the width."""
+
+    tail: reactive[tuple[str, ...]] = reactive(())
+
+    def on_mount(self) -> None:
+        self.border_title = "output"
+
+    def watch_tail(self) -> None:
+        self.refresh()
+
+    def render_key(self) -> tuple:
+        return (self.tail, self.content_size.height)
+
+    def build(self, width: int) -> Text:
+        if not self.tail:
+            return Text("no output yet", style=self.style_of("panel--dim"))
+        height = max(1, self.content_size.height)
+        lines = [clean_line(line) for line in self.tail[-height:]]
+        text = Text("\n".join(line[:width] if len(line) > width else line for line in lines))
+        text.no_wrap = True
+        return text
+
+
+class WorkloadView(Container):
+    """The panel and its output log, side by side (stacked when narrow)."""
+
+    def compose(self):
+        yield WorkloadPanel(id="workload-panel")
+        yield WorkloadLog(id="workload-log")
+
+    def show(self, state: WorkloadState, sample: Sample | None = None) -> None:
+        panel = self.query_one(WorkloadPanel)
+        panel.state = state
+        if sample is not None:
+            panel.gpu_use = gpu_use(sample, state.pids)
+        self.query_one(WorkloadLog).tail = state.output_tail

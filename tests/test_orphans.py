@@ -1,0 +1,208 @@
+"""No orphans: however gputop ends (q, SIGTERM, SIGINT, even SIGKILL), the workload it launched
+ends too. The live view runs for real under a pseudo-terminal (pty.fork) with the NVML fake;
+`gputop record --run` as a plain subprocess.
+
+"Gone" means no live process in the workload's process group: a zombie (already dead, waiting
+for whichever process adopted it to reap it) does not count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pathlib
+import pty
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import textwrap
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="PR_SET_PDEATHSIG and /proc are Linux's")
+
+TESTS = pathlib.Path(__file__).resolve().parent
+ROOT = TESTS.parent
+
+
+def env() -> dict[str, str]:
+    out = dict(os.environ)
+    out.update(GPUTOP_FAKE_NVML="H100_SXM", TERM="xterm-256color")
+    out["PYTHONPATH"] = os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS), out.get("PYTHONPATH", "")])
+    return out
+
+
+def job(tmp_path: pathlib.Path, grandchild: bool) -> tuple[str, pathlib.Path]:
+    """A workload that writes its pgid (and starts a grandchild, when asked) and sleeps."""
+    pidfile = tmp_path / "pgid"
+    spawn = ("subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])"
+             if grandchild else "None")
+    path = tmp_path / "job.py"
+    path.write_text(textwrap.dedent(f"""\
+        import os, subprocess, sys, time
+        grand = {spawn}
+        with open({str(pidfile)!r} + ".tmp", "w") as f:
+            f.write(str(os.getpgid(0)))
+        os.rename({str(pidfile)!r} + ".tmp", {str(pidfile)!r})
+        time.sleep(120)
+    """))
+    return str(path), pidfile
+
+
+def live_members(pgid: int) -> list[int]:
+    """Pids in process group ``pgid`` that are not zombies."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        state, _ppid, pgrp = stat[stat.rindex(")") + 2:].split()[:3]
+        if int(pgrp) == pgid and state not in ("Z", "X"):
+            out.append(int(entry))
+    return out
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def cleanup(pidfile: pathlib.Path) -> None:
+    """A failed test must not leave its workload running: kill what is left of the group."""
+    if pidfile.exists() and pidfile.read_text():
+        pgid = int(pidfile.read_text())
+        if live_members(pgid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+
+
+def read_pgid(pidfile: pathlib.Path, members: int) -> int:
+    pgid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text(), 60, "the workload to start"))
+    wait_for(lambda: len(live_members(pgid)) >= members, 20, f"{members} processes in the group")
+    return pgid
+
+
+class Tui:
+    """``gputop --run JOB`` on a pseudo-terminal, its output drained by a thread."""
+
+    def __init__(self, job_path: str) -> None:
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: become gputop
+            os.chdir(ROOT)
+            os.execve(sys.executable, [sys.executable, "-m", "gputop", "--run", job_path], env())
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        self.pid, self.fd = pid, fd
+        self.output = bytearray()
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:  # EIO once the child has gone
+                return
+            if not chunk:
+                return
+            self.output += chunk
+
+    def wait_drawn(self) -> None:
+        wait_for(lambda: b"quit" in self.output, 60, "the live view to draw its footer")
+
+    def wait_exit(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.05)
+        return None
+
+    def close(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(self.fd)
+
+
+@pytest.mark.parametrize("how, code", [
+    ("q", 0),
+    ("SIGTERM", 128 + signal.SIGTERM),
+    ("SIGINT", None),  # Textual turns SIGINT into a clean quit (exit 0): the code is its own
+    ("SIGHUP", 128 + signal.SIGHUP),
+])
+def test_the_live_view_stops_the_workload_group(tmp_path, how, code):
+    job_path, pidfile = job(tmp_path, grandchild=True)
+    tui = Tui(job_path)
+    try:
+        pgid = read_pgid(pidfile, members=2)
+        tui.wait_drawn()
+        if how == "q":
+            os.write(tui.fd, b"q")
+        else:
+            os.kill(tui.pid, getattr(signal, how))
+        exited = tui.wait_exit(15)
+        assert exited is not None, "gputop did not exit"
+        if code is not None:
+            assert exited == code
+        wait_for(lambda: not live_members(pgid), 10, f"group {pgid} to end: {live_members(pgid)}")
+    finally:
+        tui.close()
+        cleanup(pidfile)
+
+
+def test_a_sigkilled_live_view_leaves_no_workload_behind(tmp_path):
+    """gputop cannot run any code when SIGKILLed: the kernel sends the workload SIGTERM
+    (PR_SET_PDEATHSIG). Processes the workload started itself are its own to stop."""
+    job_path, pidfile = job(tmp_path, grandchild=False)
+    tui = Tui(job_path)
+    try:
+        pgid = read_pgid(pidfile, members=1)
+        tui.wait_drawn()
+        os.kill(tui.pid, signal.SIGKILL)
+        assert tui.wait_exit(10) == -signal.SIGKILL
+        wait_for(lambda: not live_members(pgid), 10, f"group {pgid} to end: {live_members(pgid)}")
+    finally:
+        tui.close()
+        cleanup(pidfile)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGKILL"])
+def test_record_run_leaves_no_workload_behind(tmp_path, how):
+    job_path, pidfile = job(tmp_path, grandchild=how != "SIGKILL")
+    out = tmp_path / "t.json"
+    proc = subprocess.Popen([sys.executable, "-m", "gputop", "record", "--out", str(out),
+                             "--interval", "0.1", "--run", job_path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        pgid = read_pgid(pidfile, members=1 if how == "SIGKILL" else 2)
+        proc.send_signal(getattr(signal, how))
+        _, err = proc.communicate(timeout=15)
+        if how == "SIGKILL":
+            assert proc.returncode == -signal.SIGKILL
+        else:
+            assert proc.returncode == 0, err
+            assert err.splitlines()[-1] == "gputop record: workload job.py stopped by gputop (no steps reported)"
+        wait_for(lambda: not live_members(pgid), 10, f"group {pgid} to end: {live_members(pgid)}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        cleanup(pidfile)

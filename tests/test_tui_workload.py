@@ -1,0 +1,412 @@
+"""The workload panel (gputop --run): a fake workload hands the app WorkloadState snapshots."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from gputop.history import workload_key
+from gputop.tui.widgets.processes import ProcessTable, WORKLOAD_MARK
+from gputop.tui.widgets.workload import WorkloadLog, WorkloadPanel, clean_line, elapsed, sparkline
+from gputop.workload import WorkloadState, WorkloadStep
+from test_tui import make_app, screen_text, started, until
+from tui_fixtures import T0_NS, FakeSampler, make_sample, with_gpu
+
+
+def running(**overrides) -> WorkloadState:
+    """A bundled workload well into its run, reporting every event."""
+    values = dict(
+        name="mlp", argv=("python", "-m", "gputop.workloads.mlp"), pid=4242, status="running",
+        returncode=None, started_ns=time.time_ns() - 83 * 10**9, ended_ns=None, events=True, device="cuda:0",
+        device_name="NVIDIA H100 80GB HBM3", precision="bf16", batch_size=8192, sample_unit="samples",
+        flops_per_step=1.2e12, peak_flops=989e12, peak_flops_source="table", steps_planned=2000,
+        step=120, samples_per_s=41234.5, tflops=183.24, mfu_pct=18.53, loss=2.3026,
+        losses=(4.6, 4.1, 3.7, 3.2, 2.9, 2.6, 2.4, 2.3026), joules_per_step=45.2,
+        recent_steps=(WorkloadStep(step=120, samples=8192, loss=2.3026, wall_s=0.2, ts_ns=T0_NS),),
+        error=None, pids=frozenset({4242, 4250}),
+        output_tail=("step 100/2000  loss 2.41", "step 120/2000  loss 2.30  41234 samples/s"),
+    )
+    values.update(overrides)
+    return WorkloadState(**values)
+
+
+def silent(**overrides) -> WorkloadState:
+    """A user's script that writes no events: only its process and output are known."""
+    values = dict(
+        name="train.py", argv=("python", "train.py"), pid=4242, status="running", returncode=None,
+        started_ns=time.time_ns() - 5 * 10**9, ended_ns=None, events=False, device=None,
+        device_name=None, precision=None,
+        batch_size=None, sample_unit="samples", flops_per_step=None, peak_flops=None,
+        peak_flops_source=None, steps_planned=None, step=None, samples_per_s=None, tflops=None,
+        mfu_pct=None, loss=None, losses=(), joules_per_step=None, recent_steps=(), error=None,
+        pids=frozenset({4242}), output_tail=("epoch 1 done",),
+    )
+    values.update(overrides)
+    return WorkloadState(**values)
+
+
+class FakeWorkload:
+    """``poll`` returns the next of ``states`` (then the last one again); counts ``stop`` calls."""
+
+    def __init__(self, *states: WorkloadState) -> None:
+        self.states = list(states)
+        self.polled: list[object] = []
+        self.stops = 0
+
+    def poll(self, sample=None) -> WorkloadState:
+        self.polled.append(sample)
+        return self.states[min(len(self.polled) - 1, len(self.states) - 1)]
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        self.stops += 1
+
+
+def workload_app(workload, n_gpus: int = 1, **kwargs):
+    return make_app(FakeSampler(lambda t: make_sample(n_gpus, t)), workload=workload, **kwargs)
+
+
+# -- what the panel shows ---------------------------------------------------------------------
+
+
+async def test_panel_shows_progress_and_achievements():
+    wl = FakeWorkload(running())
+    app = workload_app(wl)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        text = screen_text(app)
+        assert "workload mlp pid 4242" in text
+        assert "device cuda:0 (NVIDIA H100 80GB HBM3)" in text
+        assert "step 120 of 2000" in text
+        assert "samples/s 41234" in text
+        assert "TFLOP/s 183.2" in text and "MFU 18.5 %" in text
+        assert "energy/step 45.2 J" in text
+        assert "loss 2.303" in text
+        assert "running" in text
+        assert "step 120/2000  loss 2.30  41234 samples/s" in text  # the output log
+
+
+async def test_each_sample_is_handed_to_poll():
+    wl = FakeWorkload(running())
+    app = workload_app(wl, paused=True)
+    async with app.run_test(size=(160, 50)) as pilot:
+        samples = [make_sample(1, t) for t in range(3)]
+        for s in samples:
+            app.ingest(s)
+        await pilot.pause()
+        assert wl.polled == samples
+        assert app.history.series(workload_key("samples_per_s")) == [41234.5] * 3
+
+
+async def test_loss_sparkline_follows_the_losses():
+    wl = FakeWorkload(running())
+    app = workload_app(wl)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        assert "█▆▅▄▃▂▁▁" in screen_text(app)  # falling loss, scaled between its min and max
+
+
+async def test_a_script_without_events_reads_na_never_zero():
+    wl = FakeWorkload(silent())
+    app = workload_app(wl)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        text = screen_text(app)
+        assert "workload train.py pid 4242" in text
+        for field in ("step n/a", "samples/s n/a", "TFLOP/s n/a", "MFU n/a", "energy/step n/a",
+                      "loss n/a", "device n/a"):
+            assert field in text
+        assert "no progress events: resource use and output only" in text
+        assert "epoch 1 done" in text
+        assert "MFU 0" not in text and "TFLOP/s 0" not in text
+
+
+async def test_elapsed_moves_on_while_the_state_stays_the_same():
+    """A silent script's state does not change between ticks; its elapsed time still must."""
+    state = silent(started_ns=time.time_ns() - 5 * 10**9)
+    wl = FakeWorkload(state)
+    app = workload_app(wl, paused=True)
+    async with app.run_test(size=(160, 50)) as pilot:
+        app.ingest(make_sample(1, 0))
+        await pilot.pause()
+        before = re.search(r"elapsed (\d+\.\d) s", screen_text(app))
+        time.sleep(0.3)
+        app.ingest(make_sample(1, 1))  # poll() hands back the very same (equal) state
+        await pilot.pause()
+        after = re.search(r"elapsed (\d+\.\d) s", screen_text(app))
+        assert before and after and float(after[1]) >= float(before[1]) + 0.2, (before, after)
+
+
+async def test_a_finished_workload_keeps_its_status_and_exit_code():
+    wl = FakeWorkload(running(), running(status="ok", returncode=0, started_ns=T0_NS, ended_ns=T0_NS + 90 * 10**9,
+                                          step=2000, pids=frozenset()))
+    app = workload_app(wl, paused=True)
+    async with app.run_test(size=(160, 50)) as pilot:
+        app.ingest(make_sample(1, 0))
+        app.ingest(make_sample(1, 1))
+        for t in range(2, 5):  # later ticks: the end stays on screen
+            app.ingest(make_sample(1, t))
+        await pilot.pause()
+        text = screen_text(app)
+        assert "finished (exit 0)" in text and "elapsed 1 m 30 s" in text
+        assert "step 2000 of 2000" in text
+        panel = app.query_one(WorkloadPanel)
+        assert panel.has_class("-ended") and not panel.has_class("-failed")
+
+
+async def test_a_crash_shows_the_error_line_in_red():
+    crashed = running(status="failed", returncode=1, ended_ns=T0_NS + 5 * 10**9,
+                      error="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
+                      output_tail=("Traceback (most recent call last):",
+                                   "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"))
+    app = workload_app(FakeWorkload(crashed))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        text = screen_text(app)
+        assert "failed (exit 1)" in text
+        assert "error: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB" in text
+        panel = app.query_one(WorkloadPanel)
+        assert panel.has_class("-failed")
+        error_line = next(line for line in panel.render().split("\n") if line.plain.startswith("error:"))
+        red = panel.get_component_rich_style("workload--error", partial=True)
+        assert red.color is not None and red.bold
+        assert all(span.style == red for span in error_line.spans) and error_line.spans
+
+
+async def test_killed_by_a_signal_names_it():
+    state = running(status="stopped", returncode=-15, ended_ns=T0_NS + 10**9)
+    app = workload_app(FakeWorkload(state))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        assert "stopped by gputop (SIGTERM)" in screen_text(app)
+
+
+async def test_workload_processes_are_marked_in_the_gpu_table():
+    app = workload_app(FakeWorkload(running(pids=frozenset({4243}))))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        table = app.query_one(ProcessTable)
+        rows = {str(table.get_row_at(i)[0]): table.get_row_at(i) for i in range(table.row_count)}
+        ours, other = rows["4243"], rows["4242"]
+        assert str(ours[6]).startswith(WORKLOAD_MARK) and not str(other[6]).startswith(WORKLOAD_MARK)
+        mark = table.get_component_rich_style("processes--workload", partial=True)
+        assert ours[0].style == mark and other[0].style != mark
+
+
+@pytest.mark.parametrize("pids, processes, says", [
+    ({4242, 4243}, "listed", "on GPU 55 GiB in 2 processes"),
+    ({4242}, "listed", "on GPU 30 GiB in 1 process"),
+    ({999}, "listed", "on GPU no context"),
+    ({4242}, None, None),  # the driver lists no processes: nothing said either way
+], ids=["two", "one", "none", "unlisted"])
+async def test_what_the_workload_holds_on_the_gpu(pids, processes, says):
+    sample = make_sample(1)
+    if processes is None:
+        sample = with_gpu(sample, 0, processes=None)
+    app = workload_app(FakeWorkload(running(pids=frozenset(pids))), paused=True)
+    async with app.run_test(size=(160, 50)) as pilot:
+        app.ingest(sample)
+        await pilot.pause()
+        text = screen_text(app)
+        if says is None:
+            assert "on GPU" not in text
+        else:
+            assert says in text
+
+
+async def test_q_stops_the_workload_then_quits():
+    wl = FakeWorkload(running())
+    app = workload_app(wl)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running)
+    assert wl.stops == 1
+
+
+async def test_a_failing_stop_still_quits():
+    class Stubborn(FakeWorkload):
+        def stop(self, grace_s: float = 5.0) -> None:
+            raise OSError("no such process group")
+
+    app = workload_app(Stubborn(running()))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running)
+
+
+async def test_a_poll_that_raises_is_a_notification_not_a_crash():
+    class Broken(FakeWorkload):
+        def poll(self, sample=None):
+            super().poll(sample)
+            raise ValueError("bad event line")
+
+    wl = Broken(running())
+    app = workload_app(wl, interval_s=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot, samples=3)
+        messages = [n.message for n in app._notifications]
+        assert sum("workload poll failed: ValueError: bad event line" in m for m in messages) == 1
+        assert app.is_running
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (160, 50)])
+@pytest.mark.parametrize("n_gpus", [1, 8])
+async def test_fits_every_size(size, n_gpus):
+    app = workload_app(FakeWorkload(running()), n_gpus=n_gpus, paused=True)
+    async with app.run_test(size=size) as pilot:
+        for t in range(3):
+            app.ingest(make_sample(n_gpus, t))
+        await pilot.pause()
+        text = screen_text(app)
+        assert "workload mlp" in text and "step 120 of 2000" in text and "loss 2.303" in text
+        assert "of 2 cores busy" in text and "132 SMs" in text.replace("/132 SMs", " 132 SMs")
+        assert "GPU mem" in text and "python train.py --gpu 0" in text  # the process table too
+        assert app.screen.max_scroll_y == 0  # nothing pushed off the screen
+        log = app.query_one(WorkloadLog)
+        if size[1] < 34:  # short: the log is hidden, its last line shows in the panel
+            assert not log.display or not log.region.height
+            assert "out step 120/2000" in text
+        else:
+            assert log.region.height >= 3
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def test_sparkline_scales_between_min_and_max():
+    assert sparkline([1.0, 2.0, 3.0], 10) == "▁▅█"
+    assert sparkline([5.0, 5.0], 10) == "▅▅"
+    assert sparkline([1.0], 10) == ""  # one point is not a line
+    assert sparkline([3.0, 1.0, 2.0, 9.0], 2) == "▁█"  # the newest that fit
+
+
+def test_elapsed_reads_like_a_clock():
+    assert elapsed(12.34) == "12.3 s"
+    assert elapsed(245) == "4 m 05 s"
+    assert elapsed(2 * 3600 + 7 * 60 + 5) == "2 h 07 m"
+
+
+def test_output_lines_lose_escapes_and_carriage_returns():
+    assert clean_line("\x1b[31mred\x1b[0m text") == "red text"
+    assert clean_line("10%\r50%\r100%\n") == "100%"
+    assert clean_line("a\tb\x07") == "a   b"
+
+
+# -- snapshots --------------------------------------------------------------------------------
+
+FINISHED = running(status="ok", returncode=0, started_ns=T0_NS, ended_ns=T0_NS + 754 * 10**9, step=2000,
+                   pids=frozenset({4242}), output_tail=tuple(f"step {s}/2000  loss {2.4 - s / 2000:.2f}"
+                                                             for s in range(1500, 2001, 100)) + ("done",))
+CRASHED = running(status="failed", returncode=1, started_ns=T0_NS, ended_ns=T0_NS + 12 * 10**9,
+                  error="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
+                  output_tail=("Traceback (most recent call last):", '  File "train.py", line 3',
+                               "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"))
+
+
+@pytest.mark.parametrize("state, size", [(CRASHED, (80, 24)), (FINISHED, (160, 50))],
+                         ids=["crashed-80x24", "finished-160x50"])
+def test_snapshot_workload(snap_compare, state, size):
+    app = workload_app(FakeWorkload(state), paused=True)
+
+    async def run_before(pilot) -> None:
+        for t in range(30):
+            app.ingest(make_sample(1, t, cores=8))
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+# -- a real child (gputop.workload.Workload) --------------------------------------------------
+
+TINY = '''\
+import sys, time
+from gputop.workloads.events import EventWriter
+
+events = EventWriter.from_env()
+events.start(name="tiny", device="cpu", device_name="test CPU", precision="fp32", batch_size=4,
+             flops_per_step=2e9, peak_flops=1e12, peak_flops_source="table", steps_planned=3,
+             sample_unit="images")
+for step in range(1, 4):
+    time.sleep(0.05)
+    events.step(step, 4, 1.0 / step, 0.05)
+    print(f"tiny step {step}", flush=True)
+if "--crash" in sys.argv:
+    raise RuntimeError("boom at step 3")
+events.end(steps=3)
+print("tiny done", flush=True)
+'''
+
+
+@pytest.fixture
+def tiny_script(tmp_path):
+    path = tmp_path / "tiny.py"
+    path.write_text(TINY)
+    return path
+
+
+async def test_a_real_workload_reports_into_the_panel(tiny_script):
+    from gputop.workload import Workload
+
+    wl = Workload(str(tiny_script))
+    wl.start()
+    try:
+        app = workload_app(wl, interval_s=0.1)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await until(pilot, lambda: app.workload_state is not None and not app.workload_state.running
+                        and "tiny done" in app.workload_state.output_tail, timeout_s=20)
+            await pilot.pause()
+            text = screen_text(app)
+            assert "workload tiny.py pid" in text
+            assert "finished (exit 0)" in text
+            assert "device cpu (test CPU)" in text and "step 3 of 3" in text
+            assert "images/s" in text and "images/s n/a" not in text
+            assert "TFLOP/s n/a" not in text and "MFU n/a" not in text
+            assert "loss 0.333" in text
+            assert "tiny step 3" in text and "tiny done" in text
+            await pilot.press("q")
+            await until(pilot, lambda: not app.is_running, timeout_s=10)
+        assert wl.poll().status == "ok"  # quitting after the end leaves the result as it was
+    finally:
+        wl.stop()
+
+
+async def test_a_real_workload_that_crashes_shows_its_error(tiny_script):
+    from gputop.workload import Workload
+
+    wl = Workload(str(tiny_script), ["--crash"])
+    wl.start()
+    try:
+        app = workload_app(wl, interval_s=0.1)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await until(pilot, lambda: app.workload_state is not None and not app.workload_state.running,
+                        timeout_s=20)
+            await pilot.pause()
+            text = screen_text(app)
+            assert "failed (exit 1)" in text
+            assert "error: RuntimeError: boom at step 3" in text
+            assert app.query_one(WorkloadPanel).has_class("-failed")
+    finally:
+        wl.stop()
+
+
+async def test_quitting_stops_a_running_real_workload(tmp_path):
+    from gputop.workload import Workload
+
+    script = tmp_path / "forever.py"
+    script.write_text("import time\nprint('working', flush=True)\nwhile True:\n    time.sleep(0.05)\n")
+    wl = Workload(str(script))
+    wl.start()
+    try:
+        app = workload_app(wl, interval_s=0.1)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.workload_state is not None
+                        and "working" in app.workload_state.output_tail, timeout_s=20)
+            await pilot.press("q")
+            await until(pilot, lambda: not app.is_running, timeout_s=15)
+        state = wl.poll()
+        assert state.status == "stopped" and not state.running
+    finally:
+        wl.stop()

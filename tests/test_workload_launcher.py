@@ -1,0 +1,366 @@
+"""gputop.workload.Workload: resolving a target, launching, reading events, energy, stopping.
+
+Real child processes, tiny: most are a few lines of plain Python (no torch); one runs the bundled
+mlp at a toy size (~3 s, mostly importing torch).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from gputop.model import CpuSample, GpuInfo, GpuSample, Sample
+from gputop.workload import BUNDLED, Workload, WorkloadError, resolve
+
+TINY_MLP = ["--device", "cpu", "--hidden", "32", "--layers", "1", "--batch-size", "4", "--steps", "3",
+            "--quiet"]
+
+
+def script(tmp_path: Path, body: str, name: str = "job.py") -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def run_to_end(wl: Workload, timeout: float = 60.0, sample_fn=None):
+    wl.start()
+    deadline = time.monotonic() + timeout
+    state = wl.poll()
+    while state.running:
+        assert time.monotonic() < deadline, f"workload still running: {state.output_tail}"
+        time.sleep(0.02)
+        state = wl.poll(sample_fn() if sample_fn else None)
+    return state
+
+
+def group_has_members(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# ---- resolve -------------------------------------------------------------------------------
+
+
+def test_bundled_names_run_as_modules_of_the_package():
+    for name in BUNDLED:
+        got_name, command = resolve(name)
+        assert got_name == name and command == (sys.executable, "-m", f"gputop.workloads.{name}")
+
+
+def test_a_script_runs_with_this_python(tmp_path):
+    path = script(tmp_path, "print('hi')\n")
+    assert resolve(path) == ("job.py", (sys.executable, path))
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: str(p / "missing.py"), "no such file: "),
+    (lambda p: str(p), "is a directory, not a Python script"),
+    (lambda p: script(p, "x = 1\ndef broken(:\n    pass\n"), "job.py:2: syntax error"),
+    (lambda p: "resnet", "unknown workload 'resnet'"),
+])
+def test_bad_targets_are_one_clear_line(tmp_path, make, words):
+    with pytest.raises(WorkloadError) as caught:
+        Workload(make(tmp_path))
+    message = str(caught.value)
+    assert words in message and "\n" not in message
+    if "unknown" in words:
+        assert all(name in message for name in BUNDLED)
+
+
+# ---- running -------------------------------------------------------------------------------
+
+
+def test_a_bundled_workload_reports_steps_and_rates():
+    wl = Workload("mlp", TINY_MLP, collect=True)
+    state = run_to_end(wl)
+    assert state.status == "ok" and state.returncode == 0 and state.error is None
+    assert state.events and state.events_ignored == 0
+    assert state.name == "mlp" and state.device == "cpu" and state.batch_size == 4
+    assert state.step == 3 and state.steps_planned == 3
+    assert [s.step for s in state.recent_steps] == [1, 2, 3]
+    assert state.samples_per_s > 0 and state.tflops > 0 and state.mfu_pct > 0
+    assert state.flops_per_step > 0 and state.peak_flops_source == "measured"
+    assert state.loss is not None and len(state.losses) == 3
+    assert state.ended_ns is not None and state.pids == frozenset()
+    kinds = [getattr(item, "kind", "step") for item in wl.drain()]
+    assert kinds.count("step") == 3 and "start" in kinds and kinds[-1] == "end"
+    assert wl.drain() == []
+    assert wl.stop().status == "ok"  # stopping a finished workload changes nothing
+
+
+def test_a_plain_script_without_events_still_has_a_state(tmp_path):
+    path = script(tmp_path, """\
+        import sys
+        print("hello from stdout")
+        print("and from stderr", file=sys.stderr)
+    """)
+    wl = Workload(path)
+    state = run_to_end(wl)
+    with pytest.raises(RuntimeError):
+        wl.drain()  # nothing is kept for it without collect=True
+    assert state.status == "ok" and state.pid is not None and not state.events
+    assert "hello from stdout" in state.output_tail and "and from stderr" in state.output_tail
+    assert state.step is None and state.samples_per_s is None and state.tflops is None
+    assert state.mfu_pct is None and state.joules_per_step is None and state.device is None
+    assert state.argv == (sys.executable, path)
+
+
+def test_a_crash_fails_with_the_last_line_of_stderr(tmp_path):
+    path = script(tmp_path, """\
+        import sys
+        print("working...", file=sys.stderr)
+        raise RuntimeError("out of memory, pretend")
+    """)
+    state = run_to_end(Workload(path))
+    assert state.status == "failed" and state.returncode == 1
+    assert state.error == "RuntimeError: out of memory, pretend"
+
+
+def test_an_end_event_error_is_the_error(tmp_path):
+    path = script(tmp_path, """\
+        import json, os
+        fd = int(os.environ["GPUTOP_EVENTS_FD"])
+        os.write(fd, json.dumps({"event": "end", "ts_ns": 1, "steps": 0, "status": "error",
+                                 "error": "ValueError: bad batch"}).encode() + b"\\n")
+    """)
+    state = run_to_end(Workload(path))
+    assert state.returncode == 0 and state.status == "failed" and state.error == "ValueError: bad batch"
+
+
+def test_a_killed_child_fails_and_says_by_what(tmp_path):
+    path = script(tmp_path, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    state = run_to_end(Workload(path))
+    assert state.status == "failed" and state.returncode == -signal.SIGKILL
+    assert state.error == "killed by SIGKILL"
+
+
+def test_arguments_reach_the_script(tmp_path):
+    path = script(tmp_path, "import sys\nprint('args', sys.argv[1:])\n")
+    state = run_to_end(Workload(path, ["--steps", "3", "a b"]))
+    assert "args ['--steps', '3', 'a b']" in state.output_tail
+
+
+def test_malformed_events_are_ignored_and_counted(tmp_path):
+    path = script(tmp_path, """\
+        import os
+        fd = int(os.environ["GPUTOP_EVENTS_FD"])
+        lines = [
+            b"not json at all",
+            b'{"event": "step", "step": 1, "samples": 8, "loss": 1.5, "wall_s": 0.5}',  # no ts_ns
+            b'[1, 2, 3]',
+            b'{"event": "step", "step": "two", "samples": 8, "loss": 1.0, "wall_s": 0.5, "ts_ns": 5}',
+            b'{"event": "step", "step": 2, "samples": 8, "loss": "low", "wall_s": 0.5, "ts_ns": 5}',
+            b'{"event": "step", "step": 3, "samples": 8, "loss": null, "wall_s": -1, "ts_ns": 5}',
+            b'{"event": "teleport", "ts_ns": 5}',
+            b'{"event": "phase", "name": "setup", "ph": "X", "ts_ns": 5}',
+            b'{"event": "step", "step": 4, "samples": 8, "loss": 0.25, "wall_s": 0.5, "ts_ns": 9}',
+            b'\\xff\\xfe binary',
+        ]
+        os.write(fd, b"\\n".join(lines) + b"\\n")
+        os.write(fd, b'{"event": "step", "step": 5, "samples": 8, "loss": 0.125, "wall_s": 0.5, "ts_ns": 10}')
+    """)
+    state = run_to_end(Workload(path))
+    assert state.status == "ok" and state.events
+    assert [s.step for s in state.recent_steps] == [4, 5]  # the last one had no newline
+    assert state.loss == 0.125 and state.events_ignored == 9
+
+
+def test_a_workload_never_waits_for_a_consumer_that_does_not_poll(tmp_path):
+    """A paused live view polls nothing: 30,000 events (~2 MB, far over a pipe's 64 KiB) must
+    still not block the child's writes."""
+    path = script(tmp_path, """\
+        import os
+        fd = int(os.environ["GPUTOP_EVENTS_FD"])
+        for k in range(1, 30001):
+            os.write(fd, b'{"event":"step","step":%d,"samples":1,"loss":null,"wall_s":0.001,"ts_ns":%d}\\n' % (k, k))
+    """)
+    wl = Workload(path, keep_steps=10)
+    wl.start()
+    assert wl.proc.wait(timeout=30) == 0  # no poll() meanwhile
+    state = wl.poll()
+    assert state.status == "ok" and state.step == 30000 and state.events_ignored == 0
+    assert [s.step for s in state.recent_steps] == list(range(29991, 30001))
+
+
+def test_rates_come_from_step_wall_time_and_leave_out_step_1(tmp_path):
+    path = script(tmp_path, """\
+        import json, os, time
+        fd = int(os.environ["GPUTOP_EVENTS_FD"])
+        def emit(**e):
+            os.write(fd, (json.dumps(e) + "\\n").encode())
+        emit(event="start", ts_ns=1, name="fake", device="cpu", batch_size=10, flops_per_step=2e12,
+             peak_flops=8e12, peak_flops_source="table", steps_planned=4)
+        emit(event="step", step=1, samples=10, loss=2.0, wall_s=5.0, ts_ns=10)
+        for k in (2, 3, 4):
+            emit(event="step", step=k, samples=10, loss=1.0, wall_s=0.5, ts_ns=10 + k)
+        time.sleep(0.3)  # wall clock between polls has nothing to do with it
+    """)
+    state = run_to_end(Workload(path))
+    assert state.samples_per_s == pytest.approx(20.0)  # 10 samples / 0.5 s
+    assert state.tflops == pytest.approx(4.0)  # 2e12 FLOPs / 0.5 s
+    assert state.mfu_pct == pytest.approx(50.0)
+    assert state.peak_flops_source == "table" and state.steps_planned == 4
+
+
+# ---- energy --------------------------------------------------------------------------------
+
+T0 = 1_800_000_000 * 10**9
+INFO = [GpuInfo(index=i, name="fake", uuid=f"GPU-{i}{i}{i}", pci_bus_id=None, architecture=None,
+                sm_count=None, mem_bus_width_bits=None, max_mem_clock_mhz=None,
+                peak_dram_bw_bytes_per_s=None, driver_version=None, cuda_version=None)
+        for i in range(2)]
+
+
+def sample_at(seconds: float, cpu_power_w: float | None, energy_j: tuple[float | None, ...] = (None, None)) -> Sample:
+    cpu = CpuSample(cpu_util_pct=50.0, core_util_pct=(50.0,), core_freq_mhz=(None,),
+                    cpu_power_w=cpu_power_w, ram_used_bytes=1, ram_total_bytes=2, load1=None)
+    gpus = tuple(GpuSample(INFO[i], energy_j=e) for i, e in enumerate(energy_j))
+    return Sample(ts_ns=T0 + int(seconds * 1e9), cpu=cpu, gpus=gpus)
+
+
+def fake_steps(tmp_path: Path, device: str) -> str:
+    """Steps at known times: step k ran from T0 + k - 0.5 s to T0 + k s (k = 1, 2, 3)."""
+    return script(tmp_path, f"""\
+        import json, os
+        fd = int(os.environ["GPUTOP_EVENTS_FD"])
+        def emit(**e):
+            os.write(fd, (json.dumps(e) + "\\n").encode())
+        emit(event="start", ts_ns={T0}, name="fake", device="{device}", batch_size=4)
+        for k in (1, 2, 3):
+            emit(event="step", step=k, samples=4, loss=None, wall_s=0.5, ts_ns={T0} + k * 10**9)
+    """)
+
+
+def test_cpu_energy_is_package_power_over_each_step(tmp_path):
+    wl = Workload(fake_steps(tmp_path, "cpu"))
+    run_to_end(wl)
+    wl.poll(sample_at(0.0, 40.0))  # starts the curve (its power is for the time before)
+    wl.poll(sample_at(1.0, 40.0))
+    wl.poll(sample_at(2.0, None))  # a gap: unknown from 1 s to 2 s
+    state = wl.poll(sample_at(3.0, 100.0))
+    joules = [s.joules for s in state.recent_steps]
+    # step 1 (0.5-1 s): 40 W x 0.5 s. Step 2 (1.5-2 s) falls in the gap, step 3 (2.5-3 s)
+    # right after it: the curve restarts at 3 s, so neither is covered: None, not a guess.
+    assert joules == [pytest.approx(20.0), None, None]
+    state = wl.poll(sample_at(4.0, 100.0))
+    assert [s.joules for s in state.recent_steps] == [pytest.approx(20.0), None, None]
+    assert state.joules_per_step is None  # the rate window (steps 2-3) has no measured step
+
+
+def test_gpu_energy_is_the_counter_delta_of_the_visible_device(tmp_path):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="1")  # the child's cuda:0 is NVML device 1
+    wl = Workload(fake_steps(tmp_path, "cuda:0"), env=env)
+    run_to_end(wl)
+    for t in range(5):  # device 0 uses 1000 W, device 1 uses 300 W
+        state = wl.poll(sample_at(float(t), None, (1e6 + 1000.0 * t, 5e5 + 300.0 * t)))
+    assert [s.joules for s in state.recent_steps] == [pytest.approx(150.0)] * 3
+    assert state.joules_per_step == pytest.approx(150.0)
+
+
+def test_gpu_energy_unknown_where_cuda_visible_devices_cannot_be_told(tmp_path):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="MIG-4f1e")
+    wl = Workload(fake_steps(tmp_path, "cuda"), env=env)
+    run_to_end(wl)
+    for t in range(5):
+        state = wl.poll(sample_at(float(t), 50.0, (1000.0 * t, 300.0 * t)))
+    assert state.joules_per_step is None and all(s.joules is None for s in state.recent_steps)
+
+
+# ---- stopping ------------------------------------------------------------------------------
+
+
+def spawner(tmp_path: Path, ignore_term: bool) -> str:
+    """A child that starts a grandchild (both ignoring SIGTERM when asked) and waits."""
+    ignore = "signal.signal(signal.SIGTERM, signal.SIG_IGN)" if ignore_term else ""
+    return script(tmp_path, f"""\
+        import signal, subprocess, sys, time
+        {ignore}
+        grand = subprocess.Popen([sys.executable, "-c",
+                                  "import signal, time\\n{ignore}\\ntime.sleep(120)"])
+        print("grandchild", grand.pid, flush=True)
+        time.sleep(120)
+    """)
+
+
+def wait_for_grandchild(wl: Workload) -> int:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        state = wl.poll()
+        lines = [line for line in state.output_tail if line.startswith("grandchild ")]
+        if lines and len(state.pids) == 2:
+            grand = int(lines[0].split()[1])
+            assert state.pids == {state.pid, grand}
+            return grand
+        time.sleep(0.05)
+    raise AssertionError(f"no grandchild seen: {wl.poll()}")
+
+
+@pytest.mark.parametrize("ignore_term", [False, True], ids=["sigterm", "sigkill-after-grace"])
+def test_stop_ends_the_whole_group(tmp_path, ignore_term):
+    wl = Workload(spawner(tmp_path, ignore_term))
+    wl.start()
+    pgid = wl.pgid
+    wait_for_grandchild(wl)
+    t0 = time.monotonic()
+    state = wl.stop(grace_s=2.0)
+    took = time.monotonic() - t0
+    assert state.status == "stopped" and not state.running
+    assert state.returncode == (-signal.SIGKILL if ignore_term else -signal.SIGTERM)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pgid, 0)  # nothing left in the group, not even a zombie
+    assert took < 6
+    assert (took >= 2.0) == ignore_term  # SIGKILL only after the grace
+    assert wl.stop().status == "stopped"  # idempotent
+
+
+def test_stop_before_start_and_start_twice(tmp_path):
+    wl = Workload(script(tmp_path, "pass\n"))
+    assert wl.stop().status == "stopped" and wl.state.pid is None
+    with pytest.raises(RuntimeError):
+        wl.start()
+    wl2 = Workload(script(tmp_path, "pass\n", "b.py"))
+    run_to_end(wl2)
+    with pytest.raises(RuntimeError):
+        wl2.start()
+
+
+def test_a_bundled_workload_stopped_mid_run_says_stopped(tmp_path):
+    wl = Workload("mlp", ["--device", "cpu", "--hidden", "32", "--layers", "1", "--batch-size", "4",
+                          "--steps", "100000", "--quiet"], collect=True)
+    wl.start()
+    deadline = time.monotonic() + 60
+    while wl.poll().step is None:
+        assert time.monotonic() < deadline, wl.poll().output_tail
+        time.sleep(0.05)
+    state = wl.stop()
+    assert state.status == "stopped" and state.error is None
+    end = [m for m in wl.drain() if getattr(m, "kind", "") == "end"]
+    assert end and end[0].args == {"status": "error", "error": "terminated"}  # it ran its finally
+    assert not group_has_members(wl.pgid)
+
+
+# ---- the command line ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--run", "nope.py"], "gputop: error: no such file: nope.py"),
+    (["--run", "resnet"], "gputop: error: unknown workload 'resnet'"),
+    (["--run", "mlp", "snapshot"], "'gputop record --out PATH --run mlp'"),
+    (["snapshot", "--", "--steps", "3"], "arguments after '--' go to a workload"),
+])
+def test_bad_run_input_is_one_line_and_exit_2(tmp_path, argv, words):
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "gputop", *argv], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and words in out.stderr and "Traceback" not in out.stderr
