@@ -244,7 +244,7 @@ class HistoryCharts(Horizontal):
         bandwidth = self.query_one("#chart-bandwidth", Chart)
         bandwidth.series = [] if i is None else [
             Series(gpu_key(i, "dram_bw_bytes_per_s"), f"GPU{i}", "gpu", lambda v: v / 1e9)]
-        bandwidth.note = "no GPU" if i is None else "n/a (needs GPM: Hopper or newer)"
+        bandwidth.note = "no GPU" if i is None else "n/a (no GPM bandwidth reading from this GPU)"
         power = self.query_one("#chart-power", Chart)
         power.series = [Series(cpu_key("cpu_power_w"), "CPU pkg", "cpu")]
         if i is not None:

@@ -94,7 +94,7 @@ class GpuPanel(_GpuWidget):
         f, st = self.field, self.style_of
         sms = sms_active_text(gpu)
         head = (Text.assemble((sms, st("panel--value")), f" ({fmt.pct(gpu.sm_active_pct)})") if sms
-                else f("SM activity", "n/a", (" (needs GPM: Hopper or newer)", st("panel--dim"))))
+                else f("SM activity", "n/a", (f" ({_sm_gap(gpu)})", st("panel--dim"))))
         blocks: list[list[Text]] = [[head, f("NVML util", fmt.pct(gpu.gpu_util_pct)),
                                      f("tensor", fmt.pct(gpu.tensor_active_pct))]]
         grid = self._sm_grid(gpu, width)
@@ -200,3 +200,7 @@ class NoGpuPanel(Panel):
         return Text.assemble(("No GPU shown: ", self.style_of("panel--label")),
                              (self.reason, self.style_of("panel--value")))
 
+
+def _sm_gap(gpu: GpuSample) -> str:
+    i = gpu.info
+    return fmt.sm_gap(i.architecture, i.gpm_supported, i.mig_enabled)
