@@ -23,6 +23,7 @@ examples:
   gputop record --out trace.json --duration 60
                                 record a minute headless, for Perfetto or chrome://tracing
   gputop report trace.json      summary table and chart of a recording
+  gputop replay trace.json      the live view over a recording, with a time cursor
   gputop record --out trace.json --run mlp
                                 record while a workload runs, with its steps on the timeline
   gputop compare cnn            the same workload on CPU and on GPU, with the speedup
