@@ -37,9 +37,14 @@ Environment spec (``install_from_spec`` / ``install_from_env``, variable ``GPUTO
     ITEM    := PROFILE ["*" COUNT] ["+" FIELD "=" VALUE]...     e.g. H100_SXM*8, A100_SXM+lost_after=3
     OPTION  := "driver_not_loaded" | "no_permission" | "rm_version_mismatch" | "library_not_found"
              | DRIVER profile name (e.g. "old_driver", case-insensitive)
+             | "simulated"    every device's name ends in " (simulated)" (screenshots, demos)
 
     "H100_SXM", "H100_SXM*2,A100_SXM", "CONSUMER:old_driver", "none:driver_not_loaded",
-    "A100_SXM+mig_enabled=1", "none:library_not_found"
+    "A100_SXM+mig_enabled=1", "none:library_not_found", "H100_SXM*8:simulated"
+
+Simulated names: ``simulated(profile)`` (or the ``simulated`` option) appends ``SIMULATED_SUFFIX``
+to the name the fake reports through ``nvmlDeviceGetName``, so a picture or a terminal made over
+the fake says so itself. Everything else about the device (UUID included) stays as it was.
 """
 
 from __future__ import annotations
@@ -157,6 +162,7 @@ class DeviceProfile:
     processes: tuple[FakeProcess, ...] = ()
     lost_after: int | None = None  # see module doc
     pci_bus: int = 0x18
+    uuid_name: str | None = None  # None: ``name``; ``simulated`` keeps the UUID of the plain name
 
     @property
     def cores(self) -> int:
@@ -214,6 +220,17 @@ CONSUMER = DeviceProfile(
 )
 
 PROFILES: dict[str, DeviceProfile] = {"H100_SXM": H100_SXM, "A100_SXM": A100_SXM, "CONSUMER": CONSUMER}
+
+SIMULATED_SUFFIX = " (simulated)"
+SIMULATED = "SIMULATED"  # the spec option
+
+
+def simulated(profile: DeviceProfile) -> DeviceProfile:
+    """``profile`` reporting a name that says it is simulated ("NVIDIA H100 80GB HBM3 (simulated)")."""
+    if profile.name.endswith(SIMULATED_SUFFIX):
+        return profile
+    return dataclasses.replace(profile, name=profile.name + SIMULATED_SUFFIX,
+                               uuid_name=profile.uuid_name or profile.name)
 
 
 @dataclass(frozen=True)
@@ -643,7 +660,8 @@ def _scalar(ctype: Any, getter: Callable[[FakeNvml, _Device], Any]) -> Callable[
 
 
 def _uuid(dev: _Device) -> str:
-    return "GPU-" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"fakenvml/{dev.profile.name}/{dev.index}"))
+    name = dev.profile.uuid_name or dev.profile.name
+    return "GPU-" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"fakenvml/{name}/{dev.index}"))
 
 
 def _bus_id(dev: _Device) -> tuple[int, int, int]:
@@ -1123,7 +1141,9 @@ def parse_spec(spec: str) -> tuple[list[DeviceProfile], DriverProfile | str]:
     driver: DriverProfile | str = R550
     for option in options:
         key = option.upper()
-        if key == LIBRARY_NOT_FOUND:
+        if key == SIMULATED:
+            devices = [simulated(d) for d in devices]
+        elif key == LIBRARY_NOT_FOUND:
             driver = LIBRARY_NOT_FOUND
         elif key in DRIVERS:
             base = driver if isinstance(driver, DriverProfile) else R550
@@ -1132,7 +1152,7 @@ def parse_spec(spec: str) -> tuple[list[DeviceProfile], DriverProfile | str]:
                       if chosen.init_error != N.NVML_SUCCESS else chosen)
         else:
             raise ValueError(f"unknown fake NVML option {option!r} "
-                             f"(known: {', '.join(k.lower() for k in DRIVERS)}, library_not_found)")
+                             f"(known: {', '.join(k.lower() for k in DRIVERS)}, library_not_found, simulated)")
     return devices, driver
 
 

@@ -402,3 +402,12 @@ def test_install_from_env(monkeypatch):
     assert pynvml.nvmlDeviceGetCount() == 3
     monkeypatch.delenv("GPUTOP_FAKE_NVML")
     assert fakenvml.install_from_env() is None
+
+
+def test_simulated_option_labels_every_device_and_keeps_its_uuid():
+    plain, _ = fakenvml.parse_spec("H100_SXM*2")
+    labelled, _ = fakenvml.parse_spec("H100_SXM*2:simulated")
+    assert [p.name for p in labelled] == ["NVIDIA H100 80GB HBM3 (simulated)"] * 2
+    assert all(p.name == "NVIDIA H100 80GB HBM3" for p in plain)
+    assert all(p.uuid_name == "NVIDIA H100 80GB HBM3" for p in labelled)  # same UUIDs as plain
+    assert fakenvml.simulated(labelled[0]) == labelled[0]  # applying it twice changes nothing
