@@ -1,5 +1,5 @@
 """Small pieces every subcommand shares: argument types that reject bad input in one line, and
-SIGINT/SIGTERM handling that asks a loop to stop (a second signal stops at once)."""
+SIGINT/SIGTERM/SIGHUP handling that asks a loop to stop (a second signal stops at once)."""
 
 from __future__ import annotations
 
@@ -63,12 +63,19 @@ def port(text: str) -> int:
 
 
 class Stopped(Exception):
-    """Raised out of ``StopSignals.sleep`` when Ctrl-C or SIGTERM asked the loop to stop."""
+    """Raised out of ``StopSignals.sleep`` when Ctrl-C, SIGTERM or SIGHUP asked the loop to stop."""
+
+
+# the signals that end a headless command cleanly: SIGHUP too (the terminal closed, an ssh session
+# dropped), whose default would end the process without closing its trace or stopping its workload
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
 
 
 class StopSignals:
-    """SIGINT and SIGTERM set ``event`` (and ``signal``); a second one raises KeyboardInterrupt,
-    so a tick that hangs can still be interrupted. Installed only from the main thread."""
+    """SIGINT, SIGTERM and SIGHUP set ``event`` (and ``signal``); a second one raises
+    KeyboardInterrupt, so a tick that hangs can still be interrupted. Installed only from the
+    main thread."""
 
     def __init__(self, event: threading.Event | None = None) -> None:
         self.event = threading.Event() if event is None else event
@@ -77,7 +84,7 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TextIO
 
-from gputop.cliutil import integer
-from gputop.workload import BUNDLED, Workload, WorkloadError, WorkloadState, WorkloadStep, resolve
+from gputop.cliutil import STOP_SIGNALS, integer
+from gputop.workload import (BUNDLED, Workload, WorkloadError, WorkloadState, WorkloadStep, resolve,
+                             signal_name)
 
 PROG = "gputop compare"
 EXAMPLES = """\
@@ -153,8 +156,12 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stdout: TextIO | None 
     if args.steps <= args.warmup:
         return _error(stderr, f"--steps {args.steps} leaves nothing after --warmup {args.warmup} "
                       "warm-up steps")
-    if any(a == "--device" or a.startswith("--device=") for a in extra):
+    if _given(extra, "--device"):
         return _error(stderr, "compare chooses --device itself (cpu, then cuda)")
+    for option in ("--steps", "--batch-size"):
+        if _given(extra, option):
+            return _error(stderr, f"give {option} to compare itself (before '--'), not to the "
+                          "workload after it: compare passes its own to both runs")
     bundled = args.workload in BUNDLED and name == args.workload
     batch = args.batch_size if args.batch_size is not None else SAME_BATCH.get(name) if bundled else None
     common = [*(SAME_SIZE.get(name, ()) if bundled else ()), "--steps", str(args.steps)]
@@ -170,18 +177,24 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stdout: TextIO | None 
 
     results = []
     try:
-        if own_sampler:
-            from gputop.cli import build_sampler
-            sampler = build_sampler(process_interval_s=3600.0)  # no process table needed
-        for device in ("cpu", "cuda"):
-            results.append(measure(args.workload, ["--device", device, *common], device,
-                                   args.steps, args.warmup, sampler=sampler,
-                                   progress=progress if tty else None))
-            if tty:
-                stderr.write("\r\x1b[K")
-                stderr.flush()
+        with _StopOnSignal():
+            if own_sampler:
+                from gputop.cli import build_sampler
+                sampler = build_sampler(process_interval_s=3600.0)  # no process table needed
+            for device in ("cpu", "cuda"):
+                results.append(measure(args.workload, ["--device", device, *common], device,
+                                       args.steps, args.warmup, sampler=sampler,
+                                       progress=progress if tty else None))
+                if tty:
+                    stderr.write("\r\x1b[K")
+                    stderr.flush()
     except WorkloadError as exc:
         return _error(stderr, str(exc))
+    except _Interrupted as exc:  # measure() has stopped the workload's group on the way out
+        if tty:
+            stderr.write("\r\x1b[K")
+        stderr.write(f"{PROG}: stopped by {signal_name(exc.signum)}\n")
+        return 128 + exc.signum
     finally:
         if own_sampler and sampler is not None:
             sampler.close()
@@ -195,7 +208,45 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stdout: TextIO | None 
         stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         stdout.write(to_text(report, cpu, gpu))
-    return 0 if cpu.ok else 1
+    # a GPU run that got under way and then failed (CUDA out of memory at step 4) is a failure;
+    # no GPU at all is not: the CPU side is the answer then
+    return 0 if cpu.ok and (gpu.ok or not _ran_on_gpu(gpu.state)) else 1
+
+
+def _given(extra: Sequence[str], option: str) -> bool:
+    return any(a == option or a.startswith(option + "=") for a in extra)
+
+
+class _Interrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _StopOnSignal:
+    """SIGINT, SIGTERM and SIGHUP raise _Interrupted in the main thread, so measure()'s finally
+    stops the workload's whole group before compare exits (SIGTERM's and SIGHUP's defaults would
+    end compare at once and leave the group running). Further signals wait for that cleanup,
+    which takes a few seconds at most (Workload.stop: SIGTERM, then SIGKILL)."""
+
+    def __init__(self) -> None:
+        self._old: dict[int, Any] = {}
+        self._raised = False
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if not self._raised:
+            self._raised = True
+            raise _Interrupted(signum)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def _ran_on_gpu(state: WorkloadState) -> bool:

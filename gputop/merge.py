@@ -88,9 +88,20 @@ def load_torch(path: str) -> tuple[list[dict[str, Any]], str | None]:
     return shifted, note
 
 
+_PROCESS_META = ("process_name", "process_sort_index", "process_labels")
+
+
 def merged_events(ours: trace.Trace, theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Metadata first (gputop's header leads, so the result still loads as a gputop trace)."""
-    meta = [e for e in ours.events if e.get("ph") == "M"] + [e for e in theirs if e.get("ph") == "M"]
+    """Metadata first (gputop's header leads, so the result still loads as a gputop trace).
+
+    A process both traces describe (the workload of a ``record --run``, profiled with
+    torch.profiler) keeps the profiler's name and order, not two records for one pid; gputop's
+    threads on it have tids of their own (trace.STEPS_TID_BASE, PHASE_TID_BASE)."""
+    named = {(e.get("name"), e.get("pid")) for e in theirs
+             if e.get("ph") == "M" and e.get("name") in _PROCESS_META}
+    meta = [e for e in ours.events
+            if e.get("ph") == "M" and (e.get("name"), e.get("pid")) not in named
+            ] + [e for e in theirs if e.get("ph") == "M"]
     timed = [e for e in ours.events if e.get("ph") != "M"] + [e for e in theirs if e.get("ph") != "M"]
     return meta + timed
 

@@ -1,12 +1,15 @@
 """`gputop record`: sample headless into a trace that Perfetto and chrome://tracing open.
 
 Imports neither textual nor torch. The output file is opened before the first sample, so a path
-that cannot be written is reported at once. Ctrl-C and SIGTERM end the recording cleanly (the
-file is closed with its ``]``); a SIGKILL leaves a file that still loads (see gputop.trace).
+that cannot be written is reported at once. Ctrl-C, SIGTERM and SIGHUP end the recording cleanly
+(the file is closed with its ``]``); a SIGKILL leaves a file that still loads (see gputop.trace).
 
 With ``--run`` a workload is launched (gputop.workload) and recorded with the devices: the
-recording ends when it does (or at --duration, Ctrl-C, SIGTERM, which stop it). Its steps,
-phases and counters go into the trace on its own pid.
+recording ends when it does (or at --duration, Ctrl-C, SIGTERM, SIGHUP, which stop it). Its steps,
+phases and counters go into the trace on its own pid, written every DRAIN_S whatever --interval
+(none is lost between two samples), and last an ``exit`` instant: how its process ended (status,
+exit code or signal, error, stopped by gputop at --duration or on which signal), and how many
+events could not be written as sent.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from gputop import format as fmt
 from gputop.cliutil import INTERVAL, StopSignals, Stopped, seconds
 from gputop.sampler import iter_samples
 from gputop.trace import TraceWriter
-from gputop.workload import Workload, WorkloadError, WorkloadState
+from gputop.workload import Workload, WorkloadError, WorkloadState, signal_name
 
 PROG = "gputop record"
 EXAMPLES = """\
@@ -38,6 +41,7 @@ Open the file in https://ui.perfetto.dev or chrome://tracing, or summarize it wi
 'gputop report trace.json'.
 """
 PROGRESS_EVERY_S = 0.25  # the progress line is redrawn at most this often, whatever the rate
+DRAIN_S = 0.25  # a workload's steps are written at least this often, whatever --interval
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -45,7 +49,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "record", help="record samples to a Chrome/Perfetto trace file",
         description="Record every CPU core and every GPU, headless, to a trace file in the Chrome "
-        "trace event format (JSON). Stops at --duration, Ctrl-C or SIGTERM.",
+        "trace event format (JSON). Stops at --duration, Ctrl-C, SIGTERM or SIGHUP.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, metavar="PATH", help="trace file to write")
     parser.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S",
@@ -90,18 +94,20 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stderr: TextIO | None 
         return _error(f"cannot write {args.out}: {exc.strerror or exc}")
     own_sampler = sampler is None
     state = None
+    stopped_by = None  # "--duration", or the signal that stopped the recording
     try:
         if own_sampler:
             from gputop.cli import build_sampler
             sampler = build_sampler()
         progress = _Progress(writer, stderr, clock) if _isatty(stderr) else None
         with StopSignals() as stop:
+            sleep = stop.sleep if workload is None else _draining(stop.sleep, workload, writer)
             try:
                 if workload is not None:  # on this (the main) thread: see Workload.start
                     workload.start()
                     writer.set_workload(workload.pid, workload.name, workload.argv)  # type: ignore[arg-type]
                 for sample in iter_samples(sampler, args.interval, args.duration, clock=clock,
-                                           sleep=stop.sleep):
+                                           sleep=sleep):
                     writer.write_sample(sample)
                     if workload is not None:
                         state = workload.poll(sample)
@@ -110,12 +116,20 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stderr: TextIO | None 
                         progress.update(state)
                     if stop.event.is_set() or (state is not None and not state.running):
                         break
+                else:
+                    stopped_by = "--duration"
             except Stopped:
                 pass
             finally:
+                if stop.signal is not None:
+                    stopped_by = signal_name(stop.signal)
                 if workload is not None:
                     state = workload.stop()
                     writer.write_workload(workload.drain())
+                    writer.write_workload_exit(
+                        state, time.time_ns(), stopped_by=stopped_by if state.status == "stopped" else None,
+                        events_ignored=state.events_ignored or None,
+                        pending_dropped=workload.pending_dropped or None)
             if progress:
                 progress.finish(state)
     except WorkloadError as exc:
@@ -130,18 +144,48 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stderr: TextIO | None 
             if own_sampler and sampler is not None:
                 sampler.close()
     if state is not None:
-        stderr.write(_workload_line(state) + "\n")
+        stderr.write(_workload_line(state, stopped_by, _lost(state, workload, writer)) + "\n")
         if state.status == "failed":
             return 1
     return 0
 
 
-def _workload_line(state: WorkloadState) -> str:
+def _draining(sleep: Callable[[float], None], workload: Workload,
+              writer: TraceWriter) -> Callable[[float], None]:
+    """``sleep``, in slices of DRAIN_S, writing the workload's steps and marks after each: with a
+    long --interval and short steps, they would otherwise pile up between two samples. Returns
+    early once the workload has ended, so its end is recorded without waiting out --interval."""
+    def drained_sleep(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            sleep(min(left, DRAIN_S))
+            if writer.samples:  # items drained before the header would be lost
+                writer.write_workload(workload.drain())
+            if not workload.poll().running:
+                return
+    return drained_sleep
+
+
+def _lost(state: WorkloadState, workload: Workload | None, writer: TraceWriter) -> str:
+    """``; 3 event lines ignored, ...`` for what did not reach the trace as it was sent."""
+    counts = [(state.events_ignored, "event lines ignored (malformed, unknown, or unread)"),
+              (0 if workload is None else workload.pending_dropped, "events dropped unwritten"),
+              (writer.steps_out_of_order, "steps out of order (written as instants)"),
+              (writer.phases_unmatched, "phase ends without a begin (left out)")]
+    return "".join(f"; {n} {what}" for n, what in counts if n)
+
+
+def _workload_line(state: WorkloadState, stopped_by: str | None = None, lost: str = "") -> str:
     steps = "no steps reported" if state.step is None else f"{state.step} steps"
     what = {"ok": "finished", "stopped": "stopped by gputop", "failed": "failed",
             "running": "running"}.get(state.status, state.status)
+    if state.status == "stopped" and stopped_by:
+        what += f" at {stopped_by}" if stopped_by.startswith("--") else f" on {stopped_by}"
     line = f"{PROG}: workload {state.name} {what} ({steps})"
-    return line + (f": {state.error}" if state.status == "failed" and state.error else "")
+    return line + (f": {state.error}" if state.status == "failed" and state.error else "") + lost
 
 
 def _isatty(stream: TextIO) -> bool:

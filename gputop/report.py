@@ -167,29 +167,88 @@ def workload_summary(trace: Trace) -> dict[str, Any] | None:
     if workload is None:
         return None
     start = trace.workload_mark("start") or {}
-    end = trace.workload_mark("end")
+    end = trace.workload_mark("end") or {}
+    exit_ = trace.workload_mark("exit")
     steps = trace.workload_steps()
     measured = [s for s in steps if s.step != 1 and s.wall_s > 0] or [s for s in steps if s.wall_s > 0]
-    flops, peak = start.get("flops_per_step"), start.get("peak_flops")
+    # the start event's values are the workload's word, read from a file: checked, else n/a
+    flops, peak = _positive(start.get("flops_per_step")), _positive(start.get("peak_flops"))
+    source = start.get("peak_flops_source")
     rates = [s.samples / s.wall_s for s in measured]
     tflops = [flops / s.wall_s / 1e12 for s in measured] if flops else []
     mfu = [100.0 * flops / s.wall_s / peak for s in measured] if flops and peak else []
     joules = trace.workload_counter("joules_per_step")
+    exit_ = exit_ or {}
     return {
-        "name": workload.get("name"), "pid": workload["pid"], "argv": workload.get("argv"),
-        "device": start.get("device"), "device_name": start.get("device_name"),
-        "precision": start.get("precision"), "batch_size": start.get("batch_size"),
-        "sample_unit": start.get("sample_unit") or "samples",
+        "name": _text(workload.get("name")), "pid": workload["pid"], "argv": workload.get("argv"),
+        "device": _text(start.get("device")), "device_name": _text(start.get("device_name")),
+        "precision": _text(start.get("precision")), "batch_size": _count(start.get("batch_size")),
+        "sample_unit": _text(start.get("sample_unit")) or "samples",
         "steps": len(steps), "steps_measured": len(measured),
-        "steps_planned": start.get("steps_planned"),
-        "end_status": None if end is None else end.get("status"),
-        "end_error": None if end is None else end.get("error"),
+        "steps_planned": _count(start.get("steps_planned")),
+        "end_status": _text(end.get("status")), "end_error": _text(end.get("error")),
+        "exit_status": _text(exit_.get("status")), "exit_returncode": _whole(exit_.get("returncode")),
+        "exit_error": _text(exit_.get("error")), "exit_signal": _text(exit_.get("signal")),
+        "stopped_by": _text(exit_.get("stopped_by")),
+        "ended": _ended(exit_, end, trace.complete),
+        "lost": {k: exit_[k] for k in _LOSSES if _count(exit_.get(k))},
         "samples_per_s_median": _median(rates), "tflops_median": _median(tflops),
         "mfu_pct_median": _median(mfu), "peak_flops": peak,
-        "peak_flops_source": start.get("peak_flops_source"),
+        "peak_flops_source": source if source in ("table", "measured") else None,
         "joules_per_step_median": _median(joules),
         "step_time_s_median": _median([s.wall_s for s in measured]),
     }
+
+
+_LOSSES = {"events_ignored": "event lines ignored (malformed, unknown, or unread)",
+           "pending_dropped": "events dropped unwritten",
+           "steps_trimmed": "steps drawn from the previous step's end (rates use their own wall time)",
+           "steps_out_of_order": "steps out of order (kept, as instants)",
+           "phases_unmatched": "phase ends without a begin (left out)"}
+
+
+def _ended(exit_: dict[str, Any], end: dict[str, Any], complete: bool) -> str:
+    """How the workload ended, in words: from the recorder's ``exit`` mark (the process's own
+    fate) where there is one, else from the workload's ``end`` event."""
+    status, rc, error = _text(exit_.get("status")), _whole(exit_.get("returncode")), _text(exit_.get("error"))
+    if status == "ok":
+        return "finished"
+    if status == "stopped":
+        by = _text(exit_.get("stopped_by"))
+        if by is None:
+            return "stopped by gputop"
+        return f"stopped by gputop {'at' if by.startswith('--') else 'on'} {by}"
+    if status == "failed":
+        if rc is not None and rc < 0:
+            return f"killed by {_text(exit_.get('signal')) or f'signal {-rc}'}"
+        code = "" if rc is None else f" (exit {rc})"
+        return f"failed: {error}{code}" if error else f"failed{code}"
+    end_status, end_error = _text(end.get("status")), _text(end.get("error"))
+    if end_status == "ok":
+        return "finished"
+    if end_status == "error":
+        return f"ended with an error: {end_error}" if end_error else "ended with an error (no message)"
+    if not complete:
+        return "no end recorded (the recording was cut off)"
+    return "no end recorded"
+
+
+def _positive(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value) if value > 0 else None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _whole(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _median(values: Sequence[float]) -> float | None:
@@ -272,14 +331,15 @@ def to_text(summary: dict[str, Any]) -> str:
 
 
 def _workload_text(w: dict[str, Any]) -> list[str]:
-    end = {"ok": "finished", "error": f"ended with an error: {w['end_error']}"}.get(
-        w["end_status"], "no end recorded (stopped, or the recording ended first)")
+    end = w.get("ended") or "no end recorded"
     planned = f" of {w['steps_planned']}" if w["steps_planned"] else ""
     on = " on ".join(x for x in (w["device"], w["device_name"]) if x) or "n/a"
     lines = [f"Workload {w['name']} (pid {w['pid']}): {on}, {w['precision'] or 'n/a'}, "
              f"batch {w['batch_size'] or 'n/a'}; {w['steps']}{planned} steps, {end}"]
     if w["steps_measured"] != w["steps"]:
         lines.append(f"  medians over {w['steps_measured']} steps (step 1 is warm-up, left out)")
+    for key, count in (w.get("lost") or {}).items():
+        lines.append(f"  {count} {_LOSSES[key]}")
 
     def cell(value: float | None, text: str) -> str:
         return fmt.NA if value is None else text

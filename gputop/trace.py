@@ -31,13 +31,21 @@ Why this shape (the viewers' own rules):
   ``ph: "M"``). Throttle changes and a lost GPU are thread-scoped instants (``ph: "i"``, ``s: "t"``).
 - ``ts`` is microseconds from ``time.time_ns()`` written with all three decimals, so the reader
   gets the exact nanoseconds back; ASCII only (``ensure_ascii``), so a cut never splits a character.
-- A launched workload (``record --run``) is a process of its own, on its real pid: its steps are
-  complete events (``ph: "X"``, name ``step``, ``args.step``) on the thread ``steps`` (tid = pid),
-  from ``ts_ns - wall_s`` for ``wall_s``; its phases are ``B``/``E`` pairs on the thread
-  ``phases`` (tid = PHASE_TID_BASE + pid: phase ``compile`` wraps step 1, which would not nest on
-  one thread); start and end are instants (``args`` of start: device, FLOPs per step, peak);
-  ``samples_per_s``, ``tflops``, ``mfu_pct``, ``joules_per_step`` and ``step`` are counters at each
-  sample, ``loss`` one at each step. The header's ``workload`` names its pid, name and argv.
+- A launched workload (``record --run``) is a process of its own, on its real pid, but never on
+  tid = pid: that is the main thread of a PyTorch profiler trace of the same process (Kineto),
+  which ``gputop merge`` puts beside it. Its steps are complete events (``ph: "X"``, name
+  ``step``, ``args.step``, ``args.wall_s``) on the thread ``steps`` (tid = STEPS_TID_BASE + pid),
+  from ``ts_ns - wall_s`` to ``ts_ns``; a step that starts before the previous one ended is drawn
+  from that end (slices on one thread must nest) and keeps its true ``wall_s`` in ``args``; one
+  that ends before the previous one did cannot be drawn and is an instant ``step`` with the same
+  args. Its phases are ``B``/``E`` pairs on the thread ``phases`` (tid = PHASE_TID_BASE + pid:
+  phase ``compile`` wraps step 1, which would not nest on one thread), kept nested by the writer
+  (an ``E`` closes the innermost ``B`` of its name and any opened inside it, an ``E`` with no
+  ``B`` is left out, phases still open when the workload ends are closed then). start, end (the
+  workload's own word) and exit (how its process ended: status, returncode, error, stopped_by)
+  are instants on the steps thread; ``samples_per_s``, ``tflops``, ``mfu_pct``,
+  ``joules_per_step`` and ``step`` are counters at each sample, ``loss`` one at each step. The
+  header's ``workload`` names its pid, name and argv.
 """
 
 from __future__ import annotations
@@ -53,7 +61,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from gputop import __version__, metrics
 from gputop import format as fmt
 from gputop.model import CpuSample, GpuInfo, GpuSample, Sample, to_dict
-from gputop.workload import WorkloadStep
+from gputop.workload import WorkloadStep, signal_name
 
 TRACE_VERSION = 1
 HEADER = "gputop"  # name of the metadata event that marks a gputop trace and carries its settings
@@ -63,6 +71,7 @@ CAT_CLOCKS = "gputop.clocks"
 CAT_LOST = "gputop.lost"
 CAT_WORKLOAD = "gputop.workload"
 PHASE_TID_BASE = 20_000_000  # the workload's phases thread: above real tids and gputop's own pids
+STEPS_TID_BASE = 30_000_000  # the workload's steps thread (pids stay below 2**22 on Linux)
 WORKLOAD_SORT_INDEX = 1000  # the workload's process after the devices
 _WORKLOAD_TICK = ("step", "samples_per_s", "tflops", "mfu_pct", "joules_per_step")
 
@@ -168,7 +177,7 @@ def header_events(first: Sample, settings: Mapping[str, Any] | None = None,
         events += [
             _meta("process_name", pid, {"name": f"workload {workload['name']}"}),
             _meta("process_sort_index", pid, {"sort_index": WORKLOAD_SORT_INDEX}),
-            _meta("thread_name", pid, {"name": "steps"}),
+            {**_meta("thread_name", pid, {"name": "steps"}), "tid": steps_tid(pid)},
             {**_meta("thread_name", pid, {"name": "phases"}), "tid": phase_tid(pid)},
         ]
     return events
@@ -176,6 +185,10 @@ def header_events(first: Sample, settings: Mapping[str, Any] | None = None,
 
 def phase_tid(pid: int) -> int:
     return PHASE_TID_BASE + pid
+
+
+def steps_tid(pid: int) -> int:
+    return STEPS_TID_BASE + pid
 
 
 class _Counters:
@@ -213,7 +226,13 @@ class TraceWriter:
         self._lost: dict[int, bool] = {}
         self.workload: dict[str, Any] | None = None
         self.workload_steps = 0
+        self.steps_trimmed = 0  # drawn from the previous step's end (args.wall_s keeps the truth)
+        self.steps_out_of_order = 0  # ended before the previous step: written as instants
+        self.phases_unmatched = 0  # an E with no open B of its name: left out
         self._step_end_ns = 0  # the last step's end: a step never starts before it (nesting)
+        self._phases: list[str] = []  # names of the open phases, innermost last
+        self._phase_ns = 0  # the last B or E written
+        self._last_ns = 0  # the latest ts written: open phases are closed there at close()
 
     @classmethod
     def create(cls, path: str, *, force: bool = False, settings: Mapping[str, Any] | None = None,
@@ -251,34 +270,86 @@ class TraceWriter:
         if lines:
             self._write("".join(lines))
 
+    def write_workload_exit(self, state: Any, ts_ns: int, **extra: Any) -> None:
+        """How the workload's process ended (after ``stop()``): phases still open are closed, then
+        an instant ``exit`` with the final WorkloadState facts (status, returncode, error,
+        stopped_by_gputop, steps) and ``extra`` (``stopped_by``, events lost) where not None."""
+        if self.workload is None or self.samples == 0:
+            return
+        ts_ns = max(ts_ns, self._last_ns)
+        rc = getattr(state, "returncode", None)
+        args: dict[str, Any] = {
+            "status": state.status, "returncode": rc, "error": state.error,
+            "stopped_by_gputop": state.status == "stopped", "steps": state.step}
+        if isinstance(rc, int) and rc < 0:
+            args["signal"] = signal_name(-rc)
+        for count in ("steps_trimmed", "steps_out_of_order", "phases_unmatched"):
+            args[count] = getattr(self, count) or None
+        args.update(extra)
+        args = {k: v for k, v in args.items() if v is not None and _plain_json(v)}
+        pid = self.workload["pid"]
+        lines = list(self._close_phases(ts_ns))
+        lines.append(_instant(CAT_WORKLOAD, "exit", pid, _ts(ts_ns), args, tid=steps_tid(pid)))
+        self._write("".join(lines))
+
+    def _close_phases(self, ts_ns: int, down_to: int = 0) -> Iterable[str]:
+        """E for every open phase above ``down_to`` on the stack, innermost first."""
+        pid = self.workload["pid"]  # type: ignore[index]
+        while len(self._phases) > down_to:
+            yield self._phase_line("E", self._phases.pop(), pid, ts_ns)
+
+    def _phase_line(self, ph: str, name: str, pid: int, ts_ns: int) -> str:
+        """One B or E; never earlier than the one before on the thread (a child's clock that
+        stepped back would otherwise reorder them and break the nesting)."""
+        ts_ns = self._phase_ns = max(ts_ns, self._phase_ns)
+        self._last_ns = max(self._last_ns, ts_ns)
+        body = _dumps({"ph": ph, "cat": CAT_WORKLOAD, "name": name, "pid": pid, "tid": phase_tid(pid)})
+        return f',{{"ts":{_ts(ts_ns)},{body[1:]}\n'
+
     def _workload_lines(self, items: Iterable[Any]) -> Iterable[str]:
         pid = self.workload["pid"]  # type: ignore[index]
+        tid = steps_tid(pid)
         for item in items:
             kind = getattr(item, "kind", "step")
             if kind == "step":
                 end = item.ts_ns
-                begin = max(end - max(0, round(item.wall_s * 1e9)), self._step_end_ns)
-                if begin > end:  # out of order: cannot be drawn as a nested slice
-                    continue
-                self._step_end_ns = end
-                args = {"step": item.step, "samples": item.samples}
+                begin = end - max(0, round(item.wall_s * 1e9))
+                args = {"step": item.step, "samples": item.samples, "wall_s": item.wall_s}
                 if item.loss is not None:
                     args["loss"] = item.loss
-                yield (f',{{"ph":"X","cat":"{CAT_WORKLOAD}","name":"step","pid":{pid},"tid":{pid},'
-                       f'"ts":{_ts(begin)},"dur":{_ts(end - begin)},"args":{_dumps(args)}}}\n')
+                args = {k: v for k, v in args.items() if _plain_json(v)}
+                self._last_ns = max(self._last_ns, end)
+                if end < self._step_end_ns:  # ended before the previous step: no nested slice
+                    self.steps_out_of_order += 1
+                    yield _instant(CAT_WORKLOAD, "step", pid, _ts(end), args, tid=tid)
+                else:
+                    if begin < self._step_end_ns:
+                        self.steps_trimmed += 1
+                        begin = self._step_end_ns
+                    self._step_end_ns = end
+                    yield (f',{{"ph":"X","cat":"{CAT_WORKLOAD}","name":"step","pid":{pid},'
+                           f'"tid":{tid},"ts":{_ts(begin)},"dur":{_ts(end - begin)},'
+                           f'"args":{_dumps(args)}}}\n')
                 loss = _number(item.loss)
                 if loss is not None:
                     yield self._counters.line(pid, "loss", "loss", _ts(end), loss)
                 self.workload_steps += 1
             elif kind == "phase":
-                body = _dumps({"ph": item.ph, "cat": CAT_WORKLOAD, "name": item.name, "pid": pid,
-                               "tid": phase_tid(pid)})
-                yield f',{{"ts":{_ts(item.ts_ns)},{body[1:]}\n'
+                if item.ph == "B":
+                    self._phases.append(item.name)
+                    yield self._phase_line("B", item.name, pid, item.ts_ns)
+                elif item.name in self._phases:  # closes it and whatever was opened inside it
+                    at = len(self._phases) - 1 - self._phases[::-1].index(item.name)
+                    yield from self._close_phases(item.ts_ns, down_to=at)
+                else:
+                    self.phases_unmatched += 1
             elif kind in ("start", "end"):
                 args = {k: v for k, v in dict(item.args).items() if _plain_json(v)}
-                yield _instant(CAT_WORKLOAD, kind, pid, _ts(item.ts_ns), args)
+                self._last_ns = max(self._last_ns, item.ts_ns)
+                yield _instant(CAT_WORKLOAD, kind, pid, _ts(item.ts_ns), args, tid=tid)
 
     def write_sample(self, sample: Sample) -> None:
+        self._last_ns = max(self._last_ns, sample.ts_ns)
         lines = []
         if self.samples == 0:
             head = header_events(sample, self.settings, self.host, self.workload)
@@ -342,6 +413,8 @@ class TraceWriter:
             return
         try:
             if self.samples:
+                if self._phases:  # a recording stopped while a phase was under way
+                    self._write("".join(self._close_phases(self._last_ns)))
                 self._write("]\n")
         finally:
             fd, self._fd = self._fd, None
@@ -361,10 +434,11 @@ def _plain_json(value: Any) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
-def _instant(cat: str, name: str, pid: int, ts: str, args: Mapping[str, Any]) -> str:
+def _instant(cat: str, name: str, pid: int, ts: str, args: Mapping[str, Any],
+             tid: int | None = None) -> str:
     """A thread-scoped instant event line; ``ts`` goes in as its exact pre-formatted text."""
-    body = _dumps({"ph": "i", "s": "t", "cat": cat, "name": name, "pid": pid, "tid": pid,
-                   "args": dict(args)})
+    body = _dumps({"ph": "i", "s": "t", "cat": cat, "name": name, "pid": pid,
+                   "tid": pid if tid is None else tid, "args": dict(args)})
     return f',{{"ts":{ts},{body[1:]}\n'
 
 
@@ -421,7 +495,8 @@ class Trace:
         return workload_steps(self)
 
     def workload_mark(self, kind: str) -> dict[str, Any] | None:
-        """The ``args`` of the workload's ``start`` or ``end`` instant, or None if not recorded."""
+        """The ``args`` of the workload's ``start``, ``end`` or ``exit`` instant, or None if not
+        recorded."""
         workload = self.workload
         for event in self.events:
             if (event.get("ph") == "i" and event.get("cat") == CAT_WORKLOAD and event.get("name") == kind
@@ -541,8 +616,12 @@ def _trace(path: str, events: list[dict[str, Any]], complete: bool) -> Trace:
     if version != TRACE_VERSION:
         raise TraceError(f"{path} is gputop trace version {version!r}; this gputop "
                          f"({__version__}) reads version {TRACE_VERSION}")
+    raw_gpus = args.get("gpus") or []
+    if not isinstance(raw_gpus, list) or not all(isinstance(g, dict) for g in raw_gpus):
+        raise TraceError(f"{path}: unreadable GPU description in the header (gpus is not a list "
+                         "of objects)")
     try:
-        gpus = tuple(_gpu_info(g) for g in args.get("gpus") or ())
+        gpus = tuple(_gpu_info(g) for g in raw_gpus)
     except (TypeError, ValueError) as exc:
         raise TraceError(f"{path}: unreadable GPU description in the header ({exc})") from None
     return Trace(path=path, header=_plain(args), events=tuple(events), complete=complete, gpus=gpus)
@@ -587,17 +666,30 @@ def workload_steps(trace: Trace) -> list[WorkloadStep]:
         return []
     pid, steps = workload["pid"], []
     for event in trace.events:
-        if event.get("ph") != "X" or event.get("pid") != pid or event.get("cat") != CAT_WORKLOAD:
+        ph = event.get("ph")
+        if event.get("pid") != pid or event.get("cat") != CAT_WORKLOAD or event.get("name") != "step":
             continue
-        begin, dur, args = ts_ns(event.get("ts")), ts_ns(event.get("dur")), event.get("args")
-        if begin is None or dur is None or not isinstance(args, dict):
+        if ph == "X":  # drawn from begin for dur; args.wall_s (where written) is its true length
+            begin, dur = ts_ns(event.get("ts")), ts_ns(event.get("dur"))
+            end = None if begin is None or dur is None else begin + dur
+        elif ph == "i":  # a step that could not be drawn: at its end, with args.wall_s
+            end, dur = ts_ns(event.get("ts")), None
+        else:
             continue
-        step, samples, loss = args.get("step"), args.get("samples"), args.get("loss")
+        args = event.get("args")
+        if end is None or not isinstance(args, dict):
+            continue
+        step, samples, loss, wall = args.get("step"), args.get("samples"), args.get("loss"), args.get("wall_s")
         if not isinstance(step, int) or not isinstance(samples, int):
             continue
         loss = float(loss) if isinstance(loss, (int, float)) and not isinstance(loss, bool) else None
-        steps.append(WorkloadStep(step=step, samples=samples, loss=loss, wall_s=dur / 1e9,
-                                  ts_ns=begin + dur))
+        if isinstance(wall, (int, float)) and not isinstance(wall, bool) and math.isfinite(wall) and wall >= 0:
+            wall_s = float(wall)
+        elif dur is not None:
+            wall_s = dur / 1e9
+        else:
+            continue
+        steps.append(WorkloadStep(step=step, samples=samples, loss=loss, wall_s=wall_s, ts_ns=end))
     steps.sort(key=lambda s: s.ts_ns)
     return steps
 

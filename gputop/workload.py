@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,6 +74,10 @@ class WorkloadState:
     output_tail: tuple[str, ...]  # the last lines of stdout and stderr, interleaved as they came
     phase: str | None = None  # the innermost phase now under way ("setup", "measure_peak", ...)
     events_ignored: int = 0  # event lines malformed, of a kind not known, or dropped unread
+    # seconds from the last step's end to this snapshot (to the end, once ended); None before the
+    # first step. The rates above are over the last steps *reported*: a view can call them stale
+    # when this is well above their step time (a hang, a long evaluation, a data-loader stall)
+    last_step_age_s: float | None = None
 
     @property
     def running(self) -> bool:
@@ -167,9 +172,36 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
 
+def _child_setup(prctl: Any, parent: int) -> Any:
+    """The preexec function: runs between fork and exec, so the prctl call and little else. The
+    child has inherited gputop's Python SIGTERM handler (record's StopSignals, the TUI's), which
+    would swallow the parent-death signal until exec: SIGTERM goes back to its default first."""
+    sigterm = int(signal.SIGTERM)
+
+    def in_child() -> None:
+        signal.signal(sigterm, signal.SIG_DFL)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, sigterm, 0, 0, 0)
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os._exit(1)
+    return in_child
+
+
+def signal_name(number: int) -> str:
+    """``SIGKILL`` for 9; ``signal 64`` for a number without a name."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+_LINE_END = re.compile(rb"(\r\n|\r|\n)")
+
+
 class _Output:
     """stdout and stderr of the child, read by two daemon threads into one bounded deque of lines
-    (``\\r`` ends a line too, for progress bars); the last line of stderr is kept apart."""
+    (``\\r`` ends a line too, for progress bars); the last line of stderr that is not a progress
+    update (a line ended by, or drawn after, a lone ``\\r``: a tqdm bar) is kept apart."""
 
     def __init__(self, maxlen: int) -> None:
         self.lines: collections.deque[str] = collections.deque(maxlen=maxlen)
@@ -184,7 +216,7 @@ class _Output:
         self._threads.append(thread)
 
     def _read(self, stream: Any, is_stderr: bool) -> None:
-        fd, partial = stream.fileno(), b""
+        fd, partial, after_cr = stream.fileno(), b"", False
         try:
             while True:
                 try:
@@ -193,26 +225,33 @@ class _Output:
                     break
                 if not chunk:
                     break
-                parts = (partial + chunk).replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-                partial = parts.pop()
+                data = partial + chunk
+                hold = data.endswith(b"\r")  # maybe the first half of a \r\n: wait for the next byte
+                parts = _LINE_END.split(data[:-1] if hold else data)
+                partial = parts.pop() + (b"\r" if hold else b"")
+                lines = []
+                for text, end in zip(parts[::2], parts[1::2]):
+                    # a progress update: ended by a lone \r, or drawn over one (tqdm's last bar)
+                    lines.append((text, after_cr or end == b"\r"))
+                    after_cr = end == b"\r"
                 if len(partial) > MAX_LINE:
-                    parts.append(partial)
-                    partial = b""
-                self._add(parts, is_stderr)
+                    lines.append((partial, after_cr))
+                    partial, after_cr = b"", False
+                self._add(lines, is_stderr)
             if partial:
-                self._add([partial], is_stderr)
+                self._add([(partial.rstrip(b"\r"), after_cr or partial.endswith(b"\r"))], is_stderr)
         finally:
             with contextlib.suppress(OSError):
                 stream.close()
 
-    def _add(self, raw: list[bytes], is_stderr: bool) -> None:
-        lines = [line.decode("utf-8", "replace").rstrip()[:MAX_LINE] for line in raw]
+    def _add(self, raw: list[tuple[bytes, bool]], is_stderr: bool) -> None:
+        lines = [(line.decode("utf-8", "replace").rstrip()[:MAX_LINE], progress) for line, progress in raw]
         with self._lock:
-            for line in lines:
+            for line, progress in lines:
                 if not line:
                     continue
                 self.lines.append(line)
-                if is_stderr:
+                if is_stderr and not progress:
                     self.last_stderr = line
 
     def snapshot(self) -> tuple[tuple[str, ...], str | None]:
@@ -226,8 +265,10 @@ class _Output:
 
 
 class _EventLines:
-    """The events pipe, read by a daemon thread into a bounded deque of lines, so the child never
-    blocks on a full pipe whatever the consumer's pace (a paused view, a long interval)."""
+    """The events pipe, read by a daemon thread into a deque of lines, so the child never blocks
+    on a full pipe whatever the consumer's pace (a paused view, a long interval). Bounded for a
+    viewer (``maxlen``: older lines dropped and counted); unbounded for a recorder, which must
+    lose no step and empties it every DRAIN_S (gputop.record)."""
 
     def __init__(self, fd: int, maxlen: int) -> None:
         self.lines: collections.deque[bytes] = collections.deque(maxlen=maxlen)
@@ -362,8 +403,10 @@ class Workload:
         self._steps: collections.deque[WorkloadStep] = collections.deque(maxlen=max(1, keep_steps))
         self._losses: collections.deque[float] = collections.deque(maxlen=RECENT_LOSSES)
         self._collect = collect  # keep every step and mark for drain() (a recorder)
-        self._pending: collections.deque[WorkloadStep | WorkloadMark] = collections.deque(maxlen=100_000)
-        self.pending_dropped = 0  # items drain() never saw: more than maxlen between two drains
+        # a recorder loses nothing: unbounded, and emptied by each drain() (record drains every
+        # DRAIN_S whatever its --interval); a viewer keeps no pending items at all
+        self._pending: collections.deque[WorkloadStep | WorkloadMark] = collections.deque()
+        self.pending_dropped = 0  # items drain() never saw (kept for the recorder's report: 0)
         self._phases: list[str] = []
         self._early: collections.deque[Any] = collections.deque(maxlen=64)  # samples before start
         self._curve: list[tuple[int, float]] = []  # (ts_ns, cumulative joules) of the device
@@ -396,14 +439,7 @@ class Workload:
             env.pop(ENV_FILE, None)
             env[ENV_FD] = str(write_fd)
             env.setdefault("PYTHONUNBUFFERED", "1")  # output as it is printed, not in 8 KiB blocks
-            parent, sigterm = os.getpid(), int(signal.SIGTERM)
-
-            def in_child() -> None:  # between fork and exec: the prctl call and little else
-                if prctl is not None:
-                    prctl(_PR_SET_PDEATHSIG, sigterm, 0, 0, 0)
-                    if os.getppid() != parent:  # the parent died before prctl took effect
-                        os.kill(os.getpid(), sigterm)
-
+            in_child = _child_setup(prctl, os.getpid())
             self._started_ns = self._clock_ns()
             try:
                 self.proc = subprocess.Popen(
@@ -416,7 +452,7 @@ class Workload:
                 raise WorkloadError(f"cannot start {' '.join(self.argv[:3])}: {reason}") from None
             finally:
                 os.close(write_fd)
-            self._events = _EventLines(read_fd, EVENT_LINES)
+            self._events = _EventLines(read_fd, None if self._collect else EVENT_LINES)
             self._output.follow(self.proc.stdout, is_stderr=False)
             self._output.follow(self.proc.stderr, is_stderr=True)
             self._pids = frozenset({self.proc.pid})
@@ -552,6 +588,9 @@ class Workload:
             self._events.join(0.25)
         self._read_events()
         self._reap_group()
+        # nothing of the group left: its pgid may be handed to an unrelated group from now on,
+        # so stop() must never signal it
+        self._group_gone = not self._group_alive()
 
     def _reap_group(self) -> None:
         """Reap members of the workload's group that were orphaned and came back to us."""
@@ -598,10 +637,13 @@ class Workload:
             if proc is None:
                 self._stopped = True
                 return self._snapshot()
-            if self._group_gone:
-                return self._snapshot()
             if self._ended_ns is None and proc.poll() is None:
                 self._stopped = True
+            elif self._ended_ns is None:  # exited since the last poll(): see what is left of it
+                self._finish()
+            if self._group_gone:
+                self._pids = frozenset()
+                return self._snapshot()
             self._signal_group(signal.SIGTERM)
         if not self._wait_group(grace_s):
             self._signal_group(signal.SIGKILL)
@@ -633,6 +675,8 @@ class Workload:
             time.sleep(0.02)
 
     def _signal_group(self, sig: int) -> None:
+        if self._group_gone:  # the pgid is no longer the workload's
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pgid, sig)  # type: ignore[arg-type]
 
@@ -725,16 +769,12 @@ class Workload:
         if self._stopped:
             return "stopped", None
         if end.get("status") == "error":
-            return "failed", end.get("error") or last_stderr
+            return "failed", end.get("error") or last_stderr or "the workload reported an error"
         rc = proc.returncode
         if rc == 0:
             return "ok", None
-        if rc is not None and rc < 0:
-            try:
-                name = signal.Signals(-rc).name
-            except ValueError:
-                name = f"signal {-rc}"
-            return "failed", last_stderr or f"killed by {name}"
+        if rc is not None and rc < 0:  # its last words (a progress bar, a log line) are not why
+            return "failed", f"killed by {signal_name(-rc)}"
         return "failed", last_stderr or f"exit code {rc}"
 
     def _window(self) -> list[WorkloadStep]:
@@ -766,6 +806,7 @@ class Workload:
         energies = [s.joules for s in window if s.joules is not None]
         output, _ = self._output.snapshot()
         last = self._steps[-1] if self._steps else None
+        now_ns = self._ended_ns if self._ended_ns is not None else self._clock_ns()
         proc = self.proc
         self._state = WorkloadState(
             name=self.name, argv=self.argv, pid=None if proc is None else proc.pid, status=status,
@@ -784,5 +825,6 @@ class Workload:
             recent_steps=tuple(self._steps), error=error, pids=self._pids,
             output_tail=output, phase=self._phases[-1] if self._phases else None,
             events_ignored=self.events_ignored + (self._events.dropped if self._events else 0),
+            last_step_age_s=None if last is None else max(0.0, (now_ns - last.ts_ns) / 1e9),
         )
         return self._state

@@ -26,6 +26,7 @@ import argparse, json, os, time
 p = argparse.ArgumentParser()
 p.add_argument("--device"); p.add_argument("--steps", type=int); p.add_argument("--batch-size", type=int)
 p.add_argument("--fail-on", default=None); p.add_argument("--ignore-device", action="store_true")
+p.add_argument("--oom-at", type=int, default=None)
 a = p.parse_args()
 if a.ignore_device:
     a.device = "cpu"
@@ -42,6 +43,8 @@ emit(event="start", name="fake", device=a.device, device_name=f"Fake {a.device.u
 for k in range(1, a.steps + 1):
     wall = 0.2 if k == 1 else 0.05 if a.device == "cpu" else 0.0005
     time.sleep(wall * 1.2)  # the reported step lies within real time, after the launch
+    if a.device == "cuda" and k == a.oom_at:
+        raise RuntimeError("CUDA out of memory")
     emit(event="step", step=k, samples=a.batch_size, loss=1.0 / k, wall_s=wall)
 emit(event="end", steps=a.steps, status="ok")
 """
@@ -109,6 +112,15 @@ def test_a_failed_gpu_run_is_reported_and_the_cpu_side_kept(fake):
     assert "speedup" not in text and "160" in text
 
 
+def test_a_gpu_run_that_got_under_way_and_failed_exits_1(fake):
+    """Unlike no GPU at all (the CPU side is then the answer, exit 0), a GPU run that started and
+    then failed (CUDA out of memory at step 4) is a failed comparison."""
+    out = io.StringIO()
+    assert compare.run(args(fake, "--oom-at", "4"), sampler=PowerSampler(), stdout=out,
+                       stderr=io.StringIO()) == 1
+    assert "failed: RuntimeError: CUDA out of memory" in out.getvalue()
+
+
 def test_a_script_that_ignores_device_is_no_gpu_run(fake):
     out = io.StringIO()
     assert compare.run(args(fake, "--ignore-device"), sampler=PowerSampler(), stdout=out,
@@ -141,6 +153,8 @@ def test_the_real_mlp_without_a_gpu_says_so_in_one_line():
     (["compare", "resnet"], "unknown workload 'resnet'"),
     (["compare", "mlp", "--steps", "2", "--warmup", "2"], "leaves nothing after --warmup"),
     (["compare", "mlp", "--", "--device", "cpu"], "compare chooses --device itself"),
+    (["compare", "mlp", "--", "--steps", "3"], "give --steps to compare itself"),
+    (["compare", "mlp", "--", "--batch-size=64"], "give --batch-size to compare itself"),
     (["compare", "mlp", "--steps", "0"], "expected 1 or more, got 0"),
 ])
 def test_bad_input_is_one_line(argv, words):

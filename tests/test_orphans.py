@@ -184,7 +184,7 @@ def test_a_sigkilled_live_view_leaves_no_workload_behind(tmp_path):
         cleanup(pidfile)
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGHUP", "SIGKILL"])
 def test_record_run_leaves_no_workload_behind(tmp_path, how):
     job_path, pidfile = job(tmp_path, grandchild=how != "SIGKILL")
     out = tmp_path / "t.json"
@@ -199,7 +199,28 @@ def test_record_run_leaves_no_workload_behind(tmp_path, how):
             assert proc.returncode == -signal.SIGKILL
         else:
             assert proc.returncode == 0, err
-            assert err.splitlines()[-1] == "gputop record: workload job.py stopped by gputop (no steps reported)"
+            assert err.splitlines()[-1] == f"gputop record: workload job.py stopped by gputop on {how} (no steps reported)"
+            assert out.read_text().endswith("]\n")  # closed cleanly
+        wait_for(lambda: not live_members(pgid), 10, f"group {pgid} to end: {live_members(pgid)}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        cleanup(pidfile)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGHUP"])
+def test_compare_stops_its_workload_when_it_is_told_to_stop(tmp_path, how):
+    """SIGTERM's and SIGHUP's defaults would end compare without stopping the run under way."""
+    job_path, pidfile = job(tmp_path, grandchild=True)
+    proc = subprocess.Popen([sys.executable, "-m", "gputop", "compare", job_path],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        pgid = read_pgid(pidfile, members=2)
+        proc.send_signal(getattr(signal, how))
+        out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 128 + getattr(signal, how), err
+        assert err.splitlines()[-1] == f"gputop compare: stopped by {how}" and "Traceback" not in err
         wait_for(lambda: not live_members(pgid), 10, f"group {pgid} to end: {live_members(pgid)}")
     finally:
         if proc.poll() is None:

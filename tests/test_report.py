@@ -105,6 +105,8 @@ def test_cut_off_trace_is_reported_with_a_note(tmp_path):
     (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":2}}]', "version 2"),
     (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"cpu_cores":1}}]',
      "no complete sample"),
+    (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"gpus":"H100"}}]',
+     "GPU description"),
 ])
 def test_bad_input_is_one_line_and_exit_1(tmp_path, capsys, content, words):
     path = tmp_path / "bad.json"
@@ -113,6 +115,32 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, capsys, content, words):
     err = capsys.readouterr().err
     assert rc == 1 and out == ""
     assert err.count("\n") == 1 and err.startswith("gputop report: error:") and words in err
+
+
+def test_bad_workload_start_values_are_n_a_not_a_traceback(tmp_path):
+    """A start mark read from a file: a string where a number belongs is n/a."""
+    from gputop.trace import TraceWriter
+    from gputop.workload import WorkloadMark, WorkloadStep
+    samples = make_samples(2)
+    t = samples[0].ts_ns
+    path = tmp_path / "w.json"
+    with TraceWriter.create(str(path)) as writer:
+        writer.set_workload(4242, "fake")
+        writer.write_sample(samples[0])
+        writer.write_workload([
+            WorkloadMark("start", t + 1, name="fake", args={
+                "flops_per_step": "1e9", "peak_flops": True, "batch_size": "8", "device": 3,
+                "steps_planned": -1, "sample_unit": 5}),
+            *(WorkloadStep(k, 8, None, 0.01, t + k * 20_000_000) for k in range(1, 4))])
+        writer.write_sample(samples[1])
+    rc, text = run(path, "--no-chart")
+    assert rc == 0
+    lines = text.splitlines()
+    head = lines.index(next(x for x in lines if x.startswith("Workload fake")))
+    assert lines[head].startswith("Workload fake (pid 4242): n/a, n/a, batch n/a; 3 steps")
+    rows = {x.split()[0]: x for x in lines[head + 1:]}
+    assert rows["samples/s"].split()[-1] == "800.0"
+    assert rows["TFLOP/s"].split()[-1] == "n/a" and rows["MFU"].split()[-1] == "n/a"
 
 
 def test_missing_file(tmp_path, capsys):

@@ -184,6 +184,9 @@ def test_a_cut_at_every_byte_loads_every_complete_event_or_says_why(tmp_path):
     (b'[{"ph":"X","name":"step","pid":1,"tid":1,"ts":0,"dur":5}]', "not gputop's"),
     (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":99}}]', "version 99"),
     (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{}}]', "trace_version"),
+    (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"gpus":7}}]', "GPU description"),
+    (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"gpus":{"a":1}}}]', "GPU description"),
+    (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"gpus":[3]}}]', "GPU description"),
     (b'[{"ph":"M","name":"x","pid":1}\n,{"ph":"C" oops}\n,{"ph":"C"}\n]', "not JSON at line 2"),
     (b'[{"ph":"M","name":"x","pid":1}]\nextra', "after the closing"),
 ])

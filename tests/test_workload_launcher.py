@@ -364,3 +364,153 @@ def test_bad_run_input_is_one_line_and_exit_2(tmp_path, argv, words):
                          timeout=60, cwd=tmp_path)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.count("\n") == 1 and words in out.stderr and "Traceback" not in out.stderr
+
+
+# ---- review fixes: signals after the end, the error line, the preexec guard, lost events ----
+
+
+def test_stop_after_a_natural_end_signals_nothing(tmp_path, monkeypatch):
+    """The group's pgid may belong to an unrelated group once the workload has ended and been
+    reaped: stop() must not send it SIGTERM (nor SIGKILL after the grace)."""
+    sent = []
+    real = os.killpg
+
+    def spy(pgid, sig):
+        if sig != 0:  # probing (signal 0) delivers nothing
+            sent.append((pgid, sig))
+        return real(pgid, sig)
+
+    monkeypatch.setattr(os, "killpg", spy)
+    wl = Workload(script(tmp_path, "print('done')\n"))
+    state = run_to_end(wl)
+    assert state.status == "ok"
+    sent.clear()
+    assert wl.stop().status == "ok"
+    assert wl.stop().status == "ok"
+    assert sent == []
+
+
+def test_stop_after_an_unpolled_end_signals_nothing(tmp_path, monkeypatch):
+    sent = []
+    real = os.killpg
+    monkeypatch.setattr(os, "killpg", lambda pgid, sig: (sig and sent.append(sig), real(pgid, sig))[1])
+    wl = Workload(script(tmp_path, "print('done')\n"))
+    wl.start()
+    wl.proc.wait()  # ended, not yet seen by poll()
+    assert wl.stop().status == "ok" and sent == []
+
+
+def test_a_signal_is_the_error_not_the_last_progress_bar(tmp_path):
+    path = script(tmp_path, """\
+        import logging, os, signal, sys
+        logging.basicConfig(level=logging.INFO)
+        logging.info("epoch 3: loss 0.51")
+        sys.stderr.write(" 45%|####5     | 450/1000 [00:30<00:37, 14.8it/s]\\r"); sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)   # what the kernel's OOM killer does
+    """)
+    state = run_to_end(Workload(path))
+    assert state.returncode == -signal.SIGKILL and state.error == "killed by SIGKILL"
+
+
+@pytest.mark.parametrize("bar_end", ["\\r", "\\r\\n"])
+def test_an_exit_code_error_is_the_last_stderr_line_that_is_not_a_progress_bar(tmp_path, bar_end):
+    """tqdm redraws with \\r, and its last bar may end with a newline after a \\r: neither is why."""
+    path = script(tmp_path, f"""\
+        import sys, time
+        sys.stderr.write("ValueError: bad shard 7\\n")
+        for k in range(3):
+            sys.stderr.write(f"\\r{{k}}/3 [00:01<00:02]"); sys.stderr.flush(); time.sleep(0.01)
+        sys.stderr.write("{bar_end}"); sys.stderr.flush()
+        sys.exit(3)
+    """)
+    state = run_to_end(Workload(path))
+    assert state.returncode == 3 and state.error == "ValueError: bad shard 7"
+    assert "2/3 [00:01<00:02]" in state.output_tail  # the bar is still in the output
+
+
+def test_the_preexec_guard_ends_a_child_whose_parent_is_gone(tmp_path, monkeypatch):
+    """The child inherits Python's SIGTERM handler until exec (record's StopSignals), so the guard
+    that catches a parent dead before PR_SET_PDEATHSIG took effect must not rely on SIGTERM."""
+    from gputop import workload as wl_module
+    if wl_module._libc_prctl() is None:
+        pytest.skip("no prctl here")
+    old = signal.signal(signal.SIGTERM, lambda *a: None)
+    monkeypatch.setattr(os, "getppid", lambda: 1)  # in the forked child too: "the parent is gone"
+    try:
+        wl = Workload(script(tmp_path, "print('ran past exec')\n"))
+        wl.start()
+        rc = wl.proc.wait(30)
+    finally:
+        monkeypatch.undo()
+        signal.signal(signal.SIGTERM, old)
+    state = wl.stop()
+    assert "ran past exec" not in state.output_tail
+    assert rc == 1
+
+
+def test_a_recorder_loses_no_event_however_many_arrive_between_two_drains(tmp_path):
+    n = 120_000  # more than the viewer's bound (EVENT_LINES) between two drains
+    path = script(tmp_path, f"""\
+        import os, time
+        fd = int(os.environ["GPUTOP_EVENTS_FD"])
+        t = time.time_ns()
+        for chunk in range(0, {n}, 1000):
+            os.write(fd, b"".join(b'{{"event":"step","step":%d,"samples":1,"loss":null,"wall_s":0.000001,"ts_ns":%d}}\\n'
+                                  % (k, t + k * 2000) for k in range(chunk + 1, chunk + 1001)))
+    """)
+    wl = Workload(path, collect=True)
+    wl.start()
+    wl.proc.wait(60)
+    time.sleep(0.5)
+    items = wl.drain()
+    state = wl.stop()
+    items += wl.drain()
+    assert len(items) == n and [s.step for s in items[:3]] == [1, 2, 3]
+    assert state.events_ignored == 0 and wl.pending_dropped == 0
+
+
+def test_the_events_fd_is_used_only_if_it_is_a_pipe(tmp_path):
+    """GPUTOP_EVENTS_FD reaches the script's own children through the environment, without the
+    descriptor: a file they opened under that number must not get events written into it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workloads"))
+    try:
+        import events
+    finally:
+        sys.path.pop(0)
+    data = tmp_path / "data.bin"
+    fd = os.open(data, os.O_WRONLY | os.O_CREAT, 0o644)
+    r, w = os.pipe()
+    try:
+        ev = events.EventWriter.from_env({events.ENV_FD: str(fd)})
+        assert not ev.enabled and ev.step(1, 1, None, 0.1) is False
+        assert events.EventWriter.from_env({events.ENV_FD: str(w)}).enabled
+        assert not events.EventWriter.from_env({events.ENV_FD: "99999"}).enabled
+    finally:
+        for d in (fd, r, w):
+            os.close(d)
+    assert data.read_bytes() == b""
+
+
+def test_the_age_of_the_last_step_tells_stale_rates(tmp_path):
+    path = script(tmp_path, """\
+        import json, os, time
+        fd = int(os.environ["GPUTOP_EVENTS_FD"])
+        os.write(fd, (json.dumps({"event": "step", "ts_ns": time.time_ns(), "step": 1,
+                                  "samples": 4, "loss": None, "wall_s": 0.01}) + "\\n").encode())
+        time.sleep(30)
+    """)
+    now = [0]
+    wl = Workload(path, clock_ns=lambda: now[0] or time.time_ns())
+    try:
+        wl.start()
+        deadline = time.monotonic() + 30
+        while wl.poll().step is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert wl.poll().last_step_age_s < 5
+        now[0] = wl.state.recent_steps[-1].ts_ns + 12_000_000_000  # 12 s later, no new step
+        state = wl.poll()
+        assert state.last_step_age_s == pytest.approx(12.0) and state.samples_per_s == pytest.approx(400)
+    finally:
+        wl.stop(grace_s=0.5)
+    assert Workload(path).state.last_step_age_s is None

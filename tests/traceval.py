@@ -20,6 +20,13 @@ Rules, with where each comes from:
   failure; gputop's contract is one arg per counter).
 - Complete events (``ph: "X"``): numeric ``dur`` >= 0, and on each (pid, tid) they nest: a slice
   that starts inside another ends inside it (Perfetto's slice tracker needs strict nesting).
+- Duration events (``ph: "B"``/``"E"``), per (pid, tid) in file order: every ``E`` closes the
+  innermost open ``B`` (with the same name, where the ``E`` names one) and is not earlier than it;
+  Perfetto's slice tracker drops an ``E`` with nothing open and mis-nests one that names another
+  slice. A ``B`` may stay open only in a trace cut off (no closing ``]``): a recording that ended
+  cleanly closes what it opened.
+- One ``process_name`` per pid and one ``thread_name`` per (pid, tid): two (a merge that names a
+  process twice) leave the viewer to pick one.
 - Instants: ``s``, where given, is one of "t", "p", "g".
 - Metadata first: no ``ph: "M"`` event after the first data event (gputop's own rule, so a
   reader learns every device before its data); process/thread names carry ``args.name``.
@@ -117,6 +124,8 @@ def _check_events(report: Report) -> None:
     problems = report.problems
     seen_data = False
     slices: dict[tuple[int, int], list[tuple[float, float, int]]] = {}
+    open_: dict[tuple[int, int], list[tuple[Any, float, int]]] = {}  # (name, ts, event index)
+    names: dict[tuple[Any, ...], int] = {}
     for i, e in enumerate(report.events):
         if not isinstance(e, dict):
             problems.append(f"event {i} is not an object")
@@ -136,6 +145,12 @@ def _check_events(report: Report) -> None:
             if e.get("name") in ("process_name", "thread_name"):
                 if not isinstance((e.get("args") or {}).get("name"), str):
                     problems.append(f"event {i}: {e.get('name')} without args.name")
+                key = (e.get("name"), pid) + ((tid if tid is not None else pid,)
+                                              if e.get("name") == "thread_name" else ())
+                if key in names:
+                    problems.append(f"event {i}: a second {e.get('name')} for {key[1:]} "
+                                    f"(the first is event {names[key]})")
+                names.setdefault(key, i)
             if e.get("name") in ("process_sort_index", "thread_sort_index"):
                 if not isinstance((e.get("args") or {}).get("sort_index"), int):
                     problems.append(f"event {i}: {e.get('name')} without an integer args.sort_index")
@@ -157,9 +172,28 @@ def _check_events(report: Report) -> None:
             else:
                 slices.setdefault((pid, tid if tid is not None else pid), []).append(
                     (float(e["ts"]), float(e["ts"]) + float(dur), i))
+        elif ph in ("B", "E"):
+            stack = open_.setdefault((pid, tid if tid is not None else pid), [])
+            if ph == "B":
+                stack.append((e.get("name"), float(e["ts"]), i))
+            elif not stack:
+                problems.append(f"event {i}: E {e.get('name')!r} on pid/tid {(pid, tid)} with no open B")
+            elif e.get("name") is not None and e.get("name") != stack[-1][0]:
+                problems.append(f"event {i}: E {e.get('name')!r} on pid/tid {(pid, tid)} does not "
+                                f"close the innermost open B {stack[-1][0]!r} (event {stack[-1][2]})")
+            elif float(e["ts"]) < stack[-1][1]:
+                problems.append(f"event {i}: E {e.get('name')!r} is earlier than its B (event {stack[-1][2]})")
+                stack.pop()
+            else:
+                stack.pop()
         elif ph in ("i", "I"):
             if e.get("s", "t") not in ("t", "p", "g"):
                 problems.append(f"event {i} instant: scope {e.get('s')!r} is not t, p or g")
+    if report.closed:
+        for key, stack in open_.items():
+            for name, _, i in stack:
+                problems.append(f"event {i}: B {name!r} on pid/tid {key} never ends in a trace "
+                                "that was closed cleanly")
     for key, spans in slices.items():
         spans.sort(key=lambda s: (s[0], -s[1]))
         stack: list[tuple[float, float, int]] = []

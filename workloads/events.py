@@ -5,7 +5,10 @@ file and report its progress to gputop the same way the bundled workloads do.
 
 Where the events go is named by the environment:
 
-- ``GPUTOP_EVENTS_FD=<int>``: a file descriptor the launcher left open for us (a pipe's write end);
+- ``GPUTOP_EVENTS_FD=<int>``: a file descriptor the launcher left open for us (a pipe's write end).
+  Used only if that descriptor is open and is a pipe: the variable is inherited through the
+  environment by the script's own children, which do not get the descriptor (and may have
+  something else of their own open under that number);
 - ``GPUTOP_EVENTS_FILE=<path>``: a file, appended to (tests, recording by hand).
 
 With neither set, every call is a cheap no-op, so a script run on its own behaves as usual.
@@ -30,6 +33,7 @@ import contextlib
 import json
 import math
 import os
+import stat
 import time
 from typing import Any, Iterator, Mapping
 
@@ -65,9 +69,11 @@ class EventWriter:
         fd_text = env.get(ENV_FD, "").strip()
         if fd_text:
             try:
-                return cls(int(fd_text))
-            except ValueError:
+                fd = int(fd_text)
+                is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
+            except (ValueError, OSError, OverflowError):
                 return cls(None)
+            return cls(fd if is_pipe else None)
         path = env.get(ENV_FILE, "").strip()
         if path:
             try:
