@@ -96,16 +96,21 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _live(args: argparse.Namespace) -> int:
-    from gputop.tui.app import GputopApp
+    from gputop.tui import terminal_problem
     from gputop.workload import Workload, WorkloadError
 
     workload = None
     if args.live_run is not None:
         try:
-            workload = Workload(args.live_run, args.run_args)
+            workload = Workload(args.live_run, args.run_args)  # bad input first, then the terminal
         except WorkloadError as exc:
             sys.stderr.write(f"gputop: error: {exc}\n")
             return 2
+    problem = terminal_problem()
+    if problem is not None:
+        sys.stderr.write(f"gputop: error: {problem}\n")
+        return 2
+    from gputop.tui.app import GputopApp
     sampler = build_sampler()
     try:
         with terminate_raises():

@@ -28,6 +28,13 @@ def pct(value: float | None, digits: int = 0) -> str:
     return NA if value is None else f"{value:.{digits}f} %"
 
 
+def small_pct(value: float | None) -> str:
+    """A percentage that may be tiny (MFU of a CPU run): 18.5 %, 0.042 %, never "0.0 %"."""
+    if value is None:
+        return NA
+    return f"{value:.1f} %" if abs(value) >= 1 or value == 0 else f"{value:.2g} %"
+
+
 def _scaled(value: float, units: tuple[str, ...], step: float) -> str:
     for unit in units[:-1]:
         if abs(value) < step:
@@ -62,6 +69,17 @@ def joules(value: float | None) -> str:
     if value is None:
         return NA
     return _scaled(float(value), ("J", "kJ", "MJ", "GJ"), 1000.0)
+
+
+def tflops(value: float | None) -> str:
+    """TFLOP/s with the digits that matter: 183.2, 8.24, 0.0371 (a CPU's 0.04 is not "0.0")."""
+    if value is None:
+        return NA
+    if abs(value) >= 100:
+        return f"{value:.1f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
 
 
 def mhz(value: float | None) -> str:

@@ -50,6 +50,12 @@ def run(args: argparse.Namespace) -> int:
     except TraceError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return 1
+    from gputop.tui import terminal_problem
+
+    problem = terminal_problem()
+    if problem is not None:
+        sys.stderr.write(f"{PROG}: error: {problem}\n")
+        return 2
     from gputop.tui.replay import ReplayApp
 
     host = trace.header.get("host")

@@ -134,7 +134,8 @@ async def take(shot: Shot, out: Path, ticks: int, interval_s: float) -> Path:
     sampler = build(shot, interval_s)
     # Own CPU % would be this script's ingest loop, not gputop's: shown as n/a rather than that.
     frozen = SelfCpu(cpu_clock=lambda: 0.0, wall_clock=lambda: 0.0)
-    app = GputopApp(sampler, interval_s, self_cpu=frozen, host=HOST, paused=True)
+    app = GputopApp(sampler, interval_s, self_cpu=frozen, host=HOST, paused=True,
+                    frame_s=0.0)  # every ingested sample drawn at once
     try:
         async with app.run_test(size=shot.size) as pilot:
             # History first, far faster than real time; then "p" starts the app's own tick

@@ -90,3 +90,13 @@ def test_snapshot_into_closed_pipe_is_quiet():
     proc = subprocess.run(f"{sys.executable} -m gputop snapshot | head -c 1", shell=True,
                           capture_output=True, text=True, timeout=60)
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [[], ["--run", "mlp"], ["replay", "tests/data/h100_fake.json"]])
+def test_the_live_view_without_a_terminal_is_one_line_not_a_hang(argv):
+    """Textual without a tty prints a traceback and hangs; gputop says why and exits 2."""
+    out = subprocess.run([sys.executable, "-m", "gputop", *argv], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=60, cwd=TESTS.parent)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "needs a terminal, and stdin is not one" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -68,3 +68,15 @@ def test_ghz_cell_fits_four_columns():
 ])
 def test_sm_gap_says_why_sm_activity_is_missing(arch, gpm, mig, words):
     assert fmt.sm_gap(arch, gpm, mig) == words
+
+
+@pytest.mark.parametrize("value, text", [(None, "n/a"), (183.24, "183.2"), (8.237, "8.24"),
+                                         (0.0371, "0.0371"), (0.0, "0")])
+def test_tflops_keeps_the_digits_that_matter(value, text):
+    assert fmt.tflops(value) == text
+
+
+@pytest.mark.parametrize("value, text", [(None, "n/a"), (18.53, "18.5 %"), (0.042, "0.042 %"),
+                                         (0.0, "0.0 %")])
+def test_small_pct_never_rounds_a_known_value_to_zero(value, text):
+    assert fmt.small_pct(value) == text

@@ -30,6 +30,7 @@ def frozen_self_cpu() -> SelfCpu:
 def make_app(sampler, interval_s: float = 1.0, **kwargs) -> GputopApp:
     kwargs.setdefault("self_cpu", frozen_self_cpu())
     kwargs.setdefault("host", "testhost")
+    kwargs.setdefault("frame_s", 0.0)  # every ingested sample drawn at once (see test_frames_*)
     return GputopApp(sampler, interval_s, **kwargs)
 
 
@@ -265,7 +266,7 @@ async def test_a_lost_gpu_is_shown_and_the_others_continue():
         assert "lost (fell off the bus?)" in text
         rows = list(app.query(GpuRow))
         assert rows[1].has_class("-lost") and not rows[2].has_class("-lost")
-        assert "SMs" in rows[2].render().plain
+        assert "SMs" in rows[2].text_for(rows[2].content_size.width).plain
 
 
 async def test_energy_counts_from_when_gputop_started():
@@ -452,3 +453,45 @@ async def test_a_tick_that_lands_during_shutdown_is_dropped():
     assert not app.is_running
     app._on_tick(make_sample(1, 1))
     app._on_tick(RuntimeError("late"))
+
+
+def _named(sample, name):
+    return with_gpu(sample, 0, info=replace(sample.gpus[0].info, name=name))
+
+
+async def test_a_device_name_with_brackets_is_text_not_markup():
+    """Textual reads border titles as markup: "[simulated]" would vanish unescaped."""
+    app = make_app(FakeSampler(lambda t: _named(make_sample(1, t), "NVIDIA H100 80GB HBM3 [simulated]")))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        assert "GPU0 H100 80GB HBM3 [simulated]" in screen_text(app)
+
+
+async def test_compact_rows_show_a_long_name_whole_when_wide():
+    name = "H100 80GB HBM3 (simulated)"
+
+    def sample(t):
+        s = make_sample(3, t)
+        return replace(s, gpus=tuple(replace(g, info=replace(g.info, name="NVIDIA " + name)) for g in s.gpus))
+
+    app = make_app(FakeSampler(sample))
+    async with app.run_test(size=(250, 70)) as pilot:
+        await started(pilot)
+        assert f"1 {name} " in screen_text(app)
+    async with make_app(FakeSampler(sample)).run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        assert "1 H100 80GB HBM3 … " in screen_text(pilot.app)  # narrow: cut, and it says so
+
+
+async def test_frames_draw_the_latest_sample_at_most_once_per_frame_s():
+    """Fast sampling fills the history with every sample but redraws at most once per frame."""
+    app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True, frame_s=0.3)
+    async with app.run_test(size=(120, 40)) as pilot:
+        samples = [make_sample(1, t, cores=2) for t in range(4)]
+        app.ingest(samples[0])
+        assert app.sample is samples[0]  # the first frame is due at once
+        for s in samples[1:]:
+            app.ingest(s)
+        assert app.sample is samples[0]  # inside the frame: not drawn yet...
+        assert len(app.history) == 4  # ...but every sample is in the history
+        await until(pilot, lambda: app.sample is samples[-1], timeout_s=2)  # the latest, once due

@@ -168,7 +168,7 @@ async def test_a_crash_shows_the_error_line_in_red():
         assert "error: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB" in text
         panel = app.query_one(WorkloadPanel)
         assert panel.has_class("-failed")
-        error_line = next(line for line in panel.render().split("\n") if line.plain.startswith("error:"))
+        error_line = next(line for line in panel.text_for(panel.content_size.width).split("\n") if line.plain.startswith("error:"))
         red = panel.get_component_rich_style("workload--error", partial=True)
         assert red.color is not None and red.bold
         assert all(span.style == red for span in error_line.spans) and error_line.spans

@@ -5,3 +5,24 @@ hands each Sample (and a launched workload's WorkloadState) down to widgets that
 widgets post messages (a GPU clicked) back up. ``ReplayApp`` in ``replay.py`` is the same app
 fed from a recording, with a time cursor.
 """
+
+import sys
+from typing import TextIO
+
+
+def terminal_problem(stdin: TextIO | None = None, stdout: TextIO | None = None) -> str | None:
+    """Why the live view cannot run here (stdin or stdout is not a terminal), or None.
+
+    Checked before Textual starts: without a terminal it prints a traceback and hangs.
+    """
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    for name, stream in (("stdin", stdin), ("stdout", stdout)):
+        try:
+            tty = stream is not None and stream.isatty()
+        except (ValueError, OSError):  # closed
+            tty = False
+        if not tty:
+            return (f"the live view needs a terminal, and {name} is not one "
+                    "(headless: 'gputop snapshot', 'gputop record', 'gputop serve')")
+    return None

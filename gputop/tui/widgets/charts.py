@@ -71,6 +71,7 @@ class Chart(Widget):
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
+        self._styles = {}
         self.replot()  # a theme change re-colours the cached lines
 
     def render_line(self, y: int) -> Strip:
@@ -79,7 +80,8 @@ class Chart(Widget):
         return Strip.blank(self.size.width, self._style(None))
 
     def _style(self, name: str | None) -> Style:
-        """The widget's style, plus component class ``name`` (cached per replot: rich_style is slow)."""
+        """The widget's style, plus component class ``name`` (cached until the styles change:
+        rich_style is slow, and a replot every tick would otherwise ask for it ~20 times)."""
         style = self._styles.get(name)
         if style is None:
             style = self._styles[name] = self.rich_style + (
@@ -92,7 +94,6 @@ class Chart(Widget):
             self._lines = []
             self.refresh()
             return
-        self._styles = {}
         history = self.history
         plot_h = height - 2
         values, top, bottom = self._values(history, width)
@@ -201,7 +202,7 @@ class Chart(Widget):
 class HistoryCharts(Horizontal):
     """Three charts that follow the selected GPU; the app hands down the history and a tick."""
 
-    tick: reactive[int] = reactive(0, always_update=True)
+    tick: reactive[int] = reactive(0, always_update=True, repaint=False)  # the charts replot themselves
     gpu_index: reactive[int | None] = reactive(None)
 
     def __init__(self, history: History, now_label: str = "now", **kwargs) -> None:
@@ -244,11 +245,12 @@ class HistoryCharts(Horizontal):
         bandwidth = self.query_one("#chart-bandwidth", Chart)
         bandwidth.series = [] if i is None else [
             Series(gpu_key(i, "dram_bw_bytes_per_s"), f"GPU{i}", "gpu", lambda v: v / 1e9)]
-        bandwidth.note = "no GPU" if i is None else "n/a (no GPM bandwidth reading from this GPU)"
+        early = len(self.history) < 2  # nothing is drawn before two points: "no data yet"
+        bandwidth.note = "no GPU" if i is None else "" if early else "n/a (no GPM reading)"
         power = self.query_one("#chart-power", Chart)
         power.series = [Series(cpu_key("cpu_power_w"), "CPU pkg", "cpu")]
         if i is not None:
             power.series.append(Series(gpu_key(i, "power_w"), f"GPU{i}", "gpu"))
-        power.note = "n/a"
+        power.note = "" if early else "n/a"
         for chart in (activity, bandwidth, power):
             chart.replot()

@@ -6,6 +6,7 @@ import math
 
 from rich.text import Text
 from textual import events
+from textual.markup import escape
 from textual.message import Message
 from textual.reactive import reactive
 
@@ -75,7 +76,7 @@ class GpuPanel(_GpuWidget):
         super().watch_sample(gpu)
         if gpu is not None:
             info = gpu.info
-            self.border_title = f"GPU{info.index} {short_name(info.name)}"
+            self.border_title = f"GPU{info.index} {escape(short_name(info.name))}"  # a name is text, not markup
             self.border_subtitle = info.architecture or ""
 
     def render_key(self) -> tuple:
@@ -155,7 +156,10 @@ class GpuRow(_GpuWidget):
         st = self.style_of
         if gpu is None:
             return Text(f"GPU{self.index} waiting", style=st("panel--dim"))
-        line = Text.assemble((f"{gpu.info.index} ", st("panel--value")), (f"{short_name(gpu.info.name)[:16]:<16}", st("panel--label")))
+        name_width = 16 if width < 110 else 28  # room for "H100 80GB HBM3 (simulated)" when wide
+        name = short_name(gpu.info.name)
+        name = name if len(name) <= name_width else name[:name_width - 1] + "…"
+        line = Text.assemble((f"{gpu.info.index} ", st("panel--value")), (f"{name:<{name_width}}", st("panel--label")))
         if gpu.lost:
             line.append("  " + LOST, style=st("panel--lost"))
             return line

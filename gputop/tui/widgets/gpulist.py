@@ -15,7 +15,7 @@ from gputop.tui.widgets.gpu import GpuPanel, GpuRow, NoGpuPanel
 class GpuList(VerticalScroll):
     """Reconciles one child per GPU with each sample; rebuilds only when the set or mode changes."""
 
-    sample: reactive[Sample | None] = reactive(None, always_update=True)
+    sample: reactive[Sample | None] = reactive(None, always_update=True, repaint=False)  # children repaint
     selected: reactive[int | None] = reactive(None)
     compact: reactive[bool] = reactive(False)
     detail: reactive[bool] = reactive(False)
@@ -54,7 +54,9 @@ class GpuList(VerticalScroll):
         if self._none is not None:
             self._none.reason = sample.gpu_unavailable or "no NVIDIA GPU found"
             return
-        self.border_title = (f"{len(indices)} GPU" + ("s" if len(indices) != 1 else "")) if self.compact else ""
+        title = (f"{len(indices)} GPU" + ("s" if len(indices) != 1 else "")) if self.compact else ""
+        if title != self.border_title:  # setting it repaints the whole list, even unchanged
+            self.border_title = title
         for gpu, child in zip(sample.gpus, self._rows):
             child.energy_j = self.energy_j.get(gpu.info.index)
             child.sample = gpu

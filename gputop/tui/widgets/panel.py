@@ -6,6 +6,7 @@ from typing import Iterable
 
 from rich.style import Style
 from rich.text import Text
+from textual.strip import Strip
 from textual.widget import Widget
 
 from gputop import format as fmt
@@ -32,6 +33,9 @@ class Panel(Widget):
     }
 
     _built: tuple[tuple, Text] | None = None
+    _lines: tuple[Text, int, list[Text]] | None = None  # (text, width, its wrapped lines)
+    _strips: tuple[Text, int, Style, list[Strip]] | None = None
+    _styles: dict[str, Style] | None = None
 
     def build(self, width: int) -> Text:
         raise NotImplementedError
@@ -45,12 +49,32 @@ class Panel(Widget):
             self._built = (key, self.build(width))
         return self._built[1]
 
-    def render(self) -> Text:
-        return self.text_for(self.content_size.width)
+    def _wrapped(self, width: int) -> list[Text]:
+        """The text as built for this width, wrapped to it: once per built text."""
+        text = self.text_for(width)
+        if self._lines is None or self._lines[0] is not text or self._lines[1] != width:
+            self._lines = (text, width, list(text.wrap(self.app.console, max(width, 1))))
+        return self._lines[2]
+
+    def render_line(self, y: int) -> Strip:
+        """Line API: the wrapped text as strips, made once per built text. (Returning the Text
+        from ``render`` instead made Textual convert and wrap it again on every paint: ~0.5 ms
+        for a one-line status bar, every frame.)"""
+        width = self.content_size.width
+        base = self.rich_style
+        text = self.text_for(width)
+        if (self._strips is None or self._strips[0] is not text or self._strips[1] != width
+                or self._strips[2] != base):
+            console = self.app.console
+            strips = [Strip(list(line.render(console))).apply_style(base).crop_extend(0, width, base)
+                      for line in self._wrapped(width)]
+            self._strips = (text, width, base, strips)
+        strips = self._strips[3]
+        return strips[y] if y < len(strips) else Strip.blank(width, base)
 
     def get_content_height(self, container, viewport, width: int) -> int:
         """Lines of the text as built for this width (the flow packs fields to the width)."""
-        return len(self.text_for(width).wrap(self.app.console, max(width, 1)))
+        return len(self._wrapped(width))
 
     def relayout_if_resized(self) -> None:
         """Repaint; and lay the screen out again only if the text's height changed (a layout pass
@@ -64,9 +88,16 @@ class Panel(Widget):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._built = None  # component colours may have changed
+        self._styles = None
 
     def style_of(self, name: str) -> Style:
-        return self.get_component_rich_style(name, partial=True)
+        """A component class's style, cached until the styles change (a theme, a class toggled)."""
+        if self._styles is None:
+            self._styles = {}
+        style = self._styles.get(name)
+        if style is None:
+            style = self._styles[name] = self.get_component_rich_style(name, partial=True)
+        return style
 
     def load_style(self, pct: float | None) -> Style:
         return self.style_of("load-" + fmt.load_class(pct))

@@ -64,7 +64,7 @@ class ProcessTable(DataTable):
 
     COMPONENT_CLASSES = {"processes--workload", "processes--empty"}
 
-    sample: reactive[Sample | None] = reactive(None, always_update=True)
+    sample: reactive[Sample | None] = reactive(None, always_update=True, repaint=False)  # changed cells repaint
     sort_key: reactive[str] = reactive("mem")
     workload_pids: reactive[frozenset[int]] = reactive(frozenset())
     # said instead of "no GPU processes..." while some GPU is there (a replay has no process list)

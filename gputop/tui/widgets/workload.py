@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from rich.text import Text
 from textual.containers import Container
+from textual.markup import escape
 from textual.reactive import reactive
 
 from gputop import format as fmt
@@ -99,6 +100,8 @@ def loss_text(loss: float | None) -> str:
 def rate_text(value: float | None) -> str:
     if value is None:
         return fmt.NA
+    if abs(value) < 1:
+        return f"{value:.3g}"  # a slow CPU's 0.04 steps/s is not "0.0"
     return fmt.num(value, 0 if value >= 100 else 1)
 
 
@@ -127,7 +130,7 @@ class WorkloadPanel(Panel):
         if state is None:
             return
         pid = "" if state.pid is None else f" pid {state.pid}"
-        self.border_title = f"workload {state.name}{pid}"
+        self.border_title = f"workload {escape(state.name)}{pid}"  # a file name is text, not markup
         self.set_class(state.running, "-running")
         self.set_class(state.status == "failed", "-failed")
         self.set_class(state.status in ("ok", "stopped"), "-ended")
@@ -166,7 +169,7 @@ class WorkloadPanel(Panel):
         blocks: list[list[Text]] = [
             first,
             [f("step", step), f(f"{state.sample_unit}/s", rate_text(state.samples_per_s)),
-             f("TFLOP/s", fmt.num(state.tflops, 1)), f("MFU", fmt.pct(state.mfu_pct, 1)),
+             f("TFLOP/s", fmt.tflops(state.tflops)), f("MFU", fmt.small_pct(state.mfu_pct)),
              f("energy/step", fmt.joules(state.joules_per_step))],
         ]
         loss = f("loss", loss_text(state.loss))
