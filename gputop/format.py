@@ -159,3 +159,11 @@ def sm_gap(architecture: str | None, gpm_supported: bool, mig_enabled: bool) -> 
     if architecture is None:
         return "GPM not supported on this device"
     return "GPM not available from this driver"  # Hopper or newer, but the driver lacks GPM
+
+
+NOT_VISIBLE = "(not visible from this pid namespace: a container, or another host's process)"
+
+
+def command(command_line: str | None, name: str | None) -> str:
+    """A GPU process's command; a pid this namespace cannot see says so (not "n/a")."""
+    return command_line or name or NOT_VISIBLE

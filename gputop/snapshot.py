@@ -95,6 +95,4 @@ def _gpu_lines(gpu: GpuSample) -> list[str]:
 
 
 def _command(p) -> str:
-    if p.command or p.name:
-        return p.command or p.name
-    return "(not visible from this pid namespace: a container, or another host's process)"
+    return fmt.command(p.command, p.name)

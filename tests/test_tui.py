@@ -495,3 +495,14 @@ async def test_frames_draw_the_latest_sample_at_most_once_per_frame_s():
         assert app.sample is samples[0]  # inside the frame: not drawn yet...
         assert len(app.history) == 4  # ...but every sample is in the history
         await until(pilot, lambda: app.sample is samples[-1], timeout_s=2)  # the latest, once due
+
+
+async def test_a_process_from_another_pid_namespace_says_so():
+    from gputop.model import GpuProcess
+    hidden = GpuProcess(pid=4000000, gpu_index=0, kind="compute", gpu_mem_bytes=40 * 1024**3)
+    sample = with_gpu(make_sample(1, 0), 0, processes=(hidden,))
+    app = make_app(FakeSampler(sample))
+    async with app.run_test(size=(200, 40)) as pilot:
+        await started(pilot)
+        assert "4000000" in screen_text(app)
+        assert "(not visible from this pid namespace" in screen_text(app)

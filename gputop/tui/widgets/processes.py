@@ -164,7 +164,7 @@ class ProcessTable(DataTable):
     def _cells(self, p: GpuProcess, mark) -> tuple[Text, ...]:
         ours = p.pid in self.workload_pids
         style = mark if ours else ""
-        command = (WORKLOAD_MARK if ours else "") + fmt.text(p.command or p.name)
+        command = (WORKLOAD_MARK if ours else "") + fmt.command(p.command, p.name)
         return (Text(str(p.pid), style=style, justify="right"), Text(fmt.text(p.user), style=style),
                 Text(str(p.gpu_index), style=style, justify="right"),
                 Text(fmt.bytes_(p.gpu_mem_bytes), style=style, justify="right"),
