@@ -9,7 +9,7 @@ import sys
 from typing import Iterator, NoReturn, Sequence
 
 from gputop import __version__, compare, merge, record, replay, report, serve
-from gputop.cliutil import INTERVAL
+from gputop.cliutil import INTERVAL, handling
 
 EXAMPLES = """\
 examples:
@@ -96,7 +96,7 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _live(args: argparse.Namespace) -> int:
-    from gputop.tui import terminal_problem
+    from gputop.tui import refuse_without_terminal
     from gputop.workload import Workload, WorkloadError
 
     workload = None
@@ -106,9 +106,7 @@ def _live(args: argparse.Namespace) -> int:
         except WorkloadError as exc:
             sys.stderr.write(f"gputop: error: {exc}\n")
             return 2
-    problem = terminal_problem()
-    if problem is not None:
-        sys.stderr.write(f"gputop: error: {problem}\n")
+    if refuse_without_terminal("gputop"):
         return 2
     from gputop.tui.app import GputopApp
     sampler = build_sampler()
@@ -141,12 +139,8 @@ def _terminated(signum: int, frame: object) -> None:
 def terminate_raises() -> Iterator[None]:
     """SIGTERM and SIGHUP (the terminal closed) raise SystemExit, so ``finally`` blocks run
     (the workload's group is stopped) instead of the process ending on the spot."""
-    old = {sig: signal.signal(sig, _terminated) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
+    with handling((signal.SIGTERM, signal.SIGHUP), _terminated):
         yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,35 +4,34 @@ SIGINT/SIGTERM/SIGHUP handling that asks a loop to stop (a second signal stops a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
+
+
+def _bounded(low: float, high: float, not_a_number: str, out_of_range: str) -> Callable[[str], float]:
+    """An argparse type: a float in [low, high]; the messages are formatted with text/low/high."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(not_a_number.format(text=text)) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(out_of_range.format(text=text, low=low, high=high))
+        return value
+    return parse
 
 
 def seconds(low: float, high: float) -> Callable[[str], float]:
     """An argparse type: a number of seconds in [low, high]."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g} seconds, got {text}")
-        return value
-    return parse
+    return _bounded(low, high, "not a number of seconds: {text!r}",
+                    "must be between {low:g} and {high:g} seconds, got {text}")
 
 
 def number(low: float, high: float, what: str = "a number") -> Callable[[str], float]:
     """An argparse type: a float in [low, high]."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, got {text}")
-        return value
-    return parse
+    return _bounded(low, high, f"expected {what}, got {{text!r}}", "must be from {low:g} to {high:g}, got {text}")
 
 
 def integer(low: int) -> Callable[[str], int]:
@@ -72,6 +71,21 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
                      if hasattr(signal, name))
 
 
+@contextlib.contextmanager
+def handling(signals: Iterable[int], handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """``handler`` for ``signals`` while inside, the previous handlers restored after. Python
+    runs signal handlers in the main thread only, so elsewhere this installs nothing."""
+    old: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in signals:
+            old[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
 class StopSignals:
     """SIGINT, SIGTERM and SIGHUP set ``event`` (and ``signal``); a second one raises
     KeyboardInterrupt, so a tick that hangs can still be interrupted. Installed only from the
@@ -80,12 +94,10 @@ class StopSignals:
     def __init__(self, event: threading.Event | None = None) -> None:
         self.event = threading.Event() if event is None else event
         self.signal: int | None = None
-        self._old: dict[int, Any] = {}
+        self._handling = handling(STOP_SIGNALS, self._handle)
 
     def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in STOP_SIGNALS:
-                self._old[sig] = signal.signal(sig, self._handle)
+        self._handling.__enter__()
         return self
 
     def _handle(self, signum: int, frame: object) -> None:
@@ -99,5 +111,4 @@ class StopSignals:
             raise Stopped
 
     def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
+        self._handling.__exit__(None, None, None)  # restore the handlers; exc goes on as it is

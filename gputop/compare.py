@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import statistics
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TextIO
 
-from gputop.cliutil import STOP_SIGNALS, integer
+from gputop.cliutil import STOP_SIGNALS, handling, integer
 from gputop.workload import (BUNDLED, Workload, WorkloadError, WorkloadState, WorkloadStep, resolve,
                              signal_name)
 
@@ -230,13 +228,11 @@ class _StopOnSignal:
     which takes a few seconds at most (Workload.stop: SIGTERM, then SIGKILL)."""
 
     def __init__(self) -> None:
-        self._old: dict[int, Any] = {}
         self._raised = False
+        self._handling = handling(STOP_SIGNALS, self._handle)
 
     def __enter__(self) -> _StopOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            for sig in STOP_SIGNALS:
-                self._old[sig] = signal.signal(sig, self._handle)
+        self._handling.__enter__()
         return self
 
     def _handle(self, signum: int, frame: object) -> None:
@@ -245,8 +241,7 @@ class _StopOnSignal:
             raise _Interrupted(signum)
 
     def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
+        self._handling.__exit__(None, None, None)  # restore the handlers; exc goes on as it is
 
 
 def _ran_on_gpu(state: WorkloadState) -> bool:

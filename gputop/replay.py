@@ -50,11 +50,9 @@ def run(args: argparse.Namespace) -> int:
     except TraceError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return 1
-    from gputop.tui import terminal_problem
+    from gputop.tui import refuse_without_terminal
 
-    problem = terminal_problem()
-    if problem is not None:
-        sys.stderr.write(f"{PROG}: error: {problem}\n")
+    if refuse_without_terminal(PROG):
         return 2
     from gputop.tui.replay import ReplayApp
 

@@ -26,3 +26,11 @@ def terminal_problem(stdin: TextIO | None = None, stdout: TextIO | None = None) 
             return (f"the live view needs a terminal, and {name} is not one "
                     "(headless: 'gputop snapshot', 'gputop record', 'gputop serve')")
     return None
+
+
+def refuse_without_terminal(prog: str) -> bool:
+    """Say on stderr, in one line, why the live view cannot run here; True if it cannot."""
+    problem = terminal_problem()
+    if problem is not None:
+        sys.stderr.write(f"{prog}: error: {problem}\n")
+    return problem is not None
