@@ -47,6 +47,7 @@ def fake_times(monkeypatch):
     """psutil.cpu_times(percpu=True) as a list we control (two cores)."""
     state = {"now": [times(user=0, idle=0), times(user=0, idle=0)]}
     monkeypatch.setattr(cpu_mod.psutil, "cpu_times", lambda percpu=False: list(state["now"]))
+    monkeypatch.setattr(cpu_mod, "PROC_STAT", "/nonexistent/stat")  # psutil's path, as off Linux
     return state
 
 
@@ -91,6 +92,54 @@ def test_real_sample_is_sane():
     assert s.cpu_util_pct == pytest.approx(sum(s.core_util_pct) / n)
     assert 0 < s.ram_used_bytes < s.ram_total_bytes == psutil.virtual_memory().total
     assert s.load1 == pytest.approx(os.getloadavg()[0], abs=5.0)
+
+
+# --- /proc/stat --------------------------------------------------------------------------------
+
+def _stat_text(cores):
+    lines = ["cpu  9 9 9 9 9 9 9 9 0 0"]
+    lines += [f"cpu{i} " + " ".join(str(v) for v in fields) for i, fields in enumerate(cores)]
+    lines += ["intr 12345 " + " ".join("0" for _ in range(300)), "ctxt 999", "btime 1700000000", ""]
+    return "\n".join(lines)
+
+
+def test_proc_stat_counts_as_psutil_does(tmp_path):
+    """iowait is idle, steal is busy, guest (inside user already) is not added again."""
+    cores = [(30, 0, 10, 50, 10, 0, 0, 0, 5, 0),  # user nice system idle iowait irq softirq steal guest guest_nice
+             (1, 2, 3, 4, 5, 6, 7, 8, 9, 10),
+             (0, 0, 0, 100, 0, 0, 0, 0, 0, 0)]
+    path = tmp_path / "stat"
+    path.write_text(_stat_text(cores))
+    stat = cpu_mod._ProcStat.open(str(path))
+    assert stat.read() == [cpu_mod._busy_total(Times(*c)) for c in cores] == [(40, 100), (27, 36), (0, 100)]
+
+
+def test_proc_stat_of_an_old_kernel_and_of_many_cores(tmp_path):
+    old = tmp_path / "old"
+    old.write_text("cpu  1 2 3 4\ncpu0 1 2 3 4\nintr 0\n")  # before iowait (2.4 kernels)
+    assert cpu_mod._ProcStat.open(str(old)).read() == [(6, 10)]
+    many = tmp_path / "many"  # far more than the first 4 KiB read
+    many.write_text(_stat_text([(i, 0, 0, 1000, 0, 0, 0, 0, 0, 0) for i in range(512)]))
+    got = cpu_mod._ProcStat.open(str(many)).read()
+    assert len(got) == 512 and got[511] == (511, 1511)
+
+
+def test_proc_stat_missing_or_not_a_stat_file_falls_back_to_psutil(tmp_path):
+    junk = tmp_path / "junk"
+    junk.write_text("hello\nworld\n")
+    assert cpu_mod._ProcStat.open(str(junk)) is None
+    assert cpu_mod._ProcStat.open(str(tmp_path / "missing")) is None
+    src = CpuSource(powercap_root="/nonexistent", proc_stat=str(junk))
+    assert src._stat is None and len(src.sample().core_util_pct) == len(psutil.cpu_times(percpu=True))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux only")
+def test_proc_stat_agrees_with_psutil_here():
+    ours = cpu_mod._ProcStat.open("/proc/stat").read()
+    theirs = [cpu_mod._busy_total(t) for t in psutil.cpu_times(percpu=True)]
+    assert len(ours) == len(theirs) > 0
+    for (busy, total), (p_busy, p_total) in zip(ours, theirs):  # since boot, read microseconds apart
+        assert busy / total == pytest.approx(p_busy / p_total, abs=0.01)
 
 
 # --- frequencies -------------------------------------------------------------------------------

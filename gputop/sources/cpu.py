@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -34,6 +35,60 @@ class HostProcess:
     user: str | None
     command: str | None
     cpu_pct: float | None  # of one core (top's convention: 200 = two cores busy); None on first sight
+
+
+PROC_STAT = "/proc/stat"
+
+
+class _ProcStat:
+    """Per-core (busy, total) jiffies straight from /proc/stat, through one descriptor kept open
+    (a pread at offset 0 regenerates the file). At 100 Hz this is most of the host's sample, and
+    it costs half of ``psutil.cpu_times(percpu=True)`` (measured ~70 vs ~150 us a tick, caches
+    cold between ticks): no file object, no float division, no named tuples. Counted as
+    ``_busy_total`` counts psutil's: iowait is idle, steal is busy, guest is inside user."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._size = 4096
+        self._finalizer = weakref.finalize(self, os.close, fd)
+
+    @classmethod
+    def open(cls, path: str) -> _ProcStat | None:
+        """The reader, or None where the file is missing or reads as no cores (not Linux)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return None
+        stat = cls(fd)
+        try:
+            if stat.read():
+                return stat
+        except (OSError, ValueError):
+            pass
+        stat.close()
+        return None
+
+    def read(self) -> list[tuple[int, int]]:
+        while True:
+            data = os.pread(self._fd, self._size, 0)
+            cores, complete = self._parse(data)
+            if complete or len(data) < self._size:
+                return cores
+            self._size *= 2  # many cores: the per-core lines did not fit
+
+    @staticmethod
+    def _parse(data: bytes) -> tuple[list[tuple[int, int]], bool]:
+        cores = []
+        for line in data.split(b"\n")[1:-1]:  # the aggregate "cpu" line first; the last may be cut
+            if not line.startswith(b"cpu"):
+                return cores, True
+            values = [int(v) for v in line.split()[1:9]]  # user nice system idle iowait irq softirq steal
+            total = sum(values)
+            cores.append((total - values[3] - (values[4] if len(values) > 4 else 0), total))
+        return cores, False
+
+    def close(self) -> None:
+        self._finalizer()
 
 
 def _busy_total(times) -> tuple[float, float]:
@@ -134,12 +189,14 @@ class CpuSource:
     """
 
     def __init__(self, powercap_root: str = "/sys/class/powercap",
-                 clock: Callable[[], float] = time.monotonic, slow_interval_s: float = 0.5) -> None:
+                 clock: Callable[[], float] = time.monotonic, slow_interval_s: float = 0.5,
+                 proc_stat: str | None = None) -> None:
         self._clock = clock
         self._slow_interval_s = slow_interval_s
         self._slow_at: float | None = None
         self._slow: tuple = ()
-        self._prev = [_busy_total(t) for t in psutil.cpu_times(percpu=True)]
+        self._stat = _ProcStat.open(PROC_STAT if proc_stat is None else proc_stat)
+        self._prev = self._core_times()
         # Before the first delta: the average since boot, which is a real measurement.
         self._last_pct = tuple(min(100.0, 100.0 * b / t) if t > 0 else 0.0 for b, t in self._prev)
         self._rapl = _Rapl(powercap_root, clock)
@@ -150,8 +207,18 @@ class CpuSource:
         """Whether RAPL package energy is readable here (root, and a kernel that exposes it)."""
         return self._rapl.available
 
+    def _core_times(self) -> list[tuple[float, float]]:
+        """Each core's (busy, total) counters: /proc/stat where it reads, psutil elsewhere."""
+        if self._stat is not None:
+            try:
+                return self._stat.read()  # type: ignore[return-value]
+            except (OSError, ValueError):  # not seen; psutil from here on rather than no sample
+                self._stat.close()
+                self._stat = None
+        return [_busy_total(t) for t in psutil.cpu_times(percpu=True)]
+
     def sample(self) -> CpuSample:
-        cur = [_busy_total(t) for t in psutil.cpu_times(percpu=True)]
+        cur = self._core_times()
         if len(cur) != len(self._prev):  # a core went on- or offline: start over from here
             self._prev, self._last_pct = cur, tuple(0.0 for _ in cur)
         pct = core_percents(self._prev, cur, self._last_pct)
