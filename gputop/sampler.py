@@ -25,22 +25,39 @@ if TYPE_CHECKING:
 ProcessTable = dict[int, "tuple[GpuProcess, ...] | None"]
 
 
-class Sampler:
-    """Reads every source once per ``sample()``.
+# The GPUs are read at most this often, whatever the interval: NVML refreshes most of what it
+# reports no faster (utilization covers "the past sample period", between 1/6 s and 1 s by
+# product, nvmlUtilization_t; power is a 1 s average from Ampere on, GA100 aside; GPM pairs
+# need >= 100 ms), and at 100 Hz each read would cost more than the host's whole sample.
+GPU_INTERVAL_S = 0.1
+# A read is due this much early: ticks 0.1 s apart come a few ms early or late (and in floats
+# 0.3 - 0.2 < 0.1), and at 10 Hz every one of them must read the GPUs afresh. (At 100 Hz the
+# GPUs are then read every 9th or 10th tick.)
+DUE_EARLY_S = 0.01
 
-    The GPU process table costs ~90 us per process (NVML plus /proc), so it is refreshed only
-    every ``process_interval_s`` and the last table is reused in between.
+
+class Sampler:
+    """Reads every source once per ``sample()``, the GPUs at most every ``gpu_interval_s``.
+
+    Between two GPU reads a sample carries the very same GpuSample objects as the one before
+    (the trace writer relies on that identity to write a GPU's counters only when read). The
+    GPU process table costs ~90 us per process (NVML plus /proc), so it is refreshed only every
+    ``process_interval_s`` (with a GPU read) and the last table is reused in between.
     """
 
     def __init__(self, cpu: CpuSource, gpu: NvmlSource | None, gpu_unavailable: str | None = None,
-                 process_interval_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 process_interval_s: float = 2.0, clock: Callable[[], float] = time.monotonic,
+                 gpu_interval_s: float = GPU_INTERVAL_S) -> None:
         self.cpu = cpu
         self.gpu = gpu
         self.gpu_unavailable = None if gpu is not None else (gpu_unavailable or "no NVIDIA GPU found")
         self.process_interval_s = process_interval_s
+        self.gpu_interval_s = gpu_interval_s
         self._clock = clock
         self._procs: ProcessTable = {}
         self._procs_at: float | None = None
+        self._gpus: tuple[GpuSample, ...] = ()
+        self._gpus_at: float | None = None
         self._lock = threading.Lock()  # ticks never overlap, whichever thread runs them
         self._closed = False
 
@@ -52,16 +69,13 @@ class Sampler:
             cpu = self.cpu.sample()
             if self.gpu is None:
                 return Sample(ts_ns=ts_ns, cpu=cpu, gpu_unavailable=self.gpu_unavailable)
-            gpus = self.gpu.sample()
             now = self._clock()
-            if self._procs_at is None or now - self._procs_at >= self.process_interval_s:
+            scan = self._procs_at is None or now - self._procs_at >= self.process_interval_s
+            if scan:
                 self._procs, self._procs_at = self._scan_processes(), now
-            return Sample(ts_ns=ts_ns, cpu=cpu, gpus=tuple(self._with_processes(g) for g in gpus))
-
-    def _with_processes(self, gpu: GpuSample) -> GpuSample:
-        if gpu.lost:
-            return gpu
-        return replace(gpu, processes=self._procs.get(gpu.info.index))
+            if scan or self._gpus_at is None or now - self._gpus_at >= self.gpu_interval_s - DUE_EARLY_S:
+                self._gpus, self._gpus_at = self.gpu.sample(self._procs), now
+            return Sample(ts_ns=ts_ns, cpu=cpu, gpus=self._gpus)
 
     def _scan_processes(self) -> ProcessTable:
         """Each device's processes joined with what the host knows of their pids."""

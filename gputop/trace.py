@@ -25,7 +25,10 @@ Why this shape (the viewers' own rules):
   counts a non-numeric arg as a parse failure; so every counter has exactly one numeric arg. The
   name is the catalogue's metric name (``core3.core_util_pct`` for a core), the key its unit
   (``value`` where it has none): track ``"sm_active_pct %"``. A ``None`` is no event (a gap),
-  never 0; NaN and infinities are not JSON and are skipped too.
+  never 0; NaN and infinities are not JSON and are skipped too. The CPU's counters are written
+  at every sample; a GPU's only at samples that read it (at most every 0.1 s, see
+  gputop.sampler): a GPU with no counter at a sample's ``ts`` keeps its last values, which is
+  also how Perfetto draws a counter track (a step held until the next value).
 - One pid per device, far above real pids (pid 0 is the idle task to Perfetto): CPU 10,000,000,
   GPU k 10,000,001 + k; tid = pid. Metadata events carry no ``ts`` (Perfetto allows that only for
   ``ph: "M"``). Throttle changes and a lost GPU are thread-scoped instants (``ph: "i"``, ``s: "t"``).
@@ -106,13 +109,19 @@ def _ts(ts_ns: int) -> str:
 
 
 def _number(value: Any) -> str | None:
-    """A JSON number, or None where the value is missing or not a finite number."""
+    """A JSON number, or None where the value is missing or not a finite number. (On the hot
+    path of a 100 Hz recording: the exact types the model holds are tested first.)"""
+    kind = type(value)
+    if kind is float:
+        return repr(value) if value - value == 0.0 else None  # NaN and infinities are not JSON
+    if kind is int:
+        return str(value)
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return str(value)
+        return str(int(value))
     if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else None
+        return repr(float(value)) if math.isfinite(value) else None
     return None
 
 
@@ -196,14 +205,42 @@ class _Counters:
 
     def __init__(self) -> None:
         self._prefix: dict[tuple[int, str], tuple[str, str]] = {}
+        self._rows: dict[tuple[Any, ...], list[Any]] = {}
 
-    def line(self, pid: int, name: str, metric: str, ts: str, value: str) -> str:
+    def parts(self, pid: int, name: str, metric: str) -> tuple[str, str]:
         parts = self._prefix.get((pid, name))
         if parts is None:
-            head = f'{{"ph":"C","name":{_dumps(name)},"pid":{pid},"tid":{pid},"ts":'
+            head = f',{{"ph":"C","name":{_dumps(name)},"pid":{pid},"tid":{pid},"ts":'
             tail = f',"args":{{{_dumps(counter_key(metric))}:'
             parts = self._prefix[(pid, name)] = (head, tail)
-        return f",{parts[0]}{ts}{parts[1]}{value}}}}}\n"
+        return parts
+
+    def line(self, pid: int, name: str, metric: str, ts: str, value: str) -> str:
+        head, tail = self.parts(pid, name, metric)
+        return f"{head}{ts}{tail}{value}}}}}\n"
+
+    def rows(self, pid: int, metrics_: tuple[str, ...]) -> list[tuple[str, str, str]]:
+        """(metric, head, tail) of each of ``metrics_`` on ``pid``, built once."""
+        rows = self._rows.get((pid, metrics_))
+        if rows is None:
+            rows = self._rows[(pid, metrics_)] = [(m, *self.parts(pid, m, m)) for m in metrics_]
+        return rows
+
+    def core_rows(self, metric: str, cores: int) -> list[tuple[str, str]]:
+        """(head, tail) of ``metric`` on each of ``cores`` cores, built once."""
+        rows = self._rows.get((CPU_PID, metric, cores))
+        if rows is None:
+            rows = self._rows[(CPU_PID, metric, cores)] = [
+                self.parts(CPU_PID, counter_name(metric, core), metric) for core in range(cores)]
+        return rows
+
+
+def _append_counters(out: list[str], rows: list[tuple[str, str, str]], values: Any, ts: str) -> None:
+    """One line per row whose value (an attribute of ``values``) is a finite number."""
+    for metric, head, tail in rows:
+        text = _number(getattr(values, metric))
+        if text is not None:
+            out.append(f"{head}{ts}{tail}{text}}}}}\n")
 
 
 class TraceWriter:
@@ -224,6 +261,7 @@ class TraceWriter:
         self._counters = _Counters()
         self._reasons: dict[int, Any] = {}
         self._lost: dict[int, bool] = {}
+        self._gpus: dict[int, GpuSample] = {}  # the reading each GPU's counters were last written from
         self.workload: dict[str, Any] | None = None
         self.workload_steps = 0
         self.steps_trimmed = 0  # drawn from the previous step's end (args.wall_s keeps the truth)
@@ -359,40 +397,40 @@ class TraceWriter:
         self._write("".join(lines))
         self.samples += 1
 
-    def _sample_lines(self, sample: Sample) -> Iterable[str]:
+    def _sample_lines(self, sample: Sample) -> list[str]:
         """GPUs first, the CPU last, ending with every core's utilization: the reader needs
         those to call a sample complete, so a cut inside a sample drops the whole sample."""
         ts = _ts(sample.ts_ns)
-        line = self._counters.line
+        out: list[str] = []
+        rows = self._counters.rows
         for gpu in sample.gpus:
             pid = gpu_pid(gpu.info.index)
+            if gpu is self._gpus.get(pid):  # not read again since the last sample: nothing new
+                continue
+            self._gpus[pid] = gpu
             if gpu.lost != self._lost.get(pid, False):
                 self._lost[pid] = gpu.lost
                 name = f"GPU {gpu.info.index} lost" if gpu.lost else f"GPU {gpu.info.index} answering"
-                yield _instant(CAT_LOST, name, pid, ts, {"lost": gpu.lost})
+                out.append(_instant(CAT_LOST, name, pid, ts, {"lost": gpu.lost}))
             if gpu.lost:
                 continue
-            for m in _GPU_COUNTERS:
-                value = _number(getattr(gpu, m))
-                if value is not None:
-                    yield line(pid, m, m, ts, value)
+            _append_counters(out, rows(pid, _GPU_COUNTERS), gpu, ts)
             reasons = gpu.clock_event_reasons
             if pid not in self._reasons or reasons != self._reasons[pid]:
                 self._reasons[pid] = reasons
                 args = {} if reasons is None else {"clock_event_reasons": ",".join(reasons)}
                 name = "clocks: n/a" if reasons is None else (
                     f"clocks held: {fmt.reasons(reasons)}" if reasons else "clocks: not held")
-                yield _instant(CAT_CLOCKS, name, pid, ts, args)
+                out.append(_instant(CAT_CLOCKS, name, pid, ts, args))
         cpu = sample.cpu
-        for m in _CPU_SCALARS:
-            value = _number(getattr(cpu, m))
-            if value is not None:
-                yield line(CPU_PID, m, m, ts, value)
+        _append_counters(out, rows(CPU_PID, _CPU_SCALARS), cpu, ts)
         for m in _CPU_PER_CORE_LAST:
-            for core, raw in enumerate(getattr(cpu, m)):
-                value = _number(raw)
-                if value is not None:
-                    yield line(CPU_PID, counter_name(m, core), m, ts, value)
+            values = getattr(cpu, m)
+            for (head, tail), value in zip(self._counters.core_rows(m, len(values)), values):
+                text = _number(value)
+                if text is not None:
+                    out.append(f"{head}{ts}{tail}{text}}}}}\n")
+        return out
 
     def _write(self, text: str) -> None:
         if self._fd is None:
@@ -727,9 +765,11 @@ def _counter(event: Mapping[str, Any]) -> tuple[str, int | None, Any] | None:
 
 def to_samples(trace: Trace) -> list[Sample]:
     """Rebuild one Sample per timestamp: counters by pid and name, GpuInfo from the header,
-    throttle reasons and lost state carried forward from their instants. A metric with no event
-    at a timestamp is None. A timestamp whose CPU part is incomplete (a cut inside the last
-    sample) is left out."""
+    throttle reasons and lost state carried forward from their instants. A GPU with no counter
+    at a timestamp was not read then (GPUs are read at most every 0.1 s, the CPU at every
+    sample): its last counters are carried forward. Otherwise a metric with no event at a
+    timestamp is None. A timestamp whose CPU part is incomplete (a cut inside the last sample)
+    is left out."""
     gpu_by_pid = {gpu_pid(info.index): info for info in trace.gpus}
     cores = trace.header.get("cpu_cores")
     groups: dict[int, _Group] = {}
@@ -764,6 +804,7 @@ def to_samples(trace: Trace) -> list[Sample]:
 
     reasons: dict[int, tuple[str, ...] | None] = {}
     lost: dict[int, bool] = {}
+    carried: dict[int, dict[str, Any]] = {}  # each GPU's counters as last written
     out: list[Sample] = []
     for at in sorted(groups):
         group = groups[at]
@@ -777,7 +818,10 @@ def to_samples(trace: Trace) -> list[Sample]:
             if lost.get(pid):
                 gpus.append(GpuSample(info, lost=True))
                 continue
-            values = group.gpus.get(pid, {})
+            values = group.gpus.get(pid)
+            if values is None:  # not read at this sample (the GPUs are read at most every 0.1 s)
+                values = carried.get(pid, {})
+            carried[pid] = values
             gpus.append(GpuSample(info, clock_event_reasons=reasons.get(pid),
                                   **{m: values.get(m) for m in _GPU_COUNTERS}))
         out.append(Sample(ts_ns=at, cpu=cpu, gpus=tuple(gpus), gpu_unavailable=trace.gpu_unavailable))

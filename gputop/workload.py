@@ -410,6 +410,7 @@ class Workload:
         self._phases: list[str] = []
         self._early: collections.deque[Any] = collections.deque(maxlen=64)  # samples before start
         self._curve: list[tuple[int, float]] = []  # (ts_ns, cumulative joules) of the device
+        self._last_gpu_reading: Any = None  # the GpuSample last put on the curve
         self._pids: frozenset[int] = frozenset()
         self._pids_at = -math.inf
         self._state: WorkloadState | None = None
@@ -701,6 +702,9 @@ class Workload:
         for gpu in getattr(sample, "gpus", ()):
             if key == ("index", str(gpu.info.index)) or (
                     key[0] == "uuid" and gpu.info.uuid and gpu.info.uuid.startswith(key[1])):
+                if gpu is self._last_gpu_reading:  # not read again since (GPUs: every ~0.1 s):
+                    return None  # its time is the sample that first carried it
+                self._last_gpu_reading = gpu
                 return sample.ts_ns, None if gpu.lost else gpu.energy_j, False
         return sample.ts_ns, None, False
 

@@ -49,8 +49,10 @@ class StubGpu:
             1: None,
         }
 
-    def sample(self):
-        return tuple(GpuSample(info=d, lost=d.index in self.lost, sm_active_pct=None if d.index in self.lost else 50.0)
+    def sample(self, processes=None):  # as NvmlSource: a lost device gets no processes
+        table = processes or {}
+        return tuple(GpuSample(info=d, lost=True) if d.index in self.lost else
+                     GpuSample(info=d, sm_active_pct=50.0, processes=table.get(d.index))
                      for d in self.devices)
 
     def processes(self):
@@ -105,6 +107,36 @@ def test_process_table_is_scanned_only_every_process_interval():
     clock.t += 1.0
     third = s.sample()
     assert gpu.process_calls == 2 and third.gpus[0].processes == ()
+
+
+def test_gpus_are_read_at_most_every_gpu_interval_and_carried_as_the_same_objects():
+    """At 100 Hz the GPUs are read every ~0.1 s; the samples between hold the very same
+    GpuSample objects (what the trace writer keys on), and the CPU is read at every tick."""
+    clock, gpu = FakeClock(0.0), StubGpu()
+    reads = []
+    read = gpu.sample
+    gpu.sample = lambda processes=None: reads.append(clock.t) or read(processes)
+    s = Sampler(StubCpu({}), gpu, process_interval_s=3600, clock=clock)
+    samples = []
+    for k in range(101):  # 1 s at 100 Hz
+        clock.t = k / 100
+        samples.append(s.sample())
+    assert len(samples) == 101 and 10 <= len(reads) <= 12  # every 9th or 10th tick (0.01 s early is due)
+    assert all(0.089 < b - a < 0.101 for a, b in zip(reads, reads[1:]))
+    assert samples[1].gpus is samples[0].gpus and samples[1].gpus[0] is samples[0].gpus[0]
+    assert samples[10].gpus is not samples[0].gpus
+
+
+def test_at_10_hz_every_tick_reads_the_gpus_even_a_little_early():
+    clock, gpu = FakeClock(1000.0), StubGpu()
+    calls = []
+    read = gpu.sample
+    gpu.sample = lambda processes=None: calls.append(1) or read(processes)
+    s = Sampler(StubCpu({}), gpu, process_interval_s=3600, clock=clock)
+    for k in range(50):
+        s.sample()
+        clock.t += 0.1 + (-0.006 if k % 2 else 0.004)  # scheduling jitter, and float sums
+    assert len(calls) == 50
 
 
 def test_lost_gpu_shows_no_processes():

@@ -68,6 +68,27 @@ def test_round_trip_gives_the_same_samples(tmp_path):
     assert back[3].gpus[1].lost and not back[4].gpus[1].lost
 
 
+def test_a_gpu_not_read_again_writes_nothing_and_reads_back_carried(tmp_path):
+    """The Sampler hands the same GpuSample objects to samples between two GPU reads (100 Hz
+    host, GPUs every ~0.1 s): only the CPU is written then, and the reader carries the GPU's
+    last values forward, while a new reading that lacks a value still reads as None."""
+    base = make_samples(5)
+    h100, a100 = base[0].gpus
+    fresh = GpuSample(H100, gpu_util_pct=50.0, sm_active_pct=None, clock_event_reasons=())
+    gpus = [(h100, a100), (h100, a100), (h100, a100), (fresh, a100), (fresh, a100)]
+    samples = [Sample(ts_ns=s.ts_ns, cpu=s.cpu, gpus=g) for s, g in zip(base, gpus)]
+    path = write(tmp_path / "t.json", samples)
+    events = traceval.assert_valid(path.read_text(), strict=True).events
+    h100_counters = [e for e in events if e.get("ph") == "C" and e["pid"] == trace.gpu_pid(0)]
+    assert sorted({e["ts"] for e in h100_counters}) == sorted(
+        {float(trace._ts(samples[i].ts_ns)) for i in (0, 3)})  # written when read, only
+    cpu_ts = {e["ts"] for e in events if e.get("ph") == "C" and e["pid"] == CPU_PID}
+    assert len(cpu_ts) == 5
+    assert trace.load(path).samples() == samples  # carried values are the same values
+    back = trace.load(path).samples()
+    assert back[2].gpus[0].sm_active_pct == h100.sm_active_pct and back[4].gpus[0].sm_active_pct is None
+
+
 def test_clean_close_is_strict_json_and_passes_the_validator(tmp_path):
     text = write(tmp_path / "t.json", make_samples()).read_text()
     json.loads(text)

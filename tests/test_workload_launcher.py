@@ -266,6 +266,22 @@ def test_gpu_energy_is_the_counter_delta_of_the_visible_device(tmp_path):
     assert state.joules_per_step == pytest.approx(150.0)
 
 
+def test_gpu_energy_of_a_reading_carried_between_gpu_reads_keeps_its_own_time(tmp_path):
+    """At 100 Hz the samples between two GPU reads carry the same GpuSample: the energy it holds
+    was read at the first of them, so it goes on the curve once, at that time (not as a flat
+    stretch then a jump, which would give steps inside it no energy at all)."""
+    wl = Workload(fake_steps(tmp_path, "cuda:0"))
+    run_to_end(wl)
+    state = None
+    for t in range(5):  # read at whole seconds at 400 W; each reading carried for 0.9 s after
+        fresh = sample_at(float(t), None, (1e6 + 400.0 * t, None))
+        for carried in range(10):
+            s = fresh if carried == 0 else Sample(ts_ns=fresh.ts_ns + carried * 10**8, cpu=fresh.cpu,
+                                                  gpus=fresh.gpus)
+            state = wl.poll(s)
+    assert [s.joules for s in state.recent_steps] == [pytest.approx(200.0)] * 3  # 400 W x 0.5 s
+
+
 def test_gpu_energy_unknown_where_cuda_visible_devices_cannot_be_told(tmp_path):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="MIG-4f1e")
     wl = Workload(fake_steps(tmp_path, "cuda"), env=env)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pynvml
 
@@ -507,17 +507,20 @@ class NvmlSource:
             _query(pynvml.nvmlShutdown)
             raise
 
-    def sample(self) -> tuple[GpuSample, ...]:
-        """One GpuSample per device (processes left None: see ``processes``)."""
+    def sample(self, processes: Mapping[int, tuple[GpuProcess, ...] | None] | None = None
+               ) -> tuple[GpuSample, ...]:
+        """One GpuSample per device, with its entry of ``processes`` (a table from
+        ``processes()``, joined with the host's view by the Sampler; None where not given)."""
         if self._closed:
             raise RuntimeError("NvmlSource is closed")
-        return tuple(self._sample(d) for d in self._devices)
+        table = processes or {}
+        return tuple(self._sample(d, table.get(d.index)) for d in self._devices)
 
     @staticmethod
-    def _sample(device: _Device) -> GpuSample:
+    def _sample(device: _Device, processes: tuple[GpuProcess, ...] | None) -> GpuSample:
         if not device.lost:
             try:
-                return GpuSample(device.info, **device.read())
+                return GpuSample(device.info, processes=processes, **device.read())
             except _GpuLost as err:
                 log.warning("GPU %d (%s) lost: %s", device.index, device.info.name, err)
                 device.lost = True
