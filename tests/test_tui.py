@@ -48,13 +48,34 @@ async def started(pilot, samples: int = 1) -> None:
     await until(pilot, lambda: pilot.app.samples_taken >= samples)
 
 
-def screen_text(app: GputopApp) -> str:
-    """The visible screen as plain text (what a user reads)."""
+def screen_text(app: GputopApp, styles: bool = False) -> str:
+    """The visible screen as plain text (what a user reads); with ``styles``, colours included
+    (what a terminal shows)."""
     width, height = app.size
     console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
                       color_system="truecolor", record=True, legacy_windows=False, safe_box=False)
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
-    return console.export_text(styles=False)
+    return console.export_text(styles=styles)
+
+
+@pytest.mark.parametrize("n_gpus", [1, 8])  # a full panel; compact rows and the detail panel
+async def test_repainting_only_the_changed_lines_leaves_what_a_full_repaint_shows(n_gpus):
+    """Panels and charts repaint only the lines whose text changed: after a run of samples,
+    including one that adds a warning line (a new height) and one that takes it away, the
+    screen must be exactly what repainting every widget from scratch gives."""
+    app = make_app(None, paused=True)
+    async with app.run_test(size=(160, 50)) as pilot:
+        samples = [make_sample(n_gpus, t) for t in range(8)]
+        samples[4] = with_gpu(samples[4], 0, gpu_util_pct=100.0, sm_active_pct=8.0)  # the trap
+        for sample in samples:
+            app.ingest(sample)
+            await pilot.pause()
+        partial = screen_text(app, styles=True)
+        for widget in app.screen.walk_children():
+            widget.refresh()
+        await pilot.pause()
+        assert screen_text(app, styles=True) == partial
+        assert "of 132 SMs active" in screen_text(app)
 
 
 # -- keys -------------------------------------------------------------------------------------
@@ -289,17 +310,31 @@ async def test_paused_at_start_takes_no_sample():
 
 def test_own_cpu_is_process_time_over_wall_time():
     cpu, wall = iter([3.0, 3.5, 3.6]), iter([7.0, 8.0, 8.0])
-    meter = SelfCpu(cpu_clock=lambda: next(cpu), wall_clock=lambda: next(wall))
+    meter = SelfCpu(cpu_clock=lambda: next(cpu), wall_clock=lambda: next(wall), window_s=0)
     assert meter.read() is None  # the first reading only starts the interval
     assert meter.read() == pytest.approx(50.0)
-    assert meter.read() is None  # no wall time passed: unknown, not infinite
+    assert meter.read() == pytest.approx(50.0)  # no wall time passed: the last figure, not infinite
+
+
+def test_own_cpu_is_measured_over_whole_windows():
+    clock = {"cpu": 0.0, "wall": 0.0}
+    meter = SelfCpu(cpu_clock=lambda: clock["cpu"], wall_clock=lambda: clock["wall"], window_s=3.0)
+    assert meter.read() is None
+    clock.update(cpu=0.01, wall=1.0)
+    assert meter.read() is None  # a window has not passed: still nothing to say
+    clock.update(cpu=0.06, wall=3.0)
+    assert meter.read() == pytest.approx(2.0)  # 0.06 s over 3 s
+    clock.update(cpu=0.5, wall=4.0)  # a busy second, inside the next window
+    assert meter.read() == pytest.approx(2.0)
+    clock.update(cpu=0.51, wall=6.0)
+    assert meter.read() == pytest.approx(15.0)  # 0.45 s over the 3 s since
 
 
 def test_own_cpu_does_not_count_the_time_before_the_first_reading():
     """Built at start-up, first read after a second of imports and layout: that second is not
     the cost of sampling, so it is not a reading."""
     readings = {"cpu": 0.0, "wall": 0.0}
-    meter = SelfCpu(cpu_clock=lambda: readings["cpu"], wall_clock=lambda: readings["wall"])
+    meter = SelfCpu(cpu_clock=lambda: readings["cpu"], wall_clock=lambda: readings["wall"], window_s=0)
     readings.update(cpu=0.9, wall=1.0)  # a busy start-up
     assert meter.read() is None
     readings.update(cpu=0.92, wall=2.0)
@@ -308,7 +343,7 @@ def test_own_cpu_does_not_count_the_time_before_the_first_reading():
 
 async def test_status_bar_own_cpu_is_na_until_a_real_interval_passed():
     cpu, wall = iter([5.0, 5.25]), iter([1.0, 2.0])
-    meter = SelfCpu(cpu_clock=lambda: next(cpu), wall_clock=lambda: next(wall))
+    meter = SelfCpu(cpu_clock=lambda: next(cpu), wall_clock=lambda: next(wall), window_s=1.0)
     app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True, self_cpu=meter)
     async with app.run_test(size=(120, 40)) as pilot:
         app.ingest(make_sample(1, 0))

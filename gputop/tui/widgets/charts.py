@@ -19,6 +19,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from gputop.history import History, cpu_key, gpu_key
+from gputop.tui.widgets.panel import refresh_changed
 
 BRAILLE = 0x2800
 # dot bit for (column 0/1, row 0..3) inside one braille cell
@@ -64,6 +65,7 @@ class Chart(Widget):
         self.note = ""  # said instead of a plot where there is nothing to draw
         self.now_label = "now"  # the right edge of the x axis ("cursor" in a replay)
         self._lines: list[Strip] = []
+        self._rows: list[tuple[tuple, Strip]] = []  # each plot row's drawing and its strip
         self._styles: dict[str | None, Style] = {}
 
     def on_resize(self) -> None:
@@ -72,6 +74,7 @@ class Chart(Widget):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._styles = {}
+        self._rows = []
         self.replot()  # a theme change re-colours the cached lines
 
     def render_line(self, y: int) -> Strip:
@@ -107,6 +110,7 @@ class Chart(Widget):
 
         lines = [self._title_line(width, values)]
         axis = self._style("chart--axis")
+        rows, before = [], self._rows
         for row in range(plot_h):
             label = ""
             if row == 0:
@@ -115,12 +119,21 @@ class Chart(Widget):
                 label = y_labels[1]
             elif row == plot_h - 1:
                 label = y_labels[2]
-            segments = [Segment(f"{label:>{gutter - 1}}" + ("┤" if label else "│"), axis)]
-            segments += self._row_segments(cells[row], owner[row])
-            lines.append(Strip(segments, width))
+            drawn = (width, gutter, label, tuple(cells[row]), tuple(owner[row]))
+            if row < len(before) and before[row][0] == drawn:  # as last time: the same strip
+                strip = before[row][1]
+            else:
+                segments = [Segment(f"{label:>{gutter - 1}}" + ("┤" if label else "│"), axis)]
+                segments += self._row_segments(cells[row], owner[row])
+                strip = Strip(segments, width)
+            rows.append((drawn, strip))
+            lines.append(strip)
+        self._rows = rows
         lines.append(self._x_axis(width, gutter, history, plot_w))
-        self._lines = lines
-        self.refresh()
+        old, self._lines = self._lines, lines
+        # only the rows that changed: a line that moves repaints its few rows, the blank ones
+        # above and below it, the title and the axes stay as they are
+        refresh_changed(self, old, lines)
 
     def _values(self, history: History | None, width: int):
         """Each series' newest points (2 per column), scaled; and the y range to draw them in."""

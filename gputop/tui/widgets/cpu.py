@@ -16,7 +16,7 @@ WIDE_CELL = 4  # " 97%" or "3.1G"
 class CpuPanel(Panel):
     """Per-core cells (utilization, or frequency when ``show_freq``), then the totals."""
 
-    sample: reactive[CpuSample | None] = reactive(None)
+    sample: reactive[CpuSample | None] = reactive(None, repaint=False)  # changed lines repaint
     show_freq: reactive[bool] = reactive(False, layout=True)
     max_grid_rows: reactive[int] = reactive(6, layout=True)
 
@@ -24,7 +24,7 @@ class CpuPanel(Panel):
         self.border_title = "CPU"
 
     def watch_sample(self) -> None:
-        self.relayout_if_resized()
+        self.update_lines()
 
     def watch_show_freq(self, show: bool) -> None:
         self.border_subtitle = "core MHz (f)" if show else "core load (f: MHz)"

@@ -49,16 +49,16 @@ def trap_warning(gpu: GpuSample) -> str | None:
 class _GpuWidget(Panel):
     """What the full panel and the compact row share: data in, click out, state as classes."""
 
-    sample: reactive[GpuSample | None] = reactive(None)
-    energy_j: reactive[float | None] = reactive(None)  # since gputop started
+    sample: reactive[GpuSample | None] = reactive(None, repaint=False)  # changed lines repaint
     selected: reactive[bool] = reactive(False)
 
     def __init__(self, index: int, **kwargs) -> None:
         super().__init__(**kwargs)
         self.index = index
+        self.energy_j: float | None = None  # since gputop started; set (by GpuList) before sample
 
     def watch_sample(self, gpu: GpuSample | None) -> None:
-        self.relayout_if_resized()
+        self.update_lines()
         self.set_class(gpu is not None and gpu.lost, "-lost")
         self.set_class(gpu is not None and trap_warning(gpu) is not None, "-trap")
 
@@ -76,8 +76,11 @@ class GpuPanel(_GpuWidget):
         super().watch_sample(gpu)
         if gpu is not None:
             info = gpu.info
-            self.border_title = f"GPU{info.index} {escape(short_name(info.name))}"  # a name is text, not markup
-            self.border_subtitle = info.architecture or ""
+            title = f"GPU{info.index} {escape(short_name(info.name))}"  # a name is text, not markup
+            if title != self.border_title:  # setting it repaints the whole panel, even unchanged
+                self.border_title = title
+            if (info.architecture or "") != self.border_subtitle:
+                self.border_subtitle = info.architecture or ""
 
     def render_key(self) -> tuple:
         return (self.sample, self.energy_j)

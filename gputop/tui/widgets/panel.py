@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -34,7 +36,7 @@ class Panel(Widget):
 
     _built: tuple[tuple, Text] | None = None
     _lines: tuple[Text, int, list[Text]] | None = None  # (text, width, its wrapped lines)
-    _strips: tuple[Text, int, Style, list[Strip]] | None = None
+    _strips: tuple[Text, int, Style, list[Strip], list[Text]] | None = None  # (.., the lines drawn)
     _styles: dict[str, Style] | None = None
 
     def build(self, width: int) -> Text:
@@ -62,15 +64,44 @@ class Panel(Widget):
         for a one-line status bar, every frame.)"""
         width = self.content_size.width
         base = self.rich_style
-        text = self.text_for(width)
-        if (self._strips is None or self._strips[0] is not text or self._strips[1] != width
-                or self._strips[2] != base):
-            console = self.app.console
-            strips = [Strip(list(line.render(console))).apply_style(base).crop_extend(0, width, base)
-                      for line in self._wrapped(width)]
-            self._strips = (text, width, base, strips)
-        strips = self._strips[3]
+        strips = self._strips_for(width, base)
         return strips[y] if y < len(strips) else Strip.blank(width, base)
+
+    def _strips_for(self, width: int, base: Style) -> list[Strip]:
+        """One strip per wrapped line; a line that reads as it did in the previous text keeps its
+        strip (the very object: ``refresh_changed`` then skips it without comparing)."""
+        text = self.text_for(width)
+        old = self._strips
+        if old is None or old[0] is not text or old[1] != width or old[2] != base:
+            console = self.app.console
+            lines = self._wrapped(width)
+            reuse = old is not None and old[1] == width and old[2] == base
+            before = dict(enumerate(old[4])) if reuse else {}  # type: ignore[index]
+            strips = [old[3][y] if reuse and y in before and _same_line(before[y], line)  # type: ignore[index]
+                      else Strip(Segment.adjust_line_length(
+                          list(Segment.apply_style(line.render(console), base)), width, base), width)
+                      for y, line in enumerate(lines)]
+            self._strips = (text, width, base, strips, lines)
+        return self._strips[3]
+
+    def update_lines(self) -> None:
+        """After the data changed (reactives declared ``repaint=False``): lay the screen out
+        again if the height changed, else repaint only the lines whose text changed. A plain
+        refresh repaints every line, borders included, through Textual's style cache; at 1 Hz
+        that was a good part of a frame for lines that read the same."""
+        if not self.is_mounted:
+            return
+        width = self.content_size.width
+        if not width:
+            self.refresh()
+            return
+        base = self.rich_style
+        old = self._strips
+        new = self._strips_for(width, base)
+        if self.styles.height is not None and self.styles.height.is_auto and len(new) != self.content_size.height:
+            self.refresh(layout=True)
+            return
+        refresh_changed(self, old[3] if old is not None and old[1:3] == (width, base) else None, new)
 
     def get_content_height(self, container, viewport, width: int) -> int:
         """Lines of the text as built for this width (the flow packs fields to the width)."""
@@ -109,6 +140,23 @@ class Panel(Widget):
         for piece in rest:
             text.append(piece) if isinstance(piece, str) else text.append(*piece)
         return text
+
+
+def _same_line(a: Text, b: Text) -> bool:
+    """Whether two lines draw the same (Text's own == leaves out the text-wide style)."""
+    return a.style == b.style and a == b
+
+
+def refresh_changed(widget: Widget, old: list[Strip] | None, new: list[Strip]) -> None:
+    """Repaint the lines of ``widget``'s content where ``new`` differs from ``old`` (all of it
+    when there is no ``old`` of the same length)."""
+    if old is None or len(old) != len(new):
+        widget.refresh()
+        return
+    width = widget.content_size.width
+    changed = [Region(0, y, width, 1) for y, (a, b) in enumerate(zip(old, new)) if a is not b and a != b]
+    if changed:
+        widget.refresh(*changed)
 
 
 def flow(blocks: Iterable[Iterable[Text]], width: int) -> Text:
