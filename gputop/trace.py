@@ -28,7 +28,9 @@ Why this shape (the viewers' own rules):
   never 0; NaN and infinities are not JSON and are skipped too. The CPU's counters are written
   at every sample; a GPU's only at samples that read it (at most every 0.1 s, see
   gputop.sampler): a GPU with no counter at a sample's ``ts`` keeps its last values, which is
-  also how Perfetto draws a counter track (a step held until the next value).
+  also how Perfetto draws a counter track (a step held until the next value). Likewise the
+  CPU's RAM, load and per-core clocks (re-read every 0.5 s) are written only when they changed,
+  all together with ``ram_total_bytes``: a sample without it keeps the last ones.
 - One pid per device, far above real pids (pid 0 is the idle task to Perfetto): CPU 10,000,000,
   GPU k 10,000,001 + k; tid = pid. Metadata events carry no ``ts`` (Perfetto allows that only for
   ``ph: "M"``). Throttle changes and a lost GPU are thread-scoped instants (``ph: "i"``, ``s: "t"``).
@@ -79,6 +81,10 @@ WORKLOAD_SORT_INDEX = 1000  # the workload's process after the devices
 _WORKLOAD_TICK = ("step", "samples_per_s", "tflops", "mfu_pct", "joules_per_step")
 
 _CPU_SCALARS = tuple(m for m in metrics.CPU_METRICS if metrics.metric(m).scope == "cpu")
+# Read every few ticks and carried between (gputop.sources.cpu): written only when they changed,
+# always together, ram_total_bytes among them (the reader's sign that the group was written).
+_CPU_SLOW = ("ram_used_bytes", "ram_total_bytes", "load1")
+_CPU_FAST = tuple(m for m in _CPU_SCALARS if m not in _CPU_SLOW)
 _CPU_PER_CORE = tuple(m for m in metrics.CPU_METRICS if metrics.metric(m).scope == "core")
 # core utilization last: see TraceWriter._sample_lines
 _CPU_PER_CORE_LAST = tuple(sorted(_CPU_PER_CORE, key=lambda m: m == "core_util_pct"))
@@ -262,6 +268,7 @@ class TraceWriter:
         self._reasons: dict[int, Any] = {}
         self._lost: dict[int, bool] = {}
         self._gpus: dict[int, GpuSample] = {}  # the reading each GPU's counters were last written from
+        self._cpu_slow: tuple | None = None  # RAM, load and core clocks as last written
         self.workload: dict[str, Any] | None = None
         self.workload_steps = 0
         self.steps_trimmed = 0  # drawn from the previous step's end (args.wall_s keeps the truth)
@@ -423,8 +430,15 @@ class TraceWriter:
                     f"clocks held: {fmt.reasons(reasons)}" if reasons else "clocks: not held")
                 out.append(_instant(CAT_CLOCKS, name, pid, ts, args))
         cpu = sample.cpu
-        _append_counters(out, rows(CPU_PID, _CPU_SCALARS), cpu, ts)
-        for m in _CPU_PER_CORE_LAST:
+        _append_counters(out, rows(CPU_PID, _CPU_FAST), cpu, ts)
+        slow = (cpu.ram_used_bytes, cpu.ram_total_bytes, cpu.load1, cpu.core_freq_mhz)
+        per_core = _CPU_PER_CORE_LAST
+        if slow != self._cpu_slow:  # read again and changed (the host re-reads them every 0.5 s)
+            self._cpu_slow = slow
+            _append_counters(out, rows(CPU_PID, _CPU_SLOW), cpu, ts)
+        else:
+            per_core = ("core_util_pct",)
+        for m in per_core:
             values = getattr(cpu, m)
             for (head, tail), value in zip(self._counters.core_rows(m, len(values)), values):
                 text = _number(value)
@@ -805,12 +819,15 @@ def to_samples(trace: Trace) -> list[Sample]:
     reasons: dict[int, tuple[str, ...] | None] = {}
     lost: dict[int, bool] = {}
     carried: dict[int, dict[str, Any]] = {}  # each GPU's counters as last written
+    slow: tuple[dict[str, Any], dict[int, Any]] | None = None  # RAM, load, core clocks as last written
     out: list[Sample] = []
     for at in sorted(groups):
         group = groups[at]
         for pid, what, value in group.changes:
             (reasons if what == "reasons" else lost)[pid] = value
-        cpu = _cpu_sample(group, cores)
+        if "ram_total_bytes" in group.cpu:  # the slow group was written here (else: carried)
+            slow = ({m: group.cpu.get(m) for m in _CPU_SLOW}, group.cores.get("core_freq_mhz", {}))
+        cpu = _cpu_sample(group, cores, slow)
         if cpu is None:
             continue
         gpus = []
@@ -828,20 +845,24 @@ def to_samples(trace: Trace) -> list[Sample]:
     return out
 
 
-def _cpu_sample(group: _Group, cores: int | None) -> CpuSample | None:
+def _cpu_sample(group: _Group, cores: int | None,
+                slow: tuple[dict[str, Any], dict[int, Any]] | None) -> CpuSample | None:
+    """The CPU at one timestamp: its own counters, and RAM, load and core clocks as last written
+    (at this timestamp or before). None where incomplete."""
     cpu = group.cpu
     util = group.cores.get("core_util_pct", {})
     n = cores if isinstance(cores, int) else len(util)
-    required = ("cpu_util_pct", "ram_used_bytes", "ram_total_bytes")
-    if any(cpu.get(m) is None for m in required) or len(util) < n:
+    if cpu.get("cpu_util_pct") is None or len(util) < n or slow is None:
         return None
-    freq = group.cores.get("core_freq_mhz", {})
+    scalars, freq = slow
+    if scalars["ram_used_bytes"] is None or scalars["ram_total_bytes"] is None:
+        return None
     return CpuSample(
         cpu_util_pct=cpu["cpu_util_pct"],
         core_util_pct=tuple(util[i] for i in range(n)),
         core_freq_mhz=tuple(freq.get(i) for i in range(n)),
         cpu_power_w=cpu.get("cpu_power_w"),
-        ram_used_bytes=cpu["ram_used_bytes"],
-        ram_total_bytes=cpu["ram_total_bytes"],
-        load1=cpu.get("load1"),
+        ram_used_bytes=scalars["ram_used_bytes"],
+        ram_total_bytes=scalars["ram_total_bytes"],
+        load1=scalars["load1"],
     )

@@ -89,6 +89,27 @@ def test_a_gpu_not_read_again_writes_nothing_and_reads_back_carried(tmp_path):
     assert back[2].gpus[0].sm_active_pct == h100.sm_active_pct and back[4].gpus[0].sm_active_pct is None
 
 
+def test_ram_load_and_core_clocks_are_written_when_they_change_and_read_back_carried(tmp_path):
+    """The host re-reads RAM, load and core clocks every 0.5 s; at 100 Hz most samples carry
+    them unchanged. They are written only when changed (ram_total_bytes with them), and the
+    reader carries them; a load that becomes unknown is written as a change and reads None."""
+    base = make_samples(5)
+    slow = dict(ram_used_bytes=5 * 2**30, ram_total_bytes=16 * 2**30, load1=0.5, core_freq_mhz=(3000.0, None))
+    loads = [0.5, 0.5, 0.5, None, None]
+    samples = [Sample(ts_ns=s.ts_ns, gpus=(), cpu=CpuSample(
+        cpu_util_pct=s.cpu.cpu_util_pct, core_util_pct=s.cpu.core_util_pct, cpu_power_w=s.cpu.cpu_power_w,
+        **{**slow, "load1": load})) for s, load in zip(base, loads)]
+    path = write(tmp_path / "t.json", samples)
+    events = traceval.assert_valid(path.read_text(), strict=True).events
+    written = [e["ts"] for e in events if e.get("name") == "ram_total_bytes"]
+    assert len(written) == 2  # the first sample, and the one where load1 went unknown
+    assert len([e for e in events if e.get("name") == "core0.core_freq_mhz"]) == 2
+    assert len([e for e in events if e.get("name") == "core1.core_util_pct"]) == 5
+    back = trace.load(path).samples()
+    assert back == samples
+    assert back[2].cpu.load1 == 0.5 and back[3].cpu.load1 is None and back[4].cpu.ram_used_bytes == 5 * 2**30
+
+
 def test_clean_close_is_strict_json_and_passes_the_validator(tmp_path):
     text = write(tmp_path / "t.json", make_samples()).read_text()
     json.loads(text)
