@@ -126,7 +126,9 @@ def measure(target: str, argv: Sequence[str], device: str, steps: int, warmup: i
             if not state.running:
                 break
             time.sleep(poll_s)
-        if sampler is not None:  # one more sample, so that the last steps' energy is covered
+        if sampler is not None:  # one more sample, so that the last steps' energy is covered:
+            # after the GPUs' shortest interval, or it would carry the reading taken just now
+            time.sleep(getattr(sampler, "gpu_interval_s", 0.0))
             state = workload.poll(sampler.sample())
     finally:
         state = workload.stop()
