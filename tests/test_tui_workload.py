@@ -87,6 +87,35 @@ async def test_panel_shows_progress_and_achievements():
         assert "step 120/2000  loss 2.30  41234 samples/s" in text  # the output log
 
 
+@pytest.mark.parametrize("age_s, wall_s, stale", [
+    (None, 0.2, False),  # no step yet
+    (1.5, 0.2, False),  # between steps
+    (9.0, 0.2, False),  # under the 10 s floor
+    (42.0, 0.2, True),  # a hang: 42 s without a step whose typical time is 0.2 s
+    (42.0, 20.0, False),  # long steps: 42 s is only two of them
+    (130.0, 20.0, True),
+])
+async def test_rates_of_a_workload_that_stopped_stepping_are_marked_stale(age_s, wall_s, stale):
+    steps = tuple(WorkloadStep(step=k, samples=8192, loss=None, wall_s=wall_s, ts_ns=T0_NS) for k in range(5))
+    wl = FakeWorkload(running(last_step_age_s=age_s, recent_steps=steps))
+    app = workload_app(wl)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        text = screen_text(app)
+        assert ("no step for" in text) is stale
+        if stale:
+            assert f"no step for {elapsed(age_s)}: rates as of then" in text
+        assert "samples/s 41234" in text  # still shown: the last steps measured, marked
+
+
+async def test_an_ended_workload_is_never_called_stale():
+    wl = FakeWorkload(running(status="ok", returncode=0, ended_ns=time.time_ns(), last_step_age_s=300.0))
+    app = workload_app(wl)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        assert "no step for" not in screen_text(app)
+
+
 async def test_each_sample_is_handed_to_poll():
     wl = FakeWorkload(running())
     app = workload_app(wl, paused=True)

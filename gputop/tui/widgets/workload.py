@@ -105,6 +105,21 @@ def rate_text(value: float | None) -> str:
     return fmt.num(value, 0 if value >= 100 else 1)
 
 
+STALE_MIN_S = 10.0  # a pause shorter than this is never called stale
+STALE_STEPS = 5  # ... nor one shorter than this many typical steps
+
+
+def stale_for(state: WorkloadState) -> float | None:
+    """Seconds since the last step while the workload runs, where that is long enough that its
+    rates (over the last steps reported) no longer describe what it is doing now; else None."""
+    age = state.last_step_age_s
+    if not state.running or age is None:
+        return None
+    walls = sorted(s.wall_s for s in state.recent_steps if s.wall_s and s.wall_s > 0)
+    typical = walls[len(walls) // 2] if walls else 0.0
+    return age if age >= max(STALE_MIN_S, STALE_STEPS * typical) else None
+
+
 def clean_line(line: str) -> str:
     """One output line as a terminal would leave it: the text after the last carriage return,
     no escape sequences, tabs as spaces (a child's colours or progress bars must not reach ours)."""
@@ -166,12 +181,13 @@ class WorkloadPanel(Panel):
                 first.append(f("on GPU", fmt.bytes_(use.gpu_mem_bytes), f" in {n} process{'es' if n > 1 else ''}"))
             else:
                 first.append(f("on GPU", "no context"))
-        blocks: list[list[Text]] = [
-            first,
-            [f("step", step), f(f"{state.sample_unit}/s", rate_text(state.samples_per_s)),
-             f("TFLOP/s", fmt.tflops(state.tflops)), f("MFU", fmt.small_pct(state.mfu_pct)),
-             f("energy/step", fmt.joules(state.joules_per_step))],
-        ]
+        rates = [f("step", step), f(f"{state.sample_unit}/s", rate_text(state.samples_per_s)),
+                 f("TFLOP/s", fmt.tflops(state.tflops)), f("MFU", fmt.small_pct(state.mfu_pct)),
+                 f("energy/step", fmt.joules(state.joules_per_step))]
+        stale = stale_for(state)
+        if stale is not None:  # a hang, a long evaluation, a stalled loader: the rates are history
+            rates.insert(1, Text(f"no step for {elapsed(stale)}: rates as of then", style=st("panel--warn")))
+        blocks: list[list[Text]] = [first, rates]
         loss = f("loss", loss_text(state.loss))
         spark = sparkline(state.losses, max(0, min(40, width - loss.cell_len - 2)))
         if spark:
