@@ -336,6 +336,12 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _gpu_uuid(uuid: str) -> str:
+    """NVML's spelling of a GPU UUID ("GPU-" and lower case; torch gives it without "GPU-")."""
+    uuid = uuid.strip().lower()
+    return uuid if uuid.startswith(("gpu-", "mig-")) else "gpu-" + uuid
+
+
 def _visible_gpu(device: str | None, env: Mapping[str, str]) -> tuple[str, str] | None:
     """The NVML device a child's ``cuda``/``cuda:N`` is: ("index", "2") or ("uuid", "GPU-..."),
     through CUDA_VISIBLE_DEVICES; None where it cannot be told (MIG, an odd list, not cuda)."""
@@ -539,6 +545,7 @@ class Workload:
     def _on_start(self, e: dict, ts_ns: int) -> bool:
         self._start = {
             "device": _text(e.get("device")), "device_name": _text(e.get("device_name")),
+            "device_uuid": _text(e.get("device_uuid")),
             "precision": _text(e.get("precision")), "batch_size": _int(e.get("batch_size"), 1),
             "sample_unit": _text(e.get("sample_unit")) or "samples",
             "flops_per_step": _number(e.get("flops_per_step"), positive=True),
@@ -696,12 +703,15 @@ class Workload:
         device = self._start.get("device")
         if device == "cpu":
             return sample.ts_ns, sample.cpu.cpu_power_w, True
-        key = _visible_gpu(device, self._env)
+        uuid = self._start.get("device_uuid")
+        # The device's own UUID, where the workload says it, is the sure match: a CUDA ordinal
+        # follows CUDA_DEVICE_ORDER (fastest first by default), NVML's index the PCI bus order.
+        key = ("uuid", _gpu_uuid(uuid)) if isinstance(uuid, str) and uuid else _visible_gpu(device, self._env)
         if key is None:
             return None
         for gpu in getattr(sample, "gpus", ()):
             if key == ("index", str(gpu.info.index)) or (
-                    key[0] == "uuid" and gpu.info.uuid and gpu.info.uuid.startswith(key[1])):
+                    key[0] == "uuid" and gpu.info.uuid and gpu.info.uuid.lower().startswith(key[1].lower())):
                 if gpu is self._last_gpu_reading:  # not read again since (GPUs: every ~0.1 s):
                     return None  # its time is the sample that first carried it
                 self._last_gpu_reading = gpu

@@ -227,14 +227,14 @@ def sample_at(seconds: float, cpu_power_w: float | None, energy_j: tuple[float |
     return Sample(ts_ns=T0 + int(seconds * 1e9), cpu=cpu, gpus=gpus)
 
 
-def fake_steps(tmp_path: Path, device: str) -> str:
+def fake_steps(tmp_path: Path, device: str, uuid: str | None = None) -> str:
     """Steps at known times: step k ran from T0 + k - 0.5 s to T0 + k s (k = 1, 2, 3)."""
     return script(tmp_path, f"""\
         import json, os
         fd = int(os.environ["GPUTOP_EVENTS_FD"])
         def emit(**e):
             os.write(fd, (json.dumps(e) + "\\n").encode())
-        emit(event="start", ts_ns={T0}, name="fake", device="{device}", batch_size=4)
+        emit(event="start", ts_ns={T0}, name="fake", device="{device}", batch_size=4, device_uuid={uuid!r})
         for k in (1, 2, 3):
             emit(event="step", step=k, samples=4, loss=None, wall_s=0.5, ts_ns={T0} + k * 10**9)
     """)
@@ -280,6 +280,16 @@ def test_gpu_energy_of_a_reading_carried_between_gpu_reads_keeps_its_own_time(tm
                                                   gpus=fresh.gpus)
             state = wl.poll(s)
     assert [s.joules for s in state.recent_steps] == [pytest.approx(200.0)] * 3  # 400 W x 0.5 s
+
+
+def test_gpu_energy_follows_the_device_uuid_the_workload_reports(tmp_path):
+    """CUDA orders devices fastest first, NVML by PCI bus: the child's cuda:0 can be NVML's 1.
+    torch reports the UUID without NVML's "GPU-" prefix; that is the match, not the ordinal."""
+    wl = Workload(fake_steps(tmp_path, "cuda", uuid=INFO[1].uuid.removeprefix("GPU-").upper()))
+    run_to_end(wl)
+    for t in range(5):  # device 0 uses 1000 W, device 1 uses 300 W
+        state = wl.poll(sample_at(float(t), None, (1e6 + 1000.0 * t, 5e5 + 300.0 * t)))
+    assert state.joules_per_step == pytest.approx(150.0)
 
 
 def test_gpu_energy_unknown_where_cuda_visible_devices_cannot_be_told(tmp_path):

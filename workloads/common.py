@@ -114,6 +114,17 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def device_uuid(device: torch.device) -> str | None:
+    """The CUDA device's UUID (how gputop finds it among NVML's devices, whose order can differ
+    from CUDA's); None on the CPU or where torch cannot say."""
+    if device.type != "cuda":
+        return None
+    try:
+        return str(torch.cuda.get_device_properties(device).uuid)
+    except Exception:  # an old torch, a driver that does not say: gputop falls back to the ordinal
+        return None
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -293,9 +304,10 @@ def start_fields(name: str, args: argparse.Namespace, device: torch.device, flop
         with events.phase("measure_peak"):
             peak = measure_peak_flops(device, args.precision)
         source = "measured"
-    return dict(name=name, device=device.type, device_name=dname, precision=args.precision,
-                batch_size=args.batch_size, flops_per_step=flops_per_step, peak_flops=peak,
-                peak_flops_source=source, steps_planned=args.steps, compiled=bool(args.compile), **extra)
+    return dict(name=name, device=device.type, device_name=dname, device_uuid=device_uuid(device),
+                precision=args.precision, batch_size=args.batch_size, flops_per_step=flops_per_step,
+                peak_flops=peak, peak_flops_source=source, steps_planned=args.steps,
+                compiled=bool(args.compile), **extra)
 
 
 def _sigterm_to_exit(signum, frame):  # so that `finally` runs and the end event is written

@@ -15,8 +15,9 @@ With neither set, every call is a cheap no-op, so a script run on its own behave
 
 Schema (every event carries ``"event"`` and ``"ts_ns"`` = ``time.time_ns()`` when it was written):
 
-- ``start``: name, device, device_name, precision, batch_size, flops_per_step, peak_flops,
-  peak_flops_source ("table" | "measured" | None), pid, plus optional extras (sample_unit, ...)
+- ``start``: name, device, device_name, device_uuid (a CUDA device's UUID, or None),
+  precision, batch_size, flops_per_step, peak_flops, peak_flops_source ("table" | "measured" |
+  None), pid, plus optional extras (sample_unit, ...)
 - ``step``: step (1-based index), samples (in this step), loss (float or None), wall_s (this
   step's wall time; the step ran from ``ts_ns - wall_s`` to ``ts_ns``)
 - ``phase``: name, ph ("B" begin | "E" end), as in the Chrome trace format
