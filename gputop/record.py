@@ -54,7 +54,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, metavar="PATH", help="trace file to write")
     parser.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S",
                         help="seconds between samples (default 1; 0.01 for 100 Hz, where the GPUs "
-                        "are still read at most every 0.1 s: NVML refreshes no faster)")
+                        "are still read only about every 0.1 s: NVML refreshes no faster)")
     parser.add_argument("--duration", type=seconds(0.0, 366 * 86400), default=None, metavar="S",
                         help="stop after S seconds (default: until Ctrl-C or SIGTERM)")
     parser.add_argument("--force", action="store_true", help="overwrite PATH if it exists")

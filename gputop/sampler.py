@@ -25,24 +25,26 @@ if TYPE_CHECKING:
 ProcessTable = dict[int, "tuple[GpuProcess, ...] | None"]
 
 
-# The GPUs are read at most this often, whatever the interval: NVML refreshes most of what it
+# The GPUs are read about this often at most (a read is due DUE_EARLY_S early), whatever the
+# interval: NVML refreshes most of what it
 # reports no faster (utilization covers "the past sample period", between 1/6 s and 1 s by
 # product, nvmlUtilization_t; power is a 1 s average from Ampere on, GA100 aside; GPM pairs
-# need >= 100 ms), and at 100 Hz each read would cost more than the host's whole sample.
+# need ~100 ms), and at 100 Hz each read would cost more than the host's whole sample.
 GPU_INTERVAL_S = 0.1
 # A read is due this much early: ticks 0.1 s apart come a few ms early or late (and in floats
 # 0.3 - 0.2 < 0.1), and at 10 Hz every one of them must read the GPUs afresh. (At 100 Hz the
-# GPUs are then read every 9th or 10th tick.)
+# GPUs are then read every 9th tick: 0.09 s apart.)
 DUE_EARLY_S = 0.01
 
 
 class Sampler:
-    """Reads every source once per ``sample()``, the GPUs at most every ``gpu_interval_s``.
+    """Reads every source once per ``sample()``, the GPUs about every ``gpu_interval_s`` at most
+    (see DUE_EARLY_S), and at every tick when the ticks are that slow.
 
     Between two GPU reads a sample carries the very same GpuSample objects as the one before
     (the trace writer relies on that identity to write a GPU's counters only when read). The
     GPU process table costs ~90 us per process (NVML plus /proc), so it is refreshed only every
-    ``process_interval_s`` (with a GPU read) and the last table is reused in between.
+    ``process_interval_s``, at a GPU read, and the last table is reused in between.
     """
 
     def __init__(self, cpu: CpuSource, gpu: NvmlSource | None, gpu_unavailable: str | None = None,
@@ -57,7 +59,8 @@ class Sampler:
         self._procs: ProcessTable = {}
         self._procs_at: float | None = None
         self._gpus: tuple[GpuSample, ...] = ()
-        self._gpus_at: float | None = None
+        self._gpus_at: float | None = None  # the last GPU read
+        self._called_at: float | None = None  # the last sample() (so: how fast the ticks come)
         self._lock = threading.Lock()  # ticks never overlap, whichever thread runs them
         self._closed = False
 
@@ -70,10 +73,16 @@ class Sampler:
             if self.gpu is None:
                 return Sample(ts_ns=ts_ns, cpu=cpu, gpu_unavailable=self.gpu_unavailable)
             now = self._clock()
-            scan = self._procs_at is None or now - self._procs_at >= self.process_interval_s
-            if scan:
-                self._procs, self._procs_at = self._scan_processes(), now
-            if scan or self._gpus_at is None or now - self._gpus_at >= self.gpu_interval_s - DUE_EARLY_S:
+            last, called, self._called_at = self._gpus_at, self._called_at, now
+            # due after gpu_interval_s (DUE_EARLY_S early); and at every tick when ticks come
+            # that slowly anyway, so at 10 Hz a late tick followed by a punctual one still reads
+            interval = self.gpu_interval_s
+            if (last is None or now - last >= interval - DUE_EARLY_S
+                    or (called is not None and now - called >= interval - 2 * DUE_EARLY_S)):
+                # the process table is scanned only with a GPU read: a read between two of the
+                # others would make a GPM pair shorter than its minimum (old values carried)
+                if self._procs_at is None or now - self._procs_at >= self.process_interval_s:
+                    self._procs, self._procs_at = self._scan_processes(), now
                 self._gpus, self._gpus_at = self.gpu.sample(self._procs), now
             return Sample(ts_ns=ts_ns, cpu=cpu, gpus=self._gpus)
 
@@ -95,6 +104,9 @@ class Sampler:
             if self._closed:
                 return
             self._closed = True
+            close_cpu = getattr(self.cpu, "close", None)
+            if close_cpu is not None:
+                close_cpu()
             if self.gpu is not None:
                 self.gpu.close()
 

@@ -26,9 +26,11 @@ Why this shape (the viewers' own rules):
   name is the catalogue's metric name (``core3.core_util_pct`` for a core), the key its unit
   (``value`` where it has none): track ``"sm_active_pct %"``. A ``None`` is no event (a gap),
   never 0; NaN and infinities are not JSON and are skipped too. The CPU's counters are written
-  at every sample; a GPU's only at samples that read it (at most every 0.1 s, see
+  at every sample; a GPU's only at samples that read it (about every 0.1 s at most, see
   gputop.sampler): a GPU with no counter at a sample's ``ts`` keeps its last values, which is
-  also how Perfetto draws a counter track (a step held until the next value). Likewise the
+  also how Perfetto draws a counter track (a step held until the next value). A read where no
+  value at all answered is an instant ``GPU k: no values`` (cat ``gputop.empty``) instead, so
+  that it reads as n/a, not as the values before. Likewise the
   CPU's RAM, load and per-core clocks (re-read every 0.5 s) are written only when they changed,
   all together with ``ram_total_bytes``: a sample without it keeps the last ones.
 - One pid per device, far above real pids (pid 0 is the idle task to Perfetto): CPU 10,000,000,
@@ -68,12 +70,14 @@ from gputop import format as fmt
 from gputop.model import CpuSample, GpuInfo, GpuSample, Sample, to_dict
 from gputop.workload import WorkloadStep, signal_name
 
-TRACE_VERSION = 1
+TRACE_VERSION = 2  # 2: a GPU's counters only when read, RAM/load/core clocks only when changed
+READS_VERSIONS = (1, 2)  # version 1 wrote every counter at every sample: it reads the same way
 HEADER = "gputop"  # name of the metadata event that marks a gputop trace and carries its settings
 CPU_PID = 10_000_000
 GPU_PID_BASE = 10_000_001
 CAT_CLOCKS = "gputop.clocks"
 CAT_LOST = "gputop.lost"
+CAT_EMPTY = "gputop.empty"  # a GPU read that gave no value at all (not "not read": see to_samples)
 CAT_WORKLOAD = "gputop.workload"
 PHASE_TID_BASE = 20_000_000  # the workload's phases thread: above real tids and gputop's own pids
 STEPS_TID_BASE = 30_000_000  # the workload's steps thread (pids stay below 2**22 on Linux)
@@ -421,7 +425,10 @@ class TraceWriter:
                 out.append(_instant(CAT_LOST, name, pid, ts, {"lost": gpu.lost}))
             if gpu.lost:
                 continue
+            before = len(out)
             _append_counters(out, rows(pid, _GPU_COUNTERS), gpu, ts)
+            if len(out) == before:  # read, and nothing answered: say so, or it would read as carried
+                out.append(_instant(CAT_EMPTY, f"GPU {gpu.info.index}: no values", pid, ts, {}))
             reasons = gpu.clock_event_reasons
             if pid not in self._reasons or reasons != self._reasons[pid]:
                 self._reasons[pid] = reasons
@@ -665,9 +672,9 @@ def _trace(path: str, events: list[dict[str, Any]], complete: bool) -> Trace:
     if not isinstance(args, dict) or "trace_version" not in args:
         raise TraceError(f"{path}: gputop header without a trace_version")
     version = args["trace_version"]
-    if version != TRACE_VERSION:
+    if isinstance(version, bool) or version not in READS_VERSIONS:
         raise TraceError(f"{path} is gputop trace version {version!r}; this gputop "
-                         f"({__version__}) reads version {TRACE_VERSION}")
+                         f"({__version__}) reads versions {', '.join(map(str, READS_VERSIONS))}")
     raw_gpus = args.get("gpus") or []
     if not isinstance(raw_gpus, list) or not all(isinstance(g, dict) for g in raw_gpus):
         raise TraceError(f"{path}: unreadable GPU description in the header (gpus is not a list "
@@ -780,7 +787,7 @@ def _counter(event: Mapping[str, Any]) -> tuple[str, int | None, Any] | None:
 def to_samples(trace: Trace) -> list[Sample]:
     """Rebuild one Sample per timestamp: counters by pid and name, GpuInfo from the header,
     throttle reasons and lost state carried forward from their instants. A GPU with no counter
-    at a timestamp was not read then (GPUs are read at most every 0.1 s, the CPU at every
+    at a timestamp was not read then (GPUs are read about every 0.1 s at most, the CPU at every
     sample): its last counters are carried forward. Otherwise a metric with no event at a
     timestamp is None. A timestamp whose CPU part is incomplete (a cut inside the last sample)
     is left out."""
@@ -813,6 +820,8 @@ def to_samples(trace: Trace) -> list[Sample]:
             raw = (event.get("args") or {}).get("clock_event_reasons")
             reasons = None if raw is None else tuple(r for r in str(raw).split(",") if r)
             group.changes.append((pid, "reasons", reasons))
+        elif event.get("cat") == CAT_EMPTY:  # read at this timestamp, every value n/a
+            group.gpus.setdefault(pid, {})
         elif event.get("cat") == CAT_LOST:
             group.changes.append((pid, "lost", bool((event.get("args") or {}).get("lost"))))
 
@@ -836,7 +845,7 @@ def to_samples(trace: Trace) -> list[Sample]:
                 gpus.append(GpuSample(info, lost=True))
                 continue
             values = group.gpus.get(pid)
-            if values is None:  # not read at this sample (the GPUs are read at most every 0.1 s)
+            if values is None:  # not read at this sample (GPUs: about every 0.1 s at most)
                 values = carried.get(pid, {})
             carried[pid] = values
             gpus.append(GpuSample(info, clock_event_reasons=reasons.get(pid),

@@ -124,6 +124,25 @@ def test_proc_stat_of_an_old_kernel_and_of_many_cores(tmp_path):
     assert len(got) == 512 and got[511] == (511, 1511)
 
 
+def test_proc_stat_does_not_need_the_whole_intr_line(tmp_path):
+    """The line after the per-core ones can be hundreds of kB: the first read that reaches its
+    start is enough; a read that ends inside a per-core line is not."""
+    path = tmp_path / "stat"
+    cores = [(i, 0, 0, 1000, 0, 0, 0, 0, 0, 0) for i in range(4)]
+    path.write_text(_stat_text(cores).replace("intr 12345", "intr 12345" + " 7" * 200_000))
+    stat = cpu_mod._ProcStat.open(str(path))
+    assert len(stat.read()) == 4 and stat._size == 4096
+    text = path.read_bytes()
+    cut = text.index(b"cpu3 ") + 3
+    assert cpu_mod._ProcStat._parse(text[:cut]) == ([(0, 1000), (1, 1001), (2, 1002)], False)
+
+
+def test_proc_stat_with_a_short_cpu_line_is_not_used(tmp_path):
+    path = tmp_path / "stat"
+    path.write_text("cpu  1 2 3 4\ncpu0 1 2\nintr 0\n")
+    assert cpu_mod._ProcStat.open(str(path)) is None
+
+
 def test_proc_stat_missing_or_not_a_stat_file_falls_back_to_psutil(tmp_path):
     junk = tmp_path / "junk"
     junk.write_text("hello\nworld\n")

@@ -102,7 +102,7 @@ def test_cut_off_trace_is_reported_with_a_note(tmp_path):
     (b"not json at all", "not JSON"),
     (b'{"traceEvents": 3}', "not a trace"),
     (b'[{"ph":"X","name":"step","pid":1,"tid":1,"ts":0,"dur":5}]', "not gputop's"),
-    (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":2}}]', "version 2"),
+    (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":3}}]', "version 3"),
     (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"cpu_cores":1}}]',
      "no complete sample"),
     (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"gpus":"H100"}}]',

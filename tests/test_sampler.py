@@ -8,6 +8,7 @@ import pytest
 
 from gputop.model import CpuSample, GpuInfo, GpuProcess, GpuSample
 from gputop.sampler import Sampler, Ticker, iter_samples, run
+from gputop.sources import gpm
 from gputop.sources.cpu import HostProcess
 
 
@@ -123,6 +124,7 @@ def test_gpus_are_read_at_most_every_gpu_interval_and_carried_as_the_same_object
         samples.append(s.sample())
     assert len(samples) == 101 and 10 <= len(reads) <= 12  # every 9th or 10th tick (0.01 s early is due)
     assert all(0.089 < b - a < 0.101 for a, b in zip(reads, reads[1:]))
+    assert gpm.MIN_PAIR_S - gpm.PAIR_SLACK_S < 0.089  # each read far enough from the last for a GPM pair
     assert samples[1].gpus is samples[0].gpus and samples[1].gpus[0] is samples[0].gpus[0]
     assert samples[10].gpus is not samples[0].gpus
 
@@ -133,10 +135,25 @@ def test_at_10_hz_every_tick_reads_the_gpus_even_a_little_early():
     read = gpu.sample
     gpu.sample = lambda processes=None: calls.append(1) or read(processes)
     s = Sampler(StubCpu({}), gpu, process_interval_s=3600, clock=clock)
+    late = [0.0, 0.019, 0.0, 0.004, 0.011, 0.0, 0.002]  # each tick's lateness behind its deadline
     for k in range(50):
+        clock.t = 1000.0 + 0.1 * k + late[k % len(late)]
         s.sample()
-        clock.t += 0.1 + (-0.006 if k % 2 else 0.004)  # scheduling jitter, and float sums
-    assert len(calls) == 50
+    assert len(calls) == 50  # a late tick then a punctual one (0.081 s apart) still reads
+
+
+def test_the_process_table_is_scanned_only_with_a_gpu_read():
+    """A scan between two reads would force a read there: a GPM pair too short to measure."""
+    clock, gpu = FakeClock(0.0), StubGpu()
+    reads = []
+    read = gpu.sample
+    gpu.sample = lambda processes=None: reads.append(clock.t) or read(processes)
+    s = Sampler(StubCpu(HOST), gpu, process_interval_s=0.25, clock=clock)
+    for k in range(101):
+        clock.t = k / 100
+        s.sample()
+    assert all(b - a > 0.085 for a, b in zip(reads, reads[1:]))
+    assert gpu.process_calls >= 3
 
 
 def test_lost_gpu_shows_no_processes():

@@ -89,6 +89,29 @@ def test_a_gpu_not_read_again_writes_nothing_and_reads_back_carried(tmp_path):
     assert back[2].gpus[0].sm_active_pct == h100.sm_active_pct and back[4].gpus[0].sm_active_pct is None
 
 
+def test_a_gpu_read_where_nothing_answered_reads_back_na_not_the_values_before(tmp_path):
+    """A driver that answers nothing (not lost: every query fails) writes no counter; an instant
+    says the GPU was read, so the reader does not carry the last good values over it."""
+    base = make_samples(4)
+    h100 = base[0].gpus[0]
+    silent = GpuSample(H100, clock_event_reasons=h100.clock_event_reasons)  # every metric None
+    gpus = [(h100,), (silent,), (silent,), (h100,)]
+    samples = [Sample(ts_ns=s.ts_ns, cpu=s.cpu, gpus=g) for s, g in zip(base, gpus)]
+    path = write(tmp_path / "t.json", samples)
+    events = traceval.assert_valid(path.read_text(), strict=True).events
+    assert [e["name"] for e in events if e.get("cat") == trace.CAT_EMPTY] == ["GPU 0: no values"]
+    back = trace.load(path).samples()
+    assert back[1].gpus[0].power_w is None and back[2].gpus[0].power_w is None  # n/a, not carried
+    assert back[3].gpus[0].power_w == h100.power_w
+    assert back == samples
+
+
+def test_a_version_1_trace_still_loads():
+    text = (DATA / "h100_fake.json").read_text()
+    assert '"trace_version":1' in text
+    assert trace.parse(text).samples()
+
+
 def test_ram_load_and_core_clocks_are_written_when_they_change_and_read_back_carried(tmp_path):
     """The host re-reads RAM, load and core clocks every 0.5 s; at 100 Hz most samples carry
     them unchanged. They are written only when changed (ram_total_bytes with them), and the
@@ -159,7 +182,7 @@ def test_metadata_first_with_names_and_header(tmp_path):
     meta = events[:first_data]
     assert meta[0]["name"] == "gputop"
     header = meta[0]["args"]
-    assert header["trace_version"] == 1 and header["gputop_version"] and header["host"]
+    assert header["trace_version"] == trace.TRACE_VERSION == 2 and header["gputop_version"] and header["host"]
     assert [g["name"] for g in header["gpus"]] == [H100.name, A100.name]
     named = {(e["name"], e["pid"]): e["args"] for e in meta}
     assert named[("process_name", trace.gpu_pid(1))]["name"] == "GPU 1: NVIDIA A100-SXM4-80GB"

@@ -1,8 +1,9 @@
-"""The host: CPU cores, memory and load through psutil, package power through RAPL powercap.
+"""The host: CPU cores (/proc/stat, or psutil off Linux), memory and load through psutil,
+package power through RAPL powercap.
 
 The only module that imports psutil. Core utilization is computed here from our own previous
-``cpu_times(percpu=True)`` snapshot rather than with ``psutil.cpu_percent``: psutil keeps that
-function's previous snapshot per calling thread, and the sampler runs on whichever worker thread
+per-core snapshot rather than with ``psutil.cpu_percent``: psutil keeps that function's previous
+snapshot per calling thread, and the sampler runs on whichever worker thread
 ``asyncio.to_thread`` picks, so psutil's answer would silently be "since some other tick".
 
 CPU package power comes from the RAPL energy counters under ``/sys/class/powercap``
@@ -78,11 +79,18 @@ class _ProcStat:
 
     @staticmethod
     def _parse(data: bytes) -> tuple[list[tuple[int, int]], bool]:
+        """(cores, complete): complete once a line after the per-core ones has begun (the
+        ``intr`` line that follows can be huge, and need not fit: only its first bytes)."""
         cores = []
-        for line in data.split(b"\n")[1:-1]:  # the aggregate "cpu" line first; the last may be cut
+        lines = data.split(b"\n")
+        for i, line in enumerate(lines[1:], 1):  # the aggregate "cpu" line first
             if not line.startswith(b"cpu"):
-                return cores, True
+                return cores, bool(line) or i < len(lines) - 1
+            if i == len(lines) - 1:  # a per-core line cut by the end of the read
+                return cores, False
             values = [int(v) for v in line.split()[1:9]]  # user nice system idle iowait irq softirq steal
+            if len(values) < 4:
+                raise ValueError(f"not a /proc/stat cpu line: {line[:60]!r}")
             total = sum(values)
             cores.append((total - values[3] - (values[4] if len(values) > 4 else 0), total))
         return cores, False
@@ -201,6 +209,11 @@ class CpuSource:
         self._last_pct = tuple(min(100.0, 100.0 * b / t) if t > 0 else 0.0 for b, t in self._prev)
         self._rapl = _Rapl(powercap_root, clock)
         self._procs: dict[int, psutil.Process] = {}
+
+    def close(self) -> None:
+        """Close /proc/stat (also done when the source is collected). Idempotent."""
+        if self._stat is not None:
+            self._stat.close()
 
     @property
     def has_power(self) -> bool:

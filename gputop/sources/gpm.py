@@ -2,8 +2,8 @@
 
 NVML computes GPM metrics from a pair of samples of the device's counters. Each device keeps two
 sample buffers and swaps them every tick: the newer sample of one pair is the older of the next.
-A pair closer than 100 ms is too short to mean much, so a tick that comes sooner takes no sample
-and keeps the values of the last pair.
+A pair closer than ~100 ms (MIN_PAIR_S less PAIR_SLACK_S) is too short to mean much, so a tick
+that comes sooner takes no sample and keeps the values of the last pair.
 
 Only ``gputop.sources.nvml`` uses this module; every NVML call goes through the ``query``
 function it passes in (its one choke point for errors and lost devices).
@@ -16,6 +16,10 @@ from typing import Any, Callable
 import pynvml
 
 MIN_PAIR_S = 0.1
+# a pair this much shorter still counts: the sampler reads the GPUs ~0.09-0.1 s apart at fast
+# intervals (gputop.sampler.DUE_EARLY_S), and each metric is computed over the pair's own
+# interval, so a 90 ms pair measures as well as a 100 ms one
+PAIR_SLACK_S = 0.015
 
 # (GpuSample field, GPM metric id)
 METRICS: tuple[tuple[str, int], ...] = (
@@ -61,8 +65,8 @@ class Gpm:
         return cls(handle, query, samples)
 
     def read(self, now: float) -> dict[str, float | None]:
-        """The latest metrics; all None until two samples at least 100 ms apart exist."""
-        if self._previous_t is not None and now - self._previous_t < MIN_PAIR_S:
+        """The latest metrics; all None until two samples ~100 ms apart exist."""
+        if self._previous_t is not None and now - self._previous_t < MIN_PAIR_S - PAIR_SLACK_S:
             return self._values
         current = self._samples[self._current]
         if self._query(pynvml.nvmlGpmSampleGet, self._handle, current) is None:

@@ -60,7 +60,8 @@ def row_key(proc: GpuProcess) -> str:
 
 
 class ProcessTable(DataTable):
-    """Rows are rebuilt each tick; the cursor stays on the same process while it lives."""
+    """Rows are rebuilt when the processes were scanned again (the sampler carries the same
+    tuples in between); the cursor stays on the same process while it lives."""
 
     COMPONENT_CLASSES = {"processes--workload", "processes--empty"}
 
@@ -122,6 +123,10 @@ class ProcessTable(DataTable):
         self._seen, self._seen_unavailable = seen, None if sample is None else sample.gpu_unavailable
         self._held = sample  # keeps the tuples alive, so their ids cannot be reused meanwhile
         self._rebuild()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._seen = None  # a theme changes the workload rows' colour: rebuild at the next sample
 
     def watch_workload_pids(self) -> None:
         self._rebuild()
