@@ -187,13 +187,17 @@ class Chart(Widget):
         return Segment("".join(chars), self._style(f"chart--{kind}" if kind else None))
 
     def _title_line(self, width: int, values) -> Strip:
-        segments = [Segment(f"{self.title}, {self.unit}", self._style("chart--title"))]
         drawn = {s.label for s, _ in values}
+        legend: list[Segment] = []
         for s in self.series:
             if s.label in drawn:
-                segments += [Segment("  ━ ", self._style(f"chart--{s.kind}")), Segment(s.label, self._style(None))]
+                legend += [Segment("  ━ ", self._style(f"chart--{s.kind}")), Segment(s.label, self._style(None))]
         if not drawn:
-            segments.append(Segment("  " + (self.note or "no data yet"), self._style("chart--dim")))
+            legend.append(Segment("  " + (self.note or "no data yet"), self._style("chart--dim")))
+        title = f"{self.title}, {self.unit}"
+        if len(title) + Segment.get_line_length(legend) > width:  # the legend says more than the unit
+            title = self.title
+        segments = [Segment(title, self._style("chart--title")), *legend]
         return Strip(segments).crop_extend(0, width, self._style(None))
 
     def _x_axis(self, width: int, gutter: int, history: History | None, plot_w: int) -> Strip:
