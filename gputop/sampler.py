@@ -26,10 +26,10 @@ ProcessTable = dict[int, "tuple[GpuProcess, ...] | None"]
 
 
 # The GPUs are read about this often at most (a read is due DUE_EARLY_S early), whatever the
-# interval: NVML refreshes most of what it
-# reports no faster (utilization covers "the past sample period", between 1/6 s and 1 s by
-# product, nvmlUtilization_t; power is a 1 s average from Ampere on, GA100 aside; GPM pairs
-# need ~100 ms), and at 100 Hz each read would cost more than the host's whole sample.
+# interval: NVML refreshes most of what it reports no faster (utilization covers "the past
+# sample period", between 1/6 s and 1 s by product, nvmlUtilization_t; power is a 1 s average
+# from Ampere on, GA100 aside; GPM pairs need ~100 ms), and at 100 Hz each read would cost
+# more than the host's whole sample.
 GPU_INTERVAL_S = 0.1
 # A read is due this much early: ticks 0.1 s apart come a few ms early or late (and in floats
 # 0.3 - 0.2 < 0.1), and at 10 Hz every one of them must read the GPUs afresh. (At 100 Hz the
