@@ -115,7 +115,16 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stderr: TextIO | None 
                         writer.write_workload(workload.drain(), state, sample.ts_ns)
                     if progress:
                         progress.update(state)
-                    if stop.event.is_set() or (state is not None and not state.running):
+                    if stop.event.is_set():
+                        break
+                    if state is not None and not state.running:
+                        # one more sample once the GPUs can be read again, so that the energy
+                        # of the last steps is covered (as `compare` does)
+                        stop.sleep(getattr(sampler, "gpu_interval_s", 0.0))
+                        sample = sampler.sample()
+                        writer.write_sample(sample)
+                        state = workload.poll(sample)
+                        writer.write_workload(workload.drain(), state, sample.ts_ns)
                         break
                 else:
                     stopped_by = "--duration"

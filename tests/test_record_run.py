@@ -75,6 +75,21 @@ def test_record_run_writes_the_steps_on_the_workloads_pid(tmp_path):
     assert "medians over 4 steps (step 1 is warm-up, left out)" in text_report.stdout
 
 
+def test_a_gpu_reading_after_the_last_step_closes_a_fast_recording(tmp_path):
+    """At 100 Hz the GPUs are read every ~0.09 s: the sample that sees the workload gone may
+    carry a reading from before its last step. One more sample, a GPU interval later, is
+    written, so the last steps' energy is covered."""
+    out = tmp_path / "t.json"
+    done = gputop("record", "--out", str(out), "--interval", "0.01", "--run", "mlp", "--", *TINY_MLP)
+    assert done.returncode == 0, done.stderr
+    loaded = trace.load(out)
+    last_step = loaded.workload_steps()[-1]
+    gpu_ts = sorted({trace.ts_ns(e["ts"]) for e in loaded.events
+                     if e.get("ph") == "C" and e.get("pid") == trace.gpu_pid(0)})
+    assert gpu_ts[-1] > last_step.ts_ns
+    assert loaded.samples()[-1].ts_ns == gpu_ts[-1]  # the closing sample is that GPU read
+
+
 def test_a_trace_without_a_workload_reports_none(tmp_path):
     path = tmp_path / "plain.json"
     writer = TraceWriter.create(str(path))
