@@ -19,7 +19,7 @@ import traceval
 from gputop import trace
 from gputop.trace import TraceWriter, phase_tid
 from gputop.workload import WorkloadMark, WorkloadStep
-from test_trace import make_samples
+from test_trace import T0, make_samples, write_with_workload
 
 TESTS = pathlib.Path(__file__).resolve().parent
 TINY_MLP = ["--device", "cpu", "--hidden", "32", "--layers", "1", "--batch-size", "4", "--steps", "5"]
@@ -144,14 +144,8 @@ def test_the_writer_keeps_steps_nested_and_counts_what_it_cannot_place(tmp_path)
 
 
 def test_report_rates_use_the_steps_own_wall_time(tmp_path):
-    samples = make_samples(2)
-    t = samples[0].ts_ns
-    path = tmp_path / "w.json"
-    with TraceWriter.create(str(path)) as writer:
-        writer.set_workload(4242, "fake")
-        writer.write_sample(samples[0])
-        writer.write_workload([WorkloadStep(k, 10, None, 0.002, t + k * 1_000_000) for k in range(1, 6)])
-        writer.write_sample(samples[1])
+    path = write_with_workload(tmp_path / "w.json",
+                               [WorkloadStep(k, 10, None, 0.002, T0 + k * 1_000_000) for k in range(1, 6)])
     loaded = trace.load(path)
     from gputop import report
     summary = report.summarize(loaded, loaded.samples())["workload"]
@@ -291,14 +285,8 @@ def test_how_the_workload_ended_is_recorded_and_reported(tmp_path, mode, ended, 
 
 
 def test_an_end_event_error_without_a_message_is_not_none(tmp_path):
-    samples = make_samples(2)
-    t = samples[0].ts_ns
-    path = tmp_path / "e.json"
-    with TraceWriter.create(str(path)) as writer:
-        writer.set_workload(4242, "fake")
-        writer.write_sample(samples[0])
-        writer.write_workload([WorkloadMark("end", t + 1000, name="fake", args={"status": "error"})])
-        writer.write_sample(samples[1])
+    path = write_with_workload(tmp_path / "e.json",
+                               [WorkloadMark("end", T0 + 1000, name="fake", args={"status": "error"})])
     from gputop import report
     summary = report.summarize(trace.load(path), trace.load(path).samples())["workload"]
     assert summary["ended"] == "ended with an error (no message)"

@@ -14,7 +14,7 @@ import pytest
 
 from gputop import report, trace
 from gputop.model import Sample
-from test_trace import make_samples, write
+from test_trace import T0, make_samples, write, write_with_workload
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 FIXTURE = DATA / "h100_fake.json"
@@ -119,20 +119,12 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, capsys, content, words):
 
 def test_bad_workload_start_values_are_n_a_not_a_traceback(tmp_path):
     """A start mark read from a file: a string where a number belongs is n/a."""
-    from gputop.trace import TraceWriter
     from gputop.workload import WorkloadMark, WorkloadStep
-    samples = make_samples(2)
-    t = samples[0].ts_ns
-    path = tmp_path / "w.json"
-    with TraceWriter.create(str(path)) as writer:
-        writer.set_workload(4242, "fake")
-        writer.write_sample(samples[0])
-        writer.write_workload([
-            WorkloadMark("start", t + 1, name="fake", args={
-                "flops_per_step": "1e9", "peak_flops": True, "batch_size": "8", "device": 3,
-                "steps_planned": -1, "sample_unit": 5}),
-            *(WorkloadStep(k, 8, None, 0.01, t + k * 20_000_000) for k in range(1, 4))])
-        writer.write_sample(samples[1])
+    path = write_with_workload(tmp_path / "w.json", [
+        WorkloadMark("start", T0 + 1, name="fake", args={
+            "flops_per_step": "1e9", "peak_flops": True, "batch_size": "8", "device": 3,
+            "steps_planned": -1, "sample_unit": 5}),
+        *(WorkloadStep(k, 8, None, 0.01, T0 + k * 20_000_000) for k in range(1, 4))])
     rc, text = run(path, "--no-chart")
     assert rc == 0
     lines = text.splitlines()

@@ -55,6 +55,17 @@ def write(path: pathlib.Path, samples: list[Sample], close: bool = True) -> path
     return path
 
 
+def write_with_workload(path: pathlib.Path, items: list) -> pathlib.Path:
+    """Two samples (the first at T0) and, between them, a workload's steps and marks ``items``."""
+    samples = make_samples(2)
+    with TraceWriter.create(str(path)) as writer:
+        writer.set_workload(4242, "fake")
+        writer.write_sample(samples[0])
+        writer.write_workload(items)
+        writer.write_sample(samples[1])
+    return path
+
+
 def test_round_trip_gives_the_same_samples(tmp_path):
     samples = make_samples()
     path = write(tmp_path / "t.json", samples)
