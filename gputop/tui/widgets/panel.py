@@ -75,9 +75,8 @@ class Panel(Widget):
         if old is None or old[0] is not text or old[1] != width or old[2] != base:
             console = self.app.console
             lines = self._wrapped(width)
-            reuse = old is not None and old[1] == width and old[2] == base
-            before = dict(enumerate(old[4])) if reuse else {}  # type: ignore[index]
-            strips = [old[3][y] if reuse and y in before and _same_line(before[y], line)  # type: ignore[index]
+            before = old[4] if old is not None and old[1] == width and old[2] == base else []
+            strips = [old[3][y] if y < len(before) and _same_line(before[y], line)  # type: ignore[index]
                       else Strip(Segment.adjust_line_length(
                           list(Segment.apply_style(line.render(console), base)), width, base), width)
                       for y, line in enumerate(lines)]

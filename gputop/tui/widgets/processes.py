@@ -55,6 +55,12 @@ def empty_reason(sample: Sample) -> str:
     return "no GPU processes"
 
 
+def _same_processes(a: Sample, b: Sample) -> bool:
+    """Whether ``b`` holds the very process tuples ``a`` did, on devices lost or not as before."""
+    return (a.gpu_unavailable == b.gpu_unavailable and len(a.gpus) == len(b.gpus)
+            and all(x.lost == y.lost and x.processes is y.processes for x, y in zip(a.gpus, b.gpus)))
+
+
 def row_key(proc: GpuProcess) -> str:
     return f"{proc.gpu_index}:{proc.pid}"
 
@@ -75,9 +81,7 @@ class ProcessTable(DataTable):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self._procs: dict[str, GpuProcess] = {}
         self.empty_text = "waiting for the first sample"
-        self._seen: tuple | None = None  # (lost, id(processes)) per GPU of the sample last shown
-        self._seen_unavailable: str | None = None
-        self._held: Sample | None = None
+        self._shown: Sample | None = None  # the sample the rows were last built from
 
     @property
     def message(self) -> str | None:
@@ -117,16 +121,14 @@ class ProcessTable(DataTable):
         # The process table is scanned every few seconds and the very same tuples are carried
         # in between: a sample whose devices hold the same ones (and are lost or not as before)
         # changes no row, and rebuilding every cell to find that out cost a frame ~0.3 ms.
-        seen = None if sample is None else tuple((g.lost, id(g.processes)) for g in sample.gpus)
-        if seen is not None and seen == self._seen and sample.gpu_unavailable == self._seen_unavailable:
+        last, self._shown = self._shown, sample
+        if sample is not None and last is not None and _same_processes(last, sample):
             return
-        self._seen, self._seen_unavailable = seen, None if sample is None else sample.gpu_unavailable
-        self._held = sample  # keeps the tuples alive, so their ids cannot be reused meanwhile
         self._rebuild()
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
-        self._seen = None  # a theme changes the workload rows' colour: rebuild at the next sample
+        self._shown = None  # a theme changes the workload rows' colour: rebuild at the next sample
 
     def watch_workload_pids(self) -> None:
         self._rebuild()
