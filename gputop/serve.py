@@ -17,11 +17,13 @@ import socket
 import sys
 import threading
 from socketserver import ThreadingMixIn
-from typing import Any, TextIO
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gputop.cliutil import INTERVAL, StopSignals, port
 from gputop.sampler import Ticker
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 PROG = "gputop serve"
 DEFAULT_ADDR = "127.0.0.1"
@@ -55,16 +57,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # no line per scrape on stderr
-        pass
-
-
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # a stuck client never holds up the exit
-    request_queue_size = 256  # socketserver's 5 would drop a burst of concurrent scrapes
-
-
 class BindError(Exception):
     """The address cannot be listened on; the message is one line for the user."""
 
@@ -77,9 +69,21 @@ def bind(addr: str, port: int, app: Any) -> WSGIServer:
     except (socket.gaierror, UnicodeError) as exc:
         reason = getattr(exc, "strerror", None) or exc
         raise BindError(f"cannot listen on {addr!r}: not an address of this machine ({reason})") from None
-    server_class = type("_Server", (_Server,), {"address_family": family})
+    # imported here, not with the module: the CLI imports this one for every command, and
+    # wsgiref (http.server, email) is ~10 ms of a start-up that only `serve` needs
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # no line per scrape on stderr
+            pass
+
+    class Server(ThreadingMixIn, WSGIServer):
+        address_family = family
+        daemon_threads = True  # a stuck client never holds up the exit
+        request_queue_size = 256  # socketserver's 5 would drop a burst of concurrent scrapes
+
     try:
-        server = server_class((sockaddr[0], port), _QuietHandler)
+        server = Server((sockaddr[0], port), QuietHandler)
     except OSError as exc:
         where = _hostport(addr, port)
         if exc.errno == errno.EADDRINUSE:
