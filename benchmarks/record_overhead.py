@@ -64,12 +64,13 @@ def fake_share(interval: float, seconds: float) -> float:
     sys.path.insert(0, str(ROOT / "tests"))
     import fakenvml
 
-    from gputop.cli import build_sampler
     from gputop.sampler import iter_samples
     from gputop.trace import TraceWriter
 
     fakenvml.install(fakenvml.FakeNvml(devices=[fakenvml.H100_SXM], real_time=True))
-    sampler = build_sampler()
+    from gputop.sampler import open_real
+
+    sampler = open_real()
     with tempfile.TemporaryDirectory() as tmp:
         writer = TraceWriter.create(pathlib.Path(tmp) / "t.json")
         prof = cProfile.Profile()

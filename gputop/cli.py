@@ -1,15 +1,20 @@
-"""Command line: the only place that builds real sources and wires things together."""
+"""Command line: parses the arguments and wires each command to its collaborators (the real
+sampler, the streams, the TUI for the commands that show one). The only module that imports both
+the commands and the TUI."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import sys
-from typing import Iterator, NoReturn, Sequence
+from typing import NoReturn, Sequence
 
-from gputop import __version__, compare, merge, record, replay, report, serve
-from gputop.cliutil import INTERVAL, handling
+from gputop import __version__, compare, console, merge, record, replay, report, serve
+from gputop.argtypes import INTERVAL
+from gputop.exitstatus import ExitStatus
+from gputop.feed import LiveFeed, ReplayFeed
+from gputop.sampler import open_real
+from gputop.signals import Interrupted, StopSignals
 
 EXAMPLES = """\
 examples:
@@ -30,7 +35,14 @@ examples:
   gputop merge trace.json torch_trace.json --out merged.json
                                 a recording and a PyTorch profiler trace on one timeline
   gputop serve --port 9400      Prometheus exporter at http://127.0.0.1:9400/metrics
+
+logging: warnings go to stderr (a full-screen view writes them to LOG instead);
+  GPUTOP_LOG=debug (or --debug) shows everything. LOG is $XDG_STATE_HOME/gputop/gputop.log,
+  ~/.local/state/gputop/gputop.log by default.
+exit status: 0 done; 1 the command could not do its job (unreadable trace, failed workload);
+  2 bad arguments or no terminal; 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM).
 """
+FULL_SCREEN = {None, "replay"}  # the commands that draw a full-screen view
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"gputop {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="log everything (as GPUTOP_LOG=debug); see 'logging' below")
     parser.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S",
                         help="seconds between samples in the live view (default 1)")
     parser.add_argument("--run", dest="live_run", metavar="SCRIPT|NAME", default=None,
@@ -68,31 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_sampler(process_interval_s: float = 2.0):
-    """Real sources: psutil for the host, NVML for the GPUs (absent GPUs are a reason, not an error)."""
-    from gputop.sampler import Sampler
-    from gputop.sources.cpu import CpuSource
-    from gputop.sources.nvml import GpuUnavailable, NvmlSource
-
-    cpu = CpuSource()
-    try:
-        gpu, reason = NvmlSource.open(), None
-    except GpuUnavailable as exc:
-        gpu, reason = None, exc.reason
-    return Sampler(cpu, gpu, gpu_unavailable=reason, process_interval_s=process_interval_s)
-
-
 def _snapshot(args: argparse.Namespace) -> int:
     from gputop import snapshot
 
-    sampler = build_sampler(process_interval_s=0.0)  # both ticks scan: process CPU % is a real delta
+    sampler = open_real(process_interval_s=0.0)  # both ticks scan: process CPU % is a real delta
     try:
         sample = snapshot.take(sampler)
     finally:
         sampler.close()
     text = snapshot.to_json(sample) if args.json else snapshot.to_text(sample)
     sys.stdout.write(text)
-    return 0
+    return ExitStatus.OK
 
 
 def _live(args: argparse.Namespace) -> int:
@@ -105,42 +105,48 @@ def _live(args: argparse.Namespace) -> int:
             workload = Workload(args.live_run, args.run_args)  # bad input first, then the terminal
         except WorkloadError as exc:
             sys.stderr.write(f"gputop: error: {exc}\n")
-            return 2
+            return ExitStatus.USAGE
     if refuse_without_terminal("gputop"):
-        return 2
+        return ExitStatus.USAGE
     from gputop.tui.app import GputopApp
-    sampler = build_sampler()
+    sampler = open_real()
     try:
-        with terminate_raises():
-            if workload is None:
-                GputopApp(sampler, interval_s=args.interval).run()
-            else:
+        with _terminate_raises():
+            if workload is not None:
                 # Started here, on the main thread, before the app: the child's PR_SET_PDEATHSIG
-                # fires when the thread that forked it exits (see gputop.workload.Workload).
+                # fires when the thread that forked it exits (see gputop.workload.process).
                 workload.start()
-                GputopApp(sampler, interval_s=args.interval, workload=workload).run()
+            GputopApp(LiveFeed(sampler, args.interval, workload=workload)).run()
     except WorkloadError as exc:
         sys.stderr.write(f"gputop: error: {exc}\n")
-        return 2
+        return ExitStatus.USAGE
     finally:
         try:
             if workload is not None:
                 workload.stop()
         finally:
             sampler.close()
-    return 0
+    return ExitStatus.OK
 
 
-def _terminated(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+def _show_replay(feed: ReplayFeed) -> int:
+    """The replay command's view: the terminal check, then the app over the recording."""
+    from gputop.tui import refuse_without_terminal
+
+    if refuse_without_terminal(replay.PROG):
+        return ExitStatus.USAGE
+    from gputop.tui.app import GputopApp
+
+    with _terminate_raises():
+        GputopApp(feed).run()
+    return ExitStatus.OK
 
 
-@contextlib.contextmanager
-def terminate_raises() -> Iterator[None]:
-    """SIGTERM and SIGHUP (the terminal closed) raise SystemExit, so ``finally`` blocks run
-    (the workload's group is stopped) instead of the process ending on the spot."""
-    with handling((signal.SIGTERM, signal.SIGHUP), _terminated):
-        yield
+def _terminate_raises() -> StopSignals:
+    """SIGTERM and SIGHUP (the terminal closed) raise Interrupted, so ``finally`` blocks run
+    (the workload's group is stopped) instead of the process ending on the spot. (SIGINT is a
+    key to the full-screen view.)"""
+    return StopSignals(raise_first=True, signals=(signal.SIGTERM, signal.SIGHUP))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,12 +164,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run_args is not None and takes_args.get(args.command) is None:
         parser.error("arguments after '--' go to a workload: use them with --run (or compare)")
     args.run_args = tuple(run_args or ())
-    handlers = {None: _live, "snapshot": _snapshot, "record": record.run, "replay": replay.run, "report": report.run,
+    level = console.log_level(args.debug)
+    if isinstance(level, str):
+        parser.error(f"{console.LOG_ENV}={level!r} names no level: use one of {', '.join(console.LEVELS)}")
+    prog = "gputop" if args.command is None else f"gputop {args.command}"
+    console.configure_logging(prog, level, stderr=sys.stderr, full_screen=args.command in FULL_SCREEN)
+    handlers = {None: _live, "snapshot": _snapshot, "record": record.run,
+                "replay": lambda a: replay.run(a, show=_show_replay), "report": report.run,
                 "merge": merge.run, "serve": serve.run, "compare": compare.run}
     try:
         return handlers[args.command](args)
+    except Interrupted as exc:
+        return exc.code if isinstance(exc.code, int) else ExitStatus.signalled(exc.signum)
     except KeyboardInterrupt:
-        return 130
+        return ExitStatus.INTERRUPTED
     except BrokenPipeError:  # `gputop snapshot | head`
         sys.stderr.close()
         return 0

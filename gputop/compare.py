@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TextIO
 
-from gputop.cliutil import STOP_SIGNALS, handling, integer
-from gputop.workload import (BUNDLED, Workload, WorkloadError, WorkloadState, WorkloadStep, resolve,
-                             signal_name)
+from gputop import console
+from gputop.argtypes import integer
+from gputop.exitstatus import ExitStatus
+from gputop.model import WorkloadState, WorkloadStep
+from gputop.sampler import SamplerLike, open_real
+from gputop.signals import Interrupted, StopSignals, signal_name
+from gputop.workload import BUNDLED, Workload, WorkloadError, rates, resolve
 
 PROG = "gputop compare"
 EXAMPLES = """\
@@ -93,27 +96,17 @@ class Result:
                 "peak_flops": s.peak_flops, "peak_flops_source": s.peak_flops_source}
 
 
-def rates(device: str, state: WorkloadState, warmup: int) -> Result:
+def result(device: str, state: WorkloadState, warmup: int) -> Result:
     """The rates over the steps after the first ``warmup`` (by step index)."""
     steps = tuple(s for s in state.recent_steps if s.step > warmup)
-    wall = sum(s.wall_s for s in steps)
-    samples_per_s = step_s = tflops = mfu = joules = None
-    if steps and wall > 0:
-        samples_per_s = sum(s.samples for s in steps) / wall
-        step_s = statistics.median(s.wall_s for s in steps)
-        if state.flops_per_step:
-            rate = state.flops_per_step * len(steps) / wall
-            tflops = rate / 1e12
-            mfu = 100.0 * rate / state.peak_flops if state.peak_flops else None
-    measured = [s for s in steps if s.joules is not None]
-    if measured and len(measured) == len(steps):
-        samples = sum(s.samples for s in measured)
-        joules = sum(s.joules for s in measured) / samples if samples else None  # type: ignore[misc]
-    return Result(device, state, steps, samples_per_s, step_s, tflops, mfu, joules)
+    over = rates.over(steps, state.flops_per_step, state.peak_flops)
+    step_s = rates.median(s.wall_s for s in steps) if over.samples_per_s is not None else None
+    return Result(device, state, steps, over.samples_per_s, step_s, over.tflops, over.mfu_pct,
+                  rates.joules_per_sample(steps))
 
 
 def measure(target: str, argv: Sequence[str], device: str, steps: int, warmup: int, *,
-            sampler: Any = None, progress: Callable[[str], None] | None = None,
+            sampler: SamplerLike | None = None, progress: Callable[[str], None] | None = None,
             poll_s: float = POLL_S) -> Result:
     """Run one workload to its end, sampling as it goes (for energy), and take its rates."""
     workload = Workload(target, argv, keep_steps=steps + 1)
@@ -128,11 +121,11 @@ def measure(target: str, argv: Sequence[str], device: str, steps: int, warmup: i
             time.sleep(poll_s)
         if sampler is not None:  # one more sample, so that the last steps' energy is covered:
             # after the GPUs' shortest interval, or it would carry the reading taken just now
-            time.sleep(getattr(sampler, "gpu_interval_s", 0.0))
+            time.sleep(sampler.gpu_interval_s)
             state = workload.poll(sampler.sample())
     finally:
         state = workload.stop()
-    return rates(device, state, warmup)
+    return result(device, state, warmup)
 
 
 def _progress_line(device: str, state: WorkloadState) -> str:
@@ -144,8 +137,11 @@ def _progress_line(device: str, state: WorkloadState) -> str:
     return f"{PROG}: {device}  {what}"
 
 
-def run(args: argparse.Namespace, *, sampler: Any = None, stdout: TextIO | None = None,
-        stderr: TextIO | None = None) -> int:
+def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
+        open_sampler: Callable[[float], SamplerLike] = open_real, stdout: TextIO | None = None,
+        stderr: TextIO | None = None, isatty: Callable[[TextIO], bool] = console.isatty) -> int:
+    """Both runs, then the table (or JSON). ``sampler`` is used as given; without one,
+    ``open_sampler`` builds the real sources (and they are closed at the end)."""
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr
     extra = tuple(getattr(args, "run_args", ()) or ())
@@ -169,32 +165,33 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stdout: TextIO | None 
         common += ["--batch-size", str(batch)]
     common += extra
     own_sampler = sampler is None
-    tty = _isatty(stderr)
+    tty = isatty(stderr)
 
     def progress(line: str) -> None:
-        stderr.write("\r\x1b[K" + line)
+        stderr.write(console.CLEAR_LINE + line)
         stderr.flush()
 
     results = []
     try:
-        with _StopOnSignal():
+        # the first signal unwinds measure(), whose finally stops the workload's whole group
+        # (SIGTERM's and SIGHUP's defaults would end compare at once and leave it running)
+        with StopSignals(raise_first=True):
             if own_sampler:
-                from gputop.cli import build_sampler
-                sampler = build_sampler(process_interval_s=3600.0)  # no process table needed
+                sampler = open_sampler(3600.0)  # no process table needed
             for device in ("cpu", "cuda"):
                 results.append(measure(args.workload, ["--device", device, *common], device,
                                        args.steps, args.warmup, sampler=sampler,
                                        progress=progress if tty else None))
                 if tty:
-                    stderr.write("\r\x1b[K")
+                    stderr.write(console.CLEAR_LINE)
                     stderr.flush()
     except WorkloadError as exc:
         return _error(stderr, str(exc))
-    except _Interrupted as exc:  # measure() has stopped the workload's group on the way out
+    except Interrupted as exc:  # measure() has stopped the workload's group on the way out
         if tty:
-            stderr.write("\r\x1b[K")
+            stderr.write(console.CLEAR_LINE)
         stderr.write(f"{PROG}: stopped by {signal_name(exc.signum)}\n")
-        return 128 + exc.signum
+        return ExitStatus.signalled(exc.signum)
     finally:
         if own_sampler and sampler is not None:
             sampler.close()
@@ -210,40 +207,12 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stdout: TextIO | None 
         stdout.write(to_text(report, cpu, gpu))
     # a GPU run that got under way and then failed (CUDA out of memory at step 4) is a failure;
     # no GPU at all is not: the CPU side is the answer then
-    return 0 if cpu.ok and (gpu.ok or not _ran_on_gpu(gpu.state)) else 1
+    ok = cpu.ok and (gpu.ok or not _ran_on_gpu(gpu.state))
+    return ExitStatus.OK if ok else ExitStatus.FAILURE
 
 
 def _given(extra: Sequence[str], option: str) -> bool:
     return any(a == option or a.startswith(option + "=") for a in extra)
-
-
-class _Interrupted(Exception):
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-class _StopOnSignal:
-    """SIGINT, SIGTERM and SIGHUP raise _Interrupted in the main thread, so measure()'s finally
-    stops the workload's whole group before compare exits (SIGTERM's and SIGHUP's defaults would
-    end compare at once and leave the group running). Further signals wait for that cleanup,
-    which takes a few seconds at most (Workload.stop: SIGTERM, then SIGKILL)."""
-
-    def __init__(self) -> None:
-        self._raised = False
-        self._handling = handling(STOP_SIGNALS, self._handle)
-
-    def __enter__(self) -> _StopOnSignal:
-        self._handling.__enter__()
-        return self
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if not self._raised:
-            self._raised = True
-            raise _Interrupted(signum)
-
-    def __exit__(self, *exc: object) -> None:
-        self._handling.__exit__(None, None, None)  # restore the handlers; exc goes on as it is
 
 
 def _ran_on_gpu(state: WorkloadState) -> bool:
@@ -326,11 +295,5 @@ def _peak(result: Result) -> str:
 
 def _error(stderr: TextIO, message: str) -> int:
     stderr.write(f"{PROG}: error: {message}\n")
-    return 2
+    return ExitStatus.USAGE
 
-
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False

@@ -167,3 +167,15 @@ NOT_VISIBLE = "(not visible from this pid namespace: a container, or another hos
 def command(command_line: str | None, name: str | None) -> str:
     """A GPU process's command; a pid this namespace cannot see says so (not "n/a")."""
     return command_line or name or NOT_VISIBLE
+
+
+def ended(status: str, stopped_by: str | None = None) -> str:
+    """How a workload's process ended, in the words every view uses: ``finished``, ``failed``,
+    ``stopped by gputop`` (``at --duration``, ``on SIGTERM`` where it is known what asked)."""
+    if status == "ok":
+        return "finished"
+    if status == "stopped":
+        if not stopped_by:
+            return "stopped by gputop"
+        return f"stopped by gputop {'at' if stopped_by.startswith('--') else 'on'} {stopped_by}"
+    return status  # "failed", "running"

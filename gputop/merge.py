@@ -17,6 +17,7 @@ import tempfile
 from typing import Any, Iterable
 
 from gputop import trace
+from gputop.exitstatus import ExitStatus
 
 EXAMPLES = """\
 examples:
@@ -52,13 +53,13 @@ def run(args: argparse.Namespace) -> int:
         _write_atomically(args.out, events)
     except (MergeError, trace.TraceError) as exc:
         print(f"gputop merge: error: {exc}", file=sys.stderr)
-        return 1
+        return ExitStatus.FAILURE
     if base_note:
         print(f"gputop merge: note: {base_note}", file=sys.stderr)
     gap = _disjoint(ours.events, theirs)
     if gap:
         print(f"gputop merge: warning: {gap}", file=sys.stderr)
-    return 0
+    return ExitStatus.OK
 
 
 def load_torch(path: str) -> tuple[list[dict[str, Any]], str | None]:

@@ -1,4 +1,5 @@
-"""Frozen, typed samples. Units are in the field names; ``None`` means "not available".
+"""Frozen, typed samples and workload states. Units are in the field names; ``None`` means "not
+available".
 
 Field names of GpuSample and CpuSample are the metric names of ``gputop.metrics``; a test keeps
 the two in step. No presentation state lives here (no colours, no formatted strings).
@@ -6,8 +7,10 @@ the two in step. No presentation state lives here (no colours, no formatted stri
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Mapping
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,87 @@ class Sample:
     cpu: CpuSample
     gpus: tuple[GpuSample, ...] = ()
     gpu_unavailable: str | None = None  # why no GPU is shown ("NVIDIA driver not loaded"), else None
+
+
+# ---------------------------------------------------------------------------------------------
+# The workload contract: what a launched workload has reported (gputop.workload fills these in;
+# the views, the recorder and the trace read them without importing the launcher).
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadStep:
+    """One ``step`` event: the step ran from ``ts_ns - wall_s`` to ``ts_ns`` (time.time_ns clock)."""
+
+    step: int
+    samples: int
+    loss: float | None
+    wall_s: float
+    ts_ns: int
+    joules: float | None = None  # energy of the devices it ran on during this step, where known
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadState:
+    """What a launched workload has reported so far, and how its process stands.
+
+    ``None`` means "not reported": a script that writes no events still has a name, pid, status,
+    pids and output, and every achievement field is None (shown as n/a, never 0).
+    """
+
+    name: str  # "cnn" for a bundled workload, else the script's file name
+    argv: tuple[str, ...]  # the full command line of the child
+    pid: int | None  # the main process; also its process group id. None before it started
+    status: str  # "running" | "ok" (exit 0) | "failed" (non-zero exit or end status error) | "stopped" (by gputop)
+    returncode: int | None  # None while running; negative: killed by that signal
+    started_ns: int  # time.time_ns() when launched
+    ended_ns: int | None
+    events: bool  # True once any event was read
+    device: str | None  # "cpu", "cuda", "cuda:1"
+    device_name: str | None
+    precision: str | None
+    batch_size: int | None
+    sample_unit: str  # "samples", "images", "tokens" (from start's extras; default "samples")
+    flops_per_step: float | None
+    peak_flops: float | None
+    peak_flops_source: str | None  # "table" | "measured" | None
+    steps_planned: int | None
+    step: int | None  # the last step reported
+    samples_per_s: float | None  # over the recent steps (a sliding window of wall time)
+    tflops: float | None  # flops_per_step / step wall time, in TFLOP/s
+    mfu_pct: float | None  # achieved / peak_flops x 100
+    loss: float | None  # the last loss reported
+    losses: tuple[float, ...]  # recent losses, oldest first (for a sparkline)
+    joules_per_step: float | None  # GPU energy delta (or CPU package energy on CPU) per step
+    recent_steps: tuple[WorkloadStep, ...]  # the last steps, oldest first
+    error: str | None  # the end event's error; on a crash, the last line of stderr
+    pids: frozenset[int]  # the main process and its live descendants (data-loader workers)
+    output_tail: tuple[str, ...]  # the last lines of stdout and stderr, interleaved as they came
+    phase: str | None = None  # the innermost phase now under way ("setup", "measure_peak", ...)
+    events_ignored: int = 0  # event lines malformed, of a kind not known, or dropped unread
+    # seconds from the last step's end to this snapshot (to the end, once ended); None before the
+    # first step. The rates above are over the last steps *reported*: a view can call them stale
+    # when this is well above their step time (a hang, a long evaluation, a data-loader stall)
+    last_step_age_s: float | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @property
+    def elapsed_s(self) -> float:
+        end = self.ended_ns if self.ended_ns is not None else time.time_ns()
+        return max(0.0, (end - self.started_ns) / 1e9)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadMark:
+    """A non-step event, for a recorder: ``start``, ``end``, or ``phase`` (``ph`` "B"/"E")."""
+
+    kind: str
+    ts_ns: int
+    name: str = ""
+    ph: str = ""
+    args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def to_dict(obj: Any) -> Any:

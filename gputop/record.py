@@ -20,11 +20,15 @@ import sys
 import time
 from typing import Any, Callable, TextIO
 
+from gputop import console
 from gputop import format as fmt
-from gputop.cliutil import INTERVAL, StopSignals, Stopped, seconds
-from gputop.sampler import iter_samples
+from gputop.argtypes import INTERVAL, seconds
+from gputop.exitstatus import ExitStatus
+from gputop.model import WorkloadState
+from gputop.sampler import SamplerLike, iter_samples, open_real
+from gputop.signals import Stopped, StopSignals, signal_name
 from gputop.trace import TraceWriter
-from gputop.workload import Workload, WorkloadError, WorkloadState, signal_name
+from gputop.workload import Workload, WorkloadError
 
 PROG = "gputop record"
 EXAMPLES = """\
@@ -65,22 +69,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _error(message: str, code: int = 1) -> int:
-    sys.stderr.write(f"{PROG}: error: {message}\n")
-    return code
-
-
-def run(args: argparse.Namespace, *, sampler: Any = None, stderr: TextIO | None = None,
-        clock: Callable[[], float] = time.monotonic) -> int:
-    """Record until --duration, Ctrl-C or SIGTERM. ``sampler`` is for tests; by default the
-    real sources are built (after the output file is open, so a bad path costs nothing)."""
+def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
+        open_sampler: Callable[[float], SamplerLike] = open_real, stderr: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        isatty: Callable[[TextIO], bool] = console.isatty) -> int:
+    """Record until --duration, Ctrl-C or SIGTERM. ``sampler`` is used as given; without one,
+    ``open_sampler`` builds the real sources, after the output file is open (so a bad path
+    costs nothing), and they are closed at the end."""
     stderr = sys.stderr if stderr is None else stderr
+
+    def _error(message: str, code: int = ExitStatus.FAILURE) -> int:
+        stderr.write(f"{PROG}: error: {message}\n")
+        return code
+
     workload = None
     if getattr(args, "run", None) is not None:
         try:
             workload = Workload(args.run, getattr(args, "run_args", ()) or (), collect=True)
         except WorkloadError as exc:
-            return _error(str(exc), 2)
+            return _error(str(exc), ExitStatus.USAGE)
     settings = {"interval_s": args.interval, "duration_s": args.duration,
                 "command": "gputop record", "pid": os.getpid()}
     if workload is not None:
@@ -97,16 +104,16 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stderr: TextIO | None 
     state = None
     stopped_by = None  # "--duration", or the signal that stopped the recording
     try:
-        if own_sampler:
-            from gputop.cli import build_sampler
-            sampler = build_sampler()
-        progress = _Progress(writer, stderr, clock) if _isatty(stderr) else None
+        if sampler is None:
+            sampler = open_sampler(2.0)
+        progress = _Progress(writer, stderr, clock) if isatty(stderr) else None
         with StopSignals() as stop:
             sleep = stop.sleep if workload is None else _draining(stop.sleep, workload, writer)
             try:
                 if workload is not None:  # on this (the main) thread: see Workload.start
                     workload.start()
-                    writer.set_workload(workload.pid, workload.name, workload.argv)  # type: ignore[arg-type]
+                    if workload.pid is not None:
+                        writer.set_workload(workload.pid, workload.name, workload.argv)
                 for sample in iter_samples(sampler, args.interval, args.duration, clock=clock,
                                            sleep=sleep):
                     writer.write_sample(sample)
@@ -120,7 +127,7 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stderr: TextIO | None 
                     if state is not None and not state.running:
                         # one more sample once the GPUs can be read again, so that the energy
                         # of the last steps is covered (as `compare` does)
-                        stop.sleep(getattr(sampler, "gpu_interval_s", 0.0))
+                        stop.sleep(sampler.gpu_interval_s)
                         sample = sampler.sample()
                         writer.write_sample(sample)
                         state = workload.poll(sample)
@@ -143,7 +150,7 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stderr: TextIO | None 
             if progress:
                 progress.finish(state)
     except WorkloadError as exc:
-        return _error(str(exc), 2)
+        return _error(str(exc), ExitStatus.USAGE)
     except OSError as exc:  # disk full, file system gone: what was written still loads
         return _error(f"writing {args.out} failed after {writer.samples} samples: "
                       f"{exc.strerror or exc}")
@@ -156,8 +163,8 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stderr: TextIO | None 
     if state is not None:
         stderr.write(_workload_line(state, stopped_by, _lost(state, workload, writer)) + "\n")
         if state.status == "failed":
-            return 1
-    return 0
+            return ExitStatus.FAILURE
+    return ExitStatus.OK
 
 
 def _draining(sleep: Callable[[float], None], workload: Workload,
@@ -190,19 +197,9 @@ def _lost(state: WorkloadState, workload: Workload | None, writer: TraceWriter) 
 
 def _workload_line(state: WorkloadState, stopped_by: str | None = None, lost: str = "") -> str:
     steps = "no steps reported" if state.step is None else f"{state.step} steps"
-    what = {"ok": "finished", "stopped": "stopped by gputop", "failed": "failed",
-            "running": "running"}.get(state.status, state.status)
-    if state.status == "stopped" and stopped_by:
-        what += f" at {stopped_by}" if stopped_by.startswith("--") else f" on {stopped_by}"
+    what = fmt.ended(state.status, stopped_by)
     line = f"{PROG}: workload {state.name} {what} ({steps})"
     return line + (f": {state.error}" if state.status == "failed" and state.error else "") + lost
-
-
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 class _Progress:
@@ -225,9 +222,9 @@ class _Progress:
         now = self.clock()
         if now - self.last >= PROGRESS_EVERY_S:
             self.last = now
-            self.stream.write("\r\x1b[K" + self.line(state))
+            self.stream.write(console.CLEAR_LINE + self.line(state))
             self.stream.flush()
 
     def finish(self, state: WorkloadState | None = None) -> None:
-        self.stream.write("\r\x1b[K" + self.line(state).replace("  (Ctrl-C to stop)", "") + "\n")
+        self.stream.write(console.CLEAR_LINE + self.line(state).replace("  (Ctrl-C to stop)", "") + "\n")
         self.stream.flush()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, Callable, TextIO
 
-from gputop.cliutil import number
+from gputop.argtypes import number
+from gputop.exitstatus import ExitStatus
+from gputop.feed import ReplayFeed
 from gputop.trace import TraceError, load
 
 PROG = "gputop replay"
@@ -41,23 +43,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, *, show: Callable[[ReplayFeed], int],
+        stderr: TextIO | None = None) -> int:
+    """Load the recording (any problem with it is one line, before a screen is drawn), then
+    ``show`` the feed (the CLI's: the terminal check, then the app)."""
+    stderr = sys.stderr if stderr is None else stderr
     try:
         trace = load(args.trace)
         samples = trace.samples()
         if not samples:
             raise TraceError(f"{args.trace} has no complete sample")
     except TraceError as exc:
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
-        return 1
-    from gputop.tui import refuse_without_terminal
-
-    if refuse_without_terminal(PROG):
-        return 2
-    from gputop.tui.replay import ReplayApp
-
+        stderr.write(f"{PROG}: error: {exc}\n")
+        return ExitStatus.FAILURE
     host = trace.header.get("host")
-    app = ReplayApp(samples, host=host if isinstance(host, str) else "", complete=trace.complete,
-                    speed=args.speed, playing=not args.paused)
-    app.run()
-    return 0
+    return show(ReplayFeed(samples, host=host if isinstance(host, str) else "", complete=trace.complete,
+                           speed=args.speed, playing=not args.paused))

@@ -21,10 +21,12 @@ import sys
 import time
 from typing import Any, Iterable, Sequence, TextIO
 
+from gputop import console, metrics
 from gputop import format as fmt
-from gputop import metrics
+from gputop.exitstatus import ExitStatus
 from gputop.model import Sample
 from gputop.trace import Trace, TraceError, load
+from gputop.workload import rates
 
 PROG = "gputop report"
 EXAMPLES = """\
@@ -57,16 +59,16 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
             raise TraceError(f"{args.trace} has no complete sample")
     except TraceError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
-        return 1
+        return ExitStatus.FAILURE
     summary = summarize(trace, samples)
     if args.json:
         stdout.write(json.dumps(summary, indent=2) + "\n")
-        return 0
+        return ExitStatus.OK
     stdout.write(to_text(summary))
     if not args.no_chart and len(samples) >= 2:
         stdout.write(chart(samples, width=shutil.get_terminal_size((100, 24)).columns,
-                           color=_isatty(stdout)))
-    return 0
+                           color=console.isatty(stdout)))
+    return ExitStatus.OK
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,14 +81,7 @@ def stats(values: Iterable[float | None]) -> dict[str, float | int | None]:
     if not present:
         return {"n": 0, "mean": None, "p50": None, "p95": None, "max": None}
     return {"n": len(present), "mean": sum(present) / len(present),
-            "p50": _percentile(present, 50), "p95": _percentile(present, 95), "max": present[-1]}
-
-
-def _percentile(ordered: list[float], q: float) -> float:
-    rank = (len(ordered) - 1) * q / 100.0
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+            "p50": rates.percentile(present, 50), "p95": rates.percentile(present, 95), "max": present[-1]}
 
 
 def integrate_j(ts_ns: Sequence[int], power_w: Sequence[float | None]) -> float | None:
@@ -174,9 +169,7 @@ def workload_summary(trace: Trace) -> dict[str, Any] | None:
     # the start event's values are the workload's word, read from a file: checked, else n/a
     flops, peak = _positive(start.get("flops_per_step")), _positive(start.get("peak_flops"))
     source = start.get("peak_flops_source")
-    rates = [s.samples / s.wall_s for s in measured]
-    tflops = [flops / s.wall_s / 1e12 for s in measured] if flops else []
-    mfu = [100.0 * flops / s.wall_s / peak for s in measured] if flops and peak else []
+    each = [rates.per_step(s, flops, peak) for s in measured]
     joules = trace.workload_counter("joules_per_step")
     exit_ = exit_ or {}
     return {
@@ -192,11 +185,12 @@ def workload_summary(trace: Trace) -> dict[str, Any] | None:
         "stopped_by": _text(exit_.get("stopped_by")),
         "ended": _ended(exit_, end, trace.complete),
         "lost": {k: exit_[k] for k in _LOSSES if _count(exit_.get(k))},
-        "samples_per_s_median": _median(rates), "tflops_median": _median(tflops),
-        "mfu_pct_median": _median(mfu), "peak_flops": peak,
+        "samples_per_s_median": rates.median(r.samples_per_s for r in each),
+        "tflops_median": rates.median(r.tflops for r in each),
+        "mfu_pct_median": rates.median(r.mfu_pct for r in each), "peak_flops": peak,
         "peak_flops_source": source if source in ("table", "measured") else None,
-        "joules_per_step_median": _median(joules),
-        "step_time_s_median": _median([s.wall_s for s in measured]),
+        "joules_per_step_median": rates.median(joules),
+        "step_time_s_median": rates.median(s.wall_s for s in measured),
     }
 
 
@@ -211,13 +205,8 @@ def _ended(exit_: dict[str, Any], end: dict[str, Any], complete: bool) -> str:
     """How the workload ended, in words: from the recorder's ``exit`` mark (the process's own
     fate) where there is one, else from the workload's ``end`` event."""
     status, rc, error = _text(exit_.get("status")), _whole(exit_.get("returncode")), _text(exit_.get("error"))
-    if status == "ok":
-        return "finished"
-    if status == "stopped":
-        by = _text(exit_.get("stopped_by"))
-        if by is None:
-            return "stopped by gputop"
-        return f"stopped by gputop {'at' if by.startswith('--') else 'on'} {by}"
+    if status in ("ok", "stopped"):
+        return fmt.ended(status, _text(exit_.get("stopped_by")))
     if status == "failed":
         if rc is not None and rc < 0:
             return f"killed by {_text(exit_.get('signal')) or f'signal {-rc}'}"
@@ -249,11 +238,6 @@ def _whole(value: Any) -> int | None:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _median(values: Sequence[float]) -> float | None:
-    present = sorted(v for v in values if math.isfinite(v))
-    return _percentile(present, 50) if present else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,9 +369,3 @@ def chart(samples: Sequence[Sample], width: int = 100, height: int = 18, color: 
         text = plt.uncolorize(text)
     return "\n" + text + "\n"
 
-
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False

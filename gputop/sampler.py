@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterator, Protocol
 
 from gputop.model import GpuProcess, GpuSample, Sample
 
@@ -23,6 +23,21 @@ if TYPE_CHECKING:
     from gputop.sources.nvml import NvmlSource
 
 ProcessTable = dict[int, "tuple[GpuProcess, ...] | None"]
+
+
+class SupportsSample(Protocol):
+    """Anything that gives one Sample a call (the Sampler; tests' stubs)."""
+
+    def sample(self) -> Sample: ...
+
+
+class SamplerLike(SupportsSample, Protocol):
+    """What the headless commands use of a Sampler."""
+
+    @property
+    def gpu_interval_s(self) -> float: ...
+
+    def close(self) -> None: ...
 
 
 # The GPUs are read about this often at most (a read is due DUE_EARLY_S early), whatever the
@@ -218,3 +233,18 @@ def iter_samples(sampler: Sampler, interval_s: float, duration_s: float | None =
         if end is not None and ticker.deadline > end + 1e-9:
             return
         sleep(delay)
+
+
+def open_real(process_interval_s: float = 2.0) -> Sampler:
+    """The real sources: psutil for the host, NVML for the GPUs (absent GPUs are a reason, not an
+    error). The commands are handed this (or a test's stub); they never build sources."""
+    from gputop.sources.cpu import CpuSource
+    from gputop.sources.nvml import GpuUnavailable, NvmlSource
+
+    cpu = CpuSource()
+    gpu: NvmlSource | None
+    try:
+        gpu, reason = NvmlSource.open(), None
+    except GpuUnavailable as exc:
+        gpu, reason = None, exc.reason
+    return Sampler(cpu, gpu, gpu_unavailable=reason, process_interval_s=process_interval_s)

@@ -17,10 +17,12 @@ import socket
 import sys
 import threading
 from socketserver import ThreadingMixIn
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
-from gputop.cliutil import INTERVAL, StopSignals, port
-from gputop.sampler import Ticker
+from gputop.argtypes import INTERVAL, port
+from gputop.exitstatus import ExitStatus
+from gputop.sampler import SamplerLike, Ticker, open_real
+from gputop.signals import StopSignals
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -103,10 +105,11 @@ def _hostport(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
-def run(args: argparse.Namespace, *, sampler: Any = None, stop: threading.Event | None = None,
+def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
+        open_sampler: Callable[[float], SamplerLike] = open_real, stop: threading.Event | None = None,
         stderr: TextIO | None = None, hostname: str | None = None) -> int:
-    """Serve until Ctrl-C, SIGTERM or ``stop`` is set. ``sampler``, ``stop`` and ``hostname`` are
-    for tests; by default the real sources are built once the port is bound."""
+    """Serve until Ctrl-C, SIGTERM or ``stop`` is set. ``sampler`` is used as given; without
+    one, ``open_sampler`` builds the real sources once the port is bound."""
     from prometheus_client import CollectorRegistry, make_wsgi_app
     from prometheus_client.process_collector import ProcessCollector
 
@@ -122,14 +125,13 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stop: threading.Event 
         server = bind(args.addr, args.port, make_wsgi_app(registry))
     except BindError as exc:
         stderr.write(f"{PROG}: error: {exc}\n")
-        return 1
+        return ExitStatus.FAILURE
     own_sampler = sampler is None
     thread = None
     try:
         with StopSignals(stop):
-            if own_sampler:
-                from gputop.cli import build_sampler
-                sampler = build_sampler()
+            if sampler is None:
+                sampler = open_sampler(2.0)
             ticker = Ticker(args.interval)
             exporter.update(sampler.sample())  # the first scrape already has data
             thread = threading.Thread(target=server.serve_forever, name="gputop-http", daemon=True)
@@ -146,4 +148,4 @@ def run(args: argparse.Namespace, *, sampler: Any = None, stop: threading.Event 
         server.server_close()
         if own_sampler and sampler is not None:
             sampler.close()
-    return 0
+    return ExitStatus.OK

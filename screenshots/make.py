@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import fakenvml  # noqa: E402  (tests/, on the path above)
 
+from gputop.feed import LiveFeed  # noqa: E402
 from gputop.model import CpuSample  # noqa: E402
 from gputop.sampler import Sampler  # noqa: E402
 from gputop.sources.cpu import CpuSource  # noqa: E402
@@ -134,7 +135,7 @@ async def take(shot: Shot, out: Path, ticks: int, interval_s: float) -> Path:
     sampler = build(shot, interval_s)
     # Own CPU % would be this script's ingest loop, not gputop's: shown as n/a rather than that.
     frozen = SelfCpu(cpu_clock=lambda: 0.0, wall_clock=lambda: 0.0)
-    app = GputopApp(sampler, interval_s, self_cpu=frozen, host=HOST, paused=True,
+    app = GputopApp(LiveFeed(sampler, interval_s, host=HOST, paused=True), self_cpu=frozen,
                     frame_s=0.0)  # every ingested sample drawn at once
     try:
         async with app.run_test(size=shot.size) as pilot:
@@ -167,7 +168,7 @@ async def take_workload(shot: Shot, out: Path, interval_s: float) -> Path:
     sampler = Sampler(CpuSource(), NvmlSource.open())
     workload = Workload(shot.workload[0], shot.workload[1:])
     workload.start()
-    app = GputopApp(sampler, interval_s, host="simulated GPU", workload=workload)
+    app = GputopApp(LiveFeed(sampler, interval_s, host="simulated GPU", workload=workload))
     try:
         async with app.run_test(size=shot.size) as pilot:
             deadline = time.monotonic() + WORKLOAD_SECONDS

@@ -53,6 +53,8 @@ emit(event="end", steps=a.steps, status="ok")
 class PowerSampler:
     """Samples stamped now with a constant 100 W CPU package and no GPU."""
 
+    gpu_interval_s = 0.0
+
     def sample(self) -> Sample:
         cpu = CpuSample(cpu_util_pct=50.0, core_util_pct=(50.0,), core_freq_mhz=(None,),
                         cpu_power_w=100.0, ram_used_bytes=1, ram_total_bytes=2, load1=None)

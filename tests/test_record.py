@@ -26,6 +26,8 @@ RECORD = [sys.executable, "-m", "gputop", "record"]
 class StubSampler:
     """Hands out known samples, stamped now (the recorder does not care where they come from)."""
 
+    gpu_interval_s = 0.0
+
     def __init__(self, template: list[Sample]) -> None:
         self.template = template
         self.given: list[Sample] = []

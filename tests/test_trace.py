@@ -92,7 +92,7 @@ def test_a_gpu_not_read_again_writes_nothing_and_reads_back_carried(tmp_path):
     events = traceval.assert_valid(path.read_text(), strict=True).events
     h100_counters = [e for e in events if e.get("ph") == "C" and e["pid"] == trace.gpu_pid(0)]
     assert sorted({e["ts"] for e in h100_counters}) == sorted(
-        {float(trace._ts(samples[i].ts_ns)) for i in (0, 3)})  # written when read, only
+        {float(trace.ts_text(samples[i].ts_ns)) for i in (0, 3)})  # written when read, only
     cpu_ts = {e["ts"] for e in events if e.get("ph") == "C" and e["pid"] == CPU_PID}
     assert len(cpu_ts) == 5
     assert trace.load(path).samples() == samples  # carried values are the same values

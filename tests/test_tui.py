@@ -14,6 +14,7 @@ import pytest
 from rich.console import Console
 
 from gputop.model import Sample
+from gputop.feed import LiveFeed
 from gputop.tui.app import GputopApp, SelfCpu
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen
@@ -27,11 +28,13 @@ def frozen_self_cpu() -> SelfCpu:
     return SelfCpu(cpu_clock=lambda: 0.0, wall_clock=lambda: 0.0)  # shows "n/a": deterministic
 
 
-def make_app(sampler, interval_s: float = 1.0, **kwargs) -> GputopApp:
+def make_app(sampler, interval_s: float = 1.0, *, host: str = "testhost", paused: bool = False,
+             workload=None, history=None, **kwargs) -> GputopApp:
+    """The live view over a LiveFeed of ``sampler`` (app options in ``kwargs``)."""
     kwargs.setdefault("self_cpu", frozen_self_cpu())
-    kwargs.setdefault("host", "testhost")
     kwargs.setdefault("frame_s", 0.0)  # every ingested sample drawn at once (see test_frames_*)
-    return GputopApp(sampler, interval_s, **kwargs)
+    feed = LiveFeed(sampler, interval_s, host=host, paused=paused, workload=workload, history=history)
+    return GputopApp(feed, **kwargs)
 
 
 async def until(pilot, condition, timeout_s: float = 5.0) -> None:
@@ -113,13 +116,13 @@ async def test_plus_minus_step_the_interval_within_bounds():
     async with app.run_test(size=(120, 40)) as pilot:
         app.ingest(make_sample(1))
         await pilot.press("plus")
-        assert app.interval_s == 2.0 and app.ticker.interval_s == 2.0
+        assert app.interval_s == 2.0 and app.feed.ticker.interval_s == 2.0
         await pilot.press("minus", "minus")
         assert app.interval_s == 0.5
         await pilot.press(*["minus"] * 3)
         assert app.interval_s == 0.1
         await pilot.press(*["plus"] * 7)
-        assert app.interval_s == 10.0 and app.ticker.interval_s == 10.0
+        assert app.interval_s == 10.0 and app.feed.ticker.interval_s == 10.0
         assert "every 10 s" in screen_text(app)
 
 

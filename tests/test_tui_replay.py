@@ -7,8 +7,9 @@ import time
 
 import pytest
 
+from gputop.feed import ReplayFeed
 from gputop.trace import load
-from gputop.tui.replay import ReplayApp
+from gputop.tui.app import GputopApp
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen
 from gputop.tui.widgets.charts import Chart
@@ -34,7 +35,13 @@ def trace():
     return load(DATA)
 
 
-def replay_app(trace, **kwargs) -> ReplayApp:
+def ReplayApp(samples, **kwargs) -> GputopApp:
+    """The replay: the one app over a ReplayFeed (app options apart from the feed's)."""
+    app_options = {k: kwargs.pop(k) for k in ("self_cpu", "kill", "frame_s") if k in kwargs}
+    return GputopApp(ReplayFeed(samples, **kwargs), **app_options)
+
+
+def replay_app(trace, **kwargs) -> GputopApp:
     kwargs.setdefault("playing", False)
     return ReplayApp(trace.samples(), host="vm", complete=trace.complete, **kwargs)
 
@@ -48,7 +55,7 @@ async def test_opens_paused_on_the_first_sample(trace):
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.pause()
         first = trace.samples()[0]
-        assert app.cursor == 0 and app.paused
+        assert app.feed.cursor == 0 and app.paused
         text = screen_text(app)
         assert "replay" in text and "PAUSED" in text
         assert "t +0.0 s of 0.5 s" in text and "sample 1/6" in text
@@ -62,26 +69,26 @@ async def test_right_and_left_step_and_the_history_ends_at_the_cursor(trace):
     stamps = [s.ts_ns for s in trace.samples()]
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.press("right", "right", "right")
-        assert app.cursor == 3
+        assert app.feed.cursor == 3
         assert app.history.timestamps() == stamps[:4]
         assert "sample 4/6" in screen_text(app) and "t +0.3 s" in screen_text(app)
         await pilot.press("left")
-        assert app.cursor == 2
+        assert app.feed.cursor == 2
         assert app.history.timestamps() == stamps[:3]  # rebuilt: nothing after the cursor
         charts = list(app.query(Chart))
         assert all(c.history is app.history for c in charts)
         await pilot.press("left", "left", "left")  # stops at the first sample
-        assert app.cursor == 0 and app.history.timestamps() == stamps[:1]
+        assert app.feed.cursor == 0 and app.history.timestamps() == stamps[:1]
 
 
 async def test_home_and_end_jump(trace):
     app = replay_app(trace)
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.press("end")
-        assert app.cursor == 5 and len(app.history) == 6
+        assert app.feed.cursor == 5 and len(app.history) == 6
         assert "sample 6/6" in screen_text(app) and "t +0.5 s of 0.5 s" in screen_text(app)
         await pilot.press("home")
-        assert app.cursor == 0 and len(app.history) == 1
+        assert app.feed.cursor == 0 and len(app.history) == 1
 
 
 async def test_keys_work_while_the_process_table_has_focus(trace):
@@ -89,20 +96,20 @@ async def test_keys_work_while_the_process_table_has_focus(trace):
     async with app.run_test(size=(160, 50)) as pilot:
         app.query_one(ProcessTable).focus()
         await pilot.press("right", "end", "home", "right")
-        assert app.cursor == 1
+        assert app.feed.cursor == 1
 
 
 async def test_brackets_change_the_speed_within_bounds(trace):
     app = replay_app(trace)
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.press("right_square_bracket")
-        assert app.speed == 2.0 and "speed 2x" in screen_text(app)
+        assert app.feed.speed == 2.0 and "speed 2x" in screen_text(app)
         await pilot.press(*["right_square_bracket"] * 6)
-        assert app.speed == 16.0
+        assert app.feed.speed == 16.0
         await pilot.press(*["left_square_bracket"] * 9)
-        assert app.speed == 0.25 and "speed 0.25x" in screen_text(app)
+        assert app.feed.speed == 0.25 and "speed 0.25x" in screen_text(app)
         await pilot.press("greater_than_sign")
-        assert app.speed == 0.5
+        assert app.feed.speed == 0.5
 
 
 async def test_space_plays_at_the_recorded_pace_and_stops_at_the_end(trace):
@@ -113,19 +120,19 @@ async def test_space_plays_at_the_recorded_pace_and_stops_at_the_end(trace):
         await pilot.press("space")
         assert not app.paused
         await pilot.pause(0.1)
-        assert app.cursor == 0  # no playback time has passed
+        assert app.feed.cursor == 0  # no playback time has passed
         clock.now += (stamps[2] - stamps[0]) / 1e9 + 0.001
-        await until(pilot, lambda: app.cursor == 2)
+        await until(pilot, lambda: app.feed.cursor == 2)
         assert "▶ 1x" in screen_text(app)
         await pilot.press("right_square_bracket")  # 2x: 0.1 s of clock is 0.2 s of recording
         clock.now += 0.1005
-        await until(pilot, lambda: app.cursor == 4)
+        await until(pilot, lambda: app.feed.cursor == 4)
         clock.now += 10.0
         await until(pilot, lambda: app.paused)
-        assert app.cursor == 5
+        assert app.feed.cursor == 5
         assert any("end of the recording" in n.message for n in app._notifications)
         await pilot.press("space")  # at the end: from the start again
-        assert app.cursor == 0 and not app.paused
+        assert app.feed.cursor == 0 and not app.paused
         await pilot.press("space")
         assert app.paused
 
@@ -136,7 +143,7 @@ async def test_stepping_pauses_playback(trace):
         await pilot.pause()
         assert not app.paused
         await pilot.press("right")
-        assert app.paused and app.cursor == 1
+        assert app.paused and app.feed.cursor == 1
 
 
 async def test_kill_and_the_interval_keys_are_disabled(trace):
@@ -194,7 +201,7 @@ async def test_a_cut_off_recording_replays_what_it_has(tmp_path):
     app = ReplayApp(samples, host="vm", complete=False, playing=False)
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.press("end")
-        assert app.cursor == len(samples) - 1
+        assert app.feed.cursor == len(samples) - 1
         assert "cut off" in screen_text(app)
         assert any("cut off" in n.message for n in app._notifications)
 

@@ -457,7 +457,7 @@ def test_an_exit_code_error_is_the_last_stderr_line_that_is_not_a_progress_bar(t
 def test_the_preexec_guard_ends_a_child_whose_parent_is_gone(tmp_path, monkeypatch):
     """The child inherits Python's SIGTERM handler until exec (record's StopSignals), so the guard
     that catches a parent dead before PR_SET_PDEATHSIG took effect must not rely on SIGTERM."""
-    from gputop import workload as wl_module
+    from gputop.workload import process as wl_module
     if wl_module._libc_prctl() is None:
         pytest.skip("no prctl here")
     old = signal.signal(signal.SIGTERM, lambda *a: None)

@@ -1,10 +1,12 @@
-"""GputopApp: owns the tick loop, keeps the history, hands each Sample down to the widgets.
+"""GputopApp: one app over a feed of samples, live or recorded; it hands each Sample down to the
+widgets.
 
-Built with its collaborators injected (``GputopApp(sampler, interval_s, workload=...)``): ``cli.py``
-passes the real sampler (and a started ``Workload`` for ``--run``), tests pass fakes. Sampling runs
-in a worker thread on drift-free deadlines (``gputop.sampler.run``); a sampler that raises costs a
-notification and that tick, never the app. Widgets only render what they are given and post
-``GpuSelected`` up. ``gputop.tui.replay.ReplayApp`` is this app fed from a recording.
+Built with its feed injected (``GputopApp(LiveFeed(sampler, interval_s, workload=...))`` or
+``GputopApp(ReplayFeed(samples, ...))``): ``cli.py`` builds the real sources, tests pass fakes.
+Live, sampling runs in a worker thread on drift-free deadlines (``gputop.sampler.run``); a sampler
+that raises costs a notification and that tick, never the app. A replay's cursor is moved by
+``gputop.tui.replay.ReplayDriver``. App state flows down to the widgets with ``data_bind``;
+widgets only render what they are given and post ``GpuSelected`` up.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ import asyncio
 import math
 import os
 import signal
-import socket
 import time
-from typing import Callable, Protocol
+from typing import Callable
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -27,10 +28,13 @@ from textual.timer import Timer
 from textual.widgets import Footer
 
 from gputop import sampler as sampling
+from gputop.feed import LiveFeed, ReplayFeed
 from gputop.history import History, workload_key
-from gputop.model import Sample
+from gputop.model import Sample, WorkloadState
+from gputop.tui import replay
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen, describe
+from gputop.tui.selfcpu import SelfCpu
 from gputop.tui.widgets.charts import HistoryCharts
 from gputop.tui.widgets.cpu import CpuPanel
 from gputop.tui.widgets.gpu import GpuSelected
@@ -38,73 +42,15 @@ from gputop.tui.widgets.gpulist import GpuList
 from gputop.tui.widgets.processes import ProcessTable
 from gputop.tui.widgets.status import StatusBar
 from gputop.tui.widgets.workload import WorkloadView
-from gputop.workload import WorkloadState
+
+__all__ = ["GputopApp", "SelfCpu"]
 
 INTERVALS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 FRAME_S = 0.3  # the screen is drawn at most ~3 times a second, however fast it samples
-HISTORY_POINTS = 3600
 FULL_PANELS_TWO_GPUS_ROWS = 56  # two full GPU panels need a terminal this tall; else one line each
 DETAIL_ROWS = 40  # compact rows plus the selected GPU's full panel from this height
 SHORT_ROWS = 34  # below this the screen is "-short" (VERTICAL_BREAKPOINTS): no charts, no log
 WORKLOAD_SERIES = ("step", "samples_per_s", "tflops", "mfu_pct", "loss", "joules_per_step")
-
-
-class SupportsSample(Protocol):
-    def sample(self) -> Sample: ...
-
-
-class SupportsPoll(Protocol):
-    """What the app needs of a launched workload (``gputop.workload.Workload``)."""
-
-    def poll(self, sample: Sample | None = None) -> WorkloadState: ...
-
-    def stop(self) -> object: ...
-
-
-OWN_CPU_WINDOW_S = 3.0  # top's default delay: a steadier figure, and a status line repainted less
-
-
-class SelfCpu:
-    """gputop's own CPU use: process CPU time over wall time, over windows of ``window_s``.
-
-    The first reading only sets the start (None): measured from construction it would count the
-    app's start-up (imports, first layout) as if it were the cost of sampling. A reading before
-    the window has passed gives the last figure again (None until there is one).
-    """
-
-    def __init__(self, cpu_clock: Callable[[], float] = time.process_time,
-                 wall_clock: Callable[[], float] = time.monotonic,
-                 window_s: float = OWN_CPU_WINDOW_S) -> None:
-        self._cpu_clock, self._wall_clock = cpu_clock, wall_clock
-        self._window_s = window_s
-        self._last: tuple[float, float] | None = None
-        self._value: float | None = None
-
-    def read(self) -> float | None:
-        now = (self._cpu_clock(), self._wall_clock())
-        if self._last is None:
-            self._last = now
-            return None
-        wall = now[1] - self._last[1]
-        if wall <= 0 or wall < self._window_s:
-            return self._value
-        self._value = 100.0 * (now[0] - self._last[0]) / wall
-        self._last = now
-        return self._value
-
-
-class _Guarded:
-    """Runs ``sampler.sample()`` (in the sampling thread) and returns the exception it raised
-    instead of raising it, so one failed tick does not end the sampling loop."""
-
-    def __init__(self, sampler: SupportsSample) -> None:
-        self.sampler = sampler
-
-    def sample(self) -> Sample | Exception:
-        try:
-            return self.sampler.sample()
-        except Exception as exc:  # shown to the user by the app, then the next tick is tried
-            return exc
 
 
 class GputopApp(App):
@@ -123,9 +69,8 @@ class GputopApp(App):
         Binding("t", "next_theme", "theme"),
         Binding("f", "toggle_freq", "core MHz"),
         Binding("question_mark", "help", "help", key_display="?"),
+        *replay.BINDINGS,  # enabled in a replay only (check_action)
     ]
-
-    CHART_NOW = "now"  # the label of the charts' right edge
 
     # App state as `var`s: watched but not repainting (an App repaint is a full-screen render).
     sample: var[Sample | None] = var(None, always_update=True)
@@ -134,12 +79,10 @@ class GputopApp(App):
     interval_s: var[float] = var(1.0)
     show_freq: var[bool] = var(False)
 
-    def __init__(self, sampler: SupportsSample | None, interval_s: float = 1.0, *,
-                 history: History | None = None, self_cpu: SelfCpu | None = None,
-                 kill: Callable[[int, int], None] = os.kill, host: str | None = None,
-                 paused: bool = False, workload: SupportsPoll | None = None,
-                 frame_s: float = FRAME_S) -> None:
+    def __init__(self, feed: LiveFeed | ReplayFeed, *, self_cpu: SelfCpu | None = None,
+                 kill: Callable[[int, int], None] = os.kill, frame_s: float = FRAME_S) -> None:
         super().__init__()
+        self.feed = feed
         # Samples are taken at the interval and every one goes into the history (the charts
         # show them all), but the screen is drawn at most once per ``frame_s``: at 0.1 s a
         # redraw per sample costs ~8 ms, 8 % of a core at 10 Hz, for numbers no one reads that fast.
@@ -147,49 +90,53 @@ class GputopApp(App):
         self._last_frame = -math.inf
         self._frame_timer: Timer | None = None
         self._pending: tuple[Sample, WorkloadState | None] | None = None
-        self.sampler = sampler
-        self.workload = workload
+        self.workload = feed.workload
         self.workload_state: WorkloadState | None = None
         self.sample_errors = 0  # failed ticks in a row
         self._last_error: str | None = None
         self._last_poll_error: str | None = None
-        self.history = history if history is not None else History(HISTORY_POINTS)
-        self.ticker = sampling.Ticker(interval_s)
         self.self_cpu = self_cpu or SelfCpu()
         self.kill = kill
         self.samples_taken = 0
-        self._energy_at_start: dict[int, float] = {}
-        self._host = socket.gethostname() if host is None else host
-        self.set_reactive(GputopApp.interval_s, interval_s)
-        self.set_reactive(GputopApp.paused, paused)  # paused: no sampling until p (or ingest())
+        self._replay = replay.ReplayDriver(self, feed) if isinstance(feed, ReplayFeed) else None
+        self.set_reactive(GputopApp.interval_s, feed.interval_s)
+        self.set_reactive(GputopApp.paused, feed.paused)  # live and paused: no sampling until p
+
+    @property
+    def history(self) -> History:
+        return self.feed.history
 
     # -- layout -------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield StatusBar(id="status")
+        yield StatusBar(id="status").data_bind(GputopApp.paused, GputopApp.interval_s,
+                                               GputopApp.selected_gpu)
         with Container(id="top"):
-            yield CpuPanel(id="cpu")
-            yield GpuList(id="gpus")
+            yield CpuPanel(id="cpu").data_bind(GputopApp.show_freq)
+            yield GpuList(id="gpus").data_bind(selected=GputopApp.selected_gpu)
         if self.workload is not None:
             yield WorkloadView(id="workload")
-        yield HistoryCharts(self.history, now_label=self.CHART_NOW, id="charts")
+        yield HistoryCharts(self.history, now_label=self.feed.now_label, id="charts").data_bind(
+            gpu_index=GputopApp.selected_gpu)
         yield ProcessTable(id="procs")
         yield Footer()
 
     def on_mount(self) -> None:
         status = self.query_one(StatusBar)
-        status.host = self._host
-        status.interval_s = self.interval_s
+        status.host = self.feed.host
         status.sort_label = self.query_one(ProcessTable).sort_label
-        status.paused = self.paused
         self.screen.set_class(self.workload is not None, "-with-workload")
         self._fit_layout()
-        self._begin()
-
-    def _begin(self) -> None:
-        """Start feeding samples (a replay starts its cursor instead)."""
-        if not self.paused:
+        if self._replay is not None:
+            self.query_one(ProcessTable).empty_note = replay.NO_PROCESSES
+            self._replay.begin()
+        elif not self.paused:
             self._start_sampling()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Each feed's own keys: the replay's in a replay, the live view's (kill, pause and the
+        interval) live."""
+        return action not in (replay.LIVE_ONLY if self._replay is not None else replay.REPLAY_ONLY)
 
     def on_resize(self) -> None:
         self._fit_layout()
@@ -212,12 +159,16 @@ class GputopApp(App):
     # -- sampling -----------------------------------------------------------------------------
 
     def _start_sampling(self) -> None:
-        self.ticker.set_interval(self.interval_s)  # re-anchor: one tick now, then the pace
-        self._sample_loop()
+        feed = self.feed
+        if not isinstance(feed, LiveFeed) or feed.guarded is None:
+            return
+        feed.set_interval(self.interval_s)  # re-anchor: one tick now, then the pace
+        self._sample_loop(feed)
 
     @work(exclusive=True, group="sampling")
-    async def _sample_loop(self) -> None:
-        await sampling.run(_Guarded(self.sampler), self.ticker, self._on_tick)
+    async def _sample_loop(self, feed: LiveFeed) -> None:
+        assert feed.guarded is not None
+        await sampling.run(feed.guarded, feed.ticker, self._on_tick)
 
     def _on_tick(self, result: Sample | Exception) -> None:
         try:
@@ -249,8 +200,8 @@ class GputopApp(App):
                         f"tick{'s' if self.sample_errors > 1 else ''}", timeout=4)
             self.sample_errors, self._last_error = 0, None
         state = self._poll_workload(sample)
-        self.history.push(sample, extra=_workload_points(state))
-        self._note_energy(sample)
+        if isinstance(self.feed, LiveFeed):
+            self.feed.push(sample, extra=_workload_points(state))
         self._pending = (sample, state)
         wait = self._last_frame + self.frame_s - time.monotonic()
         if wait <= 0:
@@ -276,11 +227,6 @@ class GputopApp(App):
                 raise
             return  # a frame due while the app shuts down (its widgets already gone)
         self.sample = sample
-
-    def _note_energy(self, sample: Sample) -> None:
-        for gpu in sample.gpus:
-            if gpu.energy_j is not None:
-                self._energy_at_start.setdefault(gpu.info.index, gpu.energy_j)
 
     def _poll_workload(self, sample: Sample | None) -> WorkloadState | None:
         if self.workload is None:
@@ -312,29 +258,24 @@ class GputopApp(App):
         self._fit_layout()
         self.query_one(CpuPanel).sample = sample.cpu
         gpus = self.query_one(GpuList)
-        gpus.energy_j = {g.info.index: self._energy_since_start(g.info.index, g.energy_j) for g in sample.gpus}
-        gpus.selected = self.selected_gpu
+        gpus.energy_j = self.feed.energy.of(sample)
+        gpus.selected = self.selected_gpu  # before the sample: the data_bind may come after it
         gpus.sample = sample
         self.query_one(ProcessTable).sample = sample
         self.query_one(HistoryCharts).tick += 1
 
-    def _energy_since_start(self, index: int, energy_j: float | None) -> float | None:
-        start = self._energy_at_start.get(index)
-        return None if energy_j is None or start is None else energy_j - start
+    # -- a replay's driver calls these (gputop.tui.replay.ReplayView) --------------------------
 
-    def watch_selected_gpu(self, index: int | None) -> None:
-        self.query_one(GpuList).selected = index
-        self.query_one(StatusBar).selected_gpu = index
-        self.query_one(HistoryCharts).gpu_index = index
+    def show_sample(self, sample: Sample) -> None:
+        self.samples_taken = self.feed.cursor + 1 if isinstance(self.feed, ReplayFeed) else self.samples_taken
+        self.sample = sample
 
-    def watch_paused(self, paused: bool) -> None:
-        self.query_one(StatusBar).paused = paused
+    def show_position(self) -> None:
+        if isinstance(self.feed, ReplayFeed):
+            self.query_one(StatusBar).replay = self.feed.position()
 
-    def watch_interval_s(self, interval_s: float) -> None:
-        self.query_one(StatusBar).interval_s = interval_s
-
-    def watch_show_freq(self, show: bool) -> None:
-        self.query_one(CpuPanel).show_freq = show
+    def use_history(self, history: History) -> None:
+        self.query_one(HistoryCharts).use_history(history)
 
     def on_gpu_selected(self, message: GpuSelected) -> None:
         self.selected_gpu = message.index
@@ -363,7 +304,8 @@ class GputopApp(App):
     def _step_interval(self, step: int) -> None:
         i = min(range(len(INTERVALS)), key=lambda k: abs(INTERVALS[k] - self.interval_s))
         self.interval_s = INTERVALS[max(0, min(len(INTERVALS) - 1, i + step))]
-        self.ticker.set_interval(self.interval_s)
+        if isinstance(self.feed, LiveFeed):
+            self.feed.set_interval(self.interval_s)
 
     def action_slower(self) -> None:
         self._step_interval(+1)
@@ -399,6 +341,8 @@ class GputopApp(App):
         self.push_screen(self.help_screen())
 
     def help_screen(self) -> HelpScreen:
+        if self._replay is not None:
+            return HelpScreen(replay.KEYS, "gputop replay keys")
         return HelpScreen()
 
     def action_kill(self) -> None:
@@ -422,8 +366,28 @@ class GputopApp(App):
         self.push_screen(KillScreen(proc), answered)
 
 
+    # -- a replay's keys ------------------------------------------------------------------------
+
+    def action_play(self) -> None:
+        if self._replay is not None:
+            self._replay.play_pause()
+
+    def action_step(self, delta: int) -> None:
+        if self._replay is not None:
+            self._replay.step(delta)
+
+    def action_seek(self, index: int) -> None:
+        if self._replay is not None:
+            self._replay.jump(index)
+
+    def action_speed(self, step: int) -> None:
+        if self._replay is not None:
+            self._replay.speed(step)
+
+
 def _workload_points(state: WorkloadState | None) -> dict[str, float | None] | None:
     """The workload's progress as history series (``workload.samples_per_s``, ...)."""
     if state is None:
         return None
     return {workload_key(name): getattr(state, name) for name in WORKLOAD_SERIES}
+

@@ -4,23 +4,13 @@ in a replay, where the cursor is in the recording (offset and wall-clock time) a
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
 
 from rich.text import Text
 from textual.reactive import reactive
 
 from gputop import format as fmt
+from gputop.feed import ReplayPosition
 from gputop.tui.widgets.panel import Panel
-
-
-class ReplayPosition(NamedTuple):
-    index: int  # of the sample under the cursor, 0-based
-    count: int
-    offset_s: float  # from the first sample
-    duration_s: float  # first to last sample
-    ts_ns: int  # time.time_ns() stamp of the sample under the cursor
-    speed: float
-    complete: bool  # False: the recording was cut off (no closing ])
 
 
 def wall_clock(ts_ns: int) -> str:

@@ -8,7 +8,6 @@ writes no events still has a name, a status and output; its achievements read n/
 from __future__ import annotations
 
 import re
-import signal
 from typing import NamedTuple
 
 from rich.text import Text
@@ -17,9 +16,9 @@ from textual.markup import escape
 from textual.reactive import reactive
 
 from gputop import format as fmt
-from gputop.model import Sample
+from gputop.model import Sample, WorkloadState
+from gputop.signals import signal_name
 from gputop.tui.widgets.panel import Panel, flow
-from gputop.workload import WorkloadState
 
 LEVELS = "▁▂▃▄▅▆▇█"
 NO_EVENTS = "no progress events: resource use and output only"
@@ -69,26 +68,13 @@ def elapsed(seconds: float) -> str:
     return f"{hours} h {minutes:02d} m"
 
 
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
 def status_text(state: WorkloadState) -> str:
     """"running", "finished (exit 0)", "failed (exit 1)", "stopped by gputop (SIGTERM)"."""
     rc = state.returncode
-    how = "" if rc is None else f" (exit {rc})" if rc >= 0 else f" ({_signal_name(-rc)})"
+    how = "" if rc is None else f" (exit {rc})" if rc >= 0 else f" ({signal_name(-rc)})"
     if state.status == "running":
         return "running"
-    if state.status == "ok":
-        return "finished" + how
-    if state.status == "stopped":
-        return "stopped by gputop" + how
-    if state.status == "failed":
-        return "failed" + how
-    return state.status + how
+    return fmt.ended(state.status) + how
 
 
 def loss_text(loss: float | None) -> str:

@@ -1,0 +1,214 @@
+"""Feeds: where the app's samples come from. One app draws whichever feed the CLI gives it.
+
+- ``LiveFeed``: a sampler on a drift-free Ticker (sampling runs off the event loop; see
+  gputop.sampler.run), and the workload launched beside it, if any.
+- ``ReplayFeed``: a recording and a cursor into it, played at 0.25x to 16x its own pace.
+
+Both keep the History the charts draw and the "energy since start" of each GPU, so the app
+keeps no accounts of its own. Headless: nothing here imports textual.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from bisect import bisect_right
+from collections import OrderedDict
+from typing import Callable, NamedTuple, Protocol, Sequence
+
+from gputop.history import History, Value, flatten
+from gputop.model import Sample, WorkloadState
+from gputop.sampler import SupportsSample, Ticker
+
+HISTORY_POINTS = 3600  # the live view keeps an hour at 1 Hz
+# A replay's history is rebuilt up to the cursor on every step back: it holds what the widest
+# charts draw (two points a column), not the live view's hour, and the flattened points of
+# recently shown samples are kept, so a step back re-records rather than re-flattens.
+REPLAY_HISTORY_POINTS = 1200
+CACHED_POINTS = 4 * REPLAY_HISTORY_POINTS
+SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+class SupportsPoll(Protocol):
+    """What a feed needs of a launched workload (``gputop.workload.Workload``)."""
+
+    def poll(self, sample: Sample | None = None) -> WorkloadState: ...
+
+    def stop(self) -> object: ...
+
+
+class EnergySinceStart:
+    """Each GPU's energy counter less its first reading: what it used since the feed began."""
+
+    def __init__(self) -> None:
+        self._start: dict[int, float] = {}
+
+    def note(self, sample: Sample) -> None:
+        for gpu in sample.gpus:
+            if gpu.energy_j is not None:
+                self._start.setdefault(gpu.info.index, gpu.energy_j)
+
+    def of(self, sample: Sample) -> dict[int, float | None]:
+        out: dict[int, float | None] = {}
+        for gpu in sample.gpus:
+            start = self._start.get(gpu.info.index)
+            out[gpu.info.index] = None if gpu.energy_j is None or start is None else gpu.energy_j - start
+        return out
+
+
+class Guarded:
+    """Runs ``sampler.sample()`` (in the sampling thread) and returns the exception it raised
+    instead of raising it, so one failed tick does not end the sampling loop."""
+
+    def __init__(self, sampler: SupportsSample) -> None:
+        self.sampler = sampler
+
+    def sample(self) -> Sample | Exception:
+        try:
+            return self.sampler.sample()
+        except Exception as exc:  # shown to the user by the app, then the next tick is tried
+            return exc
+
+
+class LiveFeed:
+    """Samples as they are taken. ``sampler`` may be None (a test that ingests by hand)."""
+
+    kind = "live"
+    now_label = "now"  # the charts' right edge
+
+    def __init__(self, sampler: SupportsSample | None, interval_s: float = 1.0, *,
+                 workload: SupportsPoll | None = None, host: str | None = None,
+                 paused: bool = False, history: History | None = None) -> None:
+        self.sampler = sampler
+        self.guarded = None if sampler is None else Guarded(sampler)
+        self.ticker = Ticker(interval_s)
+        self.interval_s = interval_s
+        self.workload = workload
+        self.host = socket.gethostname() if host is None else host
+        self.paused = paused  # at start: no sampling until unpaused
+        self.history = history if history is not None else History(HISTORY_POINTS)
+        self.energy = EnergySinceStart()
+
+    def set_interval(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.ticker.set_interval(interval_s)
+
+    def push(self, sample: Sample, extra: dict[str, Value] | None = None) -> None:
+        self.history.push(sample, extra=extra)
+        self.energy.note(sample)
+
+
+class ReplayPosition(NamedTuple):
+    index: int  # of the sample under the cursor, 0-based
+    count: int
+    offset_s: float  # from the first sample
+    duration_s: float  # first to last sample
+    ts_ns: int  # time.time_ns() stamp of the sample under the cursor
+    speed: float
+    complete: bool  # False: the recording was cut off (no closing ])
+
+
+def nearest_speed(speed: float) -> int:
+    return min(range(len(SPEEDS)), key=lambda i: abs(SPEEDS[i] - speed))
+
+
+class ReplayFeed:
+    """A recording and a cursor (an index into its samples). The history always holds the samples
+    up to the cursor, rebuilt when the cursor jumps back or far ahead. Playing follows the
+    recording's own timestamps; ``advance()`` (called once a frame) moves the cursor to the last
+    sample at or before the playback time, several samples at once at high speed and rate."""
+
+    kind = "replay"
+    now_label = "cursor"
+    workload = None
+
+    def __init__(self, samples: Sequence[Sample], *, host: str = "", complete: bool = True,
+                 speed: float = 1.0, playing: bool = True, history_points: int = REPLAY_HISTORY_POINTS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if not samples:
+            raise ValueError("a replay needs at least one sample")
+        self.samples = list(samples)
+        self.host = host
+        self.complete = complete
+        self.speed = SPEEDS[nearest_speed(speed)]
+        self.paused = not playing
+        self.interval_s = 1.0  # shown in the status bar; a recording has its own pace
+        self.cursor = -1
+        self.history = History(history_points)
+        self.energy = EnergySinceStart()
+        for sample in self.samples:  # "energy since start" counts from the recording's start
+            self.energy.note(sample)
+        self._ts = [s.ts_ns for s in self.samples]
+        self._clock = clock
+        self._anchor = (0.0, 0)  # (clock reading, recording ts_ns) when play last started
+        self._points: OrderedDict[int, dict[str, Value]] = OrderedDict()
+
+    @property
+    def last(self) -> int:
+        return len(self.samples) - 1
+
+    @property
+    def sample(self) -> Sample:
+        return self.samples[max(0, self.cursor)]
+
+    def seek(self, index: int) -> bool:
+        """Put the cursor on sample ``index`` (negative counts from the end). True where the
+        history was replaced by a new one (the charts must be handed it)."""
+        if index < 0:
+            index += len(self.samples)
+        index = max(0, min(self.last, index))
+        if index == self.cursor:
+            return False
+        capacity = self.history.capacity
+        rebuilt = False
+        if self.cursor < index <= self.cursor + capacity:
+            self._record(range(self.cursor + 1, index + 1))
+        else:  # back, or far ahead: the history is the samples up to the cursor
+            self.history = History(capacity)
+            self._record(range(max(0, index - capacity + 1), index + 1))
+            rebuilt = True
+        self.cursor = index
+        return rebuilt
+
+    def _record(self, indices: range) -> None:
+        cache = self._points
+        for i in indices:
+            points = cache.get(i)
+            if points is None:
+                points = cache[i] = flatten(self.samples[i])
+                if len(cache) > CACHED_POINTS:
+                    cache.popitem(last=False)
+            else:
+                cache.move_to_end(i)
+            self.history.record(self._ts[i], points)
+
+    def position(self) -> ReplayPosition:
+        i, ts = self.cursor, self._ts
+        return ReplayPosition(index=i, count=len(ts), offset_s=(ts[i] - ts[0]) / 1e9,
+                              duration_s=(ts[-1] - ts[0]) / 1e9, ts_ns=ts[i], speed=self.speed,
+                              complete=self.complete)
+
+    def play(self) -> bool:
+        """Start playing (from the start again at the end); True where that seek rebuilt the
+        history."""
+        rebuilt = self.seek(0) if self.cursor >= self.last else False
+        self.paused = False
+        self.reanchor()
+        return rebuilt
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def reanchor(self) -> None:
+        """Playback time continues from the cursor, now."""
+        self._anchor = (self._clock(), self._ts[max(0, self.cursor)])
+
+    def target(self) -> int:
+        """The sample due now: the last at or before the playback time."""
+        started, ts0 = self._anchor
+        return bisect_right(self._ts, ts0 + (self._clock() - started) * self.speed * 1e9) - 1
+
+    def change_speed(self, step: int) -> None:
+        self.speed = SPEEDS[max(0, min(len(SPEEDS) - 1, nearest_speed(self.speed) + step))]
+        if not self.paused:
+            self.reanchor()

@@ -1,0 +1,129 @@
+"""The launched workload's track in a trace: its steps as nested slices, its phases kept nested,
+its marks and counters, and how its process ended. One small class holds the nesting state."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+from gputop.model import WorkloadMark, WorkloadState, WorkloadStep
+from gputop.signals import signal_name
+from gputop.trace.counters import Counters
+from gputop.trace.schema import (
+    CAT_WORKLOAD,
+    WORKLOAD_TICK,
+    dumps,
+    instant,
+    number_text,
+    phase_tid,
+    plain_json,
+    steps_tid,
+    ts_text,
+)
+
+
+class WorkloadTrack:
+    """Lines for the workload's process (pid = its real pid): steps on its ``steps`` thread,
+    phases on its ``phases`` thread, kept nested whatever order the events come in."""
+
+    def __init__(self, pid: int, name: str, argv: Sequence[str], counters: Counters) -> None:
+        self.pid = int(pid)
+        self.header = {"pid": self.pid, "name": str(name), "argv": [str(a) for a in argv]}
+        self._counters = counters
+        self.steps = 0
+        self.steps_trimmed = 0  # drawn from the previous step's end (args.wall_s keeps the truth)
+        self.steps_out_of_order = 0  # ended before the previous step: written as instants
+        self.phases_unmatched = 0  # an E with no open B of its name: left out
+        self._step_end_ns = 0  # the last step's end: a step never starts before it (nesting)
+        self._phases: list[str] = []  # names of the open phases, innermost last
+        self._phase_ns = 0  # the last B or E written
+        self.last_ns = 0  # the latest ts written on this track
+
+    @property
+    def open_phases(self) -> bool:
+        return bool(self._phases)
+
+    def counter_lines(self, state: WorkloadState, ts_ns: int) -> list[str]:
+        """The workload's rates as counters at a sample's time."""
+        ts, out = ts_text(ts_ns), []
+        for m in WORKLOAD_TICK:
+            value = number_text(getattr(state, m, None))
+            if value is not None:
+                out.append(self._counters.line(self.pid, m, m, ts, value))
+        return out
+
+    def exit_lines(self, state: WorkloadState, ts_ns: int, extra: Mapping[str, object]) -> list[str]:
+        """Phases still open are closed, then an instant ``exit`` with the final facts (status,
+        returncode, error, stopped_by_gputop, steps) and ``extra`` where not None."""
+        ts_ns = max(ts_ns, self.last_ns)
+        rc = state.returncode
+        args: dict[str, object] = {
+            "status": state.status, "returncode": rc, "error": state.error,
+            "stopped_by_gputop": state.status == "stopped", "steps": state.step}
+        if isinstance(rc, int) and rc < 0:
+            args["signal"] = signal_name(-rc)
+        for count in ("steps_trimmed", "steps_out_of_order", "phases_unmatched"):
+            args[count] = getattr(self, count) or None
+        args.update(extra)
+        args = {k: v for k, v in args.items() if v is not None and plain_json(v)}
+        lines = list(self.close_phases(ts_ns))
+        lines.append(instant(CAT_WORKLOAD, "exit", self.pid, ts_text(ts_ns), args, tid=steps_tid(self.pid)))
+        return lines
+
+    def close_phases(self, ts_ns: int, down_to: int = 0) -> Iterable[str]:
+        """E for every open phase above ``down_to`` on the stack, innermost first."""
+        while len(self._phases) > down_to:
+            yield self._phase_line("E", self._phases.pop(), ts_ns)
+
+    def _phase_line(self, ph: str, name: str, ts_ns: int) -> str:
+        """One B or E; never earlier than the one before on the thread (a child's clock that
+        stepped back would otherwise reorder them and break the nesting)."""
+        ts_ns = self._phase_ns = max(ts_ns, self._phase_ns)
+        self.last_ns = max(self.last_ns, ts_ns)
+        pid = self.pid
+        body = dumps({"ph": ph, "cat": CAT_WORKLOAD, "name": name, "pid": pid, "tid": phase_tid(pid)})
+        return f',{{"ts":{ts_text(ts_ns)},{body[1:]}\n'
+
+    def lines(self, items: Iterable[WorkloadStep | WorkloadMark]) -> Iterable[str]:
+        """The lines of steps and marks, as ``Workload.drain()`` gives them."""
+        pid = self.pid
+        tid = steps_tid(pid)
+        for item in items:
+            if isinstance(item, WorkloadStep):
+                yield from self._step_lines(item, pid, tid)
+            elif item.kind == "phase":
+                if item.ph == "B":
+                    self._phases.append(item.name)
+                    yield self._phase_line("B", item.name, item.ts_ns)
+                elif item.name in self._phases:  # closes it and whatever was opened inside it
+                    at = len(self._phases) - 1 - self._phases[::-1].index(item.name)
+                    yield from self.close_phases(item.ts_ns, down_to=at)
+                else:
+                    self.phases_unmatched += 1
+            elif item.kind in ("start", "end"):
+                args = {k: v for k, v in dict(item.args).items() if plain_json(v)}
+                self.last_ns = max(self.last_ns, item.ts_ns)
+                yield instant(CAT_WORKLOAD, item.kind, pid, ts_text(item.ts_ns), args, tid=tid)
+
+    def _step_lines(self, item: WorkloadStep, pid: int, tid: int) -> Iterable[str]:
+        end = item.ts_ns
+        begin = end - max(0, round(item.wall_s * 1e9))
+        args: dict[str, object] = {"step": item.step, "samples": item.samples, "wall_s": item.wall_s}
+        if item.loss is not None:
+            args["loss"] = item.loss
+        args = {k: v for k, v in args.items() if plain_json(v)}
+        self.last_ns = max(self.last_ns, end)
+        if end < self._step_end_ns:  # ended before the previous step: no nested slice
+            self.steps_out_of_order += 1
+            yield instant(CAT_WORKLOAD, "step", pid, ts_text(end), args, tid=tid)
+        else:
+            if begin < self._step_end_ns:
+                self.steps_trimmed += 1
+                begin = self._step_end_ns
+            self._step_end_ns = end
+            yield (f',{{"ph":"X","cat":"{CAT_WORKLOAD}","name":"step","pid":{pid},'
+                   f'"tid":{tid},"ts":{ts_text(begin)},"dur":{ts_text(end - begin)},'
+                   f'"args":{dumps(args)}}}\n')
+        loss = number_text(item.loss)
+        if loss is not None:
+            yield self._counters.line(pid, "loss", "loss", ts_text(end), loss)
+        self.steps += 1

@@ -1,0 +1,124 @@
+"""Workload events, read: one JSON line each, parsed and checked into WorkloadStep and WorkloadMark.
+
+The writing side is ``gputop.workloads.events`` (standard library only, so a user's script can copy
+it); the names of the environment and of the events come from there, so the two cannot drift.
+A line that is not a valid event of a known kind is counted, never raised.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from gputop.model import WorkloadMark, WorkloadStep
+from gputop.workloads.events import ENV_FD, ENV_FILE
+
+__all__ = ["ENV_FD", "ENV_FILE", "EventReader"]
+
+PEAK_SOURCES = ("table", "measured")
+
+
+def number(value: Any, *, positive: bool = False) -> float | None:
+    """A finite JSON number (not a bool) as a float, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    if positive and value <= 0:
+        return None
+    return float(value)
+
+
+def whole(value: Any, low: int = 0) -> int | None:
+    """A JSON integer (not a bool) of at least ``low``, else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        return None
+    return value
+
+
+def text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+class EventReader:
+    """Parses event lines one by one and keeps what they establish: the ``start`` facts, the
+    ``end`` word, the phases now open. ``read`` counts valid events, ``ignored`` the rest."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.start: dict[str, Any] = {}
+        self.end: dict[str, Any] | None = None
+        self.phases: list[str] = []  # open phases, innermost last
+        self.read = 0
+        self.ignored = 0
+
+    def feed(self, line: bytes) -> WorkloadStep | WorkloadMark | None:
+        """The step or mark ``line`` holds; None for a blank line or one that is not an event."""
+        if not line.strip():
+            return None
+        try:
+            record = json.loads(line)
+        except ValueError:
+            self.ignored += 1
+            return None
+        if not isinstance(record, dict):
+            self.ignored += 1
+            return None
+        kind, ts_ns = record.get("event"), whole(record.get("ts_ns"), 1)
+        item: WorkloadStep | WorkloadMark | None = None
+        if ts_ns is not None:
+            if kind == "step":
+                item = self._step(record, ts_ns)
+            elif kind == "start":
+                item = self._start(record, ts_ns)
+            elif kind == "phase":
+                item = self._phase(record, ts_ns)
+            elif kind == "end":
+                item = self._end(record, ts_ns)
+        if item is None:
+            self.ignored += 1
+        else:
+            self.read += 1
+        return item
+
+    def _step(self, e: dict[str, Any], ts_ns: int) -> WorkloadStep | None:
+        step, samples, wall = whole(e.get("step")), whole(e.get("samples")), number(e.get("wall_s"))
+        loss = e.get("loss")
+        if step is None or samples is None or wall is None or wall < 0:
+            return None
+        if loss is not None and number(loss) is None:
+            return None
+        return WorkloadStep(step=step, samples=samples, loss=number(loss), wall_s=wall, ts_ns=ts_ns)
+
+    def _start(self, e: dict[str, Any], ts_ns: int) -> WorkloadMark:
+        source = e.get("peak_flops_source")
+        self.start = {
+            "device": text(e.get("device")), "device_name": text(e.get("device_name")),
+            "device_uuid": text(e.get("device_uuid")),
+            "precision": text(e.get("precision")), "batch_size": whole(e.get("batch_size"), 1),
+            "sample_unit": text(e.get("sample_unit")) or "samples",
+            "flops_per_step": number(e.get("flops_per_step"), positive=True),
+            "peak_flops": number(e.get("peak_flops"), positive=True),
+            "peak_flops_source": source if source in PEAK_SOURCES else None,
+            "steps_planned": whole(e.get("steps_planned"), 1),
+        }
+        return WorkloadMark("start", ts_ns, name=self.name,
+                            args={k: v for k, v in self.start.items() if v is not None})
+
+    def _phase(self, e: dict[str, Any], ts_ns: int) -> WorkloadMark | None:
+        name, ph = text(e.get("name")), e.get("ph")
+        if name is None or ph not in ("B", "E"):
+            return None
+        if ph == "B":
+            self.phases.append(name)
+        elif name in self.phases:
+            del self.phases[len(self.phases) - 1 - self.phases[::-1].index(name)]
+        return WorkloadMark("phase", ts_ns, name=name, ph=ph)
+
+    def _end(self, e: dict[str, Any], ts_ns: int) -> WorkloadMark | None:
+        status = e.get("status")
+        if status not in ("ok", "error"):
+            return None
+        error = e.get("error") if isinstance(e.get("error"), str) else None
+        self.end = {"status": status, "error": error, "steps": whole(e.get("steps"))}
+        args = {"status": status, **({"error": error} if error else {})}
+        return WorkloadMark("end", ts_ns, name=self.name, args=args)

@@ -1,0 +1,286 @@
+"""``Workload``: the facade over one launched workload. It starts the process group, drains its
+pipes, reads its events and gives energy to its steps; callers only ever see ``WorkloadState``
+snapshots (``poll()``) and, for a recorder, the steps and marks (``drain()``)."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import os
+import threading
+import time
+from typing import Callable, Mapping, Sequence
+
+from gputop.model import Sample, WorkloadMark, WorkloadState, WorkloadStep
+from gputop.signals import signal_name
+from gputop.workload import rates
+from gputop.workload.energy import EnergyCurve
+from gputop.workload.events import ENV_FD, ENV_FILE, EventReader
+from gputop.workload.pipes import EventLines, OutputLines
+from gputop.workload.process import Child, ProcessGroup
+from gputop.workload.targets import resolve
+
+OUTPUT_LINES = 200  # lines of stdout+stderr kept
+RECENT_STEPS = 64  # steps kept in WorkloadState.recent_steps
+RECENT_LOSSES = 120
+EVENT_LINES = 100_000  # event lines held between two polls; more are dropped (and counted)
+PIDS_EVERY_S = 1.0  # the process tree is walked at most this often
+
+
+class Workload:
+    """A workload launched under observation: start(), poll() as often as you like, stop().
+
+    The child runs ``sys.executable`` in its own session and process group (so one signal reaches
+    it and every process it spawned), with a pipe for its events (GPUTOP_EVENTS_FD) and its
+    stdout/stderr captured (see gputop.workload.process for the parent-death signal and the
+    subreaper: call ``start()`` from the main thread).
+
+    ``poll()`` does not block: it takes the events that reader threads have collected, reaps the
+    process and returns a WorkloadState (once, when the process has just exited, it waits up to
+    0.25 s for the last lines, which only take that long when a grandchild still holds a pipe).
+    A recorder (``collect=True``) also calls ``drain()`` for every step and mark since its last
+    call.
+    """
+
+    resolve = staticmethod(resolve)
+
+    def __init__(self, target: str, args: Sequence[str] = (), *, env: Mapping[str, str] | None = None,
+                 cwd: str | None = None, output_lines: int = OUTPUT_LINES,
+                 keep_steps: int = RECENT_STEPS, collect: bool = False,
+                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self.name, command = resolve(target)
+        self.argv: tuple[str, ...] = (*command, *args)
+        self._env = dict(os.environ if env is None else env)
+        self._cwd = cwd
+        self._clock_ns = clock_ns
+        self._output = OutputLines(output_lines)
+        self._lock = threading.RLock()
+        self._group = ProcessGroup()
+        self._events: EventLines | None = None
+        self._reader = EventReader(self.name)
+        self._started_ns = 0
+        self._ended_ns: int | None = None
+        self._stopped = False
+        self._steps: collections.deque[WorkloadStep] = collections.deque(maxlen=max(1, keep_steps))
+        self._losses: collections.deque[float] = collections.deque(maxlen=RECENT_LOSSES)
+        self._collect = collect  # keep every step and mark for drain() (a recorder)
+        # a recorder loses nothing: unbounded, and emptied by each drain() (record drains every
+        # DRAIN_S whatever its --interval); a viewer keeps no pending items at all
+        self._pending: collections.deque[WorkloadStep | WorkloadMark] = collections.deque()
+        self.pending_dropped = 0  # items drain() never saw (kept for the recorder's report: 0)
+        self._energy = EnergyCurve(self._env)
+        self._pids: frozenset[int] = frozenset()
+        self._pids_at = -math.inf
+        self._state: WorkloadState | None = None
+
+    # ---- launching --------------------------------------------------------------------------
+
+    @property
+    def proc(self) -> Child | None:
+        """The main process (a Popen), once started."""
+        return self._group.proc
+
+    @property
+    def pid(self) -> int | None:
+        return self._group.pid
+
+    @property
+    def pgid(self) -> int | None:
+        return self._group.pid  # start_new_session: the child leads its own group
+
+    @property
+    def events_ignored(self) -> int:
+        """Lines that were not a valid event, and events of unknown kinds."""
+        return self._reader.ignored
+
+    def start(self) -> WorkloadState:
+        """Launch the child (once). WorkloadError if it cannot be executed."""
+        with self._lock:
+            if self._group.proc is not None or self._stopped:
+                raise RuntimeError("a Workload is started once")
+            read_fd, write_fd = os.pipe()
+            env = dict(self._env)
+            env.pop(ENV_FILE, None)
+            env[ENV_FD] = str(write_fd)
+            env.setdefault("PYTHONUNBUFFERED", "1")  # output as it is printed, not in 8 KiB blocks
+            self._started_ns = self._clock_ns()
+            try:
+                self._group.spawn(self.argv, env, self._cwd, pass_fds=(write_fd,))
+            except BaseException:
+                os.close(read_fd)
+                raise
+            finally:
+                os.close(write_fd)
+            self._events = EventLines(read_fd, None if self._collect else EVENT_LINES)
+            for stream, is_stderr in ((self._group.stdout, False), (self._group.stderr, True)):
+                if stream is not None:
+                    self._output.follow(stream, is_stderr=is_stderr)
+            self._pids = frozenset({self._group.pid}) if self._group.pid is not None else frozenset()
+            return self._snapshot()
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def poll(self, sample: Sample | None = None) -> WorkloadState:
+        """What the workload has reported, now; never blocks. ``sample`` (a gputop Sample)
+        feeds the energy per step."""
+        with self._lock:
+            self._read_events()
+            if sample is not None:
+                self._energy.add(sample, self._reader.start)
+            if self._ended_ns is None and self._group.poll() is not None:
+                self._finish()
+            self._refresh_pids()
+            return self._snapshot()
+
+    @property
+    def state(self) -> WorkloadState:
+        with self._lock:
+            return self._state if self._state is not None else self._snapshot()
+
+    def drain(self) -> list[WorkloadStep | WorkloadMark]:
+        """Every step and mark read since the last drain(), oldest first (for a recorder; needs
+        ``Workload(..., collect=True)``)."""
+        if not self._collect:
+            raise RuntimeError("drain() needs Workload(..., collect=True)")
+        with self._lock:
+            self._read_events()
+            out = list(self._pending)
+            self._pending.clear()
+            return out
+
+    def _read_events(self) -> None:
+        if self._events is None:
+            return
+        for line in self._events.take():
+            item = self._reader.feed(line)
+            if item is None:
+                continue
+            if isinstance(item, WorkloadStep):
+                self._steps.append(item)
+                if item.loss is not None:
+                    self._losses.append(item.loss)
+            if self._collect:
+                self._pending.append(item)
+
+    # ---- the process ------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        """The main process has exited (and was reaped by poll/wait): collect what is left."""
+        self._ended_ns = self._clock_ns()
+        # its last lines and events: there at once, unless a grandchild holds the pipes
+        self._output.join(0.25)
+        if self._events is not None:
+            self._events.join(0.25)
+        self._read_events()
+        self._group.reap()
+        self._group.note_gone()
+
+    def _refresh_pids(self) -> None:
+        pid = self._group.pid
+        if pid is None:
+            return
+        if self._ended_ns is not None:
+            self._pids = frozenset()
+            return
+        now = time.monotonic()
+        if now - self._pids_at < PIDS_EVERY_S:
+            return
+        from gputop.sources.cpu import process_tree  # psutil lives there
+
+        self._pids_at = now
+        self._pids = process_tree(pid) or frozenset({pid})
+
+    def stop(self, grace_s: float = 3.0) -> WorkloadState:
+        """SIGTERM to the whole group, SIGKILL after ``grace_s``, reap. Idempotent; a workload
+        still running when called ends with status "stopped". The waiting is done without the
+        lock, so poll() from another thread (the TUI's event loop) carries on meanwhile."""
+        group = self._group
+        with self._lock:
+            if group.proc is None:
+                self._stopped = True
+                return self._snapshot()
+            if self._ended_ns is None and group.poll() is None:
+                self._stopped = True
+            elif self._ended_ns is None:  # exited since the last poll(): see what is left of it
+                self._finish()
+            if group.gone:
+                self._pids = frozenset()
+                return self._snapshot()
+        group.terminate(grace_s)
+        with self._lock:
+            if self._ended_ns is None:
+                self._finish()
+            group.reap()
+            if self._events is not None:
+                self._events.join(1.0)
+            self._read_events()
+            self._pids = frozenset()
+            group.note_gone()
+            return self._snapshot()
+
+    def __enter__(self) -> Workload:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- the snapshot -----------------------------------------------------------------------
+
+    def _status(self) -> tuple[str, str | None]:
+        if self._group.proc is None:
+            return ("stopped" if self._stopped else "running"), None
+        if self._ended_ns is None:
+            return "running", None
+        end = self._reader.end or {}
+        _, last_stderr = self._output.snapshot()
+        if self._stopped:
+            return "stopped", None
+        if end.get("status") == "error":
+            return "failed", end.get("error") or last_stderr or "the workload reported an error"
+        rc = self._group.returncode
+        if rc == 0:
+            return "ok", None
+        if rc is not None and rc < 0:  # its last words (a progress bar, a log line) are not why
+            return "failed", f"killed by {signal_name(-rc)}"
+        return "failed", last_stderr or f"exit code {rc}"
+
+    def _with_joules(self) -> None:
+        """Give each recent step without energy its share, once the curve covers it."""
+        for i, s in enumerate(self._steps):
+            if s.joules is None:
+                joules = self._energy.joules(s)
+                if joules is not None:
+                    self._steps[i] = dataclasses.replace(s, joules=joules)
+
+    def _snapshot(self) -> WorkloadState:
+        self._with_joules()
+        status, error = self._status()
+        start = self._reader.start
+        window = rates.window(self._steps)
+        live = rates.over(window, start.get("flops_per_step"), start.get("peak_flops"))
+        output, _ = self._output.snapshot()
+        last = self._steps[-1] if self._steps else None
+        now_ns = self._ended_ns if self._ended_ns is not None else self._clock_ns()
+        phases = self._reader.phases
+        self._state = WorkloadState(
+            name=self.name, argv=self.argv, pid=self._group.pid, status=status,
+            returncode=self._group.returncode,
+            started_ns=self._started_ns, ended_ns=self._ended_ns, events=self._reader.read > 0,
+            device=start.get("device"), device_name=start.get("device_name"),
+            precision=start.get("precision"), batch_size=start.get("batch_size"),
+            sample_unit=start.get("sample_unit") or "samples",
+            flops_per_step=start.get("flops_per_step"), peak_flops=start.get("peak_flops"),
+            peak_flops_source=start.get("peak_flops_source"),
+            steps_planned=start.get("steps_planned"),
+            step=None if last is None else last.step,
+            samples_per_s=live.samples_per_s, tflops=live.tflops, mfu_pct=live.mfu_pct,
+            loss=None if last is None else last.loss, losses=tuple(self._losses),
+            joules_per_step=rates.joules_per_step(window),
+            recent_steps=tuple(self._steps), error=error, pids=self._pids,
+            output_tail=output, phase=phases[-1] if phases else None,
+            events_ignored=self._reader.ignored + (self._events.dropped if self._events else 0),
+            last_step_age_s=None if last is None else max(0.0, (now_ns - last.ts_ns) / 1e9),
+        )
+        return self._state
+

@@ -1,0 +1,85 @@
+"""The one place a workload's rates are computed from its steps: samples/s, TFLOP/s, MFU and
+energy per step or per sample. The live view, ``compare`` and ``report`` all call these.
+
+A rate over several steps is total work over total wall time (not a mean of per-step rates, which
+would weigh a short step like a long one); ``report`` gives medians of per-step rates, also made
+here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from gputop.model import WorkloadStep
+
+RATE_WINDOW_S = 3.0  # the live rates are over the last steps adding up to this much step time
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    samples_per_s: float | None = None
+    tflops: float | None = None  # achieved TFLOP/s, from the workload's FLOPs per step
+    mfu_pct: float | None = None  # achieved / peak FLOP/s x 100
+
+
+def over(steps: Sequence[WorkloadStep], flops_per_step: float | None,
+         peak_flops: float | None) -> Rates:
+    """The rates over ``steps`` taken together; all None without steps or wall time."""
+    wall = sum(s.wall_s for s in steps)
+    if not steps or wall <= 0:
+        return Rates()
+    samples_per_s = sum(s.samples for s in steps) / wall
+    if not flops_per_step:
+        return Rates(samples_per_s)
+    rate = flops_per_step * len(steps) / wall
+    return Rates(samples_per_s, rate / 1e12, 100.0 * rate / peak_flops if peak_flops else None)
+
+
+def per_step(step: WorkloadStep, flops_per_step: float | None, peak_flops: float | None) -> Rates:
+    """One step's own rates (None where its wall time is 0)."""
+    return over((step,), flops_per_step, peak_flops) if step.wall_s > 0 else Rates()
+
+
+def window(steps: Iterable[WorkloadStep], seconds: float = RATE_WINDOW_S) -> list[WorkloadStep]:
+    """The recent steps the live rates are taken over: the last ones adding up to ``seconds`` of
+    step time, leaving out step 1 (allocation, autotuning, compiling) once there are more."""
+    all_steps = list(steps)
+    chosen = [s for s in all_steps if s.step != 1] or all_steps
+    out: list[WorkloadStep] = []
+    total = 0.0
+    for s in reversed(chosen):
+        if out and total >= seconds:
+            break
+        out.append(s)
+        total += s.wall_s
+    return out
+
+
+def joules_per_step(steps: Iterable[WorkloadStep]) -> float | None:
+    """The mean energy of the steps whose energy is known."""
+    energies = [s.joules for s in steps if s.joules is not None]
+    return sum(energies) / len(energies) if energies else None
+
+
+def joules_per_sample(steps: Sequence[WorkloadStep]) -> float | None:
+    """Energy over samples, only where every step's energy is known (a part would flatter it)."""
+    if not steps or any(s.joules is None for s in steps):
+        return None
+    samples = sum(s.samples for s in steps)
+    return sum(s.joules for s in steps if s.joules is not None) / samples if samples else None
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile of sorted values, linear between ranks."""
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def median(values: Iterable[float | None]) -> float | None:
+    """The median of the finite values; None where there is none."""
+    present = sorted(v for v in values if v is not None and math.isfinite(v))
+    return percentile(present, 50) if present else None

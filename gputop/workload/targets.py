@@ -1,0 +1,44 @@
+"""What ``--run`` names: a bundled workload or a Python script, checked before anything starts."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+BUNDLED = ("cnn", "mlp", "transformer", "matmul")  # python -m gputop.workloads.<name>
+
+
+class WorkloadError(Exception):
+    """A workload that cannot be launched; the message is one line for the user."""
+
+
+def resolve(target: str) -> tuple[str, tuple[str, ...]]:
+    """(name, command) for ``target``: a bundled workload's name, or the path of a Python script.
+
+    WorkloadError (one line) for a missing file, a directory, a script that does not compile
+    (file:line) or a name that is neither a file nor a bundled workload."""
+    if not target:
+        raise WorkloadError(f"no workload given: name one of {', '.join(BUNDLED)}, or a Python script")
+    if target in BUNDLED:  # a file of that name in the way is still reachable as ./cnn
+        return target, (sys.executable, "-m", f"gputop.workloads.{target}")
+    looks_like_path = os.sep in target or target.endswith(".py") or os.path.exists(target)
+    if not looks_like_path:
+        raise WorkloadError(f"unknown workload {target!r}: not a file, and not one of the bundled "
+                            f"workloads ({', '.join(BUNDLED)})")
+    if os.path.isdir(target):
+        raise WorkloadError(f"{target} is a directory, not a Python script")
+    try:
+        with open(target, "rb") as f:
+            source = f.read()
+    except FileNotFoundError:
+        raise WorkloadError(f"no such file: {target}") from None
+    except OSError as exc:
+        raise WorkloadError(f"cannot read {target}: {exc.strerror or exc}") from None
+    try:
+        compile(source, target, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        where = f"{target}:{exc.lineno}" if exc.lineno else target
+        raise WorkloadError(f"{where}: syntax error: {exc.msg}") from None
+    except ValueError as exc:  # null bytes: not a Python source file
+        raise WorkloadError(f"{target} is not a Python script ({exc})") from None
+    return os.path.basename(target), (sys.executable, target)
