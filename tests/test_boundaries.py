@@ -16,7 +16,7 @@ PACKAGE = ROOT / "gputop"
 @pytest.mark.parametrize(
     "module",
     ["gputop.cli", "gputop.snapshot", "gputop.sampler", "gputop.history", "gputop.sources.nvml",
-     "gputop.sources.cpu"],
+     "gputop.sources.cpu", "gputop.feed", "gputop.trace", "gputop.report", "gputop.workload"],
 )
 def test_headless_modules_import_neither_textual_nor_torch(module):
     code = (
@@ -26,6 +26,14 @@ def test_headless_modules_import_neither_textual_nor_torch(module):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"{module} pulled in {out.stdout.strip()}"
+
+
+def test_reading_a_trace_starts_no_process_machinery():
+    """The trace and report import the workload contract and its rates, not the launcher. (The
+    feed is not among them: it samples with asyncio, which imports subprocess itself.)"""
+    code = "import sys, gputop.trace, gputop.report; print('subprocess' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def _imports(path: pathlib.Path) -> set[str]:
@@ -41,7 +49,8 @@ def _imports(path: pathlib.Path) -> set[str]:
 
 @pytest.mark.parametrize(
     "dependency, allowed",
-    [("pynvml", {"sources/nvml.py", "sources/gpm.py"}), ("psutil", {"sources/cpu.py"}),
+    [("pynvml", {"sources/nvml.py", "sources/nvml_query.py", "sources/nvml_info.py", "sources/gpm.py"}),
+     ("psutil", {"sources/cpu.py"}), ("subprocess", {"workload/process.py"}),
      ("torch", set()), ("textual", {"tui"})],
 )
 def test_each_dependency_has_one_home(dependency, allowed):

@@ -12,7 +12,7 @@ import pytest
 import fakenvml
 from fakenvml import A100_SXM, CONSUMER, H100_SXM, HIDDEN_PID, OLD_DRIVER, FakeProcess
 from gputop.model import GpuSample
-from gputop.sources import nvml
+from gputop.sources import nvml_info, nvml_query
 from gputop.sources.nvml import GpuUnavailable, NvmlSource
 
 GPM_FIELDS = {
@@ -83,7 +83,7 @@ def test_h100_peak_bandwidth_is_3_35_tb_per_s(source):
      (None, None, "mystery", None)],
 )
 def test_cores_per_sm(arch, cc, name, per_sm):
-    assert nvml._cores_per_sm(arch, cc, name) == per_sm
+    assert nvml_info._cores_per_sm(arch, cc, name) == per_sm
 
 
 # ------------------------------------------------------------------------------------- readings
@@ -143,7 +143,7 @@ def test_readings_follow_the_device(source):
     (0x20 | 0x40, ("sw_thermal_slowdown", "hw_thermal_slowdown")), (0x1000, ("0x1000",)),
 ])
 def test_clock_event_reasons_in_words(bits, words):
-    assert nvml._reasons(bits) == (words,)
+    assert nvml_query._reasons(bits) == (words,)
 
 
 # ------------------------------------------------------------------------------- rates and energy
@@ -275,7 +275,7 @@ def test_old_driver_falls_back_to_older_symbols(source):
 
 
 def test_missing_function_is_logged_once_at_debug(source, caplog, monkeypatch):
-    monkeypatch.setattr(nvml, "_logged", set())
+    monkeypatch.setattr(nvml_query, "_logged", set())
     caplog.set_level(logging.DEBUG, logger="gputop.sources.nvml")
     fake, src = source([H100_SXM])
     fake.fail("nvmlDeviceGetPowerUsage", pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
@@ -290,8 +290,8 @@ def test_library_mismatch_error_counts_as_a_missing_function():
     def unversioned(*args):
         raise pynvml.NVMLLibraryMismatchError("use a versioned function")
 
-    assert nvml._query(unversioned) is None
-    assert nvml._query(unversioned, unanswerable=nvml.UNANSWERABLE) is nvml.UNANSWERABLE
+    assert nvml_query._query(unversioned) is None
+    assert nvml_query._query(unversioned, unanswerable=nvml_query.UNANSWERABLE) is nvml_query.UNANSWERABLE
 
 
 # ------------------------------------------------------------------------------- injected errors

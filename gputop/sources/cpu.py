@@ -19,13 +19,24 @@ import re
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator, NamedTuple, Protocol, TypeVar
 
 import psutil
 
 from gputop.model import CpuSample
 
 _PACKAGE_DIR = re.compile(r"intel-rapl:\d+$")  # top-level domains; intel-rapl:N:M are sub-domains
+
+T = TypeVar("T")
+
+
+class _Slow(NamedTuple):
+    """The readings re-read only every few ticks."""
+
+    freqs: tuple[float | None, ...]
+    ram_used: int
+    ram_total: int
+    load1: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +92,7 @@ class _ProcStat:
     def _parse(data: bytes) -> tuple[list[tuple[int, int]], bool]:
         """(cores, complete): complete once a line after the per-core ones has begun (the
         ``intr`` line that follows can be huge, and need not fit: only its first bytes)."""
-        cores = []
+        cores: list[tuple[int, int]] = []
         lines = data.split(b"\n")
         for i, line in enumerate(lines[1:], 1):  # the aggregate "cpu" line first
             if not line.startswith(b"cpu"):
@@ -99,7 +110,15 @@ class _ProcStat:
         self._finalizer()
 
 
-def _busy_total(times) -> tuple[float, float]:
+class _CpuTimes(Protocol):
+    """One core's ``scputimes`` (psutil): a tuple of seconds with named fields."""
+
+    idle: float
+
+    def __iter__(self) -> Iterator[float]: ...
+
+
+def _busy_total(times: _CpuTimes) -> tuple[float, float]:
     """(busy, total) seconds of one ``scputimes``, counted as psutil and htop count them."""
     total = sum(times)
     # Linux counts guest time inside user/nice already; iowait is idle time.
@@ -202,7 +221,7 @@ class CpuSource:
         self._clock = clock
         self._slow_interval_s = slow_interval_s
         self._slow_at: float | None = None
-        self._slow: tuple = ()
+        self._slow: _Slow | None = None
         self._stat = _ProcStat.open(PROC_STAT if proc_stat is None else proc_stat)
         self._prev = self._core_times()
         # Before the first delta: the average since boot, which is a real measurement.
@@ -247,14 +266,15 @@ class CpuSource:
             load1=load1,
         )
 
-    def _slow_readings(self, n_cores: int) -> tuple:
+    def _slow_readings(self, n_cores: int) -> _Slow:
         now = self._clock()
         stale = self._slow_at is None or now - self._slow_at >= self._slow_interval_s
-        if stale or len(self._slow[0]) != n_cores:
+        slow = self._slow
+        if stale or slow is None or len(slow.freqs) != n_cores:
             mem = psutil.virtual_memory()
-            self._slow = (_core_freqs(n_cores), mem.total - mem.available, mem.total, _load1())
+            slow = self._slow = _Slow(_core_freqs(n_cores), mem.total - mem.available, mem.total, _load1())
             self._slow_at = now
-        return self._slow
+        return slow
 
     def describe(self, pids: Iterable[int]) -> dict[int, HostProcess]:
         """Name, user, command and CPU share of every pid this namespace can see; others absent.
@@ -271,7 +291,7 @@ class CpuSource:
                 if proc is not None and not proc.is_running():  # gone, or the pid was reused
                     proc = None
                 first = proc is None
-                if first:
+                if proc is None:
                     proc = psutil.Process(pid)
                 with proc.oneshot():
                     name = _field(proc.name)
@@ -288,7 +308,7 @@ class CpuSource:
         return out
 
 
-def _field(read: Callable):
+def _field(read: Callable[[], T]) -> T | None:
     """One process field; ``None`` where it is denied to us or the process is a zombie."""
     try:
         return read()

@@ -54,7 +54,7 @@ class Gpm:
 
     @classmethod
     def open(cls, handle: Any, query: Query) -> Gpm | None:
-        samples = []
+        samples: list[Any] = []
         for _ in range(2):
             sample = query(pynvml.nvmlGpmSampleAlloc)
             if sample is None:

@@ -1,8 +1,9 @@
-"""NVIDIA GPUs through NVML (pynvml). With gpm.py, the only place that imports pynvml.
+"""NVIDIA GPUs through NVML (pynvml): the source the sampler reads. With nvml_query, nvml_info
+and gpm beside it, the only modules that import pynvml.
 
-Every NVML call goes through ``_query``, the one choke point: a query the device or driver can't
-answer (not supported, no permission, function missing from an older driver) gives ``None``, never
-0; a lost GPU raises ``_GpuLost``, which marks that device lost while the others go on.
+Every NVML call goes through ``nvml_query._query``, the one choke point: a query the device or
+driver can't answer gives ``None``, never 0; a lost GPU raises ``_GpuLost``, which marks that
+device lost while the others go on.
 
 What a device supports is probed once, in ``NvmlSource.open``: each per-tick query that answered
 becomes a ``_Reader`` (which call, with which arguments, into which fields), choosing the newest
@@ -14,247 +15,38 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import pynvml
 
 from gputop.model import GpuInfo, GpuProcess, GpuSample
 from gputop.sources.gpm import Gpm
+from gputop.sources.nvml_info import _cuda_version, _lost_info, _reason, _static_info, _text
+from gputop.sources.nvml_query import (
+    _COUNTERS,
+    _LOST,
+    _NOT_AVAILABLE,
+    _PCIE_THROUGHPUT,
+    _PROCESS_QUERIES,
+    _SLOW_FIELDS,
+    _TICK_QUERIES,
+    SLOW_INTERVAL_S,
+    UNANSWERABLE,
+    GpuUnavailable,
+    _field_value,
+    _first_answering,
+    _GpuLost,
+    _kib_per_s,
+    _query,
+    _read_all,
+    _Reader,
+)
+
+__all__ = ["GpuUnavailable", "NvmlSource", "SLOW_INTERVAL_S"]
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
-# Errors that mean "this device or driver will not answer this query": None, and not asked again.
-_UNANSWERABLE = frozenset({
-    pynvml.NVML_ERROR_NOT_SUPPORTED,
-    pynvml.NVML_ERROR_NO_PERMISSION,
-    pynvml.NVML_ERROR_FUNCTION_NOT_FOUND,
-})
-# Errors that mean the device stopped answering altogether (fell off the bus, needs a reset).
-# NVML_ERROR_UNKNOWN is not among them: drivers return it for transient trouble too, so it gives
-# None for that tick only.
-_LOST = frozenset({pynvml.NVML_ERROR_GPU_IS_LOST, pynvml.NVML_ERROR_RESET_REQUIRED})
-# Expected answers that need no log line (NOT_FOUND: no process samples since the last look).
-_QUIET = frozenset({pynvml.NVML_ERROR_NOT_FOUND})
-
-_OPEN_REASONS = {
-    pynvml.NVML_ERROR_LIBRARY_NOT_FOUND: "libnvidia-ml.so.1 not found (no NVIDIA driver installed)",
-    pynvml.NVML_ERROR_DRIVER_NOT_LOADED: "NVIDIA driver not loaded",
-    pynvml.NVML_ERROR_NO_PERMISSION: "no permission to open the NVIDIA driver",
-    pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH:
-        "NVIDIA driver and libnvidia-ml versions differ (reboot after a driver update?)",
-    pynvml.NVML_ERROR_FUNCTION_NOT_FOUND: "NVIDIA driver too old for nvidia-ml-py",
-    pynvml.NVML_ERROR_OPERATING_SYSTEM: "the operating system blocked access to the NVIDIA driver",
-}
-
-_ARCHITECTURES = {
-    pynvml.NVML_DEVICE_ARCH_KEPLER: "Kepler",
-    pynvml.NVML_DEVICE_ARCH_MAXWELL: "Maxwell",
-    pynvml.NVML_DEVICE_ARCH_PASCAL: "Pascal",
-    pynvml.NVML_DEVICE_ARCH_VOLTA: "Volta",
-    pynvml.NVML_DEVICE_ARCH_TURING: "Turing",
-    pynvml.NVML_DEVICE_ARCH_AMPERE: "Ampere",
-    pynvml.NVML_DEVICE_ARCH_ADA: "Ada",
-    pynvml.NVML_DEVICE_ARCH_HOPPER: "Hopper",
-    pynvml.NVML_DEVICE_ARCH_BLACKWELL: "Blackwell",
-}
-# FP32 cores per SM, by compute capability (major, minor), then by major alone.
-_CORES_PER_SM_BY_CC = {(6, 0): 64, (8, 0): 64,  # GP100, GA100
-                       3: 192, 5: 128, 6: 128, 7: 64, 8: 128, 9: 128, 10: 128, 12: 128}
-_CORES_PER_SM_BY_ARCH = {"Kepler": 192, "Maxwell": 128, "Pascal": 128, "Volta": 64, "Turing": 64,
-                         "Ampere": 128, "Ada": 128, "Hopper": 128, "Blackwell": 128}
-
-# Clock event (formerly throttle) reason bits, named after nvidia-smi's labels.
-_REASON_WORDS = (
-    (0x001, "idle"), (0x002, "applications_clocks_setting"), (0x004, "sw_power_cap"),
-    (0x008, "hw_slowdown"), (0x010, "sync_boost"), (0x020, "sw_thermal_slowdown"),
-    (0x040, "hw_thermal_slowdown"), (0x080, "hw_power_brake_slowdown"),
-    (0x100, "display_clock_setting"), (0x200, "board_limit"), (0x400, "reliability"),
-)
-_KNOWN_REASON_BITS = sum(bit for bit, _ in _REASON_WORDS)
-
-_ALL_LINKS = 0xFFFFFFFF  # field value scope: the sum over every NVLink
-_FIELD_VALUE_MEMBER = {
-    pynvml.NVML_VALUE_TYPE_DOUBLE: "dVal", pynvml.NVML_VALUE_TYPE_UNSIGNED_INT: "uiVal",
-    pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG: "ulVal", pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: "ullVal",
-    pynvml.NVML_VALUE_TYPE_SIGNED_LONG_LONG: "sllVal", pynvml.NVML_VALUE_TYPE_SIGNED_INT: "siVal",
-    pynvml.NVML_VALUE_TYPE_UNSIGNED_SHORT: "usVal",
-}
-_NOT_AVAILABLE = {2**64 - 1, 2**32 - 1}  # NVML_VALUE_NOT_AVAILABLE as unsigned long long / unsigned int
-
-
-class GpuUnavailable(Exception):
-    """No GPU can be monitored; ``reason`` is one line for the user."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class _GpuLost(Exception):
-    """The device stopped answering; raised by ``_query``, caught per device."""
-
-
-class _Unanswerable:
-    def __repr__(self) -> str:
-        return "UNANSWERABLE"
-
-
-UNANSWERABLE = _Unanswerable()  # what a probe gets back for a query the device will never answer
-_logged: set[tuple[str, int]] = set()
-
-
-def _query(fn: Callable[..., Any], *args: Any, unanswerable: Any = None) -> Any:
-    """Call one NVML function: its value, or None (``unanswerable`` where it never will answer).
-
-    Raises ``_GpuLost`` where the device is gone. ``NVMLLibraryMismatchError`` (not an NVMLError:
-    pynvml raises it from an unversioned wrapper whose symbol the driver lacks) counts as a
-    missing function.
-    """
-    try:
-        return fn(*args)
-    except pynvml.NVMLError as err:
-        code = err.value
-        if code in _LOST:
-            raise _GpuLost(str(err)) from err
-        _log_once(fn, code, err)
-        return unanswerable if code in _UNANSWERABLE else None
-    except pynvml.NVMLLibraryMismatchError as err:
-        _log_once(fn, pynvml.NVML_ERROR_FUNCTION_NOT_FOUND, err)
-        return unanswerable
-
-
-def _log_once(fn: Callable[..., Any], code: int, err: Exception) -> None:
-    name = getattr(fn, "__name__", repr(fn))
-    if code in _QUIET or (name, code) in _logged:
-        return
-    _logged.add((name, code))
-    if code == pynvml.NVML_ERROR_FUNCTION_NOT_FOUND:
-        log.debug("NVML: %s is not in this driver's libnvidia-ml", name)
-    else:
-        log.debug("NVML: %s failed: %s", name, err)
-
-
-# ---------------------------------------------------------------------------- per-tick readers
-
-def _milli(value: int) -> tuple[float]:
-    return (value / 1000.0,)
-
-
-def _as_int(value: int) -> tuple[int]:
-    return (int(value),)
-
-
-def _as_float(value: float) -> tuple[float]:
-    return (float(value),)
-
-
-def _kib_per_s(value: int) -> tuple[float]:
-    return (value * 1024.0,)
-
-
-def _utilization(util: Any) -> tuple[float, float]:
-    return (float(util.gpu), float(util.memory))
-
-
-def _memory(mem: Any) -> tuple[int, int]:
-    return (int(mem.used), int(mem.total))
-
-
-def _pstate(value: int) -> tuple[int | None]:
-    return (None if value == pynvml.NVML_PSTATE_UNKNOWN else int(value),)
-
-
-_reason_cache: dict[int, tuple[str, ...]] = {}
-
-
-def _reasons(bits: int) -> tuple[tuple[str, ...]]:
-    words = _reason_cache.get(bits)
-    if words is None:
-        words = tuple(word for bit, word in _REASON_WORDS if bits & bit)
-        unknown = bits & ~_KNOWN_REASON_BITS
-        words += tuple(f"0x{1 << i:x}" for i in range(64) if unknown >> i & 1)
-        _reason_cache[bits] = words
-    return (words,)
-
-
-@dataclass(frozen=True, slots=True)
-class _Reader:
-    fields: tuple[str, ...]
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]  # the device handle first
-    convert: Callable[[Any], tuple[Any, ...]]
-
-
-_GPU = pynvml.NVML_TEMPERATURE_GPU
-# (fields, variants newest first as (pynvml wrapper name, extra args), conversion)
-_TICK_QUERIES = (
-    (("gpu_util_pct", "mem_busy_pct"), (("nvmlDeviceGetUtilizationRates", ()),), _utilization),
-    (("mem_used_bytes", "mem_total_bytes"),
-     (("nvmlDeviceGetMemoryInfo", (getattr(pynvml, "nvmlMemory_v2", None),)),
-      ("nvmlDeviceGetMemoryInfo", ())), _memory),
-    (("power_w",), (("nvmlDeviceGetPowerUsage", ()),), _milli),
-    (("power_limit_w",), (("nvmlDeviceGetEnforcedPowerLimit", ()),), _milli),
-    (("sm_clock_mhz",), (("nvmlDeviceGetClockInfo", (pynvml.NVML_CLOCK_SM,)),), _as_int),
-    (("mem_clock_mhz",), (("nvmlDeviceGetClockInfo", (pynvml.NVML_CLOCK_MEM,)),), _as_int),
-    (("temp_c",), (("nvmlDeviceGetTemperatureV", (_GPU,)), ("nvmlDeviceGetTemperature", (_GPU,))), _as_float),
-    (("fan_pct",), (("nvmlDeviceGetFanSpeed", ()),), _as_float),
-    (("pstate",), (("nvmlDeviceGetPerformanceState", ()), ("nvmlDeviceGetPowerState", ())), _pstate),
-    (("clock_event_reasons",), (("nvmlDeviceGetCurrentClocksEventReasons", ()),
-                                ("nvmlDeviceGetCurrentClocksThrottleReasons", ())), _reasons),
-    (("energy_j",), (("nvmlDeviceGetTotalEnergyConsumption", ()),), _milli),
-)
-# Fields that move on a scale of seconds: read at most every SLOW_INTERVAL_S and carried in
-# between, so a 100 Hz recording does not pay for them a hundred times a second.
-_SLOW_FIELDS = frozenset({"power_limit_w", "temp_c", "fan_pct", "pstate"})
-SLOW_INTERVAL_S = 0.5
-# Cumulative counters read in one nvmlDeviceGetFieldValues call; rates come from deltas.
-# (field, field id, scope id, bytes per unit); PCIe byte counters are newer than GetPcieThroughput
-# (which falls back in their place, and blocks 20 ms in the driver per call).
-_COUNTERS = (
-    ("nvlink_tx_bytes_per_s", pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, _ALL_LINKS, 1024),
-    ("nvlink_rx_bytes_per_s", pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX, _ALL_LINKS, 1024),
-    ("pcie_tx_bytes_per_s", getattr(pynvml, "NVML_FI_DEV_PCIE_COUNT_TX_BYTES", None), 0, 1),
-    ("pcie_rx_bytes_per_s", getattr(pynvml, "NVML_FI_DEV_PCIE_COUNT_RX_BYTES", None), 0, 1),
-)
-_PCIE_THROUGHPUT = (
-    ("pcie_tx_bytes_per_s", (("nvmlDeviceGetPcieThroughput", (pynvml.NVML_PCIE_UTIL_TX_BYTES,)),)),
-    ("pcie_rx_bytes_per_s", (("nvmlDeviceGetPcieThroughput", (pynvml.NVML_PCIE_UTIL_RX_BYTES,)),)),
-)
-_PROCESS_QUERIES = (  # (kind, variants newest first)
-    ("compute", ("nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2")),
-    ("graphics", ("nvmlDeviceGetGraphicsRunningProcesses_v3", "nvmlDeviceGetGraphicsRunningProcesses_v2")),
-)
-
-
-def _read_all(readers: list[_Reader]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for reader in readers:
-        value = _query(reader.fn, *reader.args)
-        if value is not None:
-            values.update(zip(reader.fields, reader.convert(value)))
-    return values
-
-
-def _field_value(fv: Any) -> float | int | None:
-    if fv.nvmlReturn != pynvml.NVML_SUCCESS:
-        return None
-    member = _FIELD_VALUE_MEMBER.get(fv.valueType)
-    return None if member is None else getattr(fv.value, member)
-
-
-def _first_answering(handle: Any, variants: tuple[tuple[str, tuple], ...]) -> tuple[Any, tuple] | None:
-    """(wrapper, args) of the first variant the device answers, asked once at probe time.
-    A wrapper this nvidia-ml-py lacks counts as a function the driver lacks."""
-    for name, args in variants:
-        fn = getattr(pynvml, name, None)
-        if fn is not None and _query(fn, handle, *args, unanswerable=UNANSWERABLE) is not UNANSWERABLE:
-            return fn, args
-    return None
-
-
-# ---------------------------------------------------------------------------- one device
 
 class _Device:
     """One GPU: its handle, what it answered at probe time, and what rates need from last tick."""
@@ -344,7 +136,7 @@ class _Device:
                 self.energy_j = 0.0
             else:
                 then, last_w = self.last_power
-                self.energy_j += (last_w + power_w) / 2.0 * (now - then)
+                self.energy_j = (self.energy_j or 0.0) + (last_w + power_w) / 2.0 * (now - then)
             self.last_power = (now, power_w)
         return self.energy_j
 
@@ -414,71 +206,6 @@ class _Device:
             except _GpuLost:
                 pass  # a lost device's buffers go with the driver state at shutdown
             self.gpm = None
-
-
-# ---------------------------------------------------------------------------- static info
-
-def _cores_per_sm(arch: str | None, cc: tuple[int, int] | None, name: str) -> int | None:
-    if cc is not None:
-        per_sm = _CORES_PER_SM_BY_CC.get(cc) or _CORES_PER_SM_BY_CC.get(cc[0])
-        if per_sm:
-            return per_sm
-    if arch == "Ampere" and ("A100" in name or "A30" in name):
-        return 64  # GA100
-    if arch == "Pascal" and "P100" in name:
-        return 64  # GP100
-    return _CORES_PER_SM_BY_ARCH.get(arch) if arch else None
-
-
-def _cuda_version() -> str | None:
-    version = None
-    for name in ("nvmlSystemGetCudaDriverVersion_v2", "nvmlSystemGetCudaDriverVersion"):
-        fn = getattr(pynvml, name, None)
-        version = version or (_query(fn) if fn else None)
-    return None if not version else f"{version // 1000}.{version % 1000 // 10}"
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
-def _static_info(index: int, h: Any, driver: str | None, cuda: str | None) -> GpuInfo:
-    name = _text(_query(pynvml.nvmlDeviceGetName, h)) or f"GPU {index}"
-    pci = _query(pynvml.nvmlDeviceGetPciInfo, h)
-    arch = _ARCHITECTURES.get(_query(pynvml.nvmlDeviceGetArchitecture, h))
-    cores = _query(pynvml.nvmlDeviceGetNumGpuCores, h)
-    cc = _query(pynvml.nvmlDeviceGetCudaComputeCapability, h)
-    per_sm = _cores_per_sm(arch, tuple(cc) if cc else None, name)
-    sm_count = cores // per_sm if cores and per_sm and cores % per_sm == 0 else None
-    bus_bits = _query(pynvml.nvmlDeviceGetMemoryBusWidth, h)
-    max_mem_mhz = _query(pynvml.nvmlDeviceGetMaxClockInfo, h, pynvml.NVML_CLOCK_MEM)
-    peak = 2.0 * max_mem_mhz * 1e6 * bus_bits / 8.0 if bus_bits and max_mem_mhz else None
-    mig = _query(pynvml.nvmlDeviceGetMigMode, h)
-    mig_enabled = bool(mig) and mig[0] == pynvml.NVML_DEVICE_MIG_ENABLE
-    # GPM over a whole MIG-partitioned device would need per-instance samples; not done here.
-    gpm = _query(pynvml.nvmlGpmQueryDeviceSupport, h)
-    gpm_supported = bool(gpm and gpm.isSupportedDevice) and not mig_enabled
-    return GpuInfo(
-        index=index, name=name, uuid=_text(_query(pynvml.nvmlDeviceGetUUID, h)),
-        pci_bus_id=_text(pci.busId) if pci is not None else None, architecture=arch,
-        sm_count=sm_count, mem_bus_width_bits=bus_bits or None, max_mem_clock_mhz=max_mem_mhz or None,
-        peak_dram_bw_bytes_per_s=peak, driver_version=driver, cuda_version=cuda,
-        gpm_supported=gpm_supported, mig_enabled=mig_enabled,
-    )
-
-
-def _lost_info(index: int, driver: str | None, cuda: str | None) -> GpuInfo:
-    return GpuInfo(index=index, name=f"GPU {index}", uuid=None, pci_bus_id=None, architecture=None,
-                   sm_count=None, mem_bus_width_bits=None, max_mem_clock_mhz=None,
-                   peak_dram_bw_bytes_per_s=None, driver_version=driver, cuda_version=cuda)
-
-
-def _reason(err: Exception) -> str:
-    if isinstance(err, pynvml.NVMLError):
-        return _OPEN_REASONS.get(err.value, f"NVML failed to start: {err}")
-    return f"libnvidia-ml does not match nvidia-ml-py: {err}"
 
 
 # ---------------------------------------------------------------------------- the source
