@@ -63,7 +63,6 @@ def fake_share(interval: float, seconds: float) -> float:
     """Share of the record loop's CPU time spent inside the fake, by cProfile."""
     sys.path.insert(0, str(ROOT / "tests"))
     import fakenvml
-
     from gputop.sampler import iter_samples
     from gputop.trace import TraceWriter
 

@@ -25,7 +25,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import fakenvml  # noqa: E402
-
 from gputop.sampler import Sampler  # noqa: E402
 from gputop.sources.cpu import CpuSource  # noqa: E402
 from gputop.sources.nvml import NvmlSource  # noqa: E402

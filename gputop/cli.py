@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import NoReturn, Sequence
+from typing import NoReturn, Sequence, cast
 
 from gputop import __version__, compare, console, merge, record, replay, report, serve
 from gputop.argtypes import INTERVAL
@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="launch a workload beside the live view: a bundled one "
                         "(cnn, mlp, transformer, matmul) or a Python script; arguments after "
                         "'--' go to it, and it is stopped when gputop exits")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = cast("argparse._SubParsersAction[argparse.ArgumentParser]",
+               parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser))
     snap = sub.add_parser("snapshot", help="print one sample and exit",
                           description="Print one sample: the CPU cores beside every GPU.")
     snap.add_argument("--json", action="store_true", help="JSON keyed by metric name (see README)")

@@ -48,7 +48,7 @@ DEFAULT_WARMUP = 2
 POLL_S = 0.2
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "compare", help="run a workload on CPU and on GPU, and show the speedup",
         usage="gputop compare NAME [--steps N] [--batch-size B] [--warmup K] [--json] [-- ARGS]",

@@ -79,7 +79,7 @@ def configure_logging(prog: str, level: int, *, stderr: TextIO, full_screen: boo
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
-    handler: logging.Handler = _FileHandler(log_path()) if full_screen else _LineHandler(prog, stderr)
-    root.addHandler(handler)
+    new: logging.Handler = _FileHandler(log_path()) if full_screen else _LineHandler(prog, stderr)
+    root.addHandler(new)
     root.setLevel(level)
     root.propagate = False

@@ -21,6 +21,7 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     InfoMetricFamily,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from gputop import __version__
@@ -81,7 +82,7 @@ def prom_name(catalogue_name: str) -> str:
 _HELP_UNIT = {"%": " (0..1)", "MHz": " (Hz)"}
 
 
-def _family(catalogue_name: str, labels: tuple[str, ...]):
+def _family(catalogue_name: str, labels: tuple[str, ...]) -> GaugeMetricFamily | CounterMetricFamily:
     m = metric(catalogue_name)
     cls = CounterMetricFamily if m.kind == "counter" else GaugeMetricFamily
     suffix = _HELP_UNIT.get(m.unit, f" ({m.unit})" if m.unit else "")
@@ -104,7 +105,7 @@ class Exporter(Collector):
     def samples(self) -> int:
         return self._state[1]
 
-    def collect(self) -> Iterator:
+    def collect(self) -> Iterator[Metric]:
         sample, count = self._state  # one read: the sample and its count belong together
         host = self.hostname
         build = InfoMetricFamily(PREFIX + "build", "gputop version", labels=["hostname"])
@@ -130,7 +131,7 @@ def _gauge(name: str, help_: str, host: str, value: float) -> GaugeMetricFamily:
     return family
 
 
-def _cpu_families(sample: Sample, host: str) -> Iterator:
+def _cpu_families(sample: Sample, host: str) -> Iterator[Metric]:
     cpu = sample.cpu
     for name in CPU_METRICS:
         scale = _SCALE.get(metric(name).unit, 1.0)
@@ -148,7 +149,7 @@ def _cpu_families(sample: Sample, host: str) -> Iterator:
             yield family
 
 
-def _gpu_families(sample: Sample, host: str) -> Iterator:
+def _gpu_families(sample: Sample, host: str) -> Iterator[Metric]:
     gpus = sample.gpus
     yield _gauge("gpus", "GPUs monitored on this host", host, len(gpus))
     if not gpus:
@@ -196,7 +197,7 @@ def _gpu_families(sample: Sample, host: str) -> Iterator:
             yield family
 
 
-def _reason_families(gpus: tuple[GpuSample, ...], labels: dict[int, list[str]]) -> Iterator:
+def _reason_families(gpus: tuple[GpuSample, ...], labels: dict[int, list[str]]) -> Iterator[Metric]:
     """``gpu_clock_event_reason{reason}`` 1 per active reason, and how many are active (0 when the
     clocks run free), so "no reason" and "not readable" stay apart."""
     active = GaugeMetricFamily(prom_name("clock_event_reasons"), "1 for each reason the clocks are "

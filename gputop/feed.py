@@ -14,7 +14,8 @@ import socket
 import time
 from bisect import bisect_right
 from collections import OrderedDict
-from typing import Callable, NamedTuple, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
 
 from gputop.history import History, Value, flatten
 from gputop.model import Sample, WorkloadState
@@ -98,7 +99,8 @@ class LiveFeed:
         self.energy.note(sample)
 
 
-class ReplayPosition(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class ReplayPosition:
     index: int  # of the sample under the cursor, 0-based
     count: int
     offset_s: float  # from the first sample

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections import deque
 from itertools import islice, repeat
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Sequence, TypeVar
 
 from gputop import metrics
 from gputop.model import Sample
+
+T = TypeVar("T")
 
 Value = float | None
 
@@ -116,7 +118,7 @@ class History:
         return column[-1] if column else None
 
 
-def _tail(items, n: int) -> list:
+def _tail(items: Sequence[T], n: int) -> list[T]:
     if n <= 0:
         return []
     out = list(islice(reversed(items), n))

@@ -30,7 +30,7 @@ class MergeError(Exception):
     """One line for the user."""
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "merge", help="merge a recording with a PyTorch profiler trace",
         description="Put a gputop recording and a PyTorch profiler chrome trace "

@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, Callable, TextIO
+from typing import Callable, TextIO
 
 from gputop import console
 from gputop import format as fmt
@@ -48,7 +48,7 @@ PROGRESS_EVERY_S = 0.25  # the progress line is redrawn at most this often, what
 DRAIN_S = 0.25  # a workload's steps are written at least this often, whatever --interval
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Add ``record`` to the CLI's subparsers (the parser class is the CLI's own)."""
     parser = subparsers.add_parser(
         "record", help="record samples to a Chrome/Perfetto trace file",
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
                         progress.update(state)
                     if stop.event.is_set():
                         break
-                    if state is not None and not state.running:
+                    if workload is not None and state is not None and not state.running:
                         # one more sample once the GPUs can be read again, so that the energy
                         # of the last steps is covered (as `compare` does)
                         stop.sleep(sampler.gpu_interval_s)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable, TextIO
+from typing import Callable, TextIO
 
 from gputop.argtypes import number
 from gputop.exitstatus import ExitStatus
@@ -28,7 +28,7 @@ keys: space play/pause, left/right one sample, [ and ] speed (0.25x to 16x), hom
 MIN_SPEED, MAX_SPEED = 0.25, 16.0
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Add ``replay`` to the CLI's subparsers (the parser class is the CLI's own)."""
     parser = subparsers.add_parser(
         "replay", help="the live view over a recorded trace, with a time cursor",

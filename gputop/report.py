@@ -24,7 +24,7 @@ from typing import Any, Iterable, Sequence, TextIO
 from gputop import console, metrics
 from gputop import format as fmt
 from gputop.exitstatus import ExitStatus
-from gputop.model import Sample
+from gputop.model import GpuSample, Sample
 from gputop.trace import Trace, TraceError, load
 from gputop.workload import rates
 
@@ -38,7 +38,7 @@ CPU_STATS = ("cpu_util_pct", "busy_cores", "cpu_power_w", "ram_used_bytes", "loa
 GPU_STATS = tuple(m for m in metrics.GPU_METRICS if metrics.metric(m).kind == "gauge")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "report", help="summarize a recorded trace",
         description="Summarize a trace written by 'gputop record': per device and metric mean, "
@@ -115,7 +115,7 @@ def summarize(trace: Trace, samples: Sequence[Sample]) -> dict[str, Any]:
     for k, info in enumerate(trace.gpus):
         column = [s.gpus[k] if k < len(s.gpus) else None for s in samples]
 
-        def series(metric: str) -> list[Any]:
+        def series(metric: str, column: list[GpuSample | None] = column) -> list[Any]:
             return [None if g is None else getattr(g, metric) for g in column]
 
         energy, source = _counter_delta(series("energy_j")), "energy counter"
@@ -363,7 +363,7 @@ def chart(samples: Sequence[Sample], width: int = 100, height: int = 18, color: 
     plt.ylim(0, 100)
     plt.xlabel("seconds")
     plt.title("CPU busy cores % vs GPU SM activity %")
-    text = plt.build()
+    text: str = plt.build()
     plt.clear_figure()
     if not color:
         text = plt.uncolorize(text)

@@ -14,15 +14,25 @@ import math
 import threading
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Awaitable, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterator, Protocol, TypeVar
 
 from gputop.model import GpuProcess, GpuSample, Sample
 
 if TYPE_CHECKING:
-    from gputop.sources.cpu import CpuSource
+    from gputop.sources.cpu import CpuSource, HostProcess
     from gputop.sources.nvml import NvmlSource
 
 ProcessTable = dict[int, "tuple[GpuProcess, ...] | None"]
+
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Produces(Protocol[T_co]):
+    """Anything with a ``sample()`` (the sampler, or the app's guarded wrapper of it)."""
+
+    def sample(self) -> T_co: ...
 
 
 class SupportsSample(Protocol):
@@ -103,6 +113,8 @@ class Sampler:
 
     def _scan_processes(self) -> ProcessTable:
         """Each device's processes joined with what the host knows of their pids."""
+        if self.gpu is None:
+            return {}
         table = self.gpu.processes()
         pids = {p.pid for procs in table.values() if procs for p in procs}
         host = self.cpu.describe(pids)
@@ -126,7 +138,7 @@ class Sampler:
                 self.gpu.close()
 
 
-def _join(proc: GpuProcess, host) -> GpuProcess:
+def _join(proc: GpuProcess, host: HostProcess | None) -> GpuProcess:
     if host is None:  # not visible from this pid namespace: host fields stay None
         return proc
     return replace(proc, name=host.name, user=host.user, command=host.command, cpu_pct=host.cpu_pct)
@@ -183,8 +195,8 @@ class Ticker:
         self._listeners.remove(wake)
 
 
-async def run(sampler: Sampler, ticker: Ticker | float,
-              on_sample: Callable[[Sample], Awaitable[None] | None]) -> None:
+async def run(sampler: Produces[T], ticker: Ticker | float,
+              on_sample: Callable[[T], Awaitable[None] | None]) -> None:
     """Sample forever on ``ticker``'s deadlines until cancelled.
 
     Each tick runs ``sampler.sample()`` in a worker thread, so blocking NVML calls never hold the
@@ -216,7 +228,7 @@ async def run(sampler: Sampler, ticker: Ticker | float,
         ticker.remove_listener(wake)
 
 
-def iter_samples(sampler: Sampler, interval_s: float, duration_s: float | None = None, *,
+def iter_samples(sampler: SupportsSample, interval_s: float, duration_s: float | None = None, *,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> Iterator[Sample]:
     """Samples on drift-free deadlines, for the headless recorder.

@@ -41,7 +41,7 @@ Metric names, the dcgm-exporter equivalents and a scrape config for many nodes: 
 """
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Add ``serve`` to the CLI's subparsers (the parser class is the CLI's own)."""
     parser = subparsers.add_parser(
         "serve", help="export live metrics to Prometheus over HTTP",
@@ -85,7 +85,7 @@ def bind(addr: str, port: int, app: Any) -> WSGIServer:
         request_queue_size = 256  # socketserver's 5 would drop a burst of concurrent scrapes
 
     try:
-        server = Server((sockaddr[0], port), QuietHandler)
+        server = Server((str(sockaddr[0]), port), QuietHandler)
     except OSError as exc:
         where = _hostport(addr, port)
         if exc.errno == errno.EADDRINUSE:
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
             thread = threading.Thread(target=server.serve_forever, name="gputop-http", daemon=True)
             thread.start()
             host, port = server.server_address[:2]
-            stderr.write(f"{PROG}: http://{_hostport(host, port)}/metrics  every {args.interval:g} s"
+            stderr.write(f"{PROG}: http://{_hostport(str(host), int(port))}/metrics  every {args.interval:g} s"
                          "  (Ctrl-C to stop)\n")
             stderr.flush()
             while not stop.wait(ticker.next_delay()):

@@ -8,13 +8,14 @@ import time
 
 from gputop import __version__
 from gputop import format as fmt
-from gputop.model import CpuSample, GpuSample, Sample, to_dict
+from gputop.model import CpuSample, GpuProcess, GpuSample, Sample, to_dict
+from gputop.sampler import SupportsSample
 
 # GPM metrics and NVLink/PCIe rates need two readings >= 100 ms apart; CPU % needs a delta too.
 SETTLE_S = 0.25
 
 
-def take(sampler, settle_s: float = SETTLE_S) -> Sample:
+def take(sampler: SupportsSample, settle_s: float = SETTLE_S) -> Sample:
     """Two ticks ``settle_s`` apart; the second has the rates and GPM metrics filled in."""
     sampler.sample()
     time.sleep(settle_s)
@@ -94,5 +95,5 @@ def _gpu_lines(gpu: GpuSample) -> list[str]:
     return lines
 
 
-def _command(p) -> str:
+def _command(p: GpuProcess) -> str:
     return fmt.command(p.command, p.name)

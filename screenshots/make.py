@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import fakenvml  # noqa: E402  (tests/, on the path above)
-
 from gputop.feed import LiveFeed  # noqa: E402
 from gputop.model import CpuSample  # noqa: E402
 from gputop.sampler import Sampler  # noqa: E402

@@ -13,8 +13,8 @@ from dataclasses import replace
 import pytest
 from rich.console import Console
 
-from gputop.model import Sample
 from gputop.feed import LiveFeed
+from gputop.model import Sample
 from gputop.tui.app import GputopApp, SelfCpu
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen

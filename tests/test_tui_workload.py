@@ -8,7 +8,7 @@ import time
 import pytest
 
 from gputop.history import workload_key
-from gputop.tui.widgets.processes import ProcessTable, WORKLOAD_MARK
+from gputop.tui.widgets.processes import WORKLOAD_MARK, ProcessTable
 from gputop.tui.widgets.workload import WorkloadLog, WorkloadPanel, clean_line, elapsed, sparkline
 from gputop.workload import WorkloadState, WorkloadStep
 from test_tui import make_app, screen_text, started, until

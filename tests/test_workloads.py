@@ -6,6 +6,7 @@ monitor). Each subprocess costs ~2-3 s, mostly importing torch.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -14,8 +15,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-import importlib.util
 
 import pytest
 

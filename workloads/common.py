@@ -82,8 +82,9 @@ def dtype_of(precision: str) -> torch.dtype:
 def measure_peak_flops(device: torch.device, precision: str, seconds: float = 1.0) -> float:
     """Achievable matmul FLOP/s, measured: the best of repeated square matmuls for ~`seconds`
     (at least 3). A full second, not less: on a busy machine a short window can catch only
-    contended runs, and a peak measured low makes MFU read over 100 % (seen at 0.3 s). N starts at 512 and doubles (up to 4096 on CPU, 8192 on GPU) while one matmul
-    takes under a twentieth of the budget, so that it is large enough to run near peak."""
+    contended runs, and a peak measured low makes MFU read over 100 % (seen at 0.3 s). N starts
+    at 512 and doubles (up to 4096 on CPU, 8192 on GPU) while one matmul takes under a twentieth
+    of the budget, so that it is large enough to run near peak."""
     dtype = dtype_of(precision)
     max_n = 4096 if device.type == "cpu" else 8192
     n = 512

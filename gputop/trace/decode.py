@@ -136,8 +136,8 @@ def to_samples(trace: Trace) -> list[Sample]:
                 group.gpus.setdefault(pid, {})[metric] = value
         elif event.get("cat") == CAT_CLOCKS:
             raw = (event.get("args") or {}).get("clock_event_reasons")
-            reasons = None if raw is None else tuple(r for r in str(raw).split(",") if r)
-            group.changes.append((pid, "reasons", reasons))
+            held = None if raw is None else tuple(r for r in str(raw).split(",") if r)
+            group.changes.append((pid, "reasons", held))
         elif event.get("cat") == CAT_EMPTY:  # read at this timestamp, every value n/a
             group.gpus.setdefault(pid, {})
         elif event.get("cat") == CAT_LOST:
@@ -151,7 +151,10 @@ def to_samples(trace: Trace) -> list[Sample]:
     for at in sorted(groups):
         group = groups[at]
         for pid, what, value in group.changes:
-            (reasons if what == "reasons" else lost)[pid] = value
+            if what == "reasons":
+                reasons[pid] = value
+            else:
+                lost[pid] = bool(value)
         if "ram_total_bytes" in group.cpu:  # the slow group was written here (else: carried)
             slow = ({m: group.cpu.get(m) for m in CPU_SLOW}, group.cores.get("core_freq_mhz", {}))
         cpu = _cpu_sample(group, cores, slow)
@@ -166,8 +169,8 @@ def to_samples(trace: Trace) -> list[Sample]:
             if values is None:  # not read at this sample (GPUs: about every 0.1 s at most)
                 values = carried.get(pid, {})
             carried[pid] = values
-            gpus.append(GpuSample(info, clock_event_reasons=reasons.get(pid),
-                                  **{m: values.get(m) for m in GPU_COUNTERS}))
+            counters: dict[str, Any] = {m: values.get(m) for m in GPU_COUNTERS}
+            gpus.append(GpuSample(info, clock_event_reasons=reasons.get(pid), **counters))
         out.append(Sample(ts_ns=at, cpu=cpu, gpus=tuple(gpus), gpu_unavailable=trace.gpu_unavailable))
     return out
 

@@ -33,7 +33,7 @@ class Trace:
 
     @property
     def version(self) -> int:
-        return self.header["trace_version"]
+        return int(self.header["trace_version"])
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -85,7 +85,7 @@ class Trace:
 _DECODER = json.JSONDecoder(parse_float=exact_float)
 
 
-def load(path: str | os.PathLike) -> Trace:
+def load(path: str | os.PathLike[str]) -> Trace:
     """Read a gputop trace, complete or cut off at any byte.
 
     A cut file yields every complete event before the cut. TraceError (one line) for a file

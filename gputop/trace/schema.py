@@ -122,6 +122,7 @@ class RawNumber(float):
     """A parsed JSON float that remembers its source text, so ``ts`` converts to exact ns."""
 
     __slots__ = ("text",)
+    text: str
 
     def __new__(cls, text: str) -> RawNumber:
         self = super().__new__(cls, text)

@@ -41,7 +41,7 @@ from gputop.tui.widgets.gpu import GpuSelected
 from gputop.tui.widgets.gpulist import GpuList
 from gputop.tui.widgets.processes import ProcessTable
 from gputop.tui.widgets.status import StatusBar
-from gputop.tui.widgets.workload import WorkloadView
+from gputop.tui.widgets.workload import WorkloadPanel, WorkloadView
 
 __all__ = ["GputopApp", "SelfCpu"]
 
@@ -154,7 +154,7 @@ class GputopApp(App):
         # many cores on a short terminal: one glyph per core rather than rows of "97%" cells
         self.query_one(CpuPanel).max_grid_rows = 2 if height < DETAIL_ROWS else 6
         if self.workload is not None:  # the output log is hidden on short terminals (gputop.tcss)
-            self.query_one("#workload-panel").inline_output = height < SHORT_ROWS
+            self.query_one("#workload-panel", WorkloadPanel).inline_output = height < SHORT_ROWS
 
     # -- sampling -----------------------------------------------------------------------------
 

@@ -7,14 +7,15 @@ disabled in the live view (``GputopApp.check_action``).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from textual.binding import Binding
 from textual.timer import Timer
 
 from gputop.feed import ReplayFeed
-from gputop.history import History
-from gputop.model import Sample
+
+if TYPE_CHECKING:
+    from gputop.tui.app import GputopApp
 
 FRAME_S = 1 / 30
 NO_PROCESSES = "a recording holds no process list"
@@ -48,27 +49,10 @@ KEYS = (
 )
 
 
-class ReplayView(Protocol):
-    """What the driver needs of the app."""
-
-    paused: bool
-    is_running: bool
-
-    def show_sample(self, sample: Sample) -> None: ...
-
-    def show_position(self) -> None: ...
-
-    def use_history(self, history: History) -> None: ...
-
-    def notify(self, message: str, *, severity: str = ..., timeout: float | None = ...) -> None: ...
-
-    def set_interval(self, interval: float, callback: object, *, pause: bool = ...) -> Timer: ...
-
-
 class ReplayDriver:
     """Plays a ReplayFeed into the app: one frame timer, the cursor shown after every move."""
 
-    def __init__(self, view: ReplayView, feed: ReplayFeed) -> None:
+    def __init__(self, view: GputopApp, feed: ReplayFeed) -> None:
         self.view, self.feed = view, feed
         self._timer: Timer | None = None
 

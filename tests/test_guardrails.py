@@ -1,0 +1,58 @@
+"""Static guardrails, run as the developers run them: ruff, mypy and import-linter, each with
+its configuration in pyproject.toml, plus the house rules no tool checks (a module's size, and a
+docstring that says its one job). Each fails the suite when broken."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "gputop"
+MAX_LINES = 450
+
+
+def _tool(name: str) -> str:
+    """The tool installed beside this Python (the test extra installs all three)."""
+    path = pathlib.Path(sys.executable).parent / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: pip install -e '.[test]' installs it")
+    return found
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_ruff():
+    done = _run(_tool("ruff"), "check", "gputop", "tests", "benchmarks", "screenshots", "workloads")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_mypy():
+    done = _run(_tool("mypy"))  # files and strictness from [tool.mypy]
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_import_layers():
+    done = _run(_tool("lint-imports"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout
+
+
+def test_modules_are_short_and_say_their_job():
+    too_long, silent = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        rel = path.relative_to(ROOT).as_posix()
+        if text.count("\n") > MAX_LINES:
+            too_long.append(f"{rel}: {text.count(chr(10))} lines")
+        if path.name != "__main__.py" and not ast.get_docstring(ast.parse(text)):
+            silent.append(rel)
+    assert too_long == [] and silent == []
