@@ -5,7 +5,6 @@ the commands and the TUI."""
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from typing import NoReturn, Sequence, cast
 
@@ -39,8 +38,11 @@ examples:
 logging: warnings go to stderr (a full-screen view writes them to LOG instead);
   GPUTOP_LOG=debug (or --debug) shows everything. LOG is $XDG_STATE_HOME/gputop/gputop.log,
   ~/.local/state/gputop/gputop.log by default.
-exit status: 0 done; 1 the command could not do its job (unreadable trace, failed workload);
-  2 bad arguments or no terminal; 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM).
+exit status: 0 done, which for the commands that run until stopped (the live view, replay,
+  record, serve) includes a clean stop on Ctrl-C, SIGTERM or SIGHUP; 1 the command could not
+  do its job (unreadable trace, failed workload); 2 bad arguments or no terminal; 128+N a
+  signal N cut short a command that ends by itself (compare: 130 Ctrl-C, 143 SIGTERM), or a
+  second signal aborted the clean-up.
 """
 FULL_SCREEN = {None, "replay"}  # the commands that draw a full-screen view
 
@@ -112,21 +114,25 @@ def _live(args: argparse.Namespace) -> int:
     from gputop.tui.app import GputopApp
     sampler = open_real()
     try:
-        with _terminate_raises():
+        with _stopped_by_signals():
             if workload is not None:
                 # Started here, on the main thread, before the app: the child's PR_SET_PDEATHSIG
                 # fires when the thread that forked it exits (see gputop.workload.process).
                 workload.start()
             GputopApp(LiveFeed(sampler, args.interval, workload=workload)).run()
+    except Interrupted:
+        pass  # a stop signal: the live view's clean way out, like q
     except WorkloadError as exc:
         sys.stderr.write(f"gputop: error: {exc}\n")
         return ExitStatus.USAGE
     finally:
-        try:
-            if workload is not None:
-                workload.stop()
-        finally:
-            sampler.close()
+        # not cut short by a signal that comes now: it is noted, and a second one aborts
+        with StopSignals():
+            try:
+                if workload is not None:
+                    workload.stop()
+            finally:
+                sampler.close()
     return ExitStatus.OK
 
 
@@ -138,16 +144,20 @@ def _show_replay(feed: ReplayFeed) -> int:
         return ExitStatus.USAGE
     from gputop.tui.app import GputopApp
 
-    with _terminate_raises():
-        GputopApp(feed).run()
+    try:
+        with _stopped_by_signals():
+            GputopApp(feed).run()
+    except Interrupted:
+        pass
     return ExitStatus.OK
 
 
-def _terminate_raises() -> StopSignals:
-    """SIGTERM and SIGHUP (the terminal closed) raise Interrupted, so ``finally`` blocks run
-    (the workload's group is stopped) instead of the process ending on the spot. (SIGINT is a
-    key to the full-screen view.)"""
-    return StopSignals(raise_first=True, signals=(signal.SIGTERM, signal.SIGHUP))
+def _stopped_by_signals() -> StopSignals:
+    """SIGINT, SIGTERM and SIGHUP (the terminal closed) raise Interrupted in the main thread,
+    so the app unwinds and ``finally`` blocks run (the workload's group is stopped) instead of
+    the process ending on the spot. SIGINT too: left to asyncio, a SIGINT that lands while
+    Textual starts or shuts down can be swallowed and leave the view running."""
+    return StopSignals(raise_first=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -175,9 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "merge": merge.run, "serve": serve.run, "compare": compare.run}
     try:
         return handlers[args.command](args)
-    except Interrupted as exc:
-        return exc.code if isinstance(exc.code, int) else ExitStatus.signalled(exc.signum)
-    except KeyboardInterrupt:
+    except Interrupted as exc:  # a command that does not catch its stop signal itself
+        return ExitStatus.signalled(exc.signum)
+    except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler was installed yet
         return ExitStatus.INTERRUPTED
     except BrokenPipeError:  # `gputop snapshot | head`
         sys.stderr.close()

@@ -144,9 +144,10 @@ class Tui:
 
 @pytest.mark.parametrize("how, code", [
     ("q", 0),
-    ("SIGTERM", 128 + signal.SIGTERM),
-    ("SIGINT", None),  # Textual turns SIGINT into a clean quit (exit 0): the code is its own
-    ("SIGHUP", 128 + signal.SIGHUP),
+    # a stop signal is the live view's clean way out too, as for record and serve (see --help)
+    ("SIGTERM", 0),
+    ("SIGINT", 0),
+    ("SIGHUP", 0),
 ])
 def test_the_live_view_stops_the_workload_group(tmp_path, how, code):
     job_path, pidfile = job(tmp_path, grandchild=True)
@@ -160,8 +161,29 @@ def test_the_live_view_stops_the_workload_group(tmp_path, how, code):
             os.kill(tui.pid, getattr(signal, how))
         exited = tui.wait_exit(15)
         assert exited is not None, "gputop did not exit"
-        if code is not None:
-            assert exited == code
+        assert exited == code
+        wait_for(lambda: not live_members(pgid), 10, f"group {pgid} to end: {live_members(pgid)}")
+    finally:
+        tui.close()
+        cleanup(pidfile)
+
+
+@pytest.mark.parametrize("when", ["starting", "quitting"])
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
+def test_a_stop_signal_while_the_view_starts_or_quits_still_ends_everything(tmp_path, how, when):
+    """The races: a signal before Textual has drawn anything (just after the workload started),
+    or while it is already quitting (q pressed, the workload being stopped)."""
+    job_path, pidfile = job(tmp_path, grandchild=True)
+    tui = Tui(job_path)
+    try:
+        pgid = read_pgid(pidfile, members=2)
+        if when == "quitting":
+            tui.wait_drawn()
+            os.write(tui.fd, b"q")
+        os.kill(tui.pid, getattr(signal, how))
+        exited = tui.wait_exit(15)
+        assert exited is not None, "gputop did not exit"
+        assert exited == 0
         wait_for(lambda: not live_members(pgid), 10, f"group {pgid} to end: {live_members(pgid)}")
     finally:
         tui.close()

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 
-try:
+if __package__:  # python -m gputop.workloads.NAME, as gputop runs it
     from . import common
-except ImportError:
+else:  # python workloads/NAME.py: its folder is on sys.path
     import common  # type: ignore[no-redef]
 
 import torch

@@ -10,10 +10,10 @@ from __future__ import annotations
 import sys
 import time
 
-try:
+if __package__:  # python -m gputop.workloads.matmul, as gputop runs it
     from . import common
     from .events import EventWriter
-except ImportError:
+else:  # python workloads/matmul.py: its folder is on sys.path
     import common  # type: ignore[no-redef]
     from events import EventWriter  # type: ignore[no-redef]
 

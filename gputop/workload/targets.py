@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
@@ -20,6 +21,10 @@ def resolve(target: str) -> tuple[str, tuple[str, ...]]:
     if not target:
         raise WorkloadError(f"no workload given: name one of {', '.join(BUNDLED)}, or a Python script")
     if target in BUNDLED:  # a file of that name in the way is still reachable as ./cnn
+        if not torch_installed():
+            raise WorkloadError(f"the bundled workloads ({', '.join(BUNDLED)}) need PyTorch, which is "
+                                f"not installed for {sys.executable}: pip install 'gputop[workloads]' "
+                                "(see the README's Workloads section for a CPU-only build)")
         return target, (sys.executable, "-m", f"gputop.workloads.{target}")
     looks_like_path = os.sep in target or target.endswith(".py") or os.path.exists(target)
     if not looks_like_path:
@@ -42,3 +47,12 @@ def resolve(target: str) -> tuple[str, tuple[str, ...]]:
     except ValueError as exc:  # null bytes: not a Python source file
         raise WorkloadError(f"{target} is not a Python script ({exc})") from None
     return os.path.basename(target), (sys.executable, target)
+
+
+def torch_installed() -> bool:
+    """Whether the workload's interpreter (this one) can import torch; looked up, not imported:
+    the monitor never imports torch."""
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # a broken install, or an import hook that refuses it
+        return False
