@@ -9,6 +9,7 @@ import sys
 from typing import Iterator, NoReturn, Sequence
 
 from gputop import __version__, compare, merge, record, replay, report, serve
+from gputop.cluster import command as cluster
 from gputop.cliutil import INTERVAL, handling
 
 EXAMPLES = """\
@@ -30,6 +31,8 @@ examples:
   gputop merge trace.json torch_trace.json --out merged.json
                                 a recording and a PyTorch profiler trace on one timeline
   gputop serve --port 9400      Prometheus exporter at http://127.0.0.1:9400/metrics
+  gputop cluster --prometheus http://prom:9090
+                                every node's cores and GPUs, read from the cluster's Prometheus
 """
 
 
@@ -65,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_parser(sub)
     merge.add_parser(sub)
     serve.add_parser(sub)
+    cluster.add_parser(sub)
     return parser
 
 
@@ -131,6 +135,19 @@ def _live(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster(args: argparse.Namespace) -> int:
+    def show(feed) -> int:
+        from gputop.tui import refuse_without_terminal
+        if refuse_without_terminal("gputop cluster"):
+            return 2
+        from gputop.tui.cluster import ClusterApp
+        with terminate_raises():
+            ClusterApp(feed, interval_s=args.interval).run()
+        return 0
+
+    return cluster.run(args, show=show)
+
+
 def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -159,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("arguments after '--' go to a workload: use them with --run (or compare)")
     args.run_args = tuple(run_args or ())
     handlers = {None: _live, "snapshot": _snapshot, "record": record.run, "replay": replay.run, "report": report.run,
-                "merge": merge.run, "serve": serve.run, "compare": compare.run}
+                "merge": merge.run, "serve": serve.run, "compare": compare.run,
+                "cluster": _cluster}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
