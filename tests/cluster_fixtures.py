@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Callable, TypeVar
@@ -138,3 +139,90 @@ class NodeExporter:
 
     def stop(self) -> None:
         stop_process(self.proc)
+
+
+# dcgm-exporter's exposition as its default counters write it (HELP/TYPE per field, labels gpu,
+# UUID, pci_bus_id, device, modelName, Hostname, DCGM_FI_DRIVER_VERSION). Four GPUs: 0 and 1
+# busy, 2 idle holding 20000 MiB, 3 with blank sentinels (temperature: DCGM_INT64_BLANK + 2,
+# "not supported"; SM active: DCGM_FP64_BLANK).
+DCGM_HOSTNAME = "dcgm-node-5"
+DCGM_FIELDS = {  # name, type, help, per-GPU values
+    "DCGM_FI_DEV_GPU_TEMP": ("gauge", "GPU temperature (in C).", ["61", "58", "33", "9223372036854775794"]),
+    "DCGM_FI_DEV_POWER_USAGE": ("gauge", "Power draw (in W).", ["612.5", "540.25", "71.0", "300.0"]),
+    "DCGM_FI_DEV_GPU_UTIL": ("gauge", "GPU utilization (in %).", ["98", "95", "0", "40"]),
+    "DCGM_FI_DEV_FB_FREE": ("gauge", "Frame buffer memory free (in MiB).", ["20000", "40000", "60535", "81000"]),
+    "DCGM_FI_DEV_FB_USED": ("gauge", "Frame buffer memory used (in MiB).", ["60535", "40535", "20000", "1"]),
+    "DCGM_FI_DEV_FB_RESERVED": ("gauge", "Frame buffer memory reserved (in MiB).", ["540", "540", "540", "74"]),
+    "DCGM_FI_PROF_SM_ACTIVE": ("gauge", "The ratio of cycles an SM has at least 1 warp assigned (in %).",
+                               ["0.875", "0.25", "0", "140737488355328"]),
+}
+
+
+def dcgm_exposition(hostname: str = DCGM_HOSTNAME) -> str:
+    lines = []
+    for name, (kind, help_, values) in DCGM_FIELDS.items():
+        lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
+        for gpu, v in enumerate(values):
+            lines.append(f'{name}{{gpu="{gpu}",UUID="GPU-5e1f0000-0000-0000-0000-00000000000{gpu}",'
+                         f'pci_bus_id="00000000:{0x18 + gpu:02X}:00.0",device="nvidia{gpu}",'
+                         f'modelName="NVIDIA H100 80GB HBM3",Hostname="{hostname}",'
+                         f'DCGM_FI_DRIVER_VERSION="550.54.15"}} {v}')
+    return "\n".join(lines) + "\n"
+
+
+class AuthProxy:
+    """An HTTP server that forwards to ``upstream`` only requests carrying ``Authorization:
+    want`` (else 401), as a reverse proxy in front of a Prometheus does."""
+
+    def __init__(self, upstream: str, want: set[str]) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                if self.headers.get("Authorization") not in want:
+                    body = b"Unauthorized\n"
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Bearer realm="prometheus"')
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                data = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+                req = urllib.request.Request(upstream + self.path, data=data, method=self.command,
+                                             headers={"Content-Type": self.headers.get("Content-Type", "")})
+                try:
+                    resp = urllib.request.urlopen(req, timeout=10)
+                except urllib.error.HTTPError as err:
+                    resp = err
+                body = resp.read()
+                self.send_response(resp.status)
+                self.send_header("Content-Type", resp.headers.get("Content-Type", ""))
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _forward
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Silent:
+    """A socket that accepts connections and never answers (a hung server)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def stop(self) -> None:
+        self.sock.close()
