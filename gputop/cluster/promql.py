@@ -86,4 +86,7 @@ class Queries:
 
 def _alternatives(values: tuple[str, ...]) -> str:
     """A regex matching exactly these strings (PromQL regexes are anchored)."""
-    return "|".join(re.escape(v) for v in values)
+    return "|".join(_META.sub(r"\\\g<0>", v) for v in values)
+
+
+_META = re.compile(r"[\\.+*?()|\[\]{}^$]")  # RE2's metacharacters
