@@ -14,14 +14,26 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from cluster_fixtures import (
+    APT,
+    DCGM_FIELDS,
+    DCGM_HOSTNAME,
+    NODE_EXPORTER,
+    PROMETHEUS,
+    AuthProxy,
+    NodeExporter,
+    Prometheus,
+    Silent,
+    StaticExposition,
+    dcgm_exposition,
+    free_port,
+    wait_for,
+)
+from test_serve import Served
 
-from cluster_fixtures import (APT, DCGM_FIELDS, DCGM_HOSTNAME, NODE_EXPORTER, PROMETHEUS, AuthProxy,
-                              NodeExporter, Prometheus, Silent, StaticExposition, dcgm_exposition,
-                              free_port, wait_for)
 from gputop.cluster.client import Prometheus as Client
 from gputop.cluster.feed import ClusterFeed
 from gputop.cluster.names import MIB
-from test_serve import Served
 
 pytestmark = [
     pytest.mark.skipif(PROMETHEUS is None, reason=f"prometheus not installed ({APT})"),

@@ -216,11 +216,11 @@ async def test_tui_failed_refresh_is_stale_since_not_a_crash():
 
 
 async def test_tui_on_a_dead_prometheus_says_so():
+    import socket
+
     from gputop.cluster.client import Prometheus
     from gputop.cluster.feed import ClusterFeed
     from gputop.tui.cluster import ClusterApp, ClusterHeader
-
-    import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -229,3 +229,23 @@ async def test_tui_on_a_dead_prometheus_says_so():
         header = app.query_one(ClusterHeader)
         await _until(pilot, lambda: header.error is not None)
         assert "no data yet: cannot connect to Prometheus" in header.text_for(300).plain
+
+
+def test_headless_cluster_imports_no_tui_and_httpx_has_one_home():
+    import ast
+    import pathlib
+    import subprocess
+    import sys
+
+    code = ("import sys, gputop.cluster.command, gputop.cluster.feed, gputop.cluster.client\n"
+            "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {'textual', 'torch'})))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+    package = pathlib.Path(__file__).resolve().parents[1] / "gputop"
+    users = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Import) and any(a.name.split(".")[0] == "httpx" for a in node.names)) or (
+                    isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "httpx"):
+                users.append(path.relative_to(package).as_posix())
+    assert sorted(set(users)) == ["cluster/client.py"]

@@ -63,7 +63,7 @@ Show = Callable[[Any], int]  # the TUI: given the feed, runs until quit, returns
 
 def run(args: argparse.Namespace, *, show: Show | None = None, stdout: TextIO | None = None,
         stderr: TextIO | None = None) -> int:
-    from gputop.cluster.client import Prometheus, PromError
+    from gputop.cluster.client import PromError, Prometheus
     from gputop.cluster.feed import ClusterError, ClusterFeed
     from gputop.cluster.model import to_json
     from gputop.cluster.promql import SelectorError
@@ -120,9 +120,9 @@ def clock_time(ts: float | None) -> str:
 def to_text(sample: Any) -> str:
     """``--once`` without ``--json``: the totals, then a line per node and per GPU."""
     t = sample.totals
-    lines = [f"{t.nodes} nodes ({t.stale_nodes} stale)   GPUs {t.busy_gpus} busy of {t.gpus}"
-             f"   {t.idle_with_memory} idle holding memory   power {fmt.watts(t.power_w)}"
-             f"   cores {fmt.num(t.cores_busy)} busy of {fmt.text(t.cores)}"]
+    lines = [(f"{t.nodes} nodes ({t.stale_nodes} stale)   GPUs {t.busy_gpus} busy of {t.gpus}"
+              f"   {t.idle_with_memory} idle holding memory   power {fmt.watts(t.power_w)}"
+              f"   cores {fmt.num(t.cores_busy)} busy of {fmt.text(t.cores)}")]
     if not sample.nodes:
         lines.append("no targets: Prometheus scrapes nothing this selector matches")
     for n in sample.nodes:

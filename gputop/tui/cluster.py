@@ -16,6 +16,7 @@ from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.coordinate import Coordinate
 from textual.reactive import reactive, var
 from textual.widgets import DataTable, Footer
 
@@ -324,4 +325,4 @@ class ClusterApp(App):
     def row_hosts(self) -> list[str]:
         """The hosts in table order (for tests and screenshots)."""
         table = self.query_one(NodeTable)
-        return [str(table.coordinate_to_cell_key((y, 0)).row_key.value) for y in range(table.row_count)]
+        return [str(table.coordinate_to_cell_key(Coordinate(y, 0)).row_key.value) for y in range(table.row_count)]
