@@ -66,11 +66,12 @@ def test_selector_with_a_metric_name_is_refused():
 def test_queries_carry_the_selector_everywhere():
     q = promql.Queries('{cluster="a"}')
     assert q.up == 'up{cluster="a"}'
-    assert q.gpus.startswith('{__name__=~"gputop_gpu_sm_active_ratio|') and q.gpus.endswith(', cluster="a"}')
+    assert q.gpus.startswith('max by (__name__, instance, gpu) ({__name__=~"gputop_gpu_sm_active_ratio|')
+    assert q.gpus.endswith(', cluster="a"})') and q.gpu_names.endswith(', cluster="a"})')
     assert q.hosts.count('cluster="a"') == 6 and q.hosts.count(" or ") == 5
     assert 'node_cpu_seconds_total{mode="idle", cluster="a"}' in q.hosts
     h = q.history(("gpu-1:9400", "gpu-1:9100"))
-    assert 'instance=~"gpu-1:9400|gpu-1:9100"' in h and 'cluster="a"' in h
+    assert 'instance=~"gpu-1:9400|gpu-1:9100"' in h and h.startswith("max by (__name__, instance, gpu)") and 'cluster="a"' in h
     assert 'instance=~"a\\\\.b:1"' in q.stale_since(("a.b:1",))  # a regex escape, as a PromQL string
 
 
@@ -86,16 +87,22 @@ def test_decode_groups_by_host_and_prefers_gputop():
     up = [_series("up", "1", instance="n1:9400", job="dcgm"), _series("up", "1", instance="n1:9100", job="node"),
           _series("up", "0", instance="n2:9400", job="gputop")]
     dcgm = dict(instance="n1:9400", gpu="0", UUID="GPU-a", modelName="H100", Hostname="node-one")
-    gpus = [_series("DCGM_FI_DEV_FB_USED", "100", **dcgm), _series("DCGM_FI_DEV_FB_FREE", "900", **dcgm),
-            _series("DCGM_FI_DEV_GPU_UTIL", "0", **dcgm),
-            _series("gputop_gpu_power_watts", "300", instance="n3:9400", gpu="0", uuid="GPU-b", name="A100"),
-            _series("DCGM_FI_DEV_POWER_USAGE", "301", instance="n3:9401", gpu="0", UUID="GPU-b")]
+    placed = {"instance": "n1:9400", "gpu": "0"}  # the values carry only what places them
+    gpus = [_series("DCGM_FI_DEV_FB_USED", "100", **placed), _series("DCGM_FI_DEV_FB_FREE", "900", **placed),
+            _series("DCGM_FI_DEV_GPU_UTIL", "0", **placed),
+            _series("gputop_gpu_power_watts", "300", instance="n3:9400", gpu="0"),
+            _series("DCGM_FI_DEV_POWER_USAGE", "301", instance="n3:9401", gpu="0")]
+    gpu_names = [{"metric": dcgm, "value": [1.0, "1"]},
+                 {"metric": {"instance": "n3:9400", "gpu": "0", "uuid": "GPU-b", "name": "A100", "hostname": "three"},
+                  "value": [1.0, "1"]}]
     hosts = [_part(promql.NODE_CORES, "8", instance="n1:9100"), _part(promql.NODE_IDLE, "6.5", instance="n1:9100"),
              _part(promql.UNAME, "1", instance="n1:9100", nodename="uname-one")]
-    n1, n2, n3 = decode.nodes(up, gpus, hosts, {("n2:9400", "gputop"): 1234.0})
+    (n1, n2, n3), unnamed = decode.nodes(up, gpus, gpu_names, hosts, {("n2:9400", "gputop"): 1234.0})
+    assert unnamed == 1  # the DCGM copy on n3:9401 has no names series
     assert (n1.host, n1.hostname, n1.source, n1.cores, n1.cores_busy) == ("n1", "node-one", "dcgm", 8, 1.5)
     assert n1.instances == ("n1:9100", "n1:9400") and not n1.stale
     (g,) = n1.gpus
+    assert (g.uuid, g.name) == ("GPU-a", "H100") and n3.hostname == "three"
     assert g.mem_total_bytes == 1000 * names.MIB and g.activity_pct == 0.0 and g.sm_active_pct is None
     assert n2.stale and n2.stale_since == 1234.0 and n2.gpus == ()
     assert n3.source == "gputop" and [x.power_w for x in n3.gpus] == [300.0]  # not DCGM's copy

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace, *, show: Show | None = None, stdout: TextIO | 
                           verify=not args.insecure)
     except PromError as exc:
         return fail(f"--prometheus: {exc}", ExitStatus.USAGE)
+    feed = None
     try:
         try:
             feed = ClusterFeed(prom, args.selector)
@@ -109,6 +110,8 @@ def run(args: argparse.Namespace, *, show: Show | None = None, stdout: TextIO | 
         stdout.write(to_json(sample) if args.json else to_text(sample))
         return ExitStatus.OK
     finally:
+        if feed is not None:
+            feed.close()
         prom.close()
 
 

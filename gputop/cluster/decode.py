@@ -1,14 +1,15 @@
 """Prometheus answers (the ``promql.Queries`` of one refresh) turned into ``ClusterNode``s.
 
-Every series is assigned to its node by the host part of its ``instance`` label; GPU series are
-converted by ``names`` (the one place for names and units). A node with both gputop's and DCGM's
+Every series is assigned to its node by the host part of its ``instance`` label; a GPU is its
+``(instance, gpu)`` pair: its values come from one answer (converted by ``names``, the one place
+for names and units) and its name, UUID and host name from another. A node with both gputop's and DCGM's
 GPU series shows gputop's (they describe the same devices; gputop's carry GPM's SM activity).
 DCGM's memory total, where it exports no ``FB_TOTAL``, is used + free + reserved.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from gputop.cluster import names, promql
 from gputop.cluster.model import ClusterGpu, ClusterNode
@@ -53,7 +54,7 @@ class _Node:
         self.instances: set[str] = set()
         self.hostnames: dict[str, str] = {}  # source of the name -> the name
         self.down_since: list[float | None] = []
-        self.gpus: dict[str, dict[tuple[int | None, str | None], _Gpu]] = {names.GPUTOP: {}, names.DCGM: {}}
+        self.gpus: dict[str, dict[tuple[str, str | None], _Gpu]] = {names.GPUTOP: {}, names.DCGM: {}}
         self.parts: dict[str, float | None] = {}
 
 
@@ -69,21 +70,30 @@ def last_up(stale_since: Result) -> dict[tuple[str, str], float | None]:
             for s in stale_since}
 
 
-def nodes(up: Result, gpus: Result, hosts: Result,
-          since: Mapping[tuple[str, str], float | None] | None = None) -> tuple[ClusterNode, ...]:
+class Decoded(NamedTuple):
+    nodes: tuple[ClusterNode, ...]
+    unnamed: int  # GPUs with values but no entry in ``gpu_names`` (new since it was asked)
+
+
+def nodes(up: Result, gpus: Result, gpu_names: Result, hosts: Result,
+          since: Mapping[tuple[str, str], float | None] | None = None) -> Decoded:
     """One ClusterNode per host, sorted by host. ``since``: when each target now down was last
     up (see ``last_up``); a target missing there is stale since an unknown time."""
     table: dict[str, _Node] = {}
+    by_instance: dict[str, _Node] = {}
 
     def node(labels: Mapping[str, str]) -> _Node | None:
         instance = labels.get("instance")
         if not instance:
             return None
-        host = names.host_of(instance)
-        n = table.get(host)
+        n = by_instance.get(instance)
         if n is None:
-            n = table[host] = _Node(host)
-        n.instances.add(instance)
+            host = names.host_of(instance)
+            n = table.get(host)
+            if n is None:
+                n = table[host] = _Node(host)
+            n.instances.add(instance)
+            by_instance[instance] = n
         return n
 
     since = since or {}
@@ -91,23 +101,36 @@ def nodes(up: Result, gpus: Result, hosts: Result,
         n = node(s["metric"])
         if n is not None and _number(_value(s)) == 0:
             n.down_since.append(since.get((s["metric"].get("instance", ""), s["metric"].get("job", ""))))
-    for s in gpus:
+    known: dict[tuple[str, str | None], _Gpu] = {}
+    field_of, known_gpu, to_unit = names.GPU_METRICS.get, known.get, names.to_unit
+    for s in gpus:  # most of a refresh's series: the loop does as little as it can per series
         labels = s["metric"]
-        converted = names.convert(labels.get("__name__", ""), _value(s))
-        n = node(labels)
-        if converted is None or n is None:
+        field = field_of(labels.get("__name__", ""))
+        if field is None:
             continue
-        field, value = converted
-        index_text = names.label(labels, names.INDEX_LABELS)
-        index = int(index_text) if index_text is not None and index_text.isdigit() else None
-        uuid = names.label(labels, names.UUID_LABELS)
-        gpu = n.gpus[field.source].setdefault((index, uuid), _Gpu(index))
-        gpu.uuid = uuid
-        gpu.name = names.label(labels, names.NAME_LABELS) or gpu.name
-        gpu.values[field.field] = value
+        key = (labels.get("instance", ""), labels.get("gpu"))
+        gpu = known_gpu(key)
+        if gpu is None:
+            n = node(labels)
+            if n is None:
+                continue
+            index_text = key[1]
+            gpu = known[key] = n.gpus[field.source].setdefault(
+                key, _Gpu(int(index_text) if index_text is not None and index_text.isdigit() else None))
+        gpu.values[field.field] = to_unit(field, s["value"][1])
+    named = 0
+    for s in gpu_names:
+        labels = s["metric"]
+        gpu = known.get((labels.get("instance", ""), labels.get("gpu")))
+        n = node(labels)
+        if gpu is None or n is None:
+            continue
+        named += 1
+        gpu.uuid = names.label(labels, names.UUID_LABELS)
+        gpu.name = names.label(labels, names.NAME_LABELS)
         hostname = names.label(labels, names.HOSTNAME_LABELS)
         if hostname:
-            n.hostnames.setdefault(field.source, hostname)
+            n.hostnames.setdefault("gputop" if labels.get("hostname") else names.DCGM, hostname)
     for s in hosts:
         labels = s["metric"]
         n = node(labels)
@@ -120,7 +143,7 @@ def nodes(up: Result, gpus: Result, hosts: Result,
             n.hostnames[names.GPUTOP] = labels["hostname"]
         else:
             n.parts[part] = _number(_value(s))
-    return tuple(_build(table[h]) for h in sorted(table))
+    return Decoded(tuple(_build(table[h]) for h in sorted(table)), len(known) - named)
 
 
 def _build(n: _Node) -> ClusterNode:

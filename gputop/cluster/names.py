@@ -45,6 +45,10 @@ GPU_METRICS: dict[str, Field] = {
 HISTORY_METRICS = tuple(name for name, f in GPU_METRICS.items()
                         if f.field in ("sm_active_pct", "gpu_util_pct", "power_w", "mem_used_bytes"))
 
+# one series per GPU that every exporter has, to read the GPU's name, UUID and host name from
+# (gputop's info series; FB_USED is in every dcgm-exporter counters file)
+IDENTITY_METRICS = ("gputop_gpu_info", "DCGM_FI_DEV_FB_USED")
+
 # label names: gputop's first, then dcgm-exporter's
 INDEX_LABELS = ("gpu",)
 UUID_LABELS = ("uuid", "UUID")
@@ -61,6 +65,7 @@ _INT32_BLANK = 0x7FFFFFF0
 _FP64_BLANK = 140737488355328.0  # 2 ** 47
 _INT64_BLANK = float(0x7FFFFFFFFFFFFFF0)  # as a float64 this is 2 ** 63: every int64 blank
 _BLANK_SPAN = 16
+_INFINITIES = (math.inf, -math.inf)
 
 
 def is_dcgm_blank(value: float) -> bool:
@@ -84,9 +89,9 @@ def to_unit(field: Field, text: str) -> float | None:
         value = float(text)
     except (TypeError, ValueError):
         return None
-    if math.isnan(value) or math.isinf(value):
+    if value != value or value in _INFINITIES:  # NaN (a stale or failed field), +-Inf
         return None
-    if field.source == DCGM and is_dcgm_blank(value):
+    if value >= _INT32_BLANK and field.source == DCGM and is_dcgm_blank(value):
         return None
     return value * field.scale
 

@@ -59,7 +59,14 @@ class Queries:
         self.matchers = matchers(selector)
         m = self.matchers
         self.up = f"up{{{m}}}"
-        self.gpus = "{" + _join(f'__name__=~"{_name_regex(list(names.GPU_METRICS))}"', m) + "}"
+        # values with only the labels that place them (the answer is most of a refresh's bytes)
+        self.gpus = (f"max by (__name__, instance, gpu) "
+                     f"({{{_join(f'__name__=~{quote(_name_regex(list(names.GPU_METRICS)))}', m)}}})")
+        # what each GPU is and on which host, once per GPU rather than once per value
+        ident = ", ".join(("instance",) + names.INDEX_LABELS + names.UUID_LABELS + names.NAME_LABELS
+                          + names.HOSTNAME_LABELS[:2])
+        self.gpu_names = (f"group by ({ident}) "
+                          f"({{{_join(f'__name__=~{quote(_name_regex(names.IDENTITY_METRICS))}', m)}}})")
         core = f"{names.GPUTOP_CORE_UTIL}{{{m}}}"
         idle = names.NODE_CPU + "{" + _join('mode="idle"', m) + "}"
         parts = (
@@ -80,8 +87,9 @@ class Queries:
 
     def history(self, instances: tuple[str, ...]) -> str:
         """One range query: a node's GPU series (SMs or util, power, memory) over its instances."""
-        return "{" + _join(f'__name__=~"{_name_regex(names.HISTORY_METRICS)}"',
-                           f"instance=~{quote(_alternatives(instances))}", self.matchers) + "}"
+        return ("max by (__name__, instance, gpu) ({"
+                + _join(f'__name__=~"{_name_regex(names.HISTORY_METRICS)}"',
+                        f"instance=~{quote(_alternatives(instances))}", self.matchers) + "})")
 
 
 def _alternatives(values: tuple[str, ...]) -> str:
