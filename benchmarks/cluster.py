@@ -65,14 +65,15 @@ def openmetrics(nodes: int, end: int) -> str:
         return (n * GPUS + g) % 5 != 0  # one GPU in five idle
 
     family("DCGM_FI_PROF_SM_ACTIVE", ((lab, (lambda t, n=n, g=g: 0.0 if not busy(n, g) else
-                                             0.3 + 0.6 * ((t // STEP_S + n + g) % 10) / 10))
+                                             0.45 + 0.5 * ((t // STEP_S + n + g) % 10) / 10))
                                       for n, g, lab in gpus()))
     family("DCGM_FI_DEV_GPU_UTIL", ((lab, (lambda t, n=n, g=g: 0 if not busy(n, g) else 90 + (g % 3) * 4))
                                     for n, g, lab in gpus()))
-    family("DCGM_FI_DEV_FB_USED", ((lab, (lambda t, n=n, g=g: 20000 + 1000 * g if busy(n, g) or n % 3 else 0))
-                                   for n, g, lab in gpus()))
-    family("DCGM_FI_DEV_FB_FREE", ((lab, (lambda t, n=n, g=g: 81000 - (20000 + 1000 * g)))
-                                   for n, g, lab in gpus()))
+    def used(n: int, g: int) -> int:  # an idle GPU on one node in three still holds its memory
+        return 20000 + 1000 * g if busy(n, g) or n % 3 == 0 else 0
+
+    family("DCGM_FI_DEV_FB_USED", ((lab, (lambda t, n=n, g=g: used(n, g))) for n, g, lab in gpus()))
+    family("DCGM_FI_DEV_FB_FREE", ((lab, (lambda t, n=n, g=g: 81000 - used(n, g))) for n, g, lab in gpus()))
     family("DCGM_FI_DEV_FB_RESERVED", ((lab, (lambda t: 559)) for n, g, lab in gpus()))
     family("DCGM_FI_DEV_POWER_USAGE", ((lab, (lambda t, n=n, g=g: 70 + (560 if busy(n, g) else 0)
                                               * (0.6 + 0.4 * ((t // STEP_S + g) % 7) / 7)))
@@ -185,10 +186,13 @@ async def measure_render(replay: Replay, screenshot: str | None) -> dict[str, fl
             await pilot.pause(0.2)  # then Textual lays out and paints at its own pace
             results["render_wall"].append(w1 - w0)
             results["render_cpu"].append(time.process_time() - c0)
-        if screenshot:
+    if screenshot:
+        shot = ClusterApp(replay, interval_s=5, source="(a simulated fleet, backfilled)")
+        async with shot.run_test(size=(160, 45)) as pilot:
+            await pilot.pause(0.5)
             await pilot.press("s")  # sort by power
             await pilot.pause(1.5)  # the selected node's history arrives from its thread
-            app.save_screenshot(os.path.basename(screenshot), path=os.path.dirname(screenshot) or ".")
+            shot.save_screenshot(os.path.basename(screenshot), path=os.path.dirname(screenshot) or ".")
     return {k: median(v) for k, v in results.items()}
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
 from gputop.cluster import decode, names
-from gputop.cluster.client import PromError, Result
+from gputop.cluster.client import PromError, Result, paused_gc
 from gputop.cluster.model import ClusterNode, ClusterSample, totals
 from gputop.cluster.promql import Queries
 
@@ -121,7 +121,8 @@ class ClusterFeed:
         if new:
             found = decode.last_up(self._ask(q.stale_since(new), at))
             self._since.update({k: found.get(k) for k in down if k not in self._since})
-        decoded = decode.nodes(up, gpus, self._gpu_names or [], hosts, self._since)
+        with paused_gc():
+            decoded = decode.nodes(up, gpus, self._gpu_names or [], hosts, self._since)
         if decoded.unnamed and not fresh_names:  # GPUs that appeared since the names were read
             self._gpu_names, self._names_age = self._ask(q.gpu_names, at), 1
             decoded = decode.nodes(up, gpus, self._gpu_names, hosts, self._since)

@@ -26,7 +26,7 @@ from gputop.cluster.model import ClusterGpu, ClusterNode, ClusterSample
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.widgets.panel import Panel
 
-BARS = " ▁▂▃▄▅▆▇█"
+BARS = "▁▂▃▄▅▆▇█"
 SORTS = ("node", "power", "idle GPUs")
 KEYS = (("↑ ↓", "select a node: its GPUs and their recent history below"),
         ("s", "sort by node, power (highest first), idle GPUs (most first)"),
@@ -151,25 +151,26 @@ class NodeDetail(Panel):
             text.append("\nno GPU series from this node", style=self.style_of("panel--dim"))
         past = {} if self.history is None or self.history.host != n.host else {
             (g.index): g.series for g in self.history.gpus}
-        spark = max(10, (width - 90) // 2)
+        # power sparklines share one scale, the node's highest: an idle GPU's reads low
+        top_w = max((v or 0.0 for s in past.values() for _, v in s.get("power_w", ())), default=0.0) or None
+        spark = max(8, (width - 118) // 2)  # what the fixed columns leave, shared by the two lines
         for g in n.gpus:
             series = past.get(g.index, {})
             key = "sm_active_pct" if g.sm_active_pct is not None or "sm_active_pct" in series else "gpu_util_pct"
+            name = fmt.text(g.name).removeprefix("NVIDIA ")
             line = Text("\n")
-            line.append_text(f("GPU", fmt.text(g.index), f" {fmt.text(g.name)[:24]:<24}"))
+            line.append_text(f("GPU", fmt.text(g.index), f" {name[:26]:<26}"))
             line.append("  ")
             line.append(f"{activity(g):<10}", style=self.load_style(g.activity_pct))
-            line.append(" ")
             line.append(sparkline(series.get(key, ()), spark, 100.0).rjust(spark), style=self.style_of("sm--on"))
-            line.append_text(f("  power", fmt.watts(g.power_w)))
-            line.append(" ")
-            line.append(sparkline(series.get("power_w", ()), spark).rjust(spark), style=self.style_of("sm--on"))
-            line.append_text(f("  mem", fmt.used_total(g.mem_used_bytes, g.mem_total_bytes)))
-            line.append_text(f("  ", fmt.celsius(g.temp_c)))
+            line.append_text(f("  power", f"{fmt.watts(g.power_w):>6}", " "))
+            line.append(sparkline(series.get("power_w", ()), spark, top_w).rjust(spark), style=self.style_of("sm--on"))
+            line.append_text(f("  mem", f"{fmt.used_total(g.mem_used_bytes, g.mem_total_bytes):<21}"))
+            line.append_text(f(" ", f"{fmt.celsius(g.temp_c):>6}"))
             if g.idle_with_memory:
                 line.append("  idle holding memory", style=self.style_of("panel--warn"))
             if g.util_trap:
-                line.append("  util high, SMs mostly idle", style=self.style_of("panel--warn"))
+                line.append("  util high, SMs idle", style=self.style_of("panel--warn"))
             text.append_text(line)
         if self.history is None and n.gpus:
             text.append("\nhistory: asking Prometheus...", style=self.style_of("panel--dim"))
