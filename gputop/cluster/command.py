@@ -11,11 +11,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from gputop import format as fmt
 from gputop.cliutil import INTERVAL, seconds
 from gputop.exitstatus import ExitStatus
+
+if TYPE_CHECKING:  # httpx is imported only once a command runs
+    from gputop.cluster.feed import ClusterFeed
+    from gputop.cluster.model import ClusterSample
 
 PROG = "gputop cluster"
 DEFAULT_URL = "http://127.0.0.1:9090"
@@ -58,7 +62,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-Show = Callable[[Any], int]  # the TUI: given the feed, runs until quit, returns an exit status
+Show = Callable[["ClusterFeed"], int]  # the TUI: given the feed, runs until quit, returns an exit status
 
 
 def run(args: argparse.Namespace, *, show: Show | None = None, stdout: TextIO | None = None,
@@ -120,7 +124,7 @@ def clock_time(ts: float | None) -> str:
     return fmt.NA if ts is None else time.strftime("%H:%M:%S", time.localtime(ts))
 
 
-def to_text(sample: Any) -> str:
+def to_text(sample: ClusterSample) -> str:
     """``--once`` without ``--json``: the totals, then a line per node and per GPU."""
     t = sample.totals
     lines = [(f"{t.nodes} nodes ({t.stale_nodes} stale)   GPUs {t.busy_gpus} busy of {t.gpus}"

@@ -42,8 +42,9 @@ class _Gpu:
     def build(self) -> ClusterGpu:
         v = self.values
         total = v.get("mem_total_bytes")
-        if total is None and v.get("mem_used_bytes") is not None and v.get("mem_free_bytes") is not None:
-            total = v["mem_used_bytes"] + v["mem_free_bytes"] + (v.get("mem_reserved_bytes") or 0.0)  # type: ignore[operator]
+        used, free = v.get("mem_used_bytes"), v.get("mem_free_bytes")
+        if total is None and used is not None and free is not None:
+            total = used + free + (v.get("mem_reserved_bytes") or 0.0)
         return ClusterGpu(self.index, self.name, self.uuid, v.get("sm_active_pct"), v.get("gpu_util_pct"),
                           v.get("mem_used_bytes"), total, v.get("power_w"), v.get("temp_c"))
 

@@ -164,7 +164,8 @@ class NodeDetail(Panel):
             line.append(f"{activity(g):<10}", style=self.load_style(g.activity_pct))
             line.append(sparkline(series.get(key, ()), spark, 100.0).rjust(spark), style=self.style_of("sm--on"))
             line.append_text(f("  power", f"{fmt.watts(g.power_w):>6}", " "))
-            line.append(sparkline(series.get("power_w", ()), spark, top_w).rjust(spark), style=self.style_of("sm--on"))
+            line.append(sparkline(series.get("power_w", ()), spark, top_w).rjust(spark),
+                        style=self.style_of("sm--on"))
             line.append_text(f("  mem", f"{fmt.used_total(g.mem_used_bytes, g.mem_total_bytes):<21}"))
             line.append_text(f(" ", f"{fmt.celsius(g.temp_c):>6}"))
             if g.idle_with_memory:
