@@ -10,6 +10,8 @@ from typing import NoReturn, Sequence, cast
 
 from gputop import __version__, compare, console, merge, record, replay, report, serve
 from gputop.argtypes import INTERVAL
+from gputop.cluster import command as cluster
+from gputop.cluster.feed import ClusterFeed
 from gputop.exitstatus import ExitStatus
 from gputop.feed import LiveFeed, ReplayFeed
 from gputop.sampler import open_real
@@ -34,6 +36,8 @@ examples:
   gputop merge trace.json torch_trace.json --out merged.json
                                 a recording and a PyTorch profiler trace on one timeline
   gputop serve --port 9400      Prometheus exporter at http://127.0.0.1:9400/metrics
+  gputop cluster --prometheus http://prom:9090
+                                every node's cores and GPUs, read from the cluster's Prometheus
 
 logging: warnings go to stderr (a full-screen view writes them to LOG instead);
   GPUTOP_LOG=debug (or --debug) shows everything. LOG is $XDG_STATE_HOME/gputop/gputop.log,
@@ -82,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_parser(sub)
     merge.add_parser(sub)
     serve.add_parser(sub)
+    cluster.add_parser(sub)
     return parser
 
 
@@ -152,6 +157,24 @@ def _show_replay(feed: ReplayFeed) -> int:
     return ExitStatus.OK
 
 
+def _cluster(args: argparse.Namespace) -> int:
+    """The cluster command; its view (unless --once) is the TUI's ClusterApp over its feed."""
+    def show(feed: ClusterFeed) -> int:
+        from gputop.tui import refuse_without_terminal
+
+        if refuse_without_terminal("gputop cluster"):
+            return ExitStatus.USAGE
+        from gputop.tui.cluster import ClusterApp
+
+        try:
+            with _stopped_by_signals():
+                ClusterApp(feed, interval_s=args.interval).run()
+        except Interrupted:
+            pass
+        return ExitStatus.OK
+
+    return cluster.run(args, show=show)
+
 def _stopped_by_signals() -> StopSignals:
     """SIGINT, SIGTERM and SIGHUP (the terminal closed) raise Interrupted in the main thread,
     so the app unwinds and ``finally`` blocks run (the workload's group is stopped) instead of
@@ -182,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.configure_logging(prog, level, stderr=sys.stderr, full_screen=args.command in FULL_SCREEN)
     handlers = {None: _live, "snapshot": _snapshot, "record": record.run,
                 "replay": lambda a: replay.run(a, show=_show_replay), "report": report.run,
-                "merge": merge.run, "serve": serve.run, "compare": compare.run}
+                "merge": merge.run, "serve": serve.run, "compare": compare.run, "cluster": _cluster}
     try:
         return handlers[args.command](args)
     except Interrupted as exc:  # a command that does not catch its stop signal itself

@@ -1,0 +1,169 @@
+"""Prometheus answers (the ``promql.Queries`` of one refresh) turned into ``ClusterNode``s.
+
+Every series is assigned to its node by the host part of its ``instance`` label; a GPU is its
+``(instance, gpu)`` pair: its values come from one answer (converted by ``names``, the one place
+for names and units) and its name, UUID and host name from another. A node with both gputop's and DCGM's
+GPU series shows gputop's (they describe the same devices; gputop's carry GPM's SM activity).
+DCGM's memory total, where it exports no ``FB_TOTAL``, is used + free + reserved.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple
+
+from gputop.cluster import names, promql
+from gputop.cluster.model import ClusterGpu, ClusterNode
+
+Result = list[dict[str, Any]]
+
+_GPU_FIELDS = ("sm_active_pct", "gpu_util_pct", "mem_used_bytes", "mem_total_bytes", "power_w", "temp_c")
+
+
+def _value(series: Mapping[str, Any]) -> str:
+    return str(series["value"][1])
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+class _Gpu:
+    """The fields of one GPU as its series arrive."""
+
+    def __init__(self, index: int | None) -> None:
+        self.index = index
+        self.name: str | None = None
+        self.uuid: str | None = None
+        self.values: dict[str, float | None] = {}
+
+    def build(self) -> ClusterGpu:
+        v = self.values
+        total = v.get("mem_total_bytes")
+        used, free = v.get("mem_used_bytes"), v.get("mem_free_bytes")
+        if total is None and used is not None and free is not None:
+            total = used + free + (v.get("mem_reserved_bytes") or 0.0)
+        return ClusterGpu(self.index, self.name, self.uuid, v.get("sm_active_pct"), v.get("gpu_util_pct"),
+                          v.get("mem_used_bytes"), total, v.get("power_w"), v.get("temp_c"))
+
+
+class _Node:
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.instances: set[str] = set()
+        self.hostnames: dict[str, str] = {}  # source of the name -> the name
+        self.down_since: list[float | None] = []
+        self.gpus: dict[str, dict[tuple[str, str | None], _Gpu]] = {names.GPUTOP: {}, names.DCGM: {}}
+        self.parts: dict[str, float | None] = {}
+
+
+def down(up: Result) -> list[tuple[str, str]]:
+    """(instance, job) of every target whose last scrape failed."""
+    return [(s["metric"].get("instance", ""), s["metric"].get("job", "")) for s in up
+            if _number(_value(s)) == 0]
+
+
+def last_up(stale_since: Result) -> dict[tuple[str, str], float | None]:
+    """The answer to ``Queries.stale_since``: (instance, job) -> when it was last up."""
+    return {(s["metric"].get("instance", ""), s["metric"].get("job", "")): _number(_value(s))
+            for s in stale_since}
+
+
+class Decoded(NamedTuple):
+    nodes: tuple[ClusterNode, ...]
+    unnamed: int  # GPUs with values but no entry in ``gpu_names`` (new since it was asked)
+
+
+def nodes(up: Result, gpus: Result, gpu_names: Result, hosts: Result,
+          since: Mapping[tuple[str, str], float | None] | None = None) -> Decoded:
+    """One ClusterNode per host, sorted by host. ``since``: when each target now down was last
+    up (see ``last_up``); a target missing there is stale since an unknown time."""
+    table: dict[str, _Node] = {}
+    by_instance: dict[str, _Node] = {}
+
+    def node(labels: Mapping[str, str]) -> _Node | None:
+        instance = labels.get("instance")
+        if not instance:
+            return None
+        n = by_instance.get(instance)
+        if n is None:
+            host = names.host_of(instance)
+            n = table.get(host)
+            if n is None:
+                n = table[host] = _Node(host)
+            n.instances.add(instance)
+            by_instance[instance] = n
+        return n
+
+    since = since or {}
+    for s in up:
+        n = node(s["metric"])
+        if n is not None and _number(_value(s)) == 0:
+            n.down_since.append(since.get((s["metric"].get("instance", ""), s["metric"].get("job", ""))))
+    known: dict[tuple[str, str | None], _Gpu] = {}
+    field_of, known_gpu, to_unit = names.GPU_METRICS.get, known.get, names.to_unit
+    for s in gpus:  # most of a refresh's series: the loop does as little as it can per series
+        labels = s["metric"]
+        field = field_of(labels.get("__name__", ""))
+        if field is None:
+            continue
+        key = (labels.get("instance", ""), labels.get("gpu"))
+        gpu = known_gpu(key)
+        if gpu is None:
+            n = node(labels)
+            if n is None:
+                continue
+            index_text = key[1]
+            gpu = known[key] = n.gpus[field.source].setdefault(
+                key, _Gpu(int(index_text) if index_text is not None and index_text.isdigit() else None))
+        gpu.values[field.field] = to_unit(field, s["value"][1])
+    named = 0
+    for s in gpu_names:
+        labels = s["metric"]
+        gpu = known.get((labels.get("instance", ""), labels.get("gpu")))
+        n = node(labels)
+        if gpu is None or n is None:
+            continue
+        named += 1
+        gpu.uuid = names.label(labels, names.UUID_LABELS)
+        gpu.name = names.label(labels, names.NAME_LABELS)
+        hostname = names.label(labels, names.HOSTNAME_LABELS)
+        if hostname:
+            n.hostnames.setdefault("gputop" if labels.get("hostname") else names.DCGM, hostname)
+    for s in hosts:
+        labels = s["metric"]
+        n = node(labels)
+        if n is None:
+            continue
+        part = labels.get(promql.PART, "")
+        if part == promql.UNAME and labels.get("nodename"):
+            n.hostnames["node"] = labels["nodename"]
+        elif part == promql.GPUTOP_INFO and labels.get("hostname"):
+            n.hostnames[names.GPUTOP] = labels["hostname"]
+        else:
+            n.parts[part] = _number(_value(s))
+    return Decoded(tuple(_build(table[h]) for h in sorted(table)), len(known) - named)
+
+
+def _build(n: _Node) -> ClusterNode:
+    source = names.GPUTOP if n.gpus[names.GPUTOP] else names.DCGM if n.gpus[names.DCGM] else None
+    gpus = tuple(sorted((g.build() for g in n.gpus[source].values()),
+                        key=lambda g: (g.index is None, g.index or 0, g.uuid or ""))) if source else ()
+    p = n.parts
+    # gputop's own per-core figures where it runs; else node-exporter's
+    if p.get(promql.CORES) is not None:
+        cores, busy = p[promql.CORES], p.get(promql.BUSY)
+    elif p.get(promql.NODE_CORES) is not None:
+        cores, idle = p[promql.NODE_CORES], p.get(promql.NODE_IDLE)
+        busy = None if idle is None or cores is None else max(0.0, cores - idle)
+    else:
+        cores, busy = None, None
+    hostname = next((n.hostnames[k] for k in (names.GPUTOP, names.DCGM, "node") if k in n.hostnames), None)
+    stale = bool(n.down_since)
+    known = [t for t in n.down_since if t is not None]
+    return ClusterNode(
+        host=n.host, instances=tuple(sorted(n.instances)), hostname=hostname, source=source,
+        stale=stale, stale_since=min(known) if known else None,
+        cores=None if cores is None else int(cores), cores_busy=busy, gpus=gpus)

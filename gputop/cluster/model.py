@@ -1,0 +1,128 @@
+"""Typed, frozen per-node samples of a cluster (what a refresh yields) and their JSON form.
+
+Units are in the names, None is "not available" (never 0). A node is one host: every target whose
+``instance`` label has that host part (dcgm-exporter on :9400 and node-exporter on :9100 of one
+machine are one node). The flags for what wastes a cluster are computed here, in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from gputop import format as fmt
+
+IDLE_PCT = 1.0  # SMs active (or util) at or below this: the GPU does nothing
+IDLE_MEMORY_BYTES = 1024 ** 3  # ... while holding this much memory: an idle GPU someone holds
+BUSY_PCT = 5.0  # a GPU counts as busy from here (the live view's "-idle" ends at 5 %)
+
+
+@dataclass(frozen=True)
+class ClusterGpu:
+    index: int | None  # the exporter's ``gpu`` label
+    name: str | None
+    uuid: str | None
+    sm_active_pct: float | None  # GPM (gputop) or DCGM_FI_PROF_SM_ACTIVE
+    gpu_util_pct: float | None  # NVML utilization (share of time any kernel ran)
+    mem_used_bytes: float | None
+    mem_total_bytes: float | None
+    power_w: float | None
+    temp_c: float | None
+
+    @property
+    def activity_pct(self) -> float | None:
+        """SMs active where the exporter gives it, else util (the view labels which)."""
+        return self.sm_active_pct if self.sm_active_pct is not None else self.gpu_util_pct
+
+    @property
+    def busy(self) -> bool:
+        return self.activity_pct is not None and self.activity_pct >= BUSY_PCT
+
+    @property
+    def idle_with_memory(self) -> bool:
+        """Doing nothing while holding memory (a forgotten notebook, a hung job)."""
+        a = self.activity_pct
+        return a is not None and a <= IDLE_PCT and (self.mem_used_bytes or 0) >= IDLE_MEMORY_BYTES
+
+    @property
+    def util_trap(self) -> bool:
+        """Util high while most SMs idle: kernels run, on few SMs."""
+        return fmt.util_trap(self.gpu_util_pct, self.sm_active_pct)
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    host: str  # the instance label's host part
+    instances: tuple[str, ...]  # every target of this host, sorted
+    hostname: str | None  # from a hostname/Hostname/nodename label, where one gives it
+    source: str | None  # "gputop" or "dcgm": whose GPU series these are; None: no GPU series
+    stale: bool  # a target of this host failed its last scrape (up == 0)
+    stale_since: float | None  # Unix time it was last seen up (None: not stale, or not in 30 min)
+    cores: int | None
+    cores_busy: float | None
+    gpus: tuple[ClusterGpu, ...]
+
+    @property
+    def label(self) -> str:
+        return self.hostname or self.host
+
+    @property
+    def idle_gpus(self) -> int:
+        return sum(1 for g in self.gpus if g.activity_pct is not None and not g.busy)
+
+    @property
+    def power_w(self) -> float | None:
+        values = [g.power_w for g in self.gpus if g.power_w is not None]
+        return sum(values) if values else None
+
+
+@dataclass(frozen=True)
+class Totals:
+    nodes: int
+    stale_nodes: int
+    gpus: int
+    busy_gpus: int
+    idle_with_memory: int
+    power_w: float | None
+    cores: int | None
+    cores_busy: float | None
+
+
+@dataclass(frozen=True)
+class ClusterSample:
+    ts: float  # Unix time the queries were evaluated at
+    nodes: tuple[ClusterNode, ...]
+    totals: Totals
+
+
+def _sum(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def totals(nodes: tuple[ClusterNode, ...]) -> Totals:
+    gpus = [g for n in nodes for g in n.gpus]
+    cores = _sum([n.cores for n in nodes])
+    return Totals(
+        nodes=len(nodes), stale_nodes=sum(1 for n in nodes if n.stale), gpus=len(gpus),
+        busy_gpus=sum(1 for g in gpus if g.busy),
+        idle_with_memory=sum(1 for g in gpus if g.idle_with_memory),
+        power_w=_sum([g.power_w for g in gpus]),
+        cores=None if cores is None else int(cores), cores_busy=_sum([n.cores_busy for n in nodes]))
+
+
+def to_dict(sample: ClusterSample) -> dict[str, Any]:
+    """The ``--once --json`` object: ``{"ts", "nodes": [...], "totals": {...}}``."""
+    nodes = []
+    for n in sample.nodes:
+        d = asdict(n)
+        d["instances"] = list(n.instances)
+        d["gpus"] = [dict(asdict(g), idle_with_memory=g.idle_with_memory, util_trap=g.util_trap)
+                     for g in n.gpus]
+        nodes.append(d)
+    return {"ts": sample.ts, "nodes": nodes, "totals": asdict(sample.totals)}
+
+
+def to_json(sample: ClusterSample) -> str:
+    return json.dumps(to_dict(sample), indent=2) + "\n"

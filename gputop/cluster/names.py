@@ -1,0 +1,118 @@
+"""Metric names, labels and units of gputop serve, dcgm-exporter and node-exporter, mapped once.
+
+Everything the cluster view reads is converted here, and nowhere else, into gputop's own units
+(percent, bytes, watts, degrees C): gputop's ``*_ratio`` and DCGM's ``PROF`` ratios are 0..1,
+DCGM's ``DEV_GPU_UTIL`` is already percent, its framebuffer fields are MiB. DCGM writes a blank
+sentinel (2^31 - 16, 2^47 or 2^63 - 16, plus a small error code) where a field has no value: that
+is None, never a number. ``host_of`` names the node an ``instance`` label belongs to.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, NamedTuple
+
+MIB = 1024 * 1024
+
+GPUTOP, DCGM = "gputop", "dcgm"
+
+
+class Field(NamedTuple):
+    source: str  # GPUTOP or DCGM
+    field: str  # gputop's name for the value (a ClusterGpu attribute, or a DCGM memory part)
+    scale: float  # multiply the exported value by this to get gputop's unit
+
+
+# exported name -> what it is. The union of both tables is the one GPU query's name regex.
+GPU_METRICS: dict[str, Field] = {
+    "gputop_gpu_sm_active_ratio": Field(GPUTOP, "sm_active_pct", 100.0),
+    "gputop_gpu_utilization_ratio": Field(GPUTOP, "gpu_util_pct", 100.0),
+    "gputop_gpu_memory_used_bytes": Field(GPUTOP, "mem_used_bytes", 1.0),
+    "gputop_gpu_memory_capacity_bytes": Field(GPUTOP, "mem_total_bytes", 1.0),
+    "gputop_gpu_power_watts": Field(GPUTOP, "power_w", 1.0),
+    "gputop_gpu_temperature_celsius": Field(GPUTOP, "temp_c", 1.0),
+    "DCGM_FI_PROF_SM_ACTIVE": Field(DCGM, "sm_active_pct", 100.0),  # 0..1
+    "DCGM_FI_DEV_GPU_UTIL": Field(DCGM, "gpu_util_pct", 1.0),  # percent
+    "DCGM_FI_DEV_FB_USED": Field(DCGM, "mem_used_bytes", MIB),
+    "DCGM_FI_DEV_FB_TOTAL": Field(DCGM, "mem_total_bytes", MIB),  # not a default counter
+    "DCGM_FI_DEV_FB_FREE": Field(DCGM, "mem_free_bytes", MIB),
+    "DCGM_FI_DEV_FB_RESERVED": Field(DCGM, "mem_reserved_bytes", MIB),
+    "DCGM_FI_DEV_POWER_USAGE": Field(DCGM, "power_w", 1.0),
+    "DCGM_FI_DEV_GPU_TEMP": Field(DCGM, "temp_c", 1.0),
+}
+
+# the series a node's history shows (range queries): SMs active or util, power, memory used
+HISTORY_METRICS = tuple(name for name, f in GPU_METRICS.items()
+                        if f.field in ("sm_active_pct", "gpu_util_pct", "power_w", "mem_used_bytes"))
+
+# one series per GPU that every exporter has, to read the GPU's name, UUID and host name from
+# (gputop's info series; FB_USED is in every dcgm-exporter counters file)
+IDENTITY_METRICS = ("gputop_gpu_info", "DCGM_FI_DEV_FB_USED")
+
+# label names: gputop's first, then dcgm-exporter's
+INDEX_LABELS = ("gpu",)
+UUID_LABELS = ("uuid", "UUID")
+NAME_LABELS = ("name", "modelName")
+HOSTNAME_LABELS = ("hostname", "Hostname", "nodename")  # nodename: node-exporter's node_uname_info
+
+GPUTOP_CORE_UTIL = "gputop_cpu_core_utilization_ratio"  # per core, 0..1
+GPUTOP_BUILD = "gputop_build_info"
+NODE_CPU = "node_cpu_seconds_total"  # node-exporter, per core and mode, a counter in seconds
+NODE_UNAME = "node_uname_info"
+
+# DCGM's blanks (dcgm_structs.h): a base and up to 16 codes above it (not found, not supported...)
+_INT32_BLANK = 0x7FFFFFF0
+_FP64_BLANK = 140737488355328.0  # 2 ** 47
+_INT64_BLANK = float(0x7FFFFFFFFFFFFFF0)  # as a float64 this is 2 ** 63: every int64 blank
+_BLANK_SPAN = 16
+_INFINITIES = (math.inf, -math.inf)
+
+
+def is_dcgm_blank(value: float) -> bool:
+    """True for DCGM's "no value" sentinels (as Prometheus carries them, float64)."""
+    return (_INT32_BLANK <= value < _INT32_BLANK + _BLANK_SPAN
+            or _FP64_BLANK <= value < _FP64_BLANK + _BLANK_SPAN
+            or value >= _INT64_BLANK - 1024)  # float64 spacing near 2^63 is 1024 or 2048
+
+
+def convert(metric_name: str, text: str) -> tuple[Field, float | None] | None:
+    """The field an exported sample fills and its value in gputop's unit (None: no value: a
+    DCGM blank, NaN, or a value that is not a number). None for a name this view does not read."""
+    field = GPU_METRICS.get(metric_name)
+    if field is None:
+        return None
+    return field, to_unit(field, text)
+
+
+def to_unit(field: Field, text: str) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    if value != value or value in _INFINITIES:  # NaN (a stale or failed field), +-Inf
+        return None
+    if value >= _INT32_BLANK and field.source == DCGM and is_dcgm_blank(value):
+        return None
+    return value * field.scale
+
+
+def label(labels: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` that ``labels`` has with a value ("" is no value)."""
+    for name in names:
+        value = labels.get(name)
+        if value:
+            return value
+    return None
+
+
+def host_of(instance: str) -> str:
+    """The host part of an ``instance`` label: ``gpu-7:9400`` -> ``gpu-7``, ``[fd00::7]:9100``
+    -> ``fd00::7``; a bare IPv6 address or a name without a port is the host itself."""
+    if instance.startswith("["):
+        end = instance.find("]")
+        if end > 0:
+            return instance[1:end]
+    head, sep, tail = instance.rpartition(":")
+    if sep and ":" not in head and tail.isdigit():
+        return head
+    return instance

@@ -1,0 +1,259 @@
+"""The cluster view's pure parts: names and units, the queries, decoding answers into nodes, and
+the TUI over a stub feed (sorting, a failing refresh). The real-Prometheus tests: test_cluster.py."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from gputop.cluster import decode, names, promql
+from gputop.cluster.feed import ClusterError, GpuHistory, NodeHistory
+from gputop.cluster.model import ClusterGpu, ClusterNode, ClusterSample, to_dict, totals
+
+
+@pytest.mark.parametrize("instance, host", [
+    ("gpu-7:9400", "gpu-7"), ("gpu-7", "gpu-7"), ("10.0.0.7:9100", "10.0.0.7"),
+    ("[fd00::7]:9100", "fd00::7"), ("[::1]", "::1"), ("fd00::7", "fd00::7"), ("host:abc", "host:abc"),
+])
+def test_host_of(instance, host):
+    assert names.host_of(instance) == host
+
+
+@pytest.mark.parametrize("value, blank", [
+    (9223372036854775794, True), (9223372036854775792, True), (2147483632, True), (2147483634, True),
+    (140737488355328.0, True), (140737488355330.0, True),
+    (2147483631, False), (2147483648, False), (0, False), (61, False), (140737488355327.0, False),
+])
+def test_dcgm_blanks(value, blank):
+    assert names.is_dcgm_blank(float(value)) is blank
+
+
+@pytest.mark.parametrize("metric, text, field, value", [
+    ("DCGM_FI_PROF_SM_ACTIVE", "0.875", "sm_active_pct", 87.5),
+    ("DCGM_FI_DEV_GPU_UTIL", "98", "gpu_util_pct", 98.0),
+    ("DCGM_FI_DEV_FB_USED", "1024", "mem_used_bytes", 2 ** 30),
+    ("DCGM_FI_DEV_POWER_USAGE", "612.5", "power_w", 612.5),
+    ("DCGM_FI_DEV_GPU_TEMP", "9223372036854775794", "temp_c", None),
+    ("DCGM_FI_DEV_POWER_USAGE", "NaN", "power_w", None),
+    ("gputop_gpu_sm_active_ratio", "0.5", "sm_active_pct", 50.0),
+    ("gputop_gpu_utilization_ratio", "1", "gpu_util_pct", 100.0),
+    ("gputop_gpu_memory_used_bytes", "123", "mem_used_bytes", 123.0),
+    ("gputop_gpu_temperature_celsius", "2147483632", "temp_c", 2147483632.0),  # gputop has no blanks
+])
+def test_convert(metric, text, field, value):
+    f, v = names.convert(metric, text)
+    assert f.field == field and v == value
+
+
+def test_convert_ignores_other_names():
+    assert names.convert("DCGM_FI_DEV_SM_CLOCK", "1980") is None
+
+
+@pytest.mark.parametrize("selector, inner", [
+    (None, ""), ("", ""), ('{job=~"gpu.*"}', 'job=~"gpu.*"'), ('job="a", cluster="b"', 'job="a", cluster="b"'),
+    ("{ }", ""),
+])
+def test_selector_matchers(selector, inner):
+    assert promql.matchers(selector) == inner
+
+
+def test_selector_with_a_metric_name_is_refused():
+    with pytest.raises(promql.SelectorError, match="label matchers in braces"):
+        promql.matchers('up{job="a"}')
+
+
+def test_queries_carry_the_selector_everywhere():
+    q = promql.Queries('{cluster="a"}')
+    assert q.up == 'up{cluster="a"}'
+    assert q.gpus.startswith('max by (__name__, instance, gpu) ({__name__=~"gputop_gpu_sm_active_ratio|')
+    assert q.gpus.endswith(', cluster="a"})') and q.gpu_names.endswith(', cluster="a"})')
+    assert q.hosts.count('cluster="a"') == 6 and q.hosts.count(" or ") == 5
+    assert 'node_cpu_seconds_total{mode="idle", cluster="a"}' in q.hosts
+    h = q.history(("gpu-1:9400", "gpu-1:9100"))
+    assert h.startswith("max by (__name__, instance, gpu)")
+    assert 'instance=~"gpu-1:9400|gpu-1:9100"' in h and 'cluster="a"' in h
+    assert 'instance=~"a\\\\.b:1"' in q.stale_since(("a.b:1",))  # a regex escape, as a PromQL string
+
+
+def _series(metric, value, **labels):
+    return {"metric": {"__name__": metric, **labels}, "value": [1.0, value]}
+
+
+def _part(part, value, **labels):
+    return {"metric": {promql.PART: part, **labels}, "value": [1.0, value]}
+
+
+def test_decode_groups_by_host_and_prefers_gputop():
+    up = [_series("up", "1", instance="n1:9400", job="dcgm"), _series("up", "1", instance="n1:9100", job="node"),
+          _series("up", "0", instance="n2:9400", job="gputop")]
+    dcgm = dict(instance="n1:9400", gpu="0", UUID="GPU-a", modelName="H100", Hostname="node-one")
+    placed = {"instance": "n1:9400", "gpu": "0"}  # the values carry only what places them
+    gpus = [_series("DCGM_FI_DEV_FB_USED", "100", **placed), _series("DCGM_FI_DEV_FB_FREE", "900", **placed),
+            _series("DCGM_FI_DEV_GPU_UTIL", "0", **placed),
+            _series("gputop_gpu_power_watts", "300", instance="n3:9400", gpu="0"),
+            _series("DCGM_FI_DEV_POWER_USAGE", "301", instance="n3:9401", gpu="0")]
+    gpu_names = [{"metric": dcgm, "value": [1.0, "1"]},
+                 {"metric": {"instance": "n3:9400", "gpu": "0", "uuid": "GPU-b", "name": "A100", "hostname": "three"},
+                  "value": [1.0, "1"]}]
+    hosts = [_part(promql.NODE_CORES, "8", instance="n1:9100"), _part(promql.NODE_IDLE, "6.5", instance="n1:9100"),
+             _part(promql.UNAME, "1", instance="n1:9100", nodename="uname-one")]
+    (n1, n2, n3), unnamed = decode.nodes(up, gpus, gpu_names, hosts, {("n2:9400", "gputop"): 1234.0})
+    assert unnamed == 1  # the DCGM copy on n3:9401 has no names series
+    assert (n1.host, n1.hostname, n1.source, n1.cores, n1.cores_busy) == ("n1", "node-one", "dcgm", 8, 1.5)
+    assert n1.instances == ("n1:9100", "n1:9400") and not n1.stale
+    (g,) = n1.gpus
+    assert (g.uuid, g.name) == ("GPU-a", "H100") and n3.hostname == "three"
+    assert g.mem_total_bytes == 1000 * names.MIB and g.activity_pct == 0.0 and g.sm_active_pct is None
+    assert n2.stale and n2.stale_since == 1234.0 and n2.gpus == ()
+    assert n3.source == "gputop" and [x.power_w for x in n3.gpus] == [300.0]  # not DCGM's copy
+
+
+def _gpu(i, sm, util=None, mem=0.0, power=None):
+    return ClusterGpu(i, "H100", f"GPU-{i}", sm, util, mem, 80 * 2 ** 30, power, 50.0)
+
+
+def _node(host, gpus, stale=False, hostname=None):
+    return ClusterNode(host, (f"{host}:9400",), hostname, "gputop", stale, 1.0e9 if stale else None,
+                       8, 2.0, tuple(gpus))
+
+
+def test_flags_and_totals():
+    idle_held = _gpu(0, 0.0, 0.0, mem=8 * 2 ** 30, power=70)
+    trap = _gpu(1, 20.0, 99.0, power=300)
+    busy = _gpu(2, 80.0, 95.0, power=600)
+    unknown = _gpu(3, None, None)
+    assert idle_held.idle_with_memory and not idle_held.busy
+    assert trap.util_trap and trap.busy and not busy.util_trap
+    assert not unknown.idle_with_memory and not unknown.busy and unknown.activity_pct is None
+    nodes = (_node("a", [idle_held, trap]), _node("b", [busy, unknown], stale=True))
+    t = totals(nodes)
+    assert (t.nodes, t.stale_nodes, t.gpus, t.busy_gpus, t.idle_with_memory, t.power_w, t.cores) == (
+        2, 1, 4, 2, 1, 970.0, 16)
+    d = to_dict(ClusterSample(5.0, nodes, t))
+    assert d["nodes"][0]["gpus"][0]["idle_with_memory"] is True and d["nodes"][1]["stale"] is True
+    assert d["nodes"][1]["gpus"][1]["sm_active_pct"] is None  # n/a stays null
+
+
+# ---------------------------------------------------------------------------- the TUI, stub feed
+
+class StubFeed:
+    def __init__(self, nodes):
+        self.nodes = tuple(nodes)
+        self.fail: str | None = None
+        self.history_asked: list[str] = []
+
+    def refresh(self):
+        if self.fail is not None:
+            raise ClusterError(self.fail)
+        return ClusterSample(time.time(), self.nodes, totals(self.nodes))
+
+    def history(self, node):
+        self.history_asked.append(node.host)
+        points = tuple((1000.0 + 5 * k, float(10 * k)) for k in range(10))
+        return NodeHistory(node.host, 1000.0, 1050.0, 5.0, tuple(
+            GpuHistory(g.index, g.name, {"sm_active_pct": points, "power_w": points}) for g in node.gpus))
+
+
+def _stub():
+    return StubFeed([
+        _node("10.0.0.3", [_gpu(0, 90.0, power=650), _gpu(1, 80.0, power=600)], hostname="charlie"),
+        _node("10.0.0.1", [_gpu(0, 0.0, 0.0, mem=4 * 2 ** 30, power=80), _gpu(1, 0.0, 0.0, power=75)],
+              hostname="alpha"),
+        _node("10.0.0.2", [_gpu(0, 50.0, power=400), _gpu(1, 0.0, 0.0, power=70)], hostname="bravo", stale=True),
+    ])
+
+
+async def _until(pilot, cond, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await pilot.pause(0.05)
+
+
+async def test_tui_sorts_by_node_power_and_idle_gpus():
+    from gputop.tui.cluster import ClusterApp, ClusterHeader
+
+    app = ClusterApp(_stub(), interval_s=60)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await _until(pilot, lambda: app.sample is not None)
+        assert app.row_hosts() == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]  # alpha, bravo, charlie
+        await pilot.press("s")
+        assert app.row_hosts() == ["10.0.0.3", "10.0.0.2", "10.0.0.1"]  # 1250 W, 470 W, 155 W
+        await pilot.press("s")
+        assert app.row_hosts() == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]  # 2, 1, 0 idle GPUs
+        header = app.query_one(ClusterHeader).text_for(300).plain
+        assert "sort idle GPUs" in header and "GPUs busy 3 of 6" in header and "nodes 3 (1 stale)" in header
+
+
+async def test_tui_select_node_asks_its_history():
+    from gputop.tui.cluster import ClusterApp, NodeDetail
+
+    feed = _stub()
+    app = ClusterApp(feed, interval_s=60)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await _until(pilot, lambda: app.sample is not None)
+        detail = app.query_one(NodeDetail)
+        await _until(pilot, lambda: detail.history is not None)
+        assert detail.node.host == "10.0.0.1" and feed.history_asked[-1] == "10.0.0.1"
+        await pilot.press("down")
+        await _until(pilot, lambda: detail.history is not None and detail.history.host == "10.0.0.2")
+        text = detail.text_for(150).plain
+        assert "bravo" in text and "stale since" in text and "▁" in text  # a sparkline of its history
+
+
+async def test_tui_failed_refresh_is_stale_since_not_a_crash():
+    from gputop.tui.cluster import ClusterApp, ClusterHeader
+
+    feed = _stub()
+    app = ClusterApp(feed, interval_s=60)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await _until(pilot, lambda: app.sample is not None)
+        ok_at = app.last_ok
+        feed.fail = "cannot connect to Prometheus at http://x:9090: connection refused"
+        await pilot.press("r")
+        header = app.query_one(ClusterHeader)
+        await _until(pilot, lambda: header.error is not None)
+        text = header.text_for(300).plain
+        assert f"stale since {time.strftime('%H:%M:%S', time.localtime(ok_at))}: cannot connect" in text
+        assert header.has_class("-stale") and app.row_hosts()  # the last table stays
+        feed.fail = None
+        await pilot.press("r")
+        await _until(pilot, lambda: header.error is None)
+        assert not header.has_class("-stale")
+
+
+async def test_tui_on_a_dead_prometheus_says_so():
+    import socket
+
+    from gputop.cluster.client import Prometheus
+    from gputop.cluster.feed import ClusterFeed
+    from gputop.tui.cluster import ClusterApp, ClusterHeader
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = ClusterApp(ClusterFeed(Prometheus(f"http://127.0.0.1:{port}", timeout_s=2)), interval_s=60)
+    async with app.run_test(size=(120, 30)) as pilot:
+        header = app.query_one(ClusterHeader)
+        await _until(pilot, lambda: header.error is not None)
+        assert "no data yet: cannot connect to Prometheus" in header.text_for(300).plain
+
+
+def test_headless_cluster_imports_no_tui_and_httpx_has_one_home():
+    import ast
+    import pathlib
+    import subprocess
+    import sys
+
+    code = ("import sys, gputop.cluster.command, gputop.cluster.feed, gputop.cluster.client\n"
+            "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {'textual', 'torch'})))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+    package = pathlib.Path(__file__).resolve().parents[1] / "gputop"
+    users = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Import) and any(a.name.split(".")[0] == "httpx" for a in node.names)) or (
+                    isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "httpx"):
+                users.append(path.relative_to(package).as_posix())
+    assert sorted(set(users)) == ["cluster/client.py"]
