@@ -5,6 +5,7 @@ the commands and the TUI."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import NoReturn, Sequence, cast
 
@@ -51,11 +52,24 @@ exit status: 0 done, which for the commands that run until stopped (the live vie
 FULL_SCREEN = {None, "replay"}  # the commands that draw a full-screen view
 
 
+WORKLOAD_ARGS = {None, "record", "compare"}  # the commands where what follows '--' goes to a workload
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad input as one line on stderr, exit 2."""
+    """argparse that reports bad input as one line on stderr, exit 2. ``workload`` is set (by
+    ``main``) when the command line names a workload: an argument nobody knows is then, most
+    likely, the script's own, given before ``--``."""
+
+    workload: str | None = None
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        hint = ""
+        if self.workload is not None:
+            stray = re.match(r"argument COMMAND: invalid choice: '(.*?)'", message)
+            if stray or message.startswith("unrecognized arguments"):
+                message = f"unexpected argument {stray.group(1)!r}" if stray else message
+                hint = f"; arguments for {self.workload} go after '--': --run {self.workload} -- ARGS"
+        self.exit(2, f"{self.prog}: error: {message}{hint} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,14 +197,60 @@ def _stopped_by_signals() -> StopSignals:
     return StopSignals(raise_first=True)
 
 
+def _workload_named(argv: Sequence[str]) -> str | None:
+    """The target of ``--run`` on the command line, if any."""
+    for i, word in enumerate(argv):
+        if word == "--run" and i + 1 < len(argv):
+            return argv[i + 1]
+        if word.startswith("--run="):
+            return word.partition("=")[2]
+    return None
+
+
+def _command_named(argv: Sequence[str], commands: Sequence[str]) -> str | None:
+    """The subcommand a command line names: its first word that is one (None: the live view)."""
+    return next((word for word in argv if word in commands), None)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args, with each complaint from the parser it concerns: an unknown option of
+    ``gputop record`` is said by ``gputop record`` (and before its missing --out)."""
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command = _command_named(argv, list(subparsers.choices))
+    sub = subparsers.choices.get(command) if command is not None else None
+    if sub is not None and command is not None:
+        words = argv[argv.index(command) + 1:]
+        words = words[:words.index("--")] if "--" in words else words  # then: names, not options
+        known = set(sub._option_string_actions)
+        unknown = [w for w in words if w.startswith("-") and w != "-" and w.split("=", 1)[0] not in known
+                   and not _is_number(w)]
+        if unknown:
+            sub.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    run_args: list[str] | None = None
-    if "--" in argv:  # everything after the first -- goes to the launched workload
-        cut = argv.index("--")
-        argv, run_args = argv[:cut], argv[cut + 1:]
     parser = build_parser()
-    args = parser.parse_args(argv)
+    run_args: list[str] | None = None
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if "--" in argv and _command_named(argv[:argv.index("--")], list(subparsers.choices)) in WORKLOAD_ARGS:
+        cut = argv.index("--")  # everything after the first -- goes to the launched workload
+        argv, run_args = argv[:cut], argv[cut + 1:]
+    # (elsewhere -- is argparse's own end of options: gputop report -- -odd-name.json)
+    _Parser.workload = _workload_named(argv)
+    args = _parse(parser, argv)
     if args.command is not None and args.live_run is not None:
         parser.error(f"--run before a command is for the live view; to record a workload use "
                      f"'gputop record --out PATH --run {args.live_run}'")

@@ -17,6 +17,7 @@ import tempfile
 from typing import Any, Iterable
 
 from gputop import trace
+from gputop.argtypes import file_name
 from gputop.exitstatus import ExitStatus
 
 EXAMPLES = """\
@@ -38,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recording", help="trace written by 'gputop record'")
     p.add_argument("torch_trace", help="chrome trace exported by torch.profiler")
-    p.add_argument("--out", required=True, metavar="PATH", help="merged trace to write")
+    p.add_argument("--out", required=True, type=file_name, metavar="PATH", help="merged trace to write")
     p.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
     return p
 

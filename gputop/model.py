@@ -142,7 +142,9 @@ class WorkloadState:
     name: str  # "cnn" for a bundled workload, else the script's file name
     argv: tuple[str, ...]  # the full command line of the child
     pid: int | None  # the main process; also its process group id. None before it started
-    status: str  # "running" | "ok" (exit 0) | "failed" (non-zero exit or end status error) | "stopped" (by gputop)
+    # "running" | "stopping" (gputop is stopping it) | "ok" (exit 0) | "failed" (non-zero exit or
+    # end status error) | "stopped" (by gputop)
+    status: str
     returncode: int | None  # None while running; negative: killed by that signal
     started_ns: int  # time.time_ns() when launched
     ended_ns: int | None
@@ -173,6 +175,8 @@ class WorkloadState:
     # first step. The rates above are over the last steps *reported*: a view can call them stale
     # when this is well above their step time (a hang, a long evaluation, a data-loader stall)
     last_step_age_s: float | None = None
+    # while "stopping": seconds left before SIGKILL follows the SIGTERM (0: SIGKILL sent)
+    kill_in_s: float | None = None
 
     @property
     def running(self) -> bool:

@@ -22,7 +22,7 @@ from typing import Callable, TextIO
 
 from gputop import console
 from gputop import format as fmt
-from gputop.argtypes import INTERVAL, seconds
+from gputop.argtypes import INTERVAL, file_name, seconds
 from gputop.exitstatus import ExitStatus
 from gputop.model import WorkloadState
 from gputop.sampler import SamplerLike, iter_samples, open_real
@@ -55,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Record every CPU core and every GPU, headless, to a trace file in the Chrome "
         "trace event format (JSON). Stops at --duration, Ctrl-C, SIGTERM or SIGHUP.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, metavar="PATH", help="trace file to write")
+    parser.add_argument("--out", required=True, type=file_name, metavar="PATH", help="trace file to write")
     parser.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S",
                         help="seconds between samples (default 1; 0.01 for 100 Hz, where the GPUs "
                         "are still read only about every 0.1 s: NVML refreshes no faster)")

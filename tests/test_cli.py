@@ -100,3 +100,31 @@ def test_the_live_view_without_a_terminal_is_one_line_not_a_hang(argv):
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "needs a terminal, and stdin is not one" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("argv, first_words, hint", [
+    # a script's own arguments given before '--'
+    (["--run", "train.py", "--epochs", "1"], "gputop: error: unexpected argument '1'",
+     "arguments for train.py go after '--'"),
+    (["record", "--out", "t.json", "--run", "train.py", "--lr", "0.1"],
+     "gputop record: error: unrecognized arguments: --lr", "arguments for train.py go after '--'"),
+    # an unknown option is told by the command it was given to, before any missing option
+    (["snapshot", "--bogus"], "gputop snapshot: error: unrecognized arguments: --bogus", "'gputop snapshot --help'"),
+    (["record", "--bogus"], "gputop record: error: unrecognized arguments: --bogus", "'gputop record --help'"),
+    # bounds people can read
+    (["record", "--out", "t.json", "--duration", "-5"],
+     "gputop record: error: argument --duration: must be between 0 s and 31622400 s (366 days), got -5", ""),
+    (["--interval", "0"], "gputop: error: argument --interval: must be between 0.01 s and 3600 s (1 h), got 0", ""),
+    (["record", "--out", ""], "gputop record: error: argument --out: needs a file name", ""),
+])
+def test_argument_errors_say_what_to_do(tmp_path, argv, first_words, hint):
+    out = gputop(*argv)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith(first_words) and hint in out.stderr
+    assert not (pathlib.Path.cwd() / "t.json").exists()
+
+
+def test_double_dash_ends_the_options_of_a_command_that_runs_no_workload(tmp_path):
+    trace = tmp_path / "-odd.json"
+    out = gputop("report", "--", str(trace))
+    assert out.returncode == 1 and out.stderr.startswith(f"gputop report: error: cannot read {trace}")

@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
 from cluster_fixtures import (
     APT,
     DCGM_FIELDS,
@@ -29,11 +30,10 @@ from cluster_fixtures import (
     free_port,
     wait_for,
 )
-from test_serve import Served
-
 from gputop.cluster.client import Prometheus as Client
 from gputop.cluster.feed import ClusterFeed
 from gputop.cluster.names import MIB
+from test_serve import Served
 
 pytestmark = [
     pytest.mark.skipif(PROMETHEUS is None, reason=f"prometheus not installed ({APT})"),

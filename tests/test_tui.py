@@ -112,6 +112,7 @@ async def test_p_pauses_sampling_and_resumes():
 
 
 async def test_plus_minus_step_the_interval_within_bounds():
+    """+ and - walk one ladder over the whole range --interval takes (0.01 s to an hour)."""
     app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True)
     async with app.run_test(size=(120, 40)) as pilot:
         app.ingest(make_sample(1))
@@ -120,10 +121,24 @@ async def test_plus_minus_step_the_interval_within_bounds():
         await pilot.press("minus", "minus")
         assert app.interval_s == 0.5
         await pilot.press(*["minus"] * 3)
-        assert app.interval_s == 0.1
-        await pilot.press(*["plus"] * 7)
-        assert app.interval_s == 10.0 and app.feed.ticker.interval_s == 10.0
-        assert "every 10 s" in screen_text(app)
+        assert app.interval_s == 0.05
+        await pilot.press(*["minus"] * 3)
+        assert app.interval_s == 0.01  # the bottom of --interval's range, and it stays there
+        await pilot.press(*["plus"] * 20)
+        assert app.interval_s == 3600.0 and app.feed.ticker.interval_s == 3600.0
+        assert "every 3600 s" in screen_text(app)
+
+
+@pytest.mark.parametrize("start, up, down", [
+    (0.01, 0.02, 0.01), (3600.0, 3600.0, 1800.0), (0.3, 0.5, 0.2), (1.0, 2.0, 0.5), (7.0, 10.0, 5.0),
+])
+async def test_the_interval_ladder_goes_on_from_any_interval_given(start, up, down):
+    """From a --interval on the ladder or between rungs: the next rung on that side."""
+    for key, expected in (("plus", up), ("minus", down)):
+        app = make_app(FakeSampler(lambda t: make_sample(1, t)), start, paused=True)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press(key)
+            assert app.interval_s == expected
 
 
 async def test_d_cycles_the_selected_gpu_and_the_charts_follow():

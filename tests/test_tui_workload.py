@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import signal
 import time
 
 import pytest
@@ -417,6 +419,30 @@ async def test_a_real_workload_that_crashes_shows_its_error(tiny_script):
             assert "failed (exit 1)" in text
             assert "error: RuntimeError: boom at step 3" in text
             assert app.query_one(WorkloadPanel).has_class("-failed")
+    finally:
+        wl.stop()
+
+
+async def test_quitting_beside_a_script_that_ignores_sigterm_says_what_it_is_waiting_for(tmp_path):
+    from gputop.workload import Workload
+
+    script = tmp_path / "stubborn.py"
+    script.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                      "print('working', flush=True)\nwhile True:\n    time.sleep(0.05)\n")
+    wl = Workload(str(script))
+    wl.start()
+    try:
+        app = workload_app(wl, interval_s=0.1)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.workload_state is not None
+                        and "working" in app.workload_state.output_tail, timeout_s=20)
+            quitting = asyncio.ensure_future(pilot.press("q"))  # returns once the app has quit
+            await until(pilot, lambda: "stopping (SIGTERM sent, then SIGKILL in" in screen_text(app), timeout_s=5)
+            assert app.workload_state.status == "stopping" and not app.workload_state.running
+            await quitting
+            assert not app.is_running
+        state = wl.poll()
+        assert state.status == "stopped" and state.returncode == -signal.SIGKILL
     finally:
         wl.stop()
 

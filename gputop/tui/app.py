@@ -28,6 +28,7 @@ from textual.timer import Timer
 from textual.widgets import Footer
 
 from gputop import sampler as sampling
+from gputop.argtypes import next_interval
 from gputop.feed import LiveFeed, ReplayFeed
 from gputop.history import History, workload_key
 from gputop.model import Sample, WorkloadState
@@ -45,7 +46,7 @@ from gputop.tui.widgets.workload import WorkloadPanel, WorkloadView
 
 __all__ = ["GputopApp", "SelfCpu"]
 
-INTERVALS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+STOP_GRACE_S = 3.0  # a workload gets this long after SIGTERM before SIGKILL
 FRAME_S = 0.3  # the screen is drawn at most ~3 times a second, however fast it samples
 FULL_PANELS_TWO_GPUS_ROWS = 56  # two full GPU panels need a terminal this tall; else one line each
 DETAIL_ROWS = 40  # compact rows plus the selected GPU's full panel from this height
@@ -287,9 +288,10 @@ class GputopApp(App):
         if self.workload is not None:
             state = self.workload_state
             if state is None or state.running:
-                self.notify("stopping the workload...", timeout=10)
+                self.notify(f"stopping the workload: SIGTERM, then SIGKILL after {STOP_GRACE_S:g} s",
+                            timeout=STOP_GRACE_S + 3)
             try:
-                await asyncio.to_thread(self.workload.stop)
+                await asyncio.to_thread(self.workload.stop, STOP_GRACE_S)
             except Exception as exc:  # quitting must still quit; the launcher stops it again
                 self.notify(f"stopping the workload failed: {exc}", severity="error")
         self.exit()
@@ -302,8 +304,7 @@ class GputopApp(App):
             self._start_sampling()
 
     def _step_interval(self, step: int) -> None:
-        i = min(range(len(INTERVALS)), key=lambda k: abs(INTERVALS[k] - self.interval_s))
-        self.interval_s = INTERVALS[max(0, min(len(INTERVALS) - 1, i + step))]
+        self.interval_s = next_interval(self.interval_s, step)
         if isinstance(self.feed, LiveFeed):
             self.feed.set_interval(self.interval_s)
 

@@ -62,6 +62,7 @@ class Workload:
         self._started_ns = 0
         self._ended_ns: int | None = None
         self._stopped = False
+        self._kill_at: float | None = None  # monotonic time of SIGKILL, while stop() waits
         self._steps: collections.deque[WorkloadStep] = collections.deque(maxlen=max(1, keep_steps))
         self._losses: collections.deque[float] = collections.deque(maxlen=RECENT_LOSSES)
         self._collect = collect  # keep every step and mark for drain() (a recorder)
@@ -207,6 +208,7 @@ class Workload:
             if group.gone:
                 self._pids = frozenset()
                 return self._snapshot()
+            self._kill_at = time.monotonic() + grace_s  # poll() says "stopping" meanwhile
         group.terminate(grace_s)
         with self._lock:
             if self._ended_ns is None:
@@ -231,7 +233,7 @@ class Workload:
         if self._group.proc is None:
             return ("stopped" if self._stopped else "running"), None
         if self._ended_ns is None:
-            return "running", None
+            return ("stopping" if self._kill_at is not None else "running"), None
         end = self._reader.end or {}
         _, last_stderr = self._output.snapshot()
         if self._stopped:
@@ -281,6 +283,8 @@ class Workload:
             output_tail=output, phase=phases[-1] if phases else None,
             events_ignored=self._reader.ignored + (self._events.dropped if self._events else 0),
             last_step_age_s=None if last is None else max(0.0, (now_ns - last.ts_ns) / 1e9),
+            kill_in_s=None if status != "stopping" or self._kill_at is None
+            else max(0.0, self._kill_at - time.monotonic()),
         )
         return self._state
 

@@ -7,6 +7,7 @@ writes no events still has a name, a status and output; its achievements read n/
 
 from __future__ import annotations
 
+import math
 import re
 from typing import NamedTuple
 
@@ -74,6 +75,10 @@ def status_text(state: WorkloadState) -> str:
     how = "" if rc is None else f" (exit {rc})" if rc >= 0 else f" ({signal_name(-rc)})"
     if state.status == "running":
         return "running"
+    if state.status == "stopping":  # gputop quits; the script may be ignoring SIGTERM
+        if state.kill_in_s is None or state.kill_in_s <= 0:
+            return "stopping: SIGKILL sent"
+        return f"stopping (SIGTERM sent, then SIGKILL in {math.ceil(state.kill_in_s)} s)"
     return fmt.ended(state.status) + how
 
 
