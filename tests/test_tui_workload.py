@@ -198,7 +198,7 @@ async def test_a_crash_shows_the_error_line_in_red():
         panel = app.query_one(WorkloadPanel)
         assert panel.has_class("-failed")
         error_line = next(line for line in panel.text_for(panel.content_size.width).split("\n") if line.plain.startswith("error:"))
-        red = panel.get_component_rich_style("workload--error", partial=True)
+        red = panel.style_of("workload--error")  # the full style, as the panel draws it
         assert red.color is not None and red.bold
         assert all(span.style == red for span in error_line.spans) and error_line.spans
 

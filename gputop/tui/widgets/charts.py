@@ -84,11 +84,12 @@ class Chart(Widget):
 
     def _style(self, name: str | None) -> Style:
         """The widget's style, plus component class ``name`` (cached until the styles change:
-        rich_style is slow, and a replot every tick would otherwise ask for it ~20 times)."""
+        rich_style is slow, and a replot every tick would otherwise ask for it ~20 times). The full
+        component style: only it resolves an auto or alpha colour against the background (see
+        ``Panel.style_of``)."""
         style = self._styles.get(name)
         if style is None:
-            style = self._styles[name] = self.rich_style + (
-                self.get_component_rich_style(name, partial=True) if name else Style())
+            style = self._styles[name] = self.get_component_rich_style(name) if name else self.rich_style
         return style
 
     def replot(self) -> None:
