@@ -541,3 +541,23 @@ async def test_a_process_from_another_pid_namespace_says_so():
         await started(pilot)
         assert "4000000" in screen_text(app)
         assert "(not visible from this pid namespace" in screen_text(app)
+
+
+async def test_k_on_a_process_this_namespace_cannot_see_refuses_and_says_why():
+    """In a container the driver lists host pids: asking "Kill pid 4000000?" and then sending
+    SIGTERM would signal a different process (or none) under that number here."""
+    from gputop.model import GpuProcess
+    hidden = GpuProcess(pid=4000000, gpu_index=0, kind="compute", gpu_mem_bytes=40 * 1024**3)
+    sample = with_gpu(make_sample(1, 0), 0, processes=(hidden,))
+    killed = []
+    app = make_app(FakeSampler(sample), kill=lambda pid, sig: killed.append((pid, sig)))
+    async with app.run_test(size=(200, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("k")
+        await pilot.pause()
+        assert not isinstance(app.screen, KillScreen)  # not asked
+        await pilot.press("y")
+        assert killed == []
+        messages = [n.message for n in app._notifications]
+        assert messages == ["not killing pid 4000000: it is not visible from this pid namespace "
+                            "(in a container, a host pid; here that number is not the same process)"]

@@ -30,7 +30,7 @@ from gputop import sampler as sampling
 from gputop.history import History, workload_key
 from gputop.model import Sample
 from gputop.tui.screens.help import HelpScreen
-from gputop.tui.screens.kill import KillScreen, describe
+from gputop.tui.screens.kill import KillScreen, describe, kill_refusal
 from gputop.tui.widgets.charts import HistoryCharts
 from gputop.tui.widgets.cpu import CpuPanel
 from gputop.tui.widgets.gpu import GpuSelected
@@ -405,6 +405,10 @@ class GputopApp(App):
         proc = self.query_one(ProcessTable).selected_process
         if proc is None:
             self.notify("no process selected", severity="warning")
+            return
+        refusal = kill_refusal(proc)
+        if refusal is not None:
+            self.notify(refusal, severity="warning")
             return
 
         def answered(yes: bool | None) -> None:
