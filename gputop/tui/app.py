@@ -29,6 +29,7 @@ from textual.widgets import Footer
 from gputop import sampler as sampling
 from gputop.history import History, workload_key
 from gputop.model import Sample
+from gputop.tui import terminal_driver
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen, describe, kill_refusal
 from gputop.tui.widgets.charts import HistoryCharts
@@ -162,6 +163,9 @@ class GputopApp(App):
         self._host = socket.gethostname() if host is None else host
         self.set_reactive(GputopApp.interval_s, interval_s)
         self.set_reactive(GputopApp.paused, paused)  # paused: no sampling until p (or ingest())
+
+    def get_driver_class(self):
+        return terminal_driver(super().get_driver_class())  # stdout when stderr is redirected
 
     # -- layout -------------------------------------------------------------------------------
 
