@@ -24,7 +24,6 @@ from textual.containers import Container
 from textual.css.query import NoMatches
 from textual.reactive import var
 from textual.timer import Timer
-from textual.widgets import Footer
 
 from gputop import sampler as sampling
 from gputop.history import History, workload_key
@@ -34,6 +33,7 @@ from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen, describe, kill_refusal
 from gputop.tui.widgets.charts import HistoryCharts
 from gputop.tui.widgets.cpu import CpuPanel
+from gputop.tui.widgets.footer import KeyFooter
 from gputop.tui.widgets.gpu import GpuSelected
 from gputop.tui.widgets.gpulist import GpuList
 from gputop.tui.widgets.processes import ProcessTable
@@ -178,7 +178,7 @@ class GputopApp(App):
             yield WorkloadView(id="workload")
         yield HistoryCharts(self.history, now_label=self.CHART_NOW, id="charts")
         yield ProcessTable(id="procs")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         status = self.query_one(StatusBar)
@@ -204,6 +204,7 @@ class GputopApp(App):
         n = len(self.sample.gpus) if self.sample else 0
         height = self.size.height
         gpus = self.query_one(GpuList)
+        self.screen.set_class(self.sample is not None and n == 0, "-no-gpu")  # gputop.tcss
         # a workload's panel needs the rows on a short terminal: then each GPU is one line
         short_with_workload = self.workload is not None and height < SHORT_ROWS
         gpus.compact = n > 2 or (n == 2 and height < FULL_PANELS_TWO_GPUS_ROWS) or (n > 0 and short_with_workload)
