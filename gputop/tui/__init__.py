@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Mapping, TextIO
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from textual.driver import Driver

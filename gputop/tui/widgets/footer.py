@@ -9,7 +9,8 @@ goes (ctrl+p still opens it), then keys from the end of the row, help excepted.
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol, TypeVar, cast
 
 from textual.widget import Widget
 from textual.widgets import Footer
@@ -36,7 +37,10 @@ def key_cells(key: Key, compact: bool) -> int:
     return len(key.key_display) + len(key.description) + (COMPACT_SPACING if compact else SPACING)
 
 
-def fit(keys: list[Key], palette: Key | None, width: int) -> tuple[bool, list[Key], bool]:
+K = TypeVar("K", bound=Key)
+
+
+def fit(keys: list[K], palette: K | None, width: int) -> tuple[bool, list[K], bool]:
     """(compact, the keys shown, whether the palette key is shown) for a row ``width`` wide."""
     palette_cells = 0 if palette is None else key_cells(palette, False) + PALETTE_EXTRA
     if sum(key_cells(k, False) for k in keys) + palette_cells <= width:
@@ -65,10 +69,10 @@ class KeyFooter(Footer):
         children = list(super().compose())
         if not all(_is_key(c) for c in children):
             return None  # binding groups: Textual's own layout
-        keys = [c for c in children if not c.has_class(PALETTE)]
-        palette = next((c for c in children if c.has_class(PALETTE)), None)
-        width = self.size.width or self.app.size.width
-        return children, fit(keys, palette, width)  # type: ignore[arg-type]
+        keys = [cast(Key, c) for c in children if not c.has_class(PALETTE)]
+        palette = next((cast(Key, c) for c in children if c.has_class(PALETTE)), None)
+        compact, shown, with_palette = fit(keys, palette, self.size.width or self.app.size.width)
+        return children, (compact, [cast(Widget, k) for k in shown], with_palette)
 
     def compose(self) -> Iterable[Widget]:
         fitted = self._fit()
@@ -78,7 +82,7 @@ class KeyFooter(Footer):
         children, (compact, shown, with_palette) = fitted
         self._fitted = (compact, len(shown))
         self.compact = compact
-        yield from shown  # type: ignore[misc]
+        yield from shown
         if with_palette:
             yield from (c for c in children if c.has_class(PALETTE))
 
