@@ -376,11 +376,10 @@ async def test_status_bar_own_cpu_is_na_until_a_real_interval_passed():
 
 
 @pytest.mark.parametrize("make, reason", [
-    (lambda: make_sample(0, gpu_unavailable="NVIDIA driver not loaded"), "no GPU: NVIDIA driver not loaded"),
     (lambda: with_gpu(make_sample(1), 0, processes=()), "no GPU processes"),
     (lambda: with_gpu(make_sample(1), 0, processes=None), "no GPU processes shown: the driver does not list them here"),
     (lambda: replace(make_sample(1), gpus=(lost(make_sample(1).gpus[0]),)), "no GPU processes: every GPU is lost"),
-], ids=["no-gpu", "no-processes", "not-listed", "lost"])
+], ids=["no-processes", "not-listed", "lost"])
 async def test_an_empty_process_table_says_why(make, reason):
     app = make_app(FakeSampler(make()))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -559,3 +558,64 @@ async def test_a_process_from_another_pid_namespace_says_so():
         await started(pilot)
         assert "4000000" in screen_text(app)
         assert "(not visible from this pid namespace" in screen_text(app)
+
+
+async def test_k_on_a_process_this_namespace_cannot_see_refuses_and_says_why():
+    """In a container the driver lists host pids: asking "Kill pid 4000000?" and then sending
+    SIGTERM would signal a different process (or none) under that number here."""
+    from gputop.model import GpuProcess
+    hidden = GpuProcess(pid=4000000, gpu_index=0, kind="compute", gpu_mem_bytes=40 * 1024**3)
+    sample = with_gpu(make_sample(1, 0), 0, processes=(hidden,))
+    killed = []
+    app = make_app(FakeSampler(sample), kill=lambda pid, sig: killed.append((pid, sig)))
+    async with app.run_test(size=(200, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("k")
+        await pilot.pause()
+        assert not isinstance(app.screen, KillScreen)  # not asked
+        await pilot.press("y")
+        assert killed == []
+        messages = [n.message for n in app._notifications]
+        assert messages == ["not killing pid 4000000: it is not visible from this pid namespace "
+                            "(in a container, a host pid; here that number is not the same process)"]
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24), (40, 10)], ids=["120x40", "80x24", "40x10"])
+async def test_without_a_gpu_the_reason_is_said_once_and_the_rows_are_used(size):
+    """It was said three or four times (GPU panel, process table, charts), nine rows stayed empty
+    at 80x24, and at 40x10 the reason was below the screen's edge."""
+    make = lambda t: make_sample(0, t, gpu_unavailable="NVIDIA driver not loaded")  # noqa: E731
+    app = make_app(FakeSampler(make), paused=True)
+    async with app.run_test(size=size) as pilot:
+        for t in range(20):
+            app.ingest(make(t))
+        await pilot.pause()
+        text = screen_text(app)
+        assert text.count("NVIDIA driver not loaded") == 1 and text.lower().count("no gpu") == 1, text
+        assert not app.screen.show_vertical_scrollbar and not app.query_one(ProcessTable).region.height
+        assert app.query_one("#top").region.bottom <= size[1] - 1  # CPU and reason above the footer
+        rows = text.splitlines()
+        assert len(rows) == size[1] and not [r for r in rows[1:-1] if not r.strip()], text  # no empty row
+        if size[1] >= 24:  # the CPU's charts take the GPU's rows, on a short terminal too
+            assert "CPU cores" in text and app.query_one("#chart-activity").region.height >= 12
+            assert not app.query_one("#chart-bandwidth").region.height  # a GPU-only chart
+
+
+@pytest.mark.parametrize("width", [40, 80, 100, 120, 160])
+async def test_the_footer_fits_the_width_and_keeps_help(width):
+    """At 80 columns the footer read "... k kill  t th" (cut) beside "^p palette"."""
+    app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True)
+    async with app.run_test(size=(width, 30)) as pilot:
+        app.ingest(make_sample(1, 0))
+        await pilot.pause()
+        footer = screen_text(app).splitlines()[-1]
+        keys = [k for k in app.query("FooterKey") if k.display]
+        assert keys and all(k.region.right <= width for k in keys)
+        shown = [(k.key_display, k.description) for k in keys]
+        assert ("?", "help") in shown and ("q", "quit") in shown
+        for key, description in shown:  # each one whole
+            assert f"{key} {description}" in footer, footer
+        if width >= 120:
+            assert len(shown) == 11 and "^p palette" in footer  # everything, in Textual's spacing
+        if width >= 80:
+            assert len(shown) >= 9

@@ -122,3 +122,33 @@ class FakeSampler:
             t = self.calls
             self.calls += 1
         return self._make(t)
+
+
+def contrast(fg: tuple[int, int, int], bg: tuple[int, int, int]) -> float:
+    """WCAG 2 contrast ratio of two sRGB colours: 1 (same) to 21 (black on white)."""
+
+    def luminance(rgb: tuple[int, int, int]) -> float:
+        def channel(v: int) -> float:
+            c = v / 255
+            return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+        r, g, b = rgb
+        return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+    hi, lo = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def text_contrasts(app) -> list[tuple[float, int, str]]:
+    """(contrast, row, text) of every run of text on the app's screen as drawn (the colours a
+    terminal gets); runs without a letter or digit (borders, chart dots, bars) are left out."""
+    out = []
+    for y, strip in enumerate(app.screen._compositor.render_strips()):
+        for segment in strip:
+            style = segment.style
+            if style is None or not any(ch.isalnum() for ch in segment.text):
+                continue
+            assert style.color is not None and style.bgcolor is not None, (y, segment)
+            fg, bg = style.color.get_truecolor(), style.bgcolor.get_truecolor()
+            out.append((contrast(tuple(fg), tuple(bg)), y, segment.text.strip()))
+    return out

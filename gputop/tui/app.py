@@ -25,19 +25,19 @@ from textual.containers import Container
 from textual.css.query import NoMatches
 from textual.reactive import var
 from textual.timer import Timer
-from textual.widgets import Footer
 
 from gputop import sampler as sampling
 from gputop.argtypes import next_interval
 from gputop.feed import LiveFeed, ReplayFeed
 from gputop.history import History, workload_key
 from gputop.model import Sample, WorkloadState
-from gputop.tui import replay
+from gputop.tui import replay, terminal_driver
 from gputop.tui.screens.help import HelpScreen
-from gputop.tui.screens.kill import KillScreen, describe
+from gputop.tui.screens.kill import KillScreen, describe, kill_refusal
 from gputop.tui.selfcpu import SelfCpu
 from gputop.tui.widgets.charts import HistoryCharts
 from gputop.tui.widgets.cpu import CpuPanel
+from gputop.tui.widgets.footer import KeyFooter
 from gputop.tui.widgets.gpu import GpuSelected
 from gputop.tui.widgets.gpulist import GpuList
 from gputop.tui.widgets.processes import ProcessTable
@@ -107,6 +107,9 @@ class GputopApp(App):
     def history(self) -> History:
         return self.feed.history
 
+    def get_driver_class(self):
+        return terminal_driver(super().get_driver_class())  # stdout when stderr is redirected
+
     # -- layout -------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
@@ -120,7 +123,7 @@ class GputopApp(App):
         yield HistoryCharts(self.history, now_label=self.feed.now_label, id="charts").data_bind(
             gpu_index=GputopApp.selected_gpu)
         yield ProcessTable(id="procs")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         status = self.query_one(StatusBar)
@@ -148,6 +151,7 @@ class GputopApp(App):
         n = len(self.sample.gpus) if self.sample else 0
         height = self.size.height
         gpus = self.query_one(GpuList)
+        self.screen.set_class(self.sample is not None and n == 0, "-no-gpu")  # gputop.tcss
         # a workload's panel needs the rows on a short terminal: then each GPU is one line
         short_with_workload = self.workload is not None and height < SHORT_ROWS
         gpus.compact = n > 2 or (n == 2 and height < FULL_PANELS_TWO_GPUS_ROWS) or (n > 0 and short_with_workload)
@@ -350,6 +354,10 @@ class GputopApp(App):
         proc = self.query_one(ProcessTable).selected_process
         if proc is None:
             self.notify("no process selected", severity="warning")
+            return
+        refusal = kill_refusal(proc)
+        if refusal is not None:
+            self.notify(refusal, severity="warning")
             return
 
         def answered(yes: bool | None) -> None:

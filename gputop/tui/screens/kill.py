@@ -1,4 +1,4 @@
-"""Confirm before sending SIGTERM: "Kill pid 1234 (python train.py)? y/n"."""
+"""Confirm before sending SIGTERM: "Kill pid 1234 (python train.py)? y/n"; or why not to ask."""
 
 from __future__ import annotations
 
@@ -9,6 +9,17 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from gputop.model import GpuProcess
+
+
+def kill_refusal(proc: GpuProcess) -> str | None:
+    """Why gputop will not signal ``proc`` at all, or None. A pid the driver lists but this pid
+    namespace cannot see (no name, no command: the table says "not visible") is another
+    namespace's number, a host pid in a container: here it names no process, or a different one.
+    """
+    if proc.command or proc.name:
+        return None
+    return (f"not killing pid {proc.pid}: it is not visible from this pid namespace "
+            "(in a container, a host pid; here that number is not the same process)")
 
 
 def describe(proc: GpuProcess) -> str:

@@ -84,11 +84,12 @@ class Chart(Widget):
 
     def _style(self, name: str | None) -> Style:
         """The widget's style, plus component class ``name`` (cached until the styles change:
-        rich_style is slow, and a replot every tick would otherwise ask for it ~20 times)."""
+        rich_style is slow, and a replot every tick would otherwise ask for it ~20 times). The full
+        component style: only it resolves an auto or alpha colour against the background (see
+        ``Panel.style_of``)."""
         style = self._styles.get(name)
         if style is None:
-            style = self._styles[name] = self.rich_style + (
-                self.get_component_rich_style(name, partial=True) if name else Style())
+            style = self._styles[name] = self.get_component_rich_style(name) if name else self.rich_style
         return style
 
     def replot(self) -> None:
@@ -201,19 +202,42 @@ class Chart(Widget):
         return Strip(segments).crop_extend(0, width, self._style(None))
 
     def _x_axis(self, width: int, gutter: int, history: History | None, plot_w: int) -> Strip:
-        axis = self._style("chart--axis")
-        text = self.now_label
-        left = ""
+        label, column = "", 0
         if history is not None and len(history) > 1:
             stamps = history.timestamps(2 * plot_w)
-            span_s = (stamps[-1] - stamps[0]) / 1e9
-            left = f"-{span_s:.0f} s" if span_s >= 10 else f"-{span_s:.1f} s"
-            # the oldest point drawn sits left of the edge when the history is short
-            pad = max(0, (2 * plot_w - len(stamps)) // 2)
-            left = " " * pad + left
-        line = " " * gutter + left
-        line = line[: width - len(text)].ljust(width - len(text)) + text
-        return Strip([Segment(line, axis)], width)
+            label = age_text((stamps[-1] - stamps[0]) / 1e9)
+            column = max(0, (2 * plot_w - len(stamps)) // 2)  # the oldest point drawn
+        line = " " * gutter + time_axis(plot_w, label, column, self.now_label)
+        return Strip([Segment(line[:width].ljust(width), self._style("chart--axis"))], width)
+
+
+AXIS_GAP = 2  # spaces at least between the oldest point's age and the right edge's label
+
+
+def age_text(seconds: float) -> str:
+    """How long ago the oldest point drawn was: -8.5 s, -85 s, -12 min, -2.5 h."""
+    if seconds < 9.95:
+        return f"-{seconds:.1f} s"
+    if seconds < 119.5:
+        return f"-{seconds:.0f} s"
+    minutes = seconds / 60
+    if minutes < 119.5:
+        return f"-{minutes:.0f} min"
+    hours = minutes / 60
+    return f"-{hours:.1f} h" if hours < 9.95 else f"-{hours:.0f} h"
+
+
+def time_axis(plot_w: int, label: str, column: int, right: str) -> str:
+    """The x axis under a plot ``plot_w`` wide: ``right`` ("now") at the right edge, ``label``
+    from ``column`` (where the oldest point is), moved left to keep AXIS_GAP before ``right``,
+    and left out where it cannot; never a cut or run-together label."""
+    right = right[:plot_w]
+    line = [" "] * (plot_w - len(right)) + list(right)
+    limit = plot_w - len(right) - AXIS_GAP  # the label must end by here
+    start = min(column, limit - len(label))
+    if label and start >= 0:
+        line[start:start + len(label)] = label
+    return "".join(line)
 
 
 class HistoryCharts(Horizontal):

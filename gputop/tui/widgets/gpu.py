@@ -204,8 +204,10 @@ class NoGpuPanel(Panel):
         return (self.reason,)
 
     def build(self, width: int) -> Text:
-        return Text.assemble(("No GPU shown: ", self.style_of("panel--label")),
-                             (self.reason, self.style_of("panel--value")))
+        lead = "No GPU shown: "
+        if len(lead) + len(self.reason) > width:  # one line where the short form fits (40 columns)
+            lead = "No GPU: "
+        return Text.assemble((lead, self.style_of("panel--label")), (self.reason, self.style_of("panel--value")))
 
 
 def _sm_gap(gpu: GpuSample) -> str:

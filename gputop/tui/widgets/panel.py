@@ -121,12 +121,17 @@ class Panel(Widget):
         self._styles = None
 
     def style_of(self, name: str) -> Style:
-        """A component class's style, cached until the styles change (a theme, a class toggled)."""
+        """A component class's style, cached until the styles change (a theme, a class toggled).
+
+        The full style, not the partial one: Textual resolves an ``auto`` or alpha colour
+        (``$text-muted`` is "auto 60%") against the widget's background only in the full style;
+        the partial one drops the alpha and reads the auto colour against black, which drew
+        labels white on the light themes' grey."""
         if self._styles is None:
             self._styles = {}
         style = self._styles.get(name)
         if style is None:
-            style = self._styles[name] = self.get_component_rich_style(name, partial=True)
+            style = self._styles[name] = self.get_component_rich_style(name)
         return style
 
     def load_style(self, pct: float | None) -> Style:

@@ -91,7 +91,7 @@ class ProcessTable(DataTable):
     def render_line(self, y: int) -> Strip:
         if self.row_count or y != 1 or not self.show_header:
             return super().render_line(y)
-        style = self.rich_style + self.get_component_rich_style("processes--empty", partial=True)
+        style = self.get_component_rich_style("processes--empty")  # full: resolves $text-muted
         return Strip([Segment(" " + self.empty_text, style)]).crop_extend(0, self.size.width, self.rich_style)
 
     def on_mount(self) -> None:

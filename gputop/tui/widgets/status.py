@@ -56,14 +56,16 @@ class StatusBar(Panel):
         text = Text.assemble(("gputop", self.style_of("panel--value")))
         if self.host:
             text.append(f" {self.host}", style=self.style_of("panel--label"))
-        gpu = f("GPU", "-" if self.selected_gpu is None else str(self.selected_gpu))
+        # the selected GPU and the process table's sort; neither where there is no GPU (the
+        # GPU panel says why, once)
+        gpu = [] if self.selected_gpu is None else [f("GPU", str(self.selected_gpu)), f("sort", self.sort_label)]
         help_ = Text("? help", style=self.style_of("panel--dim"))
         if self.replay is not None:
-            parts = self._replay_parts(self.replay) + [gpu, f("sort", self.sort_label), help_]
+            parts = self._replay_parts(self.replay) + gpu + [help_]
         else:
             state = Text(" PAUSED ", style=self.style_of("panel--warn")) if self.paused else Text("live")
-            parts = [state, f("every", f"{self.interval_s:g} s"), gpu,
-                     f("sort", self.sort_label), f("own CPU", fmt.pct(self.own_cpu_pct, 1)), help_]
+            parts = [state, f("every", f"{self.interval_s:g} s"), *gpu,
+                     f("own CPU", fmt.pct(self.own_cpu_pct, 1)), help_]
         for part in parts:
             if text.cell_len + 3 + part.cell_len > width:
                 break

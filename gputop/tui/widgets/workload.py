@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from typing import NamedTuple
 
 from rich.text import Text
@@ -88,14 +89,6 @@ def loss_text(loss: float | None) -> str:
     return fmt.num(loss, 3 if abs(loss) >= 0.01 else 5)
 
 
-def rate_text(value: float | None) -> str:
-    if value is None:
-        return fmt.NA
-    if abs(value) < 1:
-        return f"{value:.3g}"  # a slow CPU's 0.04 steps/s is not "0.0"
-    return fmt.num(value, 0 if value >= 100 else 1)
-
-
 STALE_MIN_S = 10.0  # a pause shorter than this is never called stale
 STALE_STEPS = 5  # ... nor one shorter than this many typical steps
 
@@ -160,9 +153,9 @@ class WorkloadPanel(Panel):
         device = fmt.text(state.device)
         if state.device_name:
             device += f" ({state.device_name})"
-        step = fmt.text(state.step)
+        step = fmt.count(state.step)  # one number format: 18,347 of 20,000, 19,144 samples/s
         if state.step is not None and state.steps_planned is not None:
-            step += f" of {state.steps_planned}"
+            step += f" of {fmt.count(state.steps_planned)}"
         first = [Text(status_text(state), style=status_style), f("elapsed", elapsed(state.elapsed_s)),
                  f("device", device)]
         use = self.gpu_use
@@ -172,7 +165,7 @@ class WorkloadPanel(Panel):
                 first.append(f("on GPU", fmt.bytes_(use.gpu_mem_bytes), f" in {n} process{'es' if n > 1 else ''}"))
             else:
                 first.append(f("on GPU", "no context"))
-        rates = [f("step", step), f(f"{state.sample_unit}/s", rate_text(state.samples_per_s)),
+        rates = [f("step", step), f(f"{state.sample_unit}/s", fmt.amount(state.samples_per_s)),
                  f("TFLOP/s", fmt.tflops(state.tflops)), f("MFU", fmt.small_pct(state.mfu_pct)),
                  f("energy/step", fmt.joules(state.joules_per_step))]
         stale = stale_for(state)
@@ -195,8 +188,22 @@ class WorkloadPanel(Panel):
         return flow(blocks, width)
 
 
+CONTINUED = "  "  # a wrapped output line's continuation rows are indented by this
+
+
+def wrap_output(line: str, width: int) -> list[str]:
+    """One output line as rows ``width`` wide: wrapped at spaces where it can, continuation rows
+    indented (so a wrapped line does not read as two), nothing cut off."""
+    width = max(width, len(CONTINUED) + 1)
+    if len(line) <= width:
+        return [line]
+    return textwrap.wrap(line, width, subsequent_indent=CONTINUED, drop_whitespace=True,
+                         replace_whitespace=False) or [line[:width]]
+
+
 class WorkloadLog(Panel):
-    """The last lines of the workload's stdout and stderr, as many as fit, cut at the width."""
+    """The newest lines of the workload's stdout and stderr, wrapped to the width, as many as
+    fit in its height (taller on tall terminals: gputop.tcss)."""
 
     tail: reactive[tuple[str, ...]] = reactive(())
 
@@ -213,9 +220,14 @@ class WorkloadLog(Panel):
         if not self.tail:
             return Text("no output yet", style=self.style_of("panel--dim"))
         height = max(1, self.content_size.height)
-        lines = [clean_line(line) for line in self.tail[-height:]]
-        text = Text("\n".join(line[:width] if len(line) > width else line for line in lines))
-        text.no_wrap = True
+        rows: list[str] = []
+        for line in reversed(self.tail):  # the newest first, whole lines while they fit
+            wrapped = wrap_output(clean_line(line), width)
+            if rows and len(rows) + len(wrapped) > height:
+                break
+            rows[:0] = wrapped
+        text = Text("\n".join(rows[-height:]))  # (only the newest line can be taller than the pane)
+        text.no_wrap = True  # wrapped here already, with the continuation indent
         return text
 
 
@@ -226,9 +238,29 @@ class WorkloadView(Container):
         yield WorkloadPanel(id="workload-panel")
         yield WorkloadLog(id="workload-log")
 
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.keep_panel_whole)
+
+    def keep_panel_whole(self) -> None:
+        """On a tall, wide terminal the row's height is a share of the rows left (gputop.tcss):
+        make that share at least what the panel needs."""
+        if not self.is_mounted:
+            return
+        panel = self.query_one(WorkloadPanel)
+        width = panel.content_size.width
+        if not width:
+            return
+        need: int | None = None  # else the row is as tall as the panel and log (height auto)
+        if self.screen.has_class("-tall") and self.screen.has_class("-wide"):
+            need = panel.get_content_height(panel.size, panel.size, width) + panel.styles.gutter.height
+        now = self.styles.min_height
+        if (None if now is None else int(now.value)) != need:
+            self.styles.min_height = need
+
     def show(self, state: WorkloadState, sample: Sample | None = None) -> None:
         panel = self.query_one(WorkloadPanel)
         panel.state = state
         if sample is not None:
             panel.gpu_use = gpu_use(sample, state.pids)
         self.query_one(WorkloadLog).tail = state.output_tail
+        self.call_after_refresh(self.keep_panel_whole)  # an error line makes the panel taller

@@ -1,0 +1,82 @@
+"""Which terminals the live view runs on, and where it draws: ``gputop 2>err.log`` (Textual
+draws on stderr) and a dumb terminal, in a real terminal (tmux) and a pseudo-terminal."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gputop.tui import terminal_problem
+from test_terminal import EXIT_TIMEOUT_S, PROMPT, START_TIMEOUT_S, TMUX, Tmux, _env
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+TRACE = TESTS / "data" / "h100_fake.json"
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_dumb_terminal_is_refused_in_one_line():
+    problem = terminal_problem(_Tty(), _Tty(), {"TERM": "dumb"})
+    assert problem is not None and "TERM=dumb" in problem and "gputop snapshot" in problem
+    assert "\n" not in problem
+    assert terminal_problem(_Tty(), _Tty(), {"TERM": "xterm-256color"}) is None
+    assert terminal_problem(_Tty(), _Tty(), {}) is None  # no TERM: Textual still draws fine
+
+
+def test_a_redirected_stderr_is_not_a_problem():
+    """stdin and stdout are what the view needs; stderr may go to a file (it then draws on stdout)."""
+    assert terminal_problem(_Tty(), _Tty(), {"TERM": "xterm"}) is None
+    assert "stdout is not one" in terminal_problem(_Tty(), io.StringIO(), {"TERM": "xterm"})
+
+
+@pytest.mark.parametrize("argv", [[], ["replay", str(TRACE)]], ids=["live", "replay"])
+def test_term_dumb_exits_2_with_one_line_on_stderr(argv):
+    """In a real pseudo-terminal (stdin and stdout are ttys), TERM=dumb: no screen, one line."""
+    controller, tty = pty.openpty()
+    env = {**_env("H100_SXM:simulated"), "TERM": "dumb"}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "gputop", *argv], stdin=tty, stdout=tty,
+                              stderr=subprocess.PIPE, text=True, timeout=60, cwd=ROOT, env=env)
+    finally:
+        os.close(tty)
+        os.close(controller)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "error: the live view needs a terminal that can move the cursor, " \
+        "and TERM=dumb cannot" in proc.stderr, proc.stderr
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
+@pytest.mark.parametrize("argv, drawn", [("", "cores busy"), (f"replay --paused {TRACE}", "replay")],
+                         ids=["live", "replay"])
+def test_with_stderr_in_a_file_the_screen_is_drawn_on_the_terminal(tmp_path, argv, drawn):
+    """``gputop 2>err.log`` left the terminal blank and drew the screen into the file."""
+    err = tmp_path / "err.log"
+    term = Tmux(_env("H100_SXM:simulated"))
+    try:
+        term.type(f"PS1='{PROMPT}'")
+        term.wait_for(lambda s: PROMPT.strip() in s, "the shell prompt", START_TIMEOUT_S)
+        term.type(f"cd {ROOT} && {sys.executable} -m gputop {argv} 2>{err}")
+        term.wait_for(lambda s: drawn in s and "GPU0 H100 80GB HBM3" in s and " quit " in s,
+                      "the screen on the terminal", START_TIMEOUT_S)
+        assert term.modes()["alternate_on"] == "1"
+        assert b"\x1b[" not in err.read_bytes()  # not one escape code went to the file
+        term.tmux("send-keys", "-t", "t", "q")
+        term.wait_for(lambda s: s.rstrip().endswith(PROMPT.strip()), "the prompt after gputop", EXIT_TIMEOUT_S)
+        assert term.modes()["alternate_on"] == "0"  # the terminal given back
+        term.type("echo exit=$?")
+        term.wait_for(lambda s: "exit=0" in s, "gputop's exit status", EXIT_TIMEOUT_S)
+        time.sleep(0.2)
+        assert b"\x1b[" not in err.read_bytes()
+    finally:
+        term.kill()
