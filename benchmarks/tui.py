@@ -57,6 +57,7 @@ class Tool:
     ready: re.Pattern[str]  # the screen shows the tool's CPU display
     env: dict[str, str] = field(default_factory=dict)
     version: str = ""
+    cwd: str | None = None  # the pane's directory (python -m puts it first on sys.path)
 
 
 @dataclass
@@ -68,11 +69,13 @@ class Run:
     note: str = ""
 
 
-def _gputop(label: str, fake: str, interval: str) -> Tool:
-    env = {"GPUTOP_FAKE_NVML": fake,
-           "PYTHONPATH": os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS)])}
+def _gputop(label: str, fake: str, interval: str, tree: Path | None = None) -> Tool:
+    """gputop from this checkout, or from ``tree`` (another checkout, ahead on PYTHONPATH); both
+    over this checkout's NVML fake, so the fake's own cost is the same for both."""
+    path = ([str(tree)] if tree is not None else []) + [str(TESTS / "sitecustom"), str(TESTS)]
+    env = {"GPUTOP_FAKE_NVML": fake, "PYTHONPATH": os.pathsep.join(path)}
     return Tool(label, [sys.executable, "-m", "gputop", "--interval", interval],
-                re.compile(r"cores busy"), env)
+                re.compile(r"cores busy"), env, cwd=str(tree or ROOT))
 
 
 def _version(argv: list[str]) -> str:
@@ -84,13 +87,16 @@ def _version(argv: list[str]) -> str:
     return re.sub(r"\s+version:?\s+", " ", text.splitlines()[0], flags=re.I) if text else ""
 
 
-def tools(glances: str | None, xdg: Path) -> tuple[list[Tool], list[str]]:
+def tools(glances: str | None, xdg: Path, baseline: Path | None = None) -> tuple[list[Tool], list[str]]:
     """The tools to run, and a note for each one left out."""
     chosen = [
         _gputop("gputop, 1 GPU, 1 Hz", "H100_SXM", "1"),
         _gputop("gputop, 1 GPU, 10 Hz", "H100_SXM", "0.1"),
         _gputop("gputop, no GPU, 1 Hz", "none:driver_not_loaded", "1"),
     ]
+    if baseline is not None:
+        chosen += [_gputop(f"gputop at {baseline.name}, 1 GPU, 1 Hz", "H100_SXM", "1", baseline),
+                   _gputop(f"gputop at {baseline.name}, 1 GPU, 10 Hz", "H100_SXM", "0.1", baseline)]
     from gputop import __version__
     for tool in chosen:
         tool.version = f"gputop {__version__}"
@@ -172,7 +178,8 @@ def measure(tool: Tool, warmup_s: float, window_s: float) -> Run:
         command = "exec " + " ".join(_quote(a) for a in tool.argv)
         env_args = [a for k, v in tool.env.items() for a in ("-e", f"{k}={v}")]
         t0 = time.monotonic()
-        tmux("respawn-pane", "-k", "-t", "b", *env_args, command)
+        where = ["-c", tool.cwd] if tool.cwd else []
+        tmux("respawn-pane", "-k", "-t", "b", *where, *env_args, command)
         first_ms = None
         while time.monotonic() - t0 < FIRST_FRAME_TIMEOUT_S:
             if tool.ready.search(tmux("capture-pane", "-p", "-t", "b")):
@@ -233,11 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds after the first frame (default 5)")
     parser.add_argument("--glances", help="path to a glances executable (default: on PATH)")
     parser.add_argument("--only", nargs="*", help="labels (or prefixes: gputop, btop, ...) to run")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also run gputop from another checkout (e.g. git worktree add /tmp/base REV), "
+                        "interleaved with this one")
     args = parser.parse_args(argv)
     if shutil.which("tmux") is None:
         parser.exit(1, "benchmarks/tui.py: error: needs tmux (apt-get install tmux)\n")
     with tempfile.TemporaryDirectory(prefix="gputop-bench-") as tmp:
-        chosen, missing = tools(args.glances, Path(tmp) / "xdg")
+        chosen, missing = tools(args.glances, Path(tmp) / "xdg", args.baseline)
         if args.only:
             chosen = [t for t in chosen if any(t.label.startswith(o) for o in args.only)]
         results: dict[str, list[Run]] = {t.label: [] for t in chosen}

@@ -232,6 +232,11 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
     return args
 
 
+def _takes_names(parser: argparse.ArgumentParser) -> bool:
+    """Whether a command takes positional arguments (report TRACE, merge A B)."""
+    return any(not action.option_strings for action in parser._actions)
+
+
 def _is_number(word: str) -> bool:
     try:
         float(word)
@@ -245,10 +250,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     run_args: list[str] | None = None
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "--" in argv and _command_named(argv[:argv.index("--")], list(subparsers.choices)) in WORKLOAD_ARGS:
+    command = _command_named(argv[:argv.index("--")], list(subparsers.choices)) if "--" in argv else None
+    if "--" in argv and (command in WORKLOAD_ARGS or (command is not None
+                                                      and not _takes_names(subparsers.choices[command]))):
         cut = argv.index("--")  # everything after the first -- goes to the launched workload
         argv, run_args = argv[:cut], argv[cut + 1:]
-    # (elsewhere -- is argparse's own end of options: gputop report -- -odd-name.json)
+    # (for a command that takes file names, -- is argparse's own end of options:
+    # gputop report -- -odd-name.json)
     _Parser.workload = _workload_named(argv)
     args = _parse(parser, argv)
     if args.command is not None and args.live_run is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from textual.driver import Driver
@@ -78,7 +78,7 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
     class StdoutDriver(default):  # type: ignore[misc,valid-type]
         """``default``, writing the screen to stdout instead of stderr."""
 
-        def __init__(self, *args, **kwargs) -> None:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._file = sys.__stdout__  # the stream LinuxDriver's writer thread draws on
 

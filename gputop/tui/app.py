@@ -23,6 +23,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
 from textual.css.query import NoMatches
+from textual.driver import Driver
 from textual.reactive import var
 from textual.timer import Timer
 
@@ -107,7 +108,7 @@ class GputopApp(App):
     def history(self) -> History:
         return self.feed.history
 
-    def get_driver_class(self):
+    def get_driver_class(self) -> type[Driver]:
         return terminal_driver(super().get_driver_class())  # stdout when stderr is redirected
 
     # -- layout -------------------------------------------------------------------------------

@@ -9,10 +9,11 @@ one colour and GPU series another in every chart, both set in gputop.tcss (chart
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from rich.segment import Segment
 from rich.style import Style
+from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.strip import Strip
@@ -33,11 +34,14 @@ class Series(NamedTuple):
     scale: Callable[[float], float] = lambda v: v
 
 
+Drawn = tuple[Series, list[float | None]]  # a series and its points, scaled
+
+
 def nice_ceiling(value: float) -> float:
     """1, 2, 2.5 or 5 x 10^k at or above ``value`` (a y axis top that reads well)."""
     if value <= 0:
         return 1.0
-    power = 10 ** math.floor(math.log10(value))
+    power = 10.0 ** math.floor(math.log10(value))
     for step in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if value <= step * power + 1e-12:
             return step * power
@@ -57,7 +61,7 @@ class Chart(Widget):
 
     COMPONENT_CLASSES = {"chart--title", "chart--axis", "chart--cpu", "chart--gpu", "chart--dim"}
 
-    def __init__(self, title: str, unit: str, ylim: tuple[float, float] | None = None, **kwargs) -> None:
+    def __init__(self, title: str, unit: str, ylim: tuple[float, float] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.title, self.unit, self.ylim = title, unit, ylim
         self.series: list[Series] = []
@@ -136,10 +140,10 @@ class Chart(Widget):
         # above and below it, the title and the axes stay as they are
         refresh_changed(self, old, lines)
 
-    def _values(self, history: History | None, width: int):
+    def _values(self, history: History | None, width: int) -> tuple[list[Drawn], float, float]:
         """Each series' newest points (2 per column), scaled; and the y range to draw them in."""
         n = 2 * width
-        values = []
+        values: list[Drawn] = []
         if history is not None and len(history) > 1:
             for s in self.series:
                 points = [None if v is None else s.scale(v) for v in history.last(s.name, n)]
@@ -152,7 +156,8 @@ class Chart(Widget):
             bottom, top = 0.0, nice_ceiling(peak * 1.05)
         return values, top, bottom
 
-    def _draw(self, kind, points, cells, owner, plot_w, plot_h, top, bottom) -> None:
+    def _draw(self, kind: str, points: list[float | None], cells: list[list[int]],
+              owner: list[list[str | None]], plot_w: int, plot_h: int, top: float, bottom: float) -> None:
         dots_w, dots_h = 2 * plot_w, 4 * plot_h
         offset = dots_w - len(points)  # newest point at the right edge
         span = (top - bottom) or 1.0
@@ -173,7 +178,8 @@ class Chart(Widget):
 
     def _row_segments(self, bits: list[int], owner: list[str | None]) -> list[Segment]:
         segments: list[Segment] = []
-        run, run_kind = [], owner[0] if owner else None
+        run: list[str] = []
+        run_kind = owner[0] if owner else None
         for b, kind in zip(bits, owner):
             if kind != run_kind and run:
                 segments.append(self._run(run, run_kind))
@@ -187,7 +193,7 @@ class Chart(Widget):
     def _run(self, chars: list[str], kind: str | None) -> Segment:
         return Segment("".join(chars), self._style(f"chart--{kind}" if kind else None))
 
-    def _title_line(self, width: int, values) -> Strip:
+    def _title_line(self, width: int, values: list[Drawn]) -> Strip:
         drawn = {s.label for s, _ in values}
         legend: list[Segment] = []
         for s in self.series:
@@ -246,12 +252,12 @@ class HistoryCharts(Horizontal):
     tick: reactive[int] = reactive(0, always_update=True, repaint=False)  # the charts replot themselves
     gpu_index: reactive[int | None] = reactive(None)
 
-    def __init__(self, history: History, now_label: str = "now", **kwargs) -> None:
+    def __init__(self, history: History, now_label: str = "now", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.history = history
         self.now_label = now_label
 
-    def compose(self):
+    def compose(self) -> ComposeResult:
         yield Chart("activity", "% of capacity", (0, 100), id="chart-activity")
         yield Chart("DRAM bandwidth", "GB/s", id="chart-bandwidth")
         yield Chart("power", "W", id="chart-power")

@@ -10,7 +10,7 @@ goes (ctrl+p still opens it), then keys from the end of the row, help excepted.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from textual.widget import Widget
 from textual.widgets import Footer
@@ -61,7 +61,7 @@ def _is_key(widget: Widget) -> bool:
 class KeyFooter(Footer):
     """``Footer`` that fits its keys to the width it is given (see the module docstring)."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._fitted: tuple[bool, int] | None = None  # (compact, keys shown) as last composed
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from rich.text import Text
 from textual import events
@@ -52,7 +53,7 @@ class _GpuWidget(Panel):
     sample: reactive[GpuSample | None] = reactive(None, repaint=False)  # changed lines repaint
     selected: reactive[bool] = reactive(False)
 
-    def __init__(self, index: int, **kwargs) -> None:
+    def __init__(self, index: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.index = index
         self.energy_j: float | None = None  # since gputop started; set (by GpuList) before sample
@@ -135,8 +136,7 @@ class GpuPanel(_GpuWidget):
         cells.append(SM_OFF * (count - on), style=self.style_of("sm--off"))
         rows = -(-count // width)
         per_row = -(-count // rows)  # balanced rows: 2 x 66 rather than 92 + 40
-        rows = [cells[i:i + per_row] for i in range(0, count, per_row)]
-        return Text("\n").join(rows)
+        return Text("\n").join(cells[i:i + per_row] for i in range(0, count, per_row))
 
 
 def bar(pct: float | None, width: int) -> str:

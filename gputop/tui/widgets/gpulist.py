@@ -5,6 +5,8 @@ In compact mode with room to spare (``detail``), the selected GPU's full panel f
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
 
@@ -20,7 +22,7 @@ class GpuList(VerticalScroll):
     compact: reactive[bool] = reactive(False)
     detail: reactive[bool] = reactive(False)
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.energy_j: dict[int, float | None] = {}  # per GPU, since gputop started (set by the app)
         self._shape: tuple | None = None

@@ -7,7 +7,7 @@ from typing import Iterable
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual.geometry import Region
+from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -72,16 +72,17 @@ class Panel(Widget):
         strip (the very object: ``refresh_changed`` then skips it without comparing)."""
         text = self.text_for(width)
         old = self._strips
-        if old is None or old[0] is not text or old[1] != width or old[2] != base:
-            console = self.app.console
-            lines = self._wrapped(width)
-            before = old[4] if old is not None and old[1] == width and old[2] == base else []
-            strips = [old[3][y] if y < len(before) and _same_line(before[y], line)  # type: ignore[index]
-                      else Strip(Segment.adjust_line_length(
-                          list(Segment.apply_style(line.render(console), base)), width, base), width)
-                      for y, line in enumerate(lines)]
-            self._strips = (text, width, base, strips, lines)
-        return self._strips[3]
+        if old is not None and old[0] is text and old[1] == width and old[2] == base:
+            return old[3]
+        console = self.app.console
+        lines = self._wrapped(width)
+        before, kept = (old[4], old[3]) if old is not None and old[1] == width and old[2] == base else ([], [])
+        strips = [kept[y] if y < len(before) and _same_line(before[y], line)
+                  else Strip(Segment.adjust_line_length(
+                      list(Segment.apply_style(line.render(console), base)), width, base), width)
+                  for y, line in enumerate(lines)]
+        self._strips = (text, width, base, strips, lines)
+        return strips
 
     def update_lines(self) -> None:
         """After the data changed (reactives declared ``repaint=False``): lay the screen out
@@ -102,7 +103,7 @@ class Panel(Widget):
             return
         refresh_changed(self, old[3] if old is not None and old[1:3] == (width, base) else None, new)
 
-    def get_content_height(self, container, viewport, width: int) -> int:
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         """Lines of the text as built for this width (the flow packs fields to the width)."""
         return len(self._wrapped(width))
 

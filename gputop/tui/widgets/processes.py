@@ -6,13 +6,15 @@ command). An empty table says why it is empty: no GPU, no GPU processes, or not 
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from gputop import format as fmt
 from gputop.model import GpuProcess, Sample
@@ -21,7 +23,7 @@ from gputop.model import GpuProcess, Sample
 class Column(NamedTuple):
     key: str
     label: str
-    sort: Callable[[GpuProcess], object]
+    sort: Callable[[GpuProcess], Any]  # a key sorted() can compare
     descending: bool
     right: bool = False
 
@@ -77,7 +79,7 @@ class ProcessTable(DataTable):
     # said instead of "no GPU processes..." while some GPU is there (a replay has no process list)
     empty_note: reactive[str | None] = reactive(None)
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self._procs: dict[str, GpuProcess] = {}
         self.empty_text = "waiting for the first sample"
@@ -108,7 +110,7 @@ class ProcessTable(DataTable):
         if not self.row_count:
             return None
         key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        return self._procs.get(key)
+        return None if key is None else self._procs.get(key)
 
     def cycle_sort(self) -> None:
         self.sort_key = SORT_CYCLE[(SORT_CYCLE.index(self.sort_key) + 1) % len(SORT_CYCLE)]
@@ -138,14 +140,15 @@ class ProcessTable(DataTable):
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         """Clicking a column header sorts by it (the event bubbles on, so the app sees it too)."""
-        self.sort_key = event.column_key.value
+        if event.column_key.value is not None:
+            self.sort_key = event.column_key.value
 
     def _relabel(self) -> None:
         if not self.columns:
             return
         for col in COLUMNS:
             label = col.label + (" ▼" if col.descending else " ▲") if col.key == self.sort_key else col.label
-            self.columns[col.key].label = Text(label, justify="right" if col.right else "left")
+            self.columns[ColumnKey(col.key)].label = Text(label, justify="right" if col.right else "left")
         self.refresh()
 
     def _rebuild(self) -> None:
@@ -179,7 +182,7 @@ class ProcessTable(DataTable):
         if keep is not None and row_key(keep) in self._procs:
             self.move_cursor(row=self.get_row_index(row_key(keep)), animate=False, scroll=False)
 
-    def _cells(self, p: GpuProcess, mark) -> tuple[Text, ...]:
+    def _cells(self, p: GpuProcess, mark: Style | str) -> tuple[Text, ...]:
         ours = p.pid in self.workload_pids
         style = mark if ours else ""
         command = (WORKLOAD_MARK if ours else "") + fmt.command(p.command, p.name)

@@ -13,6 +13,7 @@ import textwrap
 from typing import NamedTuple
 
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.containers import Container
 from textual.markup import escape
 from textual.reactive import reactive
@@ -41,9 +42,10 @@ def gpu_use(sample: Sample | None, pids: frozenset[int]) -> GpuUse | None:
     listed = [g for g in sample.gpus if not g.lost and g.processes is not None]
     if not listed:
         return None
-    rows = [p for g in listed for p in g.processes if p.pid in pids]
+    rows = [p for g in listed for p in (g.processes or ()) if p.pid in pids]
     mem = [p.gpu_mem_bytes for p in rows]
-    return GpuUse(len(rows), None if None in mem else sum(mem))
+    known = [m for m in mem if m is not None]
+    return GpuUse(len(rows), None if len(known) < len(mem) else sum(known))
 
 
 def sparkline(values: tuple[float, ...] | list[float], width: int) -> str:
@@ -234,7 +236,7 @@ class WorkloadLog(Panel):
 class WorkloadView(Container):
     """The panel and its output log, side by side (stacked when narrow)."""
 
-    def compose(self):
+    def compose(self) -> ComposeResult:
         yield WorkloadPanel(id="workload-panel")
         yield WorkloadLog(id="workload-log")
 
