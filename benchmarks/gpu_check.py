@@ -42,6 +42,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,8 +62,9 @@ INSTALL_LINE = ("python3 -m pip install -q --no-index --no-deps --no-compile --n
 PREPARE_LINE = ".venv/bin/python benchmarks/gpu_check.py --prepare-wheels"
 # Carried to the GPU machine as wheels: what it lacks (textual and its own needs, plotext) and
 # what gputop should meet at the version tested here (nvidia-ml-py, rich). gputop itself too.
-CARRY = ("textual", "plotext", "rich", "platformdirs", "mdit-py-plugins", "linkify-it-py",
-         "uc-micro-py", "nvidia-ml-py")
+# The rest of textual's needs are on that machine's image (the device tool's KINDS.md list).
+CARRY = ("textual", "plotext", "rich", "platformdirs", "mdit-py-plugins", "linkify-it-py", "nvidia-ml-py")
+ON_DEVICE = ("markdown-it-py", "mdurl", "pygments", "typing-extensions", "psutil", "prometheus-client")
 FAKE_SPEC = "H100_SXM:simulated"
 STEPS = ("crosscheck", "record", "compare", "screenshots", "insight")
 
@@ -272,16 +274,25 @@ def prepare_wheels(folder: Path) -> int:
                  for a in ("--platform", p)]
     download = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
                 "--python-version", "3.12", "--implementation", "cp", *platforms, "-d", str(folder), *pins]
-    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-             "-w", str(folder), str(ROOT)]
-    for argv in (download, build):
-        if subprocess.run(argv, timeout=600).returncode != 0:
-            sys.stderr.write(f"gpu_check: error: failed: {' '.join(argv)}\n")
-            return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        # built from a copy: setuptools' build/ folder in the tree could carry deleted modules over
+        source = Path(tmp) / "src"
+        source.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(ROOT / name, source / name)
+        for name in ("gputop", "workloads"):
+            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                 "-w", str(folder), str(source)]
+        for argv in (download, build):
+            if subprocess.run(argv, timeout=600).returncode != 0:
+                sys.stderr.write(f"gpu_check: error: failed: {' '.join(argv)}\n")
+                return 1
     size = sum(p.stat().st_size for p in folder.glob("*.whl"))
     print(f"{len(list(folder.glob('*.whl')))} wheels, {size / 1e6:.1f} MB, in {folder}:")
     for p in sorted(folder.glob("*.whl")):
         print(f"  {p.name}")
+    print(f"assumed on the GPU machine's image: {', '.join(ON_DEVICE)}")
     print(f"\non the GPU machine: {INSTALL_LINE}\n(the device call, with carry [\".whl\"]: benchmarks/README.md)")
     return 0
 
