@@ -37,13 +37,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -53,8 +53,9 @@ ROOT = HERE.parent
 TESTS = ROOT / "tests"
 sys.path.insert(0, str(HERE))
 
-import gpu_crosscheck as xc  # noqa: E402  (beside this file)
-import gpu_steps  # noqa: E402
+import gpu_crosscheck as xc  # beside this file, on the path above
+import gpu_runs
+import gpu_steps
 
 WHEELS_DIR = ROOT / ".whl"
 INSTALL_LINE = ("python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir "
@@ -165,9 +166,12 @@ class Context:
         t0 = time.monotonic()
         # cwd is the output folder, never the repo: there `python -m gputop` would import the
         # tree's gputop/ (which lacks gputop.workloads) instead of the installed package
-        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 env=env or self.env, cwd=self.out, start_new_session=True,
-                                 stdin=subprocess.DEVNULL)
+        try:
+            child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=env or self.env, cwd=self.out, start_new_session=True,
+                                     stdin=subprocess.DEVNULL)
+        except OSError as exc:  # nvidia-smi not installed, say
+            return Proc(argv, 0, 127, "", f"cannot run {argv[0]}: {exc.strerror or exc}", 0.0, False)
         timed_out = False
         try:
             stdout, stderr = child.communicate(timeout=timeout)
@@ -309,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", nargs="+", choices=STEPS, metavar="STEP",
                         help=f"run only these steps ({', '.join(STEPS)})")
     parser.add_argument("--budget", type=float, default=None, metavar="S",
-                        help="seconds for the whole check (default 340 on the GPU, 85 simulated)")
+                        help="seconds for the whole check (default 340 on the GPU, 240 simulated)")
     parser.add_argument("--prepare-wheels", nargs="?", const=WHEELS_DIR, type=Path, metavar="DIR",
                         help=f"download the wheels to carry to the GPU machine into DIR (default "
                         f"{WHEELS_DIR.relative_to(ROOT)}/) and build gputop's; then exit")
@@ -317,8 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 STEP_FUNCS: dict[str, Callable[[Context, StepResult], None]] = {
-    "crosscheck": gpu_steps.crosscheck, "record": gpu_steps.record, "compare": gpu_steps.compare,
-    "screenshots": gpu_steps.screenshots, "insight": gpu_steps.insight,
+    "crosscheck": gpu_steps.crosscheck, "record": gpu_steps.record, "compare": gpu_runs.compare,
+    "screenshots": gpu_runs.screenshots, "insight": gpu_runs.insight,
 }
 
 
@@ -336,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{how_to_carry()}\n")
         return 2
     if args.budget is None:
-        args.budget = 85.0 if args.simulated else 340.0
+        args.budget = 240.0 if args.simulated else 340.0
     args.out.mkdir(parents=True, exist_ok=True)
     ctx = Context(args)
     results = [setup_step(ctx)]
@@ -349,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         except OutOfTime as exc:
             step.fail(f"not finished: {exc}")
         except Exception as exc:  # one step's bug or surprise must not cost the others
-            step.fail(f"error: {type(exc).__name__}: {exc}")
+            step.fail(f"error: {type(exc).__name__}: {exc} (traceback in logs/{name}.traceback)")
+            ctx.logs.mkdir(parents=True, exist_ok=True)
+            (ctx.logs / f"{name}.traceback").write_text(traceback.format_exc())
         step.seconds = time.monotonic() - t0
         results.append(step)
         _print(step)

@@ -84,7 +84,7 @@ def show(value: Any) -> str:
         return "n/a"
     if isinstance(value, float):
         return f"{value:.6g}"
-    if isinstance(value, dict):  # processes: pid -> bytes
+    if isinstance(value, dict) and all(isinstance(k, int) for k in value):  # processes: pid -> bytes
         return ", ".join(f"{pid}: {_mib(mem)}" for pid, mem in sorted(value.items())) or "none"
     if isinstance(value, (tuple, list)):
         return ", ".join(map(str, value)) or "none"
@@ -196,7 +196,7 @@ def _cell(text: str) -> str:
 
 # ------------------------------------------------------------------------------ nvidia-smi
 
-_NA = re.compile(r"^\[?(n/a|not supported|unknown error|insufficient permissions|requested functionality has been deprecated)\]?$", re.I)
+_NA = re.compile(r"^\[?(n/a|not supported|unknown error|insufficient permissions|requested functionality has been deprecated)\]?$", re.IGNORECASE)
 
 
 def _number(text: str | None) -> float | None:
@@ -343,7 +343,7 @@ def fake_reference(spec: str, ts_ns: int, snapshot_pid: int, index: int = 0) -> 
     no_pcie = "the fake has no PCIe link symbols"
     return {
         "name": Ref(p.name, src),
-        "pci_bus_id": Ref("%08X:%02X:%02X.0" % (0, p.pci_bus + 0x10 * index, 0), src),
+        "pci_bus_id": Ref(f"{0:08X}:{p.pci_bus + 0x10 * index:02X}:{0:02X}.0", src),
         "driver_version": Ref(driver.driver_version, src),
         "cuda_version": Ref(f"{cuda // 1000}.{cuda % 1000 // 10}", src),
         "architecture": Ref(arch, src),

@@ -35,10 +35,11 @@ def write_summary(ctx: Any, results: list[Any]) -> Path:
         f"# gpu_check: {'simulated' if ctx.simulated else info.get('name', 'GPU')}",
         "",
         f"- mode: {mode}",
-        f"- when: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; host {socket.gethostname()}; "
-        f"Python {platform.python_version()}",
-        f"- GPU: {info.get('name', 'n/a')}, {info.get('sm_count', 'n/a')} SMs, driver {info.get('driver_version', 'n/a')}, "
-        f"CUDA {info.get('cuda_version', 'n/a')}, GPM {'yes' if info.get('gpm_supported') else 'no'}",
+        (f"- when: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; host {socket.gethostname()}; "
+         f"Python {platform.python_version()}"),
+        (f"- GPU: {info.get('name', 'n/a')}, {info.get('sm_count', 'n/a')} SMs, "
+         f"driver {info.get('driver_version', 'n/a')}, CUDA {info.get('cuda_version', 'n/a')}, "
+         f"GPM {'yes' if info.get('gpm_supported') else 'no'}"),
         f"- result: {passed} of {len(results)} steps passed or skipped"
         + "".join(f"; **{r.name} FAILED**" for r in results if r.status == "FAILED"),
         "",
@@ -50,13 +51,12 @@ def write_summary(ctx: Any, results: list[Any]) -> Path:
         lines.append(f"| {r.name} | {r.status} | {r.seconds:.1f} | {_cell(bad)} |")
     rows = ctx.data.get("crosscheck")
     if rows:
-        n_bad = sum(r.mismatch for r in rows)
-        lines += ["", "## Cross-check: gputop snapshot against "
-                  + ("the fake's own values" if ctx.simulated else "nvidia-smi and torch, at the same moment"),
-                  "", f"{sum(r.verdict == 'match' for r in rows)} match, {n_bad} mismatch (in bold), "
-                  f"{sum(r.verdict == 'both n/a' for r in rows)} n/a on both sides, "
+        against = "the fake's own values" if ctx.simulated else "nvidia-smi and torch, at the same moment"
+        counts = (f"{sum(r.verdict == 'match' for r in rows)} match, {sum(r.mismatch for r in rows)} mismatch "
+                  f"(in bold), {sum(r.verdict == 'both n/a' for r in rows)} n/a on both sides, "
                   f"{sum(r.verdict.startswith('unchecked') or r.verdict == xc.NOT_SHOWN for r in rows)} "
-                  "unchecked or not shown by gputop.", "", xc.table(rows).rstrip()]
+                  "unchecked or not shown by gputop.")
+        lines += ["", f"## Cross-check: gputop snapshot against {against}", "", counts, "", xc.table(rows).rstrip()]
     for r in results:
         lines += ["", f"## {r.name}: {r.status} ({r.seconds:.1f} s)"]
         if r.checks:
@@ -75,8 +75,8 @@ def write_summary(ctx: Any, results: list[Any]) -> Path:
     elif not diffs:
         lines.append("None in kind: every metric the GPU gives, the fake gives, and the reverse.")
     else:
-        lines += ["`gputop snapshot --json` over the fake's H100_SXM profile against the same on this GPU "
-                  "(values that move with the load are left out):", "",
+        lines += [("`gputop snapshot --json` over the fake's H100_SXM profile against the same on this GPU "
+                   "(values that move with the load are left out):"), "",
                   "| field | fake (H100_SXM) | real | note |", "|---|---|---|---|"]
         lines += [f"| {d['field']} | {_cell(d['fake'])} | {_cell(d['real'])} | {d['note']} |" for d in diffs]
     mismatched = [r for r in rows or [] if r.mismatch]
