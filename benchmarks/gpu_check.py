@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", nargs="+", choices=STEPS, metavar="STEP",
                         help=f"run only these steps ({', '.join(STEPS)})")
     parser.add_argument("--budget", type=float, default=None, metavar="S",
-                        help="seconds for the whole check (default 340 on the GPU, 240 simulated)")
+                        help="seconds for the whole check (default 340 on the GPU, 300 simulated)")
     parser.add_argument("--prepare-wheels", nargs="?", const=WHEELS_DIR, type=Path, metavar="DIR",
                         help=f"download the wheels to carry to the GPU machine into DIR (default "
                         f"{WHEELS_DIR.relative_to(ROOT)}/) and build gputop's; then exit")
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{how_to_carry()}\n")
         return 2
     if args.budget is None:
-        args.budget = 240.0 if args.simulated else 340.0
+        args.budget = 300.0 if args.simulated else 340.0
     args.out.mkdir(parents=True, exist_ok=True)
     ctx = Context(args)
     results = [setup_step(ctx)]

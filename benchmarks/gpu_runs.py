@@ -17,7 +17,7 @@ def compare(ctx: Any, step: Any) -> None:
             "cnn": ["--steps", "10"] if not ctx.simulated else ["--steps", "3", "--warmup", "1", "--", "--depth", "tiny"]}
     ctx.data["compare"] = {}
     for name, extra in runs.items():
-        proc = ctx.gputop(f"compare_{name}", "compare", name, "--json", *extra, timeout=ctx.s(150, 60))
+        proc = ctx.gputop(f"compare_{name}", "compare", name, "--json", *extra, timeout=150)
         doc = _json(proc)
         if doc is None:
             step.check(f"compare {name}", proc.why(), "exit 0", False)
@@ -59,7 +59,7 @@ def _references(ctx: Any) -> list[tuple[str, str, list[str], str]]:
 def _reference(ctx: Any, step: Any, label: str, workload: str, args: list[str], figure: str) -> None:
     trace = ctx.out / f"ref_{workload}_trace.json"
     rec = ctx.gputop(f"ref_{workload}", "record", "--out", str(trace), "--interval", "0.5", "--force",
-                     "--run", workload, "--", *args, "--quiet", timeout=ctx.s(120, 45))
+                     "--run", workload, "--", *args, "--quiet", timeout=120)
     rep = ctx.gputop(f"ref_{workload}_report", "report", str(trace), "--json", timeout=60) if trace.exists() else rec
     report = _json(rep) if rec.ok else None
     w = (report or {}).get("workload") or {}
@@ -93,9 +93,9 @@ def screenshots(ctx: Any, step: Any) -> None:
         run = ["matmul", "--", "--device", "cuda", "--precision", "bf16", "--steps", "1000000"]
         title, host = "beside matmul bf16 (real hardware)", socket.gethostname()
     proc = ctx.run("screenshots", _py(str(Path(__file__).with_name("gpu_screenshot.py")), "--out", str(folder),
-                                      "--seconds", str(seconds), "--max-wait", str(ctx.s(60, 40)), "--title", title,
+                                      "--seconds", str(seconds), "--max-wait", "60", "--title", title,
                                       "--host", host, "--run", *run),
-                   timeout=ctx.s(60, 40) + 30)
+                   timeout=90)
     step.notes.append("screenshots/make.py draws only the fake (it installs tests/fakenvml.py itself), so "
                       "benchmarks/gpu_screenshot.py draws the same app over the real sampler")
     step.check("gpu_screenshot.py", proc.why() if not proc.ok else "ok", "exit 0", proc.ok)
@@ -156,7 +156,7 @@ def insight(ctx: Any, step: Any) -> None:
     device = "cpu" if ctx.simulated else "cuda"
     steps = 20 if ctx.simulated else 60
     rec = ctx.gputop("insight", "record", "--out", str(trace), "--interval", "0.2", "--force", "--run",
-                     str(script), "--", "--device", device, "--steps", str(steps), timeout=ctx.s(120, 60))
+                     str(script), "--", "--device", device, "--steps", str(steps), timeout=120)
     rep = ctx.gputop("insight_report", "report", str(trace), "--json", timeout=60) if trace.exists() else rec
     w = ((_json(rep) or {}).get("workload") or {}) if rec.ok else {}
     if rep is not rec and rec.ok:

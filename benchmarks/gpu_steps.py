@@ -164,6 +164,7 @@ def crosscheck(ctx: Any, step: Any) -> None:
         if doc is None or not doc.get("gpus"):
             return step.fail(f"gputop snapshot --json gave no GPU: {snap.why()}")
         _save(ctx, "snapshot.json", snap.stdout)
+        ctx.data["snapshot"] = doc
         reference = xc.fake_reference(ctx.env["GPUTOP_FAKE_NVML"], doc["ts_ns"], snap.pid)
         step.notes.append("simulated: no nvidia-smi; the reference is the fake's profile and its waves "
                           "at the snapshot's moment (the same epoch in both processes)")
@@ -196,8 +197,10 @@ def crosscheck(ctx: Any, step: Any) -> None:
         if dropped:
             step.notes.append(f"fields this nvidia-smi does not know (left out): {', '.join(dropped)}")
         doc = _json(snap)
+        if doc is not None and doc.get("gpus"):
+            ctx.data["snapshot"] = doc  # the summary's header and the screenshots' check use it
         if doc is None or not doc.get("gpus") or not query.ok:
-            return step.fail("no snapshot or no nvidia-smi row to compare")
+            return step.fail("no snapshot with a GPU, or no nvidia-smi row, to compare")
         reference = xc.smi_reference(xc.parse_query_csv(query.stdout), xml.stdout if xml.ok else None)
         props = probe.props or {}
         src = "torch.cuda.get_device_properties(0)"
@@ -218,7 +221,6 @@ def crosscheck(ctx: Any, step: Any) -> None:
     gpu = doc["gpus"][0]
     rows = xc.cross_check(gpu, reference)
     ctx.data["crosscheck"] = rows
-    ctx.data["snapshot"] = doc
     _save(ctx, "crosscheck.md", xc.table(rows))
     _save(ctx, "crosscheck.json", json.dumps([r.as_dict() for r in rows], indent=2) + "\n")
     compared = [r for r in rows if r.verdict in ("match", "both n/a") or r.mismatch]

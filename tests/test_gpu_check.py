@@ -31,7 +31,7 @@ def simulated(tmp_path_factory):
     """One whole ``--simulated`` run, shared by the tests that read its outputs."""
     out = tmp_path_factory.mktemp("gpu_check")
     done = subprocess.run([sys.executable, str(BENCH / "gpu_check.py"), "--simulated", "--out", str(out),
-                           "--budget", "240"], capture_output=True, text=True, timeout=300)
+                           "--budget", "420"], capture_output=True, text=True, timeout=480)
     return out, done
 
 
