@@ -46,8 +46,11 @@ class Rule:
     rel: float | None = None
     abs: float | None = None
     kind: str = "number"  # "number", "text" (case- and space-insensitive), "reasons", "processes"
+    text: str | None = None  # the rule in words, where the numbers alone read badly (bytes)
 
     def describe(self) -> str:
+        if self.text:
+            return self.text
         if self.kind == "text":
             return "same text"
         if self.kind == "reasons":
@@ -145,8 +148,9 @@ FIELDS: tuple[tuple[str, Callable[[dict, dict], Any], str, Rule], ...] = (
     ("CUDA version (driver)", lambda g, i: i.get("cuda_version"), "cuda_version", TEXT),
     ("architecture", lambda g, i: i.get("architecture"), "architecture", TEXT),
     ("SM count", lambda g, i: i.get("sm_count"), "sm_count", EXACT),
-    ("memory total (bytes)", lambda g, i: g.get("mem_total_bytes"), "mem_total_bytes", Rule(abs=MiB)),
-    ("memory used (bytes)", lambda g, i: g.get("mem_used_bytes"), "mem_used_bytes", Rule(rel=0.05, abs=64 * MiB)),
+    ("memory total (bytes)", lambda g, i: g.get("mem_total_bytes"), "mem_total_bytes", Rule(abs=MiB, text="within 1 MiB")),
+    ("memory used (bytes)", lambda g, i: g.get("mem_used_bytes"), "mem_used_bytes",
+     Rule(rel=0.05, abs=64 * MiB, text="within 5 % or 64 MiB")),
     ("power (W)", lambda g, i: g.get("power_w"), "power_w", Rule(rel=0.05)),
     ("power limit (W)", lambda g, i: g.get("power_limit_w"), "power_limit_w", Rule(rel=0.05)),
     ("SM clock (MHz)", lambda g, i: g.get("sm_clock_mhz"), "sm_clock_mhz", Rule(rel=0.10)),
