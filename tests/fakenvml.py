@@ -144,6 +144,7 @@ class DeviceProfile:
     sm_clock_mhz: int | None = None  # None: max_sm_clock_mhz
     mem_clock_mhz: int | None = None  # None: max_mem_clock_mhz
     temp_c: int = 55
+    temp_swing_c: float = 2.0
     fan_pct: int | None = None  # None: no fan (NVML_ERROR_NOT_SUPPORTED)
     pstate: int = 0
     clock_event_reasons: int = 0
@@ -514,7 +515,7 @@ class FakeNvml:
             "power_w": (p.power_w, p.power_swing_w),
             "pcie_tx_kib_s": (p.pcie_tx_kib_s, p.pcie_tx_kib_s / 10),
             "pcie_rx_kib_s": (p.pcie_rx_kib_s, p.pcie_rx_kib_s / 10),
-            "temp_c": (p.temp_c, 2.0),
+            "temp_c": (p.temp_c, p.temp_swing_c),
         }[what]
         return signal_at(base, swing, t)
 
