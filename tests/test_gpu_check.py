@@ -310,7 +310,8 @@ def test_the_real_hardware_path_against_a_stand_in_nvidia_smi(tmp_path):
     smi.write_text(FAKE_SMI.format(python=sys.executable))
     smi.chmod(0o755)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-               GPUTOP_FAKE_NVML="H100_SXM+power_swing_w=0", GPUTOP_FAKE_NVML_EPOCH_NS=str(time.time_ns()),
+               # steady readings: the two processes read NVML up to seconds apart on a loaded machine
+               GPUTOP_FAKE_NVML="H100_SXM+power_swing_w=0+util_swing_pct=0+temp_swing_c=0",
                PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "sitecustom"), str(ROOT / "tests")]))
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, str(BENCH / "gpu_check.py"), "--out", str(out), "--only", "crosscheck"],
