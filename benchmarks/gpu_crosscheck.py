@@ -54,7 +54,7 @@ class Rule:
         if self.kind == "text":
             return "same text"
         if self.kind == "reasons":
-            return "none held <=> mask 0"
+            return "a reason per bit of the mask"
         if self.kind == "processes":
             return "same pids, memory within 5 % or 16 MiB"
         parts = ([f"{self.rel * 100:g} %"] if self.rel else []) + ([f"{self.abs:g}"] if self.abs else [])
@@ -118,8 +118,8 @@ def compare(field: str, ours: Any, ref: Ref, rule: Rule) -> Row:
 def _close(ours: Any, theirs: Any, rule: Rule) -> bool:
     if rule.kind == "text":
         return " ".join(str(ours).lower().split()) == " ".join(str(theirs).lower().split())
-    if rule.kind == "reasons":  # gputop's words against the driver's bit mask
-        return (len(ours) == 0) == (int(theirs) == 0)
+    if rule.kind == "reasons":  # gputop's words (one per bit, unknown bits in hex) against the mask
+        return len(ours) == bin(int(theirs)).count("1")
     if rule.kind == "processes":
         if set(ours) != set(theirs):
             return False

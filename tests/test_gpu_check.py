@@ -142,6 +142,8 @@ def test_compare_marks_an_injected_mismatch():
     reasons = xc.Rule(kind="reasons")
     assert xc.compare("r", [], xc.Ref(0, "smi"), reasons).verdict == "match"
     assert xc.compare("r", [], xc.Ref(0x4, "smi"), reasons).mismatch
+    assert xc.compare("r", ["idle", "sw_power_cap"], xc.Ref(0x5, "smi"), reasons).verdict == "match"
+    assert xc.compare("r", ["idle"], xc.Ref(0x5, "smi"), reasons).mismatch
 
 
 # Hand-written in nvidia-smi's formats (units in the CSV header and cells, [N/A], P-states,
