@@ -42,8 +42,8 @@ def compare(ctx: Any, step: Any) -> None:
 def _references(ctx: Any) -> list[tuple[str, str, list[str], str]]:
     if ctx.simulated:
         step_args = ["--device", "cpu", "--steps", "4"]
-        return [("matmul bf16 (n 256 on the CPU)", "matmul", [*step_args, "--precision", "bf16", "--n", "256",
-                                                             "--batch-size", "2"], "tflops"),
+        return [("matmul (fp32, not bf16; n 256 on the CPU)", "matmul", [*step_args, "--precision", "fp32",
+                                                                        "--n", "256", "--batch-size", "2"], "tflops"),
                 ("cnn (tiny, not ResNet-50, on the CPU)", "cnn", [*step_args, "--depth", "tiny", "--image-size",
                                                                   "32", "--batch-size", "4"], "samples"),
                 ("transformer (tiny, not GPT-2, on the CPU)", "transformer", [*step_args, "--size", "tiny",

@@ -277,10 +277,11 @@ def analyse_run(path: Path) -> dict[str, Any]:
 
 def record(ctx: Any, step: Any) -> None:
     """30 s at 10 Hz on the GPU, the workload stopped at --duration. Simulated: until a short
-    matmul on the CPU ends (its start-up there varies too much for a fixed window)."""
-    duration, interval = ctx.s(30, 30), 0.1
+    fp32 matmul on the CPU ends (its start-up there varies too much for a fixed window; in bf16
+    its peak measurement alone, up to 4096^3 bf16 matmuls, took over 30 s on a loaded machine)."""
+    duration, interval = ctx.s(30, 60), 0.1
     trace = ctx.out / "matmul_trace.json"
-    workload = (["--device", "cpu", "--precision", "bf16", "--n", "256", "--batch-size", "4", "--steps", "40"]
+    workload = (["--device", "cpu", "--precision", "fp32", "--n", "256", "--batch-size", "4", "--steps", "40"]
                 if ctx.simulated else ["--device", "cuda", "--precision", "bf16", "--steps", "1000000"])
     rec = ctx.gputop("record", "record", "--out", str(trace), "--interval", str(interval), "--duration",
                      str(duration), "--force", "--run", "matmul", "--", *workload, "--quiet",
