@@ -22,7 +22,9 @@ Quick use (tests use the ``fake_nvml`` fixture in conftest.py, which undoes all 
 Time: every time-varying value (utilization, power, energy, PCIe/NVLink counters, GPM counters,
 process-utilization sample stamps) is a pure function of ``fake.now_ns``. With ``real_time=False``
 (the default) the clock starts at ``START_NS`` and moves only by ``fake.advance(seconds)``; with
-``real_time=True`` (what ``install_from_spec`` uses, for subprocess runs) it is ``time.time_ns()``.
+``real_time=True`` (what ``install_from_spec`` uses, for subprocess runs) it is ``time.time_ns()``,
+and the waves start when the fake is made -- or at ``GPUTOP_FAKE_NVML_EPOCH_NS`` where that is set,
+so that several processes (and the one comparing with them, benchmarks/gpu_check.py) share one phase.
 
 Lost GPUs: a device with ``lost_after=N`` answers the first N calls of
 ``nvmlDeviceGetUtilizationRates`` (the "tick marker", ``TICK_SYMBOL``; every call counts, probes
@@ -70,6 +72,7 @@ PHASE_PER_DEVICE_S = 1.25  # devices are out of step, so GPU 0 and GPU 1 differ
 PROC_SAMPLE_PERIOD_NS = 100_000_000  # the driver's per-process utilization sampling interval
 TICK_SYMBOL = "nvmlDeviceGetUtilizationRates"  # calls of this count towards ``lost_after``
 SELF_PID = -1  # in a profile's process list: the pid of the process querying NVML
+EPOCH_VARIABLE = "GPUTOP_FAKE_NVML_EPOCH_NS"  # a real-time fake's start, shared by processes
 HIDDEN_PID = 4_000_000  # a pid no namespace on a test machine shows (pid_max is 4194304)
 
 GiB = 1 << 30
@@ -141,6 +144,7 @@ class DeviceProfile:
     sm_clock_mhz: int | None = None  # None: max_sm_clock_mhz
     mem_clock_mhz: int | None = None  # None: max_mem_clock_mhz
     temp_c: int = 55
+    temp_swing_c: float = 2.0
     fan_pct: int | None = None  # None: no fan (NVML_ERROR_NOT_SUPPORTED)
     pstate: int = 0
     clock_event_reasons: int = 0
@@ -444,7 +448,8 @@ class FakeNvml:
                      for i, p in enumerate(self.devices)]
         self._by_handle = {d.handle: d for d in self._dev}
         self._real_time = real_time
-        self._start_ns = time.time_ns() if real_time else START_NS
+        epoch = os.environ.get(EPOCH_VARIABLE) if real_time else None
+        self._start_ns = int(epoch) if epoch else time.time_ns() if real_time else START_NS
         self._manual_ns = START_NS
         self._lock = threading.RLock()
         self._failures: dict[str, list[_Failure]] = {}
@@ -510,7 +515,7 @@ class FakeNvml:
             "power_w": (p.power_w, p.power_swing_w),
             "pcie_tx_kib_s": (p.pcie_tx_kib_s, p.pcie_tx_kib_s / 10),
             "pcie_rx_kib_s": (p.pcie_rx_kib_s, p.pcie_rx_kib_s / 10),
-            "temp_c": (p.temp_c, 2.0),
+            "temp_c": (p.temp_c, p.temp_swing_c),
         }[what]
         return signal_at(base, swing, t)
 
