@@ -53,9 +53,9 @@ ROOT = HERE.parent
 TESTS = ROOT / "tests"
 sys.path.insert(0, str(HERE))
 
-import gpu_crosscheck as xc  # beside this file, on the path above
-import gpu_runs
-import gpu_steps
+import gpu_crosscheck as xc  # noqa: E402  (beside this file, on the path above)
+import gpu_runs  # noqa: E402
+import gpu_steps  # noqa: E402
 
 WHEELS_DIR = ROOT / ".whl"
 INSTALL_LINE = ("python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir "

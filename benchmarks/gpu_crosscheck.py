@@ -200,7 +200,8 @@ def _cell(text: str) -> str:
 
 # ------------------------------------------------------------------------------ nvidia-smi
 
-_NA = re.compile(r"^\[?(n/a|not supported|unknown error|insufficient permissions|requested functionality has been deprecated)\]?$", re.IGNORECASE)
+_NA = re.compile(r"^\[?(n/a|not supported|unknown error|insufficient permissions"
+                 r"|requested functionality has been deprecated)\]?$", re.IGNORECASE)
 
 
 def _number(text: str | None) -> float | None:
@@ -329,8 +330,9 @@ def fake_reference(spec: str, ts_ns: int, snapshot_pid: int, index: int = 0) -> 
     its public wave functions (the same epoch as the child's: GPUTOP_FAKE_NVML_EPOCH_NS must be
     set in this process as in the child). ``snapshot_pid`` is the process that queried NVML:
     the fake reports it as holding a context (SELF_PID)."""
-    import fakenvml
     import pynvml
+
+    import fakenvml
 
     devices, driver = fakenvml.parse_spec(spec)
     if not isinstance(driver, fakenvml.DriverProfile):

@@ -20,8 +20,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
-import gpu_check  # benchmarks/, on the path above
-import gpu_crosscheck as xc
+import gpu_check  # noqa: E402  (benchmarks/, on the path above)
+import gpu_crosscheck as xc  # noqa: E402
 
 MiB = 1 << 20
 
