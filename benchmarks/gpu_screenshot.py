@@ -2,7 +2,7 @@
 as SVG at 160x50 and 80x24 (step 4 of benchmarks/gpu_check.py).
 
 screenshots/make.py cannot do this on a GPU: it installs the NVML fake itself and scripts the
-CPU. Here the sources are the ones `gputop` builds (gputop.cli.build_sampler): NVML on the GPU
+CPU. Here the sources are the ones `gputop` builds (gputop.sampler.open_real): NVML on the GPU
 machine, or the fake where the environment installs it (tests/sitecustom, GPUTOP_FAKE_NVML, as
 gpu_check.py --simulated does). The picture is taken once the workload has reported a step.
 
@@ -43,17 +43,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 async def shoot(args: argparse.Namespace) -> list[Path]:
-    from gputop.cli import build_sampler
+    from gputop.feed import LiveFeed
+    from gputop.sampler import open_real
     from gputop.tui.app import GputopApp
     from gputop.workload import Workload
 
     args.out.mkdir(parents=True, exist_ok=True)
     workload = Workload(args.run, args.run_args)
-    sampler = build_sampler()
+    sampler = open_real()
     paths = []
     try:
         workload.start()
-        app = GputopApp(sampler, args.interval, host=args.host, workload=workload)
+        app = GputopApp(LiveFeed(sampler, args.interval, host=args.host, workload=workload))
         async with app.run_test(size=SIZES[0]) as pilot:
             t0 = time.monotonic()
             while True:

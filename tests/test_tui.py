@@ -607,7 +607,13 @@ async def test_the_footer_fits_the_width_and_keeps_help(width):
     app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True)
     async with app.run_test(size=(width, 30)) as pilot:
         app.ingest(make_sample(1, 0))
-        await pilot.pause()
+
+        def drawn() -> bool:  # the footer fits itself after a refresh: wait for that frame
+            footer = screen_text(app).splitlines()[-1]
+            keys = [k for k in app.query("FooterKey") if k.display]
+            return bool(keys) and all(f"{k.key_display} {k.description}" in footer for k in keys)
+
+        await until(pilot, drawn)
         footer = screen_text(app).splitlines()[-1]
         keys = [k for k in app.query("FooterKey") if k.display]
         assert keys and all(k.region.right <= width for k in keys)

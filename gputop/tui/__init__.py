@@ -1,10 +1,9 @@
 """The live terminal UI (Textual). The only package that imports textual.
 
-``GputopApp(sampler, interval_s, workload=None)`` in ``app.py``: the app owns the tick loop and
-hands each Sample (and a launched workload's WorkloadState) down to widgets that only render;
-widgets post messages (a GPU clicked) back up. ``ReplayApp`` in ``replay.py`` is the same app
-fed from a recording, with a time cursor. Here: whether this terminal can show it at all, and
-on which stream it is drawn.
+``GputopApp(feed)`` in ``app.py`` draws a feed of samples (``gputop.feed``: live, or a recording
+under a cursor that ``replay.py`` drives); widgets only render what they are handed and post
+messages (a GPU clicked) back up. ``ClusterApp`` in ``cluster.py`` draws a Prometheus-fed fleet.
+Here: whether this terminal can show a view at all, and on which stream it is drawn.
 """
 
 from __future__ import annotations
