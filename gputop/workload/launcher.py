@@ -12,14 +12,15 @@ import threading
 import time
 from typing import Callable, Mapping, Sequence
 
-from gputop.model import Sample, WorkloadMark, WorkloadState, WorkloadStep
+from gputop.model import JobUsage, Sample, WorkloadMark, WorkloadState, WorkloadStep
 from gputop.signals import signal_name
-from gputop.workload import rates
+from gputop.workload import inject, insight, rates
 from gputop.workload.energy import EnergyCurve
 from gputop.workload.events import ENV_FD, ENV_FILE, EventReader
 from gputop.workload.pipes import EventLines, OutputLines
 from gputop.workload.process import Child, ProcessGroup
-from gputop.workload.targets import resolve
+from gputop.workload.procs import JobWatch
+from gputop.workload.targets import BUNDLED, resolve
 
 OUTPUT_LINES = 200  # lines of stdout+stderr kept
 RECENT_STEPS = 64  # steps kept in WorkloadState.recent_steps
@@ -41,6 +42,10 @@ class Workload:
     0.25 s for the last lines, which only take that long when a grandchild still holds a pipe).
     A recorder (``collect=True``) also calls ``drain()`` for every step and mark since its last
     call.
+
+    A Python script (not a bundled workload, which reports its own steps) is instrumented unless
+    ``instrument=False``: gputop/workload/inject goes first on its PYTHONPATH, and its steps are
+    detected (``source: "auto"``) once it imports torch.
     """
 
     resolve = staticmethod(resolve)
@@ -48,9 +53,10 @@ class Workload:
     def __init__(self, target: str, args: Sequence[str] = (), *, env: Mapping[str, str] | None = None,
                  cwd: str | None = None, output_lines: int = OUTPUT_LINES,
                  keep_steps: int = RECENT_STEPS, collect: bool = False,
-                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+                 clock_ns: Callable[[], int] = time.time_ns, instrument: bool = True) -> None:
         self.name, command = resolve(target)
         self.argv: tuple[str, ...] = (*command, *args)
+        self.instrumented = instrument and not (target in BUNDLED and command[1:2] == ("-m",))
         self._env = dict(os.environ if env is None else env)
         self._cwd = cwd
         self._clock_ns = clock_ns
@@ -72,6 +78,9 @@ class Workload:
         self._energy = EnergyCurve(self._env)
         self._pids: frozenset[int] = frozenset()
         self._pids_at = -math.inf
+        self._watch: JobWatch | None = None
+        self._job: JobUsage | None = None
+        self._sample: Sample | None = None  # the latest, for the live verdict
         self._state: WorkloadState | None = None
 
     # ---- launching --------------------------------------------------------------------------
@@ -104,6 +113,8 @@ class Workload:
             env.pop(ENV_FILE, None)
             env[ENV_FD] = str(write_fd)
             env.setdefault("PYTHONUNBUFFERED", "1")  # output as it is printed, not in 8 KiB blocks
+            if self.instrumented:
+                env = inject.environment(env)
             self._started_ns = self._clock_ns()
             try:
                 self._group.spawn(self.argv, env, self._cwd, pass_fds=(write_fd,))
@@ -117,6 +128,8 @@ class Workload:
                 if stream is not None:
                     self._output.follow(stream, is_stderr=is_stderr)
             self._pids = frozenset({self._group.pid}) if self._group.pid is not None else frozenset()
+            if self._group.pid is not None:
+                self._watch = JobWatch(self._group.pid)
             return self._snapshot()
 
     # ---- reading ----------------------------------------------------------------------------
@@ -128,6 +141,7 @@ class Workload:
             self._read_events()
             if sample is not None:
                 self._energy.add(sample, self._reader.start)
+                self._sample = sample
             if self._ended_ns is None and self._group.poll() is not None:
                 self._finish()
             self._refresh_pids()
@@ -190,6 +204,8 @@ class Workload:
 
         self._pids_at = now
         self._pids = process_tree(pid) or frozenset({pid})
+        if self._watch is not None:
+            self._job = self._watch.read(self._pids)
 
     def stop(self, grace_s: float = 3.0) -> WorkloadState:
         """SIGTERM to the whole group, SIGKILL after ``grace_s``, reap. Idempotent; a workload
@@ -281,6 +297,10 @@ class Workload:
             output_tail=output, phase=phases[-1] if phases else None,
             events_ignored=self._reader.ignored + (self._events.dropped if self._events else 0),
             last_step_age_s=None if last is None else max(0.0, (now_ns - last.ts_ns) / 1e9),
+            steps_source=self._reader.steps_source, data_wait_share=rates.data_wait_share(window),
+            job=self._job,
+            verdict=insight.live_verdict(tuple(self._steps), start.get("device"), self._job, self._sample,
+                                         self._env, start.get("device_uuid")) if self._steps else None,
         )
         return self._state
 
