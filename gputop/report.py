@@ -8,7 +8,10 @@ are active (format.util_trap). plotext is imported only to draw the chart.
 
 A recording made with ``record --run`` also gets a workload summary: steps, the median of each
 step's samples/s, TFLOP/s and MFU (step 1 left out: allocation, autotuning, compiling), and the
-median of the joules-per-step counter recorded while it ran.
+median of the joules-per-step counter recorded while it ran; and, from gputop.workload.insight,
+where its steps came from (``auto``: detected in an unmodified script; ``events``: reported),
+steps/s, step time p50/p95, the share of step time waiting for the DataLoader, what its
+processes used, a verdict, and the last lines of its output.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from gputop import console, metrics
 from gputop import format as fmt
 from gputop.exitstatus import ExitStatus
 from gputop.model import GpuSample, Sample
-from gputop.trace import Trace, TraceError, load
-from gputop.workload import rates
+from gputop.trace import Trace, TraceError, load, ts_ns
+from gputop.workload import insight, rates
 
 PROG = "gputop report"
 EXAMPLES = """\
@@ -152,12 +155,13 @@ def summarize(trace: Trace, samples: Sequence[Sample]) -> dict[str, Any]:
         "gpu_unavailable": trace.gpu_unavailable,
         "util_trap_rule": {"gpu_util_pct_at_least": fmt.UTIL_TRAP_GPU_PCT,
                            "sm_active_pct_below": fmt.UTIL_TRAP_SM_PCT},
-        "workload": workload_summary(trace),
+        "workload": workload_summary(trace, samples),
     }
 
 
-def workload_summary(trace: Trace) -> dict[str, Any] | None:
-    """What the launched workload achieved, from its recorded steps; None without one."""
+def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> dict[str, Any] | None:
+    """What the launched workload achieved, from its recorded steps (and ``samples``, the
+    trace's, for the verdict); None without one."""
     workload = trace.workload
     if workload is None:
         return None
@@ -172,7 +176,11 @@ def workload_summary(trace: Trace) -> dict[str, Any] | None:
     each = [rates.per_step(s, flops, peak) for s in measured]
     joules = trace.workload_counter("joules_per_step")
     exit_ = exit_ or {}
+    jobs, output = _job_and_output(trace, workload["pid"])
+    source = "auto" if steps and steps[-1].source == "auto" else "events" if steps else None
     return {
+        **insight.recorded(steps, start, jobs, trace.samples() if samples is None else samples, source),
+        "output_lines": len(output), "output_tail": output[-OUTPUT_TAIL:],
         "name": _text(workload.get("name")), "pid": workload["pid"], "argv": workload.get("argv"),
         "device": _text(start.get("device")), "device_name": _text(start.get("device_name")),
         "precision": _text(start.get("precision")), "batch_size": _count(start.get("batch_size")),
@@ -192,6 +200,27 @@ def workload_summary(trace: Trace) -> dict[str, Any] | None:
         "joules_per_step_median": rates.median(joules),
         "step_time_s_median": rates.median(s.wall_s for s in measured),
     }
+
+
+OUTPUT_TAIL = 10  # lines of the workload's output in the report
+
+
+def _job_and_output(trace: Trace, pid: int) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
+    """The workload's ``job`` instants, (ts_ns, args), and its output lines, in file order."""
+    jobs, output = [], []
+    for event in trace.events:
+        if event.get("ph") != "i" or event.get("pid") != pid or event.get("tid") != pid:
+            continue
+        args, name = event.get("args"), event.get("name")
+        if not isinstance(args, dict):
+            continue
+        if name == "job":
+            at = ts_ns(event.get("ts"))
+            if at is not None:
+                jobs.append((at, args))
+        elif name in ("stdout", "stderr") and isinstance(args.get("line"), str) and not args.get("progress"):
+            output.append(args["line"])
+    return jobs, output
 
 
 _LOSSES = {"events_ignored": "event lines ignored (malformed, unknown, or unread)",
@@ -338,7 +367,43 @@ def _workload_text(w: dict[str, Any]) -> list[str]:
         f"  MFU         {cell(mfu, f'{mfu:.1f} %' if mfu is not None else '')}{peak if mfu is not None else ''}",
         f"  J/step      {cell(j, f'{j:.3g}' if j is not None else '')}",
     ]
+    return lines + _insight_text(w)
+
+
+def _insight_text(w: dict[str, Any]) -> list[str]:
+    """Steps/s, step time p50/p95, data wait, the job's processes, the verdict, the output's tail."""
+    if "verdict" not in w:
+        return []
+    sps, p50, p95, share = w["steps_per_s"], w["step_time_s_p50"], w["step_time_s_p95"], w["data_wait_share"]
+    source = {"auto": "detected by gputop's hooks", "events": "reported by the workload"}.get(w["steps_source"] or "")
+    lines = [f"  steps       {fmt.NA if sps is None else f'{sps:.3g}/s'}" + (f" ({source})" if source else ""),
+             f"  step p50    {fmt.NA if p50 is None else f'{p50 * 1e3:.3g} ms'}   "
+             f"p95 {fmt.NA if p95 is None else f'{p95 * 1e3:.3g} ms'}",
+             f"  data wait   {fmt.NA if share is None else f'{100 * share:.0f} % of step time'}"]
+    job = w.get("job") or {}
+    cpu, cores = job.get("cpu_pct"), job.get("cores")
+    if cpu is not None or cores:
+        where = f" on cores {_core_list(cores)}" if cores else ""
+        workers = f", {job['workers']} worker processes" if job.get("workers") else ""
+        lines.append(f"  job CPU     {fmt.NA if cpu is None else f'{cpu / 100:.2f} cores'}{where}{workers}")
+    v = w["verdict"]
+    lines.append(f"  verdict     {v['kind'].replace('_', '-')}: {v['evidence']}"
+                 + (f". {v['suggestion']}." if v.get("suggestion") else ""))
+    if w.get("output_tail"):
+        lines.append(f"  output ({w['output_lines']} lines, the last {len(w['output_tail'])}):")
+        lines += [f"    {line}" for line in w["output_tail"]]
     return lines
+
+
+def _core_list(cores: list[int]) -> str:
+    """[0, 1, 2, 5] as "0-2,5"."""
+    runs: list[list[int]] = []
+    for c in sorted(cores):
+        if runs and c == runs[-1][-1] + 1:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs)
 
 
 def chart(samples: Sequence[Sample], width: int = 100, height: int = 18, color: bool = True) -> str:

@@ -99,8 +99,8 @@ def test_two_optimizers_per_iteration_are_one_step(finished):
 def test_a_slow_dataloader_reads_input_bound(finished):
     s = finished["slow_loader"]
     assert s.status == "ok", s.output_tail
-    assert s.step == 10
-    assert [x.samples for x in s.recent_steps] == [4] * 10 and s.batch_size == 4
+    assert s.step == 20
+    assert [x.samples for x in s.recent_steps] == [4] * 20 and s.batch_size == 4
     assert all(x.data_wait_s is not None and x.data_wait_s > 0 for x in s.recent_steps)
     assert all(x.waits and len(x.waits) == 1 for x in s.recent_steps)  # one batch a step
     assert s.data_wait_share is not None and 0 < s.data_wait_share <= 1

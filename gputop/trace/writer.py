@@ -86,6 +86,7 @@ def header_events(first: Sample, settings: Mapping[str, Any] | None = None,
             meta("process_sort_index", pid, {"sort_index": WORKLOAD_SORT_INDEX}),
             {**meta("thread_name", pid, {"name": "steps"}), "tid": steps_tid(pid)},
             {**meta("thread_name", pid, {"name": "phases"}), "tid": phase_tid(pid)},
+            meta("thread_name", pid, {"name": "output"}),  # its stdout and stderr lines, and its processes
         ]
     return events
 
@@ -163,6 +164,10 @@ class TraceWriter:
     @property
     def workload_steps(self) -> int:
         return 0 if self._track is None else self._track.steps
+
+    @property
+    def output_lines(self) -> int:
+        return 0 if self._track is None else self._track.output_lines
 
     @property
     def steps_trimmed(self) -> int:

@@ -60,7 +60,7 @@ class Workload:
         self._env = dict(os.environ if env is None else env)
         self._cwd = cwd
         self._clock_ns = clock_ns
-        self._output = OutputLines(output_lines)
+        self._output = OutputLines(output_lines, collect=collect)
         self._lock = threading.RLock()
         self._group = ProcessGroup()
         self._events: EventLines | None = None
@@ -130,6 +130,7 @@ class Workload:
             self._pids = frozenset({self._group.pid}) if self._group.pid is not None else frozenset()
             if self._group.pid is not None:
                 self._watch = JobWatch(self._group.pid)
+                self._job = self._watch.read(self._pids)  # the baseline: CPU % n/a until the next
             return self._snapshot()
 
     # ---- reading ----------------------------------------------------------------------------
@@ -154,14 +155,18 @@ class Workload:
 
     def drain(self) -> list[WorkloadStep | WorkloadMark]:
         """Every step and mark read since the last drain(), oldest first (for a recorder; needs
-        ``Workload(..., collect=True)``)."""
+        ``Workload(..., collect=True)``), then every output line since: ``output`` marks named
+        ``stdout`` or ``stderr``, ``args`` {"line", and "progress": true for a redrawn line}."""
         if not self._collect:
             raise RuntimeError("drain() needs Workload(..., collect=True)")
         with self._lock:
             self._read_events()
-            out = list(self._pending)
+            out: list[WorkloadStep | WorkloadMark] = list(self._pending)
             self._pending.clear()
-            return out
+        for ts_ns, is_stderr, progress, line in self._output.take():
+            args: dict[str, object] = {"line": line, "progress": True} if progress else {"line": line}
+            out.append(WorkloadMark("output", ts_ns, name="stderr" if is_stderr else "stdout", args=args))
+        return out
 
     def _read_events(self) -> None:
         if self._events is None:

@@ -6,10 +6,10 @@ from torch.utils.data import DataLoader, Dataset
 
 class Slow(Dataset):
     def __len__(self):
-        return 40
+        return 80
 
     def __getitem__(self, i):
-        time.sleep(0.03)  # decoding an image from a slow disk
+        time.sleep(0.05)  # decoding an image from a slow disk
         return torch.randn(8), torch.randn(1)
 
 
@@ -21,4 +21,4 @@ if __name__ == "__main__":
         opt.zero_grad()
         torch.nn.functional.mse_loss(model(x), y).backward()
         opt.step()
-    print("one epoch of 10 batches")
+    print("one epoch of 20 batches")
