@@ -209,7 +209,7 @@ def _job_and_output(trace: Trace, pid: int) -> tuple[list[tuple[int, dict[str, A
     """The workload's ``job`` instants, (ts_ns, args), and its output lines, in file order."""
     jobs, output = [], []
     for event in trace.events:
-        if event.get("ph") != "i" or event.get("pid") != pid or event.get("tid") != pid:
+        if event.get("ph") != "i" or event.get("pid") != pid:
             continue
         args, name = event.get("args"), event.get("name")
         if not isinstance(args, dict):

@@ -13,6 +13,7 @@ import pytest
 import traceval
 from gputop import trace
 from gputop.trace import steps_tid
+from gputop.trace.track import output_tid
 from test_record_run import gputop
 
 SCRIPTS = pathlib.Path(__file__).resolve().parent / "insight_scripts"
@@ -54,7 +55,7 @@ def test_the_scripts_output_is_kept_in_the_trace_and_echoed(slow_loader):
     pid = loaded.workload["pid"]
     lines = [e for e in loaded.events if e.get("pid") == pid and e.get("name") in ("stdout", "stderr")]
     assert any(e["args"]["line"] == "one epoch of 20 batches" and e["name"] == "stdout" for e in lines)
-    assert all(e["tid"] == pid and e["ph"] == "i" for e in lines)
+    assert all(e["tid"] == output_tid(pid) and e["ph"] == "i" for e in lines)
     jobs = [e for e in loaded.events if e.get("pid") == pid and e.get("name") == "job"]
     assert jobs and jobs[0]["args"]["processes"][0]["role"] == "main"
 

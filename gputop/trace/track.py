@@ -22,6 +22,12 @@ from gputop.trace.schema import (
     ts_text,
 )
 
+OUTPUT_TID_BASE = 40_000_000  # the workload's output (and processes) thread: beside steps and phases
+
+
+def output_tid(pid: int) -> int:
+    return OUTPUT_TID_BASE + pid
+
 
 class WorkloadTrack:
     """Lines for the workload's process (pid = its real pid): steps on its ``steps`` thread,
@@ -77,7 +83,7 @@ class WorkloadTrack:
                 "processes": [{"pid": p.pid, "name": p.name, "role": p.role, "cpu_pct": p.cpu_pct,
                                "threads": p.threads, "rss_bytes": p.rss_bytes, "cores": sorted(p.cores)}
                               for p in job.processes]}
-        out.append(instant(CAT_WORKLOAD, "job", self.pid, ts, args, tid=self.pid))
+        out.append(instant(CAT_WORKLOAD, "job", self.pid, ts, args, tid=output_tid(self.pid)))
         return out
 
     def exit_lines(self, state: WorkloadState, ts_ns: int, extra: Mapping[str, object]) -> list[str]:
@@ -131,7 +137,8 @@ class WorkloadTrack:
             elif item.kind == "output":
                 self.output_lines += 1
                 self.last_ns = max(self.last_ns, item.ts_ns)
-                yield instant(CAT_WORKLOAD, item.name, pid, ts_text(item.ts_ns), dict(item.args), tid=pid)
+                yield instant(CAT_WORKLOAD, item.name, pid, ts_text(item.ts_ns), dict(item.args),
+                              tid=output_tid(pid))
             elif item.kind in ("start", "end"):
                 args = {k: v for k, v in dict(item.args).items() if plain_json(v)}
                 self.last_ns = max(self.last_ns, item.ts_ns)
