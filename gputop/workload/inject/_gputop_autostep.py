@@ -16,8 +16,10 @@ Nothing happens unless the script imports torch. Then, at the end of torch's own
 A step spans from the previous step's end (the first: from the first batch fetched or backward
 called) to the lead optimizer's post-hook (or the backward's return). The hooks read clocks and
 shapes only: they never synchronize a device, read a tensor's value, or change what the job
-computes, its argv, ``__main__``, signals, stdout or exit code. Each step is one ``os.write`` of
-one line to the events pipe (``GPUTOP_EVENTS_FD``), with ``"source": "auto"``. A process forked
+computes, its argv, ``__main__``, signals, stdout or exit code. Step events (one line each, with
+``"source": "auto"``) go to the events pipe (``GPUTOP_EVENTS_FD``) in one ``os.write`` at most
+every FLUSH_S (and at exit): a write per step would wake gputop's reader thread at every step,
+which on a small machine costs the job more than the hooks themselves. A process forked
 from the script (DataLoader workers, multiprocessing) turns the hooks off in itself; a spawned one
 never arms them (``GPUTOP_AUTOSTEP`` is taken out of the environment by the process that arms).
 """
@@ -34,8 +36,12 @@ from typing import Any, Callable
 ENV_TOKEN = "GPUTOP_AUTOSTEP"  # set by gputop's launcher for the one process to instrument
 ENV_FD = "GPUTOP_EVENTS_FD"  # gputop.workloads.events.ENV_FD (this module imports nothing of gputop)
 MAX_WAITS = 8  # data waits a step lists one by one (its data_wait_s sums them all)
+FLUSH_S = 0.1  # step events are held at most this long before they are written
+FLUSH_LINES = 512  # ... or this many
 
 _now = time.time_ns
+FLUSH_NS = int(FLUSH_S * 1e9)
+_PIPE_BUF = 4096
 
 
 class _State:
@@ -57,6 +63,8 @@ class _State:
         self.batch_size: int | None = None
         self.device: str | None = None
         self.started = False
+        self.held: list[str] = []  # lines not yet written
+        self.written_ns = 0  # when they were last written
 
 
 _state: _State | None = None
@@ -81,6 +89,9 @@ def arm() -> bool:
         return False
     _state = _State(fd)
     os.register_at_fork(after_in_child=_off)
+    import atexit
+
+    atexit.register(_flush)
     torch = sys.modules.get("torch")
     if torch is not None:
         _install(torch)
@@ -93,6 +104,12 @@ def _off() -> None:
     """In a forked child: report nothing (its parent is the job)."""
     if _state is not None:
         _state.fd = None
+        _state.held = []
+
+
+def _flush() -> None:
+    if _state is not None and _state.held:
+        _write(_state)
 
 
 class _TorchFinder:
@@ -267,8 +284,11 @@ def _emit(state: _State, end_ns: int) -> None:
         state.wait_ns = 0
         state.waits.clear()
     state.samples, state.samples_known = 0, True
-    _write(state, f'{{"event":"step","step":{state.step},"samples":{samples},"loss":null,'
-                  f'"wall_s":{wall!r},"ts_ns":{end_ns},"source":"auto"{wait}}}\n')
+    state.held.append(f'{{"event":"step","step":{state.step},"samples":{samples},"loss":null,'
+                      f'"wall_s":{wall!r},"ts_ns":{end_ns},"source":"auto"{wait}}}\n')
+    if end_ns - state.written_ns >= FLUSH_NS or len(state.held) >= FLUSH_LINES:
+        state.written_ns = end_ns
+        _write(state)
 
 
 def _start(state: _State, ts_ns: int) -> None:
@@ -280,7 +300,7 @@ def _start(state: _State, ts_ns: int) -> None:
             fields += _cuda_facts(device)
     if state.batch_size is not None:
         fields.append(f'"batch_size":{state.batch_size}')
-    _write(state, f'{{"event":"start","source":"auto",{",".join(fields)},"ts_ns":{ts_ns}}}\n')
+    state.held.append(f'{{"event":"start","source":"auto",{",".join(fields)},"ts_ns":{ts_ns}}}\n')
 
 
 def _cuda_facts(device: str) -> list[str]:
@@ -302,11 +322,16 @@ def _plain(text: str) -> str:
     return "".join(c for c in text if c not in '"\\' and c.isprintable())
 
 
-def _write(state: _State, line: str) -> None:
-    fd = state.fd
+def _write(state: _State) -> None:
+    """The held lines, in whole lines (a pipe takes up to PIPE_BUF bytes at once unsplit)."""
+    fd, data = state.fd, "".join(state.held).encode()
+    state.held = []
     if fd is None:
         return
     try:
-        os.write(fd, line.encode())
+        while data:
+            cut = data.rfind(b"\n", 0, _PIPE_BUF) + 1 if len(data) > _PIPE_BUF else len(data)
+            written = os.write(fd, data[:cut or len(data)])
+            data = data[written:]
     except OSError:  # the reader has gone: carry on without it
         state.fd = None
