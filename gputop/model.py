@@ -214,7 +214,7 @@ class WorkloadState:
     # when this is well above their step time (a hang, a long evaluation, a data-loader stall)
     last_step_age_s: float | None = None
     steps_source: str | None = None  # "auto" (detected) | "events" (reported) | None: no steps
-    data_wait_share: float | None = None  # of the recent steps' time, waiting for the DataLoader
+    data_wait_share: float | None = None  # of the recent steps' time (after warm-up), waiting for data
     job: JobUsage | None = None  # its processes' CPU, memory and cores (None before the first look)
     verdict: Verdict | None = None
 

@@ -104,3 +104,15 @@ def test_job_watch_reads_cpu_threads_memory_and_cores(tmp_path):
     assert usage.main_thread_cpu_pct == pytest.approx(75.0) and usage.main_thread_busy_pct == pytest.approx(100.0)
     assert usage.busy_pct == pytest.approx(200.0)  # (1.5 + 0.5 + 2) s over 2 s
     assert usage.rss_bytes == 2 * 250 * JobWatch.__init__.__globals__["_PAGE"]
+
+
+def test_workers_that_wait_on_io_are_told_to_double():
+    v = decide(Signals(steps=10, device="cpu", data_wait_share=0.6, loader_workers=2, workers_cpu_pct=4,
+                       cores=2, idle_cores=0))
+    assert v.kind == "input_bound" and v.suggestion is not None and v.suggestion.startswith("Try num_workers=4")
+
+
+def test_busy_workers_on_a_full_machine_are_told_to_make_items_cheaper():
+    v = decide(Signals(steps=10, device="cpu", data_wait_share=0.6, loader_workers=2, workers_cpu_pct=190,
+                       cores=2, idle_cores=0.1))
+    assert v.kind == "input_bound" and "cheaper" in (v.suggestion or "")

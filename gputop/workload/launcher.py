@@ -302,7 +302,9 @@ class Workload:
             output_tail=output, phase=phases[-1] if phases else None,
             events_ignored=self._reader.ignored + (self._events.dropped if self._events else 0),
             last_step_age_s=None if last is None else max(0.0, (now_ns - last.ts_ns) / 1e9),
-            steps_source=self._reader.steps_source, data_wait_share=rates.data_wait_share(window),
+            steps_source=self._reader.steps_source,
+            # over the steps the verdict is drawn from, so the two agree
+            data_wait_share=rates.data_wait_share(insight.measured(self._steps) or list(self._steps)),
             job=self._job,
             verdict=insight.live_verdict(tuple(self._steps), start.get("device"), self._job, self._sample,
                                          self._env, start.get("device_uuid")) if self._steps else None,

@@ -5,7 +5,9 @@ the thresholds it uses, documented in the README ("Your own training script").
 Kinds, tried in this order:
 
 - ``unknown``: fewer than MIN_STEPS steps after the WARMUP_STEPS first, or nothing to go on;
-- ``input_bound``: the steps wait for the DataLoader INPUT_BOUND_SHARE of their time or more;
+- ``input_bound``: the steps wait for the DataLoader INPUT_BOUND_SHARE of their time or more (the
+  suggestion: twice the workers where they are busy under WORKER_BUSY_PCT, waiting on I/O; else as
+  many as there are idle cores; else a cheaper ``__getitem__``);
 - on a GPU (``device`` cuda): ``gpu_memory_bound`` (GPU busy, DRAM bandwidth at
   GPU_MEMORY_PCT or more), ``gpu_compute_bound`` (GPU busy: SM activity, else GPU utilization,
   at GPU_BUSY_PCT or more), ``host_bound`` (GPU below GPU_BUSY_PCT while the main thread holds a
@@ -32,6 +34,7 @@ GPU_BUSY_PCT = 80.0  # SM activity (else GPU utilization) at which the GPU is th
 GPU_MEMORY_PCT = 60.0  # DRAM bandwidth use (of peak) at which a busy GPU is memory-bound
 HOST_THREAD_PCT = 85.0  # the main thread's CPU (100 = one core) at which Python is the limit
 GPU_IDLE_PCT = 10.0  # a GPU below this utilization is idle
+WORKER_BUSY_PCT = 50.0  # a loader's workers below this (each, on average) wait more than they compute
 CPU_BUSY_PCT = 80.0  # the job's threads' busy time (on a core or queued; 100 = one core)
 
 
@@ -133,9 +136,12 @@ def _input_bound(s: Signals, on_gpu: bool, gpu: str, busy: float | None, busy_wh
         parts[-1] += f" while {s.idle_cores:.0f} of {s.cores} cores are idle"
     if on_gpu and busy is not None:
         parts.append(f"{gpu} {busy_what} {busy:.0f} % active")
-    suggestion = None
     spare = int(s.idle_cores) if s.idle_cores is not None else 0
-    if spare >= 1:
+    waiting = workers and s.workers_cpu_pct is not None and s.workers_cpu_pct / workers < WORKER_BUSY_PCT
+    if waiting:  # they wait (I/O, a remote store) more than they compute: more of them overlap it
+        suggestion = (f"Try num_workers={2 * workers}: the workers are busy under {WORKER_BUSY_PCT:.0f} % "
+                      "of the time (waiting on I/O), so more of them overlap the waits")
+    elif spare >= 1:
         suggestion = f"Try num_workers={workers + spare}"
     elif not workers:
         suggestion = "Try num_workers=2 or more, or make __getitem__ cheaper"

@@ -119,6 +119,13 @@ def step_times(state: WorkloadState) -> tuple[float | None, float | None, float 
     return len(walls) / sum(walls), rank(0.5), rank(0.95)
 
 
+def duration(seconds: float | None) -> str:
+    """A step time: "68.1 ms", "1.08 s"."""
+    if seconds is None:
+        return fmt.NA
+    return f"{seconds:.3g} s" if seconds >= 1 else f"{seconds * 1e3:.3g} ms"
+
+
 def cores_text(cores: frozenset[int]) -> str:
     """{0, 1, 2, 5} as "0-2,5"."""
     runs: list[list[int]] = []
@@ -227,8 +234,7 @@ class WorkloadPanel(Panel):
             share = state.data_wait_share
             blocks.append([f("steps", SOURCE.get(state.steps_source, state.steps_source)),
                            f("steps/s", rate_text(per_s)),
-                           f("step p50", fmt.text(None if p50 is None else f"{p50 * 1e3:.3g} ms"),
-                             f" p95 {fmt.NA if p95 is None else f'{p95 * 1e3:.3g} ms'}"),
+                           f("step p50", duration(p50), f" p95 {duration(p95)}"),
                            f("data wait", fmt.text(None if share is None else f"{100 * share:.0f} %"))])
         if state.job is not None and state.job.processes:
             blocks.append([f("job", job_text(state.job))])
