@@ -150,12 +150,24 @@ def _terminate_raises() -> StopSignals:
     return StopSignals(raise_first=True, signals=(signal.SIGTERM, signal.SIGHUP))
 
 
+def run_module(argv: list[str]) -> list[str]:
+    """``--run -m pkg.train`` as one value, ``--run "-m pkg.train"`` (argparse takes "-m" for an
+    option of its own)."""
+    out = list(argv)
+    for i in range(len(out) - 2):
+        if out[i] == "--run" and out[i + 1] == "-m":
+            out[i + 1:i + 3] = [f"-m {out[i + 2]}"]
+            break
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     run_args: list[str] | None = None
     if "--" in argv:  # everything after the first -- goes to the launched workload
         cut = argv.index("--")
         argv, run_args = argv[:cut], argv[cut + 1:]
+    argv = run_module(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is not None and args.live_run is not None:

@@ -75,3 +75,23 @@ def test_the_batch_size_is_the_first_dimension_of_the_first_tensor():
     assert hook._batch_size((T(4, 2), T(4))) == 4 and hook._batch_size([[T(2)]]) == 2
     assert hook._batch_size({"input_ids": T(16, 128), "labels": T(16)}) == 16
     assert hook._batch_size(T()) is None and hook._batch_size("text") is None and hook._batch_size(()) is None
+
+
+def test_a_module_target_is_run_with_python_m(tmp_path):
+    import sys
+
+    import pytest
+
+    from gputop.cli import run_module
+    from gputop.workload import WorkloadError, resolve
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("raise SystemExit('never run by gputop itself')\n")
+    (tmp_path / "pkg" / "train.py").write_text("")
+    assert resolve("-m pkg.train", str(tmp_path)) == ("pkg.train", (sys.executable, "-m", "pkg.train"))
+    with pytest.raises(WorkloadError, match="no module named 'nothere'"):
+        resolve("-m nothere.train", str(tmp_path))
+    with pytest.raises(WorkloadError, match="a module name"):
+        resolve("-m pkg/train", str(tmp_path))
+    assert run_module(["record", "--out", "t.json", "--run", "-m", "pkg.train"]) == [
+        "record", "--out", "t.json", "--run", "-m pkg.train"]

@@ -30,6 +30,7 @@ RUNS = {  # name: (script, args, extra environment)
     "workers": ("workers.py", (), {}),
     "compiled": ("compiled.py", (), {}),
     "adamw_off": ("adamw.py", (), {}),  # --no-instrument
+    "module": ("-m userpkg.train", ("--epochs", "1"), {}),  # python -m, from SCRIPTS
 }
 
 
@@ -39,7 +40,8 @@ def finished() -> dict[str, WorkloadState]:
     env["PYTHONWARNINGS"] = "ignore"  # torch without numpy says so on every import
     running = {}
     for name, (path, args, extra) in RUNS.items():
-        wl = Workload(str(SCRIPTS / path), args, env={**env, **extra}, instrument=name != "adamw_off")
+        target = path if path.startswith("-m") else str(SCRIPTS / path)
+        wl = Workload(target, args, env={**env, **extra}, cwd=str(SCRIPTS), instrument=name != "adamw_off")
         wl.start()
         running[name] = wl
     states: dict[str, WorkloadState] = {}
@@ -147,3 +149,10 @@ def test_a_compiled_model_is_seen_too(finished):
     if s.status != "ok":
         pytest.skip(f"torch.compile does not run on this machine: {s.error}")
     assert s.step == 4
+
+
+def test_a_module_run_with_python_m_is_seen_too(finished):
+    s = finished["module"]
+    assert s.status == "ok", s.output_tail
+    assert "run as __main__ spec userpkg.train argv ['--epochs', '1']" in s.output_tail
+    assert s.name == "userpkg.train" and s.step == 3

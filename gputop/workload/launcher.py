@@ -54,7 +54,7 @@ class Workload:
                  cwd: str | None = None, output_lines: int = OUTPUT_LINES,
                  keep_steps: int = RECENT_STEPS, collect: bool = False,
                  clock_ns: Callable[[], int] = time.time_ns, instrument: bool = True) -> None:
-        self.name, command = resolve(target)
+        self.name, command = resolve(target, cwd)
         self.argv: tuple[str, ...] = (*command, *args)
         self.instrumented = instrument and not (target in BUNDLED and command[1:2] == ("-m",))
         self._env = dict(os.environ if env is None else env)
