@@ -132,7 +132,10 @@ class _TorchFinder:
         def exec_module(module: Any) -> None:
             run(module)
             del loader.exec_module  # the loader as it was
-            _install(module)
+            try:
+                _install(module)
+            except Exception:  # noqa: BLE001 - an odd torch (no global step hooks: < 2.0) is left alone
+                pass
 
         loader.exec_module = exec_module
         return spec
