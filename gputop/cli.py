@@ -67,8 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds between samples in the live view (default 1)")
     parser.add_argument("--run", dest="live_run", metavar="SCRIPT|NAME", default=None,
                         help="launch a workload beside the live view: a bundled one "
-                        "(cnn, mlp, transformer, matmul) or a Python script; arguments after "
-                        "'--' go to it, and it is stopped when gputop exits")
+                        "(cnn, mlp, transformer, matmul), a Python script or -m MODULE; arguments "
+                        "after '--' go to it, and it is stopped when gputop exits")
+    parser.add_argument("--no-instrument", dest="live_instrument", action="store_false",
+                        help="with --run: do not detect a Python script's training steps")
     sub = cast("argparse._SubParsersAction[argparse.ArgumentParser]",
                parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser))
     snap = sub.add_parser("snapshot", help="print one sample and exit",
@@ -103,7 +105,8 @@ def _live(args: argparse.Namespace) -> int:
     workload = None
     if args.live_run is not None:
         try:
-            workload = Workload(args.live_run, args.run_args)  # bad input first, then the terminal
+            workload = Workload(args.live_run, args.run_args,  # bad input first, then the terminal
+                                instrument=args.live_instrument)
         except WorkloadError as exc:
             sys.stderr.write(f"gputop: error: {exc}\n")
             return ExitStatus.USAGE

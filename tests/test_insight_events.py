@@ -95,3 +95,13 @@ def test_a_module_target_is_run_with_python_m(tmp_path):
         resolve("-m pkg/train", str(tmp_path))
     assert run_module(["record", "--out", "t.json", "--run", "-m", "pkg.train"]) == [
         "record", "--out", "t.json", "--run", "-m pkg.train"]
+
+
+def test_no_instrument_is_an_option_of_the_live_view_and_of_record():
+    from gputop.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["--run", "train.py"]).live_instrument is True
+    assert parser.parse_args(["--run", "train.py", "--no-instrument"]).live_instrument is False
+    rec = parser.parse_args(["record", "--out", "t.json", "--run", "train.py", "--no-instrument", "--quiet"])
+    assert rec.instrument is False and rec.quiet is True
