@@ -29,7 +29,7 @@ from gputop import format as fmt
 from gputop.exitstatus import ExitStatus
 from gputop.model import GpuSample, Sample
 from gputop.trace import Trace, TraceError, load, ts_ns
-from gputop.workload import insight, rates
+from gputop.workload import insight, insight_text, rates
 
 PROG = "gputop report"
 EXAMPLES = """\
@@ -367,43 +367,7 @@ def _workload_text(w: dict[str, Any]) -> list[str]:
         f"  MFU         {cell(mfu, f'{mfu:.1f} %' if mfu is not None else '')}{peak if mfu is not None else ''}",
         f"  J/step      {cell(j, f'{j:.3g}' if j is not None else '')}",
     ]
-    return lines + _insight_text(w)
-
-
-def _insight_text(w: dict[str, Any]) -> list[str]:
-    """Steps/s, step time p50/p95, data wait, the job's processes, the verdict, the output's tail."""
-    if "verdict" not in w:
-        return []
-    sps, p50, p95, share = w["steps_per_s"], w["step_time_s_p50"], w["step_time_s_p95"], w["data_wait_share"]
-    source = {"auto": "detected by gputop's hooks", "events": "reported by the workload"}.get(w["steps_source"] or "")
-    lines = [f"  steps       {fmt.NA if sps is None else f'{sps:.3g}/s'}" + (f" ({source})" if source else ""),
-             f"  step p50    {fmt.NA if p50 is None else f'{p50 * 1e3:.3g} ms'}   "
-             f"p95 {fmt.NA if p95 is None else f'{p95 * 1e3:.3g} ms'}",
-             f"  data wait   {fmt.NA if share is None else f'{100 * share:.0f} % of step time'}"]
-    job = w.get("job") or {}
-    cpu, cores = job.get("cpu_pct"), job.get("cores")
-    if cpu is not None or cores:
-        where = f" on cores {_core_list(cores)}" if cores else ""
-        workers = f", {job['workers']} worker processes" if job.get("workers") else ""
-        lines.append(f"  job CPU     {fmt.NA if cpu is None else f'{cpu / 100:.2f} cores'}{where}{workers}")
-    v = w["verdict"]
-    lines.append(f"  verdict     {v['kind'].replace('_', '-')}: {v['evidence']}"
-                 + (f". {v['suggestion']}." if v.get("suggestion") else ""))
-    if w.get("output_tail"):
-        lines.append(f"  output ({w['output_lines']} lines, the last {len(w['output_tail'])}):")
-        lines += [f"    {line}" for line in w["output_tail"]]
-    return lines
-
-
-def _core_list(cores: list[int]) -> str:
-    """[0, 1, 2, 5] as "0-2,5"."""
-    runs: list[list[int]] = []
-    for c in sorted(cores):
-        if runs and c == runs[-1][-1] + 1:
-            runs[-1].append(c)
-        else:
-            runs.append([c])
-    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs)
+    return lines + insight_text.lines(w)
 
 
 def chart(samples: Sequence[Sample], width: int = 100, height: int = 18, color: bool = True) -> str:

@@ -89,3 +89,4 @@ def test_quiet_keeps_the_output_out_of_the_terminal_but_in_the_trace(tmp_path):
     w = json.loads(gputop("report", str(out), "--json").stdout)["workload"]
     assert w["steps"] == 0 and w["steps_source"] is None and w["verdict"]["kind"] == "unknown"
     assert w["data_wait_share"] is None and w["steps_per_s"] is None
+    assert w["job"]["rss_bytes_max"] > 0  # what the job used, steps or none

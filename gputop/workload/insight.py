@@ -91,13 +91,16 @@ def recorded(steps: Sequence[WorkloadStep], start: Mapping[str, object],
     data-wait share, what its processes used, and the verdict, all over the steps after warm-up
     (``jobs``: the ``job`` instants' (ts_ns, args) in order)."""
     after = measured(steps) or list(steps)
-    wall = sum(s.wall_s for s in after)
-    p50, p95 = rates.step_time_percentiles(after)
+    # steps/s and step times over the steps report's medians are taken over (all but step 1)
+    timed = [s for s in steps if s.step != 1] or list(steps)
+    wall = sum(s.wall_s for s in timed)
+    p50, p95 = rates.step_time_percentiles(timed)
     begin = (after[0].ts_ns - int(after[0].wall_s * 1e9)) if after else 0
     end = after[-1].ts_ns if after else 0
     # a job reading covers the time since the one before: those that overlap the steps
+    # (without steps: all of them, so a job that reports none still says what it used)
     window = [args for (before, _), (ts, args) in zip([(0, {}), *jobs], jobs)
-              if after and before < end and ts > begin]
+              if not after or (before < end and ts > begin)]
     in_steps = [s for s in samples if begin <= s.ts_ns <= end] if after else []
     device, uuid = _text(start.get("device")), _text(start.get("device_uuid"))
     gpus = [g for g in (job_gpu(s.gpus, device, uuid, {}) for s in in_steps) if g is not None]
@@ -130,7 +133,7 @@ def recorded(steps: Sequence[WorkloadStep], start: Mapping[str, object],
     v = verdict.decide(signals)
     return {
         "steps_source": source,
-        "steps_per_s": len(after) / wall if wall > 0 else None,
+        "steps_per_s": len(timed) / wall if wall > 0 else None,
         "step_time_s_p50": p50, "step_time_s_p95": p95,
         "data_wait_share": signals.data_wait_share,
         "job": {**job, "rss_bytes_max": max((r for r in rss if r is not None), default=None),
