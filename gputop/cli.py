@@ -87,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds between samples in the live view (default 1)")
     parser.add_argument("--run", dest="live_run", metavar="SCRIPT|NAME", default=None,
                         help="launch a workload beside the live view: a bundled one "
-                        "(cnn, mlp, transformer, matmul) or a Python script; arguments after "
-                        "'--' go to it, and it is stopped when gputop exits")
+                        "(cnn, mlp, transformer, matmul), a Python script or -m MODULE; arguments "
+                        "after '--' go to it, and it is stopped when gputop exits")
+    parser.add_argument("--no-instrument", dest="live_instrument", action="store_false",
+                        help="with --run: do not detect a Python script's training steps")
     sub = cast("argparse._SubParsersAction[argparse.ArgumentParser]",
                parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser))
     snap = sub.add_parser("snapshot", help="print one sample and exit",
@@ -124,7 +126,8 @@ def _live(args: argparse.Namespace) -> int:
     workload = None
     if args.live_run is not None:
         try:
-            workload = Workload(args.live_run, args.run_args)  # bad input first, then the terminal
+            workload = Workload(args.live_run, args.run_args,  # bad input first, then the terminal
+                                instrument=args.live_instrument)
         except WorkloadError as exc:
             sys.stderr.write(f"gputop: error: {exc}\n")
             return ExitStatus.USAGE
@@ -245,6 +248,17 @@ def _is_number(word: str) -> bool:
     return True
 
 
+def run_module(argv: list[str]) -> list[str]:
+    """``--run -m pkg.train`` as one value, ``--run "-m pkg.train"`` (argparse takes "-m" for an
+    option of its own)."""
+    out = list(argv)
+    for i in range(len(out) - 2):
+        if out[i] == "--run" and out[i + 1] == "-m":
+            out[i + 1:i + 3] = [f"-m {out[i + 2]}"]
+            break
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -257,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv, run_args = argv[:cut], argv[cut + 1:]
     # (for a command that takes file names, -- is argparse's own end of options:
     # gputop report -- -odd-name.json)
+    argv = run_module(argv)
     _Parser.workload = _workload_named(argv)
     args = _parse(parser, argv)
     if args.command is not None and args.live_run is not None:

@@ -7,11 +7,20 @@ rates. Whether there is a GPU is the child's to say: the GPU run asks for `--dev
 torch that sees none refuses, in one line, which is shown. Energy per sample needs the device's
 energy counter (GPU) or a readable RAPL package (CPU); elsewhere it is n/a. Imports neither
 textual nor torch: the workloads run as children (gputop.workload).
+
+A script that takes ``--device`` (an ``add_argument("--device", ...)`` in it, like the bundled
+workloads) is run the same way. Any other script runs as it is, picking its device the usual way
+(``torch.cuda.is_available()``): the CPU run hides the GPUs from it (``CUDA_VISIBLE_DEVICES=``),
+and both runs are measured from the steps gputop's hooks detect (gputop.workload.inject). A
+script that imports nothing but the standard library is refused up front (no step of it can be
+seen); one whose CPU run shows no step is not run again on the GPU. A failed CPU run is not
+followed by a GPU run either: the table says the CPU run failed, not that there is no GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 import time
@@ -59,8 +68,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("workload", metavar="NAME",
                         help=f"a bundled workload ({', '.join(BUNDLED)}) or a script that takes "
                         "--device cpu|cuda, --steps and --batch-size")
-    parser.add_argument("--steps", type=integer(1), default=DEFAULT_STEPS,
-                        help=f"steps on each device (default {DEFAULT_STEPS})")
+    parser.add_argument("--steps", type=integer(1), default=None,
+                        help=f"steps on each device (default {DEFAULT_STEPS}; a script that takes no "
+                        "--device runs its own number)")
     parser.add_argument("--batch-size", type=integer(1), default=None, metavar="B",
                         help="samples per step on both devices (default: the workload's CPU default)")
     parser.add_argument("--warmup", type=integer(0), default=DEFAULT_WARMUP, metavar="K",
@@ -100,16 +110,17 @@ def result(device: str, state: WorkloadState, warmup: int) -> Result:
     """The rates over the steps after the first ``warmup`` (by step index)."""
     steps = tuple(s for s in state.recent_steps if s.step > warmup)
     over = rates.over(steps, state.flops_per_step, state.peak_flops)
-    step_s = rates.median(s.wall_s for s in steps) if over.samples_per_s is not None else None
+    timed = any(s.wall_s > 0 for s in steps)  # a step time even where its samples are not known
+    step_s = rates.median(s.wall_s for s in steps) if timed else None
     return Result(device, state, steps, over.samples_per_s, step_s, over.tflops, over.mfu_pct,
                   rates.joules_per_sample(steps))
 
 
 def measure(target: str, argv: Sequence[str], device: str, steps: int, warmup: int, *,
             sampler: SamplerLike | None = None, progress: Callable[[str], None] | None = None,
-            poll_s: float = POLL_S) -> Result:
+            poll_s: float = POLL_S, env: dict[str, str] | None = None) -> Result:
     """Run one workload to its end, sampling as it goes (for energy), and take its rates."""
-    workload = Workload(target, argv, keep_steps=steps + 1)
+    workload = Workload(target, argv, keep_steps=steps + 1, env=env)
     try:
         workload.start()
         while True:
@@ -149,8 +160,18 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
         name, _ = resolve(args.workload)
     except WorkloadError as exc:
         return _error(stderr, str(exc))
-    if args.steps <= args.warmup:
-        return _error(stderr, f"--steps {args.steps} leaves nothing after --warmup {args.warmup} "
+    bundled = args.workload in BUNDLED and name == args.workload
+    takes_device = bundled or _takes_device(args.workload)
+    if not takes_device:
+        refusal = _unseen(args.workload, name)
+        if refusal is None and (args.steps is not None or args.batch_size is not None):
+            refusal = (f"{name} takes no --device, so it runs as it is: --steps and --batch-size are "
+                       "for workloads that take them (give a script its own options after '--')")
+        if refusal is not None:
+            return _error(stderr, refusal)
+    steps = DEFAULT_STEPS if args.steps is None else args.steps
+    if steps <= args.warmup:
+        return _error(stderr, f"--steps {steps} leaves nothing after --warmup {args.warmup} "
                       "warm-up steps")
     if _given(extra, "--device"):
         return _error(stderr, "compare chooses --device itself (cpu, then cuda)")
@@ -158,11 +179,12 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
         if _given(extra, option):
             return _error(stderr, f"give {option} to compare itself (before '--'), not to the "
                           "workload after it: compare passes its own to both runs")
-    bundled = args.workload in BUNDLED and name == args.workload
     batch = args.batch_size if args.batch_size is not None else SAME_BATCH.get(name) if bundled else None
-    common = [*(SAME_SIZE.get(name, ()) if bundled else ()), "--steps", str(args.steps)]
-    if batch is not None:
-        common += ["--batch-size", str(batch)]
+    common: list[str] = []
+    if takes_device:
+        common = [*(SAME_SIZE.get(name, ()) if bundled else ()), "--steps", str(steps)]
+        if batch is not None:
+            common += ["--batch-size", str(batch)]
     common += extra
     own_sampler = sampler is None
     tty = isatty(stderr)
@@ -179,12 +201,19 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
             if own_sampler:
                 sampler = open_sampler(3600.0)  # no process table needed
             for device in ("cpu", "cuda"):
-                results.append(measure(args.workload, ["--device", device, *common], device,
-                                       args.steps, args.warmup, sampler=sampler,
-                                       progress=progress if tty else None))
+                argv, env = (["--device", device, *common], None) if takes_device else (common, _env(device))
+                results.append(measure(args.workload, argv, device, max(steps, KEEP_STEPS), args.warmup,
+                                       sampler=sampler, progress=progress if tty else None, env=env))
                 if tty:
                     stderr.write(console.CLEAR_LINE)
                     stderr.flush()
+                if device == "cpu" and results[0].state.step is None and not takes_device \
+                        and results[0].state.status == "ok":
+                    return _error(stderr, f"{name} ran on the CPU and no training step of it was seen "
+                                  "(no torch optimizer stepped, no backward): nothing to compare",
+                                  ExitStatus.FAILURE)
+                if device == "cpu" and results[0].state.status != "ok":
+                    break  # the GPU run would fail the same way: the CPU side says why
     except WorkloadError as exc:
         return _error(stderr, str(exc))
     except Interrupted as exc:  # measure() has stopped the workload's group on the way out
@@ -195,20 +224,80 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
     finally:
         if own_sampler and sampler is not None:
             sampler.close()
-    cpu, gpu = results
-    report = {"workload": name, "argv_common": common, "steps": args.steps, "warmup": args.warmup,
+    cpu, gpu = results[0], results[1] if len(results) > 1 else None
+    ran = gpu is not None and _ran_on_gpu(gpu.state)
+    report = {"workload": name, "argv_common": common, "steps": steps if takes_device else None,
+              "steps_seen": {"cpu": cpu.state.step, "gpu": gpu.state.step if gpu is not None else None},
+              "steps_source": cpu.state.steps_source, "warmup": args.warmup,
               "batch_size": cpu.state.batch_size or batch, "cpu": cpu.to_dict(),
-              "gpu": gpu.to_dict() if _ran_on_gpu(gpu.state) else None,
-              "gpu_unavailable": None if _ran_on_gpu(gpu.state) else _why(gpu.state),
-              "speedup": _speedup(cpu, gpu) if _ran_on_gpu(gpu.state) else None}
+              "gpu": gpu.to_dict() if gpu is not None and ran else None,
+              "gpu_unavailable": None if gpu is None or ran else _why(gpu.state, takes_device),
+              "gpu_skipped": "the CPU run failed" if gpu is None else None,
+              "speedup": _speedup(cpu, gpu) if gpu is not None and ran else None}
     if args.json:
         stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         stdout.write(to_text(report, cpu, gpu))
     # a GPU run that got under way and then failed (CUDA out of memory at step 4) is a failure;
     # no GPU at all is not: the CPU side is the answer then
-    ok = cpu.ok and (gpu.ok or not _ran_on_gpu(gpu.state))
+    ok = cpu.ok and gpu is not None and (gpu.ok or not ran)
     return ExitStatus.OK if ok else ExitStatus.FAILURE
+
+
+KEEP_STEPS = 4096  # steps kept per run of a script that runs its own number
+
+
+def _env(device: str) -> dict[str, str] | None:
+    """A script's environment: the GPUs hidden from its CPU run; the GPU run's as it is."""
+    import os
+
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else None
+
+
+def _imports(path: str) -> set[str] | None:
+    """The top-level names a script imports; None where it cannot be read as Python."""
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.partition(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.partition(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            names.add(".")  # a package of its own: anything may come in
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                "import_module", "__import__", "run_path", "run_module"):
+            names.add("?")  # imports by name: anything may come in
+    return names
+
+
+def _takes_device(path: str) -> bool:
+    """The script declares ``--device`` (argparse's add_argument), as the bundled ones do."""
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return any(isinstance(n, ast.Call) and getattr(n.func, "attr", None) == "add_argument"
+               and any(isinstance(a, ast.Constant) and a.value == "--device" for a in n.args)
+               for n in ast.walk(tree))
+
+
+def _unseen(path: str, name: str) -> str | None:
+    """Why no step of the script could be seen, where that is sure before it runs: it imports
+    nothing outside the standard library (so never torch)."""
+    names = _imports(path)
+    if names is None:
+        return None
+    stdlib = getattr(sys, "stdlib_module_names", None)
+    if stdlib is None or not names <= set(stdlib) | {"__future__"}:
+        return None
+    return (f"{name} imports only the standard library, never torch: compare measures training "
+            "steps, which gputop sees only when a script trains with PyTorch")
 
 
 def _given(extra: Sequence[str], option: str) -> bool:
@@ -220,9 +309,13 @@ def _ran_on_gpu(state: WorkloadState) -> bool:
     return state.events and (state.device is None or state.device.startswith("cuda"))
 
 
-def _why(state: WorkloadState) -> str:
+def _why(state: WorkloadState, takes_device: bool = True) -> str:
     if state.events and state.device is not None:
+        if not takes_device:
+            return f"with the GPUs visible, {state.name} trained on {state.device} (torch saw no GPU)"
         return f"asked for --device cuda, the workload reported running on {state.device}"
+    if state.status == "ok":
+        return "the GPU run reported no step"
     return state.error or f"the GPU run ended with status {state.status}"
 
 
@@ -248,13 +341,23 @@ def _na(value: Any, show: Callable[[Any], str]) -> str:
     return "n/a" if value is None else show(value)
 
 
-def to_text(report: dict[str, Any], cpu: Result, gpu: Result) -> str:
+def to_text(report: dict[str, Any], cpu: Result, gpu: Result | None) -> str:
     unit = cpu.state.sample_unit
-    columns = [cpu] + ([gpu] if report["gpu"] is not None else [])
+    columns = [cpu] + ([gpu] if gpu is not None and report["gpu"] is not None else [])
     batch = report["batch_size"]
-    lines = [f"{PROG} {report['workload']}: batch {batch if batch else 'n/a'}, {report['steps']} steps "
-             f"on each device; the first {report['warmup']} are warm-up, left out of the rates"]
-    if report["gpu"] is None:
+    if report["steps"] is not None:
+        steps = f"{report['steps']} steps on each device"
+    else:  # a script that runs its own number: what was seen
+        seen = report["steps_seen"]
+        gpu_steps = f", {seen['gpu'] or 0} on the GPU" if report["gpu"] is not None else ""
+        source = {"auto": "detected by gputop's hooks", "events": "reported by the script"}.get(
+            report["steps_source"] or "", "")
+        steps = f"{seen['cpu'] or 0} steps on the CPU{gpu_steps}" + (f" ({source})" if source else "")
+    lines = [f"{PROG} {report['workload']}: batch {batch if batch else 'n/a'}, {steps}; the first "
+             f"{report['warmup']} are warm-up, left out of the rates"]
+    if report["gpu_skipped"]:
+        lines.append(f"CPU only: {report['gpu_skipped']}, so no GPU run was started")
+    elif report["gpu"] is None:
         lines.append(f"No GPU run, CPU only: {report['gpu_unavailable']}")
     rows: list[tuple[str, list[str]]] = [
         ("device", [r.state.device or r.device for r in columns]),
@@ -269,7 +372,7 @@ def to_text(report: dict[str, Any], cpu: Result, gpu: Result) -> str:
         (f"J/{unit[:-1] if unit.endswith('s') else unit}", [_na(r.joules_per_sample, lambda v: f"{v:.3g}")
                                                              for r in columns]),
     ]
-    if report["gpu"] is not None:
+    if len(columns) > 1:
         speedup = report["speedup"]
         rows.append(("speedup", ["1x", _na(speedup, lambda v: f"{v:,.1f}x")]))
     width = max(24, *(len(c) + 2 for _, cells in rows for c in cells))
@@ -293,7 +396,7 @@ def _peak(result: Result) -> str:
     return "*" if result.mfu_pct is not None and result.state.peak_flops_source == "measured" else ""
 
 
-def _error(stderr: TextIO, message: str) -> int:
+def _error(stderr: TextIO, message: str, code: int = ExitStatus.USAGE) -> int:
     stderr.write(f"{PROG}: error: {message}\n")
-    return ExitStatus.USAGE
+    return code
 

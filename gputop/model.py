@@ -124,11 +124,51 @@ class WorkloadStep:
     """One ``step`` event: the step ran from ``ts_ns - wall_s`` to ``ts_ns`` (time.time_ns clock)."""
 
     step: int
-    samples: int
+    samples: int | None  # None: not known (a detected step whose batch could not be seen)
     loss: float | None
     wall_s: float
     ts_ns: int
     joules: float | None = None  # energy of the devices it ran on during this step, where known
+    source: str = "events"  # "events": reported by the workload; "auto": detected by gputop's hooks
+    data_wait_s: float | None = None  # time spent waiting for the DataLoader; None without one
+    waits: tuple[tuple[int, int], ...] = ()  # (begin_ns, dur_ns) of its first data waits
+
+
+@dataclass(frozen=True, slots=True)
+class JobProcess:
+    """One process of a launched workload's tree, over the last interval."""
+
+    pid: int
+    name: str
+    role: str  # "main" | "worker" (a DataLoader or multiprocessing child of the main) | "other"
+    cpu_pct: float | None  # 100 = one core
+    threads: int | None
+    rss_bytes: int | None
+    cores: frozenset[int]  # the cores its threads ran on over the interval
+
+
+@dataclass(frozen=True, slots=True)
+class JobUsage:
+    """What a launched workload's processes used, all of them together, over the last interval."""
+
+    cpu_pct: float | None  # 100 = one core
+    main_thread_cpu_pct: float | None  # the main process's main thread (Python's), on a core
+    # the main thread on a core or waiting in the run queue for one: near 100 for a thread that
+    # never sleeps, even on a machine so busy that it gets little CPU
+    main_thread_busy_pct: float | None
+    busy_pct: float | None  # the same for all its threads together (100 = one core's worth)
+    rss_bytes: int | None
+    cores: frozenset[int]
+    processes: tuple[JobProcess, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Why the job runs as fast as it does, in words: ``kind`` is one of gputop.workload.verdict's."""
+
+    kind: str
+    evidence: str
+    suggestion: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +217,10 @@ class WorkloadState:
     last_step_age_s: float | None = None
     # while "stopping": seconds left before SIGKILL follows the SIGTERM (0: SIGKILL sent)
     kill_in_s: float | None = None
+    steps_source: str | None = None  # "auto" (detected) | "events" (reported) | None: no steps
+    data_wait_share: float | None = None  # of the recent steps' time (after warm-up), waiting for data
+    job: JobUsage | None = None  # its processes' CPU, memory and cores (None before the first look)
+    verdict: Verdict | None = None
 
     @property
     def running(self) -> bool:

@@ -9,7 +9,11 @@ recording ends when it does (or at --duration, Ctrl-C, SIGTERM, SIGHUP, which st
 phases and counters go into the trace on its own pid, written every DRAIN_S whatever --interval
 (none is lost between two samples), and last an ``exit`` instant: how its process ended (status,
 exit code or signal, error, stopped by gputop at --duration or on which signal), and how many
-events could not be written as sent.
+events could not be written as sent. The workload's stdout and stderr lines go into the trace
+too (instants on its ``output`` thread, each stamped when read) and are echoed to this terminal as
+they come (stdout to stdout, stderr to stderr; redrawn progress bars only to the trace), unless
+``--quiet``. A Python script's training steps are detected (gputop.workload.inject) unless
+``--no-instrument``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from gputop import console
 from gputop import format as fmt
 from gputop.argtypes import INTERVAL, file_name, seconds
 from gputop.exitstatus import ExitStatus
-from gputop.model import WorkloadState
+from gputop.model import WorkloadMark, WorkloadState, WorkloadStep
 from gputop.sampler import SamplerLike, iter_samples, open_real
 from gputop.signals import Stopped, StopSignals, signal_name
 from gputop.trace import TraceWriter
@@ -66,17 +70,23 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="launch a workload (cnn, mlp, transformer, matmul, or a Python script; "
                         "arguments after '--' go to it) and record until it ends; exit status 1 "
                         "if it fails")
+    parser.add_argument("--quiet", action="store_true",
+                        help="with --run: do not echo the workload's output (it is still recorded)")
+    parser.add_argument("--no-instrument", dest="instrument", action="store_false",
+                        help="with --run: do not detect a Python script's training steps (no hooks "
+                        "are put in it)")
     return parser
 
 
 def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
         open_sampler: Callable[[float], SamplerLike] = open_real, stderr: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
-        isatty: Callable[[TextIO], bool] = console.isatty) -> int:
+        isatty: Callable[[TextIO], bool] = console.isatty, stdout: TextIO | None = None) -> int:
     """Record until --duration, Ctrl-C or SIGTERM. ``sampler`` is used as given; without one,
     ``open_sampler`` builds the real sources, after the output file is open (so a bad path
     costs nothing), and they are closed at the end."""
     stderr = sys.stderr if stderr is None else stderr
+    stdout = sys.stdout if stdout is None else stdout
 
     def _error(message: str, code: int = ExitStatus.FAILURE) -> int:
         stderr.write(f"{PROG}: error: {message}\n")
@@ -85,7 +95,8 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
     workload = None
     if getattr(args, "run", None) is not None:
         try:
-            workload = Workload(args.run, getattr(args, "run_args", ()) or (), collect=True)
+            workload = Workload(args.run, getattr(args, "run_args", ()) or (), collect=True,
+                                instrument=getattr(args, "instrument", True))
         except WorkloadError as exc:
             return _error(str(exc), ExitStatus.USAGE)
     settings = {"interval_s": args.interval, "duration_s": args.duration,
@@ -107,8 +118,10 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
         if sampler is None:
             sampler = open_sampler(2.0)
         progress = _Progress(writer, stderr, clock) if isatty(stderr) else None
+        echo = None if getattr(args, "quiet", False) else _Echo(stdout, stderr, progress)
+        drain = (lambda: []) if workload is None else _drainer(workload, echo)
         with StopSignals() as stop:
-            sleep = stop.sleep if workload is None else _draining(stop.sleep, workload, writer)
+            sleep = stop.sleep if workload is None else _draining(stop.sleep, workload, writer, drain)
             try:
                 if workload is not None:  # on this (the main) thread: see Workload.start
                     workload.start()
@@ -119,7 +132,7 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
                     writer.write_sample(sample)
                     if workload is not None:
                         state = workload.poll(sample)
-                        writer.write_workload(workload.drain(), state, sample.ts_ns)
+                        writer.write_workload(drain(), state, sample.ts_ns)
                     if progress:
                         progress.update(state)
                     if stop.event.is_set():
@@ -131,7 +144,7 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
                         sample = sampler.sample()
                         writer.write_sample(sample)
                         state = workload.poll(sample)
-                        writer.write_workload(workload.drain(), state, sample.ts_ns)
+                        writer.write_workload(drain(), state, sample.ts_ns)
                         break
                 else:
                     stopped_by = "--duration"
@@ -142,7 +155,7 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
                     stopped_by = signal_name(stop.signal)
                 if workload is not None:
                     state = workload.stop()
-                    writer.write_workload(workload.drain())
+                    writer.write_workload(drain())
                     writer.write_workload_exit(
                         state, time.time_ns(), stopped_by=stopped_by if state.status == "stopped" else None,
                         events_ignored=state.events_ignored or None,
@@ -167,8 +180,43 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
     return ExitStatus.OK
 
 
+Drain = Callable[[], "list[WorkloadStep | WorkloadMark]"]
+
+
+def _drainer(workload: Workload, echo: _Echo | None) -> Drain:
+    """``workload.drain()``, echoing its output lines on the way."""
+    def drain() -> list[WorkloadStep | WorkloadMark]:
+        items = workload.drain()
+        if echo is not None:
+            echo.lines(items)
+        return items
+    return drain
+
+
+class _Echo:
+    """The workload's output lines, echoed: stdout's to stdout, stderr's to stderr; a redrawn
+    progress line (a tqdm bar) only into the trace. The progress line is cleared first."""
+
+    def __init__(self, stdout: TextIO, stderr: TextIO, progress: _Progress | None) -> None:
+        self.stdout, self.stderr, self.progress = stdout, stderr, progress
+
+    def lines(self, items: list[WorkloadStep | WorkloadMark]) -> None:
+        shown = [m for m in items if isinstance(m, WorkloadMark) and m.kind == "output"
+                 and not m.args.get("progress")]
+        if not shown:
+            return
+        if self.progress is not None:
+            self.stderr.write(console.CLEAR_LINE)
+            self.progress.last = -PROGRESS_EVERY_S  # redrawn at the next update
+        for mark in shown:
+            stream = self.stderr if mark.name == "stderr" else self.stdout
+            stream.write(f"{mark.args.get('line', '')}\n")
+        self.stdout.flush()
+        self.stderr.flush()
+
+
 def _draining(sleep: Callable[[float], None], workload: Workload,
-              writer: TraceWriter) -> Callable[[float], None]:
+              writer: TraceWriter, drain: Drain) -> Callable[[float], None]:
     """``sleep``, in slices of DRAIN_S, writing the workload's steps and marks after each: with a
     long --interval and short steps, they would otherwise pile up between two samples. Returns
     early once the workload has ended, so its end is recorded without waiting out --interval."""
@@ -180,7 +228,7 @@ def _draining(sleep: Callable[[float], None], workload: Workload,
                 return
             sleep(min(left, DRAIN_S))
             if writer.samples:  # items drained before the header would be lost
-                writer.write_workload(workload.drain())
+                writer.write_workload(drain())
             if not workload.poll().running:
                 return
     return drained_sleep

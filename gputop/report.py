@@ -8,7 +8,10 @@ are active (format.util_trap). plotext is imported only to draw the chart.
 
 A recording made with ``record --run`` also gets a workload summary: steps, the median of each
 step's samples/s, TFLOP/s and MFU (step 1 left out: allocation, autotuning, compiling), and the
-median of the joules-per-step counter recorded while it ran.
+median of the joules-per-step counter recorded while it ran; and, from gputop.workload.insight,
+where its steps came from (``auto``: detected in an unmodified script; ``events``: reported),
+steps/s, step time p50/p95, the share of step time waiting for the DataLoader, what its
+processes used, a verdict, and the last lines of its output.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from gputop import console, metrics
 from gputop import format as fmt
 from gputop.exitstatus import ExitStatus
 from gputop.model import GpuSample, Sample
-from gputop.trace import Trace, TraceError, load
-from gputop.workload import rates
+from gputop.trace import Trace, TraceError, load, ts_ns
+from gputop.workload import insight, insight_text, rates
 
 PROG = "gputop report"
 EXAMPLES = """\
@@ -152,12 +155,13 @@ def summarize(trace: Trace, samples: Sequence[Sample]) -> dict[str, Any]:
         "gpu_unavailable": trace.gpu_unavailable,
         "util_trap_rule": {"gpu_util_pct_at_least": fmt.UTIL_TRAP_GPU_PCT,
                            "sm_active_pct_below": fmt.UTIL_TRAP_SM_PCT},
-        "workload": workload_summary(trace),
+        "workload": workload_summary(trace, samples),
     }
 
 
-def workload_summary(trace: Trace) -> dict[str, Any] | None:
-    """What the launched workload achieved, from its recorded steps; None without one."""
+def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> dict[str, Any] | None:
+    """What the launched workload achieved, from its recorded steps (and ``samples``, the
+    trace's, for the verdict); None without one."""
     workload = trace.workload
     if workload is None:
         return None
@@ -172,7 +176,11 @@ def workload_summary(trace: Trace) -> dict[str, Any] | None:
     each = [rates.per_step(s, flops, peak) for s in measured]
     joules = trace.workload_counter("joules_per_step")
     exit_ = exit_ or {}
+    jobs, output = _job_and_output(trace, workload["pid"])
+    source = "auto" if steps and steps[-1].source == "auto" else "events" if steps else None
     return {
+        **insight.recorded(steps, start, jobs, trace.samples() if samples is None else samples, source),
+        "output_lines": len(output), "output_tail": output[-OUTPUT_TAIL:],
         "name": _text(workload.get("name")), "pid": workload["pid"], "argv": workload.get("argv"),
         "device": _text(start.get("device")), "device_name": _text(start.get("device_name")),
         "precision": _text(start.get("precision")), "batch_size": _count(start.get("batch_size")),
@@ -192,6 +200,27 @@ def workload_summary(trace: Trace) -> dict[str, Any] | None:
         "joules_per_step_median": rates.median(joules),
         "step_time_s_median": rates.median(s.wall_s for s in measured),
     }
+
+
+OUTPUT_TAIL = 10  # lines of the workload's output in the report
+
+
+def _job_and_output(trace: Trace, pid: int) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
+    """The workload's ``job`` instants, (ts_ns, args), and its output lines, in file order."""
+    jobs, output = [], []
+    for event in trace.events:
+        if event.get("ph") != "i" or event.get("pid") != pid:
+            continue
+        args, name = event.get("args"), event.get("name")
+        if not isinstance(args, dict):
+            continue
+        if name == "job":
+            at = ts_ns(event.get("ts"))
+            if at is not None:
+                jobs.append((at, args))
+        elif name in ("stdout", "stderr") and isinstance(args.get("line"), str) and not args.get("progress"):
+            output.append(args["line"])
+    return jobs, output
 
 
 _LOSSES = {"events_ignored": "event lines ignored (malformed, unknown, or unread)",
@@ -338,7 +367,7 @@ def _workload_text(w: dict[str, Any]) -> list[str]:
         f"  MFU         {cell(mfu, f'{mfu:.1f} %' if mfu is not None else '')}{peak if mfu is not None else ''}",
         f"  J/step      {cell(j, f'{j:.3g}' if j is not None else '')}",
     ]
-    return lines
+    return lines + insight_text.lines(w)
 
 
 def chart(samples: Sequence[Sample], width: int = 100, height: int = 18, color: bool = True) -> str:

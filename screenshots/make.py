@@ -12,8 +12,9 @@ interval, so the charts have history at once; then ``p`` starts the app's own ti
 picture is taken after its first tick. A rerun draws the same curves and numbers; only the
 process table's pid, user, CPU % and command come from this machine.
 
-The exception is the workload shot (``workload-160x50``): a real child, the bundled ``mlp`` on
-this machine's CPU, launched by ``gputop.workload.Workload`` and watched in real time for
+The exceptions are the workload shots (``workload-160x50``, ``script-160x50``): a real child (the
+bundled ``mlp``; ``screenshots/train.py``, a script that knows nothing of gputop, its steps
+detected by gputop's hooks) on this machine's CPU, launched by ``gputop.workload.Workload`` and watched in real time for
 ``WORKLOAD_SECONDS``. There the CPU panel, the workload panel and its output are real (and vary
 from run to run); the GPU is still the simulated one.
 
@@ -96,6 +97,9 @@ SHOTS = (
     Shot("nogpu-120x40", (120, 40), "none:driver_not_loaded", "no GPU (driver not loaded), 120x40"),
     Shot("workload-160x50", (160, 50), "H100_SXM:simulated", "the bundled mlp training on this CPU, 160x50",
          workload=("mlp", "--device", "cpu", "--steps", "100000")),
+    Shot("script-160x50", (160, 50), "H100_SXM:simulated",
+         "an unmodified training script (screenshots/train.py) on this CPU, 160x50",
+         workload=(str(HERE / "train.py"),)),
 )
 WORKLOAD_SECONDS = 25.0  # real time the workload trains before the picture
 

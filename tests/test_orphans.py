@@ -38,14 +38,18 @@ def env() -> dict[str, str]:
     return out
 
 
-def job(tmp_path: pathlib.Path, grandchild: bool) -> tuple[str, pathlib.Path]:
-    """A workload that writes its pgid (and starts a grandchild, when asked) and sleeps."""
+def job(tmp_path: pathlib.Path, grandchild: bool, takes_device: bool = False) -> tuple[str, pathlib.Path]:
+    """A workload that writes its pgid (and starts a grandchild, when asked) and sleeps;
+    ``takes_device``: it declares --device, so that compare runs it (as it does the bundled ones)
+    rather than refusing a script that imports only the standard library."""
     pidfile = tmp_path / "pgid"
     spawn = ("subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])"
              if grandchild else "None")
+    device = "argparse.ArgumentParser().add_argument('--device')" if takes_device else "None"
     path = tmp_path / "job.py"
     path.write_text(textwrap.dedent(f"""\
-        import os, subprocess, sys, time
+        import argparse, os, subprocess, sys, time
+        declared = {device}
         grand = {spawn}
         with open({str(pidfile)!r} + ".tmp", "w") as f:
             f.write(str(os.getpgid(0)))
@@ -234,7 +238,7 @@ def test_record_run_leaves_no_workload_behind(tmp_path, how):
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGHUP"])
 def test_compare_stops_its_workload_when_it_is_told_to_stop(tmp_path, how):
     """SIGTERM's and SIGHUP's defaults would end compare without stopping the run under way."""
-    job_path, pidfile = job(tmp_path, grandchild=True)
+    job_path, pidfile = job(tmp_path, grandchild=True, takes_device=True)
     proc = subprocess.Popen([sys.executable, "-m", "gputop", "compare", job_path],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
     try:

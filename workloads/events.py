@@ -15,11 +15,14 @@ With neither set, every call is a cheap no-op, so a script run on its own behave
 
 Schema (every event carries ``"event"`` and ``"ts_ns"`` = ``time.time_ns()`` when it was written):
 
-- ``start``: name, device, device_name, device_uuid (a CUDA device's UUID, or None),
+- ``start``: source ("events": reported by the workload itself; gputop's hooks in a launched
+  script write ``"auto"``, see gputop/workload/inject), name, device, device_name, device_uuid (a CUDA device's UUID, or None),
   precision, batch_size, flops_per_step, peak_flops, peak_flops_source ("table" | "measured" |
   None), pid, plus optional extras (sample_unit, ...)
 - ``step``: step (1-based index), samples (in this step), loss (float or None), wall_s (this
-  step's wall time; the step ran from ``ts_ns - wall_s`` to ``ts_ns``)
+  step's wall time; the step ran from ``ts_ns - wall_s`` to ``ts_ns``). A step gputop detected
+  has ``source: "auto"``, samples null where the batch could not be seen, and ``data_wait_s`` and
+  ``waits`` ([[begin_ns, dur_ns], ...]) where the script iterates a DataLoader
 - ``phase``: name, ph ("B" begin | "E" end), as in the Chrome trace format
 - ``end``: steps (completed), status ("ok" | "error"), error (message, only when status is error)
 
@@ -115,6 +118,7 @@ class EventWriter:
 
     def start(self, **fields: Any) -> bool:
         fields.setdefault("pid", os.getpid())
+        fields.setdefault("source", "events")  # gputop's own hooks say "auto" (steps detected)
         return self.emit("start", **fields)
 
     def step(self, step: int, samples: int, loss: float | None, wall_s: float, **extra: Any) -> bool:

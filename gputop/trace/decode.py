@@ -61,7 +61,9 @@ def workload_steps(trace: Trace) -> list[WorkloadStep]:
         if end is None or not isinstance(args, dict):
             continue
         step, samples, loss, wall = args.get("step"), args.get("samples"), args.get("loss"), args.get("wall_s")
-        if not isinstance(step, int) or not isinstance(samples, int):
+        source = "auto" if args.get("source") == "auto" else "events"
+        # a detected step whose batch could not be seen has no samples (n/a)
+        if not isinstance(step, int) or not (isinstance(samples, int) or (samples is None and source == "auto")):
             continue
         loss = float(loss) if isinstance(loss, (int, float)) and not isinstance(loss, bool) else None
         if isinstance(wall, (int, float)) and not isinstance(wall, bool) and math.isfinite(wall) and wall >= 0:
@@ -70,9 +72,18 @@ def workload_steps(trace: Trace) -> list[WorkloadStep]:
             wall_s = dur / 1e9
         else:
             continue
-        steps.append(WorkloadStep(step=step, samples=samples, loss=loss, wall_s=wall_s, ts_ns=end))
+        wait, joules = _seconds(args.get("data_wait_s")), _seconds(args.get("joules"))
+        steps.append(WorkloadStep(step=step, samples=samples, loss=loss, wall_s=wall_s, ts_ns=end,
+                                  joules=joules, source=source, data_wait_s=wait))
     steps.sort(key=lambda s: s.ts_ns)
     return steps
+
+
+def _seconds(value: Any) -> float | None:
+    """A finite, non-negative number as a float, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
 
 
 @dataclass

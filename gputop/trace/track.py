@@ -1,11 +1,13 @@
-"""The launched workload's track in a trace: its steps as nested slices, its phases kept nested,
-its marks and counters, and how its process ended. One small class holds the nesting state."""
+"""The launched workload's track in a trace: its steps as nested slices (a detected step's data
+waits as ``data_wait`` slices inside it), its phases kept nested, its marks, its output lines
+(instants on its own thread), its counters and its processes' use (``job`` instants), and how
+its process ended. One small class holds the nesting state."""
 
 from __future__ import annotations
 
 from typing import Iterable, Mapping, Sequence
 
-from gputop.model import WorkloadMark, WorkloadState, WorkloadStep
+from gputop.model import JobUsage, WorkloadMark, WorkloadState, WorkloadStep
 from gputop.signals import signal_name
 from gputop.trace.counters import Counters
 from gputop.trace.schema import (
@@ -19,6 +21,12 @@ from gputop.trace.schema import (
     steps_tid,
     ts_text,
 )
+
+OUTPUT_TID_BASE = 40_000_000  # the workload's output (and processes) thread: beside steps and phases
+
+
+def output_tid(pid: int) -> int:
+    return OUTPUT_TID_BASE + pid
 
 
 class WorkloadTrack:
@@ -37,6 +45,8 @@ class WorkloadTrack:
         self._phases: list[str] = []  # names of the open phases, innermost last
         self._phase_ns = 0  # the last B or E written
         self.last_ns = 0  # the latest ts written on this track
+        self.output_lines = 0
+        self._job: JobUsage | None = None  # the reading last written
 
     @property
     def open_phases(self) -> bool:
@@ -49,6 +59,31 @@ class WorkloadTrack:
             value = number_text(getattr(state, m, None))
             if value is not None:
                 out.append(self._counters.line(self.pid, m, m, ts, value))
+        job = state.job
+        if job is not None and job is not self._job:  # read again (about every second)
+            self._job = job
+            out += self.job_lines(job, ts)
+        return out
+
+    def job_lines(self, job: JobUsage, ts: str) -> list[str]:
+        """The job's processes as counters (for a timeline) and one ``job`` instant (for report)."""
+        out = []
+        # (name, value, a catalogue metric of the same unit: it names the counter's arg key)
+        for name, value, unit_of in (("job_cpu_pct", job.cpu_pct, "cpu_util_pct"),
+                                     ("job_busy_pct", job.busy_pct, "cpu_util_pct"),
+                                     ("job_main_thread_cpu_pct", job.main_thread_cpu_pct, "cpu_util_pct"),
+                                     ("job_rss_bytes", job.rss_bytes, "ram_used_bytes")):
+            text = number_text(value)
+            if text is not None:
+                out.append(self._counters.line(self.pid, name, unit_of, ts, text))
+        args = {"cpu_pct": job.cpu_pct, "busy_pct": job.busy_pct,
+                "main_thread_cpu_pct": job.main_thread_cpu_pct,
+                "main_thread_busy_pct": job.main_thread_busy_pct, "rss_bytes": job.rss_bytes,
+                "cores": sorted(job.cores),
+                "processes": [{"pid": p.pid, "name": p.name, "role": p.role, "cpu_pct": p.cpu_pct,
+                               "threads": p.threads, "rss_bytes": p.rss_bytes, "cores": sorted(p.cores)}
+                              for p in job.processes]}
+        out.append(instant(CAT_WORKLOAD, "job", self.pid, ts, args, tid=output_tid(self.pid)))
         return out
 
     def exit_lines(self, state: WorkloadState, ts_ns: int, extra: Mapping[str, object]) -> list[str]:
@@ -99,6 +134,11 @@ class WorkloadTrack:
                     yield from self.close_phases(item.ts_ns, down_to=at)
                 else:
                     self.phases_unmatched += 1
+            elif item.kind == "output":
+                self.output_lines += 1
+                self.last_ns = max(self.last_ns, item.ts_ns)
+                yield instant(CAT_WORKLOAD, item.name, pid, ts_text(item.ts_ns), dict(item.args),
+                              tid=output_tid(pid))
             elif item.kind in ("start", "end"):
                 args = {k: v for k, v in dict(item.args).items() if plain_json(v)}
                 self.last_ns = max(self.last_ns, item.ts_ns)
@@ -107,10 +147,16 @@ class WorkloadTrack:
     def _step_lines(self, item: WorkloadStep, pid: int, tid: int) -> Iterable[str]:
         end = item.ts_ns
         begin = end - max(0, round(item.wall_s * 1e9))
-        args: dict[str, object] = {"step": item.step, "samples": item.samples, "wall_s": item.wall_s}
-        if item.loss is not None:
-            args["loss"] = item.loss
-        args = {k: v for k, v in args.items() if plain_json(v)}
+        if item.source == "auto":
+            # detected steps touch (each begins where the one before ended): drawn on whole
+            # microseconds, which a viewer's doubles hold exactly, or the rounding of
+            # ts + dur would overlap them (args.wall_s keeps the exact time)
+            begin, end = -(-begin // 1000) * 1000, end // 1000 * 1000
+            begin = min(begin, end)
+        args: dict[str, object] = {"step": item.step, "samples": item.samples, "wall_s": item.wall_s,
+                                   "loss": item.loss, "data_wait_s": item.data_wait_s,
+                                   "joules": item.joules, "source": item.source}
+        args = {k: v for k, v in args.items() if v is not None and plain_json(v)}
         self.last_ns = max(self.last_ns, end)
         if end < self._step_end_ns:  # ended before the previous step: no nested slice
             self.steps_out_of_order += 1
@@ -123,6 +169,13 @@ class WorkloadTrack:
             yield (f',{{"ph":"X","cat":"{CAT_WORKLOAD}","name":"step","pid":{pid},'
                    f'"tid":{tid},"ts":{ts_text(begin)},"dur":{ts_text(end - begin)},'
                    f'"args":{dumps(args)}}}\n')
+            for wait_begin, wait_ns in item.waits:  # inside the step as drawn, or left out
+                wait_end = min((wait_begin + wait_ns) // 1000 * 1000, end)
+                wait_begin = max(-(-wait_begin // 1000) * 1000, begin)
+                if wait_end > wait_begin:
+                    yield (f',{{"ph":"X","cat":"{CAT_WORKLOAD}","name":"data_wait","pid":{pid},'
+                           f'"tid":{tid},"ts":{ts_text(wait_begin)},"dur":{ts_text(wait_end - wait_begin)},'
+                           f'"args":{{}}}}\n')
         loss = number_text(item.loss)
         if loss is not None:
             yield self._counters.line(pid, "loss", "loss", ts_text(end), loss)

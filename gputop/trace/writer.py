@@ -40,7 +40,7 @@ from gputop.trace.schema import (
     steps_tid,
     ts_text,
 )
-from gputop.trace.track import WorkloadTrack
+from gputop.trace.track import WorkloadTrack, output_tid
 
 
 def header_events(first: Sample, settings: Mapping[str, Any] | None = None,
@@ -86,6 +86,8 @@ def header_events(first: Sample, settings: Mapping[str, Any] | None = None,
             meta("process_sort_index", pid, {"sort_index": WORKLOAD_SORT_INDEX}),
             {**meta("thread_name", pid, {"name": "steps"}), "tid": steps_tid(pid)},
             {**meta("thread_name", pid, {"name": "phases"}), "tid": phase_tid(pid)},
+            # its stdout and stderr lines, and its processes' use
+            {**meta("thread_name", pid, {"name": "output, processes"}), "tid": output_tid(pid)},
         ]
     return events
 
@@ -163,6 +165,10 @@ class TraceWriter:
     @property
     def workload_steps(self) -> int:
         return 0 if self._track is None else self._track.steps
+
+    @property
+    def output_lines(self) -> int:
+        return 0 if self._track is None else self._track.output_lines
 
     @property
     def steps_trimmed(self) -> int:

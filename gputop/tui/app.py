@@ -254,6 +254,7 @@ class GputopApp(App):
     def _show_workload(self, state: WorkloadState, sample: Sample | None) -> None:
         self.query_one(WorkloadView).show(state, sample)
         self.query_one(ProcessTable).workload_pids = state.pids
+        self.query_one(CpuPanel).job_cores = state.job.cores if state.job is not None else frozenset()
 
     def watch_sample(self, sample: Sample | None) -> None:
         if sample is None:

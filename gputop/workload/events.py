@@ -3,6 +3,11 @@
 The writing side is ``gputop.workloads.events`` (standard library only, so a user's script can copy
 it); the names of the environment and of the events come from there, so the two cannot drift.
 A line that is not a valid event of a known kind is counted, never raised.
+
+Steps come from two sources: the workload's own events (``source`` absent or ``"events"``) and
+gputop's hooks in a launched script (``"source": "auto"``, gputop/workload/inject), whose steps
+may lack ``samples`` and carry ``data_wait_s`` and ``waits``. A script that reports its own
+steps is taken at its word: once it has, the detected ones are left out.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class EventReader:
         self.phases: list[str] = []  # open phases, innermost last
         self.read = 0
         self.ignored = 0
+        self.reported = False  # the workload wrote its own start or step events
+        self.steps_source: str | None = None  # of the steps taken: "events" or "auto"
 
     def feed(self, line: bytes) -> WorkloadStep | WorkloadMark | None:
         """The step or mark ``line`` holds; None for a blank line or one that is not an event."""
@@ -81,17 +88,39 @@ class EventReader:
         return item
 
     def _step(self, e: dict[str, Any], ts_ns: int) -> WorkloadStep | None:
+        auto = e.get("source") == "auto"
         step, samples, wall = whole(e.get("step")), whole(e.get("samples")), number(e.get("wall_s"))
         loss = e.get("loss")
-        if step is None or samples is None or wall is None or wall < 0:
+        if step is None or (samples is None and not (auto and e.get("samples") is None)):
             return None
-        if loss is not None and number(loss) is None:
+        if wall is None or wall < 0 or (loss is not None and number(loss) is None):
             return None
-        return WorkloadStep(step=step, samples=samples, loss=number(loss), wall_s=wall, ts_ns=ts_ns)
+        if not auto:
+            self.reported = True
+        elif self.reported:  # the workload reports its own steps: those are the truth
+            return None
+        wait = number(e.get("data_wait_s")) if auto else None
+        self.steps_source = "auto" if auto else "events"
+        return WorkloadStep(step=step, samples=samples, loss=number(loss), wall_s=wall, ts_ns=ts_ns,
+                            source="auto" if auto else "events",
+                            data_wait_s=wait if wait is None or wait >= 0 else None,
+                            waits=_waits(e.get("waits")) if auto else ())
 
-    def _start(self, e: dict[str, Any], ts_ns: int) -> WorkloadMark:
+    def _start(self, e: dict[str, Any], ts_ns: int) -> WorkloadMark | None:
+        if e.get("source") == "auto":
+            if self.reported:
+                return None
+            self.start = {**self.start, **{k: v for k, v in self._facts(e).items() if v is not None}}
+            return WorkloadMark("start", ts_ns, name=self.name,
+                                args={"source": "auto", **{k: v for k, v in self.start.items() if v is not None}})
+        self.reported = True
+        self.start = self._facts(e)
+        return WorkloadMark("start", ts_ns, name=self.name,
+                            args={"source": "events", **{k: v for k, v in self.start.items() if v is not None}})
+
+    def _facts(self, e: dict[str, Any]) -> dict[str, Any]:
         source = e.get("peak_flops_source")
-        self.start = {
+        return {
             "device": text(e.get("device")), "device_name": text(e.get("device_name")),
             "device_uuid": text(e.get("device_uuid")),
             "precision": text(e.get("precision")), "batch_size": whole(e.get("batch_size"), 1),
@@ -101,8 +130,6 @@ class EventReader:
             "peak_flops_source": source if source in PEAK_SOURCES else None,
             "steps_planned": whole(e.get("steps_planned"), 1),
         }
-        return WorkloadMark("start", ts_ns, name=self.name,
-                            args={k: v for k, v in self.start.items() if v is not None})
 
     def _phase(self, e: dict[str, Any], ts_ns: int) -> WorkloadMark | None:
         name, ph = text(e.get("name")), e.get("ph")
@@ -122,3 +149,16 @@ class EventReader:
         self.end = {"status": status, "error": error, "steps": whole(e.get("steps"))}
         args = {"status": status, **({"error": error} if error else {})}
         return WorkloadMark("end", ts_ns, name=self.name, args=args)
+
+
+def _waits(value: Any) -> tuple[tuple[int, int], ...]:
+    """``[[begin_ns, dur_ns], ...]`` as checked pairs (anything else is left out)."""
+    if not isinstance(value, list):
+        return ()
+    out = []
+    for pair in value[:16]:
+        if isinstance(pair, list) and len(pair) == 2:
+            begin, dur = whole(pair[0], 1), whole(pair[1])
+            if begin is not None and dur is not None:
+                out.append((begin, dur))
+    return tuple(out)

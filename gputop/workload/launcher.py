@@ -12,14 +12,15 @@ import threading
 import time
 from typing import Callable, Mapping, Sequence
 
-from gputop.model import Sample, WorkloadMark, WorkloadState, WorkloadStep
+from gputop.model import JobUsage, Sample, WorkloadMark, WorkloadState, WorkloadStep
 from gputop.signals import signal_name
-from gputop.workload import rates
+from gputop.workload import inject, insight, rates
 from gputop.workload.energy import EnergyCurve
 from gputop.workload.events import ENV_FD, ENV_FILE, EventReader
 from gputop.workload.pipes import EventLines, OutputLines
 from gputop.workload.process import Child, ProcessGroup
-from gputop.workload.targets import resolve
+from gputop.workload.procs import JobWatch
+from gputop.workload.targets import BUNDLED, resolve
 
 OUTPUT_LINES = 200  # lines of stdout+stderr kept
 RECENT_STEPS = 64  # steps kept in WorkloadState.recent_steps
@@ -41,6 +42,10 @@ class Workload:
     0.25 s for the last lines, which only take that long when a grandchild still holds a pipe).
     A recorder (``collect=True``) also calls ``drain()`` for every step and mark since its last
     call.
+
+    A Python script (not a bundled workload, which reports its own steps) is instrumented unless
+    ``instrument=False``: gputop/workload/inject goes first on its PYTHONPATH, and its steps are
+    detected (``source: "auto"``) once it imports torch.
     """
 
     resolve = staticmethod(resolve)
@@ -48,13 +53,14 @@ class Workload:
     def __init__(self, target: str, args: Sequence[str] = (), *, env: Mapping[str, str] | None = None,
                  cwd: str | None = None, output_lines: int = OUTPUT_LINES,
                  keep_steps: int = RECENT_STEPS, collect: bool = False,
-                 clock_ns: Callable[[], int] = time.time_ns) -> None:
-        self.name, command = resolve(target)
+                 clock_ns: Callable[[], int] = time.time_ns, instrument: bool = True) -> None:
+        self.name, command = resolve(target, cwd)
         self.argv: tuple[str, ...] = (*command, *args)
+        self.instrumented = instrument and not (target in BUNDLED and command[1:2] == ("-m",))
         self._env = dict(os.environ if env is None else env)
         self._cwd = cwd
         self._clock_ns = clock_ns
-        self._output = OutputLines(output_lines)
+        self._output = OutputLines(output_lines, collect=collect)
         self._lock = threading.RLock()
         self._group = ProcessGroup()
         self._events: EventLines | None = None
@@ -73,6 +79,9 @@ class Workload:
         self._energy = EnergyCurve(self._env)
         self._pids: frozenset[int] = frozenset()
         self._pids_at = -math.inf
+        self._watch: JobWatch | None = None
+        self._job: JobUsage | None = None
+        self._sample: Sample | None = None  # the latest, for the live verdict
         self._state: WorkloadState | None = None
 
     # ---- launching --------------------------------------------------------------------------
@@ -105,6 +114,8 @@ class Workload:
             env.pop(ENV_FILE, None)
             env[ENV_FD] = str(write_fd)
             env.setdefault("PYTHONUNBUFFERED", "1")  # output as it is printed, not in 8 KiB blocks
+            if self.instrumented:
+                env = inject.environment(env)
             self._started_ns = self._clock_ns()
             try:
                 self._group.spawn(self.argv, env, self._cwd, pass_fds=(write_fd,))
@@ -118,6 +129,9 @@ class Workload:
                 if stream is not None:
                     self._output.follow(stream, is_stderr=is_stderr)
             self._pids = frozenset({self._group.pid}) if self._group.pid is not None else frozenset()
+            if self._group.pid is not None:
+                self._watch = JobWatch(self._group.pid)
+                self._job = self._watch.read(self._pids)  # the baseline: CPU % n/a until the next
             return self._snapshot()
 
     # ---- reading ----------------------------------------------------------------------------
@@ -129,6 +143,7 @@ class Workload:
             self._read_events()
             if sample is not None:
                 self._energy.add(sample, self._reader.start)
+                self._sample = sample
             if self._ended_ns is None and self._group.poll() is not None:
                 self._finish()
             self._refresh_pids()
@@ -141,14 +156,18 @@ class Workload:
 
     def drain(self) -> list[WorkloadStep | WorkloadMark]:
         """Every step and mark read since the last drain(), oldest first (for a recorder; needs
-        ``Workload(..., collect=True)``)."""
+        ``Workload(..., collect=True)``), then every output line since: ``output`` marks named
+        ``stdout`` or ``stderr``, ``args`` {"line", and "progress": true for a redrawn line}."""
         if not self._collect:
             raise RuntimeError("drain() needs Workload(..., collect=True)")
         with self._lock:
             self._read_events()
-            out = list(self._pending)
+            out: list[WorkloadStep | WorkloadMark] = list(self._pending)
             self._pending.clear()
-            return out
+        for ts_ns, is_stderr, progress, line in self._output.take():
+            args: dict[str, object] = {"line": line, "progress": True} if progress else {"line": line}
+            out.append(WorkloadMark("output", ts_ns, name="stderr" if is_stderr else "stdout", args=args))
+        return out
 
     def _read_events(self) -> None:
         if self._events is None:
@@ -191,6 +210,8 @@ class Workload:
 
         self._pids_at = now
         self._pids = process_tree(pid) or frozenset({pid})
+        if self._watch is not None:
+            self._job = self._watch.read(self._pids)
 
     def stop(self, grace_s: float = 3.0) -> WorkloadState:
         """SIGTERM to the whole group, SIGKILL after ``grace_s``, reap. Idempotent; a workload
@@ -285,6 +306,12 @@ class Workload:
             last_step_age_s=None if last is None else max(0.0, (now_ns - last.ts_ns) / 1e9),
             kill_in_s=None if status != "stopping" or self._kill_at is None
             else max(0.0, self._kill_at - time.monotonic()),
+            steps_source=self._reader.steps_source,
+            # over the steps the verdict is drawn from, so the two agree
+            data_wait_share=rates.data_wait_share(insight.measured(self._steps) or list(self._steps)),
+            job=self._job,
+            verdict=insight.live_verdict(tuple(self._steps), start.get("device"), self._job, self._sample,
+                                         self._env, start.get("device_uuid")) if self._steps else None,
         )
         return self._state
 

@@ -23,9 +23,11 @@ class OutputLines:
     (``\\r`` ends a line too, for progress bars); the last line of stderr that is not a progress
     update (a line ended by, or drawn after, a lone ``\\r``: a tqdm bar) is kept apart."""
 
-    def __init__(self, maxlen: int) -> None:
+    def __init__(self, maxlen: int, collect: bool = False) -> None:
         self.lines: collections.deque[str] = collections.deque(maxlen=maxlen)
         self.last_stderr: str | None = None
+        # every line for a recorder (taken by take()): (time.time_ns() read, stderr?, progress?, text)
+        self.pending: list[tuple[int, bool, bool, str]] | None = [] if collect else None
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -66,13 +68,24 @@ class OutputLines:
 
     def _add(self, raw: list[tuple[bytes, bool]], is_stderr: bool) -> None:
         lines = [(line.decode("utf-8", "replace").rstrip()[:MAX_LINE], progress) for line, progress in raw]
+        now = time.time_ns()
         with self._lock:
             for line, progress in lines:
                 if not line:
                     continue
                 self.lines.append(line)
+                if self.pending is not None:
+                    self.pending.append((now, is_stderr, progress, line))
                 if is_stderr and not progress:
                     self.last_stderr = line
+
+    def take(self) -> list[tuple[int, bool, bool, str]]:
+        """Every line read since the last take(), oldest first (with ``collect``; else none)."""
+        with self._lock:
+            if not self.pending:
+                return []
+            out, self.pending = self.pending, []
+            return out
 
     def snapshot(self) -> tuple[tuple[str, ...], str | None]:
         with self._lock:

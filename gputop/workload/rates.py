@@ -26,11 +26,13 @@ class Rates:
 
 def over(steps: Sequence[WorkloadStep], flops_per_step: float | None,
          peak_flops: float | None) -> Rates:
-    """The rates over ``steps`` taken together; all None without steps or wall time."""
+    """The rates over ``steps`` taken together; all None without steps or wall time (and
+    samples/s None where a step's samples are not known)."""
     wall = sum(s.wall_s for s in steps)
     if not steps or wall <= 0:
         return Rates()
-    samples_per_s = sum(s.samples for s in steps) / wall
+    counts = [s.samples for s in steps]
+    samples_per_s = None if None in counts else sum(c for c in counts if c is not None) / wall
     if not flops_per_step:
         return Rates(samples_per_s)
     rate = flops_per_step * len(steps) / wall
@@ -65,9 +67,9 @@ def joules_per_step(steps: Iterable[WorkloadStep]) -> float | None:
 
 def joules_per_sample(steps: Sequence[WorkloadStep]) -> float | None:
     """Energy over samples, only where every step's energy is known (a part would flatter it)."""
-    if not steps or any(s.joules is None for s in steps):
+    if not steps or any(s.joules is None or s.samples is None for s in steps):
         return None
-    samples = sum(s.samples for s in steps)
+    samples = sum(s.samples for s in steps if s.samples is not None)
     return sum(s.joules for s in steps if s.joules is not None) / samples if samples else None
 
 
@@ -83,3 +85,21 @@ def median(values: Iterable[float | None]) -> float | None:
     """The median of the finite values; None where there is none."""
     present = sorted(v for v in values if v is not None and math.isfinite(v))
     return percentile(present, 50) if present else None
+
+
+def data_wait_share(steps: Sequence[WorkloadStep]) -> float | None:
+    """The share (0..1) of the steps' wall time spent waiting for the DataLoader; None where no
+    step was timed against one."""
+    timed = [s for s in steps if s.data_wait_s is not None]
+    wall = sum(s.wall_s for s in timed)
+    if not timed or wall <= 0:
+        return None
+    return min(1.0, sum(s.data_wait_s for s in timed if s.data_wait_s is not None) / wall)
+
+
+def step_time_percentiles(steps: Sequence[WorkloadStep]) -> tuple[float | None, float | None]:
+    """(p50, p95) of the steps' wall times; None, None without steps."""
+    walls = sorted(s.wall_s for s in steps)
+    if not walls:
+        return None, None
+    return percentile(walls, 50), percentile(walls, 95)

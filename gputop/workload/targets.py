@@ -1,7 +1,9 @@
-"""What ``--run`` names: a bundled workload or a Python script, checked before anything starts."""
+"""What ``--run`` names: a bundled workload, a Python script, or a module (``-m pkg.train``, run
+as ``python -m`` from the current directory), checked before anything starts."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -13,7 +15,7 @@ class WorkloadError(Exception):
     """A workload that cannot be launched; the message is one line for the user."""
 
 
-def resolve(target: str) -> tuple[str, tuple[str, ...]]:
+def resolve(target: str, cwd: str | None = None) -> tuple[str, tuple[str, ...]]:
     """(name, command) for ``target``: a bundled workload's name, or the path of a Python script.
 
     WorkloadError (one line) for a missing file, a directory, a script that does not compile
@@ -26,6 +28,8 @@ def resolve(target: str) -> tuple[str, tuple[str, ...]]:
                                 f"not installed for {sys.executable}: pip install 'gputop[workloads]' "
                                 "(see the README's Workloads section for a CPU-only build)")
         return target, (sys.executable, "-m", f"gputop.workloads.{target}")
+    if target.startswith("-m"):
+        return _module(target[2:].strip(), cwd or os.getcwd())
     looks_like_path = os.sep in target or target.endswith(".py") or os.path.exists(target)
     if not looks_like_path:
         raise WorkloadError(f"unknown workload {target!r}: not a file, and not one of the bundled "
@@ -56,3 +60,14 @@ def torch_installed() -> bool:
         return importlib.util.find_spec("torch") is not None
     except (ImportError, ValueError):  # a broken install, or an import hook that refuses it
         return False
+
+
+def _module(module: str, cwd: str) -> tuple[str, tuple[str, ...]]:
+    """``python -m module``, where its top-level package can be found from here (looked up
+    without importing it: a package's ``__init__`` runs in the child only)."""
+    parts = module.split(".")
+    if not module or not all(p.isidentifier() for p in parts):
+        raise WorkloadError(f"-m wants a module name such as pkg.train, not {module!r}")
+    if importlib.machinery.PathFinder.find_spec(parts[0], [cwd, *sys.path[1:]]) is None:
+        raise WorkloadError(f"no module named {parts[0]!r} in {cwd} or on the path")
+    return module, (sys.executable, "-m", module)

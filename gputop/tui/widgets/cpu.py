@@ -1,4 +1,5 @@
-"""The host: every core as a cell coloured by load, busy cores as a count, RAM and package power."""
+"""The host: every core as a cell coloured by load, busy cores as a count, RAM and package power;
+the cores a launched job ran on over the last interval are marked (``job_cores``)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ class CpuPanel(Panel):
     sample: reactive[CpuSample | None] = reactive(None, repaint=False)  # changed lines repaint
     show_freq: reactive[bool] = reactive(False, layout=True)
     max_grid_rows: reactive[int] = reactive(6, layout=True)
+    job_cores: reactive[frozenset[int]] = reactive(frozenset())
+    COMPONENT_CLASSES = {"cpu--job"}
 
     def on_mount(self) -> None:
         self.border_title = "CPU"
@@ -29,8 +32,11 @@ class CpuPanel(Panel):
     def watch_show_freq(self, show: bool) -> None:
         self.border_subtitle = "core MHz (f)" if show else "core load (f: MHz)"
 
+    def watch_job_cores(self) -> None:
+        self.update_lines()
+
     def render_key(self) -> tuple:
-        return (self.sample, self.show_freq, self.max_grid_rows)
+        return (self.sample, self.show_freq, self.max_grid_rows, self.job_cores)
 
     def build(self, width: int) -> Text:
         cpu = self.sample
@@ -42,7 +48,8 @@ class CpuPanel(Panel):
         busy = Text.assemble((f"{cpu.busy_cores:.1f} of {n} cores busy", self.style_of("panel--value")),
                              f" ({fmt.pct(cpu.cpu_util_pct)})")
         blocks = [
-            [busy, f("load", fmt.num(cpu.load1, 2))],
+            [busy, f("load", fmt.num(cpu.load1, 2))]
+            + ([Text("job's cores underlined", style=self.style_of("cpu--job"))] if self.job_cores else []),
             [self._grid(cpu, width)],
             [f("RAM", fmt.used_total(cpu.ram_used_bytes, cpu.ram_total_bytes)),
              f("package power", fmt.watts(cpu.cpu_power_w))],
@@ -58,8 +65,12 @@ class CpuPanel(Panel):
         per_row = max(1, (width + 1) // (WIDE_CELL + 1))
         wide = -(-n // per_row) <= self.max_grid_rows
         cells = []
-        for util, mhz in zip(cpu.core_util_pct, cpu.core_freq_mhz):
+        job = self.job_cores
+        mark = self.style_of("cpu--job") if job else None
+        for core, (util, mhz) in enumerate(zip(cpu.core_util_pct, cpu.core_freq_mhz)):
             style = self.load_style(util)
+            if mark is not None and core in job:
+                style = style + mark
             if wide:
                 label = fmt.ghz_cell(mhz) if self.show_freq else f"{util:3.0f}%"
                 cells.append(Text(f"{label:>{WIDE_CELL}}", style=style))

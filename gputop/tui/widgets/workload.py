@@ -1,5 +1,6 @@
-"""A launched workload: what it reports (step, throughput, TFLOP/s, MFU, loss, J/step), how its
-process stands, and the tail of its output.
+"""A launched workload: what it reports or gputop detects (step, throughput, TFLOP/s, MFU, loss,
+J/step; steps/s, step time p50/p95 and data wait), its processes (CPU, threads, cores), the
+verdict, how its process stands, and the tail of its output.
 
 Everything shown comes from one ``WorkloadState`` snapshot handed down by the app. A script that
 writes no events still has a name, a status and output; its achievements read n/a, never 0.
@@ -19,12 +20,13 @@ from textual.markup import escape
 from textual.reactive import reactive
 
 from gputop import format as fmt
-from gputop.model import Sample, WorkloadState
+from gputop.model import JobUsage, Sample, WorkloadState
 from gputop.signals import signal_name
 from gputop.tui.widgets.panel import Panel, flow
 
 LEVELS = "▁▂▃▄▅▆▇█"
 NO_EVENTS = "no progress events: resource use and output only"
+SOURCE = {"auto": "detected", "events": "reported"}
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
 
 
@@ -106,6 +108,53 @@ def stale_for(state: WorkloadState) -> float | None:
     return age if age >= max(STALE_MIN_S, STALE_STEPS * typical) else None
 
 
+def step_times(state: WorkloadState) -> tuple[float | None, float | None, float | None]:
+    """(steps/s, p50, p95 step time) over the recent steps after the first."""
+    steps = [s for s in state.recent_steps if s.step != 1] or list(state.recent_steps)
+    walls = sorted(s.wall_s for s in steps)
+    if not walls or sum(walls) <= 0:
+        return None, None, None
+    def rank(q: float) -> float:
+        return walls[min(len(walls) - 1, round(q * (len(walls) - 1)))]
+    return len(walls) / sum(walls), rank(0.5), rank(0.95)
+
+
+def duration(seconds: float | None) -> str:
+    """A step time: "68.1 ms", "1.08 s"."""
+    if seconds is None:
+        return fmt.NA
+    return f"{seconds:.3g} s" if seconds >= 1 else f"{seconds * 1e3:.3g} ms"
+
+
+def cores_text(cores: frozenset[int]) -> str:
+    """{0, 1, 2, 5} as "0-2,5"."""
+    runs: list[list[int]] = []
+    for c in sorted(cores):
+        if runs and c == runs[-1][-1] + 1:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs)
+
+
+def job_text(job: JobUsage) -> str:
+    """"1.9 cores on 0-3: main 98 % (12 threads), 2 workers 85 %", "n/a" before a second look."""
+    def cpu(pct: float | None) -> str:
+        return fmt.NA if pct is None else f"{pct:.0f} %"
+    main = [p for p in job.processes if p.role == "main"]
+    workers = [p for p in job.processes if p.role == "worker"]
+    others = [p for p in job.processes if p.role == "other"]
+    total = fmt.NA if job.cpu_pct is None else f"{job.cpu_pct / 100:.1f} cores"
+    parts = [f"{total}" + (f" on {cores_text(job.cores)}" if job.cores else "")]
+    if main:
+        parts.append(f"main {cpu(main[0].cpu_pct)} ({main[0].threads} threads)")
+    for group, name in ((workers, "worker"), (others, "other")):
+        if group:
+            known = [p.cpu_pct for p in group if p.cpu_pct is not None]
+            parts.append(f"{len(group)} {name}{'s' if len(group) > 1 else ''} {cpu(sum(known) if known else None)}")
+    return ", ".join(parts[:1]) + (": " + ", ".join(parts[1:]) if len(parts) > 1 else "")
+
+
 def clean_line(line: str) -> str:
     """One output line as a terminal would leave it: the text after the last carriage return,
     no escape sequences, tabs as spaces (a child's colours or progress bars must not reach ours)."""
@@ -180,6 +229,19 @@ class WorkloadPanel(Panel):
             loss.append("  ")
             loss.append(spark, style=st("workload--spark"))
         blocks.append([loss])
+        if state.steps_source == "auto":  # detected: the figures a reporting workload does not give
+            per_s, p50, p95 = step_times(state)
+            share = state.data_wait_share
+            blocks.append([f("steps", SOURCE.get(state.steps_source, state.steps_source)),
+                           f("steps/s", fmt.amount(per_s)),
+                           f("step p50", duration(p50), f" p95 {duration(p95)}"),
+                           f("data wait", fmt.text(None if share is None else f"{100 * share:.0f} %"))])
+        if state.job is not None and state.job.processes:
+            blocks.append([f("job", job_text(state.job))])
+        if state.verdict is not None:
+            v = state.verdict
+            words = f"{v.kind.replace('_', '-')}: {v.evidence}" + (f". {v.suggestion}." if v.suggestion else "")
+            blocks.append([Text(words, style=st("panel--warn") if v.kind != "unknown" else st("panel--dim"))])
         if not state.events:
             blocks.append([Text(NO_EVENTS, style=st("panel--dim"))])
         if state.error and state.status == "failed":

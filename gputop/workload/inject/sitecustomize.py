@@ -1,0 +1,57 @@
+"""Run by Python at start-up in a script gputop launches (this directory is first on its
+PYTHONPATH): arm gputop's lazy torch hooks, then hand over to the sitecustomize the environment
+had before (the next one on the path), exactly as ``site`` would have run it.
+
+This directory leaves ``sys.path`` and ``PYTHONPATH`` again before that, so the script, and the
+processes it starts, see the paths they would have seen without gputop.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _leave_path() -> None:
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+    entries = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    kept = [p for p in entries if p and os.path.abspath(p) != _HERE]
+    if kept:
+        os.environ["PYTHONPATH"] = os.pathsep.join(kept)
+    else:
+        os.environ.pop("PYTHONPATH", None)
+
+
+def _chain() -> None:
+    """Import the next sitecustomize, with site's own handling of its errors."""
+    ours = sys.modules.pop("sitecustomize", None)
+    try:
+        try:
+            importlib.import_module("sitecustomize")
+        except ImportError as exc:
+            if exc.name != "sitecustomize":
+                raise
+            if ours is not None:
+                sys.modules["sitecustomize"] = ours
+    except Exception as err:  # noqa: BLE001 - site.execsitecustomize reports and carries on
+        if sys.flags.verbose:
+            sys.excepthook(*sys.exc_info())
+        else:
+            sys.stderr.write(f"Error in sitecustomize; set PYTHONVERBOSE for traceback:\n"
+                             f"{err.__class__.__name__}: {err}\n")
+
+
+def _main() -> None:
+    try:
+        hook = importlib.import_module("_gputop_autostep")
+        hook.arm()
+    except Exception:  # noqa: BLE001 - gputop's hooks never stop the script
+        pass
+    _leave_path()
+    _chain()
+
+
+_main()

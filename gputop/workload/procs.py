@@ -1,0 +1,130 @@
+"""What a launched job's processes use: per process CPU %, threads, resident memory and the cores
+its threads ran on over the last interval, and the main thread's CPU %, read from ``/proc``
+(``/proc/PID/stat`` and ``/proc/PID/task/TID/stat``; Linux only: elsewhere nothing is known).
+
+A thread "ran on" a core over an interval when it used CPU time in it; the core is the
+``processor`` field (where it last ran). The first reading of a process has no interval before
+it: its CPU % is None and its cores empty (n/a, never 0) until the second. Each thread's time on
+a core and in the run queue come from ``/proc/PID/task/TID/schedstat`` (nanoseconds): "busy" is
+both together, what a thread that never sleeps has whatever else shares the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Iterable
+
+from gputop.model import JobProcess, JobUsage
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+# fields of /proc/PID/stat after "(comm)", 0 = field 3 of proc(5)
+_PPID, _UTIME, _STIME, _THREADS, _RSS, _PROCESSOR = 1, 11, 12, 17, 21, 36
+
+
+def _stat(path: str) -> tuple[str, list[str]] | None:
+    """(comm, fields after comm) of a stat file; None where it is gone or unreadable."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    head, sep, tail = raw.rpartition(")")
+    if not sep:
+        return None
+    fields = tail.split()
+    return (head.partition("(")[2], fields) if len(fields) > _PROCESSOR else None
+
+
+def _ticks(fields: list[str]) -> int:
+    return int(fields[_UTIME]) + int(fields[_STIME])
+
+
+class JobWatch:
+    """Reads the job's processes each ``read(pids)``; CPU % and cores over the time since the
+    previous read."""
+
+    def __init__(self, main_pid: int, clock: Callable[[], float] = time.monotonic,
+                 proc: str = "/proc") -> None:
+        self.main_pid = main_pid
+        self._clock = clock
+        self._proc = proc
+        self._last_at: float | None = None
+        self._ticks: dict[int, int] = {}  # pid -> utime + stime at the last read
+        self._task_ticks: dict[tuple[int, int], int] = {}  # (pid, tid) -> ticks
+        self._sched: dict[tuple[int, int], tuple[int, int]] = {}  # (pid, tid) -> (on-core ns, queued ns)
+
+    def read(self, pids: Iterable[int]) -> JobUsage | None:
+        """The job's use since the last read; None where /proc cannot be read (not Linux)."""
+        if not os.path.isdir(self._proc):
+            return None
+        now = self._clock()
+        interval = None if self._last_at is None else now - self._last_at
+        ticks: dict[int, int] = {}
+        task_ticks: dict[tuple[int, int], int] = {}
+        processes = []
+        sched: dict[tuple[int, int], tuple[int, int]] = {}
+        busy_ns = 0
+        main_thread: float | None = None
+        main_busy: float | None = None
+        for pid in sorted(pids):
+            stat = _stat(f"{self._proc}/{pid}/stat")
+            if stat is None:
+                continue
+            comm, fields = stat
+            ticks[pid] = _ticks(fields)
+            cores: set[int] = set()
+            tasks = self._tasks(pid)
+            for tid in tasks:
+                task = _stat(f"{self._proc}/{pid}/task/{tid}/stat")
+                if task is None:
+                    continue
+                now_ticks = task_ticks[(pid, tid)] = _ticks(task[1])
+                before = self._task_ticks.get((pid, tid))
+                # a thread first seen after the first read was born in the interval
+                ran = now_ticks - before if before is not None else now_ticks if self._last_at is not None else None
+                if ran:
+                    cores.add(int(task[1][_PROCESSOR]))
+                times = _schedstat(f"{self._proc}/{pid}/task/{tid}/schedstat")
+                was = self._sched.get((pid, tid))
+                if times is None:
+                    continue
+                sched[(pid, tid)] = times
+                on, queued = times[0] - (was or (0, 0))[0], times[1] - (was or (0, 0))[1]
+                if was is None and self._last_at is None:
+                    continue
+                busy_ns += on + queued  # a thread born in the interval: all of its time is in it
+                if pid == tid == self.main_pid and was is not None and interval:
+                    main_thread = 100.0 * on / 1e9 / interval
+                    main_busy = min(100.0, 100.0 * (on + queued) / 1e9 / interval)
+            before = self._ticks.get(pid)
+            cpu = None if before is None or not interval else 100.0 * (ticks[pid] - before) / _TICK / interval
+            role = "main" if pid == self.main_pid else "worker" if int(fields[_PPID]) == self.main_pid else "other"
+            processes.append(JobProcess(pid=pid, name=comm, role=role, cpu_pct=cpu,
+                                        threads=int(fields[_THREADS]), rss_bytes=int(fields[_RSS]) * _PAGE,
+                                        cores=frozenset(cores)))
+        busy = 100.0 * busy_ns / 1e9 / interval if interval and sched else None
+        self._last_at, self._ticks, self._task_ticks, self._sched = now, ticks, task_ticks, sched
+        known = [p.cpu_pct for p in processes if p.cpu_pct is not None]
+        return JobUsage(
+            cpu_pct=sum(known) if known else None, main_thread_cpu_pct=main_thread,
+            main_thread_busy_pct=main_busy, busy_pct=busy,
+            rss_bytes=sum(p.rss_bytes for p in processes if p.rss_bytes is not None) if processes else None,
+            cores=frozenset().union(*(p.cores for p in processes)), processes=tuple(processes))
+
+    def _tasks(self, pid: int) -> list[int]:
+        try:
+            return [int(t) for t in os.listdir(f"{self._proc}/{pid}/task") if t.isdigit()]
+        except OSError:
+            return []
+
+
+def _schedstat(path: str) -> tuple[int, int] | None:
+    """(ns on a core, ns queued for one) of a thread."""
+    try:
+        with open(path) as f:
+            on, queued, *_ = f.read().split()
+        return int(on), int(queued)
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,3 @@
+import builtins
+
+builtins.USER_SITE_MARK = "the user's sitecustomize ran"
