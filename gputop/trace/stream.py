@@ -1,0 +1,314 @@
+"""Reading a trace as a stream: its events one at a time, in bounded memory, from a file of any
+length, with the byte offset of each (for an index) and a callback for a progress bar.
+
+gputop writes one event per line (docs/trace-format.md), so a file is read line by line; a
+counter line in the writer's own shape is taken apart by one regular expression (about five
+times faster than ``json``), any other line goes through the same JSON decoder as ``load``.
+A file that is not one event per line (the object form, or a JSON array laid out otherwise) is
+read whole by ``reader.parse``, as before. Errors are ``TraceError``, one line, like ``load``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from array import array
+from dataclasses import dataclass, field
+from itertools import repeat
+from typing import Any, BinaryIO, Callable, Generator, Iterator, Mapping, NamedTuple, Sequence, Union
+
+from gputop.model import Sample
+from gputop.trace.decode import SampleDecoder, counter_value
+from gputop.trace.reader import Trace, _trace, parse
+from gputop.trace.schema import TraceError, exact_float
+
+_DECODER = json.JSONDecoder(parse_float=exact_float)
+CHUNK = 1 << 20
+_QUOTES = 18  # in a counter line as the writer writes it: see CounterRun
+
+
+class CounterRun(NamedTuple):
+    """Consecutive counter lines in the writer's own shape, taken apart by ``bytes.split`` on
+    the quote (in C, a whole run at once): the pieces of line ``i`` are ``names[i]`` (as in
+    ``b'power_w'``), ``pids[i]`` (``b':10000001,'``), ``stamps[i]`` (``b':1712345678901234.567,'``)
+    and ``values[i]`` (``b':412.5}}...'``; strip ``decode.VALUE_EDGES`` for the number's text)."""
+
+    offset: int  # of the first line
+    lines: list[bytes]  # the lines themselves (without their newline), for byte offsets
+    names: list[bytes]
+    pids: list[bytes]
+    stamps: list[bytes]
+    values: list[bytes]
+
+
+Item = Union[CounterRun, dict[str, Any]]
+Progress = Callable[[int], None]  # called with the bytes read so far
+# the pieces that make a line a counter (the rest is checked as each is converted)
+_SHAPE = ((3, b"C"), (5, b"name"), (9, b"pid"), (13, b"ts"), (15, b"args"), (16, b":{"))
+
+
+def counter_run(offset: int, lines: list[bytes]) -> CounterRun | None:
+    """The lines as one CounterRun, or None where any of them is not a counter in the writer's
+    shape (then each is read as JSON)."""
+    n = len(lines)
+    pieces = b"\n".join(lines).split(b'"')
+    if len(pieces) != _QUOTES * n + 1 or not pieces[0].endswith(b"{"):
+        return None
+    for at, text in _SHAPE:
+        if pieces[at::_QUOTES].count(text) != n:
+            return None
+    return CounterRun(offset, lines, pieces[7::_QUOTES], pieces[10::_QUOTES], pieces[14::_QUOTES],
+                      pieces[18::_QUOTES])
+
+
+class TraceStream:
+    """One gputop trace file opened for streaming: ``header`` (a ``Trace`` with the metadata
+    events only) at once, then ``items()`` once: each event after the metadata, as a ``Counter``
+    or a dict, with its byte offset. ``complete`` is known once ``items()`` is exhausted.
+
+    ``whole`` is set (and ``items()`` gives its events) where the file could not be streamed
+    and was parsed whole instead."""
+
+    def __init__(self, path: str | os.PathLike[str], progress: Progress | None = None) -> None:
+        self.path = os.fspath(path)
+        self.progress = progress
+        try:
+            self._file: BinaryIO = open(self.path, "rb")
+            self.size = os.fstat(self._file.fileno()).st_size
+        except OSError as exc:
+            raise TraceError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        self.complete = False
+        self.whole: Trace | None = None
+        self._pending: list[tuple[int, bytes]] = []  # lines read past the metadata
+        self.meta: list[dict[str, Any]] = []
+        try:
+            self.header = self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> TraceStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open(self) -> Trace:
+        f = self._file
+        first = f.readline()
+        stripped = first.lstrip()
+        if not stripped:
+            rest = f.read(CHUNK)
+            if not rest.strip():
+                raise TraceError(f"{self.path} is empty (the recording stopped before its first sample?)")
+            first, stripped = first + rest, (first + rest).lstrip()
+        if not stripped.startswith(b"[{") or not self._is_event(stripped[1:]):
+            return self._read_whole(first)
+        offset = len(first)
+        self.meta = [self._decode(stripped[1:], 1)]
+        line_no = 1
+        while True:  # the metadata events lead (the header first): keep them
+            line = f.readline()
+            if not line:
+                break
+            line_no += 1
+            body = line.strip()
+            if body.startswith(b",{\"ph\":\"M\""):
+                event = self._line(body, line_no, last=True)
+                if event is not None:
+                    self.meta.append(event)
+                    offset += len(line)
+                    continue
+            self._pending.append((offset, line))
+            line_no -= 1
+            break
+        self._line_no = line_no
+        self._offset = offset
+        return _trace(self.path, self.meta, False)
+
+    def _is_event(self, body: bytes) -> bool:
+        text = body.decode("utf-8", errors="replace")
+        try:
+            event, end = _DECODER.raw_decode(text)
+        except json.JSONDecodeError:
+            return False
+        return isinstance(event, dict) and not text[end:].strip()  # one event, alone on its line
+
+    def _read_whole(self, first: bytes) -> Trace:
+        data = first + self._file.read()
+        self.whole = parse(data, self.path)
+        self.complete = self.whole.complete
+        return self.whole
+
+    def _decode(self, body: bytes, line_no: int) -> dict[str, Any]:
+        text = body.decode("utf-8", errors="replace")
+        try:
+            event, end = _DECODER.raw_decode(text)
+        except json.JSONDecodeError as exc:
+            raise TraceError(f"{self.path} is not JSON at line {line_no}: {exc.msg}") from None
+        if text[end:].strip():
+            raise TraceError(f"{self.path} is not JSON at line {line_no}: extra data")
+        if not isinstance(event, dict):
+            raise TraceError(f"{self.path} is JSON but not a trace: line {line_no} is not an object")
+        return event
+
+    def _line(self, body: bytes, line_no: int, *, last: bool) -> dict[str, Any] | None:
+        """One line's event; None where it is the last line and was cut off mid-way."""
+        if body.startswith(b","):
+            body = body[1:].lstrip()
+        try:
+            return self._decode(body, line_no)
+        except TraceError:
+            if last:
+                return None
+            raise
+
+    def items(self) -> Iterator[tuple[int, Item]]:
+        """(byte offset, event) of every event after the metadata, in file order."""
+        if self.whole is not None:
+            for event in self.whole.events:
+                if event.get("ph") != "M":
+                    yield 0, event
+            return
+        yield from self._items()
+
+    def _items(self) -> Iterator[tuple[int, Item]]:
+        f, progress = self._file, self.progress
+        line_no, offset = self._line_no, self._offset
+        carry = b"".join(line for _, line in self._pending)
+        held: int | None = None  # a line that did not parse (its number): the cut, unless more follow
+        while True:
+            data = f.read(CHUNK)
+            block = carry + data
+            if data:
+                cut = block.rfind(b"\n") + 1
+                if cut == 0:  # one line longer than a chunk: read on
+                    carry = block
+                    continue
+                block, carry = block[:cut - 1], block[cut:]
+            elif not block:
+                break
+            else:
+                carry = b""
+            lines = block.split(b"\n")
+            counts = list(map(bytes.count, lines, repeat(b'"')))
+            odd = ([i for i, c in enumerate(counts) if c != _QUOTES]
+                   if min(counts) != _QUOTES or max(counts) != _QUOTES else [])
+            start = 0
+            for stop in [*odd, len(lines)]:
+                run = counter_run(offset, lines[start:stop]) if stop > start else None
+                if run is not None:
+                    if held is not None:
+                        raise TraceError(f"{self.path} is not JSON at line {held}")
+                    yield offset, run
+                    offset += sum(map(len, run.lines)) + len(run.lines)
+                    line_no += len(run.lines)
+                    singles = lines[stop:stop + 1]
+                else:
+                    singles = lines[start:stop + 1]
+                for k, line in enumerate(singles):
+                    offset, line_no, held = yield from self._one(line, offset, line_no, held)
+                    if self.complete:
+                        rest = lines[stop + 1:] if run is not None else lines[start + k + 1:]
+                        if b"".join(rest).strip() or carry.strip() or f.read(CHUNK).strip():
+                            raise TraceError(f"{self.path} is not JSON: data after the closing ']'")
+                        self.end = offset
+                        if progress is not None:
+                            progress(offset)
+                        return
+                start = stop + 1
+            if progress is not None:
+                progress(offset)
+            if not data:
+                break
+        self.end = offset
+
+    def _one(self, line: bytes, offset: int, line_no: int,
+             held: int | None) -> Generator[tuple[int, Item], None, tuple[int, int, int | None]]:
+        """One line read as JSON: (offset, line number, held) after it."""
+        line_no += 1
+        start, offset = offset, offset + len(line) + 1
+        body = line.strip()
+        if not body:
+            return offset, line_no, held
+        if held is not None:
+            raise TraceError(f"{self.path} is not JSON at line {held}")
+        if body == b"]":
+            self.complete = True
+            return offset, line_no, held
+        event = self._line(body, line_no, last=True)
+        if event is None:
+            return offset, line_no, line_no  # the last event cut off mid-way, if nothing follows
+        yield start, event
+        return offset, line_no, held
+
+
+def samples(stream: TraceStream, decoder: SampleDecoder) -> Iterator[Sample]:
+    """Every sample of the stream, oldest first (``decoder`` built from its header), decoded
+    as the file is read; ``stream.complete`` is set once this is exhausted."""
+    run, event = decoder.run, decoder.event
+    for _, item in stream.items():
+        yield from (run(item) if type(item) is CounterRun else event(item))  # type: ignore[arg-type]
+    yield from decoder.finish()
+
+
+def decoder_for(trace: Trace, **hooks: Any) -> SampleDecoder:
+    """A SampleDecoder for the devices a trace's header names."""
+    return SampleDecoder(trace.gpus, trace.header.get("cpu_cores"), trace.gpu_unavailable, **hooks)
+
+
+@dataclass(frozen=True)
+class StreamedTrace(Trace):
+    """A Trace read by streaming: ``events`` holds the metadata and the launched workload's own
+    events (its steps, marks, phases: one or a few per step, never one per sample), its counters
+    are in ``counters`` (one float each, in file order); the device samples are not held (they
+    came from the stream: ``samples()`` gives none)."""
+
+    counters: Mapping[str, Sequence[float]] = field(default_factory=dict)
+
+    def workload_counter(self, metric: str) -> list[float]:
+        return list(self.counters.get(metric, ()))
+
+
+class WorkloadEvents:
+    """Collects the launched workload's events from a stream (``SampleDecoder``'s hooks)."""
+
+    def __init__(self, header: Trace) -> None:
+        workload = header.workload
+        self.pid = None if workload is None else workload["pid"]
+        self.events: list[dict[str, Any]] = list(header.events)
+        self.counters: dict[str, array[float]] = {}
+        self._names: dict[str, str | None] = {}
+
+    def event(self, event: dict[str, Any]) -> None:
+        if self.pid is None or event.get("pid") != self.pid:
+            return
+        if event.get("ph") == "C":
+            parsed = counter_value(event)
+            if parsed is not None:
+                self._add(parsed[0] if parsed[1] is None else str(event.get("name")), parsed[2])
+            return
+        self.events.append(event)
+
+    def counter(self, pid: int, name: str, ts_ns: int, value: Any) -> None:
+        if pid != self.pid:
+            return
+        if name not in self._names:
+            parsed = counter_value({"name": name, "args": {"v": 0}})
+            self._names[name] = None if parsed is None else name
+        if self._names[name] is not None and not isinstance(value, bool):
+            self._add(name, value)
+
+    def _add(self, name: str, value: Any) -> None:
+        values = self.counters.get(name)
+        if values is None:
+            values = self.counters[name] = array("d")
+        values.append(float(value))
+
+    def trace(self, header: Trace, complete: bool) -> StreamedTrace:
+        return StreamedTrace(path=header.path, header=header.header, events=tuple(self.events),
+                             complete=complete, gpus=header.gpus, counters=self.counters)
