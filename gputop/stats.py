@@ -37,26 +37,49 @@ def bucket(value: float) -> float:
 class Distribution:
     """Values added one at a time (or with a weight: the same value ``weight`` times)."""
 
-    __slots__ = ("n", "total", "max", "min", "_counts", "exact")
+    __slots__ = ("_n", "_total", "_max", "_min", "_counts", "exact", "_held", "_weight")
 
     def __init__(self) -> None:
-        self.n = 0
-        self.total = 0.0
-        self.max: float | None = None
-        self.min: float | None = None
+        self._n = 0
+        self._total = 0.0
+        self._max: float | None = None
+        self._min: float | None = None
         self._counts: dict[float, int] = {}
         self.exact = True  # False once the values were put into buckets
+        self._held: float | None = None  # the last value added, not yet counted ...
+        self._weight = 0  # ... and how many times
+
+    @property
+    def n(self) -> int:
+        self._flush()
+        return self._n
+
+    @property
+    def max(self) -> float | None:
+        self._flush()
+        return self._max
 
     def add(self, value: float, weight: int = 1) -> None:
+        if value == self._held:  # the same value again (a metric that holds still): counted later
+            self._weight += weight
+            return
+        self._flush()
+        self._held, self._weight = value, weight
+
+    def _flush(self) -> None:
+        value, weight = self._held, self._weight
+        if value is None or not weight:
+            return
+        self._held, self._weight = None, 0
         value = float(value)
         if value - value != 0.0:  # NaN or infinite: not a value (as stats() leaves it out)
             return
-        self.n += weight
-        self.total += value * weight
-        if self.max is None or value > self.max:
-            self.max = value
-        if self.min is None or value < self.min:
-            self.min = value
+        self._n += weight
+        self._total += value * weight
+        if self._max is None or value > self._max:
+            self._max = value
+        if self._min is None or value < self._min:
+            self._min = value
         counts = self._counts
         key = value if self.exact else bucket(value)
         counts[key] = counts.get(key, 0) + weight
@@ -73,15 +96,16 @@ class Distribution:
 
     @property
     def mean(self) -> float | None:
-        return self.total / self.n if self.n else None
+        return self._total / self.n if self.n else None
 
     def percentile(self, q: float) -> float | None:
         """The ``q``-th percentile, linear between ranks (exact, or within RELATIVE_ERROR)."""
-        if not self.n or self.min is None or self.max is None:
+        n, lowest, highest = self.n, self._min, self._max
+        if not n or lowest is None or highest is None:
             return None
-        rank = (self.n - 1) * q / 100.0
+        rank = (n - 1) * q / 100.0
         low = math.floor(rank)
-        high = min(low + 1, self.n - 1)
+        high = min(low + 1, n - 1)
         a = b = None
         seen = 0
         for value, count in sorted(self._counts.items()):
@@ -93,7 +117,7 @@ class Distribution:
                 break
         assert a is not None and b is not None
         out = a + (b - a) * (rank - low)
-        return min(max(out, self.min), self.max)  # a bucket's centre may lie past the extremes
+        return min(max(out, lowest), highest)  # a bucket's centre may lie past the extremes
 
     def summary(self) -> dict[str, float | int | None]:
         """``n``, ``mean``, ``p50``, ``p95``, ``max`` (all None but n where there is no value)."""

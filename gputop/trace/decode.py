@@ -236,7 +236,7 @@ class SampleDecoder:
                     if len(stamps) > 4096:
                         stamps.clear()
                     at = stamps[stamp] = _stamp_ns(stamp)
-                group = None if at is None else self._group(at, out)
+                group = None if at is None else (self._groups.get(at) or self._group(at, out))
             if group is None:
                 continue
             by_name = keys.get(pid_text)
