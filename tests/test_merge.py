@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from gputop import trace
 import longtrace
+from gputop import trace
 from traceval import assert_valid
 
 DATA = pathlib.Path(__file__).parent / "data"

@@ -255,7 +255,7 @@ class SampleDecoder:
                     continue
             if kind == _CPU:
                 group.cpu[metric] = value
-            elif kind == _CORE:
+            elif kind == _CORE and core is not None:
                 cores = group.cores.get(metric)
                 if cores is None:
                     cores = group.cores[metric] = {}

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from array import array
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, BinaryIO, Callable, Generator, Iterator, Mapping, NamedTuple, Sequence, Union
 
 from gputop.model import Sample
-from gputop.trace.decode import SampleDecoder, counter_value
+from gputop.trace.decode import SampleDecoder, counter_value, ts_ns
 from gputop.trace.reader import Trace, _trace, parse
 from gputop.trace.schema import TraceError, exact_float
 
@@ -174,12 +173,21 @@ class TraceStream:
                 if event.get("ph") != "M":
                     yield 0, event
             return
-        yield from self._items()
-
-    def _items(self) -> Iterator[tuple[int, Item]]:
-        f, progress = self._file, self.progress
-        line_no, offset = self._line_no, self._offset
         carry = b"".join(line for _, line in self._pending)
+        yield from self._items(self._file, self._offset, self._line_no, carry, self.progress)
+
+    def items_at(self, offset: int) -> Iterator[tuple[int, Item]]:
+        """``items()`` again from ``offset`` (one that ``items()`` gave), on a file handle of
+        its own: for reading a part of the file again while ``items()`` goes on."""
+        if self.whole is not None:
+            yield from ((o, e) for o, e in self.items() if o >= offset)
+            return
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            yield from self._items(f, offset, 0, b"", None)
+
+    def _items(self, f: BinaryIO, offset: int, line_no: int, carry: bytes,
+               progress: Progress | None) -> Iterator[tuple[int, Item]]:
         held: int | None = None  # a line that did not parse (its number): the cut, unless more follow
         while True:
             data = f.read(CHUNK)
@@ -211,11 +219,12 @@ class TraceStream:
                 else:
                     singles = lines[start:stop + 1]
                 for k, line in enumerate(singles):
-                    offset, line_no, held = yield from self._one(line, offset, line_no, held)
-                    if self.complete:
+                    offset, line_no, held, closed = yield from self._one(line, offset, line_no, held)
+                    if closed:
                         rest = lines[stop + 1:] if run is not None else lines[start + k + 1:]
                         if b"".join(rest).strip() or carry.strip() or f.read(CHUNK).strip():
                             raise TraceError(f"{self.path} is not JSON: data after the closing ']'")
+                        self.complete = True
                         self.end = offset
                         if progress is not None:
                             progress(offset)
@@ -228,23 +237,23 @@ class TraceStream:
         self.end = offset
 
     def _one(self, line: bytes, offset: int, line_no: int,
-             held: int | None) -> Generator[tuple[int, Item], None, tuple[int, int, int | None]]:
-        """One line read as JSON: (offset, line number, held) after it."""
+             held: int | None) -> Generator[tuple[int, Item], None, tuple[int, int, int | None, bool]]:
+        """One line read as JSON: (offset, line number, held, whether it was the closing ])
+        after it."""
         line_no += 1
         start, offset = offset, offset + len(line) + 1
         body = line.strip()
         if not body:
-            return offset, line_no, held
+            return offset, line_no, held, False
         if held is not None:
             raise TraceError(f"{self.path} is not JSON at line {held}")
         if body == b"]":
-            self.complete = True
-            return offset, line_no, held
+            return offset, line_no, held, True
         event = self._line(body, line_no, last=True)
         if event is None:
-            return offset, line_no, line_no  # the last event cut off mid-way, if nothing follows
+            return offset, line_no, line_no, False  # the last event cut off mid-way, if nothing follows
         yield start, event
-        return offset, line_no, held
+        return offset, line_no, held, False
 
 
 def samples(stream: TraceStream, decoder: SampleDecoder) -> Iterator[Sample]:
@@ -282,6 +291,7 @@ class WorkloadEvents:
         self.pid = None if workload is None else workload["pid"]
         self.events: list[dict[str, Any]] = list(header.events)
         self.counters: dict[str, array[float]] = {}
+        self.stamps: dict[str, array[int]] = {}  # each counter value's ts_ns (for a replay)
         self._names: dict[str, str | None] = {}
 
     def event(self, event: dict[str, Any]) -> None:
@@ -289,24 +299,27 @@ class WorkloadEvents:
             return
         if event.get("ph") == "C":
             parsed = counter_value(event)
-            if parsed is not None:
-                self._add(parsed[0] if parsed[1] is None else str(event.get("name")), parsed[2])
+            at = ts_ns(event.get("ts"))
+            if parsed is not None and at is not None:
+                self._add(parsed[0] if parsed[1] is None else str(event.get("name")), at, parsed[2])
             return
         self.events.append(event)
 
-    def counter(self, pid: int, name: str, ts_ns: int, value: Any) -> None:
+    def counter(self, pid: int, name: str, at: int, value: Any) -> None:
         if pid != self.pid:
             return
         if name not in self._names:
             parsed = counter_value({"name": name, "args": {"v": 0}})
             self._names[name] = None if parsed is None else name
         if self._names[name] is not None and not isinstance(value, bool):
-            self._add(name, value)
+            self._add(name, at, value)
 
-    def _add(self, name: str, value: Any) -> None:
+    def _add(self, name: str, at: int, value: Any) -> None:
         values = self.counters.get(name)
         if values is None:
             values = self.counters[name] = array("d")
+            self.stamps[name] = array("q")
+        self.stamps[name].append(at)  # first: a reader in another thread goes by the values' length
         values.append(float(value))
 
     def trace(self, header: Trace, complete: bool) -> StreamedTrace:
