@@ -152,8 +152,8 @@ def _write_atomically(path: str, ours: TraceStream, theirs: list[dict[str, Any]]
                 f.write((("[" if i == 0 else ",") + trace.dumps_event(event) + "\n").encode())
             for _, item in ours.items():
                 if isinstance(item, CounterRun):
-                    f.write(b"\n".join(item.lines) + b"\n")
-                    done.ours += len(item.lines)
+                    f.write(item.text + b"\n")
+                    done.ours += item.count
                     done.samples += len(decoder.run(item))
                     for stamp in (item.stamps[0], item.stamps[-1]):
                         ts = _ts_us(stamp)

@@ -34,7 +34,8 @@ class CounterRun(NamedTuple):
     and ``values[i]`` (``b':412.5}}...'``; strip ``decode.VALUE_EDGES`` for the number's text)."""
 
     offset: int  # of the first line
-    lines: list[bytes]  # the lines themselves (without their newline), for byte offsets
+    text: bytes  # the lines themselves, joined by newlines (no newline at the end)
+    count: int  # of lines
     names: list[bytes]
     pids: list[bytes]
     stamps: list[bytes]
@@ -47,17 +48,18 @@ Progress = Callable[[int], None]  # called with the bytes read so far
 _SHAPE = ((3, b"C"), (5, b"name"), (9, b"pid"), (13, b"ts"), (15, b"args"), (16, b":{"))
 
 
-def counter_run(offset: int, lines: list[bytes]) -> CounterRun | None:
-    """The lines as one CounterRun, or None where any of them is not a counter in the writer's
-    shape (then each is read as JSON)."""
-    n = len(lines)
-    pieces = b"\n".join(lines).split(b'"')
-    if len(pieces) != _QUOTES * n + 1 or not pieces[0].endswith(b"{"):
+def counter_run(offset: int, text: bytes, n: int) -> CounterRun | None:
+    """The ``n`` lines of ``text`` as one CounterRun, or None where any of them is not a counter
+    in the writer's shape (then each is read as JSON)."""
+    if text.count(b'"') != _QUOTES * n:  # (a scan, before the split makes the pieces)
         return None
-    for at, text in _SHAPE:
-        if pieces[at::_QUOTES].count(text) != n:
+    pieces = text.split(b'"')
+    if not pieces[0].endswith(b"{"):
+        return None
+    for at, part in _SHAPE:
+        if pieces[at::_QUOTES].count(part) != n:
             return None
-    return CounterRun(offset, lines, pieces[7::_QUOTES], pieces[10::_QUOTES], pieces[14::_QUOTES],
+    return CounterRun(offset, text, n, pieces[7::_QUOTES], pieces[10::_QUOTES], pieces[14::_QUOTES],
                       pieces[18::_QUOTES])
 
 
@@ -202,19 +204,34 @@ class TraceStream:
                 break
             else:
                 carry = b""
+            whole = counter_run(offset, block, block.count(b"\n") + 1)
+            if whole is not None:  # the usual block: every line a counter, taken apart at once
+                if held is not None:
+                    raise TraceError(f"{self.path} is not JSON at line {held}")
+                yield offset, whole
+                offset += len(block) + 1
+                line_no += whole.count
+                if progress is not None:
+                    progress(offset)
+                if not data:
+                    break
+                continue
             lines = block.split(b"\n")
             counts = list(map(bytes.count, lines, repeat(b'"')))
             odd = ([i for i, c in enumerate(counts) if c != _QUOTES]
                    if min(counts) != _QUOTES or max(counts) != _QUOTES else [])
             start = 0
             for stop in [*odd, len(lines)]:
-                run = counter_run(offset, lines[start:stop]) if stop > start else None
+                run = None
+                if stop > start:
+                    text = b"\n".join(lines[start:stop])
+                    run = counter_run(offset, text, stop - start)
                 if run is not None:
                     if held is not None:
                         raise TraceError(f"{self.path} is not JSON at line {held}")
                     yield offset, run
-                    offset += sum(map(len, run.lines)) + len(run.lines)
-                    line_no += len(run.lines)
+                    offset += len(run.text) + 1
+                    line_no += run.count
                     singles = lines[stop:stop + 1]
                 else:
                     singles = lines[start:stop + 1]
