@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Callable, TextIO
 
 from gputop.argtypes import number
@@ -70,15 +71,16 @@ def run(args: argparse.Namespace, *, show: Callable[[ReplayFeed], int],
 def open_feed(path: str, *, speed: float = 1.0, playing: bool = True) -> ReplayFeed:
     """The recording at ``path`` as a ReplayFeed, once its first sample is decoded (the rest is
     indexed by a thread meanwhile); TraceError where it cannot be read or has no complete sample.
-    ``close()`` the feed when done."""
+    ``close()`` the feed when done. The indexing thread holds after the first samples until
+    ``feed.index.release()`` (the view's, after its first frame) or ``wait()``."""
     stream = TraceStream(path)
     try:
         header = stream.header
         events = WorkloadEvents(header) if header.workload is not None else None
         index = SampleIndex(stream, events)
-        index.start()
+        index.start(hold=True)  # released once the first frame is drawn (tui.replay)
         while not index.done and len(index) == 0:  # the first sample: at once, or never
-            index.wait(0.01)
+            time.sleep(0.005)
         if len(index) == 0:
             raise TraceError(index.error or f"{path} has no complete sample")
     except BaseException:

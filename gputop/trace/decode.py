@@ -4,6 +4,7 @@ carried between reads, the CPU's slow group carried between changes) and the wor
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -153,6 +154,7 @@ class SampleDecoder:
         self._carried: dict[int, dict[str, Any]] = {}  # each GPU's counters as last written
         self._last: dict[int, GpuSample] = {}  # each GPU's sample as last built
         self._slow: tuple[dict[str, Any], dict[int, Any]] | None = None  # RAM, load, core clocks
+        self._freqs: dict[int, tuple[Any, ...]] = {}  # the slow group's clocks as a tuple
         self._keys: dict[bytes, dict[bytes, tuple[int, int, str, int | None]]] = {}
         self._stamps: dict[bytes, int | None] = {}
         self._values: dict[bytes, Any] = {}
@@ -297,7 +299,8 @@ class SampleDecoder:
                 lost[pid] = bool(value)
         if "ram_total_bytes" in group.cpu:  # the slow group was written here (else: carried)
             self._slow = ({m: group.cpu.get(m) for m in CPU_SLOW}, group.cores.get("core_freq_mhz", {}))
-        cpu = _cpu_sample(group, self.cores, self._slow)
+            self._freqs = {}
+        cpu = _cpu_sample(group, self.cores, self._slow, self._freqs)
         if cpu is None:
             return
         gpus = []
@@ -342,23 +345,47 @@ def _number(piece: bytes) -> Any:
 
 
 def _cpu_sample(group: _Group, cores: int | None,
-                slow: tuple[dict[str, Any], dict[int, Any]] | None) -> CpuSample | None:
+                slow: tuple[dict[str, Any], dict[int, Any]] | None,
+                freq_cache: dict[int, tuple[Any, ...]]) -> CpuSample | None:
     """The CPU at one timestamp: its own counters, and RAM, load and core clocks as last written
-    (at this timestamp or before). None where incomplete."""
+    (at this timestamp or before). None where incomplete. ``freq_cache``: the clocks of the
+    last slow group as a tuple, by core count (emptied when a new slow group is written)."""
     cpu = group.cpu
-    util = group.cores.get("core_util_pct", {})
+    util = group.cores.get("core_util_pct", _NO_CORES)
     n = cores if isinstance(cores, int) else len(util)
     if cpu.get("cpu_util_pct") is None or len(util) < n or slow is None:
         return None
     scalars, freq = slow
     if scalars["ram_used_bytes"] is None or scalars["ram_total_bytes"] is None:
         return None
+    try:
+        per_core = _cores(util, n)
+    except KeyError:  # a core's utilization missing (another core's there twice): incomplete
+        return None
+    clocks = freq_cache.get(n)
+    if clocks is None:
+        clocks = freq_cache[n] = tuple(map(freq.get, range(n)))
     return CpuSample(
         cpu_util_pct=cpu["cpu_util_pct"],
-        core_util_pct=tuple(map(util.__getitem__, range(n))),
-        core_freq_mhz=tuple(map(freq.get, range(n))),
+        core_util_pct=per_core,
+        core_freq_mhz=clocks,
         cpu_power_w=cpu.get("cpu_power_w"),
         ram_used_bytes=scalars["ram_used_bytes"],
         ram_total_bytes=scalars["ram_total_bytes"],
         load1=scalars["load1"],
     )
+
+
+_NO_CORES: dict[int, Any] = {}
+_GETTERS: dict[int, Callable[[Mapping[int, Any]], Any]] = {}
+
+
+def _cores(util: Mapping[int, Any], n: int) -> tuple[Any, ...]:
+    """Cores 0..n-1 of ``util`` as a tuple (an itemgetter, in C)."""
+    if n <= 1:
+        return (util[0],) if n else ()
+    get = _GETTERS.get(n)
+    if get is None:
+        get = _GETTERS[n] = operator.itemgetter(*range(n))
+    out: tuple[Any, ...] = get(util)
+    return out

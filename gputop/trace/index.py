@@ -35,7 +35,7 @@ class _Checkpoint:
 
 
 _STATE = ("late", "_groups", "_done_ns", "_newest_ns", "_in_order", "_reasons", "_lost", "_carried",
-          "_last", "_slow")
+          "_last", "_slow", "_freqs")
 
 
 def _snapshot(decoder: SampleDecoder) -> dict[str, Any]:
@@ -68,6 +68,8 @@ class SampleIndex(Sequence[Sample]):
         self._lock = threading.Lock()  # the cache, between the drawing thread and the pass
         self._whole: list[Sample] | None = None
         self._thread: threading.Thread | None = None
+        self._go = threading.Event()  # the pass holds after the first samples until released
+        self._go.set()
         self.on_progress: Callable[[int], None] | None = None
 
     # -- the pass ---------------------------------------------------------------------------
@@ -107,6 +109,8 @@ class SampleIndex(Sequence[Sample]):
                     next_checkpoint = count + BLOCK
                 out = decoder.run(item) if isinstance(item, CounterRun) else decoder.event(item)
                 count += self._add(out)
+                if count and not self._go.is_set():
+                    self._go.wait()  # the first samples are in: the app draws them first
             count += self._add(decoder.finish())
             self.read = self.stream.size
         except TraceError as exc:
@@ -126,20 +130,30 @@ class SampleIndex(Sequence[Sample]):
             if gpu.energy_j is not None and gpu.info.index not in first:
                 first[gpu.info.index] = gpu.energy_j
 
-    def start(self) -> None:
-        """Index the rest in a daemon thread (the app draws meanwhile)."""
+    def start(self, *, hold: bool = False) -> None:
+        """Index in a daemon thread (the app draws meanwhile); with ``hold``, the thread stops
+        after the first samples until ``release()`` (so that the first frame is drawn without
+        sharing the interpreter with it)."""
+        if hold:
+            self._go.clear()
         if self._thread is None and not self.done:
             self._thread = threading.Thread(target=self.build, name="gputop-index", daemon=True)
             self._thread.start()
 
+    def release(self) -> None:
+        """Let a held pass go on."""
+        self._go.set()
+
     def close(self) -> None:
         """Stop the pass (before its file is closed)."""
         self._stop = True
+        self._go.set()
         if self._thread is not None:
             self._thread.join()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Until the pass is done (True) or ``timeout`` passed (False)."""
+        """Until the pass is done (True) or ``timeout`` passed (False); releases a held pass."""
+        self._go.set()
         if self._thread is not None:
             self._thread.join(timeout)
         return self.done

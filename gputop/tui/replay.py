@@ -75,6 +75,8 @@ class ReplayDriver:
         feed = self.feed
         if feed.indexing:  # a progress line every 2 s until the whole file is indexed
             self._index_timer = self.view.set_interval(INDEX_NOTE_S, self._indexing)
+            assert feed.index is not None
+            self.view.call_after_refresh(feed.index.release)  # the first frame first
         elif feed.index is not None:
             self._indexing()
         elif not feed.complete:
