@@ -153,7 +153,7 @@ def _write_atomically(path: str, ours: TraceStream, theirs: list[dict[str, Any]]
             for _, item in ours.items():
                 if isinstance(item, CounterRun):
                     f.write(item.text + b"\n")
-                    done.ours += item.count
+                    done.ours += item.lines
                     done.samples += len(decoder.run(item))
                     for stamp in (item.stamps[0], item.stamps[-1]):
                         ts = _ts_us(stamp)

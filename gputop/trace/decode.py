@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
@@ -77,12 +76,23 @@ def workload_steps(trace: Trace) -> list[WorkloadStep]:
     return steps
 
 
-@dataclass
 class _Group:
-    cpu: dict[str, Any] = field(default_factory=dict)
-    cores: dict[str, dict[int, Any]] = field(default_factory=dict)
-    gpus: dict[int, dict[str, Any]] = field(default_factory=dict)
-    changes: list[tuple[int, str, Any]] = field(default_factory=list)  # (pid, what, value)
+    """One timestamp's events, as they are read (a plain class: one is made per sample)."""
+
+    __slots__ = ("cpu", "cores", "gpus", "changes")
+
+    def __init__(self) -> None:
+        self.cpu: dict[str, Any] = {}
+        self.cores: dict[str, dict[int, Any]] = {}
+        self.gpus: dict[int, dict[str, Any]] = {}
+        self.changes: list[tuple[int, str, Any]] = []  # (pid, what, value)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Group:
+        out = _Group()
+        out.cpu, out.changes = dict(self.cpu), list(self.changes)
+        out.cores = {k: dict(v) for k, v in self.cores.items()}
+        out.gpus = {k: dict(v) for k, v in self.gpus.items()}
+        return out
 
 
 def counter_value(event: Mapping[str, Any]) -> tuple[str, int | None, Any] | None:

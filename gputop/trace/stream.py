@@ -35,7 +35,7 @@ class CounterRun(NamedTuple):
 
     offset: int  # of the first line
     text: bytes  # the lines themselves, joined by newlines (no newline at the end)
-    count: int  # of lines
+    lines: int  # how many
     names: list[bytes]
     pids: list[bytes]
     stamps: list[bytes]
@@ -210,7 +210,7 @@ class TraceStream:
                     raise TraceError(f"{self.path} is not JSON at line {held}")
                 yield offset, whole
                 offset += len(block) + 1
-                line_no += whole.count
+                line_no += whole.lines
                 if progress is not None:
                     progress(offset)
                 if not data:
@@ -231,7 +231,7 @@ class TraceStream:
                         raise TraceError(f"{self.path} is not JSON at line {held}")
                     yield offset, run
                     offset += len(run.text) + 1
-                    line_no += run.count
+                    line_no += run.lines
                     singles = lines[stop:stop + 1]
                 else:
                     singles = lines[start:stop + 1]
