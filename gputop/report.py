@@ -52,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "p50, p95 and max; energy; time spent with busy NVML util but idle SMs; a chart. The file "
         "is read once as a stream, in bounded memory whatever its length: n, mean and max are "
         f"exact; p50 and p95 are exact while a metric has at most {EXACT_VALUES:,} distinct "
-        f"values, and within {RELATIVE_ERROR * 100:g} %% of the exact value beyond (a bounded "
+        f"values, and within {RELATIVE_ERROR * 100:g} % of the exact value beyond (a bounded "
         "logarithmic histogram).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("trace", metavar="TRACE", help="trace file written by 'gputop record'")

@@ -204,3 +204,10 @@ def test_a_trace_still_being_written_is_told_apart_from_a_cut_one(tmp_path):
     text = subprocess.run([sys.executable, "-m", "gputop", "report", str(out), "--no-chart"],
                           capture_output=True, text=True, timeout=60).stdout
     assert "did not finish cleanly" in text and "still being written" not in text
+
+
+def test_help_states_the_percentiles_error():
+    done = subprocess.run([sys.executable, "-m", "gputop", "report", "--help"], capture_output=True,
+                          text=True, timeout=60)
+    assert "exact while a metric has at most 4,096 distinct values" in done.stdout
+    assert "within 0.1 % of the exact value" in done.stdout
