@@ -1,11 +1,12 @@
 """Reading a trace as a stream: its events one at a time, in bounded memory, from a file of any
 length, with the byte offset of each (for an index) and a callback for a progress bar.
 
-gputop writes one event per line (docs/trace-format.md), so a file is read line by line; a
-counter line in the writer's own shape is taken apart by one regular expression (about five
-times faster than ``json``), any other line goes through the same JSON decoder as ``load``.
-A file that is not one event per line (the object form, or a JSON array laid out otherwise) is
-read whole by ``reader.parse``, as before. Errors are ``TraceError``, one line, like ``load``'s.
+gputop writes one event per line (docs/trace-format.md), so a file is read in 1 MB blocks of
+whole lines; consecutive counter lines in the writer's own shape are taken apart all at once by
+``bytes.split`` on the quote (in C: no per-line regex or json), any other line goes through the
+same JSON decoder as ``load``, and a cut or damaged line is told apart as ``load`` does. A file
+that is not one event per line (the object form, or a JSON array laid out otherwise) is read
+whole by ``reader.parse``, as before. Errors are ``TraceError``, one line, like ``load``'s.
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ def counter_run(offset: int, text: bytes, n: int) -> CounterRun | None:
 
 class TraceStream:
     """One gputop trace file opened for streaming: ``header`` (a ``Trace`` with the metadata
-    events only) at once, then ``items()`` once: each event after the metadata, as a ``Counter``
-    or a dict, with its byte offset. ``complete`` is known once ``items()`` is exhausted.
+    events only) at once, then ``items()`` once: the events after the metadata, a CounterRun
+    (consecutive counter lines) or a dict (any other event) at a time, each with its byte
+    offset. ``complete`` is known once ``items()`` is exhausted.
 
     ``whole`` is set (and ``items()`` gives its events) where the file could not be streamed
     and was parsed whole instead."""
