@@ -21,7 +21,7 @@ import stat
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Iterable, TextIO
+from typing import Any, Iterable
 
 from gputop import trace
 from gputop.exitstatus import ExitStatus
@@ -52,9 +52,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     return p
 
 
-def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    stdout = sys.stdout if stdout is None else stdout
-    stderr = sys.stderr if stderr is None else stderr
+def run(args: argparse.Namespace) -> int:
+    stdout, stderr = sys.stdout, sys.stderr
     progress = None
     try:
         if os.path.exists(args.out) and not args.force:
