@@ -15,6 +15,7 @@ import pytest
 import longtrace
 from gputop import replay
 from gputop.feed import SPEEDS
+from gputop.timeline import WorkloadTimeline
 from gputop.trace import load
 from gputop.trace.index import SampleIndex
 from gputop.trace.stream import TraceStream
@@ -132,10 +133,13 @@ async def test_a_run_recording_replays_with_its_workload_panel(run_trace):
             assert last.samples_per_s is not None and last.samples_per_s > 0
             assert list(last.losses) == [s.loss for s in steps if s.loss is not None]
             assert "mlp" in screen_text(app) and "finished" in screen_text(app)
-            middle = next(i for i, t in enumerate(feed.index.ts) if t >= steps[2].ts_ns)
-            feed.seek(middle)
-            state = feed.workload.poll(feed.sample)
-            assert state.status == "running" and state.step == 3
+            # at the end of step 3 (the tiny steps are ms apart: maybe no sample between them)
+            timeline = feed.workload
+            assert isinstance(timeline, WorkloadTimeline)
+            state = timeline.at(steps[2].ts_ns)
+            assert state.status == "running" and state.step == 3 and state.ended_ns == steps[2].ts_ns
             assert state.loss == steps[2].loss and state.recent_steps == tuple(steps[:3])
+            before = timeline.at(steps[0].ts_ns - 1)
+            assert before.step is None and before.loss is None and before.losses == ()
     finally:
         feed.close()
