@@ -2,7 +2,10 @@
 
 - ``LiveFeed``: a sampler on a drift-free Ticker (sampling runs off the event loop; see
   gputop.sampler.run), and the workload launched beside it, if any.
-- ``ReplayFeed``: a recording and a cursor into it, played at 0.25x to 16x its own pace.
+- ``ReplayFeed``: a recording and a cursor into it, played at 0.25x to 256x its own pace; its
+  samples a list, or a ``trace.index.SampleIndex`` that decodes them on demand while a thread
+  indexes the file (its length grows until it is done); a recorded workload's state at the
+  cursor from a ``timeline.WorkloadTimeline``.
 
 Both keep the History the charts draw and the "energy since start" of each GPU, so the app
 keeps no accounts of its own. Headless: nothing here imports textual.
@@ -20,6 +23,7 @@ from typing import Callable, Protocol, Sequence
 from gputop.history import History, Value, flatten
 from gputop.model import Sample, WorkloadState
 from gputop.sampler import SupportsSample, Ticker
+from gputop.trace.index import SampleIndex
 
 HISTORY_POINTS = 3600  # the live view keeps an hour at 1 Hz
 # A replay's history is rebuilt up to the cursor on every step back: it holds what the widest
@@ -27,7 +31,7 @@ HISTORY_POINTS = 3600  # the live view keeps an hour at 1 Hz
 # recently shown samples are kept, so a step back re-records rather than re-flattens.
 REPLAY_HISTORY_POINTS = 1200
 CACHED_POINTS = 4 * REPLAY_HISTORY_POINTS
-SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0)
 
 
 class SupportsPoll(Protocol):
@@ -41,8 +45,8 @@ class SupportsPoll(Protocol):
 class EnergySinceStart:
     """Each GPU's energy counter less its first reading: what it used since the feed began."""
 
-    def __init__(self) -> None:
-        self._start: dict[int, float] = {}
+    def __init__(self, start: dict[int, float] | None = None) -> None:
+        self._start: dict[int, float] = {} if start is None else start  # GPU index -> first reading
 
     def note(self, sample: Sample) -> None:
         for gpu in sample.gpus:
@@ -122,32 +126,62 @@ class ReplayFeed:
 
     kind = "replay"
     now_label = "cursor"
-    workload = None
 
     def __init__(self, samples: Sequence[Sample], *, host: str = "", complete: bool = True,
                  speed: float = 1.0, playing: bool = True, history_points: int = REPLAY_HISTORY_POINTS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 workload: SupportsPoll | None = None) -> None:
         if not samples:
             raise ValueError("a replay needs at least one sample")
-        self.samples = list(samples)
+        self.index = samples if isinstance(samples, SampleIndex) else None
+        self.samples: Sequence[Sample] = samples if self.index is not None else list(samples)
         self.host = host
-        self.complete = complete
+        self._complete = complete
+        self.workload = workload
         self.speed = SPEEDS[nearest_speed(speed)]
         self.paused = not playing
         self.interval_s = 1.0  # shown in the status bar; a recording has its own pace
         self.cursor = -1
         self.history = History(history_points)
-        self.energy = EnergySinceStart()
-        for sample in self.samples:  # "energy since start" counts from the recording's start
-            self.energy.note(sample)
-        self._ts = [s.ts_ns for s in self.samples]
+        self._ts: Sequence[int]
+        if self.index is not None:  # "energy since start": the first readings, as indexed
+            self.energy = EnergySinceStart(self.index.first_energy)
+            self._ts = self.index.ts
+        else:
+            self.energy = EnergySinceStart()
+            for sample in self.samples:  # "energy since start" counts from the recording's start
+                self.energy.note(sample)
+            self._ts = [s.ts_ns for s in self.samples]
         self._clock = clock
         self._anchor = (0.0, 0)  # (clock reading, recording ts_ns) when play last started
         self._points: OrderedDict[int, dict[str, Value]] = OrderedDict()
 
     @property
     def last(self) -> int:
-        return len(self.samples) - 1
+        return len(self._ts) - 1
+
+    def close(self) -> None:
+        """Stop indexing and close the recording (a SampleIndex's); nothing for a list."""
+        if self.index is not None:
+            self.index.close()
+            self.index.stream.close()
+
+    @property
+    def complete(self) -> bool:
+        """False where the recording was cut off (no closing ]): known once it is all indexed."""
+        if self.index is not None:
+            return not self.index.done or self.index.stream.complete
+        return self._complete
+
+    @property
+    def indexing(self) -> bool:
+        """The index is still being built: the recording's end is not known yet."""
+        return self.index is not None and not self.index.done
+
+    def index_of(self, offset_s: float) -> int:
+        """The last sample at or before ``offset_s`` seconds from the first (clamped)."""
+        ts = self._ts
+        return max(0, min(self.last, bisect_right(ts, ts[0] + int(offset_s * 1e9)) - 1))
 
     @property
     def sample(self) -> Sample:
@@ -157,7 +191,7 @@ class ReplayFeed:
         """Put the cursor on sample ``index`` (negative counts from the end). True where the
         history was replaced by a new one (the charts must be handed it)."""
         if index < 0:
-            index += len(self.samples)
+            index += len(self._ts)
         index = max(0, min(self.last, index))
         if index == self.cursor:
             return False

@@ -5,20 +5,29 @@ PyTorch's profiler (Kineto) writes ``ts`` relative to ``baseTimeNanoseconds``, w
 same clock, so the profiler's absolute time is ``ts + baseTimeNanoseconds / 1000``. The merged
 file is gputop's format (a bare JSON array, one event per line) and opens in Perfetto with the
 GPU counters under the profiler's CPU ops and kernels.
+
+The recording is streamed (bounded memory whatever its length: its counter lines are copied as
+they are); the profiler's trace, one JSON document whose ``baseTimeNanoseconds`` may come after
+its events, is read whole.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import stat
 import sys
 import tempfile
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from gputop import trace
 from gputop.argtypes import file_name
 from gputop.exitstatus import ExitStatus
+from gputop.progress import Progress
+from gputop.trace.stream import CounterRun, TraceStream, decoder_for
 
 EXAMPLES = """\
 examples:
@@ -45,21 +54,30 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
 
 
 def run(args: argparse.Namespace) -> int:
+    stdout, stderr = sys.stdout, sys.stderr
+    progress = None
     try:
         if os.path.exists(args.out) and not args.force:
             raise MergeError(f"{args.out} exists (use --force to overwrite it)")
-        ours = trace.load(args.recording)
         theirs, base_note = load_torch(args.torch_trace)
-        events = merged_events(ours, theirs)
-        _write_atomically(args.out, events)
+        size = os.path.getsize(args.recording) if os.path.isfile(args.recording) else 0
+        progress = Progress(size, f"gputop merge: reading {os.path.basename(args.recording)}", stderr)
+        with TraceStream(args.recording, progress) as ours:
+            written = _write_atomically(args.out, ours, theirs)
     except (MergeError, trace.TraceError) as exc:
-        print(f"gputop merge: error: {exc}", file=sys.stderr)
+        if progress is not None:
+            progress.clear()
+        print(f"gputop merge: error: {exc}", file=stderr)
         return ExitStatus.FAILURE
+    if progress is not None:
+        progress.clear()
     if base_note:
-        print(f"gputop merge: note: {base_note}", file=sys.stderr)
-    gap = _disjoint(ours.events, theirs)
+        print(f"gputop merge: note: {base_note}", file=stderr)
+    gap = _disjoint(written.span, _span(theirs))
     if gap:
-        print(f"gputop merge: warning: {gap}", file=sys.stderr)
+        print(f"gputop merge: warning: {gap}", file=stderr)
+    print(f"gputop merge: wrote {args.out}: {written.samples} samples and {written.ours:,} events of "
+          f"the recording, {len(theirs):,} of the profiler", file=stdout)
     return ExitStatus.OK
 
 
@@ -93,7 +111,7 @@ def load_torch(path: str) -> tuple[list[dict[str, Any]], str | None]:
 _PROCESS_META = ("process_name", "process_sort_index", "process_labels")
 
 
-def merged_events(ours: trace.Trace, theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _metadata(ours: trace.Trace, theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Metadata first (gputop's header leads, so the result still loads as a gputop trace).
 
     A process both traces describe (the workload of a ``record --run``, profiled with
@@ -101,28 +119,84 @@ def merged_events(ours: trace.Trace, theirs: list[dict[str, Any]]) -> list[dict[
     threads on it have tids of their own (trace.STEPS_TID_BASE, PHASE_TID_BASE)."""
     named = {(e.get("name"), e.get("pid")) for e in theirs
              if e.get("ph") == "M" and e.get("name") in _PROCESS_META}
-    meta = [e for e in ours.events
+    return [e for e in ours.events
             if e.get("ph") == "M" and (e.get("name"), e.get("pid")) not in named
             ] + [e for e in theirs if e.get("ph") == "M"]
-    timed = [e for e in ours.events if e.get("ph") != "M"] + [e for e in theirs if e.get("ph") != "M"]
-    return meta + timed
 
 
-def _write_atomically(path: str, events: Iterable[dict[str, Any]]) -> None:
+@dataclass
+class _Written:
+    samples: int = 0  # complete samples of the recording (none: refused)
+    ours: int = 0  # the recording's events
+    span: tuple[float, float] | None = None  # of the recording's ts, in microseconds
+
+
+def _write_atomically(path: str, ours: TraceStream, theirs: list[dict[str, Any]]) -> _Written:
+    """The merged file, streamed: the metadata of both, the recording's events (its counter lines
+    copied as they are), then the profiler's. Written beside ``path`` and renamed over it, with
+    the mode of the file it replaces (else that of a new file, as ``record`` makes it). A
+    recording with no complete sample is refused (as ``report`` does), leaving nothing."""
     directory = os.path.dirname(os.path.abspath(path))
+    mode = _mode_for(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=".gputop-merge-", dir=directory)
     except OSError as exc:
         raise MergeError(f"cannot write in {directory}: {exc.strerror or exc}") from None
+    done = _Written()
+    decoder = decoder_for(ours.header)
+    low, high = math.inf, -math.inf
     try:
-        with os.fdopen(fd, "w") as f:
-            for i, event in enumerate(events):
-                f.write(("[" if i == 0 else ",") + trace.dumps_event(event) + "\n")
-            f.write("]\n")
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            for i, event in enumerate(_metadata(ours.header, theirs)):
+                f.write((("[" if i == 0 else ",") + trace.dumps_event(event) + "\n").encode())
+            for _, item in ours.items():
+                if isinstance(item, CounterRun):
+                    f.write(item.text + b"\n")
+                    done.ours += item.lines
+                    done.samples += len(decoder.run(item))
+                    for stamp in (item.stamps[0], item.stamps[-1]):
+                        ts = _ts_us(stamp)
+                        low, high = min(low, ts), max(high, ts)
+                    continue
+                f.write(("," + trace.dumps_event(item) + "\n").encode())
+                done.ours += 1
+                done.samples += len(decoder.event(item))
+                if item.get("ph") != "M" and isinstance(item.get("ts"), (int, float)):
+                    low, high = min(low, float(item["ts"])), max(high, float(item["ts"]))
+            done.samples += len(decoder.finish())
+            if not done.samples:
+                raise trace.TraceError(f"{ours.path} has no complete sample (nothing to merge)")
+            for event in theirs:
+                if event.get("ph") != "M":
+                    f.write(("," + trace.dumps_event(event) + "\n").encode())
+            f.write(b"]\n")
         os.replace(tmp, path)
+    except OSError as exc:
+        os.unlink(tmp)
+        raise MergeError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         os.unlink(tmp)
         raise
+    done.span = (low, high) if low <= high else None
+    return done
+
+
+def _ts_us(stamp: bytes) -> float:
+    try:
+        return float(stamp.strip(b":, "))
+    except ValueError:
+        return math.nan
+
+
+def _mode_for(path: str) -> int:
+    """The mode of the file being replaced, else a new file's (0644 less the umask)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o644 & ~umask
 
 
 def _span(events: Iterable[dict[str, Any]]) -> tuple[float, float] | None:
@@ -130,8 +204,7 @@ def _span(events: Iterable[dict[str, Any]]) -> tuple[float, float] | None:
     return (min(stamps), max(stamps)) if stamps else None
 
 
-def _disjoint(ours: Iterable[dict[str, Any]], theirs: Iterable[dict[str, Any]]) -> str | None:
-    a, b = _span(ours), _span(theirs)
+def _disjoint(a: tuple[float, float] | None, b: tuple[float, float] | None) -> str | None:
     if a is None or b is None or (b[0] <= a[1] and a[0] <= b[1]):
         return None
     gap_s = (b[0] - a[1] if b[0] > a[1] else a[0] - b[1]) / 1e6

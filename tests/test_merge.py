@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+import longtrace
 from gputop import trace
 from traceval import assert_valid
 
@@ -114,3 +115,61 @@ def test_real_profiler_during_a_real_recording_shares_its_clock(tmp_path):
     ops = [float(e["ts"]) for e in merged.events if e.get("name") == "aten::mm"]
     assert len(ops) == 5
     assert min(counters) < min(ops) and max(ops) < max(counters)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_merged_file_has_a_new_files_mode_and_force_keeps_the_old_one(tmp_path):
+    """#12.12: the merged file was left 0600 (mkstemp's), and --force turned a 0644 file 0600."""
+    out = tmp_path / "merged.json"
+    done = merge(RECORDING, REAL_TORCH, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert oct(out.stat().st_mode & 0o777) == oct(0o644 & ~_umask())
+    out.chmod(0o640)
+    done = merge(RECORDING, REAL_TORCH, "--out", out, "--force")
+    assert done.returncode == 0, done.stderr
+    assert oct(out.stat().st_mode & 0o777) == oct(0o640)
+
+
+def test_success_says_what_was_written(tmp_path):
+    """#12.12: merge printed nothing on success."""
+    out = tmp_path / "merged.json"
+    done = merge(RECORDING, REAL_TORCH, "--out", out)
+    assert done.returncode == 0, done.stderr
+    samples = len(trace.load(RECORDING).samples())
+    assert done.stdout.startswith(f"gputop merge: wrote {out}: {samples} samples and ")
+    assert done.stdout.count("\n") == 1 and "of the profiler" in done.stdout
+
+
+def test_a_recording_cut_before_its_first_sample_is_refused(tmp_path):
+    """#12.12: merge exited 0 on a recording that report says has no complete sample."""
+    lines = RECORDING.read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut.json"
+    cut.write_text("".join(line for line in lines if line.startswith(("[", ',{"ph":"M"'))))
+    out = tmp_path / "merged.json"
+    done = merge(cut, REAL_TORCH, "--out", out)
+    assert done.returncode == 1 and done.stderr.startswith("gputop merge: error: ")
+    assert "no complete sample" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["cut.json"]
+    report = subprocess.run([sys.executable, "-m", "gputop", "report", str(cut)], capture_output=True,
+                            text=True, timeout=60)
+    assert report.returncode == 1 and "no complete sample" in report.stderr
+
+
+def test_a_long_recording_merges_to_the_same_events(tmp_path):
+    """The streamed merge copies every event of a recording that spans many read chunks."""
+    big = tmp_path / "big.json"
+    longtrace.build(str(RECORDING), str(big), 3_000_000)
+    out = tmp_path / "merged.json"
+    done = merge(big, REAL_TORCH, "--out", out)
+    assert done.returncode == 0, done.stderr
+    merged, source = trace.load(out), trace.load(big)
+    assert merged.samples() == source.samples()
+    def ours(events):
+        return [e for e in events if isinstance(e.get("pid"), int) and e["pid"] >= trace.CPU_PID]
+
+    assert ours(merged.events) == ours(source.events) and len(ours(source.events)) > 20_000

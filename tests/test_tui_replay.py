@@ -105,8 +105,10 @@ async def test_brackets_change_the_speed_within_bounds(trace):
         await pilot.press("right_square_bracket")
         assert app.feed.speed == 2.0 and "speed 2x" in screen_text(app)
         await pilot.press(*["right_square_bracket"] * 6)
-        assert app.feed.speed == 16.0
-        await pilot.press(*["left_square_bracket"] * 9)
+        assert app.feed.speed == 128.0
+        await pilot.press(*["right_square_bracket"] * 3)  # 256x is the top (#12.16: it was 16x)
+        assert app.feed.speed == 256.0 and "speed 256x" in screen_text(app)
+        await pilot.press(*["left_square_bracket"] * 13)
         assert app.feed.speed == 0.25 and "speed 0.25x" in screen_text(app)
         await pilot.press("greater_than_sign")
         assert app.feed.speed == 0.5
@@ -165,7 +167,8 @@ async def test_help_lists_the_replay_keys(trace):
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = screen_text(app)
-        assert "gputop replay keys" in text and "0.25x to 16x" in text and "home / end" in text
+        assert "gputop replay keys" in text and "0.25x to 256x" in text and "home / end" in text
+        assert "10 s back / forward" in text and "1 min back / forward" in text  # #12.16
         assert "kill" not in text
 
 

@@ -4,12 +4,12 @@ carried between reads, the CPU's slow group carried between changes) and the wor
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import operator
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from gputop import metrics
-from gputop.model import CpuSample, GpuSample, Sample, WorkloadStep
+from gputop.model import CpuSample, GpuInfo, GpuSample, Sample, WorkloadStep
 from gputop.trace.schema import (
     CAT_CLOCKS,
     CAT_EMPTY,
@@ -25,6 +25,7 @@ from gputop.trace.schema import (
 
 if TYPE_CHECKING:
     from gputop.trace.reader import Trace
+    from gputop.trace.stream import CounterRun
 
 
 def ts_ns(value: Any) -> int | None:
@@ -86,12 +87,23 @@ def _seconds(value: Any) -> float | None:
     return float(value)
 
 
-@dataclass
 class _Group:
-    cpu: dict[str, Any] = field(default_factory=dict)
-    cores: dict[str, dict[int, Any]] = field(default_factory=dict)
-    gpus: dict[int, dict[str, Any]] = field(default_factory=dict)
-    changes: list[tuple[int, str, Any]] = field(default_factory=list)  # (pid, what, value)
+    """One timestamp's events, as they are read (a plain class: one is made per sample)."""
+
+    __slots__ = ("cpu", "cores", "gpus", "changes")
+
+    def __init__(self) -> None:
+        self.cpu: dict[str, Any] = {}
+        self.cores: dict[str, dict[int, Any]] = {}
+        self.gpus: dict[int, dict[str, Any]] = {}
+        self.changes: list[tuple[int, str, Any]] = []  # (pid, what, value)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Group:
+        out = _Group()
+        out.cpu, out.changes = dict(self.cpu), list(self.changes)
+        out.cores = {k: dict(v) for k, v in self.cores.items()}
+        out.gpus = {k: dict(v) for k, v in self.gpus.items()}
+        return out
 
 
 def counter_value(event: Mapping[str, Any]) -> tuple[str, int | None, Any] | None:
@@ -117,26 +129,104 @@ def to_samples(trace: Trace) -> list[Sample]:
     """Rebuild one Sample per timestamp: counters by pid and name, GpuInfo from the header,
     throttle reasons and lost state carried forward from their instants. A GPU with no counter
     at a timestamp was not read then (GPUs are read about every 0.1 s at most, the CPU at every
-    sample): its last counters are carried forward. Otherwise a metric with no event at a
-    timestamp is None. A timestamp whose CPU part is incomplete (a cut inside the last sample)
-    is left out."""
-    gpu_by_pid = {gpu_pid(info.index): info for info in trace.gpus}
-    cores = trace.header.get("cpu_cores")
-    groups: dict[int, _Group] = {}
+    sample): its last counters are carried forward (the same GpuSample object, as the sampler
+    gives it). Otherwise a metric with no event at a timestamp is None. A timestamp whose CPU
+    part is incomplete (a cut inside the last sample) is left out. (``SampleDecoder``, with every
+    timestamp held until the end: the samples come out in time order, whatever the file's.)"""
+    decoder = SampleDecoder(trace.gpus, trace.header.get("cpu_cores"), trace.gpu_unavailable,
+                            window=None)
     for event in trace.events:
+        decoder.event(event)
+    return decoder.finish()
+
+
+VALUE_EDGES = b":}\n,{ \r\t"  # around a counter's value text in a CounterRun's piece
+WINDOW = 64  # timestamps held open at once while streaming: a sample's events are written together
+_CPU, _CORE, _GPU, _OTHER = 0, 1, 2, 3
+_NONE: frozenset[int] = frozenset()
+
+
+class SampleDecoder:
+    """Samples from a trace's events as they come (``event`` for a parsed event, ``run`` for a
+    stream's CounterRun); each call returns the samples it completed, ``finish`` the rest.
+
+    Events are grouped by timestamp; a timestamp is complete once ``window`` newer ones have
+    been seen (the writer writes a sample's events together, so this is exact for gputop's
+    files; ``window=None`` holds every one until ``finish``). An event for a timestamp already
+    given out is counted in ``late`` and left out. Events on other pids (a launched workload's)
+    go to ``on_event`` / ``on_counter`` where given."""
+
+    def __init__(self, gpus: Sequence[GpuInfo], cores: Any, gpu_unavailable: str | None, *,
+                 window: int | None = WINDOW,
+                 on_event: Callable[[dict[str, Any]], None] | None = None,
+                 on_counter: Callable[[int, str, int, Any], None] | None = None) -> None:
+        self.gpu_by_pid = {gpu_pid(info.index): info for info in gpus}
+        self.cores = cores if isinstance(cores, int) and not isinstance(cores, bool) else None
+        self.gpu_unavailable = gpu_unavailable
+        self.window = window
+        self.on_event, self.on_counter = on_event, on_counter
+        self.late = 0
+        self._groups: dict[int, _Group] = {}
+        self._done_ns: int | None = None  # the newest timestamp given out
+        self._newest_ns = 0
+        self._in_order = True  # every timestamp so far came after the one before (the oldest first)
+        self._reasons: dict[int, tuple[str, ...] | None] = {}
+        self._lost: dict[int, bool] = {}
+        self._carried: dict[int, dict[str, Any]] = {}  # each GPU's counters as last written
+        self._last: dict[int, GpuSample] = {}  # each GPU's sample as last built
+        self._slow: tuple[dict[str, Any], dict[int, Any]] | None = None  # RAM, load, core clocks
+        self._freqs: dict[int, tuple[Any, ...]] = {}  # the slow group's clocks as a tuple
+        self._keys: dict[bytes, dict[bytes, tuple[int, int, str, int | None]]] = {}
+        self._stamps: dict[bytes, int | None] = {}
+        self._values: dict[bytes, Any] = {}
+
+    # -- grouping ---------------------------------------------------------------------------
+
+    def _group(self, at: int, out: list[Sample]) -> _Group | None:
+        group = self._groups.get(at)
+        if group is not None:
+            return group
+        if self._done_ns is not None and at <= self._done_ns:
+            self.late += 1
+            return None
+        groups = self._groups
+        if at < self._newest_ns:
+            self._in_order = False  # from here on the oldest is looked for
+        else:
+            self._newest_ns = at
+        group = groups[at] = _Group()
+        if self.window is not None and len(groups) > self.window:
+            oldest = next(iter(groups)) if self._in_order else min(groups)
+            self._done_ns = oldest
+            self._build(oldest, groups.pop(oldest), out)
+        return group
+
+    def finish(self) -> list[Sample]:
+        """Every timestamp still held, in time order."""
+        out: list[Sample] = []
+        for at in sorted(self._groups):
+            self._build(at, self._groups[at], out)
+        self._groups.clear()
+        return out
+
+    def event(self, event: Mapping[str, Any]) -> list[Sample]:
+        """One parsed event: the samples it completed."""
+        out: list[Sample] = []
         ph, pid = event.get("ph"), event.get("pid")
-        if ph not in ("C", "i") or (pid != CPU_PID and pid not in gpu_by_pid):
-            continue
+        if ph not in ("C", "i") or (pid != CPU_PID and pid not in self.gpu_by_pid):
+            if self.on_event is not None and isinstance(pid, int) and not isinstance(pid, bool):
+                self.on_event(dict(event))
+            return out
         at = ts_ns(event.get("ts"))
         if at is None:
-            continue
-        group = groups.get(at)
+            return out
+        group = self._group(at, out)
         if group is None:
-            group = groups[at] = _Group()
+            return out
         if ph == "C":
             parsed = counter_value(event)
             if parsed is None:
-                continue
+                return out
             metric, core, value = parsed
             if pid == CPU_PID:
                 if core is None:
@@ -153,57 +243,170 @@ def to_samples(trace: Trace) -> list[Sample]:
             group.gpus.setdefault(pid, {})
         elif event.get("cat") == CAT_LOST:
             group.changes.append((pid, "lost", bool((event.get("args") or {}).get("lost"))))
+        return out
 
-    reasons: dict[int, tuple[str, ...] | None] = {}
-    lost: dict[int, bool] = {}
-    carried: dict[int, dict[str, Any]] = {}  # each GPU's counters as last written
-    slow: tuple[dict[str, Any], dict[int, Any]] | None = None  # RAM, load, core clocks as last written
-    out: list[Sample] = []
-    for at in sorted(groups):
-        group = groups[at]
+    def run(self, run: CounterRun) -> list[Sample]:
+        """A run of counter lines (gputop.trace.stream): the samples it completed. The same as
+        ``event`` on each, without building a dict for any."""
+        out: list[Sample] = []
+        keys, stamps, values = self._keys, self._stamps, self._values
+        last_stamp, group, at = b"", None, None
+        for stamp, name, pid_text, text in zip(run.stamps, run.names, run.pids, run.values):
+            if stamp != last_stamp:
+                last_stamp = stamp
+                at = stamps.get(stamp, -1)
+                if at == -1:
+                    if len(stamps) > 4096:
+                        stamps.clear()
+                    at = stamps[stamp] = _stamp_ns(stamp)
+                group = None if at is None else (self._groups.get(at) or self._group(at, out))
+            if group is None:
+                continue
+            by_name = keys.get(pid_text)
+            if by_name is None:
+                by_name = keys[pid_text] = {}
+            key = by_name.get(name)
+            if key is None:
+                key = by_name[name] = self._key(name, pid_text)
+            kind, pid, metric, core = key
+            value = values.get(text)
+            if value is None:
+                if len(values) > 65536:
+                    values.clear()
+                value = values[text] = _number(text)
+                if value is None:
+                    continue
+            if kind == _CPU:
+                group.cpu[metric] = value
+            elif kind == _CORE and core is not None:
+                cores = group.cores.get(metric)
+                if cores is None:
+                    cores = group.cores[metric] = {}
+                cores[core] = value
+            elif kind == _GPU:
+                gpu = group.gpus.get(pid)
+                if gpu is None:
+                    gpu = group.gpus[pid] = {}
+                gpu[metric] = value
+            elif pid >= 0 and self.on_counter is not None and at is not None:
+                self.on_counter(pid, metric, at, value)
+        return out
+
+    def _key(self, name_b: bytes, pid_b: bytes) -> tuple[int, int, str, int | None]:
+        name = name_b.decode("ascii", errors="replace")
+        try:
+            pid = int(pid_b.strip(b":,"))
+        except ValueError:
+            return _OTHER, -1, name, None
+        if pid != CPU_PID and pid not in self.gpu_by_pid:
+            return _OTHER, pid, name, None
+        parsed = counter_value({"name": name, "args": {"v": 0}})
+        if parsed is None:
+            return _OTHER, -1, name, None
+        metric, core, _ = parsed
+        if pid == CPU_PID:
+            return (_CPU if core is None else _CORE), pid, metric, core
+        return _GPU, pid, metric, core
+
+    # -- building ---------------------------------------------------------------------------
+
+    def _build(self, at: int, group: _Group, out: list[Sample]) -> None:
+        reasons, lost = self._reasons, self._lost
+        changed = {pid for pid, _, _ in group.changes} if group.changes else _NONE
         for pid, what, value in group.changes:
             if what == "reasons":
                 reasons[pid] = value
             else:
                 lost[pid] = bool(value)
         if "ram_total_bytes" in group.cpu:  # the slow group was written here (else: carried)
-            slow = ({m: group.cpu.get(m) for m in CPU_SLOW}, group.cores.get("core_freq_mhz", {}))
-        cpu = _cpu_sample(group, cores, slow)
+            self._slow = ({m: group.cpu.get(m) for m in CPU_SLOW}, group.cores.get("core_freq_mhz", {}))
+            self._freqs = {}
+        cpu = _cpu_sample(group, self.cores, self._slow, self._freqs)
         if cpu is None:
-            continue
+            return
         gpus = []
-        for pid, info in gpu_by_pid.items():
-            if lost.get(pid):
-                gpus.append(GpuSample(info, lost=True))
-                continue
+        for pid, info in self.gpu_by_pid.items():
             values = group.gpus.get(pid)
-            if values is None:  # not read at this sample (GPUs: about every 0.1 s at most)
-                values = carried.get(pid, {})
-            carried[pid] = values
-            counters: dict[str, Any] = {m: values.get(m) for m in GPU_COUNTERS}
-            gpus.append(GpuSample(info, clock_event_reasons=reasons.get(pid), **counters))
-        out.append(Sample(ts_ns=at, cpu=cpu, gpus=tuple(gpus), gpu_unavailable=trace.gpu_unavailable))
-    return out
+            last = self._last.get(pid)
+            if values is None and pid not in changed and last is not None:
+                gpus.append(last)  # not read at this sample: the same reading, carried
+                continue
+            if lost.get(pid):
+                gpu = GpuSample(info, lost=True)
+            else:
+                if values is None:  # not read at this sample (GPUs: about every 0.1 s at most)
+                    values = self._carried.get(pid, {})
+                self._carried[pid] = values
+                counters: dict[str, Any] = {m: values.get(m) for m in GPU_COUNTERS}
+                gpu = GpuSample(info, clock_event_reasons=reasons.get(pid), **counters)
+            self._last[pid] = gpu
+            gpus.append(gpu)
+        out.append(Sample(ts_ns=at, cpu=cpu, gpus=tuple(gpus), gpu_unavailable=self.gpu_unavailable))
+
+
+def _stamp_ns(piece: bytes) -> int | None:
+    text = piece.strip(b":, ")
+    whole, dot, frac = text.partition(b".")
+    if whole.isdigit() and (not dot or (len(frac) == 3 and frac.isdigit())):
+        return int(whole) * 1000 + (int(frac) if dot else 0)
+    try:
+        return ts_ns(RawNumber(text.decode("ascii")))
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _number(piece: bytes) -> Any:
+    """A counter's value text as json reads it (an int where it has no fraction or exponent);
+    None where it is not a number (null, true: left out, as ``counter_value`` does)."""
+    text = piece.strip(VALUE_EDGES)
+    try:
+        return int(text) if text.lstrip(b"-").isdigit() else plain(float(text))
+    except ValueError:
+        return None
 
 
 def _cpu_sample(group: _Group, cores: int | None,
-                slow: tuple[dict[str, Any], dict[int, Any]] | None) -> CpuSample | None:
+                slow: tuple[dict[str, Any], dict[int, Any]] | None,
+                freq_cache: dict[int, tuple[Any, ...]]) -> CpuSample | None:
     """The CPU at one timestamp: its own counters, and RAM, load and core clocks as last written
-    (at this timestamp or before). None where incomplete."""
+    (at this timestamp or before). None where incomplete. ``freq_cache``: the clocks of the
+    last slow group as a tuple, by core count (emptied when a new slow group is written)."""
     cpu = group.cpu
-    util = group.cores.get("core_util_pct", {})
+    util = group.cores.get("core_util_pct", _NO_CORES)
     n = cores if isinstance(cores, int) else len(util)
     if cpu.get("cpu_util_pct") is None or len(util) < n or slow is None:
         return None
     scalars, freq = slow
     if scalars["ram_used_bytes"] is None or scalars["ram_total_bytes"] is None:
         return None
+    try:
+        per_core = _cores(util, n)
+    except KeyError:  # a core's utilization missing (another core's there twice): incomplete
+        return None
+    clocks = freq_cache.get(n)
+    if clocks is None:
+        clocks = freq_cache[n] = tuple(map(freq.get, range(n)))
     return CpuSample(
         cpu_util_pct=cpu["cpu_util_pct"],
-        core_util_pct=tuple(util[i] for i in range(n)),
-        core_freq_mhz=tuple(freq.get(i) for i in range(n)),
+        core_util_pct=per_core,
+        core_freq_mhz=clocks,
         cpu_power_w=cpu.get("cpu_power_w"),
         ram_used_bytes=scalars["ram_used_bytes"],
         ram_total_bytes=scalars["ram_total_bytes"],
         load1=scalars["load1"],
     )
+
+
+_NO_CORES: dict[int, Any] = {}
+_GETTERS: dict[int, Callable[[Mapping[int, Any]], Any]] = {}
+
+
+def _cores(util: Mapping[int, Any], n: int) -> tuple[Any, ...]:
+    """Cores 0..n-1 of ``util`` as a tuple (an itemgetter, in C)."""
+    if n <= 1:
+        return (util[0],) if n else ()
+    get = _GETTERS.get(n)
+    if get is None:
+        get = _GETTERS[n] = operator.itemgetter(*range(n))
+    out: tuple[Any, ...] = get(util)
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
@@ -192,3 +193,26 @@ _INFO_FIELDS = {f.name for f in fields(GpuInfo)}
 def _gpu_info(doc: Mapping[str, Any]) -> GpuInfo:
     known = {k: plain(v) for k, v in doc.items() if k in _INFO_FIELDS}
     return GpuInfo(**known)
+
+
+def recorder_running(trace: Trace, proc: str = "/proc") -> bool:
+    """Whether the ``gputop record`` that wrote ``trace`` still runs (so a file without its
+    closing ``]`` is still being written, not cut off): the header names this host, and its
+    ``settings.pid`` is a live gputop process that started (this boot) before the first sample,
+    not a later process given the same pid."""
+    pid, start_ns = trace.settings.get("pid"), trace.header.get("start_ns")
+    if (not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(start_ns, int)
+            or trace.header.get("host") != socket.gethostname()):
+        return False
+    try:
+        with open(f"{proc}/{pid}/cmdline", "rb") as f:
+            if b"gputop" not in f.read():
+                return False
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])  # field 22, starttime
+        with open(f"{proc}/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
+    started_s = boot + ticks / os.sysconf("SC_CLK_TCK")
+    return started_s <= start_ns / 1e9 + 1.0  # btime is whole seconds

@@ -275,6 +275,9 @@ class GputopApp(App):
 
     def show_sample(self, sample: Sample) -> None:
         self.samples_taken = self.feed.cursor + 1 if isinstance(self.feed, ReplayFeed) else self.samples_taken
+        state = self._poll_workload(sample)  # a recorded workload: as it stood at the cursor
+        if state is not None:
+            self._show_workload(state, sample)
         self.sample = sample
 
     def show_position(self) -> None:
@@ -291,7 +294,7 @@ class GputopApp(App):
 
     async def action_quit(self) -> None:
         """Stop the workload (SIGTERM, then SIGKILL after its grace; off the event loop), then exit."""
-        if self.workload is not None:
+        if self.workload is not None and self._replay is None:  # a recording's is long gone
             state = self.workload_state
             if state is None or state.running:
                 self.notify(f"stopping the workload: SIGTERM, then SIGKILL after {STOP_GRACE_S:g} s",
@@ -394,6 +397,10 @@ class GputopApp(App):
     def action_speed(self, step: int) -> None:
         if self._replay is not None:
             self._replay.speed(step)
+
+    def action_jump(self, how: str) -> None:
+        if self._replay is not None:
+            self._replay.jump_by(how)
 
 
 def _workload_points(state: WorkloadState | None) -> dict[str, float | None] | None:

@@ -18,9 +18,10 @@ if TYPE_CHECKING:
     from gputop.tui.app import GputopApp
 
 FRAME_S = 1 / 30
+INDEX_NOTE_S = 2.0
 NO_PROCESSES = "a recording holds no process list"
 LIVE_ONLY = frozenset({"kill", "toggle_pause", "slower", "faster"})  # k, p, + and -
-REPLAY_ONLY = frozenset({"play", "step", "seek", "speed"})
+REPLAY_ONLY = frozenset({"play", "step", "seek", "speed", "jump"})
 
 BINDINGS = [
     Binding("space", "play", "play/pause", priority=True, show=False),
@@ -33,14 +34,25 @@ BINDINGS = [
             priority=True),
     Binding("home", "seek(0)", "start", priority=True),
     Binding("end", "seek(-1)", "end", priority=True),
+    Binding("shift+left", "jump('-10s')", "-10 s", show=False, priority=True),
+    Binding("shift+right", "jump('+10s')", "+10 s", show=False, priority=True),
+    Binding("pageup", "jump('-60s')", "-1 min", show=False, priority=True),
+    Binding("pagedown", "jump('+60s')", "+1 min", show=False, priority=True),
+    Binding("ctrl+left", "jump('-10%')", "-10 %", show=False, priority=True),
+    Binding("ctrl+right", "jump('+10%')", "+10 %", show=False, priority=True),
+    *(Binding(str(k), f"jump('{k * 10}%')", f"{k * 10} %", show=False) for k in range(10)),
 ]
 
 KEYS = (
     ("q", "quit"),
     ("space / p", "play / pause (at the end: play from the start)"),
     ("← / →", "one sample back / forward (pauses)"),
-    ("[ / ]", "slower / faster: 0.25x to 16x the recorded pace (also < / >)"),
-    ("home / end", "first / last sample"),
+    ("shift+← / →", "10 s back / forward"),
+    ("pgup / pgdn", "1 min back / forward"),
+    ("ctrl+← / →", "a tenth of the recording back / forward"),
+    ("0 ... 9", "to 0 %, 10 % ... 90 % of the recording"),
+    ("[ / ]", "slower / faster: 0.25x to 256x the recorded pace (also < / >)"),
+    ("home / end", "first / last sample (the last indexed so far, while indexing)"),
     ("d", "next GPU: the charts follow it (or click a GPU)"),
     ("s", "sort processes by the next column"),
     ("t", "next colour theme"),
@@ -55,12 +67,19 @@ class ReplayDriver:
     def __init__(self, view: GputopApp, feed: ReplayFeed) -> None:
         self.view, self.feed = view, feed
         self._timer: Timer | None = None
+        self._index_timer: Timer | None = None
 
     def begin(self) -> None:
         self._timer = self.view.set_interval(FRAME_S, self.advance, pause=True)
         self.seek(0)
         feed = self.feed
-        if not feed.complete:
+        if feed.indexing:  # a progress line every 2 s until the whole file is indexed
+            self._index_timer = self.view.set_interval(INDEX_NOTE_S, self._indexing)
+            assert feed.index is not None
+            self.view.call_after_refresh(feed.index.release)  # the first frame first
+        elif feed.index is not None:
+            self._indexing()
+        elif not feed.complete:
             self.view.notify(f"the recording was cut off (no closing ']'): replaying its "
                              f"{len(feed.samples)} complete samples", severity="warning", timeout=6)
         if not feed.paused:
@@ -99,7 +118,7 @@ class ReplayDriver:
         index = feed.target()
         if index > feed.cursor:
             self.seek(index)
-        if feed.cursor >= feed.last:
+        if feed.cursor >= feed.last and not feed.indexing:  # (while indexing: the rest comes)
             self.pause()
             self.view.notify("end of the recording (space: play again from the start)", timeout=3)
 
@@ -123,3 +142,38 @@ class ReplayDriver:
     def speed(self, step: int) -> None:
         self.feed.change_speed(step)
         self.view.show_position()
+
+    def jump_by(self, how: str) -> None:
+        """``how``: ``'+10s'``/``'-60s'`` from the cursor, ``'+10%'``/``'-10%'`` of the recording
+        from the cursor, ``'40%'`` to that share of it (of what is indexed, while indexing)."""
+        position = self.feed.position()
+        number = float(how[:-1])
+        if how.endswith("%"):
+            share = position.duration_s * number / 100
+            offset = position.offset_s + share if how[0] in "+-" else share
+        else:
+            offset = position.offset_s + number
+        self.jump(self.feed.index_of(offset))
+
+    def _indexing(self) -> None:
+        """While the index is built: say how far it got; once built, what it holds."""
+        index = self.feed.index
+        if index is None:
+            return
+        if not index.done:
+            size = index.stream.size
+            share = index.read / size * 100 if size else 100.0
+            self.view.notify(f"indexing the recording: {share:.0f} % of {size / 1e6:,.0f} MB "
+                             f"({len(index):,} samples so far)", timeout=2)
+            self.view.show_position()
+            return
+        if self._index_timer is not None:
+            self._index_timer.stop()
+            self._index_timer = None
+        self.view.show_position()
+        if index.error:
+            self.view.notify(f"the recording is readable only up to sample {len(index):,}: "
+                             f"{index.error}", severity="error", timeout=10)
+        elif not self.feed.complete:
+            self.view.notify(f"the recording was cut off (no closing ']'): replaying its "
+                             f"{len(index):,} complete samples", severity="warning", timeout=6)

@@ -1,0 +1,148 @@
+"""Long recordings: `gputop report`, `replay` (time to its first frame) and `merge`, each a real
+subprocess, its wall time, CPU time and peak RSS (``os.wait4``'s rusage of that child).
+
+Run by hand:  .venv/bin/python benchmarks/streaming.py [--sizes 300,1000] [--repeats 3]
+                  [--source REC.json] [--baseline DIR] [--tmp /tmp]
+
+The recordings are made by ``benchmarks/long_trace.py`` from a real one (``--source``, else a
+30 s ``gputop record --interval 0.01`` on the NVML fake: 100 Hz, one H100), repeated with
+shifted timestamps to each size in MB, in ``--tmp`` (never committed; deleted at the end).
+"replay" is a child that opens the recording (``replay.open_feed``), runs the app headless
+(Textual's ``run_test``) until the first sample is on screen, prints that time, then waits for
+the index to finish and prints that too; its peak RSS covers the whole index pass.
+``--baseline DIR`` (e.g. ``git archive 15a934d | tar -x -C /tmp/base``) runs report and merge from that
+tree too, on the smallest size, once each (the old ones read the whole file: minutes, GBs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TORCH_TRACE = ROOT / "tests" / "data" / "torch_cpu_profile.json"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import long_trace  # noqa: E402  (beside this file)
+
+REPLAY_CHILD = """
+import asyncio, sys, time
+t0 = time.perf_counter()
+from gputop import replay
+from gputop.tui.app import GputopApp
+from gputop.tui.widgets.gpulist import GpuList
+
+async def main():
+    feed = replay.open_feed(sys.argv[1], playing=False)
+    app = GputopApp(feed)
+    async with app.run_test(size=(160, 50)) as pilot:
+        while app.sample is None or not app.query(GpuList):
+            await pilot.pause()
+        await pilot.pause()
+        print(f"first_frame_s {time.perf_counter() - t0:.3f}", flush=True)
+        while not feed.index.wait(0.05):
+            await pilot.pause()
+        print(f"indexed_s {time.perf_counter() - t0:.3f} samples {len(feed.index)}", flush=True)
+    feed.close()
+
+asyncio.run(main())
+"""
+
+
+def env(root: pathlib.Path = ROOT) -> dict[str, str]:
+    out = dict(os.environ, GPUTOP_FAKE_NVML="H100_SXM")
+    tests = ROOT / "tests"
+    out["PYTHONPATH"] = os.pathsep.join([str(root), str(tests / "sitecustom"), str(tests)])
+    return out
+
+
+def timed(argv: list[str], root: pathlib.Path = ROOT) -> tuple[float, float, float, str]:
+    """(wall s, CPU s, peak RSS MiB, stdout) of one child."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env(root),
+                            cwd=root, text=True)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv} exited {proc.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out
+
+
+def source_recording(tmp: pathlib.Path) -> pathlib.Path:
+    out = tmp / "source.json"
+    subprocess.run([sys.executable, "-m", "gputop", "record", "--out", str(out), "--interval", "0.01",
+                    "--duration", "30", "--force"], check=True, env=env(), cwd=ROOT,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return out
+
+
+def row(name: str, mb: float, runs: list[tuple[float, float, float, str]], extra: str = "") -> str:
+    wall = statistics.median(r[0] for r in runs)
+    cpu = statistics.median(r[1] for r in runs)
+    rss = max(r[2] for r in runs)
+    return (f"| {name} | {mb:,.0f} MB | {len(runs)} | {wall:.1f} s | {cpu:.1f} s | {mb / cpu:.0f} MB/s "
+            f"| {rss:.0f} MiB |{extra}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="300,1000", help="MB, comma-separated")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--source", type=pathlib.Path)
+    parser.add_argument("--baseline", type=pathlib.Path)
+    parser.add_argument("--tmp", type=pathlib.Path, default=pathlib.Path(tempfile.gettempdir()))
+    args = parser.parse_args()
+    work = pathlib.Path(tempfile.mkdtemp(prefix="gputop-bench-", dir=args.tmp))
+    py = sys.executable
+    try:
+        source = args.source or source_recording(work)
+        print(f"# source {source} ({source.stat().st_size / 1e6:.1f} MB); load average "
+              f"{os.getloadavg()[0]:.2f} at the start", flush=True)
+        print("| case | size | runs | wall (median) | CPU (median) | MB per CPU s | peak RSS (max) | notes |")
+        print("|---|---:|---:|---:|---:|---:|---:|---|")
+        fixture = ROOT / "tests" / "data" / "h100_fake.json"  # the floor: Python, textual, the app
+        floor = [timed([py, "-c", REPLAY_CHILD, str(fixture)]) for _ in range(args.repeats)]
+        first = statistics.median(float(r[3].split()[1]) for r in floor)
+        print(row("replay of the 22 KB fixture (the floor)", 0.022, floor, f" first frame {first:.2f} s |"),
+              flush=True)
+        sizes = [float(s) for s in args.sizes.split(",")]
+        for mb in sizes:
+            path = work / f"long-{mb:.0f}.json"
+            size = long_trace.build(str(source), str(path), int(mb * 1e6)) / 1e6
+            repeats = args.repeats if mb == min(sizes) else 1
+            report = [timed([py, "-m", "gputop", "report", str(path), "--json"]) for _ in range(repeats)]
+            print(row("report (streamed)", size, report), flush=True)
+            replays = [timed([py, "-c", REPLAY_CHILD, str(path)]) for _ in range(repeats)]
+            first = statistics.median(float(r[3].split()[1]) for r in replays)
+            indexed = statistics.median(float(r[3].split()[3]) for r in replays)
+            print(row("replay (first frame; RSS over the index pass)", size, replays,
+                      f" first frame {first:.2f} s, indexed {indexed:.1f} s |"), flush=True)
+            merged = work / "merged.json"
+            merges = [timed([py, "-m", "gputop", "merge", str(path), str(TORCH_TRACE), "--out",
+                             str(merged), "--force"]) for _ in range(repeats)]
+            print(row("merge (streamed)", size, merges), flush=True)
+            if args.baseline is not None and mb == min(sizes):
+                base = args.baseline.resolve()
+                old = [timed([py, "-m", "gputop", "report", str(path), "--json"], root=base)]
+                print(row(f"report (baseline {base.name})", size, old), flush=True)
+                old = [timed([py, "-m", "gputop", "merge", str(path), str(TORCH_TRACE), "--out",
+                              str(merged), "--force"], root=base)]
+                print(row(f"merge (baseline {base.name})", size, old), flush=True)
+            path.unlink()
+        print(f"# load average {os.getloadavg()[0]:.2f} at the end")
+    finally:
+        for p in work.iterdir():
+            p.unlink()
+        work.rmdir()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,346 @@
+"""Reading a trace as a stream: its events one at a time, in bounded memory, from a file of any
+length, with the byte offset of each (for an index) and a callback for a progress bar.
+
+gputop writes one event per line (docs/trace-format.md), so a file is read in 1 MB blocks of
+whole lines; consecutive counter lines in the writer's own shape are taken apart all at once by
+``bytes.split`` on the quote (in C: no per-line regex or json), any other line goes through the
+same JSON decoder as ``load``, and a cut or damaged line is told apart as ``load`` does. A file
+that is not one event per line (the object form, or a JSON array laid out otherwise) is read
+whole by ``reader.parse``, as before. Errors are ``TraceError``, one line, like ``load``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from array import array
+from dataclasses import dataclass, field
+from itertools import repeat
+from typing import Any, BinaryIO, Callable, Generator, Iterator, Mapping, NamedTuple, Sequence, Union
+
+from gputop.model import Sample
+from gputop.trace.decode import SampleDecoder, counter_value, ts_ns
+from gputop.trace.reader import Trace, _trace, parse
+from gputop.trace.schema import TraceError, exact_float
+
+_DECODER = json.JSONDecoder(parse_float=exact_float)
+CHUNK = 1 << 20
+_QUOTES = 18  # in a counter line as the writer writes it: see CounterRun
+
+
+class CounterRun(NamedTuple):
+    """Consecutive counter lines in the writer's own shape, taken apart by ``bytes.split`` on
+    the quote (in C, a whole run at once): the pieces of line ``i`` are ``names[i]`` (as in
+    ``b'power_w'``), ``pids[i]`` (``b':10000001,'``), ``stamps[i]`` (``b':1712345678901234.567,'``)
+    and ``values[i]`` (``b':412.5}}...'``; strip ``decode.VALUE_EDGES`` for the number's text)."""
+
+    offset: int  # of the first line
+    text: bytes  # the lines themselves, joined by newlines (no newline at the end)
+    lines: int  # how many
+    names: list[bytes]
+    pids: list[bytes]
+    stamps: list[bytes]
+    values: list[bytes]
+
+
+Item = Union[CounterRun, dict[str, Any]]
+Progress = Callable[[int], None]  # called with the bytes read so far
+# the pieces that make a line a counter (the rest is checked as each is converted)
+_SHAPE = ((3, b"C"), (5, b"name"), (9, b"pid"), (13, b"ts"), (15, b"args"), (16, b":{"))
+
+
+def counter_run(offset: int, text: bytes, n: int) -> CounterRun | None:
+    """The ``n`` lines of ``text`` as one CounterRun, or None where any of them is not a counter
+    in the writer's shape (then each is read as JSON)."""
+    if text.count(b'"') != _QUOTES * n:  # (a scan, before the split makes the pieces)
+        return None
+    pieces = text.split(b'"')
+    if not pieces[0].endswith(b"{"):
+        return None
+    for at, part in _SHAPE:
+        if pieces[at::_QUOTES].count(part) != n:
+            return None
+    return CounterRun(offset, text, n, pieces[7::_QUOTES], pieces[10::_QUOTES], pieces[14::_QUOTES],
+                      pieces[18::_QUOTES])
+
+
+class TraceStream:
+    """One gputop trace file opened for streaming: ``header`` (a ``Trace`` with the metadata
+    events only) at once, then ``items()`` once: the events after the metadata, a CounterRun
+    (consecutive counter lines) or a dict (any other event) at a time, each with its byte
+    offset. ``complete`` is known once ``items()`` is exhausted.
+
+    ``whole`` is set (and ``items()`` gives its events) where the file could not be streamed
+    and was parsed whole instead."""
+
+    def __init__(self, path: str | os.PathLike[str], progress: Progress | None = None) -> None:
+        self.path = os.fspath(path)
+        self.progress = progress
+        try:
+            self._file: BinaryIO = open(self.path, "rb")
+            self.size = os.fstat(self._file.fileno()).st_size
+        except OSError as exc:
+            raise TraceError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        self.complete = False
+        self.whole: Trace | None = None
+        self._pending: list[tuple[int, bytes]] = []  # lines read past the metadata
+        self.meta: list[dict[str, Any]] = []
+        try:
+            self.header = self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> TraceStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open(self) -> Trace:
+        f = self._file
+        first = f.readline()
+        stripped = first.lstrip()
+        if not stripped:
+            rest = f.read(CHUNK)
+            if not rest.strip():
+                raise TraceError(f"{self.path} is empty (the recording stopped before its first sample?)")
+            first, stripped = first + rest, (first + rest).lstrip()
+        if not stripped.startswith(b"[{") or not self._is_event(stripped[1:]):
+            return self._read_whole(first)
+        offset = len(first)
+        self.meta = [self._decode(stripped[1:], 1)]
+        line_no = 1
+        while True:  # the metadata events lead (the header first): keep them
+            line = f.readline()
+            if not line:
+                break
+            line_no += 1
+            body = line.strip()
+            if body.startswith(b",{\"ph\":\"M\""):
+                event = self._line(body, line_no, last=True)
+                if event is not None:
+                    self.meta.append(event)
+                    offset += len(line)
+                    continue
+            self._pending.append((offset, line))
+            line_no -= 1
+            break
+        self._line_no = line_no
+        self._offset = offset
+        return _trace(self.path, self.meta, False)
+
+    def _is_event(self, body: bytes) -> bool:
+        text = body.decode("utf-8", errors="replace")
+        try:
+            event, end = _DECODER.raw_decode(text)
+        except json.JSONDecodeError:
+            return False
+        return isinstance(event, dict) and not text[end:].strip()  # one event, alone on its line
+
+    def _read_whole(self, first: bytes) -> Trace:
+        data = first + self._file.read()
+        self.whole = parse(data, self.path)
+        self.complete = self.whole.complete
+        return self.whole
+
+    def _decode(self, body: bytes, line_no: int) -> dict[str, Any]:
+        text = body.decode("utf-8", errors="replace")
+        try:
+            event, end = _DECODER.raw_decode(text)
+        except json.JSONDecodeError as exc:
+            raise TraceError(f"{self.path} is not JSON at line {line_no}: {exc.msg}") from None
+        if text[end:].strip():
+            raise TraceError(f"{self.path} is not JSON at line {line_no}: extra data")
+        if not isinstance(event, dict):
+            raise TraceError(f"{self.path} is JSON but not a trace: line {line_no} is not an object")
+        return event
+
+    def _line(self, body: bytes, line_no: int, *, last: bool) -> dict[str, Any] | None:
+        """One line's event; None where it is the last line and was cut off mid-way."""
+        if body.startswith(b","):
+            body = body[1:].lstrip()
+        try:
+            return self._decode(body, line_no)
+        except TraceError:
+            if last:
+                return None
+            raise
+
+    def items(self) -> Iterator[tuple[int, Item]]:
+        """(byte offset, event) of every event after the metadata, in file order."""
+        if self.whole is not None:
+            for event in self.whole.events:
+                if event.get("ph") != "M":
+                    yield 0, event
+            return
+        carry = b"".join(line for _, line in self._pending)
+        yield from self._items(self._file, self._offset, self._line_no, carry, self.progress)
+
+    def items_at(self, offset: int) -> Iterator[tuple[int, Item]]:
+        """``items()`` again from ``offset`` (one that ``items()`` gave), on a file handle of
+        its own: for reading a part of the file again while ``items()`` goes on."""
+        if self.whole is not None:
+            yield from ((o, e) for o, e in self.items() if o >= offset)
+            return
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            yield from self._items(f, offset, 0, b"", None)
+
+    def _items(self, f: BinaryIO, offset: int, line_no: int, carry: bytes,
+               progress: Progress | None) -> Iterator[tuple[int, Item]]:
+        held: int | None = None  # a line that did not parse (its number): the cut, unless more follow
+        while True:
+            data = f.read(CHUNK)
+            block = carry + data
+            if data:
+                cut = block.rfind(b"\n") + 1
+                if cut == 0:  # one line longer than a chunk: read on
+                    carry = block
+                    continue
+                block, carry = block[:cut - 1], block[cut:]
+            elif not block:
+                break
+            else:
+                carry = b""
+            whole = counter_run(offset, block, block.count(b"\n") + 1)
+            if whole is not None:  # the usual block: every line a counter, taken apart at once
+                if held is not None:
+                    raise TraceError(f"{self.path} is not JSON at line {held}")
+                yield offset, whole
+                offset += len(block) + 1
+                line_no += whole.lines
+                if progress is not None:
+                    progress(offset)
+                if not data:
+                    break
+                continue
+            lines = block.split(b"\n")
+            counts = list(map(bytes.count, lines, repeat(b'"')))
+            odd = ([i for i, c in enumerate(counts) if c != _QUOTES]
+                   if min(counts) != _QUOTES or max(counts) != _QUOTES else [])
+            start = 0
+            for stop in [*odd, len(lines)]:
+                run = None
+                if stop > start:
+                    text = b"\n".join(lines[start:stop])
+                    run = counter_run(offset, text, stop - start)
+                if run is not None:
+                    if held is not None:
+                        raise TraceError(f"{self.path} is not JSON at line {held}")
+                    yield offset, run
+                    offset += len(run.text) + 1
+                    line_no += run.lines
+                    singles = lines[stop:stop + 1]
+                else:
+                    singles = lines[start:stop + 1]
+                for k, line in enumerate(singles):
+                    offset, line_no, held, closed = yield from self._one(line, offset, line_no, held)
+                    if closed:
+                        rest = lines[stop + 1:] if run is not None else lines[start + k + 1:]
+                        if b"".join(rest).strip() or carry.strip() or f.read(CHUNK).strip():
+                            raise TraceError(f"{self.path} is not JSON: data after the closing ']'")
+                        self.complete = True
+                        self.end = offset
+                        if progress is not None:
+                            progress(offset)
+                        return
+                start = stop + 1
+            if progress is not None:
+                progress(offset)
+            if not data:
+                break
+        self.end = offset
+
+    def _one(self, line: bytes, offset: int, line_no: int,
+             held: int | None) -> Generator[tuple[int, Item], None, tuple[int, int, int | None, bool]]:
+        """One line read as JSON: (offset, line number, held, whether it was the closing ])
+        after it."""
+        line_no += 1
+        start, offset = offset, offset + len(line) + 1
+        body = line.strip()
+        if not body:
+            return offset, line_no, held, False
+        if held is not None:
+            raise TraceError(f"{self.path} is not JSON at line {held}")
+        if body == b"]":
+            return offset, line_no, held, True
+        event = self._line(body, line_no, last=True)
+        if event is None:
+            return offset, line_no, line_no, False  # the last event cut off mid-way, if nothing follows
+        yield start, event
+        return offset, line_no, held, False
+
+
+def samples(stream: TraceStream, decoder: SampleDecoder) -> Iterator[Sample]:
+    """Every sample of the stream, oldest first (``decoder`` built from its header), decoded
+    as the file is read; ``stream.complete`` is set once this is exhausted."""
+    run, event = decoder.run, decoder.event
+    for _, item in stream.items():
+        yield from (run(item) if type(item) is CounterRun else event(item))  # type: ignore[arg-type]
+    yield from decoder.finish()
+
+
+def decoder_for(trace: Trace, **hooks: Any) -> SampleDecoder:
+    """A SampleDecoder for the devices a trace's header names."""
+    return SampleDecoder(trace.gpus, trace.header.get("cpu_cores"), trace.gpu_unavailable, **hooks)
+
+
+@dataclass(frozen=True)
+class StreamedTrace(Trace):
+    """A Trace read by streaming: ``events`` holds the metadata and the launched workload's own
+    events (its steps, marks, phases: one or a few per step, never one per sample), its counters
+    are in ``counters`` (one float each, in file order); the device samples are not held (they
+    came from the stream: ``samples()`` gives none)."""
+
+    counters: Mapping[str, Sequence[float]] = field(default_factory=dict)
+
+    def workload_counter(self, metric: str) -> list[float]:
+        return list(self.counters.get(metric, ()))
+
+
+class WorkloadEvents:
+    """Collects the launched workload's events from a stream (``SampleDecoder``'s hooks)."""
+
+    def __init__(self, header: Trace) -> None:
+        workload = header.workload
+        self.pid = None if workload is None else workload["pid"]
+        self.events: list[dict[str, Any]] = list(header.events)
+        self.counters: dict[str, array[float]] = {}
+        self.stamps: dict[str, array[int]] = {}  # each counter value's ts_ns (for a replay)
+        self._names: dict[str, str | None] = {}
+
+    def event(self, event: dict[str, Any]) -> None:
+        if self.pid is None or event.get("pid") != self.pid:
+            return
+        if event.get("ph") == "C":
+            parsed = counter_value(event)
+            at = ts_ns(event.get("ts"))
+            if parsed is not None and at is not None:
+                self._add(parsed[0] if parsed[1] is None else str(event.get("name")), at, parsed[2])
+            return
+        self.events.append(event)
+
+    def counter(self, pid: int, name: str, at: int, value: Any) -> None:
+        if pid != self.pid:
+            return
+        if name not in self._names:
+            parsed = counter_value({"name": name, "args": {"v": 0}})
+            self._names[name] = None if parsed is None else name
+        if self._names[name] is not None and not isinstance(value, bool):
+            self._add(name, at, value)
+
+    def _add(self, name: str, at: int, value: Any) -> None:
+        values = self.counters.get(name)
+        if values is None:
+            values = self.counters[name] = array("d")
+            self.stamps[name] = array("q")
+        self.stamps[name].append(at)  # first: a reader in another thread goes by the values' length
+        values.append(float(value))
+
+    def trace(self, header: Trace, complete: bool) -> StreamedTrace:
+        return StreamedTrace(path=header.path, header=header.header, events=tuple(self.events),
+                             complete=complete, gpus=header.gpus, counters=self.counters)

@@ -1,0 +1,145 @@
+"""`gputop replay` of long recordings and of ``record --run`` ones: the index decodes the same
+samples as ``trace.load`` (any order of access), opens before the whole file is read, jumps by
+time and share with keys (#12.16), and shows the recorded workload's panel at the cursor (#12.9)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import random
+import subprocess
+import sys
+
+import pytest
+
+import longtrace
+from gputop import replay
+from gputop.feed import SPEEDS
+from gputop.timeline import WorkloadTimeline
+from gputop.trace import load
+from gputop.trace.index import SampleIndex
+from gputop.trace.stream import TraceStream
+from gputop.tui.app import GputopApp
+from gputop.tui.widgets.workload import WorkloadView
+from test_tui import screen_text
+
+TESTS = pathlib.Path(__file__).resolve().parent
+DATA = TESTS / "data" / "h100_fake.json"
+TINY_MLP = ["--device", "cpu", "--hidden", "32", "--layers", "1", "--batch-size", "4", "--steps", "5"]
+
+
+@pytest.fixture(scope="module")
+def long_trace(tmp_path_factory) -> pathlib.Path:
+    """The fixture's 6 samples (0.5 s) repeated past 2 minutes of recording."""
+    path = tmp_path_factory.mktemp("long") / "long.json"
+    longtrace.build(str(DATA), str(path), 6_000_000)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_trace(tmp_path_factory) -> pathlib.Path:
+    """A real ``record --run mlp`` (a real PyTorch child on the CPU, the NVML fake)."""
+    out = tmp_path_factory.mktemp("run") / "run.json"
+    env = dict(os.environ, GPUTOP_FAKE_NVML="H100_SXM")
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-m", "gputop", "record", "--out", str(out), "--interval", "0.05",
+                           "--run", "mlp", "--", *TINY_MLP], capture_output=True, text=True, timeout=180,
+                          env=env)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_the_index_decodes_the_samples_load_does_in_any_order(long_trace):
+    expected = load(long_trace).samples()
+    with TraceStream(long_trace) as stream:
+        index = SampleIndex(stream)
+        index.build()
+        assert index.done and index.error is None and len(index) == len(expected) > 1500
+        assert len(index._starts) >= 5  # several blocks: decoded from checkpoints, not from the start
+        order = list(range(len(expected)))
+        random.Random(7).shuffle(order)
+        for i in order[:400] + [0, len(expected) - 1]:
+            assert index[i] == expected[i], i
+        assert list(index) == expected
+        assert list(index.ts) == [s.ts_ns for s in expected]
+
+
+def test_replay_opens_before_the_file_is_indexed_and_grows(long_trace):
+    feed = replay.open_feed(str(long_trace), playing=False)
+    try:
+        assert len(feed.samples) >= 1 and feed.sample == load(long_trace).samples()[0]
+        assert feed.index is not None and feed.index.wait(60)
+        assert feed.last == len(load(long_trace).samples()) - 1 and not feed.indexing
+    finally:
+        feed.close()
+
+
+def test_speeds_go_up_to_256x():
+    assert SPEEDS[-1] == 256.0 and 16.0 in SPEEDS and 0.25 in SPEEDS  # #12.16: 16x was the top
+
+
+async def test_keys_jump_by_time_and_by_share(long_trace):
+    """#12.16: a replay could only step a sample or go to the ends."""
+    feed = replay.open_feed(str(long_trace), playing=False)
+    assert feed.index is not None and feed.index.wait(60)
+    app = GputopApp(feed)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            def offset() -> float:
+                return feed.position().offset_s
+
+            duration = feed.position().duration_s
+            assert duration > 120
+            await pilot.press("shift+right")
+            assert 9.9 <= offset() <= 10.0
+            await pilot.press("pagedown")
+            assert 69.9 <= offset() <= 70.0
+            await pilot.press("pageup", "shift+left")
+            assert 0 <= offset() <= 0.1 and feed.cursor >= 0
+            await pilot.press("5")
+            assert abs(offset() - duration / 2) <= 0.2
+            await pilot.press("ctrl+right")
+            assert abs(offset() - duration * 0.6) <= 0.2
+            await pilot.press("ctrl+left", "ctrl+left")
+            assert abs(offset() - duration * 0.4) <= 0.2
+            await pilot.press("0")
+            assert feed.cursor == 0
+            await pilot.press("9", "pagedown", "pagedown", "pagedown")
+            assert feed.cursor == feed.last  # clamped at the end
+            assert f"sample {feed.last + 1}/" in screen_text(app)
+    finally:
+        feed.close()
+
+
+async def test_a_run_recording_replays_with_its_workload_panel(run_trace):
+    """#12.9: the replay of a ``record --run`` showed no workload panel."""
+    recorded = load(run_trace)
+    steps = recorded.workload_steps()
+    feed = replay.open_feed(str(run_trace), playing=False)
+    assert feed.index is not None and feed.index.wait(60) and feed.workload is not None
+    app = GputopApp(feed)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await pilot.pause()
+            assert app.query(WorkloadView)  # the panel is there
+            first = app.workload_state
+            assert first is not None and first.name == "mlp" and first.pid == recorded.workload["pid"]
+            assert first.status == "running" and (first.step is None or first.step < 5)
+            await pilot.press("end")
+            await pilot.pause()
+            last = app.workload_state
+            assert last is not None and last.status == "ok" and last.step == 5
+            assert last.device == "cpu" and last.batch_size == 4 and last.steps_planned == 5
+            assert last.samples_per_s is not None and last.samples_per_s > 0
+            assert list(last.losses) == [s.loss for s in steps if s.loss is not None]
+            assert "mlp" in screen_text(app) and "finished" in screen_text(app)
+            # at the end of step 3 (the tiny steps are ms apart: maybe no sample between them)
+            timeline = feed.workload
+            assert isinstance(timeline, WorkloadTimeline)
+            state = timeline.at(steps[2].ts_ns)
+            assert state.status == "running" and state.step == 3 and state.ended_ns == steps[2].ts_ns
+            assert state.loss == steps[2].loss and state.recent_steps == tuple(steps[:3])
+            before = timeline.at(steps[0].ts_ns - 1)
+            assert before.step is None and before.loss is None and before.losses == ()
+    finally:
+        feed.close()
