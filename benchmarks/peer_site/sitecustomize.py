@@ -14,8 +14,9 @@ import ctypes
 import os
 
 if os.environ.get("GPUTOP_FAKE_NVML"):
-    import fakenvml
     import pynvml as N
+
+    import fakenvml
 
     def _set(ctype, value):
         def impl(fake, dev, *outs):
