@@ -37,6 +37,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -188,8 +189,31 @@ def run_group(tools: list[Tool], rotate: int, warmup_s: float, window_s: float, 
                 name = re.sub(r"[^\w.-]+", "_", tool.label).strip("_")
                 (screens / f"{name}.txt").write_text(session.screen(i))
     finally:
+        started = [int(session.pane(i, "#{pane_pid}")) for i in range(len(tools))]
         session.kill()
+        for i, pid in enumerate(started):  # a tool that outlives its terminal must not load later runs
+            if not _gone(pid, 3.0):
+                os.kill(pid, signal.SIGKILL)
+                runs[i].note += " (did not exit within 3 s of its terminal closing: killed)"
+                print(f"    {tools[i].label} (pid {pid}) outlived its terminal: SIGKILL", file=sys.stderr, flush=True)
     return runs
+
+
+def _gone(pid: int, within_s: float) -> bool:
+    """Whether ``pid`` exits within ``within_s`` (it is no child of ours: polled by kill 0)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"):
+                return True  # a zombie waiting for the tmux server that is gone: exited
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _quote(arg: str) -> str:
