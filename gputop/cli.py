@@ -7,16 +7,18 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import NoReturn, Sequence, cast
+from typing import TYPE_CHECKING, NoReturn, Sequence, cast
 
 from gputop import __version__, compare, console, merge, record, replay, report, serve
 from gputop.argtypes import INTERVAL
 from gputop.cluster import command as cluster
-from gputop.cluster.feed import ClusterFeed
 from gputop.exitstatus import ExitStatus
 from gputop.feed import LiveFeed, ReplayFeed
 from gputop.sampler import open_real
 from gputop.signals import Interrupted, StopSignals
+
+if TYPE_CHECKING:  # httpx, which the feed imports, is ~10 MiB and ~0.1 s the live view does not need
+    from gputop.cluster.feed import ClusterFeed
 
 EXAMPLES = """\
 examples:

@@ -351,8 +351,8 @@ def test_memory_frequency_and_load_are_read_on_their_own_slower_cadence(monkeypa
 
     now = [100.0]
     reads = []
-    real_vm = cpu_mod.psutil.virtual_memory
-    monkeypatch.setattr(cpu_mod.psutil, "virtual_memory", lambda: reads.append(now[0]) or real_vm())
+    real_memory = cpu_mod._memory
+    monkeypatch.setattr(cpu_mod, "_memory", lambda: reads.append(now[0]) or real_memory())
     src = cpu_mod.CpuSource(clock=lambda: now[0], slow_interval_s=0.5)
     for _ in range(40):  # 40 ticks at 100 Hz: 0.4 s, inside one slow interval
         src.sample()
@@ -361,3 +361,20 @@ def test_memory_frequency_and_load_are_read_on_their_own_slower_cadence(monkeypa
     now[0] = 100.6
     sample = src.sample()
     assert reads == [100.0, 100.6] and sample.ram_total_bytes > 0
+
+
+def test_memory_from_proc_meminfo_is_what_psutil_reads(monkeypatch, tmp_path):
+    """RAM read from /proc/meminfo directly: total and used as psutil gives them (used moves a
+    little between two reads); psutil where the file is missing or lacks MemAvailable."""
+    import gputop.sources.cpu as cpu_mod
+
+    used, total = cpu_mod._memory()
+    vm = psutil.virtual_memory()
+    assert total == vm.total
+    assert abs(used - (vm.total - vm.available)) < 0.05 * vm.total
+    short = tmp_path / "meminfo"
+    short.write_text("MemTotal:       1000 kB\nMemFree:         500 kB\n")
+    monkeypatch.setattr(cpu_mod, "PROC_MEMINFO", str(short))
+    assert cpu_mod._memory()[1] == vm.total  # fell back to psutil
+    short.write_text("MemTotal:       1000 kB\nMemFree:         500 kB\nMemAvailable:    400 kB\n")
+    assert cpu_mod._memory() == (600 * 1024, 1000 * 1024)

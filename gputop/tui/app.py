@@ -19,7 +19,7 @@ import time
 from typing import Callable
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
 from textual.css.query import NoMatches
@@ -36,6 +36,7 @@ from gputop.tui import replay, terminal_driver
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen, describe, kill_refusal
 from gputop.tui.selfcpu import SelfCpu
+from gputop.tui.theme_memo import ThemeMemoApp
 from gputop.tui.widgets.charts import HistoryCharts
 from gputop.tui.widgets.cpu import CpuPanel
 from gputop.tui.widgets.footer import KeyFooter
@@ -55,7 +56,7 @@ SHORT_ROWS = 34  # below this the screen is "-short" (VERTICAL_BREAKPOINTS): no 
 WORKLOAD_SERIES = ("step", "samples_per_s", "tflops", "mfu_pct", "loss", "joules_per_step")
 
 
-class GputopApp(App):
+class GputopApp(ThemeMemoApp[None]):
     CSS_PATH = "gputop.tcss"
     TITLE = "gputop"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]

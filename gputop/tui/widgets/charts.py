@@ -27,11 +27,15 @@ BRAILLE = 0x2800
 _DOT = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 
 
+def unscaled(value: float) -> float:
+    return value
+
+
 class Series(NamedTuple):
     name: str  # history series
     label: str
     kind: str  # "cpu" or "gpu": the colour
-    scale: Callable[[float], float] = lambda v: v
+    scale: Callable[[float], float] = unscaled  # (this one: the history's own list, not a copy)
 
 
 Drawn = tuple[Series, list[float | None]]  # a series and its points, scaled
@@ -71,6 +75,7 @@ class Chart(Widget):
         self._lines: list[Strip] = []
         self._rows: list[tuple[tuple, Strip]] = []  # each plot row's drawing and its strip
         self._styles: dict[str | None, Style] = {}
+        self._made: dict[str, tuple[tuple, Strip]] = {}  # title and x axis: what each was made of
 
     def on_resize(self) -> None:
         self.replot()
@@ -79,6 +84,7 @@ class Chart(Widget):
         super().notify_style_update()
         self._styles = {}
         self._rows = []
+        self._made = {}
         self.replot()  # a theme change re-colours the cached lines
 
     def render_line(self, y: int) -> Strip:
@@ -146,8 +152,10 @@ class Chart(Widget):
         values: list[Drawn] = []
         if history is not None and len(history) > 1:
             for s in self.series:
-                points = [None if v is None else s.scale(v) for v in history.last(s.name, n)]
-                if sum(p is not None for p in points) > 1:
+                points = history.last(s.name, n)
+                if s.scale is not unscaled:
+                    points = [None if v is None else s.scale(v) for v in points]
+                if len(points) - points.count(None) > 1:
                     values.append((s, points))
         if self.ylim:
             bottom, top = self.ylim
@@ -193,8 +201,21 @@ class Chart(Widget):
     def _run(self, chars: list[str], kind: str | None) -> Segment:
         return Segment("".join(chars), self._style(f"chart--{kind}" if kind else None))
 
+    def _made_of(self, name: str, key: tuple, make: Callable[[], Strip]) -> Strip:
+        """The strip ``make`` gives, made again only when ``key`` changes: the same object, which
+        ``refresh_changed`` skips without comparing (title and axis change rarely, not per tick)."""
+        made = self._made.get(name)
+        if made is None or made[0] != key:
+            made = self._made[name] = (key, make())
+        return made[1]
+
     def _title_line(self, width: int, values: list[Drawn]) -> Strip:
         drawn = {s.label for s, _ in values}
+        key = (width, tuple(sorted(drawn)), tuple((s.label, s.kind) for s in self.series), self.note,
+               self.title, self.unit)
+        return self._made_of("title", key, lambda: self._make_title(width, drawn))
+
+    def _make_title(self, width: int, drawn: set[str]) -> Strip:
         legend: list[Segment] = []
         for s in self.series:
             if s.label in drawn:
@@ -213,8 +234,10 @@ class Chart(Widget):
             stamps = history.timestamps(2 * plot_w)
             label = age_text((stamps[-1] - stamps[0]) / 1e9)
             column = max(0, (2 * plot_w - len(stamps)) // 2)  # the oldest point drawn
-        line = " " * gutter + time_axis(plot_w, label, column, self.now_label)
-        return Strip([Segment(line[:width].ljust(width), self._style("chart--axis"))], width)
+        key = (width, gutter, plot_w, label, column, self.now_label)
+        return self._made_of("axis", key, lambda: Strip(
+            [Segment((" " * gutter + time_axis(plot_w, label, column, self.now_label))[:width].ljust(width),
+                     self._style("chart--axis"))], width))
 
 
 AXIS_GAP = 2  # spaces at least between the oldest point's age and the right edge's label

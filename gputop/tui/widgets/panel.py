@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -55,7 +56,7 @@ class Panel(Widget):
         """The text as built for this width, wrapped to it: once per built text."""
         text = self.text_for(width)
         if self._lines is None or self._lines[0] is not text or self._lines[1] != width:
-            self._lines = (text, width, list(text.wrap(self.app.console, max(width, 1))))
+            self._lines = (text, width, wrap(text, self.app.console, max(width, 1)))
         return self._lines[2]
 
     def render_line(self, y: int) -> Strip:
@@ -145,6 +146,18 @@ class Panel(Widget):
         for piece in rest:
             text.append(piece) if isinstance(piece, str) else text.append(*piece)
         return text
+
+
+def wrap(text: Text, console: Console, width: int) -> list[Text]:
+    """``text.wrap(console, width)``: its lines split at newlines where each already fits, has no
+    tab and the text no justification (what ``flow`` builds), which is what ``wrap`` would give;
+    ``wrap`` itself otherwise. ``wrap`` divides, justifies and truncates every line: ~300 us
+    for a GPU panel's text, against ~35 us to split it, every frame."""
+    lines = text.split("\n", allow_blank=True)
+    if text.justify in (None, "default") and all(
+            line.cell_len <= width and "\t" not in line.plain for line in lines):
+        return list(lines)
+    return list(text.wrap(console, width))
 
 
 def _same_line(a: Text, b: Text) -> bool:

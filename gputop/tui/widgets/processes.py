@@ -14,7 +14,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from gputop import format as fmt
 from gputop.model import GpuProcess, Sample
@@ -170,17 +170,28 @@ class ProcessTable(DataTable):
         mark = self.get_component_rich_style("processes--workload", partial=True)
         cells = [self._cells(p, mark) for p in procs]
         if same_rows:  # the usual tick: update changed cells in place, keep caches and cursor
-            for key, row in zip(keys, cells):
+            for index, (key, row) in enumerate(zip(keys, cells)):
+                changed = False
                 for col, cell in zip(COLUMNS, row):
                     old = self.get_cell(key, col.key)
                     if str(old) != str(cell) or old.style != cell.style:
-                        self.update_cell(key, col.key, cell)
+                        self._set_cell(key, col.key, cell)
+                        changed = True
+                if changed:
+                    self.refresh_row(index)
             return
         self.clear()
         for key, row in zip(keys, cells):
             self.add_row(*row, key=key)
         if keep is not None and row_key(keep) in self._procs:
             self.move_cursor(row=self.get_row_index(row_key(keep)), animate=False, scroll=False)
+
+    def _set_cell(self, key: str, column: str, value: Text) -> None:
+        """``update_cell`` without its repaint of the whole table (header, every row, the blank
+        lines below them): the caller repaints the rows that changed (``refresh_row``). Caches
+        are keyed by ``_update_count``, so the next full repaint, if any, draws the new value."""
+        self._data[RowKey(key)][ColumnKey(column)] = value
+        self._update_count += 1
 
     def _cells(self, p: GpuProcess, mark: Style | str) -> tuple[Text, ...]:
         ours = p.pid in self.workload_pids

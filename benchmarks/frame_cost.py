@@ -1,0 +1,115 @@
+"""The live view's CPU per frame, headless, with a cProfile of where it goes.
+
+Run by hand:  .venv/bin/python benchmarks/frame_cost.py [--frames 200] [--size 160x50] [--profile N]
+
+The app (GputopApp over a paused LiveFeed, so no sampling thread) runs under Textual's headless
+driver at the given size. The samples come from the real Sampler (psutil, /proc) over one
+simulated H100 of tests/fakenvml.py on a manual clock: before each frame the fake's clock and the
+sampler's move on 1 s, so the GPU values, the GPM pairs and the process scans (every 2 s) are
+those of a 1 Hz run. Each sample is ingested, then the app settles (``pilot.pause(0.02)``). CPU
+is this process's ``time.process_time`` over the frames (the sample included, shown apart), less
+the same number of settles without a sample (Textual's idle), per frame. Left out: the terminal
+write (the headless driver skips ``render_segments``, ~5 % of a frame on a real terminal by
+py-spy), the thread hand-off, and the charts' time axis (the samples are stamped with the real
+clock, 20 ms apart). A deterministic A/B measure of one tree against another (run it from a
+worktree of the older commit); peers.py is the real one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import fakenvml  # noqa: E402
+from gputop.feed import LiveFeed  # noqa: E402
+from gputop.sampler import Sampler  # noqa: E402
+from gputop.sources.cpu import CpuSource  # noqa: E402
+from gputop.sources.nvml import NvmlSource  # noqa: E402
+from gputop.tui.app import GputopApp  # noqa: E402
+from gputop.tui.selfcpu import SelfCpu  # noqa: E402
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def run(frames: int, size: tuple[int, int], profile: cProfile.Profile | None) -> tuple[float, float, float]:
+    """(CPU ms per frame with its settle, per idle settle, per sample)"""
+    fake = fakenvml.install(fakenvml.FakeNvml([fakenvml.H100_SXM], real_time=False))
+    clock = Clock()
+    sampler = Sampler(CpuSource(clock=clock), NvmlSource.open(), clock=clock)
+    feed = LiveFeed(sampler, 1.0, host="bench", paused=True)
+    app = GputopApp(feed, self_cpu=SelfCpu(cpu_clock=lambda: 0.0, wall_clock=lambda: 0.0), frame_s=0.0)
+
+    def tick():
+        fake.advance(1.0)
+        clock.now += 1.0
+        c = time.process_time()
+        s = sampler.sample()
+        return s, time.process_time() - c
+
+    sampling = 0.0
+    async with app.run_test(size=size) as pilot:
+        for _ in range(20):  # warm: history, caches, the table's rows
+            app.ingest(tick()[0])
+            await pilot.pause(0.02)
+        c0 = time.process_time()
+        for _ in range(frames):
+            await pilot.pause(0.02)
+        idle = time.process_time() - c0
+        if profile is not None:
+            profile.enable()
+        c0 = time.process_time()
+        for _ in range(frames):
+            s, cost = tick()
+            sampling += cost
+            app.ingest(s)
+            await pilot.pause(0.02)
+        busy = time.process_time() - c0
+        if profile is not None:
+            profile.disable()
+    sampler.close() if hasattr(sampler, "close") else None
+    return busy / frames * 1000, idle / frames * 1000, sampling / frames * 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--size", default="160x50")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", type=int, default=0, help="print the top N functions (cumulative)")
+    args = parser.parse_args(argv)
+    size = tuple(int(x) for x in args.size.split("x"))
+    per_frame = []
+    for r in range(args.repeats):
+        busy, idle, sampling = asyncio.run(run(args.frames, size, None))  # type: ignore[arg-type]
+        per_frame.append(busy - idle)
+        print(f"run {r + 1}: {busy:.2f} ms a frame with settling, {idle:.2f} ms idle settling, "
+              f"{busy - idle:.2f} ms the frame, of which the sample {sampling:.2f} ms", file=sys.stderr)
+    print(f"frame CPU at {args.size}: median {statistics.median(per_frame):.2f} ms "
+          f"({min(per_frame):.2f}-{max(per_frame):.2f}) over {args.repeats} runs of {args.frames} frames")
+    if args.profile:
+        prof = cProfile.Profile()
+        asyncio.run(run(args.frames, size, prof))  # type: ignore[arg-type]
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(args.profile)
+        print(out.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
