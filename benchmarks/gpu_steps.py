@@ -281,7 +281,9 @@ def record(ctx: Any, step: Any) -> None:
     its peak measurement alone, up to 4096^3 bf16 matmuls, took over 30 s on a loaded machine)."""
     duration, interval = ctx.s(30, 60), 0.1
     trace = ctx.out / "matmul_trace.json"
-    workload = (["--device", "cpu", "--precision", "fp32", "--n", "256", "--batch-size", "4", "--steps", "40"]
+    # simulated: steps long enough (~20-50 ms each here) that the GPU reads, every 0.1 s, fall
+    # inside them whatever the machine's speed (40 steps at --n 256 could end within 0.1 s)
+    workload = (["--device", "cpu", "--precision", "fp32", "--n", "512", "--batch-size", "4", "--steps", "60"]
                 if ctx.simulated else ["--device", "cuda", "--precision", "bf16", "--steps", "1000000"])
     rec = ctx.gputop("record", "record", "--out", str(trace), "--interval", str(interval), "--duration",
                      str(duration), "--force", "--run", "matmul", "--", *workload, "--quiet",
