@@ -227,8 +227,9 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
         words = argv[argv.index(command) + 1:]
         words = words[:words.index("--")] if "--" in words else words  # then: names, not options
         known = set(sub._option_string_actions)
-        unknown = [w for w in words if w.startswith("-") and w != "-" and w.split("=", 1)[0] not in known
-                   and not _is_number(w)]
+        # (a prefix of an option is argparse's abbreviation of it: --dur for --duration)
+        unknown = [w for w in words if w.startswith("-") and w != "-" and not _is_number(w)
+                   and not any(o.startswith(w.split("=", 1)[0]) for o in known)]
         if unknown:
             sub.error(f"unrecognized arguments: {' '.join(unknown)}")
     args, extra = parser.parse_known_args(argv)

@@ -124,6 +124,11 @@ def test_argument_errors_say_what_to_do(tmp_path, argv, first_words, hint):
     assert not (pathlib.Path.cwd() / "t.json").exists()
 
 
+def test_an_abbreviated_option_is_still_argparse_s_to_take(tmp_path):
+    out = gputop("record", "--out", str(tmp_path / "t.json"), "--dur", "-5")
+    assert out.returncode == 2 and out.stderr.startswith("gputop record: error: argument --duration: must be")
+
+
 def test_double_dash_ends_the_options_of_a_command_that_runs_no_workload(tmp_path):
     trace = tmp_path / "-odd.json"
     out = gputop("report", "--", str(trace))
