@@ -6,6 +6,8 @@ shown as 0.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 NA = "n/a"
 
 # Load thresholds shared by every view (a cell's CSS class, a snapshot's marker).
@@ -196,3 +198,21 @@ def ended(status: str, stopped_by: str | None = None) -> str:
             return "stopped by gputop"
         return f"stopped by gputop {'at' if stopped_by.startswith('--') else 'on'} {stopped_by}"
     return status  # "failed", "running"
+
+
+def step_time(seconds: float | None) -> str:
+    """A step time: "68.1 ms", "1.08 s"."""
+    if seconds is None:
+        return NA
+    return f"{seconds:.3g} s" if seconds >= 1 else f"{seconds * 1e3:.3g} ms"
+
+
+def core_ranges(cores: Iterable[int]) -> str:
+    """{0, 1, 2, 5} as "0-2,5"."""
+    runs: list[list[int]] = []
+    for c in sorted(cores):
+        if runs and c == runs[-1][-1] + 1:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs)

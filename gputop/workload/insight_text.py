@@ -16,12 +16,12 @@ def lines(w: dict[str, Any]) -> list[str]:
     sps, p50, p95, share = w["steps_per_s"], w["step_time_s_p50"], w["step_time_s_p95"], w["data_wait_share"]
     source = {"auto": "detected by gputop's hooks", "events": "reported by the workload"}.get(w["steps_source"] or "")
     lines = [f"  steps       {fmt.NA if sps is None else f'{sps:.3g}/s'}" + (f" ({source})" if source else ""),
-             f"  step p50    {step_time(p50)}   p95 {step_time(p95)}",
+             f"  step p50    {fmt.step_time(p50)}   p95 {fmt.step_time(p95)}",
              f"  data wait   {fmt.NA if share is None else f'{100 * share:.0f} % of step time'}"]
     job = w.get("job") or {}
     cpu, cores = job.get("cpu_pct"), job.get("cores")
     if cpu is not None or cores:
-        where = f" on cores {core_list(cores)}" if cores else ""
+        where = f" on cores {fmt.core_ranges(cores)}" if cores else ""
         workers = f", {job['workers']} worker processes" if job.get("workers") else ""
         lines.append(f"  job CPU     {fmt.NA if cpu is None else f'{cpu / 100:.2f} cores'}{where}{workers}")
     v = w["verdict"]
@@ -31,20 +31,3 @@ def lines(w: dict[str, Any]) -> list[str]:
         lines.append(f"  output ({w['output_lines']} lines, the last {len(w['output_tail'])}):")
         lines += [f"    {line}" for line in w["output_tail"]]
     return lines
-
-
-def step_time(seconds: float | None) -> str:
-    if seconds is None:
-        return fmt.NA
-    return f"{seconds:.3g} s" if seconds >= 1 else f"{seconds * 1e3:.3g} ms"
-
-
-def core_list(cores: list[int]) -> str:
-    """[0, 1, 2, 5] as "0-2,5"."""
-    runs: list[list[int]] = []
-    for c in sorted(cores):
-        if runs and c == runs[-1][-1] + 1:
-            runs[-1].append(c)
-        else:
-            runs.append([c])
-    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs)

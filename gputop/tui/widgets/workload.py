@@ -119,24 +119,6 @@ def step_times(state: WorkloadState) -> tuple[float | None, float | None, float 
     return len(walls) / sum(walls), rank(0.5), rank(0.95)
 
 
-def duration(seconds: float | None) -> str:
-    """A step time: "68.1 ms", "1.08 s"."""
-    if seconds is None:
-        return fmt.NA
-    return f"{seconds:.3g} s" if seconds >= 1 else f"{seconds * 1e3:.3g} ms"
-
-
-def cores_text(cores: frozenset[int]) -> str:
-    """{0, 1, 2, 5} as "0-2,5"."""
-    runs: list[list[int]] = []
-    for c in sorted(cores):
-        if runs and c == runs[-1][-1] + 1:
-            runs[-1].append(c)
-        else:
-            runs.append([c])
-    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs)
-
-
 def job_text(job: JobUsage) -> str:
     """"1.9 cores on 0-3: main 98 % (12 threads), 2 workers 85 %", "n/a" before a second look."""
     def cpu(pct: float | None) -> str:
@@ -145,7 +127,7 @@ def job_text(job: JobUsage) -> str:
     workers = [p for p in job.processes if p.role == "worker"]
     others = [p for p in job.processes if p.role == "other"]
     total = fmt.NA if job.cpu_pct is None else f"{job.cpu_pct / 100:.1f} cores"
-    parts = [f"{total}" + (f" on {cores_text(job.cores)}" if job.cores else "")]
+    parts = [f"{total}" + (f" on {fmt.core_ranges(job.cores)}" if job.cores else "")]
     if main:
         parts.append(f"main {cpu(main[0].cpu_pct)} ({main[0].threads} threads)")
     for group, name in ((workers, "worker"), (others, "other")):
@@ -234,7 +216,7 @@ class WorkloadPanel(Panel):
             share = state.data_wait_share
             blocks.append([f("steps", SOURCE.get(state.steps_source, state.steps_source)),
                            f("steps/s", fmt.amount(per_s)),
-                           f("step p50", duration(p50), f" p95 {duration(p95)}"),
+                           f("step p50", fmt.step_time(p50), f" p95 {fmt.step_time(p95)}"),
                            f("data wait", fmt.text(None if share is None else f"{100 * share:.0f} %"))])
         if state.job is not None and state.job.processes:
             blocks.append([f("job", job_text(state.job))])
