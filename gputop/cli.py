@@ -136,14 +136,17 @@ def _live(args: argparse.Namespace) -> int:
     if refuse_without_terminal("gputop"):
         return ExitStatus.USAGE
     from gputop.tui.app import GputopApp
+    from gputop.tui.terminal import ExitOnSignal
     sampler = open_real()
+    view = ExitOnSignal()
     try:
-        with _stopped_by_signals():
+        with StopSignals(on_first=view):
             if workload is not None:
                 # Started here, on the main thread, before the app: the child's PR_SET_PDEATHSIG
                 # fires when the thread that forked it exits (see gputop.workload.process).
                 workload.start()
-            GputopApp(LiveFeed(sampler, args.interval, workload=workload)).run()
+            view.app = GputopApp(LiveFeed(sampler, args.interval, workload=workload))
+            view.app.run()
     except Interrupted:
         pass  # a stop signal: the live view's clean way out, like q
     except WorkloadError as exc:
@@ -167,12 +170,9 @@ def _show_replay(feed: ReplayFeed) -> int:
     if refuse_without_terminal(replay.PROG):
         return ExitStatus.USAGE
     from gputop.tui.app import GputopApp
+    from gputop.tui.terminal import run_full_screen
 
-    try:
-        with _stopped_by_signals():
-            GputopApp(feed).run()
-    except Interrupted:
-        pass
+    run_full_screen(GputopApp(feed))
     return ExitStatus.OK
 
 
@@ -184,22 +184,12 @@ def _cluster(args: argparse.Namespace) -> int:
         if refuse_without_terminal("gputop cluster"):
             return ExitStatus.USAGE
         from gputop.tui.cluster import ClusterApp
+        from gputop.tui.terminal import run_full_screen
 
-        try:
-            with _stopped_by_signals():
-                ClusterApp(feed, interval_s=args.interval).run()
-        except Interrupted:
-            pass
+        run_full_screen(ClusterApp(feed, interval_s=args.interval))
         return ExitStatus.OK
 
     return cluster.run(args, show=show)
-
-def _stopped_by_signals() -> StopSignals:
-    """SIGINT, SIGTERM and SIGHUP (the terminal closed) raise Interrupted in the main thread,
-    so the app unwinds and ``finally`` blocks run (the workload's group is stopped) instead of
-    the process ending on the spot. SIGINT too: left to asyncio, a SIGINT that lands while
-    Textual starts or shuts down can be swallowed and leave the view running."""
-    return StopSignals(raise_first=True)
 
 
 def _workload_named(argv: Sequence[str]) -> str | None:

@@ -2,10 +2,12 @@
 
 The policy: the first SIGINT, SIGTERM or SIGHUP asks the command to stop cleanly. It is recorded
 (``StopSignals.signal``) and sets ``StopSignals.event``; where the command blocks in a call it
-cannot poll a flag from (the live view, compare waiting on a workload), it is also raised in the
-main thread as ``Interrupted``, a SystemExit with status 128 + the signal's number, so ``finally``
-blocks run on the way out (a workload's group is stopped, a trace closed). A second signal raises
-KeyboardInterrupt: the user insists, and a clean-up that hangs is cut short.
+cannot poll a flag from (compare waiting on a workload), it is also raised in the main thread as
+``Interrupted``, a SystemExit with status 128 + the signal's number, so ``finally`` blocks run on
+the way out (a workload's group is stopped, a trace closed). A full-screen view is asked to exit
+instead (``on_first``), as ``q`` does: raised inside its event loop, the exception landed in
+asyncio's or Textual's internals and could leave the terminal's driver running. A second signal
+raises KeyboardInterrupt: the user insists, and a clean-up that hangs is cut short.
 
 SIGHUP is a stop signal too (the terminal closed, an ssh session dropped): its default would end
 the process without closing its trace or stopping its workload.
@@ -64,10 +66,15 @@ class StopSignals:
     were there before are restored on the way out."""
 
     def __init__(self, event: threading.Event | None = None, *, raise_first: bool = False,
+                 on_first: Callable[[int], None] | None = None,
                  signals: Iterable[int] = STOP_SIGNALS) -> None:
+        """``raise_first``: raise the first signal as ``Interrupted``. ``on_first(signum)``: call
+        this instead (in the main thread, from the signal handler: it may raise ``Interrupted``
+        itself where it cannot do better)."""
         self.event = threading.Event() if event is None else event
         self.signal: int | None = None
         self.raise_first = raise_first
+        self.on_first = on_first
         self._handling = handling(tuple(signals), self._handle)
 
     def __enter__(self) -> StopSignals:
@@ -79,7 +86,9 @@ class StopSignals:
             raise KeyboardInterrupt
         self.signal = signum
         self.event.set()
-        if self.raise_first:
+        if self.on_first is not None:
+            self.on_first(signum)
+        elif self.raise_first:
             raise Interrupted(signum)
 
     def sleep(self, seconds: float) -> None:

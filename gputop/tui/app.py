@@ -32,10 +32,11 @@ from gputop.argtypes import next_interval
 from gputop.feed import LiveFeed, ReplayFeed
 from gputop.history import History, workload_key
 from gputop.model import Sample, WorkloadState
-from gputop.tui import replay, terminal_driver
+from gputop.tui import replay
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen, describe, kill_refusal
 from gputop.tui.selfcpu import SelfCpu
+from gputop.tui.terminal import SUSPEND, repaint_on_resume, terminal_driver
 from gputop.tui.theme_memo import ThemeMemoApp
 from gputop.tui.widgets.charts import HistoryCharts
 from gputop.tui.widgets.cpu import CpuPanel
@@ -72,6 +73,7 @@ class GputopApp(ThemeMemoApp[None]):
         Binding("t", "next_theme", "theme"),
         Binding("f", "toggle_freq", "core MHz"),
         Binding("question_mark", "help", "help", key_display="?"),
+        SUSPEND,
         *replay.BINDINGS,  # enabled in a replay only (check_action)
     ]
 
@@ -110,7 +112,7 @@ class GputopApp(ThemeMemoApp[None]):
         return self.feed.history
 
     def get_driver_class(self) -> type[Driver]:
-        return terminal_driver(super().get_driver_class())  # stdout when stderr is redirected
+        return terminal_driver(super().get_driver_class())  # see gputop.tui.terminal
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -133,6 +135,7 @@ class GputopApp(ThemeMemoApp[None]):
         status.sort_label = self.query_one(ProcessTable).sort_label
         self.screen.set_class(self.workload is not None, "-with-workload")
         self._fit_layout()
+        repaint_on_resume(self)
         if self._replay is not None:
             self.query_one(ProcessTable).empty_note = replay.NO_PROCESSES
             self._replay.begin()

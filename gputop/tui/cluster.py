@@ -17,6 +17,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
+from textual.driver import Driver
 from textual.reactive import reactive, var
 from textual.widgets import DataTable, Footer
 
@@ -24,6 +25,7 @@ from gputop import format as fmt
 from gputop.cluster.feed import ClusterError, NodeHistory
 from gputop.cluster.model import ClusterGpu, ClusterNode, ClusterSample
 from gputop.tui.screens.help import HelpScreen
+from gputop.tui.terminal import SUSPEND, repaint_on_resume, terminal_driver
 from gputop.tui.widgets.panel import Panel
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -205,7 +207,7 @@ class ClusterApp(App):
     TITLE = "gputop cluster"
     BINDINGS = [Binding("q", "quit", "quit"), Binding("s", "cycle_sort", "sort"),
                 Binding("r", "refresh_now", "refresh"),
-                Binding("question_mark", "help", "help", key_display="?")]
+                Binding("question_mark", "help", "help", key_display="?"), SUSPEND]
 
     sample: var[ClusterSample | None] = var(None)
     sort_by: var[str] = var(SORTS[0])
@@ -222,6 +224,9 @@ class ClusterApp(App):
         self.error: str | None = None
         self.refreshes = 0
 
+    def get_driver_class(self) -> type[Driver]:
+        return terminal_driver(super().get_driver_class())  # see gputop.tui.terminal
+
     def compose(self) -> ComposeResult:
         yield ClusterHeader(id="cluster-header")
         table = NodeTable(id="nodes", cursor_type="row", zebra_stripes=True)
@@ -231,6 +236,7 @@ class ClusterApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
+        repaint_on_resume(self)
         header = self.query_one(ClusterHeader)
         header.interval_s, header.source = self.interval_s, self.source
         self.set_interval(self.interval_s, self.action_refresh_now)

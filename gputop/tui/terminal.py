@@ -1,0 +1,180 @@
+"""The terminal a full-screen view draws on: which stream, and never outliving the terminal.
+
+``terminal_driver(default)`` is the driver class every gputop app runs with: Textual's Linux
+driver, with three changes.
+
+* It draws on stdout when stderr is not a terminal. Textual draws on stderr (so that an app can
+  print a result on stdout), so ``gputop 2>err.log`` drew the whole screen into the file and left
+  the terminal blank.
+* It notices when the terminal is gone: a window closed, ``tmux kill-server``, an ssh session
+  dropped, with or without a SIGHUP reaching gputop (a process in a session of its own gets
+  none). On a hung-up terminal a write fails with EIO and a read returns end-of-file at once,
+  every time. Left to itself, Textual's writer thread died on the first failed write, the app
+  then blocked for ever on its full write queue, and the key thread, whose select kept saying
+  "readable", spun at 100 % of a core. Here a failed write is dropped, and a failed write or a
+  terminal that is no longer a tty (checked every ``WATCH_S``) asks the app to exit, as ``q``
+  does: the workload is stopped and a recording closed on the way out.
+* It resumes only what Ctrl+Z suspended. Textual's driver restarts its application mode on every
+  SIGCONT, and the kernel sends one with the SIGHUP of a hang-up: a second writer and key thread
+  were started on the dead terminal while the app was stopping, and the restart, outside the
+  event loop by then, raised RuntimeError (exit status 1).
+* The key thread never outlives the main thread. It is not a daemon thread, and it stops only
+  when the driver stops; a stop signal raised where Textual could not stop its driver left the
+  interpreter waiting on it for ever after ``main`` had returned. A watcher thread (a daemon)
+  sets the key thread's exit event once the main thread has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, Callable, TextIO
+
+from textual.binding import Binding
+
+from gputop.signals import Interrupted, StopSignals
+from gputop.tui import is_tty
+
+if TYPE_CHECKING:
+    from textual.app import App
+    from textual.driver import Driver
+
+log = logging.getLogger(__name__)
+
+WATCH_S = 1.0  # how often the watcher looks at the terminal: one ioctl a second
+
+
+class GuardedStream:
+    """The stream Textual's writer thread draws on, where a failed write (EIO on a hung-up
+    terminal, EPIPE) is dropped and reported once to ``on_gone`` instead of ending the thread."""
+
+    def __init__(self, stream: TextIO, on_gone: Callable[[str], None]) -> None:
+        self._stream = stream
+        self._on_gone = on_gone
+
+    def write(self, text: str) -> None:
+        try:
+            self._stream.write(text)
+        except (OSError, ValueError) as exc:
+            self._on_gone(f"writing to it failed: {exc}")
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError) as exc:
+            self._on_gone(f"writing to it failed: {exc}")
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def isatty(self) -> bool:
+        return is_tty(self._stream)
+
+
+def terminal_driver(default: type[Driver]) -> type[Driver]:
+    """The driver to run an app with (see the module's docstring); another platform's driver,
+    or a test's headless one, as it is."""
+    from textual.drivers.linux_driver import LinuxDriver
+
+    if not issubclass(default, LinuxDriver):
+        return default
+    to_stdout = not is_tty(sys.__stderr__) and is_tty(sys.__stdout__)
+
+    class TerminalDriver(default):  # type: ignore[misc,valid-type]
+        """``default``, drawing on a guarded stream and watching its terminal."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            drawn_on: TextIO = self._file  # type: ignore[has-type]  # LinuxDriver's: sys.__stderr__
+            if to_stdout and sys.__stdout__ is not None:
+                drawn_on = sys.__stdout__
+            self._file = GuardedStream(drawn_on, self._terminal_gone)  # what the writer thread draws on
+            self._gone = threading.Event()
+            self._in_app_mode = False
+            self._suspended = False
+            self._watcher: threading.Thread | None = None
+
+        def _sigtstp_application(self, *args: Any) -> None:
+            self._suspended = True
+            super()._sigtstp_application(*args)
+
+        def _sigcont_application(self, *args: Any) -> None:
+            if self._suspended and not self._gone.is_set() and os.isatty(self.fileno):
+                self._suspended = False
+                super()._sigcont_application(*args)
+
+        def start_application_mode(self) -> None:
+            super().start_application_mode()
+            self._in_app_mode = True
+            if self._watcher is None:  # once: start_application_mode runs again after Ctrl+Z
+                self._watcher = threading.Thread(target=self._watch, name="gputop-terminal", daemon=True)
+                self._watcher.start()
+
+        def stop_application_mode(self) -> None:
+            self._in_app_mode = False
+            super().stop_application_mode()
+
+        def _watch(self) -> None:
+            main = threading.main_thread()
+            while main.is_alive():
+                main.join(WATCH_S)
+                if self._in_app_mode and not os.isatty(self.fileno):
+                    self._terminal_gone("it is no longer a terminal")
+            self.exit_event.set()  # the key thread's loop ends, and the interpreter can exit
+
+        def _terminal_gone(self, why: str) -> None:
+            if self._gone.is_set():
+                return
+            self._gone.set()
+            log.warning("the terminal is gone (%s): stopping", why)
+            try:
+                self._loop.call_soon_threadsafe(self._app.exit)
+            except RuntimeError:  # the loop is closed: the app has ended already
+                pass
+
+    return TerminalDriver
+
+
+class ExitOnSignal:
+    """``StopSignals(on_first=...)`` for a full-screen view: the first stop signal asks ``app``
+    to exit, from inside its event loop, as ``q`` does. Before the app runs (or after its loop
+    has ended) there is nothing to ask, and the signal is raised as ``Interrupted``."""
+
+    def __init__(self) -> None:
+        self.app: App[Any] | None = None
+
+    def __call__(self, signum: int) -> None:
+        try:
+            # a signal handler runs in the main thread, inside the loop if one is running there
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if self.app is None or loop is None:
+            raise Interrupted(signum)
+        loop.call_soon_threadsafe(self.app.exit)
+
+
+def run_full_screen(app: App[Any]) -> None:
+    """Run a full-screen view until q or a stop signal: SIGINT, SIGTERM and SIGHUP (the terminal
+    closed) ask it to exit from inside its event loop, or, before it runs, are raised as
+    Interrupted; either is the view's clean way out, like q."""
+    view = ExitOnSignal()
+    view.app = app
+    try:
+        with StopSignals(on_first=view):
+            app.run()
+    except Interrupted:
+        pass
+
+
+# in every app's BINDINGS: ctrl+z to the shell, as in htop or btop (Textual's action: SIGTSTP)
+SUSPEND = Binding("ctrl+z", "suspend_process", "suspend", show=False)
+
+
+def repaint_on_resume(app: App[Any]) -> None:
+    """Repaint the whole screen after fg. The shell drew over it meanwhile, and Textual repaints
+    only what changed since, so the footer and the table headers stayed blank."""
+    app.app_resume_signal.subscribe(app, lambda _app: app.screen.refresh(repaint=True, layout=True))
