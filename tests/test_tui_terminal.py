@@ -80,3 +80,30 @@ def test_with_stderr_in_a_file_the_screen_is_drawn_on_the_terminal(tmp_path, arg
         assert b"\x1b[" not in err.read_bytes()
     finally:
         term.kill()
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
+@pytest.mark.parametrize("argv", ["", f"replay --paused {TRACE}"], ids=["live", "replay"])
+def test_ctrl_z_suspends_to_the_shell_and_fg_brings_the_whole_view_back(argv):
+    """As in htop or btop. Textual repaints only what changed after fg, so the footer stayed
+    blank until the view repaints everything on resume."""
+    term = Tmux(_env("H100_SXM:simulated"))
+    try:
+        term.type(f"PS1='{PROMPT}'")
+        term.wait_for(lambda s: PROMPT.strip() in s, "the shell prompt", START_TIMEOUT_S)
+        term.type(f"cd {ROOT} && {sys.executable} -m gputop {argv}")
+        term.wait_for(lambda s: " quit " in s and "GPU0 H100 80GB HBM3" in s, "the view", START_TIMEOUT_S)
+        term.tmux("send-keys", "-t", "t", "C-z")
+        term.wait_for(lambda s: "Stopped" in s and s.rstrip().endswith(PROMPT.strip()), "the shell, gputop stopped",
+                      EXIT_TIMEOUT_S)
+        assert term.modes()["alternate_on"] == "0"
+        term.type("fg")
+        term.wait_for(lambda s: " quit " in s and "GPU0 H100 80GB HBM3" in s and PROMPT.strip() not in s,
+                      "the whole view again, footer included", START_TIMEOUT_S)
+        assert term.modes()["alternate_on"] == "1"
+        term.tmux("send-keys", "-t", "t", "q")
+        term.wait_for(lambda s: s.rstrip().endswith(PROMPT.strip()), "the prompt after gputop", EXIT_TIMEOUT_S)
+        term.type("echo exit=$?")
+        term.wait_for(lambda s: "exit=0" in s, "gputop's exit status", EXIT_TIMEOUT_S)
+    finally:
+        term.kill()

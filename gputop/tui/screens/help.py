@@ -18,6 +18,7 @@ KEYS = (
     ("t", "next colour theme"),
     ("f", "show core frequencies instead of core load"),
     ("?", "this help"),
+    ("ctrl+z", "suspend to the shell (fg resumes; no samples meanwhile)"),
 )
 
 ABOUT = (
