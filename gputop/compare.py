@@ -101,6 +101,8 @@ class Result:
         return {"device": s.device or self.device, "device_name": s.device_name,
                 "precision": s.precision, "status": s.status, "error": s.error,
                 "steps_measured": len(self.steps), "samples_per_s": self.samples_per_s,
+                "tokens_per_s": None if self.samples_per_s is None or not s.tokens_per_sample
+                else self.samples_per_s * s.tokens_per_sample,
                 "step_s_median": self.step_s, "tflops": self.tflops, "mfu_pct": self.mfu_pct,
                 "joules_per_sample": self.joules_per_sample,
                 "peak_flops": s.peak_flops, "peak_flops_source": s.peak_flops_source}
@@ -372,6 +374,9 @@ def to_text(report: dict[str, Any], cpu: Result, gpu: Result | None) -> str:
         (f"J/{unit[:-1] if unit.endswith('s') else unit}", [_na(r.joules_per_sample, lambda v: f"{v:.3g}")
                                                              for r in columns]),
     ]
+    tokens = cpu.state.tokens_per_sample
+    if tokens:  # a language model: its tokens/s, the figure its users quote
+        rows.insert(5, ("tokens/s", [_na(r.samples_per_s, lambda v: _rate(v * tokens)) for r in columns]))
     if len(columns) > 1:
         speedup = report["speedup"]
         rows.append(("speedup", ["1x", _na(speedup, lambda v: f"{v:,.1f}x")]))

@@ -221,6 +221,14 @@ class WorkloadState:
     data_wait_share: float | None = None  # of the recent steps' time (after warm-up), waiting for data
     job: JobUsage | None = None  # its processes' CPU, memory and cores (None before the first look)
     verdict: Verdict | None = None
+    tokens_per_sample: int | None = None  # a language model's context length (start's extras)
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """samples/s x tokens per sample, where the workload said how many tokens a sample has."""
+        if self.samples_per_s is None or self.tokens_per_sample is None:
+            return None
+        return self.samples_per_s * self.tokens_per_sample
 
     @property
     def running(self) -> bool:

@@ -205,6 +205,7 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
     exit_ = exit_ or {}
     jobs, output = _job_and_output(trace, workload["pid"])
     source = "auto" if steps and steps[-1].source == "auto" else "events" if steps else None
+    tokens = _count(start.get("tokens_per_sample"))  # a language model's context: tokens/s too
     return {
         **insight.recorded(steps, start, jobs, trace.samples() if samples is None else samples, source),
         "output_lines": len(output), "output_tail": output[-OUTPUT_TAIL:],
@@ -212,6 +213,7 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
         "device": _text(start.get("device")), "device_name": _text(start.get("device_name")),
         "precision": _text(start.get("precision")), "batch_size": _count(start.get("batch_size")),
         "sample_unit": _text(start.get("sample_unit")) or "samples",
+        "tokens_per_sample": tokens,
         "steps": len(steps), "steps_measured": len(measured),
         "steps_planned": _count(start.get("steps_planned")),
         "end_status": _text(end.get("status")), "end_error": _text(end.get("error")),
@@ -221,6 +223,8 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
         "ended": _ended(exit_, end, trace.complete),
         "lost": {k: exit_[k] for k in _LOSSES if _count(exit_.get(k))},
         "samples_per_s_median": rates.median(r.samples_per_s for r in each),
+        "tokens_per_s_median": rates.median(r.samples_per_s * tokens for r in each if r.samples_per_s is not None)
+        if tokens else None,
         "tflops_median": rates.median(r.tflops for r in each),
         "mfu_pct_median": rates.median(r.mfu_pct for r in each), "peak_flops": peak,
         "peak_flops_source": source if source in ("table", "measured") else None,
@@ -391,13 +395,17 @@ def _workload_text(w: dict[str, Any]) -> list[str]:
     rate, tf, mfu, j, st = (w["samples_per_s_median"], w["tflops_median"], w["mfu_pct_median"],
                             w["joules_per_step_median"], w["step_time_s_median"])
     peak = " (peak measured by the workload)" if w["peak_flops_source"] == "measured" else ""
-    lines += [
-        f"  {w['sample_unit']}/s   {cell(rate, f'{rate:,.1f}' if rate is not None else '')}",
-        f"  step time   {cell(st, f'{st * 1e3:.3g} ms' if st is not None else '')}",
-        f"  TFLOP/s     {cell(tf, f'{tf:.3g}' if tf is not None else '')}",
-        f"  MFU         {cell(mfu, f'{mfu:.1f} %' if mfu is not None else '')}{peak if mfu is not None else ''}",
-        f"  J/step      {cell(j, f'{j:.3g}' if j is not None else '')}",
-    ]
+    rows = [(f"{w['sample_unit']}/s", cell(rate, f"{rate:,.1f}" if rate is not None else ""))]
+    tokens, tok = w.get("tokens_per_sample"), w.get("tokens_per_s_median")
+    if tokens:  # a language model: tokens/s, the figure its users quote
+        per = w["sample_unit"][:-1] if w["sample_unit"].endswith("s") else w["sample_unit"]
+        rows.append(("tokens/s", cell(tok, f"{tok:,.0f}" if tok is not None else "") + f"   ({tokens} per {per})"))
+    rows += [("step time", cell(st, f"{st * 1e3:.3g} ms" if st is not None else "")),
+             ("TFLOP/s", cell(tf, f"{tf:.3g}" if tf is not None else "")),
+             ("MFU", cell(mfu, f"{mfu:.1f} %" if mfu is not None else "") + (peak if mfu is not None else "")),
+             ("J/step", cell(j, f"{j:.3g}" if j is not None else ""))]
+    width = max(12, *(len(label) + 3 for label, _ in rows))
+    lines += [f"  {label:<{width}}{value}" for label, value in rows]
     return lines + insight_text.lines(w)
 
 

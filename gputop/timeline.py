@@ -129,6 +129,7 @@ class WorkloadTimeline:
             device=_text(start.get("device")), device_name=_text(start.get("device_name")),
             precision=_text(start.get("precision")), batch_size=_count(start.get("batch_size")),
             sample_unit=_text(start.get("sample_unit")) or "samples", flops_per_step=flops,
+            tokens_per_sample=_count(start.get("tokens_per_sample")),
             peak_flops=peak, peak_flops_source=_text(start.get("peak_flops_source")),
             steps_planned=_count(start.get("steps_planned")),
             step=None if last is None else last.step,

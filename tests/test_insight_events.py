@@ -105,3 +105,12 @@ def test_no_instrument_is_an_option_of_the_live_view_and_of_record():
     assert parser.parse_args(["--run", "train.py", "--no-instrument"]).live_instrument is False
     rec = parser.parse_args(["record", "--out", "t.json", "--run", "train.py", "--no-instrument", "--quiet"])
     assert rec.instrument is False and rec.quiet is True
+
+
+def test_a_start_s_tokens_per_sample_reaches_the_trace_mark_and_not_a_bad_one():
+    r = EventReader("transformer")
+    mark = r.feed(line(event="start", device="cpu", batch_size=8, sample_unit="sequences", tokens_per_sample=1024))
+    assert mark.args["tokens_per_sample"] == 1024 and r.start["tokens_per_sample"] == 1024
+    r = EventReader("transformer")
+    mark = r.feed(line(event="start", device="cpu", tokens_per_sample=-3))
+    assert "tokens_per_sample" not in mark.args

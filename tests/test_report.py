@@ -165,3 +165,28 @@ def test_cli_report_of_the_fixture():
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
+
+
+@pytest.mark.parametrize("tokens, shown", [(1024, "819,200   (1024 per sequence)"), ("1024", None), (0, None)])
+def test_a_language_model_gets_tokens_per_second_where_its_start_says_tokens_per_sample(tmp_path, tokens, shown):
+    """The transformer workload says its context length (tokens_per_sample); a string or 0 read
+    from a file is not a count, and then there is no tokens/s at all rather than a guess."""
+    from gputop.workload import WorkloadMark, WorkloadStep
+    path = write_with_workload(tmp_path / "w.json", [
+        WorkloadMark("start", T0 + 1, name="fake", args={"sample_unit": "sequences", "batch_size": 8,
+                                                         "tokens_per_sample": tokens}),
+        *(WorkloadStep(k, 8, None, 0.01, T0 + k * 20_000_000) for k in range(1, 5))])
+    rc, text = run(path, "--no-chart")
+    assert rc == 0
+    rows = {x.split()[0]: x for x in text.splitlines() if x.startswith("  ")}
+    assert rows["sequences/s"].split()[-1] == "800.0"
+    if shown is None:
+        assert "tokens/s" not in rows
+    else:
+        assert rows["tokens/s"].endswith(shown)
+        # the values line up under one another
+        assert rows["tokens/s"].index("819") == rows["sequences/s"].index("800") == rows["TFLOP/s"].index("n/a")
+    rc, out = run(path, "--json")
+    w = json.loads(out)["workload"]
+    assert w["tokens_per_sample"] == (tokens if shown else None)
+    assert w["tokens_per_s_median"] == (pytest.approx(819_200) if shown else None)

@@ -88,6 +88,16 @@ async def test_panel_shows_progress_and_achievements():
         assert "loss 2.303" in text
         assert "running" in text
         assert "step 120/2000  loss 2.30  41,234 samples/s" in text  # the output log
+        assert "tokens/s" not in text  # not a language model
+
+
+async def test_a_language_model_shows_tokens_per_second_too():
+    wl = FakeWorkload(running(name="transformer", sample_unit="sequences", samples_per_s=40.0, tokens_per_sample=1024))
+    app = workload_app(wl)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        text = screen_text(app)
+        assert "sequences/s 40.0" in text and "tokens/s 40,960" in text
 
 
 @pytest.mark.parametrize("age_s, wall_s, stale", [

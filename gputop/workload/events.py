@@ -125,6 +125,7 @@ class EventReader:
             "device_uuid": text(e.get("device_uuid")),
             "precision": text(e.get("precision")), "batch_size": whole(e.get("batch_size"), 1),
             "sample_unit": text(e.get("sample_unit")) or "samples",
+            "tokens_per_sample": whole(e.get("tokens_per_sample"), 1),
             "flops_per_step": number(e.get("flops_per_step"), positive=True),
             "peak_flops": number(e.get("peak_flops"), positive=True),
             "peak_flops_source": source if source in PEAK_SOURCES else None,

@@ -292,7 +292,7 @@ class Workload:
             started_ns=self._started_ns, ended_ns=self._ended_ns, events=self._reader.read > 0,
             device=start.get("device"), device_name=start.get("device_name"),
             precision=start.get("precision"), batch_size=start.get("batch_size"),
-            sample_unit=start.get("sample_unit") or "samples",
+            sample_unit=start.get("sample_unit") or "samples", tokens_per_sample=start.get("tokens_per_sample"),
             flops_per_step=start.get("flops_per_step"), peak_flops=start.get("peak_flops"),
             peak_flops_source=start.get("peak_flops_source"),
             steps_planned=start.get("steps_planned"),

@@ -199,6 +199,7 @@ class WorkloadPanel(Panel):
             else:
                 first.append(f("on GPU", "no context"))
         rates = [f("step", step), f(f"{state.sample_unit}/s", fmt.amount(state.samples_per_s)),
+                 *([f("tokens/s", fmt.amount(state.tokens_per_s))] if state.tokens_per_sample else []),
                  f("TFLOP/s", fmt.tflops(state.tflops)), f("MFU", fmt.small_pct(state.mfu_pct)),
                  f("energy/step", fmt.joules(state.joules_per_step))]
         stale = stale_for(state)
