@@ -63,6 +63,17 @@ def test_cpu_compute_counts_time_queued_for_a_core():
     assert decide(Signals(steps=10, device="cpu", job_busy_pct=verdict.CPU_BUSY_PCT - 1)).kind == "unknown"
 
 
+@pytest.mark.parametrize("got, crowded", [(33, True), (47, True), (48, False), (95, False), (None, False)])
+def test_a_crowded_out_cpu_job_is_told_so_rather_than_to_shrink_its_model(got, crowded):
+    """Seen for real: a Lightning script getting 0.2 of the 2.0 cores it wanted on a busy machine
+    was told its arithmetic was the limit."""
+    v = decide(Signals(steps=10, device="cpu", job_busy_pct=95, job_cpu_pct=got, cores=2))
+    assert v.kind == "cpu_compute"
+    assert v.suggestion.startswith("Other processes hold the cores") == crowded
+    if crowded:
+        assert f"gets {100 * got / 95:.0f} % of the CPU time it wants" in v.suggestion
+
+
 def test_every_kind_is_listed():
     assert set(verdict.KINDS) == {"input_bound", "host_bound", "gpu_compute_bound", "gpu_memory_bound",
                                   "gpu_idle", "cpu_compute", "unknown"}

@@ -14,7 +14,8 @@ Kinds, tried in this order:
   core at HOST_THREAD_PCT or more: Python or kernel-launch overhead);
 - on the CPU: ``gpu_idle`` (a GPU is there and under GPU_IDLE_PCT), ``cpu_compute`` (no GPU,
   and the job's threads are on a core, or queued for one, CPU_BUSY_PCT of a core's time or more:
-  they wait for nothing but the CPU, however many other jobs share it);
+  they wait for nothing but the CPU, however many other jobs share it; where it gets under
+  CROWDED_SHARE of the time its threads want, the suggestion says other processes hold the cores);
 - ``unknown`` otherwise (signals that disagree, or are missing), with what was seen.
 """
 
@@ -36,6 +37,7 @@ HOST_THREAD_PCT = 85.0  # the main thread's CPU (100 = one core) at which Python
 GPU_IDLE_PCT = 10.0  # a GPU below this utilization is idle
 WORKER_BUSY_PCT = 50.0  # a loader's workers below this (each, on average) wait more than they compute
 CPU_BUSY_PCT = 80.0  # the job's threads' busy time (on a core or queued; 100 = one core)
+CROWDED_SHARE = 0.5  # a cpu_compute job that gets under this share of the CPU time it wants: crowded out
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +110,13 @@ def decide(s: Signals) -> Verdict:
                        f"{_pct(s.gpu_util_pct)} busy",
                        "Move the model and batches to the GPU (model.to('cuda'))")
     if not s.gpus and s.job_busy_pct is not None and s.job_busy_pct >= CPU_BUSY_PCT:
+        crowded = s.job_cpu_pct is not None and s.job_cpu_pct < CROWDED_SHARE * s.job_busy_pct
         return Verdict("cpu_compute", f"training on the CPU, with no GPU: the job's threads want "
                        f"{_cores(s.job_busy_pct)} cores and get {_cores(s.job_cpu_pct)}{_of_cores(s)}, "
                        f"data wait {_pct(_share(s))}",
+                       f"Other processes hold the cores: the job gets {_pct(100 * (s.job_cpu_pct or 0) / s.job_busy_pct)}"
+                       " of the CPU time it wants, so its speed here says little; on a machine of its own, a GPU "
+                       "or a smaller model" if crowded else
                        "The CPU's arithmetic is the limit: a GPU, or a smaller model")
     return Verdict("unknown", f"training on {s.device or 'an unknown device'}: the job keeps "
                    f"{_cores(s.job_cpu_pct)} cores busy, data wait {_pct(_share(s))}")
