@@ -30,6 +30,14 @@ class GpuInfo:
     cuda_version: str | None  # of the driver, "12.4"
     gpm_supported: bool = False
     mig_enabled: bool = False
+    # the PCIe link as it was when the source opened (a link trains down at idle, so the current
+    # generation can be below the maximum), and the most the device and its slot allow
+    pcie_link_gen: int | None = None
+    pcie_link_width: int | None = None
+    pcie_link_gen_max: int | None = None
+    pcie_link_width_max: int | None = None
+    cpu_affinity: tuple[int, ...] | None = None  # the CPUs NVML calls near the device, ascending
+    numa_node: int | None = None  # where the GPU is itself a NUMA node (Grace Hopper); else None
 
 
 @dataclass(frozen=True, slots=True)
