@@ -176,8 +176,8 @@ class DeviceProfile:
     # device hangs off, on a host of ``host_sockets`` sockets of ``host_socket_cores`` cores (two
     # threads each where ``host_smt``, numbered as Linux does: all first threads, then all second
     # ones); the devices of a board are shared out over the sockets in order (8 GPUs on 2
-    # sockets: 0-3 on socket 0, 4-7 on socket 1). A CPU list ("0-1,4") is exactly those CPUs;
-    # None: NOT_SUPPORTED.
+    # sockets: 0-3 on socket 0, 4-7 on socket 1). A CPU list ("0-1,4"; in a GPUTOP_FAKE_NVML
+    # spec, where "," parts devices, "0-1;4") is exactly those CPUs; None: NOT_SUPPORTED.
     cpu_affinity: str | None = "socket"
     host_sockets: int = 2
     host_socket_cores: int = 56
@@ -735,9 +735,9 @@ def _mig_mode(fake: FakeNvml, dev: _Device, current: Any, pending: Any) -> int:
 
 
 def parse_cpus(text: str) -> frozenset[int]:
-    """A CPU list as Linux writes one ("0-55,112-167") as a set of CPU numbers."""
+    """A CPU list as Linux writes one ("0-55,112-167"; or parted by ";") as a set of CPU numbers."""
     cpus: set[int] = set()
-    for part in filter(None, (p.strip() for p in text.split(","))):
+    for part in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
         first, _, last = part.partition("-")
         cpus.update(range(int(first), int(last or first) + 1))
     return frozenset(cpus)

@@ -11,7 +11,9 @@ import pytest
 
 import fakenvml
 from fakenvml import A100_SXM, CONSUMER, H100_SXM, OLD_DRIVER
+from gputop import trace
 from gputop.sources.nvml import NvmlSource
+from test_cli import gputop
 
 SOCKET0 = tuple(range(0, 56)) + tuple(range(112, 168))  # a DGX H100's GPUs 0-3: socket 0 and its SMT twins
 SOCKET1 = tuple(range(56, 112)) + tuple(range(168, 224))
@@ -84,12 +86,10 @@ def test_spec_strings_set_them():
     devices, _ = fakenvml.parse_spec("H100_SXM+cpu_affinity=64-127+pcie_gen=3,H100_SXM+cpu_affinity=none")
     assert devices[0].cpu_affinity == "64-127" and devices[0].pcie_gen == 3
     assert devices[1].cpu_affinity is None
-    assert fakenvml.parse_cpus("0-2,7") == {0, 1, 2, 7}
+    assert fakenvml.parse_cpus("0-2,7") == fakenvml.parse_cpus("0-2;7") == {0, 1, 2, 7}
 
 
 def test_snapshot_text_and_json_show_the_link_and_the_near_cpus():
-    from test_cli import gputop
-
     fake = "H100_SXM,CONSUMER+pcie_gen=none+pcie_width=none+pcie_gen_max=none+pcie_width_max=none+cpu_affinity=none"
     out = gputop("snapshot", "--json", fake=fake)
     assert out.returncode == 0, out.stderr
@@ -101,3 +101,13 @@ def test_snapshot_text_and_json_show_the_link_and_the_near_cpus():
     text = gputop("snapshot", fake="CONSUMER,H100_SXM+cpu_affinity=none").stdout
     assert "links    PCIe 1x16 (max 4x16) tx" in text and "near CPUs 0-31   NUMA node n/a" in text
     assert "links    PCIe 5x16 tx" in text and "near CPUs n/a" in text
+
+
+def test_the_recording_header_keeps_them(tmp_path):
+    path = tmp_path / "t.json"
+    out = gputop("record", "--out", str(path), "--duration", "0.5", "--interval", "0.1",
+                 fake="H100_SXM+cpu_affinity=0-1;64+pcie_gen=4")
+    assert out.returncode == 0, out.stderr
+    (info,) = trace.load(path).gpus
+    assert (info.pcie_link_gen, info.pcie_link_width, info.pcie_link_gen_max) == (4, 16, 5)
+    assert info.cpu_affinity == (0, 1, 64) and info.numa_node is None
