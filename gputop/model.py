@@ -168,6 +168,26 @@ class JobUsage:
     rss_bytes: int | None
     cores: frozenset[int]
     processes: tuple[JobProcess, ...]
+    # (core, CPU seconds of the interval), each thread's time counted on the core it last ran on
+    core_cpu_s: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a job's CPU time went against the CPUs NVML calls near the GPU(s) it uses."""
+
+    gpus: tuple[int, ...]  # the GPUs it is measured against
+    # how they were told: "processes" (the job's pids in NVML's process lists), "device" (the
+    # device the job announced), "all" (neither could tell: every GPU with an affinity)
+    gpus_from: str
+    near_cpus: tuple[int, ...]  # the CPUs near those GPUs, together
+    cpu_s: float  # the job's CPU time measured
+    far_cpu_s: float  # of which on CPUs not near them
+    warning: str | None  # in words, when most of it is far; else None
+
+    @property
+    def far_share(self) -> float | None:
+        return self.far_cpu_s / self.cpu_s if self.cpu_s > 0 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +249,7 @@ class WorkloadState:
     data_wait_share: float | None = None  # of the recent steps' time (after warm-up), waiting for data
     job: JobUsage | None = None  # its processes' CPU, memory and cores (None before the first look)
     verdict: Verdict | None = None
+    placement: Placement | None = None  # None: NVML gives no CPU affinity, or no CPU time yet
 
     @property
     def running(self) -> bool:
