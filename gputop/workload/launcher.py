@@ -10,9 +10,9 @@ import math
 import os
 import threading
 import time
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from gputop.model import JobUsage, Sample, WorkloadMark, WorkloadState, WorkloadStep
+from gputop.model import JobUsage, Placement, Sample, WorkloadMark, WorkloadState, WorkloadStep
 from gputop.signals import signal_name
 from gputop.workload import inject, insight, placement, rates
 from gputop.workload.energy import EnergyCurve
@@ -84,6 +84,7 @@ class Workload:
         self._sample: Sample | None = None  # the latest, for the live verdict
         self._core_cpu_s: dict[int, float] = {}  # the job's CPU time by core, since it started
         self._gpus_seen: set[int] = set()  # GPUs whose process lists held one of its pids
+        self._placed: tuple[object, Placement | None] = (None, None)  # (what it was drawn from, it)
         self._state: WorkloadState | None = None
 
     # ---- launching --------------------------------------------------------------------------
@@ -281,6 +282,17 @@ class Workload:
                 if joules is not None:
                     self._steps[i] = dataclasses.replace(s, joules=joules)
 
+    def _placement(self, start: Mapping[str, Any]) -> Placement | None:
+        """The job's placement, worked out again only when what it is drawn from changed (the
+        job's CPU time is read about every second; a poll may come at 100 Hz)."""
+        sample = self._sample
+        key = (id(self._job), frozenset(self._gpus_seen), start.get("device"), start.get("device_uuid"),
+               None if sample is None else tuple(id(g.info) for g in sample.gpus))
+        if key != self._placed[0]:
+            self._placed = (key, insight.live_placement(sample, self._gpus_seen, start.get("device"),
+                                                        start.get("device_uuid"), self._env, self._core_cpu_s))
+        return self._placed[1]
+
     def _snapshot(self) -> WorkloadState:
         self._with_joules()
         status, error = self._status()
@@ -317,8 +329,7 @@ class Workload:
             job=self._job,
             verdict=insight.live_verdict(tuple(self._steps), start.get("device"), self._job, self._sample,
                                          self._env, start.get("device_uuid")) if self._steps else None,
-            placement=insight.live_placement(self._sample, self._gpus_seen, start.get("device"),
-                                             start.get("device_uuid"), self._env, self._core_cpu_s),
+            placement=self._placement(start),
         )
         return self._state
 
