@@ -390,6 +390,9 @@ def fake_power_w(spec: str, ts_ns: int, index: int = 0) -> float:
 
 # ---------------------------------------------------------------------- fake against real
 
+HOST_FACTS = ("cpu_affinity", "numa_node")  # GpuInfo keys that follow the host board, not the GPU
+
+
 def fake_differences(real: Mapping[str, Any], fake: Mapping[str, Any]) -> list[dict[str, str]]:
     """Where ``gputop snapshot --json`` over the fake differs in kind from the same on the real
     GPU: a metric one gives and the other does not, a static fact of the device (for a profile
@@ -413,7 +416,8 @@ def fake_differences(real: Mapping[str, Any], fake: Mapping[str, Any]) -> list[d
             continue
         if a != b:
             out.append({"field": f"info.{key}", "fake": show(b), "real": show(a),
-                        "note": "device fact (a profile of this GPU would carry the real value)"})
+                        "note": "host fact (the machine's CPUs, not the GPU model's)" if key in HOST_FACTS
+                        else "device fact (a profile of this GPU would carry the real value)"})
     rp, fp = rg.get("processes"), fg.get("processes")
     if (rp is None) != (fp is None):
         out.append({"field": "processes", "fake": show(fp), "real": show(rp),

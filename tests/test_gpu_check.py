@@ -198,6 +198,14 @@ def test_nvidia_smi_output_is_read_into_a_reference():
     assert [r.field for r in wrong if r.mismatch] == ["power (W)", "PCIe width (current)", "processes (pid: memory)"]
 
 
+def test_fake_differences_tell_host_facts_from_device_facts():
+    real = {"gpus": [{"power_w": 100.0, "info": {"name": "H200", "cpu_affinity": list(range(16)), "pcie_link_gen": 5}}]}
+    fake = {"gpus": [{"power_w": 500.0, "info": {"name": "H100", "cpu_affinity": list(range(56)), "pcie_link_gen": 5}}]}
+    notes = {d["field"]: d["note"] for d in xc.fake_differences(real, fake)}
+    assert notes == {"info.cpu_affinity": "host fact (the machine's CPUs, not the GPU model's)",
+                     "info.name": "device fact (a profile of this GPU would carry the real value)"}
+
+
 def test_a_field_this_driver_lacks_is_unchecked_not_a_mismatch():
     rows = {r.field: r for r in xc.cross_check(_gputop_gpu(), xc.smi_reference(xc.parse_query_csv(SMI_CSV), None))}
     assert rows["CUDA version (driver)"].verdict == "unchecked: no -q -x output"
