@@ -111,3 +111,13 @@ def test_the_recording_header_keeps_them(tmp_path):
     (info,) = trace.load(path).gpus
     assert (info.pcie_link_gen, info.pcie_link_width, info.pcie_link_gen_max) == (4, 16, 5)
     assert info.cpu_affinity == (0, 1, 64) and info.numa_node is None
+
+
+def test_the_gpu_panel_says_the_link_under_its_frame(source):
+    from gputop.model import GpuSample
+    from gputop.tui.widgets.gpu import panel_subtitle
+
+    _, src = source([H100_SXM, CONSUMER, dataclasses.replace(A100_SXM, pcie_gen=None, pcie_width=None,
+                                                              pcie_gen_max=None, pcie_width_max=None)])
+    assert [panel_subtitle(GpuSample(info)) for info in src.devices] == [
+        "Hopper · PCIe 5x16", "Ada · PCIe 1x16 (max 4x16)", "Ampere"]

@@ -48,9 +48,11 @@ def trap_warning(gpu: GpuSample) -> str | None:
 
 
 def panel_subtitle(gpu: GpuSample) -> str:
-    """What the device is, under its panel: "Hopper · PCIe 5x16" (the link as at start)."""
+    """What the device is, under its panel: "Hopper · PCIe 5x16" (the link as at start; with
+    its most where it had trained below it: "PCIe 1x16 (max 4x16)")."""
     info = gpu.info
-    link = fmt.pcie_link(info.pcie_link_gen, info.pcie_link_width)
+    link = fmt.pcie_links(info.pcie_link_gen, info.pcie_link_width, info.pcie_link_gen_max,
+                          info.pcie_link_width_max)
     parts = [info.architecture or "", "" if link == fmt.NA else f"PCIe {link}"]
     return " · ".join(p for p in parts if p)
 
