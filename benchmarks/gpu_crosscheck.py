@@ -163,8 +163,10 @@ FIELDS: tuple[tuple[str, Callable[[dict, dict], Any], str, Rule], ...] = (
     ("memory busy (%)", lambda g, i: g.get("mem_busy_pct"), "mem_busy_pct", Rule(abs=10.0)),
     ("clocks held by", lambda g, i: g.get("clock_event_reasons"), "clock_event_reasons", Rule(kind="reasons")),
     ("MIG enabled", lambda g, i: i.get("mig_enabled"), "mig_enabled", EXACT),
-    ("PCIe generation (current)", lambda g, i: NOT_SHOWN, "pcie_gen", EXACT),
-    ("PCIe width (current)", lambda g, i: NOT_SHOWN, "pcie_width", EXACT),
+    ("PCIe generation (current)", lambda g, i: i.get("pcie_link_gen"), "pcie_gen", EXACT),
+    ("PCIe width (current)", lambda g, i: i.get("pcie_link_width"), "pcie_width", EXACT),
+    ("PCIe generation (max)", lambda g, i: i.get("pcie_link_gen_max"), "pcie_gen_max", EXACT),
+    ("PCIe width (max)", lambda g, i: i.get("pcie_link_width_max"), "pcie_width_max", EXACT),
     ("processes (pid: memory)", lambda g, i: _processes(g), "processes", Rule(kind="processes")),
 )
 
@@ -295,6 +297,8 @@ def smi_reference(query: Mapping[str, str], xml_text: str | None) -> dict[str, R
         "mig_enabled": Ref(None if mig is None else mig.lower() == "enabled", csv_src),
         "pcie_gen": num("pcie.link.gen.current", "pci/pci_gpu_link_info/pcie_gen/current_link_gen"),
         "pcie_width": num("pcie.link.width.current", "pci/pci_gpu_link_info/link_widths/current_link_width"),
+        "pcie_gen_max": num("pcie.link.gen.max", "pci/pci_gpu_link_info/pcie_gen/max_link_gen"),
+        "pcie_width_max": num("pcie.link.width.max", "pci/pci_gpu_link_info/link_widths/max_link_width"),
         "processes": Ref(xml_processes(gpu), xml_src) if gpu is not None
         else Ref(None, xml_src, missing="no -q -x output"),
     }
@@ -346,7 +350,6 @@ def fake_reference(spec: str, ts_ns: int, snapshot_pid: int, index: int = 0) -> 
     used = min(p.mem_overhead_mib * MiB + sum(m or 0 for m in procs.values()), total - reserved)
     arch = next((v for k, v in _ARCH_NAMES.items() if getattr(pynvml, f"NVML_DEVICE_ARCH_{k}", None) == p.arch), None)
     cuda = driver.cuda_version
-    no_pcie = "the fake has no PCIe link symbols"
     return {
         "name": Ref(p.name, src),
         "pci_bus_id": Ref(f"{0:08X}:{p.pci_bus + 0x10 * index:02X}:{0:02X}.0", src),
@@ -368,8 +371,10 @@ def fake_reference(spec: str, ts_ns: int, snapshot_pid: int, index: int = 0) -> 
         "mem_busy_pct": Ref(fake.value(index, "mem_busy", ts_ns), wave),
         "clock_event_reasons": Ref(p.clock_event_reasons, src),
         "mig_enabled": Ref(p.mig_enabled, src),
-        "pcie_gen": Ref(None, src, missing=no_pcie),
-        "pcie_width": Ref(None, src, missing=no_pcie),
+        "pcie_gen": Ref(p.pcie_gen, src),
+        "pcie_width": Ref(p.pcie_width, src),
+        "pcie_gen_max": Ref(p.pcie_gen_max, src),
+        "pcie_width_max": Ref(p.pcie_width_max, src),
         "processes": Ref(procs, src),
     }
 
@@ -384,6 +389,9 @@ def fake_power_w(spec: str, ts_ns: int, index: int = 0) -> float:
 
 
 # ---------------------------------------------------------------------- fake against real
+
+HOST_FACTS = ("cpu_affinity", "numa_node")  # GpuInfo keys that follow the host board, not the GPU
+
 
 def fake_differences(real: Mapping[str, Any], fake: Mapping[str, Any]) -> list[dict[str, str]]:
     """Where ``gputop snapshot --json`` over the fake differs in kind from the same on the real
@@ -408,7 +416,8 @@ def fake_differences(real: Mapping[str, Any], fake: Mapping[str, Any]) -> list[d
             continue
         if a != b:
             out.append({"field": f"info.{key}", "fake": show(b), "real": show(a),
-                        "note": "device fact (a profile of this GPU would carry the real value)"})
+                        "note": "host fact (the machine's CPUs, not the GPU model's)" if key in HOST_FACTS
+                        else "device fact (a profile of this GPU would carry the real value)"})
     rp, fp = rg.get("processes"), fg.get("processes")
     if (rp is None) != (fp is None):
         out.append({"field": "processes", "fake": show(fp), "real": show(rp),

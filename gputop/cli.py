@@ -218,7 +218,8 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
         words = words[:words.index("--")] if "--" in words else words  # then: names, not options
         known = set(sub._option_string_actions)
         # (a prefix of an option is argparse's abbreviation of it: --dur for --duration)
-        unknown = [w for w in words if w.startswith("-") and w != "-" and not _is_number(w)
+        # (a word with a space is argparse's positional, "-m pkg.train" among them)
+        unknown = [w for w in words if w.startswith("-") and w != "-" and not _is_number(w) and " " not in w
                    and not any(o.startswith(w.split("=", 1)[0]) for o in known)]
         if unknown:
             sub.error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -243,12 +244,19 @@ def _is_number(word: str) -> bool:
 
 def run_module(argv: list[str]) -> list[str]:
     """``--run -m pkg.train`` as one value, ``--run "-m pkg.train"`` (argparse takes "-m" for an
-    option of its own)."""
+    option of its own), and ``compare -m pkg.train`` the same (compare's NAME)."""
     out = list(argv)
     for i in range(len(out) - 2):
         if out[i] == "--run" and out[i + 1] == "-m":
             out[i + 1:i + 3] = [f"-m {out[i + 2]}"]
             break
+    if "compare" in out:
+        start = out.index("compare") + 1
+        end = out.index("--") if "--" in out[start:] else len(out)
+        for i in range(start, end):
+            if out[i] == "-m":  # a bare -m at the end: resolve says a module name is wanted
+                out[i:min(i + 2, end)] = [f"-m {out[i + 1] if i + 1 < end else ''}"]
+                break
     return out
 
 

@@ -34,6 +34,7 @@ from gputop.model import WorkloadState, WorkloadStep
 from gputop.sampler import SamplerLike, open_real
 from gputop.signals import Interrupted, StopSignals, signal_name
 from gputop.workload import BUNDLED, Workload, WorkloadError, rates, resolve
+from gputop.workload.targets import module_source
 
 PROG = "gputop compare"
 EXAMPLES = """\
@@ -42,6 +43,8 @@ examples:
   gputop compare mlp --steps 50 --batch-size 1024
   gputop compare transformer -- --size tiny  what follows -- goes to both runs
   gputop compare cnn --json                  the numbers as JSON
+  gputop compare train.py                    your own script, as it is: GPUs hidden on the CPU run
+  gputop compare -m pkg.train -- --epochs 1  a module, as python -m runs it (from this directory)
 """
 # The CPU defaults of workloads/<name>.py, passed to both runs so both run the same model (their
 # CUDA defaults are larger). tests/test_compare.py checks these against the scripts.
@@ -60,14 +63,15 @@ POLL_S = 0.2
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "compare", help="run a workload on CPU and on GPU, and show the speedup",
-        usage="gputop compare NAME [--steps N] [--batch-size B] [--warmup K] [--json] [-- ARGS]",
+        usage="gputop compare NAME|-m MODULE [--steps N] [--batch-size B] [--warmup K] [--json] [-- ARGS]",
         description="Run the same workload on the CPU, then on the GPU (where torch sees one), "
         "and compare samples/s, step time, TFLOP/s, MFU and energy per sample. Arguments after "
         "'--' go to both runs.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("workload", metavar="NAME",
-                        help=f"a bundled workload ({', '.join(BUNDLED)}) or a script that takes "
-                        "--device cpu|cuda, --steps and --batch-size")
+                        help=f"a bundled workload ({', '.join(BUNDLED)}), a Python script or -m MODULE "
+                        "(one that takes --device cpu|cuda, --steps and --batch-size gets them; any other "
+                        "runs as it is, measured from its detected steps)")
     parser.add_argument("--steps", type=integer(1), default=None,
                         help=f"steps on each device (default {DEFAULT_STEPS}; a script that takes no "
                         "--device runs its own number)")
@@ -163,9 +167,11 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
     except WorkloadError as exc:
         return _error(stderr, str(exc))
     bundled = args.workload in BUNDLED and name == args.workload
-    takes_device = bundled or _takes_device(args.workload)
+    # the file to read for --device and imports: a module's (-m pkg.train), else the script
+    source = (module_source(name) if args.workload.startswith("-m") else args.workload) or ""
+    takes_device = bundled or _takes_device(source)
     if not takes_device:
-        refusal = _unseen(args.workload, name)
+        refusal = _unseen(source, name)
         if refusal is None and (args.steps is not None or args.batch_size is not None):
             refusal = (f"{name} takes no --device, so it runs as it is: --steps and --batch-size are "
                        "for workloads that take them (give a script its own options after '--')")

@@ -216,3 +216,16 @@ def core_ranges(cores: Iterable[int]) -> str:
         else:
             runs.append([c])
     return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs)
+
+
+def pcie_link(gen: int | None, width: int | None) -> str:
+    """A PCIe link as "5x16" (generation x lanes); n/a where NVML gave neither."""
+    if gen is None and width is None:
+        return NA
+    return f"{NA if gen is None else gen}x{NA if width is None else width}"
+
+
+def pcie_links(gen: int | None, width: int | None, gen_max: int | None, width_max: int | None) -> str:
+    """The link now and, where it trained below it, its most: "5x16", "1x16 (max 4x16)"."""
+    now, most = pcie_link(gen, width), pcie_link(gen_max, width_max)
+    return now if most in (now, NA) else f"{now} (max {most})"

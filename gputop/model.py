@@ -30,6 +30,14 @@ class GpuInfo:
     cuda_version: str | None  # of the driver, "12.4"
     gpm_supported: bool = False
     mig_enabled: bool = False
+    # the PCIe link as it was when the source opened (a link trains down at idle, so the current
+    # generation can be below the maximum), and the most the device and its slot allow
+    pcie_link_gen: int | None = None
+    pcie_link_width: int | None = None
+    pcie_link_gen_max: int | None = None
+    pcie_link_width_max: int | None = None
+    cpu_affinity: tuple[int, ...] | None = None  # the CPUs NVML calls near the device, ascending
+    numa_node: int | None = None  # where the GPU is itself a NUMA node (Grace Hopper); else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +168,26 @@ class JobUsage:
     rss_bytes: int | None
     cores: frozenset[int]
     processes: tuple[JobProcess, ...]
+    # (core, CPU seconds of the interval), each thread's time counted on the core it last ran on
+    core_cpu_s: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a job's CPU time went against the CPUs NVML calls near the GPU(s) it uses."""
+
+    gpus: tuple[int, ...]  # the GPUs it is measured against
+    # how they were told: "processes" (the job's pids in NVML's process lists), "device" (the
+    # device the job announced), "all" (neither could tell: every GPU with an affinity)
+    gpus_from: str
+    near_cpus: tuple[int, ...]  # the CPUs near those GPUs, together
+    cpu_s: float  # the job's CPU time measured
+    far_cpu_s: float  # of which on CPUs not near them
+    warning: str | None  # in words, when most of it is far; else None
+
+    @property
+    def far_share(self) -> float | None:
+        return self.far_cpu_s / self.cpu_s if self.cpu_s > 0 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +249,7 @@ class WorkloadState:
     data_wait_share: float | None = None  # of the recent steps' time (after warm-up), waiting for data
     job: JobUsage | None = None  # its processes' CPU, memory and cores (None before the first look)
     verdict: Verdict | None = None
+    placement: Placement | None = None  # None: NVML gives no CPU affinity, or no CPU time yet
     tokens_per_sample: int | None = None  # a language model's context length (start's extras)
 
     @property

@@ -8,7 +8,7 @@ import time
 
 from gputop import __version__
 from gputop import format as fmt
-from gputop.model import CpuSample, GpuProcess, GpuSample, Sample, to_dict
+from gputop.model import CpuSample, GpuInfo, GpuProcess, GpuSample, Sample, to_dict
 from gputop.sampler import SupportsSample
 
 # GPM metrics and NVLink/PCIe rates need two readings >= 100 ms apart; CPU % needs a delta too.
@@ -78,8 +78,10 @@ def _gpu_lines(gpu: GpuSample) -> list[str]:
         f"    power    {fmt.watts(gpu.power_w)} of {fmt.watts(gpu.power_limit_w)}   energy {fmt.joules(gpu.energy_j)}   "
         f"clocks SM {fmt.mhz(gpu.sm_clock_mhz)}, mem {fmt.mhz(gpu.mem_clock_mhz)}   P{fmt.num(gpu.pstate, 0)}",
         f"    thermal  {fmt.celsius(gpu.temp_c)}   fan {fmt.pct(gpu.fan_pct)}   clocks held by: {fmt.reasons(gpu.clock_event_reasons)}",
-        f"    links    PCIe tx {fmt.rate(gpu.pcie_tx_bytes_per_s)} rx {fmt.rate(gpu.pcie_rx_bytes_per_s)}   "
+        f"    links    PCIe {_link(info)} tx {fmt.rate(gpu.pcie_tx_bytes_per_s)} rx {fmt.rate(gpu.pcie_rx_bytes_per_s)}   "
         f"NVLink tx {fmt.rate(gpu.nvlink_tx_bytes_per_s)} rx {fmt.rate(gpu.nvlink_rx_bytes_per_s)}",
+        f"    host     near CPUs {fmt.core_ranges(info.cpu_affinity) if info.cpu_affinity else fmt.NA}   "
+        f"NUMA node {fmt.num(info.numa_node, 0)}",
     ]
     if gpu.processes is None:
         lines.append("    processes: n/a (not readable on this device)")
@@ -93,6 +95,12 @@ def _gpu_lines(gpu: GpuSample) -> list[str]:
                 f"{fmt.pct(p.sm_util_pct):>6} {fmt.pct(p.cpu_pct):>6}  {_command(p)[:80]}"
             )
     return lines
+
+
+def _link(info: GpuInfo) -> str:
+    """The PCIe link as the source found it when it opened (gen x width, and the most it allows)."""
+    return fmt.pcie_links(info.pcie_link_gen, info.pcie_link_width, info.pcie_link_gen_max,
+                          info.pcie_link_width_max)
 
 
 def _command(p: GpuProcess) -> str:

@@ -39,3 +39,21 @@ def fake_nvml(monkeypatch: pytest.MonkeyPatch):
 def nvml_library_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     """No libnvidia-ml.so.1 on this machine: pynvml.nvmlInit raises NVMLError_LibraryNotFound."""
     fakenvml.install_library_missing(monkeypatch)
+
+
+@pytest.fixture
+def source(fake_nvml):
+    """open(devices, driver) -> (fake, NvmlSource on the fake's manual clock); closed after the test."""
+    from gputop.sources.nvml import NvmlSource
+
+    opened = []
+
+    def open_(devices=(fakenvml.H100_SXM,), driver=None):
+        fake = fake_nvml(list(devices), driver)
+        src = NvmlSource.open(clock=lambda: fake.now_ns / 1e9)
+        opened.append(src)
+        return fake, src
+
+    yield open_
+    for src in opened:
+        src.close()

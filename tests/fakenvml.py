@@ -167,6 +167,22 @@ class DeviceProfile:
     lost_after: int | None = None  # see module doc
     pci_bus: int = 0x18
     uuid_name: str | None = None  # None: ``name``; ``simulated`` keeps the UUID of the plain name
+    # the PCIe link: now and the most the device and slot allow (None: NOT_SUPPORTED)
+    pcie_gen: int | None = 5
+    pcie_gen_max: int | None = 5
+    pcie_width: int | None = 16
+    pcie_width_max: int | None = 16
+    # CPUs near the device (nvmlDeviceGetCpuAffinity): "socket" = every CPU of the socket the
+    # device hangs off, on a host of ``host_sockets`` sockets of ``host_socket_cores`` cores (two
+    # threads each where ``host_smt``, numbered as Linux does: all first threads, then all second
+    # ones); the devices of a board are shared out over the sockets in order (8 GPUs on 2
+    # sockets: 0-3 on socket 0, 4-7 on socket 1). A CPU list ("0-1,4"; in a GPUTOP_FAKE_NVML
+    # spec, where "," parts devices, "0-1;4") is exactly those CPUs; None: NOT_SUPPORTED.
+    cpu_affinity: str | None = "socket"
+    host_sockets: int = 2
+    host_socket_cores: int = 56
+    host_smt: bool = True
+    numa_node: int | None = None  # None: NOT_SUPPORTED (the GPU is no NUMA node, as on x86 boards)
 
     @property
     def cores(self) -> int:
@@ -206,7 +222,8 @@ A100_SXM = DeviceProfile(
     gpu_util_pct=70.0, mem_busy_pct=35.0, power_w=300.0, power_swing_w=40.0, temp_c=42,
     fan_pct=None, clock_event_reasons=N.nvmlClocksEventReasonSwPowerCap, mem_reserved_mib=512,
     nvlink_links=12, nvlink_tx_kib_s=80_000_000.0, nvlink_rx_kib_s=75_000_000.0,
-    gpm_supported=False, mig_capable=True, pci_bus=0x07,
+    gpm_supported=False, mig_capable=True, pci_bus=0x07, pcie_gen=4, pcie_gen_max=4,
+    host_socket_cores=64,
     processes=(FakeProcess(HIDDEN_PID + 1, 30 * GiB, 50, 20, "compute"),),
 )
 
@@ -219,6 +236,8 @@ CONSUMER = DeviceProfile(
     clock_event_reasons=N.nvmlClocksEventReasonGpuIdle, mem_reserved_mib=290,
     mem_overhead_mib=300, pcie_tx_kib_s=200_000.0, pcie_rx_kib_s=600_000.0, nvlink_links=0,
     gpm_supported=False, mig_capable=False, pci_bus=0x01,
+    pcie_gen=1, pcie_gen_max=4,  # a desktop card's link trains down at light load
+    host_sockets=1, host_socket_cores=16,
     processes=(FakeProcess(SELF_PID, 2 * GiB, 20, 5, "both"),
                FakeProcess(HIDDEN_PID + 2, 600 * MiB, 3, 1, "graphics")),
 )
@@ -715,6 +734,49 @@ def _mig_mode(fake: FakeNvml, dev: _Device, current: Any, pending: Any) -> int:
     return N.NVML_SUCCESS
 
 
+def parse_cpus(text: str) -> frozenset[int]:
+    """A CPU list as Linux writes one ("0-55,112-167"; or parted by ";") as a set of CPU numbers."""
+    cpus: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return frozenset(cpus)
+
+
+def cpu_affinity(fake: FakeNvml, index: int) -> frozenset[int] | None:
+    """The CPUs device ``index`` calls near (None: NOT_SUPPORTED); see DeviceProfile.cpu_affinity."""
+    p = fake.devices[index]
+    if p.cpu_affinity is None:
+        return None
+    if p.cpu_affinity != "socket":
+        return parse_cpus(p.cpu_affinity)
+    socket, cores = index * p.host_sockets // len(fake.devices), p.host_socket_cores
+    first = range(socket * cores, (socket + 1) * cores)
+    second = range(p.host_sockets * cores + socket * cores, p.host_sockets * cores + (socket + 1) * cores)
+    return frozenset(first) | (frozenset(second) if p.host_smt else frozenset())
+
+
+@_symbol("nvmlDeviceGetCpuAffinity")
+def _cpu_affinity(fake: FakeNvml, dev: _Device, size: Any, cpu_set: Any) -> int:
+    cpus = cpu_affinity(fake, dev.index)
+    if cpus is None:
+        return N.NVML_ERROR_NOT_SUPPORTED
+    n = _int(size)
+    words = _elements(cpu_set, n, ctypes.c_ulong) if n > 0 else None
+    if words is None:
+        return N.NVML_ERROR_INVALID_ARGUMENT
+    for i, word in enumerate(words):  # 64 CPUs a word; CPUs past the caller's words are left out
+        word.value = sum(1 << (c - 64 * i) for c in cpus if 64 * i <= c < 64 * (i + 1))
+    return N.NVML_SUCCESS
+
+
+_symbol("nvmlDeviceGetNumaNodeId")(_scalar(ctypes.c_int, lambda f, d: d.profile.numa_node))
+_symbol("nvmlDeviceGetCurrPcieLinkGeneration")(_scalar(ctypes.c_uint, lambda f, d: d.profile.pcie_gen))
+_symbol("nvmlDeviceGetMaxPcieLinkGeneration")(_scalar(ctypes.c_uint, lambda f, d: d.profile.pcie_gen_max))
+_symbol("nvmlDeviceGetCurrPcieLinkWidth")(_scalar(ctypes.c_uint, lambda f, d: d.profile.pcie_width))
+_symbol("nvmlDeviceGetMaxPcieLinkWidth")(_scalar(ctypes.c_uint, lambda f, d: d.profile.pcie_width_max))
+
+
 # ----------------------------------------------------------------------------- symbols: readings
 
 def _clock(dev: _Device, clock_type: int, maximum: bool) -> int | None:
@@ -1071,7 +1133,7 @@ IMPLEMENTED: frozenset[str] = frozenset(_REGISTRY)
 
 # Drivers. OLD_DRIVER is an r470-era library: no _v3 process queries, no memory info v2, only the
 # throttle-reasons name, no GPM, no TemperatureV, no per-process utilization info struct, no core
-# count or bus width queries, and no field ids past the NVLink ones.
+# count, bus width or NUMA node queries, and no field ids past the NVLink ones.
 R550 = DriverProfile()
 OLD_DRIVER = DriverProfile(
     name="r470", driver_version="470.223.02", cuda_version=11040, max_field_id=170,
@@ -1080,7 +1142,7 @@ OLD_DRIVER = DriverProfile(
         "nvmlDeviceGetMemoryInfo_v2", "nvmlDeviceGetCurrentClocksEventReasons",
         "nvmlGpmQueryDeviceSupport", "nvmlGpmSampleAlloc", "nvmlGpmSampleFree", "nvmlGpmSampleGet",
         "nvmlGpmMetricsGet", "nvmlDeviceGetTemperatureV", "nvmlDeviceGetProcessesUtilizationInfo",
-        "nvmlDeviceGetNumGpuCores", "nvmlDeviceGetMemoryBusWidth",
+        "nvmlDeviceGetNumGpuCores", "nvmlDeviceGetMemoryBusWidth", "nvmlDeviceGetNumaNodeId",
     },
 )
 DRIVER_NOT_LOADED = DriverProfile(name="driver_not_loaded", init_error=N.NVML_ERROR_DRIVER_NOT_LOADED)

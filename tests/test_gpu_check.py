@@ -71,7 +71,8 @@ def test_the_crosscheck_has_real_rows_that_match_the_fakes_own_values(simulated)
     assert rows["name"]["gputop"] == "NVIDIA H100 80GB HBM3 (simulated)"
     assert rows["power (W)"]["source"] == "fake's wave at the sample's ts"
     assert "4000000: 40960 MiB" in rows["processes (pid: memory)"]["driver"]  # the fake's hidden pid
-    assert rows["PCIe generation (current)"]["verdict"] == xc.NOT_SHOWN
+    for field in ("PCIe generation (current)", "PCIe width (current)", "PCIe generation (max)", "PCIe width (max)"):
+        assert rows[field]["verdict"] == "match" and rows[field]["gputop"] in ("5", "16"), rows[field]
     assert not any(r["verdict"].startswith("MISMATCH") for r in rows.values())
     summary = (out / "summary.md").read_text()
     assert "SIMULATED" in summary and "0 mismatch" in summary
@@ -152,9 +153,9 @@ SMI_CSV = """\
 name, uuid, pci.bus_id, driver_version, memory.total [MiB], memory.used [MiB], power.draw [W], \
 enforced.power.limit [W], clocks.sm [MHz], clocks.mem [MHz], clocks.max.mem [MHz], temperature.gpu, \
 pstate, fan.speed [%], utilization.gpu [%], utilization.memory [%], clocks_event_reasons.active, \
-mig.mode.current, pcie.link.gen.current, pcie.link.width.current
+mig.mode.current, pcie.link.gen.current, pcie.link.width.current, pcie.link.gen.max, pcie.link.width.max
 NVIDIA H200, GPU-1234, 00000000:18:00.0, 580.159.04, 143771 MiB, 1530 MiB, 120.50 W, 700.00 W, 1980 MHz, \
-3201 MHz, 3201 MHz, 35, P0, [N/A], 0 %, 0 %, 0x0000000000000001, Disabled, 5, 16
+3201 MHz, 3201 MHz, 35, P0, [N/A], 0 %, 0 %, 0x0000000000000001, Disabled, 5, 16, 5, 16
 """
 SMI_XML = """<?xml version="1.0" ?>
 <nvidia_smi_log><timestamp>Tue Dec  1 22:00:00 2026</timestamp><driver_version>580.159.04</driver_version>
@@ -172,7 +173,8 @@ def _gputop_gpu(**changes) -> dict:
            "processes": [{"pid": 4242, "gpu_mem_bytes": 1024 * MiB}],
            "info": {"name": "NVIDIA H200", "uuid": "GPU-1234", "pci_bus_id": "00000000:18:00.0",
                     "driver_version": "580.159.04", "cuda_version": "13.0", "architecture": "Hopper",
-                    "sm_count": 132, "max_mem_clock_mhz": 3201, "mig_enabled": False}}
+                    "sm_count": 132, "max_mem_clock_mhz": 3201, "mig_enabled": False,
+                    "pcie_link_gen": 5, "pcie_link_width": 16, "pcie_link_gen_max": 5, "pcie_link_width_max": 16}}
     gpu.update(changes)
     return gpu
 
@@ -187,11 +189,21 @@ def test_nvidia_smi_output_is_read_into_a_reference():
     ref["sm_count"] = xc.Ref(132, "torch")
     rows = xc.cross_check(_gputop_gpu(), ref)
     assert [r.field for r in rows if r.mismatch] == []
-    assert {r.field: r.verdict for r in rows if r.verdict != "match"} == {
-        "fan (%)": "both n/a", "PCIe generation (current)": xc.NOT_SHOWN, "PCIe width (current)": xc.NOT_SHOWN}
+    assert {r.field: r.verdict for r in rows if r.verdict != "match"} == {"fan (%)": "both n/a"}
+    assert ref["pcie_gen_max"].value == 5 and ref["pcie_width_max"].value == 16
     # a wrong value in gputop's snapshot is marked, and only that one
-    wrong = xc.cross_check(_gputop_gpu(power_w=150.0, processes=[]), ref)
-    assert [r.field for r in wrong if r.mismatch] == ["power (W)", "processes (pid: memory)"]
+    gpu = _gputop_gpu(power_w=150.0, processes=[])
+    gpu["info"]["pcie_link_width"] = 8
+    wrong = xc.cross_check(gpu, ref)
+    assert [r.field for r in wrong if r.mismatch] == ["power (W)", "PCIe width (current)", "processes (pid: memory)"]
+
+
+def test_fake_differences_tell_host_facts_from_device_facts():
+    real = {"gpus": [{"power_w": 100.0, "info": {"name": "H200", "cpu_affinity": list(range(16)), "pcie_link_gen": 5}}]}
+    fake = {"gpus": [{"power_w": 500.0, "info": {"name": "H100", "cpu_affinity": list(range(56)), "pcie_link_gen": 5}}]}
+    notes = {d["field"]: d["note"] for d in xc.fake_differences(real, fake)}
+    assert notes == {"info.cpu_affinity": "host fact (the machine's CPUs, not the GPU model's)",
+                     "info.name": "device fact (a profile of this GPU would carry the real value)"}
 
 
 def test_a_field_this_driver_lacks_is_unchecked_not_a_mismatch():
@@ -279,6 +291,10 @@ def fields():
         "utilization.memory": f"{{N.nvmlDeviceGetUtilizationRates(h).memory}} %",
         "clocks_event_reasons.active": f"0x{{N.nvmlDeviceGetCurrentClocksEventReasons(h):016x}}",
         "mig.mode.current": "Enabled" if mig == 1 else "Disabled",
+        "pcie.link.gen.current": str(N.nvmlDeviceGetCurrPcieLinkGeneration(h)),
+        "pcie.link.gen.max": str(N.nvmlDeviceGetMaxPcieLinkGeneration(h)),
+        "pcie.link.width.current": str(N.nvmlDeviceGetCurrPcieLinkWidth(h)),
+        "pcie.link.width.max": str(N.nvmlDeviceGetMaxPcieLinkWidth(h)),
     }}
 
 
@@ -328,7 +344,8 @@ def test_the_real_hardware_path_against_a_stand_in_nvidia_smi(tmp_path):
     for field in ("name", "uuid", "PCI bus id", "driver version", "CUDA version (driver)", "architecture",
                   "memory total (bytes)", "memory used (bytes)", "power (W)", "power limit (W)",
                   "SM clock (MHz)", "memory clock (MHz)", "temperature (C)", "pstate", "GPU util (%)",
-                  "clocks held by", "MIG enabled"):
+                  "clocks held by", "MIG enabled", "PCIe generation (current)", "PCIe width (current)",
+                  "PCIe generation (max)", "PCIe width (max)"):
         assert rows[field]["verdict"] == "match", rows[field]
         assert rows[field]["source"].startswith("nvidia-smi")
     assert rows["SM count"]["verdict"] == "unchecked: torch probe gave nothing"

@@ -89,3 +89,47 @@ def test_a_failed_cpu_run_is_not_blamed_on_the_gpu():
     assert "No GPU run" not in text
     assert "CPU only: the CPU run failed, so no GPU run was started" in text
     assert "failed:" in text and "--bogus" in text
+
+
+# ---- a module, as python -m runs it (issue #11.6) --------------------------------------------
+
+def _compare(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gputop", "compare", *argv], capture_output=True,
+                          text=True, timeout=180, cwd=cwd)
+
+
+def test_a_module_is_compared_like_a_script():
+    pytest.importorskip("torch")
+    done = _compare("-m", "userpkg.train", "--warmup", "1", "--json", "--", "--epochs", "1", cwd=SCRIPTS)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["workload"] == "userpkg.train" and report["argv_common"] == ["--epochs", "1"]
+    assert report["steps_seen"] == {"cpu": 3, "gpu": 3} and report["steps_source"] == "auto"
+    assert report["cpu"]["steps_measured"] == 2 and report["cpu"]["step_s_median"] > 0
+    assert report["gpu_unavailable"] == "with the GPUs visible, userpkg.train trained on cpu (torch saw no GPU)"
+
+
+def test_a_module_that_never_imports_torch_or_is_not_there_is_one_line(tmp_path):
+    (tmp_path / "stdpkg").mkdir()
+    (tmp_path / "stdpkg" / "__init__.py").write_text("")
+    (tmp_path / "stdpkg" / "__main__.py").write_text("import json\nprint(json.dumps(1))\n")
+    for argv, words in ((("-m", "stdpkg"), "stdpkg imports only the standard library, never torch"),
+                        (("-m stdpkg",), "stdpkg imports only the standard library, never torch"),
+                        (("-m", "nothere.train"), "no module named 'nothere'"),
+                        (("--json", "-m"), "-m wants a module name such as pkg.train")):
+        done = _compare(*argv, cwd=tmp_path)
+        assert done.returncode == 2 and done.stdout == "", argv
+        assert done.stderr.count("\n") == 1 and words in done.stderr, (argv, done.stderr)
+
+
+def test_module_source_finds_the_file_python_m_runs_without_importing_it(tmp_path):
+    from gputop.workload.targets import module_source
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("raise SystemExit('imported!')\n")
+    (tmp_path / "pkg" / "train.py").write_text("")
+    assert module_source("pkg.train", str(tmp_path)) == str(tmp_path / "pkg" / "train.py")
+    assert module_source("pkg", str(tmp_path)) is None  # a package without __main__
+    (tmp_path / "pkg" / "__main__.py").write_text("")
+    assert module_source("pkg", str(tmp_path)) == str(tmp_path / "pkg" / "__main__.py")
+    assert module_source("pkg.nothere", str(tmp_path)) is None and module_source("nothere", str(tmp_path)) is None

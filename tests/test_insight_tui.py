@@ -54,3 +54,23 @@ async def test_a_script_without_steps_still_shows_its_processes():
         await started(pilot)
         text = screen_text(app)
         assert "job 1.9 cores on 0,1" in text and "steps detected" not in text
+
+
+async def test_a_job_far_from_its_gpu_is_warned_of_and_a_near_one_is_not():
+    from dataclasses import replace
+
+    from gputop.workload import placement
+    from tui_fixtures import h100
+
+    board = [replace(h100(0), cpu_affinity=(4, 5, 6, 7))]
+    far = placement.place(board, (0,), "processes", {0: 3.0, 1: 2.0})
+    near = placement.place(board, (0,), "processes", {4: 3.0, 1: 1.0})
+    assert far is not None and far.warning and near is not None and near.warning is None
+    for state, shown in ((detected(placement=far), True), (detected(placement=near), False),
+                         (detected(placement=None), False)):
+        app = workload_app(FakeWorkload(state))
+        async with app.run_test(size=(160, 50)) as pilot:
+            await started(pilot)
+            text = screen_text(app)
+            assert ("100 % of the job's CPU time ran on CPUs 0,1, not near GPU0" in text) == shown
+            assert "input-bound: 62 %" in text

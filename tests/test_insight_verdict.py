@@ -115,6 +115,7 @@ def test_job_watch_reads_cpu_threads_memory_and_cores(tmp_path):
     assert usage.main_thread_cpu_pct == pytest.approx(75.0) and usage.main_thread_busy_pct == pytest.approx(100.0)
     assert usage.busy_pct == pytest.approx(200.0)  # (1.5 + 0.5 + 2) s over 2 s
     assert usage.rss_bytes == 2 * 250 * JobWatch.__init__.__globals__["_PAGE"]
+    assert first.core_cpu_s == () and usage.core_cpu_s == ((0, 1.0), (3, 2.0))  # CPU s on each core
 
 
 def test_workers_that_wait_on_io_are_told_to_double():

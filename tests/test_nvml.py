@@ -27,22 +27,6 @@ GPM_FIELDS = {
 RATE_FIELDS = ("pcie_tx_bytes_per_s", "pcie_rx_bytes_per_s", "nvlink_tx_bytes_per_s", "nvlink_rx_bytes_per_s")
 
 
-@pytest.fixture
-def source(fake_nvml):
-    """open(devices, driver) -> (fake, NvmlSource on the fake's manual clock); closed after the test."""
-    opened = []
-
-    def open_(devices=(H100_SXM,), driver=None):
-        fake = fake_nvml(list(devices), driver)
-        src = NvmlSource.open(clock=lambda: fake.now_ns / 1e9)
-        opened.append(src)
-        return fake, src
-
-    yield open_
-    for src in opened:
-        src.close()
-
-
 def only(src: NvmlSource) -> GpuSample:
     (sample,) = src.sample()
     return sample

@@ -6,6 +6,7 @@ import asyncio
 import re
 import signal
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -13,9 +14,9 @@ from gputop import format as fmt
 from gputop.history import workload_key
 from gputop.tui.widgets.processes import WORKLOAD_MARK, ProcessTable
 from gputop.tui.widgets.workload import WorkloadLog, WorkloadPanel, clean_line, elapsed, sparkline, wrap_output
-from gputop.workload import WorkloadState, WorkloadStep
+from gputop.workload import WorkloadState, WorkloadStep, placement
 from test_tui import make_app, screen_text, started, until
-from tui_fixtures import T0_NS, FakeSampler, make_sample, with_gpu
+from tui_fixtures import T0_NS, FakeSampler, h100, make_sample, with_gpu
 
 
 def running(**overrides) -> WorkloadState:
@@ -389,7 +390,10 @@ def test_output_lines_lose_escapes_and_carriage_returns():
 
 FINISHED = running(status="ok", returncode=0, started_ns=T0_NS, ended_ns=T0_NS + 754 * 10**9, step=2000,
                    pids=frozenset({4242}), output_tail=tuple(f"step {s}/2000  loss {2.4 - s / 2000:.2f}"
-                                                             for s in range(1500, 2001, 100)) + ("done",))
+                                                             for s in range(1500, 2001, 100)) + ("done",),
+                   # most of its CPU time on cores 0-1, its GPU's CPUs being 4-7
+                   placement=placement.place([replace(h100(0), cpu_affinity=(4, 5, 6, 7))], (0,), "processes",
+                                             {0: 30.0, 1: 10.0, 4: 2.0}))
 CRASHED = running(status="failed", returncode=1, started_ns=T0_NS, ended_ns=T0_NS + 12 * 10**9,
                   error="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
                   output_tail=("Traceback (most recent call last):", '  File "train.py", line 3',

@@ -22,6 +22,7 @@ def h100(index: int = 0) -> GpuInfo:
         pci_bus_id=f"00000000:{0x18 + index:02X}:00.0", architecture="Hopper", sm_count=132,
         mem_bus_width_bits=5120, max_mem_clock_mhz=2619, peak_dram_bw_bytes_per_s=3.35e12,
         driver_version="550.54.15", cuda_version="12.4", gpm_supported=True,
+        pcie_link_gen=5, pcie_link_width=16, pcie_link_gen_max=5, pcie_link_width_max=16,
     )
 
 

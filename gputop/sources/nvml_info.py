@@ -1,8 +1,10 @@
 """What an NVIDIA device is, read once when the source opens: name, UUID, architecture, SM count,
-memory bus and peak DRAM bandwidth, driver and CUDA versions; and why NVML could not start."""
+memory bus and peak DRAM bandwidth, PCIe link, the CPUs near it, driver and CUDA versions; and why
+NVML could not start."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pynvml
@@ -64,6 +66,16 @@ def _text(value: Any) -> str | None:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
+def _cpu_affinity(h: Any) -> tuple[int, ...] | None:
+    """The CPUs NVML calls near the device (a bitmask, 64 CPUs a word); None where not given."""
+    words = max(16, -(-(os.cpu_count() or 1) // 64))  # 1024 CPUs at least
+    mask = _query(pynvml.nvmlDeviceGetCpuAffinity, h, words)
+    if mask is None:
+        return None
+    cpus = tuple(64 * i + bit for i, word in enumerate(mask) for bit in range(64) if int(word) >> bit & 1)
+    return cpus or None  # an empty mask says nothing
+
+
 def _static_info(index: int, h: Any, driver: str | None, cuda: str | None) -> GpuInfo:
     name = _text(_query(pynvml.nvmlDeviceGetName, h)) or f"GPU {index}"
     pci = _query(pynvml.nvmlDeviceGetPciInfo, h)
@@ -86,7 +98,17 @@ def _static_info(index: int, h: Any, driver: str | None, cuda: str | None) -> Gp
         sm_count=sm_count, mem_bus_width_bits=bus_bits or None, max_mem_clock_mhz=max_mem_mhz or None,
         peak_dram_bw_bytes_per_s=peak, driver_version=driver, cuda_version=cuda,
         gpm_supported=gpm_supported, mig_enabled=mig_enabled,
+        pcie_link_gen=_query(pynvml.nvmlDeviceGetCurrPcieLinkGeneration, h) or None,
+        pcie_link_width=_query(pynvml.nvmlDeviceGetCurrPcieLinkWidth, h) or None,
+        pcie_link_gen_max=_query(pynvml.nvmlDeviceGetMaxPcieLinkGeneration, h) or None,
+        pcie_link_width_max=_query(pynvml.nvmlDeviceGetMaxPcieLinkWidth, h) or None,
+        cpu_affinity=_cpu_affinity(h), numa_node=_numa_node(h),
     )
+
+
+def _numa_node(h: Any) -> int | None:
+    node = _query(pynvml.nvmlDeviceGetNumaNodeId, h)
+    return node if isinstance(node, int) and node >= 0 else None
 
 
 def _lost_info(index: int, driver: str | None, cuda: str | None) -> GpuInfo:

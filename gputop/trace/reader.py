@@ -192,6 +192,8 @@ _INFO_FIELDS = {f.name for f in fields(GpuInfo)}
 
 def _gpu_info(doc: Mapping[str, Any]) -> GpuInfo:
     known = {k: plain(v) for k, v in doc.items() if k in _INFO_FIELDS}
+    if isinstance(known.get("cpu_affinity"), list):
+        known["cpu_affinity"] = tuple(known["cpu_affinity"])
     return GpuInfo(**known)
 
 

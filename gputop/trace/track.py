@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Sequence
 
-from gputop.model import JobUsage, WorkloadMark, WorkloadState, WorkloadStep
+from gputop.model import JobUsage, Placement, WorkloadMark, WorkloadState, WorkloadStep
 from gputop.signals import signal_name
 from gputop.trace.counters import Counters
 from gputop.trace.schema import (
@@ -62,11 +62,12 @@ class WorkloadTrack:
         job = state.job
         if job is not None and job is not self._job:  # read again (about every second)
             self._job = job
-            out += self.job_lines(job, ts)
+            out += self.job_lines(job, ts, state.placement)
         return out
 
-    def job_lines(self, job: JobUsage, ts: str) -> list[str]:
-        """The job's processes as counters (for a timeline) and one ``job`` instant (for report)."""
+    def job_lines(self, job: JobUsage, ts: str, placed: Placement | None = None) -> list[str]:
+        """The job's processes as counters (for a timeline) and one ``job`` instant (for report):
+        with the interval's CPU time by core and, where known, the GPUs the job was placed against."""
         out = []
         # (name, value, a catalogue metric of the same unit: it names the counter's arg key)
         for name, value, unit_of in (("job_cpu_pct", job.cpu_pct, "cpu_util_pct"),
@@ -76,13 +77,16 @@ class WorkloadTrack:
             text = number_text(value)
             if text is not None:
                 out.append(self._counters.line(self.pid, name, unit_of, ts, text))
-        args = {"cpu_pct": job.cpu_pct, "busy_pct": job.busy_pct,
+        args: dict[str, object] = {"cpu_pct": job.cpu_pct, "busy_pct": job.busy_pct,
                 "main_thread_cpu_pct": job.main_thread_cpu_pct,
                 "main_thread_busy_pct": job.main_thread_busy_pct, "rss_bytes": job.rss_bytes,
                 "cores": sorted(job.cores),
                 "processes": [{"pid": p.pid, "name": p.name, "role": p.role, "cpu_pct": p.cpu_pct,
                                "threads": p.threads, "rss_bytes": p.rss_bytes, "cores": sorted(p.cores)}
-                              for p in job.processes]}
+                              for p in job.processes],
+                "core_cpu_s": [[core, seconds] for core, seconds in job.core_cpu_s]}
+        if placed is not None:
+            args["placement_gpus"], args["placement_from"] = list(placed.gpus), placed.gpus_from
         out.append(instant(CAT_WORKLOAD, "job", self.pid, ts, args, tid=output_tid(self.pid)))
         return out
 

@@ -1,14 +1,14 @@
 """The verdict's signals gathered for the live view (from the recent steps, the job's processes
 and the latest sample), and the pieces ``report`` shares to gather them from a recording: which
-GPU is the job's, and how steps after warm-up are chosen. The rules themselves are
-gputop.workload.verdict's."""
+GPU is the job's, and how steps after warm-up are chosen; and the same for the job's placement
+against its GPU's CPUs. The rules themselves are gputop.workload.verdict's and placement's."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
-from gputop.model import GpuSample, JobUsage, Sample, Verdict, WorkloadStep
-from gputop.workload import rates, verdict
+from gputop.model import GpuInfo, GpuSample, JobUsage, Placement, Sample, Verdict, WorkloadStep
+from gputop.workload import placement, rates, verdict
 from gputop.workload.energy import gpu_uuid, visible_gpu
 
 
@@ -67,6 +67,42 @@ def live_verdict(steps: Sequence[WorkloadStep], device: str | None, job: JobUsag
         gpu_label=None if gpu is None else f"GPU{gpu.info.index}",
         gpu_sm_active_pct=None if gpu is None else gpu.sm_active_pct,
         gpu_util_pct=None if gpu is None else gpu.gpu_util_pct, gpu_dram_pct=dram_pct(gpu)))
+
+
+def live_placement(sample: Sample | None, seen: Collection[int], device: str | None,
+                   device_uuid: str | None, env: Mapping[str, str],
+                   core_cpu_s: Mapping[int, float]) -> Placement | None:
+    """The job's CPU time (by core, since it started) against its GPUs' CPUs; ``seen``: the GPUs
+    whose process lists held one of its pids."""
+    if sample is None or not sample.gpus:
+        return None
+    return _placement([g.info for g in sample.gpus], seen, device, device_uuid, env, core_cpu_s, sample.gpus)
+
+
+def _placement(infos: Sequence[GpuInfo], seen: Collection[int], device: str | None, device_uuid: str | None,
+               env: Mapping[str, str], core_cpu_s: Mapping[int, float],
+               gpus: Sequence[GpuSample]) -> Placement | None:
+    gpu = job_gpu(gpus, device, device_uuid, env) if device and device.startswith("cuda") else None
+    chosen = placement.choose(infos, seen, device, None if gpu is None else gpu.info.index)
+    return None if chosen is None else placement.place(infos, *chosen, core_cpu_s)
+
+
+def _recorded_placement(window: Sequence[Mapping[str, object]], samples: Sequence[Sample],
+                        device: str | None, device_uuid: str | None) -> Placement | None:
+    """The same from the ``job`` instants' ``core_cpu_s`` and the GPUs the recorder saw the job on."""
+    total: dict[int, float] = {}
+    seen: set[int] = set()
+    for args in window:
+        pairs = args.get("core_cpu_s")
+        if isinstance(pairs, list):
+            placement.add(total, ((c, float(t)) for c, t in (p for p in pairs if isinstance(p, list) and len(p) == 2)
+                                  if isinstance(c, int) and _number(t) is not None))
+        gpus = args.get("placement_gpus")
+        if args.get("placement_from") == "processes" and isinstance(gpus, list):
+            seen.update(g for g in gpus if isinstance(g, int))
+    if not samples or not samples[0].gpus:
+        return None
+    return _placement([g.info for g in samples[0].gpus], seen, device, device_uuid, {}, total, samples[0].gpus)
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -140,4 +176,5 @@ def recorded(steps: Sequence[WorkloadStep], start: Mapping[str, object],
                 "cores": sorted(used) if window else None,
                 "workers": signals.loader_workers},
         "verdict": {"kind": v.kind, "evidence": v.evidence, "suggestion": v.suggestion},
+        "placement": placement.as_dict(_recorded_placement(window, samples, device, uuid)),
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from gputop import format as fmt
+from gputop.workload import placement
 
 
 def lines(w: dict[str, Any]) -> list[str]:
@@ -27,7 +28,20 @@ def lines(w: dict[str, Any]) -> list[str]:
     v = w["verdict"]
     lines.append(f"  verdict     {v['kind'].replace('_', '-')}: {v['evidence']}"
                  + (f". {v['suggestion']}." if v.get("suggestion") else ""))
+    lines.append(f"  placement   {placement_text(w.get('placement'))}")
     if w.get("output_tail"):
         lines.append(f"  output ({w['output_lines']} lines, the last {len(w['output_tail'])}):")
         lines += [f"    {line}" for line in w["output_tail"]]
     return lines
+
+
+def placement_text(p: dict[str, Any] | None) -> str:
+    """``workload.placement`` in words: the warning, or how much of the job's CPU time was near."""
+    if p is None:
+        return f"{fmt.NA} (the job ran on the CPU, NVML gives its GPUs no CPU affinity, or it used no CPU time)"
+    if p["warning"]:
+        return f"⚠ {p['warning']}"
+    near = 1.0 - (p["far_share"] or 0.0)
+    return (f"{100 * near:.0f} % of the job's {p['cpu_s']:.1f} s of CPU time ran near "
+            f"{placement.gpu_label(p['gpus'])} (CPUs {p['near_cpus']}; GPUs from "
+            f"{placement.GPUS_FROM.get(p['gpus_from'], p['gpus_from'])})")

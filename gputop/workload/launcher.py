@@ -10,11 +10,11 @@ import math
 import os
 import threading
 import time
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from gputop.model import JobUsage, Sample, WorkloadMark, WorkloadState, WorkloadStep
+from gputop.model import JobUsage, Placement, Sample, WorkloadMark, WorkloadState, WorkloadStep
 from gputop.signals import signal_name
-from gputop.workload import inject, insight, rates
+from gputop.workload import inject, insight, placement, rates
 from gputop.workload.energy import EnergyCurve
 from gputop.workload.events import ENV_FD, ENV_FILE, EventReader
 from gputop.workload.pipes import EventLines, OutputLines
@@ -82,6 +82,9 @@ class Workload:
         self._watch: JobWatch | None = None
         self._job: JobUsage | None = None
         self._sample: Sample | None = None  # the latest, for the live verdict
+        self._core_cpu_s: dict[int, float] = {}  # the job's CPU time by core, since it started
+        self._gpus_seen: set[int] = set()  # GPUs whose process lists held one of its pids
+        self._placed: tuple[object, Placement | None] = (None, None)  # (what it was drawn from, it)
         self._state: WorkloadState | None = None
 
     # ---- launching --------------------------------------------------------------------------
@@ -144,6 +147,7 @@ class Workload:
             if sample is not None:
                 self._energy.add(sample, self._reader.start)
                 self._sample = sample
+                self._gpus_seen |= placement.job_gpus(sample.gpus, self._pids)
             if self._ended_ns is None and self._group.poll() is not None:
                 self._finish()
             self._refresh_pids()
@@ -212,6 +216,8 @@ class Workload:
         self._pids = process_tree(pid) or frozenset({pid})
         if self._watch is not None:
             self._job = self._watch.read(self._pids)
+            if self._job is not None:
+                placement.add(self._core_cpu_s, self._job.core_cpu_s)
 
     def stop(self, grace_s: float = 3.0) -> WorkloadState:
         """SIGTERM to the whole group, SIGKILL after ``grace_s``, reap. Idempotent; a workload
@@ -276,6 +282,17 @@ class Workload:
                 if joules is not None:
                     self._steps[i] = dataclasses.replace(s, joules=joules)
 
+    def _placement(self, start: Mapping[str, Any]) -> Placement | None:
+        """The job's placement, worked out again only when what it is drawn from changed (the
+        job's CPU time is read about every second; a poll may come at 100 Hz)."""
+        sample = self._sample
+        key = (id(self._job), frozenset(self._gpus_seen), start.get("device"), start.get("device_uuid"),
+               None if sample is None else tuple(id(g.info) for g in sample.gpus))
+        if key != self._placed[0]:
+            self._placed = (key, insight.live_placement(sample, self._gpus_seen, start.get("device"),
+                                                        start.get("device_uuid"), self._env, self._core_cpu_s))
+        return self._placed[1]
+
     def _snapshot(self) -> WorkloadState:
         self._with_joules()
         status, error = self._status()
@@ -312,6 +329,7 @@ class Workload:
             job=self._job,
             verdict=insight.live_verdict(tuple(self._steps), start.get("device"), self._job, self._sample,
                                          self._env, start.get("device_uuid")) if self._steps else None,
+            placement=self._placement(start),
         )
         return self._state
 

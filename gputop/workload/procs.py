@@ -3,8 +3,10 @@ its threads ran on over the last interval, and the main thread's CPU %, read fro
 (``/proc/PID/stat`` and ``/proc/PID/task/TID/stat``; Linux only: elsewhere nothing is known).
 
 A thread "ran on" a core over an interval when it used CPU time in it; the core is the
-``processor`` field (where it last ran). The first reading of a process has no interval before
-it: its CPU % is None and its cores empty (n/a, never 0) until the second. Each thread's time on
+``processor`` field (where it last ran), and the thread's CPU time of the interval is counted on
+that core (``core_cpu_s``: where a job's CPU time went, against the CPUs near its GPU). The
+first reading of a process has no interval before it: its CPU % is None and its cores empty
+(n/a, never 0) until the second. Each thread's time on
 a core and in the run queue come from ``/proc/PID/task/TID/schedstat`` (nanoseconds): "busy" is
 both together, what a thread that never sleeps has whatever else shares the machine.
 """
@@ -66,6 +68,7 @@ class JobWatch:
         processes = []
         sched: dict[tuple[int, int], tuple[int, int]] = {}
         busy_ns = 0
+        core_ticks: dict[int, int] = {}  # CPU ticks of the interval, by the core each thread ran on
         main_thread: float | None = None
         main_busy: float | None = None
         for pid in sorted(pids):
@@ -85,7 +88,9 @@ class JobWatch:
                 # a thread first seen after the first read was born in the interval
                 ran = now_ticks - before if before is not None else now_ticks if self._last_at is not None else None
                 if ran:
-                    cores.add(int(task[1][_PROCESSOR]))
+                    core = int(task[1][_PROCESSOR])
+                    cores.add(core)
+                    core_ticks[core] = core_ticks.get(core, 0) + ran
                 times = _schedstat(f"{self._proc}/{pid}/task/{tid}/schedstat")
                 was = self._sched.get((pid, tid))
                 if times is None:
@@ -111,7 +116,8 @@ class JobWatch:
             cpu_pct=sum(known) if known else None, main_thread_cpu_pct=main_thread,
             main_thread_busy_pct=main_busy, busy_pct=busy,
             rss_bytes=sum(p.rss_bytes for p in processes if p.rss_bytes is not None) if processes else None,
-            cores=frozenset().union(*(p.cores for p in processes)), processes=tuple(processes))
+            cores=frozenset().union(*(p.cores for p in processes)), processes=tuple(processes),
+            core_cpu_s=tuple((core, ticks / _TICK) for core, ticks in sorted(core_ticks.items())))
 
     def _tasks(self, pid: int) -> list[int]:
         try:

@@ -71,3 +71,28 @@ def _module(module: str, cwd: str) -> tuple[str, tuple[str, ...]]:
     if importlib.machinery.PathFinder.find_spec(parts[0], [cwd, *sys.path[1:]]) is None:
         raise WorkloadError(f"no module named {parts[0]!r} in {cwd} or on the path")
     return module, (sys.executable, "-m", module)
+
+
+def module_source(module: str, cwd: str | None = None) -> str | None:
+    """The file ``python -m module`` would run (a package's ``__main__.py``), found the way the
+    import system would from ``cwd`` without importing anything; None where it cannot be told
+    (a namespace package, an extension module, a name that is not there)."""
+    parts = module.split(".")
+    locations: list[str] | None = [cwd or os.getcwd(), *sys.path[1:]]
+    spec = None
+    for part in parts:
+        if locations is None:
+            return None
+        try:
+            spec = importlib.machinery.PathFinder.find_spec(part, locations)
+        except (ImportError, ValueError):
+            return None
+        if spec is None:
+            return None
+        locations = list(spec.submodule_search_locations) if spec.submodule_search_locations is not None else None
+    if spec is None or not spec.origin or not spec.has_location:
+        return None
+    if spec.submodule_search_locations is not None:  # a package: python -m runs its __main__
+        main = os.path.join(os.path.dirname(spec.origin), "__main__.py")
+        return main if os.path.isfile(main) else None
+    return spec.origin if spec.origin.endswith(".py") else None

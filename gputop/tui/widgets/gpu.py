@@ -47,6 +47,16 @@ def trap_warning(gpu: GpuSample) -> str | None:
     return f"util {fmt.pct(gpu.gpu_util_pct)} but only {of} busy: kernels are small or stalled"
 
 
+def panel_subtitle(gpu: GpuSample) -> str:
+    """What the device is, under its panel: "Hopper · PCIe 5x16" (the link as at start; with
+    its most where it had trained below it: "PCIe 1x16 (max 4x16)")."""
+    info = gpu.info
+    link = fmt.pcie_links(info.pcie_link_gen, info.pcie_link_width, info.pcie_link_gen_max,
+                          info.pcie_link_width_max)
+    parts = [info.architecture or "", "" if link == fmt.NA else f"PCIe {link}"]
+    return " · ".join(p for p in parts if p)
+
+
 class _GpuWidget(Panel):
     """What the full panel and the compact row share: data in, click out, state as classes."""
 
@@ -80,8 +90,9 @@ class GpuPanel(_GpuWidget):
             title = f"GPU{info.index} {escape(short_name(info.name))}"  # a name is text, not markup
             if title != self.border_title:  # setting it repaints the whole panel, even unchanged
                 self.border_title = title
-            if (info.architecture or "") != self.border_subtitle:
-                self.border_subtitle = info.architecture or ""
+            subtitle = panel_subtitle(gpu)
+            if subtitle != self.border_subtitle:  # static: set once, not every frame
+                self.border_subtitle = subtitle
 
     def render_key(self) -> tuple:
         return (self.sample, self.energy_j)

@@ -225,6 +225,8 @@ class WorkloadPanel(Panel):
             v = state.verdict
             words = f"{v.kind.replace('_', '-')}: {v.evidence}" + (f". {v.suggestion}." if v.suggestion else "")
             blocks.append([Text(words, style=st("panel--warn") if v.kind != "unknown" else st("panel--dim"))])
+        if state.placement is not None and state.placement.warning:  # the job is far from its GPU
+            blocks.append([Text("⚠ " + state.placement.warning, style=st("panel--warn"))])
         if not state.events:
             blocks.append([Text(NO_EVENTS, style=st("panel--dim"))])
         if state.error and state.status == "failed":
