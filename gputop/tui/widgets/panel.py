@@ -39,6 +39,7 @@ class Panel(Widget):
     _lines: tuple[Text, int, list[Text]] | None = None  # (text, width, its wrapped lines)
     _strips: tuple[Text, int, Style, list[Strip], list[Text]] | None = None  # (.., the lines drawn)
     _styles: dict[str, Style] | None = None
+    _base: Style | None = None  # rich_style, until the styles change
 
     def build(self, width: int) -> Text:
         raise NotImplementedError
@@ -64,7 +65,7 @@ class Panel(Widget):
         from ``render`` instead made Textual convert and wrap it again on every paint: ~0.5 ms
         for a one-line status bar, every frame.)"""
         width = self.content_size.width
-        base = self.rich_style
+        base = self.base_style
         strips = self._strips_for(width, base)
         return strips[y] if y < len(strips) else Strip.blank(width, base)
 
@@ -96,7 +97,7 @@ class Panel(Widget):
         if not width:
             self.refresh()
             return
-        base = self.rich_style
+        base = self.base_style
         old = self._strips
         new = self._strips_for(width, base)
         if self.styles.height is not None and self.styles.height.is_auto and len(new) != self.content_size.height:
@@ -121,6 +122,17 @@ class Panel(Widget):
         super().notify_style_update()
         self._built = None  # component colours may have changed
         self._styles = None
+        self._base = None
+
+    @property
+    def base_style(self) -> Style:
+        """``rich_style``, kept until the styles change (Textual re-applies the styles of a node
+        and of every node under it, and says so here, when a class, a pseudo-class such as
+        hover, or the theme changes). ``rich_style`` walks every ancestor's styles: ~0.1 ms, and
+        it was asked for on every painted line, ~1 ms a frame at 160x50."""
+        if self._base is None:
+            self._base = self.rich_style
+        return self._base
 
     def style_of(self, name: str) -> Style:
         """A component class's style, cached until the styles change (a theme, a class toggled).
