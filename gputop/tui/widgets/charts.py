@@ -17,10 +17,9 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.strip import Strip
-from textual.widget import Widget
 
 from gputop.history import History, cpu_key, gpu_key
-from gputop.tui.widgets.panel import refresh_changed
+from gputop.tui.widgets.panel import StyleMemo, refresh_changed
 
 BRAILLE = 0x2800
 # dot bit for (column 0/1, row 0..3) inside one braille cell
@@ -61,7 +60,7 @@ def axis_number(value: float) -> str:
     return f"{value:.0f}" if value >= 10 or value == 0 else f"{value:.1f}"
 
 
-class Chart(Widget):
+class Chart(StyleMemo):
     """One braille line chart over the newest points of some history series."""
 
     COMPONENT_CLASSES = {"chart--title", "chart--axis", "chart--cpu", "chart--gpu", "chart--dim"}

@@ -18,6 +18,7 @@ from textual.widgets.data_table import ColumnKey, RowKey
 
 from gputop import format as fmt
 from gputop.model import GpuProcess, Sample
+from gputop.tui.widgets.panel import StyleMemo
 
 
 class Column(NamedTuple):
@@ -67,7 +68,7 @@ def row_key(proc: GpuProcess) -> str:
     return f"{proc.gpu_index}:{proc.pid}"
 
 
-class ProcessTable(DataTable):
+class ProcessTable(DataTable, StyleMemo):  # (DataTable first: Textual reads CSS and component classes along the first bases)
     """Rows are rebuilt when the processes were scanned again (the sampler carries the same
     tuples in between); the cursor stays on the same process while it lives."""
 
@@ -84,15 +85,6 @@ class ProcessTable(DataTable):
         self._procs: dict[str, GpuProcess] = {}
         self.empty_text = "waiting for the first sample"
         self._shown: Sample | None = None  # the sample the rows were last built from
-        self._rich_style: Style | None = None
-
-    @property
-    def rich_style(self) -> Style:
-        """``DOMNode.rich_style`` (it walks every ancestor's styles, ~0.1 ms), kept until the
-        styles change (see ``Panel.base_style``): DataTable asks for it on every painted line."""
-        if self._rich_style is None:
-            self._rich_style = super().rich_style
-        return self._rich_style
 
     @property
     def message(self) -> str | None:
@@ -139,7 +131,6 @@ class ProcessTable(DataTable):
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
-        self._rich_style = None
         self._shown = None  # a theme changes the workload rows' colour: rebuild at the next sample
 
     def watch_workload_pids(self) -> None:
