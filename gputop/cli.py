@@ -1,17 +1,22 @@
 """Command line: parses the arguments and wires each command to its collaborators (the real
 sampler, the streams, the TUI for the commands that show one). The only module that imports both
-the commands and the TUI."""
+the commands and the TUI.
+
+A command's module is imported only when the command line names it (or asks for the full
+``--help``): the live view, the commonest start, does not load record, report, compare, merge,
+serve or cluster code (~35 modules, ~1.3 MiB of its memory and part of its first frame).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import sys
-from typing import TYPE_CHECKING, NoReturn, Sequence, cast
+from typing import TYPE_CHECKING, Callable, Collection, NoReturn, Sequence, cast
 
-from gputop import __version__, compare, console, merge, record, replay, report, serve
+from gputop import __version__, console
 from gputop.argtypes import INTERVAL
-from gputop.cluster import command as cluster
 from gputop.exitstatus import ExitStatus
 from gputop.feed import LiveFeed, ReplayFeed
 from gputop.sampler import open_real
@@ -52,6 +57,11 @@ exit status: 0 done, which for the commands that run until stopped (the live vie
   second signal aborted the clean-up.
 """
 FULL_SCREEN = {None, "replay"}  # the commands that draw a full-screen view
+# each command's module (its add_parser and run), in the order --help lists them; snapshot's
+# parser is defined here
+COMMANDS = {"snapshot": "", "record": "gputop.record", "replay": "gputop.replay",
+            "report": "gputop.report", "compare": "gputop.compare", "merge": "gputop.merge",
+            "serve": "gputop.serve", "cluster": "gputop.cluster.command"}
 
 
 WORKLOAD_ARGS = {None, "record", "compare"}  # the commands where what follows '--' goes to a workload
@@ -74,7 +84,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}{hint} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; ``commands``: the subcommands defined in full (default: all).
+    The others are there by name only (so that a wrong name is still told the choices), and
+    their modules are not imported."""
     parser = _Parser(
         prog="gputop",
         description="Terminal GPU profiler and monitor: every CPU core beside every GPU's SMs, "
@@ -95,17 +108,24 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --run: do not detect a Python script's training steps")
     sub = cast("argparse._SubParsersAction[argparse.ArgumentParser]",
                parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser))
-    snap = sub.add_parser("snapshot", help="print one sample and exit",
-                          description="Print one sample: the CPU cores beside every GPU.")
-    snap.add_argument("--json", action="store_true", help="JSON keyed by metric name (see README)")
-    record.add_parser(sub)
-    replay.add_parser(sub)
-    report.add_parser(sub)
-    compare.add_parser(sub)
-    merge.add_parser(sub)
-    serve.add_parser(sub)
-    cluster.add_parser(sub)
+    for name, module in COMMANDS.items():
+        if commands is not None and name not in commands:
+            sub.add_parser(name)  # by name only: never the one that parses (see main)
+        elif not module:
+            snap = sub.add_parser("snapshot", help="print one sample and exit",
+                                  description="Print one sample: the CPU cores beside every GPU.")
+            snap.add_argument("--json", action="store_true", help="JSON keyed by metric name (see README)")
+        else:
+            importlib.import_module(module).add_parser(sub)
     return parser
+
+
+def _commands_needed(argv: Sequence[str]) -> Collection[str] | None:
+    """The subcommands a parse of ``argv`` can need in full: every command name among its words
+    (argparse takes a subcommand only by its exact name), or all of them (None) for a help."""
+    if any(w == "-h" or (len(w) > 2 and "--help".startswith(w)) for w in argv):
+        return None
+    return {w for w in argv if w in COMMANDS}
 
 
 def _snapshot(args: argparse.Namespace) -> int:
@@ -123,10 +143,12 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 def _live(args: argparse.Namespace) -> int:
     from gputop.tui import refuse_without_terminal
-    from gputop.workload import Workload, WorkloadError
+    from gputop.workload import WorkloadError
 
     workload = None
     if args.live_run is not None:
+        from gputop.workload import Workload  # (the launcher: only with --run)
+
         try:
             workload = Workload(args.live_run, args.run_args,  # bad input first, then the terminal
                                 instrument=args.live_instrument)
@@ -165,6 +187,7 @@ def _live(args: argparse.Namespace) -> int:
 
 def _show_replay(feed: ReplayFeed) -> int:
     """The replay command's view: the terminal check, then the app over the recording."""
+    from gputop import replay
     from gputop.tui import refuse_without_terminal
 
     if refuse_without_terminal(replay.PROG):
@@ -178,6 +201,8 @@ def _show_replay(feed: ReplayFeed) -> int:
 
 def _cluster(args: argparse.Namespace) -> int:
     """The cluster command; its view (unless --once) is the TUI's ClusterApp over its feed."""
+    from gputop.cluster import command as cluster
+
     def show(feed: ClusterFeed) -> int:
         from gputop.tui import refuse_without_terminal
 
@@ -260,9 +285,21 @@ def run_module(argv: list[str]) -> list[str]:
     return out
 
 
+def _command_run(name: str) -> Callable[[argparse.Namespace], int]:
+    """The ``run`` of a command whose module is imported only now."""
+    run: Callable[[argparse.Namespace], int] = importlib.import_module(COMMANDS[name]).run
+    return run
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from gputop import replay
+
+    return replay.run(args, show=_show_replay)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(_commands_needed(argv))
     run_args: list[str] | None = None
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     command = _command_named(argv[:argv.index("--")], list(subparsers.choices)) if "--" in argv else None
@@ -287,11 +324,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{console.LOG_ENV}={level!r} names no level: use one of {', '.join(console.LEVELS)}")
     prog = "gputop" if args.command is None else f"gputop {args.command}"
     console.configure_logging(prog, level, stderr=sys.stderr, full_screen=args.command in FULL_SCREEN)
-    handlers = {None: _live, "snapshot": _snapshot, "record": record.run,
-                "replay": lambda a: replay.run(a, show=_show_replay), "report": report.run,
-                "merge": merge.run, "serve": serve.run, "compare": compare.run, "cluster": _cluster}
+    handlers: dict[str | None, Callable[[argparse.Namespace], int]] = {
+        None: _live, "snapshot": _snapshot, "replay": _replay, "cluster": _cluster}
     try:
-        return handlers[args.command](args)
+        command = args.command
+        return (handlers[command] if command in handlers else _command_run(command))(args)
     except Interrupted as exc:  # a command that does not catch its stop signal itself
         return ExitStatus.signalled(exc.signum)
     except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler was installed yet

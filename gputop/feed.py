@@ -18,12 +18,14 @@ import time
 from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from gputop.history import History, Value, flatten
 from gputop.model import Sample, WorkloadState
 from gputop.sampler import SupportsSample, Ticker
-from gputop.trace.index import SampleIndex
+
+if TYPE_CHECKING:  # imported by a replay only: the live view needs no trace code
+    from gputop.trace.index import SampleIndex
 
 HISTORY_POINTS = 3600  # the live view keeps an hour at 1 Hz
 # A replay's history is rebuilt up to the cursor on every step back: it holds what the widest
@@ -131,9 +133,11 @@ class ReplayFeed:
                  speed: float = 1.0, playing: bool = True, history_points: int = REPLAY_HISTORY_POINTS,
                  clock: Callable[[], float] = time.monotonic,
                  workload: SupportsPoll | None = None) -> None:
+        from gputop.trace.index import SampleIndex
+
         if not samples:
             raise ValueError("a replay needs at least one sample")
-        self.index = samples if isinstance(samples, SampleIndex) else None
+        self.index: SampleIndex | None = samples if isinstance(samples, SampleIndex) else None
         self.samples: Sequence[Sample] = samples if self.index is not None else list(samples)
         self.host = host
         self._complete = complete

@@ -36,6 +36,26 @@ def test_reading_a_trace_starts_no_process_machinery():
     assert out.stdout.strip() == "False"
 
 
+def test_the_live_view_imports_no_other_command():
+    """Parsing a live-view command line (and the app's own imports) loads no other command's
+    module: record, report, compare, merge, serve, cluster, the trace code (issue #14: start-up
+    and memory). Naming a command loads that one."""
+    code = (
+        "import sys\n"
+        "from gputop import cli\n"
+        "args = cli.build_parser(cli._commands_needed(['--interval', '0.5'])).parse_args(['--interval', '0.5'])\n"
+        "import gputop.tui.app\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('gputop.trace', 'gputop.cluster', "
+        "'gputop.workload.launcher')) or m in {" + ", ".join(repr(f"gputop.{c}") for c in
+        ("record", "report", "compare", "merge", "serve", "replay")) + "})\n"
+        "print(','.join(loaded))\n"
+        "cli.build_parser(cli._commands_needed(['report', 'x.json']))\n"
+        "print('gputop.report' in sys.modules, 'gputop.record' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["", "True False"], out.stdout
+
+
 def _imports(path: pathlib.Path) -> set[str]:
     tree = ast.parse(path.read_text())
     names = set()

@@ -50,7 +50,7 @@ from gputop.tui.widgets.workload import WorkloadPanel, WorkloadView
 __all__ = ["GputopApp", "SelfCpu"]
 
 STOP_GRACE_S = 3.0  # a workload gets this long after SIGTERM before SIGKILL
-FRAME_S = 0.3  # the screen is drawn at most ~3 times a second, however fast it samples
+FRAME_S = 0.5  # the screen is drawn at most twice a second, however fast it samples
 FULL_PANELS_TWO_GPUS_ROWS = 56  # two full GPU panels need a terminal this tall; else one line each
 DETAIL_ROWS = 40  # compact rows plus the selected GPU's full panel from this height
 SHORT_ROWS = 34  # below this the screen is "-short" (VERTICAL_BREAKPOINTS): no charts, no log
@@ -90,7 +90,8 @@ class GputopApp(ThemeMemoApp[None]):
         self.feed = feed
         # Samples are taken at the interval and every one goes into the history (the charts
         # show them all), but the screen is drawn at most once per ``frame_s``: at 0.1 s a
-        # redraw per sample costs ~8 ms, 8 % of a core at 10 Hz, for numbers no one reads that fast.
+        # redraw per sample costs ~8 ms, 8 % of a core at 10 Hz, for numbers no one reads that
+        # fast (frames were 2/3 of the 10 Hz cost at 0.3 s a frame; issue #14 moved it to 0.5 s).
         self.frame_s = frame_s
         self._last_frame = -math.inf
         self._frame_timer: Timer | None = None

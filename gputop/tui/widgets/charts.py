@@ -17,14 +17,14 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.strip import Strip
-from textual.widget import Widget
 
 from gputop.history import History, cpu_key, gpu_key
-from gputop.tui.widgets.panel import refresh_changed
+from gputop.tui.widgets.panel import StyleMemo, refresh_changed
 
 BRAILLE = 0x2800
 # dot bit for (column 0/1, row 0..3) inside one braille cell
 _DOT = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
+_CELL = (" ", *(chr(BRAILLE + bits) for bits in range(1, 256)))  # a cell's dots as its character
 
 
 def unscaled(value: float) -> float:
@@ -60,7 +60,7 @@ def axis_number(value: float) -> str:
     return f"{value:.0f}" if value >= 10 or value == 0 else f"{value:.1f}"
 
 
-class Chart(Widget):
+class Chart(StyleMemo):
     """One braille line chart over the newest points of some history series."""
 
     COMPONENT_CLASSES = {"chart--title", "chart--axis", "chart--cpu", "chart--gpu", "chart--dim"}
@@ -169,37 +169,38 @@ class Chart(Widget):
         dots_w, dots_h = 2 * plot_w, 4 * plot_h
         offset = dots_w - len(points)  # newest point at the right edge
         span = (top - bottom) or 1.0
+        last = dots_h - 1
         prev = None
         for i, value in enumerate(points):
             x = offset + i
             if value is None or x < 0:
                 prev = None
                 continue
-            y = round((1 - (min(max(value, bottom), top) - bottom) / span) * (dots_h - 1))
-            ys = range(min(prev, y), max(prev, y) + 1) if prev is not None else (y,)
-            for yy in ys:  # join to the previous point so steep changes read as a line
-                row, sub = divmod(yy, 4)
-                col, half = divmod(x, 2)
-                cells[row][col] |= _DOT[half][sub]
+            y = round((1 - (min(max(value, bottom), top) - bottom) / span) * last)
+            col, half = divmod(x, 2)
+            dots = _DOT[half]
+            if prev is None or prev == y:
+                row = y >> 2
+                cells[row][col] |= dots[y & 3]
                 owner[row][col] = kind
+            else:  # join to the previous point so steep changes read as a line
+                for yy in range(min(prev, y), max(prev, y) + 1):
+                    row = yy >> 2
+                    cells[row][col] |= dots[yy & 3]
+                    owner[row][col] = kind
             prev = y
 
     def _row_segments(self, bits: list[int], owner: list[str | None]) -> list[Segment]:
-        segments: list[Segment] = []
-        run: list[str] = []
-        run_kind = owner[0] if owner else None
-        for b, kind in zip(bits, owner):
-            if kind != run_kind and run:
-                segments.append(self._run(run, run_kind))
-                run = []
-            run_kind = kind
-            run.append(chr(BRAILLE + b) if b else " ")
-        if run:
-            segments.append(self._run(run, run_kind))
-        return segments
+        """One segment per run of cells drawn by the same series kind (or by none)."""
+        if not bits:
+            return []
+        text = "".join([_CELL[b] for b in bits])
+        cuts = [i for i in range(1, len(owner)) if owner[i] != owner[i - 1]]
+        starts, ends = [0, *cuts], [*cuts, len(bits)]
+        return [self._run(text[a:b], owner[a]) for a, b in zip(starts, ends)]
 
-    def _run(self, chars: list[str], kind: str | None) -> Segment:
-        return Segment("".join(chars), self._style(f"chart--{kind}" if kind else None))
+    def _run(self, chars: str, kind: str | None) -> Segment:
+        return Segment(chars, self._style(f"chart--{kind}" if kind else None))
 
     def _made_of(self, name: str, key: tuple, make: Callable[[], Strip]) -> Strip:
         """The strip ``make`` gives, made again only when ``key`` changes: the same object, which

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol, TypeVar, cast
 
+from textual.reactive import Reactive
 from textual.widget import Widget
 from textual.widgets import Footer
 
@@ -54,6 +55,16 @@ def fit(keys: list[K], palette: K | None, width: int) -> tuple[bool, list[K], bo
     return True, shown, False
 
 
+def _born_compact(key: Widget, compact: bool) -> None:
+    """Give a new footer key, before it mounts, the compact state its data binding to the footer
+    is about to set: Textual's keys are born compact and their watcher sets the class, so each
+    key cost two style updates at every compose (add "-compact", then remove it), ~60 at start-up."""
+    field = getattr(type(key), "compact", None)
+    if isinstance(field, Reactive):
+        key.set_reactive(field, compact)
+        key.set_class(compact, "-compact", update=False)
+
+
 def _is_key(widget: Widget) -> bool:
     return all(hasattr(widget, name) for name in ("key_display", "description", "action"))
 
@@ -82,6 +93,8 @@ class KeyFooter(Footer):
         children, (compact, shown, with_palette) = fitted
         self._fitted = (compact, len(shown))
         self.compact = compact
+        for key in shown:
+            _born_compact(key, compact)
         yield from shown
         if with_palette:
             yield from (c for c in children if c.has_class(PALETTE))

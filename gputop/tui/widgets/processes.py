@@ -18,6 +18,7 @@ from textual.widgets.data_table import ColumnKey, RowKey
 
 from gputop import format as fmt
 from gputop.model import GpuProcess, Sample
+from gputop.tui.widgets.panel import StyleMemo
 
 
 class Column(NamedTuple):
@@ -67,7 +68,7 @@ def row_key(proc: GpuProcess) -> str:
     return f"{proc.gpu_index}:{proc.pid}"
 
 
-class ProcessTable(DataTable):
+class ProcessTable(DataTable, StyleMemo):  # (DataTable first: Textual reads CSS and component classes along the first bases)
     """Rows are rebuilt when the processes were scanned again (the sampler carries the same
     tuples in between); the cursor stays on the same process while it lives."""
 
