@@ -3,6 +3,7 @@ carried between reads, the CPU's slow group carried between changes) and the wor
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from decimal import Decimal, InvalidOperation
@@ -140,6 +141,11 @@ def to_samples(trace: Trace) -> list[Sample]:
     return decoder.finish()
 
 
+# GpuSample's fields after info and lost, up to processes (left at None): its counters
+# (GPU_COUNTERS) and, at _REASONS_AT, the throttle reasons (from their instants)
+_GPU_ARGS = tuple(f.name for f in dataclasses.fields(GpuSample))[2:-1]
+_REASONS_AT = _GPU_ARGS.index("clock_event_reasons")
+assert set(_GPU_ARGS) == {*GPU_COUNTERS, "clock_event_reasons"}
 WINDOW = 64  # timestamps held open at once while streaming: a sample's events are written together
 _CPU, _CORE, _GPU, _OTHER = 0, 1, 2, 3
 _NONE: frozenset[int] = frozenset()
@@ -323,7 +329,7 @@ class SampleDecoder:
             return
         if group.gpus or changes or self._gpus is None:
             self._gpus = self._gpu_samples(group)
-        out.append(Sample(ts_ns=at, cpu=cpu, gpus=self._gpus, gpu_unavailable=self.gpu_unavailable))
+        out.append(Sample(at, cpu, self._gpus, self.gpu_unavailable))  # (positional: ts_ns, cpu, gpus, ...)
 
     def _gpu_samples(self, group: _Group) -> tuple[GpuSample, ...]:
         """Each GPU at a sample: read afresh, or the last reading carried (the same object)."""
@@ -342,8 +348,9 @@ class SampleDecoder:
                 if values is None:  # not read at this sample (GPUs: about every 0.1 s at most)
                     values = self._carried.get(pid, {})
                 self._carried[pid] = values
-                counters: dict[str, Any] = {m: values.get(m) for m in GPU_COUNTERS}
-                gpu = GpuSample(info, clock_event_reasons=reasons.get(pid), **counters)
+                args = list(map(values.get, _GPU_ARGS))  # positional (keywords cost more)
+                args[_REASONS_AT] = reasons.get(pid)
+                gpu = GpuSample(info, False, *args)
             self._last[pid] = gpu
             gpus.append(gpu)
         return tuple(gpus)
@@ -400,15 +407,10 @@ def _cpu_sample(group: _Group, cores: int | None,
     clocks = freq_cache.get(n)
     if clocks is None:
         clocks = freq_cache[n] = tuple(map(freq.get, range(n)))
-    return CpuSample(
-        cpu_util_pct=cpu["cpu_util_pct"],
-        core_util_pct=per_core,
-        core_freq_mhz=clocks,
-        cpu_power_w=cpu.get("cpu_power_w"),
-        ram_used_bytes=scalars["ram_used_bytes"],
-        ram_total_bytes=scalars["ram_total_bytes"],
-        load1=scalars["load1"],
-    )
+    # positional (once a sample: keywords cost more), in the fields' order: cpu_util_pct,
+    # core_util_pct, core_freq_mhz, cpu_power_w, ram_used_bytes, ram_total_bytes, load1
+    return CpuSample(cpu["cpu_util_pct"], per_core, clocks, cpu.get("cpu_power_w"),
+                     scalars["ram_used_bytes"], scalars["ram_total_bytes"], scalars["load1"])
 
 
 _NO_CORES: dict[int, Any] = {}
