@@ -3,6 +3,7 @@ subprocess, its wall time, CPU time and peak RSS (``os.wait4``'s rusage of that 
 
 Run by hand:  .venv/bin/python benchmarks/streaming.py [--sizes 300,1000] [--repeats 3]
                   [--source REC.json] [--baseline DIR] [--tmp /tmp] [--torch-mb 100]
+                  [--cases report,replay,merge]
 
 The recordings are made by ``benchmarks/long_trace.py`` from a real one (``--source``, else a
 30 s ``gputop record --interval 0.01`` on the NVML fake: 100 Hz, one H100), repeated with
@@ -113,6 +114,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=pathlib.Path)
     parser.add_argument("--tmp", type=pathlib.Path, default=pathlib.Path(tempfile.gettempdir()))
     parser.add_argument("--torch-mb", type=float, default=100.0, help="the long profile, MB (0: none)")
+    parser.add_argument("--cases", default="report,replay,merge", help="which of report, replay, merge")
     args = parser.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="gputop-bench-", dir=args.tmp))
     py = sys.executable
@@ -122,11 +124,13 @@ def main() -> None:
               f"{os.getloadavg()[0]:.2f} at the start", flush=True)
         print("| case | size | runs | wall (median) | CPU (median) | MB per CPU s | peak RSS (max) | notes |")
         print("|---|---:|---:|---:|---:|---:|---:|---|")
-        fixture = ROOT / "tests" / "data" / "h100_fake.json"  # the floor: Python, textual, the app
-        floor = [timed([py, "-c", REPLAY_CHILD, str(fixture)]) for _ in range(args.repeats)]
-        first = statistics.median(float(r[3].split()[1]) for r in floor)
-        print(row("replay of the 22 KB fixture (the floor)", 0.022, floor, f" first frame {first:.2f} s |"),
-              flush=True)
+        cases = set(args.cases.split(","))
+        if "replay" in cases:
+            fixture = ROOT / "tests" / "data" / "h100_fake.json"  # the floor: Python, textual, the app
+            floor = [timed([py, "-c", REPLAY_CHILD, str(fixture)]) for _ in range(args.repeats)]
+            first = statistics.median(float(r[3].split()[1]) for r in floor)
+            print(row("replay of the 22 KB fixture (the floor)", 0.022, floor, f" first frame {first:.2f} s |"),
+                  flush=True)
         sizes = [float(s) for s in args.sizes.split(",")]
         for mb in sizes:
             path = work / f"long-{mb:.0f}.json"
@@ -135,21 +139,26 @@ def main() -> None:
             base = args.baseline.resolve() if args.baseline is not None and mb == min(sizes) else None
             roots = [ROOT] if base is None else [ROOT, base]
             report_argv = [py, "-m", "gputop", "report", str(path), "--json"]
-            reports = interleaved(report_argv, roots, repeats)
-            print(row("report (streamed)", size, reports[ROOT]), flush=True)
-            replays = [timed([py, "-c", REPLAY_CHILD, str(path)]) for _ in range(repeats)]
-            first = statistics.median(float(r[3].split()[1]) for r in replays)
-            indexed = statistics.median(float(r[3].split()[3]) for r in replays)
-            print(row("replay (first frame; RSS over the index pass)", size, replays,
-                      f" first frame {first:.2f} s, indexed {indexed:.1f} s |"), flush=True)
+            if "report" in cases:
+                reports = interleaved(report_argv, roots, repeats)
+                for root in roots:
+                    name = "report (streamed)" if root == ROOT else f"report (baseline {root.name})"
+                    print(row(name, size, reports[root]), flush=True)
+            if "replay" in cases:
+                replays = [timed([py, "-c", REPLAY_CHILD, str(path)]) for _ in range(repeats)]
+                first = statistics.median(float(r[3].split()[1]) for r in replays)
+                indexed = statistics.median(float(r[3].split()[3]) for r in replays)
+                print(row("replay (first frame; RSS over the index pass)", size, replays,
+                          f" first frame {first:.2f} s, indexed {indexed:.1f} s |"), flush=True)
             merged = work / "merged.json"
-            merge_argv = [py, "-m", "gputop", "merge", str(path), str(TORCH_TRACE), "--out", str(merged), "--force"]
-            merges = interleaved(merge_argv, roots, repeats)
-            print(row("merge (streamed)", size, merges[ROOT]), flush=True)
-            if base is not None:
-                print(row(f"report (baseline {base.name})", size, reports[base]), flush=True)
-                print(row(f"merge (baseline {base.name})", size, merges[base]), flush=True)
-            if args.torch_mb and mb == min(sizes):
+            if "merge" in cases:
+                merge_argv = [py, "-m", "gputop", "merge", str(path), str(TORCH_TRACE), "--out", str(merged),
+                              "--force"]
+                merges = interleaved(merge_argv, roots, repeats)
+                for root in roots:
+                    name = "merge (streamed)" if root == ROOT else f"merge (baseline {root.name})"
+                    print(row(name, size, merges[root]), flush=True)
+            if "merge" in cases and args.torch_mb and mb == min(sizes):
                 profile = work / "torch.json"
                 torch_size = long_trace.build_torch(str(TORCH_TRACE), str(profile), int(args.torch_mb * 1e6)) / 1e6
                 long_argv = [py, "-m", "gputop", "merge", str(path), str(profile), "--out", str(merged), "--force"]
