@@ -121,6 +121,7 @@ SHAPES = {  # (on the text: a number parsed and written again could change its d
     "spaces": lambda t: t.replace('","', '", "').replace('":', '": '),
     "ts before tid": lambda t: re.sub(r'("tid":\d+),("ts":[\d.]+)', r"\2,\1", t),
     "no tid": lambda t: re.sub(r'"tid":\d+,', "", t),
+    "args before ts": lambda t: re.sub(r'("ts":[\d.]+),("args":\{[^}]*\})\}', r"\2,\1}", t),
     "a key more": lambda t: t.replace('{"ph"', '{"cat":"x","ph"', 1),
 }
 

@@ -55,8 +55,9 @@ def counter_run(offset: int, text: bytes, n: int) -> CounterRun | None:
     """The ``n`` lines of ``text`` as one CounterRun, or None where any of them is not a counter
     in the writer's shape (then each is read as JSON). The shape is checked by scans of the
     whole text (18 quotes a line, each line begins with ``_HEAD``, one ``"ts":`` and one
-    ``"args":{`` a line), then by the pieces: five a line, the first three of each line checked
-    on each distinct one (a few dozen names, a pid or two); the scans place the other two."""
+    ``"args":{`` a line), then by the pieces: five a line, names, pids and tids checked on each
+    distinct one (a few dozen names, a pid or two), each stamp where the writer puts it (which
+    leaves the args piece the fifth)."""
     if (text.count(b'"') != _QUOTES * n or not text.startswith(_HEAD) or text.count(b"\n" + _HEAD) != n - 1
             or text.count(b',"ts":') != n or text.count(b',"args":{"') != n):
         return None  # (scans, before the split makes the pieces)
@@ -68,7 +69,8 @@ def counter_run(offset: int, text: bytes, n: int) -> CounterRun | None:
         if not (name.startswith(b'name":"') and name.endswith(b'"') and name.count(b'"') == 3):
             return None
     if not (all(map(bytes.startswith, set(pids), repeat(b'pid":')))
-            and all(map(bytes.startswith, set(pieces[3::5]), repeat(b'tid":')))):
+            and all(map(bytes.startswith, set(pieces[3::5]), repeat(b'tid":')))
+            and all(map(bytes.startswith, stamps, repeat(b'ts":')))):  # (each: the scan does not place it)
         return None
     return CounterRun(offset, text, n, names, pids, stamps, values)
 
