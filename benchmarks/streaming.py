@@ -2,7 +2,8 @@
 subprocess, its wall time, CPU time and peak RSS (``os.wait4``'s rusage of that child).
 
 Run by hand:  .venv/bin/python benchmarks/streaming.py [--sizes 300,1000] [--repeats 3]
-                  [--source REC.json] [--baseline DIR] [--tmp /tmp]
+                  [--source REC.json] [--baseline DIR] [--tmp /tmp] [--torch-mb 100]
+                  [--cases report,replay,merge]
 
 The recordings are made by ``benchmarks/long_trace.py`` from a real one (``--source``, else a
 30 s ``gputop record --interval 0.01`` on the NVML fake: 100 Hz, one H100), repeated with
@@ -10,8 +11,11 @@ shifted timestamps to each size in MB, in ``--tmp`` (never committed; deleted at
 "replay" is a child that opens the recording (``replay.open_feed``), runs the app headless
 (Textual's ``run_test``) until the first sample is on screen, prints that time, then waits for
 the index to finish and prints that too; its peak RSS covers the whole index pass.
-``--baseline DIR`` (e.g. ``git archive 15a934d | tar -x -C /tmp/base``) runs report and merge from that
-tree too, on the smallest size, once each (the old ones read the whole file: minutes, GBs).
+"merge" joins the recording with the real 7 KB profile (tests/data), and, at the smallest size,
+with a ``--torch-mb`` profile made from it by ``long_trace.build_torch`` (its events repeated with
+shifted ts, indented as torch writes it). ``--baseline DIR`` (e.g. ``git archive 15a934d | tar -x
+-C /tmp/base``) runs report and merge from that tree too, on the smallest size, interleaved with
+this tree's runs, ``--repeats`` times each.
 """
 
 from __future__ import annotations
@@ -76,6 +80,16 @@ def timed(argv: list[str], root: pathlib.Path = ROOT) -> tuple[float, float, flo
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out
 
 
+def interleaved(argv: list[str], roots: list[pathlib.Path], repeats: int
+                ) -> dict[pathlib.Path, list[tuple[float, float, float, str]]]:
+    """``argv`` run from each tree in turn, ``repeats`` rounds (so load changes hit both alike)."""
+    runs: dict[pathlib.Path, list[tuple[float, float, float, str]]] = {root: [] for root in roots}
+    for _ in range(repeats):
+        for root in roots:
+            runs[root].append(timed(argv, root=root))
+    return runs
+
+
 def source_recording(tmp: pathlib.Path) -> pathlib.Path:
     out = tmp / "source.json"
     subprocess.run([sys.executable, "-m", "gputop", "record", "--out", str(out), "--interval", "0.01",
@@ -99,6 +113,8 @@ def main() -> None:
     parser.add_argument("--source", type=pathlib.Path)
     parser.add_argument("--baseline", type=pathlib.Path)
     parser.add_argument("--tmp", type=pathlib.Path, default=pathlib.Path(tempfile.gettempdir()))
+    parser.add_argument("--torch-mb", type=float, default=100.0, help="the long profile, MB (0: none)")
+    parser.add_argument("--cases", default="report,replay,merge", help="which of report, replay, merge")
     args = parser.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="gputop-bench-", dir=args.tmp))
     py = sys.executable
@@ -108,34 +124,51 @@ def main() -> None:
               f"{os.getloadavg()[0]:.2f} at the start", flush=True)
         print("| case | size | runs | wall (median) | CPU (median) | MB per CPU s | peak RSS (max) | notes |")
         print("|---|---:|---:|---:|---:|---:|---:|---|")
-        fixture = ROOT / "tests" / "data" / "h100_fake.json"  # the floor: Python, textual, the app
-        floor = [timed([py, "-c", REPLAY_CHILD, str(fixture)]) for _ in range(args.repeats)]
-        first = statistics.median(float(r[3].split()[1]) for r in floor)
-        print(row("replay of the 22 KB fixture (the floor)", 0.022, floor, f" first frame {first:.2f} s |"),
-              flush=True)
+        cases = set(args.cases.split(","))
+        if "replay" in cases:
+            fixture = ROOT / "tests" / "data" / "h100_fake.json"  # the floor: Python, textual, the app
+            floor = [timed([py, "-c", REPLAY_CHILD, str(fixture)]) for _ in range(args.repeats)]
+            first = statistics.median(float(r[3].split()[1]) for r in floor)
+            print(row("replay of the 22 KB fixture (the floor)", 0.022, floor, f" first frame {first:.2f} s |"),
+                  flush=True)
         sizes = [float(s) for s in args.sizes.split(",")]
         for mb in sizes:
             path = work / f"long-{mb:.0f}.json"
             size = long_trace.build(str(source), str(path), int(mb * 1e6)) / 1e6
             repeats = args.repeats if mb == min(sizes) else 1
-            report = [timed([py, "-m", "gputop", "report", str(path), "--json"]) for _ in range(repeats)]
-            print(row("report (streamed)", size, report), flush=True)
-            replays = [timed([py, "-c", REPLAY_CHILD, str(path)]) for _ in range(repeats)]
-            first = statistics.median(float(r[3].split()[1]) for r in replays)
-            indexed = statistics.median(float(r[3].split()[3]) for r in replays)
-            print(row("replay (first frame; RSS over the index pass)", size, replays,
-                      f" first frame {first:.2f} s, indexed {indexed:.1f} s |"), flush=True)
+            base = args.baseline.resolve() if args.baseline is not None and mb == min(sizes) else None
+            roots = [ROOT] if base is None else [ROOT, base]
+            report_argv = [py, "-m", "gputop", "report", str(path), "--json"]
+            if "report" in cases:
+                reports = interleaved(report_argv, roots, repeats)
+                for root in roots:
+                    name = "report (streamed)" if root == ROOT else f"report (baseline {root.name})"
+                    print(row(name, size, reports[root]), flush=True)
+            if "replay" in cases:
+                replays = [timed([py, "-c", REPLAY_CHILD, str(path)]) for _ in range(repeats)]
+                first = statistics.median(float(r[3].split()[1]) for r in replays)
+                indexed = statistics.median(float(r[3].split()[3]) for r in replays)
+                print(row("replay (first frame; RSS over the index pass)", size, replays,
+                          f" first frame {first:.2f} s, indexed {indexed:.1f} s |"), flush=True)
             merged = work / "merged.json"
-            merges = [timed([py, "-m", "gputop", "merge", str(path), str(TORCH_TRACE), "--out",
-                             str(merged), "--force"]) for _ in range(repeats)]
-            print(row("merge (streamed)", size, merges), flush=True)
-            if args.baseline is not None and mb == min(sizes):
-                base = args.baseline.resolve()
-                old = [timed([py, "-m", "gputop", "report", str(path), "--json"], root=base)]
-                print(row(f"report (baseline {base.name})", size, old), flush=True)
-                old = [timed([py, "-m", "gputop", "merge", str(path), str(TORCH_TRACE), "--out",
-                              str(merged), "--force"], root=base)]
-                print(row(f"merge (baseline {base.name})", size, old), flush=True)
+            if "merge" in cases:
+                merge_argv = [py, "-m", "gputop", "merge", str(path), str(TORCH_TRACE), "--out", str(merged),
+                              "--force"]
+                merges = interleaved(merge_argv, roots, repeats)
+                for root in roots:
+                    name = "merge (streamed)" if root == ROOT else f"merge (baseline {root.name})"
+                    print(row(name, size, merges[root]), flush=True)
+            if "merge" in cases and args.torch_mb and mb == min(sizes):
+                profile = work / "torch.json"
+                torch_size = long_trace.build_torch(str(TORCH_TRACE), str(profile), int(args.torch_mb * 1e6)) / 1e6
+                long_argv = [py, "-m", "gputop", "merge", str(path), str(profile), "--out", str(merged), "--force"]
+                longs = interleaved(long_argv, roots, repeats)
+                for root in roots:
+                    name = "merge (streamed)" if root == ROOT else f"merge (baseline {root.name})"
+                    print(row(f"{name}, {torch_size:,.0f} MB profile", size + torch_size, longs[root]),
+                          flush=True)
+                profile.unlink()
+            merged.unlink(missing_ok=True)
             path.unlink()
         print(f"# load average {os.getloadavg()[0]:.2f} at the end")
     finally:

@@ -6,27 +6,28 @@ same clock, so the profiler's absolute time is ``ts + baseTimeNanoseconds / 1000
 file is gputop's format (a bare JSON array, one event per line) and opens in Perfetto with the
 GPU counters under the profiler's CPU ops and kernels.
 
-The recording is streamed (bounded memory whatever its length: its counter lines are copied as
-they are); the profiler's trace, one JSON document whose ``baseTimeNanoseconds`` may come after
-its events, is read whole.
+Both inputs are streamed, in bounded memory whatever their length. The recording's counter
+lines are copied as they are. The profiler's trace, one JSON document whose
+``baseTimeNanoseconds`` may come after its events, is read twice by ``trace.chrome``: once to
+check it and find its base, its metadata and its span, then again as its events are written.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import stat
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterator
 
 from gputop import trace
 from gputop.argtypes import file_name
 from gputop.exitstatus import ExitStatus
 from gputop.progress import Progress
+from gputop.trace.chrome import ChromeEvents, ChromeTraceError
 from gputop.trace.stream import CounterRun, TraceStream, decoder_for
 
 EXAMPLES = """\
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if os.path.exists(args.out) and not args.force:
             raise MergeError(f"{args.out} exists (use --force to overwrite it)")
-        theirs, base_note = load_torch(args.torch_trace)
+        theirs = load_torch(args.torch_trace)
         size = os.path.getsize(args.recording) if os.path.isfile(args.recording) else 0
         progress = Progress(size, f"gputop merge: reading {os.path.basename(args.recording)}", stderr)
         with TraceStream(args.recording, progress) as ours:
@@ -71,41 +72,69 @@ def run(args: argparse.Namespace) -> int:
         return ExitStatus.FAILURE
     if progress is not None:
         progress.clear()
-    if base_note:
-        print(f"gputop merge: note: {base_note}", file=stderr)
-    gap = _disjoint(written.span, _span(theirs))
+    if theirs.note:
+        print(f"gputop merge: note: {theirs.note}", file=stderr)
+    gap = _disjoint(written.span, theirs.span)
     if gap:
         print(f"gputop merge: warning: {gap}", file=stderr)
     print(f"gputop merge: wrote {args.out}: {written.samples} samples and {written.ours:,} events of "
-          f"the recording, {len(theirs):,} of the profiler", file=stdout)
+          f"the recording, {theirs.count:,} of the profiler", file=stdout)
     return ExitStatus.OK
 
 
-def load_torch(path: str) -> tuple[list[dict[str, Any]], str | None]:
-    """The profiler's events with ``ts`` made absolute (microseconds since the epoch)."""
+@dataclass
+class Profile:
+    """A profiler's trace, checked (one pass): what the merge needs before writing, and
+    ``events()``, its events again with ``ts`` made absolute (microseconds since the epoch)."""
+
+    source: ChromeEvents
+    base_ns: int
+    note: str | None  # where baseTimeNanoseconds is missing
+    metadata: list[dict[str, Any]]  # its "M" events (a handful)
+    count: int  # its events
+    span: tuple[float, float] | None  # of its absolute ts (metadata left out)
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        try:
+            for event in self.source.events():
+                yield _shifted(event, self.base_ns)
+        except ChromeTraceError as exc:
+            raise MergeError(str(exc)) from None
+
+
+def load_torch(path: str) -> Profile:
+    """The profiler's trace at ``path``, read through once (nothing of it held but its
+    metadata); MergeError where it is not a readable chrome trace."""
+    source = ChromeEvents(path)
+    metadata: list[dict[str, Any]] = []
+    count, low, high = 0, math.inf, -math.inf
     try:
-        with open(path, "rb") as f:
-            doc = json.loads(f.read())
-    except OSError as exc:
-        raise MergeError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except ValueError:
-        raise MergeError(f"{path} is not JSON (was the profiler trace written completely?)") from None
-    events = doc.get("traceEvents") if isinstance(doc, dict) else doc if isinstance(doc, list) else None
-    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
-        raise MergeError(f"{path} is JSON but not a chrome trace (no traceEvents array)")
-    base_ns = doc.get("baseTimeNanoseconds") if isinstance(doc, dict) else None
+        for event in source.events():
+            count += 1
+            if event.get("ph") == "M":
+                metadata.append(event)
+            elif isinstance(event.get("ts"), (int, float)):
+                low, high = min(low, event["ts"]), max(high, event["ts"])
+    except ChromeTraceError as exc:
+        raise MergeError(str(exc)) from None
+    base_ns = None if source.array else source.keys.get("baseTimeNanoseconds")
     note = None
     if base_ns is None:
         note = f"{path} has no baseTimeNanoseconds; its ts are taken as already absolute"
         base_ns = 0
     elif not isinstance(base_ns, int):
         raise MergeError(f"{path}: baseTimeNanoseconds is not an integer")
-    shifted = []
-    for event in events:
-        if isinstance(event.get("ts"), (int, float)):
-            event = {**event, "ts": round(event["ts"] + base_ns / 1000, 3)}
-        shifted.append(event)
-    return shifted, note
+    metadata = [_shifted(e, base_ns) for e in metadata]
+    span = None
+    if low <= high:  # (the shift and round are monotonic: the shifted ends are the span's)
+        span = (float(_shifted({"ts": low}, base_ns)["ts"]), float(_shifted({"ts": high}, base_ns)["ts"]))
+    return Profile(source, base_ns, note, metadata, count, span)
+
+
+def _shifted(event: dict[str, Any], base_ns: int) -> dict[str, Any]:
+    if isinstance(event.get("ts"), (int, float)):
+        return {**event, "ts": round(event["ts"] + base_ns / 1000, 3)}
+    return event
 
 
 _PROCESS_META = ("process_name", "process_sort_index", "process_labels")
@@ -131,7 +160,7 @@ class _Written:
     span: tuple[float, float] | None = None  # of the recording's ts, in microseconds
 
 
-def _write_atomically(path: str, ours: TraceStream, theirs: list[dict[str, Any]]) -> _Written:
+def _write_atomically(path: str, ours: TraceStream, theirs: Profile) -> _Written:
     """The merged file, streamed: the metadata of both, the recording's events (its counter lines
     copied as they are), then the profiler's. Written beside ``path`` and renamed over it, with
     the mode of the file it replaces (else that of a new file, as ``record`` makes it). A
@@ -148,7 +177,7 @@ def _write_atomically(path: str, ours: TraceStream, theirs: list[dict[str, Any]]
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
-            for i, event in enumerate(_metadata(ours.header, theirs)):
+            for i, event in enumerate(_metadata(ours.header, theirs.metadata)):
                 f.write((("[" if i == 0 else ",") + trace.dumps_event(event) + "\n").encode())
             for _, item in ours.items():
                 if isinstance(item, CounterRun):
@@ -167,7 +196,7 @@ def _write_atomically(path: str, ours: TraceStream, theirs: list[dict[str, Any]]
             done.samples += len(decoder.finish())
             if not done.samples:
                 raise trace.TraceError(f"{ours.path} has no complete sample (nothing to merge)")
-            for event in theirs:
+            for event in theirs.events():
                 if event.get("ph") != "M":
                     f.write(("," + trace.dumps_event(event) + "\n").encode())
             f.write(b"]\n")
@@ -184,7 +213,7 @@ def _write_atomically(path: str, ours: TraceStream, theirs: list[dict[str, Any]]
 
 def _ts_us(stamp: bytes) -> float:
     try:
-        return float(stamp.strip(b":, "))
+        return float(stamp[4:])  # after 'ts":'
     except ValueError:
         return math.nan
 
@@ -197,11 +226,6 @@ def _mode_for(path: str) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o644 & ~umask
-
-
-def _span(events: Iterable[dict[str, Any]]) -> tuple[float, float] | None:
-    stamps = [float(e["ts"]) for e in events if e.get("ph") != "M" and isinstance(e.get("ts"), (int, float))]
-    return (min(stamps), max(stamps)) if stamps else None
 
 
 def _disjoint(a: tuple[float, float] | None, b: tuple[float, float] | None) -> str | None:

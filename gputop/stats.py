@@ -11,6 +11,7 @@ logarithmic bucket (``RELATIVE_ERROR`` wide either side: a DDSketch), so every p
 from __future__ import annotations
 
 import math
+import operator
 from typing import Generic, Sequence, TypeVar
 
 from gputop import format as fmt
@@ -182,7 +183,8 @@ class SampleStats:
         self.cores: int | None = None
         self.cpu = {m: Distribution() for m in cpu_metrics}
         self.cpu_energy = Integral()
-        self._cpu = tuple(self.cpu.items())
+        self._cpu = tuple(self.cpu.values())
+        self._cpu_values = operator.attrgetter(*cpu_metrics) if len(cpu_metrics) > 1 else None
         self.gpu = [_GpuStats(gpu_metrics) for _ in self.gpus]
 
     def add(self, sample: Sample) -> None:
@@ -192,8 +194,8 @@ class SampleStats:
         self.last_ns = ts
         self.samples += 1
         cpu = sample.cpu
-        for metric, dist in self._cpu:
-            value = getattr(cpu, metric)
+        values = self._cpu_values(cpu) if self._cpu_values is not None else [getattr(cpu, m) for m in self.cpu]
+        for dist, value in zip(self._cpu, values):
             if value is not None:
                 dist.add(value)
         self.cpu_energy.add(ts, cpu.cpu_power_w)

@@ -13,3 +13,4 @@ long_trace = importlib.util.module_from_spec(_spec)
 sys.modules["long_trace"] = long_trace
 _spec.loader.exec_module(long_trace)
 build = long_trace.build
+build_torch = long_trace.build_torch

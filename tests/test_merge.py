@@ -160,16 +160,34 @@ def test_a_recording_cut_before_its_first_sample_is_refused(tmp_path):
     assert report.returncode == 1 and "no complete sample" in report.stderr
 
 
+def merged_long(tmp_path, build, recording, profile):
+    """(the long input ``build`` made, the merge's run, the merged trace loaded)."""
+    big = tmp_path / "big.json"
+    build(str(recording or profile), str(big), 3_000_000)
+    out = tmp_path / "merged.json"
+    done = merge(recording and big or RECORDING, profile and big or REAL_TORCH, "--out", out)
+    assert done.returncode == 0, done.stderr
+    return big, done, trace.load(out)
+
+
 def test_a_long_recording_merges_to_the_same_events(tmp_path):
     """The streamed merge copies every event of a recording that spans many read chunks."""
-    big = tmp_path / "big.json"
-    longtrace.build(str(RECORDING), str(big), 3_000_000)
-    out = tmp_path / "merged.json"
-    done = merge(big, REAL_TORCH, "--out", out)
-    assert done.returncode == 0, done.stderr
-    merged, source = trace.load(out), trace.load(big)
+    big, _, merged = merged_long(tmp_path, longtrace.build, RECORDING, None)
+    source = trace.load(big)
     assert merged.samples() == source.samples()
     def ours(events):
         return [e for e in events if isinstance(e.get("pid"), int) and e["pid"] >= trace.CPU_PID]
 
     assert ours(merged.events) == ours(source.events) and len(ours(source.events)) > 20_000
+
+
+def test_a_long_profile_is_streamed_to_the_same_events(tmp_path):
+    """A profiler trace over many read chunks (trace.chrome): every event, shifted as before."""
+    big, done, loaded = merged_long(tmp_path, longtrace.build_torch, None, REAL_TORCH)
+    doc = json.loads(big.read_bytes())
+    base_us = doc["baseTimeNanoseconds"] / 1000
+    want = [{**e, "ts": round(e["ts"] + base_us, 3)} for e in doc["traceEvents"] if e["ph"] != "M"]
+    merged = [e for e in loaded.events if e.get("ph") != "M"
+              and not (isinstance(e.get("pid"), int) and e["pid"] >= trace.CPU_PID)]  # not gputop's
+    assert merged == want and len(want) > 10_000
+    assert f"{len(doc['traceEvents']):,} of the profiler" in done.stdout

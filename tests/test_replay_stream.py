@@ -4,6 +4,7 @@ time and share with keys (#12.16), and shows the recorded workload's panel at th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import random
@@ -78,37 +79,67 @@ def test_speeds_go_up_to_256x():
     assert SPEEDS[-1] == 256.0 and 16.0 in SPEEDS and 0.25 in SPEEDS  # #12.16: 16x was the top
 
 
-async def test_keys_jump_by_time_and_by_share(long_trace):
-    """#12.16: a replay could only step a sample or go to the ends."""
-    feed = replay.open_feed(str(long_trace), playing=False)
+@contextlib.asynccontextmanager
+async def replaying(path: pathlib.Path):
+    """(app, pilot, feed, offset()) over the whole indexed recording at ``path``, paused."""
+    feed = replay.open_feed(str(path), playing=False)
     assert feed.index is not None and feed.index.wait(60)
     app = GputopApp(feed)
     try:
         async with app.run_test(size=(160, 50)) as pilot:
-            def offset() -> float:
-                return feed.position().offset_s
-
-            duration = feed.position().duration_s
-            assert duration > 120
-            await pilot.press("shift+right")
-            assert 9.9 <= offset() <= 10.0
-            await pilot.press("pagedown")
-            assert 69.9 <= offset() <= 70.0
-            await pilot.press("pageup", "shift+left")
-            assert 0 <= offset() <= 0.1 and feed.cursor >= 0
-            await pilot.press("5")
-            assert abs(offset() - duration / 2) <= 0.2
-            await pilot.press("ctrl+right")
-            assert abs(offset() - duration * 0.6) <= 0.2
-            await pilot.press("ctrl+left", "ctrl+left")
-            assert abs(offset() - duration * 0.4) <= 0.2
-            await pilot.press("0")
-            assert feed.cursor == 0
-            await pilot.press("9", "pagedown", "pagedown", "pagedown")
-            assert feed.cursor == feed.last  # clamped at the end
-            assert f"sample {feed.last + 1}/" in screen_text(app)
+            yield app, pilot, feed, lambda: feed.position().offset_s
     finally:
         feed.close()
+
+
+async def test_keys_jump_by_time_and_by_share(long_trace):
+    """#12.16: a replay could only step a sample or go to the ends."""
+    async with replaying(long_trace) as (app, pilot, feed, offset):
+        duration = feed.position().duration_s
+        assert duration > 120
+        await pilot.press("shift+right")
+        assert 9.9 <= offset() <= 10.0
+        await pilot.press("pagedown")
+        assert 69.9 <= offset() <= 70.0
+        await pilot.press("pageup", "shift+left")
+        assert 0 <= offset() <= 0.1 and feed.cursor >= 0
+        await pilot.press("5")
+        assert abs(offset() - duration / 2) <= 0.2
+        await pilot.press("ctrl+right")
+        assert abs(offset() - duration * 0.6) <= 0.2
+        await pilot.press("ctrl+left", "ctrl+left")
+        assert abs(offset() - duration * 0.4) <= 0.2
+        await pilot.press("0")
+        assert feed.cursor == 0
+        await pilot.press("9", "pagedown", "pagedown", "pagedown")
+        assert feed.cursor == feed.last  # clamped at the end
+        assert f"sample {feed.last + 1}/" in screen_text(app)
+
+
+async def test_g_goes_to_a_typed_time(long_trace):
+    """g opens a box: 1:10 (m:ss), 0:01:30 (h:mm:ss), 45s, 12 (seconds) or 50% move the cursor
+    there; the replay's keys type into the box meanwhile; a bad time is said, escape stays."""
+    from gputop.tui.replay import parse_offset
+    from gputop.tui.screens.goto import GotoScreen
+
+    async with replaying(long_trace) as (app, pilot, feed, offset):
+        duration = feed.position().duration_s
+        for typed, want in (("1:10", 70.0), ("0:01:30", 90.0), ("45s", 45.0), ("12", 12.0),
+                            ("50%", duration / 2), ("99:00", duration)):
+            await pilot.press("g")
+            assert isinstance(app.screen, GotoScreen)
+            await pilot.press(*typed, "enter")
+            assert not isinstance(app.screen, GotoScreen)
+            assert want - 0.2 <= offset() <= want, typed  # the last sample at or before it
+        before = feed.cursor
+        await pilot.press("g", "left", "space", "home", "x", "enter")  # typed, not replay keys
+        assert feed.cursor == before and not isinstance(app.screen, GotoScreen)
+        assert any("cannot read 'x' as a time" in n.message for n in app._notifications)
+        await pilot.press("g", "5", "escape")
+        assert feed.cursor == before and not isinstance(app.screen, GotoScreen)
+    assert parse_offset("1:02:03", 0) == 3723 and parse_offset("2.5s", 0) == 2.5
+    assert parse_offset("25%", 200) == 50
+    assert [parse_offset(t, 10) for t in ("", "-5", "1::2", "1:2:3:4", "150%", "5m", "a:b")] == [None] * 7
 
 
 async def test_a_run_recording_replays_with_its_workload_panel(run_trace):

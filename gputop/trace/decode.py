@@ -3,6 +3,7 @@ carried between reads, the CPU's slow group carried between changes) and the wor
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from decimal import Decimal, InvalidOperation
@@ -140,7 +141,11 @@ def to_samples(trace: Trace) -> list[Sample]:
     return decoder.finish()
 
 
-VALUE_EDGES = b":}\n,{ \r\t"  # around a counter's value text in a CounterRun's piece
+# GpuSample's fields after info and lost, up to processes (left at None): its counters
+# (GPU_COUNTERS) and, at _REASONS_AT, the throttle reasons (from their instants)
+_GPU_ARGS = tuple(f.name for f in dataclasses.fields(GpuSample))[2:-1]
+_REASONS_AT = _GPU_ARGS.index("clock_event_reasons")
+assert set(_GPU_ARGS) == {*GPU_COUNTERS, "clock_event_reasons"}
 WINDOW = 64  # timestamps held open at once while streaming: a sample's events are written together
 _CPU, _CORE, _GPU, _OTHER = 0, 1, 2, 3
 _NONE: frozenset[int] = frozenset()
@@ -174,10 +179,10 @@ class SampleDecoder:
         self._lost: dict[int, bool] = {}
         self._carried: dict[int, dict[str, Any]] = {}  # each GPU's counters as last written
         self._last: dict[int, GpuSample] = {}  # each GPU's sample as last built
+        self._gpus: tuple[GpuSample, ...] | None = None  # the last sample's (carried when none is read)
         self._slow: tuple[dict[str, Any], dict[int, Any]] | None = None  # RAM, load, core clocks
         self._freqs: dict[int, tuple[Any, ...]] = {}  # the slow group's clocks as a tuple
         self._keys: dict[bytes, dict[bytes, tuple[int, int, str, int | None]]] = {}
-        self._stamps: dict[bytes, int | None] = {}
         self._values: dict[bytes, Any] = {}
 
     # -- grouping ---------------------------------------------------------------------------
@@ -249,17 +254,13 @@ class SampleDecoder:
         """A run of counter lines (gputop.trace.stream): the samples it completed. The same as
         ``event`` on each, without building a dict for any."""
         out: list[Sample] = []
-        keys, stamps, values = self._keys, self._stamps, self._values
+        keys, values, groups = self._keys, self._values, self._groups
         last_stamp, group, at = b"", None, None
         for stamp, name, pid_text, text in zip(run.stamps, run.names, run.pids, run.values):
-            if stamp != last_stamp:
+            if stamp != last_stamp:  # (a sample's lines are written together: one stamp a run of lines)
                 last_stamp = stamp
-                at = stamps.get(stamp, -1)
-                if at == -1:
-                    if len(stamps) > 4096:
-                        stamps.clear()
-                    at = stamps[stamp] = _stamp_ns(stamp)
-                group = None if at is None else (self._groups.get(at) or self._group(at, out))
+                at = _stamp_ns(stamp)
+                group = None if at is None else (groups.get(at) or self._group(at, out))
             if group is None:
                 continue
             by_name = keys.get(pid_text)
@@ -268,7 +269,6 @@ class SampleDecoder:
             key = by_name.get(name)
             if key is None:
                 key = by_name[name] = self._key(name, pid_text)
-            kind, pid, metric, core = key
             value = values.get(text)
             if value is None:
                 if len(values) > 65536:
@@ -276,13 +276,14 @@ class SampleDecoder:
                 value = values[text] = _number(text)
                 if value is None:
                     continue
-            if kind == _CPU:
-                group.cpu[metric] = value
-            elif kind == _CORE and core is not None:
+            kind, pid, metric, core = key
+            if kind == _CORE and core is not None:  # (the commonest: a line a core a sample)
                 cores = group.cores.get(metric)
                 if cores is None:
                     cores = group.cores[metric] = {}
                 cores[core] = value
+            elif kind == _CPU:
+                group.cpu[metric] = value
             elif kind == _GPU:
                 gpu = group.gpus.get(pid)
                 if gpu is None:
@@ -293,9 +294,9 @@ class SampleDecoder:
         return out
 
     def _key(self, name_b: bytes, pid_b: bytes) -> tuple[int, int, str, int | None]:
-        name = name_b.decode("ascii", errors="replace")
+        name = name_b[7:-1].decode("ascii", errors="replace")  # in 'name":"power_w"'
         try:
-            pid = int(pid_b.strip(b":,"))
+            pid = int(pid_b[5:])  # in 'pid":10000001'
         except ValueError:
             return _OTHER, -1, name, None
         if pid != CPU_PID and pid not in self.gpu_by_pid:
@@ -311,19 +312,29 @@ class SampleDecoder:
     # -- building ---------------------------------------------------------------------------
 
     def _build(self, at: int, group: _Group, out: list[Sample]) -> None:
-        reasons, lost = self._reasons, self._lost
-        changed = {pid for pid, _, _ in group.changes} if group.changes else _NONE
-        for pid, what, value in group.changes:
-            if what == "reasons":
-                reasons[pid] = value
-            else:
-                lost[pid] = bool(value)
-        if "ram_total_bytes" in group.cpu:  # the slow group was written here (else: carried)
-            self._slow = ({m: group.cpu.get(m) for m in CPU_SLOW}, group.cores.get("core_freq_mhz", {}))
+        changes = group.changes
+        if changes:
+            reasons, lost = self._reasons, self._lost
+            for pid, what, value in changes:
+                if what == "reasons":
+                    reasons[pid] = value
+                else:
+                    lost[pid] = bool(value)
+        cpu_values = group.cpu
+        if "ram_total_bytes" in cpu_values:  # the slow group was written here (else: carried)
+            self._slow = ({m: cpu_values.get(m) for m in CPU_SLOW}, group.cores.get("core_freq_mhz", {}))
             self._freqs = {}
         cpu = _cpu_sample(group, self.cores, self._slow, self._freqs)
         if cpu is None:
             return
+        if group.gpus or changes or self._gpus is None:
+            self._gpus = self._gpu_samples(group)
+        out.append(Sample(at, cpu, self._gpus, self.gpu_unavailable))  # (positional: ts_ns, cpu, gpus, ...)
+
+    def _gpu_samples(self, group: _Group) -> tuple[GpuSample, ...]:
+        """Each GPU at a sample: read afresh, or the last reading carried (the same object)."""
+        reasons, lost = self._reasons, self._lost
+        changed = {pid for pid, _, _ in group.changes} if group.changes else _NONE
         gpus = []
         for pid, info in self.gpu_by_pid.items():
             values = group.gpus.get(pid)
@@ -337,28 +348,38 @@ class SampleDecoder:
                 if values is None:  # not read at this sample (GPUs: about every 0.1 s at most)
                     values = self._carried.get(pid, {})
                 self._carried[pid] = values
-                counters: dict[str, Any] = {m: values.get(m) for m in GPU_COUNTERS}
-                gpu = GpuSample(info, clock_event_reasons=reasons.get(pid), **counters)
+                args = list(map(values.get, _GPU_ARGS))  # positional (keywords cost more)
+                args[_REASONS_AT] = reasons.get(pid)
+                gpu = GpuSample(info, False, *args)
             self._last[pid] = gpu
             gpus.append(gpu)
-        out.append(Sample(ts_ns=at, cpu=cpu, gpus=tuple(gpus), gpu_unavailable=self.gpu_unavailable))
+        return tuple(gpus)
 
 
 def _stamp_ns(piece: bytes) -> int | None:
-    text = piece.strip(b":, ")
+    text = piece[4:]  # after 'ts":'
+    digits = text[:-4] + text[-3:]  # the writer's "%d.%03d": microseconds to 3 places
+    if text[-4:-3] == b"." and digits.isdigit():
+        return int(digits)
     whole, dot, frac = text.partition(b".")
-    if whole.isdigit() and (not dot or (len(frac) == 3 and frac.isdigit())):
-        return int(whole) * 1000 + (int(frac) if dot else 0)
+    if whole.isdigit() and not dot:
+        return int(whole) * 1000
     try:
         return ts_ns(RawNumber(text.decode("ascii")))
     except (ValueError, UnicodeDecodeError):
         return None
 
 
+def value_text(piece: bytes) -> bytes:
+    """A CounterRun's value piece (``b'args":{"W":412.5}}'``) to its number's text (``b'412.5'``)."""
+    colon = piece.find(b'":', 8)
+    return piece[colon + 2:piece.find(b"}", colon)]
+
+
 def _number(piece: bytes) -> Any:
-    """A counter's value text as json reads it (an int where it has no fraction or exponent);
+    """A counter's value piece as json reads it (an int where it has no fraction or exponent);
     None where it is not a number (null, true: left out, as ``counter_value`` does)."""
-    text = piece.strip(VALUE_EDGES)
+    text = value_text(piece)
     try:
         return int(text) if text.lstrip(b"-").isdigit() else plain(float(text))
     except ValueError:
@@ -386,15 +407,10 @@ def _cpu_sample(group: _Group, cores: int | None,
     clocks = freq_cache.get(n)
     if clocks is None:
         clocks = freq_cache[n] = tuple(map(freq.get, range(n)))
-    return CpuSample(
-        cpu_util_pct=cpu["cpu_util_pct"],
-        core_util_pct=per_core,
-        core_freq_mhz=clocks,
-        cpu_power_w=cpu.get("cpu_power_w"),
-        ram_used_bytes=scalars["ram_used_bytes"],
-        ram_total_bytes=scalars["ram_total_bytes"],
-        load1=scalars["load1"],
-    )
+    # positional (once a sample: keywords cost more), in the fields' order: cpu_util_pct,
+    # core_util_pct, core_freq_mhz, cpu_power_w, ram_used_bytes, ram_total_bytes, load1
+    return CpuSample(cpu["cpu_util_pct"], per_core, clocks, cpu.get("cpu_power_w"),
+                     scalars["ram_used_bytes"], scalars["ram_total_bytes"], scalars["load1"])
 
 
 _NO_CORES: dict[int, Any] = {}

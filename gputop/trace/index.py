@@ -35,7 +35,7 @@ class _Checkpoint:
 
 
 _STATE = ("late", "_groups", "_done_ns", "_newest_ns", "_in_order", "_reasons", "_lost", "_carried",
-          "_last", "_slow", "_freqs")
+          "_last", "_gpus", "_slow", "_freqs")
 
 
 def _snapshot(decoder: SampleDecoder) -> dict[str, Any]:

@@ -146,7 +146,8 @@ class GputopApp(ThemeMemoApp[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Each feed's own keys: the replay's in a replay, the live view's (kill, pause and the
         interval) live."""
-        return action not in (replay.LIVE_ONLY if self._replay is not None else replay.REPLAY_ONLY)
+        own = action not in (replay.LIVE_ONLY if self._replay is not None else replay.REPLAY_ONLY)
+        return own and not replay.typing(self.screen, action)
 
     def on_resize(self) -> None:
         self._fit_layout()
@@ -406,6 +407,10 @@ class GputopApp(ThemeMemoApp[None]):
     def action_jump(self, how: str) -> None:
         if self._replay is not None:
             self._replay.jump_by(how)
+
+    def action_goto(self) -> None:
+        if self._replay is not None:
+            self._replay.ask_time()
 
 
 def _workload_points(state: WorkloadState | None) -> dict[str, float | None] | None:

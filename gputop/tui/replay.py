@@ -13,6 +13,8 @@ from textual.binding import Binding
 from textual.timer import Timer
 
 from gputop.feed import ReplayFeed
+from gputop.tui.screens.goto import HINT, GotoScreen
+from gputop.tui.widgets.status import offset_text
 
 if TYPE_CHECKING:
     from gputop.tui.app import GputopApp
@@ -21,7 +23,7 @@ FRAME_S = 1 / 30
 INDEX_NOTE_S = 2.0
 NO_PROCESSES = "a recording holds no process list"
 LIVE_ONLY = frozenset({"kill", "toggle_pause", "slower", "faster"})  # k, p, + and -
-REPLAY_ONLY = frozenset({"play", "step", "seek", "speed", "jump"})
+REPLAY_ONLY = frozenset({"play", "step", "seek", "speed", "jump", "goto"})
 
 BINDINGS = [
     Binding("space", "play", "play/pause", priority=True, show=False),
@@ -41,6 +43,7 @@ BINDINGS = [
     Binding("ctrl+left", "jump('-10%')", "-10 %", show=False, priority=True),
     Binding("ctrl+right", "jump('+10%')", "+10 %", show=False, priority=True),
     *(Binding(str(k), f"jump('{k * 10}%')", f"{k * 10} %", show=False) for k in range(10)),
+    Binding("g", "goto", "go to", show=False),
 ]
 
 KEYS = (
@@ -51,6 +54,7 @@ KEYS = (
     ("pgup / pgdn", "1 min back / forward"),
     ("ctrl+← / →", "a tenth of the recording back / forward"),
     ("0 ... 9", "to 0 %, 10 % ... 90 % of the recording"),
+    ("g", "go to a time typed: 1:23:45, 90s or 50 %"),
     ("[ / ]", "slower / faster: 0.25x to 256x the recorded pace (also < / >)"),
     ("home / end", "first / last sample (the last indexed so far, while indexing)"),
     ("d", "next GPU: the charts follow it (or click a GPU)"),
@@ -60,6 +64,33 @@ KEYS = (
     ("?", "this help"),
     ("ctrl+z", "suspend to the shell (fg resumes)"),
 )
+
+
+def typing(screen: object, action: str) -> bool:
+    """While a time is typed, the replay's keys (space, arrows, ...) are the text box's."""
+    return isinstance(screen, GotoScreen) and action in REPLAY_ONLY
+
+
+def parse_offset(text: str, duration_s: float) -> float | None:
+    """Seconds from the start for what was typed in the go-to box (``HINT``), or None where it
+    is none of those forms. A share is of ``duration_s``."""
+    text = text.strip().lower().replace(" ", "")
+    try:
+        if text.endswith("%"):
+            share = float(text[:-1])
+            return duration_s * share / 100 if 0 <= share <= 100 else None
+        if ":" in text:
+            parts = text.split(":")
+            if len(parts) > 3 or not all(parts) or any(float(p) < 0 for p in parts):
+                return None
+            seconds = 0.0
+            for part in parts:
+                seconds = seconds * 60 + float(part)
+            return seconds
+        value = float(text[:-1] if text.endswith("s") else text)
+    except ValueError:
+        return None
+    return value if value >= 0 else None
 
 
 class ReplayDriver:
@@ -155,6 +186,22 @@ class ReplayDriver:
         else:
             offset = position.offset_s + number
         self.jump(self.feed.index_of(offset))
+
+    def ask_time(self) -> None:
+        """The go-to box; on enter, the cursor to the last sample at or before that time."""
+        position = self.feed.position()
+
+        def answered(text: str | None) -> None:
+            if text is None or not text.strip():
+                return
+            offset = parse_offset(text, self.feed.position().duration_s)
+            if offset is None:
+                self.view.notify(f"cannot read {text.strip()!r} as a time: {HINT}", severity="warning",
+                                 timeout=5)
+                return
+            self.jump(self.feed.index_of(offset))
+
+        self.view.push_screen(GotoScreen(offset_text(position.duration_s)), answered)
 
     def _indexing(self) -> None:
         """While the index is built: say how far it got; once built, what it holds."""

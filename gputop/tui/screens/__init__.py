@@ -1,1 +1,1 @@
-"""Modal screens: the key help and the kill confirmation."""
+"""Modal screens: the key help, the kill confirmation and a replay's go-to box."""
