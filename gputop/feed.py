@@ -183,8 +183,10 @@ class ReplayFeed:
         return self.index is not None and not self.index.done
 
     def index_of(self, offset_s: float) -> int:
-        """The last sample at or before ``offset_s`` seconds from the first (clamped)."""
+        """The last sample at or before ``offset_s`` seconds from the first (clamped; an offset
+        past the end, 1e300 s say, is the end rather than an int() of an infinity)."""
         ts = self._ts
+        offset_s = min(max(0.0, offset_s), (ts[-1] - ts[0]) / 1e9)
         return max(0, min(self.last, bisect_right(ts, ts[0] + int(offset_s * 1e9)) - 1))
 
     @property

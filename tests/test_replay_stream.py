@@ -125,7 +125,7 @@ async def test_g_goes_to_a_typed_time(long_trace):
     async with replaying(long_trace) as (app, pilot, feed, offset):
         duration = feed.position().duration_s
         for typed, want in (("1:10", 70.0), ("0:01:30", 90.0), ("45s", 45.0), ("12", 12.0),
-                            ("50%", duration / 2), ("99:00", duration)):
+                            ("50%", duration / 2), ("99:00", duration), ("1e300", duration)):
             await pilot.press("g")
             assert isinstance(app.screen, GotoScreen)
             await pilot.press(*typed, "enter")
@@ -140,6 +140,8 @@ async def test_g_goes_to_a_typed_time(long_trace):
     assert parse_offset("1:02:03", 0) == 3723 and parse_offset("2.5s", 0) == 2.5
     assert parse_offset("25%", 200) == 50
     assert [parse_offset(t, 10) for t in ("", "-5", "1::2", "1:2:3:4", "150%", "5m", "a:b")] == [None] * 7
+    # float() reads these, and index_of's int(offset * 1e9) raised on them inside the box's callback
+    assert [parse_offset(t, 10) for t in ("inf", "1e400", "1:nan", "nan", "infs", "1:inf", "nan%")] == [None] * 7
 
 
 async def test_a_run_recording_replays_with_its_workload_panel(run_trace):

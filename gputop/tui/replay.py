@@ -7,6 +7,7 @@ disabled in the live view (``GputopApp.check_action``).
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from textual.binding import Binding
@@ -73,7 +74,8 @@ def typing(screen: object, action: str) -> bool:
 
 def parse_offset(text: str, duration_s: float) -> float | None:
     """Seconds from the start for what was typed in the go-to box (``HINT``), or None where it
-    is none of those forms. A share is of ``duration_s``."""
+    is none of those forms (inf and nan among them: float() reads them, and index_of cannot take
+    them). A share is of ``duration_s``."""
     text = text.strip().lower().replace(" ", "")
     try:
         if text.endswith("%"):
@@ -81,16 +83,16 @@ def parse_offset(text: str, duration_s: float) -> float | None:
             return duration_s * share / 100 if 0 <= share <= 100 else None
         if ":" in text:
             parts = text.split(":")
-            if len(parts) > 3 or not all(parts) or any(float(p) < 0 for p in parts):
+            if len(parts) > 3 or not all(parts) or not all(0 <= float(p) < math.inf for p in parts):
                 return None
-            seconds = 0.0
+            value = 0.0
             for part in parts:
-                seconds = seconds * 60 + float(part)
-            return seconds
-        value = float(text[:-1] if text.endswith("s") else text)
+                value = value * 60 + float(part)
+        else:
+            value = float(text[:-1] if text.endswith("s") else text)
     except ValueError:
         return None
-    return value if value >= 0 else None
+    return value if 0 <= value < math.inf else None
 
 
 class ReplayDriver:
