@@ -83,10 +83,12 @@ def test_with_stderr_in_a_file_the_screen_is_drawn_on_the_terminal(tmp_path, arg
 
 
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
-@pytest.mark.parametrize("argv", ["", f"replay --paused {TRACE}"], ids=["live", "replay"])
-def test_ctrl_z_suspends_to_the_shell_and_fg_brings_the_whole_view_back(argv):
+@pytest.mark.parametrize("argv, bg", [("", False), (f"replay --paused {TRACE}", False), ("--interval 0.2", True)],
+                         ids=["live", "replay", "bg-then-fg"])
+def test_ctrl_z_suspends_to_the_shell_and_fg_brings_the_whole_view_back(argv, bg):
     """As in htop or btop. Textual repaints only what changed after fg, so the footer stayed
-    blank until the view repaints everything on resume."""
+    blank until the view repaints everything on resume. ``bg`` first: the view cannot draw from
+    the background and stops again, and fg must still bring it back (it stayed dead)."""
     term = Tmux(_env("H100_SXM:simulated"))
     try:
         term.type(f"PS1='{PROMPT}'")
@@ -97,6 +99,16 @@ def test_ctrl_z_suspends_to_the_shell_and_fg_brings_the_whole_view_back(argv):
         term.wait_for(lambda s: "Stopped" in s and s.rstrip().endswith(PROMPT.strip()), "the shell, gputop stopped",
                       EXIT_TIMEOUT_S)
         assert term.modes()["alternate_on"] == "0"
+        if bg:
+            term.type("bg")
+            deadline = time.monotonic() + EXIT_TIMEOUT_S
+            while True:  # "clear; jobs" until jobs, on a cleared screen, says it stopped again
+                term.type("clear; jobs")
+                time.sleep(0.5)
+                screen = term.screen()
+                if "Stopped" in screen and "clear; jobs" not in screen:
+                    break
+                assert time.monotonic() < deadline, f"gputop did not stop again in the background:\n{screen}"
         term.type("fg")
         term.wait_for(lambda s: " quit " in s and "GPU0 H100 80GB HBM3" in s and PROMPT.strip() not in s,
                       "the whole view again, footer included", START_TIMEOUT_S)

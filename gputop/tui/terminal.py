@@ -103,12 +103,18 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
 
         def _sigcont_application(self, *args: Any) -> None:
             if self._suspended and not self._gone.is_set() and os.isatty(self.fileno):
-                self._suspended = False
                 super()._sigcont_application(*args)
+                # after `bg` Textual's restart gives up (the terminal is not ours to draw on) and
+                # the process stops again: still suspended, so that `fg`'s SIGCONT resumes it
+                self._suspended = not self._drawing()
+
+        def _drawing(self) -> bool:
+            writer = self._writer_thread  # LinuxDriver's: a new one each time application mode starts
+            return writer is not None and writer.is_alive()
 
         def start_application_mode(self) -> None:
             super().start_application_mode()
-            self._in_app_mode = True
+            self._in_app_mode = self._drawing()
             if self._watcher is None:  # once: start_application_mode runs again after Ctrl+Z
                 self._watcher = threading.Thread(target=self._watch, name="gputop-terminal", daemon=True)
                 self._watcher.start()
