@@ -275,9 +275,9 @@ def run_module(argv: list[str]) -> list[str]:
         if out[i] == "--run" and out[i + 1] == "-m":
             out[i + 1:i + 3] = [f"-m {out[i + 2]}"]
             break
-    if "compare" in out:
-        start = out.index("compare") + 1
-        end = out.index("--") if "--" in out[start:] else len(out)
+    head = out[:out.index("--")] if "--" in out else out  # after --: the workload's own words
+    if _command_named(head, list(COMMANDS)) == "compare":
+        start, end = head.index("compare") + 1, len(head)
         for i in range(start, end):
             if out[i] == "-m":  # a bare -m at the end: resolve says a module name is wanted
                 out[i:min(i + 2, end)] = [f"-m {out[i + 1] if i + 1 < end else ''}"]

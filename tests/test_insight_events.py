@@ -95,6 +95,12 @@ def test_a_module_target_is_run_with_python_m(tmp_path):
         resolve("-m pkg/train", str(tmp_path))
     assert run_module(["record", "--out", "t.json", "--run", "-m", "pkg.train"]) == [
         "record", "--out", "t.json", "--run", "-m pkg.train"]
+    assert run_module(["compare", "-m", "pkg.train", "--steps", "3"]) == ["compare", "-m pkg.train", "--steps", "3"]
+    # "compare" as a value or as the workload's own word is not the command
+    argv = ["record", "--out", "t.json", "--run", "tool.py", "--", "compare", "-m", "x"]
+    assert run_module(argv) == argv
+    argv = ["report", "compare", "-m"]  # a file named compare, then an option report refuses itself
+    assert run_module(argv) == argv
 
 
 def test_no_instrument_is_an_option_of_the_live_view_and_of_record():
