@@ -35,10 +35,12 @@ DOCS = {
                                        "traceName": "t"}, indent=4),
     "bare array": ' [ {"ph":"C","ts":1.5,"args":{"v":-2e-3}} ,\n{"ph":"X","ts":2} ]\n',
     "empty array": '{"traceEvents": [], "baseTimeNanoseconds": 5}',
+    # a top-level number cut after "1." or "1.5e" was read as 1, then "." was "not JSON"
+    "floats at the top": '{"traceEvents":[{"ph":"X","ts":1}],"a":1.5e3,"bb":-0.25,"ccc":12.0E-2,"d":7}',
 }
 
 
-@pytest.mark.parametrize("chunk", [1, 3, 64, 1 << 20])
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 64, 1 << 20])
 @pytest.mark.parametrize("name", [*DOCS, "real"])
 def test_events_and_keys_are_json_loads_whatever_the_chunks(tmp_path, monkeypatch, name, chunk):
     """Tiny chunks put every boundary inside a number, a string, a multi-byte character."""

@@ -22,6 +22,7 @@ CHUNK = 1 << 20
 LARGEST = 64 << 20  # an event (or another key's value) bigger than this is refused
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
+_NUMBER_TAIL = re.compile(r"[0-9.eE+-]*")  # what may follow the part of a number that was read
 
 
 class ChromeTraceError(ValueError):
@@ -85,7 +86,10 @@ class _Buffer:
                 if not self.more():
                     raise self.not_json() from None
                 continue
-            if end == len(self.text) and self.more():  # a number may go on in the next chunk
+            # a number cut by the chunk's end ("1.", "1.5e", "12") may go on in the next chunk:
+            # raw_decode took what it could ("1") and stopped before the rest
+            if (isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and _NUMBER_TAIL.fullmatch(self.text, end) and self.more()):
                 continue
             self.pos = end
             return value
