@@ -18,6 +18,8 @@ driver, with three changes.
   SIGCONT, and the kernel sends one with the SIGHUP of a hang-up: a second writer and key thread
   were started on the dead terminal while the app was stopping, and the restart, outside the
   event loop by then, raised RuntimeError (exit status 1).
+* A write is dropped while no writer thread runs (suspended, or a resume given up after ``bg``):
+  queued to a stopped writer, the 31st blocked the app for ever.
 * The key thread never outlives the main thread. It is not a daemon thread, and it stops only
   when the driver stops; a stop signal raised where Textual could not stop its driver left the
   interpreter waiting on it for ever after ``main`` had returned. A watcher thread (a daemon)
@@ -107,6 +109,13 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
                 # after `bg` Textual's restart gives up (the terminal is not ours to draw on) and
                 # the process stops again: still suspended, so that `fg`'s SIGCONT resumes it
                 self._suspended = not self._drawing()
+
+        def write(self, data: str) -> None:
+            # to a writer thread that has stopped (suspended, or a resume that gave up), a write
+            # would wait in its queue, and the 31st block the app for ever: dropped instead (the
+            # whole screen is repainted on resume)
+            if self._drawing():
+                super().write(data)
 
         def _drawing(self) -> bool:
             writer = self._writer_thread  # LinuxDriver's: a new one each time application mode starts
