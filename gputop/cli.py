@@ -158,19 +158,13 @@ def _live(args: argparse.Namespace) -> int:
     if refuse_without_terminal("gputop"):
         return ExitStatus.USAGE
     from gputop.tui.app import GputopApp
-    from gputop.tui.terminal import ExitOnSignal
+    from gputop.tui.terminal import run_full_screen
     sampler = open_real()
-    view = ExitOnSignal()
     try:
-        with StopSignals(on_first=view):
-            if workload is not None:
-                # Started here, on the main thread, before the app: the child's PR_SET_PDEATHSIG
-                # fires when the thread that forked it exits (see gputop.workload.process).
-                workload.start()
-            view.app = GputopApp(LiveFeed(sampler, args.interval, workload=workload))
-            view.app.run()
-    except Interrupted:
-        pass  # a stop signal: the live view's clean way out, like q
+        # the workload is started on the main thread, before the app runs: the child's
+        # PR_SET_PDEATHSIG fires when the thread that forked it exits (see gputop.workload.process)
+        run_full_screen(GputopApp(LiveFeed(sampler, args.interval, workload=workload)),
+                        before=None if workload is None else workload.start)
     except WorkloadError as exc:
         sys.stderr.write(f"gputop: error: {exc}\n")
         return ExitStatus.USAGE

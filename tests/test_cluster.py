@@ -289,14 +289,11 @@ async def _until(pilot, cond, timeout: float = 15) -> None:
 @pytest.mark.parametrize("controlling", [True, False], ids=["sighup", "no-sighup"])
 def test_the_cluster_view_ends_with_its_terminal(fleet, controlling):
     """On a real pseudo-terminal that hangs up (see test_tui_hangup.py), with or without a SIGHUP."""
-    from test_tui_hangup import EXIT_S, Terminal
+    from test_tui_hangup import Terminal
 
     term = Terminal(["cluster", "--prometheus", fleet.prom.url, "--interval", "1"], controlling)
     try:
-        term.wait_drawn()
-        term.hang_up()
-        term.proc.wait(EXIT_S)
-        assert term.proc.returncode == 0
+        assert term.drawn_then_hung_up() == 0
     finally:
         term.close()
 

@@ -71,6 +71,12 @@ class Terminal:
         self._drainer.join()
         os.close(self.fd)
 
+    def drawn_then_hung_up(self) -> int:
+        """Once the view is on screen, hang up; its exit status (TimeoutExpired if it lingers)."""
+        self.wait_drawn()
+        self.hang_up()
+        return self.proc.wait(EXIT_S)
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -85,10 +91,7 @@ def test_the_live_view_ends_with_its_terminal_and_stops_its_workload(tmp_path, c
     term = Terminal(["--interval", "0.1", "--run", job_path], controlling)
     try:
         pgid = read_pgid(pidfile, members=2)
-        term.wait_drawn()
-        term.hang_up()
-        term.proc.wait(EXIT_S)  # raises TimeoutExpired if it lingers
-        assert term.proc.returncode == 0
+        assert term.drawn_then_hung_up() == 0
         wait_for(lambda: not live_members(pgid), 10, f"group {pgid} to end: {live_members(pgid)}")
     finally:
         term.close()
@@ -99,9 +102,6 @@ def test_the_live_view_ends_with_its_terminal_and_stops_its_workload(tmp_path, c
 def test_a_paused_replay_that_draws_nothing_still_ends_with_its_terminal(controlling):
     term = Terminal(["replay", "--paused", str(TRACE)], controlling)
     try:
-        term.wait_drawn()
-        term.hang_up()
-        term.proc.wait(EXIT_S)
-        assert term.proc.returncode == 0
+        assert term.drawn_then_hung_up() == 0
     finally:
         term.close()

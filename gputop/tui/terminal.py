@@ -72,9 +72,6 @@ class GuardedStream:
     def fileno(self) -> int:
         return self._stream.fileno()
 
-    def isatty(self) -> bool:
-        return is_tty(self._stream)
-
 
 def terminal_driver(default: type[Driver]) -> type[Driver]:
     """The driver to run an app with (see the module's docstring); another platform's driver,
@@ -95,7 +92,6 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
                 drawn_on = sys.__stdout__
             self._file = GuardedStream(drawn_on, self._terminal_gone)  # what the writer thread draws on
             self._gone = threading.Event()
-            self._in_app_mode = False
             self._suspended = False
             self._watcher: threading.Thread | None = None
 
@@ -123,20 +119,15 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
 
         def start_application_mode(self) -> None:
             super().start_application_mode()
-            self._in_app_mode = self._drawing()
             if self._watcher is None:  # once: start_application_mode runs again after Ctrl+Z
                 self._watcher = threading.Thread(target=self._watch, name="gputop-terminal", daemon=True)
                 self._watcher.start()
-
-        def stop_application_mode(self) -> None:
-            self._in_app_mode = False
-            super().stop_application_mode()
 
         def _watch(self) -> None:
             main = threading.main_thread()
             while main.is_alive():
                 main.join(WATCH_S)
-                if self._in_app_mode and not os.isatty(self.fileno):
+                if self._drawing() and not os.isatty(self.fileno):  # not while suspended
                     self._terminal_gone("it is no longer a terminal")
             self.exit_event.set()  # the key thread's loop ends, and the interpreter can exit
 
@@ -153,33 +144,24 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
     return TerminalDriver
 
 
-class ExitOnSignal:
-    """``StopSignals(on_first=...)`` for a full-screen view: the first stop signal asks ``app``
-    to exit, from inside its event loop, as ``q`` does. Before the app runs (or after its loop
-    has ended) there is nothing to ask, and the signal is raised as ``Interrupted``."""
+def run_full_screen(app: App[Any], before: Callable[[], object] | None = None) -> None:
+    """Run a full-screen view until q or a stop signal: SIGINT, SIGTERM and SIGHUP (the terminal
+    closed) ask it to exit from inside its event loop, as q does; before it runs (``before``,
+    e.g. a workload started) or after its loop has ended there is nothing to ask, and the signal
+    is raised as Interrupted. Either is the view's clean way out, like q."""
 
-    def __init__(self) -> None:
-        self.app: App[Any] | None = None
-
-    def __call__(self, signum: int) -> None:
+    def exit_app(signum: int) -> None:
         try:
             # a signal handler runs in the main thread, inside the loop if one is running there
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            loop = None
-        if self.app is None or loop is None:
-            raise Interrupted(signum)
-        loop.call_soon_threadsafe(self.app.exit)
+            raise Interrupted(signum) from None
+        loop.call_soon_threadsafe(app.exit)
 
-
-def run_full_screen(app: App[Any]) -> None:
-    """Run a full-screen view until q or a stop signal: SIGINT, SIGTERM and SIGHUP (the terminal
-    closed) ask it to exit from inside its event loop, or, before it runs, are raised as
-    Interrupted; either is the view's clean way out, like q."""
-    view = ExitOnSignal()
-    view.app = app
     try:
-        with StopSignals(on_first=view):
+        with StopSignals(on_first=exit_app):
+            if before is not None:
+                before()
             app.run()
     except Interrupted:
         pass
