@@ -206,6 +206,7 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
     jobs, output = _job_and_output(trace, workload["pid"])
     source = "auto" if steps and steps[-1].source == "auto" else "events" if steps else None
     tokens = _count(start.get("tokens_per_sample"))  # a language model's context: tokens/s too
+    per_s = rates.median(r.samples_per_s for r in each)
     return {
         **insight.recorded(steps, start, jobs, trace.samples() if samples is None else samples, source),
         "output_lines": len(output), "output_tail": output[-OUTPUT_TAIL:],
@@ -222,9 +223,8 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
         "stopped_by": _text(exit_.get("stopped_by")),
         "ended": _ended(exit_, end, trace.complete),
         "lost": {k: exit_[k] for k in _LOSSES if _count(exit_.get(k))},
-        "samples_per_s_median": rates.median(r.samples_per_s for r in each),
-        "tokens_per_s_median": rates.median(r.samples_per_s * tokens for r in each if r.samples_per_s is not None)
-        if tokens else None,
+        "samples_per_s_median": per_s,
+        "tokens_per_s_median": per_s * tokens if tokens and per_s is not None else None,
         "tflops_median": rates.median(r.tflops for r in each),
         "mfu_pct_median": rates.median(r.mfu_pct for r in each), "peak_flops": peak,
         "peak_flops_source": source if source in ("table", "measured") else None,
