@@ -157,13 +157,16 @@ def _live(args: argparse.Namespace) -> int:
             return ExitStatus.USAGE
     if refuse_without_terminal("gputop"):
         return ExitStatus.USAGE
-    from gputop.tui.app import GputopApp
-    from gputop.tui.terminal import run_full_screen
     sampler = open_real()
+    feed = LiveFeed(sampler, args.interval, workload=workload)
     try:
+        feed.prefetch()  # while Textual is imported and the screen built
+        from gputop.tui.app import SETTLE_HEAP_S, GputopApp
+        from gputop.tui.terminal import run_full_screen
+
         # the workload is started on the main thread, before the app runs: the child's
         # PR_SET_PDEATHSIG fires when the thread that forked it exits (see gputop.workload.process)
-        run_full_screen(GputopApp(LiveFeed(sampler, args.interval, workload=workload)),
+        run_full_screen(GputopApp(feed, settle_heap_s=SETTLE_HEAP_S),
                         before=None if workload is None else workload.start)
     except WorkloadError as exc:
         sys.stderr.write(f"gputop: error: {exc}\n")
@@ -175,6 +178,7 @@ def _live(args: argparse.Namespace) -> int:
                 if workload is not None:
                     workload.stop()
             finally:
+                feed.discard_first()  # not closed under a sample still being taken
                 sampler.close()
     return ExitStatus.OK
 
@@ -186,10 +190,10 @@ def _show_replay(feed: ReplayFeed) -> int:
 
     if refuse_without_terminal(replay.PROG):
         return ExitStatus.USAGE
-    from gputop.tui.app import GputopApp
+    from gputop.tui.app import SETTLE_HEAP_S, GputopApp
     from gputop.tui.terminal import run_full_screen
 
-    run_full_screen(GputopApp(feed))
+    run_full_screen(GputopApp(feed, settle_heap_s=SETTLE_HEAP_S))
     return ExitStatus.OK
 
 

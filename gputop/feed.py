@@ -13,10 +13,13 @@ keeps no accounts of its own. Headless: nothing here imports textual.
 
 from __future__ import annotations
 
+import concurrent.futures
 import socket
+import threading
 import time
 from bisect import bisect_right
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
@@ -95,6 +98,38 @@ class LiveFeed:
         self.paused = paused  # at start: no sampling until unpaused
         self.history = history if history is not None else History(HISTORY_POINTS)
         self.energy = EnergySinceStart()
+        self._first: Future[Sample | Exception] | None = None
+
+    def prefetch(self) -> None:
+        """Take the first sample now, in a thread, while the view is still being built
+        (importing Textual and building the screen take ~0.3 s): the first frame then shows
+        it, instead of a frame that waits for it. The sampling loop starts with it
+        (``take_first``). Nothing while paused at start."""
+        if self.guarded is None or self.paused or self._first is not None:
+            return
+        first: Future[Sample | Exception] = Future()
+        guarded = self.guarded
+
+        def take() -> None:
+            try:
+                first.set_result(guarded.sample())  # a failed sample comes back as its exception
+            except BaseException as exc:  # pragma: no cover - not an Exception: still no hang
+                first.set_exception(exc)
+
+        threading.Thread(target=take, name="gputop-first-sample", daemon=True).start()
+        self._first = first
+
+    def take_first(self) -> Future[Sample | Exception] | None:
+        """The prefetched first sample (once), if ``prefetch`` was called."""
+        first, self._first = self._first, None
+        return first
+
+    def discard_first(self, timeout_s: float = 5.0) -> None:
+        """Wait (at most ``timeout_s``) for a prefetched sample nobody took, before the sampler
+        is closed under it."""
+        first = self.take_first()
+        if first is not None:
+            concurrent.futures.wait([first], timeout=timeout_s)
 
     def set_interval(self, interval_s: float) -> None:
         self.interval_s = interval_s

@@ -9,6 +9,7 @@ one back, and deadlines already missed are skipped rather than fired in a burst.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import math
 import threading
@@ -196,12 +197,14 @@ class Ticker:
 
 
 async def run(sampler: Produces[T], ticker: Ticker | float,
-              on_sample: Callable[[T], Awaitable[None] | None]) -> None:
+              on_sample: Callable[[T], Awaitable[None] | None], *,
+              first: concurrent.futures.Future[T] | None = None) -> None:
     """Sample forever on ``ticker``'s deadlines until cancelled.
 
     Each tick runs ``sampler.sample()`` in a worker thread, so blocking NVML calls never hold the
     event loop, then calls ``on_sample`` on the loop (awaiting it if it is a coroutine). A
     ``ticker.set_interval`` (the TUI's +/- keys) wakes the sleep: a tick at once, then the new pace.
+    ``first``: the first tick's sample, already being taken (``LiveFeed.prefetch``).
     """
     if not isinstance(ticker, Ticker):
         ticker = Ticker(ticker)
@@ -214,7 +217,10 @@ async def run(sampler: Produces[T], ticker: Ticker | float,
     ticker.add_listener(wake)
     try:
         while True:
-            sample = await asyncio.to_thread(sampler.sample)
+            if first is not None:
+                sample, first = await asyncio.wrap_future(first), None
+            else:
+                sample = await asyncio.to_thread(sampler.sample)
             result = on_sample(sample)
             if inspect.isawaitable(result):
                 await result

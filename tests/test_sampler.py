@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from gputop.feed import LiveFeed
 from gputop.model import CpuSample, GpuInfo, GpuProcess, GpuSample
 from gputop.sampler import Sampler, Ticker, iter_samples, run
 from gputop.sources import gpm
@@ -311,3 +312,47 @@ async def test_run_awaits_async_callbacks_and_wakes_on_set_interval():
     with pytest.raises(asyncio.CancelledError):
         await task
     assert got == [1, 2]
+
+
+async def test_run_starts_with_the_prefetched_sample_and_then_samples_on():
+    """The live view's first sample is taken while Textual starts (LiveFeed.prefetch): the loop
+    hands it over first and does not take another for that tick."""
+    sampler = CountingSampler()
+    feed = LiveFeed(sampler, 3600.0)
+    feed.prefetch()
+    first = feed.take_first()
+    assert first is not None and feed.take_first() is None  # handed over once
+    assert first.result(timeout=10) == 1
+    got = []
+    arrived = asyncio.Event()
+
+    def on_sample(sample):
+        got.append(sample)
+        arrived.set()
+
+    task = asyncio.create_task(run(feed.guarded, feed.ticker, on_sample, first=first))
+    await asyncio.wait_for(arrived.wait(), 10)
+    arrived.clear()
+    assert got == [1] and len(sampler.threads) == 1  # the prefetched one, no second sample for this tick
+    await asyncio.sleep(0)
+    feed.set_interval(1800.0)  # a tick at once: now sampled in the loop
+    await asyncio.wait_for(arrived.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert got == [1, 2]
+
+
+def test_prefetch_returns_a_failed_sample_as_its_exception_and_not_while_paused():
+    class Failing:
+        def sample(self):
+            raise OSError("NVML went away")
+
+    feed = LiveFeed(Failing(), 1.0)
+    feed.prefetch()
+    first = feed.take_first()
+    assert isinstance(first.result(timeout=10), OSError)  # shown by the app, as a tick's error
+    paused = LiveFeed(CountingSampler(), 1.0, paused=True)
+    paused.prefetch()
+    assert paused.take_first() is None
+    feed.discard_first()  # nothing left to wait for: returns at once

@@ -625,3 +625,23 @@ async def test_the_footer_fits_the_width_and_keeps_help(width):
             assert len(shown) == 11 and "^p palette" in footer  # everything, in Textual's spacing
         if width >= 80:
             assert len(shown) >= 9
+
+
+async def test_the_cli_views_freeze_start_up_objects_out_of_the_collector_after_the_first_frame():
+    """settle_heap: once, a while after the first frame (the CLI passes settle_heap_s); an app
+    built without it (every test's) never freezes."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    app = make_app(FakeSampler(lambda t: make_sample(1, t)), settle_heap_s=0.05)
+    plain = make_app(FakeSampler(lambda t: make_sample(1, t)))
+    try:
+        async with plain.run_test(size=(120, 40)) as pilot:
+            await started(pilot)
+            await pilot.pause(0.2)
+            assert gc.get_freeze_count() == 0
+        async with app.run_test(size=(120, 40)) as pilot:
+            await started(pilot)
+            await until(pilot, lambda: gc.get_freeze_count() > 0)
+    finally:
+        gc.unfreeze()

@@ -36,7 +36,7 @@ from gputop.tui import replay
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen, describe, kill_refusal
 from gputop.tui.selfcpu import SelfCpu
-from gputop.tui.terminal import SUSPEND, repaint_on_resume, terminal_driver
+from gputop.tui.terminal import SUSPEND, repaint_on_resume, settle_heap, terminal_driver
 from gputop.tui.theme_memo import ThemeMemoApp
 from gputop.tui.widgets.charts import HistoryCharts
 from gputop.tui.widgets.cpu import CpuPanel
@@ -51,6 +51,7 @@ __all__ = ["GputopApp", "SelfCpu"]
 
 STOP_GRACE_S = 3.0  # a workload gets this long after SIGTERM before SIGKILL
 FRAME_S = 0.5  # the screen is drawn at most twice a second, however fast it samples
+SETTLE_HEAP_S = 1.0  # the CLI's views: start-up's objects frozen out of collections this long after the first frame
 FULL_PANELS_TWO_GPUS_ROWS = 56  # two full GPU panels need a terminal this tall; else one line each
 DETAIL_ROWS = 40  # compact rows plus the selected GPU's full panel from this height
 SHORT_ROWS = 34  # below this the screen is "-short" (VERTICAL_BREAKPOINTS): no charts, no log
@@ -85,7 +86,8 @@ class GputopApp(ThemeMemoApp[None]):
     show_freq: var[bool] = var(False)
 
     def __init__(self, feed: LiveFeed | ReplayFeed, *, self_cpu: SelfCpu | None = None,
-                 kill: Callable[[int, int], None] = os.kill, frame_s: float = FRAME_S) -> None:
+                 kill: Callable[[int, int], None] = os.kill, frame_s: float = FRAME_S,
+                 settle_heap_s: float | None = None) -> None:
         super().__init__()
         self.feed = feed
         # Samples are taken at the interval and every one goes into the history (the charts
@@ -93,6 +95,9 @@ class GputopApp(ThemeMemoApp[None]):
         # redraw per sample costs ~8 ms, 8 % of a core at 10 Hz, for numbers no one reads that
         # fast (frames were 2/3 of the 10 Hz cost at 0.3 s a frame; issue #14 moved it to 0.5 s).
         self.frame_s = frame_s
+        # The CLI's views: this long after the first frame, freeze start-up's objects out of
+        # the collector (settle_heap). Not in tests: a frozen app outlives its test.
+        self.settle_heap_s = settle_heap_s
         self._last_frame = -math.inf
         self._frame_timer: Timer | None = None
         self._pending: tuple[Sample, WorkloadState | None] | None = None
@@ -180,7 +185,7 @@ class GputopApp(ThemeMemoApp[None]):
     @work(exclusive=True, group="sampling")
     async def _sample_loop(self, feed: LiveFeed) -> None:
         assert feed.guarded is not None
-        await sampling.run(feed.guarded, feed.ticker, self._on_tick)
+        await sampling.run(feed.guarded, feed.ticker, self._on_tick, first=feed.take_first())
 
     def _on_tick(self, result: Sample | Exception) -> None:
         try:
@@ -229,6 +234,8 @@ class GputopApp(ThemeMemoApp[None]):
         if self._pending is None:
             return
         (sample, state), self._pending = self._pending, None
+        if self._last_frame == -math.inf and self.settle_heap_s is not None:  # the first frame
+            self.set_timer(self.settle_heap_s, settle_heap)
         self._last_frame = time.monotonic()
         try:
             if state is not None:

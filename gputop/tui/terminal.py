@@ -29,6 +29,7 @@ driver, with three changes.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -169,6 +170,20 @@ def run_full_screen(app: App[Any], before: Callable[[], object] | None = None) -
 
 # in every app's BINDINGS: ctrl+z to the shell, as in htop or btop (Textual's action: SIGTSTP)
 SUSPEND = Binding("ctrl+z", "suspend_process", "suspend", show=False)
+
+
+def settle_heap() -> None:
+    """Collect once, then leave what start-up built out of every later collection.
+
+    A view's start-up leaves ~90,000 objects that live as long as it does (modules, Textual's
+    stylesheet and widget tree, caches). Python's collector walks all of them at each oldest-
+    generation pass, and each frame allocates enough to run it every few seconds: ~60 ms a pass
+    at 160x50, about a sixth of the live view's CPU at 1 Hz (benchmarks/README.md). Frozen
+    (``gc.freeze``), they are never walked again; what is made later is collected as usual. Called
+    once, a while after the first frame, so the collection (~50 ms, holding the GIL) does not
+    hold up the writer thread that puts it on screen."""
+    gc.collect()
+    gc.freeze()
 
 
 def repaint_on_resume(app: App[Any]) -> None:
