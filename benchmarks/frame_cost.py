@@ -1,6 +1,7 @@
 """The live view's CPU per frame, headless, with a cProfile of where it goes.
 
 Run by hand:  .venv/bin/python benchmarks/frame_cost.py [--frames 200] [--size 160x50] [--profile N]
+              [--breakdown]
 
 The app (GputopApp over a paused LiveFeed, so no sampling thread) runs under Textual's headless
 driver at the given size. The samples come from the real Sampler (psutil, /proc) over one
@@ -86,12 +87,68 @@ async def run(frames: int, size: tuple[int, int], profile: cProfile.Profile | No
     return busy / frames * 1000, idle / frames * 1000, sampling / frames * 1000
 
 
+class Breakdown:
+    """Wall time per frame in each widget class's ``render_lines`` (what the compositor asks it to
+    paint) and in the watchers that hand it the sample, by wrapping them (--breakdown)."""
+
+    WATCHERS = ("watch_sample", "watch_tick", "update_lines", "replot", "_sync")
+
+    def __init__(self) -> None:
+        import collections
+        import functools
+        import importlib
+        import inspect
+        import pkgutil
+
+        from textual import _compositor
+        from textual.widget import Widget
+
+        import gputop.tui.widgets as widgets
+
+        self.time: collections.Counter[str] = collections.Counter()
+        self.calls: collections.Counter[str] = collections.Counter()
+
+        def wrap(cls: type, name: str, label: str | None, per_type: bool = False) -> None:
+            orig = cls.__dict__[name]
+
+            @functools.wraps(orig)
+            def timed(obj: object, *args: object, **kwargs: object) -> object:
+                t = time.perf_counter()
+                try:
+                    return orig(obj, *args, **kwargs)
+                finally:
+                    key = f"{name}:{type(obj).__name__}" if per_type else str(label)
+                    self.time[key] += time.perf_counter() - t
+                    self.calls[key] += 1
+
+            setattr(cls, name, timed)
+
+        wrap(Widget, "render_lines", None, per_type=True)
+        wrap(_compositor.Compositor, "render_update", "compositor render_update (all painting)")
+        wrap(GputopApp, "ingest", "app ingest (the watchers below)")
+        wrap(Sampler, "sample", "sampler.sample")
+        for info in pkgutil.iter_modules(widgets.__path__):
+            module = importlib.import_module(f"gputop.tui.widgets.{info.name}")
+            for cls_name, cls in inspect.getmembers(module, inspect.isclass):
+                if cls.__module__ == module.__name__:
+                    for name in self.WATCHERS:
+                        if name in cls.__dict__:
+                            wrap(cls, name, f"{cls_name}.{name}")
+
+    def report(self, frames: int) -> str:
+        rows = sorted(self.time.items(), key=lambda kv: -kv[1])
+        return "\n".join(f"{1000 * t / frames:7.3f} ms a frame  {self.calls[k] / frames:5.2f} calls  {k}"
+                         for k, t in rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--size", default="160x50")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", type=int, default=0, help="print the top N functions (cumulative)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also one run with each widget's painting and watchers timed")
     args = parser.parse_args(argv)
     size = tuple(int(x) for x in args.size.split("x"))
     per_frame = []
@@ -102,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{busy - idle:.2f} ms the frame, of which the sample {sampling:.2f} ms", file=sys.stderr)
     print(f"frame CPU at {args.size}: median {statistics.median(per_frame):.2f} ms "
           f"({min(per_frame):.2f}-{max(per_frame):.2f}) over {args.repeats} runs of {args.frames} frames")
+    if args.breakdown:
+        breakdown = Breakdown()
+        asyncio.run(run(args.frames, size, None))  # type: ignore[arg-type]
+        print(f"breakdown, wall time ({args.frames} frames and 20 of warm-up, per frame measured):")
+        print(breakdown.report(args.frames + 20))
     if args.profile:
         prof = cProfile.Profile()
         asyncio.run(run(args.frames, size, prof))  # type: ignore[arg-type]

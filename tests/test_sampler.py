@@ -356,3 +356,62 @@ def test_prefetch_returns_a_failed_sample_as_its_exception_and_not_while_paused(
     paused.prefetch()
     assert paused.take_first() is None
     feed.discard_first()  # nothing left to wait for: returns at once
+
+
+async def test_run_hands_the_samples_over_in_batches_in_order():
+    """batch_s: the loop is woken at most once per batch_s (the TUI's frame), every sample still
+    arrives, in order, and after_batch follows each batch."""
+    sampler = CountingSampler()
+    got, batches = [], []
+    enough = asyncio.Event()
+
+    def on_sample(sample):
+        got.append(sample)
+
+    def after_batch():
+        batches.append((asyncio.get_running_loop().time(), len(got)))
+        if len(batches) == 4:
+            enough.set()
+
+    task = asyncio.create_task(run(sampler, 0.01, on_sample, batch_s=0.1, after_batch=after_batch))
+    await asyncio.wait_for(enough.wait(), 20)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert got == list(range(1, len(got) + 1))  # none lost, none twice, in order
+    sizes = [b - a for (_, a), (_, b) in zip([(0, 0)] + batches, batches)]
+    assert sizes[0] == 1  # the first sample at once
+    assert max(sizes[1:]) >= 3  # then several 10 ms ticks a batch
+    gaps = [t2 - t1 for (t1, _), (t2, _) in zip(batches, batches[1:])]
+    assert min(gaps) >= 0.09  # never woken faster than batch_s
+
+
+async def test_run_raises_what_the_sampler_raised_and_its_thread_ends_when_cancelled():
+    class Breaks:
+        def __init__(self):
+            self.n = 0
+
+        def sample(self):
+            self.n += 1
+            if self.n == 3:
+                raise OSError("gone")
+            return self.n
+
+    got = []
+    with pytest.raises(OSError, match="gone"):
+        await asyncio.wait_for(run(Breaks(), 0.001, got.append), 10)
+    assert got == [1, 2]
+
+    sampler = CountingSampler()
+    task = asyncio.create_task(run(sampler, 0.001, lambda s: None))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    threads = [t for t in threading.enumerate() if t.name == "gputop-sampling"]
+    for t in threads:
+        t.join(5)
+    assert not any(t.is_alive() for t in threads)
+    n = len(sampler.threads)
+    await asyncio.sleep(0.05)
+    assert len(sampler.threads) == n  # no sampling after the run has ended

@@ -549,6 +549,30 @@ async def test_frames_draw_the_latest_sample_at_most_once_per_frame_s():
         await until(pilot, lambda: app.sample is samples[-1], timeout_s=2)  # the latest, once due
 
 
+async def test_fast_sampling_comes_in_batches_each_drawn_once_with_nothing_lost():
+    """Live at 20 ms with 0.3 s frames: the sampling thread hands a frame's samples over as one
+    batch; every sample reaches the history, in order, and the screen shows the latest."""
+    sampler = FakeSampler(lambda t: make_sample(1, t))
+    app = make_app(sampler, 0.02, frame_s=0.3)
+    drawn = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        orig = app._draw
+
+        def draw():
+            orig()
+            drawn.append(app.samples_taken)
+
+        app._draw = draw
+        await until(pilot, lambda: len(drawn) >= 4, timeout_s=10)
+        app.action_toggle_pause()
+        await pilot.pause(0.1)
+        taken = app.samples_taken
+    assert taken >= 2 * len(drawn)  # several samples a frame
+    assert all(b - a >= 2 for a, b in zip(drawn[1:], drawn[2:]))  # each frame after a batch of them
+    assert len(app.history) == taken  # none lost on the way, a batch pending at the pause included
+    assert sampler.calls - taken <= 1  # but the one still being taken when it came
+
+
 async def test_a_process_from_another_pid_namespace_says_so():
     from gputop.model import GpuProcess
     hidden = GpuProcess(pid=4000000, gpu_index=0, kind="compute", gpu_mem_bytes=40 * 1024**3)

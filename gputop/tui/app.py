@@ -3,7 +3,7 @@ widgets.
 
 Built with its feed injected (``GputopApp(LiveFeed(sampler, interval_s, workload=...))`` or
 ``GputopApp(ReplayFeed(samples, ...))``): ``cli.py`` builds the real sources, tests pass fakes.
-Live, sampling runs in a worker thread on drift-free deadlines (``gputop.sampler.run``); a sampler
+Live, sampling runs in a thread on drift-free deadlines (``gputop.sampler.run``); a sampler
 that raises costs a notification and that tick, never the app. A replay's cursor is moved by
 ``gputop.tui.replay.ReplayDriver``. App state flows down to the widgets with ``data_bind``;
 widgets only render what they are given and post ``GpuSelected`` up.
@@ -51,6 +51,7 @@ __all__ = ["GputopApp", "SelfCpu"]
 
 STOP_GRACE_S = 3.0  # a workload gets this long after SIGTERM before SIGKILL
 FRAME_S = 0.5  # the screen is drawn at most twice a second, however fast it samples
+FRAME_SLACK = 0.1  # a frame due this share of FRAME_S from now is drawn now, not on a timer
 SETTLE_HEAP_S = 1.0  # the CLI's views: start-up's objects frozen out of collections this long after the first frame
 FULL_PANELS_TWO_GPUS_ROWS = 56  # two full GPU panels need a terminal this tall; else one line each
 DETAIL_ROWS = 40  # compact rows plus the selected GPU's full panel from this height
@@ -185,18 +186,27 @@ class GputopApp(ThemeMemoApp[None]):
     @work(exclusive=True, group="sampling")
     async def _sample_loop(self, feed: LiveFeed) -> None:
         assert feed.guarded is not None
-        await sampling.run(feed.guarded, feed.ticker, self._on_tick, first=feed.take_first())
+        # a frame's samples come as one batch (each into the history, the last one drawn)
+        await sampling.run(feed.guarded, feed.ticker, self._on_tick, first=feed.take_first(),
+                           batch_s=self.frame_s, after_batch=self._after_batch)
 
     def _on_tick(self, result: Sample | Exception) -> None:
         try:
             if isinstance(result, Exception):
                 self.sampling_failed(result)
             else:
-                self.ingest(result)
+                self._take(result)
         except NoMatches:
             if self.is_running:
                 raise
             # a tick that lands while the app shuts down (its widgets already gone): dropped
+
+    def _after_batch(self) -> None:
+        try:
+            self._frame()
+        except NoMatches:
+            if self.is_running:  # (else a batch that lands while the app shuts down)
+                raise
 
     def sampling_failed(self, exc: Exception) -> None:
         """A tick whose sampler raised: say so once per distinct error, keep the last sample on
@@ -210,7 +220,14 @@ class GputopApp(ThemeMemoApp[None]):
         self._poll_workload(None)
 
     def ingest(self, sample: Sample) -> None:
-        """Take one sample (the tick loop calls this; tests may too)."""
+        """Take one sample and draw it when the frame is due (tests call this; the tick loop
+        takes a batch of samples, then draws once)."""
+        self._take(sample)
+        self._frame()
+
+    def _take(self, sample: Sample) -> None:
+        """One sample into the history and the workload's state; the latest one is drawn at
+        the next frame."""
         self.samples_taken += 1
         if self.sample_errors:
             self.notify(f"sampling works again after {self.sample_errors} failed "
@@ -220,8 +237,13 @@ class GputopApp(ThemeMemoApp[None]):
         if isinstance(self.feed, LiveFeed):
             self.feed.push(sample, extra=_workload_points(state))
         self._pending = (sample, state)
+
+    def _frame(self) -> None:
+        """Draw the latest sample now if the frame is due, else when it is."""
+        if self._pending is None:
+            return
         wait = self._last_frame + self.frame_s - time.monotonic()
-        if wait <= 0:
+        if wait <= FRAME_SLACK * self.frame_s:  # (a batch comes a frame after the last one)
             self._draw()
         elif self._frame_timer is None:  # the latest sample is drawn when the frame is due
             self._frame_timer = self.set_timer(wait, self._draw)
