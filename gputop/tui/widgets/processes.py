@@ -5,7 +5,7 @@ command). An empty table says why it is empty: no GPU, no GPU processes, or not 
 
 The table draws its own lines (Textual's line API, see ``rows.py``) instead of being a
 ``DataTable``: that one re-rendered every cell of a changed row through Rich and, its caches
-being keyed on one update counter, every line after any cell changed (~1.5 ms of a 1 Hz frame).
+being keyed on one update counter, every line after any cell changed (~1.3 ms of a 1 Hz frame at 160x50).
 Here a row's line is built from its cell strings once and kept until its values, the cursor,
 the hover or a style change; a sample repaints only the rows whose values changed.
 """
@@ -104,6 +104,7 @@ class ProcessTable(RowTable):
         self._procs: dict[str, GpuProcess] = {}
         self.empty_text = "waiting for the first sample"
         self._shown: Sample | None = None  # the sample the rows were last built from
+        self._ours: list[bool] = []  # per row: a launched workload's process
         self._relabel()
 
     @property
@@ -153,7 +154,7 @@ class ProcessTable(RowTable):
         self.post_message(self.HeaderSelected(self.sort_key))
 
     def row_mark(self, index: int) -> Style | None:
-        return self.get_component_rich_style("processes--workload", partial=True) if self._ours[index] else None
+        return self.component_style("processes--workload", partial=True) if self._ours[index] else None
 
     def render_line(self, y: int) -> Strip:
         if self.row_count or y != 1:
@@ -179,8 +180,5 @@ class ProcessTable(RowTable):
         col = next(c for c in COLUMNS if c.key == self.sort_key)
         procs.sort(key=col.sort, reverse=col.descending)
         self._procs = {row_key(p): p for p in procs}
-        ours = [p.pid in self.workload_pids for p in procs]
-        self._ours = ours
+        self._ours = ours = [p.pid in self.workload_pids for p in procs]
         self.set_rows(list(self._procs), [cells(p, o) for p, o in zip(procs, ours)])
-
-    _ours: list[bool] = []
