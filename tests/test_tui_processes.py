@@ -86,6 +86,9 @@ async def test_a_click_selects_a_row_and_a_header_click_sorts():
         assert table.sort_key == "sm" and "SM % ▼" in line(app, table, 0)
         assert "sort SM %" in screen_text(app)  # the status bar heard of it
         assert [table.cells_at(i)[4] for i in range(4)] == ["80 %", "80 %", "50 %", "50 %"]
+        await pilot.click(ProcessTable, offset=(150, top))  # right of the last header: no column
+        await pilot.pause()
+        assert table.sort_key == "sm"
         await pilot.click(ProcessTable, offset=(line(app, table, 0).index("pid"), top))
         await pilot.pause()
         assert table.sort_key == "pid" and "pid ▲" in line(app, table, 0)

@@ -157,7 +157,8 @@ class RowTable(ScrollView, StyleMemo, can_focus=True):  # (ScrollView first: Tex
             return
         self._set_hover(meta["row"])
         if meta["row"] == -1:
-            self.header_clicked(meta["column"])
+            if not meta.get("out_of_bounds"):  # (right of the last header DataTable sorted by the first)
+                self.header_clicked(meta["column"])
         else:
             self._set_cursor(meta["row"])
             event.stop()
