@@ -230,11 +230,21 @@ async def test_workload_processes_are_marked_in_the_gpu_table():
     async with app.run_test(size=(160, 50)) as pilot:
         await started(pilot)
         table = app.query_one(ProcessTable)
-        rows = {str(table.get_row_at(i)[0]): table.get_row_at(i) for i in range(table.row_count)}
+        rows = {table.cells_at(i)[0]: i for i in range(table.row_count)}
         ours, other = rows["4243"], rows["4242"]
-        assert str(ours[6]).startswith(WORKLOAD_MARK) and not str(other[6]).startswith(WORKLOAD_MARK)
+        assert table.cells_at(ours)[6].startswith(WORKLOAD_MARK)
+        assert not table.cells_at(other)[6].startswith(WORKLOAD_MARK)
         mark = table.get_component_rich_style("processes--workload", partial=True)
-        assert ours[0].style == mark and other[0].style != mark
+        assert mark.bold and mark.color is not None
+
+        def pid_style(row):  # the style the pid is drawn in, on the table's line for ``row``
+            return next(s.style for s in table.render_line(row + 1) if s.text.strip() == table.cells_at(row)[0])
+        table.focus()
+        for row in (ours, other):  # each row looked at with the cursor on the other one
+            await pilot.press("end" if row == 0 else "home")
+            assert table.cursor_row != row
+            style = pid_style(row)
+            assert (bool(style.bold), style.color == mark.color) == ((True, True) if row == ours else (False, False))
 
 
 @pytest.mark.parametrize("pids, processes, says", [

@@ -371,7 +371,7 @@ class GputopApp(ThemeMemoApp[None]):
         table.cycle_sort()
         self.query_one(StatusBar).sort_label = table.sort_label
 
-    def on_data_table_header_selected(self) -> None:
+    def on_process_table_header_selected(self) -> None:
         self.query_one(StatusBar).sort_label = self.query_one(ProcessTable).sort_label
 
     def action_next_theme(self) -> None:

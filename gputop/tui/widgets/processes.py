@@ -2,6 +2,12 @@
 
 Rows of a launched workload's processes are marked (a class style and a leading marker on the
 command). An empty table says why it is empty: no GPU, no GPU processes, or not readable.
+
+The table draws its own lines (Textual's line API, see ``rows.py``) instead of being a
+``DataTable``: that one re-rendered every cell of a changed row through Rich and, its caches
+being keyed on one update counter, every line after any cell changed (~1.3 ms of a 1 Hz frame at 160x50).
+Here a row's line is built from its cell strings once and kept until its values, the cursor,
+the hover or a style change; a sample repaints only the rows whose values changed.
 """
 
 from __future__ import annotations
@@ -10,15 +16,13 @@ from typing import Any, Callable, NamedTuple
 
 from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
+from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
-from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey, RowKey
 
 from gputop import format as fmt
 from gputop.model import GpuProcess, Sample
-from gputop.tui.widgets.panel import StyleMemo
+from gputop.tui.widgets.rows import RowTable
 
 
 class Column(NamedTuple):
@@ -68,39 +72,45 @@ def row_key(proc: GpuProcess) -> str:
     return f"{proc.gpu_index}:{proc.pid}"
 
 
-class ProcessTable(DataTable, StyleMemo):  # (DataTable first: Textual reads CSS and component classes along the first bases)
+def cells(p: GpuProcess, ours: bool) -> tuple[str, ...]:
+    """The seven cells of ``p``'s row as shown (``ours``: a launched workload's process)."""
+    command = (WORKLOAD_MARK if ours else "") + fmt.command(p.command, p.name)
+    return (str(p.pid), fmt.text(p.user), str(p.gpu_index), fmt.bytes_(p.gpu_mem_bytes),
+            fmt.pct(p.sm_util_pct), fmt.pct(p.cpu_pct), command)
+
+
+class ProcessTable(RowTable):
     """Rows are rebuilt when the processes were scanned again (the sampler carries the same
     tuples in between); the cursor stays on the same process while it lives."""
 
-    COMPONENT_CLASSES = {"processes--workload", "processes--empty"}
+    COMPONENT_CLASSES = RowTable.COMPONENT_CLASSES | {"processes--workload", "processes--empty"}
+    RIGHT = tuple(c.right for c in COLUMNS)
 
-    sample: reactive[Sample | None] = reactive(None, always_update=True, repaint=False)  # changed cells repaint
-    sort_key: reactive[str] = reactive("mem")
-    workload_pids: reactive[frozenset[int]] = reactive(frozenset())
+    class HeaderSelected(Message):
+        """A column's header was clicked: the table sorts by it (the app shows the new sort)."""
+
+        def __init__(self, column_key: str) -> None:
+            super().__init__()
+            self.column_key = column_key
+
+    sample: reactive[Sample | None] = reactive(None, always_update=True, repaint=False)  # changed rows repaint
+    sort_key: reactive[str] = reactive("mem", repaint=False)
+    workload_pids: reactive[frozenset[int]] = reactive(frozenset(), repaint=False)
     # said instead of "no GPU processes..." while some GPU is there (a replay has no process list)
-    empty_note: reactive[str | None] = reactive(None)
+    empty_note: reactive[str | None] = reactive(None, repaint=False)
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        super().__init__(**kwargs)
         self._procs: dict[str, GpuProcess] = {}
         self.empty_text = "waiting for the first sample"
         self._shown: Sample | None = None  # the sample the rows were last built from
+        self._ours: list[bool] = []  # per row: a launched workload's process
+        self._relabel()
 
     @property
     def message(self) -> str | None:
         """What the empty table says (None while it has rows)."""
         return None if self.row_count else self.empty_text
-
-    def render_line(self, y: int) -> Strip:
-        if self.row_count or y != 1 or not self.show_header:
-            return super().render_line(y)
-        style = self.get_component_rich_style("processes--empty")  # full: resolves $text-muted
-        return Strip([Segment(" " + self.empty_text, style)]).crop_extend(0, self.size.width, self.rich_style)
-
-    def on_mount(self) -> None:
-        for col in COLUMNS:
-            self.add_column(col.label + "  ", key=col.key)  # room for the sort arrow
-        self._relabel()
 
     @property
     def sort_label(self) -> str:
@@ -110,8 +120,7 @@ class ProcessTable(DataTable, StyleMemo):  # (DataTable first: Textual reads CSS
     def selected_process(self) -> GpuProcess | None:
         if not self.row_count:
             return None
-        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        return None if key is None else self._procs.get(key)
+        return self._procs.get(self.row_keys[self.cursor_row])
 
     def cycle_sort(self) -> None:
         self.sort_key = SORT_CYCLE[(SORT_CYCLE.index(self.sort_key) + 1) % len(SORT_CYCLE)]
@@ -123,7 +132,7 @@ class ProcessTable(DataTable, StyleMemo):  # (DataTable first: Textual reads CSS
     def watch_sample(self, sample: Sample | None) -> None:
         # The process table is scanned every few seconds and the very same tuples are carried
         # in between: a sample whose devices hold the same ones (and are lost or not as before)
-        # changes no row, and rebuilding every cell to find that out cost a frame ~0.3 ms.
+        # changes no row, and comparing every cell to find that out would cost a frame.
         last, self._shown = self._shown, sample
         if sample is not None and last is not None and _same_processes(last, sample):
             return
@@ -139,22 +148,28 @@ class ProcessTable(DataTable, StyleMemo):  # (DataTable first: Textual reads CSS
     def watch_empty_note(self) -> None:
         self._rebuild()
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        """Clicking a column header sorts by it (the event bubbles on, so the app sees it too)."""
-        if event.column_key.value is not None:
-            self.sort_key = event.column_key.value
+    def header_clicked(self, column: int) -> None:
+        """Clicking a column header sorts by it and says so (the app shows the sort)."""
+        self.sort_key = COLUMNS[column].key
+        self.post_message(self.HeaderSelected(self.sort_key))
+
+    def row_mark(self, index: int) -> Style | None:
+        return self.component_style("processes--workload", partial=True) if self._ours[index] else None
+
+    def render_line(self, y: int) -> Strip:
+        if self.row_count or y != 1:
+            return super().render_line(y)
+        style = self.get_component_rich_style("processes--empty")  # full: resolves $text-muted
+        return Strip([Segment(" " + self.empty_text, style)]).crop_extend(0, self.size.width, self.rich_style)
 
     def _relabel(self) -> None:
-        if not self.columns:
-            return
-        for col in COLUMNS:
-            label = col.label + (" ▼" if col.descending else " ▲") if col.key == self.sort_key else col.label
-            self.columns[ColumnKey(col.key)].label = Text(label, justify="right" if col.right else "left")
-        self.refresh()
+        self.set_header(tuple(c.label + (" ▼" if c.descending else " ▲") if c.key == self.sort_key
+                              else c.label for c in COLUMNS),
+                        tuple(len(c.label) + 2 for c in COLUMNS))  # room for the sort arrow
 
     def _rebuild(self) -> None:
         sample = self.sample
-        if sample is None or not self.columns:
+        if sample is None:
             return
         procs = [p for g in sample.gpus if not g.lost and g.processes for p in g.processes]
         live = [g for g in sample.gpus if not g.lost]
@@ -164,42 +179,6 @@ class ProcessTable(DataTable, StyleMemo):  # (DataTable first: Textual reads CSS
             self.refresh()
         col = next(c for c in COLUMNS if c.key == self.sort_key)
         procs.sort(key=col.sort, reverse=col.descending)
-        keep = self.selected_process
-        keys = [row_key(p) for p in procs]
-        same_rows = keys == list(self._procs)
-        self._procs = dict(zip(keys, procs))
-        mark = self.get_component_rich_style("processes--workload", partial=True)
-        cells = [self._cells(p, mark) for p in procs]
-        if same_rows:  # the usual tick: update changed cells in place, keep caches and cursor
-            for index, (key, row) in enumerate(zip(keys, cells)):
-                changed = False
-                for col, cell in zip(COLUMNS, row):
-                    old = self.get_cell(key, col.key)
-                    if str(old) != str(cell) or old.style != cell.style:
-                        self._set_cell(key, col.key, cell)
-                        changed = True
-                if changed:
-                    self.refresh_row(index)
-            return
-        self.clear()
-        for key, row in zip(keys, cells):
-            self.add_row(*row, key=key)
-        if keep is not None and row_key(keep) in self._procs:
-            self.move_cursor(row=self.get_row_index(row_key(keep)), animate=False, scroll=False)
-
-    def _set_cell(self, key: str, column: str, value: Text) -> None:
-        """``update_cell`` without its repaint of the whole table (header, every row, the blank
-        lines below them): the caller repaints the rows that changed (``refresh_row``). Caches
-        are keyed by ``_update_count``, so the next full repaint, if any, draws the new value."""
-        self._data[RowKey(key)][ColumnKey(column)] = value
-        self._update_count += 1
-
-    def _cells(self, p: GpuProcess, mark: Style | str) -> tuple[Text, ...]:
-        ours = p.pid in self.workload_pids
-        style = mark if ours else ""
-        command = (WORKLOAD_MARK if ours else "") + fmt.command(p.command, p.name)
-        return (Text(str(p.pid), style=style, justify="right"), Text(fmt.text(p.user), style=style),
-                Text(str(p.gpu_index), style=style, justify="right"),
-                Text(fmt.bytes_(p.gpu_mem_bytes), style=style, justify="right"),
-                Text(fmt.pct(p.sm_util_pct), style=style, justify="right"),
-                Text(fmt.pct(p.cpu_pct), style=style, justify="right"), Text(command, style=style))
+        self._procs = {row_key(p): p for p in procs}
+        self._ours = ours = [p.pid in self.workload_pids for p in procs]
+        self.set_rows(list(self._procs), [cells(p, o) for p, o in zip(procs, ours)])
