@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence, Union
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
@@ -54,12 +55,28 @@ class StyleMemo(Widget):
         self._memo_style = self._memo_background = None
 
 
+Piece = tuple[str, "Style | None"]  # some text and its style (None: the panel's own)
+Line = tuple[Piece, ...]  # one line of a panel, its pieces left to right
+Item = tuple[Piece, ...]  # a field: pieces that ``pack`` keeps together on one line
+Drawn = Union[Line, Text]  # a line as drawn: pieces, or (cut to the width by Rich) a Rich line
+
+
+class Rows:
+    """Lines that ``pack`` places as they are (a grid), each on its own line."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self, lines: list[Line]) -> None:
+        self.lines = lines
+
+
 class Panel(StyleMemo):
-    """A widget that renders Rich Text styled through component classes (see gputop.tcss).
+    """A widget whose lines are styled through component classes (see gputop.tcss).
 
     Subclasses implement ``build(width)`` and ``render_key()`` (what the text depends on); the
-    built text is cached per key and width, so a layout pass and the paint that follows it (or a
-    hover) do not build it again.
+    built content is cached per key and width, so a layout pass and the paint that follows it (or
+    a hover) do not build it again. ``build`` returns either lines of pieces (``item``, ``pack``:
+    turned into segments directly, the cheap way for panels redrawn every sample) or Rich Text.
     """
 
     COMPONENT_CLASSES = {
@@ -68,28 +85,45 @@ class Panel(StyleMemo):
         "sm--on", "sm--off",
     }
 
-    _built: tuple[tuple, Text] | None = None
-    _lines: tuple[Text, int, list[Text]] | None = None  # (text, width, its wrapped lines)
-    _strips: tuple[Text, int, Style, list[Strip], list[Text]] | None = None  # (.., the lines drawn)
+    _built: tuple[tuple, Text | list[Line]] | None = None
+    _lines: tuple[object, int, list[Drawn]] | None = None  # (built, width, its lines as drawn)
+    _strips: tuple[object, int, Style, list[Strip], list[Drawn]] | None = None  # (.., the lines drawn)
     _styles: dict[str, Style] | None = None
 
-    def build(self, width: int) -> Text:
+    def build(self, width: int) -> Text | list[Line]:
         raise NotImplementedError
 
     def render_key(self) -> tuple:
         return ()
 
-    def text_for(self, width: int) -> Text:
+    def text_for(self, width: int) -> Text | list[Line]:
+        """What ``build`` gave for this width and the current key (built again only when the
+        key, the width or the theme changed)."""
         key = (width, self.app.theme, *self.render_key())
         if self._built is None or not _same(self._built[0], key):
             self._built = (key, self.build(width))
         return self._built[1]
 
-    def _wrapped(self, width: int) -> list[Text]:
-        """The text as built for this width, wrapped to it: once per built text."""
-        text = self.text_for(width)
-        if self._lines is None or self._lines[0] is not text or self._lines[1] != width:
-            self._lines = (text, width, wrap(text, self.app.console, max(width, 1)))
+    def plain_for(self, width: int) -> str:
+        """The text as built for this width, without its styles, lines joined by newlines."""
+        built = self.text_for(width)
+        return built.plain if isinstance(built, Text) else "\n".join(plain(line) for line in built)
+
+    def _wrapped(self, width: int) -> list[Drawn]:
+        """The content as built for this width, wrapped to it: once per built content."""
+        built = self.text_for(width)
+        if self._lines is None or self._lines[0] is not built or self._lines[1] != width:
+            console, width_ = self.app.console, max(width, 1)
+            drawn: list[Drawn] = []
+            if isinstance(built, Text):
+                drawn += wrap(built, console, width_)
+            else:
+                for line in built or [()]:  # (as Text(""): one blank line)
+                    if fits(line, width_):
+                        drawn.append(line)
+                    else:  # Rich divides it, as it would the Text of these pieces
+                        drawn += wrap(as_text(line), console, width_)
+            self._lines = (built, width, drawn)
         return self._lines[2]
 
     def render_line(self, y: int) -> Strip:
@@ -102,20 +136,21 @@ class Panel(StyleMemo):
         return strips[y] if y < len(strips) else Strip.blank(width, base)
 
     def _strips_for(self, width: int, base: Style) -> list[Strip]:
-        """One strip per wrapped line; a line that reads as it did in the previous text keeps its
-        strip (the very object: ``refresh_changed`` then skips it without comparing)."""
-        text = self.text_for(width)
+        """One strip per wrapped line; a line that reads as it did in the previous content keeps
+        its strip (the very object: ``refresh_changed`` then skips it without comparing)."""
+        built = self.text_for(width)
         old = self._strips
-        if old is not None and old[0] is text and old[1] == width and old[2] == base:
+        if old is not None and old[0] is built and old[1] == width and old[2] == base:
             return old[3]
         console = self.app.console
         lines = self._wrapped(width)
         before, kept = (old[4], old[3]) if old is not None and old[1] == width and old[2] == base else ([], [])
-        strips = [kept[y] if y < len(before) and _same_line(before[y], line)
-                  else Strip(Segment.adjust_line_length(
-                      list(Segment.apply_style(line.render(console), base)), width, base), width)
+        strips = [kept[y] if y < len(before) and _same_drawn(before[y], line)
+                  else (line_strip(line, width, base) if isinstance(line, tuple)
+                        else Strip(Segment.adjust_line_length(
+                            list(Segment.apply_style(line.render(console), base)), width, base), width))
                   for y, line in enumerate(lines)]
-        self._strips = (text, width, base, strips, lines)
+        self._strips = (built, width, base, strips, lines)
         return strips
 
     def update_lines(self) -> None:
@@ -181,6 +216,12 @@ class Panel(StyleMemo):
         return text
 
 
+    def item(self, label: str, value: str, *rest: str | tuple[str, Style]) -> Item:
+        """``field`` as pieces: "label value ...", the label dim, the value emphasised."""
+        return item((label + " " if label else "", self.style_of("panel--label")),
+                    (value, self.style_of("panel--value")), *rest)
+
+
 def wrap(text: Text, console: Console, width: int) -> list[Text]:
     """``text.wrap(console, width)``: its lines split at newlines where each already fits, has no
     tab and the text no justification (what ``flow`` builds), which is what ``wrap`` would give;
@@ -227,4 +268,94 @@ def flow(blocks: Iterable[Iterable[Text]], width: int) -> Text:
             out.append_text(line)
             out.append("\n")
     out.rstrip()
+    return out
+
+
+def item(*pieces: str | Piece) -> Item:
+    """Pieces as one item; a str is unstyled; empty pieces are left out (as Rich's append does)."""
+    return tuple(p for p in ((q, None) if isinstance(q, str) else q for q in pieces) if p[0])
+
+
+def cells(pieces: Sequence[Piece]) -> int:
+    return sum(cell_len(text) for text, _ in pieces)
+
+
+def plain(pieces: Sequence[Piece]) -> str:
+    return "".join(text for text, _ in pieces)
+
+
+def fits(line: Line, width: int) -> bool:
+    """Whether a line is drawn as it is (no tab to expand, no wider than ``width``)."""
+    return cells(line) <= width and not any("\t" in text for text, _ in line)
+
+
+def as_text(line: Line) -> Text:
+    """The Rich Text of these pieces (each styled piece a span, as ``Text.assemble`` makes)."""
+    return Text.assemble(*((text, style) if style else text for text, style in line))
+
+
+def line_strip(line: Line, width: int, base: Style) -> Strip:
+    """A line that fits as a strip ``width`` wide on ``base``: the segments Rich renders for its
+    Text, without the Text (a segment per styled piece, one per run of unstyled ones, then the
+    padding), which is what ``Text.render`` + ``Segment.apply_style`` + ``adjust_line_length``
+    give."""
+    segments: list[Segment] = []
+    run = ""
+    used = 0
+    for text, style in line:
+        used += cell_len(text)
+        if style:
+            if run:
+                segments.append(Segment(run, base))
+                run = ""
+            segments.append(Segment(text, base + style))
+        else:
+            run += text
+    if run or not segments:  # (a blank line is an empty segment, as Rich renders one)
+        segments.append(Segment(run, base))
+    if used < width:
+        segments.append(Segment(" " * (width - used), base))
+    return Strip(segments, width)
+
+
+def _same_drawn(a: Drawn, b: Drawn) -> bool:
+    if isinstance(a, tuple) or isinstance(b, tuple):
+        return a == b
+    return _same_line(a, b)
+
+
+def pack(blocks: Iterable[Sequence[Item] | Rows], width: int) -> list[Line]:
+    """``flow`` of pieces: each block's items on their own line(s), packed left to right with
+    GAP while they fit; ``Rows`` as they are; the trailing white space of the last line cut (as
+    ``flow`` does)."""
+    out: list[Line] = []
+    gap = (GAP, None)
+    for block in blocks:
+        if isinstance(block, Rows):
+            out += block.lines
+            continue
+        line: list[Piece] = []
+        used = 0
+        for it in block:
+            n = cells(it)
+            if used and used + len(GAP) + n > width:
+                out.append(tuple(line))
+                line, used = [], 0
+            if used:
+                line.append(gap)
+                used += len(GAP)
+            line += it
+            used += n
+        if used:
+            out.append(tuple(line))
+    while out:  # Text.rstrip: white space off the end, across lines
+        last = list(out[-1])
+        while last and not last[-1][0].rstrip():
+            last.pop()
+        if last:
+            text, style = last[-1]
+            last[-1] = (text.rstrip(), style)
+            out[-1] = tuple(last)
+            break
+        out.pop()
     return out
