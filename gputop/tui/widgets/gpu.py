@@ -11,7 +11,7 @@ from textual.message import Message
 from textual.reactive import reactive
 
 from gputop import format as fmt
-from gputop.model import GpuSample
+from gputop.model import GpuInfo, GpuSample
 from gputop.tui.widgets.panel import Item, Line, Panel, Rows, cells, item, pack
 
 LOST = "lost (fell off the bus?)"
@@ -66,11 +66,16 @@ class _GpuWidget(Panel):
         super().__init__(**kwargs)
         self.index = index
         self.energy_j: float | None = None  # since gputop started; set (by GpuList) before sample
+        self._state: tuple[bool, bool] | None = None  # (-lost, -trap) as last set
+        self._titled: GpuInfo | None = None  # the device the border's title and subtitle are of
 
     def watch_sample(self, gpu: GpuSample | None) -> None:
         self.update_lines()
-        self.set_class(gpu is not None and gpu.lost, "-lost")
-        self.set_class(gpu is not None and trap_warning(gpu) is not None, "-trap")
+        state = (gpu is not None and gpu.lost, gpu is not None and trap_warning(gpu) is not None)
+        if state != self._state:  # (set_class walks the classes and the styles even unchanged)
+            self._state = state
+            self.set_class(state[0], "-lost")
+            self.set_class(state[1], "-trap")
 
     def watch_selected(self, selected: bool) -> None:
         self.set_class(selected, "-selected")
@@ -84,8 +89,8 @@ class GpuPanel(_GpuWidget):
 
     def watch_sample(self, gpu: GpuSample | None) -> None:
         super().watch_sample(gpu)
-        if gpu is not None:
-            info = gpu.info
+        if gpu is not None and gpu.info is not self._titled:  # (the same object every sample)
+            info = self._titled = gpu.info
             title = f"GPU{info.index} {escape(short_name(info.name))}"  # a name is text, not markup
             if title != self.border_title:  # setting it repaints the whole panel, even unchanged
                 self.border_title = title

@@ -89,6 +89,7 @@ class Panel(StyleMemo):
     _lines: tuple[object, int, list[Drawn]] | None = None  # (built, width, its lines as drawn)
     _strips: tuple[object, int, Style, list[Strip], list[Drawn]] | None = None  # (.., the lines drawn)
     _styles: dict[str, Style] | None = None
+    _paint: tuple[list[Strip], int, Style] | None = None  # (strips, width, style) during render_lines
 
     def build(self, width: int) -> Text | list[Line]:
         raise NotImplementedError
@@ -126,13 +127,27 @@ class Panel(StyleMemo):
             self._lines = (built, width, drawn)
         return self._lines[2]
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """The strips are looked up once for all the lines of one paint, not once a line (the
+        key, the width and the style each cost a few microseconds)."""
+        width = self.content_size.width
+        base = self.rich_style
+        self._paint = (self._strips_for(width, base), width, base)
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._paint = None
+
     def render_line(self, y: int) -> Strip:
         """Line API: the wrapped text as strips, made once per built text. (Returning the Text
         from ``render`` instead made Textual convert and wrap it again on every paint: ~0.5 ms
         for a one-line status bar, every frame.)"""
-        width = self.content_size.width
-        base = self.rich_style
-        strips = self._strips_for(width, base)
+        if self._paint is not None:
+            strips, width, base = self._paint
+        else:
+            width = self.content_size.width
+            base = self.rich_style
+            strips = self._strips_for(width, base)
         return strips[y] if y < len(strips) else Strip.blank(width, base)
 
     def _strips_for(self, width: int, base: Style) -> list[Strip]:
@@ -273,11 +288,22 @@ def flow(blocks: Iterable[Iterable[Text]], width: int) -> Text:
 
 def item(*pieces: str | Piece) -> Item:
     """Pieces as one item; a str is unstyled; empty pieces are left out (as Rich's append does)."""
-    return tuple(p for p in ((q, None) if isinstance(q, str) else q for q in pieces) if p[0])
+    out: list[Piece] = []
+    for piece in pieces:
+        if isinstance(piece, str):
+            if piece:
+                out.append((piece, None))
+        elif piece[0]:
+            out.append(piece)
+    return tuple(out)
 
 
 def cells(pieces: Sequence[Piece]) -> int:
-    return sum(cell_len(text) for text, _ in pieces)
+    """Cells the pieces take (Rich's ``cell_len``; printable ASCII is one cell a character)."""
+    n = 0
+    for text, _ in pieces:
+        n += len(text) if text.isascii() and text.isprintable() else cell_len(text)
+    return n
 
 
 def plain(pieces: Sequence[Piece]) -> str:
