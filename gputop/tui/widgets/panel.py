@@ -19,10 +19,6 @@ from gputop import format as fmt
 GAP = "   "
 
 
-def _same(a: tuple, b: tuple) -> bool:
-    return len(a) == len(b) and all(x is y or x == y for x, y in zip(a, b))
-
-
 class StyleMemo(Widget):
     """A widget whose ``rich_style`` and ``background_colors`` are kept until its styles change.
 
@@ -86,10 +82,11 @@ class Panel(StyleMemo):
     }
 
     _built: tuple[tuple, Text | list[Line]] | None = None
-    _lines: tuple[object, int, list[Drawn]] | None = None  # (built, width, its lines as drawn)
+    _lines: tuple[object, int, list[Drawn], list[int]] | None = None  # (built, width, lines as drawn, their cells)
     _strips: tuple[object, int, Style, list[Strip], list[Drawn]] | None = None  # (.., the lines drawn)
     _styles: dict[str, Style] | None = None
     _paint: tuple[list[Strip], int, Style] | None = None  # (strips, width, style) during render_lines
+    _on: tuple[Style, dict[Style, Style]] | None = None  # (base, each piece's style on it: base + style)
 
     def build(self, width: int) -> Text | list[Line]:
         raise NotImplementedError
@@ -101,7 +98,7 @@ class Panel(StyleMemo):
         """What ``build`` gave for this width and the current key (built again only when the
         key, the width or the theme changed)."""
         key = (width, self.app.theme, *self.render_key())
-        if self._built is None or not _same(self._built[0], key):
+        if self._built is None or self._built[0] != key:  # (a tuple's == tries `is` first)
             self._built = (key, self.build(width))
         return self._built[1]
 
@@ -110,21 +107,28 @@ class Panel(StyleMemo):
         built = self.text_for(width)
         return built.plain if isinstance(built, Text) else "\n".join(plain(line) for line in built)
 
-    def _wrapped(self, width: int) -> list[Drawn]:
+    def _wrapped(self, width: int, built: Text | list[Line] | None = None) -> list[Drawn]:
         """The content as built for this width, wrapped to it: once per built content."""
-        built = self.text_for(width)
+        if built is None:
+            built = self.text_for(width)
         if self._lines is None or self._lines[0] is not built or self._lines[1] != width:
             console, width_ = self.app.console, max(width, 1)
             drawn: list[Drawn] = []
+            used: list[int] = []  # each line's cells (-1: a Rich line)
             if isinstance(built, Text):
                 drawn += wrap(built, console, width_)
+                used += [-1] * len(drawn)
             else:
                 for line in built or [()]:  # (as Text(""): one blank line)
-                    if fits(line, width_):
+                    n = cells(line)
+                    if n <= width_ and not any("\t" in text for text, _ in line):
                         drawn.append(line)
+                        used.append(n)
                     else:  # Rich divides it, as it would the Text of these pieces
-                        drawn += wrap(as_text(line), console, width_)
-            self._lines = (built, width, drawn)
+                        rich_lines = wrap(as_text(line), console, width_)
+                        drawn += rich_lines
+                        used += [-1] * len(rich_lines)
+            self._lines = (built, width, drawn, used)
         return self._lines[2]
 
     def render_lines(self, crop: Region) -> list[Strip]:
@@ -158,10 +162,14 @@ class Panel(StyleMemo):
         if old is not None and old[0] is built and old[1] == width and old[2] == base:
             return old[3]
         console = self.app.console
-        lines = self._wrapped(width)
+        lines = self._wrapped(width, built)
         before, kept = (old[4], old[3]) if old is not None and old[1] == width and old[2] == base else ([], [])
+        if self._on is None or self._on[0] != base:
+            self._on = (base, {})
+        on = self._on[1]
+        used = self._lines[3] if self._lines is not None else []
         strips = [kept[y] if y < len(before) and _same_drawn(before[y], line)
-                  else (line_strip(line, width, base) if isinstance(line, tuple)
+                  else (line_strip(line, width, base, on, used[y]) if isinstance(line, tuple)
                         else Strip(Segment.adjust_line_length(
                             list(Segment.apply_style(line.render(console), base)), width, base), width))
                   for y, line in enumerate(lines)]
@@ -175,17 +183,17 @@ class Panel(StyleMemo):
         that was a good part of a frame for lines that read the same."""
         if not self.is_mounted:
             return
-        width = self.content_size.width
+        width, height = self.content_size  # (computed from the region each time it is asked)
         if not width:
             self.refresh()
             return
         base = self.rich_style
         old = self._strips
         new = self._strips_for(width, base)
-        if self.styles.height is not None and self.styles.height.is_auto and len(new) != self.content_size.height:
+        if self.styles.height is not None and self.styles.height.is_auto and len(new) != height:
             self.refresh(layout=True)
             return
-        refresh_changed(self, old[3] if old is not None and old[1:3] == (width, base) else None, new)
+        refresh_changed(self, old[3] if old is not None and old[1:3] == (width, base) else None, new, width)
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         """Lines of the text as built for this width (the flow packs fields to the width)."""
@@ -203,7 +211,7 @@ class Panel(StyleMemo):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._built = None  # component colours may have changed
-        self._styles = None
+        self._styles = self._on = None
 
     def style_of(self, name: str) -> Style:
         """A component class's style, cached until the styles change (a theme, a class toggled).
@@ -254,13 +262,15 @@ def _same_line(a: Text, b: Text) -> bool:
     return a.style == b.style and a == b
 
 
-def refresh_changed(widget: Widget, old: list[Strip] | None, new: list[Strip]) -> None:
-    """Repaint the lines of ``widget``'s content where ``new`` differs from ``old`` (all of it
-    when there is no ``old`` of the same length)."""
+def refresh_changed(widget: Widget, old: list[Strip] | None, new: list[Strip], width: int | None = None) -> None:
+    """Repaint the lines of ``widget``'s content (``width`` wide: its content's width if not
+    given) where ``new`` differs from ``old`` (all of it when there is no ``old`` of the same
+    length)."""
     if old is None or len(old) != len(new):
         widget.refresh()
         return
-    width = widget.content_size.width
+    if width is None:
+        width = widget.content_size.width
     changed = [Region(0, y, width, 1) for y, (a, b) in enumerate(zip(old, new)) if a is not b and a != b]
     if changed:
         widget.refresh(*changed)
@@ -298,11 +308,27 @@ def item(*pieces: str | Piece) -> Item:
     return tuple(out)
 
 
+_WIDE: dict[str, int] = {}  # cells of the texts that are not printable ASCII, as last measured
+
+
+def _cells(text: str) -> int:
+    """Rich's ``cell_len``: printable ASCII is a cell a character; other texts are kept (Rich's
+    own cache is shared by all of Textual, and missed: a glyph grid measured glyph by glyph)."""
+    if text.isascii() and text.isprintable():
+        return len(text)
+    n = _WIDE.get(text)
+    if n is None:
+        if len(_WIDE) >= 1024:
+            _WIDE.clear()
+        n = _WIDE[text] = cell_len(text)
+    return n
+
+
 def cells(pieces: Sequence[Piece]) -> int:
-    """Cells the pieces take (Rich's ``cell_len``; printable ASCII is one cell a character)."""
+    """Cells the pieces take."""
     n = 0
     for text, _ in pieces:
-        n += len(text) if text.isascii() and text.isprintable() else cell_len(text)
+        n += _cells(text)
     return n
 
 
@@ -310,31 +336,33 @@ def plain(pieces: Sequence[Piece]) -> str:
     return "".join(text for text, _ in pieces)
 
 
-def fits(line: Line, width: int) -> bool:
-    """Whether a line is drawn as it is (no tab to expand, no wider than ``width``)."""
-    return cells(line) <= width and not any("\t" in text for text, _ in line)
-
-
 def as_text(line: Line) -> Text:
     """The Rich Text of these pieces (each styled piece a span, as ``Text.assemble`` makes)."""
     return Text.assemble(*((text, style) if style else text for text, style in line))
 
 
-def line_strip(line: Line, width: int, base: Style) -> Strip:
+def line_strip(line: Line, width: int, base: Style, on: dict[Style, Style] | None = None,
+               used: int | None = None) -> Strip:
     """A line that fits as a strip ``width`` wide on ``base``: the segments Rich renders for its
     Text, without the Text (a segment per styled piece, one per run of unstyled ones, then the
     padding), which is what ``Text.render`` + ``Segment.apply_style`` + ``adjust_line_length``
-    give."""
+    give. ``on`` keeps ``base + style`` per style (Rich's own cache of ``+`` is shared by all
+    of Textual, and missed: ~10 us a piece); ``used``: the line's cells, where known."""
+    if on is None:
+        on = {}
+    if used is None:
+        used = cells(line)
     segments: list[Segment] = []
     run = ""
-    used = 0
     for text, style in line:
-        used += cell_len(text)
         if style:
             if run:
                 segments.append(Segment(run, base))
                 run = ""
-            segments.append(Segment(text, base + style))
+            combined = on.get(style)
+            if combined is None:
+                combined = on[style] = base + style
+            segments.append(Segment(text, combined))
         else:
             run += text
     if run or not segments:  # (a blank line is an empty segment, as Rich renders one)
