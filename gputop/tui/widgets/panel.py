@@ -241,8 +241,10 @@ class Panel(StyleMemo):
 
     def item(self, label: str, value: str, *rest: str | tuple[str, Style]) -> Item:
         """``field`` as pieces: "label value ...", the label dim, the value emphasised."""
-        return item((label + " " if label else "", self.style_of("panel--label")),
-                    (value, self.style_of("panel--value")), *rest)
+        out: list[Piece] = [(label + " ", self.style_of("panel--label"))] if label else []
+        if value:
+            out.append((value, self.style_of("panel--value")))
+        return (*out, *item(*rest)) if rest else tuple(out)
 
 
 def wrap(text: Text, console: Console, width: int) -> list[Text]:
