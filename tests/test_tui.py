@@ -304,7 +304,7 @@ async def test_a_lost_gpu_is_shown_and_the_others_continue():
         assert "lost (fell off the bus?)" in text
         rows = list(app.query(GpuRow))
         assert rows[1].has_class("-lost") and not rows[2].has_class("-lost")
-        assert "SMs" in rows[2].text_for(rows[2].content_size.width).plain
+        assert "SMs" in rows[2].plain_for(rows[2].content_size.width)
 
 
 async def test_energy_counts_from_when_gputop_started():

@@ -5,15 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rich.text import Text
 from textual import events
 from textual.markup import escape
 from textual.message import Message
 from textual.reactive import reactive
 
 from gputop import format as fmt
-from gputop.model import GpuSample
-from gputop.tui.widgets.panel import Panel, flow
+from gputop.model import GpuInfo, GpuSample
+from gputop.tui.widgets.panel import Item, Line, Panel, Rows, cells, item, pack
 
 LOST = "lost (fell off the bus?)"
 SM_ON, SM_OFF = "■", "·"
@@ -67,11 +66,16 @@ class _GpuWidget(Panel):
         super().__init__(**kwargs)
         self.index = index
         self.energy_j: float | None = None  # since gputop started; set (by GpuList) before sample
+        self._state: tuple[bool, bool] | None = None  # (-lost, -trap) as last set
+        self._titled: GpuInfo | None = None  # the device the border's title and subtitle are of
 
     def watch_sample(self, gpu: GpuSample | None) -> None:
         self.update_lines()
-        self.set_class(gpu is not None and gpu.lost, "-lost")
-        self.set_class(gpu is not None and trap_warning(gpu) is not None, "-trap")
+        state = (gpu is not None and gpu.lost, gpu is not None and trap_warning(gpu) is not None)
+        if state != self._state:  # (set_class walks the classes and the styles even unchanged)
+            self._state = state
+            self.set_class(state[0], "-lost")
+            self.set_class(state[1], "-trap")
 
     def watch_selected(self, selected: bool) -> None:
         self.set_class(selected, "-selected")
@@ -85,8 +89,8 @@ class GpuPanel(_GpuWidget):
 
     def watch_sample(self, gpu: GpuSample | None) -> None:
         super().watch_sample(gpu)
-        if gpu is not None:
-            info = gpu.info
+        if gpu is not None and gpu.info is not self._titled:  # (the same object every sample)
+            info = self._titled = gpu.info
             title = f"GPU{info.index} {escape(short_name(info.name))}"  # a name is text, not markup
             if title != self.border_title:  # setting it repaints the whole panel, even unchanged
                 self.border_title = title
@@ -97,28 +101,28 @@ class GpuPanel(_GpuWidget):
     def render_key(self) -> tuple:
         return (self.sample, self.energy_j)
 
-    def build(self, width: int) -> Text:
+    def build(self, width: int) -> list[Line]:
         gpu = self.sample
         if gpu is None:
-            return Text("waiting for the first sample", style=self.style_of("panel--dim"))
+            return [item(("waiting for the first sample", self.style_of("panel--dim")))]
         if gpu.lost:
-            return Text(LOST, style=self.style_of("panel--lost"))
+            return [item((LOST, self.style_of("panel--lost")))]
         width = max(width, 20)
-        return flow(self._blocks(gpu, width), width)
+        return pack(self._blocks(gpu, width), width)
 
-    def _blocks(self, gpu: GpuSample, width: int) -> list[list[Text]]:
-        f, st = self.field, self.style_of
+    def _blocks(self, gpu: GpuSample, width: int) -> list[list[Item] | Rows]:
+        f, st = self.item, self.style_of
         sms = sms_active_text(gpu)
-        head = (Text.assemble((sms, st("panel--value")), f" ({fmt.pct(gpu.sm_active_pct)})") if sms
+        head = (item((sms, st("panel--value")), f" ({fmt.pct(gpu.sm_active_pct)})") if sms
                 else f("SM activity", "n/a", (f" ({_sm_gap(gpu)})", st("panel--dim"))))
-        blocks: list[list[Text]] = [[head, f("NVML util", fmt.pct(gpu.gpu_util_pct)),
-                                     f("tensor", fmt.pct(gpu.tensor_active_pct))]]
+        blocks: list[list[Item] | Rows] = [[head, f("NVML util", fmt.pct(gpu.gpu_util_pct)),
+                                            f("tensor", fmt.pct(gpu.tensor_active_pct))]]
         grid = self._sm_grid(gpu, width)
         if grid is not None:
-            blocks.append([grid])
+            blocks.append(grid)
         warning = trap_warning(gpu)
         if warning:
-            blocks.append([Text("⚠ " + warning, style=st("panel--warn"))])
+            blocks.append([item(("⚠ " + warning, st("panel--warn")))])
         peak = gpu.info.peak_dram_bw_bytes_per_s
         mem_pct = fmt.ratio(gpu.mem_used_bytes, gpu.mem_total_bytes)
         power_pct = fmt.ratio(gpu.power_w, gpu.power_limit_w)
@@ -136,18 +140,21 @@ class GpuPanel(_GpuWidget):
         ]
         return blocks
 
-    def _sm_grid(self, gpu: GpuSample, width: int) -> Text | None:
+    def _sm_grid(self, gpu: GpuSample, width: int) -> Rows | None:
         """One cell per SM, ceil(active) of them filled; rows as wide as the panel."""
         count, active = gpu.info.sm_count, gpu.sms_active
         if not count or active is None:
             return None
         on = min(count, math.ceil(active - 1e-9))
-        cells = Text()
-        cells.append(SM_ON * on, style=self.style_of("sm--on"))
-        cells.append(SM_OFF * (count - on), style=self.style_of("sm--off"))
         rows = -(-count // width)
         per_row = -(-count // rows)  # balanced rows: 2 x 66 rather than 92 + 40
-        return Text("\n").join(cells[i:i + per_row] for i in range(0, count, per_row))
+        sm_on, sm_off = self.style_of("sm--on"), self.style_of("sm--off")
+        lines = []
+        for start in range(0, count, per_row):
+            end = min(start + per_row, count)
+            lines.append(item((SM_ON * (max(0, min(on, end) - start)), sm_on),
+                              (SM_OFF * (end - max(on, start) if end > on else 0), sm_off)))
+        return Rows(lines)
 
 
 def bar(pct: float | None, width: int) -> str:
@@ -165,40 +172,41 @@ class GpuRow(_GpuWidget):
     def render_key(self) -> tuple:
         return (self.sample,)
 
-    def build(self, width: int) -> Text:
+    def build(self, width: int) -> list[Line]:
         gpu = self.sample
         st = self.style_of
         if gpu is None:
-            return Text(f"GPU{self.index} waiting", style=st("panel--dim"))
+            return [item((f"GPU{self.index} waiting", st("panel--dim")))]
         name_width = 16 if width < 110 else 28  # room for "H100 80GB HBM3 (simulated)" when wide
         name = short_name(gpu.info.name)
         name = name if len(name) <= name_width else name[:name_width - 1] + "…"
-        line = Text.assemble((f"{gpu.info.index} ", st("panel--value")), (f"{name:<{name_width}}", st("panel--label")))
+        line = item((f"{gpu.info.index} ", st("panel--value")), (f"{name:<{name_width}}", st("panel--label")))
         if gpu.lost:
-            line.append("  " + LOST, style=st("panel--lost"))
-            return line
+            return [line + item(("  " + LOST, st("panel--lost")))]
         n = gpu.sms_active
         activity = gpu.sm_active_pct if n is not None else gpu.gpu_util_pct
-        line.append(" ")
-        line.append(bar(activity, 10), style=self.load_style(activity))
+        line += item(" ", (bar(activity, 10), self.load_style(activity)))
         sms = (f"{n:>3.0f}/{gpu.info.sm_count} SMs" if n is not None else "SMs n/a   ")
+        f = self.item
         fields = [
-            Text.assemble((sms, st("panel--value"))),
-            self.field("util", fmt.pct(gpu.gpu_util_pct)),
-            self.field("bw", fmt.pct(gpu.dram_bw_util_pct)),
-            self.field("mem", fmt.bytes_(gpu.mem_used_bytes), f"/{fmt.bytes_(gpu.mem_total_bytes)}"),
-            self.field("", fmt.watts(gpu.power_w), f"/{fmt.watts(gpu.power_limit_w)}"),
-            self.field("", fmt.celsius(gpu.temp_c)),
-            self.field("", "n/a" if gpu.pstate is None else f"P{gpu.pstate}"),
+            item((sms, st("panel--value"))),
+            f("util", fmt.pct(gpu.gpu_util_pct)),
+            f("bw", fmt.pct(gpu.dram_bw_util_pct)),
+            f("mem", fmt.bytes_(gpu.mem_used_bytes), f"/{fmt.bytes_(gpu.mem_total_bytes)}"),
+            f("", fmt.watts(gpu.power_w), f"/{fmt.watts(gpu.power_limit_w)}"),
+            f("", fmt.celsius(gpu.temp_c)),
+            f("", "n/a" if gpu.pstate is None else f"P{gpu.pstate}"),
         ]
         if trap_warning(gpu):
-            fields.insert(1, Text("⚠ few SMs busy", style=st("panel--warn")))
-        for item in fields:
-            if line.cell_len + 2 + item.cell_len > width:
+            fields.insert(1, item(("⚠ few SMs busy", st("panel--warn"))))
+        used = cells(line)
+        for field in fields:
+            n_cells = cells(field)
+            if used + 2 + n_cells > width:
                 break
-            line.append("  ")
-            line.append_text(item)
-        return line
+            line += (("  ", None), *field)
+            used += 2 + n_cells
+        return [line]
 
     def watch_sample(self, gpu: GpuSample | None) -> None:
         super().watch_sample(gpu)
@@ -214,11 +222,11 @@ class NoGpuPanel(Panel):
     def render_key(self) -> tuple:
         return (self.reason,)
 
-    def build(self, width: int) -> Text:
+    def build(self, width: int) -> list[Line]:
         lead = "No GPU shown: "
         if len(lead) + len(self.reason) > width:  # one line where the short form fits (40 columns)
             lead = "No GPU: "
-        return Text.assemble((lead, self.style_of("panel--label")), (self.reason, self.style_of("panel--value")))
+        return [item((lead, self.style_of("panel--label")), (self.reason, self.style_of("panel--value")))]
 
 
 def _sm_gap(gpu: GpuSample) -> str:

@@ -62,7 +62,9 @@ class GpuList(VerticalScroll):
         for gpu, child in zip(sample.gpus, self._rows):
             child.energy_j = self.energy_j.get(gpu.info.index)
             child.sample = gpu
-            child.selected = gpu.info.index == self.selected
+            selected = gpu.info.index == self.selected
+            if child.selected != selected:  # (setting a reactive costs even when unchanged)
+                child.selected = selected
         if self._detail is not None:
             chosen = next((g for g in sample.gpus if g.info.index == self.selected), sample.gpus[0])
             self._detail.index = chosen.info.index

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence, Union
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
@@ -16,10 +17,6 @@ from textual.widget import Widget
 from gputop import format as fmt
 
 GAP = "   "
-
-
-def _same(a: tuple, b: tuple) -> bool:
-    return len(a) == len(b) and all(x is y or x == y for x, y in zip(a, b))
 
 
 class StyleMemo(Widget):
@@ -54,12 +51,28 @@ class StyleMemo(Widget):
         self._memo_style = self._memo_background = None
 
 
+Piece = tuple[str, "Style | None"]  # some text and its style (None: the panel's own)
+Line = tuple[Piece, ...]  # one line of a panel, its pieces left to right
+Item = tuple[Piece, ...]  # a field: pieces that ``pack`` keeps together on one line
+Drawn = Union[Line, Text]  # a line as drawn: pieces, or (cut to the width by Rich) a Rich line
+
+
+class Rows:
+    """Lines that ``pack`` places as they are (a grid), each on its own line."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self, lines: list[Line]) -> None:
+        self.lines = lines
+
+
 class Panel(StyleMemo):
-    """A widget that renders Rich Text styled through component classes (see gputop.tcss).
+    """A widget whose lines are styled through component classes (see gputop.tcss).
 
     Subclasses implement ``build(width)`` and ``render_key()`` (what the text depends on); the
-    built text is cached per key and width, so a layout pass and the paint that follows it (or a
-    hover) do not build it again.
+    built content is cached per key and width, so a layout pass and the paint that follows it (or
+    a hover) do not build it again. ``build`` returns either lines of pieces (``item``, ``pack``:
+    turned into segments directly, the cheap way for panels redrawn every sample) or Rich Text.
     """
 
     COMPONENT_CLASSES = {
@@ -68,54 +81,99 @@ class Panel(StyleMemo):
         "sm--on", "sm--off",
     }
 
-    _built: tuple[tuple, Text] | None = None
-    _lines: tuple[Text, int, list[Text]] | None = None  # (text, width, its wrapped lines)
-    _strips: tuple[Text, int, Style, list[Strip], list[Text]] | None = None  # (.., the lines drawn)
+    _built: tuple[tuple, Text | list[Line]] | None = None
+    _lines: tuple[object, int, list[Drawn], list[int]] | None = None  # (built, width, lines as drawn, their cells)
+    _strips: tuple[object, int, Style, list[Strip], list[Drawn]] | None = None  # (.., the lines drawn)
     _styles: dict[str, Style] | None = None
+    _paint: tuple[list[Strip], int, Style] | None = None  # (strips, width, style) during render_lines
+    _on: tuple[Style, dict[Style, Style]] | None = None  # (base, each piece's style on it: base + style)
 
-    def build(self, width: int) -> Text:
+    def build(self, width: int) -> Text | list[Line]:
         raise NotImplementedError
 
     def render_key(self) -> tuple:
         return ()
 
-    def text_for(self, width: int) -> Text:
+    def text_for(self, width: int) -> Text | list[Line]:
+        """What ``build`` gave for this width and the current key (built again only when the
+        key, the width or the theme changed)."""
         key = (width, self.app.theme, *self.render_key())
-        if self._built is None or not _same(self._built[0], key):
+        if self._built is None or self._built[0] != key:  # (a tuple's == tries `is` first)
             self._built = (key, self.build(width))
         return self._built[1]
 
-    def _wrapped(self, width: int) -> list[Text]:
-        """The text as built for this width, wrapped to it: once per built text."""
-        text = self.text_for(width)
-        if self._lines is None or self._lines[0] is not text or self._lines[1] != width:
-            self._lines = (text, width, wrap(text, self.app.console, max(width, 1)))
+    def plain_for(self, width: int) -> str:
+        """The text as built for this width, without its styles, lines joined by newlines."""
+        built = self.text_for(width)
+        return built.plain if isinstance(built, Text) else "\n".join(plain(line) for line in built)
+
+    def _wrapped(self, width: int, built: Text | list[Line] | None = None) -> list[Drawn]:
+        """The content as built for this width, wrapped to it: once per built content."""
+        if built is None:
+            built = self.text_for(width)
+        if self._lines is None or self._lines[0] is not built or self._lines[1] != width:
+            console, width_ = self.app.console, max(width, 1)
+            drawn: list[Drawn] = []
+            used: list[int] = []  # each line's cells (-1: a Rich line)
+            if isinstance(built, Text):
+                drawn += wrap(built, console, width_)
+                used += [-1] * len(drawn)
+            else:
+                for line in built or [()]:  # (as Text(""): one blank line)
+                    n = cells(line)
+                    if n <= width_ and not any("\t" in text for text, _ in line):
+                        drawn.append(line)
+                        used.append(n)
+                    else:  # Rich divides it, as it would the Text of these pieces
+                        rich_lines = wrap(as_text(line), console, width_)
+                        drawn += rich_lines
+                        used += [-1] * len(rich_lines)
+            self._lines = (built, width, drawn, used)
         return self._lines[2]
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """The strips are looked up once for all the lines of one paint, not once a line (the
+        key, the width and the style each cost a few microseconds)."""
+        width = self.content_size.width
+        base = self.rich_style
+        self._paint = (self._strips_for(width, base), width, base)
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._paint = None
 
     def render_line(self, y: int) -> Strip:
         """Line API: the wrapped text as strips, made once per built text. (Returning the Text
         from ``render`` instead made Textual convert and wrap it again on every paint: ~0.5 ms
         for a one-line status bar, every frame.)"""
-        width = self.content_size.width
-        base = self.rich_style
-        strips = self._strips_for(width, base)
+        if self._paint is not None:
+            strips, width, base = self._paint
+        else:
+            width = self.content_size.width
+            base = self.rich_style
+            strips = self._strips_for(width, base)
         return strips[y] if y < len(strips) else Strip.blank(width, base)
 
     def _strips_for(self, width: int, base: Style) -> list[Strip]:
-        """One strip per wrapped line; a line that reads as it did in the previous text keeps its
-        strip (the very object: ``refresh_changed`` then skips it without comparing)."""
-        text = self.text_for(width)
+        """One strip per wrapped line; a line that reads as it did in the previous content keeps
+        its strip (the very object: ``refresh_changed`` then skips it without comparing)."""
+        built = self.text_for(width)
         old = self._strips
-        if old is not None and old[0] is text and old[1] == width and old[2] == base:
+        if old is not None and old[0] is built and old[1] == width and old[2] == base:
             return old[3]
         console = self.app.console
-        lines = self._wrapped(width)
+        lines = self._wrapped(width, built)
         before, kept = (old[4], old[3]) if old is not None and old[1] == width and old[2] == base else ([], [])
-        strips = [kept[y] if y < len(before) and _same_line(before[y], line)
-                  else Strip(Segment.adjust_line_length(
-                      list(Segment.apply_style(line.render(console), base)), width, base), width)
+        if self._on is None or self._on[0] != base:
+            self._on = (base, {})
+        on = self._on[1]
+        used = self._lines[3] if self._lines is not None else []
+        strips = [kept[y] if y < len(before) and _same_drawn(before[y], line)
+                  else (line_strip(line, width, base, on, used[y]) if isinstance(line, tuple)
+                        else Strip(Segment.adjust_line_length(
+                            list(Segment.apply_style(line.render(console), base)), width, base), width))
                   for y, line in enumerate(lines)]
-        self._strips = (text, width, base, strips, lines)
+        self._strips = (built, width, base, strips, lines)
         return strips
 
     def update_lines(self) -> None:
@@ -125,17 +183,17 @@ class Panel(StyleMemo):
         that was a good part of a frame for lines that read the same."""
         if not self.is_mounted:
             return
-        width = self.content_size.width
+        width, height = self.content_size  # (computed from the region each time it is asked)
         if not width:
             self.refresh()
             return
         base = self.rich_style
         old = self._strips
         new = self._strips_for(width, base)
-        if self.styles.height is not None and self.styles.height.is_auto and len(new) != self.content_size.height:
+        if self.styles.height is not None and self.styles.height.is_auto and len(new) != height:
             self.refresh(layout=True)
             return
-        refresh_changed(self, old[3] if old is not None and old[1:3] == (width, base) else None, new)
+        refresh_changed(self, old[3] if old is not None and old[1:3] == (width, base) else None, new, width)
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         """Lines of the text as built for this width (the flow packs fields to the width)."""
@@ -153,7 +211,7 @@ class Panel(StyleMemo):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._built = None  # component colours may have changed
-        self._styles = None
+        self._styles = self._on = None
 
     def style_of(self, name: str) -> Style:
         """A component class's style, cached until the styles change (a theme, a class toggled).
@@ -181,6 +239,14 @@ class Panel(StyleMemo):
         return text
 
 
+    def item(self, label: str, value: str, *rest: str | tuple[str, Style]) -> Item:
+        """``field`` as pieces: "label value ...", the label dim, the value emphasised."""
+        out: list[Piece] = [(label + " ", self.style_of("panel--label"))] if label else []
+        if value:
+            out.append((value, self.style_of("panel--value")))
+        return (*out, *item(*rest)) if rest else tuple(out)
+
+
 def wrap(text: Text, console: Console, width: int) -> list[Text]:
     """``text.wrap(console, width)``: its lines split at newlines where each already fits, has no
     tab and the text no justification (what ``flow`` builds), which is what ``wrap`` would give;
@@ -198,13 +264,15 @@ def _same_line(a: Text, b: Text) -> bool:
     return a.style == b.style and a == b
 
 
-def refresh_changed(widget: Widget, old: list[Strip] | None, new: list[Strip]) -> None:
-    """Repaint the lines of ``widget``'s content where ``new`` differs from ``old`` (all of it
-    when there is no ``old`` of the same length)."""
+def refresh_changed(widget: Widget, old: list[Strip] | None, new: list[Strip], width: int | None = None) -> None:
+    """Repaint the lines of ``widget``'s content (``width`` wide: its content's width if not
+    given) where ``new`` differs from ``old`` (all of it when there is no ``old`` of the same
+    length)."""
     if old is None or len(old) != len(new):
         widget.refresh()
         return
-    width = widget.content_size.width
+    if width is None:
+        width = widget.content_size.width
     changed = [Region(0, y, width, 1) for y, (a, b) in enumerate(zip(old, new)) if a is not b and a != b]
     if changed:
         widget.refresh(*changed)
@@ -227,4 +295,123 @@ def flow(blocks: Iterable[Iterable[Text]], width: int) -> Text:
             out.append_text(line)
             out.append("\n")
     out.rstrip()
+    return out
+
+
+def item(*pieces: str | Piece) -> Item:
+    """Pieces as one item; a str is unstyled; empty pieces are left out (as Rich's append does)."""
+    out: list[Piece] = []
+    for piece in pieces:
+        if isinstance(piece, str):
+            if piece:
+                out.append((piece, None))
+        elif piece[0]:
+            out.append(piece)
+    return tuple(out)
+
+
+_WIDE: dict[str, int] = {}  # cells of the texts that are not printable ASCII, as last measured
+
+
+def _cells(text: str) -> int:
+    """Rich's ``cell_len``: printable ASCII is a cell a character; other texts are kept (Rich's
+    own cache is shared by all of Textual, and missed: a glyph grid measured glyph by glyph)."""
+    if text.isascii() and text.isprintable():
+        return len(text)
+    n = _WIDE.get(text)
+    if n is None:
+        if len(_WIDE) >= 1024:
+            _WIDE.clear()
+        n = _WIDE[text] = cell_len(text)
+    return n
+
+
+def cells(pieces: Sequence[Piece]) -> int:
+    """Cells the pieces take."""
+    n = 0
+    for text, _ in pieces:
+        n += _cells(text)
+    return n
+
+
+def plain(pieces: Sequence[Piece]) -> str:
+    return "".join(text for text, _ in pieces)
+
+
+def as_text(line: Line) -> Text:
+    """The Rich Text of these pieces (each styled piece a span, as ``Text.assemble`` makes)."""
+    return Text.assemble(*((text, style) if style else text for text, style in line))
+
+
+def line_strip(line: Line, width: int, base: Style, on: dict[Style, Style] | None = None,
+               used: int | None = None) -> Strip:
+    """A line that fits as a strip ``width`` wide on ``base``: the segments Rich renders for its
+    Text, without the Text (a segment per styled piece, one per run of unstyled ones, then the
+    padding), which is what ``Text.render`` + ``Segment.apply_style`` + ``adjust_line_length``
+    give. ``on`` keeps ``base + style`` per style (Rich's own cache of ``+`` is shared by all
+    of Textual, and missed: ~10 us a piece); ``used``: the line's cells, where known."""
+    if on is None:
+        on = {}
+    if used is None:
+        used = cells(line)
+    segments: list[Segment] = []
+    run = ""
+    for text, style in line:
+        if style:
+            if run:
+                segments.append(Segment(run, base))
+                run = ""
+            combined = on.get(style)
+            if combined is None:
+                combined = on[style] = base + style
+            segments.append(Segment(text, combined))
+        else:
+            run += text
+    if run or not segments:  # (a blank line is an empty segment, as Rich renders one)
+        segments.append(Segment(run, base))
+    if used < width:
+        segments.append(Segment(" " * (width - used), base))
+    return Strip(segments, width)
+
+
+def _same_drawn(a: Drawn, b: Drawn) -> bool:
+    if isinstance(a, tuple) or isinstance(b, tuple):
+        return a == b
+    return _same_line(a, b)
+
+
+def pack(blocks: Iterable[Sequence[Item] | Rows], width: int) -> list[Line]:
+    """``flow`` of pieces: each block's items on their own line(s), packed left to right with
+    GAP while they fit; ``Rows`` as they are; the trailing white space of the last line cut (as
+    ``flow`` does)."""
+    out: list[Line] = []
+    gap = (GAP, None)
+    for block in blocks:
+        if isinstance(block, Rows):
+            out += block.lines
+            continue
+        line: list[Piece] = []
+        used = 0
+        for it in block:
+            n = cells(it)
+            if used and used + len(GAP) + n > width:
+                out.append(tuple(line))
+                line, used = [], 0
+            if used:
+                line.append(gap)
+                used += len(GAP)
+            line += it
+            used += n
+        if used:
+            out.append(tuple(line))
+    while out:  # Text.rstrip: white space off the end, across lines
+        last = list(out[-1])
+        while last and not last[-1][0].rstrip():
+            last.pop()
+        if last:
+            text, style = last[-1]
+            last[-1] = (text.rstrip(), style)
+            out[-1] = tuple(last)
+            break
+        out.pop()
     return out

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import time
 
-from rich.text import Text
 from textual.reactive import reactive
 
 from gputop import format as fmt
 from gputop.feed import ReplayPosition
-from gputop.tui.widgets.panel import Panel
+from gputop.tui.widgets.panel import Item, Line, Panel, cells, item
 
 
 def wall_clock(ts_ns: int) -> str:
@@ -51,40 +50,42 @@ class StatusBar(Panel):
         return (self.interval_s, self.paused, self.own_cpu_pct, self.selected_gpu, self.sort_label, self.host,
                 self.replay)
 
-    def build(self, width: int) -> Text:
-        f = self.field
-        text = Text.assemble(("gputop", self.style_of("panel--value")))
+    def build(self, width: int) -> list[Line]:
+        f, st = self.item, self.style_of
+        line = item(("gputop", st("panel--value")))
         if self.host:
-            text.append(f" {self.host}", style=self.style_of("panel--label"))
+            line += item((f" {self.host}", st("panel--label")))
         # the selected GPU and the process table's sort; neither where there is no GPU (the
         # GPU panel says why, once)
         gpu = [] if self.selected_gpu is None else [f("GPU", str(self.selected_gpu)), f("sort", self.sort_label)]
-        help_ = Text("? help", style=self.style_of("panel--dim"))
+        help_ = item(("? help", st("panel--dim")))
         if self.replay is not None:
             parts = self._replay_parts(self.replay) + gpu + [help_]
         else:
-            state = Text(" PAUSED ", style=self.style_of("panel--warn")) if self.paused else Text("live")
+            state = item((" PAUSED ", st("panel--warn"))) if self.paused else item("live")
             parts = [state, f("every", f"{self.interval_s:g} s"), *gpu,
                      f("own CPU", fmt.pct(self.own_cpu_pct, 1)), help_]
+        used = cells(line)
         for part in parts:
-            if text.cell_len + 3 + part.cell_len > width:
+            n = cells(part)
+            if used + 3 + n > width:
                 break
-            text.append("   ")
-            text.append_text(part)
-        return text
+            line += (("   ", None), *part)
+            used += 3 + n
+        return [line]
 
-    def _replay_parts(self, pos: ReplayPosition) -> list[Text]:
-        f = self.field
+    def _replay_parts(self, pos: ReplayPosition) -> list[Item]:
+        f, st = self.item, self.style_of
         if self.paused:
-            state = Text(" PAUSED ", style=self.style_of("panel--warn"))
+            state = item((" PAUSED ", st("panel--warn")))
         else:
-            state = Text.assemble(("▶ ", self.style_of("panel--value")), speed_text(pos.speed))
-        parts = [Text.assemble(("replay", self.style_of("panel--value")), " ", state),
+            state = item(("▶ ", st("panel--value")), speed_text(pos.speed))
+        parts = [item(("replay", st("panel--value")), " ", *state),
                  f("t", "+" + offset_text(pos.offset_s), f" of {offset_text(pos.duration_s)}"),
                  f("at", wall_clock(pos.ts_ns)),
                  f("sample", f"{pos.index + 1}/{pos.count}")]
         if self.paused:
             parts.append(f("speed", speed_text(pos.speed)))
         if not pos.complete:
-            parts.append(Text("cut off", style=self.style_of("panel--warn")))
+            parts.append(item(("cut off", st("panel--warn"))))
         return parts
