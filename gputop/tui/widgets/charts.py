@@ -22,7 +22,7 @@ from textual.strip import Strip
 
 from gputop.history import History, cpu_key, gpu_key
 from gputop.tui.widgets.dotplot import DotPlot
-from gputop.tui.widgets.panel import StyleMemo, refresh_changed
+from gputop.tui.widgets.panel import StyleMemo
 
 
 def unscaled(value: float) -> float:
@@ -163,6 +163,7 @@ class Chart(StyleMemo):
         axis = self._style("chart--axis")
         style_of = {None: self._style(None), **{k: self._style(f"chart--{k}") for k in plot.kinds}}
         rows, before = [], self._rows
+        prefixes: dict[str, Segment] = {}
         for row in range(plot_h):
             label = ""
             if row == 0:
@@ -175,17 +176,24 @@ class Chart(StyleMemo):
             if row < len(before) and before[row][0] == drawn:  # as last time: the same strip
                 strip = before[row][1]
             else:
-                segments = [Segment(f"{label:>{gutter - 1}}" + ("┤" if label else "│"), axis)]
-                segments += plot.row_segments(row, style_of)
-                strip = Strip(segments, width)
+                prefix = prefixes.get(label)
+                if prefix is None:
+                    prefix = prefixes[label] = Segment(f"{label:>{gutter - 1}}" + ("┤" if label else "│"), axis)
+                strip = Strip([prefix, *plot.row_segments(row, style_of)], width)
             rows.append((drawn, strip))
             lines.append(strip)
         self._rows = rows
         lines.append(self._x_axis(width, gutter, history, plot_w))
         old, self._lines = self._lines, lines
         # only the rows that changed: a line that moves repaints its few rows, the blank ones
-        # above and below it, the title and the axes stay as they are
-        refresh_changed(self, old, lines)
+        # above and below it, the title and the axes stay as they are. A line that reads as it
+        # did is the same strip (above, and ``_made_of``): no need to compare them
+        if len(old) != len(lines):
+            self.refresh()
+        else:
+            changed = [Region(0, y, width, 1) for y, (a, b) in enumerate(zip(old, lines)) if a is not b]
+            if changed:
+                self.refresh(*changed)
 
     def _plot_of(self, history: History | None, values: list[Drawn], plot_w: int, plot_h: int,
                  top: float, bottom: float) -> DotPlot:
@@ -222,7 +230,7 @@ class Chart(StyleMemo):
         if self.ylim:
             bottom, top = self.ylim
         else:
-            peak = max((p for _, pts in values for p in pts if p is not None), default=0.0)
+            peak = max((max([p for p in pts if p is not None]) for _, pts in values), default=0.0)
             bottom, top = 0.0, nice_ceiling(peak * 1.05)
         return values, top, bottom
 

@@ -148,7 +148,7 @@ class DotPlot:
                 if moved is not None:
                     break
         else:
-            moved = _runs(text, owners, styles, 0)
+            moved = _runs(text, owners, styles, self.scrolled >> 1)
         made[:] = [*made[-1:], _Made(self.scrolled, text, owners, styles, *moved)]
         return moved[0]
 
@@ -159,16 +159,18 @@ class DotPlot:
         if not 0 < cells < w - 2 or text[1:w - cells] != old.text[cells + 1:] or owners[1:w - cells] != old.owners[cells + 1:]:
             return None
         # old runs that start and end inside the cells that read the same (their ends are
-        # ends now too); the runs before and after them are made anew
-        first = bisect_left(old.starts, cells + 2)
-        last = bisect_right(old.starts, w - 1) - 2
+        # ends now too); the runs before and after them are made anew. (Starts count cells from
+        # where the plot's first cell was when it was made, so a moved run starts where it did.)
+        base = self.scrolled >> 1
+        starts = old.starts
+        first = bisect_left(starts, base + 2)
+        last = bisect_right(starts, base + w - 1 - cells) - 2
         if first > last:
             return None
-        a, b = old.starts[first] - cells, old.starts[last + 1] - cells
-        head, head_starts = _runs(text[:a], owners[:a], styles, 0)
-        tail, tail_starts = _runs(text[b:], owners[b:], styles, b)
-        return ([*head, *old.segments[first:last + 1], *tail],
-                [*head_starts, *(s - cells for s in old.starts[first:last + 1]), *tail_starts])
+        a, b = starts[first] - base, starts[last + 1] - base
+        head, head_starts = _runs(text[:a], owners[:a], styles, base)
+        tail, tail_starts = _runs(text[b:], owners[b:], styles, base + b)
+        return [*head, *old.segments[first:last + 1], *tail], [*head_starts, *starts[first:last + 1], *tail_starts]
 
     def _decoded(self, r: int) -> tuple[str, str]:
         """Row ``r``'s characters, and for each a character that stands for its kind."""
@@ -177,7 +179,8 @@ class DotPlot:
 
 
 class _Made(NamedTuple):
-    """A row's segments as made at ``scrolled``, from what (``starts``: each one's first cell)."""
+    """A row's segments as made at ``scrolled``, from what (``starts``: each one's first cell,
+    plus ``scrolled // 2``)."""
 
     scrolled: int
     text: str
