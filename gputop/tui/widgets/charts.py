@@ -161,7 +161,8 @@ class Chart(StyleMemo):
 
         lines = [self._title_line(width, values)]
         axis = self._style("chart--axis")
-        style_of = {None: self._style(None), **{k: self._style(f"chart--{k}") for k in plot.kinds}}
+        style_of: dict[str | None, Style] = {None: self._style(None)}
+        style_of.update((k, self._style(f"chart--{k}")) for k in plot.kinds)
         rows, before = [], self._rows
         prefixes: dict[str, Segment] = {}
         for row in range(plot_h):

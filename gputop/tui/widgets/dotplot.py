@@ -19,8 +19,8 @@ stay below the surrogates (0xD800) while there are at most MAX_SERIES series.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from functools import lru_cache
-from bisect import bisect_left, bisect_right
 from typing import Mapping, NamedTuple, Sequence
 
 from rich.segment import Segment
@@ -45,7 +45,7 @@ def _tables(kinds: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """For every code point a row can decode to: the cell's character, and a character that
     stands for the kind of the series that drew the cell last ("\\0" for none; the same
     character for two series of one kind, whose cells are one run of one colour)."""
-    kind_char = {None: "\0"}
+    kind_char: dict[str | None, str] = {None: "\0"}
     for kind in kinds:
         kind_char.setdefault(kind, chr(len(kind_char)))
     owner = ["\0", *(kind_char[k] for k in kinds)]
@@ -87,7 +87,8 @@ class DotPlot:
     def fill(self, series: Sequence[Points]) -> None:
         """Draw each series' points (one list per kind), the newest at the right edge."""
         w, y_of = self.dots_w, self.y_of
-        self.ys = [[None] * (w - len(points)) + [y_of(v) for v in points[-w:]] for points in series]
+        pad: list[int | None] = [None]
+        self.ys = [pad * (w - len(points)) + [y_of(v) for v in points[-w:]] for points in series]
         for x in range(w):  # (every row's byte at x is set)
             self._column(x)
         self._made = [[] for _ in range(self.plot_h)]
@@ -159,12 +160,12 @@ class DotPlot:
         if not 0 < cells < w - 2 or text[1:w - cells] != old.text[cells + 1:] or owners[1:w - cells] != old.owners[cells + 1:]:
             return None
         # old runs that start and end inside the cells that read the same (their ends are
-        # ends now too); the runs before and after them are made anew. (Starts count cells from
-        # where the plot's first cell was when it was made, so a moved run starts where it did.)
+        # ends now too): all but the last, from the first that starts past the new cell 1; the
+        # runs before and after them are made anew. (Starts count cells from where the plot's
+        # first cell was when it was made, so a moved run starts where it did.)
         base = self.scrolled >> 1
         starts = old.starts
-        first = bisect_left(starts, base + 2)
-        last = bisect_right(starts, base + w - 1 - cells) - 2
+        first, last = bisect_left(starts, base + 2), len(starts) - 2
         if first > last:
             return None
         a, b = starts[first] - base, starts[last + 1] - base
