@@ -165,14 +165,11 @@ class Chart(StyleMemo):
         style_of.update((k, self._style(f"chart--{k}")) for k in plot.kinds)
         rows, before = [], self._rows
         prefixes: dict[str, Segment] = {}
-        for row in range(plot_h):
-            label = ""
-            if row == 0:
-                label = y_labels[0]
-            elif row == plot_h // 2 and plot_h > 2:
-                label = y_labels[1]
-            elif row == plot_h - 1:
-                label = y_labels[2]
+        labels = [""] * plot_h
+        if plot_h > 2:
+            labels[plot_h // 2] = y_labels[1]
+        labels[-1], labels[0] = y_labels[2], y_labels[0]
+        for row, label in enumerate(labels):
             drawn = (width, gutter, label, plot.kinds, bytes(plot.rows[row]))
             if row < len(before) and before[row][0] == drawn:  # as last time: the same strip
                 strip = before[row][1]

@@ -193,6 +193,10 @@ class _Made(NamedTuple):
 
 def _runs(text: str, owners: str, styles: Mapping[str, Style], offset: int) -> tuple[list[Segment], list[int]]:
     """One segment per run of one owner character, and the cell each starts at (+ ``offset``)."""
-    matches = list(_RUN.finditer(owners))
-    return ([Segment(text[m.start():m.end()], styles[m.group(1)]) for m in matches],
-            [m.start() + offset for m in matches])
+    segments: list[Segment] = []
+    starts: list[int] = []
+    for m in _RUN.finditer(owners):
+        a, b = m.span()
+        segments.append(Segment(text[a:b], styles[owners[a]]))
+        starts.append(a + offset)
+    return segments, starts
