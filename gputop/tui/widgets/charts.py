@@ -1,9 +1,10 @@
 """History charts: CPU vs GPU activity, DRAM bandwidth and power, over the last minutes.
 
 Braille line charts drawn straight into Strips (Textual's line API): two points per column, as
-many as the chart is wide, asked of the history each tick. A plotext chart of the same size cost
-~25 ms a tick (build, ANSI parse and one styled segment per cell); these cost ~1 ms. CPU series are
-one colour and GPU series another in every chart, both set in gputop.tcss (chart--cpu, chart--gpu).
+many as the chart is wide, asked of the history each frame. A plotext chart of the same size cost
+~25 ms a tick (build, ANSI parse and one styled segment per cell); a full replot of these ~0.6 ms a
+chart, and a frame scrolls the plot instead (see dotplot). CPU series are one colour and GPU
+series another in every chart, both set in gputop.tcss (chart--cpu, chart--gpu).
 """
 
 from __future__ import annotations
