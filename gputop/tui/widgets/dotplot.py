@@ -71,6 +71,7 @@ class DotPlot:
         self.rows = [bytearray(self.dots_w) for _ in range(plot_h)]
         self.scrolled = 0  # dot columns scrolled by since the plot was made
         self._made: list[list[_Made]] = [[] for _ in range(plot_h)]  # each row's last two segment lists
+        self._style_of: tuple[Mapping[str | None, Style] | None, dict[str, Style]] = (None, {})
         self._chars, self._owners = _tables(self.kinds)
         self._kind_of: dict[str, str | None] = {"\0": None}  # a run's owner character: its kind
         for kind in self.kinds:
@@ -129,7 +130,7 @@ class DotPlot:
 
     def row_runs(self, r: int) -> list[tuple[str, str | None]]:
         """Row ``r`` as runs of cells drawn last by series of one kind (or by none): (text, kind)."""
-        text, owners = self._decoded(r)
+        text, owners = self._decoded(self.rows[r])
         kind_of = self._kind_of
         return [(text[m.start():m.end()], kind_of[m.group(1)]) for m in _RUN.finditer(owners)]
 
@@ -138,26 +139,29 @@ class DotPlot:
 
         A scroll by an even number of points moves every cell of a row by whole cells, so the
         row's runs but those at its ends are those it had then, moved: where the cells between
-        read as they did (compared, not assumed), those segments are the same objects again."""
-        text, owners = self._decoded(r)
-        styles = {char: style_of[kind] for char, kind in self._kind_of.items()}
+        hold the same bytes as then (compared, not assumed), those segments are the same
+        objects again, and only the cells of the runs at the ends are made into characters."""
+        row = bytes(self.rows[r])
+        if style_of is not self._style_of[0]:  # (one mapping for every row of a chart's frame)
+            self._style_of = (style_of, {char: style_of[kind] for char, kind in self._kind_of.items()})
+        styles = self._style_of[1]
         made = self._made[r]
         for old in made:
             shift = self.scrolled - old.scrolled
             if shift % 2 == 0 and old.styles == styles:
-                moved = self._moved(old, shift // 2, text, owners, styles)
+                moved = self._moved(old, shift // 2, row, styles)
                 if moved is not None:
                     break
         else:
-            moved = _runs(text, owners, styles, self.scrolled >> 1)
-        made[:] = [*made[-1:], _Made(self.scrolled, text, owners, styles, *moved)]
+            moved = _runs(*self._decoded(row), styles, self.scrolled >> 1)
+        made[:] = [*made[-1:], _Made(self.scrolled, row, styles, *moved)]
         return moved[0]
 
-    def _moved(self, old: _Made, cells: int, text: str, owners: str,
+    def _moved(self, old: _Made, cells: int, row: bytes,
                styles: dict[str, Style]) -> tuple[list[Segment], list[int]] | None:
         """The row's segments from ``old``'s, ``cells`` to the left now; None where none fit."""
         w = self.plot_w
-        if not 0 < cells < w - 2 or text[1:w - cells] != old.text[cells + 1:] or owners[1:w - cells] != old.owners[cells + 1:]:
+        if not 0 < cells < w - 2 or row[2:2 * (w - cells)] != old.row[2 * (cells + 1):]:
             return None
         # old runs that start and end inside the cells that read the same (their ends are
         # ends now too): all but the last, from the first that starts past the new cell 1; the
@@ -169,13 +173,13 @@ class DotPlot:
         if first > last:
             return None
         a, b = starts[first] - base, starts[last + 1] - base
-        head, head_starts = _runs(text[:a], owners[:a], styles, base)
-        tail, tail_starts = _runs(text[b:], owners[b:], styles, base + b)
+        head, head_starts = _runs(*self._decoded(row[:2 * a]), styles, base)
+        tail, tail_starts = _runs(*self._decoded(row[2 * b:]), styles, base + b)
         return [*head, *old.segments[first:last + 1], *tail], [*head_starts, *starts[first:last + 1], *tail_starts]
 
-    def _decoded(self, r: int) -> tuple[str, str]:
-        """Row ``r``'s characters, and for each a character that stands for its kind."""
-        cells = self.rows[r].decode("utf-16-be")
+    def _decoded(self, row: bytes | bytearray) -> tuple[str, str]:
+        """Cells' characters, and for each a character that stands for its kind."""
+        cells = row.decode("utf-16-be")
         return cells.translate(self._chars), cells.translate(self._owners)
 
 
@@ -184,8 +188,7 @@ class _Made(NamedTuple):
     plus ``scrolled // 2``)."""
 
     scrolled: int
-    text: str
-    owners: str
+    row: bytes
     styles: dict[str, Style]
     segments: list[Segment]
     starts: list[int]
