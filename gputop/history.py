@@ -74,6 +74,7 @@ class History:
         self.capacity = capacity
         self._ts_ns: deque[int] = deque(maxlen=capacity)
         self._series: dict[str, deque[Value]] = {}
+        self.pushes = 0  # samples ever recorded: a reader that kept this knows how many are new
 
     def push(self, sample: Sample, extra: Mapping[str, Value] | None = None) -> None:
         """Append one point per series from ``sample`` (and ``extra``, already keyed by series
@@ -88,6 +89,7 @@ class History:
         for name in points.keys() - self._series.keys():
             self._series[name] = deque(repeat(None, len(self._ts_ns)), maxlen=self.capacity)
         self._ts_ns.append(ts_ns)
+        self.pushes += 1
         for name, column in self._series.items():
             column.append(points.get(name))
 

@@ -92,3 +92,13 @@ def test_a_lost_gpu_records_none():
 def test_capacity_must_be_positive():
     with pytest.raises(ValueError):
         History(capacity=0)
+
+
+def test_pushes_count_every_sample_recorded_past_the_capacity_too():
+    """What a chart compares to know how many points are new since it drew (len stops growing)."""
+    h = History(capacity=3)
+    assert h.pushes == 0
+    for t in range(5):
+        h.push(sample(t))
+    h.record(10, {"cpu.load1": 1.0})
+    assert (h.pushes, len(h)) == (6, 3)

@@ -1,9 +1,10 @@
 """History charts: CPU vs GPU activity, DRAM bandwidth and power, over the last minutes.
 
 Braille line charts drawn straight into Strips (Textual's line API): two points per column, as
-many as the chart is wide, asked of the history each tick. A plotext chart of the same size cost
-~25 ms a tick (build, ANSI parse and one styled segment per cell); these cost ~1 ms. CPU series are
-one colour and GPU series another in every chart, both set in gputop.tcss (chart--cpu, chart--gpu).
+many as the chart is wide, asked of the history each frame. A plotext chart of the same size cost
+~25 ms a tick (build, ANSI parse and one styled segment per cell); a full replot of these ~0.6 ms a
+chart, and a frame scrolls the plot instead (see dotplot). CPU series are one colour and GPU
+series another in every chart, both set in gputop.tcss (chart--cpu, chart--gpu).
 """
 
 from __future__ import annotations
@@ -15,20 +16,22 @@ from rich.segment import Segment
 from rich.style import Style
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.filter import ANSIToTruecolor
+from textual.geometry import Region
 from textual.reactive import reactive
 from textual.strip import Strip
 
 from gputop.history import History, cpu_key, gpu_key
-from gputop.tui.widgets.panel import StyleMemo, refresh_changed
-
-BRAILLE = 0x2800
-# dot bit for (column 0/1, row 0..3) inside one braille cell
-_DOT = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
-_CELL = (" ", *(chr(BRAILLE + bits) for bits in range(1, 256)))  # a cell's dots as its character
+from gputop.tui.widgets.dotplot import DotPlot
+from gputop.tui.widgets.panel import StyleMemo
 
 
 def unscaled(value: float) -> float:
     return value
+
+
+def gigabytes(value: float) -> float:
+    return value / 1e9
 
 
 class Series(NamedTuple):
@@ -74,14 +77,17 @@ class Chart(StyleMemo):
         self.now_label = "now"  # the right edge of the x axis ("cursor" in a replay)
         self._lines: list[Strip] = []
         self._rows: list[tuple[tuple, Strip]] = []  # each plot row's drawing and its strip
+        self._plot: tuple[tuple, int, DotPlot] | None = None  # what it plots, at which push, the plot
         self._styles: dict[str | None, Style] = {}
         self._made: dict[str, tuple[tuple, Strip]] = {}  # title and x axis: what each was made of
+        self._plain: str | None = None  # see render_lines
 
     def on_resize(self) -> None:
         self.replot()
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
+        self._plain = None
         self._styles = {}
         self._rows = []
         self._made = {}
@@ -91,6 +97,44 @@ class Chart(StyleMemo):
         if y < len(self._lines):
             return self._lines[y]
         return Strip.blank(self.size.width, self._style(None))
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """The lines as ``render_line`` gives them, through the app's line filters: what
+        Textual's styles cache gives for a widget without border, padding, outline, tint, hatch
+        or opacity (the charts' styles), which it makes anew, a strip each, and filters, for
+        every repainted line (~40 us a line, and the plot scrolls: ~8 rows a chart a frame).
+        The ANSI-to-truecolor filter is left out where every style the lines are made of is
+        truecolor and not dim already: it returns such a segment as it is."""
+        if self._plain is None:
+            self._plain = self._plain_styles()
+        if not self._plain:
+            return super().render_lines(crop)
+        skip = ANSIToTruecolor if self._plain == "truecolor" else ()
+        filters = [f for f in self.get_line_filters() if not isinstance(f, skip)]
+        background = self.background_colors[1]
+        strips = []
+        for y in crop.line_range:
+            strip = self.render_line(y)
+            for line_filter in filters:
+                strip = strip.apply_filter(line_filter, background)
+            strips.append(strip)
+        x1, x2 = crop.column_span
+        if (x1, x2) != (0, self.size.width):
+            strips = [strip.crop(x1, x2) for strip in strips]
+        return strips
+
+    def _plain_styles(self) -> str:
+        """"" where Textual must draw the lines itself (a border, padding...), "truecolor" where
+        every style they are made of is truecolor and not dim, else "plain"."""
+        styles = self.styles
+        if (any(styles.gutter) or any(edge for edge, _ in styles.outline) or styles.tint.a
+                or styles.text_opacity != 1.0 or self.opacity != 1.0 or self.BLANK
+                or (styles.has_rule("hatch") and styles.hatch != "none")):
+            return ""  # (links: the lines have none, so no link hover style either)
+        used = [self._style(None), *(self._style(name) for name in sorted(self.COMPONENT_CLASSES))]
+        truecolor = all((s.color is None or s.color.triplet is not None)
+                        and (s.bgcolor is None or s.bgcolor.triplet is not None) and not s.dim for s in used)
+        return "truecolor" if truecolor else "plain"
 
     def _style(self, name: str | None) -> Style:
         """The widget's style, plus component class ``name`` (cached until the styles change:
@@ -114,37 +158,62 @@ class Chart(StyleMemo):
         y_labels = (axis_number(top), axis_number((top + bottom) / 2), axis_number(bottom))
         gutter = max(len(s) for s in y_labels) + 1
         plot_w = width - gutter
-        cells = [[0] * plot_w for _ in range(plot_h)]
-        owner: list[list[str | None]] = [[None] * plot_w for _ in range(plot_h)]
-        for series, points in values:
-            self._draw(series.kind, points, cells, owner, plot_w, plot_h, top, bottom)
+        plot = self._plot_of(history, values, plot_w, plot_h, top, bottom)
 
         lines = [self._title_line(width, values)]
         axis = self._style("chart--axis")
+        style_of: dict[str | None, Style] = {None: self._style(None)}
+        style_of.update((k, self._style(f"chart--{k}")) for k in plot.kinds)
         rows, before = [], self._rows
-        for row in range(plot_h):
-            label = ""
-            if row == 0:
-                label = y_labels[0]
-            elif row == plot_h // 2 and plot_h > 2:
-                label = y_labels[1]
-            elif row == plot_h - 1:
-                label = y_labels[2]
-            drawn = (width, gutter, label, tuple(cells[row]), tuple(owner[row]))
+        prefixes: dict[str, Segment] = {}
+        labels = [""] * plot_h
+        if plot_h > 2:
+            labels[plot_h // 2] = y_labels[1]
+        labels[-1], labels[0] = y_labels[2], y_labels[0]
+        for row, label in enumerate(labels):
+            drawn = (width, gutter, label, plot.kinds, bytes(plot.rows[row]))
             if row < len(before) and before[row][0] == drawn:  # as last time: the same strip
                 strip = before[row][1]
             else:
-                segments = [Segment(f"{label:>{gutter - 1}}" + ("┤" if label else "│"), axis)]
-                segments += self._row_segments(cells[row], owner[row])
-                strip = Strip(segments, width)
+                prefix = prefixes.get(label)
+                if prefix is None:
+                    prefix = prefixes[label] = Segment(f"{label:>{gutter - 1}}" + ("┤" if label else "│"), axis)
+                strip = Strip([prefix, *plot.row_segments(row, style_of)], width)
             rows.append((drawn, strip))
             lines.append(strip)
         self._rows = rows
         lines.append(self._x_axis(width, gutter, history, plot_w))
         old, self._lines = self._lines, lines
         # only the rows that changed: a line that moves repaints its few rows, the blank ones
-        # above and below it, the title and the axes stay as they are
-        refresh_changed(self, old, lines)
+        # above and below it, the title and the axes stay as they are. A line that reads as it
+        # did is the same strip (above, and ``_made_of``): no need to compare them
+        if len(old) != len(lines):
+            self.refresh()
+        else:
+            changed = [Region(0, y, width, 1) for y, (a, b) in enumerate(zip(old, lines)) if a is not b]
+            if changed:
+                self.refresh(*changed)
+
+    def _plot_of(self, history: History | None, values: list[Drawn], plot_w: int, plot_h: int,
+                 top: float, bottom: float) -> DotPlot:
+        """The plot of ``values``: the last one scrolled by the points pushed since, where it
+        was drawn from the same history, at the same size and scale, of the same series; else
+        drawn anew (a replay's seek hands down another history: always drawn anew)."""
+        key = (history, plot_w, plot_h, top, bottom, tuple(s for s, _ in values))
+        pushes = history.pushes if history is not None else 0
+        kept = self._plot
+        if kept is not None and kept[0] == key:
+            plot, new = kept[2], pushes - kept[1]
+            if new == 0:
+                return plot
+            if 0 < new < plot.dots_w and all(len(points) >= new for _, points in values):
+                plot.advance([points[-new:] for _, points in values])
+                self._plot = (key, pushes, plot)
+                return plot
+        plot = DotPlot(plot_w, plot_h, top, bottom, [s.kind for s, _ in values])
+        plot.fill([points for _, points in values])
+        self._plot = (key, pushes, plot)
+        return plot
 
     def _values(self, history: History | None, width: int) -> tuple[list[Drawn], float, float]:
         """Each series' newest points (2 per column), scaled; and the y range to draw them in."""
@@ -160,44 +229,9 @@ class Chart(StyleMemo):
         if self.ylim:
             bottom, top = self.ylim
         else:
-            peak = max((p for _, pts in values for p in pts if p is not None), default=0.0)
+            peak = max((max([p for p in pts if p is not None]) for _, pts in values), default=0.0)
             bottom, top = 0.0, nice_ceiling(peak * 1.05)
         return values, top, bottom
-
-    def _draw(self, kind: str, points: list[float | None], cells: list[list[int]],
-              owner: list[list[str | None]], plot_w: int, plot_h: int, top: float, bottom: float) -> None:
-        dots_w, dots_h = 2 * plot_w, 4 * plot_h
-        offset = dots_w - len(points)  # newest point at the right edge
-        span = (top - bottom) or 1.0
-        last = dots_h - 1
-        prev = None
-        for i, value in enumerate(points):
-            x = offset + i
-            if value is None or x < 0:
-                prev = None
-                continue
-            y = round((1 - (min(max(value, bottom), top) - bottom) / span) * last)
-            col, half = divmod(x, 2)
-            dots = _DOT[half]
-            if prev is None or prev == y:
-                row = y >> 2
-                cells[row][col] |= dots[y & 3]
-                owner[row][col] = kind
-            else:  # join to the previous point so steep changes read as a line
-                for yy in range(min(prev, y), max(prev, y) + 1):
-                    row = yy >> 2
-                    cells[row][col] |= dots[yy & 3]
-                    owner[row][col] = kind
-            prev = y
-
-    def _row_segments(self, bits: list[int], owner: list[str | None]) -> list[Segment]:
-        """One segment per run of cells drawn by the same series kind (or by none)."""
-        if not bits:
-            return []
-        text = "".join([_CELL[b] for b in bits])
-        cuts = [i for i in range(1, len(owner)) if owner[i] != owner[i - 1]]
-        starts, ends = [0, *cuts], [*cuts, len(bits)]
-        return [self._run(text[a:b], owner[a]) for a, b in zip(starts, ends)]
 
     def _run(self, chars: str, kind: str | None) -> Segment:
         return Segment(chars, self._style(f"chart--{kind}" if kind else None))
@@ -315,7 +349,7 @@ class HistoryCharts(Horizontal):
                                    else Series(gpu_key(i, "gpu_util_pct"), f"GPU{i} util", "gpu"))
         bandwidth = self.query_one("#chart-bandwidth", Chart)
         bandwidth.series = [] if i is None else [
-            Series(gpu_key(i, "dram_bw_bytes_per_s"), f"GPU{i}", "gpu", lambda v: v / 1e9)]
+            Series(gpu_key(i, "dram_bw_bytes_per_s"), f"GPU{i}", "gpu", gigabytes)]
         early = len(self.history) < 2  # nothing is drawn before two points: "no data yet"
         bandwidth.note = "no GPU" if i is None else "" if early else "n/a (no GPM reading)"
         power = self.query_one("#chart-power", Chart)
