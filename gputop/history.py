@@ -17,7 +17,7 @@ from itertools import islice, repeat
 from typing import Iterator, Mapping, Sequence, TypeVar
 
 from gputop import metrics
-from gputop.model import Sample
+from gputop.model import Sample, WorkloadState
 
 T = TypeVar("T")
 
@@ -38,6 +38,17 @@ def gpu_key(index: int, metric: str) -> str:
 
 def workload_key(metric: str) -> str:
     return f"workload.{metric}"
+
+
+# a launched workload's progress, kept as history series beside the sample's (the live view's)
+WORKLOAD_SERIES = ("step", "samples_per_s", "tflops", "mfu_pct", "loss", "joules_per_step")
+
+
+def workload_points(state: WorkloadState | None) -> dict[str, float | None] | None:
+    """The workload's progress as history series (``workload.samples_per_s``, ...)."""
+    if state is None:
+        return None
+    return {workload_key(name): getattr(state, name) for name in WORKLOAD_SERIES}
 
 
 _CPU_SCALARS = tuple(m for m in metrics.CPU_METRICS if metrics.metric(m).scope == "cpu")

@@ -510,12 +510,60 @@ async def test_quitting_beside_a_script_that_ignores_sigterm_says_what_it_is_wai
             await until(pilot, lambda: app.workload_state is not None
                         and "working" in app.workload_state.output_tail, timeout_s=20)
             quitting = asyncio.ensure_future(pilot.press("q"))  # returns once the app has quit
-            await until(pilot, lambda: "stopping (SIGTERM sent, then SIGKILL in" in screen_text(app), timeout_s=5)
+            # not pilot.pause (until): it waits for the app's own queue, which the quit action
+            # holds for the whole grace; the screen is read as it is drawn meanwhile
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5
+            while "stopping (SIGTERM sent, then SIGKILL in" not in screen_text(app):
+                assert loop.time() < deadline, screen_text(app)
+                await asyncio.sleep(0.02)
             await quitting
             assert not app.is_running
         state = wl.poll()
         assert state.status == "stopped" and state.returncode == -signal.SIGKILL
     finally:
+        wl.stop()
+
+
+async def test_quitting_says_what_it_waits_for_even_while_the_sampler_hangs(tmp_path):
+    """A driver call that never returns holds the sampling; the quit still shows the workload's
+    state as it stops (polled on a timer of its own, QUIT_POLL_S)."""
+    import threading
+
+    from gputop.workload import Workload
+
+    script = tmp_path / "stubborn.py"
+    script.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                      "print('working', flush=True)\nwhile True:\n    time.sleep(0.05)\n")
+    release = threading.Event()
+    hang = threading.Event()
+
+    class Hangs(FakeSampler):
+        def sample(self):
+            if hang.is_set():
+                release.wait(30)
+            return super().sample()
+
+    wl = Workload(str(script))
+    wl.start()
+    try:
+        app = make_app(Hangs(lambda t: make_sample(1, t)), 0.1, workload=wl)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.workload_state is not None
+                        and "working" in app.workload_state.output_tail, timeout_s=20)
+            hang.set()
+            await asyncio.sleep(0.3)  # the sampler is stuck now
+            taken = app.samples_taken
+            quitting = asyncio.ensure_future(pilot.press("q"))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5
+            while "stopping (SIGTERM sent, then SIGKILL in" not in screen_text(app):
+                assert loop.time() < deadline, screen_text(app)
+                await asyncio.sleep(0.02)
+            assert app.samples_taken == taken  # shown without a sample
+            await quitting
+    finally:
+        release.set()
         wl.stop()
 
 

@@ -30,7 +30,7 @@ from textual.timer import Timer
 from gputop import sampler as sampling
 from gputop.argtypes import next_interval
 from gputop.feed import LiveFeed, ReplayFeed
-from gputop.history import History, workload_key
+from gputop.history import History, workload_points
 from gputop.model import Sample, WorkloadState
 from gputop.tui import replay
 from gputop.tui.screens.help import HelpScreen
@@ -50,13 +50,13 @@ from gputop.tui.widgets.workload import WorkloadPanel, WorkloadView
 __all__ = ["GputopApp", "SelfCpu"]
 
 STOP_GRACE_S = 3.0  # a workload gets this long after SIGTERM before SIGKILL
+QUIT_POLL_S = 0.25  # meanwhile its state is shown this often
 FRAME_S = 0.5  # the screen is drawn at most twice a second, however fast it samples
 FRAME_SLACK = 0.1  # a frame due this share of FRAME_S from now is drawn now, not on a timer
 SETTLE_HEAP_S = 1.0  # the CLI's views: start-up's objects frozen out of collections this long after the first frame
 FULL_PANELS_TWO_GPUS_ROWS = 56  # two full GPU panels need a terminal this tall; else one line each
 DETAIL_ROWS = 40  # compact rows plus the selected GPU's full panel from this height
 SHORT_ROWS = 34  # below this the screen is "-short" (VERTICAL_BREAKPOINTS): no charts, no log
-WORKLOAD_SERIES = ("step", "samples_per_s", "tflops", "mfu_pct", "loss", "joules_per_step")
 
 
 class GputopApp(ThemeMemoApp[None]):
@@ -235,7 +235,7 @@ class GputopApp(ThemeMemoApp[None]):
             self.sample_errors, self._last_error = 0, None
         state = self._poll_workload(sample)
         if isinstance(self.feed, LiveFeed):
-            self.feed.push(sample, extra=_workload_points(state))
+            self.feed.push(sample, extra=workload_points(state))
         self._pending = (sample, state)
 
     def _frame(self) -> None:
@@ -334,10 +334,14 @@ class GputopApp(ThemeMemoApp[None]):
             if state is None or state.running:
                 self.notify(f"stopping the workload: SIGTERM, then SIGKILL after {STOP_GRACE_S:g} s",
                             timeout=STOP_GRACE_S + 3)
+            # its state shown while it stops, whatever the sampling does (a hung driver call)
+            showing = self.set_interval(QUIT_POLL_S, lambda: self._poll_workload(None))
             try:
                 await asyncio.to_thread(self.workload.stop, STOP_GRACE_S)
             except Exception as exc:  # quitting must still quit; the launcher stops it again
                 self.notify(f"stopping the workload failed: {exc}", severity="error")
+            finally:
+                showing.stop()
         self.exit()
 
     def action_toggle_pause(self) -> None:
@@ -414,7 +418,6 @@ class GputopApp(ThemeMemoApp[None]):
 
         self.push_screen(KillScreen(proc), answered)
 
-
     # -- a replay's keys ------------------------------------------------------------------------
 
     def action_play(self) -> None:
@@ -440,11 +443,4 @@ class GputopApp(ThemeMemoApp[None]):
     def action_goto(self) -> None:
         if self._replay is not None:
             self._replay.ask_time()
-
-
-def _workload_points(state: WorkloadState | None) -> dict[str, float | None] | None:
-    """The workload's progress as history series (``workload.samples_per_s``, ...)."""
-    if state is None:
-        return None
-    return {workload_key(name): getattr(state, name) for name in WORKLOAD_SERIES}
 
