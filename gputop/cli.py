@@ -160,14 +160,19 @@ def _live(args: argparse.Namespace) -> int:
     sampler = open_real()
     feed = LiveFeed(sampler, args.interval, workload=workload)
     try:
-        feed.prefetch()  # while Textual is imported and the screen built
+        if workload is None:  # (with one, after its fork: a fork beside a sampling thread is unsafe)
+            feed.prefetch()  # while Textual is imported and the screen built
         from gputop.tui.app import SETTLE_HEAP_S, GputopApp
         from gputop.tui.terminal import run_full_screen
 
         # the workload is started on the main thread, before the app runs: the child's
         # PR_SET_PDEATHSIG fires when the thread that forked it exits (see gputop.workload.process)
+        def start(job: Workload) -> None:
+            job.start()
+            feed.prefetch()
+
         run_full_screen(GputopApp(feed, settle_heap_s=SETTLE_HEAP_S),
-                        before=None if workload is None else workload.start)
+                        before=None if workload is None else lambda: start(workload))
     except WorkloadError as exc:
         sys.stderr.write(f"gputop: error: {exc}\n")
         return ExitStatus.USAGE

@@ -242,13 +242,17 @@ async def run(sampler: Produces[T], ticker: Ticker | float,
     finally:
         thread.stop()
         # cancelled (a pause, the end): what was taken and not yet handed over still goes to
-        # on_sample, not drawn (a sample still being taken when the thread stops is dropped)
+        # on_sample, then after_batch (a sample still being taken when the thread stops is dropped)
+        drained = False
         while inbox:
             sample = inbox.popleft()
             if not isinstance(sample, _Failed):
+                drained = True
                 result = on_sample(sample)
                 if inspect.iscoroutine(result):  # cannot be awaited while cancelled
                     result.close()
+        if drained and after_batch is not None:
+            after_batch()
 
 
 class _Failed:
@@ -295,6 +299,7 @@ class _SamplingThread(threading.Thread, Generic[T]):
                     sample = self._sampler.sample()
                 if self._stopped.is_set():
                     return
+                self._wake.clear()  # a set_interval during that sample: this was its tick now
                 self._inbox.append(sample)
                 held = True
                 deadline = time.monotonic() + self._ticker.next_delay()

@@ -415,3 +415,29 @@ async def test_run_raises_what_the_sampler_raised_and_its_thread_ends_when_cance
     n = len(sampler.threads)
     await asyncio.sleep(0.05)
     assert len(sampler.threads) == n  # no sampling after the run has ended
+
+
+async def test_a_new_interval_set_during_a_sample_is_that_sample_s_tick_not_one_more():
+    """The +/- keys while a (slow) sample is being taken: the next sample comes an interval
+    after, not at once (which gave two samples 30 ms apart, then a gap of two intervals)."""
+    started, starts = threading.Event(), []
+
+    class Slow:
+        def sample(self):
+            starts.append(time.monotonic())
+            started.set()
+            time.sleep(0.15)
+            return len(starts)
+
+    ticker = Ticker(0.6)
+    got = []
+    task = asyncio.create_task(run(Slow(), ticker, got.append))
+    await asyncio.to_thread(started.wait, 10)
+    ticker.set_interval(0.6)  # mid-sample
+    while len(starts) < 3:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert 0.45 < gaps[0] < 1.0 and 0.45 < gaps[1] < 1.0, gaps

@@ -566,6 +566,8 @@ async def test_fast_sampling_comes_in_batches_each_drawn_once_with_nothing_lost(
         app.action_toggle_pause()
         await pilot.pause(0.1)
         taken = app.samples_taken
+        # the paused screen comes to show the last sample (drawn when the frame is due)
+        await until(pilot, lambda: app.sample.ts_ns == make_sample(1, taken - 1).ts_ns, timeout_s=2)
     assert taken >= 2 * len(drawn)  # several samples a frame
     assert all(b - a >= 2 for a, b in zip(drawn[1:], drawn[2:]))  # each frame after a batch of them
     assert len(app.history) == taken  # none lost on the way, a batch pending at the pause included
@@ -665,6 +667,12 @@ async def test_the_cli_views_freeze_start_up_objects_out_of_the_collector_after_
             assert gc.get_freeze_count() == 0
         async with app.run_test(size=(120, 40)) as pilot:
             await started(pilot)
+            await until(pilot, lambda: gc.get_freeze_count() > 0)
+        gc.unfreeze()
+        from gputop.feed import ReplayFeed
+
+        replay = GputopApp(ReplayFeed([make_sample(1, t) for t in range(5)]), settle_heap_s=0.05)
+        async with replay.run_test(size=(120, 40)) as pilot:  # its frames: show_sample, not _draw
             await until(pilot, lambda: gc.get_freeze_count() > 0)
     finally:
         gc.unfreeze()

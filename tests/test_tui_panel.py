@@ -194,3 +194,37 @@ async def test_a_lost_gpu_reads_in_the_lost_style() -> None:
         seg = next(s for s in panel.render_line(0) if s.text.startswith("lost"))
         assert seg.style == panel.rich_style + panel.get_component_rich_style("panel--lost")
         assert seg.style != panel.rich_style
+
+
+async def test_kept_lines_are_those_textual_draws_afresh_after_samples_keys_and_a_theme():
+    """KeptLines hands the compositor its last lines while none is marked dirty: after every
+    change (samples, the table's cursor, a theme) they must equal a render from scratch."""
+    from textual.geometry import Region
+    from textual.widget import Widget
+
+    from gputop.tui.widgets.panel import KeptLines
+    from gputop.tui.widgets.processes import ProcessTable
+
+    def fresh(widget: Widget, crop: Region) -> list:
+        widget._styles_cache.clear()
+        return Widget.render_lines(widget, crop)
+
+    feed = LiveFeed(FakeSampler(lambda t: make_sample(1, t)), 1.0, host="h", paused=True)
+    app = GputopApp(feed, self_cpu=SelfCpu(cpu_clock=lambda: 0.0, wall_clock=lambda: 0.0), frame_s=0.0)
+    async with app.run_test(size=(160, 50)) as pilot:
+        kept = [w for w in app.screen.walk_children() if isinstance(w, KeptLines)]
+        assert {type(w).__name__ for w in kept} >= {"ProcessTable", "KeyFooter", "GpuList", "HistoryCharts"}
+        steps = [lambda: None, lambda: app.query_one(ProcessTable).focus(), lambda: None,
+                 lambda: setattr(app, "theme", "textual-light"), lambda: None]
+        for t, step in enumerate(steps):
+            step()
+            app.ingest(make_sample(1, t, cores=2))
+            await pilot.pause()
+            if t == 2:
+                await pilot.press("down")
+                await pilot.pause()
+            for widget in kept:
+                crop = Region(0, 0, *widget.size)
+                first = widget.render_lines(crop)
+                assert widget.render_lines(crop) is first  # kept: nothing was marked dirty
+                assert first == fresh(widget, crop), (type(widget).__name__, t)

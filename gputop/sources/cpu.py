@@ -3,8 +3,8 @@ package power through RAPL powercap.
 
 The only module that imports psutil. Core utilization is computed here from our own previous
 per-core snapshot rather than with ``psutil.cpu_percent``: psutil keeps that function's previous
-snapshot per calling thread, and the sampler runs on whichever worker thread
-``asyncio.to_thread`` picks, so psutil's answer would silently be "since some other tick".
+snapshot per calling thread, and the sampler runs on more than one thread (a pause and the
+first sample start new ones), so psutil's answer would silently be "since some other tick".
 
 CPU package power comes from the RAPL energy counters under ``/sys/class/powercap``
 (``intel-rapl:N`` with ``name`` = ``package-N``; AMD exposes the same tree on newer kernels).

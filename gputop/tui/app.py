@@ -226,8 +226,7 @@ class GputopApp(ThemeMemoApp[None]):
         self._frame()
 
     def _take(self, sample: Sample) -> None:
-        """One sample into the history and the workload's state; the latest one is drawn at
-        the next frame."""
+        """One sample into the history and the workload's state (the latest is drawn next)."""
         self.samples_taken += 1
         if self.sample_errors:
             self.notify(f"sampling works again after {self.sample_errors} failed "
@@ -256,8 +255,7 @@ class GputopApp(ThemeMemoApp[None]):
         if self._pending is None:
             return
         (sample, state), self._pending = self._pending, None
-        if self._last_frame == -math.inf and self.settle_heap_s is not None:  # the first frame
-            self.set_timer(self.settle_heap_s, settle_heap)
+        self._settle_after_first_frame()
         self._last_frame = time.monotonic()
         try:
             if state is not None:
@@ -308,7 +306,13 @@ class GputopApp(ThemeMemoApp[None]):
 
     # -- a replay's driver calls these (gputop.tui.replay.ReplayView) --------------------------
 
+    def _settle_after_first_frame(self) -> None:
+        if self.settle_heap_s is not None:
+            self.set_timer(self.settle_heap_s, settle_heap)
+            self.settle_heap_s = None  # once
+
     def show_sample(self, sample: Sample) -> None:
+        self._settle_after_first_frame()  # (a replay's frames come here, not through _draw)
         self.samples_taken = self.feed.cursor + 1 if isinstance(self.feed, ReplayFeed) else self.samples_taken
         state = self._poll_workload(sample)  # a recorded workload: as it stood at the cursor
         if state is not None:

@@ -23,7 +23,7 @@ from textual.strip import Strip
 
 from gputop.history import History, cpu_key, gpu_key
 from gputop.tui.widgets.dotplot import DotPlot
-from gputop.tui.widgets.panel import StyleMemo
+from gputop.tui.widgets.panel import KeptLines, StyleMemo
 
 
 def unscaled(value: float) -> float:
@@ -304,7 +304,7 @@ def time_axis(plot_w: int, label: str, column: int, right: str) -> str:
     return "".join(line)
 
 
-class HistoryCharts(Horizontal):
+class HistoryCharts(Horizontal, KeptLines):
     """Three charts that follow the selected GPU; the app hands down the history and a tick."""
 
     tick: reactive[int] = reactive(0, always_update=True, repaint=False)  # the charts replot themselves

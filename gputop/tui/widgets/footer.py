@@ -16,6 +16,8 @@ from textual.reactive import Reactive
 from textual.widget import Widget
 from textual.widgets import Footer
 
+from gputop.tui.widgets.panel import KeptLines
+
 HELP_ACTION = "help"
 PALETTE = "-command-palette"  # the class Textual's footer gives the command palette's key
 # cells a key takes besides its key and description text, as Textual's footer CSS draws it:
@@ -69,7 +71,7 @@ def _is_key(widget: Widget) -> bool:
     return all(hasattr(widget, name) for name in ("key_display", "description", "action"))
 
 
-class KeyFooter(Footer):
+class KeyFooter(Footer, KeptLines):
     """``Footer`` that fits its keys to the width it is given (see the module docstring)."""
 
     def __init__(self, **kwargs: Any) -> None:

@@ -12,9 +12,10 @@ from textual.reactive import reactive
 
 from gputop.model import Sample
 from gputop.tui.widgets.gpu import GpuPanel, GpuRow, NoGpuPanel
+from gputop.tui.widgets.panel import KeptLines
 
 
-class GpuList(VerticalScroll):
+class GpuList(VerticalScroll, KeptLines):
     """Reconciles one child per GPU with each sample; rebuilds only when the set or mode changes."""
 
     sample: reactive[Sample | None] = reactive(None, always_update=True, repaint=False)  # children repaint

@@ -51,6 +51,31 @@ class StyleMemo(Widget):
         self._memo_style = self._memo_background = None
 
 
+class KeptLines(Widget):
+    """A widget whose ``render_lines`` gives the very lines it gave last while Textual has marked
+    none of them for repainting and the crop, size and scroll are the same.
+
+    The compositor asks every widget under the bounding box of a frame's changed lines for all
+    its lines (live, the whole screen: the CPU panel at the top and the table at the bottom
+    change), and Textual's styles cache then crops and filters each of them again, unchanged or
+    not (~30 us a line: ~0.8 ms a frame for the table, the footer and the containers). A line
+    changes only through a refresh, which marks it dirty in that cache (a style or theme change
+    too: Textual refreshes the node); where that cache's dirty set is not there (another Textual
+    than 8.x), nothing is kept."""
+
+    _kept: tuple[tuple[object, ...], list[Strip]] | None = None
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        dirty = getattr(self._styles_cache, "_dirty_lines", None)
+        key = (crop, self.region.size, self.scroll_offset)
+        kept = self._kept
+        if kept is not None and dirty is not None and not dirty and kept[0] == key:
+            return kept[1]
+        lines = super().render_lines(crop)
+        self._kept = (key, lines) if dirty is not None else None
+        return lines
+
+
 Piece = tuple[str, "Style | None"]  # some text and its style (None: the panel's own)
 Line = tuple[Piece, ...]  # one line of a panel, its pieces left to right
 Item = tuple[Piece, ...]  # a field: pieces that ``pack`` keeps together on one line

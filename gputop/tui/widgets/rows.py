@@ -23,12 +23,12 @@ from textual.geometry import Region, Size, Spacing
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from gputop.tui.widgets.panel import StyleMemo
+from gputop.tui.widgets.panel import KeptLines, StyleMemo
 
 PAD = 1  # blank cells either side of a cell's text
 
 
-class RowTable(ScrollView, StyleMemo, can_focus=True):  # (ScrollView first: Textual reads CSS along the first bases)
+class RowTable(ScrollView, StyleMemo, KeptLines, can_focus=True):  # (ScrollView first: Textual reads CSS along the first bases)
     """Subclasses set RIGHT (per column: right-justified) and call ``set_header``/``set_rows``."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
