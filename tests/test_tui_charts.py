@@ -209,6 +209,27 @@ async def test_the_charts_lines_are_what_textual_would_draw():
                 assert chart.render_lines(part) == Widget.render_lines(chart, part)
 
 
+async def test_lines_still_of_the_old_width_are_fitted_as_textual_would():
+    """Textual paints right after a reflow, before the chart's Resize handler replots: lines of
+    the old width are cut or padded as Textual's styles cache does, not drawn as they are."""
+    from textual.strip import Strip
+
+    app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True)
+    async with app.run_test(size=(160, 50)) as pilot:
+        for t in range(5):
+            app.ingest(make_sample(1, t))
+            await pilot.pause()
+        chart = app.query(Chart).first()
+        region = Region(0, 0, *chart.size)
+        for delta in (-7, 9):  # the plot as it was at another width
+            chart._lines = [Strip(list(line), line.cell_length).adjust_cell_length(chart.size.width + delta)
+                            for line in chart._lines]
+            chart._styles_cache.clear()
+            drawn = chart.render_lines(region)
+            assert all(line.cell_length == chart.size.width for line in drawn)
+            assert drawn == Widget.render_lines(chart, region)
+
+
 async def test_a_replay_seek_draws_the_charts_anew():
     """Stepping back rebuilds the replay's history (as long as it was, at another time): the
     charts must draw it anew, not scroll the plot they had."""

@@ -112,9 +112,12 @@ class Chart(StyleMemo):
         skip = ANSIToTruecolor if self._plain == "truecolor" else ()
         filters = [f for f in self.get_line_filters() if not isinstance(f, skip)]
         background = self.background_colors[1]
+        width, pad = self.size.width, Style(bgcolor=background.rich_color)  # (as Textual pads)
         strips = []
         for y in crop.line_range:
             strip = self.render_line(y)
+            if strip.cell_length != width:  # drawn for another width: a paint between the
+                strip = strip.adjust_cell_length(width, pad)  # resize and the replot
             for line_filter in filters:
                 strip = strip.apply_filter(line_filter, background)
             strips.append(strip)
