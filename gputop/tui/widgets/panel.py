@@ -24,7 +24,7 @@ class StyleMemo(Widget):
 
     Textual computes both by walking every ancestor's styles (~0.05-0.1 ms each time) and asks
     for them on every paint: ``background_colors`` once per widget per frame, ``rich_style`` on
-    every painted line of a panel or of the DataTable (together ~1.5 ms of a 1 Hz frame at
+    every painted line of a panel or of a table (together ~1.5 ms of a 1 Hz frame at
     160x50). They change only when some node's styles do, and Textual then re-applies the
     styles of that node and of every node under it, and says so (``notify_style_update``): a
     class or pseudo-class (hover, focus) toggled, the theme, the stylesheet. (No style of this
