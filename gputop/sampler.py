@@ -300,6 +300,8 @@ class _SamplingThread(threading.Thread, Generic[T]):
                 if self._stopped.is_set():
                     return
                 self._wake.clear()  # a set_interval during that sample: this was its tick now
+                if self._stopped.is_set():  # (a stop's wake, just cleared)
+                    return
                 self._inbox.append(sample)
                 held = True
                 deadline = time.monotonic() + self._ticker.next_delay()

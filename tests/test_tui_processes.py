@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from gputop import format as fmt
 from gputop.tui.widgets.processes import ProcessTable
 from test_tui import make_app, screen_text
 from tui_fixtures import FakeSampler, make_sample, with_gpu
@@ -127,3 +128,32 @@ async def test_zebra_rows_and_the_cursor_have_their_own_backgrounds():
         assert len({background(0), background(1), background(2)}) == 3  # cursor, odd, even
         assert background(1) == background(3)
         assert background(0) == table.get_component_rich_style("table--cursor").bgcolor
+
+
+async def test_a_row_below_the_view_that_changes_is_drawn_when_scrolled_to_and_keeps_the_rest_kept():
+    """Only the rows shown are repainted when values change (a line marked dirty below the view
+    would stay dirty, and the table's lines would be painted afresh every frame); scrolled to,
+    the changed row shows its new value."""
+    from textual.geometry import Region
+    from textual.widget import Widget
+
+    app = make_app(FakeSampler(make_sample(8)), paused=True)
+    async with app.run_test(size=(160, 50)) as pilot:
+        sample = make_sample(8)
+        table = await shown(pilot, sample)
+        rows = table.scrollable_content_region.height - 1
+        assert table.row_count > rows + 1
+        last = table.row_count - 1
+        gpu, pid = (int(x) for x in table.row_keys[last].split(":"))  # the bottom row, off screen
+        procs = tuple(replace(p, cpu_pct=12.5) if p.pid == pid else p for p in sample.gpus[gpu].processes)
+        table = await shown(pilot, with_gpu(sample, gpu, processes=procs))
+        crop = Region(0, 0, *table.size)
+        first = table.render_lines(crop)
+        assert table.render_lines(crop) is first  # kept: nothing off screen left marked dirty
+        table.focus()
+        await pilot.press("end")
+        drawn = table.render_lines(crop)
+        table._styles_cache.clear()
+        assert drawn == Widget.render_lines(table, crop)  # what Textual draws afresh
+        bottom = line(app, table, rows).split()
+        assert bottom[0] == str(pid) and fmt.pct(12.5) in " ".join(bottom)

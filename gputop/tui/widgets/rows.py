@@ -90,9 +90,10 @@ class RowTable(ScrollView, StyleMemo, KeptLines, can_focus=True):  # (ScrollView
         size = Size(self._table_width(), 1 + len(rows))
         if size != self.virtual_size:
             self.virtual_size = size
-        if same and not grown:
-            scroll_y, width = round(self.scroll_y), self.size.width
-            regions = [Region(0, i + 1 - scroll_y, width, 1) for i in changed if i >= scroll_y]
+        if same and not grown:  # the rows shown only: a scroll repaints the rest (and a line
+            # marked dirty below the view would stay so, and defeat KeptLines, until one)
+            scroll_y, (width, height) = round(self.scroll_y), self.size
+            regions = [Region(0, i + 1 - scroll_y, width, 1) for i in changed if 0 < i + 1 - scroll_y < height]
             if regions:
                 self.refresh(*regions)  # (one refresh: each costs ~0.03 ms)
             return
