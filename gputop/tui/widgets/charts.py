@@ -78,7 +78,6 @@ class Chart(StyleMemo):
         self._lines: list[Strip] = []
         self._rows: list[tuple[tuple, Strip]] = []  # each plot row's drawing and its strip
         self._plot: tuple[tuple, int, DotPlot] | None = None  # what it plots, at which push, the plot
-        self._styles: dict[str | None, Style] = {}
         self._made: dict[str, tuple[tuple, Strip]] = {}  # title and x axis: what each was made of
         self._plain: str | None = None  # see render_lines
 
@@ -88,7 +87,6 @@ class Chart(StyleMemo):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._plain = None
-        self._styles = {}
         self._rows = []
         self._made = {}
         self.replot()  # a theme change re-colours the cached lines
@@ -144,10 +142,7 @@ class Chart(StyleMemo):
         rich_style is slow, and a replot every tick would otherwise ask for it ~20 times). The full
         component style: only it resolves an auto or alpha colour against the background (see
         ``Panel.style_of``)."""
-        style = self._styles.get(name)
-        if style is None:
-            style = self._styles[name] = self.get_component_rich_style(name) if name else self.rich_style
-        return style
+        return self.component_style(name) if name else self.rich_style
 
     def replot(self) -> None:
         width, height = self.size

@@ -33,6 +33,7 @@ class StyleMemo(Widget):
 
     _memo_style: Style | None = None
     _memo_background: tuple[Color, Color] | None = None
+    _memo_components: dict[tuple[str, bool], Style] | None = None
 
     @property
     def rich_style(self) -> Style:
@@ -46,9 +47,21 @@ class StyleMemo(Widget):
             self._memo_background = super().background_colors
         return self._memo_background
 
+    def component_style(self, name: str, partial: bool = False) -> Style:
+        """``get_component_rich_style``, kept likewise: Textual drops its own copy at every
+        refresh, one line's included, and finding it again walks every ancestor's styles
+        (~0.05 ms a name)."""
+        memo = self._memo_components
+        if memo is None:
+            memo = self._memo_components = {}
+        style = memo.get((name, partial))
+        if style is None:
+            style = memo[name, partial] = self.get_component_rich_style(name, partial=partial)
+        return style
+
     def notify_style_update(self) -> None:
         super().notify_style_update()
-        self._memo_style = self._memo_background = None
+        self._memo_style = self._memo_background = self._memo_components = None
 
 
 class KeptLines(Widget):
@@ -109,7 +122,6 @@ class Panel(StyleMemo):
     _built: tuple[tuple, Text | list[Line]] | None = None
     _lines: tuple[object, int, list[Drawn], list[int]] | None = None  # (built, width, lines as drawn, their cells)
     _strips: tuple[object, int, Style, list[Strip], list[Drawn]] | None = None  # (.., the lines drawn)
-    _styles: dict[str, Style] | None = None
     _paint: tuple[list[Strip], int, Style] | None = None  # (strips, width, style) during render_lines
     _on: tuple[Style, dict[Style, Style]] | None = None  # (base, each piece's style on it: base + style)
 
@@ -236,7 +248,7 @@ class Panel(StyleMemo):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._built = None  # component colours may have changed
-        self._styles = self._on = None
+        self._on = None
 
     def style_of(self, name: str) -> Style:
         """A component class's style, cached until the styles change (a theme, a class toggled).
@@ -245,12 +257,7 @@ class Panel(StyleMemo):
         (``$text-muted`` is "auto 60%") against the widget's background only in the full style;
         the partial one drops the alpha and reads the auto colour against black, which drew
         labels white on the light themes' grey."""
-        if self._styles is None:
-            self._styles = {}
-        style = self._styles.get(name)
-        if style is None:
-            style = self._styles[name] = self.get_component_rich_style(name)
-        return style
+        return self.component_style(name)
 
     def load_style(self, pct: float | None) -> Style:
         return self.style_of("load-" + fmt.load_class(pct))
