@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gputop.tui import terminal_problem
-from test_terminal import EXIT_TIMEOUT_S, PROMPT, START_TIMEOUT_S, TMUX, Tmux, _env
+from test_terminal import EXIT_TIMEOUT_S, PROMPT, START_TIMEOUT_S, TMUX, Tmux, _children, _env
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -113,6 +113,57 @@ def test_ctrl_z_suspends_to_the_shell_and_fg_brings_the_whole_view_back(argv, bg
         term.wait_for(lambda s: " quit " in s and "GPU0 H100 80GB HBM3" in s and PROMPT.strip() not in s,
                       "the whole view again, footer included", START_TIMEOUT_S)
         assert term.modes()["alternate_on"] == "1"
+        term.tmux("send-keys", "-t", "t", "q")
+        term.wait_for(lambda s: s.rstrip().endswith(PROMPT.strip()), "the prompt after gputop", EXIT_TIMEOUT_S)
+        term.type("echo exit=$?")
+        term.wait_for(lambda s: "exit=0" in s, "gputop's exit status", EXIT_TIMEOUT_S)
+    finally:
+        term.kill()
+
+
+# the syscalls a thread sleeping in Python's select() is in (x86_64: select, pselect6; aarch64: pselect6)
+SELECT_SYSCALLS = {"x86_64": {23, 270}, "aarch64": {72}}.get(os.uname().machine, set())
+
+
+def _threads(pid: int) -> dict[int, tuple[int | None, int]]:
+    """Each thread of ``pid``: (the syscall it is in, or None when running; voluntary context switches)."""
+    threads = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            call = (task / "syscall").read_text().split()[0]
+            switches = next(int(line.split()[1]) for line in (task / "status").read_text().splitlines()
+                            if line.startswith("voluntary_ctxt_switches"))
+        except (OSError, StopIteration):
+            continue
+        threads[int(task.name)] = (int(call) if call.lstrip("-").isdigit() else None, switches)
+    return threads
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
+@pytest.mark.skipif(not SELECT_SYSCALLS, reason="the select syscalls of this architecture are not listed")
+def test_the_key_thread_sleeps_until_a_key_and_still_reports_a_lone_escape():
+    """Textual's key thread woke every 0.1 s (a sixth of the live view's CPU at 1 Hz). Now it
+    sleeps in select until a key comes; a lone Escape (whose report waits out ESCDELAY) still
+    closes the help, and q still quits."""
+    term = Tmux(_env("H100_SXM:simulated"))
+    try:
+        term.type(f"PS1='{PROMPT}'")
+        term.wait_for(lambda s: PROMPT.strip() in s, "the shell prompt", START_TIMEOUT_S)
+        term.type(f"cd {ROOT} && {sys.executable} -m gputop --interval 10")
+        term.wait_for(lambda s: " quit " in s and "GPU0 H100 80GB HBM3" in s, "the view", START_TIMEOUT_S)
+        [pid] = _children(term.pane_pid())
+        time.sleep(1.0)  # past the key thread's quiet rounds after start-up's terminal replies
+        before = _threads(pid)
+        keyed = [tid for tid, (call, _) in before.items() if call in SELECT_SYSCALLS]
+        assert len(keyed) == 1, f"one thread in select, the key thread: {before}"
+        time.sleep(2.0)
+        after = _threads(pid)
+        woke = after[keyed[0]][1] - before[keyed[0]][1]
+        assert woke <= 2, f"the idle key thread woke {woke} times in 2 s (Textual's loop: ~20)"
+        term.tmux("send-keys", "-t", "t", "?")
+        term.wait_for(lambda s: "gputop keys" in s, "the help", EXIT_TIMEOUT_S)
+        term.tmux("send-keys", "-t", "t", "Escape")
+        term.wait_for(lambda s: "gputop keys" not in s and " quit " in s, "the help closed by Escape", EXIT_TIMEOUT_S)
         term.tmux("send-keys", "-t", "t", "q")
         term.wait_for(lambda s: s.rstrip().endswith(PROMPT.strip()), "the prompt after gputop", EXIT_TIMEOUT_S)
         term.type("echo exit=$?")

@@ -24,6 +24,12 @@ driver, with three changes.
   when the driver stops; a stop signal raised where Textual could not stop its driver left the
   interpreter waiting on it for ever after ``main`` had returned. A watcher thread (a daemon)
   sets the key thread's exit event once the main thread has ended.
+* The key thread sleeps until a key comes. Textual's woke every 0.1 s (``select(0.1)``) to look
+  at its exit event and at the key parser's escape timeout: ten wakes a second, about a sixth of
+  the live view's CPU at 1 Hz (benchmarks/README.md). Here setting the exit event wakes it
+  (through a pipe), and it waits with a timeout only while a key sequence may be pending, as
+  long as a lone Escape takes to report (``ESCDELAY``). A terminal that hangs up says
+  end-of-file at once, every time: it is no longer read from, rather than spun on.
 """
 
 from __future__ import annotations
@@ -32,8 +38,10 @@ import asyncio
 import gc
 import logging
 import os
+import selectors
 import sys
 import threading
+from codecs import getincrementaldecoder
 from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from textual.binding import Binding
@@ -48,6 +56,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WATCH_S = 1.0  # how often the watcher looks at the terminal: one ioctl a second
+QUIET_ROUNDS = 2  # after a key, the key thread waits with a timeout this many empty rounds, then sleeps
+
+
+class WakingEvent(threading.Event):
+    """An Event whose ``set`` also calls ``wake`` (writes to the pipe the key thread selects on)."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def set(self) -> None:
+        super().set()
+        self._wake()
 
 
 class GuardedStream:
@@ -95,6 +116,70 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
             self._gone = threading.Event()
             self._suspended = False
             self._watcher: threading.Thread | None = None
+            self._wake_r = self._wake_w = -1  # the key thread's wake pipe, while application mode runs
+            self.exit_event = WakingEvent(self._wake_input)
+
+        def _wake_input(self) -> None:
+            if self._wake_w < 0:  # closed: no key thread left to wake
+                return
+            try:
+                os.write(self._wake_w, b"w")
+            except OSError:  # full: it is awake anyway
+                pass
+
+        def run_input_thread(self) -> None:
+            """Read keys until the exit event is set, asleep in between (see the module's docstring)."""
+            try:  # Textual's own parser and escape delay; another Textual's loop where they moved
+                from textual._parser import ParseError
+                from textual._xterm_parser import XTermParser
+                from textual.constants import ESCAPE_DELAY
+            except ImportError:
+                return super().run_input_thread()  # type: ignore[no-any-return]
+            parser = XTermParser(self._debug)
+            decode = getincrementaldecoder("utf-8")().decode
+            selector = selectors.SelectSelector()  # (as Textual's: macOS's kqueue cannot watch a tty)
+            selector.register(self.fileno, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            timeout: float | None = None  # None: nothing pending, sleep until a key or a wake
+            quiet = 0
+            try:
+                while not self.exit_event.is_set():
+                    keyed = False
+                    for key, _ in selector.select(timeout):
+                        if key.fd == self._wake_r:
+                            _drain(self._wake_r)
+                            continue
+                        try:
+                            data = os.read(self.fileno, 4096)
+                        except OSError:  # (EIO: hung up)
+                            data = b""
+                        if not data:  # end of input (a hung-up terminal): the watcher or a write ends the app
+                            selector.unregister(self.fileno)
+                            continue
+                        keyed = True
+                        for event in parser.feed(decode(data)):
+                            self.process_message(event)
+                    for event in parser.tick():  # a lone Escape, once ESCAPE_DELAY has passed
+                        self.process_message(event)
+                    if keyed:
+                        timeout, quiet = ESCAPE_DELAY, 0
+                    elif timeout is not None:
+                        quiet += 1
+                        timeout = None if quiet >= QUIET_ROUNDS else timeout
+            finally:
+                selector.close()
+                try:
+                    for _ in parser.feed(""):  # end of input (what the parser held is dropped, as Textual does)
+                        pass
+                except (EOFError, ParseError):
+                    pass
+
+        def close(self) -> None:
+            super().close()
+            fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
+            for fd in fds:
+                if fd >= 0:
+                    os.close(fd)
 
         def _sigtstp_application(self, *args: Any) -> None:
             self._suspended = True
@@ -119,6 +204,10 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
             return writer is not None and writer.is_alive()
 
         def start_application_mode(self) -> None:
+            if self._wake_r < 0:  # (Textual closes the driver at Ctrl+Z and starts it again at fg)
+                self._wake_r, self._wake_w = os.pipe()
+                os.set_blocking(self._wake_r, False)
+                os.set_blocking(self._wake_w, False)
             super().start_application_mode()
             if self._watcher is None:  # once: start_application_mode runs again after Ctrl+Z
                 self._watcher = threading.Thread(target=self._watch, name="gputop-terminal", daemon=True)
@@ -143,6 +232,14 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
                 pass
 
     return TerminalDriver
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def run_full_screen(app: App[Any], before: Callable[[], object] | None = None) -> None:
