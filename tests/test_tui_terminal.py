@@ -82,6 +82,21 @@ def test_with_stderr_in_a_file_the_screen_is_drawn_on_the_terminal(tmp_path, arg
         term.kill()
 
 
+def _start_from_the_shell(term: Tmux, argv: str) -> None:
+    term.type(f"PS1='{PROMPT}'")
+    term.wait_for(lambda s: PROMPT.strip() in s, "the shell prompt", START_TIMEOUT_S)
+    term.type(f"cd {ROOT} && {sys.executable} -m gputop {argv}")
+    term.wait_for(lambda s: " quit " in s and "GPU0 H100 80GB HBM3" in s, "the view", START_TIMEOUT_S)
+
+
+def _quit_to_the_shell(term: Tmux) -> None:
+    """q, then the shell's prompt and gputop's exit status 0."""
+    term.tmux("send-keys", "-t", "t", "q")
+    term.wait_for(lambda s: s.rstrip().endswith(PROMPT.strip()), "the prompt after gputop", EXIT_TIMEOUT_S)
+    term.type("echo exit=$?")
+    term.wait_for(lambda s: "exit=0" in s, "gputop's exit status", EXIT_TIMEOUT_S)
+
+
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
 @pytest.mark.parametrize("argv, bg", [("", False), (f"replay --paused {TRACE}", False), ("--interval 0.2", True)],
                          ids=["live", "replay", "bg-then-fg"])
@@ -91,10 +106,7 @@ def test_ctrl_z_suspends_to_the_shell_and_fg_brings_the_whole_view_back(argv, bg
     the background and stops again, and fg must still bring it back (it stayed dead)."""
     term = Tmux(_env("H100_SXM:simulated"))
     try:
-        term.type(f"PS1='{PROMPT}'")
-        term.wait_for(lambda s: PROMPT.strip() in s, "the shell prompt", START_TIMEOUT_S)
-        term.type(f"cd {ROOT} && {sys.executable} -m gputop {argv}")
-        term.wait_for(lambda s: " quit " in s and "GPU0 H100 80GB HBM3" in s, "the view", START_TIMEOUT_S)
+        _start_from_the_shell(term, argv)
         term.tmux("send-keys", "-t", "t", "C-z")
         term.wait_for(lambda s: "Stopped" in s and s.rstrip().endswith(PROMPT.strip()), "the shell, gputop stopped",
                       EXIT_TIMEOUT_S)
@@ -113,10 +125,7 @@ def test_ctrl_z_suspends_to_the_shell_and_fg_brings_the_whole_view_back(argv, bg
         term.wait_for(lambda s: " quit " in s and "GPU0 H100 80GB HBM3" in s and PROMPT.strip() not in s,
                       "the whole view again, footer included", START_TIMEOUT_S)
         assert term.modes()["alternate_on"] == "1"
-        term.tmux("send-keys", "-t", "t", "q")
-        term.wait_for(lambda s: s.rstrip().endswith(PROMPT.strip()), "the prompt after gputop", EXIT_TIMEOUT_S)
-        term.type("echo exit=$?")
-        term.wait_for(lambda s: "exit=0" in s, "gputop's exit status", EXIT_TIMEOUT_S)
+        _quit_to_the_shell(term)
     finally:
         term.kill()
 
@@ -147,10 +156,7 @@ def test_the_key_thread_sleeps_until_a_key_and_still_reports_a_lone_escape():
     closes the help, and q still quits."""
     term = Tmux(_env("H100_SXM:simulated"))
     try:
-        term.type(f"PS1='{PROMPT}'")
-        term.wait_for(lambda s: PROMPT.strip() in s, "the shell prompt", START_TIMEOUT_S)
-        term.type(f"cd {ROOT} && {sys.executable} -m gputop --interval 10")
-        term.wait_for(lambda s: " quit " in s and "GPU0 H100 80GB HBM3" in s, "the view", START_TIMEOUT_S)
+        _start_from_the_shell(term, "--interval 10")
         [pid] = _children(term.pane_pid())
         time.sleep(1.0)  # past the key thread's quiet rounds after start-up's terminal replies
         before = _threads(pid)
@@ -164,9 +170,6 @@ def test_the_key_thread_sleeps_until_a_key_and_still_reports_a_lone_escape():
         term.wait_for(lambda s: "gputop keys" in s, "the help", EXIT_TIMEOUT_S)
         term.tmux("send-keys", "-t", "t", "Escape")
         term.wait_for(lambda s: "gputop keys" not in s and " quit " in s, "the help closed by Escape", EXIT_TIMEOUT_S)
-        term.tmux("send-keys", "-t", "t", "q")
-        term.wait_for(lambda s: s.rstrip().endswith(PROMPT.strip()), "the prompt after gputop", EXIT_TIMEOUT_S)
-        term.type("echo exit=$?")
-        term.wait_for(lambda s: "exit=0" in s, "gputop's exit status", EXIT_TIMEOUT_S)
+        _quit_to_the_shell(term)
     finally:
         term.kill()
