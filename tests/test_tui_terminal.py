@@ -15,6 +15,7 @@ import pytest
 
 from gputop.tui import terminal_problem
 from test_terminal import EXIT_TIMEOUT_S, PROMPT, START_TIMEOUT_S, TMUX, Tmux, _children, _env
+from tui_fixtures import FakeSampler, make_sample
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -173,3 +174,35 @@ def test_the_key_thread_sleeps_until_a_key_and_still_reports_a_lone_escape():
         _quit_to_the_shell(term)
     finally:
         term.kill()
+
+
+class _ClosingSampler(FakeSampler):
+    def close(self) -> None:
+        pass
+
+
+def test_the_cli_views_start_with_the_collector_held_and_settle_heap_lets_it_run_again(monkeypatch):
+    """Start-up's ~90,000 objects made Python's collector pass over them several times before
+    the first frame (~0.1 s of it in tmux). The live view and a replay start with it off; the
+    app's settle_heap after the first frame, or leaving the view, turns it back on."""
+    import gc
+
+    from gputop import cli
+    from gputop.tui import terminal
+
+    held = []
+    monkeypatch.setattr(terminal, "run_full_screen", lambda app, before=None: held.append(not gc.isenabled()))
+    monkeypatch.setattr("gputop.tui.refuse_without_terminal", lambda prog: False)
+    monkeypatch.setattr(cli, "open_real", lambda: _ClosingSampler(make_sample(1)))
+    assert gc.isenabled()
+    assert cli.main([]) == 0
+    assert cli.main(["replay", str(TRACE)]) == 0
+    assert held == [True, True] and gc.isenabled()
+
+    gc.disable()
+    try:
+        terminal.settle_heap()
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.enable()
+        gc.unfreeze()

@@ -278,9 +278,11 @@ def settle_heap() -> None:
     at 160x50, about a sixth of the live view's CPU at 1 Hz (benchmarks/README.md). Frozen
     (``gc.freeze``), they are never walked again; what is made later is collected as usual. Called
     once, a while after the first frame, so the collection (~50 ms, holding the GIL) does not
-    hold up the writer thread that puts it on screen."""
+    hold up the writer thread that puts it on screen. The collector, held off while the view
+    started (``gputop.cli``), runs again from here."""
     gc.collect()
     gc.freeze()
+    gc.enable()
 
 
 def repaint_on_resume(app: App[Any]) -> None:
