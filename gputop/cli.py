@@ -21,7 +21,7 @@ from gputop import __version__, console
 from gputop.argtypes import INTERVAL
 from gputop.exitstatus import ExitStatus
 from gputop.feed import LiveFeed, ReplayFeed
-from gputop.sampler import open_real
+from gputop.sampler import OpenedOnFirstSample, open_real
 from gputop.signals import Interrupted, StopSignals
 
 if TYPE_CHECKING:  # httpx, which the feed imports, is ~10 MiB and ~0.1 s the live view does not need
@@ -167,7 +167,7 @@ def _live(args: argparse.Namespace) -> int:
 def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
     from gputop.workload import WorkloadError
 
-    sampler = open_real()
+    sampler = OpenedOnFirstSample(open_real)  # (NVML's init in the first-sample thread, beside Textual's import)
     feed = LiveFeed(sampler, args.interval, workload=workload)
     try:
         if workload is None:  # (with one, after its fork: a fork beside a sampling thread is unsafe)

@@ -358,3 +358,58 @@ def open_real(process_interval_s: float = 2.0) -> Sampler:
     except GpuUnavailable as exc:
         gpu, reason = None, exc.reason
     return Sampler(cpu, gpu, gpu_unavailable=reason, process_interval_s=process_interval_s)
+
+
+class OpenedOnFirstSample:
+    """A sampler opened by its first ``sample()``, in whichever thread asks first.
+
+    The live view hands this to its first-sample thread (``LiveFeed.prefetch``), so the sources'
+    start, NVML's init above all (a GPU without persistence mode is brought up by it, which can
+    take seconds), runs while Textual is imported instead of before: NVML's calls block in the
+    driver without the GIL. An open that raises is that sample's error (the next sample tries
+    again). ``close()`` never waits for an open still under way: that open's sampler is closed
+    by the thread that made it.
+    """
+
+    def __init__(self, open_sampler: Callable[[], SamplerLike] = open_real) -> None:
+        self._open = open_sampler
+        self._sampler: SamplerLike | None = None
+        self._lock = threading.Lock()  # _sampler and _closed
+        self._opening = threading.Lock()  # one open at a time
+        self._closed = False
+
+    def sample(self) -> Sample:
+        return self._get().sample()
+
+    def _get(self) -> SamplerLike:
+        sampler = self._current()
+        if sampler is not None:
+            return sampler
+        with self._opening:
+            sampler = self._current()  # opened by another thread meanwhile?
+            if sampler is not None:
+                return sampler
+            sampler = self._open()
+            if self._keep(sampler):
+                return sampler
+            sampler.close()  # closed while it opened
+            raise RuntimeError("Sampler is closed")
+
+    def _current(self) -> SamplerLike | None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("Sampler is closed")
+            return self._sampler
+
+    def _keep(self, sampler: SamplerLike) -> bool:
+        with self._lock:
+            if not self._closed:
+                self._sampler = sampler
+            return not self._closed
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            sampler, self._sampler = self._sampler, None
+        if sampler is not None:
+            sampler.close()

@@ -8,7 +8,7 @@ import pytest
 
 from gputop.feed import LiveFeed
 from gputop.model import CpuSample, GpuInfo, GpuProcess, GpuSample
-from gputop.sampler import Sampler, Ticker, iter_samples, run
+from gputop.sampler import OpenedOnFirstSample, Sampler, Ticker, iter_samples, run
 from gputop.sources import gpm
 from gputop.sources.cpu import HostProcess
 
@@ -441,3 +441,95 @@ async def test_a_new_interval_set_during_a_sample_is_that_sample_s_tick_not_one_
         await task
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     assert 0.45 < gaps[0] < 1.0 and 0.45 < gaps[1] < 1.0, gaps
+
+
+class Opened:
+    """A sampler as an opener makes it: counts its samples, remembers its close."""
+
+    def __init__(self):
+        self.samples = 0
+        self.closed = False
+
+    def sample(self):
+        self.samples += 1
+        return "sample"
+
+    def close(self):
+        self.closed = True
+
+
+def test_opened_on_first_sample_opens_in_the_thread_that_samples_first_and_once():
+    opened, threads = [], []
+
+    def open_sampler():
+        threads.append(threading.current_thread().name)
+        opened.append(Opened())
+        return opened[-1]
+
+    lazy = OpenedOnFirstSample(open_sampler)
+    assert opened == []  # nothing opened by construction (the live view builds it on the main thread)
+    worker = threading.Thread(target=lazy.sample, name="first-sample")
+    worker.start()
+    worker.join()
+    assert threads == ["first-sample"]
+    assert lazy.sample() == "sample" and len(opened) == 1 and opened[0].samples == 2
+    lazy.close()
+    assert opened[0].closed
+    with pytest.raises(RuntimeError, match="closed"):
+        lazy.sample()
+    assert len(opened) == 1
+
+
+def test_an_open_that_raises_is_that_sample_s_error_and_the_next_sample_opens_again():
+    calls = []
+
+    def open_sampler():
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("psutil could not read /proc")
+        return Opened()
+
+    lazy = OpenedOnFirstSample(open_sampler)
+    with pytest.raises(OSError, match="psutil"):
+        lazy.sample()
+    assert lazy.sample() == "sample" and len(calls) == 2
+
+
+def test_close_does_not_wait_for_an_open_under_way_and_that_open_s_sampler_is_closed():
+    """A hung NVML init must not hang the quit: close returns at once, and the sampler the
+    open makes later is closed by the thread that made it."""
+    started, release, made = threading.Event(), threading.Event(), []
+
+    def open_sampler():
+        started.set()
+        release.wait(10)
+        made.append(Opened())
+        return made[-1]
+
+    lazy = OpenedOnFirstSample(open_sampler)
+    errors = []
+
+    def first():
+        try:
+            lazy.sample()
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    worker = threading.Thread(target=first)
+    worker.start()
+    assert started.wait(5)  # the open is under way
+    closing = threading.Thread(target=lazy.close)
+    closing.start()
+    closing.join(2)
+    assert not closing.is_alive()  # close came back while the open still waited
+    release.set()
+    worker.join(5)
+    assert made and made[0].closed and made[0].samples == 0
+    assert errors == ["Sampler is closed"]
+
+
+def test_closed_before_any_sample_never_opens():
+    lazy = OpenedOnFirstSample(lambda: pytest.fail("opened"))
+    lazy.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        lazy.sample()
