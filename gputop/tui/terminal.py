@@ -151,6 +151,8 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
                             continue
                         try:
                             data = os.read(self.fileno, 4096)
+                        except BlockingIOError:  # (a non-blocking stdin said readable, then had nothing)
+                            continue
                         except OSError:  # (EIO: hung up)
                             data = b""
                         if not data:  # end of input (a hung-up terminal): the watcher or a write ends the app
