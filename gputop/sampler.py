@@ -13,6 +13,7 @@ import asyncio
 import collections
 import concurrent.futures
 import inspect
+import logging
 import math
 import threading
 import time
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from gputop.sources.nvml import NvmlSource
 
 ProcessTable = dict[int, "tuple[GpuProcess, ...] | None"]
+
+log = logging.getLogger(__name__)
 
 
 T = TypeVar("T")
@@ -63,6 +66,10 @@ GPU_INTERVAL_S = 0.1
 # 0.3 - 0.2 < 0.1), and at 10 Hz every one of them must read the GPUs afresh. (At 100 Hz the
 # GPUs are then read every 9th tick: 0.09 s apart.)
 DUE_EARLY_S = 0.01
+# close() waits this long for a sample under way; one stuck in a driver call (a hung GPU) is left
+# to it: the sources stay open (closing NVML under a call in progress is not safe) and the
+# process's exit ends them, rather than a quit that never returns
+CLOSE_WAIT_S = 2.0
 
 
 class Sampler:
@@ -130,7 +137,13 @@ class Sampler:
         return joined
 
     def close(self) -> None:
-        with self._lock:
+        """Close the sources once; a sample stuck for CLOSE_WAIT_S leaves them open (see there)."""
+        if not self._lock.acquire(timeout=CLOSE_WAIT_S):
+            self._closed = True  # (a sample that returns later still gives its sample; no new one starts)
+            log.warning("a sample has not returned for %.0f s (a hung driver call?): leaving the sources open",
+                        CLOSE_WAIT_S)
+            return
+        try:
             if self._closed:
                 return
             self._closed = True
@@ -139,6 +152,8 @@ class Sampler:
                 close_cpu()
             if self.gpu is not None:
                 self.gpu.close()
+        finally:
+            self._lock.release()
 
 
 def _join(proc: GpuProcess, host: HostProcess | None) -> GpuProcess:

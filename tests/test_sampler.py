@@ -174,6 +174,38 @@ def test_close_closes_the_gpu_once_and_stops_sampling():
         s.sample()
 
 
+def test_close_does_not_wait_for_ever_on_a_sample_stuck_in_the_driver(monkeypatch, caplog):
+    """A GPU whose driver call never returns held the sampler's lock, and the quit hung in
+    close() for ever. Now close gives up after CLOSE_WAIT_S, leaves the stuck source open (not
+    closed under a call in progress) and no new sample starts."""
+    from gputop import sampler as sampling
+
+    monkeypatch.setattr(sampling, "CLOSE_WAIT_S", 0.2)
+    stuck, release = threading.Event(), threading.Event()
+
+    class HungGpu(StubGpu):
+        def sample(self, processes=None):
+            stuck.set()
+            release.wait(10)
+            return super().sample(processes)
+
+    gpu = HungGpu()
+    s = Sampler(StubCpu({}), gpu)
+    worker = threading.Thread(target=s.sample)
+    worker.start()
+    try:
+        assert stuck.wait(5)
+        t0 = time.monotonic()
+        s.close()
+        assert time.monotonic() - t0 < 5 and gpu.closed == 0
+        assert "has not returned" in caplog.text
+    finally:
+        release.set()
+        worker.join(5)
+    with pytest.raises(RuntimeError, match="closed"):
+        s.sample()
+
+
 # --- Ticker ------------------------------------------------------------------------------------
 
 def test_deadlines_stay_on_the_grid_whatever_each_tick_costs():
