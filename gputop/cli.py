@@ -215,7 +215,7 @@ def _show_replay(feed: ReplayFeed) -> int:
 
 @contextlib.contextmanager
 def _collector_held() -> Iterator[None]:
-    """No garbage collection while a view starts: it makes ~90,000 objects that live as long as
+    """No garbage collection while a view starts (live, replay, cluster): it makes ~90,000 objects that live as long as
     it does, and the collector's passes over them cost ~40 ms before the first frame (one full
     pass ~20 ms). The view's ``settle_heap``, a second after its first frame, collects, freezes
     them and enables the collector again; so does leaving here, whatever happened."""
@@ -235,10 +235,11 @@ def _cluster(args: argparse.Namespace) -> int:
 
         if refuse_without_terminal("gputop cluster"):
             return ExitStatus.USAGE
-        from gputop.tui.cluster import ClusterApp
-        from gputop.tui.terminal import run_full_screen
+        with _collector_held():
+            from gputop.tui.cluster import SETTLE_HEAP_S, ClusterApp
+            from gputop.tui.terminal import run_full_screen
 
-        run_full_screen(ClusterApp(feed, interval_s=args.interval))
+            run_full_screen(ClusterApp(feed, interval_s=args.interval, settle_heap_s=SETTLE_HEAP_S))
         return ExitStatus.OK
 
     return cluster.run(args, show=show)

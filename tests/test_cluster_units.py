@@ -186,6 +186,30 @@ async def test_tui_sorts_by_node_power_and_idle_gpus():
         assert "sort idle GPUs" in header and "GPUs busy 3 of 6" in header and "nodes 3 (1 stale)" in header
 
 
+async def test_the_cli_s_cluster_view_freezes_start_up_objects_after_mount_and_a_test_s_never():
+    """As the live view (settle_heap): the CLI's ClusterApp collects, freezes and enables the
+    collector (held while it started) once, settle_heap_s after mount."""
+    import gc
+
+    from gputop.tui.cluster import ClusterApp
+
+    assert gc.get_freeze_count() == 0
+    plain = ClusterApp(_stub(), interval_s=60)
+    settling = ClusterApp(_stub(), interval_s=60, settle_heap_s=0.05)
+    try:
+        async with plain.run_test(size=(160, 40)) as pilot:
+            await _until(pilot, lambda: plain.sample is not None)
+            await pilot.pause(0.2)
+            assert gc.get_freeze_count() == 0
+        gc.disable()
+        async with settling.run_test(size=(160, 40)) as pilot:
+            await _until(pilot, lambda: gc.get_freeze_count() > 0)
+            assert gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
 async def test_tui_select_node_asks_its_history():
     from gputop.tui.cluster import ClusterApp, NodeDetail
 

@@ -183,8 +183,8 @@ class _ClosingSampler(FakeSampler):
 
 def test_the_cli_views_start_with_the_collector_held_and_settle_heap_lets_it_run_again(monkeypatch):
     """Start-up's ~90,000 objects made Python's collector pass over them several times before
-    the first frame (~0.1 s of it in tmux). The live view and a replay start with it off; the
-    app's settle_heap after the first frame, or leaving the view, turns it back on."""
+    the first frame (~0.1 s of it in tmux). The live view, a replay and the cluster view start
+    with it off; the app's settle_heap after the first frame, or leaving the view, turns it back on."""
     import gc
 
     from gputop import cli
@@ -197,7 +197,8 @@ def test_the_cli_views_start_with_the_collector_held_and_settle_heap_lets_it_run
     assert gc.isenabled()
     assert cli.main([]) == 0
     assert cli.main(["replay", str(TRACE)]) == 0
-    assert held == [True, True] and gc.isenabled()
+    assert cli.main(["cluster", "--prometheus", "http://127.0.0.1:9"]) == 0  # (nothing asked before the view)
+    assert held == [True, True, True] and gc.isenabled()
 
     gc.disable()
     try:

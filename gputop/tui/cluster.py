@@ -25,7 +25,7 @@ from gputop import format as fmt
 from gputop.cluster.feed import ClusterError, NodeHistory
 from gputop.cluster.model import ClusterGpu, ClusterNode, ClusterSample
 from gputop.tui.screens.help import HelpScreen
-from gputop.tui.terminal import SUSPEND, repaint_on_resume, terminal_driver
+from gputop.tui.terminal import SUSPEND, repaint_on_resume, settle_heap, terminal_driver
 from gputop.tui.widgets.panel import Panel
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -202,6 +202,9 @@ def row(n: ClusterNode) -> tuple:
             f"{fmt.num(n.cores_busy)} of {fmt.text(n.cores)}", ", ".join(flags(n)))
 
 
+SETTLE_HEAP_S = 2.0  # the CLI's view: start-up's objects frozen out of collections this long after mount
+
+
 class ClusterApp(App):
     CSS_PATH = "cluster.tcss"
     TITLE = "gputop cluster"
@@ -214,9 +217,10 @@ class ClusterApp(App):
     selected: var[str | None] = var(None)  # host
 
     def __init__(self, feed: SupportsFeed, interval_s: float = 5.0, *, source: str = "",
-                 clock_fn: Callable[[], float] = time.time) -> None:
+                 clock_fn: Callable[[], float] = time.time, settle_heap_s: float | None = None) -> None:
         super().__init__()
         self.feed = feed
+        self.settle_heap_s = settle_heap_s  # the CLI's: settle_heap this long after mount (tests: never)
         self.interval_s = interval_s
         self.source = source or getattr(getattr(feed, "prom", None), "url", "")
         self.clock_fn = clock_fn
@@ -241,6 +245,8 @@ class ClusterApp(App):
         header.interval_s, header.source = self.interval_s, self.source
         self.set_interval(self.interval_s, self.action_refresh_now)
         self.action_refresh_now()
+        if self.settle_heap_s is not None:  # (after mount, not the first answer: that may take a timeout)
+            self.set_timer(self.settle_heap_s, settle_heap)
 
     # ---- fetching, in threads
     def action_refresh_now(self) -> None:
