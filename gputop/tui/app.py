@@ -54,6 +54,7 @@ QUIT_POLL_S = 0.25  # meanwhile its state is shown this often
 FRAME_S = 0.5  # the screen is drawn at most twice a second, however fast it samples
 FRAME_SLACK = 0.1  # a frame due this share of FRAME_S from now is drawn now, not on a timer
 SETTLE_HEAP_S = 1.0  # the CLI's views: start-up's objects frozen out of collections this long after the first frame
+SETTLE_HEAP_LATEST_S = 10.0  # and at the latest this long after mount (every sample failing, or hung)
 FULL_PANELS_TWO_GPUS_ROWS = 56  # two full GPU panels need a terminal this tall; else one line each
 DETAIL_ROWS = 40  # compact rows plus the selected GPU's full panel from this height
 SHORT_ROWS = 34  # below this the screen is "-short" (VERTICAL_BREAKPOINTS): no charts, no log
@@ -91,13 +92,11 @@ class GputopApp(ThemeMemoApp[None]):
                  settle_heap_s: float | None = None) -> None:
         super().__init__()
         self.feed = feed
-        # Samples are taken at the interval and every one goes into the history (the charts
-        # show them all), but the screen is drawn at most once per ``frame_s``: at 0.1 s a
-        # redraw per sample costs ~8 ms, 8 % of a core at 10 Hz, for numbers no one reads that
-        # fast (frames were 2/3 of the 10 Hz cost at 0.3 s a frame; issue #14 moved it to 0.5 s).
+        # Every sample goes into the history (the charts show them all), but the screen is drawn at
+        # most once per ``frame_s``: a redraw per sample at 0.1 s cost ~8 % of a core (#14: 0.5 s).
         self.frame_s = frame_s
-        # The CLI's views: this long after the first frame, freeze start-up's objects out of
-        # the collector (settle_heap). Not in tests: a frozen app outlives its test.
+        # The CLI's views: settle_heap (start-up's objects frozen, the collector cli held back on) this
+        # long after the first frame, or SETTLE_HEAP_LATEST_S after mount. Not in tests (it outlives them).
         self.settle_heap_s = settle_heap_s
         self._last_frame = -math.inf
         self._frame_timer: Timer | None = None
@@ -143,6 +142,7 @@ class GputopApp(ThemeMemoApp[None]):
         self.screen.set_class(self.workload is not None, "-with-workload")
         self._fit_layout()
         repaint_on_resume(self)
+        self.set_timer(SETTLE_HEAP_LATEST_S, self._settle_after_first_frame)  # (none yet: a no-op after one)
         if self._replay is not None:
             self.query_one(ProcessTable).empty_note = replay.NO_PROCESSES
             self._replay.begin()

@@ -41,6 +41,7 @@ import os
 import selectors
 import sys
 import threading
+import time
 from codecs import getincrementaldecoder
 from typing import TYPE_CHECKING, Any, Callable, TextIO
 
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WATCH_S = 1.0  # how often the watcher looks at the terminal: one ioctl a second
-QUIET_ROUNDS = 2  # after a key, the key thread waits with a timeout this many empty rounds, then sleeps
+QUIET_ROUNDS = 2  # after a key, the key thread wakes every ESCAPE_DELAY for this many of them, then sleeps
 
 
 class WakingEvent(threading.Event):
@@ -141,7 +142,7 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
             selector.register(self.fileno, selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)
             timeout: float | None = None  # None: nothing pending, sleep until a key or a wake
-            quiet = 0
+            awake_until = 0.0  # after a key, rounds of at most ESCAPE_DELAY until then
             try:
                 while not self.exit_event.is_set():
                     keyed = False
@@ -159,15 +160,16 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
                             selector.unregister(self.fileno)
                             continue
                         keyed = True
-                        for event in parser.feed(decode(data)):
-                            self.process_message(event)
+                        text = decode(data)
+                        if text:  # ("": a character cut between two reads; an empty feed is end-of-file)
+                            for event in parser.feed(text):
+                                self.process_message(event)
                     for event in parser.tick():  # a lone Escape, once ESCAPE_DELAY has passed
                         self.process_message(event)
+                    now = time.monotonic()
                     if keyed:
-                        timeout, quiet = ESCAPE_DELAY, 0
-                    elif timeout is not None:
-                        quiet += 1
-                        timeout = None if quiet >= QUIET_ROUNDS else timeout
+                        awake_until = now + QUIET_ROUNDS * ESCAPE_DELAY
+                    timeout = None if now >= awake_until else min(ESCAPE_DELAY, awake_until - now)
             finally:
                 selector.close()
                 try:
