@@ -424,7 +424,11 @@ async def test_a_sampler_error_is_a_notification_and_sampling_goes_on():
     sampler = Flaky(bad={1, 2, 3})
     app = make_app(sampler, interval_s=0.1)
     async with app.run_test(size=(120, 40)) as pilot:
+        # while ticks fail, the header says so (the panels keep the last good sample: not live)
+        await until(pilot, lambda: "SAMPLING FAILED, " in screen_text(app).splitlines()[0])
+        assert app.sample_errors >= 1 and f"FAILED, {app.sample_errors} tick" in screen_text(app).splitlines()[0]
         await until(pilot, lambda: sampler.calls >= 6 and app.samples_taken >= 2)
+        await until(pilot, lambda: "SAMPLING FAILED" not in screen_text(app) and " live " in screen_text(app))
         assert app.is_running
         messages = [n.message for n in app._notifications]
         failed = [m for m in messages if m.startswith("sampling failed")]

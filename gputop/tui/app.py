@@ -85,6 +85,7 @@ class GputopApp(ThemeMemoApp[None]):
     selected_gpu: var[int | None] = var(None)
     paused: var[bool] = var(False)
     interval_s: var[float] = var(1.0)
+    sample_errors: var[int] = var(0)  # failed ticks in a row (the header says so while there are any)
     show_freq: var[bool] = var(False)
 
     def __init__(self, feed: LiveFeed | ReplayFeed, *, self_cpu: SelfCpu | None = None,
@@ -103,7 +104,6 @@ class GputopApp(ThemeMemoApp[None]):
         self._pending: tuple[Sample, WorkloadState | None] | None = None
         self.workload = feed.workload
         self.workload_state: WorkloadState | None = None
-        self.sample_errors = 0  # failed ticks in a row
         self._last_error: str | None = None
         self._last_poll_error: str | None = None
         self.self_cpu = self_cpu or SelfCpu()
@@ -124,7 +124,7 @@ class GputopApp(ThemeMemoApp[None]):
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status").data_bind(GputopApp.paused, GputopApp.interval_s,
-                                               GputopApp.selected_gpu)
+                                               GputopApp.selected_gpu, failed_ticks=GputopApp.sample_errors)
         with Container(id="top"):
             yield CpuPanel(id="cpu").data_bind(GputopApp.show_freq)
             yield GpuList(id="gpus").data_bind(selected=GputopApp.selected_gpu)

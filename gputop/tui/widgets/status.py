@@ -42,13 +42,14 @@ class StatusBar(Panel):
     sort_label: reactive[str] = reactive("")
     host: reactive[str] = reactive("")
     replay: reactive[ReplayPosition | None] = reactive(None)
+    failed_ticks: reactive[int] = reactive(0)  # in a row, live: the values shown are that old
 
     def watch_paused(self, paused: bool) -> None:
         self.set_class(paused, "-paused")
 
     def render_key(self) -> tuple:
         return (self.interval_s, self.paused, self.own_cpu_pct, self.selected_gpu, self.sort_label, self.host,
-                self.replay)
+                self.replay, self.failed_ticks)
 
     def build(self, width: int) -> list[Line]:
         f, st = self.item, self.style_of
@@ -63,6 +64,9 @@ class StatusBar(Panel):
             parts = self._replay_parts(self.replay) + gpu + [help_]
         else:
             state = item((" PAUSED ", st("panel--warn"))) if self.paused else item("live")
+            if self.failed_ticks:  # (the reason is in the notification; the panels show the last good sample)
+                n = self.failed_ticks
+                state = item((f" SAMPLING FAILED, {n} tick{'s' if n > 1 else ''} ", st("panel--warn")))
             parts = [state, f("every", f"{self.interval_s:g} s"), *gpu,
                      f("own CPU", fmt.pct(self.own_cpu_pct, 1)), help_]
         used = cells(line)
