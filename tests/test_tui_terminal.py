@@ -168,7 +168,8 @@ def test_the_key_thread_sleeps_until_a_key_and_still_reports_a_lone_escape():
         time.sleep(2.0)
         after = _threads(pid)
         woke = after[keyed[0]][1] - before[keyed[0]][1]
-        assert woke <= 2, f"the idle key thread woke {woke} times in 2 s (Textual's loop: ~20)"
+        # (a late terminal reply costs a read and two ESCDELAY rounds: 3; Textual's loop: ~20)
+        assert woke <= 4, f"the idle key thread woke {woke} times in 2 s"
         term.tmux("send-keys", "-t", "t", "?")
         term.wait_for(lambda s: "gputop keys" in s, "the help", EXIT_TIMEOUT_S)
         term.tmux("send-keys", "-t", "t", "Escape")
