@@ -424,17 +424,29 @@ async def test_a_sampler_error_is_a_notification_and_sampling_goes_on():
     sampler = Flaky(bad={1, 2, 3})
     app = make_app(sampler, interval_s=0.1)
     async with app.run_test(size=(120, 40)) as pilot:
-        # while ticks fail, the header says so (the panels keep the last good sample: not live)
-        await until(pilot, lambda: "SAMPLING FAILED, " in screen_text(app).splitlines()[0])
-        assert app.sample_errors >= 1 and f"FAILED, {app.sample_errors} tick" in screen_text(app).splitlines()[0]
         await until(pilot, lambda: sampler.calls >= 6 and app.samples_taken >= 2)
-        await until(pilot, lambda: "SAMPLING FAILED" not in screen_text(app) and " live " in screen_text(app))
         assert app.is_running
         messages = [n.message for n in app._notifications]
         failed = [m for m in messages if m.startswith("sampling failed")]
         assert failed == ["sampling failed: RuntimeError: NVML went away (retrying every 0.1 s)"]  # once
         assert any("sampling works again after 3 failed ticks" in m for m in messages)
         assert "of 132 SMs" in screen_text(app)
+
+
+async def test_while_ticks_fail_the_header_says_so_instead_of_live():
+    """After the notification's 8 s the panels still show the last good sample: the header
+    must not say "live" meanwhile."""
+    sampler = Flaky(bad=set())
+    app = make_app(sampler, interval_s=0.1)
+    header = lambda: screen_text(app).splitlines()[0]  # noqa: E731
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.samples_taken >= 1 and " live " in header())
+        sampler.bad = set(range(sampler.calls, sampler.calls + 10_000))  # every tick from now on fails
+        await until(pilot, lambda: "SAMPLING FAILED, " in header() and " live " not in header())
+        await until(pilot, lambda: app.sample_errors >= 2)
+        await until(pilot, lambda: f"FAILED, {app.sample_errors} ticks" in header())  # it counts
+        sampler.bad = set()
+        await until(pilot, lambda: "SAMPLING FAILED" not in header() and " live " in header())
 
 
 async def test_a_sampler_failing_from_the_start_does_not_crash():
