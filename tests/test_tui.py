@@ -8,6 +8,7 @@ import io
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 
 import pytest
@@ -15,12 +16,14 @@ from rich.console import Console
 
 from gputop.feed import LiveFeed
 from gputop.model import Sample
+from gputop.tui import stall
 from gputop.tui.app import GputopApp, SelfCpu
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen
 from gputop.tui.widgets.cpu import CpuPanel
 from gputop.tui.widgets.gpu import GpuPanel, GpuRow, NoGpuPanel
 from gputop.tui.widgets.processes import ProcessTable
+from gputop.tui.widgets.status import StatusBar
 from tui_fixtures import FakeSampler, cpu_sample, lost, make_sample, with_gpu
 
 
@@ -447,6 +450,83 @@ async def test_while_ticks_fail_the_header_says_so_instead_of_live():
         await until(pilot, lambda: f"FAILED, {app.sample_errors} ticks" in header())  # it counts
         sampler.bad = set()
         await until(pilot, lambda: "SAMPLING FAILED" not in header() and " live " in header())
+
+
+def header_fit(app: GputopApp, width: int) -> str:
+    """The header as it is built for ``width`` columns."""
+    return "".join(text for text, _ in app.query_one(StatusBar).build(width)[0])
+
+
+async def test_the_failure_badge_fits_a_narrow_header_and_does_not_push_the_rest_out():
+    """At 40 columns the long badge left no room, and the header dropped it and all after it."""
+    sampler = Flaky(bad=set(range(1, 1000)))  # (one good sample: a GPU to show)
+    app = make_app(sampler, interval_s=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.sample_errors >= 2)
+        n = app.sample_errors
+        wide, narrow, tiny = header_fit(app, 120), header_fit(app, 36), header_fit(app, 26)  # ("gputop testhost")
+        assert f"SAMPLING FAILED, {n} ticks" in wide and "every 0.1 s" in wide and "? help" in wide
+        assert f" FAILED {n} " in narrow and "SAMPLING" not in narrow and "GPU 0" in narrow  # (after "every")
+        assert tiny == "gputop testhost    FAILED "
+        assert all(len(header_fit(app, w)) <= w for w in range(15, 121))  # (narrower: the panel crops the name)
+
+
+async def test_paused_while_ticks_fail_the_header_says_both():
+    sampler = Flaky(bad=set(range(1000)))
+    app = make_app(sampler, interval_s=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.sample_errors >= 2)
+        await pilot.press("p")
+        await until(pilot, lambda: "PAUSED" in screen_text(app).splitlines()[0])
+        assert f"PAUSED, LAST {app.sample_errors} TICKS FAILED" in screen_text(app).splitlines()[0]
+
+
+class Hangs(FakeSampler):
+    """Samples as usual; while ``hang`` is set each sample blocks (a driver call that does not
+    return) until ``release`` is."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda t: make_sample(1, t))
+        self.hang, self.release = threading.Event(), threading.Event()
+
+    def sample(self) -> Sample:
+        if self.hang.is_set():
+            self.release.wait(30)
+        return super().sample()
+
+
+async def test_a_sample_that_hangs_turns_live_into_no_sample_for(monkeypatch):
+    """A hung sample fails no tick: the header said "live" over the last sample for as long as
+    the call hung (12 s seen). Now it says how long no sample has come back, and "live" again
+    once one does; pausing stops the watch."""
+    monkeypatch.setattr(stall, "STALL_GRACE_S", 0.3)
+    monkeypatch.setattr(stall, "STALL_EVERY_S", 0.1)
+    sampler = Hangs()
+    app = make_app(sampler, interval_s=0.1)
+    header = lambda: screen_text(app).splitlines()[0]  # noqa: E731
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.samples_taken >= 2 and " live " in header())
+            assert app.sample_stalled_s is None
+            sampler.hang.set()
+            await until(pilot, lambda: "NO SAMPLE FOR " in header() and " live " not in header())
+            first = app.sample_stalled_s
+            assert first is not None and first >= 0.4  # the interval and the grace
+            await until(pilot, lambda: (app.sample_stalled_s or 0) >= first + 0.3)  # it counts up
+            await until(pilot, lambda: f"NO SAMPLE FOR {app.sample_stalled_s:.0f} s" in header())
+            taken = app.samples_taken
+            sampler.hang.clear()
+            sampler.release.set()
+            await until(pilot, lambda: app.samples_taken > taken and " live " in header() and "NO SAMPLE" not in header())
+            assert app.sample_stalled_s is None
+            sampler.release.clear()
+            sampler.hang.set()
+            await until(pilot, lambda: app.sample_stalled_s is not None)
+            await pilot.press("p")
+            await until(pilot, lambda: " PAUSED " in header() and "NO SAMPLE" not in header())
+            assert app.sample_stalled_s is None
+    finally:
+        sampler.release.set()
 
 
 async def test_a_sampler_failing_from_the_start_does_not_crash():

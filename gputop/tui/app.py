@@ -36,6 +36,7 @@ from gputop.tui import replay
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen, describe, kill_refusal
 from gputop.tui.selfcpu import SelfCpu
+from gputop.tui.stall import StallWatch
 from gputop.tui.terminal import SUSPEND, repaint_on_resume, settle_heap, terminal_driver
 from gputop.tui.theme_memo import ThemeMemoApp
 from gputop.tui.widgets.charts import HistoryCharts
@@ -60,7 +61,7 @@ DETAIL_ROWS = 40  # compact rows plus the selected GPU's full panel from this he
 SHORT_ROWS = 34  # below this the screen is "-short" (VERTICAL_BREAKPOINTS): no charts, no log
 
 
-class GputopApp(ThemeMemoApp[None]):
+class GputopApp(replay.ReplayKeys, ThemeMemoApp[None]):
     CSS_PATH = "gputop.tcss"
     TITLE = "gputop"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
@@ -86,6 +87,7 @@ class GputopApp(ThemeMemoApp[None]):
     paused: var[bool] = var(False)
     interval_s: var[float] = var(1.0)
     sample_errors: var[int] = var(0)  # failed ticks in a row (the header says so while there are any)
+    sample_stalled_s: var[float | None] = var(None)  # no tick back for this long (a hung driver call)
     show_freq: var[bool] = var(False)
 
     def __init__(self, feed: LiveFeed | ReplayFeed, *, self_cpu: SelfCpu | None = None,
@@ -110,6 +112,7 @@ class GputopApp(ThemeMemoApp[None]):
         self.kill = kill
         self.samples_taken = 0
         self._replay = replay.ReplayDriver(self, feed) if isinstance(feed, ReplayFeed) else None
+        self._stall = StallWatch(lambda: self.interval_s, self._stalled)
         self.set_reactive(GputopApp.interval_s, feed.interval_s)
         self.set_reactive(GputopApp.paused, feed.paused)  # live and paused: no sampling until p
 
@@ -124,7 +127,8 @@ class GputopApp(ThemeMemoApp[None]):
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status").data_bind(GputopApp.paused, GputopApp.interval_s,
-                                               GputopApp.selected_gpu, failed_ticks=GputopApp.sample_errors)
+                                               GputopApp.selected_gpu, failed_ticks=GputopApp.sample_errors,
+                                               stalled_s=GputopApp.sample_stalled_s)
         with Container(id="top"):
             yield CpuPanel(id="cpu").data_bind(GputopApp.show_freq)
             yield GpuList(id="gpus").data_bind(selected=GputopApp.selected_gpu)
@@ -142,7 +146,7 @@ class GputopApp(ThemeMemoApp[None]):
         self.screen.set_class(self.workload is not None, "-with-workload")
         self._fit_layout()
         repaint_on_resume(self)
-        self.set_timer(SETTLE_HEAP_LATEST_S, self._settle_after_first_frame)  # (none yet: a no-op after one)
+        self.set_timer(SETTLE_HEAP_LATEST_S, lambda: self._settle_heap_once(0.0))  # (none yet: a no-op after one)
         if self._replay is not None:
             self.query_one(ProcessTable).empty_note = replay.NO_PROCESSES
             self._replay.begin()
@@ -186,9 +190,15 @@ class GputopApp(ThemeMemoApp[None]):
     @work(exclusive=True, group="sampling")
     async def _sample_loop(self, feed: LiveFeed) -> None:
         assert feed.guarded is not None
-        # a frame's samples come as one batch (each into the history, the last one drawn)
-        await sampling.run(feed.guarded, feed.ticker, self._on_tick, first=feed.take_first(),
-                           batch_s=self.frame_s, after_batch=self._after_batch)
+        self._stall.heard()  # (the first sample can hang too: NVML's init)
+        try:  # a frame's samples come as one batch (each into the history, the last one drawn)
+            await sampling.run(feed.guarded, feed.ticker, self._on_tick, first=feed.take_first(),
+                               batch_s=self.frame_s, after_batch=self._after_batch)
+        finally:  # paused, or the end
+            self._stall.stop()
+
+    def _stalled(self, age_s: float | None) -> None:
+        self.sample_stalled_s = age_s
 
     def _on_tick(self, result: Sample | Exception) -> None:
         try:
@@ -202,6 +212,7 @@ class GputopApp(ThemeMemoApp[None]):
             # a tick that lands while the app shuts down (its widgets already gone): dropped
 
     def _after_batch(self) -> None:
+        self._stall.heard()
         try:
             self._frame()
         except NoMatches:
@@ -255,7 +266,7 @@ class GputopApp(ThemeMemoApp[None]):
         if self._pending is None:
             return
         (sample, state), self._pending = self._pending, None
-        self._settle_after_first_frame()
+        self._settle_heap_once()
         self._last_frame = time.monotonic()
         try:
             if state is not None:
@@ -306,13 +317,18 @@ class GputopApp(ThemeMemoApp[None]):
 
     # -- a replay's driver calls these (gputop.tui.replay.ReplayView) --------------------------
 
-    def _settle_after_first_frame(self) -> None:
-        if self.settle_heap_s is not None:
-            self.set_timer(self.settle_heap_s, settle_heap)
-            self.settle_heap_s = None  # once
+    def _settle_heap_once(self, delay_s: float | None = None) -> None:
+        """settle_heap ``delay_s`` from now (default: ``settle_heap_s``, after the first frame), once."""
+        if self.settle_heap_s is None:
+            return
+        delay, self.settle_heap_s = self.settle_heap_s if delay_s is None else delay_s, None
+        if delay > 0:  # (a Timer of 0 s divides by zero)
+            self.set_timer(delay, settle_heap)
+        else:
+            settle_heap()
 
     def show_sample(self, sample: Sample) -> None:
-        self._settle_after_first_frame()  # (a replay's frames come here, not through _draw)
+        self._settle_heap_once()  # (a replay's frames come here, not through _draw)
         self.samples_taken = self.feed.cursor + 1 if isinstance(self.feed, ReplayFeed) else self.samples_taken
         state = self._poll_workload(sample)  # a recorded workload: as it stood at the cursor
         if state is not None:
@@ -421,30 +437,3 @@ class GputopApp(ThemeMemoApp[None]):
                 self.notify(f"sent SIGTERM to {describe(proc)}")
 
         self.push_screen(KillScreen(proc), answered)
-
-    # -- a replay's keys ------------------------------------------------------------------------
-
-    def action_play(self) -> None:
-        if self._replay is not None:
-            self._replay.play_pause()
-
-    def action_step(self, delta: int) -> None:
-        if self._replay is not None:
-            self._replay.step(delta)
-
-    def action_seek(self, index: int) -> None:
-        if self._replay is not None:
-            self._replay.jump(index)
-
-    def action_speed(self, step: int) -> None:
-        if self._replay is not None:
-            self._replay.speed(step)
-
-    def action_jump(self, how: str) -> None:
-        if self._replay is not None:
-            self._replay.jump_by(how)
-
-    def action_goto(self) -> None:
-        if self._replay is not None:
-            self._replay.ask_time()
-

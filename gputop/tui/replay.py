@@ -95,6 +95,37 @@ def parse_offset(text: str, duration_s: float) -> float | None:
     return value if 0 <= value < math.inf else None
 
 
+class ReplayKeys:
+    """The replay keys' actions, for the app: each goes to its ReplayDriver (None live, where
+    ``check_action`` disables them)."""
+
+    _replay: ReplayDriver | None
+
+    def action_play(self) -> None:
+        if self._replay is not None:
+            self._replay.play_pause()
+
+    def action_step(self, delta: int) -> None:
+        if self._replay is not None:
+            self._replay.step(delta)
+
+    def action_seek(self, index: int) -> None:
+        if self._replay is not None:
+            self._replay.jump(index)
+
+    def action_speed(self, step: int) -> None:
+        if self._replay is not None:
+            self._replay.speed(step)
+
+    def action_jump(self, how: str) -> None:
+        if self._replay is not None:
+            self._replay.jump_by(how)
+
+    def action_goto(self) -> None:
+        if self._replay is not None:
+            self._replay.ask_time()
+
+
 class ReplayDriver:
     """Plays a ReplayFeed into the app: one frame timer, the cursor shown after every move."""
 

@@ -43,13 +43,14 @@ class StatusBar(Panel):
     host: reactive[str] = reactive("")
     replay: reactive[ReplayPosition | None] = reactive(None)
     failed_ticks: reactive[int] = reactive(0)  # in a row, live: the values shown are that old
+    stalled_s: reactive[float | None] = reactive(None)  # live: no tick back for this long (gputop.tui.stall)
 
     def watch_paused(self, paused: bool) -> None:
         self.set_class(paused, "-paused")
 
     def render_key(self) -> tuple:
         return (self.interval_s, self.paused, self.own_cpu_pct, self.selected_gpu, self.sort_label, self.host,
-                self.replay, self.failed_ticks)
+                self.replay, self.failed_ticks, self.stalled_s)
 
     def build(self, width: int) -> list[Line]:
         f, st = self.item, self.style_of
@@ -60,23 +61,38 @@ class StatusBar(Panel):
         # GPU panel says why, once)
         gpu = [] if self.selected_gpu is None else [f("GPU", str(self.selected_gpu)), f("sort", self.sort_label)]
         help_ = item(("? help", st("panel--dim")))
+        forms: list[list[Item]]  # each part's forms, longest first: the first that fits is shown
         if self.replay is not None:
-            parts = self._replay_parts(self.replay) + gpu + [help_]
+            forms = [[part] for part in self._replay_parts(self.replay) + gpu + [help_]]
         else:
-            state = item((" PAUSED ", st("panel--warn"))) if self.paused else item("live")
-            if self.failed_ticks:  # (the reason is in the notification; the panels show the last good sample)
-                n = self.failed_ticks
-                state = item((f" SAMPLING FAILED, {n} tick{'s' if n > 1 else ''} ", st("panel--warn")))
-            parts = [state, f("every", f"{self.interval_s:g} s"), *gpu,
-                     f("own CPU", fmt.pct(self.own_cpu_pct, 1)), help_]
+            forms = [self._state_forms(), [f("every", f"{self.interval_s:g} s")], *([p] for p in gpu),
+                     [f("own CPU", fmt.pct(self.own_cpu_pct, 1))], [help_]]
         used = cells(line)
-        for part in parts:
-            n = cells(part)
-            if used + 3 + n > width:
-                break
-            line += (("   ", None), *part)
-            used += 3 + n
+        for part_forms in forms:
+            for part in part_forms:
+                n = cells(part)
+                if used + 3 + n <= width:
+                    line += (("   ", None), *part)
+                    used += 3 + n
+                    break
         return [line]
+
+    def _state_forms(self) -> list[Item]:
+        """Live, paused, stalled (no tick back: a hung driver call) or failing ticks; the values
+        shown are the last good sample's in all but the first (the reason is in the notification)."""
+        def warn(text: str) -> Item:
+            return item((f" {text} ", self.style_of("panel--warn")))
+
+        n = self.failed_ticks
+        if self.stalled_s is not None:
+            age = f"{self.stalled_s:.0f} s"
+            return [warn(f"NO SAMPLE FOR {age}"), warn(f"NO SAMPLE {age}"), warn("STALLED")]
+        if self.paused:
+            return [warn(f"PAUSED, LAST {n} TICK{'S' if n > 1 else ''} FAILED"), warn(f"PAUSED, {n} FAILED"),
+                    warn("PAUSED")] if n else [warn("PAUSED")]
+        if n:
+            return [warn(f"SAMPLING FAILED, {n} tick{'s' if n > 1 else ''}"), warn(f"FAILED {n}"), warn("FAILED")]
+        return [item("live")]
 
     def _replay_parts(self, pos: ReplayPosition) -> list[Item]:
         f, st = self.item, self.style_of

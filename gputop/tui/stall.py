@@ -1,0 +1,63 @@
+"""Tells when sampling has stalled: a sample stuck in a driver call (a hung GPU, an NVML init that
+does not return) ends no tick, failed or not, so without this the header would go on saying "live"
+over the last sample's values for as long as the call hangs.
+
+The watch costs the event loop no wake-up while ticks come back: each one moves a single
+``call_later`` (cancelled and set again), which fires only once a tick is overdue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+STALL_GRACE_S = 2.0  # a tick may come back this long after its interval before it counts as stalled
+STALL_EVERY_S = 1.0  # while stalled, the age shown is brought up to date this often
+
+
+class StallWatch:
+    """``on_stall(age_s)`` once no tick has come back for ``interval_s() + STALL_GRACE_S``, and
+    again every STALL_EVERY_S while none does; ``on_stall(None)`` when one comes back or the
+    watch stops. Runs on the event loop it is first ``heard()`` on."""
+
+    def __init__(self, interval_s: Callable[[], float], on_stall: Callable[[float | None], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval_s, self._on_stall, self._clock = interval_s, on_stall, clock
+        self._last = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+        self.stalled = False
+
+    def heard(self) -> None:
+        """A tick came back (a sample or an error), or sampling (re)starts: the clock starts again."""
+        self._last = self._clock()
+        self._calm()
+        self._arm(self._interval_s() + STALL_GRACE_S)
+
+    def stop(self) -> None:
+        """Sampling stopped on purpose (paused, or the end): nothing is overdue."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._calm()
+
+    def _calm(self) -> None:
+        if self.stalled:
+            self.stalled = False
+            self._on_stall(None)
+
+    def _arm(self, delay_s: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = asyncio.get_running_loop().call_later(max(0.0, delay_s), self._check)
+
+    def _check(self) -> None:
+        self._handle = None
+        age = self._clock() - self._last
+        due = self._interval_s() + STALL_GRACE_S  # (the interval may have changed since)
+        if age < due:
+            self._arm(due - age)
+            return
+        self.stalled = True
+        self._on_stall(age)
+        self._arm(STALL_EVERY_S)
