@@ -21,7 +21,7 @@ from gputop import __version__, console
 from gputop.argtypes import INTERVAL
 from gputop.exitstatus import ExitStatus
 from gputop.feed import LiveFeed, ReplayFeed
-from gputop.sampler import OpenedOnFirstSample, open_real
+from gputop.sampler import CLOSE_WAIT_S, OpenedOnFirstSample, open_real
 from gputop.signals import Interrupted, StopSignals
 
 if TYPE_CHECKING:  # httpx, which the feed imports, is ~10 MiB and ~0.1 s the live view does not need
@@ -194,7 +194,9 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
                     workload.stop()
             finally:
                 feed.discard_first()  # not closed under a sample still being taken
-                sampler.close()
+                if not sampler.close():  # (under the full screen its log line went to the log file)
+                    sys.stderr.write(f"gputop: a GPU read had not returned after {CLOSE_WAIT_S:g} s "
+                                     "(a hung driver call?): exited with NVML left open\n")
     return ExitStatus.OK
 
 

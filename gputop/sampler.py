@@ -53,7 +53,7 @@ class SamplerLike(SupportsSample, Protocol):
     @property
     def gpu_interval_s(self) -> float: ...
 
-    def close(self) -> None: ...
+    def close(self) -> bool | None: ...
 
 
 # The GPUs are read about this often at most (a read is due DUE_EARLY_S early), whatever the
@@ -136,22 +136,24 @@ class Sampler:
             joined[index] = tuple(_join(p, host.get(p.pid)) for p in procs)
         return joined
 
-    def close(self) -> None:
-        """Close the sources once; a sample stuck for CLOSE_WAIT_S leaves them open (see there)."""
+    def close(self) -> bool:
+        """Close the sources once; a sample stuck for CLOSE_WAIT_S leaves them open (see there) and
+        the answer is False (the live view says so on stderr once the terminal is back)."""
         if not self._lock.acquire(timeout=CLOSE_WAIT_S):
             self._closed = True  # (a sample that returns later still gives its sample; no new one starts)
             log.warning("a sample has not returned for %.0f s (a hung driver call?): leaving the sources open",
                         CLOSE_WAIT_S)
-            return
+            return False
         try:
             if self._closed:
-                return
+                return True
             self._closed = True
             close_cpu = getattr(self.cpu, "close", None)
             if close_cpu is not None:
                 close_cpu()
             if self.gpu is not None:
                 self.gpu.close()
+            return True
         finally:
             self._lock.release()
 
@@ -422,9 +424,9 @@ class OpenedOnFirstSample:
                 self._sampler = sampler
             return not self._closed
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """False where the sampler's close gave up on a stuck sample (``Sampler.close``)."""
         with self._lock:
             self._closed = True
             sampler, self._sampler = self._sampler, None
-        if sampler is not None:
-            sampler.close()
+        return sampler is None or sampler.close() is not False

@@ -196,9 +196,10 @@ def test_close_does_not_wait_for_ever_on_a_sample_stuck_in_the_driver(monkeypatc
     try:
         assert stuck.wait(5)
         t0 = time.monotonic()
-        s.close()
+        assert s.close() is False  # (the live view says so on stderr)
         assert time.monotonic() - t0 < 5 and gpu.closed == 0
         assert "has not returned" in caplog.text
+        assert OpenedOnFirstSample(lambda: s).close() is True  # never opened: nothing left open
     finally:
         release.set()
         worker.join(5)
