@@ -195,9 +195,18 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
             finally:
                 feed.discard_first()  # not closed under a sample still being taken
                 if not sampler.close():  # (under the full screen its log line went to the log file)
-                    sys.stderr.write(f"gputop: a GPU read had not returned after {CLOSE_WAIT_S:g} s "
-                                     "(a hung driver call?): exited with NVML left open\n")
+                    _say(f"gputop: a sample had not returned after {CLOSE_WAIT_S:g} s "
+                         "(a hung driver call?): exited with its sources left open")
     return ExitStatus.OK
+
+
+def _say(line: str) -> None:
+    """One line on stderr, if it can still be written (a terminal that hung up: EIO)."""
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
 
 
 def _show_replay(feed: ReplayFeed) -> int:

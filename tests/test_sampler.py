@@ -190,7 +190,7 @@ def test_close_does_not_wait_for_ever_on_a_sample_stuck_in_the_driver(monkeypatc
             return super().sample(processes)
 
     gpu = HungGpu()
-    s = Sampler(StubCpu({}), gpu)
+    s = OpenedOnFirstSample(lambda: Sampler(StubCpu({}), gpu))  # (as the live view has it)
     worker = threading.Thread(target=s.sample)
     worker.start()
     try:
@@ -199,12 +199,12 @@ def test_close_does_not_wait_for_ever_on_a_sample_stuck_in_the_driver(monkeypatc
         assert s.close() is False  # (the live view says so on stderr)
         assert time.monotonic() - t0 < 5 and gpu.closed == 0
         assert "has not returned" in caplog.text
-        assert OpenedOnFirstSample(lambda: s).close() is True  # never opened: nothing left open
     finally:
         release.set()
         worker.join(5)
     with pytest.raises(RuntimeError, match="closed"):
         s.sample()
+    assert OpenedOnFirstSample(lambda: Sampler(StubCpu({}), StubGpu())).close() is True  # never opened
 
 
 # --- Ticker ------------------------------------------------------------------------------------

@@ -463,11 +463,17 @@ async def test_the_failure_badge_fits_a_narrow_header_and_does_not_push_the_rest
     app = make_app(sampler, interval_s=0.1)
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.sample_errors >= 2)
+        app.workers.cancel_group(app, "sampling")  # (the count stays put)
+        await pilot.pause(0.1)
         n = app.sample_errors
-        wide, narrow, tiny = header_fit(app, 120), header_fit(app, 36), header_fit(app, 26)  # ("gputop testhost")
+        name = "gputop testhost"
+        short = len(name) + 3 + len(f" FAILED {n} ") + 3 + len("GPU 0")  # "every 0.1 s" skipped
+        wide, narrow = header_fit(app, 120), header_fit(app, short)
         assert f"SAMPLING FAILED, {n} ticks" in wide and "every 0.1 s" in wide and "? help" in wide
-        assert f" FAILED {n} " in narrow and "SAMPLING" not in narrow and "GPU 0" in narrow  # (after "every")
-        assert tiny == "gputop testhost    FAILED "
+        assert narrow == f"{name}    FAILED {n}    GPU 0"
+        assert header_fit(app, len(name) + 3 + len(" FAILED ")) == f"{name}    FAILED "
+        # no form of the badge fits: nothing after it either (not a GPU without its warning)
+        assert header_fit(app, len(name) + 3 + len(" FAILED ") - 1) == name
         assert all(len(header_fit(app, w)) <= w for w in range(15, 121))  # (narrower: the panel crops the name)
 
 

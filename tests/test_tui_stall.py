@@ -9,36 +9,78 @@ from gputop.tui import stall
 from gputop.tui.stall import StallWatch
 
 
+def counting(watch: StallWatch) -> list[int]:
+    """Count the watch's checks (each one a wake-up of the event loop)."""
+    checks = [0]
+    check = watch._check
+
+    def counted() -> None:
+        checks[0] += 1
+        check()
+
+    watch._check = counted  # type: ignore[method-assign]
+    return checks
+
+
 async def test_ticks_that_come_back_in_time_never_wake_it_and_a_late_one_is_reported(monkeypatch):
-    monkeypatch.setattr(stall, "STALL_GRACE_S", 0.15)
+    monkeypatch.setattr(stall, "STALL_GRACE_S", 0.5)
     monkeypatch.setattr(stall, "STALL_EVERY_S", 0.05)
     interval = [0.0]
     told: list[float | None] = []
     watch = StallWatch(lambda: interval[0], told.append)
-    checks = 0
-    check = watch._check
-
-    def counted() -> None:
-        nonlocal checks
-        checks += 1
-        check()
-
-    watch._check = counted  # type: ignore[method-assign]
-    for _ in range(15):  # 0.45 s of ticks 0.03 s apart: the one timer is moved, never fired
+    checks = counting(watch)
+    for _ in range(30):  # 0.3 s of ticks 0.01 s apart: the one timer is moved, never fired
         watch.heard()
-        await asyncio.sleep(0.03)
-    assert checks == 0 and told == [] and not watch.stalled
-    await asyncio.sleep(0.4)  # no tick back: reported once due, then brought up to date
+        await asyncio.sleep(0.01)
+    assert checks[0] == 0 and told == [] and not watch.stalled
+    await asyncio.sleep(0.8)  # no tick back: reported once due, then brought up to date
     ages = [a for a in told if a is not None]
-    assert len(ages) >= 3 and ages[0] >= 0.15 and ages == sorted(ages) and watch.stalled
+    assert len(ages) >= 3 and ages[0] >= 0.5 and ages == sorted(ages) and watch.stalled
     watch.heard()
     assert told[-1] is None and not watch.stalled
     interval[0] = 10.0  # a slower pace (the + key): due later, nothing said meanwhile
     told.clear()
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.7)
     assert told == []
     watch.stop()
     assert told == [] and watch._handle is None  # (never stalled: nothing to take back)
+
+
+async def test_stalled_it_keeps_counting_when_the_pace_slows(monkeypatch):
+    """The review: stalled, then + pressed, the count froze until the new interval ran out."""
+    monkeypatch.setattr(stall, "STALL_GRACE_S", 0.05)
+    monkeypatch.setattr(stall, "STALL_EVERY_S", 0.05)
+    interval = [0.0]
+    told: list[float | None] = []
+    watch = StallWatch(lambda: interval[0], told.append)
+    watch.heard()
+    await asyncio.sleep(0.2)
+    assert watch.stalled
+    interval[0] = 10.0
+    watch.tick_now()
+    n = len(told)
+    await asyncio.sleep(0.3)
+    assert len(told) >= n + 2 and all(a is not None for a in told[n:]) and watch.stalled
+
+
+async def test_a_tick_due_at_once_is_overdue_after_the_grace_whatever_the_interval(monkeypatch):
+    """Started, resumed or re-paced, the ticker ticks at once: with -i 60 a hang behind a resume
+    showed "live" for 62 s."""
+    monkeypatch.setattr(stall, "STALL_GRACE_S", 0.1)
+    told: list[float | None] = []
+    watch = StallWatch(lambda: 60.0, told.append)
+    watch.start()
+    await asyncio.sleep(0.3)
+    assert watch.stalled and told and told[0] is not None and told[0] >= 0.1
+    watch.stop()
+    told.clear()
+    watch.heard()
+    watch.tick_now()  # the - key: a tick now; no sample back for as long as it was
+    await asyncio.sleep(0.3)
+    assert watch.stalled and told[0] is not None
+    watch.stop()
+    watch.tick_now()  # paused: the interval keys arm nothing
+    assert watch._handle is None
 
 
 async def test_stopping_takes_a_stall_back(monkeypatch):

@@ -190,7 +190,7 @@ class GputopApp(replay.ReplayKeys, ThemeMemoApp[None]):
     @work(exclusive=True, group="sampling")
     async def _sample_loop(self, feed: LiveFeed) -> None:
         assert feed.guarded is not None
-        self._stall.heard()  # (the first sample can hang too: NVML's init)
+        self._stall.start()  # (the first sample can hang too: NVML's init)
         try:  # a frame's samples come as one batch (each into the history, the last one drawn)
             await sampling.run(feed.guarded, feed.ticker, self._on_tick, first=feed.take_first(),
                                batch_s=self.frame_s, after_batch=self._after_batch)
@@ -374,7 +374,8 @@ class GputopApp(replay.ReplayKeys, ThemeMemoApp[None]):
     def _step_interval(self, step: int) -> None:
         self.interval_s = next_interval(self.interval_s, step)
         if isinstance(self.feed, LiveFeed):
-            self.feed.set_interval(self.interval_s)
+            self.feed.set_interval(self.interval_s)  # (a tick at once, then the new pace)
+            self._stall.tick_now()
 
     def action_slower(self) -> None:
         self._step_interval(+1)

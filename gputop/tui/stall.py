@@ -25,17 +25,34 @@ class StallWatch:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._interval_s, self._on_stall, self._clock = interval_s, on_stall, clock
         self._last = 0.0
+        self._tick_at: float | None = None  # the next tick is due then (None: an interval after _last)
         self._handle: asyncio.TimerHandle | None = None
+        self._watching = False
         self.stalled = False
 
     def heard(self) -> None:
-        """A tick came back (a sample or an error), or sampling (re)starts: the clock starts again."""
-        self._last = self._clock()
+        """A tick came back (a sample or an error): the clock starts again."""
+        self._watching = True
+        self._last, self._tick_at = self._clock(), None
         self._calm()
         self._arm(self._interval_s() + STALL_GRACE_S)
 
+    def start(self) -> None:
+        """Sampling (re)starts, its first tick due at once: no sample yet counts from now."""
+        self.heard()
+        self.tick_now()
+
+    def tick_now(self) -> None:
+        """A tick is due at once (the interval changed: the ticker re-anchors); the time since the
+        last one back is kept. Nothing while not watching (paused)."""
+        if self._watching:
+            self._tick_at = self._clock()
+            if not self.stalled:
+                self._arm(STALL_GRACE_S)
+
     def stop(self) -> None:
         """Sampling stopped on purpose (paused, or the end): nothing is overdue."""
+        self._watching = False
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -53,11 +70,12 @@ class StallWatch:
 
     def _check(self) -> None:
         self._handle = None
-        age = self._clock() - self._last
-        due = self._interval_s() + STALL_GRACE_S  # (the interval may have changed since)
-        if age < due:
-            self._arm(due - age)
+        now = self._clock()
+        tick_at = self._last + self._interval_s() if self._tick_at is None else self._tick_at  # (the pace may have changed)
+        if now < tick_at + STALL_GRACE_S and not self.stalled:
+            self._arm(tick_at + STALL_GRACE_S - now)
             return
+        age = now - self._last
         self.stalled = True
         self._on_stall(age)
         self._arm(STALL_EVERY_S)

@@ -68,12 +68,15 @@ class StatusBar(Panel):
             forms = [self._state_forms(), [f("every", f"{self.interval_s:g} s")], *([p] for p in gpu),
                      [f("own CPU", fmt.pct(self.own_cpu_pct, 1))], [help_]]
         used = cells(line)
-        for part_forms in forms:
+        for i, part_forms in enumerate(forms):
             for part in part_forms:
                 n = cells(part)
                 if used + 3 + n <= width:
                     line += (("   ", None), *part)
                     used += 3 + n
+                    break
+            else:
+                if i == 0:  # the state (or the replay's) first, or none: not a GPU without its warning
                     break
         return [line]
 
