@@ -6,6 +6,7 @@ import asyncio
 import errno
 import io
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -14,7 +15,7 @@ from dataclasses import replace
 import pytest
 from rich.console import Console
 
-from gputop.feed import LiveFeed
+from gputop.feed import LiveFeed, ReplayPosition
 from gputop.model import Sample
 from gputop.tui import stall
 from gputop.tui.app import GputopApp, SelfCpu
@@ -477,6 +478,23 @@ async def test_the_failure_badge_fits_a_narrow_header_and_does_not_push_the_rest
         assert all(len(header_fit(app, w)) <= w for w in range(15, 121))  # (narrower: the panel crops the name)
 
 
+async def test_a_replays_cut_off_warning_is_never_left_out_while_later_parts_show():
+    app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        status = app.query_one(StatusBar)
+        status.replay = ReplayPosition(index=4, count=10, offset_s=4.0, duration_s=9.0, ts_ns=0, speed=1.0,
+                                       complete=False)
+        widths = range(15, 160)
+        with_cut = [w for w in widths if "cut off" in header_fit(app, w)]
+        assert with_cut and with_cut == list(range(with_cut[0], 160))  # shown from some width on
+        for w in widths:
+            text = header_fit(app, w)
+            assert len(text) <= w
+            if "cut off" not in text:
+                assert "? help" not in text and "GPU" not in text, (w, text)
+
+
 async def test_paused_while_ticks_fail_the_header_says_both():
     sampler = Flaky(bad=set(range(1000)))
     app = make_app(sampler, interval_s=0.1)
@@ -531,6 +549,27 @@ async def test_a_sample_that_hangs_turns_live_into_no_sample_for(monkeypatch):
             await pilot.press("p")
             await until(pilot, lambda: " PAUSED " in header() and "NO SAMPLE" not in header())
             assert app.sample_stalled_s is None
+    finally:
+        sampler.release.set()
+
+
+@pytest.mark.parametrize("keys", [("minus",), ("p", "p")])
+async def test_a_hang_behind_a_tick_due_at_once_shows_after_the_grace_not_the_interval(monkeypatch, keys):
+    """At 30 s a tick, - (or a pause and resume) asks for a tick at once: hung, the header said
+    "live" for the whole interval and the grace."""
+    monkeypatch.setattr(stall, "STALL_GRACE_S", 0.3)
+    sampler = Hangs()
+    app = make_app(sampler, interval_s=30.0)
+    header = lambda: screen_text(app).splitlines()[0]  # noqa: E731
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.samples_taken >= 1 and " live " in header())
+            await pilot.pause(0.5)  # (the first tick's 0.3 s have passed: only the key's tick is due)
+            assert app.sample_stalled_s is None
+            sampler.hang.set()
+            for key in keys:
+                await pilot.press(key)
+            await until(pilot, lambda: "NO SAMPLE FOR " in header(), timeout_s=5)  # (not 30 s)
     finally:
         sampler.release.set()
 
@@ -665,13 +704,16 @@ async def test_fast_sampling_comes_in_batches_each_drawn_once_with_nothing_lost(
 
         app._draw = draw
         await until(pilot, lambda: len(drawn) >= 4, timeout_s=10)
+        sampling = list(drawn)  # (the pause then hands over what was taken since the last batch)
         app.action_toggle_pause()
         await pilot.pause(0.1)
         taken = app.samples_taken
         # the paused screen comes to show the last sample (drawn when the frame is due)
         await until(pilot, lambda: app.sample.ts_ns == make_sample(1, taken - 1).ts_ns, timeout_s=2)
     assert taken >= 2 * len(drawn)  # several samples a frame
-    assert all(b - a >= 2 for a, b in zip(drawn[1:], drawn[2:]))  # each frame after a batch of them
+    # each frame after a batch of them (~15 a frame here). A median: a sampling thread starved for
+    # a frame hands over the one sample it took since, as it should; every pair checked failed once in CI
+    assert statistics.median(b - a for a, b in zip(sampling, sampling[1:])) >= 5, sampling
     assert len(app.history) == taken  # none lost on the way, a batch pending at the pause included
     assert sampler.calls - taken <= 1  # but the one still being taken when it came
 

@@ -38,7 +38,8 @@ async def test_ticks_that_come_back_in_time_never_wake_it_and_a_late_one_is_repo
     assert len(ages) >= 3 and ages[0] >= 0.5 and ages == sorted(ages) and watch.stalled
     watch.heard()
     assert told[-1] is None and not watch.stalled
-    interval[0] = 10.0  # a slower pace (the + key): due later, nothing said meanwhile
+    interval[0] = 10.0  # a slower pace: the next tick due later, nothing said meanwhile
+    watch.heard()
     told.clear()
     await asyncio.sleep(0.7)
     assert told == []
@@ -56,6 +57,7 @@ async def test_stalled_it_keeps_counting_when_the_pace_slows(monkeypatch):
     watch.heard()
     await asyncio.sleep(0.2)
     assert watch.stalled
+    monkeypatch.setattr(stall, "STALL_GRACE_S", 5.0)  # (a freeze until the deadline would show)
     interval[0] = 10.0
     watch.tick_now()
     n = len(told)
@@ -81,6 +83,19 @@ async def test_a_tick_due_at_once_is_overdue_after_the_grace_whatever_the_interv
     watch.stop()
     watch.tick_now()  # paused: the interval keys arm nothing
     assert watch._handle is None
+
+
+async def test_pressing_plus_or_minus_during_a_hang_does_not_put_the_badge_off(monkeypatch):
+    """The second review: each tick_now moved the deadline to now + the grace, so +/- pressed
+    every 1.5 s kept the header on "live" for as long as the hang lasted."""
+    monkeypatch.setattr(stall, "STALL_GRACE_S", 0.2)
+    told: list[float | None] = []
+    watch = StallWatch(lambda: 0.1, told.append)
+    watch.heard()
+    for _ in range(10):  # 1.5 s of presses 0.15 s apart, no tick back
+        watch.tick_now()
+        await asyncio.sleep(0.15)
+    assert watch.stalled and told and told[0] is not None and told[0] < 0.6
 
 
 async def test_stopping_takes_a_stall_back(monkeypatch):

@@ -17,25 +17,27 @@ STALL_EVERY_S = 1.0  # while stalled, the age shown is brought up to date this o
 
 
 class StallWatch:
-    """``on_stall(age_s)`` once no tick has come back for ``interval_s() + STALL_GRACE_S``, and
-    again every STALL_EVERY_S while none does; ``on_stall(None)`` when one comes back or the
-    watch stops. Runs on the event loop it is first ``heard()`` on."""
+    """``on_stall(age_s)`` once no tick has come back for STALL_GRACE_S past the time the next one
+    was due (``interval_s()`` after the last, or at once after ``start``/``tick_now``), and again
+    every STALL_EVERY_S while none does; ``on_stall(None)`` when one comes back or the watch
+    stops. Runs on the event loop it is first ``heard()`` on."""
 
     def __init__(self, interval_s: Callable[[], float], on_stall: Callable[[float | None], None],
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._interval_s, self._on_stall, self._clock = interval_s, on_stall, clock
-        self._last = 0.0
-        self._tick_at: float | None = None  # the next tick is due then (None: an interval after _last)
+        self._last = 0.0  # the last tick back
+        self._tick_at = 0.0  # the next tick is due then
         self._handle: asyncio.TimerHandle | None = None
         self._watching = False
         self.stalled = False
 
     def heard(self) -> None:
-        """A tick came back (a sample or an error): the clock starts again."""
+        """A tick came back (a sample or an error): the next is due an interval from now."""
         self._watching = True
-        self._last, self._tick_at = self._clock(), None
+        self._last = self._clock()
+        self._tick_at = self._last + self._interval_s()
         self._calm()
-        self._arm(self._interval_s() + STALL_GRACE_S)
+        self._arm(self._tick_at + STALL_GRACE_S - self._last)
 
     def start(self) -> None:
         """Sampling (re)starts, its first tick due at once: no sample yet counts from now."""
@@ -44,11 +46,13 @@ class StallWatch:
 
     def tick_now(self) -> None:
         """A tick is due at once (the interval changed: the ticker re-anchors); the time since the
-        last one back is kept. Nothing while not watching (paused)."""
+        last one back is kept, and a due time already passed stays (pressing +/- during a hang
+        must not put the badge off). Nothing while not watching (paused)."""
         if self._watching:
-            self._tick_at = self._clock()
+            now = self._clock()
+            self._tick_at = min(self._tick_at, now)
             if not self.stalled:
-                self._arm(STALL_GRACE_S)
+                self._arm(self._tick_at + STALL_GRACE_S - now)
 
     def stop(self) -> None:
         """Sampling stopped on purpose (paused, or the end): nothing is overdue."""
@@ -71,11 +75,9 @@ class StallWatch:
     def _check(self) -> None:
         self._handle = None
         now = self._clock()
-        tick_at = self._last + self._interval_s() if self._tick_at is None else self._tick_at  # (the pace may have changed)
-        if now < tick_at + STALL_GRACE_S and not self.stalled:
-            self._arm(tick_at + STALL_GRACE_S - now)
+        if now < self._tick_at + STALL_GRACE_S and not self.stalled:  # (the grace changed: tests)
+            self._arm(self._tick_at + STALL_GRACE_S - now)
             return
-        age = now - self._last
         self.stalled = True
-        self._on_stall(age)
+        self._on_stall(now - self._last)
         self._arm(STALL_EVERY_S)

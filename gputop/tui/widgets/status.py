@@ -61,14 +61,18 @@ class StatusBar(Panel):
         # GPU panel says why, once)
         gpu = [] if self.selected_gpu is None else [f("GPU", str(self.selected_gpu)), f("sort", self.sort_label)]
         help_ = item(("? help", st("panel--dim")))
-        forms: list[list[Item]]  # each part's forms, longest first: the first that fits is shown
+        # each part's forms, longest first: the first that fits is shown, else the part is left
+        # out; but not a warning or the state: nothing after those (not a GPU without its warning)
+        forms: list[tuple[list[Item], bool]]  # (forms, a stop where none fits)
         if self.replay is not None:
-            forms = [[part] for part in self._replay_parts(self.replay) + gpu + [help_]]
+            head, rest = self._replay_parts(self.replay)
+            forms = [([part], True) for part in head] + [([part], False) for part in rest + gpu + [help_]]
         else:
-            forms = [self._state_forms(), [f("every", f"{self.interval_s:g} s")], *([p] for p in gpu),
-                     [f("own CPU", fmt.pct(self.own_cpu_pct, 1))], [help_]]
+            forms = [(self._state_forms(), True), ([f("every", f"{self.interval_s:g} s")], False),
+                     *(([p], False) for p in gpu), ([f("own CPU", fmt.pct(self.own_cpu_pct, 1))], False),
+                     ([help_], False)]
         used = cells(line)
-        for i, part_forms in enumerate(forms):
+        for part_forms, stop in forms:
             for part in part_forms:
                 n = cells(part)
                 if used + 3 + n <= width:
@@ -76,7 +80,7 @@ class StatusBar(Panel):
                     used += 3 + n
                     break
             else:
-                if i == 0:  # the state (or the replay's) first, or none: not a GPU without its warning
+                if stop:
                     break
         return [line]
 
@@ -97,18 +101,19 @@ class StatusBar(Panel):
             return [warn(f"SAMPLING FAILED, {n} tick{'s' if n > 1 else ''}"), warn(f"FAILED {n}"), warn("FAILED")]
         return [item("live")]
 
-    def _replay_parts(self, pos: ReplayPosition) -> list[Item]:
+    def _replay_parts(self, pos: ReplayPosition) -> tuple[list[Item], list[Item]]:
+        """The replay's state and its warning (a recording cut off), then its other parts."""
         f, st = self.item, self.style_of
         if self.paused:
             state = item((" PAUSED ", st("panel--warn")))
         else:
             state = item(("▶ ", st("panel--value")), speed_text(pos.speed))
-        parts = [item(("replay", st("panel--value")), " ", *state),
-                 f("t", "+" + offset_text(pos.offset_s), f" of {offset_text(pos.duration_s)}"),
-                 f("at", wall_clock(pos.ts_ns)),
-                 f("sample", f"{pos.index + 1}/{pos.count}")]
-        if self.paused:
-            parts.append(f("speed", speed_text(pos.speed)))
+        head = [item(("replay", st("panel--value")), " ", *state)]
         if not pos.complete:
-            parts.append(item(("cut off", st("panel--warn"))))
-        return parts
+            head.append(item(("cut off", st("panel--warn"))))
+        rest = [f("t", "+" + offset_text(pos.offset_s), f" of {offset_text(pos.duration_s)}"),
+                f("at", wall_clock(pos.ts_ns)),
+                f("sample", f"{pos.index + 1}/{pos.count}")]
+        if self.paused:
+            rest.append(f("speed", speed_text(pos.speed)))
+        return head, rest
