@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import io
 import signal
@@ -519,59 +520,59 @@ class Hangs(FakeSampler):
         return super().sample()
 
 
+@contextlib.asynccontextmanager
+async def hanging_app(monkeypatch, interval_s: float):
+    """The live view over a ``Hangs`` sampler, the stall grace cut to 0.3 s; the sampler is
+    released at the end whatever the test did."""
+    monkeypatch.setattr(stall, "STALL_GRACE_S", 0.3)
+    monkeypatch.setattr(stall, "STALL_EVERY_S", 0.1)
+    sampler = Hangs()
+    app = make_app(sampler, interval_s=interval_s)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            yield app, pilot, sampler, lambda: screen_text(app).splitlines()[0]
+    finally:
+        sampler.release.set()
+
+
 async def test_a_sample_that_hangs_turns_live_into_no_sample_for(monkeypatch):
     """A hung sample fails no tick: the header said "live" over the last sample for as long as
     the call hung (12 s seen). Now it says how long no sample has come back, and "live" again
     once one does; pausing stops the watch."""
-    monkeypatch.setattr(stall, "STALL_GRACE_S", 0.3)
-    monkeypatch.setattr(stall, "STALL_EVERY_S", 0.1)
-    sampler = Hangs()
-    app = make_app(sampler, interval_s=0.1)
-    header = lambda: screen_text(app).splitlines()[0]  # noqa: E731
-    try:
-        async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, lambda: app.samples_taken >= 2 and " live " in header())
-            assert app.sample_stalled_s is None
-            sampler.hang.set()
-            await until(pilot, lambda: "NO SAMPLE FOR " in header() and " live " not in header())
-            first = app.sample_stalled_s
-            assert first is not None and first >= 0.4  # the interval and the grace
-            await until(pilot, lambda: (app.sample_stalled_s or 0) >= first + 0.3)  # it counts up
-            await until(pilot, lambda: f"NO SAMPLE FOR {app.sample_stalled_s:.0f} s" in header())
-            taken = app.samples_taken
-            sampler.hang.clear()
-            sampler.release.set()
-            await until(pilot, lambda: app.samples_taken > taken and " live " in header() and "NO SAMPLE" not in header())
-            assert app.sample_stalled_s is None
-            sampler.release.clear()
-            sampler.hang.set()
-            await until(pilot, lambda: app.sample_stalled_s is not None)
-            await pilot.press("p")
-            await until(pilot, lambda: " PAUSED " in header() and "NO SAMPLE" not in header())
-            assert app.sample_stalled_s is None
-    finally:
+    async with hanging_app(monkeypatch, 0.1) as (app, pilot, sampler, header):
+        await until(pilot, lambda: app.samples_taken >= 2 and " live " in header())
+        assert app.sample_stalled_s is None
+        sampler.hang.set()
+        await until(pilot, lambda: "NO SAMPLE FOR " in header() and " live " not in header())
+        first = app.sample_stalled_s
+        assert first is not None and first >= 0.4  # the interval and the grace
+        await until(pilot, lambda: (app.sample_stalled_s or 0) >= first + 0.3)  # it counts up
+        await until(pilot, lambda: f"NO SAMPLE FOR {app.sample_stalled_s:.0f} s" in header())
+        taken = app.samples_taken
+        sampler.hang.clear()
         sampler.release.set()
+        await until(pilot, lambda: app.samples_taken > taken and " live " in header() and "NO SAMPLE" not in header())
+        assert app.sample_stalled_s is None
+        sampler.release.clear()
+        sampler.hang.set()
+        await until(pilot, lambda: app.sample_stalled_s is not None)
+        await pilot.press("p")
+        await until(pilot, lambda: " PAUSED " in header() and "NO SAMPLE" not in header())
+        assert app.sample_stalled_s is None
 
 
 @pytest.mark.parametrize("keys", [("minus",), ("p", "p")])
 async def test_a_hang_behind_a_tick_due_at_once_shows_after_the_grace_not_the_interval(monkeypatch, keys):
     """At 30 s a tick, - (or a pause and resume) asks for a tick at once: hung, the header said
     "live" for the whole interval and the grace."""
-    monkeypatch.setattr(stall, "STALL_GRACE_S", 0.3)
-    sampler = Hangs()
-    app = make_app(sampler, interval_s=30.0)
-    header = lambda: screen_text(app).splitlines()[0]  # noqa: E731
-    try:
-        async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, lambda: app.samples_taken >= 1 and " live " in header())
-            await pilot.pause(0.5)  # (the first tick's 0.3 s have passed: only the key's tick is due)
-            assert app.sample_stalled_s is None
-            sampler.hang.set()
-            for key in keys:
-                await pilot.press(key)
-            await until(pilot, lambda: "NO SAMPLE FOR " in header(), timeout_s=5)  # (not 30 s)
-    finally:
-        sampler.release.set()
+    async with hanging_app(monkeypatch, 30.0) as (app, pilot, sampler, header):
+        await until(pilot, lambda: app.samples_taken >= 1 and " live " in header())
+        await pilot.pause(0.5)  # (the first tick's 0.3 s have passed: only the key's tick is due)
+        assert app.sample_stalled_s is None
+        sampler.hang.set()
+        for key in keys:
+            await pilot.press(key)
+        await until(pilot, lambda: "NO SAMPLE FOR " in header(), timeout_s=5)  # (not 30 s)
 
 
 async def test_a_sampler_failing_from_the_start_does_not_crash():

@@ -9,6 +9,16 @@ from gputop.tui import stall
 from gputop.tui.stall import StallWatch
 
 
+def watched(monkeypatch, grace_s: float, every_s: float = 1.0, interval_s: float = 0.0
+            ) -> tuple[StallWatch, list[float | None], list[float]]:
+    """A watch with its grace and update period cut for a test; what it reports, and its interval
+    (a list: a test changes the pace through it)."""
+    monkeypatch.setattr(stall, "STALL_GRACE_S", grace_s)
+    monkeypatch.setattr(stall, "STALL_EVERY_S", every_s)
+    interval, told = [interval_s], []
+    return StallWatch(lambda: interval[0], told.append), told, interval
+
+
 def counting(watch: StallWatch) -> list[int]:
     """Count the watch's checks (each one a wake-up of the event loop)."""
     checks = [0]
@@ -23,11 +33,7 @@ def counting(watch: StallWatch) -> list[int]:
 
 
 async def test_ticks_that_come_back_in_time_never_wake_it_and_a_late_one_is_reported(monkeypatch):
-    monkeypatch.setattr(stall, "STALL_GRACE_S", 0.5)
-    monkeypatch.setattr(stall, "STALL_EVERY_S", 0.05)
-    interval = [0.0]
-    told: list[float | None] = []
-    watch = StallWatch(lambda: interval[0], told.append)
+    watch, told, interval = watched(monkeypatch, 0.5, 0.05)
     checks = counting(watch)
     for _ in range(30):  # 0.3 s of ticks 0.01 s apart: the one timer is moved, never fired
         watch.heard()
@@ -49,11 +55,7 @@ async def test_ticks_that_come_back_in_time_never_wake_it_and_a_late_one_is_repo
 
 async def test_stalled_it_keeps_counting_when_the_pace_slows(monkeypatch):
     """The review: stalled, then + pressed, the count froze until the new interval ran out."""
-    monkeypatch.setattr(stall, "STALL_GRACE_S", 0.05)
-    monkeypatch.setattr(stall, "STALL_EVERY_S", 0.05)
-    interval = [0.0]
-    told: list[float | None] = []
-    watch = StallWatch(lambda: interval[0], told.append)
+    watch, told, interval = watched(monkeypatch, 0.05, 0.05)
     watch.heard()
     await asyncio.sleep(0.2)
     assert watch.stalled
@@ -68,9 +70,7 @@ async def test_stalled_it_keeps_counting_when_the_pace_slows(monkeypatch):
 async def test_a_tick_due_at_once_is_overdue_after_the_grace_whatever_the_interval(monkeypatch):
     """Started, resumed or re-paced, the ticker ticks at once: with -i 60 a hang behind a resume
     showed "live" for 62 s."""
-    monkeypatch.setattr(stall, "STALL_GRACE_S", 0.1)
-    told: list[float | None] = []
-    watch = StallWatch(lambda: 60.0, told.append)
+    watch, told, _ = watched(monkeypatch, 0.1, interval_s=60.0)
     watch.start()
     await asyncio.sleep(0.3)
     assert watch.stalled and told and told[0] is not None and told[0] >= 0.1
@@ -88,9 +88,7 @@ async def test_a_tick_due_at_once_is_overdue_after_the_grace_whatever_the_interv
 async def test_pressing_plus_or_minus_during_a_hang_does_not_put_the_badge_off(monkeypatch):
     """The second review: each tick_now moved the deadline to now + the grace, so +/- pressed
     every 1.5 s kept the header on "live" for as long as the hang lasted."""
-    monkeypatch.setattr(stall, "STALL_GRACE_S", 0.2)
-    told: list[float | None] = []
-    watch = StallWatch(lambda: 0.1, told.append)
+    watch, told, _ = watched(monkeypatch, 0.2, interval_s=0.1)
     watch.heard()
     for _ in range(10):  # 1.5 s of presses 0.15 s apart, no tick back
         watch.tick_now()
@@ -99,9 +97,7 @@ async def test_pressing_plus_or_minus_during_a_hang_does_not_put_the_badge_off(m
 
 
 async def test_stopping_takes_a_stall_back(monkeypatch):
-    monkeypatch.setattr(stall, "STALL_GRACE_S", 0.05)
-    told: list[float | None] = []
-    watch = StallWatch(lambda: 0.0, told.append)
+    watch, told, _ = watched(monkeypatch, 0.05, interval_s=0.0)
     watch.heard()
     await asyncio.sleep(0.2)
     assert watch.stalled and told[0] is not None
