@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from textual import events
@@ -11,12 +10,12 @@ from textual.message import Message
 from textual.reactive import reactive
 
 from gputop import format as fmt
+from gputop.lines import LOST, Line, cells, gpu_lines, gpu_title, item, load_style, panel_subtitle, short_name, trap_warning
 from gputop.model import GpuInfo, GpuSample
-from gputop.tui.widgets.panel import Item, Line, Panel, Rows, cells, item, pack
+from gputop.tui.widgets.panel import Panel
 
-LOST = "lost (fell off the bus?)"
-SM_ON, SM_OFF = "■", "·"
 BAR_BLOCKS = " ▏▎▍▌▋▊▉█"
+__all__ = ["GpuPanel", "GpuRow", "GpuSelected", "NoGpuPanel", "bar", "panel_subtitle", "trap_warning"]
 
 
 class GpuSelected(Message):
@@ -25,35 +24,6 @@ class GpuSelected(Message):
     def __init__(self, index: int) -> None:
         super().__init__()
         self.index = index
-
-
-def short_name(name: str) -> str:
-    return name.removeprefix("NVIDIA ").removeprefix("Tesla ")
-
-
-def sms_active_text(gpu: GpuSample) -> str | None:
-    """"118 of 132 SMs active", or None without GPM."""
-    n = gpu.sms_active
-    return None if n is None else f"{n:.0f} of {gpu.info.sm_count} SMs active"
-
-
-def trap_warning(gpu: GpuSample) -> str | None:
-    """The plain-words warning when NVML util and SM activity disagree."""
-    if not fmt.util_trap(gpu.gpu_util_pct, gpu.sm_active_pct):
-        return None
-    busy = gpu.sms_active
-    of = f"{busy:.0f} of {gpu.info.sm_count} SMs" if busy is not None else fmt.pct(gpu.sm_active_pct) + " of SMs"
-    return f"util {fmt.pct(gpu.gpu_util_pct)} but only {of} busy: kernels are small or stalled"
-
-
-def panel_subtitle(gpu: GpuSample) -> str:
-    """What the device is, under its panel: "Hopper · PCIe 5x16" (the link as at start; with
-    its most where it had trained below it: "PCIe 1x16 (max 4x16)")."""
-    info = gpu.info
-    link = fmt.pcie_links(info.pcie_link_gen, info.pcie_link_width, info.pcie_link_gen_max,
-                          info.pcie_link_width_max)
-    parts = [info.architecture or "", "" if link == fmt.NA else f"PCIe {link}"]
-    return " · ".join(p for p in parts if p)
 
 
 class _GpuWidget(Panel):
@@ -90,8 +60,8 @@ class GpuPanel(_GpuWidget):
     def watch_sample(self, gpu: GpuSample | None) -> None:
         super().watch_sample(gpu)
         if gpu is not None and gpu.info is not self._titled:  # (the same object every sample)
-            info = self._titled = gpu.info
-            title = f"GPU{info.index} {escape(short_name(info.name))}"  # a name is text, not markup
+            self._titled = gpu.info
+            title = escape(gpu_title(gpu))  # a name is text, not markup
             if title != self.border_title:  # setting it repaints the whole panel, even unchanged
                 self.border_title = title
             subtitle = panel_subtitle(gpu)
@@ -102,59 +72,7 @@ class GpuPanel(_GpuWidget):
         return (self.sample, self.energy_j)
 
     def build(self, width: int) -> list[Line]:
-        gpu = self.sample
-        if gpu is None:
-            return [item(("waiting for the first sample", self.style_of("panel--dim")))]
-        if gpu.lost:
-            return [item((LOST, self.style_of("panel--lost")))]
-        width = max(width, 20)
-        return pack(self._blocks(gpu, width), width)
-
-    def _blocks(self, gpu: GpuSample, width: int) -> list[list[Item] | Rows]:
-        f, st = self.item, self.style_of
-        sms = sms_active_text(gpu)
-        head = (item((sms, st("panel--value")), f" ({fmt.pct(gpu.sm_active_pct)})") if sms
-                else f("SM activity", "n/a", (f" ({_sm_gap(gpu)})", st("panel--dim"))))
-        blocks: list[list[Item] | Rows] = [[head, f("NVML util", fmt.pct(gpu.gpu_util_pct)),
-                                            f("tensor", fmt.pct(gpu.tensor_active_pct))]]
-        grid = self._sm_grid(gpu, width)
-        if grid is not None:
-            blocks.append(grid)
-        warning = trap_warning(gpu)
-        if warning:
-            blocks.append([item(("⚠ " + warning, st("panel--warn")))])
-        peak = gpu.info.peak_dram_bw_bytes_per_s
-        mem_pct = fmt.ratio(gpu.mem_used_bytes, gpu.mem_total_bytes)
-        power_pct = fmt.ratio(gpu.power_w, gpu.power_limit_w)
-        blocks += [
-            [f("DRAM", fmt.rate(gpu.dram_bw_bytes_per_s), f" {fmt.pct(gpu.dram_bw_util_pct)} of {fmt.rate(peak)}"),
-             f("memory", fmt.used_total(gpu.mem_used_bytes, gpu.mem_total_bytes), f" ({fmt.pct(mem_pct)})")],
-            [f("power", fmt.watts(gpu.power_w), f" of {fmt.watts(gpu.power_limit_w)} ({fmt.pct(power_pct)})"),
-             f("energy", fmt.joules(self.energy_j), " since start")],
-            [f("clocks SM", fmt.mhz(gpu.sm_clock_mhz), f", mem {fmt.mhz(gpu.mem_clock_mhz)}"),
-             f("temp", fmt.celsius(gpu.temp_c)), f("fan", fmt.pct(gpu.fan_pct)),
-             f("pstate", "n/a" if gpu.pstate is None else f"P{gpu.pstate}")],
-            [f("throttle", fmt.reasons(gpu.clock_event_reasons))],
-            [f("PCIe", f"↑{fmt.rate(gpu.pcie_tx_bytes_per_s)} ↓{fmt.rate(gpu.pcie_rx_bytes_per_s)}"),
-             f("NVLink", f"↑{fmt.rate(gpu.nvlink_tx_bytes_per_s)} ↓{fmt.rate(gpu.nvlink_rx_bytes_per_s)}")],
-        ]
-        return blocks
-
-    def _sm_grid(self, gpu: GpuSample, width: int) -> Rows | None:
-        """One cell per SM, ceil(active) of them filled; rows as wide as the panel."""
-        count, active = gpu.info.sm_count, gpu.sms_active
-        if not count or active is None:
-            return None
-        on = min(count, math.ceil(active - 1e-9))
-        rows = -(-count // width)
-        per_row = -(-count // rows)  # balanced rows: 2 x 66 rather than 92 + 40
-        sm_on, sm_off = self.style_of("sm--on"), self.style_of("sm--off")
-        lines = []
-        for start in range(0, count, per_row):
-            end = min(start + per_row, count)
-            lines.append(item((SM_ON * (max(0, min(on, end) - start)), sm_on),
-                              (SM_OFF * (end - max(on, start) if end > on else 0), sm_off)))
-        return Rows(lines)
+        return gpu_lines(self.sample, width, self, self.energy_j)
 
 
 def bar(pct: float | None, width: int) -> str:
@@ -185,7 +103,7 @@ class GpuRow(_GpuWidget):
             return [line + item(("  " + LOST, st("panel--lost")))]
         n = gpu.sms_active
         activity = gpu.sm_active_pct if n is not None else gpu.gpu_util_pct
-        line += item(" ", (bar(activity, 10), self.load_style(activity)))
+        line += item(" ", (bar(activity, 10), load_style(self, activity)))
         sms = (f"{n:>3.0f}/{gpu.info.sm_count} SMs" if n is not None else "SMs n/a   ")
         f = self.item
         fields = [
@@ -227,8 +145,3 @@ class NoGpuPanel(Panel):
         if len(lead) + len(self.reason) > width:  # one line where the short form fits (40 columns)
             lead = "No GPU: "
         return [item((lead, self.style_of("panel--label")), (self.reason, self.style_of("panel--value")))]
-
-
-def _sm_gap(gpu: GpuSample) -> str:
-    i = gpu.info
-    return fmt.sm_gap(i.architecture, i.gpm_supported, i.mig_enabled)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Union
 
-from rich.cells import cell_len
 from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
@@ -14,9 +13,9 @@ from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
 
-from gputop import format as fmt
+from gputop.lines import GAP, Item, Line, Piece, Rows, cells, field, item, load_style, pack, plain
 
-GAP = "   "
+__all__ = ["GAP", "Item", "Line", "Piece", "Rows", "cells", "item", "pack", "plain"]
 
 
 class StyleMemo(Widget):
@@ -89,19 +88,7 @@ class KeptLines(Widget):
         return lines
 
 
-Piece = tuple[str, "Style | None"]  # some text and its style (None: the panel's own)
-Line = tuple[Piece, ...]  # one line of a panel, its pieces left to right
-Item = tuple[Piece, ...]  # a field: pieces that ``pack`` keeps together on one line
 Drawn = Union[Line, Text]  # a line as drawn: pieces, or (cut to the width by Rich) a Rich line
-
-
-class Rows:
-    """Lines that ``pack`` places as they are (a grid), each on its own line."""
-
-    __slots__ = ("lines",)
-
-    def __init__(self, lines: list[Line]) -> None:
-        self.lines = lines
 
 
 class Panel(StyleMemo):
@@ -260,7 +247,7 @@ class Panel(StyleMemo):
         return self.component_style(name)
 
     def load_style(self, pct: float | None) -> Style:
-        return self.style_of("load-" + fmt.load_class(pct))
+        return load_style(self, pct)
 
     def field(self, label: str, value: str, *rest: str | tuple[str, Style]) -> Text:
         """"label value ...": the label dim, the value emphasised, extra pieces as given."""
@@ -273,10 +260,7 @@ class Panel(StyleMemo):
 
     def item(self, label: str, value: str, *rest: str | tuple[str, Style]) -> Item:
         """``field`` as pieces: "label value ...", the label dim, the value emphasised."""
-        out: list[Piece] = [(label + " ", self.style_of("panel--label"))] if label else []
-        if value:
-            out.append((value, self.style_of("panel--value")))
-        return (*out, *item(*rest)) if rest else tuple(out)
+        return field(self, label, value, *rest)
 
 
 def wrap(text: Text, console: Console, width: int) -> list[Text]:
@@ -315,59 +299,19 @@ def flow(blocks: Iterable[Iterable[Text]], width: int) -> Text:
     out = Text()
     for block in blocks:
         line = Text()
-        for item in block:
-            if line.cell_len and line.cell_len + len(GAP) + item.cell_len > width:
+        for one in block:
+            if line.cell_len and line.cell_len + len(GAP) + one.cell_len > width:
                 out.append_text(line)
                 out.append("\n")
                 line = Text()
             if line.cell_len:
                 line.append(GAP)
-            line.append_text(item)
+            line.append_text(one)
         if line.cell_len:
             out.append_text(line)
             out.append("\n")
     out.rstrip()
     return out
-
-
-def item(*pieces: str | Piece) -> Item:
-    """Pieces as one item; a str is unstyled; empty pieces are left out (as Rich's append does)."""
-    out: list[Piece] = []
-    for piece in pieces:
-        if isinstance(piece, str):
-            if piece:
-                out.append((piece, None))
-        elif piece[0]:
-            out.append(piece)
-    return tuple(out)
-
-
-_WIDE: dict[str, int] = {}  # cells of the texts that are not printable ASCII, as last measured
-
-
-def _cells(text: str) -> int:
-    """Rich's ``cell_len``: printable ASCII is a cell a character; other texts are kept (Rich's
-    own cache is shared by all of Textual, and missed: a glyph grid measured glyph by glyph)."""
-    if text.isascii() and text.isprintable():
-        return len(text)
-    n = _WIDE.get(text)
-    if n is None:
-        if len(_WIDE) >= 1024:
-            _WIDE.clear()
-        n = _WIDE[text] = cell_len(text)
-    return n
-
-
-def cells(pieces: Sequence[Piece]) -> int:
-    """Cells the pieces take."""
-    n = 0
-    for text, _ in pieces:
-        n += _cells(text)
-    return n
-
-
-def plain(pieces: Sequence[Piece]) -> str:
-    return "".join(text for text, _ in pieces)
 
 
 def as_text(line: Line) -> Text:
@@ -410,40 +354,3 @@ def _same_drawn(a: Drawn, b: Drawn) -> bool:
     if isinstance(a, tuple) or isinstance(b, tuple):
         return a == b
     return _same_line(a, b)
-
-
-def pack(blocks: Iterable[Sequence[Item] | Rows], width: int) -> list[Line]:
-    """``flow`` of pieces: each block's items on their own line(s), packed left to right with
-    GAP while they fit; ``Rows`` as they are; the trailing white space of the last line cut (as
-    ``flow`` does)."""
-    out: list[Line] = []
-    gap = (GAP, None)
-    for block in blocks:
-        if isinstance(block, Rows):
-            out += block.lines
-            continue
-        line: list[Piece] = []
-        used = 0
-        for it in block:
-            n = cells(it)
-            if used and used + len(GAP) + n > width:
-                out.append(tuple(line))
-                line, used = [], 0
-            if used:
-                line.append(gap)
-                used += len(GAP)
-            line += it
-            used += n
-        if used:
-            out.append(tuple(line))
-    while out:  # Text.rstrip: white space off the end, across lines
-        last = list(out[-1])
-        while last and not last[-1][0].rstrip():
-            last.pop()
-        if last:
-            text, style = last[-1]
-            last[-1] = (text.rstrip(), style)
-            out[-1] = tuple(last)
-            break
-        out.pop()
-    return out

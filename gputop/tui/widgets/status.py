@@ -9,7 +9,8 @@ from textual.reactive import reactive
 
 from gputop import format as fmt
 from gputop.feed import ReplayPosition
-from gputop.tui.widgets.panel import Item, Line, Panel, cells, item
+from gputop.lines import Item, Line, fit_parts, gpu_parts, header_start, help_part, item, live_header_parts
+from gputop.tui.widgets.panel import Panel
 
 
 def wall_clock(ts_ns: int) -> str:
@@ -53,36 +54,16 @@ class StatusBar(Panel):
                 self.replay, self.failed_ticks, self.stalled_s)
 
     def build(self, width: int) -> list[Line]:
-        f, st = self.item, self.style_of
-        line = item(("gputop", st("panel--value")))
-        if self.host:
-            line += item((f" {self.host}", st("panel--label")))
-        # the selected GPU and the process table's sort; neither where there is no GPU (the
-        # GPU panel says why, once)
-        gpu = [] if self.selected_gpu is None else [f("GPU", str(self.selected_gpu)), f("sort", self.sort_label)]
-        help_ = item(("? help", st("panel--dim")))
-        # each part's forms, longest first: the first that fits is shown, else the part is left
-        # out; but not a warning or the state: nothing after those (not a GPU without its warning)
+        # each part's forms, longest first (gputop.lines.fit_parts)
         forms: list[tuple[list[Item], bool]]  # (forms, a stop where none fits)
         if self.replay is not None:
             head, rest = self._replay_parts(self.replay)
-            forms = [([part], True) for part in head] + [([part], False) for part in rest + gpu + [help_]]
+            forms = [([part], True) for part in head] + [
+                ([part], False) for part in rest + gpu_parts(self, self.selected_gpu, self.sort_label) + [help_part(self)]]
         else:
-            forms = [(self._state_forms(), True), ([f("every", f"{self.interval_s:g} s")], False),
-                     *(([p], False) for p in gpu), ([f("own CPU", fmt.pct(self.own_cpu_pct, 1))], False),
-                     ([help_], False)]
-        used = cells(line)
-        for part_forms, stop in forms:
-            for part in part_forms:
-                n = cells(part)
-                if used + 3 + n <= width:
-                    line += (("   ", None), *part)
-                    used += 3 + n
-                    break
-            else:
-                if stop:
-                    break
-        return [line]
+            forms = live_header_parts(self, self._state_forms(), self.interval_s, self.selected_gpu,
+                                      self.sort_label, self.own_cpu_pct)
+        return [fit_parts(header_start(self, self.host), forms, width)]
 
     def _state_forms(self) -> list[Item]:
         """Live, paused, stalled (no tick back: a hung driver call) or failing ticks; the values
