@@ -15,7 +15,7 @@ import gc
 import importlib
 import re
 import sys
-from typing import TYPE_CHECKING, Callable, Collection, Iterator, NoReturn, Sequence, cast
+from typing import TYPE_CHECKING, Callable, Collection, Iterator, NoReturn, Sequence, TextIO, cast
 
 from gputop import __version__, console
 from gputop.argtypes import INTERVAL
@@ -26,6 +26,7 @@ from gputop.signals import Interrupted, StopSignals
 
 if TYPE_CHECKING:  # httpx, which the feed imports, is ~10 MiB and ~0.1 s the live view does not need
     from gputop.cluster.feed import ClusterFeed
+    from gputop.tui.app import GputopApp
     from gputop.workload import Workload
 
 EXAMPLES = """\
@@ -59,6 +60,9 @@ exit status: 0 done, which for the commands that run until stopped (the live vie
   signal N cut short a command that ends by itself (compare: 130 Ctrl-C, 143 SIGTERM), or a
   second signal aborted the clean-up.
 """
+# the live view's first frame is drawn before Textual where the first sample is back this soon;
+# a slower one (NVML bringing a GPU up) waits for the app, whose import this wait held up
+FIRST_FRAME_WAIT_S = 0.15
 FULL_SCREEN = {None, "replay"}  # the commands that draw a full-screen view
 # each command's module (its add_parser and run), in the order --help lists them; snapshot's
 # parser is defined here
@@ -169,9 +173,12 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
 
     sampler = OpenedOnFirstSample(open_real)  # (NVML's init in the first-sample thread, beside Textual's import)
     feed = LiveFeed(sampler, args.interval, workload=workload)
+    drawn_on: TextIO | None = None  # where the first frame was drawn before Textual (gputop.firstframe)
+    app: GputopApp | None = None
     try:
         if workload is None:  # (with one, after its fork: a fork beside a sampling thread is unsafe)
             feed.prefetch()  # while Textual is imported and the screen built
+            drawn_on = _first_frame(feed)
         from gputop.tui.app import SETTLE_HEAP_S, GputopApp
         from gputop.tui.terminal import run_full_screen
 
@@ -181,12 +188,16 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
             job.start()
             feed.prefetch()
 
-        run_full_screen(GputopApp(feed, settle_heap_s=SETTLE_HEAP_S),
-                        before=None if workload is None else lambda: start(workload))
+        app = GputopApp(feed, settle_heap_s=SETTLE_HEAP_S)
+        run_full_screen(app, before=None if workload is None else lambda: start(workload))
     except WorkloadError as exc:
         sys.stderr.write(f"gputop: error: {exc}\n")
         return ExitStatus.USAGE
     finally:
+        if drawn_on is not None and (app is None or not app.started):  # (else Textual gave the screen back)
+            from gputop import firstframe
+
+            firstframe.undraw(drawn_on)
         # not cut short by a signal that comes now: it is noted, and a second one aborts
         with StopSignals():
             try:
@@ -198,6 +209,22 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
                     _say(f"gputop: a sample had not returned after {CLOSE_WAIT_S:g} s "
                          "(a hung driver call?): exited with its sources left open")
     return ExitStatus.OK
+
+
+def _first_frame(feed: LiveFeed) -> TextIO | None:
+    """Draw the top of the view from the first sample before Textual is imported, on the stream
+    Textual will draw on (stderr, or stdout where stderr is not a terminal); the stream if drawn.
+    A first sample not back within FIRST_FRAME_WAIT_S (a slow NVML start) is left to the app."""
+    from gputop import firstframe
+    from gputop.tui import is_tty
+
+    sample = feed.first_sample(FIRST_FRAME_WAIT_S)
+    if sample is None:
+        return None
+    stream = sys.__stderr__ if is_tty(sys.__stderr__) else sys.__stdout__
+    if stream is None or not firstframe.draw(sample, feed.host, feed.interval_s, stream):
+        return None
+    return stream
 
 
 def _say(line: str) -> None:

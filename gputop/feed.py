@@ -119,6 +119,18 @@ class LiveFeed:
         threading.Thread(target=take, name="gputop-first-sample", daemon=True).start()
         self._first = first
 
+    def first_sample(self, timeout_s: float) -> Sample | None:
+        """The prefetched first sample if it is back within ``timeout_s`` and good (it stays
+        there for ``take_first``); else None."""
+        first = self._first
+        if first is None:
+            return None
+        done, _ = concurrent.futures.wait([first], timeout=timeout_s)
+        if not done or first.exception() is not None:
+            return None
+        result = first.result()
+        return result if isinstance(result, Sample) else None
+
     def take_first(self) -> Future[Sample | Exception] | None:
         """The prefetched first sample (once), if ``prefetch`` was called."""
         first, self._first = self._first, None

@@ -111,6 +111,7 @@ class GputopApp(replay.ReplayKeys, ThemeMemoApp[None]):
         self.self_cpu = self_cpu or SelfCpu()
         self.kill = kill
         self.samples_taken = 0
+        self.started = False  # mounted: Textual has the terminal (gputop.cli: a first frame it drew is the app's now)
         self._replay = replay.ReplayDriver(self, feed) if isinstance(feed, ReplayFeed) else None
         self._stall = StallWatch(lambda: self.interval_s, self._stalled)
         self.set_reactive(GputopApp.interval_s, feed.interval_s)
@@ -140,6 +141,7 @@ class GputopApp(replay.ReplayKeys, ThemeMemoApp[None]):
         yield KeyFooter()
 
     def on_mount(self) -> None:
+        self.started = True
         status = self.query_one(StatusBar)
         status.host = self.feed.host
         status.sort_label = self.query_one(ProcessTable).sort_label

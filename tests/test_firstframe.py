@@ -1,0 +1,196 @@
+"""The first frame drawn before Textual (gputop.firstframe) is what the app then draws, cell
+for cell, over the rows it covers; and where it would not be, it is not drawn."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+from rich.color import ColorSystem
+from rich.segment import Segment
+
+from gputop import firstframe as ff
+from gputop.tui.widgets.cpu import CpuPanel
+from gputop.tui.widgets.gpu import GpuPanel
+from gputop.tui.widgets.processes import ProcessTable
+from gputop.tui.widgets.status import StatusBar
+from test_terminal import EXIT_TIMEOUT_S, PROMPT, START_TIMEOUT_S, TMUX, Tmux, _env
+from test_tui import make_app
+from test_tui_terminal import ROOT, TESTS, _quit_to_the_shell
+from tui_fixtures import lost, make_sample, with_gpu
+
+HOST = "testhost"
+
+
+def cells(segments: list[Segment]) -> list[tuple]:
+    """What a terminal shows in each cell: the character and its look (a blank's colour and
+    weight do not show, its background does)."""
+    out = []
+    for seg in segments:
+        style = seg.style
+        for ch in seg.text:
+            assert len(ch.encode("utf-16-le")) == 2  # one cell each (no wide glyphs here)
+            bg = style.bgcolor if style else None
+            if ch == " " and not (style and style.underline):
+                out.append((ch, bg))
+            else:
+                out.append((ch, bg, style.color if style else None, bool(style and style.bold),
+                            bool(style and style.underline), bool(style and style.italic)))
+    return out
+
+
+async def drawn_by_app(sample, size):
+    """The app's screen (rows of segments) after its first frame of ``sample``, live."""
+    app = make_app(None, paused=True, host=HOST)
+    async with app.run_test(size=size) as pilot:
+        app.paused = False  # (live, with nothing sampling: the frames are the ones ingested)
+        app.ingest(sample)
+        await pilot.pause()
+        await pilot.pause()
+        return [list(strip) for strip in app.screen._compositor.render_strips()]
+
+
+CASES = [
+    ((160, 50), make_sample(1, 0)),
+    ((120, 34), make_sample(1, 3)),
+    ((121, 40), make_sample(1, 5, cores=16)),
+    ((137, 45), make_sample(1, 7, cores=64)),
+    ((200, 60), make_sample(2, 2, cores=128)),
+    ((183, 39), make_sample(1, 9, cores=200)),  # short of DETAIL_ROWS: the cores as glyphs
+    ((160, 50), with_gpu(make_sample(1, 1), 0, energy_j=None, sm_active_pct=None)),
+]
+
+
+@pytest.mark.parametrize("size, sample", CASES, ids=[f"{s[0]}x{s[1]}-{i}" for i, (s, _) in enumerate(CASES)])
+async def test_the_first_frame_is_what_the_app_draws_there(size, sample):
+    rows = ff.frame(sample, *size, HOST, 1.0)
+    assert rows is not None
+    screen = await drawn_by_app(sample, size)
+    assert len(rows) >= 6  # the header and a panel at least
+    for y, row in enumerate(rows):
+        assert sum(len(s.text) for s in row) == size[0], y
+        assert cells(row) == cells(screen[y]), (y, "".join(s.text for s in row), "".join(s.text for s in screen[y]))
+    # the row under it is the app's charts (not drawn here): the frame ends where the panels do
+    assert "".join(s.text for s in screen[len(rows) - 1]).lstrip()[:1] in "╰│"
+
+
+async def test_its_colours_are_the_theme_as_the_app_resolves_it():
+    """Every style in the tables, used by the cases above or not, is what the app gives."""
+    app = make_app(None, paused=True, host=HOST)
+    async with app.run_test(size=(160, 60)) as pilot:
+        app.paused = False
+        app.ingest(make_sample(2, 0))
+        await pilot.pause()
+        await pilot.pause()
+        assert app.theme == ff.THEME
+        for widget, table in ((app.query_one(StatusBar), ff.HEADER), (app.query_one(CpuPanel), ff.CPU),
+                              (app.query(GpuPanel).first(), ff.GPU)):
+            resolved = {n: str(widget.rich_style if n == "" else widget.style_of(n)) for n in table}
+            assert resolved == {n: str(ff.Style.parse(s)) for n, s in table.items()}, type(widget).__name__
+        assert str(app.screen.rich_style) == str(ff.Style.parse(ff.SCREEN))
+        assert app.query_one(ProcessTable).sort_label == ff.SORT_LABEL
+
+
+@pytest.mark.parametrize("size, sample, why", [
+    ((119, 50), make_sample(1), "narrow: the panels are stacked"),
+    ((200, 60), make_sample(3), "three GPUs: a line each"),
+    ((200, 55), make_sample(2), "two GPUs on a terminal too short for two panels"),
+    ((160, 50), make_sample(0), "no GPU"),
+    ((160, 50), with_gpu(make_sample(1), 0, gpu_util_pct=100.0, sm_active_pct=8.0), "a warning"),
+    ((160, 16), make_sample(1), "the GPU panel taller than the top's share: it scrolls"),
+])
+def test_it_is_not_drawn_where_the_app_lays_out_otherwise(size, sample, why):
+    assert ff.frame(sample, *size, HOST, 1.0) is None, why
+
+
+def test_a_lost_gpu_is_left_to_the_app():
+    sample = make_sample(1)
+    sample = type(sample)(ts_ns=sample.ts_ns, cpu=sample.cpu, gpus=(lost(sample.gpus[0]),))
+    assert ff.frame(sample, 160, 50, HOST, 1.0) is None
+
+
+@pytest.mark.parametrize("environ, system", [
+    ({"TERM": "xterm-256color", "COLORTERM": "truecolor"}, ColorSystem.TRUECOLOR),
+    ({"TERM": "tmux-256color"}, ColorSystem.EIGHT_BIT),
+    ({"TERM": "xterm"}, ColorSystem.STANDARD),
+    ({"TERM": "xterm-256color", "TEXTUAL_COLOR_SYSTEM": "standard"}, ColorSystem.STANDARD),
+    ({"TERM": "xterm-256color", "NO_COLOR": "1"}, None),
+    ({"TERM": "xterm-256color", "TEXTUAL_THEME": "nord"}, None),
+    ({"TERM": "xterm-256color", "TEXTUAL_FILTERS": "dim"}, None),
+])
+def test_it_draws_in_the_colours_textual_would_and_not_under_a_filter(environ, system):
+    assert ff.color_system(environ) == system
+
+
+def test_the_escape_codes_switch_to_the_alternate_screen_and_fill_every_row():
+    rows = ff.frame(make_sample(1), 160, 50, HOST, 1.0)
+    codes = ff.escape_codes(rows, 50, ColorSystem.TRUECOLOR)
+    assert codes.startswith("\x1b[?1049h\x1b[?25l")
+    assert all(f"\x1b[{y};1H" in codes for y in range(1, 51))
+    assert "\x1b[38;2;224;224;224;48;2;36;47;56m" in codes  # the header's colours, 24-bit
+
+
+# -- in a real terminal (tmux), with Textual's import slowed (tests/slowtextual) ------------------
+
+def _slow_env(seconds: float) -> dict[str, str]:
+    env = _env("H100_SXM:simulated")
+    env.update(SLOW_TEXTUAL_S=str(seconds),
+               PYTHONPATH=os.pathsep.join([str(TESTS / "slowtextual"), env["PYTHONPATH"]]))
+    return env
+
+
+def _top(screen: str, rows: int) -> list[str]:
+    return screen.splitlines()[:rows]
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
+def test_in_a_terminal_the_top_is_drawn_before_textual_and_the_app_takes_it_over_unchanged():
+    """While Textual is imported (3 s longer here) the header and the panels of the first sample
+    are on the alternate screen, alone; then the app's first paint, of the same sample, reads the
+    same there, and the charts, the table and the footer come in below; q gives the shell back."""
+    term = Tmux(_slow_env(3.0), size=(160, 50))
+    try:
+        term.type(f"PS1='{PROMPT}'")
+        term.wait_for(lambda s: PROMPT.strip() in s, "the shell prompt", START_TIMEOUT_S)
+        term.type(f"cd {ROOT} && {sys.executable} -m gputop --interval 5")  # (the first sample stays 5 s)
+        first = term.wait_for(lambda s: "cores busy" in s and "GPU0 H100 80GB HBM3" in s, "the first frame",
+                              START_TIMEOUT_S)
+        assert " quit " not in first and "activity, %" not in first  # Textual's parts: not yet
+        assert term.modes()["alternate_on"] == "1"
+        lines = first.splitlines()
+        assert lines[0].startswith(" gputop ") and "   live   every 5 s   GPU 0   sort GPU mem   own CPU n/a" in lines[0]
+        rows = next(i for i, line in enumerate(lines) if line.rstrip().endswith("─╯") and "Hopper" in line) + 1
+        first_styled = term.tmux("capture-pane", "-p", "-e", "-t", "t")  # (tmux's 256 colours here)
+        app = term.wait_for(lambda s: " quit " in s, "the app's first frame", START_TIMEOUT_S)
+        assert "activity, %" in app
+        assert _top(app, rows) == _top(first, rows)
+        # and in the same colours, in the colour system Textual chose (TERM=tmux-256color)
+        app_styled = term.tmux("capture-pane", "-p", "-e", "-t", "t")
+        assert "\x1b[" in first_styled and _top(app_styled, rows) == _top(first_styled, rows)
+        _quit_to_the_shell(term)
+        assert term.modes()["alternate_on"] == "0"
+    finally:
+        term.kill()
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
+def test_ctrl_c_before_textual_is_up_gives_the_shell_back_its_screen():
+    """Interrupted while Textual is still imported (after the first frame was drawn): the normal
+    screen comes back, with the cursor, and the shell's prompt."""
+    term = Tmux(_slow_env(30.0), size=(160, 50))
+    try:
+        term.type(f"PS1='{PROMPT}'")
+        term.wait_for(lambda s: PROMPT.strip() in s, "the shell prompt", START_TIMEOUT_S)
+        term.type("echo before-gputop")
+        term.type(f"cd {ROOT} && {sys.executable} -m gputop")
+        term.wait_for(lambda s: "cores busy" in s, "the first frame", START_TIMEOUT_S)
+        assert term.modes()["alternate_on"] == "1"
+        term.tmux("send-keys", "-t", "t", "C-c")
+        screen = term.wait_for(lambda s: s.rstrip().endswith(PROMPT.strip()), "the prompt after gputop",
+                               EXIT_TIMEOUT_S)
+        assert term.modes()["alternate_on"] == "0"
+        assert term.show("#{cursor_flag}") == "1"
+        assert "before-gputop" in screen and "cores busy" not in screen and "Traceback" not in screen
+    finally:
+        term.kill()
