@@ -14,8 +14,9 @@ import contextlib
 import gc
 import importlib
 import re
+import signal
 import sys
-from typing import TYPE_CHECKING, Callable, Collection, Iterator, NoReturn, Sequence, TextIO, cast
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, NoReturn, Sequence, TextIO, cast
 
 from gputop import __version__, console
 from gputop.argtypes import INTERVAL
@@ -175,10 +176,15 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
     feed = LiveFeed(sampler, args.interval, workload=workload)
     drawn_on: TextIO | None = None  # where the first frame was drawn before Textual (gputop.firstframe)
     app: GputopApp | None = None
+    held = contextlib.ExitStack()  # from that frame until the app runs: a stop signal raised, to undraw it
+    tstp: Any = None  # SIGTSTP's handler before: Ctrl+Z is ignored until the app's driver handles it
     try:
         if workload is None:  # (with one, after its fork: a fork beside a sampling thread is unsafe)
             feed.prefetch()  # while Textual is imported and the screen built
             drawn_on = _first_frame(feed)
+            if drawn_on is not None:
+                held.enter_context(StopSignals(raise_first=True))
+                tstp = signal.signal(signal.SIGTSTP, signal.SIG_IGN)  # (stopped here: the shell on that screen)
         from gputop.tui.app import SETTLE_HEAP_S, GputopApp
         from gputop.tui.terminal import run_full_screen
 
@@ -189,12 +195,16 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
             feed.prefetch()
 
         app = GputopApp(feed, settle_heap_s=SETTLE_HEAP_S)
+        held.close()  # (run_full_screen has stop signals of its own)
         run_full_screen(app, before=None if workload is None else lambda: start(workload))
     except WorkloadError as exc:
         sys.stderr.write(f"gputop: error: {exc}\n")
         return ExitStatus.USAGE
     finally:
-        if drawn_on is not None and (app is None or not app.started):  # (else Textual gave the screen back)
+        held.close()
+        if tstp is not None:
+            signal.signal(signal.SIGTSTP, tstp)
+        if drawn_on is not None and (app is None or not app.has_terminal):  # (else Textual gave the screen back)
             from gputop import firstframe
 
             firstframe.undraw(drawn_on)
@@ -218,11 +228,14 @@ def _first_frame(feed: LiveFeed) -> TextIO | None:
     from gputop import firstframe
     from gputop.tui import is_tty
 
+    terminal = firstframe.could_draw()  # (before the wait: where none will be drawn, none is waited for)
+    if terminal is None:
+        return None
     sample = feed.first_sample(FIRST_FRAME_WAIT_S)
     if sample is None:
         return None
     stream = sys.__stderr__ if is_tty(sys.__stderr__) else sys.__stdout__
-    if stream is None or not firstframe.draw(sample, feed.host, feed.interval_s, stream):
+    if stream is None or not firstframe.draw(sample, feed.host, feed.interval_s, stream, terminal):
         return None
     return stream
 

@@ -34,8 +34,6 @@ from gputop.model import GpuSample, Sample
 if TYPE_CHECKING:
     from rich.color import ColorSystem
 
-WIDE_COLUMNS = 120  # gputop.tui.app: HORIZONTAL_BREAKPOINTS' "-wide" (the CPU and the GPUs side by side)
-TWO_PANELS_ROWS = 56  # gputop.tui.app: FULL_PANELS_TWO_GPUS_ROWS
 TOP_SHARE = 0.6  # gputop.tcss: #top's max-height
 SORT_LABEL = "GPU mem"  # the process table's sort at start (gputop.tui.widgets.processes)
 THEME = "textual-dark"  # Textual's default, which gputop starts in
@@ -96,18 +94,26 @@ def _gpu_box(gpu: GpuSample, x: int, width: int, energy_j: float | None, selecte
                lines.panel_subtitle(gpu), BORDERS["gpu-selected" if selected else "gpu"], styles)
 
 
+def _fits(box: Box) -> bool:
+    """Whether every line fits the box as it is (the app's Rich would wrap one that does not)
+    and so do its title and subtitle (Textual would cut one that does not)."""
+    inner = box.width - 2
+    return (all(lines.cells(line) <= inner - 2 for line in box.lines)
+            and all(lines.cells(((f" {label} ", None),)) <= inner - 2 for label in (box.title, box.subtitle)))
+
+
 def boxes(sample: Sample, width: int, height: int) -> list[Box] | None:
     """The top row's panels as the app lays them out at ``width`` x ``height``, or None where
     this module does not draw that layout (see the module's docstring)."""
     n = len(sample.gpus)
-    if width < WIDE_COLUMNS or not (n == 1 or (n == 2 and height >= TWO_PANELS_ROWS)):
+    if width < lines.WIDE_COLUMNS or not (n == 1 or (n == 2 and height >= lines.FULL_PANELS_TWO_GPUS_ROWS)):
         return None
     if any(g.lost or lines.trap_warning(g) is not None for g in sample.gpus):
         return None
     cpu_width = 2 * width // 5  # gputop.tcss: CpuPanel 2fr beside GpuList 3fr
     cpu_styles = TableStyles(CPU)
-    max_grid_rows = 2 if height < 40 else 6  # gputop.tui.app: DETAIL_ROWS
-    out = [Box(0, cpu_width, lines.cpu_lines(sample.cpu, cpu_width - 4, cpu_styles, max_grid_rows=max_grid_rows),
+    grid_rows = lines.GRID_ROWS_SHORT if height < lines.DETAIL_ROWS else lines.GRID_ROWS  # (as the app)
+    out = [Box(0, cpu_width, lines.cpu_lines(sample.cpu, cpu_width - 4, cpu_styles, max_grid_rows=grid_rows),
                "CPU", lines.cpu_subtitle(False), BORDERS["cpu"], cpu_styles)]
     energy = EnergySinceStart()
     energy.note(sample)
@@ -117,7 +123,7 @@ def boxes(sample: Sample, width: int, height: int) -> list[Box] | None:
     gpu_rows = sum(b.height for b in out[1:])
     if max(out[0].height, gpu_rows) > int(TOP_SHARE * (height - 2)):  # the list would scroll
         return None
-    return out
+    return out if all(_fits(box) for box in out) else None
 
 
 def header(sample: Sample, width: int, host: str, interval_s: float) -> list[Segment]:
@@ -177,8 +183,10 @@ def frame(sample: Sample, width: int, height: int, host: str, interval_s: float)
 def color_system(environ: Mapping[str, str]) -> ColorSystem | None:
     """The colours Textual's console would draw in here (its ``TEXTUAL_COLOR_SYSTEM``, else
     Rich's detection from COLORTERM and TERM), or None where the first frame is not drawn: no
-    colour, a colour filter (``NO_COLOR``, ``TEXTUAL_FILTERS``), or another theme."""
-    if "NO_COLOR" in environ or environ.get("TEXTUAL_FILTERS") or environ.get("TEXTUAL_THEME", THEME) != THEME:
+    colour, a colour filter (``NO_COLOR``, ``TEXTUAL_FILTERS``), another theme, or another
+    driver (``TEXTUAL_DRIVER``: one that may not use the alternate screen)."""
+    if ("NO_COLOR" in environ or environ.get("TEXTUAL_FILTERS") or environ.get("TEXTUAL_DRIVER")
+            or environ.get("TEXTUAL_THEME", THEME) != THEME):
         return None
     from rich.console import COLOR_SYSTEMS, Console
 
@@ -201,31 +209,47 @@ def escape_codes(rows: list[list[Segment]], height: int, system: ColorSystem) ->
     return "".join(out)
 
 
-def draw(sample: Sample, host: str, interval_s: float, stream: TextIO,
-         environ: Mapping[str, str] | None = None) -> bool:
-    """Draw the first frame on ``stream`` (the terminal Textual will draw on); True if drawn,
-    and then the alternate screen is on: ``undraw`` if the app does not start."""
-    environ = os.environ if environ is None else environ
-    system = color_system(environ)
+def could_draw(environ: Mapping[str, str] | None = None) -> tuple[ColorSystem, int, int] | None:
+    """(colours, width, height) where a first frame may be drawn here, before its sample is
+    waited for; None where it will not be (see ``color_system``; a terminal too narrow)."""
+    system = color_system(os.environ if environ is None else environ)
     if system is None:
-        return False
+        return None
     width, height = shutil.get_terminal_size()  # (as Textual's driver measures it)
+    return None if width < lines.WIDE_COLUMNS else (system, width, height)
+
+
+def draw(sample: Sample, host: str, interval_s: float, stream: TextIO, terminal: tuple[ColorSystem, int, int]) -> bool:
+    """Draw the first frame on ``stream`` (the terminal Textual will draw on), in the colours
+    and at the size of ``terminal`` (``could_draw``); True if drawn, and then the alternate
+    screen is on: ``undraw`` if the app does not take the terminal. Interrupted while it is
+    written (Ctrl+C: KeyboardInterrupt), it undraws what went out before the exception goes on."""
+    system, width, height = terminal
     rows = frame(sample, width, height, host, interval_s)
     if rows is None:
         return False
+    codes = escape_codes(rows, height, system)
     try:
-        stream.write(escape_codes(rows, height, system))
-        stream.flush()
-    except (OSError, ValueError):  # (a hung-up terminal; a character its encoding lacks)
-        undraw(stream)  # (whatever part of it went out)
+        codes.encode(getattr(stream, "encoding", None) or "utf-8", getattr(stream, "errors", None) or "strict")
+    except (UnicodeError, LookupError):  # (box drawing in a stream that cannot carry it: nothing written)
         return False
+    try:
+        stream.write(codes)
+        stream.flush()
+    except (OSError, ValueError):  # (a hung-up terminal)
+        undraw(stream)
+        return False
+    except BaseException:
+        undraw(stream)
+        raise
     return True
 
 
 def undraw(stream: TextIO) -> None:
-    """Back to the normal screen, the cursor shown: where the app never started after ``draw``."""
+    """Back to the normal screen, the cursor shown: where the app never took the terminal after
+    ``draw``."""
     try:
-        stream.write("\x1b[?1049l\x1b[?25h")
+        stream.write("\x1b[?2026l\x1b[?1049l\x1b[?25h")
         stream.flush()
     except (OSError, ValueError):
         pass

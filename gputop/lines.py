@@ -18,6 +18,11 @@ from gputop import format as fmt
 from gputop.model import CpuSample, GpuSample
 
 GAP = "   "
+# the live view's layout, which gputop.tui.app applies and gputop.firstframe follows
+WIDE_COLUMNS = 120  # from this width the CPU and the GPUs are side by side (the screen is "-wide")
+FULL_PANELS_TWO_GPUS_ROWS = 56  # two full GPU panels need a terminal this tall; else one line each
+DETAIL_ROWS = 40  # compact rows plus the selected GPU's full panel from this height
+GRID_ROWS, GRID_ROWS_SHORT = 6, 2  # the CPU grid's most rows of "97%" cells (below DETAIL_ROWS: the short)
 LEVELS = "▁▂▃▄▅▆▇█"
 WIDE_CELL = 4  # " 97%" or "3.1G"
 LOST = "lost (fell off the bus?)"
@@ -135,7 +140,7 @@ def pack(blocks: Iterable[Sequence[Item] | Rows], width: int) -> list[Line]:
 # -- the CPU panel --------------------------------------------------------------------------------
 
 def cpu_lines(cpu: CpuSample | None, width: int, st: Styles, *, show_freq: bool = False,
-              job_cores: frozenset[int] = frozenset(), max_grid_rows: int = 6) -> list[Line]:
+              job_cores: frozenset[int] = frozenset(), max_grid_rows: int = GRID_ROWS) -> list[Line]:
     """Per-core cells (utilization, or frequency with ``show_freq``), then the totals; the
     cores in ``job_cores`` marked."""
     if cpu is None:

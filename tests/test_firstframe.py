@@ -3,19 +3,31 @@ for cell, over the rows it covers; and where it would not be, it is not drawn.""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
+import re
+import select
+import signal
+import struct
+import subprocess
 import sys
+import termios
+import time
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from rich.color import ColorSystem
 from rich.segment import Segment
 
 from gputop import firstframe as ff
+from gputop.feed import LiveFeed
 from gputop.tui.widgets.cpu import CpuPanel
 from gputop.tui.widgets.gpu import GpuPanel
 from gputop.tui.widgets.processes import ProcessTable
 from gputop.tui.widgets.status import StatusBar
-from test_terminal import EXIT_TIMEOUT_S, PROMPT, START_TIMEOUT_S, TMUX, Tmux, _env
+from test_terminal import EXIT_TIMEOUT_S, PROMPT, START_TIMEOUT_S, TMUX, Tmux, _children, _env
 from test_tui import make_app
 from test_tui_terminal import ROOT, TESTS, _quit_to_the_shell
 from tui_fixtures import lost, make_sample, with_gpu
@@ -51,8 +63,11 @@ async def drawn_by_app(sample, size):
         return [list(strip) for strip in app.screen._compositor.render_strips()]
 
 
+THROTTLED = ("sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown")  # one long field
+
 CASES = [
     ((160, 50), make_sample(1, 0)),
+    ((160, 50), with_gpu(make_sample(1, 4), 0, clock_event_reasons=THROTTLED)),
     ((120, 34), make_sample(1, 3)),
     ((121, 40), make_sample(1, 5, cores=16)),
     ((137, 45), make_sample(1, 7, cores=64)),
@@ -99,6 +114,9 @@ async def test_its_colours_are_the_theme_as_the_app_resolves_it():
     ((160, 50), make_sample(0), "no GPU"),
     ((160, 50), with_gpu(make_sample(1), 0, gpu_util_pct=100.0, sm_active_pct=8.0), "a warning"),
     ((160, 16), make_sample(1), "the GPU panel taller than the top's share: it scrolls"),
+    ((120, 45), with_gpu(make_sample(1), 0, clock_event_reasons=THROTTLED), "a field wider than the panel: wrapped"),
+    ((120, 45), with_gpu(make_sample(1), 0, info=replace(make_sample(1).gpus[0].info, name="NVIDIA " + "X" * 80)),
+     "a name wider than the title's room: cut"),
 ])
 def test_it_is_not_drawn_where_the_app_lays_out_otherwise(size, sample, why):
     assert ff.frame(sample, *size, HOST, 1.0) is None, why
@@ -162,6 +180,7 @@ def test_in_a_terminal_the_top_is_drawn_before_textual_and_the_app_takes_it_over
         assert lines[0].startswith(" gputop ") and "   live   every 5 s   GPU 0   sort GPU mem   own CPU n/a" in lines[0]
         rows = next(i for i, line in enumerate(lines) if line.rstrip().endswith("─╯") and "Hopper" in line) + 1
         first_styled = term.tmux("capture-pane", "-p", "-e", "-t", "t")  # (tmux's 256 colours here)
+        assert " quit " not in re.sub("\x1b\\[[0-9;]*m", "", first_styled)  # (still before the app's paint)
         app = term.wait_for(lambda s: " quit " in s, "the app's first frame", START_TIMEOUT_S)
         assert "activity, %" in app
         assert _top(app, rows) == _top(first, rows)
@@ -194,3 +213,127 @@ def test_ctrl_c_before_textual_is_up_gives_the_shell_back_its_screen():
         assert "before-gputop" in screen and "cores busy" not in screen and "Traceback" not in screen
     finally:
         term.kill()
+
+
+def _gputop_pid(term: Tmux) -> int:
+    """The gputop process under the pane's shell."""
+    shell = term.pane_pid()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        kids = _children(shell)
+        if kids:
+            return kids[0]
+        time.sleep(0.05)
+    raise AssertionError("no gputop under the shell")
+
+
+def _started_slowed(term: Tmux, argv: str = "") -> int:
+    term.type(f"PS1='{PROMPT}'")
+    term.wait_for(lambda s: PROMPT.strip() in s, "the shell prompt", START_TIMEOUT_S)
+    term.type(f"cd {ROOT} && {sys.executable} -m gputop {argv}")
+    term.wait_for(lambda s: "cores busy" in s, "the first frame", START_TIMEOUT_S)
+    assert term.modes()["alternate_on"] == "1"
+    return _gputop_pid(term)
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
+def test_sigterm_before_textual_is_up_gives_the_shell_back_its_screen():
+    term = Tmux(_slow_env(30.0), size=(160, 50))
+    try:
+        pid = _started_slowed(term)
+        os.kill(pid, signal.SIGTERM)
+        term.wait_for(lambda s: s.rstrip().endswith(PROMPT.strip()), "the prompt after gputop", EXIT_TIMEOUT_S)
+        assert term.modes()["alternate_on"] == "0" and term.show("#{cursor_flag}") == "1"
+        term.type("echo exit=$?")
+        term.wait_for(lambda s: "exit=143" in s, "gputop's exit status (128 + SIGTERM)", EXIT_TIMEOUT_S)
+    finally:
+        term.kill()
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
+def test_ctrl_z_before_textual_is_up_does_not_stop_it_on_the_alternate_screen():
+    """Ctrl+Z in that second is ignored (stopped there, the shell would come back on the
+    alternate screen, cursor hidden); the app comes up, and Ctrl+Z works there as ever."""
+    term = Tmux(_slow_env(3.0), size=(160, 50))
+    try:
+        pid = _started_slowed(term)
+        term.tmux("send-keys", "-t", "t", "C-z")
+        term.wait_for(lambda s: " quit " in s, "the app (not stopped)", START_TIMEOUT_S)
+        assert Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "T"
+        term.tmux("send-keys", "-t", "t", "C-z")
+        term.wait_for(lambda s: s.rstrip().endswith(PROMPT.strip()), "the shell after the app's Ctrl+Z", EXIT_TIMEOUT_S)
+        assert term.modes()["alternate_on"] == "0"
+        term.type("fg")
+        term.wait_for(lambda s: " quit " in s, "the view back", START_TIMEOUT_S)
+        _quit_to_the_shell(term)
+    finally:
+        term.kill()
+
+
+def _in_a_pty(code: str, env: dict[str, str], size=(160, 50), timeout_s: float = 60.0) -> tuple[bytes, int]:
+    """Run ``python -c code`` on a pseudo-terminal of ``size``; every byte it wrote, and its exit status."""
+    controller, tty = pty.openpty()
+    fcntl.ioctl(tty, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=tty, stdout=tty, stderr=tty, cwd=ROOT,
+                            env={**env, "TERM": "xterm-256color"}, start_new_session=True)
+    os.close(tty)
+    out = bytearray()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if select.select([controller], [], [], 0.05)[0]:
+                try:
+                    data = os.read(controller, 65536)
+                except OSError:  # (EIO: the child's side is closed)
+                    break
+                if not data:
+                    break
+                out += data
+            elif proc.poll() is not None:
+                break
+        return bytes(out), proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(controller)
+
+
+def test_an_app_that_fails_after_taking_the_terminal_leaves_the_alternate_screen_once():
+    """Textual has the terminal (its driver started) but the app fails before it mounts: Textual
+    leaves the alternate screen and prints the traceback; leaving it a second time would move
+    the cursor back over that traceback (a second ?1049l restores the cursor saved at the first)."""
+    code = ("from gputop.tui import app\n"
+            "def compose(self):\n    raise RuntimeError('compose failed here')\n    yield\n"
+            "app.GputopApp.compose = compose\n"
+            "from gputop.cli import main\nraise SystemExit(main([]))\n")
+    out, _ = _in_a_pty(code, _env("H100_SXM:simulated"))
+    assert b"cores busy" in out and out.count(b"\x1b[?1049h") == 2  # the first frame, then Textual's switch
+    assert b"compose failed here" in out
+    assert out.count(b"\x1b[?1049l") == 1
+
+
+def test_the_first_sample_is_waited_for_only_so_long_and_left_for_the_app():
+    class Slow:
+        def __init__(self, delay_s, result):
+            self.delay_s, self.result = delay_s, result
+
+        def sample(self):
+            time.sleep(self.delay_s)
+            if isinstance(self.result, Exception):
+                raise self.result
+            return self.result
+
+    sample = make_sample(1)
+    feed = LiveFeed(Slow(0.0, sample), 1.0)
+    assert feed.first_sample(1.0) is None  # not prefetched
+    feed.prefetch()
+    assert feed.first_sample(5.0) is sample
+    assert feed.take_first().result() is sample  # still there for the sampling loop
+    slow = LiveFeed(Slow(1.0, sample), 1.0)
+    slow.prefetch()
+    t0 = time.monotonic()
+    assert slow.first_sample(0.05) is None and time.monotonic() - t0 < 0.5
+    slow.discard_first()
+    failed = LiveFeed(Slow(0.0, RuntimeError("NVML said no")), 1.0)
+    failed.prefetch()
+    assert failed.first_sample(5.0) is None

@@ -31,6 +31,7 @@ from gputop import sampler as sampling
 from gputop.argtypes import next_interval
 from gputop.feed import LiveFeed, ReplayFeed
 from gputop.history import History, workload_points
+from gputop.lines import DETAIL_ROWS, FULL_PANELS_TWO_GPUS_ROWS, GRID_ROWS, GRID_ROWS_SHORT, WIDE_COLUMNS
 from gputop.model import Sample, WorkloadState
 from gputop.tui import replay
 from gputop.tui.screens.help import HelpScreen
@@ -56,15 +57,13 @@ FRAME_S = 0.5  # the screen is drawn at most twice a second, however fast it sam
 FRAME_SLACK = 0.1  # a frame due this share of FRAME_S from now is drawn now, not on a timer
 SETTLE_HEAP_S = 1.0  # the CLI's views: start-up's objects frozen out of collections this long after the first frame
 SETTLE_HEAP_LATEST_S = 10.0  # and at the latest this long after mount (every sample failing, or hung)
-FULL_PANELS_TWO_GPUS_ROWS = 56  # two full GPU panels need a terminal this tall; else one line each
-DETAIL_ROWS = 40  # compact rows plus the selected GPU's full panel from this height
 SHORT_ROWS = 34  # below this the screen is "-short" (VERTICAL_BREAKPOINTS): no charts, no log
 
 
 class GputopApp(replay.ReplayKeys, ThemeMemoApp[None]):
     CSS_PATH = "gputop.tcss"
     TITLE = "gputop"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_COLUMNS, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_ROWS, "-tall")]
     BINDINGS = [
         Binding("q", "quit", "quit"),
@@ -111,7 +110,7 @@ class GputopApp(replay.ReplayKeys, ThemeMemoApp[None]):
         self.self_cpu = self_cpu or SelfCpu()
         self.kill = kill
         self.samples_taken = 0
-        self.started = False  # mounted: Textual has the terminal (gputop.cli: a first frame it drew is the app's now)
+        self.has_terminal = False  # its driver took the terminal: a first frame gputop.cli drew is the app's now
         self._replay = replay.ReplayDriver(self, feed) if isinstance(feed, ReplayFeed) else None
         self._stall = StallWatch(lambda: self.interval_s, self._stalled)
         self.set_reactive(GputopApp.interval_s, feed.interval_s)
@@ -140,8 +139,10 @@ class GputopApp(replay.ReplayKeys, ThemeMemoApp[None]):
         yield ProcessTable(id="procs")
         yield KeyFooter()
 
+    def took_terminal(self) -> None:  # (gputop.tui.terminal's driver, as it starts)
+        self.has_terminal = True
+
     def on_mount(self) -> None:
-        self.started = True
         status = self.query_one(StatusBar)
         status.host = self.feed.host
         status.sort_label = self.query_one(ProcessTable).sort_label
@@ -176,7 +177,7 @@ class GputopApp(replay.ReplayKeys, ThemeMemoApp[None]):
         gpus.compact = n > 2 or (n == 2 and height < FULL_PANELS_TWO_GPUS_ROWS) or (n > 0 and short_with_workload)
         gpus.detail = height >= DETAIL_ROWS
         # many cores on a short terminal: one glyph per core rather than rows of "97%" cells
-        self.query_one(CpuPanel).max_grid_rows = 2 if height < DETAIL_ROWS else 6
+        self.query_one(CpuPanel).max_grid_rows = GRID_ROWS_SHORT if height < DETAIL_ROWS else GRID_ROWS
         if self.workload is not None:  # the output log is hidden on short terminals (gputop.tcss)
             self.query_one("#workload-panel", WorkloadPanel).inline_output = height < SHORT_ROWS
 

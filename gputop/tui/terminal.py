@@ -208,6 +208,9 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
             return writer is not None and writer.is_alive()
 
         def start_application_mode(self) -> None:
+            took = getattr(self._app, "took_terminal", None)  # (from here the app's: gputop.cli's first frame)
+            if callable(took):
+                took()
             if self._wake_r < 0:  # (Textual closes the driver at Ctrl+Z and starts it again at fg)
                 self._wake_r, self._wake_w = os.pipe()
                 os.set_blocking(self._wake_r, False)

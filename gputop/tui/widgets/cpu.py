@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from textual.reactive import reactive
 
-from gputop.lines import Line, cpu_lines, cpu_subtitle
+from gputop.lines import GRID_ROWS, Line, cpu_lines, cpu_subtitle
 from gputop.model import CpuSample
 from gputop.tui.widgets.panel import Panel
 
@@ -15,7 +15,7 @@ class CpuPanel(Panel):
 
     sample: reactive[CpuSample | None] = reactive(None, repaint=False)  # changed lines repaint
     show_freq: reactive[bool] = reactive(False, layout=True)
-    max_grid_rows: reactive[int] = reactive(6, layout=True)
+    max_grid_rows: reactive[int] = reactive(GRID_ROWS, layout=True)
     job_cores: reactive[frozenset[int]] = reactive(frozenset())
     COMPONENT_CLASSES = {"cpu--job"}
 

@@ -13,7 +13,8 @@ from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
 
-from gputop.lines import GAP, Item, Line, Piece, Rows, cells, field, item, load_style, pack, plain
+from gputop.lines import GAP, Item, Line, Piece, Rows, cells, item, load_style, pack, plain
+from gputop.lines import field as field_item
 
 __all__ = ["GAP", "Item", "Line", "Piece", "Rows", "cells", "item", "pack", "plain"]
 
@@ -260,7 +261,7 @@ class Panel(StyleMemo):
 
     def item(self, label: str, value: str, *rest: str | tuple[str, Style]) -> Item:
         """``field`` as pieces: "label value ...", the label dim, the value emphasised."""
-        return field(self, label, value, *rest)
+        return field_item(self, label, value, *rest)
 
 
 def wrap(text: Text, console: Console, width: int) -> list[Text]:
