@@ -178,6 +178,7 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
     app: GputopApp | None = None
     held = contextlib.ExitStack()  # from that frame until the app runs: a stop signal raised, to undraw it
     tstp: Any = None  # SIGTSTP's handler before: Ctrl+Z is ignored until the app's driver handles it
+    status = ExitStatus.OK
     try:
         if workload is None:  # (with one, after its fork: a fork beside a sampling thread is unsafe)
             feed.prefetch()  # while Textual is imported and the screen built
@@ -196,7 +197,8 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
 
         app = GputopApp(feed, settle_heap_s=SETTLE_HEAP_S)
         held.close()  # (run_full_screen has stop signals of its own)
-        run_full_screen(app, before=None if workload is None else lambda: start(workload))
+        if not run_full_screen(app, before=None if workload is None else lambda: start(workload)):
+            status = ExitStatus.FAILURE
     except WorkloadError as exc:
         sys.stderr.write(f"gputop: error: {exc}\n")
         return ExitStatus.USAGE
@@ -218,7 +220,7 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
                 if not sampler.close():  # (under the full screen its log line went to the log file)
                     _say(f"gputop: a sample had not returned after {CLOSE_WAIT_S:g} s "
                          "(a hung driver call?): exited with its sources left open")
-    return ExitStatus.OK
+    return status
 
 
 def _first_frame(feed: LiveFeed) -> TextIO | None:
@@ -260,8 +262,8 @@ def _show_replay(feed: ReplayFeed) -> int:
         from gputop.tui.app import SETTLE_HEAP_S, GputopApp
         from gputop.tui.terminal import run_full_screen
 
-        run_full_screen(GputopApp(feed, settle_heap_s=SETTLE_HEAP_S))
-    return ExitStatus.OK
+        ok = run_full_screen(GputopApp(feed, settle_heap_s=SETTLE_HEAP_S))
+    return ExitStatus.OK if ok else ExitStatus.FAILURE
 
 
 @contextlib.contextmanager
@@ -291,8 +293,8 @@ def _cluster(args: argparse.Namespace) -> int:
             from gputop.tui.cluster import SETTLE_HEAP_S, ClusterApp
             from gputop.tui.terminal import run_full_screen
 
-            run_full_screen(ClusterApp(feed, interval_s=args.interval, settle_heap_s=SETTLE_HEAP_S))
-        return ExitStatus.OK
+            ok = run_full_screen(ClusterApp(feed, interval_s=args.interval, settle_heap_s=SETTLE_HEAP_S))
+        return ExitStatus.OK if ok else ExitStatus.FAILURE
 
     return cluster.run(args, show=show)
 

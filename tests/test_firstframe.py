@@ -306,10 +306,11 @@ def test_an_app_that_fails_after_taking_the_terminal_leaves_the_alternate_screen
             "def compose(self):\n    raise RuntimeError('compose failed here')\n    yield\n"
             "app.GputopApp.compose = compose\n"
             "from gputop.cli import main\nraise SystemExit(main([]))\n")
-    out, _ = _in_a_pty(code, _env("H100_SXM:simulated"))
+    out, status = _in_a_pty(code, _env("H100_SXM:simulated"))
     assert b"cores busy" in out and out.count(b"\x1b[?1049h") == 2  # the first frame, then Textual's switch
     assert b"compose failed here" in out
     assert out.count(b"\x1b[?1049l") == 1
+    assert status == 1  # (it was 0: a view that failed said it had done its job)
 
 
 def test_the_first_sample_is_waited_for_only_so_long_and_left_for_the_app():

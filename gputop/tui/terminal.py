@@ -249,11 +249,12 @@ def _drain(fd: int) -> None:
         pass
 
 
-def run_full_screen(app: App[Any], before: Callable[[], object] | None = None) -> None:
+def run_full_screen(app: App[Any], before: Callable[[], object] | None = None) -> bool:
     """Run a full-screen view until q or a stop signal: SIGINT, SIGTERM and SIGHUP (the terminal
     closed) ask it to exit from inside its event loop, as q does; before it runs (``before``,
     e.g. a workload started) or after its loop has ended there is nothing to ask, and the signal
-    is raised as Interrupted. Either is the view's clean way out, like q."""
+    is raised as Interrupted. Either is the view's clean way out, like q. False if the app
+    failed (an error in it: Textual printed its traceback after the screen was given back)."""
 
     def exit_app(signum: int) -> None:
         try:
@@ -270,6 +271,7 @@ def run_full_screen(app: App[Any], before: Callable[[], object] | None = None) -
             app.run()
     except Interrupted:
         pass
+    return not app.return_code  # (None: it never ran; 1: it failed)
 
 
 # in every app's BINDINGS: ctrl+z to the shell, as in htop or btop (Textual's action: SIGTSTP)
