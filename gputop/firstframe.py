@@ -10,8 +10,8 @@ same, and the charts, the process table and the footer come in below it.
 
 It is drawn only where it is what the app will draw, cell for cell (tests/test_firstframe.py
 compares the two): the plain live view (no ``--run``), a terminal 120 columns or more, one full
-GPU panel (or two where the app shows two), nothing lost or warned about, the default theme and
-no colour filter. Elsewhere nothing is drawn and the app's first paint is the first frame, as
+GPU panel (or two where the app shows two; or the "no GPU" panel), no GPU lost, the default
+theme and no colour filter. Elsewhere nothing is drawn and the app's first paint is the first frame, as
 before.
 """
 
@@ -58,8 +58,13 @@ BORDERS = {
     "cpu": ("#074f86 on #121212", "#57a5e2 on #121212", "#a0a0a0 on #121212"),
     "gpu": ("#074f86 on #121212", "#57a5e2 on #121212", "#a0a0a0 on #121212"),
     "gpu-selected": ("#fea62b on #121212", "bold #57a5e2 on #121212", "#a0a0a0 on #121212"),
+    "gpu-trap": ("#fea62b on #121212", "#57a5e2 on #121212", "#a0a0a0 on #121212"),
+    "gpu-selected-trap": ("#fea62b on #121212", "bold #57a5e2 on #121212", "#a0a0a0 on #121212"),
+    "no-gpu": ("#45505a on #121212", "", ""),
 }
-ROUND = ("╭", "─", "╮", "│", "╰", "╯")  # the corners, edges and sides of "border: round"
+# the corners, edges and sides of "border: round", and of "heavy" (a selected GPU's warning)
+ROUND = ("╭", "─", "╮", "│", "╰", "╯")
+HEAVY = ("┏", "━", "┓", "┃", "┗", "┛")
 
 
 class TableStyles:
@@ -82,6 +87,7 @@ class Box:
     subtitle: str
     border: tuple[str, str, str]
     styles: TableStyles
+    edges: tuple[str, ...] = ROUND
 
     @property
     def height(self) -> int:
@@ -89,9 +95,12 @@ class Box:
 
 
 def _gpu_box(gpu: GpuSample, x: int, width: int, energy_j: float | None, selected: bool) -> Box:
+    """A GPU's full panel; its border by its classes (gputop.tcss: -selected, -trap)."""
     styles = TableStyles(GPU)
+    trap = lines.trap_warning(gpu) is not None
+    border = "gpu" + ("-selected" if selected else "") + ("-trap" if trap else "")
     return Box(x, width, lines.gpu_lines(gpu, width - 4, styles, energy_j), lines.gpu_title(gpu),
-               lines.panel_subtitle(gpu), BORDERS["gpu-selected" if selected else "gpu"], styles)
+               lines.panel_subtitle(gpu), BORDERS[border], styles, HEAVY if selected and trap else ROUND)
 
 
 def _fits(box: Box) -> bool:
@@ -99,17 +108,17 @@ def _fits(box: Box) -> bool:
     and so do its title and subtitle (Textual would cut one that does not)."""
     inner = box.width - 2
     return (all(lines.cells(line) <= inner - 2 for line in box.lines)
-            and all(lines.cells(((f" {label} ", None),)) <= inner - 2 for label in (box.title, box.subtitle)))
+            and all(lines.cells(((f" {label} ", None),)) <= inner - 2 for label in (box.title, box.subtitle) if label))
 
 
 def boxes(sample: Sample, width: int, height: int) -> list[Box] | None:
     """The top row's panels as the app lays them out at ``width`` x ``height``, or None where
     this module does not draw that layout (see the module's docstring)."""
     n = len(sample.gpus)
-    if width < lines.WIDE_COLUMNS or not (n == 1 or (n == 2 and height >= lines.FULL_PANELS_TWO_GPUS_ROWS)):
-        return None
-    if any(g.lost or lines.trap_warning(g) is not None for g in sample.gpus):
-        return None
+    if width < lines.WIDE_COLUMNS or n > 2 or (n == 2 and height < lines.FULL_PANELS_TWO_GPUS_ROWS):
+        return None  # (stacked; compact rows)
+    if any(g.lost for g in sample.gpus) or (n == 0 and height < lines.SHORT_ROWS):
+        return None  # (a lost GPU's class; on a short screen the "no GPU" panel has no border)
     cpu_width = 2 * width // 5  # gputop.tcss: CpuPanel 2fr beside GpuList 3fr
     cpu_styles = TableStyles(CPU)
     grid_rows = lines.GRID_ROWS_SHORT if height < lines.DETAIL_ROWS else lines.GRID_ROWS  # (as the app)
@@ -120,6 +129,11 @@ def boxes(sample: Sample, width: int, height: int) -> list[Box] | None:
     since = energy.of(sample)
     for i, gpu in enumerate(sample.gpus):  # the first is the selected one
         out.append(_gpu_box(gpu, cpu_width, width - cpu_width, since.get(gpu.info.index), i == 0))
+    if not sample.gpus:
+        styles = TableStyles(GPU)
+        reason = sample.gpu_unavailable or lines.NO_GPU_FOUND
+        out.append(Box(cpu_width, width - cpu_width, lines.no_gpu_lines(reason, width - cpu_width - 4, styles),
+                       "", "", BORDERS["no-gpu"], styles))
     gpu_rows = sum(b.height for b in out[1:])
     if max(out[0].height, gpu_rows) > int(TOP_SHARE * (height - 2)):  # the list would scroll
         return None
@@ -147,9 +161,9 @@ def _padded(line: lines.Line, width: int, base: Style) -> list[Segment]:
 
 def _box_rows(box: Box) -> list[list[Segment]]:
     edge, title, subtitle = (Style.parse(s) for s in box.border)
-    tl, h, tr, v, bl, br = ROUND
+    tl, h, tr, v, bl, br = box.edges
     inner = box.width - 2
-    top_label = f" {box.title} "
+    top_label = f" {box.title} " if box.title else ""
     bottom_label = f" {box.subtitle} " if box.subtitle else ""
     rows = [[Segment(tl + h, edge), Segment(top_label, title),
              Segment(h * (inner - 1 - len(top_label)), edge), Segment(tr, edge)]]

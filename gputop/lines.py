@@ -22,6 +22,7 @@ GAP = "   "
 WIDE_COLUMNS = 120  # from this width the CPU and the GPUs are side by side (the screen is "-wide")
 FULL_PANELS_TWO_GPUS_ROWS = 56  # two full GPU panels need a terminal this tall; else one line each
 DETAIL_ROWS = 40  # compact rows plus the selected GPU's full panel from this height
+SHORT_ROWS = 34  # below this the screen is "-short": no charts, no workload log, no border round "no GPU"
 GRID_ROWS, GRID_ROWS_SHORT = 6, 2  # the CPU grid's most rows of "97%" cells (below DETAIL_ROWS: the short)
 LEVELS = "▁▂▃▄▅▆▇█"
 WIDE_CELL = 4  # " 97%" or "3.1G"
@@ -295,6 +296,17 @@ def _sm_grid(gpu: GpuSample, width: int, st: Styles) -> Rows | None:
 def _sm_gap(gpu: GpuSample) -> str:
     i = gpu.info
     return fmt.sm_gap(i.architecture, i.gpm_supported, i.mig_enabled)
+
+
+NO_GPU_FOUND = "no NVIDIA GPU found"
+
+
+def no_gpu_lines(reason: str, width: int, st: Styles) -> list[Line]:
+    """Why no GPU is shown: a plain statement, not an error screen."""
+    lead = "No GPU shown: "
+    if len(lead) + len(reason) > width:  # one line where the short form fits (40 columns)
+        lead = "No GPU: "
+    return [item((lead, st.style_of("panel--label")), (reason, st.style_of("panel--value")))]
 
 
 # -- the header -----------------------------------------------------------------------------------

@@ -74,6 +74,10 @@ CASES = [
     ((200, 60), make_sample(2, 2, cores=128)),
     ((183, 39), make_sample(1, 9, cores=200)),  # short of DETAIL_ROWS: the cores as glyphs
     ((160, 50), with_gpu(make_sample(1, 1), 0, energy_j=None, sm_active_pct=None)),
+    ((160, 50), with_gpu(make_sample(1, 2), 0, gpu_util_pct=100.0, sm_active_pct=8.0)),  # the warning: heavy
+    ((200, 60), with_gpu(make_sample(2, 6), 1, gpu_util_pct=100.0, sm_active_pct=8.0)),  # on the other GPU
+    ((160, 50), make_sample(0, 3)),  # no GPU: why, in a panel of its own
+    ((130, 34), make_sample(0, 8, gpu_unavailable=None)),
 ]
 
 
@@ -87,7 +91,7 @@ async def test_the_first_frame_is_what_the_app_draws_there(size, sample):
         assert sum(len(s.text) for s in row) == size[0], y
         assert cells(row) == cells(screen[y]), (y, "".join(s.text for s in row), "".join(s.text for s in screen[y]))
     # the row under it is the app's charts (not drawn here): the frame ends where the panels do
-    assert "".join(s.text for s in screen[len(rows) - 1]).lstrip()[:1] in "╰│"
+    assert "".join(s.text for s in screen[len(rows) - 1]).lstrip()[:1] in "╰│┗┃"
 
 
 async def test_its_colours_are_the_theme_as_the_app_resolves_it():
@@ -111,8 +115,7 @@ async def test_its_colours_are_the_theme_as_the_app_resolves_it():
     ((119, 50), make_sample(1), "narrow: the panels are stacked"),
     ((200, 60), make_sample(3), "three GPUs: a line each"),
     ((200, 55), make_sample(2), "two GPUs on a terminal too short for two panels"),
-    ((160, 50), make_sample(0), "no GPU"),
-    ((160, 50), with_gpu(make_sample(1), 0, gpu_util_pct=100.0, sm_active_pct=8.0), "a warning"),
+    ((160, 33), make_sample(0), "no GPU on a short screen: that panel has no border there"),
     ((160, 16), make_sample(1), "the GPU panel taller than the top's share: it scrolls"),
     ((120, 45), with_gpu(make_sample(1), 0, clock_event_reasons=THROTTLED), "a field wider than the panel: wrapped"),
     ((120, 45), with_gpu(make_sample(1), 0, info=replace(make_sample(1).gpus[0].info, name="NVIDIA " + "X" * 80)),

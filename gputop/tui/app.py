@@ -31,7 +31,7 @@ from gputop import sampler as sampling
 from gputop.argtypes import next_interval
 from gputop.feed import LiveFeed, ReplayFeed
 from gputop.history import History, workload_points
-from gputop.lines import DETAIL_ROWS, FULL_PANELS_TWO_GPUS_ROWS, GRID_ROWS, GRID_ROWS_SHORT, WIDE_COLUMNS
+from gputop.lines import DETAIL_ROWS, FULL_PANELS_TWO_GPUS_ROWS, GRID_ROWS, GRID_ROWS_SHORT, SHORT_ROWS, WIDE_COLUMNS
 from gputop.model import Sample, WorkloadState
 from gputop.tui import replay
 from gputop.tui.screens.help import HelpScreen
@@ -57,7 +57,6 @@ FRAME_S = 0.5  # the screen is drawn at most twice a second, however fast it sam
 FRAME_SLACK = 0.1  # a frame due this share of FRAME_S from now is drawn now, not on a timer
 SETTLE_HEAP_S = 1.0  # the CLI's views: start-up's objects frozen out of collections this long after the first frame
 SETTLE_HEAP_LATEST_S = 10.0  # and at the latest this long after mount (every sample failing, or hung)
-SHORT_ROWS = 34  # below this the screen is "-short" (VERTICAL_BREAKPOINTS): no charts, no log
 
 
 class GputopApp(replay.ReplayKeys, ThemeMemoApp[None]):

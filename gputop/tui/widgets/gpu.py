@@ -10,7 +10,20 @@ from textual.message import Message
 from textual.reactive import reactive
 
 from gputop import format as fmt
-from gputop.lines import LOST, Line, cells, gpu_lines, gpu_title, item, load_style, panel_subtitle, short_name, trap_warning
+from gputop.lines import (
+    LOST,
+    NO_GPU_FOUND,
+    Line,
+    cells,
+    gpu_lines,
+    gpu_title,
+    item,
+    load_style,
+    no_gpu_lines,
+    panel_subtitle,
+    short_name,
+    trap_warning,
+)
 from gputop.model import GpuInfo, GpuSample
 from gputop.tui.widgets.panel import Panel
 
@@ -135,13 +148,10 @@ class GpuRow(_GpuWidget):
 class NoGpuPanel(Panel):
     """Why no GPU is shown: a plain statement, not an error screen."""
 
-    reason: reactive[str] = reactive("no NVIDIA GPU found")
+    reason: reactive[str] = reactive(NO_GPU_FOUND)
 
     def render_key(self) -> tuple:
         return (self.reason,)
 
     def build(self, width: int) -> list[Line]:
-        lead = "No GPU shown: "
-        if len(lead) + len(self.reason) > width:  # one line where the short form fits (40 columns)
-            lead = "No GPU: "
-        return [item((lead, self.style_of("panel--label")), (self.reason, self.style_of("panel--value")))]
+        return no_gpu_lines(self.reason, width, self)

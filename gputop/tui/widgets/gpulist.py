@@ -10,6 +10,7 @@ from typing import Any
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
 
+from gputop.lines import NO_GPU_FOUND
 from gputop.model import Sample
 from gputop.tui.widgets.gpu import GpuPanel, GpuRow, NoGpuPanel
 from gputop.tui.widgets.panel import KeptLines
@@ -55,7 +56,7 @@ class GpuList(VerticalScroll, KeptLines):
             self._shape = shape
             self._rebuild(indices, detail)
         if self._none is not None:
-            self._none.reason = sample.gpu_unavailable or "no NVIDIA GPU found"
+            self._none.reason = sample.gpu_unavailable or NO_GPU_FOUND
             return
         title = (f"{len(indices)} GPU" + ("s" if len(indices) != 1 else "")) if self.compact else ""
         if title != self.border_title:  # setting it repaints the whole list, even unchanged
