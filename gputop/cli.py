@@ -14,9 +14,8 @@ import contextlib
 import gc
 import importlib
 import re
-import signal
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, NoReturn, Sequence, TextIO, cast
+from typing import TYPE_CHECKING, Callable, Collection, Iterator, NoReturn, Sequence, cast
 
 from gputop import __version__, console
 from gputop.argtypes import INTERVAL
@@ -27,6 +26,7 @@ from gputop.signals import Interrupted, StopSignals
 
 if TYPE_CHECKING:  # httpx, which the feed imports, is ~10 MiB and ~0.1 s the live view does not need
     from gputop.cluster.feed import ClusterFeed
+    from gputop.firstframe import Held
     from gputop.tui.app import GputopApp
     from gputop.workload import Workload
 
@@ -174,18 +174,18 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
 
     sampler = OpenedOnFirstSample(open_real)  # (NVML's init in the first-sample thread, beside Textual's import)
     feed = LiveFeed(sampler, args.interval, workload=workload)
-    drawn_on: TextIO | None = None  # where the first frame was drawn before Textual (gputop.firstframe)
+    held: Held | None = None  # the first frame, drawn before Textual (gputop.firstframe)
     app: GputopApp | None = None
-    held = contextlib.ExitStack()  # from that frame until the app runs: a stop signal raised, to undraw it
-    tstp: Any = None  # SIGTSTP's handler before: Ctrl+Z is ignored until the app's driver handles it
     status = ExitStatus.OK
+
+    def give_back() -> None:  # the normal screen, where the app's driver never took the terminal
+        if held is not None and (app is None or not app.has_terminal):
+            held.give_back()
+
     try:
         if workload is None:  # (with one, after its fork: a fork beside a sampling thread is unsafe)
             feed.prefetch()  # while Textual is imported and the screen built
-            drawn_on = _first_frame(feed)
-            if drawn_on is not None:
-                held.enter_context(StopSignals(raise_first=True))
-                tstp = signal.signal(signal.SIGTSTP, signal.SIG_IGN)  # (stopped here: the shell on that screen)
+            held = _first_frame(feed)
         from gputop.tui.app import SETTLE_HEAP_S, GputopApp
         from gputop.tui.terminal import run_full_screen
 
@@ -196,20 +196,17 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
             feed.prefetch()
 
         app = GputopApp(feed, settle_heap_s=SETTLE_HEAP_S)
-        held.close()  # (run_full_screen has stop signals of its own)
+        app.first_frame_drawn = held is not None
+        app.before_errors = give_back  # (an error before its driver starts: printed on the normal screen)
         if not run_full_screen(app, before=None if workload is None else lambda: start(workload)):
             status = ExitStatus.FAILURE
     except WorkloadError as exc:
         sys.stderr.write(f"gputop: error: {exc}\n")
         return ExitStatus.USAGE
     finally:
-        held.close()
-        if tstp is not None:
-            signal.signal(signal.SIGTSTP, tstp)
-        if drawn_on is not None and (app is None or not app.has_terminal):  # (else Textual gave the screen back)
-            from gputop import firstframe
-
-            firstframe.undraw(drawn_on)
+        if held is not None:
+            give_back()
+            held.release()
         # not cut short by a signal that comes now: it is noted, and a second one aborts
         with StopSignals():
             try:
@@ -223,23 +220,30 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
     return status
 
 
-def _first_frame(feed: LiveFeed) -> TextIO | None:
+def _first_frame(feed: LiveFeed) -> Held | None:
     """Draw the top of the view from the first sample before Textual is imported, on the stream
-    Textual will draw on (stderr, or stdout where stderr is not a terminal); the stream if drawn.
-    A first sample not back within FIRST_FRAME_WAIT_S (a slow NVML start) is left to the app."""
+    Textual will draw on (stderr, or stdout where stderr is not a terminal); the frame, held
+    (stop signals raised, Ctrl+Z ignored, until the app has the terminal), if drawn. A first
+    sample not back within FIRST_FRAME_WAIT_S (a slow NVML start) is left to the app."""
     from gputop import firstframe
     from gputop.tui import is_tty
 
-    terminal = firstframe.could_draw()  # (before the wait: where none will be drawn, none is waited for)
-    if terminal is None:
+    stream = sys.__stderr__ if is_tty(sys.__stderr__) else sys.__stdout__
+    terminal = None if stream is None else firstframe.could_draw(stream)  # (before the wait: none drawn, none waited for)
+    if stream is None or terminal is None:
         return None
     sample = feed.first_sample(FIRST_FRAME_WAIT_S)
     if sample is None:
         return None
-    stream = sys.__stderr__ if is_tty(sys.__stderr__) else sys.__stdout__
-    if stream is None or not firstframe.draw(sample, feed.host, feed.interval_s, stream, terminal):
-        return None
-    return stream
+    held = firstframe.Held(stream).hold()  # (before the write: a signal inside it still undraws)
+    try:
+        if held.draw(sample, feed.host, feed.interval_s, terminal):
+            return held
+    except BaseException:
+        held.release()
+        raise
+    held.release()
+    return None
 
 
 def _say(line: str) -> None:

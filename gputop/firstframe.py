@@ -4,15 +4,16 @@ Importing Textual and starting the app take ~0.2 s of the ~0.4 s to the first fr
 (benchmarks/README.md). The first sample is back well before that, so ``draw`` puts the top of
 the view on the terminal at once: the header and the CPU and GPU panels, built by the same
 builders as the widgets (``gputop.lines``) and in the colours gputop.tcss gives them in Textual's
-default theme. The app then starts on the same alternate screen (Textual's own switch to it is a
-no-op there) and its first paint, the same sample, writes every cell again: the top reads the
-same, and the charts, the process table and the footer come in below it.
+default theme. The app then starts on the same alternate screen (its driver leaves out its own
+switch to it: xterm and VTE clear the screen at every ``?1049h``, on it already or not) and its
+first paint, the same sample, writes every cell again: the top reads the same, and the charts,
+the process table and the footer come in below it.
 
 It is drawn only where it is what the app will draw, cell for cell (tests/test_firstframe.py
 compares the two): the plain live view (no ``--run``), a terminal 120 columns or more, one full
 GPU panel (or two where the app shows two; or the "no GPU" panel), no GPU lost, the default
-theme and no colour filter. Elsewhere nothing is drawn and the app's first paint is the first frame, as
-before.
+theme and no colour filter, gputop the terminal's foreground job. Elsewhere nothing is drawn and
+the app's first paint is the first frame, as before.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.segment import Segment
 from rich.style import Style
@@ -30,6 +33,7 @@ from rich.style import Style
 from gputop import lines
 from gputop.feed import EnergySinceStart
 from gputop.model import GpuSample, Sample
+from gputop.signals import StopSignals
 
 if TYPE_CHECKING:
     from rich.color import ColorSystem
@@ -223,14 +227,58 @@ def escape_codes(rows: list[list[Segment]], height: int, system: ColorSystem) ->
     return "".join(out)
 
 
-def could_draw(environ: Mapping[str, str] | None = None) -> tuple[ColorSystem, int, int] | None:
-    """(colours, width, height) where a first frame may be drawn here, before its sample is
-    waited for; None where it will not be (see ``color_system``; a terminal too narrow)."""
+def could_draw(stream: TextIO, environ: Mapping[str, str] | None = None) -> tuple[ColorSystem, int, int] | None:
+    """(colours, width, height) where a first frame may be drawn on ``stream``, before its
+    sample is waited for; None where it will not be (see ``color_system``; a terminal too
+    narrow; gputop not its foreground job: ``gputop &`` would draw on the shell's screen and be
+    stopped, by Textual's first terminal call, with that screen left on)."""
     system = color_system(os.environ if environ is None else environ)
     if system is None:
         return None
+    try:
+        if os.tcgetpgrp(stream.fileno()) != os.getpgrp():
+            return None
+    except (OSError, ValueError, AttributeError):  # (not a terminal after all; closed)
+        return None
     width, height = shutil.get_terminal_size()  # (as Textual's driver measures it)
     return None if width < lines.WIDE_COLUMNS else (system, width, height)
+
+
+class Held:
+    """A first frame on ``stream``, from just before it is drawn until the app's driver takes
+    the terminal: meanwhile a stop signal (SIGINT, SIGTERM, SIGHUP) is raised as Interrupted,
+    so that the caller's ``finally`` can ``give_back`` the normal screen, and Ctrl+Z is ignored
+    (stopped there, the shell would come back on the alternate screen, the cursor hidden).
+    Textual's driver puts its own SIGTSTP handler in place; the one before is restored at
+    ``release``."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.drawn = False
+        self._signals = StopSignals(raise_first=True)
+        self._tstp: Any = None
+
+    def hold(self) -> Held:
+        self._signals.__enter__()
+        if threading.current_thread() is threading.main_thread():
+            self._tstp = signal.signal(signal.SIGTSTP, signal.SIG_IGN)
+        return self
+
+    def draw(self, sample: Sample, host: str, interval_s: float, terminal: tuple[ColorSystem, int, int]) -> bool:
+        self.drawn = draw(sample, host, interval_s, self.stream, terminal)
+        return self.drawn
+
+    def give_back(self) -> None:
+        """The normal screen back (where the app's driver never took the terminal), once."""
+        if self.drawn:
+            self.drawn = False
+            undraw(self.stream)
+
+    def release(self) -> None:
+        if self._tstp is not None:
+            signal.signal(signal.SIGTSTP, self._tstp)
+            self._tstp = None
+        self._signals.__exit__(None, None, None)
 
 
 def draw(sample: Sample, host: str, interval_s: float, stream: TextIO, terminal: tuple[ColorSystem, int, int]) -> bool:
@@ -244,8 +292,8 @@ def draw(sample: Sample, host: str, interval_s: float, stream: TextIO, terminal:
         return False
     codes = escape_codes(rows, height, system)
     try:
-        codes.encode(getattr(stream, "encoding", None) or "utf-8", getattr(stream, "errors", None) or "strict")
-    except (UnicodeError, LookupError):  # (box drawing in a stream that cannot carry it: nothing written)
+        codes.encode(getattr(stream, "encoding", None) or "utf-8")  # (strict: stderr's backslashreplace
+    except (UnicodeError, LookupError):  # would draw "\u256d"; a stream that cannot carry box drawing: none)
         return False
     try:
         stream.write(codes)

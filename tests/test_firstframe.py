@@ -257,7 +257,7 @@ def test_sigterm_before_textual_is_up_gives_the_shell_back_its_screen():
 def test_ctrl_z_before_textual_is_up_does_not_stop_it_on_the_alternate_screen():
     """Ctrl+Z in that second is ignored (stopped there, the shell would come back on the
     alternate screen, cursor hidden); the app comes up, and Ctrl+Z works there as ever."""
-    term = Tmux(_slow_env(3.0), size=(160, 50))
+    term = Tmux(_slow_env(6.0), size=(160, 50))
     try:
         pid = _started_slowed(term)
         term.tmux("send-keys", "-t", "t", "C-z")
@@ -273,12 +273,18 @@ def test_ctrl_z_before_textual_is_up_does_not_stop_it_on_the_alternate_screen():
         term.kill()
 
 
-def _in_a_pty(code: str, env: dict[str, str], size=(160, 50), timeout_s: float = 60.0) -> tuple[bytes, int]:
-    """Run ``python -c code`` on a pseudo-terminal of ``size``; every byte it wrote, and its exit status."""
+def _in_a_pty(code: str, env: dict[str, str], size=(160, 50), timeout_s: float = 60.0,
+              keys: tuple[bytes, bytes] | None = None) -> tuple[bytes, int]:
+    """Run ``python -c code`` on a pseudo-terminal of ``size``; every byte it wrote, and its exit
+    status. ``keys``: (what, when): type ``what`` once ``when`` has been written."""
     controller, tty = pty.openpty()
     fcntl.ioctl(tty, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+    def controlling() -> None:  # (in the child) the terminal's session leader and foreground job, as under a shell
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=tty, stdout=tty, stderr=tty, cwd=ROOT,
-                            env={**env, "TERM": "xterm-256color"}, start_new_session=True)
+                            env={**env, "TERM": "xterm-256color"}, preexec_fn=controlling)
     os.close(tty)
     out = bytearray()
     deadline = time.monotonic() + timeout_s
@@ -292,6 +298,9 @@ def _in_a_pty(code: str, env: dict[str, str], size=(160, 50), timeout_s: float =
                 if not data:
                     break
                 out += data
+                if keys is not None and keys[1] in out:
+                    os.write(controller, keys[0])
+                    keys = None
             elif proc.poll() is not None:
                 break
         return bytes(out), proc.wait(timeout=10)
@@ -310,10 +319,66 @@ def test_an_app_that_fails_after_taking_the_terminal_leaves_the_alternate_screen
             "app.GputopApp.compose = compose\n"
             "from gputop.cli import main\nraise SystemExit(main([]))\n")
     out, status = _in_a_pty(code, _env("H100_SXM:simulated"))
-    assert b"cores busy" in out and out.count(b"\x1b[?1049h") == 2  # the first frame, then Textual's switch
+    assert b"cores busy" in out and out.count(b"\x1b[?1049h") == 1  # the first frame's (Textual's left out)
     assert b"compose failed here" in out
     assert out.count(b"\x1b[?1049l") == 1
     assert status == 1  # (it was 0: a view that failed said it had done its job)
+
+
+MAIN = "from gputop.cli import main\nraise SystemExit(main([]))\n"
+
+
+def test_textual_does_not_switch_to_the_alternate_screen_again_after_the_first_frame():
+    """xterm and VTE clear the screen at every ?1049h, already on the alternate screen or not:
+    Textual's own switch would blank the first frame until its paint (~0.1 s). One switch, one
+    way back, the app between them; q exits 0."""
+    out, status = _in_a_pty(MAIN, _env("H100_SXM:simulated"), keys=(b"q", b"quit"))  # (the footer: the app)
+    assert status == 0, out[-2000:]
+    assert out.count(b"\x1b[?1049h") == 1 and out.count(b"\x1b[?1049l") == 1
+    start, end = out.index(b"\x1b[?1049h"), out.index(b"\x1b[?1049l")
+    assert start < out.index(b"cores busy") < out.index(b"quit") < end
+
+
+def test_an_error_before_textual_takes_the_terminal_is_printed_on_the_normal_screen():
+    """An error while Textual gathers its stylesheets is printed before its driver starts, so on
+    the first frame's alternate screen, which giving it back afterwards would wipe: it is given
+    back first. (A stylesheet that does not parse fails later, after the driver started.)"""
+    code = ("from gputop.tui import app\n"
+            "def failing(self):\n    raise RuntimeError('failed before the driver')\n"
+            "app.GputopApp._get_default_css = failing\n" + MAIN)
+    out, status = _in_a_pty(code, _env("H100_SXM:simulated"))
+    assert status == 1
+    assert b"cores busy" in out and out.count(b"\x1b[?1049h") == 1 and out.count(b"\x1b[?1049l") == 1
+    assert out.index(b"\x1b[?1049l") < out.index(b"failed before the driver")
+
+
+def test_a_view_that_panics_exits_1():
+    """Textual's panic (its key thread died, say) prints the error but sets no return code."""
+    code = ("from gputop.tui import app\n"
+            "app.GputopApp.on_ready = lambda self: self.panic('it panicked here')\n" + MAIN)
+    out, status = _in_a_pty(code, _env("H100_SXM:simulated"))
+    assert b"it panicked here" in out and status == 1
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
+def test_in_the_background_nothing_is_drawn_on_the_shells_screen():
+    """``gputop &``: Textual's first terminal call stops it (SIGTTOU), as before; a first frame
+    drawn meanwhile would have left the shell on the alternate screen, the cursor hidden."""
+    term = Tmux(_env("H100_SXM:simulated"), size=(160, 50))
+    try:
+        term.type(f"PS1='{PROMPT}'")
+        term.wait_for(lambda s: PROMPT.strip() in s, "the shell prompt", START_TIMEOUT_S)
+        term.type(f"cd {ROOT} && {sys.executable} -m gputop &")
+        pid = _gputop_pid(term)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "T":  # stopped
+            assert time.monotonic() < deadline, "gputop in the background was not stopped"
+            time.sleep(0.1)
+        assert term.modes()["alternate_on"] == "0" and term.show("#{cursor_flag}") == "1"
+        assert "cores busy" not in term.screen()
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        term.kill()
 
 
 def test_the_first_sample_is_waited_for_only_so_long_and_left_for_the_app():

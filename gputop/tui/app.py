@@ -38,7 +38,7 @@ from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen, describe, kill_refusal
 from gputop.tui.selfcpu import SelfCpu
 from gputop.tui.stall import StallWatch
-from gputop.tui.terminal import SUSPEND, repaint_on_resume, settle_heap, terminal_driver
+from gputop.tui.terminal import SUSPEND, ErrorsNoted, repaint_on_resume, settle_heap, terminal_driver
 from gputop.tui.theme_memo import ThemeMemoApp
 from gputop.tui.widgets.charts import HistoryCharts
 from gputop.tui.widgets.cpu import CpuPanel
@@ -59,7 +59,7 @@ SETTLE_HEAP_S = 1.0  # the CLI's views: start-up's objects frozen out of collect
 SETTLE_HEAP_LATEST_S = 10.0  # and at the latest this long after mount (every sample failing, or hung)
 
 
-class GputopApp(replay.ReplayKeys, ThemeMemoApp[None]):
+class GputopApp(ErrorsNoted, replay.ReplayKeys, ThemeMemoApp[None]):
     CSS_PATH = "gputop.tcss"
     TITLE = "gputop"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_COLUMNS, "-wide")]
@@ -110,6 +110,7 @@ class GputopApp(replay.ReplayKeys, ThemeMemoApp[None]):
         self.kill = kill
         self.samples_taken = 0
         self.has_terminal = False  # its driver took the terminal: a first frame gputop.cli drew is the app's now
+        self.first_frame_drawn = False  # (set by gputop.cli) the alternate screen is on, that frame on it
         self._replay = replay.ReplayDriver(self, feed) if isinstance(feed, ReplayFeed) else None
         self._stall = StallWatch(lambda: self.interval_s, self._stalled)
         self.set_reactive(GputopApp.interval_s, feed.interval_s)
@@ -138,8 +139,10 @@ class GputopApp(replay.ReplayKeys, ThemeMemoApp[None]):
         yield ProcessTable(id="procs")
         yield KeyFooter()
 
-    def took_terminal(self) -> None:  # (gputop.tui.terminal's driver, as it starts)
+    def took_terminal(self) -> bool:
+        """(gputop.tui.terminal's driver, as it starts) Whether the alternate screen is on already."""
         self.has_terminal = True
+        return self.first_frame_drawn
 
     def on_mount(self) -> None:
         status = self.query_one(StatusBar)

@@ -25,7 +25,7 @@ from gputop import format as fmt
 from gputop.cluster.feed import ClusterError, NodeHistory
 from gputop.cluster.model import ClusterGpu, ClusterNode, ClusterSample
 from gputop.tui.screens.help import HelpScreen
-from gputop.tui.terminal import SUSPEND, repaint_on_resume, settle_heap, terminal_driver
+from gputop.tui.terminal import SUSPEND, ErrorsNoted, repaint_on_resume, settle_heap, terminal_driver
 from gputop.tui.widgets.panel import Panel
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -205,7 +205,7 @@ def row(n: ClusterNode) -> tuple:
 SETTLE_HEAP_S = 2.0  # the CLI's view: start-up's objects frozen out of collections this long after mount
 
 
-class ClusterApp(App):
+class ClusterApp(ErrorsNoted, App):
     CSS_PATH = "cluster.tcss"
     TITLE = "gputop cluster"
     BINDINGS = [Binding("q", "quit", "quit"), Binding("s", "cycle_sort", "sort"),

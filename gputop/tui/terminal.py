@@ -1,7 +1,7 @@
 """The terminal a full-screen view draws on: which stream, and never outliving the terminal.
 
 ``terminal_driver(default)`` is the driver class every gputop app runs with: Textual's Linux
-driver, with three changes.
+driver, with these changes.
 
 * It draws on stdout when stderr is not a terminal. Textual draws on stderr (so that an app can
   print a result on stdout), so ``gputop 2>err.log`` drew the whole screen into the file and left
@@ -24,6 +24,9 @@ driver, with three changes.
   when the driver stops; a stop signal raised where Textual could not stop its driver left the
   interpreter waiting on it for ever after ``main`` had returned. A watcher thread (a daemon)
   sets the key thread's exit event once the main thread has ended.
+* Where gputop.cli's first frame (gputop.firstframe) is on the terminal, it does not switch to
+  the alternate screen again at its first start: the screen is on it already, and xterm and VTE
+  clear it at every ``?1049h``, which blanked that frame until the app's first paint.
 * The key thread sleeps until a key comes. Textual's woke every 0.1 s (``select(0.1)``) to look
   at its exit event and at the key parser's escape timeout: ten wakes a second, about a sixth of
   the live view's CPU at 1 Hz (benchmarks/README.md). Here setting the exit event wakes it
@@ -56,6 +59,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ALTERNATE_SCREEN = "\x1b[?1049h"
 WATCH_S = 1.0  # how often the watcher looks at the terminal: one ioctl a second
 QUIET_ROUNDS = 2  # after a key, the key thread wakes every ESCAPE_DELAY for this many of them, then sleeps
 
@@ -118,6 +122,7 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
             self._suspended = False
             self._watcher: threading.Thread | None = None
             self._wake_r = self._wake_w = -1  # the key thread's wake pipe, while application mode runs
+            self._alternate_on = False  # already on the alternate screen: Textual's switch to it left out
             self.exit_event = WakingEvent(self._wake_input)
 
         def _wake_input(self) -> None:
@@ -200,6 +205,9 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
             # to a writer thread that has stopped (suspended, or a resume that gave up), a write
             # would wait in its queue, and the 31st block the app for ever: dropped instead (the
             # whole screen is repainted on resume)
+            if self._alternate_on and data == ALTERNATE_SCREEN:  # (LinuxDriver: a write of its own)
+                self._alternate_on = False
+                return
             if self._drawing():
                 super().write(data)
 
@@ -208,9 +216,12 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
             return writer is not None and writer.is_alive()
 
         def start_application_mode(self) -> None:
-            took = getattr(self._app, "took_terminal", None)  # (from here the app's: gputop.cli's first frame)
-            if callable(took):
-                took()
+            # from here the terminal is the app's; gputop.cli's first frame (gputop.firstframe)
+            # may have put it on the alternate screen already: at the first start, Textual's
+            # own switch is left out (xterm and VTE clear the screen at it: a blank flash)
+            took = getattr(self._app, "took_terminal", None)
+            on_alternate = bool(took()) if callable(took) else False
+            self._alternate_on = on_alternate and self._watcher is None
             if self._wake_r < 0:  # (Textual closes the driver at Ctrl+Z and starts it again at fg)
                 self._wake_r, self._wake_w = os.pipe()
                 os.set_blocking(self._wake_r, False)
@@ -239,6 +250,25 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
                 pass
 
     return TerminalDriver
+
+
+class ErrorsNoted:
+    """An app (mixed in before Textual's App) that notes whether it ended on an error: Textual
+    sets a failing ``return_code`` for an exception in a handler, but not for ``panic`` (its key
+    thread died), and a later ``exit()`` (a stop signal) sets it back to 0. ``before_errors``
+    runs before the errors are printed (gputop.cli gives the normal screen back there, where its
+    first frame's alternate screen is still on: Textual prints an error in its stylesheet before
+    its driver starts). Textual 8.x's ``_print_error_renderables``; elsewhere nothing is noted."""
+
+    failed = False
+    before_errors: Callable[[], None] | None = None
+
+    def _print_error_renderables(self) -> None:
+        if getattr(self, "_exit_renderables", None):
+            self.failed = True
+            if self.before_errors is not None:
+                self.before_errors()
+        super()._print_error_renderables()  # type: ignore[misc]
 
 
 def _drain(fd: int) -> None:
@@ -271,7 +301,7 @@ def run_full_screen(app: App[Any], before: Callable[[], object] | None = None) -
             app.run()
     except Interrupted:
         pass
-    return not app.return_code  # (None: it never ran; 1: it failed)
+    return not app.return_code and not getattr(app, "failed", False)  # (None: it never ran; 1: it failed)
 
 
 # in every app's BINDINGS: ctrl+z to the shell, as in htop or btop (Textual's action: SIGTSTP)
