@@ -181,6 +181,8 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
     def give_back() -> None:  # the normal screen, where the app's driver never took the terminal
         if held is not None and (app is None or not app.has_terminal):
             held.give_back()
+            if app is not None:
+                app.first_frame_drawn = False  # (its driver, if it starts after all, switches itself)
 
     try:
         if workload is None:  # (with one, after its fork: a fork beside a sampling thread is unsafe)
@@ -205,11 +207,11 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
         return ExitStatus.USAGE
     finally:
         if held is not None:
-            give_back()
             held.release()
         # not cut short by a signal that comes now: it is noted, and a second one aborts
         with StopSignals():
             try:
+                give_back()
                 if workload is not None:
                     workload.stop()
             finally:
@@ -232,12 +234,10 @@ def _first_frame(feed: LiveFeed) -> Held | None:
     terminal = None if stream is None else firstframe.could_draw(stream)  # (before the wait: none drawn, none waited for)
     if stream is None or terminal is None:
         return None
-    sample = feed.first_sample(FIRST_FRAME_WAIT_S)
-    if sample is None:
-        return None
-    held = firstframe.Held(stream).hold()  # (before the write: a signal inside it still undraws)
+    held = firstframe.Held(stream).hold()  # (before the wait: Ctrl+Z then bg would draw from the background)
     try:
-        if held.draw(sample, feed.host, feed.interval_s, terminal):
+        sample = feed.first_sample(FIRST_FRAME_WAIT_S)
+        if sample is not None and held.draw(sample, feed.host, feed.interval_s, terminal):
             return held
     except BaseException:
         held.release()

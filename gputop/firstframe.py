@@ -235,18 +235,23 @@ def could_draw(stream: TextIO, environ: Mapping[str, str] | None = None) -> tupl
     system = color_system(os.environ if environ is None else environ)
     if system is None:
         return None
-    try:
-        if os.tcgetpgrp(stream.fileno()) != os.getpgrp():
-            return None
-    except (OSError, ValueError, AttributeError):  # (not a terminal after all; closed)
+    if not _foreground(stream):
         return None
     width, height = shutil.get_terminal_size()  # (as Textual's driver measures it)
     return None if width < lines.WIDE_COLUMNS else (system, width, height)
 
 
+def _foreground(stream: TextIO) -> bool:
+    """Whether this process's group is the foreground job of ``stream``'s terminal."""
+    try:
+        return os.tcgetpgrp(stream.fileno()) == os.getpgrp()
+    except (OSError, ValueError, AttributeError):  # (not a terminal after all; closed)
+        return False
+
+
 class Held:
-    """A first frame on ``stream``, from just before it is drawn until the app's driver takes
-    the terminal: meanwhile a stop signal (SIGINT, SIGTERM, SIGHUP) is raised as Interrupted,
+    """A first frame on ``stream``, from before its sample is waited for until the app's driver
+    takes the terminal: meanwhile a stop signal (SIGINT, SIGTERM, SIGHUP) is raised as Interrupted,
     so that the caller's ``finally`` can ``give_back`` the normal screen, and Ctrl+Z is ignored
     (stopped there, the shell would come back on the alternate screen, the cursor hidden).
     Textual's driver puts its own SIGTSTP handler in place; the one before is restored at
@@ -265,7 +270,7 @@ class Held:
         return self
 
     def draw(self, sample: Sample, host: str, interval_s: float, terminal: tuple[ColorSystem, int, int]) -> bool:
-        self.drawn = draw(sample, host, interval_s, self.stream, terminal)
+        self.drawn = _foreground(self.stream) and draw(sample, host, interval_s, self.stream, terminal)
         return self.drawn
 
     def give_back(self) -> None:

@@ -376,7 +376,30 @@ def test_in_the_background_nothing_is_drawn_on_the_shells_screen():
             time.sleep(0.1)
         assert term.modes()["alternate_on"] == "0" and term.show("#{cursor_flag}") == "1"
         assert "cores busy" not in term.screen()
-        os.kill(pid, signal.SIGKILL)
+        # fg: the view starts (Textual's start, stopped in the background, is tried again)
+        term.type("fg")
+        term.wait_for(lambda s: " quit " in s and "cores busy" in s, "the view after fg", START_TIMEOUT_S)
+        _quit_to_the_shell(term)
+    finally:
+        term.kill()
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
+def test_ctrl_z_while_the_first_sample_is_awaited_is_ignored_too(tmp_path):
+    """The wait for the first sample comes after the foreground check: stopped there and put in
+    the background (bg), gputop drew the frame over the shell's screen. Ctrl+Z there is ignored
+    (here the wait itself sends it, as a user's key would)."""
+    script = tmp_path / "ctrl_z_in_the_wait.py"
+    script.write_text("import os, signal\nfrom gputop.feed import LiveFeed\nwait = LiveFeed.first_sample\n"
+                      "def first_sample(self, timeout_s):\n    os.kill(os.getpid(), signal.SIGTSTP)\n"
+                      "    return wait(self, timeout_s)\nLiveFeed.first_sample = first_sample\n" + MAIN)
+    term = Tmux(_env("H100_SXM:simulated"), size=(160, 50))
+    try:
+        term.type(f"PS1='{PROMPT}'")
+        term.wait_for(lambda s: PROMPT.strip() in s, "the shell prompt", START_TIMEOUT_S)
+        term.type(f"cd {ROOT} && {sys.executable} {script}")
+        term.wait_for(lambda s: " quit " in s and "cores busy" in s, "the view, not stopped", START_TIMEOUT_S)
+        _quit_to_the_shell(term)
     finally:
         term.kill()
 

@@ -139,10 +139,8 @@ class GputopApp(ErrorsNoted, replay.ReplayKeys, ThemeMemoApp[None]):
         yield ProcessTable(id="procs")
         yield KeyFooter()
 
-    def took_terminal(self) -> bool:
-        """(gputop.tui.terminal's driver, as it starts) Whether the alternate screen is on already."""
+    def took_terminal(self) -> None:  # (gputop.tui.terminal's driver, once it draws)
         self.has_terminal = True
-        return self.first_frame_drawn
 
     def on_mount(self) -> None:
         status = self.query_one(StatusBar)

@@ -14,6 +14,9 @@ driver, with these changes.
   "readable", spun at 100 % of a core. Here a failed write is dropped, and a failed write or a
   terminal that is no longer a tty (checked every ``WATCH_S``) asks the app to exit, as ``q``
   does: the workload is stopped and a recording closed on the way out.
+* Started in the background (``gputop &``), it starts again at ``fg``: Textual's start gave up
+  when its first terminal call stopped the process, and the SIGCONT of an ``fg`` came while it
+  was giving up (the view waited for ever, drawing nothing).
 * It resumes only what Ctrl+Z suspended. Textual's driver restarts its application mode on every
   SIGCONT, and the kernel sends one with the SIGHUP of a hang-up: a second writer and key thread
   were started on the dead terminal while the app was stopping, and the restart, outside the
@@ -60,6 +63,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ALTERNATE_SCREEN = "\x1b[?1049h"
+FG_RETRIES = 3  # starts tried again at once where a start in the background gave up and gputop is in front now
 WATCH_S = 1.0  # how often the watcher looks at the terminal: one ioctl a second
 QUIET_ROUNDS = 2  # after a key, the key thread wakes every ESCAPE_DELAY for this many of them, then sleeps
 
@@ -123,6 +127,7 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
             self._watcher: threading.Thread | None = None
             self._wake_r = self._wake_w = -1  # the key thread's wake pipe, while application mode runs
             self._alternate_on = False  # already on the alternate screen: Textual's switch to it left out
+            self._took = False  # the app has had the terminal (its driver's writer ran)
             self.exit_event = WakingEvent(self._wake_input)
 
         def _wake_input(self) -> None:
@@ -216,17 +221,31 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
             return writer is not None and writer.is_alive()
 
         def start_application_mode(self) -> None:
-            # from here the terminal is the app's; gputop.cli's first frame (gputop.firstframe)
-            # may have put it on the alternate screen already: at the first start, Textual's
-            # own switch is left out (xterm and VTE clear the screen at it: a blank flash)
-            took = getattr(self._app, "took_terminal", None)
-            on_alternate = bool(took()) if callable(took) else False
-            self._alternate_on = on_alternate and self._watcher is None
+            # gputop.cli's first frame (gputop.firstframe) may have put the terminal on the
+            # alternate screen already: until the app has drawn once, Textual's own switch is left
+            # out (xterm and VTE clear the screen at it: a blank flash)
+            self._alternate_on = not self._took and bool(getattr(self._app, "first_frame_drawn", False))
             if self._wake_r < 0:  # (Textual closes the driver at Ctrl+Z and starts it again at fg)
                 self._wake_r, self._wake_w = os.pipe()
                 os.set_blocking(self._wake_r, False)
                 os.set_blocking(self._wake_w, False)
             super().start_application_mode()
+            # started in the background (gputop &), Textual's first tcsetattr stopped the process
+            # and its start gave up; an fg that came meanwhile (its SIGCONT handled inside that
+            # start, before it gave up) would otherwise leave it waiting for another
+            for _ in range(FG_RETRIES):
+                if self._drawing() or not _foreground(self.fileno):
+                    break
+                super().start_application_mode()
+            if self._drawing():  # from here the terminal is the app's
+                if not self._took:
+                    self._took = True
+                    took = getattr(self._app, "took_terminal", None)
+                    if callable(took):
+                        took()
+            else:  # in the background still: the next fg (Ctrl+Z's path: _sigcont_application) starts it
+                self._suspended = True
+                self._must_signal_resume = True  # (and the app then repaints all of it)
             if self._watcher is None:  # once: start_application_mode runs again after Ctrl+Z
                 self._watcher = threading.Thread(target=self._watch, name="gputop-terminal", daemon=True)
                 self._watcher.start()
@@ -269,6 +288,13 @@ class ErrorsNoted:
             if self.before_errors is not None:
                 self.before_errors()
         super()._print_error_renderables()  # type: ignore[misc]
+
+
+def _foreground(fd: int) -> bool:
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
 
 
 def _drain(fd: int) -> None:
