@@ -57,9 +57,9 @@ logging: warnings go to stderr (a full-screen view writes them to LOG instead);
   ~/.local/state/gputop/gputop.log by default.
 exit status: 0 done, which for the commands that run until stopped (the live view, replay,
   record, serve) includes a clean stop on Ctrl-C, SIGTERM or SIGHUP; 1 the command could not
-  do its job (unreadable trace, failed workload); 2 bad arguments or no terminal; 128+N a
-  signal N cut short a command that ends by itself (compare: 130 Ctrl-C, 143 SIGTERM), or a
-  second signal aborted the clean-up.
+  do its job (unreadable trace, failed workload, an error inside a view); 2 bad arguments or no
+  terminal; 128+N a signal N cut short a command that ends by itself (compare: 130 Ctrl-C, 143
+  SIGTERM) or a view's start-up, or a second signal aborted the clean-up.
 """
 # the live view's first frame is drawn before Textual where the first sample is back this soon;
 # a slower one (NVML bringing a GPU up) waits for the app, whose import this wait held up
