@@ -276,8 +276,9 @@ class ErrorsNoted:
     sets a failing ``return_code`` for an exception in a handler, but not for ``panic`` (its key
     thread died), and a later ``exit()`` (a stop signal) sets it back to 0. ``before_errors``
     runs before the errors are printed (gputop.cli gives the normal screen back there, where its
-    first frame's alternate screen is still on: Textual prints an error in its stylesheet before
-    its driver starts). Textual 8.x's ``_print_error_renderables``; elsewhere nothing is noted."""
+    first frame's alternate screen is still on: an error while Textual gathers its stylesheets is
+    printed before its driver starts). Textual 8.x's ``_print_error_renderables``; elsewhere
+    nothing is noted."""
 
     failed = False
     before_errors: Callable[[], None] | None = None
