@@ -29,6 +29,15 @@ def isatty(stream: TextIO | None) -> bool:
         return False
 
 
+def is_foreground(fd: int) -> bool:
+    """Whether this process's group is the foreground job of ``fd``'s terminal (False for no
+    terminal): a background job (``gputop &``) is stopped by its first terminal call."""
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+
+
 def log_path() -> str:
     """Where a full-screen view's log records go."""
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from rich.segment import Segment
 from rich.style import Style
 
-from gputop import lines
+from gputop import console, lines
 from gputop.feed import EnergySinceStart
 from gputop.model import GpuSample, Sample
 from gputop.signals import StopSignals
@@ -84,7 +84,6 @@ class TableStyles:
 
 @dataclass(frozen=True)
 class Box:
-    x: int
     width: int
     lines: list[lines.Line]
     title: str
@@ -98,12 +97,12 @@ class Box:
         return len(self.lines) + 2
 
 
-def _gpu_box(gpu: GpuSample, x: int, width: int, energy_j: float | None, selected: bool) -> Box:
+def _gpu_box(gpu: GpuSample, width: int, energy_j: float | None, selected: bool) -> Box:
     """A GPU's full panel; its border by its classes (gputop.tcss: -selected, -trap)."""
     styles = TableStyles(GPU)
     trap = lines.trap_warning(gpu) is not None
     border = "gpu" + ("-selected" if selected else "") + ("-trap" if trap else "")
-    return Box(x, width, lines.gpu_lines(gpu, width - 4, styles, energy_j), lines.gpu_title(gpu),
+    return Box(width, lines.gpu_lines(gpu, width - 4, styles, energy_j), lines.gpu_title(gpu),
                lines.panel_subtitle(gpu), BORDERS[border], styles, HEAVY if selected and trap else ROUND)
 
 
@@ -126,17 +125,17 @@ def boxes(sample: Sample, width: int, height: int) -> list[Box] | None:
     cpu_width = 2 * width // 5  # gputop.tcss: CpuPanel 2fr beside GpuList 3fr
     cpu_styles = TableStyles(CPU)
     grid_rows = lines.GRID_ROWS_SHORT if height < lines.DETAIL_ROWS else lines.GRID_ROWS  # (as the app)
-    out = [Box(0, cpu_width, lines.cpu_lines(sample.cpu, cpu_width - 4, cpu_styles, max_grid_rows=grid_rows),
+    out = [Box(cpu_width, lines.cpu_lines(sample.cpu, cpu_width - 4, cpu_styles, max_grid_rows=grid_rows),
                "CPU", lines.cpu_subtitle(False), BORDERS["cpu"], cpu_styles)]
     energy = EnergySinceStart()
     energy.note(sample)
     since = energy.of(sample)
     for i, gpu in enumerate(sample.gpus):  # the first is the selected one
-        out.append(_gpu_box(gpu, cpu_width, width - cpu_width, since.get(gpu.info.index), i == 0))
+        out.append(_gpu_box(gpu, width - cpu_width, since.get(gpu.info.index), i == 0))
     if not sample.gpus:
         styles = TableStyles(GPU)
         reason = sample.gpu_unavailable or lines.NO_GPU_FOUND
-        out.append(Box(cpu_width, width - cpu_width, lines.no_gpu_lines(reason, width - cpu_width - 4, styles),
+        out.append(Box(width - cpu_width, lines.no_gpu_lines(reason, width - cpu_width - 4, styles),
                        "", "", BORDERS["no-gpu"], styles))
     gpu_rows = sum(b.height for b in out[1:])
     if max(out[0].height, gpu_rows) > int(TOP_SHARE * (height - 2)):  # the list would scroll
@@ -242,10 +241,9 @@ def could_draw(stream: TextIO, environ: Mapping[str, str] | None = None) -> tupl
 
 
 def _foreground(stream: TextIO) -> bool:
-    """Whether this process's group is the foreground job of ``stream``'s terminal."""
     try:
-        return os.tcgetpgrp(stream.fileno()) == os.getpgrp()
-    except (OSError, ValueError, AttributeError):  # (not a terminal after all; closed)
+        return console.is_foreground(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # (no descriptor; closed)
         return False
 
 

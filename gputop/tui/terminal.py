@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from textual.binding import Binding
 
+from gputop import console
 from gputop.signals import Interrupted, StopSignals
 from gputop.tui import is_tty
 
@@ -234,7 +235,7 @@ def terminal_driver(default: type[Driver]) -> type[Driver]:
             # and its start gave up; an fg that came meanwhile (its SIGCONT handled inside that
             # start, before it gave up) would otherwise leave it waiting for another
             for _ in range(FG_RETRIES):
-                if self._drawing() or not _foreground(self.fileno):
+                if self._drawing() or not console.is_foreground(self.fileno):
                     break
                 super().start_application_mode()
             if self._drawing():  # from here the terminal is the app's
@@ -289,13 +290,6 @@ class ErrorsNoted:
             if self.before_errors is not None:
                 self.before_errors()
         super()._print_error_renderables()  # type: ignore[misc]
-
-
-def _foreground(fd: int) -> bool:
-    try:
-        return os.tcgetpgrp(fd) == os.getpgrp()
-    except OSError:
-        return False
 
 
 def _drain(fd: int) -> None:
