@@ -1,5 +1,5 @@
 """Real things for the cluster tests, on loopback: a Prometheus over a temporary config, a static
-dcgm-exporter exposition, a real node-exporter, and waiting on a condition with a deadline."""
+dcgm-exporter exposition and a real node-exporter."""
 
 from __future__ import annotations
 
@@ -10,31 +10,16 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Callable, TypeVar
+
+from helpers import wait_for
 
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
 NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
 APT = "apt-get install -y prometheus prometheus-node-exporter"
-
-T = TypeVar("T")
-
-
-def wait_for(probe: Callable[[], T | None], timeout: float, what: str, step: float = 0.1) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"after {timeout:g} s: {what}")
-        time.sleep(step)
-
 
 def free_port(addr: str = "127.0.0.1") -> int:
     with socket.socket() as s:

@@ -1,5 +1,14 @@
-"""Shared fixtures. The NVML fake lives in tests/fakenvml.py (import it as ``fakenvml``: pytest puts
-tests/ on sys.path, and the subprocess hook in tests/sitecustom imports it by that name too)."""
+"""Shared fixtures, and the tiers. The NVML fake lives in tests/fakenvml.py (import it as ``fakenvml``:
+pytest puts tests/ on sys.path, and the subprocess hook in tests/sitecustom imports it by that name
+too); helpers more than one test module uses live in helpers.py, tui_fixtures.py and
+cluster_fixtures.py (a test module never imports another test module).
+
+Every test is in exactly one tier, a marker declared in pyproject.toml: ``unit`` (in-process),
+``tui`` (the Textual app under Pilot, snapshots) or ``e2e`` (real child processes: gputop as a
+subprocess, a pseudo-terminal, tmux, a real Prometheus). A module says its tier once
+(``pytestmark``); a module that mixes tiers marks each test. ``pytest -m "not e2e"`` is the fast
+loop; collection fails on a test with no tier or more than one.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +17,20 @@ from typing import Any, Iterable
 import pytest
 
 import fakenvml
+
+TIERS = ("unit", "tui", "e2e")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects anything: every collected test is checked
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wrong = []
+    for item in items:
+        tiers = sorted({mark.name for mark in item.iter_markers() if mark.name in TIERS})
+        if len(tiers) != 1:
+            wrong.append(f"{item.nodeid}: {', '.join(tiers) or 'no tier'}")
+    if wrong:
+        raise pytest.UsageError(f"each test needs exactly one tier of {', '.join(TIERS)} "
+                                f"(pytestmark or a mark on the test):\n  " + "\n  ".join(wrong))
 
 
 @pytest.fixture

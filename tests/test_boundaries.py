@@ -13,6 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "gputop"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "module",
     ["gputop.cli", "gputop.snapshot", "gputop.sampler", "gputop.history", "gputop.sources.nvml",
@@ -28,6 +29,7 @@ def test_headless_modules_import_neither_textual_nor_torch(module):
     assert out.stdout.strip() == "", f"{module} pulled in {out.stdout.strip()}"
 
 
+@pytest.mark.e2e
 def test_reading_a_trace_starts_no_process_machinery():
     """The trace and report import the workload contract and its rates, not the launcher. (The
     feed is not among them: it samples with asyncio, which imports subprocess itself.)"""
@@ -36,6 +38,7 @@ def test_reading_a_trace_starts_no_process_machinery():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.e2e
 def test_the_live_view_imports_no_other_command():
     """Parsing a live-view command line (and the app's own imports) loads no other command's
     module: record, report, compare, merge, serve, cluster, the trace code (issue #14: start-up
@@ -67,6 +70,7 @@ def _imports(path: pathlib.Path) -> set[str]:
     return names
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "dependency, allowed",
     [("pynvml", {"sources/nvml.py", "sources/nvml_query.py", "sources/nvml_info.py", "sources/gpm.py"}),
@@ -82,6 +86,7 @@ def test_each_dependency_has_one_home(dependency, allowed):
     assert offenders == []
 
 
+@pytest.mark.unit
 def test_model_fields_are_catalogue_metrics():
     """The JSON keys, trace tracks and Prometheus names all derive from one catalogue."""
     gpu_fields = {f for f in model.GpuSample.__dataclass_fields__} - {"info", "lost", "processes"}
@@ -89,12 +94,14 @@ def test_model_fields_are_catalogue_metrics():
     assert set(model.CpuSample.__dataclass_fields__) == set(metrics.CPU_METRICS)
 
 
+@pytest.mark.unit
 def test_readme_documents_every_snapshot_key():
     readme = (ROOT / "README.md").read_text()
     missing = [name for name in metrics.GPU_METRICS + metrics.CPU_METRICS if f"`{name}`" not in readme]
     assert missing == []
 
 
+@pytest.mark.unit
 def test_every_subpackage_ships_in_the_wheel():
     import tomllib
 

@@ -9,18 +9,11 @@ import sys
 import pytest
 
 from gputop import metrics
+from helpers import gputop
+
+pytestmark = pytest.mark.e2e
 
 TESTS = pathlib.Path(__file__).resolve().parent
-
-
-def gputop(*args: str, fake: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.pop("GPUTOP_FAKE_NVML", None)
-    if fake is not None:
-        env["GPUTOP_FAKE_NVML"] = fake
-        env["PYTHONPATH"] = os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "gputop", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
 
 
 def test_version_and_help():

@@ -28,14 +28,14 @@ from cluster_fixtures import (
     StaticExposition,
     dcgm_exposition,
     free_port,
-    wait_for,
 )
 from gputop.cluster.client import Prometheus as Client
 from gputop.cluster.feed import ClusterFeed
 from gputop.cluster.names import MIB
-from test_serve import Served
+from helpers import Served, Terminal, wait_for
 
 pytestmark = [
+    pytest.mark.xdist_group("cluster"),  # the fleet (a real Prometheus and its targets) once, on one worker
     pytest.mark.skipif(PROMETHEUS is None, reason=f"prometheus not installed ({APT})"),
     pytest.mark.skipif(NODE_EXPORTER is None, reason=f"prometheus-node-exporter not installed ({APT})"),
 ]
@@ -118,6 +118,7 @@ def one_line_error(out: subprocess.CompletedProcess, rc: int, *words: str) -> No
 
 # ------------------------------------------------------------------------------ --once --json
 
+@pytest.mark.e2e
 def test_once_json_one_node_per_host_with_values_and_units(fleet):
     out = cli("--prometheus", fleet.prom.url, "--once", "--json")
     assert out.returncode == 0, out.stderr
@@ -163,6 +164,7 @@ def test_once_json_one_node_per_host_with_values_and_units(fleet):
                                              if g["power_w"] is not None))
 
 
+@pytest.mark.unit
 def test_queries_per_refresh_do_not_grow_with_nodes(fleet):
     feed = fleet.feed()
     feed.refresh()
@@ -176,6 +178,7 @@ def test_queries_per_refresh_do_not_grow_with_nodes(fleet):
     assert history.gpus[2].series["mem_used_bytes"][-1][1] == 20000 * MIB
 
 
+@pytest.mark.e2e
 def test_selector_limits_every_query(fleet):
     out = cli("--prometheus", fleet.prom.url, "--once", "--json", "--selector", '{job="dcgm"}')
     assert out.returncode == 0, out.stderr
@@ -184,6 +187,7 @@ def test_selector_limits_every_query(fleet):
     assert node["instances"] == [fleet.dcgm_target] and node["cores"] is None  # node-exporter excluded
 
 
+@pytest.mark.e2e
 def test_text_once(fleet):
     out = cli("--prometheus", fleet.prom.url, "--once")
     assert out.returncode == 0, out.stderr
@@ -194,6 +198,7 @@ def test_text_once(fleet):
 
 # ---------------------------------------------------------------------------------- bad input
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("selector, words", [
     ('{job=~"("}', ["Prometheus rejected --selector"]),
     ('{job=}', ["Prometheus rejected --selector"]),
@@ -203,11 +208,13 @@ def test_bad_selector_is_one_line_exit_2(fleet, selector, words):
     one_line_error(cli("--prometheus", fleet.prom.url, "--once", "--selector", selector), 2, *words)
 
 
+@pytest.mark.e2e
 def test_dead_prometheus_is_one_line_exit_1():
     url = f"http://127.0.0.1:{free_port()}"
     one_line_error(cli("--prometheus", url, "--once"), 1, "cannot connect to Prometheus at " + url)
 
 
+@pytest.mark.e2e
 def test_not_prometheus_is_one_line_exit_1():
     server = StaticExposition("127.0.0.1", 0, "not prometheus\n")
     url = f"http://127.0.0.1:{server.server.server_address[1]}"
@@ -217,6 +224,7 @@ def test_not_prometheus_is_one_line_exit_1():
         server.stop()
 
 
+@pytest.mark.e2e
 def test_hung_server_times_out_in_one_line():
     silent = Silent()
     try:
@@ -228,6 +236,7 @@ def test_hung_server_times_out_in_one_line():
         silent.stop()
 
 
+@pytest.mark.e2e
 def test_bearer_token_and_basic_auth(fleet, tmp_path):
     import base64
     basic = "Basic " + base64.b64encode(b"ops:pa55word").decode()
@@ -252,6 +261,7 @@ def test_bearer_token_and_basic_auth(fleet, tmp_path):
         proxy.stop()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("args, words", [
     (["--json"], ["--json goes with --once"]),
     (["--prometheus", "ftp://127.0.0.1/", "--once"], ["not an http(s) URL"]),
@@ -263,6 +273,7 @@ def test_usage_errors(args, words):
 
 # ----------------------------------------------------------------------------- the TUI (Pilot)
 
+@pytest.mark.tui
 async def test_tui_selecting_a_node_shows_its_history(fleet):
     from gputop.tui.cluster import ClusterApp, NodeDetail
 
@@ -286,11 +297,10 @@ async def _until(pilot, cond, timeout: float = 15) -> None:
         await pilot.pause(0.05)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("controlling", [True, False], ids=["sighup", "no-sighup"])
 def test_the_cluster_view_ends_with_its_terminal(fleet, controlling):
     """On a real pseudo-terminal that hangs up (see test_tui_hangup.py), with or without a SIGHUP."""
-    from test_tui_hangup import Terminal
-
     term = Terminal(["cluster", "--prometheus", fleet.prom.url, "--interval", "1"], controlling)
     try:
         assert term.drawn_then_hung_up() == 0
@@ -300,6 +310,7 @@ def test_the_cluster_view_ends_with_its_terminal(fleet, controlling):
 
 # ------------------------------------------------------------- last: an exporter stops answering
 
+@pytest.mark.e2e
 def test_stopping_a_serve_makes_its_node_stale_within_two_scrapes(fleet):
     feed = fleet.feed()
     before = {n.host: n for n in feed.refresh().nodes}

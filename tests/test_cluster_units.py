@@ -12,6 +12,7 @@ from gputop.cluster.feed import ClusterError, GpuHistory, NodeHistory
 from gputop.cluster.model import ClusterGpu, ClusterNode, ClusterSample, to_dict, totals
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("instance, host", [
     ("gpu-7:9400", "gpu-7"), ("gpu-7", "gpu-7"), ("10.0.0.7:9100", "10.0.0.7"),
     ("[fd00::7]:9100", "fd00::7"), ("[::1]", "::1"), ("fd00::7", "fd00::7"), ("host:abc", "host:abc"),
@@ -20,6 +21,7 @@ def test_host_of(instance, host):
     assert names.host_of(instance) == host
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("value, blank", [
     (9223372036854775794, True), (9223372036854775792, True), (2147483632, True), (2147483634, True),
     (140737488355328.0, True), (140737488355330.0, True),
@@ -29,6 +31,7 @@ def test_dcgm_blanks(value, blank):
     assert names.is_dcgm_blank(float(value)) is blank
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("metric, text, field, value", [
     ("DCGM_FI_PROF_SM_ACTIVE", "0.875", "sm_active_pct", 87.5),
     ("DCGM_FI_DEV_GPU_UTIL", "98", "gpu_util_pct", 98.0),
@@ -46,10 +49,12 @@ def test_convert(metric, text, field, value):
     assert f.field == field and v == value
 
 
+@pytest.mark.unit
 def test_convert_ignores_other_names():
     assert names.convert("DCGM_FI_DEV_SM_CLOCK", "1980") is None
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("selector, inner", [
     (None, ""), ("", ""), ('{job=~"gpu.*"}', 'job=~"gpu.*"'), ('job="a", cluster="b"', 'job="a", cluster="b"'),
     ("{ }", ""),
@@ -58,11 +63,13 @@ def test_selector_matchers(selector, inner):
     assert promql.matchers(selector) == inner
 
 
+@pytest.mark.unit
 def test_selector_with_a_metric_name_is_refused():
     with pytest.raises(promql.SelectorError, match="label matchers in braces"):
         promql.matchers('up{job="a"}')
 
 
+@pytest.mark.unit
 def test_queries_carry_the_selector_everywhere():
     q = promql.Queries('{cluster="a"}')
     assert q.up == 'up{cluster="a"}'
@@ -84,6 +91,7 @@ def _part(part, value, **labels):
     return {"metric": {promql.PART: part, **labels}, "value": [1.0, value]}
 
 
+@pytest.mark.unit
 def test_decode_groups_by_host_and_prefers_gputop():
     up = [_series("up", "1", instance="n1:9400", job="dcgm"), _series("up", "1", instance="n1:9100", job="node"),
           _series("up", "0", instance="n2:9400", job="gputop")]
@@ -118,6 +126,7 @@ def _node(host, gpus, stale=False, hostname=None):
                        8, 2.0, tuple(gpus))
 
 
+@pytest.mark.unit
 def test_flags_and_totals():
     idle_held = _gpu(0, 0.0, 0.0, mem=8 * 2 ** 30, power=70)
     trap = _gpu(1, 20.0, 99.0, power=300)
@@ -171,6 +180,7 @@ async def _until(pilot, cond, timeout=10.0):
         await pilot.pause(0.05)
 
 
+@pytest.mark.tui
 async def test_tui_sorts_by_node_power_and_idle_gpus():
     from gputop.tui.cluster import ClusterApp, ClusterHeader
 
@@ -186,6 +196,7 @@ async def test_tui_sorts_by_node_power_and_idle_gpus():
         assert "sort idle GPUs" in header and "GPUs busy 3 of 6" in header and "nodes 3 (1 stale)" in header
 
 
+@pytest.mark.tui
 async def test_the_cli_s_cluster_view_freezes_start_up_objects_after_mount_and_a_test_s_never():
     """As the live view (settle_heap): the CLI's ClusterApp collects, freezes and enables the
     collector (held while it started) once, settle_heap_s after mount."""
@@ -210,6 +221,7 @@ async def test_the_cli_s_cluster_view_freezes_start_up_objects_after_mount_and_a
         gc.unfreeze()
 
 
+@pytest.mark.tui
 async def test_tui_select_node_asks_its_history():
     from gputop.tui.cluster import ClusterApp, NodeDetail
 
@@ -226,6 +238,7 @@ async def test_tui_select_node_asks_its_history():
         assert "bravo" in text and "stale since" in text and "▁" in text  # a sparkline of its history
 
 
+@pytest.mark.tui
 async def test_tui_failed_refresh_is_stale_since_not_a_crash():
     from gputop.tui.cluster import ClusterApp, ClusterHeader
 
@@ -247,6 +260,7 @@ async def test_tui_failed_refresh_is_stale_since_not_a_crash():
         assert not header.has_class("-stale")
 
 
+@pytest.mark.tui
 async def test_tui_on_a_dead_prometheus_says_so():
     import socket
 
@@ -263,6 +277,7 @@ async def test_tui_on_a_dead_prometheus_says_so():
         assert "no data yet: cannot connect to Prometheus" in header.text_for(300).plain
 
 
+@pytest.mark.e2e
 def test_headless_cluster_imports_no_tui_and_httpx_has_one_home():
     import ast
     import pathlib

@@ -3,19 +3,18 @@ size for the no-GPU path (this machine has none), and bad input as one line."""
 
 from __future__ import annotations
 
-import argparse
 import ast
 import io
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from gputop import compare
-from gputop.model import CpuSample, Sample
+from helpers import PowerSampler
+from helpers import compare_args as args
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,26 +49,6 @@ emit(event="end", steps=a.steps, status="ok")
 """
 
 
-class PowerSampler:
-    """Samples stamped now with a constant 100 W CPU package and no GPU."""
-
-    gpu_interval_s = 0.0
-
-    def sample(self) -> Sample:
-        cpu = CpuSample(cpu_util_pct=50.0, core_util_pct=(50.0,), core_freq_mhz=(None,),
-                        cpu_power_w=100.0, ram_used_bytes=1, ram_total_bytes=2, load1=None)
-        return Sample(ts_ns=time.time_ns(), cpu=cpu)
-
-    def close(self) -> None:
-        pass
-
-
-def args(workload: str, *run_args: str, steps: int = 5, warmup: int = 1, batch: int | None = 8,
-         as_json: bool = False) -> argparse.Namespace:
-    return argparse.Namespace(workload=workload, steps=steps, warmup=warmup, batch_size=batch,
-                              json=as_json, run_args=run_args)
-
-
 @pytest.fixture
 def fake(tmp_path) -> str:
     path = tmp_path / "fake.py"
@@ -77,6 +56,7 @@ def fake(tmp_path) -> str:
     return str(path)
 
 
+@pytest.mark.e2e
 def test_the_table_shows_both_devices_and_the_speedup(fake):
     out, err = io.StringIO(), io.StringIO()
     assert compare.run(args(fake), sampler=PowerSampler(), stdout=out, stderr=err) == 0
@@ -89,6 +69,7 @@ def test_the_table_shows_both_devices_and_the_speedup(fake):
     assert err.getvalue() == ""  # no progress line when stderr is not a terminal
 
 
+@pytest.mark.e2e
 def test_json_has_the_rates_and_cpu_energy_per_sample(fake):
     out = io.StringIO()
     assert compare.run(args(fake, as_json=True), sampler=PowerSampler(), stdout=out,
@@ -105,6 +86,7 @@ def test_json_has_the_rates_and_cpu_energy_per_sample(fake):
     assert gpu["joules_per_sample"] is None  # no GPU energy counter in these samples: n/a
 
 
+@pytest.mark.e2e
 def test_a_failed_gpu_run_is_reported_and_the_cpu_side_kept(fake):
     out = io.StringIO()
     assert compare.run(args(fake, "--fail-on", "cuda"), sampler=PowerSampler(), stdout=out,
@@ -114,6 +96,7 @@ def test_a_failed_gpu_run_is_reported_and_the_cpu_side_kept(fake):
     assert "speedup" not in text and "160" in text
 
 
+@pytest.mark.e2e
 def test_a_gpu_run_that_got_under_way_and_failed_exits_1(fake):
     """Unlike no GPU at all (the CPU side is then the answer, exit 0), a GPU run that started and
     then failed (CUDA out of memory at step 4) is a failed comparison."""
@@ -123,6 +106,7 @@ def test_a_gpu_run_that_got_under_way_and_failed_exits_1(fake):
     assert "failed: RuntimeError: CUDA out of memory" in out.getvalue()
 
 
+@pytest.mark.e2e
 def test_a_script_that_ignores_device_is_no_gpu_run(fake):
     out = io.StringIO()
     assert compare.run(args(fake, "--ignore-device"), sampler=PowerSampler(), stdout=out,
@@ -132,6 +116,7 @@ def test_a_script_that_ignores_device_is_no_gpu_run(fake):
     assert "speedup" not in text
 
 
+@pytest.mark.e2e
 def test_a_failed_cpu_run_exits_1(fake):
     out = io.StringIO()
     assert compare.run(args(fake, "--fail-on", "cpu"), sampler=PowerSampler(), stdout=out,
@@ -139,6 +124,7 @@ def test_a_failed_cpu_run_exits_1(fake):
     assert "failed: cpu: not today" in out.getvalue()
 
 
+@pytest.mark.e2e
 def test_the_real_mlp_without_a_gpu_says_so_in_one_line():
     out = io.StringIO()
     a = args("mlp", "--hidden", "32", "--layers", "1", "--quiet", steps=4, batch=4)
@@ -151,6 +137,7 @@ def test_the_real_mlp_without_a_gpu_says_so_in_one_line():
     assert "n/a" not in rows["TFLOP/s"] and "speedup" not in rows
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("argv, words", [
     (["compare", "resnet"], "unknown workload 'resnet'"),
     (["compare", "mlp", "--steps", "2", "--warmup", "2"], "leaves nothing after --warmup"),
@@ -166,6 +153,7 @@ def test_bad_input_is_one_line(argv, words):
     assert out.stderr.count("\n") == 1 and words in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.unit
 def test_pinned_sizes_are_the_scripts_cpu_defaults():
     """Both devices run the model the CPU defaults describe (the CUDA defaults are bigger)."""
     for name in compare.SAME_SIZE:

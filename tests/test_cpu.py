@@ -32,10 +32,12 @@ class FakeClock:
 
 # --- utilization -------------------------------------------------------------------------------
 
+@pytest.mark.unit
 def test_busy_total_counts_iowait_as_idle_and_guest_inside_user():
     assert cpu_mod._busy_total(times(user=30, idle=60, iowait=10, guest=5)) == (30, 100)
 
 
+@pytest.mark.unit
 def test_core_percents_from_deltas_clamped_and_stalled_core_keeps_last():
     prev = [(10.0, 100.0), (0.0, 100.0), (5.0, 50.0)]
     cur = [(15.0, 110.0), (0.0, 100.0), (60.0, 60.0)]
@@ -51,6 +53,7 @@ def fake_times(monkeypatch):
     return state
 
 
+@pytest.mark.unit
 def test_sample_reports_each_core_since_the_previous_sample(fake_times):
     src = CpuSource(powercap_root="/nonexistent")
     fake_times["now"] = [times(user=1, idle=1), times(user=0, idle=2)]
@@ -62,6 +65,7 @@ def test_sample_reports_each_core_since_the_previous_sample(fake_times):
     assert src.sample().core_util_pct == (100.0, 100.0)
 
 
+@pytest.mark.unit
 def test_sample_is_independent_of_the_calling_thread_and_of_psutil_cpu_percent(fake_times):
     """psutil.cpu_percent keeps its previous snapshot per thread; ours is per source."""
     src = CpuSource(powercap_root="/nonexistent")
@@ -76,6 +80,7 @@ def test_sample_is_independent_of_the_calling_thread_and_of_psutil_cpu_percent(f
     assert out[0].core_util_pct == (100.0, 0.0)
 
 
+@pytest.mark.unit
 def test_core_count_change_restarts_without_error(fake_times):
     src = CpuSource(powercap_root="/nonexistent")
     fake_times["now"] = [times(user=1, idle=1)] * 3
@@ -83,6 +88,7 @@ def test_core_count_change_restarts_without_error(fake_times):
     assert len(s.core_util_pct) == 3 and len(s.core_freq_mhz) == 3
 
 
+@pytest.mark.unit
 def test_real_sample_is_sane():
     src = CpuSource()
     s = src.sample()
@@ -103,6 +109,7 @@ def _stat_text(cores):
     return "\n".join(lines)
 
 
+@pytest.mark.unit
 def test_proc_stat_counts_as_psutil_does(tmp_path):
     """iowait is idle, steal is busy, guest (inside user already) is not added again."""
     cores = [(30, 0, 10, 50, 10, 0, 0, 0, 5, 0),  # user nice system idle iowait irq softirq steal guest guest_nice
@@ -114,6 +121,7 @@ def test_proc_stat_counts_as_psutil_does(tmp_path):
     assert stat.read() == [cpu_mod._busy_total(Times(*c)) for c in cores] == [(40, 100), (27, 36), (0, 100)]
 
 
+@pytest.mark.unit
 def test_proc_stat_of_an_old_kernel_and_of_many_cores(tmp_path):
     old = tmp_path / "old"
     old.write_text("cpu  1 2 3 4\ncpu0 1 2 3 4\nintr 0\n")  # before iowait (2.4 kernels)
@@ -124,6 +132,7 @@ def test_proc_stat_of_an_old_kernel_and_of_many_cores(tmp_path):
     assert len(got) == 512 and got[511] == (511, 1511)
 
 
+@pytest.mark.unit
 def test_proc_stat_does_not_need_the_whole_intr_line(tmp_path):
     """The line after the per-core ones can be hundreds of kB: the first read that reaches its
     start is enough; a read that ends inside a per-core line is not."""
@@ -137,12 +146,14 @@ def test_proc_stat_does_not_need_the_whole_intr_line(tmp_path):
     assert cpu_mod._ProcStat._parse(text[:cut]) == ([(0, 1000), (1, 1001), (2, 1002)], False)
 
 
+@pytest.mark.unit
 def test_proc_stat_with_a_short_cpu_line_is_not_used(tmp_path):
     path = tmp_path / "stat"
     path.write_text("cpu  1 2 3 4\ncpu0 1 2\nintr 0\n")
     assert cpu_mod._ProcStat.open(str(path)) is None
 
 
+@pytest.mark.unit
 def test_proc_stat_missing_or_not_a_stat_file_falls_back_to_psutil(tmp_path):
     junk = tmp_path / "junk"
     junk.write_text("hello\nworld\n")
@@ -152,6 +163,7 @@ def test_proc_stat_missing_or_not_a_stat_file_falls_back_to_psutil(tmp_path):
     assert src._stat is None and len(src.sample().core_util_pct) == len(psutil.cpu_times(percpu=True))
 
 
+@pytest.mark.unit
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux only")
 def test_proc_stat_agrees_with_psutil_here():
     ours = cpu_mod._ProcStat.open("/proc/stat").read()
@@ -166,6 +178,7 @@ def test_proc_stat_agrees_with_psutil_here():
 Freq = namedtuple("Freq", "current min max")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "reading, expected",
     [
@@ -182,6 +195,7 @@ def test_core_freqs(monkeypatch, reading, expected):
     assert cpu_mod._core_freqs(2) == expected
 
 
+@pytest.mark.unit
 def test_core_freqs_not_implemented(monkeypatch):
     def boom(percpu=False):
         raise NotImplementedError("can't find current frequency file")
@@ -214,6 +228,7 @@ def _set(root, entry, energy_uj):
     (root / entry / "energy_uj").write_text(f"{energy_uj}\n")
 
 
+@pytest.mark.unit
 def test_rapl_sums_packages_over_monotonic_time(powercap):
     clock = FakeClock()
     src = CpuSource(powercap_root=str(powercap), clock=clock)
@@ -227,6 +242,7 @@ def test_rapl_sums_packages_over_monotonic_time(powercap):
     assert src.sample().cpu_power_w == pytest.approx(50.0)  # 100 J over 2 s
 
 
+@pytest.mark.unit
 def test_rapl_wraparound(tmp_path):
     _domain(tmp_path, "intel-rapl:0", "package-0", 990, max_range=1000)
     clock = FakeClock()
@@ -237,6 +253,7 @@ def test_rapl_wraparound(tmp_path):
     assert src.sample().cpu_power_w == pytest.approx(20e-6 / 0.5)
 
 
+@pytest.mark.unit
 def test_rapl_missing_tree_is_none():
     src = CpuSource(powercap_root="/nonexistent/powercap")
     assert not src.has_power
@@ -257,6 +274,7 @@ def deny_energy(monkeypatch):
     return state
 
 
+@pytest.mark.unit
 def test_rapl_permission_denied_is_none(powercap, deny_energy):
     src = CpuSource(powercap_root=str(powercap), clock=FakeClock())
     assert not src.has_power
@@ -264,6 +282,7 @@ def test_rapl_permission_denied_is_none(powercap, deny_energy):
     assert src.sample().cpu_power_w is None
 
 
+@pytest.mark.unit
 def test_rapl_read_failing_mid_run_gives_none_then_recovers(powercap, deny_energy):
     deny_energy["deny"] = False
     clock = FakeClock()
@@ -282,6 +301,7 @@ def test_rapl_read_failing_mid_run_gives_none_then_recovers(powercap, deny_energ
 
 # --- processes ---------------------------------------------------------------------------------
 
+@pytest.mark.unit
 def test_describe_own_process_and_cpu_pct_none_on_first_sight():
     src = CpuSource()
     me = os.getpid()
@@ -295,6 +315,7 @@ def test_describe_own_process_and_cpu_pct_none_on_first_sight():
     assert isinstance(second.cpu_pct, float) and second.cpu_pct >= 0.0
 
 
+@pytest.mark.e2e
 def test_describe_leaves_out_pids_it_cannot_see():
     src = CpuSource()
     child = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -303,6 +324,7 @@ def test_describe_leaves_out_pids_it_cannot_see():
     assert src.describe([child.pid, unused]) == {}
 
 
+@pytest.mark.unit
 def test_describe_forgets_pids_no_longer_asked_for():
     src = CpuSource()
     me = os.getpid()
@@ -311,6 +333,7 @@ def test_describe_forgets_pids_no_longer_asked_for():
     assert src.describe([me])[me].cpu_pct is None  # first sight again
 
 
+@pytest.mark.e2e
 def test_describe_zombie_falls_back_to_name():
     src = CpuSource()
     child = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -332,6 +355,7 @@ def _wait_zombie(pid):
     pytest.fail("child never became a zombie")
 
 
+@pytest.mark.unit
 def test_describe_access_denied_per_field(monkeypatch):
     def denied(self):
         raise psutil.AccessDenied(self.pid)
@@ -345,6 +369,7 @@ def test_describe_access_denied_per_field(monkeypatch):
     assert got.command == got.name
 
 
+@pytest.mark.unit
 def test_memory_frequency_and_load_are_read_on_their_own_slower_cadence(monkeypatch):
     """At 100 Hz, /proc/meminfo and /proc/cpuinfo were most of the host's cost."""
     import gputop.sources.cpu as cpu_mod
@@ -363,6 +388,7 @@ def test_memory_frequency_and_load_are_read_on_their_own_slower_cadence(monkeypa
     assert reads == [100.0, 100.6] and sample.ram_total_bytes > 0
 
 
+@pytest.mark.unit
 def test_memory_from_proc_meminfo_is_what_psutil_reads(monkeypatch, tmp_path):
     """RAM read from /proc/meminfo directly: total and used as psutil gives them (used moves a
     little between two reads); psutil where the file is missing or lacks MemAvailable."""

@@ -77,6 +77,7 @@ def one(families: dict, metric_name: str, /, **labels: str) -> float:
     return found[0]
 
 
+@pytest.mark.unit
 def test_every_exported_catalogue_metric_has_one_conventional_name():
     assert set(NAMES) == set(metrics.GPU_METRICS) | set(metrics.CPU_METRICS)
     assert len(set(NAMES.values())) == len(NAMES)
@@ -90,6 +91,7 @@ def test_every_exported_catalogue_metric_has_one_conventional_name():
     assert prom_name("energy_j") == "gputop_gpu_energy_joules"
 
 
+@pytest.mark.unit
 def test_names_labels_and_units_of_a_full_sample():
     text, fam = scrape(Sample(TS_NS, CPU, (full_gpu(0), full_gpu(1, power_w=300.0))))
     gpu0 = dict(hostname="node1", gpu="0", uuid="GPU-00000000-aaaa", name="NVIDIA H100 80GB HBM3")
@@ -132,6 +134,7 @@ def test_names_labels_and_units_of_a_full_sample():
             assert s.labels.get("hostname") == "node1", s
 
 
+@pytest.mark.unit
 def test_none_is_no_series_never_zero():
     gpu = GpuSample(info(0), gpu_util_pct=10.0, power_w=None, fan_pct=None, energy_j=None,
                     clock_event_reasons=None)
@@ -150,12 +153,14 @@ def test_none_is_no_series_never_zero():
     assert "gputop_gpu_sm_active_ratio" not in fam and "gputop_gpu_fan_speed_ratio" not in fam
 
 
+@pytest.mark.unit
 def test_no_active_clock_reason_is_a_zero_count_and_no_reason_series():
     _, fam = scrape(Sample(TS_NS, CPU, (full_gpu(0, clock_event_reasons=()),)))
     assert one(fam, "gputop_gpu_clock_event_reasons_active", gpu="0") == 0
     assert series(fam, "gputop_gpu_clock_event_reason") == {}
 
 
+@pytest.mark.unit
 def test_lost_gpu_is_flagged_and_has_no_readings():
     lost = GpuSample(info(1), lost=True)
     _, fam = scrape(Sample(TS_NS, CPU, (full_gpu(0), lost)))
@@ -164,6 +169,7 @@ def test_lost_gpu_is_flagged_and_has_no_readings():
     assert [dict(k)["gpu"] for k in series(fam, "gputop_gpu_power_watts")] == ["0"]
 
 
+@pytest.mark.unit
 def test_no_gpu_reason_is_an_info_metric():
     _, fam = scrape(Sample(TS_NS, CPU, (), gpu_unavailable="NVIDIA driver not loaded"))
     assert one(fam, "gputop_gpus") == 0
@@ -172,12 +178,14 @@ def test_no_gpu_reason_is_an_info_metric():
     assert not [n for n in fam if n.startswith("gputop_gpu_") and n != "gputop_gpu_unavailable_info"]
 
 
+@pytest.mark.unit
 def test_before_the_first_sample_only_the_exporter_itself_is_described():
     _, fam = scrape()
     assert one(fam, "gputop_samples_total") == 0
     assert "gputop_cpu_utilization_ratio" not in fam and "gputop_last_sample_timestamp_seconds" not in fam
 
 
+@pytest.mark.unit
 def test_update_swaps_the_latest_sample_and_counts_it():
     exp = Exporter(hostname="h")
     exp.update(Sample(TS_NS, CPU, (full_gpu(0, power_w=100.0),)))
@@ -189,18 +197,21 @@ def test_update_swaps_the_latest_sample_and_counts_it():
     assert one(fam, "gputop_gpu_power_watts") == 200.0
 
 
+@pytest.mark.unit
 def test_default_hostname_is_this_machine():
     import socket
 
     assert Exporter().hostname == socket.gethostname()
 
 
+@pytest.mark.unit
 def test_label_values_are_escaped():
     odd = GpuSample(info(0, name='GPU "quoted" \\ name\nx', uuid=None), power_w=1.0)
     text, fam = scrape(Sample(TS_NS, CPU, (odd,)), hostname="h")
     assert one(fam, "gputop_gpu_power_watts", name='GPU "quoted" \\ name\nx', uuid="") == 1.0
 
 
+@pytest.mark.e2e
 @needs_promtool
 def test_promtool_accepts_the_exposition():
     samples = [
@@ -214,6 +225,7 @@ def test_promtool_accepts_the_exposition():
         assert out.returncode == 0, out.stdout + out.stderr
 
 
+@pytest.mark.e2e
 def test_exporter_module_imports_neither_textual_nor_torch():
     import sys
 
@@ -234,6 +246,7 @@ def _dashboard_exprs() -> list[str]:
     return exprs
 
 
+@pytest.mark.unit
 def test_dashboard_uses_only_exported_names_and_has_its_variables():
     dash = json.loads(DASHBOARD.read_text())
     variables = {v["name"]: v for v in dash["templating"]["list"]}
@@ -252,6 +265,7 @@ def test_dashboard_uses_only_exported_names_and_has_its_variables():
             assert p["datasource"]["uid"] == "${datasource}", p["title"]
 
 
+@pytest.mark.e2e
 @needs_promtool
 def test_dashboard_queries_are_valid_promql(tmp_path):
     rules = {"groups": [{"name": "dashboard", "rules": [

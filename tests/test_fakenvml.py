@@ -15,6 +15,8 @@ import pytest
 import fakenvml
 from fakenvml import A100_SXM, CONSUMER, H100_SXM, OLD_DRIVER, FakeNvml
 
+pytestmark = pytest.mark.unit
+
 PYNVML_SOURCE = pathlib.Path(pynvml.__file__).read_text()
 REQUESTED = frozenset(re.findall(r'_nvmlGetFunctionPointer\("(\w+)"\)', PYNVML_SOURCE))
 GPUTOP_SOURCES = pathlib.Path(__file__).resolve().parents[1] / "gputop" / "sources"

@@ -27,10 +27,8 @@ from gputop.tui.widgets.cpu import CpuPanel
 from gputop.tui.widgets.gpu import GpuPanel
 from gputop.tui.widgets.processes import ProcessTable
 from gputop.tui.widgets.status import StatusBar
-from test_terminal import EXIT_TIMEOUT_S, PROMPT, START_TIMEOUT_S, TMUX, Tmux, _children, _env
-from test_tui import make_app
-from test_tui_terminal import ROOT, TESTS, _quit_to_the_shell
-from tui_fixtures import lost, make_sample, with_gpu
+from helpers import EXIT_TIMEOUT_S, PROMPT, ROOT, START_TIMEOUT_S, TESTS, TMUX, Tmux, children, tmux_env
+from tui_fixtures import lost, make_app, make_sample, with_gpu
 
 HOST = "testhost"
 
@@ -81,6 +79,7 @@ CASES = [
 ]
 
 
+@pytest.mark.tui
 @pytest.mark.parametrize("size, sample", CASES, ids=[f"{s[0]}x{s[1]}-{i}" for i, (s, _) in enumerate(CASES)])
 async def test_the_first_frame_is_what_the_app_draws_there(size, sample):
     rows = ff.frame(sample, *size, HOST, 1.0)
@@ -94,6 +93,7 @@ async def test_the_first_frame_is_what_the_app_draws_there(size, sample):
     assert "".join(s.text for s in screen[len(rows) - 1]).lstrip()[:1] in "╰│┗┃"
 
 
+@pytest.mark.tui
 async def test_its_colours_are_the_theme_as_the_app_resolves_it():
     """Every style in the tables, used by the cases above or not, is what the app gives."""
     app = make_app(None, paused=True, host=HOST)
@@ -111,6 +111,7 @@ async def test_its_colours_are_the_theme_as_the_app_resolves_it():
         assert app.query_one(ProcessTable).sort_label == ff.SORT_LABEL
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("size, sample, why", [
     ((119, 50), make_sample(1), "narrow: the panels are stacked"),
     ((200, 60), make_sample(3), "three GPUs: a line each"),
@@ -125,12 +126,14 @@ def test_it_is_not_drawn_where_the_app_lays_out_otherwise(size, sample, why):
     assert ff.frame(sample, *size, HOST, 1.0) is None, why
 
 
+@pytest.mark.unit
 def test_a_lost_gpu_is_left_to_the_app():
     sample = make_sample(1)
     sample = type(sample)(ts_ns=sample.ts_ns, cpu=sample.cpu, gpus=(lost(sample.gpus[0]),))
     assert ff.frame(sample, 160, 50, HOST, 1.0) is None
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("environ, system", [
     ({"TERM": "xterm-256color", "COLORTERM": "truecolor"}, ColorSystem.TRUECOLOR),
     ({"TERM": "tmux-256color"}, ColorSystem.EIGHT_BIT),
@@ -144,6 +147,7 @@ def test_it_draws_in_the_colours_textual_would_and_not_under_a_filter(environ, s
     assert ff.color_system(environ) == system
 
 
+@pytest.mark.unit
 def test_the_escape_codes_switch_to_the_alternate_screen_and_fill_every_row():
     rows = ff.frame(make_sample(1), 160, 50, HOST, 1.0)
     codes = ff.escape_codes(rows, 50, ColorSystem.TRUECOLOR)
@@ -155,7 +159,7 @@ def test_the_escape_codes_switch_to_the_alternate_screen_and_fill_every_row():
 # -- in a real terminal (tmux), with Textual's import slowed (tests/slowtextual) ------------------
 
 def _slow_env(seconds: float) -> dict[str, str]:
-    env = _env("H100_SXM:simulated")
+    env = tmux_env("H100_SXM:simulated")
     env.update(SLOW_TEXTUAL_S=str(seconds),
                PYTHONPATH=os.pathsep.join([str(TESTS / "slowtextual"), env["PYTHONPATH"]]))
     return env
@@ -165,6 +169,7 @@ def _top(screen: str, rows: int) -> list[str]:
     return screen.splitlines()[:rows]
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
 def test_in_a_terminal_the_top_is_drawn_before_textual_and_the_app_takes_it_over_unchanged():
     """While Textual is imported (3 s longer here) the header and the panels of the first sample
@@ -190,12 +195,13 @@ def test_in_a_terminal_the_top_is_drawn_before_textual_and_the_app_takes_it_over
         # and in the same colours, in the colour system Textual chose (TERM=tmux-256color)
         app_styled = term.tmux("capture-pane", "-p", "-e", "-t", "t")
         assert "\x1b[" in first_styled and _top(app_styled, rows) == _top(first_styled, rows)
-        _quit_to_the_shell(term)
+        term.quit_to_the_shell()
         assert term.modes()["alternate_on"] == "0"
     finally:
         term.kill()
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
 def test_ctrl_c_before_textual_is_up_gives_the_shell_back_its_screen():
     """Interrupted while Textual is still imported (after the first frame was drawn): the normal
@@ -223,7 +229,7 @@ def _gputop_pid(term: Tmux) -> int:
     shell = term.pane_pid()
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
-        kids = _children(shell)
+        kids = children(shell)
         if kids:
             return kids[0]
         time.sleep(0.05)
@@ -239,6 +245,7 @@ def _started_slowed(term: Tmux, argv: str = "") -> int:
     return _gputop_pid(term)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
 def test_sigterm_before_textual_is_up_gives_the_shell_back_its_screen():
     term = Tmux(_slow_env(30.0), size=(160, 50))
@@ -253,6 +260,7 @@ def test_sigterm_before_textual_is_up_gives_the_shell_back_its_screen():
         term.kill()
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
 def test_ctrl_z_before_textual_is_up_does_not_stop_it_on_the_alternate_screen():
     """Ctrl+Z in that second is ignored (stopped there, the shell would come back on the
@@ -268,7 +276,7 @@ def test_ctrl_z_before_textual_is_up_does_not_stop_it_on_the_alternate_screen():
         assert term.modes()["alternate_on"] == "0"
         term.type("fg")
         term.wait_for(lambda s: " quit " in s, "the view back", START_TIMEOUT_S)
-        _quit_to_the_shell(term)
+        term.quit_to_the_shell()
     finally:
         term.kill()
 
@@ -310,6 +318,7 @@ def _in_a_pty(code: str, env: dict[str, str], size=(160, 50), timeout_s: float =
         os.close(controller)
 
 
+@pytest.mark.e2e
 def test_an_app_that_fails_after_taking_the_terminal_leaves_the_alternate_screen_once():
     """Textual has the terminal (its driver started) but the app fails before it mounts: Textual
     leaves the alternate screen and prints the traceback; leaving it a second time would move
@@ -318,7 +327,7 @@ def test_an_app_that_fails_after_taking_the_terminal_leaves_the_alternate_screen
             "def compose(self):\n    raise RuntimeError('compose failed here')\n    yield\n"
             "app.GputopApp.compose = compose\n"
             "from gputop.cli import main\nraise SystemExit(main([]))\n")
-    out, status = _in_a_pty(code, _env("H100_SXM:simulated"))
+    out, status = _in_a_pty(code, tmux_env("H100_SXM:simulated"))
     assert b"cores busy" in out and out.count(b"\x1b[?1049h") == 1  # the first frame's (Textual's left out)
     assert b"compose failed here" in out
     assert out.count(b"\x1b[?1049l") == 1
@@ -328,17 +337,19 @@ def test_an_app_that_fails_after_taking_the_terminal_leaves_the_alternate_screen
 MAIN = "from gputop.cli import main\nraise SystemExit(main([]))\n"
 
 
+@pytest.mark.e2e
 def test_textual_does_not_switch_to_the_alternate_screen_again_after_the_first_frame():
     """xterm and VTE clear the screen at every ?1049h, already on the alternate screen or not:
     Textual's own switch would blank the first frame until its paint (~0.1 s). One switch, one
     way back, the app between them; q exits 0."""
-    out, status = _in_a_pty(MAIN, _env("H100_SXM:simulated"), keys=(b"q", b"quit"))  # (the footer: the app)
+    out, status = _in_a_pty(MAIN, tmux_env("H100_SXM:simulated"), keys=(b"q", b"quit"))  # (the footer: the app)
     assert status == 0, out[-2000:]
     assert out.count(b"\x1b[?1049h") == 1 and out.count(b"\x1b[?1049l") == 1
     start, end = out.index(b"\x1b[?1049h"), out.index(b"\x1b[?1049l")
     assert start < out.index(b"cores busy") < out.index(b"quit") < end
 
 
+@pytest.mark.e2e
 def test_an_error_before_textual_takes_the_terminal_is_printed_on_the_normal_screen():
     """An error while Textual gathers its stylesheets is printed before its driver starts, so on
     the first frame's alternate screen, which giving it back afterwards would wipe: it is given
@@ -346,25 +357,27 @@ def test_an_error_before_textual_takes_the_terminal_is_printed_on_the_normal_scr
     code = ("from gputop.tui import app\n"
             "def failing(self):\n    raise RuntimeError('failed before the driver')\n"
             "app.GputopApp._get_default_css = failing\n" + MAIN)
-    out, status = _in_a_pty(code, _env("H100_SXM:simulated"))
+    out, status = _in_a_pty(code, tmux_env("H100_SXM:simulated"))
     assert status == 1
     assert b"cores busy" in out and out.count(b"\x1b[?1049h") == 1 and out.count(b"\x1b[?1049l") == 1
     assert out.index(b"\x1b[?1049l") < out.index(b"failed before the driver")
 
 
+@pytest.mark.e2e
 def test_a_view_that_panics_exits_1():
     """Textual's panic (its key thread died, say) prints the error but sets no return code."""
     code = ("from gputop.tui import app\n"
             "app.GputopApp.on_ready = lambda self: self.panic('it panicked here')\n" + MAIN)
-    out, status = _in_a_pty(code, _env("H100_SXM:simulated"))
+    out, status = _in_a_pty(code, tmux_env("H100_SXM:simulated"))
     assert b"it panicked here" in out and status == 1
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
 def test_in_the_background_nothing_is_drawn_on_the_shells_screen():
     """``gputop &``: Textual's first terminal call stops it (SIGTTOU), as before; a first frame
     drawn meanwhile would have left the shell on the alternate screen, the cursor hidden."""
-    term = Tmux(_env("H100_SXM:simulated"), size=(160, 50))
+    term = Tmux(tmux_env("H100_SXM:simulated"), size=(160, 50))
     try:
         term.type(f"PS1='{PROMPT}'")
         term.wait_for(lambda s: PROMPT.strip() in s, "the shell prompt", START_TIMEOUT_S)
@@ -379,11 +392,12 @@ def test_in_the_background_nothing_is_drawn_on_the_shells_screen():
         # fg: the view starts (Textual's start, stopped in the background, is tried again)
         term.type("fg")
         term.wait_for(lambda s: " quit " in s and "cores busy" in s, "the view after fg", START_TIMEOUT_S)
-        _quit_to_the_shell(term)
+        term.quit_to_the_shell()
     finally:
         term.kill()
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
 def test_ctrl_z_while_the_first_sample_is_awaited_is_ignored_too(tmp_path):
     """The wait for the first sample comes after the foreground check: stopped there and put in
@@ -393,17 +407,18 @@ def test_ctrl_z_while_the_first_sample_is_awaited_is_ignored_too(tmp_path):
     script.write_text("import os, signal\nfrom gputop.feed import LiveFeed\nwait = LiveFeed.first_sample\n"
                       "def first_sample(self, timeout_s):\n    os.kill(os.getpid(), signal.SIGTSTP)\n"
                       "    return wait(self, timeout_s)\nLiveFeed.first_sample = first_sample\n" + MAIN)
-    term = Tmux(_env("H100_SXM:simulated"), size=(160, 50))
+    term = Tmux(tmux_env("H100_SXM:simulated"), size=(160, 50))
     try:
         term.type(f"PS1='{PROMPT}'")
         term.wait_for(lambda s: PROMPT.strip() in s, "the shell prompt", START_TIMEOUT_S)
         term.type(f"cd {ROOT} && {sys.executable} {script}")
         term.wait_for(lambda s: " quit " in s and "cores busy" in s, "the view, not stopped", START_TIMEOUT_S)
-        _quit_to_the_shell(term)
+        term.quit_to_the_shell()
     finally:
         term.kill()
 
 
+@pytest.mark.unit
 def test_the_first_sample_is_waited_for_only_so_long_and_left_for_the_app():
     class Slow:
         def __init__(self, delay_s, result):

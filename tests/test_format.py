@@ -2,6 +2,8 @@ import pytest
 
 from gputop import format as fmt
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("func", [fmt.text, fmt.num, fmt.pct, fmt.bytes_, fmt.rate, fmt.watts,
                                   fmt.joules, fmt.mhz, fmt.celsius])

@@ -23,6 +23,8 @@ sys.path.insert(0, str(BENCH))
 import gpu_check  # noqa: E402  (benchmarks/, on the path above)
 import gpu_crosscheck as xc  # noqa: E402
 
+pytestmark = pytest.mark.xdist_group("gpu_check")  # its module fixture runs once, on one worker
+
 MiB = 1 << 20
 
 
@@ -47,6 +49,7 @@ def _check(step: dict, prefix: str) -> dict:
     return next(c for c in step["checks"] if c["what"].startswith(prefix))
 
 
+@pytest.mark.e2e
 def test_every_step_passes_under_simulated(simulated):
     out, done = simulated
     assert done.returncode == 0, done.stdout + done.stderr
@@ -59,6 +62,7 @@ def test_every_step_passes_under_simulated(simulated):
     assert re.search(r"gpu_check: 6 of 6 steps passed or skipped; see .*summary\.md", done.stdout)
 
 
+@pytest.mark.e2e
 def test_the_crosscheck_has_real_rows_that_match_the_fakes_own_values(simulated):
     out, _ = simulated
     rows = {r["field"]: r for r in json.loads((out / "crosscheck.json").read_text())}
@@ -79,6 +83,7 @@ def test_the_crosscheck_has_real_rows_that_match_the_fakes_own_values(simulated)
     assert "| power (W) | " in summary and (out / "snapshot.json").exists()
 
 
+@pytest.mark.e2e
 def test_the_recording_is_checked_against_the_fakes_waves(simulated):
     out, _ = simulated
     record = _step(out, "record")
@@ -94,6 +99,7 @@ def test_the_recording_is_checked_against_the_fakes_waves(simulated):
     assert report["workload"]["name"] == "matmul" and report["workload"]["steps"] == figures["steps"]
 
 
+@pytest.mark.e2e
 def test_compare_and_the_reference_configurations_ran(simulated):
     out, _ = simulated
     for name in ("mlp", "cnn"):
@@ -106,6 +112,7 @@ def test_compare_and_the_reference_configurations_ran(simulated):
     assert re.match(r"[\d,.]+ tokens/s \([\d,.]+ sequences/s x 32\)", tokens["value"])
 
 
+@pytest.mark.e2e
 def test_screenshots_show_the_simulated_gpu(simulated):
     out, _ = simulated
     shots = sorted((out / "screenshots").glob("*.svg"))
@@ -115,6 +122,7 @@ def test_screenshots_show_the_simulated_gpu(simulated):
         assert "H100" in text and "simulated" in text and "mlp" in text
 
 
+@pytest.mark.e2e
 def test_the_summary_names_every_step_and_the_fake_section(simulated):
     out, _ = simulated
     summary = (out / "summary.md").read_text()
@@ -126,6 +134,7 @@ def test_the_summary_names_every_step_and_the_fake_section(simulated):
 
 # ------------------------------------------------------------------------- the comparison
 
+@pytest.mark.unit
 def test_compare_marks_an_injected_mismatch():
     ok = xc.compare("power (W)", 300.0, xc.Ref(310.0, "nvidia-smi"), xc.Rule(rel=0.05))
     bad = xc.compare("power (W)", 300.0, xc.Ref(360.0, "nvidia-smi"), xc.Rule(rel=0.05))
@@ -179,6 +188,7 @@ def _gputop_gpu(**changes) -> dict:
     return gpu
 
 
+@pytest.mark.unit
 def test_nvidia_smi_output_is_read_into_a_reference():
     ref = xc.smi_reference(xc.parse_query_csv(SMI_CSV), SMI_XML)
     assert ref["mem_total_bytes"].value == 143771 * MiB and ref["power_w"].value == 120.5
@@ -198,6 +208,7 @@ def test_nvidia_smi_output_is_read_into_a_reference():
     assert [r.field for r in wrong if r.mismatch] == ["power (W)", "PCIe width (current)", "processes (pid: memory)"]
 
 
+@pytest.mark.unit
 def test_fake_differences_tell_host_facts_from_device_facts():
     real = {"gpus": [{"power_w": 100.0, "info": {"name": "H200", "cpu_affinity": list(range(16)), "pcie_link_gen": 5}}]}
     fake = {"gpus": [{"power_w": 500.0, "info": {"name": "H100", "cpu_affinity": list(range(56)), "pcie_link_gen": 5}}]}
@@ -206,6 +217,7 @@ def test_fake_differences_tell_host_facts_from_device_facts():
                      "info.name": "device fact (a profile of this GPU would carry the real value)"}
 
 
+@pytest.mark.unit
 def test_a_field_this_driver_lacks_is_unchecked_not_a_mismatch():
     rows = {r.field: r for r in xc.cross_check(_gputop_gpu(), xc.smi_reference(xc.parse_query_csv(SMI_CSV), None))}
     assert rows["CUDA version (driver)"].verdict == "unchecked: no -q -x output"
@@ -214,6 +226,7 @@ def test_a_field_this_driver_lacks_is_unchecked_not_a_mismatch():
 
 # ---------------------------------------------------------------------------- robustness
 
+@pytest.mark.e2e
 def test_a_child_past_its_timeout_is_stopped(tmp_path):
     ctx = gpu_check.Context(argparse.Namespace(simulated=False, out=tmp_path, budget=60.0))
     t0 = time.monotonic()
@@ -222,6 +235,7 @@ def test_a_child_past_its_timeout_is_stopped(tmp_path):
     assert "timed out" in (tmp_path / "logs" / "sleeper.err").read_text()
 
 
+@pytest.mark.unit
 def test_a_failing_step_is_recorded_and_the_others_run(tmp_path, monkeypatch):
     monkeypatch.setenv("GPUTOP_FAKE_NVML_EPOCH_NS", "0")  # restored after: main sets it
 
@@ -238,6 +252,7 @@ def test_a_failing_step_is_recorded_and_the_others_run(tmp_path, monkeypatch):
     assert "**crosscheck FAILED**" in (tmp_path / "summary.md").read_text()
 
 
+@pytest.mark.e2e
 def test_without_gputop_it_says_how_to_carry_the_wheels(tmp_path):
     # -S: no site-packages, so neither gputop nor pynvml nor psutil can be imported
     done = subprocess.run([sys.executable, "-S", str(BENCH / "gpu_check.py"), "--out", str(tmp_path)],
@@ -248,6 +263,7 @@ def test_without_gputop_it_says_how_to_carry_the_wheels(tmp_path):
     assert done.stderr.count("\n") == 1
 
 
+@pytest.mark.e2e
 def test_help_says_how_to_carry_the_wheels():
     done = subprocess.run([sys.executable, str(BENCH / "gpu_check.py"), "--help"], capture_output=True,
                           text=True, timeout=60)
@@ -318,6 +334,7 @@ else:
 '''
 
 
+@pytest.mark.e2e
 def test_the_real_hardware_path_against_a_stand_in_nvidia_smi(tmp_path):
     """Without --simulated: nvidia-smi's two outputs and the snapshot taken together, fields an
     older nvidia-smi refuses dropped and the query repeated, every row compared. torch sees no

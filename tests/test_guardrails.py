@@ -30,22 +30,26 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.e2e
 def test_ruff():
     done = _run(_tool("ruff"), "check", "gputop", "tests", "benchmarks", "screenshots", "workloads")
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.e2e
 def test_mypy():
     done = _run(_tool("mypy"))  # files and strictness from [tool.mypy]
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.e2e
 def test_import_layers():
     done = _run(_tool("lint-imports"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 broken" in done.stdout
 
 
+@pytest.mark.unit
 def test_modules_are_short_and_say_their_job():
     too_long, silent = [], []
     for path in sorted(PACKAGE.rglob("*.py")):

@@ -6,6 +6,8 @@ from gputop import metrics
 from gputop.history import History, core_key, cpu_key, flatten, gpu_key, workload_key
 from gputop.model import CpuSample, GpuInfo, GpuSample, Sample
 
+pytestmark = pytest.mark.unit
+
 INFO = GpuInfo(index=0, name="H100", uuid="GPU-0", pci_bus_id="0000:01:00.0", architecture="Hopper",
                sm_count=132, mem_bus_width_bits=5120, max_mem_clock_mhz=2619,
                peak_dram_bw_bytes_per_s=3.35e12, driver_version="550", cuda_version="12.4")

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from gputop import compare
-from test_compare import PowerSampler, args
+from helpers import PowerSampler
+from helpers import compare_args as args
 
 SCRIPTS = Path(__file__).resolve().parent / "insight_scripts"
 
@@ -24,6 +25,7 @@ def plain_args(script: str, *run_args: str, as_json: bool = False):
     return a
 
 
+@pytest.mark.e2e
 def test_a_script_that_never_imports_torch_is_refused_up_front():
     done = subprocess.run([sys.executable, "-m", "gputop", "compare", str(SCRIPTS / "no_torch.py")],
                           capture_output=True, text=True, timeout=60)
@@ -32,6 +34,7 @@ def test_a_script_that_never_imports_torch_is_refused_up_front():
     assert "argv" not in done.stderr  # it was not run
 
 
+@pytest.mark.unit
 def test_steps_and_batch_size_are_refused_for_a_script_that_runs_as_it_is():
     err = io.StringIO()
     a = plain_args("adamw.py")
@@ -40,10 +43,12 @@ def test_steps_and_batch_size_are_refused_for_a_script_that_runs_as_it_is():
     assert "adamw.py takes no --device, so it runs as it is" in err.getvalue()
 
 
+@pytest.mark.unit
 def test_the_cpu_run_hides_the_gpus():
     assert compare._env("cpu")["CUDA_VISIBLE_DEVICES"] == "" and compare._env("cuda") is None
 
 
+@pytest.mark.e2e
 def test_a_usual_script_is_measured_from_its_detected_steps():
     pytest.importorskip("torch")
     out = io.StringIO()
@@ -72,6 +77,7 @@ def _state(report):
                          output_tail=())
 
 
+@pytest.mark.e2e
 def test_a_torch_script_whose_steps_are_not_seen_runs_once_and_says_so():
     pytest.importorskip("torch")
     out, err = io.StringIO(), io.StringIO()
@@ -81,6 +87,7 @@ def test_a_torch_script_whose_steps_are_not_seen_runs_once_and_says_so():
                               "was seen (no torch optimizer stepped, no backward): nothing to compare\n")
 
 
+@pytest.mark.e2e
 def test_a_failed_cpu_run_is_not_blamed_on_the_gpu():
     out = io.StringIO()
     a = args("mlp", "--bogus", steps=4, batch=4)
@@ -98,6 +105,7 @@ def _compare(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=180, cwd=cwd)
 
 
+@pytest.mark.e2e
 def test_a_module_is_compared_like_a_script():
     pytest.importorskip("torch")
     done = _compare("-m", "userpkg.train", "--warmup", "1", "--json", "--", "--epochs", "1", cwd=SCRIPTS)
@@ -109,6 +117,7 @@ def test_a_module_is_compared_like_a_script():
     assert report["gpu_unavailable"] == "with the GPUs visible, userpkg.train trained on cpu (torch saw no GPU)"
 
 
+@pytest.mark.e2e
 def test_a_module_that_never_imports_torch_or_is_not_there_is_one_line(tmp_path):
     (tmp_path / "stdpkg").mkdir()
     (tmp_path / "stdpkg" / "__init__.py").write_text("")
@@ -122,6 +131,7 @@ def test_a_module_that_never_imports_torch_or_is_not_there_is_one_line(tmp_path)
         assert done.stderr.count("\n") == 1 and words in done.stderr, (argv, done.stderr)
 
 
+@pytest.mark.unit
 def test_module_source_finds_the_file_python_m_runs_without_importing_it(tmp_path):
     from gputop.workload.targets import module_source
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from gputop.model import WorkloadStep
 from gputop.workload import Workload, inject
 from gputop.workload.events import EventReader
 from gputop.workload.inject import _gputop_autostep as hook
 from gputop.workloads import events as writer_side
+
+pytestmark = pytest.mark.unit
 
 
 def line(**e) -> bytes:

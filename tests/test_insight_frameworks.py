@@ -18,6 +18,8 @@ import pytest
 from gputop.model import WorkloadState
 from gputop.workload import Workload, inject
 
+pytestmark = pytest.mark.unit
+
 SCRIPTS = Path(__file__).parent / "insight_scripts"
 
 

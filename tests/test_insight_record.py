@@ -14,7 +14,9 @@ import traceval
 from gputop import trace
 from gputop.trace import steps_tid
 from gputop.trace.track import output_tid
-from test_record_run import gputop
+from helpers import gputop_h100 as gputop
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("insight_record")]  # its module fixture runs once, on one worker
 
 SCRIPTS = pathlib.Path(__file__).resolve().parent / "insight_scripts"
 

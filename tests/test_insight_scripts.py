@@ -15,6 +15,8 @@ import pytest
 from gputop.model import WorkloadState
 from gputop.workload import Workload, inject
 
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("insight_scripts")]  # its module fixture runs once, on one worker
+
 pytest.importorskip("torch")
 
 SCRIPTS = Path(__file__).parent / "insight_scripts"

@@ -4,10 +4,14 @@ left out where unknown, and read back the same."""
 
 from __future__ import annotations
 
+import pytest
+
 import traceval
 from gputop import trace
 from gputop.model import WorkloadMark, WorkloadStep
-from test_trace import T0, write_with_workload
+from helpers import T0, write_with_workload
+
+pytestmark = pytest.mark.unit
 
 
 def auto(k: int, end: int, wall_ns: int, waits=()) -> WorkloadStep:

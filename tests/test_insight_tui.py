@@ -3,12 +3,14 @@ processes and cores (marked on the per-core grid), and the verdict, from Workloa
 
 from __future__ import annotations
 
+import pytest
+
 from gputop.model import JobProcess, JobUsage, Verdict
 from gputop.tui.widgets.cpu import CpuPanel
 from gputop.workload import WorkloadStep
-from test_tui import screen_text, started, until
-from test_tui_workload import FakeWorkload, silent, workload_app
-from tui_fixtures import T0_NS
+from tui_fixtures import T0_NS, FakeWorkload, screen_text, silent, started, until, workload_app
+
+pytestmark = pytest.mark.tui
 
 JOB = JobUsage(cpu_pct=190.0, main_thread_cpu_pct=98.0, main_thread_busy_pct=99.0, busy_pct=195.0,
                rss_bytes=2 << 30, cores=frozenset({0, 1}),

@@ -11,6 +11,8 @@ from gputop.workload import verdict
 from gputop.workload.procs import JobWatch
 from gputop.workload.verdict import Signals, decide
 
+pytestmark = pytest.mark.unit
+
 GPU = dict(device="cuda", gpus=1, gpu_label="GPU0")
 
 

@@ -43,6 +43,7 @@ def restore_gputop_logger():
     root.propagate = saved[2]
 
 
+@pytest.mark.e2e
 def test_a_gpu_lost_mid_recording_is_one_warning_line(tmp_path):
     out = gputop("record", "--out", str(tmp_path / "t.json"), "--interval", "0.1", "--duration", "1.5",
                  fake="H100_SXM+lost_after=3")
@@ -52,6 +53,7 @@ def test_a_gpu_lost_mid_recording_is_one_warning_line(tmp_path):
     assert warnings[0].startswith("gputop record: warning: GPU 0 ") and "lost" in warnings[0]
 
 
+@pytest.mark.e2e
 def test_debug_lines_appear_only_when_asked(tmp_path):
     """A function the driver lacks is logged at debug level, once (sources/nvml_query)."""
     quiet = gputop("snapshot", fake="H100_SXM:old_driver")
@@ -65,6 +67,7 @@ def test_debug_lines_appear_only_when_asked(tmp_path):
         assert len(debug) == len(set(debug))  # each missing function once
 
 
+@pytest.mark.e2e
 def test_a_level_that_does_not_exist_is_refused():
     out = gputop("snapshot", extra_env={console.LOG_ENV: "loud"})
     assert out.returncode == 2
@@ -77,6 +80,7 @@ class _Tty(io.StringIO):
         return True
 
 
+@pytest.mark.unit
 def test_on_a_terminal_a_warning_clears_the_progress_line_first(restore_gputop_logger):
     stream = _Tty()
     stream.write("recording t.json  1.0 s  10 samples")  # a progress line, drawn without a newline
@@ -88,6 +92,7 @@ def test_on_a_terminal_a_warning_clears_the_progress_line_first(restore_gputop_l
     assert "not shown" not in text
 
 
+@pytest.mark.unit
 def test_under_a_full_screen_view_records_go_to_the_log_file(tmp_path, monkeypatch, restore_gputop_logger):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     stderr = io.StringIO()
@@ -104,6 +109,7 @@ def test_under_a_full_screen_view_records_go_to_the_log_file(tmp_path, monkeypat
     assert stderr.getvalue() == ""
 
 
+@pytest.mark.e2e
 def test_the_help_says_where_the_log_goes():
     out = gputop("--help")
     assert "GPUTOP_LOG=debug" in out.stdout and "gputop.log" in out.stdout

@@ -13,6 +13,8 @@ import longtrace
 from gputop import trace
 from traceval import assert_valid
 
+pytestmark = pytest.mark.e2e
+
 DATA = pathlib.Path(__file__).parent / "data"
 RECORDING = DATA / "h100_fake.json"
 REAL_TORCH = DATA / "torch_cpu_profile.json"  # exported by torch 2.13's profiler (CPU)

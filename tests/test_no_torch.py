@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 TESTS = pathlib.Path(__file__).resolve().parent
 
 

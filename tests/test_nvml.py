@@ -15,6 +15,8 @@ from gputop.model import GpuSample
 from gputop.sources import nvml_info, nvml_query
 from gputop.sources.nvml import GpuUnavailable, NvmlSource
 
+pytestmark = pytest.mark.unit
+
 GPM_FIELDS = {
     "sm_active_pct": pynvml.NVML_GPM_METRIC_SM_UTIL,
     "sm_occupancy_pct": pynvml.NVML_GPM_METRIC_SM_OCCUPANCY,

@@ -8,99 +8,23 @@ for whichever process adopted it to reap it) does not count.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
-import pathlib
 import pty
 import signal
 import struct
 import subprocess
 import sys
 import termios
-import textwrap
 import threading
 import time
 
 import pytest
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="PR_SET_PDEATHSIG and /proc are Linux's")
+from helpers import ROOT, child_env, cleanup, job, live_members, read_pgid, wait_for
 
-TESTS = pathlib.Path(__file__).resolve().parent
-ROOT = TESTS.parent
-
-
-def env() -> dict[str, str]:
-    out = dict(os.environ)
-    out.update(GPUTOP_FAKE_NVML="H100_SXM", TERM="xterm-256color")
-    out["PYTHONPATH"] = os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS), out.get("PYTHONPATH", "")])
-    return out
-
-
-def job(tmp_path: pathlib.Path, grandchild: bool, takes_device: bool = False) -> tuple[str, pathlib.Path]:
-    """A workload that writes its pgid (and starts a grandchild, when asked) and sleeps;
-    ``takes_device``: it declares --device, so that compare runs it (as it does the bundled ones)
-    rather than refusing a script that imports only the standard library."""
-    pidfile = tmp_path / "pgid"
-    spawn = ("subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])"
-             if grandchild else "None")
-    device = "argparse.ArgumentParser().add_argument('--device')" if takes_device else "None"
-    path = tmp_path / "job.py"
-    path.write_text(textwrap.dedent(f"""\
-        import argparse, os, subprocess, sys, time
-        declared = {device}
-        grand = {spawn}
-        with open({str(pidfile)!r} + ".tmp", "w") as f:
-            f.write(str(os.getpgid(0)))
-        os.rename({str(pidfile)!r} + ".tmp", {str(pidfile)!r})
-        time.sleep(120)
-    """))
-    return str(path), pidfile
-
-
-def live_members(pgid: int) -> list[int]:
-    """Pids in process group ``pgid`` that are not zombies."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        state, _ppid, pgrp = stat[stat.rindex(")") + 2:].split()[:3]
-        if int(pgrp) == pgid and state not in ("Z", "X"):
-            out.append(int(entry))
-    return out
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def cleanup(pidfile: pathlib.Path) -> None:
-    """A failed test must not leave its workload running: kill what is left of the group."""
-    if pidfile.exists() and pidfile.read_text():
-        pgid = int(pidfile.read_text())
-        if live_members(pgid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)
-
-
-def read_pgid(pidfile: pathlib.Path, members: int) -> int:
-    pgid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text(), 60, "the workload to start"))
-    wait_for(lambda: len(live_members(pgid)) >= members, 20, f"{members} processes in the group")
-    return pgid
-
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="PR_SET_PDEATHSIG and /proc are Linux's")]
 
 class Tui:
     """``gputop --run JOB`` on a pseudo-terminal, its output drained by a thread."""
@@ -109,7 +33,7 @@ class Tui:
         pid, fd = pty.fork()
         if pid == 0:  # the child: become gputop
             os.chdir(ROOT)
-            os.execve(sys.executable, [sys.executable, "-m", "gputop", "--run", job_path], env())
+            os.execve(sys.executable, [sys.executable, "-m", "gputop", "--run", job_path], child_env())
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
         self.pid, self.fd = pid, fd
         self.output = bytearray()
@@ -216,7 +140,7 @@ def test_record_run_leaves_no_workload_behind(tmp_path, how):
     out = tmp_path / "t.json"
     proc = subprocess.Popen([sys.executable, "-m", "gputop", "record", "--out", str(out),
                              "--interval", "0.1", "--run", job_path],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env())
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env())
     try:
         pgid = read_pgid(pidfile, members=1 if how == "SIGKILL" else 2)
         proc.send_signal(getattr(signal, how))
@@ -240,7 +164,7 @@ def test_compare_stops_its_workload_when_it_is_told_to_stop(tmp_path, how):
     """SIGTERM's and SIGHUP's defaults would end compare without stopping the run under way."""
     job_path, pidfile = job(tmp_path, grandchild=True, takes_device=True)
     proc = subprocess.Popen([sys.executable, "-m", "gputop", "compare", job_path],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
     try:
         pgid = read_pgid(pidfile, members=2)
         proc.send_signal(getattr(signal, how))

@@ -17,7 +17,7 @@ from gputop.model import CpuSample, GpuInfo, GpuProcess, GpuSample, Sample
 from gputop.sources.nvml import NvmlSource
 from gputop.workload import Workload, placement
 from gputop.workload.insight_text import placement_text
-from test_cli import gputop
+from helpers import gputop
 
 
 def info(index: int, affinity: tuple[int, ...] | None) -> GpuInfo:
@@ -33,6 +33,7 @@ BOARD = [info(0, NEAR0), info(1, NEAR1)]
 
 # ---- the rules -------------------------------------------------------------------------------
 
+@pytest.mark.unit
 def test_most_time_far_from_the_gpu_is_a_warning_with_the_numbers():
     p = placement.place(BOARD, (1,), "processes", {0: 3.0, 1: 1.0, 5: 1.0})
     assert p is not None and p.gpus == (1,) and p.near_cpus == NEAR1
@@ -45,24 +46,28 @@ def test_most_time_far_from_the_gpu_is_a_warning_with_the_numbers():
                                     "far_cpu_s": 4.0, "far_share": 0.8, "warning": p.warning}
 
 
+@pytest.mark.unit
 def test_time_near_the_gpu_or_half_and_half_is_no_warning():
     assert placement.place(BOARD, (0,), "processes", {0: 3.0, 1: 1.0}).warning is None
     assert placement.place(BOARD, (0,), "processes", {0: 1.0, 5: 1.0}).warning is None  # not "most"
     assert placement.place(BOARD, (0, 1), "all", {0: 1.0, 5: 5.0}).warning is None  # near one of them
 
 
+@pytest.mark.unit
 def test_too_little_cpu_time_says_nothing_yet():
     p = placement.place(BOARD, (0,), "processes", {5: placement.MIN_CPU_S / 2})
     assert p is not None and p.far_share == 1.0 and p.warning is None
     assert placement.place(BOARD, (0,), "processes", {}) is None
 
 
+@pytest.mark.unit
 def test_no_affinity_from_nvml_is_none():
     assert placement.place([info(0, None)], (0,), "processes", {5: 10.0}) is None
     assert placement.as_dict(None) is None
     assert placement_text(None).startswith("n/a")
 
 
+@pytest.mark.unit
 def test_which_gpus_are_the_jobs():
     assert placement.choose(BOARD, {1}, "cuda:0", 0) == ((1,), "processes")
     assert placement.choose(BOARD, set(), "cuda:0", 0) == ((0,), "device")
@@ -114,6 +119,7 @@ def live(fake_nvml, tmp_path, devices, on_gpu: int | None, wait_s: float = 30.0)
         return state.placement
 
 
+@pytest.mark.e2e
 def test_a_real_child_on_a_gpu_of_the_other_socket_is_warned_of(fake_nvml, tmp_path):
     """This machine's cores are all on "socket 0" of the fake board: GPU 4 hangs off socket 1."""
     far = live(fake_nvml, tmp_path, [H100_SXM] * 8, on_gpu=4)
@@ -121,12 +127,14 @@ def test_a_real_child_on_a_gpu_of_the_other_socket_is_warned_of(fake_nvml, tmp_p
     assert far.far_share == 1.0 and far.warning is not None and "not near GPU4" in far.warning
 
 
+@pytest.mark.e2e
 def test_a_real_child_near_its_gpu_is_not(fake_nvml, tmp_path):
     near = live(fake_nvml, tmp_path, [H100_SXM] * 8, on_gpu=2)
     assert near is not None and near.gpus == (2,) and near.gpus_from == "processes"
     assert near.far_cpu_s == 0.0 and near.warning is None and near.cpu_s >= placement.MIN_CPU_S
 
 
+@pytest.mark.e2e
 def test_a_real_child_with_no_affinity_from_nvml_gets_nothing_said(fake_nvml, tmp_path):
     assert live(fake_nvml, tmp_path, [dataclasses.replace(H100_SXM, cpu_affinity=None)], None, wait_s=2.5) is None
 
@@ -146,6 +154,7 @@ def record_and_report(tmp_path, fake: str) -> dict:
     return {"placement": workload["placement"], "text": text}
 
 
+@pytest.mark.e2e
 def test_report_says_the_job_ran_far_from_the_gpu(tmp_path):
     out = record_and_report(tmp_path, "H100_SXM+cpu_affinity=64-127")
     p = out["placement"]
@@ -155,6 +164,7 @@ def test_report_says_the_job_ran_far_from_the_gpu(tmp_path):
     assert "  placement   ⚠ 100 % of the job's CPU time" in out["text"]
 
 
+@pytest.mark.e2e
 def test_report_near_and_not_supported(tmp_path):
     near = record_and_report(tmp_path, "H100_SXM")["placement"]
     assert near["far_share"] == 0.0 and near["warning"] is None and near["near_cpus"] == "0-55,112-167"
@@ -162,6 +172,7 @@ def test_report_near_and_not_supported(tmp_path):
     assert out["placement"] is None and "  placement   n/a" in out["text"]
 
 
+@pytest.mark.unit
 def test_the_fake_board_puts_this_machines_cores_on_socket_0():
     """What the live test leans on: every core here is near GPU 0-3 and far from 4-7."""
     fake = fakenvml.FakeNvml([H100_SXM] * 8)
@@ -169,6 +180,7 @@ def test_the_fake_board_puts_this_machines_cores_on_socket_0():
     assert here <= fakenvml.cpu_affinity(fake, 0) and not here & fakenvml.cpu_affinity(fake, 4)
 
 
+@pytest.mark.unit
 def test_report_takes_the_gpus_the_recorder_saw_the_job_on():
     from gputop.workload import insight
 

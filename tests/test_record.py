@@ -17,7 +17,7 @@ import pytest
 import traceval
 from gputop import record, trace
 from gputop.model import Sample
-from test_trace import make_samples
+from helpers import make_samples
 
 TESTS = pathlib.Path(__file__).resolve().parent
 RECORD = [sys.executable, "-m", "gputop", "record"]
@@ -47,6 +47,7 @@ def args(out, interval=0.01, duration=0.05, force=False) -> argparse.Namespace:
     return argparse.Namespace(out=str(out), interval=interval, duration=duration, force=force)
 
 
+@pytest.mark.unit
 def test_record_with_a_stub_sampler_round_trips(tmp_path):
     stub = StubSampler(make_samples())
     assert record.run(args(tmp_path / "t.json"), sampler=stub) == 0
@@ -59,6 +60,7 @@ def test_record_with_a_stub_sampler_round_trips(tmp_path):
     assert 4 <= len(stub.given) <= 6  # deadlines 0, 10, ..., 50 ms; a late one is skipped
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("setup, words", [
     ("exists", "exists (use --force"),
     ("no_dir", "cannot write"),
@@ -78,6 +80,7 @@ def test_bad_output_is_one_line_before_any_sampling(tmp_path, capsys, setup, wor
         assert out.read_text() == "keep me"
 
 
+@pytest.mark.unit
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
 def test_unwritable_directory(tmp_path, capsys):
     locked = tmp_path / "locked"
@@ -86,6 +89,7 @@ def test_unwritable_directory(tmp_path, capsys):
     assert "Permission denied" in capsys.readouterr().err
 
 
+@pytest.mark.unit
 def test_force_overwrites(tmp_path):
     out = tmp_path / "t.json"
     out.write_text("old")
@@ -99,6 +103,7 @@ class Tty(io.StringIO):
         return True
 
 
+@pytest.mark.unit
 def test_progress_line_only_on_a_terminal(tmp_path):
     tty = Tty()
     assert record.run(args(tmp_path / "a.json"), sampler=StubSampler(make_samples()), stderr=tty) == 0
@@ -150,6 +155,7 @@ def _wait_for_samples(out: pathlib.Path, proc: subprocess.Popen, n: int = 10, ti
     raise AssertionError("the recorder wrote no samples")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("fake", FAKES)
 def test_sigkill_mid_run_leaves_a_trace_that_loads(tmp_path, fake):
     out = tmp_path / "t.json"
@@ -168,6 +174,7 @@ def test_sigkill_mid_run_leaves_a_trace_that_loads(tmp_path, fake):
         assert samples[-1].gpus[0].info.sm_count == 132 and samples[-1].gpus[0].power_w is not None
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 @pytest.mark.parametrize("fake", FAKES)
 def test_sigterm_and_ctrl_c_finish_a_strictly_valid_file(tmp_path, fake, sig):
@@ -184,6 +191,7 @@ def test_sigterm_and_ctrl_c_finish_a_strictly_valid_file(tmp_path, fake, sig):
     assert trace.load(out).complete
 
 
+@pytest.mark.e2e
 def test_duration_at_100_hz_without_drift(tmp_path):
     out = tmp_path / "t.json"
     proc = subprocess.run([*RECORD, "--out", str(out), "--interval", "0.01", "--duration", "1"],
@@ -195,6 +203,7 @@ def test_duration_at_100_hz_without_drift(tmp_path):
     assert len(samples) >= 80  # 101 deadlines; a few may be skipped on a loaded machine
 
 
+@pytest.mark.e2e
 def test_cli_errors_are_one_line(tmp_path):
     (tmp_path / "t.json").write_text("x")
     for argv in (["--out", str(tmp_path / "t.json")], ["--out", str(tmp_path / "t2.json"), "--interval", "0"],
@@ -204,6 +213,7 @@ def test_cli_errors_are_one_line(tmp_path):
         assert proc.stderr.count("\n") == 1 and "error" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.e2e
 def test_headless_modules_import_neither_textual_torch_nor_plotext():
     code = ("import sys, gputop.record, gputop.report, gputop.trace\n"
             "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "

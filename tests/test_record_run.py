@@ -8,8 +8,6 @@ import io
 import json
 import os
 import pathlib
-import subprocess
-import sys
 import textwrap
 import time
 
@@ -19,24 +17,14 @@ import traceval
 from gputop import trace
 from gputop.trace import TraceWriter, phase_tid
 from gputop.workload import WorkloadMark, WorkloadStep
-from test_trace import T0, make_samples, write_with_workload
+from helpers import T0, make_samples, write_with_workload
+from helpers import gputop_h100 as gputop
 
 TESTS = pathlib.Path(__file__).resolve().parent
 TINY_MLP = ["--device", "cpu", "--hidden", "32", "--layers", "1", "--batch-size", "4", "--steps", "5"]
 
 
-def env() -> dict[str, str]:
-    out = dict(os.environ)
-    out["GPUTOP_FAKE_NVML"] = "H100_SXM"
-    out["PYTHONPATH"] = os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS), out.get("PYTHONPATH", "")])
-    return out
-
-
-def gputop(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gputop", *argv], capture_output=True, text=True,
-                          timeout=timeout, env=env())
-
-
+@pytest.mark.e2e
 def test_record_run_writes_the_steps_on_the_workloads_pid(tmp_path):
     out = tmp_path / "t.json"
     done = gputop("record", "--out", str(out), "--interval", "0.1", "--run", "mlp", "--", *TINY_MLP)
@@ -75,6 +63,7 @@ def test_record_run_writes_the_steps_on_the_workloads_pid(tmp_path):
     assert "medians over 4 steps (step 1 is warm-up, left out)" in text_report.stdout
 
 
+@pytest.mark.e2e
 def test_a_gpu_reading_after_the_last_step_closes_a_fast_recording(tmp_path):
     """At 100 Hz the GPUs are read every ~0.09 s: the sample that sees the workload gone may
     carry a reading from before its last step. One more sample, a GPU interval later, is
@@ -90,6 +79,7 @@ def test_a_gpu_reading_after_the_last_step_closes_a_fast_recording(tmp_path):
     assert loaded.samples()[-1].ts_ns == gpu_ts[-1]  # the closing sample is that GPU read
 
 
+@pytest.mark.unit
 def test_a_trace_without_a_workload_reports_none(tmp_path):
     path = tmp_path / "plain.json"
     writer = TraceWriter.create(str(path))
@@ -102,6 +92,7 @@ def test_a_trace_without_a_workload_reports_none(tmp_path):
     assert report.summarize(loaded, loaded.samples())["workload"] is None
 
 
+@pytest.mark.unit
 def test_the_writer_keeps_steps_nested_and_counts_what_it_cannot_place(tmp_path):
     """Rounding between the child's clocks may make a step start a hair before the previous one
     ended: it is drawn from there (slices on the steps thread nest) but keeps its own wall time in
@@ -143,6 +134,7 @@ def test_the_writer_keeps_steps_nested_and_counts_what_it_cannot_place(tmp_path)
     assert (writer.steps_trimmed, writer.steps_out_of_order) == (1, 1)
 
 
+@pytest.mark.unit
 def test_report_rates_use_the_steps_own_wall_time(tmp_path):
     path = write_with_workload(tmp_path / "w.json",
                                [WorkloadStep(k, 10, None, 0.002, T0 + k * 1_000_000) for k in range(1, 6)])
@@ -168,6 +160,7 @@ def kineto_like(pid: int, base_ns: int, ops: list[tuple[str, int, int]]) -> dict
     return {"schemaVersion": 1, "baseTimeNanoseconds": base_ns, "traceEvents": events}
 
 
+@pytest.mark.unit
 def test_a_record_run_trace_merges_with_a_profile_of_the_same_process(tmp_path):
     """Kineto draws ProfilerStep#N on the main thread (tid == pid); gputop's steps, which need not
     line up with the profiler's, go on a thread of their own, and the process is named once."""
@@ -201,6 +194,7 @@ def test_a_record_run_trace_merges_with_a_profile_of_the_same_process(tmp_path):
     assert len(trace.load(out).workload_steps()) == 4
 
 
+@pytest.mark.unit
 def test_phases_reach_the_trace_nested_whatever_the_workload_sends(tmp_path):
     """An E closes the innermost open B of its name (and what was opened inside it first); an E
     with no B is left out; a phase still open when the recording stops is closed then."""
@@ -226,6 +220,7 @@ def test_phases_reach_the_trace_nested_whatever_the_workload_sends(tmp_path):
     assert writer.phases_unmatched == 2  # "b" (already closed with "a") and "never"
 
 
+@pytest.mark.unit
 def test_the_validator_checks_begin_end_nesting():
     head = '[{"ph":"M","name":"process_name","pid":7,"tid":7,"args":{"name":"p"}}\n'
     ev = lambda ph, name, ts: f',{{"ph":"{ph}","name":"{name}","pid":7,"tid":7,"ts":{ts}}}\n'  # noqa: E731
@@ -258,6 +253,7 @@ for i in range(1, 1001):
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("mode, ended, final, code", [
     ("crash", "failed: RuntimeError: boom (exit 1)", "failed (5 steps): RuntimeError: boom", 1),
     ("killed", "killed by SIGKILL", "failed (5 steps): killed by SIGKILL", 1),
@@ -284,6 +280,7 @@ def test_how_the_workload_ended_is_recorded_and_reported(tmp_path, mode, ended, 
     assert line.endswith(f" steps, {ended}"), line
 
 
+@pytest.mark.unit
 def test_an_end_event_error_without_a_message_is_not_none(tmp_path):
     path = write_with_workload(tmp_path / "e.json",
                                [WorkloadMark("end", T0 + 1000, name="fake", args={"status": "error"})])
@@ -292,6 +289,7 @@ def test_an_end_event_error_without_a_message_is_not_none(tmp_path):
     assert summary["ended"] == "ended with an error (no message)"
 
 
+@pytest.mark.e2e
 def test_a_long_interval_loses_no_step(tmp_path):
     """Steps are written every DRAIN_S whatever --interval: 120,000 steps arriving within one
     interval all reach the trace, and the recording ends with the workload, not at the next tick."""
@@ -314,6 +312,7 @@ def test_a_long_interval_loses_no_step(tmp_path):
     assert len(trace.load(out).workload_steps()) == 120_000
 
 
+@pytest.mark.e2e
 def test_a_bad_target_is_one_line_and_no_file(tmp_path):
     out = tmp_path / "t.json"
     done = gputop("record", "--out", str(out), "--run", str(tmp_path / "nope.py"), timeout=60)
@@ -321,12 +320,14 @@ def test_a_bad_target_is_one_line_and_no_file(tmp_path):
     assert done.stderr == f"gputop record: error: no such file: {tmp_path / 'nope.py'}\n"
 
 
+@pytest.mark.e2e
 def test_arguments_after_dashes_need_a_workload(tmp_path):
     done = gputop("record", "--out", str(tmp_path / "t.json"), "--", "--steps", "3", timeout=60)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "with --run" in done.stderr
     assert not (tmp_path / "t.json").exists()
 
 
+@pytest.mark.e2e
 def test_a_failing_workload_exits_1_and_the_trace_still_loads(tmp_path):
     job = tmp_path / "job.py"
     job.write_text("import sys\nprint('loading', file=sys.stderr)\nraise SystemExit('no data found')\n")
@@ -339,6 +340,7 @@ def test_a_failing_workload_exits_1_and_the_trace_still_loads(tmp_path):
     assert loaded.workload["name"] == "job.py" and loaded.workload_steps() == []
 
 
+@pytest.mark.e2e
 def test_duration_stops_the_workload_and_its_group(tmp_path):
     job = tmp_path / "job.py"
     pidfile = tmp_path / "pid"

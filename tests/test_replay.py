@@ -26,6 +26,7 @@ def header_only() -> str:
     return "\n".join(line for line in lines if '"ph":"M"' in line) + "\n"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("content, says", [
     (None, "cannot read"),
     ("", "is empty"),
@@ -47,12 +48,14 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, content, says):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.e2e
 def test_a_directory_is_refused(tmp_path):
     result = replay(str(tmp_path))
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1
     assert result.stderr.startswith("gputop replay: error: ")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("speed", ["0.1", "512", "fast"])  # 256x is the top speed (#12.16)
 def test_a_bad_speed_is_a_usage_error(speed):
     result = replay(str(DATA), "--speed", speed)
@@ -60,6 +63,7 @@ def test_a_bad_speed_is_a_usage_error(speed):
     assert "--speed" in result.stderr
 
 
+@pytest.mark.e2e
 def test_replay_is_a_command_with_help():
     parser = cli.build_parser()
     args = parser.parse_args(["replay", str(DATA), "--speed", "4", "--paused"])
@@ -70,6 +74,7 @@ def test_replay_is_a_command_with_help():
     assert "space play/pause" in result.stdout and "--speed" in result.stdout
 
 
+@pytest.mark.e2e
 def test_loading_and_checking_a_trace_imports_no_textual(tmp_path):
     """The error path runs before the TUI is imported: a bad file costs no start-up."""
     path = tmp_path / "empty.json"
@@ -81,6 +86,7 @@ def test_loading_and_checking_a_trace_imports_no_textual(tmp_path):
     assert out.stdout.strip() == "1 []"
 
 
+@pytest.mark.unit
 def test_a_truncated_trace_loads_what_it_has(tmp_path):
     """The TUI itself is tested in test_tui_replay; here: a cut file is not an error."""
     from gputop.trace import load

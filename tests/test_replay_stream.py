@@ -22,7 +22,9 @@ from gputop.trace.index import SampleIndex
 from gputop.trace.stream import TraceStream
 from gputop.tui.app import GputopApp
 from gputop.tui.widgets.workload import WorkloadView
-from test_tui import screen_text
+from tui_fixtures import screen_text
+
+pytestmark = pytest.mark.xdist_group("replay_stream")  # its module fixture runs once, on one worker
 
 TESTS = pathlib.Path(__file__).resolve().parent
 DATA = TESTS / "data" / "h100_fake.json"
@@ -50,6 +52,7 @@ def run_trace(tmp_path_factory) -> pathlib.Path:
     return out
 
 
+@pytest.mark.unit
 def test_the_index_decodes_the_samples_load_does_in_any_order(long_trace):
     expected = load(long_trace).samples()
     with TraceStream(long_trace) as stream:
@@ -65,6 +68,7 @@ def test_the_index_decodes_the_samples_load_does_in_any_order(long_trace):
         assert list(index.ts) == [s.ts_ns for s in expected]
 
 
+@pytest.mark.unit
 def test_replay_opens_before_the_file_is_indexed_and_grows(long_trace):
     feed = replay.open_feed(str(long_trace), playing=False)
     try:
@@ -75,6 +79,7 @@ def test_replay_opens_before_the_file_is_indexed_and_grows(long_trace):
         feed.close()
 
 
+@pytest.mark.unit
 def test_speeds_go_up_to_256x():
     assert SPEEDS[-1] == 256.0 and 16.0 in SPEEDS and 0.25 in SPEEDS  # #12.16: 16x was the top
 
@@ -92,6 +97,7 @@ async def replaying(path: pathlib.Path):
         feed.close()
 
 
+@pytest.mark.tui
 async def test_keys_jump_by_time_and_by_share(long_trace):
     """#12.16: a replay could only step a sample or go to the ends."""
     async with replaying(long_trace) as (app, pilot, feed, offset):
@@ -116,6 +122,7 @@ async def test_keys_jump_by_time_and_by_share(long_trace):
         assert f"sample {feed.last + 1}/" in screen_text(app)
 
 
+@pytest.mark.tui
 async def test_g_goes_to_a_typed_time(long_trace):
     """g opens a box: 1:10 (m:ss), 0:01:30 (h:mm:ss), 45s, 12 (seconds) or 50% move the cursor
     there; the replay's keys type into the box meanwhile; a bad time is said, escape stays."""
@@ -144,6 +151,7 @@ async def test_g_goes_to_a_typed_time(long_trace):
     assert [parse_offset(t, 10) for t in ("inf", "1e400", "1:nan", "nan", "infs", "1:inf", "nan%")] == [None] * 7
 
 
+@pytest.mark.e2e
 async def test_a_run_recording_replays_with_its_workload_panel(run_trace):
     """#12.9: the replay of a ``record --run`` showed no workload panel."""
     recorded = load(run_trace)

@@ -14,7 +14,7 @@ import pytest
 
 from gputop import report, trace
 from gputop.model import Sample
-from test_trace import T0, make_samples, write, write_with_workload
+from helpers import T0, make_samples, write, write_with_workload
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 FIXTURE = DATA / "h100_fake.json"
@@ -26,6 +26,7 @@ def run(path, *flags: str) -> tuple[int, str]:
     return report.run(ns, stdout=out), out.getvalue()
 
 
+@pytest.mark.unit
 def test_text_report_of_the_fixture():
     rc, text = run(FIXTURE)
     assert rc == 0
@@ -37,6 +38,7 @@ def test_text_report_of_the_fixture():
     assert "\x1b[" not in text  # not a terminal: no colour codes
 
 
+@pytest.mark.unit
 def test_json_report_numbers_match_the_samples():
     rc, out = run(FIXTURE, "--json")
     assert rc == 0
@@ -54,12 +56,14 @@ def test_json_report_numbers_match_the_samples():
     assert "CPU busy" not in out  # no chart in JSON
 
 
+@pytest.mark.unit
 def test_stats_percentiles_and_gaps():
     st = report.stats([None, 4.0, 1.0, 3.0, 2.0, None])
     assert st == {"n": 4, "mean": 2.5, "p50": 2.5, "p95": pytest.approx(3.85), "max": 4.0}
     assert report.stats([None, None])["mean"] is None
 
 
+@pytest.mark.unit
 def test_energy_integration_skips_gaps():
     s = 1_000_000_000
     assert report.integrate_j([0, 10 * s], [100.0, 100.0]) == pytest.approx(1000.0)
@@ -72,6 +76,7 @@ def _with(samples: list[Sample], k: int, **gpu0) -> Sample:
     return replace(s, gpus=(replace(s.gpus[0], **gpu0), *s.gpus[1:]))
 
 
+@pytest.mark.unit
 def test_util_trap_share_energy_fallback_and_cpu_energy(tmp_path):
     samples = make_samples(4)
     samples = [_with(samples, 0, gpu_util_pct=95.0, sm_active_pct=20.0, energy_j=None),
@@ -91,12 +96,14 @@ def test_util_trap_share_energy_fallback_and_cpu_energy(tmp_path):
     assert "lost (not answering) in 1 samples" in text
 
 
+@pytest.mark.unit
 def test_cut_off_trace_is_reported_with_a_note(tmp_path):
     path = write(tmp_path / "t.json", make_samples(), close=False)
     rc, text = run(path, "--no-chart")
     assert rc == 0 and "did not finish cleanly" in text
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("content, words", [
     (b"", "empty"),
     (b"not json at all", "not JSON"),
@@ -117,6 +124,7 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, capsys, content, words):
     assert err.count("\n") == 1 and err.startswith("gputop report: error:") and words in err
 
 
+@pytest.mark.unit
 def test_bad_workload_start_values_are_n_a_not_a_traceback(tmp_path):
     """A start mark read from a file: a string where a number belongs is n/a."""
     from gputop.workload import WorkloadMark, WorkloadStep
@@ -135,11 +143,13 @@ def test_bad_workload_start_values_are_n_a_not_a_traceback(tmp_path):
     assert rows["TFLOP/s"].split()[-1] == "n/a" and rows["MFU"].split()[-1] == "n/a"
 
 
+@pytest.mark.unit
 def test_missing_file(tmp_path, capsys):
     rc, _ = run(tmp_path / "nope.json")
     assert rc == 1 and "cannot read" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_json_report_never_imports_plotext():
     code = ("import argparse, io, sys\n"
             "from gputop import report\n"
@@ -150,6 +160,7 @@ def test_json_report_never_imports_plotext():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.e2e
 def test_cli_report_on_bad_input_is_one_line_no_traceback(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("[{\"ph\": \"C\"")
@@ -160,6 +171,7 @@ def test_cli_report_on_bad_input_is_one_line_no_traceback(tmp_path):
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.e2e
 def test_cli_report_of_the_fixture():
     proc = subprocess.run([sys.executable, "-m", "gputop", "report", str(FIXTURE), "--json"],
                           capture_output=True, text=True, timeout=30)
@@ -167,6 +179,7 @@ def test_cli_report_of_the_fixture():
     assert json.loads(proc.stdout)["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("tokens, shown", [(1024, "819,200   (1024 per sequence)"), ("1024", None), (0, None)])
 def test_a_language_model_gets_tokens_per_second_where_its_start_says_tokens_per_sample(tmp_path, tokens, shown):
     """The transformer workload says its context length (tokens_per_sample); a string or 0 read

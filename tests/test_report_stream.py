@@ -26,6 +26,8 @@ from gputop.trace import load
 from gputop.trace.stream import TraceStream, decoder_for, samples
 from gputop.workload import rates
 
+pytestmark = pytest.mark.xdist_group("report_stream")  # its module fixture runs once, on one worker
+
 TESTS = pathlib.Path(__file__).resolve().parent
 DATA = TESTS / "data" / "h100_fake.json"
 
@@ -98,15 +100,18 @@ def assert_same(path: pathlib.Path, *, rel_mean: float, rel_pct: float) -> dict:
     return summary
 
 
+@pytest.mark.unit
 def test_the_fixture_gives_the_numbers_it_gave_before():
     assert_same(DATA, rel_mean=1e-12, rel_pct=0.0)
 
 
+@pytest.mark.e2e
 def test_a_real_100_hz_recording_gives_the_same_numbers(recorded):
     summary = assert_same(recorded, rel_mean=1e-12, rel_pct=0.0)
     assert summary["samples"] > 100 and summary["complete"] and not summary["being_written"]
 
 
+@pytest.mark.e2e
 def test_a_recording_over_many_read_chunks_gives_the_same_numbers(recorded, tmp_path):
     """A real recording repeated (12 MB): every chunk boundary and carried GPU reading right.
     (Its copies repeat the same values, so the percentiles stay exact: the buckets are tested
@@ -126,6 +131,7 @@ SHAPES = {  # (on the text: a number parsed and written again could change its d
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("shape", SHAPES)
 def test_counter_lines_in_another_shape_are_read_as_json(recorded, tmp_path, shape):
     """Only the writer's exact shape takes the split fast path: a counter line with its keys in
@@ -144,6 +150,7 @@ def test_counter_lines_in_another_shape_are_read_as_json(recorded, tmp_path, sha
     assert_same(odd, rel_mean=1e-12, rel_pct=0.0)
 
 
+@pytest.mark.unit
 def test_distribution_is_exact_then_within_the_error_and_bounded():
     rng = random.Random(3)
     few = [rng.choice([0.0, 12.5, 50.0, 99.5]) for _ in range(5000)]
@@ -165,6 +172,7 @@ def test_distribution_is_exact_then_within_the_error_and_bounded():
     assert math.isclose(d.mean, sum(many) / len(many), rel_tol=1e-9)
 
 
+@pytest.mark.unit
 def test_thinned_points_stay_bounded_and_evenly_spaced():
     t = stats.Thinned(100)
     for i in range(10_000):
@@ -183,6 +191,7 @@ class Tty(io.StringIO):
         return True
 
 
+@pytest.mark.unit
 def test_progress_only_on_a_terminal_after_a_second_and_cleared():
     now = [0.0]
     out = Tty()
@@ -202,6 +211,7 @@ def test_progress_only_on_a_terminal_after_a_second_and_cleared():
     assert piped.getvalue() == ""
 
 
+@pytest.mark.e2e
 def test_report_not_on_a_terminal_writes_only_its_output(recorded):
     out, err = io.StringIO(), io.StringIO()
     ns = argparse.Namespace(trace=str(recorded), json=True, no_chart=True)
@@ -209,6 +219,7 @@ def test_report_not_on_a_terminal_writes_only_its_output(recorded):
     assert err.getvalue() == "" and json.loads(out.getvalue())["samples"] > 100
 
 
+@pytest.mark.e2e
 def test_a_trace_still_being_written_is_told_apart_from_a_cut_one(tmp_path):
     """#12.17: a trace whose recorder is still running was called 'did not finish cleanly'."""
     out = tmp_path / "live.json"
@@ -235,6 +246,7 @@ def test_a_trace_still_being_written_is_told_apart_from_a_cut_one(tmp_path):
     assert "did not finish cleanly" in text and "still being written" not in text
 
 
+@pytest.mark.e2e
 def test_help_states_the_percentiles_error():
     done = subprocess.run([sys.executable, "-m", "gputop", "report", "--help"], capture_output=True,
                           text=True, timeout=60)

@@ -12,6 +12,8 @@ from gputop.sampler import OpenedOnFirstSample, Sampler, Ticker, iter_samples, r
 from gputop.sources import gpm
 from gputop.sources.cpu import HostProcess
 
+pytestmark = pytest.mark.unit
+
 
 def info(index):
     return GpuInfo(index=index, name="H100", uuid=f"GPU-{index}", pci_bus_id=None, architecture="Hopper",

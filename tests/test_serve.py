@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import queue
 import shutil
@@ -23,63 +22,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gputop import serve
 from gputop.model import CpuSample, Sample
+from helpers import Served, fake_env
 
 TESTS = pathlib.Path(__file__).resolve().parent
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
 APT = "apt-get install -y prometheus"
 H100_NAME = "NVIDIA H100 80GB HBM3"
-
-
-def _env(fake: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("GPUTOP_FAKE_NVML", None)
-    if fake is not None:
-        env["GPUTOP_FAKE_NVML"] = fake
-        env["PYTHONPATH"] = os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS), env.get("PYTHONPATH", "")])
-    return env
-
-
-class Served:
-    """``gputop serve`` in a subprocess; ``url`` from the line it prints once it serves."""
-
-    def __init__(self, *args: str, fake: str | None = None, timeout: float = 30) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "gputop", "serve", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=_env(fake))
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.stderr: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            line = None
-        if line is None or "http://" not in line:
-            self.stop()
-            raise AssertionError(f"gputop serve did not start: {''.join(self.stderr)}")
-        self.url = line.split()[2]
-        self.port = int(urllib.parse.urlsplit(self.url).port)
-
-    def _read(self) -> None:
-        for line in self.proc.stderr:
-            self.stderr.append(line)
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def get(self, timeout: float = 10) -> str:
-        with urllib.request.urlopen(self.url, timeout=timeout) as resp:
-            assert resp.status == 200
-            return resp.read().decode()
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
 
 
 def families(text: str) -> dict:
@@ -107,6 +56,7 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["serve", *argv])
 
 
+@pytest.mark.e2e
 def test_help_and_loopback_default():
     args = parse()
     assert (args.addr, args.port, args.interval) == ("127.0.0.1", 9400, 1.0)
@@ -115,27 +65,30 @@ def test_help_and_loopback_default():
     assert out.returncode == 0 and "examples:" in out.stdout and "--addr" in out.stdout
 
 
+@pytest.mark.e2e
 def test_busy_port_is_one_line_and_exit_1():
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         out = subprocess.run([sys.executable, "-m", "gputop", "serve", "--port", str(port)],
-                             capture_output=True, text=True, timeout=30, env=_env(None))
+                             capture_output=True, text=True, timeout=30, env=fake_env(None))
     assert out.returncode == 1
     assert out.stdout == ""
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
     assert out.stderr.startswith("gputop serve: error: ") and "already in use" in out.stderr
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("addr, words", [("192.0.2.1", "not an address of this machine")])
 def test_bad_address_is_one_line_and_exit_1(addr, words):
     out = subprocess.run([sys.executable, "-m", "gputop", "serve", "--addr", addr, "--port", "0"],
-                         capture_output=True, text=True, timeout=30, env=_env(None))
+                         capture_output=True, text=True, timeout=30, env=fake_env(None))
     assert out.returncode == 1 and out.stdout == ""
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr and words in out.stderr
 
 
+@pytest.mark.unit
 def test_unresolvable_address_is_a_bind_error(monkeypatch):
     def fail(*args, **kw):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
@@ -145,6 +98,7 @@ def test_unresolvable_address_is_a_bind_error(monkeypatch):
         serve.bind("no-such-host", 9400, app=None)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("args", [["--port", "70000"], ["--port", "x"], ["--interval", "0"]])
 def test_bad_flags_exit_2(args):
     out = subprocess.run([sys.executable, "-m", "gputop", "serve", *args], capture_output=True,
@@ -152,6 +106,7 @@ def test_bad_flags_exit_2(args):
     assert out.returncode == 2 and out.stderr.count("\n") == 1
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_is_a_clean_exit(sig):
     served = Served("--port", "0", "--interval", "0.2")
@@ -204,6 +159,7 @@ class _Lines:
         return self.q.get(timeout=timeout).split()[2]
 
 
+@pytest.mark.unit
 def test_scrapes_never_sample():
     sampler = CountingSampler()
     stop, thread, url, result = _serve_in_thread(sampler, interval=3600)
@@ -221,6 +177,7 @@ def test_scrapes_never_sample():
     assert sampler.calls == 1 and result["rc"] == 0 and not thread.is_alive()
 
 
+@pytest.mark.unit
 def test_default_bind_is_loopback():
     sampler = CountingSampler()
     stop, thread, url, _ = _serve_in_thread(sampler, interval=3600)
@@ -233,6 +190,7 @@ def test_default_bind_is_loopback():
 
 # ----------------------------------------------------------------------------- on the fake NVML
 
+@pytest.mark.e2e
 def test_fake_h100_exposition_passes_promtool():
     served = Served("--port", "0", "--interval", "0.2", fake="H100_SXM")
     try:
@@ -254,6 +212,7 @@ def test_fake_h100_exposition_passes_promtool():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+@pytest.mark.e2e
 def test_200_concurrent_scrapes_neither_break_it_nor_change_its_rate():
     interval = 0.1
     served = Served("--port", "0", "--interval", str(interval), fake="H100_SXM")
@@ -284,6 +243,7 @@ def test_200_concurrent_scrapes_neither_break_it_nor_change_its_rate():
 
 # -------------------------------------------------------------------------- a real Prometheus
 
+@pytest.mark.e2e
 @pytest.mark.skipif(PROMETHEUS is None, reason=f"prometheus not installed ({APT})")
 def test_a_real_prometheus_scrapes_it(tmp_path):
     served = Served("--port", "0", "--interval", "0.5", fake="H100_SXM")

@@ -11,105 +11,23 @@ Timeouts are generous: the machine may be slow and shared.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-TMUX = shutil.which("tmux")
+from helpers import EXIT_TIMEOUT_S, MODES, PROMPT, ROOT, START_TIMEOUT_S, TMUX, Tmux, children, tmux_env
+
 pytestmark = [
+    pytest.mark.e2e,
     pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)"),
     pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find gputop's pid"),
 ]
 
-TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
-PROMPT = "gputop-test$ "
-SIZE = (120, 40)
-START_TIMEOUT_S = 60.0  # python + textual import and the first frame, on a busy 2-core machine
-EXIT_TIMEOUT_S = 30.0
-# Terminal modes a full-screen app turns on and must turn off again (tmux format names).
-MODES = ("alternate_on", "mouse_any_flag", "mouse_button_flag", "mouse_standard_flag", "mouse_sgr_flag")
-
-
-def _env(fake: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
-    env.update(GPUTOP_FAKE_NVML=fake, ENV="",
-               PYTHONPATH=os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS),
-                                           env.get("PYTHONPATH", "")]))
-    return env
-
-
-class Tmux:
-    """One private tmux server with one session running ``/bin/sh`` at a fixed size."""
-
-    def __init__(self, env: dict[str, str], size: tuple[int, int] = SIZE) -> None:
-        self.socket = f"gputop-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.env = env
-        width, height = size
-        self.socket_path = ""
-        self.tmux("new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), "/bin/sh")
-        self.socket_path = self.show("#{socket_path}")
-
-    def tmux(self, *args: str) -> str:
-        out = subprocess.run([TMUX, "-L", self.socket, "-f", "/dev/null", *args], env=self.env,
-                             capture_output=True, text=True, timeout=30)
-        if out.returncode != 0:
-            raise AssertionError(f"tmux {' '.join(args)} failed: {out.stderr.strip()}")
-        return out.stdout
-
-    def screen(self) -> str:
-        return self.tmux("capture-pane", "-p", "-t", "t")
-
-    def show(self, fmt: str) -> str:
-        return self.tmux("display-message", "-p", "-t", "t", fmt).strip()
-
-    def modes(self) -> dict[str, str]:
-        values = self.show(" ".join(f"#{{{m}}}" for m in MODES)).split(" ")
-        return dict(zip(MODES, values))
-
-    def type(self, line: str) -> None:
-        self.tmux("send-keys", "-t", "t", "-l", line)
-        self.tmux("send-keys", "-t", "t", "Enter")
-
-    def wait_for(self, condition, what: str, timeout_s: float) -> str:
-        """Poll the screen until ``condition(screen)`` holds; fail showing the last screen."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            screen = self.screen()
-            if condition(screen):
-                return screen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; screen:\n{screen}")
-            time.sleep(0.1)
-
-    def pane_pid(self) -> int:
-        return int(self.tmux("list-panes", "-t", "t", "-F", "#{pane_pid}").split()[0])
-
-    def kill(self) -> None:
-        subprocess.run([TMUX, "-L", self.socket, "kill-server"], env=self.env, capture_output=True, timeout=30)
-        if self.socket_path:
-            Path(self.socket_path).unlink(missing_ok=True)  # tmux leaves the socket file behind
-
-
-def _children(pid: int) -> list[int]:
-    kids: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            kids += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return kids
-
-
 def _gputop_pid(shell_pid: int) -> int | None:
     """The ``python -m gputop`` process under the shell (None while it is not started)."""
-    todo = _children(shell_pid)
+    todo = children(shell_pid)
     while todo:
         pid = todo.pop()
         try:
@@ -118,7 +36,7 @@ def _gputop_pid(shell_pid: int) -> int | None:
             continue
         if b"gputop" in cmdline and b"-m" in cmdline:
             return pid
-        todo += _children(pid)
+        todo += children(pid)
     return None
 
 
@@ -132,7 +50,7 @@ def terminal(request):
     made: list[Tmux] = []
 
     def make(fake: str) -> Tmux:
-        made.append(Tmux(_env(fake)))
+        made.append(Tmux(tmux_env(fake)))
         return made[-1]
 
     yield make

@@ -10,60 +10,13 @@ import pytest
 
 import traceval
 from gputop import metrics, trace
-from gputop.model import CpuSample, GpuInfo, GpuSample, Sample
+from gputop.model import CpuSample, GpuSample, Sample
 from gputop.trace import CPU_PID, TraceError, TraceWriter
+from helpers import A100, H100, T0, make_samples, write
+
+pytestmark = pytest.mark.unit
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
-T0 = 1_712_345_678_901_234_567  # ns; sub-microsecond digits must survive the round trip
-
-H100 = GpuInfo(index=0, name="NVIDIA H100 80GB HBM3", uuid="GPU-0000", pci_bus_id="00000000:18:00.0",
-               architecture="Hopper", sm_count=132, mem_bus_width_bits=5120, max_mem_clock_mhz=2619,
-               peak_dram_bw_bytes_per_s=3.35e12, driver_version="550.54.15", cuda_version="12.4",
-               gpm_supported=True)
-A100 = GpuInfo(index=1, name="NVIDIA A100-SXM4-80GB", uuid=None, pci_bus_id=None, architecture="Ampere",
-               sm_count=108, mem_bus_width_bits=None, max_mem_clock_mhz=None,
-               peak_dram_bw_bytes_per_s=None, driver_version="550.54.15", cuda_version="12.4")
-
-
-def make_samples(n: int = 5) -> list[Sample]:
-    """Known samples: gaps (None), a lost GPU, throttle reasons that change, odd timestamps."""
-    out = []
-    for i in range(n):
-        cpu = CpuSample(cpu_util_pct=12.5 + i, core_util_pct=(10.0, 15.0 + i),
-                        core_freq_mhz=(3000.0, None if i % 2 else 2999.5),
-                        cpu_power_w=None if i == 2 else 45.25 + i, ram_used_bytes=10**9 + i,
-                        ram_total_bytes=16 * 2**30, load1=0.5)
-        h100 = GpuSample(H100, gpu_util_pct=99.0, mem_busy_pct=40.0,
-                         sm_active_pct=None if i == 1 else 30.25 + i, tensor_active_pct=0.1,
-                         dram_bw_bytes_per_s=1.5e12, mem_used_bytes=60 * 2**30, mem_total_bytes=80 * 2**30,
-                         power_w=300.5 + i, power_limit_w=700.0, energy_j=1000.0 + 3 * i,
-                         sm_clock_mhz=1980, temp_c=41.0, pstate=0,
-                         clock_event_reasons=("sw_power_cap", "hw_slowdown") if i >= 3 else (),
-                         pcie_tx_bytes_per_s=1e9)
-        a100 = (GpuSample(A100, lost=True) if i == 3 else
-                GpuSample(A100, gpu_util_pct=5.0 * i, power_w=60.0, clock_event_reasons=None))
-        out.append(Sample(ts_ns=T0 + i * 10_000_123, cpu=cpu, gpus=(h100, a100)))
-    return out
-
-
-def write(path: pathlib.Path, samples: list[Sample], close: bool = True) -> pathlib.Path:
-    writer = TraceWriter.create(str(path), settings={"interval_s": 0.01})
-    for s in samples:
-        writer.write_sample(s)
-    if close:
-        writer.close()
-    return path
-
-
-def write_with_workload(path: pathlib.Path, items: list) -> pathlib.Path:
-    """Two samples (the first at T0) and, between them, a workload's steps and marks ``items``."""
-    samples = make_samples(2)
-    with TraceWriter.create(str(path)) as writer:
-        writer.set_workload(4242, "fake")
-        writer.write_sample(samples[0])
-        writer.write_workload(items)
-        writer.write_sample(samples[1])
-    return path
 
 
 def test_round_trip_gives_the_same_samples(tmp_path):

@@ -40,6 +40,7 @@ DOCS = {
 }
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("chunk", [1, 2, 3, 5, 64, 1 << 20])
 @pytest.mark.parametrize("name", [*DOCS, "real"])
 def test_events_and_keys_are_json_loads_whatever_the_chunks(tmp_path, monkeypatch, name, chunk):
@@ -56,6 +57,7 @@ def test_events_and_keys_are_json_loads_whatever_the_chunks(tmp_path, monkeypatc
     assert list(source.events()) == want_events  # read again, from the start
 
 
+@pytest.mark.unit
 def test_the_real_profile_is_cut_anywhere_into_one_error(tmp_path, monkeypatch):
     monkeypatch.setattr(chrome, "CHUNK", 4096)
     text = REAL_TORCH.read_bytes().rstrip()
@@ -67,6 +69,7 @@ def test_the_real_profile_is_cut_anywhere_into_one_error(tmp_path, monkeypatch):
         assert "not JSON" in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("content, not_trace", [
     ("", False), ("5", False), ('{"traceEvents": [1]}', True), ('{"a": 1}', True),
     ('{"traceEvents": 3}', True), ('{"traceEvents": [], "traceEvents": []}', True),
@@ -80,6 +83,7 @@ def test_what_is_not_a_trace_is_said_so(tmp_path, content, not_trace):
     assert err.value.not_trace == not_trace
 
 
+@pytest.mark.e2e
 def test_merge_of_a_cut_profile_is_one_line_and_writes_nothing(tmp_path):
     cut = tmp_path / "cut.json"
     cut.write_bytes(REAL_TORCH.read_bytes()[:5000])

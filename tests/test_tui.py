@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import io
 import signal
 import statistics
 import subprocess
@@ -14,9 +13,8 @@ import threading
 from dataclasses import replace
 
 import pytest
-from rich.console import Console
 
-from gputop.feed import LiveFeed, ReplayPosition
+from gputop.feed import ReplayPosition
 from gputop.model import Sample
 from gputop.tui import stall
 from gputop.tui.app import GputopApp, SelfCpu
@@ -26,46 +24,10 @@ from gputop.tui.widgets.cpu import CpuPanel
 from gputop.tui.widgets.gpu import GpuPanel, GpuRow, NoGpuPanel
 from gputop.tui.widgets.processes import ProcessTable
 from gputop.tui.widgets.status import StatusBar
-from tui_fixtures import FakeSampler, cpu_sample, lost, make_sample, with_gpu
+from tui_fixtures import FakeSampler, cpu_sample, lost, make_app, make_sample, screen_text, started, until, with_gpu
 
 
-def frozen_self_cpu() -> SelfCpu:
-    return SelfCpu(cpu_clock=lambda: 0.0, wall_clock=lambda: 0.0)  # shows "n/a": deterministic
-
-
-def make_app(sampler, interval_s: float = 1.0, *, host: str = "testhost", paused: bool = False,
-             workload=None, history=None, **kwargs) -> GputopApp:
-    """The live view over a LiveFeed of ``sampler`` (app options in ``kwargs``)."""
-    kwargs.setdefault("self_cpu", frozen_self_cpu())
-    kwargs.setdefault("frame_s", 0.0)  # every ingested sample drawn at once (see test_frames_*)
-    feed = LiveFeed(sampler, interval_s, host=host, paused=paused, workload=workload, history=history)
-    return GputopApp(feed, **kwargs)
-
-
-async def until(pilot, condition, timeout_s: float = 5.0) -> None:
-    """Let the app run until ``condition()`` holds (sampling runs in a worker thread)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        assert loop.time() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.01)
-    await pilot.pause()
-
-
-async def started(pilot, samples: int = 1) -> None:
-    await until(pilot, lambda: pilot.app.samples_taken >= samples)
-
-
-def screen_text(app: GputopApp, styles: bool = False) -> str:
-    """The visible screen as plain text (what a user reads); with ``styles``, colours included
-    (what a terminal shows)."""
-    width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
-                      color_system="truecolor", record=True, legacy_windows=False, safe_box=False)
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
-    return console.export_text(styles=styles)
-
-
+@pytest.mark.tui
 @pytest.mark.parametrize("n_gpus", [1, 8])  # a full panel; compact rows and the detail panel
 async def test_repainting_only_the_changed_lines_leaves_what_a_full_repaint_shows(n_gpus):
     """Panels and charts repaint only the lines whose text changed: after a run of samples,
@@ -89,6 +51,7 @@ async def test_repainting_only_the_changed_lines_leaves_what_a_full_repaint_show
 # -- keys -------------------------------------------------------------------------------------
 
 
+@pytest.mark.tui
 async def test_q_quits():
     app = make_app(FakeSampler(lambda t: make_sample(1, t)))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -98,6 +61,7 @@ async def test_q_quits():
         assert not app.is_running
 
 
+@pytest.mark.tui
 async def test_p_pauses_sampling_and_resumes():
     sampler = FakeSampler(lambda t: make_sample(1, t))
     app = make_app(sampler, interval_s=0.1)
@@ -116,6 +80,7 @@ async def test_p_pauses_sampling_and_resumes():
         assert not app.paused
 
 
+@pytest.mark.tui
 async def test_plus_minus_step_the_interval_within_bounds():
     """+ and - walk one ladder over the whole range --interval takes (0.01 s to an hour)."""
     app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True)
@@ -134,6 +99,7 @@ async def test_plus_minus_step_the_interval_within_bounds():
         assert "every 3600 s" in screen_text(app)
 
 
+@pytest.mark.tui
 @pytest.mark.parametrize("start, up, down", [
     (0.01, 0.02, 0.01), (3600.0, 3600.0, 1800.0), (0.3, 0.5, 0.2), (1.0, 2.0, 0.5), (7.0, 10.0, 5.0),
 ])
@@ -146,6 +112,7 @@ async def test_the_interval_ladder_goes_on_from_any_interval_given(start, up, do
             assert app.interval_s == expected
 
 
+@pytest.mark.tui
 async def test_d_cycles_the_selected_gpu_and_the_charts_follow():
     app = make_app(FakeSampler(lambda t: make_sample(3, t)))
     async with app.run_test(size=(160, 50)) as pilot:
@@ -161,6 +128,7 @@ async def test_d_cycles_the_selected_gpu_and_the_charts_follow():
         assert app.selected_gpu == 0
 
 
+@pytest.mark.tui
 async def test_clicking_a_gpu_selects_it():
     app = make_app(FakeSampler(lambda t: make_sample(3, t)))
     async with app.run_test(size=(160, 50)) as pilot:
@@ -171,6 +139,7 @@ async def test_clicking_a_gpu_selects_it():
         assert app.selected_gpu == 2
 
 
+@pytest.mark.tui
 async def test_question_mark_opens_help_and_escape_closes_it():
     app = make_app(FakeSampler(lambda t: make_sample(1, t)))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -184,6 +153,7 @@ async def test_question_mark_opens_help_and_escape_closes_it():
         assert not isinstance(app.screen, HelpScreen)
 
 
+@pytest.mark.tui
 async def test_k_asks_before_killing_and_n_cancels():
     killed = []
     app = make_app(FakeSampler(lambda t: make_sample(1, t)), kill=lambda pid, sig: killed.append((pid, sig)))
@@ -197,6 +167,7 @@ async def test_k_asks_before_killing_and_n_cancels():
         assert killed == []
 
 
+@pytest.mark.tui
 async def test_k_then_y_sends_sigterm_to_the_selected_row():
     killed = []
     app = make_app(FakeSampler(lambda t: make_sample(1, t)), kill=lambda pid, sig: killed.append((pid, sig)))
@@ -207,6 +178,7 @@ async def test_k_then_y_sends_sigterm_to_the_selected_row():
         assert killed == [(4243, signal.SIGTERM)]
 
 
+@pytest.mark.tui
 async def test_kill_errors_become_a_notification():
     def refuse(pid, sig):
         raise PermissionError(errno.EPERM, "Operation not permitted")
@@ -220,6 +192,7 @@ async def test_kill_errors_become_a_notification():
         assert any("Operation not permitted" in m and "4242" in m for m in messages)
 
 
+@pytest.mark.tui
 async def test_s_cycles_the_sort_column():
     app = make_app(FakeSampler(lambda t: make_sample(2, t)))
     async with app.run_test(size=(160, 50)) as pilot:
@@ -235,6 +208,7 @@ async def test_s_cycles_the_sort_column():
         assert "sort pid" in screen_text(app)
 
 
+@pytest.mark.tui
 async def test_t_cycles_the_theme_and_f_shows_core_frequencies():
     app = make_app(FakeSampler(lambda t: make_sample(1, t)))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -250,6 +224,7 @@ async def test_t_cycles_the_theme_and_f_shows_core_frequencies():
 # -- what is shown ----------------------------------------------------------------------------
 
 
+@pytest.mark.tui
 async def test_no_gpu_shows_why_and_the_cpu_in_full():
     sample = make_sample(0, gpu_unavailable="NVIDIA driver not loaded")
     app = make_app(FakeSampler(sample))
@@ -263,6 +238,7 @@ async def test_no_gpu_shows_why_and_the_cpu_in_full():
         assert app.selected_gpu is None
 
 
+@pytest.mark.tui
 async def test_none_is_shown_as_na_never_zero():
     sample = make_sample(1)
     sample = with_gpu(sample, 0, fan_pct=None, power_w=None, temp_c=None, sm_active_pct=None)
@@ -277,6 +253,7 @@ async def test_none_is_shown_as_na_never_zero():
         assert "0 W of" not in text and "fan 0" not in text
 
 
+@pytest.mark.tui
 async def test_util_and_sm_activity_disagreement_is_spelled_out():
     sample = with_gpu(make_sample(1), 0, gpu_util_pct=100.0, sm_active_pct=23.5)
     app = make_app(FakeSampler(sample))
@@ -288,6 +265,7 @@ async def test_util_and_sm_activity_disagreement_is_spelled_out():
         assert app.query_one(GpuPanel).has_class("-trap")
 
 
+@pytest.mark.tui
 async def test_agreement_has_no_warning():
     sample = with_gpu(make_sample(1), 0, gpu_util_pct=100.0, sm_active_pct=89.4)
     app = make_app(FakeSampler(sample))
@@ -297,6 +275,7 @@ async def test_agreement_has_no_warning():
         assert "118 of 132 SMs active" in text and "kernels are small" not in text
 
 
+@pytest.mark.tui
 async def test_a_lost_gpu_is_shown_and_the_others_continue():
     def make(t: int) -> Sample:
         sample = make_sample(3, t)
@@ -312,6 +291,7 @@ async def test_a_lost_gpu_is_shown_and_the_others_continue():
         assert "SMs" in rows[2].plain_for(rows[2].content_size.width)
 
 
+@pytest.mark.tui
 async def test_energy_counts_from_when_gputop_started():
     app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True)
     async with app.run_test(size=(160, 50)) as pilot:
@@ -321,6 +301,7 @@ async def test_energy_counts_from_when_gputop_started():
         assert "energy 2 kJ since start" in screen_text(app)
 
 
+@pytest.mark.tui
 async def test_paused_at_start_takes_no_sample():
     sampler = FakeSampler(lambda t: make_sample(1, t))
     app = make_app(sampler, interval_s=0.1, paused=True)
@@ -330,6 +311,7 @@ async def test_paused_at_start_takes_no_sample():
         assert "waiting for the first sample" in screen_text(app)
 
 
+@pytest.mark.unit
 def test_own_cpu_is_process_time_over_wall_time():
     cpu, wall = iter([3.0, 3.5, 3.6]), iter([7.0, 8.0, 8.0])
     meter = SelfCpu(cpu_clock=lambda: next(cpu), wall_clock=lambda: next(wall), window_s=0)
@@ -338,6 +320,7 @@ def test_own_cpu_is_process_time_over_wall_time():
     assert meter.read() == pytest.approx(50.0)  # no wall time passed: the last figure, not infinite
 
 
+@pytest.mark.unit
 def test_own_cpu_is_measured_over_whole_windows():
     clock = {"cpu": 0.0, "wall": 0.0}
     meter = SelfCpu(cpu_clock=lambda: clock["cpu"], wall_clock=lambda: clock["wall"], window_s=3.0)
@@ -352,6 +335,7 @@ def test_own_cpu_is_measured_over_whole_windows():
     assert meter.read() == pytest.approx(15.0)  # 0.45 s over the 3 s since
 
 
+@pytest.mark.unit
 def test_own_cpu_does_not_count_the_time_before_the_first_reading():
     """Built at start-up, first read after a second of imports and layout: that second is not
     the cost of sampling, so it is not a reading."""
@@ -363,6 +347,7 @@ def test_own_cpu_does_not_count_the_time_before_the_first_reading():
     assert meter.read() == pytest.approx(2.0)
 
 
+@pytest.mark.tui
 async def test_status_bar_own_cpu_is_na_until_a_real_interval_passed():
     cpu, wall = iter([5.0, 5.25]), iter([1.0, 2.0])
     meter = SelfCpu(cpu_clock=lambda: next(cpu), wall_clock=lambda: next(wall), window_s=1.0)
@@ -379,6 +364,7 @@ async def test_status_bar_own_cpu_is_na_until_a_real_interval_passed():
 # -- the process table says why it is empty ------------------------------------------------
 
 
+@pytest.mark.tui
 @pytest.mark.parametrize("make, reason", [
     (lambda: with_gpu(make_sample(1), 0, processes=()), "no GPU processes"),
     (lambda: with_gpu(make_sample(1), 0, processes=None), "no GPU processes shown: the driver does not list them here"),
@@ -393,6 +379,7 @@ async def test_an_empty_process_table_says_why(make, reason):
         assert reason in screen_text(app)
 
 
+@pytest.mark.tui
 async def test_the_empty_note_goes_when_processes_appear():
     samples = [with_gpu(make_sample(1), 0, processes=()), make_sample(1)]
     app = make_app(FakeSampler(samples), paused=True)
@@ -425,6 +412,7 @@ class Flaky(FakeSampler):
         return sample
 
 
+@pytest.mark.tui
 async def test_a_sampler_error_is_a_notification_and_sampling_goes_on():
     sampler = Flaky(bad={1, 2, 3})
     app = make_app(sampler, interval_s=0.1)
@@ -438,6 +426,7 @@ async def test_a_sampler_error_is_a_notification_and_sampling_goes_on():
         assert "of 132 SMs" in screen_text(app)
 
 
+@pytest.mark.tui
 async def test_while_ticks_fail_the_header_says_so_instead_of_live():
     """After the notification's 8 s the panels still show the last good sample: the header
     must not say "live" meanwhile."""
@@ -459,6 +448,7 @@ def header_fit(app: GputopApp, width: int) -> str:
     return "".join(text for text, _ in app.query_one(StatusBar).build(width)[0])
 
 
+@pytest.mark.tui
 async def test_the_failure_badge_fits_a_narrow_header_and_does_not_push_the_rest_out():
     """At 40 columns the long badge left no room, and the header dropped it and all after it."""
     sampler = Flaky(bad=set(range(1, 1000)))  # (one good sample: a GPU to show)
@@ -479,6 +469,7 @@ async def test_the_failure_badge_fits_a_narrow_header_and_does_not_push_the_rest
         assert all(len(header_fit(app, w)) <= w for w in range(15, 121))  # (narrower: the panel crops the name)
 
 
+@pytest.mark.tui
 async def test_a_replays_cut_off_warning_is_never_left_out_while_later_parts_show():
     app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -496,6 +487,7 @@ async def test_a_replays_cut_off_warning_is_never_left_out_while_later_parts_sho
                 assert "? help" not in text and "GPU" not in text, (w, text)
 
 
+@pytest.mark.tui
 async def test_paused_while_ticks_fail_the_header_says_both():
     sampler = Flaky(bad=set(range(1000)))
     app = make_app(sampler, interval_s=0.1)
@@ -535,6 +527,7 @@ async def hanging_app(monkeypatch, interval_s: float):
         sampler.release.set()
 
 
+@pytest.mark.tui
 async def test_a_sample_that_hangs_turns_live_into_no_sample_for(monkeypatch):
     """A hung sample fails no tick: the header said "live" over the last sample for as long as
     the call hung (12 s seen). Now it says how long no sample has come back, and "live" again
@@ -561,6 +554,7 @@ async def test_a_sample_that_hangs_turns_live_into_no_sample_for(monkeypatch):
         assert app.sample_stalled_s is None
 
 
+@pytest.mark.tui
 @pytest.mark.parametrize("keys", [("minus",), ("p", "p")])
 async def test_a_hang_behind_a_tick_due_at_once_shows_after_the_grace_not_the_interval(monkeypatch, keys):
     """At 30 s a tick, - (or a pause and resume) asks for a tick at once: hung, the header said
@@ -575,6 +569,7 @@ async def test_a_hang_behind_a_tick_due_at_once_shows_after_the_grace_not_the_in
         await until(pilot, lambda: "NO SAMPLE FOR " in header(), timeout_s=5)  # (not 30 s)
 
 
+@pytest.mark.tui
 async def test_a_sampler_failing_from_the_start_does_not_crash():
     sampler = Flaky(bad=set(range(1000)))
     app = make_app(sampler, interval_s=0.1)
@@ -588,6 +583,7 @@ async def test_a_sampler_failing_from_the_start_does_not_crash():
         assert not app.is_running
 
 
+@pytest.mark.e2e
 def test_the_tui_does_not_import_plotext():
     """The charts draw braille into Strips themselves; plotext stays out of the monitor's startup."""
     code = "import sys, gputop.tui.app; print([m for m in sys.modules if 'plotext' in m])"
@@ -595,6 +591,7 @@ def test_the_tui_does_not_import_plotext():
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.tui
 @pytest.mark.parametrize("size", [(80, 24), (160, 50), (250, 70)])
 @pytest.mark.parametrize("n_gpus", [0, 1, 2, 8])
 async def test_renders_at_every_size(n_gpus, size):
@@ -631,12 +628,14 @@ def feed(n_gpus: int, ticks: int = 90):
     return run_before
 
 
+@pytest.mark.tui
 @pytest.mark.parametrize("size", [(80, 24), (160, 50)], ids=["80x24", "160x50"])
 @pytest.mark.parametrize("n_gpus", [0, 1, 8], ids=["0gpu", "1gpu", "8gpu"])
 def test_snapshot(snap_compare, n_gpus, size):
     assert snap_compare(snapshot_app(n_gpus), terminal_size=size, run_before=feed(n_gpus))
 
 
+@pytest.mark.tui
 async def test_a_tick_that_lands_during_shutdown_is_dropped():
     """The sampling thread can finish a tick after the widgets are gone: no crash on exit."""
     app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True)
@@ -652,6 +651,7 @@ def _named(sample, name):
     return with_gpu(sample, 0, info=replace(sample.gpus[0].info, name=name))
 
 
+@pytest.mark.tui
 async def test_a_device_name_with_brackets_is_text_not_markup():
     """Textual reads border titles as markup: "[simulated]" would vanish unescaped."""
     app = make_app(FakeSampler(lambda t: _named(make_sample(1, t), "NVIDIA H100 80GB HBM3 [simulated]")))
@@ -660,6 +660,7 @@ async def test_a_device_name_with_brackets_is_text_not_markup():
         assert "GPU0 H100 80GB HBM3 [simulated]" in screen_text(app)
 
 
+@pytest.mark.tui
 async def test_compact_rows_show_a_long_name_whole_when_wide():
     name = "H100 80GB HBM3 (simulated)"
 
@@ -676,6 +677,7 @@ async def test_compact_rows_show_a_long_name_whole_when_wide():
         assert "1 H100 80GB HBM3 … " in screen_text(pilot.app)  # narrow: cut, and it says so
 
 
+@pytest.mark.tui
 async def test_frames_draw_the_latest_sample_at_most_once_per_frame_s():
     """Fast sampling fills the history with every sample but redraws at most once per frame."""
     app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True, frame_s=0.3)
@@ -690,6 +692,7 @@ async def test_frames_draw_the_latest_sample_at_most_once_per_frame_s():
         await until(pilot, lambda: app.sample is samples[-1], timeout_s=2)  # the latest, once due
 
 
+@pytest.mark.tui
 async def test_fast_sampling_comes_in_batches_each_drawn_once_with_nothing_lost():
     """Live at 20 ms with 0.3 s frames: the sampling thread hands a frame's samples over as one
     batch; every sample reaches the history, in order, and the screen shows the latest."""
@@ -719,6 +722,7 @@ async def test_fast_sampling_comes_in_batches_each_drawn_once_with_nothing_lost(
     assert sampler.calls - taken <= 1  # but the one still being taken when it came
 
 
+@pytest.mark.tui
 async def test_a_process_from_another_pid_namespace_says_so():
     from gputop.model import GpuProcess
     hidden = GpuProcess(pid=4000000, gpu_index=0, kind="compute", gpu_mem_bytes=40 * 1024**3)
@@ -730,6 +734,7 @@ async def test_a_process_from_another_pid_namespace_says_so():
         assert "(not visible from this pid namespace" in screen_text(app)
 
 
+@pytest.mark.tui
 async def test_k_on_a_process_this_namespace_cannot_see_refuses_and_says_why():
     """In a container the driver lists host pids: asking "Kill pid 4000000?" and then sending
     SIGTERM would signal a different process (or none) under that number here."""
@@ -750,6 +755,7 @@ async def test_k_on_a_process_this_namespace_cannot_see_refuses_and_says_why():
                             "(in a container, a host pid; here that number is not the same process)"]
 
 
+@pytest.mark.tui
 @pytest.mark.parametrize("size", [(120, 40), (80, 24), (40, 10)], ids=["120x40", "80x24", "40x10"])
 async def test_without_a_gpu_the_reason_is_said_once_and_the_rows_are_used(size):
     """It was said three or four times (GPU panel, process table, charts), nine rows stayed empty
@@ -771,6 +777,7 @@ async def test_without_a_gpu_the_reason_is_said_once_and_the_rows_are_used(size)
             assert not app.query_one("#chart-bandwidth").region.height  # a GPU-only chart
 
 
+@pytest.mark.tui
 @pytest.mark.parametrize("width", [40, 80, 100, 120, 160])
 async def test_the_footer_fits_the_width_and_keeps_help(width):
     """At 80 columns the footer read "... k kill  t th" (cut) beside "^p palette"."""
@@ -797,6 +804,7 @@ async def test_the_footer_fits_the_width_and_keeps_help(width):
             assert len(shown) >= 9
 
 
+@pytest.mark.tui
 async def test_the_cli_views_freeze_start_up_objects_out_of_the_collector_after_the_first_frame():
     """settle_heap: once, a while after the first frame (the CLI passes settle_heap_s); an app
     built without it (every test's) never freezes."""
@@ -823,6 +831,7 @@ async def test_the_cli_views_freeze_start_up_objects_out_of_the_collector_after_
         gc.unfreeze()
 
 
+@pytest.mark.tui
 async def test_with_no_frame_at_all_the_heap_still_settles_and_the_collector_runs_again(monkeypatch):
     """Every sample failing (or the first one hung in the driver) draws no frame: the collector
     the CLI held at start-up stayed off for the whole session (the review found RSS 44 -> 143

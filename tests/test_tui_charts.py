@@ -16,20 +16,21 @@ from gputop.feed import ReplayFeed
 from gputop.tui.app import GputopApp
 from gputop.tui.widgets.charts import Chart, HistoryCharts, age_text, time_axis
 from gputop.tui.widgets.dotplot import DotPlot
-from test_tui import frozen_self_cpu, make_app, screen_text
-from tui_fixtures import FakeSampler, make_sample
+from tui_fixtures import FakeSampler, frozen_self_cpu, make_app, make_sample, screen_text
 
 AGE = r"-\d+(\.\d)? (s|min|h)"
 # a plot's axis: an optional age label, then at least two spaces, then the right edge's label
 AXIS = re.compile(rf" *(?:{AGE}  +)?(now|cursor)")
 
 
+@pytest.mark.unit
 def test_ages_read_in_seconds_minutes_then_hours():
     assert [age_text(s) for s in (0.0, 1.04, 9.94, 9.96, 14.2, 119.4, 119.6, 754, 7200, 9 * 3600, 40000)] == [
         "-0.0 s", "-1.0 s", "-9.9 s", "-10 s", "-14 s", "-119 s", "-2 min", "-13 min", "-2.0 h", "-9.0 h",
         "-11 h"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("right", ["now", "cursor"])
 def test_the_axis_is_well_formed_at_every_width_and_history_length(right):
     seconds = (0.0, 0.5, 8.0, 14.0, 59.9, 125.0, 4000.0, 50000.0)
@@ -43,12 +44,14 @@ def test_the_axis_is_well_formed_at_every_width_and_history_length(right):
                     assert age_text(s) in line, (plot_w, points, s, line)
 
 
+@pytest.mark.unit
 def test_the_age_sits_under_the_oldest_point_when_it_fits():
     line = time_axis(40, "-14 s", 20, "now")
     assert line.index("-14 s") == 20 and line.endswith("now")
     assert time_axis(40, "-2.0 s", 39, "now").endswith("-2.0 s  now")  # moved left, not cut
 
 
+@pytest.mark.tui
 async def test_the_charts_axis_reads_well_from_the_first_samples_on():
     """The first seconds used to read "-now", "-8now", "-14 snow"."""
     app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True)
@@ -96,6 +99,7 @@ def drawn_cell_by_cell(series, kinds, plot_w, plot_h, top, bottom):
 STYLES = {None: Style(color="white"), "cpu": Style(color="blue"), "gpu": Style(color="green")}
 
 
+@pytest.mark.unit
 def test_a_plot_scrolled_point_by_point_draws_what_one_drawn_anew_draws():
     """Many random series (gaps, steps, values past the scale), scrolled by random numbers of
     points (1, as at 1 Hz; 5, as at 10 Hz; more): every row, run for run and segment for
@@ -136,6 +140,7 @@ def test_a_plot_scrolled_point_by_point_draws_what_one_drawn_anew_draws():
     assert scrolled > 3000 and reused > 1000  # the scrolled path and the moved segments ran
 
 
+@pytest.mark.unit
 def test_a_plot_takes_the_same_number_of_new_points_a_series():
     plot = DotPlot(10, 4, 100.0, 0.0, ("cpu", "gpu"))
     with pytest.raises(ValueError):
@@ -160,6 +165,7 @@ def drawn_anew(chart: Chart) -> list[list[Segment]]:
     return lines
 
 
+@pytest.mark.tui
 async def test_the_charts_scrolled_tick_by_tick_read_as_drawn_anew():
     """Random values, 1 to 7 samples between frames, spikes that move the autoscaled charts'
     tops as they come in and scroll out: after every frame each chart reads, segment for
@@ -194,6 +200,7 @@ async def test_the_charts_scrolled_tick_by_tick_read_as_drawn_anew():
         assert len(tops["chart-power"]) > 1 and len(tops["chart-bandwidth"]) > 1  # and the scale moved
 
 
+@pytest.mark.tui
 async def test_the_charts_lines_are_what_textual_would_draw():
     """``Chart.render_lines`` skips Textual's styles cache: the same strips, line for line."""
     app = make_app(FakeSampler(lambda t: make_sample(1, t)), paused=True)
@@ -209,6 +216,7 @@ async def test_the_charts_lines_are_what_textual_would_draw():
                 assert chart.render_lines(part) == Widget.render_lines(chart, part)
 
 
+@pytest.mark.tui
 async def test_lines_still_of_the_old_width_are_fitted_as_textual_would():
     """Textual paints right after a reflow, before the chart's Resize handler replots: lines of
     the old width are cut or padded as Textual's styles cache does, not drawn as they are."""
@@ -230,6 +238,7 @@ async def test_lines_still_of_the_old_width_are_fitted_as_textual_would():
             assert drawn == Widget.render_lines(chart, region)
 
 
+@pytest.mark.tui
 async def test_a_replay_seek_draws_the_charts_anew():
     """Stepping back rebuilds the replay's history (as long as it was, at another time): the
     charts must draw it anew, not scroll the plot they had."""

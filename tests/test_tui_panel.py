@@ -44,6 +44,7 @@ def _texts() -> list[Text]:
     ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("width", [12, 30, 80])
 def test_wrap_is_rich_wrap(width: int) -> None:
     console = Console(width=200)
@@ -51,6 +52,7 @@ def test_wrap_is_rich_wrap(width: int) -> None:
         assert _lines(wrap(text, console, width)) == _lines(list(text.wrap(console, width))), text.plain
 
 
+@pytest.mark.tui
 async def test_kept_styles_are_textuals_after_hover_class_and_theme() -> None:
     feed = LiveFeed(FakeSampler(lambda t: make_sample(1, t)), 1.0, host="h")
     app = GputopApp(feed, self_cpu=SelfCpu(cpu_clock=lambda: 0.0, wall_clock=lambda: 0.0), frame_s=0.0)
@@ -111,6 +113,7 @@ LINES: list[Line] = [
 ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("width", [60, 48])  # 48: the first line fills it, no padding
 def test_a_line_of_pieces_is_the_strip_rich_gave(width: int) -> None:
     for line in LINES:
@@ -119,6 +122,7 @@ def test_a_line_of_pieces_is_the_strip_rich_gave(width: int) -> None:
         assert list(line_strip(line, width, BASE, {}, cells(line))) == _rich_strip(_assembled(line), width)
 
 
+@pytest.mark.unit
 def test_pack_places_the_pieces_as_flow_did() -> None:
     f_item = [item(("load ", LABEL), ("1.52", VALUE)), item(("RAM ", LABEL), ("12 GiB", VALUE), " / 31 GiB"),
               item(("temp ", LABEL), ("46 °C", VALUE)), item(("package power ", LABEL), ("n/a", VALUE), "  ")]
@@ -155,6 +159,7 @@ class _LinesApp(App[None]):
         yield _Lines()
 
 
+@pytest.mark.tui
 async def test_a_changed_line_is_drawn_anew_the_others_kept_and_a_theme_restyles_all() -> None:
     app = _LinesApp()
     async with app.run_test(size=(60, 10)) as pilot:
@@ -183,6 +188,7 @@ async def test_a_changed_line_is_drawn_anew_the_others_kept_and_a_theme_restyles
         assert all(seg.style == panel.rich_style for seg in themed[1] if seg.text.strip() in ("", "throttle none"))
 
 
+@pytest.mark.tui
 async def test_a_lost_gpu_reads_in_the_lost_style() -> None:
     feed = LiveFeed(FakeSampler(lambda t: make_sample(1, t)), 1.0, host="h", paused=True)
     app = GputopApp(feed, self_cpu=SelfCpu(cpu_clock=lambda: 0.0, wall_clock=lambda: 0.0), frame_s=0.0)
@@ -196,6 +202,7 @@ async def test_a_lost_gpu_reads_in_the_lost_style() -> None:
         assert seg.style != panel.rich_style
 
 
+@pytest.mark.tui
 async def test_kept_lines_are_those_textual_draws_afresh_after_samples_keys_and_a_theme():
     """KeptLines hands the compositor its last lines while none is marked dirty: after every
     change (samples, the table's cursor, a theme) they must equal a render from scratch."""

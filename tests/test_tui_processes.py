@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from gputop import format as fmt
 from gputop.tui.widgets.processes import ProcessTable
-from test_tui import make_app, screen_text
-from tui_fixtures import FakeSampler, make_sample, with_gpu
+from tui_fixtures import FakeSampler, make_app, make_sample, screen_text, with_gpu
+
+pytestmark = pytest.mark.tui
 
 
 async def shown(pilot, sample) -> ProcessTable:

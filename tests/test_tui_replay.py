@@ -15,7 +15,7 @@ from gputop.tui.screens.kill import KillScreen
 from gputop.tui.widgets.charts import Chart
 from gputop.tui.widgets.processes import ProcessTable
 from gputop.tui.widgets.status import wall_clock
-from test_tui import screen_text, until
+from tui_fixtures import screen_text, until
 
 DATA = pathlib.Path(__file__).parent / "data" / "h100_fake.json"
 
@@ -50,6 +50,7 @@ def footer_keys(app) -> str:
     return screen_text(app).splitlines()[-1]
 
 
+@pytest.mark.tui
 async def test_opens_paused_on_the_first_sample(trace):
     app = replay_app(trace)
     async with app.run_test(size=(160, 50)) as pilot:
@@ -64,6 +65,7 @@ async def test_opens_paused_on_the_first_sample(trace):
         assert "522 W of 700 W" in text or "523 W of 700 W" in text  # the first sample's power
 
 
+@pytest.mark.tui
 async def test_right_and_left_step_and_the_history_ends_at_the_cursor(trace):
     app = replay_app(trace)
     stamps = [s.ts_ns for s in trace.samples()]
@@ -81,6 +83,7 @@ async def test_right_and_left_step_and_the_history_ends_at_the_cursor(trace):
         assert app.feed.cursor == 0 and app.history.timestamps() == stamps[:1]
 
 
+@pytest.mark.tui
 async def test_home_and_end_jump(trace):
     app = replay_app(trace)
     async with app.run_test(size=(160, 50)) as pilot:
@@ -91,6 +94,7 @@ async def test_home_and_end_jump(trace):
         assert app.feed.cursor == 0 and len(app.history) == 1
 
 
+@pytest.mark.tui
 async def test_keys_work_while_the_process_table_has_focus(trace):
     app = replay_app(trace)
     async with app.run_test(size=(160, 50)) as pilot:
@@ -99,6 +103,7 @@ async def test_keys_work_while_the_process_table_has_focus(trace):
         assert app.feed.cursor == 1
 
 
+@pytest.mark.tui
 async def test_brackets_change_the_speed_within_bounds(trace):
     app = replay_app(trace)
     async with app.run_test(size=(160, 50)) as pilot:
@@ -114,6 +119,7 @@ async def test_brackets_change_the_speed_within_bounds(trace):
         assert app.feed.speed == 0.5
 
 
+@pytest.mark.tui
 async def test_space_plays_at_the_recorded_pace_and_stops_at_the_end(trace):
     clock = Clock()
     app = replay_app(trace, clock=clock)
@@ -139,6 +145,7 @@ async def test_space_plays_at_the_recorded_pace_and_stops_at_the_end(trace):
         assert app.paused
 
 
+@pytest.mark.tui
 async def test_stepping_pauses_playback(trace):
     app = replay_app(trace, clock=Clock(), playing=True)
     async with app.run_test(size=(160, 50)) as pilot:
@@ -148,6 +155,7 @@ async def test_stepping_pauses_playback(trace):
         assert app.paused and app.feed.cursor == 1
 
 
+@pytest.mark.tui
 async def test_kill_and_the_interval_keys_are_disabled(trace):
     app = replay_app(trace)
     async with app.run_test(size=(160, 50)) as pilot:
@@ -161,6 +169,7 @@ async def test_kill_and_the_interval_keys_are_disabled(trace):
         assert not app.paused
 
 
+@pytest.mark.tui
 async def test_help_lists_the_replay_keys(trace):
     app = replay_app(trace)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -172,6 +181,7 @@ async def test_help_lists_the_replay_keys(trace):
         assert "kill" not in text
 
 
+@pytest.mark.tui
 async def test_charts_end_at_the_cursor_and_processes_say_why_empty(trace):
     app = replay_app(trace)
     async with app.run_test(size=(160, 50)) as pilot:
@@ -182,6 +192,7 @@ async def test_charts_end_at_the_cursor_and_processes_say_why_empty(trace):
         assert "a recording holds no process list" in text
 
 
+@pytest.mark.tui
 async def test_energy_counts_from_the_start_of_the_recording(trace):
     samples = trace.samples()
     app = replay_app(trace)
@@ -192,6 +203,7 @@ async def test_energy_counts_from_the_start_of_the_recording(trace):
         assert f"energy {round(used)} J since start" in screen_text(app)
 
 
+@pytest.mark.tui
 async def test_a_cut_off_recording_replays_what_it_has(tmp_path):
     text = DATA.read_text()
     cut = text[: text.rindex("\n,", 0, len(text) - 200) + 40]  # mid-event, no closing ]
@@ -209,11 +221,13 @@ async def test_a_cut_off_recording_replays_what_it_has(tmp_path):
         assert any("cut off" in n.message for n in app._notifications)
 
 
+@pytest.mark.unit
 def test_an_empty_recording_is_refused():
     with pytest.raises(ValueError):
         ReplayApp([])
 
 
+@pytest.mark.tui
 def test_snapshot_replay(snap_compare, trace, monkeypatch):
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
@@ -228,6 +242,7 @@ def test_snapshot_replay(snap_compare, trace, monkeypatch):
         time.tzset()
 
 
+@pytest.mark.tui
 async def test_a_recording_without_gpus_says_so():
     from tui_fixtures import make_sample
 
@@ -241,6 +256,7 @@ async def test_a_recording_without_gpus_says_so():
         assert "sample 4/4" in text and "t +3.0 s of 3.0 s" in text
 
 
+@pytest.mark.tui
 async def test_the_history_holds_the_samples_just_before_the_cursor(trace):
     samples = trace.samples()
     stamps = [s.ts_ns for s in samples]
@@ -256,6 +272,7 @@ async def test_the_history_holds_the_samples_just_before_the_cursor(trace):
         assert app.history.timestamps() == stamps[0:2]
 
 
+@pytest.mark.unit
 def test_offsets_read_like_a_clock():
     from gputop.tui.widgets.status import offset_text
 

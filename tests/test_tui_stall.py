@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from gputop.tui import stall
 from gputop.tui.stall import StallWatch
+
+pytestmark = pytest.mark.unit
 
 
 def watched(monkeypatch, grace_s: float, every_s: float = 1.0, interval_s: float = 0.0

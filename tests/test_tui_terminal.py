@@ -14,11 +14,9 @@ from pathlib import Path
 import pytest
 
 from gputop.tui import terminal_problem
-from test_terminal import EXIT_TIMEOUT_S, PROMPT, START_TIMEOUT_S, TMUX, Tmux, _children, _env
+from helpers import EXIT_TIMEOUT_S, PROMPT, ROOT, START_TIMEOUT_S, TESTS, TMUX, Tmux, children, tmux_env
 from tui_fixtures import FakeSampler, make_sample
 
-TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
 TRACE = TESTS / "data" / "h100_fake.json"
 
 
@@ -27,6 +25,7 @@ class _Tty(io.StringIO):
         return True
 
 
+@pytest.mark.unit
 def test_a_dumb_terminal_is_refused_in_one_line():
     problem = terminal_problem(_Tty(), _Tty(), {"TERM": "dumb"})
     assert problem is not None and "TERM=dumb" in problem and "gputop snapshot" in problem
@@ -35,17 +34,19 @@ def test_a_dumb_terminal_is_refused_in_one_line():
     assert terminal_problem(_Tty(), _Tty(), {}) is None  # no TERM: Textual still draws fine
 
 
+@pytest.mark.unit
 def test_a_redirected_stderr_is_not_a_problem():
     """stdin and stdout are what the view needs; stderr may go to a file (it then draws on stdout)."""
     assert terminal_problem(_Tty(), _Tty(), {"TERM": "xterm"}) is None
     assert "stdout is not one" in terminal_problem(_Tty(), io.StringIO(), {"TERM": "xterm"})
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("argv", [[], ["replay", str(TRACE)]], ids=["live", "replay"])
 def test_term_dumb_exits_2_with_one_line_on_stderr(argv):
     """In a real pseudo-terminal (stdin and stdout are ttys), TERM=dumb: no screen, one line."""
     controller, tty = pty.openpty()
-    env = {**_env("H100_SXM:simulated"), "TERM": "dumb"}
+    env = {**tmux_env("H100_SXM:simulated"), "TERM": "dumb"}
     try:
         proc = subprocess.run([sys.executable, "-m", "gputop", *argv], stdin=tty, stdout=tty,
                               stderr=subprocess.PIPE, text=True, timeout=60, cwd=ROOT, env=env)
@@ -57,13 +58,14 @@ def test_term_dumb_exits_2_with_one_line_on_stderr(argv):
         "and TERM=dumb cannot" in proc.stderr, proc.stderr
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
 @pytest.mark.parametrize("argv, drawn", [("", "cores busy"), (f"replay --paused {TRACE}", "replay")],
                          ids=["live", "replay"])
 def test_with_stderr_in_a_file_the_screen_is_drawn_on_the_terminal(tmp_path, argv, drawn):
     """``gputop 2>err.log`` left the terminal blank and drew the screen into the file."""
     err = tmp_path / "err.log"
-    term = Tmux(_env("H100_SXM:simulated"))
+    term = Tmux(tmux_env("H100_SXM:simulated"))
     try:
         term.type(f"PS1='{PROMPT}'")
         term.wait_for(lambda s: PROMPT.strip() in s, "the shell prompt", START_TIMEOUT_S)
@@ -90,14 +92,7 @@ def _start_from_the_shell(term: Tmux, argv: str) -> None:
     term.wait_for(lambda s: " quit " in s and "GPU0 H100 80GB HBM3" in s, "the view", START_TIMEOUT_S)
 
 
-def _quit_to_the_shell(term: Tmux) -> None:
-    """q, then the shell's prompt and gputop's exit status 0."""
-    term.tmux("send-keys", "-t", "t", "q")
-    term.wait_for(lambda s: s.rstrip().endswith(PROMPT.strip()), "the prompt after gputop", EXIT_TIMEOUT_S)
-    term.type("echo exit=$?")
-    term.wait_for(lambda s: "exit=0" in s, "gputop's exit status", EXIT_TIMEOUT_S)
-
-
+@pytest.mark.e2e
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
 @pytest.mark.parametrize("argv, bg", [("", False), (f"replay --paused {TRACE}", False), ("--interval 0.2", True)],
                          ids=["live", "replay", "bg-then-fg"])
@@ -105,7 +100,7 @@ def test_ctrl_z_suspends_to_the_shell_and_fg_brings_the_whole_view_back(argv, bg
     """As in htop or btop. Textual repaints only what changed after fg, so the footer stayed
     blank until the view repaints everything on resume. ``bg`` first: the view cannot draw from
     the background and stops again, and fg must still bring it back (it stayed dead)."""
-    term = Tmux(_env("H100_SXM:simulated"))
+    term = Tmux(tmux_env("H100_SXM:simulated"))
     try:
         _start_from_the_shell(term, argv)
         term.tmux("send-keys", "-t", "t", "C-z")
@@ -126,7 +121,7 @@ def test_ctrl_z_suspends_to_the_shell_and_fg_brings_the_whole_view_back(argv, bg
         term.wait_for(lambda s: " quit " in s and "GPU0 H100 80GB HBM3" in s and PROMPT.strip() not in s,
                       "the whole view again, footer included", START_TIMEOUT_S)
         assert term.modes()["alternate_on"] == "1"
-        _quit_to_the_shell(term)
+        term.quit_to_the_shell()
     finally:
         term.kill()
 
@@ -149,16 +144,17 @@ def _threads(pid: int) -> dict[int, tuple[int | None, int]]:
     return threads
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
 @pytest.mark.skipif(not SELECT_SYSCALLS, reason="the select syscalls of this architecture are not listed")
 def test_the_key_thread_sleeps_until_a_key_and_still_reports_a_lone_escape():
     """Textual's key thread woke every 0.1 s (a sixth of the live view's CPU at 1 Hz). Now it
     sleeps in select until a key comes; a lone Escape (whose report waits out ESCDELAY) still
     closes the help, and q still quits."""
-    term = Tmux(_env("H100_SXM:simulated"))
+    term = Tmux(tmux_env("H100_SXM:simulated"))
     try:
         _start_from_the_shell(term, "--interval 10")
-        [pid] = _children(term.pane_pid())
+        [pid] = children(term.pane_pid())
         time.sleep(1.0)  # past the key thread's quiet rounds after start-up's terminal replies
         before = _threads(pid)
         if not before:  # /proc/PID/task/*/syscall needs ptrace rights (Yama's ptrace_scope=1 off root)
@@ -184,7 +180,7 @@ def test_the_key_thread_sleeps_until_a_key_and_still_reports_a_lone_escape():
         assert "gputop keys" in screen and "Traceback" not in screen, screen
         term.tmux("send-keys", "-t", "t", "Escape")
         term.wait_for(lambda s: "gputop keys" not in s and " quit " in s, "the help closed again", EXIT_TIMEOUT_S)
-        _quit_to_the_shell(term)
+        term.quit_to_the_shell()
     finally:
         term.kill()
 
@@ -194,6 +190,7 @@ class _ClosingSampler(FakeSampler):
         pass
 
 
+@pytest.mark.unit
 def test_the_cli_views_start_with_the_collector_held_and_settle_heap_lets_it_run_again(monkeypatch):
     """Start-up's ~90,000 objects made Python's collector pass over them several times before
     the first frame (~0.1 s of it in tmux). The live view, a replay and the cluster view start

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import pytest
 
-from test_tui import make_app, started
-from tui_fixtures import FakeSampler, contrast, make_sample, text_contrasts, with_gpu
+from tui_fixtures import FakeSampler, contrast, make_app, make_sample, started, text_contrasts, with_gpu
 
 LIGHT_THEMES = ("textual-light", "solarized-light", "catppuccin-latte", "rose-pine-dawn", "atom-one-light")
 MIN_CONTRAST = 3.0  # WCAG's floor for large or bold text; every gputop text clears it
 
 
+@pytest.mark.unit
 def test_contrast_is_the_wcag_ratio():
     assert contrast((0, 0, 0), (255, 255, 255)) == pytest.approx(21.0)
     assert contrast((255, 255, 255), (255, 255, 255)) == pytest.approx(1.0)
     assert contrast((255, 255, 255), (224, 224, 224)) == pytest.approx(1.32, abs=0.01)
 
 
+@pytest.mark.tui
 async def test_t_goes_from_the_default_theme_to_the_light_one():
     app = make_app(FakeSampler(lambda t: make_sample(1, t)))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -31,6 +32,7 @@ def _trap(t: int):
     return with_gpu(make_sample(8, t, cores=8), 0, gpu_util_pct=100.0, sm_active_pct=8.0)
 
 
+@pytest.mark.tui
 @pytest.mark.parametrize("theme", LIGHT_THEMES)
 @pytest.mark.parametrize("make, size, paused", [
     (lambda t: make_sample(1, t, cores=8), (120, 40), False),  # one full GPU panel, live

@@ -15,8 +15,20 @@ from gputop.history import workload_key
 from gputop.tui.widgets.processes import WORKLOAD_MARK, ProcessTable
 from gputop.tui.widgets.workload import WorkloadLog, WorkloadPanel, clean_line, elapsed, sparkline, wrap_output
 from gputop.workload import WorkloadState, WorkloadStep, placement
-from test_tui import make_app, screen_text, started, until
-from tui_fixtures import T0_NS, FakeSampler, h100, make_sample, with_gpu
+from tui_fixtures import (
+    T0_NS,
+    FakeSampler,
+    FakeWorkload,
+    h100,
+    make_app,
+    make_sample,
+    screen_text,
+    silent,
+    started,
+    until,
+    with_gpu,
+    workload_app,
+)
 
 
 def running(**overrides) -> WorkloadState:
@@ -36,44 +48,10 @@ def running(**overrides) -> WorkloadState:
     return WorkloadState(**values)
 
 
-def silent(**overrides) -> WorkloadState:
-    """A user's script that writes no events: only its process and output are known."""
-    values = dict(
-        name="train.py", argv=("python", "train.py"), pid=4242, status="running", returncode=None,
-        started_ns=time.time_ns() - 5 * 10**9, ended_ns=None, events=False, device=None,
-        device_name=None, precision=None,
-        batch_size=None, sample_unit="samples", flops_per_step=None, peak_flops=None,
-        peak_flops_source=None, steps_planned=None, step=None, samples_per_s=None, tflops=None,
-        mfu_pct=None, loss=None, losses=(), joules_per_step=None, recent_steps=(), error=None,
-        pids=frozenset({4242}), output_tail=("epoch 1 done",),
-    )
-    values.update(overrides)
-    return WorkloadState(**values)
-
-
-class FakeWorkload:
-    """``poll`` returns the next of ``states`` (then the last one again); counts ``stop`` calls."""
-
-    def __init__(self, *states: WorkloadState) -> None:
-        self.states = list(states)
-        self.polled: list[object] = []
-        self.stops = 0
-
-    def poll(self, sample=None) -> WorkloadState:
-        self.polled.append(sample)
-        return self.states[min(len(self.polled) - 1, len(self.states) - 1)]
-
-    def stop(self, grace_s: float = 5.0) -> None:
-        self.stops += 1
-
-
-def workload_app(workload, n_gpus: int = 1, **kwargs):
-    return make_app(FakeSampler(lambda t: make_sample(n_gpus, t)), workload=workload, **kwargs)
-
-
 # -- what the panel shows ---------------------------------------------------------------------
 
 
+@pytest.mark.tui
 async def test_panel_shows_progress_and_achievements():
     wl = FakeWorkload(running())
     app = workload_app(wl)
@@ -92,6 +70,7 @@ async def test_panel_shows_progress_and_achievements():
         assert "tokens/s" not in text  # not a language model
 
 
+@pytest.mark.tui
 async def test_a_language_model_shows_tokens_per_second_too():
     wl = FakeWorkload(running(name="transformer", sample_unit="sequences", samples_per_s=40.0, tokens_per_sample=1024))
     app = workload_app(wl)
@@ -101,6 +80,7 @@ async def test_a_language_model_shows_tokens_per_second_too():
         assert "sequences/s 40.0" in text and "tokens/s 40,960" in text
 
 
+@pytest.mark.tui
 @pytest.mark.parametrize("age_s, wall_s, stale", [
     (None, 0.2, False),  # no step yet
     (1.5, 0.2, False),  # between steps
@@ -122,6 +102,7 @@ async def test_rates_of_a_workload_that_stopped_stepping_are_marked_stale(age_s,
         assert "samples/s 41,234" in text  # still shown: the last steps measured, marked
 
 
+@pytest.mark.tui
 async def test_an_ended_workload_is_never_called_stale():
     wl = FakeWorkload(running(status="ok", returncode=0, ended_ns=time.time_ns(), last_step_age_s=300.0))
     app = workload_app(wl)
@@ -130,6 +111,7 @@ async def test_an_ended_workload_is_never_called_stale():
         assert "no step for" not in screen_text(app)
 
 
+@pytest.mark.tui
 async def test_each_sample_is_handed_to_poll():
     wl = FakeWorkload(running())
     app = workload_app(wl, paused=True)
@@ -142,6 +124,7 @@ async def test_each_sample_is_handed_to_poll():
         assert app.history.series(workload_key("samples_per_s")) == [41234.5] * 3
 
 
+@pytest.mark.tui
 async def test_loss_sparkline_follows_the_losses():
     wl = FakeWorkload(running())
     app = workload_app(wl)
@@ -150,6 +133,7 @@ async def test_loss_sparkline_follows_the_losses():
         assert "█▆▅▄▃▂▁▁" in screen_text(app)  # falling loss, scaled between its min and max
 
 
+@pytest.mark.tui
 async def test_a_script_without_events_reads_na_never_zero():
     wl = FakeWorkload(silent())
     app = workload_app(wl)
@@ -165,6 +149,7 @@ async def test_a_script_without_events_reads_na_never_zero():
         assert "MFU 0" not in text and "TFLOP/s 0" not in text
 
 
+@pytest.mark.tui
 async def test_elapsed_moves_on_while_the_state_stays_the_same():
     """A silent script's state does not change between ticks; its elapsed time still must."""
     state = silent(started_ns=time.time_ns() - 5 * 10**9)
@@ -181,6 +166,7 @@ async def test_elapsed_moves_on_while_the_state_stays_the_same():
         assert before and after and float(after[1]) >= float(before[1]) + 0.2, (before, after)
 
 
+@pytest.mark.tui
 async def test_a_finished_workload_keeps_its_status_and_exit_code():
     wl = FakeWorkload(running(), running(status="ok", returncode=0, started_ns=T0_NS, ended_ns=T0_NS + 90 * 10**9,
                                           step=2000, pids=frozenset()))
@@ -198,6 +184,7 @@ async def test_a_finished_workload_keeps_its_status_and_exit_code():
         assert panel.has_class("-ended") and not panel.has_class("-failed")
 
 
+@pytest.mark.tui
 async def test_a_crash_shows_the_error_line_in_red():
     crashed = running(status="failed", returncode=1, ended_ns=T0_NS + 5 * 10**9,
                       error="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
@@ -217,6 +204,7 @@ async def test_a_crash_shows_the_error_line_in_red():
         assert all(span.style == red for span in error_line.spans) and error_line.spans
 
 
+@pytest.mark.tui
 async def test_killed_by_a_signal_names_it():
     state = running(status="stopped", returncode=-15, ended_ns=T0_NS + 10**9)
     app = workload_app(FakeWorkload(state))
@@ -225,6 +213,7 @@ async def test_killed_by_a_signal_names_it():
         assert "stopped by gputop (SIGTERM)" in screen_text(app)
 
 
+@pytest.mark.tui
 async def test_workload_processes_are_marked_in_the_gpu_table():
     app = workload_app(FakeWorkload(running(pids=frozenset({4243}))))
     async with app.run_test(size=(160, 50)) as pilot:
@@ -247,6 +236,7 @@ async def test_workload_processes_are_marked_in_the_gpu_table():
             assert (bool(style.bold), style.color == mark.color) == ((True, True) if row == ours else (False, False))
 
 
+@pytest.mark.tui
 @pytest.mark.parametrize("pids, processes, says", [
     ({4242, 4243}, "listed", "on GPU 55 GiB in 2 processes"),
     ({4242}, "listed", "on GPU 30 GiB in 1 process"),
@@ -268,6 +258,7 @@ async def test_what_the_workload_holds_on_the_gpu(pids, processes, says):
             assert says in text
 
 
+@pytest.mark.tui
 async def test_q_stops_the_workload_then_quits():
     wl = FakeWorkload(running())
     app = workload_app(wl)
@@ -278,6 +269,7 @@ async def test_q_stops_the_workload_then_quits():
     assert wl.stops == 1
 
 
+@pytest.mark.tui
 async def test_a_failing_stop_still_quits():
     class Stubborn(FakeWorkload):
         def stop(self, grace_s: float = 5.0) -> None:
@@ -290,6 +282,7 @@ async def test_a_failing_stop_still_quits():
         await until(pilot, lambda: not app.is_running)
 
 
+@pytest.mark.tui
 async def test_a_poll_that_raises_is_a_notification_not_a_crash():
     class Broken(FakeWorkload):
         def poll(self, sample=None):
@@ -305,6 +298,7 @@ async def test_a_poll_that_raises_is_a_notification_not_a_crash():
         assert app.is_running
 
 
+@pytest.mark.tui
 @pytest.mark.parametrize("size", [(80, 24), (120, 40), (160, 50)])
 @pytest.mark.parametrize("n_gpus", [1, 8])
 async def test_fits_every_size(size, n_gpus):
@@ -326,6 +320,7 @@ async def test_fits_every_size(size, n_gpus):
             assert log.region.height >= 3
 
 
+@pytest.mark.tui
 async def test_numbers_read_one_way_thousands_separated():
     """The panel wrote 18347 (step), the workload's output 18,347: one format, the output's."""
     state = running(step=18347, steps_planned=20000, samples_per_s=19143.5)
@@ -338,6 +333,7 @@ async def test_numbers_read_one_way_thousands_separated():
         assert not re.findall(r"(?<![\d,.])\d{4,}", text.replace("pid 4242", "")), text  # no 18347
 
 
+@pytest.mark.unit
 def test_amounts_and_counts():
     assert [fmt.amount(v) for v in (None, 19143.5, 1942.0, 100.0, 99.94, 19.14, 0.0371)] == [
         "n/a", "19,144", "1,942", "100", "99.9", "19.1", "0.0371"]
@@ -347,6 +343,7 @@ def test_amounts_and_counts():
 LONG = "epoch 3 step 18347/20000  loss 0.1733  19,143 samples/s  0.0172 TFLOP/s  MFU 24.4%  lr 3e-4 (cosine)"
 
 
+@pytest.mark.tui
 @pytest.mark.parametrize("size", [(120, 40), (160, 50)])
 async def test_the_output_pane_wraps_and_shows_more_lines_when_there_is_room(size):
     """It showed 4 lines, each cut at the pane's width (62 columns at 160)."""
@@ -367,6 +364,7 @@ async def test_the_output_pane_wraps_and_shows_more_lines_when_there_is_room(siz
         assert LONG.split()[-1] in screen_text(app)
 
 
+@pytest.mark.unit
 def test_wrapping_breaks_at_spaces_and_cuts_nothing():
     assert wrap_output("short", 20) == ["short"]
     assert wrap_output("step 130/400  loss 0.1733  2,338 samples/s", 20) == [
@@ -377,6 +375,7 @@ def test_wrapping_breaks_at_spaces_and_cuts_nothing():
 # -- helpers ----------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_sparkline_scales_between_min_and_max():
     assert sparkline([1.0, 2.0, 3.0], 10) == "▁▅█"
     assert sparkline([5.0, 5.0], 10) == "▅▅"
@@ -384,12 +383,14 @@ def test_sparkline_scales_between_min_and_max():
     assert sparkline([3.0, 1.0, 2.0, 9.0], 2) == "▁█"  # the newest that fit
 
 
+@pytest.mark.unit
 def test_elapsed_reads_like_a_clock():
     assert elapsed(12.34) == "12.3 s"
     assert elapsed(245) == "4 m 05 s"
     assert elapsed(2 * 3600 + 7 * 60 + 5) == "2 h 07 m"
 
 
+@pytest.mark.unit
 def test_output_lines_lose_escapes_and_carriage_returns():
     assert clean_line("\x1b[31mred\x1b[0m text") == "red text"
     assert clean_line("10%\r50%\r100%\n") == "100%"
@@ -410,6 +411,7 @@ CRASHED = running(status="failed", returncode=1, started_ns=T0_NS, ended_ns=T0_N
                                "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"))
 
 
+@pytest.mark.tui
 @pytest.mark.parametrize("state, size", [(CRASHED, (80, 24)), (FINISHED, (160, 50))],
                          ids=["crashed-80x24", "finished-160x50"])
 def test_snapshot_workload(snap_compare, state, size):
@@ -451,6 +453,7 @@ def tiny_script(tmp_path):
     return path
 
 
+@pytest.mark.e2e
 async def test_a_real_workload_reports_into_the_panel(tiny_script):
     from gputop.workload import Workload
 
@@ -477,6 +480,7 @@ async def test_a_real_workload_reports_into_the_panel(tiny_script):
         wl.stop()
 
 
+@pytest.mark.e2e
 async def test_a_real_workload_that_crashes_shows_its_error(tiny_script):
     from gputop.workload import Workload
 
@@ -496,6 +500,7 @@ async def test_a_real_workload_that_crashes_shows_its_error(tiny_script):
         wl.stop()
 
 
+@pytest.mark.e2e
 async def test_quitting_beside_a_script_that_ignores_sigterm_says_what_it_is_waiting_for(tmp_path):
     from gputop.workload import Workload
 
@@ -525,6 +530,7 @@ async def test_quitting_beside_a_script_that_ignores_sigterm_says_what_it_is_wai
         wl.stop()
 
 
+@pytest.mark.e2e
 async def test_quitting_says_what_it_waits_for_even_while_the_sampler_hangs(tmp_path):
     """A driver call that never returns holds the sampling; the quit still shows the workload's
     state as it stops (polled on a timer of its own, QUIT_POLL_S)."""
@@ -567,6 +573,7 @@ async def test_quitting_says_what_it_waits_for_even_while_the_sampler_hangs(tmp_
         wl.stop()
 
 
+@pytest.mark.e2e
 async def test_quitting_stops_a_running_real_workload(tmp_path):
     from gputop.workload import Workload
 

@@ -50,17 +50,20 @@ def group_has_members(pgid: int) -> bool:
 # ---- resolve -------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_bundled_names_run_as_modules_of_the_package():
     for name in BUNDLED:
         got_name, command = resolve(name)
         assert got_name == name and command == (sys.executable, "-m", f"gputop.workloads.{name}")
 
 
+@pytest.mark.unit
 def test_a_script_runs_with_this_python(tmp_path):
     path = script(tmp_path, "print('hi')\n")
     assert resolve(path) == ("job.py", (sys.executable, path))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("make, words", [
     (lambda p: str(p / "missing.py"), "no such file: "),
     (lambda p: str(p), "is a directory, not a Python script"),
@@ -79,6 +82,7 @@ def test_bad_targets_are_one_clear_line(tmp_path, make, words):
 # ---- running -------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_a_bundled_workload_reports_steps_and_rates():
     wl = Workload("mlp", TINY_MLP, collect=True)
     state = run_to_end(wl)
@@ -97,6 +101,7 @@ def test_a_bundled_workload_reports_steps_and_rates():
     assert wl.stop().status == "ok"  # stopping a finished workload changes nothing
 
 
+@pytest.mark.e2e
 def test_a_plain_script_without_events_still_has_a_state(tmp_path):
     path = script(tmp_path, """\
         import sys
@@ -114,6 +119,7 @@ def test_a_plain_script_without_events_still_has_a_state(tmp_path):
     assert state.argv == (sys.executable, path)
 
 
+@pytest.mark.e2e
 def test_a_crash_fails_with_the_last_line_of_stderr(tmp_path):
     path = script(tmp_path, """\
         import sys
@@ -125,6 +131,7 @@ def test_a_crash_fails_with_the_last_line_of_stderr(tmp_path):
     assert state.error == "RuntimeError: out of memory, pretend"
 
 
+@pytest.mark.e2e
 def test_an_end_event_error_is_the_error(tmp_path):
     path = script(tmp_path, """\
         import json, os
@@ -136,6 +143,7 @@ def test_an_end_event_error_is_the_error(tmp_path):
     assert state.returncode == 0 and state.status == "failed" and state.error == "ValueError: bad batch"
 
 
+@pytest.mark.e2e
 def test_a_killed_child_fails_and_says_by_what(tmp_path):
     path = script(tmp_path, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
     state = run_to_end(Workload(path))
@@ -143,12 +151,14 @@ def test_a_killed_child_fails_and_says_by_what(tmp_path):
     assert state.error == "killed by SIGKILL"
 
 
+@pytest.mark.e2e
 def test_arguments_reach_the_script(tmp_path):
     path = script(tmp_path, "import sys\nprint('args', sys.argv[1:])\n")
     state = run_to_end(Workload(path, ["--steps", "3", "a b"]))
     assert "args ['--steps', '3', 'a b']" in state.output_tail
 
 
+@pytest.mark.e2e
 def test_malformed_events_are_ignored_and_counted(tmp_path):
     path = script(tmp_path, """\
         import os
@@ -174,6 +184,7 @@ def test_malformed_events_are_ignored_and_counted(tmp_path):
     assert state.loss == 0.125 and state.events_ignored == 9
 
 
+@pytest.mark.e2e
 def test_a_workload_never_waits_for_a_consumer_that_does_not_poll(tmp_path):
     """A paused live view polls nothing: 30,000 events (~2 MB, far over a pipe's 64 KiB) must
     still not block the child's writes."""
@@ -191,6 +202,7 @@ def test_a_workload_never_waits_for_a_consumer_that_does_not_poll(tmp_path):
     assert [s.step for s in state.recent_steps] == list(range(29991, 30001))
 
 
+@pytest.mark.e2e
 def test_rates_come_from_step_wall_time_and_leave_out_step_1(tmp_path):
     path = script(tmp_path, """\
         import json, os, time
@@ -240,6 +252,7 @@ def fake_steps(tmp_path: Path, device: str, uuid: str | None = None) -> str:
     """)
 
 
+@pytest.mark.e2e
 def test_cpu_energy_is_package_power_over_each_step(tmp_path):
     wl = Workload(fake_steps(tmp_path, "cpu"))
     run_to_end(wl)
@@ -256,6 +269,7 @@ def test_cpu_energy_is_package_power_over_each_step(tmp_path):
     assert state.joules_per_step is None  # the rate window (steps 2-3) has no measured step
 
 
+@pytest.mark.e2e
 def test_gpu_energy_is_the_counter_delta_of_the_visible_device(tmp_path):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="1")  # the child's cuda:0 is NVML device 1
     wl = Workload(fake_steps(tmp_path, "cuda:0"), env=env)
@@ -266,6 +280,7 @@ def test_gpu_energy_is_the_counter_delta_of_the_visible_device(tmp_path):
     assert state.joules_per_step == pytest.approx(150.0)
 
 
+@pytest.mark.e2e
 def test_gpu_energy_of_a_reading_carried_between_gpu_reads_keeps_its_own_time(tmp_path):
     """At 100 Hz the samples between two GPU reads carry the same GpuSample: the energy it holds
     was read at the first of them, so it goes on the curve once, at that time (not as a flat
@@ -282,6 +297,7 @@ def test_gpu_energy_of_a_reading_carried_between_gpu_reads_keeps_its_own_time(tm
     assert [s.joules for s in state.recent_steps] == [pytest.approx(200.0)] * 3  # 400 W x 0.5 s
 
 
+@pytest.mark.e2e
 def test_gpu_energy_follows_the_device_uuid_the_workload_reports(tmp_path):
     """CUDA orders devices fastest first, NVML by PCI bus: the child's cuda:0 can be NVML's 1.
     torch reports the UUID without NVML's "GPU-" prefix; that is the match, not the ordinal."""
@@ -292,6 +308,7 @@ def test_gpu_energy_follows_the_device_uuid_the_workload_reports(tmp_path):
     assert state.joules_per_step == pytest.approx(150.0)
 
 
+@pytest.mark.e2e
 def test_gpu_energy_unknown_where_cuda_visible_devices_cannot_be_told(tmp_path):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="MIG-4f1e")
     wl = Workload(fake_steps(tmp_path, "cuda"), env=env)
@@ -330,6 +347,7 @@ def wait_for_grandchild(wl: Workload) -> int:
     raise AssertionError(f"no grandchild seen: {wl.poll()}")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("ignore_term", [False, True], ids=["sigterm", "sigkill-after-grace"])
 def test_stop_ends_the_whole_group(tmp_path, ignore_term):
     wl = Workload(spawner(tmp_path, ignore_term))
@@ -348,6 +366,7 @@ def test_stop_ends_the_whole_group(tmp_path, ignore_term):
     assert wl.stop().status == "stopped"  # idempotent
 
 
+@pytest.mark.e2e
 def test_stop_before_start_and_start_twice(tmp_path):
     wl = Workload(script(tmp_path, "pass\n"))
     assert wl.stop().status == "stopped" and wl.state.pid is None
@@ -359,6 +378,7 @@ def test_stop_before_start_and_start_twice(tmp_path):
         wl2.start()
 
 
+@pytest.mark.e2e
 def test_a_bundled_workload_stopped_mid_run_says_stopped(tmp_path):
     wl = Workload("mlp", ["--device", "cpu", "--hidden", "32", "--layers", "1", "--batch-size", "4",
                           "--steps", "100000", "--quiet"], collect=True)
@@ -377,6 +397,7 @@ def test_a_bundled_workload_stopped_mid_run_says_stopped(tmp_path):
 # ---- the command line ----------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("argv, words", [
     (["--run", "nope.py"], "gputop: error: no such file: nope.py"),
     (["--run", "resnet"], "gputop: error: unknown workload 'resnet'"),
@@ -395,6 +416,7 @@ def test_bad_run_input_is_one_line_and_exit_2(tmp_path, argv, words):
 # ---- review fixes: signals after the end, the error line, the preexec guard, lost events ----
 
 
+@pytest.mark.e2e
 def test_stop_after_a_natural_end_signals_nothing(tmp_path, monkeypatch):
     """The group's pgid may belong to an unrelated group once the workload has ended and been
     reaped: stop() must not send it SIGTERM (nor SIGKILL after the grace)."""
@@ -416,6 +438,7 @@ def test_stop_after_a_natural_end_signals_nothing(tmp_path, monkeypatch):
     assert sent == []
 
 
+@pytest.mark.e2e
 def test_stop_after_an_unpolled_end_signals_nothing(tmp_path, monkeypatch):
     sent = []
     real = os.killpg
@@ -426,6 +449,7 @@ def test_stop_after_an_unpolled_end_signals_nothing(tmp_path, monkeypatch):
     assert wl.stop().status == "ok" and sent == []
 
 
+@pytest.mark.e2e
 def test_a_signal_is_the_error_not_the_last_progress_bar(tmp_path):
     path = script(tmp_path, """\
         import logging, os, signal, sys
@@ -438,6 +462,7 @@ def test_a_signal_is_the_error_not_the_last_progress_bar(tmp_path):
     assert state.returncode == -signal.SIGKILL and state.error == "killed by SIGKILL"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("bar_end", ["\\r", "\\r\\n"])
 def test_an_exit_code_error_is_the_last_stderr_line_that_is_not_a_progress_bar(tmp_path, bar_end):
     """tqdm redraws with \\r, and its last bar may end with a newline after a \\r: neither is why."""
@@ -454,6 +479,7 @@ def test_an_exit_code_error_is_the_last_stderr_line_that_is_not_a_progress_bar(t
     assert "2/3 [00:01<00:02]" in state.output_tail  # the bar is still in the output
 
 
+@pytest.mark.e2e
 def test_the_preexec_guard_ends_a_child_whose_parent_is_gone(tmp_path, monkeypatch):
     """The child inherits Python's SIGTERM handler until exec (record's StopSignals), so the guard
     that catches a parent dead before PR_SET_PDEATHSIG took effect must not rely on SIGTERM."""
@@ -474,6 +500,7 @@ def test_the_preexec_guard_ends_a_child_whose_parent_is_gone(tmp_path, monkeypat
     assert rc == 1
 
 
+@pytest.mark.e2e
 def test_a_recorder_loses_no_event_however_many_arrive_between_two_drains(tmp_path):
     n = 120_000  # more than the viewer's bound (EVENT_LINES) between two drains
     path = script(tmp_path, f"""\
@@ -495,6 +522,7 @@ def test_a_recorder_loses_no_event_however_many_arrive_between_two_drains(tmp_pa
     assert state.events_ignored == 0 and wl.pending_dropped == 0
 
 
+@pytest.mark.unit
 def test_the_events_fd_is_used_only_if_it_is_a_pipe(tmp_path):
     """GPUTOP_EVENTS_FD reaches the script's own children through the environment, without the
     descriptor: a file they opened under that number must not get events written into it."""
@@ -517,6 +545,7 @@ def test_the_events_fd_is_used_only_if_it_is_a_pipe(tmp_path):
     assert data.read_bytes() == b""
 
 
+@pytest.mark.e2e
 def test_the_age_of_the_last_step_tells_stale_rates(tmp_path):
     path = script(tmp_path, """\
         import json, os, time

@@ -84,6 +84,7 @@ def check_events(events: list[dict], name: str, steps: int) -> dict:
     return start
 
 
+@pytest.mark.e2e
 @needs_torch
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_workload_writes_valid_events(name, tmp_path):
@@ -99,6 +100,7 @@ def test_workload_writes_valid_events(name, tmp_path):
         assert start["flops_per_step"] == 2 * 64**3 * 2
 
 
+@pytest.mark.e2e
 @needs_torch
 def test_workload_without_event_env_still_runs():
     proc = run_workload("mlp", "--steps", "2")
@@ -106,6 +108,7 @@ def test_workload_without_event_env_still_runs():
     assert "step 2/2" in proc.stderr and "done: 2 steps" in proc.stderr
 
 
+@pytest.mark.e2e
 @needs_torch
 def test_workload_survives_reader_going_away():
     """The reader's end of the pipe is closed before the workload writes: it must finish fine."""
@@ -119,6 +122,7 @@ def test_workload_survives_reader_going_away():
     assert "step 3/3" in proc.stderr
 
 
+@pytest.mark.e2e
 @needs_torch
 def test_workload_events_through_a_pipe_and_sigterm(tmp_path):
     """As gputop runs it: events on an inherited pipe fd; stopped by SIGTERM -> end status error."""
@@ -143,6 +147,7 @@ def test_workload_events_through_a_pipe_and_sigterm(tmp_path):
     assert end["steps"] >= 5
 
 
+@pytest.mark.e2e
 @needs_torch
 @pytest.mark.parametrize("args", [["--steps", "0"], ["--depth", "34"], ["--device", "tpu"]])
 def test_bad_arguments_exit_nonzero_with_one_line(args):
@@ -153,6 +158,7 @@ def test_bad_arguments_exit_nonzero_with_one_line(args):
     assert len(errors) == 1 and errors[0].startswith("cnn.py: error:")
 
 
+@pytest.mark.e2e
 @needs_torch
 def test_peak_table_lookup():
     code = (
@@ -175,6 +181,7 @@ def test_peak_table_lookup():
 # The event helper itself (no torch) ---------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_events_disabled_without_env():
     ev = EventWriter.from_env({})
     assert not ev.enabled
@@ -184,6 +191,7 @@ def test_events_disabled_without_env():
     ev.end(steps=0)
 
 
+@pytest.mark.unit
 def test_events_to_file_are_strict_json_lines(tmp_path):
     path = tmp_path / "ev.jsonl"
     ev = EventWriter.from_env({ENV_FILE: str(path)})
@@ -203,6 +211,7 @@ def test_events_to_file_are_strict_json_lines(tmp_path):
     assert events[4] == {**events[4], "steps": 1, "status": "ok"}
 
 
+@pytest.mark.unit
 def test_events_closed_pipe_does_not_raise():
     r, w = os.pipe()
     os.close(r)
@@ -215,6 +224,7 @@ def test_events_closed_pipe_does_not_raise():
         os.close(w)
 
 
+@pytest.mark.unit
 def test_events_bad_fd_or_unwritable_file_is_a_no_op(tmp_path):
     assert not EventWriter.from_env({ENV_FD: "not-a-number"}).enabled
     ev = EventWriter.from_env({ENV_FD: "987654"})  # not an open descriptor

@@ -1,4 +1,5 @@
-"""Synthetic, deterministic samples and a fake sampler for the TUI tests (no GPU, no psutil).
+"""Synthetic, deterministic samples and a fake sampler for the TUI tests (no GPU, no psutil), the
+live view under Pilot (``make_app``, ``until``, ``screen_text``) and a fake launched workload.
 
 Every value is a function of a tick number ``t``, so a chart over ticks 0..n looks the same on
 every run and snapshot SVGs are stable.
@@ -6,12 +7,20 @@ every run and snapshot SVGs are stable.
 
 from __future__ import annotations
 
+import asyncio
+import io
 import math
 import threading
+import time
 from dataclasses import replace
 from typing import Callable, Sequence
 
+from rich.console import Console
+
+from gputop.feed import LiveFeed
 from gputop.model import CpuSample, GpuInfo, GpuProcess, GpuSample, Sample
+from gputop.tui.app import GputopApp, SelfCpu
+from gputop.workload import WorkloadState
 
 T0_NS = 1_700_000_000_000_000_000
 
@@ -153,3 +162,79 @@ def text_contrasts(app) -> list[tuple[float, int, str]]:
             fg, bg = style.color.get_truecolor(), style.bgcolor.get_truecolor()
             out.append((contrast(tuple(fg), tuple(bg)), y, segment.text.strip()))
     return out
+
+
+# -------------------------------------------------------- the live view under Pilot
+
+def frozen_self_cpu() -> SelfCpu:
+    return SelfCpu(cpu_clock=lambda: 0.0, wall_clock=lambda: 0.0)  # shows "n/a": deterministic
+
+
+def make_app(sampler, interval_s: float = 1.0, *, host: str = "testhost", paused: bool = False,
+             workload=None, history=None, **kwargs) -> GputopApp:
+    """The live view over a LiveFeed of ``sampler`` (app options in ``kwargs``)."""
+    kwargs.setdefault("self_cpu", frozen_self_cpu())
+    kwargs.setdefault("frame_s", 0.0)  # every ingested sample drawn at once (see test_frames_*)
+    feed = LiveFeed(sampler, interval_s, host=host, paused=paused, workload=workload, history=history)
+    return GputopApp(feed, **kwargs)
+
+
+async def until(pilot, condition, timeout_s: float = 5.0) -> None:
+    """Let the app run until ``condition()`` holds (sampling runs in a worker thread)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        assert loop.time() < deadline, "timed out waiting for the app"
+        await pilot.pause(0.01)
+    await pilot.pause()
+
+
+async def started(pilot, samples: int = 1) -> None:
+    await until(pilot, lambda: pilot.app.samples_taken >= samples)
+
+
+def screen_text(app: GputopApp, styles: bool = False) -> str:
+    """The visible screen as plain text (what a user reads); with ``styles``, colours included
+    (what a terminal shows)."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
+                      color_system="truecolor", record=True, legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text(styles=styles)
+
+
+# ------------------------------------------------------------------ a launched workload
+
+def silent(**overrides) -> WorkloadState:
+    """A user's script that writes no events: only its process and output are known."""
+    values = dict(
+        name="train.py", argv=("python", "train.py"), pid=4242, status="running", returncode=None,
+        started_ns=time.time_ns() - 5 * 10**9, ended_ns=None, events=False, device=None,
+        device_name=None, precision=None,
+        batch_size=None, sample_unit="samples", flops_per_step=None, peak_flops=None,
+        peak_flops_source=None, steps_planned=None, step=None, samples_per_s=None, tflops=None,
+        mfu_pct=None, loss=None, losses=(), joules_per_step=None, recent_steps=(), error=None,
+        pids=frozenset({4242}), output_tail=("epoch 1 done",),
+    )
+    values.update(overrides)
+    return WorkloadState(**values)
+
+
+class FakeWorkload:
+    """``poll`` returns the next of ``states`` (then the last one again); counts ``stop`` calls."""
+
+    def __init__(self, *states: WorkloadState) -> None:
+        self.states = list(states)
+        self.polled: list[object] = []
+        self.stops = 0
+
+    def poll(self, sample=None) -> WorkloadState:
+        self.polled.append(sample)
+        return self.states[min(len(self.polled) - 1, len(self.states) - 1)]
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        self.stops += 1
+
+
+def workload_app(workload, n_gpus: int = 1, **kwargs):
+    return make_app(FakeSampler(lambda t: make_sample(n_gpus, t)), workload=workload, **kwargs)
