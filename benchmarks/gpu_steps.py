@@ -158,66 +158,90 @@ def _concurrently(*jobs: Any) -> list[Any]:
 
 def crosscheck(ctx: Any, step: Any) -> None:
     snap_argv = _py("-m", "gputop", "snapshot", "--json")
-    if ctx.simulated:
-        snap = ctx.run("snapshot", snap_argv, timeout=60)
-        doc = _json(snap)
-        if doc is None or not doc.get("gpus"):
-            return step.fail(f"gputop snapshot --json gave no GPU: {snap.why()}")
-        _save(ctx, "snapshot.json", snap.stdout)
-        ctx.data["snapshot"] = doc
-        reference = xc.fake_reference(ctx.env["GPUTOP_FAKE_NVML"], doc["ts_ns"], snap.pid)
-        step.notes.append("simulated: no nvidia-smi; the reference is the fake's profile and its waves "
-                          "at the snapshot's moment (the same epoch in both processes)")
-        fake_doc = doc
-    else:
-        probe = Probe(ctx, timeout=ctx.timeout(120))
-        try:
-            if not probe.ready:
-                step.check("torch holds a context on GPU 0", json.dumps(probe.props), "ready", False)
-            t0 = time.time()
-            xml, (query, fields), snap = _concurrently(
-                lambda: ctx.run("smi_q_x", ["nvidia-smi", "-q", "-x"], timeout=60),
-                lambda: query_smi(ctx),
-                lambda: ctx.run("snapshot", snap_argv, timeout=60))
-        finally:
-            probe_err = probe.stop()
-        held = (f"while a torch process (pid {probe.props['pid']}) held 1 GiB" if probe.ready and probe.props
-                else "with no torch process on the GPU (it did not start)")
-        step.notes.append(f"the three readings started together at {time.strftime('%H:%M:%S', time.gmtime(t0))} "
-                          f"UTC, {held}")
-        if probe_err.strip():
-            (ctx.logs / "probe.err").write_text(probe_err)
-        for proc, name in ((xml, "smi_q.xml"), (query, "smi_query.csv"), (snap, "snapshot.json")):
-            step.check(f"{name} written", proc.why() if not proc.ok else f"{len(proc.stdout)} bytes", "exit 0", proc.ok)
-            if proc.ok:
-                _save(ctx, name, proc.stdout)
-        if probe.props:
-            _save(ctx, "torch_props.json", json.dumps(probe.props, indent=2) + "\n")
-        dropped = [f for f in xc.SMI_FIELDS if f not in fields]
-        if dropped:
-            step.notes.append(f"fields this nvidia-smi does not know (left out): {', '.join(dropped)}")
-        doc = _json(snap)
-        if doc is not None and doc.get("gpus"):
-            ctx.data["snapshot"] = doc  # the summary's header and the screenshots' check use it
-        if doc is None or not doc.get("gpus") or not query.ok:
-            return step.fail("no snapshot with a GPU, or no nvidia-smi row, to compare")
-        reference = xc.smi_reference(xc.parse_query_csv(query.stdout), xml.stdout if xml.ok else None)
-        props = probe.props or {}
-        src = "torch.cuda.get_device_properties(0)"
-        reference["sm_count"] = (xc.Ref(props["multi_processor_count"], src) if "multi_processor_count" in props
-                                 else xc.Ref(None, src, missing="torch probe gave nothing"))
-        fake = ctx.run("snapshot_fake", snap_argv, timeout=60, env=ctx.fake_env("H100_SXM"))
-        fake_doc = _json(fake)
-        if fake_doc is not None:
-            _save(ctx, "snapshot_fake_h100.json", fake.stdout)
-        if "pid" in props:
-            pids = [p["pid"] for p in doc["gpus"][0].get("processes") or []]
-            step.check("the torch probe's pid in gputop's process table", props["pid"] in pids,
-                       "True (False: NVML reports another pid namespace's pids)", None)
-        if "name" in props:
-            rows_torch = xc.compare("name (torch)", doc["gpus"][0]["info"].get("name"),
-                                    xc.Ref(props["name"], src), xc.TEXT)
-            step.check("name: gputop against torch", rows_torch.verdict, "match", not rows_torch.mismatch)
+    readings = (_simulated_readings if ctx.simulated else _driver_readings)(ctx, step, snap_argv)
+    if readings is not None:
+        _cross_check(ctx, step, *readings)
+
+
+# gputop's snapshot, the reference to check it against, the fake's snapshot (if it ran)
+Readings = tuple[dict[str, Any], dict[str, Any], "dict[str, Any] | None"]
+
+
+def _simulated_readings(ctx: Any, step: Any, snap_argv: list[str]) -> Readings | None:
+    """gputop's snapshot, the fake's own values as the reference, and the snapshot again as the
+    fake's (under --simulated the 'real' side is the fake); None where the step failed."""
+    snap = ctx.run("snapshot", snap_argv, timeout=60)
+    doc = _json(snap)
+    if doc is None or not doc.get("gpus"):
+        step.fail(f"gputop snapshot --json gave no GPU: {snap.why()}")
+        return None
+    _save(ctx, "snapshot.json", snap.stdout)
+    ctx.data["snapshot"] = doc
+    reference = xc.fake_reference(ctx.env["GPUTOP_FAKE_NVML"], doc["ts_ns"], snap.pid)
+    step.notes.append("simulated: no nvidia-smi; the reference is the fake's profile and its waves "
+                      "at the snapshot's moment (the same epoch in both processes)")
+    fake_doc = doc
+    return doc, reference, fake_doc
+
+
+def _driver_readings(ctx: Any, step: Any, snap_argv: list[str]) -> Readings | None:
+    """gputop's snapshot, nvidia-smi's readings taken with it (and torch's properties) as the
+    reference, and a snapshot of the fake H100; None where the step failed."""
+    probe = Probe(ctx, timeout=ctx.timeout(120))
+    try:
+        if not probe.ready:
+            step.check("torch holds a context on GPU 0", json.dumps(probe.props), "ready", False)
+        t0 = time.time()
+        xml, (query, fields), snap = _concurrently(
+            lambda: ctx.run("smi_q_x", ["nvidia-smi", "-q", "-x"], timeout=60),
+            lambda: query_smi(ctx),
+            lambda: ctx.run("snapshot", snap_argv, timeout=60))
+    finally:
+        probe_err = probe.stop()
+    held = (f"while a torch process (pid {probe.props['pid']}) held 1 GiB" if probe.ready and probe.props
+            else "with no torch process on the GPU (it did not start)")
+    step.notes.append(f"the three readings started together at {time.strftime('%H:%M:%S', time.gmtime(t0))} "
+                      f"UTC, {held}")
+    if probe_err.strip():
+        (ctx.logs / "probe.err").write_text(probe_err)
+    for proc, name in ((xml, "smi_q.xml"), (query, "smi_query.csv"), (snap, "snapshot.json")):
+        step.check(f"{name} written", proc.why() if not proc.ok else f"{len(proc.stdout)} bytes", "exit 0", proc.ok)
+        if proc.ok:
+            _save(ctx, name, proc.stdout)
+    if probe.props:
+        _save(ctx, "torch_props.json", json.dumps(probe.props, indent=2) + "\n")
+    dropped = [f for f in xc.SMI_FIELDS if f not in fields]
+    if dropped:
+        step.notes.append(f"fields this nvidia-smi does not know (left out): {', '.join(dropped)}")
+    doc = _json(snap)
+    if doc is not None and doc.get("gpus"):
+        ctx.data["snapshot"] = doc  # the summary's header and the screenshots' check use it
+    if doc is None or not doc.get("gpus") or not query.ok:
+        step.fail("no snapshot with a GPU, or no nvidia-smi row, to compare")
+        return None
+    reference = xc.smi_reference(xc.parse_query_csv(query.stdout), xml.stdout if xml.ok else None)
+    props = probe.props or {}
+    src = "torch.cuda.get_device_properties(0)"
+    reference["sm_count"] = (xc.Ref(props["multi_processor_count"], src) if "multi_processor_count" in props
+                             else xc.Ref(None, src, missing="torch probe gave nothing"))
+    fake = ctx.run("snapshot_fake", snap_argv, timeout=60, env=ctx.fake_env("H100_SXM"))
+    fake_doc = _json(fake)
+    if fake_doc is not None:
+        _save(ctx, "snapshot_fake_h100.json", fake.stdout)
+    if "pid" in props:
+        pids = [p["pid"] for p in doc["gpus"][0].get("processes") or []]
+        step.check("the torch probe's pid in gputop's process table", props["pid"] in pids,
+                   "True (False: NVML reports another pid namespace's pids)", None)
+    if "name" in props:
+        rows_torch = xc.compare("name (torch)", doc["gpus"][0]["info"].get("name"),
+                                xc.Ref(props["name"], src), xc.TEXT)
+        step.check("name: gputop against torch", rows_torch.verdict, "match", not rows_torch.mismatch)
+    return doc, reference, fake_doc
+
+
+def _cross_check(ctx: Any, step: Any, doc: dict[str, Any], reference: dict[str, Any],
+                 fake_doc: dict[str, Any] | None) -> None:
+    """gputop's GPU 0 against the reference, row by row; and the fake against the real one."""
     gpu = doc["gpus"][0]
     rows = xc.cross_check(gpu, reference)
     ctx.data["crosscheck"] = rows
