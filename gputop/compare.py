@@ -29,9 +29,10 @@ from typing import Any, Callable, Sequence, TextIO
 
 from gputop import console
 from gputop.argtypes import integer
+from gputop.environment import Environment
 from gputop.exitstatus import ExitStatus
 from gputop.model import WorkloadState, WorkloadStep
-from gputop.sampler import SamplerLike, open_real
+from gputop.sampler import SamplerLike
 from gputop.signals import Interrupted, StopSignals, signal_name
 from gputop.workload import BUNDLED, Workload, WorkloadError, rates, resolve
 from gputop.workload.targets import module_source
@@ -154,41 +155,35 @@ def _progress_line(device: str, state: WorkloadState) -> str:
     return f"{PROG}: {device}  {what}"
 
 
-def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
-        open_sampler: Callable[[float], SamplerLike] = open_real, stdout: TextIO | None = None,
-        stderr: TextIO | None = None, isatty: Callable[[TextIO], bool] = console.isatty) -> int:
-    """Both runs, then the table (or JSON). ``sampler`` is used as given; without one,
-    ``open_sampler`` builds the real sources (and they are closed at the end)."""
-    stdout = sys.stdout if stdout is None else stdout
-    stderr = sys.stderr if stderr is None else stderr
+def run(args: argparse.Namespace, env: Environment) -> int:
+    """Both runs, then the table (or JSON). ``env.sampler`` is used as given; without one,
+    ``env.open_sampler`` builds the real sources (and they are closed at the end)."""
     try:
         plan = _plan(args)
     except (WorkloadError, _Refused) as exc:
-        return _error(stderr, str(exc))
-    own_sampler = sampler is None
-    tty = isatty(stderr)
+        return env.error(str(exc), ExitStatus.USAGE)
+    sampler = env.sampler
     try:
         # the first signal unwinds measure(), whose finally stops the workload's whole group
         # (SIGTERM's and SIGHUP's defaults would end compare at once and leave it running)
         with StopSignals(raise_first=True):
-            if own_sampler:
-                sampler = open_sampler(3600.0)  # no process table needed
-            results = _measure_both(args, plan, sampler, stderr if tty else None)
+            if sampler is None:
+                sampler = env.open_sampler(3600.0)  # no process table needed
+            results = _measure_both(args, plan, sampler, env.stderr if env.stderr_isatty else None)
             if _no_step_seen(plan, results):
-                return _error(stderr, f"{plan.name} ran on the CPU and no training step of it was seen "
-                              "(no torch optimizer stepped, no backward): nothing to compare",
-                              ExitStatus.FAILURE)
+                return env.error(f"{plan.name} ran on the CPU and no training step of it was seen "
+                                 "(no torch optimizer stepped, no backward): nothing to compare")
     except WorkloadError as exc:
-        return _error(stderr, str(exc))
+        return env.error(str(exc), ExitStatus.USAGE)
     except Interrupted as exc:  # measure() has stopped the workload's group on the way out
-        if tty:
-            stderr.write(console.CLEAR_LINE)
-        stderr.write(f"{PROG}: stopped by {signal_name(exc.signum)}\n")
+        if env.stderr_isatty:
+            env.stderr.write(console.CLEAR_LINE)
+        env.stderr.write(f"{PROG}: stopped by {signal_name(exc.signum)}\n")
         return ExitStatus.signalled(exc.signum)
     finally:
-        if own_sampler and sampler is not None:
+        if env.sampler is None and sampler is not None:
             sampler.close()
-    return _show(args, plan, results, stdout)
+    return _show(args, plan, results, env.stdout)
 
 
 class _Refused(Exception):
@@ -456,9 +451,3 @@ def to_text(report: dict[str, Any], cpu: Result, gpu: Result | None) -> str:
 
 def _peak(result: Result) -> str:
     return "*" if result.mfu_pct is not None and result.state.peak_flops_source == "measured" else ""
-
-
-def _error(stderr: TextIO, message: str, code: int = ExitStatus.USAGE) -> int:
-    stderr.write(f"{PROG}: error: {message}\n")
-    return code
-

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from typing import Callable, TextIO
 
 from gputop import console
 from gputop import format as fmt
 from gputop.argtypes import INTERVAL, file_name, seconds
+from gputop.environment import Environment
 from gputop.exitstatus import ExitStatus
 from gputop.model import Sample, WorkloadMark, WorkloadState, WorkloadStep
-from gputop.sampler import SamplerLike, iter_samples, open_real
+from gputop.sampler import SamplerLike, iter_samples
 from gputop.signals import Stopped, StopSignals, signal_name
 from gputop.trace import TraceWriter
 from gputop.workload import Workload, WorkloadError
@@ -78,43 +78,32 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     return parser
 
 
-def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
-        open_sampler: Callable[[float], SamplerLike] = open_real, stderr: TextIO | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        isatty: Callable[[TextIO], bool] = console.isatty, stdout: TextIO | None = None) -> int:
-    """Record until --duration, Ctrl-C or SIGTERM. ``sampler`` is used as given; without one,
-    ``open_sampler`` builds the real sources, after the output file is open (so a bad path
-    costs nothing), and they are closed at the end."""
-    stderr = sys.stderr if stderr is None else stderr
-    stdout = sys.stdout if stdout is None else stdout
+def run(args: argparse.Namespace, env: Environment) -> int:
+    """Record until --duration, Ctrl-C or SIGTERM. ``env.sampler`` is used as given; without
+    one, ``env.open_sampler`` builds the real sources, after the output file is open (so a bad
+    path costs nothing), and they are closed at the end."""
     try:
         workload = _workload(args)
     except WorkloadError as exc:
-        return _error(stderr, str(exc), ExitStatus.USAGE)
+        return env.error(str(exc), ExitStatus.USAGE)
     writer = _open_writer(args, workload)
     if isinstance(writer, str):
-        return _error(stderr, writer)
-    own_sampler = sampler is None
+        return env.error(writer)
+    sampler = env.sampler
     try:
         if sampler is None:
-            sampler = open_sampler(2.0)
-        progress = _Progress(writer, stderr, clock) if isatty(stderr) else None
-        echo = None if getattr(args, "quiet", False) else _Echo(stdout, stderr, progress)
+            sampler = env.open_sampler(2.0)
+        progress = _Progress(writer, env.stderr, env.clock) if env.stderr_isatty else None
+        echo = None if getattr(args, "quiet", False) else _Echo(env.stdout, env.stderr, progress)
         recording = _Recording(writer, workload, sampler, progress, echo)
-        recording.record(args, clock)
+        recording.record(args, env.clock)
     except WorkloadError as exc:
-        return _error(stderr, str(exc), ExitStatus.USAGE)
+        return env.error(str(exc), ExitStatus.USAGE)
     except OSError as exc:  # disk full, file system gone: what was written still loads
-        return _error(stderr, f"writing {args.out} failed after {writer.samples} samples: "
-                      f"{exc.strerror or exc}")
+        return env.error(f"writing {args.out} failed after {writer.samples} samples: {exc.strerror or exc}")
     finally:
-        _close(writer, sampler if own_sampler else None)
-    return _workload_ended(recording, stderr)
-
-
-def _error(stderr: TextIO, message: str, code: int = ExitStatus.FAILURE) -> int:
-    stderr.write(f"{PROG}: error: {message}\n")
-    return code
+        _close(writer, sampler if env.sampler is None else None)
+    return _workload_ended(recording, env.stderr)
 
 
 def _workload(args: argparse.Namespace) -> Workload | None:

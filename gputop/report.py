@@ -22,12 +22,12 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
-from typing import Any, Callable, Iterable, Sequence, TextIO
+from typing import Any, Callable, Iterable, Sequence
 
-from gputop import console, metrics
 from gputop import format as fmt
+from gputop import metrics
+from gputop.environment import Environment
 from gputop.exitstatus import ExitStatus
 from gputop.model import Sample
 from gputop.progress import Progress
@@ -65,29 +65,27 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     return parser
 
 
-def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    stdout = sys.stdout if stdout is None else stdout
-    stderr = sys.stderr if stderr is None else stderr
+def run(args: argparse.Namespace, env: Environment) -> int:
     progress = None
     try:
         size = os.path.getsize(args.trace) if os.path.isfile(args.trace) else 0
-        progress = Progress(size, f"{PROG}: reading {os.path.basename(args.trace)}", stderr)
+        progress = Progress(size, f"{PROG}: reading {os.path.basename(args.trace)}", env.stderr,
+                            clock=env.clock, tty=env.stderr_isatty)
         summary, points = read(args.trace, progress)
     except TraceError as exc:
         if progress is not None:
             progress.clear()
-        stderr.write(f"{PROG}: error: {exc}\n")
-        return ExitStatus.FAILURE
+        return env.error(str(exc))
     finally:
         if progress is not None:
             progress.clear()
     if args.json:
-        stdout.write(json.dumps(summary, indent=2) + "\n")
+        env.stdout.write(json.dumps(summary, indent=2) + "\n")
         return ExitStatus.OK
-    stdout.write(to_text(summary))
+    env.stdout.write(to_text(summary))
     if not args.no_chart and len(points) >= 2:
-        stdout.write(chart(points, width=shutil.get_terminal_size((100, 24)).columns,
-                           color=console.isatty(stdout)))
+        env.stdout.write(chart(points, width=shutil.get_terminal_size((100, 24)).columns,
+                               color=env.stdout_isatty))
     return ExitStatus.OK
 
 
