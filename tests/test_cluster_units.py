@@ -281,3 +281,15 @@ def test_headless_cluster_imports_no_tui_and_httpx_has_one_home():
                     isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "httpx"):
                 users.append(path.relative_to(package).as_posix())
     assert sorted(set(users)) == ["cluster/client.py"]
+
+
+async def test_ctrl_c_quits_the_cluster_view():
+    # as README and --help say (Textual's own Ctrl+C only shows "press ctrl+q to quit")
+    from gputop.tui.cluster import ClusterApp
+
+    app = ClusterApp(_stub(), interval_s=60)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await _until(pilot, lambda: app.sample is not None)
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert not app.is_running

@@ -171,6 +171,17 @@ async def test_clicking_a_gpu_selects_it():
         assert app.selected_gpu == 2
 
 
+@pytest.mark.parametrize("keys", [["ctrl+c"], ["question_mark", "ctrl+c"], ["question_mark", "escape", "q"]])
+async def test_ctrl_c_quits_as_the_docs_say_even_over_help(keys):
+    # Textual's own binding for Ctrl+C only says "press ctrl+q to quit"; README and --help say it quits
+    app = make_app(FakeSampler(lambda t: make_sample(1, t)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press(*keys)
+        await pilot.pause()
+        assert not app.is_running
+
+
 async def test_question_mark_opens_help_and_escape_closes_it():
     app = make_app(FakeSampler(lambda t: make_sample(1, t)))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -178,7 +189,7 @@ async def test_question_mark_opens_help_and_escape_closes_it():
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = screen_text(app)
-        for words in ("quit", "pause", "kill", "theme", "core frequencies", "0.1 s to 10 s"):
+        for words in ("quit", "ctrl+c", "pause", "kill", "theme", "core frequencies", "0.01 s to 3600 s"):
             assert words in text
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)

@@ -263,3 +263,13 @@ def test_offsets_read_like_a_clock():
     assert offset_text(59.94) == "59.9 s"
     assert offset_text(125.34) == "2:05.3"
     assert offset_text(3725.0) == "1:02:05"
+
+
+async def test_ctrl_c_quits_the_replay(trace):
+    # as README and --help say (Textual's own Ctrl+C only shows "press ctrl+q to quit")
+    app = replay_app(trace)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert not app.is_running

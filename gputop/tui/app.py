@@ -38,7 +38,7 @@ from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen, describe, kill_refusal
 from gputop.tui.selfcpu import SelfCpu
 from gputop.tui.stall import StallWatch
-from gputop.tui.terminal import SUSPEND, ErrorsNoted, repaint_on_resume, settle_heap, terminal_driver
+from gputop.tui.terminal import QUIT_KEY, SUSPEND, ErrorsNoted, repaint_on_resume, settle_heap, terminal_driver
 from gputop.tui.theme_memo import ThemeMemoApp
 from gputop.tui.widgets.charts import HistoryCharts
 from gputop.tui.widgets.cpu import CpuPanel
@@ -66,6 +66,7 @@ class GputopApp(ErrorsNoted, replay.ReplayKeys, ThemeMemoApp[None]):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_ROWS, "-tall")]
     BINDINGS = [
         Binding("q", "quit", "quit"),
+        QUIT_KEY,
         Binding("p", "toggle_pause", "pause"),
         Binding("plus,equals_sign", "slower", "slower", key_display="+"),
         Binding("minus", "faster", "faster", key_display="-"),

@@ -25,14 +25,14 @@ from gputop import format as fmt
 from gputop.cluster.feed import ClusterError, NodeHistory
 from gputop.cluster.model import ClusterGpu, ClusterNode, ClusterSample
 from gputop.tui.screens.help import HelpScreen
-from gputop.tui.terminal import SUSPEND, ErrorsNoted, repaint_on_resume, settle_heap, terminal_driver
+from gputop.tui.terminal import QUIT_KEY, SUSPEND, ErrorsNoted, repaint_on_resume, settle_heap, terminal_driver
 from gputop.tui.widgets.panel import Panel
 
 BARS = "▁▂▃▄▅▆▇█"
 SORTS = ("node", "power", "idle GPUs")
 KEYS = (("↑ ↓", "select a node: its GPUs and their recent history below"),
         ("s", "sort by node, power (highest first), idle GPUs (most first)"),
-        ("r", "refresh now"), ("q", "quit"))
+        ("r", "refresh now"), ("q / ctrl+c", "quit"))
 
 
 class SupportsFeed(Protocol):
@@ -208,7 +208,7 @@ SETTLE_HEAP_S = 2.0  # the CLI's view: start-up's objects frozen out of collecti
 class ClusterApp(ErrorsNoted, App):
     CSS_PATH = "cluster.tcss"
     TITLE = "gputop cluster"
-    BINDINGS = [Binding("q", "quit", "quit"), Binding("s", "cycle_sort", "sort"),
+    BINDINGS = [Binding("q", "quit", "quit"), QUIT_KEY, Binding("s", "cycle_sort", "sort"),
                 Binding("r", "refresh_now", "refresh"),
                 Binding("question_mark", "help", "help", key_display="?"), SUSPEND]
 

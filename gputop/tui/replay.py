@@ -48,7 +48,7 @@ BINDINGS = [
 ]
 
 KEYS = (
-    ("q", "quit"),
+    ("q / ctrl+c", "quit"),
     ("space / p", "play / pause (at the end: play from the start)"),
     ("← / →", "one sample back / forward (pauses)"),
     ("shift+← / →", "10 s back / forward"),
