@@ -27,6 +27,7 @@ from gputop.signals import Interrupted, StopSignals
 if TYPE_CHECKING:  # httpx, which the feed imports, is ~10 MiB and ~0.1 s the live view does not need
     from gputop.cluster.feed import ClusterFeed
     from gputop.firstframe import Held
+    from gputop.model import WorkloadState
     from gputop.tui.app import GputopApp
     from gputop.workload import Workload
 
@@ -177,6 +178,7 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
     held: Held | None = None  # the first frame, drawn before Textual (gputop.firstframe)
     app: GputopApp | None = None
     status = ExitStatus.OK
+    ended: WorkloadState | None = None  # how the --run job ended
 
     def give_back() -> None:  # the normal screen, where the app's driver never took the terminal
         if held is not None and (app is None or not app.has_terminal):
@@ -213,12 +215,15 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
             try:
                 give_back()
                 if workload is not None:
-                    workload.stop()
+                    ended = workload.stop()
             finally:
                 feed.discard_first()  # not closed under a sample still being taken
                 if not sampler.close():  # (under the full screen its log line went to the log file)
                     _say(f"gputop: a sample had not returned after {CLOSE_WAIT_S:g} s "
                          "(a hung driver call?): exited with its sources left open")
+    if ended is not None and ended.status == "failed":  # as record --run: the job failed, so did the run
+        _say(f"gputop: workload {ended.name} failed" + (f": {ended.error}" if ended.error else ""))
+        return ExitStatus.FAILURE
     return status
 
 
