@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Sequence, TextIO
 from gputop import console, metrics
 from gputop import format as fmt
 from gputop.exitstatus import ExitStatus
-from gputop.model import Sample
+from gputop.model import GpuInfo, Sample
 from gputop.progress import Progress
 from gputop.stats import EXACT_VALUES, RELATIVE_ERROR, SampleStats, Thinned
 from gputop.trace import Trace, TraceError, ts_ns
@@ -143,6 +143,13 @@ def summarize(trace: Trace, samples: Sequence[Sample]) -> dict[str, Any]:
     return _summary(trace, acc, samples)
 
 
+def _no_sm_activity(info: GpuInfo, lost: int) -> str:
+    """Why a GPU's recording holds no sample with both NVML util and SM activity."""
+    if info.gpm_supported and not info.mig_enabled:
+        return "the GPU was lost before GPM gave a reading" if lost else "GPM gave no reading beside NVML util"
+    return fmt.sm_gap(info.architecture, info.gpm_supported, info.mig_enabled)
+
+
 def _summary(trace: Trace, acc: SampleStats, samples: Sequence[Sample]) -> dict[str, Any]:
     acc.finish()
     assert acc.first_ns is not None and acc.last_ns is not None
@@ -157,6 +164,7 @@ def _summary(trace: Trace, acc: SampleStats, samples: Sequence[Sample]) -> dict[
             "metrics": {m: d.summary() for m, d in g.metrics.items()},
             "energy_j": energy, "energy_source": source if energy is not None else None,
             "util_trap_share": g.trapped / g.both if g.both else None,
+            "util_trap_na_reason": None if g.both else _no_sm_activity(info, g.lost),
             "util_trap_samples": g.both,
             "lost_samples": g.lost,
         })
@@ -371,7 +379,7 @@ def to_text(summary: dict[str, Any]) -> str:
         for gpu in summary["gpus"]:
             share = gpu["util_trap_share"]
             text = (f"{share * 100:.0f} % of {gpu['util_trap_samples']} samples" if share is not None
-                    else "n/a (no SM activity: GPM needs Hopper or newer)")
+                    else f"n/a (no SM activity: {gpu['util_trap_na_reason']})")
             lines.append(f"  GPU {gpu['index']}   {text}")
     if summary.get("workload"):
         lines += ["", *_workload_text(summary["workload"])]

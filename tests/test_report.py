@@ -91,6 +91,20 @@ def test_util_trap_share_energy_fallback_and_cpu_energy(tmp_path):
     assert "lost (not answering) in 1 samples" in text
 
 
+def test_a_lost_h100_s_missing_sm_activity_is_said_to_be_the_loss_not_its_architecture(tmp_path):
+    # #26.9: the reason was "GPM needs Hopper or newer" for every GPU without SM activity
+    samples = make_samples(4)
+    samples = [_with(samples, k, sm_active_pct=None, lost=k >= 1) for k in range(4)]
+    rc, out = run(write(tmp_path / "t.json", samples), "--json")
+    gpus = json.loads(out)["gpus"]
+    assert gpus[0]["util_trap_share"] is None and gpus[0]["lost_samples"] == 3
+    assert gpus[0]["util_trap_na_reason"] == "the GPU was lost before GPM gave a reading"
+    assert gpus[1]["util_trap_na_reason"] == "needs GPM: Hopper or newer"  # the A100: its architecture
+    rc, text = run(tmp_path / "t.json", "--no-chart")
+    assert "GPU 0   n/a (no SM activity: the GPU was lost before GPM gave a reading)" in text
+    assert "GPU 1   n/a (no SM activity: needs GPM: Hopper or newer)" in text
+
+
 def test_cut_off_trace_is_reported_with_a_note(tmp_path):
     path = write(tmp_path / "t.json", make_samples(), close=False)
     rc, text = run(path, "--no-chart")
