@@ -408,10 +408,10 @@ def _workload_text(w: dict[str, Any]) -> list[str]:
     if tokens:  # a language model: tokens/s, the figure its users quote
         per = w["sample_unit"][:-1] if w["sample_unit"].endswith("s") else w["sample_unit"]
         rows.append(("tokens/s", cell(tok, f"{tok:,.0f}" if tok is not None else "") + f"   ({tokens} per {per})"))
-    rows += [("step time", cell(st, f"{st * 1e3:.3g} ms" if st is not None else "")),
-             ("TFLOP/s", cell(tf, f"{tf:.3g}" if tf is not None else "")),
+    rows += [("step time", fmt.step_time(st)),  # the unit of step p50 below
+             ("TFLOP/s", fmt.amount(tf)),
              ("MFU", cell(mfu, f"{mfu:.1f} %" if mfu is not None else "") + (peak if mfu is not None else "")),
-             ("J/step", cell(j, f"{j:.3g}" if j is not None else ""))]
+             ("J/step", fmt.amount(j))]
     width = max(12, *(len(label) + 3 for label, _ in rows))
     lines += [f"  {label:<{width}}{value}" for label, value in rows]
     return lines + insight_text.lines(w)

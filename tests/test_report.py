@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import pytest
 
+from gputop import format as fmt
 from gputop import report, trace
 from gputop.model import Sample
 from test_trace import T0, make_samples, write, write_with_workload
@@ -204,3 +205,28 @@ def test_a_language_model_gets_tokens_per_second_where_its_start_says_tokens_per
     w = json.loads(out)["workload"]
     assert w["tokens_per_sample"] == (tokens if shown else None)
     assert w["tokens_per_s_median"] == (pytest.approx(819_200) if shown else None)
+
+
+def test_slow_steps_keep_one_unit_per_quantity_and_no_scientific_notation(tmp_path):
+    # #26.12: "step time 7.09e+04 ms" beside "step p50 70.9 s"; rates as 5.71e+03/s
+    from gputop.workload import WorkloadMark, WorkloadStep
+    path = write_with_workload(tmp_path / "w.json", [
+        WorkloadMark("start", T0 + 1, name="fake", args={"batch_size": 8, "flops_per_step": 7.09e15}),
+        *(WorkloadStep(k, 8, None, 70.9, T0 + k * 20_000_000) for k in range(1, 4))])
+    rc, text = run(path, "--no-chart")
+    assert rc == 0 and "e+0" not in text and "e-0" not in text
+    lines = text.splitlines()
+    head = lines.index(next(x for x in lines if x.startswith("Workload fake")))
+    rows = {x.split()[0]: x for x in lines[head + 1:]}
+    assert rows["step"].split()[-1] == "s" and rows["step"].split()[-2] == "70.9"  # as step p50 says it
+
+
+@pytest.mark.parametrize("value, text", [(5710.0, "5,710"), (19.14, "19.1"), (0.0371, "0.0371"),
+                                         (0.00005, "0.00005"), (0.0, "0"), (None, "n/a")])
+def test_amount_never_goes_scientific(value, text):
+    assert fmt.amount(value) == text
+
+
+@pytest.mark.parametrize("seconds, text", [(70.9, "70.9 s"), (1234.4, "1,234 s"), (0.0681, "68.1 ms")])
+def test_step_time_never_goes_scientific(seconds, text):
+    assert fmt.step_time(seconds) == text
