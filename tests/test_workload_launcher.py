@@ -454,6 +454,32 @@ def test_an_exit_code_error_is_the_last_stderr_line_that_is_not_a_progress_bar(t
     assert "2/3 [00:01<00:02]" in state.output_tail  # the bar is still in the output
 
 
+def test_a_traceback_s_exception_line_is_the_error_not_the_hint_printed_after_it(tmp_path):
+    """#26.11: torch.load's UnpicklingError is followed by lines of advice and a docs URL; the
+    reason is the exception line (of the last traceback, where one was handled before it)."""
+    path = script(tmp_path, """\
+        import pickle, sys, traceback
+        try:
+            {}["missing"]
+        except KeyError:
+            traceback.print_exc()  # logged and handled: not why it failed
+        class UnpicklingError(pickle.UnpicklingError):
+            def __str__(self):
+                return "Weights only load failed.\\nCheck the documentation of torch.load: https://example.invalid/load"
+        UnpicklingError.__module__ = "_pickle"
+        raise UnpicklingError()
+    """)
+    state = run_to_end(Workload(path))
+    assert state.returncode == 1
+    assert state.error == "_pickle.UnpicklingError: Weights only load failed."
+
+
+def test_without_a_traceback_the_error_is_still_the_last_stderr_line(tmp_path):
+    path = script(tmp_path, "raise SystemExit('bad config: no data')\n")
+    state = run_to_end(Workload(path))
+    assert state.returncode == 1 and state.error == "bad config: no data"
+
+
 def test_the_preexec_guard_ends_a_child_whose_parent_is_gone(tmp_path, monkeypatch):
     """The child inherits Python's SIGTERM handler until exec (record's StopSignals), so the guard
     that catches a parent dead before PR_SET_PDEATHSIG took effect must not rely on SIGTERM."""

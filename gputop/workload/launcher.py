@@ -262,17 +262,17 @@ class Workload:
         if self._ended_ns is None:
             return ("stopping" if self._kill_at is not None else "running"), None
         end = self._reader.end or {}
-        _, last_stderr = self._output.snapshot()
+        reason = self._output.reason
         if self._stopped:
             return "stopped", None
         if end.get("status") == "error":
-            return "failed", end.get("error") or last_stderr or "the workload reported an error"
+            return "failed", end.get("error") or reason or "the workload reported an error"
         rc = self._group.returncode
         if rc == 0:
             return "ok", None
         if rc is not None and rc < 0:  # its last words (a progress bar, a log line) are not why
             return "failed", f"killed by {signal_name(-rc)}"
-        return "failed", last_stderr or f"exit code {rc}"
+        return "failed", reason or f"exit code {rc}"
 
     def _with_joules(self) -> None:
         """Give each recent step without energy its share, once the curve covers it."""
@@ -299,7 +299,7 @@ class Workload:
         start = self._reader.start
         window = rates.window(self._steps)
         live = rates.over(window, start.get("flops_per_step"), start.get("peak_flops"))
-        output, _ = self._output.snapshot()
+        output = self._output.snapshot()
         last = self._steps[-1] if self._steps else None
         now_ns = self._ended_ns if self._ended_ns is not None else self._clock_ns()
         phases = self._reader.phases
