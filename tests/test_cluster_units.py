@@ -293,3 +293,25 @@ async def test_ctrl_c_quits_the_cluster_view():
         await pilot.press("ctrl+c")
         await pilot.pause()
         assert not app.is_running
+
+
+async def test_the_detail_panel_grows_to_its_lines_without_a_resize():
+    """#26.5: the panel's height was laid out for "no node selected" (one line) and kept until
+    the terminal was resized: the selected node showed only its name."""
+    from gputop.tui.cluster import ClusterApp, NodeDetail
+
+    class Slow(StubFeed):  # a real Prometheus answers after the first layout, not before it
+        def refresh(self):
+            time.sleep(0.5)
+            return super().refresh()
+
+    feed = _stub()
+    app = ClusterApp(Slow(feed.nodes[:2]), interval_s=60)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _until(pilot, lambda: app.sample is not None)
+        detail = app.query_one(NodeDetail)
+        await _until(pilot, lambda: detail.history is not None)
+        await pilot.pause()
+        lines = len(detail.text_for(detail.content_region.width).plain.splitlines())
+        assert lines >= 4  # name, cores, two GPUs
+        assert detail.content_region.height == lines

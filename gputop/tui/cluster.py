@@ -132,8 +132,10 @@ class ClusterHeader(Panel):
 class NodeDetail(Panel):
     """The selected node: one line per GPU, its values and its recent history."""
 
-    node: reactive[ClusterNode | None] = reactive(None)
-    history: reactive[NodeHistory | None] = reactive(None)
+    # layout=True: its height is auto, so a change of line count lays the screen out again (it
+    # kept the one line of "no node selected" until a resize)
+    node: reactive[ClusterNode | None] = reactive(None, layout=True)
+    history: reactive[NodeHistory | None] = reactive(None, layout=True)
 
     def render_key(self) -> tuple:
         return (self.node, self.history)
