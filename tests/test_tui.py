@@ -274,6 +274,26 @@ async def test_no_gpu_shows_why_and_the_cpu_in_full():
         assert app.selected_gpu is None
 
 
+@pytest.mark.parametrize("cpu_power_w", [None, 45.0])
+async def test_without_a_gpu_the_power_chart_is_there_only_with_the_cpu_s_power(cpu_power_w):
+    """#26 (also seen): with no GPU and no RAPL, half the screen was an empty "power, W n/a"
+    chart; the activity chart takes the width instead."""
+    from gputop.tui.widgets.charts import Chart
+
+    sample = make_sample(0, gpu_unavailable="NVIDIA driver not loaded")
+    sample = replace(sample, cpu=cpu_sample(power_w=cpu_power_w))
+    app = make_app(FakeSampler(lambda t: replace(sample, ts_ns=sample.ts_ns + t * 1_000_000_000)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot, samples=3)
+        await pilot.pause()
+        power = app.query_one("#chart-power", Chart)
+        activity = app.query_one("#chart-activity", Chart)
+        if cpu_power_w is None:
+            assert not power.display and activity.size.width > 100  # the whole width, less its margins
+        else:
+            assert power.display and activity.size.width < 80 and "CPU pkg" in screen_text(app)
+
+
 async def test_none_is_shown_as_na_never_zero():
     sample = make_sample(1)
     sample = with_gpu(sample, 0, fan_pct=None, power_w=None, temp_c=None, sm_active_pct=None)
