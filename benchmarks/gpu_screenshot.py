@@ -43,9 +43,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 async def shoot(args: argparse.Namespace) -> list[Path]:
-    from gputop.feed import LiveFeed
     from gputop.sampler import open_real
     from gputop.tui.app import GputopApp
+    from gputop.view.feed import LiveFeed
     from gputop.workload import Workload
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """The replay's controls: keys, help, and the frame timer that moves a ReplayFeed's cursor.
 
-The app is the same as the live view's; only its feed differs (gputop.feed.ReplayFeed). Kill and
+The app is the same as the live view's; only its feed differs (gputop.view.feed.ReplayFeed). Kill and
 the sampling-interval keys mean nothing in a recording and are disabled; the replay keys are
 disabled in the live view (``GputopApp.check_action``).
 """
@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from textual.binding import Binding
 from textual.timer import Timer
 
-from gputop.feed import ReplayFeed
 from gputop.tui.screens.goto import HINT, GotoScreen
 from gputop.tui.widgets.status import offset_text
+from gputop.view.feed import ReplayFeed
 
 if TYPE_CHECKING:
     from gputop.tui.app import GputopApp
