@@ -318,7 +318,7 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
         self.query_one(ProcessTable).sample = sample
         self.query_one(HistoryCharts).tick += 1
 
-    # -- a replay's driver calls these (gputop.tui.playback.ReplayView) --------------------------
+    # -- a replay's driver calls these (tui.playback.ReplayView) ----------------------------------
 
     def _settle_heap_once(self, delay_s: float | None = None) -> None:
         """settle_heap ``delay_s`` from now (default: ``settle_heap_s``, after the first frame), once."""
