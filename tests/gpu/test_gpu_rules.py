@@ -1,8 +1,8 @@
 """The GPU check's logic that runs without a GPU: the reference rules (tests/gpu/crosscheck.py)
 against injected mismatches and nvidia-smi output written by hand in its formats (not recordings
 of a real GPU: tests/data gets those from the first GPU check), the honest detection of a GPU,
-the NVML call timer over the fake and the summary (test_gpu_children.py runs the
-children)."""
+the NVML call timer over the fake, a recording's figures, and the summary
+(test_gpu_children.py runs the children)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import machine
 import nvml_latency
 import pynvml
 import pytest
+import recording
 import summary
 
 pytestmark = pytest.mark.unit
@@ -154,3 +155,39 @@ def test_the_summary_counts_and_names_what_failed(tmp_path):
     assert "| test_b | **failed** | 2.0 | AssertionError: assert 1 == 2 |" in text
     assert "## test_a: passed" in text and "| power (W) | 300 (expected within 5 %) |" in text
     assert "- `snapshot.json` (2 bytes)" in text and "- screenshots: none" in text
+
+
+# ------------------------------------------------------------------------- a recording
+
+def test_a_recording_is_read_before_and_during_the_steps(tmp_path):
+    """11 samples 1 s apart: 100 W before the first step (it begins at 3 s), 300 W during the
+    seven steps, the energy counter the power's integral (so the two agree)."""
+    from gputop.model import CpuSample, GpuInfo, GpuSample, Sample, WorkloadStep
+    from gputop.trace import TraceWriter
+
+    t0, s = 1_800_000_000_000_000_000, 1_000_000_000
+    info = GpuInfo(index=0, name="NVIDIA H100 80GB HBM3", uuid=None, pci_bus_id=None, architecture="Hopper",
+                   sm_count=132, mem_bus_width_bits=None, max_mem_clock_mhz=None, peak_dram_bw_bytes_per_s=None,
+                   driver_version=None, cuda_version=None, gpm_supported=True)
+    cpu = CpuSample(cpu_util_pct=50.0, core_util_pct=(50.0, 50.0), core_freq_mhz=(3000.0, 3000.0), cpu_power_w=None,
+                    ram_used_bytes=2**30, ram_total_bytes=2**34, load1=1.0)
+    power = [100.0 if i < 3 else 300.0 for i in range(11)]
+    energy = [0.0]
+    for i in range(1, 11):
+        energy.append(energy[-1] + (power[i - 1] + power[i]) / 2)
+    path = tmp_path / "run.json"
+    with TraceWriter.create(str(path)) as writer:
+        writer.set_workload(4242, "matmul")
+        for i in range(11):
+            gpu = GpuSample(info, power_w=power[i], energy_j=energy[i], sm_active_pct=80.0 if i >= 3 else 0.0,
+                            tensor_active_pct=40.0 if i >= 3 else 0.0)
+            writer.write_sample(Sample(ts_ns=t0 + i * s, cpu=cpu, gpus=(gpu,)))
+            if i >= 4:
+                writer.write_workload([WorkloadStep(step=i - 3, samples=8, loss=1.0, wall_s=1.0, ts_ns=t0 + i * s)])
+    a = recording.analyse_run(path)
+    assert (a["samples"], a["steps"], a["span_s"], a["rate_hz"]) == (11, 7, 10.0, 1.0)
+    assert (a["samples_before"], a["samples_during"]) == (3, 8)
+    assert (a["before_power_w"], a["during_power_w"]) == (100.0, 300.0)
+    assert (a["during_sm_active_pct"], a["during_tensor_active_pct"]) == (80.0, 40.0)
+    assert a["during_dram_bw_bytes_per_s"] is None  # n/a on every sample: no median made up
+    assert a["energy_counter_j"] == pytest.approx(a["power_integral_j"]) and a["power_integral_j"] == 2500.0
