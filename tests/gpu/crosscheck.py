@@ -327,10 +327,6 @@ def xml_processes(gpu: ET.Element | None) -> dict[int, int | None]:
     return out
 
 
-def xml_timestamp(xml_text: str) -> str | None:
-    return _xml_text(ET.fromstring(xml_text), "timestamp")
-
-
 # ---------------------------------------------------------------------- fake against real
 
 HOST_FACTS = ("cpu_affinity", "numa_node")  # GpuInfo keys that follow the host board, not the GPU
