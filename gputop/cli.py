@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Callable, Collection, Iterator, NoReturn, Sequ
 from gputop import __version__, console
 from gputop.argtypes import INTERVAL
 from gputop.exitstatus import ExitStatus
-from gputop.feed import LiveFeed, ReplayFeed
 from gputop.sampler import CLOSE_WAIT_S, OpenedOnFirstSample, open_real
 from gputop.signals import Interrupted, StopSignals
+from gputop.view.feed import LiveFeed, ReplayFeed
 
 if TYPE_CHECKING:  # httpx, which the feed imports, is ~10 MiB and ~0.1 s the live view does not need
-    from gputop.cluster.feed import ClusterFeed
+    from gputop.cluster.fleet import ClusterFeed
     from gputop.firstframe import Held
     from gputop.model import WorkloadState
     from gputop.tui.app import GputopApp
@@ -68,9 +68,9 @@ FIRST_FRAME_WAIT_S = 0.15
 FULL_SCREEN = {None, "replay"}  # the commands that draw a full-screen view
 # each command's module (its add_parser and run), in the order --help lists them; snapshot's
 # parser is defined here
-COMMANDS = {"snapshot": "", "record": "gputop.record", "replay": "gputop.replay",
-            "report": "gputop.report", "compare": "gputop.compare", "merge": "gputop.merge",
-            "serve": "gputop.serve", "cluster": "gputop.cluster.command"}
+COMMANDS = {"snapshot": "", "record": "gputop.commands.record", "replay": "gputop.commands.replay",
+            "report": "gputop.commands.report", "compare": "gputop.commands.compare", "merge": "gputop.commands.merge",
+            "serve": "gputop.commands.serve", "cluster": "gputop.commands.cluster"}
 
 
 WORKLOAD_ARGS = {None, "record", "compare"}  # the commands where what follows '--' goes to a workload
@@ -138,7 +138,7 @@ def _commands_needed(argv: Sequence[str]) -> Collection[str] | None:
 
 
 def _snapshot(args: argparse.Namespace) -> int:
-    from gputop import snapshot
+    from gputop.commands import snapshot
 
     sampler = open_real(process_interval_s=0.0)  # both ticks scan: process CPU % is a real delta
     try:
@@ -262,7 +262,7 @@ def _say(line: str) -> None:
 
 def _show_replay(feed: ReplayFeed) -> int:
     """The replay command's view: the terminal check, then the app over the recording."""
-    from gputop import replay
+    from gputop.commands import replay
     from gputop.tui import refuse_without_terminal
 
     if refuse_without_terminal(replay.PROG):
@@ -291,7 +291,7 @@ def _collector_held() -> Iterator[None]:
 
 def _cluster(args: argparse.Namespace) -> int:
     """The cluster command; its view (unless --once) is the TUI's ClusterApp over its feed."""
-    from gputop.cluster import command as cluster
+    from gputop.commands import cluster
 
     def show(feed: ClusterFeed) -> int:
         from gputop.tui import refuse_without_terminal
@@ -383,7 +383,7 @@ def _command_run(name: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from gputop import replay
+    from gputop.commands import replay
 
     return replay.run(args, show=_show_replay)
 

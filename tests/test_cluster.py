@@ -31,7 +31,7 @@ from cluster_fixtures import (
     wait_for,
 )
 from gputop.cluster.client import Prometheus as Client
-from gputop.cluster.feed import ClusterFeed
+from gputop.cluster.fleet import ClusterFeed
 from gputop.cluster.names import MIB
 from test_serve import Served
 

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from gputop.cluster import decode, names, promql
-from gputop.cluster.feed import ClusterError, GpuHistory, NodeHistory
-from gputop.cluster.model import ClusterGpu, ClusterNode, ClusterSample, to_dict, totals
+from gputop.cluster.fleet import ClusterError, GpuHistory, NodeHistory
+from gputop.cluster.nodes import ClusterGpu, ClusterNode, ClusterSample, to_dict, totals
 
 
 @pytest.mark.parametrize("instance, host", [
@@ -253,7 +253,7 @@ async def test_tui_on_a_dead_prometheus_says_so():
     import socket
 
     from gputop.cluster.client import Prometheus
-    from gputop.cluster.feed import ClusterFeed
+    from gputop.cluster.fleet import ClusterFeed
     from gputop.tui.cluster import ClusterApp, ClusterHeader
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -271,7 +271,7 @@ def test_headless_cluster_imports_no_tui_and_httpx_has_one_home():
     import subprocess
     import sys
 
-    code = ("import sys, gputop.cluster.command, gputop.cluster.feed, gputop.cluster.client\n"
+    code = ("import sys, gputop.commands.cluster, gputop.cluster.fleet, gputop.cluster.client\n"
             "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {'textual', 'torch'})))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
@@ -320,7 +320,7 @@ async def test_the_detail_panel_grows_to_its_lines_without_a_resize():
 
 
 def test_two_nodes_with_one_host_name_are_told_apart_by_address():
-    from gputop.cluster.model import labels
+    from gputop.cluster.nodes import labels
 
     nodes = (_node("10.0.0.1", [], hostname="gpu-node"), _node("10.0.0.2", [], hostname="gpu-node"),
              _node("10.0.0.3", [], hostname="other"), _node("10.0.0.4", []))

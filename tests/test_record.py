@@ -17,7 +17,8 @@ import time
 import pytest
 
 import traceval
-from gputop import record, trace
+from gputop import trace
+from gputop.commands import record
 from gputop.model import Sample
 from test_trace import make_samples
 
@@ -207,7 +208,7 @@ def test_cli_errors_are_one_line(tmp_path):
 
 
 def test_headless_modules_import_neither_textual_torch_nor_plotext():
-    code = ("import sys, gputop.record, gputop.report, gputop.trace\n"
+    code = ("import sys, gputop.commands.record, gputop.commands.report, gputop.trace\n"
             "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
             "{'textual', 'torch', 'plotext'})))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -13,7 +13,8 @@ from dataclasses import replace
 import pytest
 
 from gputop import format as fmt
-from gputop import report, trace
+from gputop import trace
+from gputop.commands import report
 from gputop.model import Sample
 from test_trace import T0, make_samples, write, write_with_workload
 
@@ -157,7 +158,7 @@ def test_missing_file(tmp_path, capsys):
 
 def test_json_report_never_imports_plotext():
     code = ("import argparse, io, sys\n"
-            "from gputop import report\n"
+            "from gputop.commands import report\n"
             f"ns = argparse.Namespace(trace={str(FIXTURE)!r}, json=True, no_chart=False)\n"
             "assert report.run(ns, stdout=io.StringIO()) == 0\n"
             "print('plotext' in sys.modules)\n")

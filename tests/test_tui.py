@@ -16,7 +16,6 @@ from dataclasses import replace
 import pytest
 from rich.console import Console
 
-from gputop.feed import LiveFeed, ReplayPosition
 from gputop.model import Sample
 from gputop.tui import stall
 from gputop.tui.app import GputopApp, SelfCpu
@@ -26,6 +25,7 @@ from gputop.tui.widgets.cpu import CpuPanel
 from gputop.tui.widgets.gpu import GpuPanel, GpuRow, NoGpuPanel
 from gputop.tui.widgets.processes import ProcessTable
 from gputop.tui.widgets.status import StatusBar
+from gputop.view.feed import LiveFeed, ReplayPosition
 from tui_fixtures import FakeSampler, cpu_sample, lost, make_sample, with_gpu
 
 
@@ -845,7 +845,7 @@ async def test_the_cli_views_freeze_start_up_objects_out_of_the_collector_after_
             await started(pilot)
             await until(pilot, lambda: gc.get_freeze_count() > 0)
         gc.unfreeze()
-        from gputop.feed import ReplayFeed
+        from gputop.view.feed import ReplayFeed
 
         replay = GputopApp(ReplayFeed([make_sample(1, t) for t in range(5)]), settle_heap_s=0.05)
         async with replay.run_test(size=(120, 40)) as pilot:  # its frames: show_sample, not _draw

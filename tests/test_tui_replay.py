@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from gputop.feed import ReplayFeed
 from gputop.trace import load
 from gputop.tui.app import GputopApp
 from gputop.tui.screens.help import HelpScreen
@@ -15,6 +14,7 @@ from gputop.tui.screens.kill import KillScreen
 from gputop.tui.widgets.charts import Chart
 from gputop.tui.widgets.processes import ProcessTable
 from gputop.tui.widgets.status import wall_clock
+from gputop.view.feed import ReplayFeed
 from test_tui import screen_text, until
 
 DATA = pathlib.Path(__file__).parent / "data" / "h100_fake.json"

@@ -22,8 +22,8 @@ from textual.reactive import reactive, var
 from textual.widgets import DataTable, Footer
 
 from gputop import format as fmt
-from gputop.cluster.feed import ClusterError, NodeHistory
-from gputop.cluster.model import ClusterGpu, ClusterNode, ClusterSample, labels, stale_note
+from gputop.cluster.fleet import ClusterError, NodeHistory
+from gputop.cluster.nodes import ClusterGpu, ClusterNode, ClusterSample, labels, stale_note
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.terminal import QUIT_KEY, SUSPEND, ErrorsNoted, repaint_on_resume, settle_heap, terminal_driver
 from gputop.tui.widgets.panel import Panel
@@ -36,7 +36,7 @@ KEYS = (("↑ ↓", "select a node: its GPUs and their recent history below"),
 
 
 class SupportsFeed(Protocol):
-    """What the view needs of its feed (``gputop.cluster.feed.ClusterFeed``)."""
+    """What the view needs of its feed (``gputop.cluster.fleet.ClusterFeed``)."""
 
     def refresh(self) -> ClusterSample: ...
 

@@ -120,7 +120,7 @@ class EventLines:
     """The events pipe, read by a daemon thread into a deque of lines, so the child never blocks
     on a full pipe whatever the consumer's pace (a paused view, a long interval). Bounded for a
     viewer (``maxlen``: older lines dropped and counted); unbounded for a recorder, which must
-    lose no step and empties it every DRAIN_S (gputop.record)."""
+    lose no step and empties it every DRAIN_S (gputop.commands.record)."""
 
     def __init__(self, fd: int, maxlen: int | None) -> None:
         self.lines: collections.deque[bytes] = collections.deque(maxlen=maxlen)

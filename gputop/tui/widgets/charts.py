@@ -21,9 +21,9 @@ from textual.geometry import Region
 from textual.reactive import reactive
 from textual.strip import Strip
 
-from gputop.history import History, cpu_key, gpu_key
 from gputop.tui.widgets.dotplot import DotPlot
 from gputop.tui.widgets.panel import KeptLines, StyleMemo
+from gputop.view.history import History, cpu_key, gpu_key
 
 
 def unscaled(value: float) -> float:

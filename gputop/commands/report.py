@@ -1,7 +1,7 @@
 """`gputop report trace.json`: what a recording says, as a table and a terminal chart (or JSON).
 
 Per device and metric: mean, p50, p95 and max over the samples that have a value (a gap is left
-out, never counted as 0), kept as the trace streams by (gputop.stats: bounded memory, percentiles
+out, never counted as 0), kept as the trace streams by (gputop.commands.stats: bounded memory, percentiles
 exact up to 4,096 distinct values, within 0.1 % beyond). Energy: each GPU's energy counter (last minus first), or its power
 integrated over time where there is no counter; the CPU package's RAPL power integrated over
 time. The "util trap": the share of samples where NVML's utilization.gpu says busy while few SMs
@@ -28,10 +28,10 @@ from typing import Any, Callable, Iterable, Sequence, TextIO
 
 from gputop import console, metrics
 from gputop import format as fmt
+from gputop.commands.progress import Progress
+from gputop.commands.stats import EXACT_VALUES, RELATIVE_ERROR, SampleStats, Thinned
 from gputop.exitstatus import ExitStatus
 from gputop.model import GpuInfo, Sample
-from gputop.progress import Progress
-from gputop.stats import EXACT_VALUES, RELATIVE_ERROR, SampleStats, Thinned
 from gputop.trace import Trace, TraceError, ts_ns
 from gputop.trace.reader import recorder_running
 from gputop.trace.stream import TraceStream, WorkloadEvents, decoder_for, samples
