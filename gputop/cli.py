@@ -21,13 +21,14 @@ from gputop import __version__, console
 from gputop.argtypes import INTERVAL
 from gputop.environment import Environment
 from gputop.exitstatus import ExitStatus
-from gputop.feed import LiveFeed, ReplayFeed
 from gputop.sampler import CLOSE_WAIT_S, OpenedOnFirstSample, open_real
 from gputop.signals import Interrupted, StopSignals
+from gputop.view.feed import LiveFeed, ReplayFeed
 
 if TYPE_CHECKING:  # httpx, which the feed imports, is ~10 MiB and ~0.1 s the live view does not need
-    from gputop.cluster.feed import ClusterFeed
+    from gputop.cluster.fleet import ClusterFeed
     from gputop.firstframe import Held
+    from gputop.model import WorkloadState
     from gputop.tui.app import GputopApp
     from gputop.workload import Workload
 
@@ -68,13 +69,13 @@ FIRST_FRAME_WAIT_S = 0.15
 FULL_SCREEN = {None, "replay"}  # the commands that draw a full-screen view
 # each command's module (its add_parser and run), in the order --help lists them; snapshot's
 # parser is defined here
-COMMANDS = {"snapshot": "", "record": "gputop.record", "replay": "gputop.replay",
-            "report": "gputop.report", "compare": "gputop.compare", "merge": "gputop.merge",
-            "serve": "gputop.serve", "cluster": "gputop.cluster.command"}
+COMMANDS = {"snapshot": "", "record": "gputop.commands.record", "replay": "gputop.commands.replay",
+            "report": "gputop.commands.report", "compare": "gputop.commands.compare", "merge": "gputop.commands.merge",
+            "serve": "gputop.commands.serve", "cluster": "gputop.commands.cluster"}
 
 
-WORKLOAD_ARGS = {None, "record", "compare"}
-Command = Callable[[argparse.Namespace, Environment], int]  # a command's run  # the commands where what follows '--' goes to a workload
+WORKLOAD_ARGS = {None, "record", "compare"}  # the commands where what follows '--' goes to a workload
+Command = Callable[[argparse.Namespace, Environment], int]  # a command's run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -139,7 +140,7 @@ def _commands_needed(argv: Sequence[str]) -> Collection[str] | None:
 
 
 def _snapshot(args: argparse.Namespace, env: Environment) -> int:
-    from gputop import snapshot
+    from gputop.commands import snapshot
 
     sampler = env.open_sampler(0.0)  # both ticks scan: process CPU % is a real delta
     try:
@@ -179,6 +180,7 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
     held: Held | None = None  # the first frame, drawn before Textual (gputop.firstframe)
     app: GputopApp | None = None
     status = ExitStatus.OK
+    ended: WorkloadState | None = None  # how the --run job ended
 
     def give_back() -> None:  # the normal screen, where the app's driver never took the terminal
         if held is not None and (app is None or not app.has_terminal):
@@ -215,12 +217,15 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
             try:
                 give_back()
                 if workload is not None:
-                    workload.stop()
+                    ended = workload.stop()
             finally:
                 feed.discard_first()  # not closed under a sample still being taken
                 if not sampler.close():  # (under the full screen its log line went to the log file)
                     _say(f"gputop: a sample had not returned after {CLOSE_WAIT_S:g} s "
                          "(a hung driver call?): exited with its sources left open")
+    if ended is not None and ended.status == "failed":  # as record --run: the job failed, so did the run
+        _say(f"gputop: workload {ended.name} failed" + (f": {ended.error}" if ended.error else ""))
+        return ExitStatus.FAILURE
     return status
 
 
@@ -259,7 +264,7 @@ def _say(line: str) -> None:
 
 def _show_replay(feed: ReplayFeed) -> int:
     """The replay command's view: the terminal check, then the app over the recording."""
-    from gputop import replay
+    from gputop.commands import replay
     from gputop.tui import refuse_without_terminal
 
     if refuse_without_terminal(replay.PROG):
@@ -288,7 +293,7 @@ def _collector_held() -> Iterator[None]:
 
 def _cluster(args: argparse.Namespace, env: Environment) -> int:
     """The cluster command; its view (unless --once) is the TUI's ClusterApp over its feed."""
-    from gputop.cluster import command as cluster
+    from gputop.commands import cluster
 
     def show(feed: ClusterFeed) -> int:
         from gputop.tui import refuse_without_terminal
@@ -380,7 +385,7 @@ def _command_run(name: str) -> Command:
 
 
 def _replay(args: argparse.Namespace, env: Environment) -> int:
-    from gputop import replay
+    from gputop.commands import replay
 
     return replay.run(args, env, show=_show_replay)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gputop import compare
+from gputop.commands import compare
 from gputop.environment import Environment
 from gputop.model import CpuSample, Sample
 

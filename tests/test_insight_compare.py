@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gputop import compare
+from gputop.commands import compare
 from gputop.environment import Environment
 from test_compare import PowerSampler, args
 

@@ -20,9 +20,9 @@ import time
 import pytest
 
 import longtrace
-from gputop import report, stats
+from gputop.commands import report, stats
+from gputop.commands.progress import Progress
 from gputop.environment import Environment
-from gputop.progress import Progress
 from gputop.trace import load
 from gputop.trace.stream import TraceStream, decoder_for, samples
 from gputop.workload import rates

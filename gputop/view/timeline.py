@@ -20,9 +20,8 @@ from typing import Any
 
 from gputop.model import Sample, WorkloadState, WorkloadStep
 from gputop.trace import CAT_WORKLOAD, ts_ns
-from gputop.trace.decode import workload_steps
 from gputop.trace.marks import WorkloadEnd, WorkloadExit, WorkloadStart
-from gputop.trace.reader import Trace
+from gputop.trace.recording import Trace, workload_steps
 from gputop.trace.stream import WorkloadEvents
 from gputop.workload import rates
 

@@ -90,6 +90,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     if isinstance(writer, str):
         return env.error(writer)
     sampler = env.sampler
+    close_failed = None
     try:
         if sampler is None:
             sampler = env.open_sampler(2.0)
@@ -102,7 +103,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     except OSError as exc:  # disk full, file system gone: what was written still loads
         return env.error(f"writing {args.out} failed after {writer.samples} samples: {exc.strerror or exc}")
     finally:
-        _close(writer, sampler if env.sampler is None else None)
+        close_failed = _close(writer, sampler if env.sampler is None else None)
+    if close_failed:  # the disk filled at the very end: the samples are there, the closing ] is not
+        return env.error(f"writing {args.out} failed at its end after {writer.samples} samples: {close_failed}")
     return _workload_ended(recording, env.stderr)
 
 
@@ -130,13 +133,17 @@ def _open_writer(args: argparse.Namespace, workload: Workload | None) -> TraceWr
         return f"cannot write {args.out}: {exc.strerror or exc}"
 
 
-def _close(writer: TraceWriter, sampler: SamplerLike | None) -> None:
-    """The trace closed (its ``]``), then the sources this command opened."""
+def _close(writer: TraceWriter, sampler: SamplerLike | None) -> str | None:
+    """The trace closed, then the sources this command opened; why the closing ``]`` could not
+    be written, or None."""
     try:
         writer.close()
+    except OSError as exc:
+        return exc.strerror or str(exc)
     finally:
         if sampler is not None:
             sampler.close()
+    return None
 
 
 def _workload_ended(recording: _Recording, stderr: TextIO) -> int:
