@@ -3,8 +3,8 @@
 import pytest
 
 from gputop import metrics
-from gputop.history import History, core_key, cpu_key, flatten, gpu_key, workload_key
 from gputop.model import CpuSample, GpuInfo, GpuSample, Sample
+from gputop.view.history import History, core_key, cpu_key, flatten, gpu_key, workload_key
 
 pytestmark = pytest.mark.unit
 

@@ -17,9 +17,9 @@ from typing import Callable, Sequence
 
 from rich.console import Console
 
-from gputop.feed import LiveFeed
 from gputop.model import CpuSample, GpuInfo, GpuProcess, GpuSample, Sample
 from gputop.tui.app import GputopApp, SelfCpu
+from gputop.view.feed import LiveFeed
 from gputop.workload import WorkloadState
 
 T0_NS = 1_700_000_000_000_000_000
