@@ -34,11 +34,12 @@ from gputop.history import History, workload_points
 from gputop.lines import DETAIL_ROWS, FULL_PANELS_TWO_GPUS_ROWS, GRID_ROWS, GRID_ROWS_SHORT, SHORT_ROWS, WIDE_COLUMNS
 from gputop.model import Sample, WorkloadState
 from gputop.tui import replay
+from gputop.tui.compat import ErrorsNoted
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen, describe, kill_refusal
 from gputop.tui.selfcpu import SelfCpu
 from gputop.tui.stall import StallWatch
-from gputop.tui.terminal import SUSPEND, ErrorsNoted, repaint_on_resume, settle_heap, terminal_driver
+from gputop.tui.terminal import SUSPEND, repaint_on_resume, settle_heap, terminal_driver
 from gputop.tui.theme_memo import ThemeMemoApp
 from gputop.tui.widgets.charts import HistoryCharts
 from gputop.tui.widgets.cpu import CpuPanel
@@ -109,8 +110,6 @@ class GputopApp(ErrorsNoted, replay.ReplayKeys, ThemeMemoApp[None]):
         self.self_cpu = self_cpu or SelfCpu()
         self.kill = kill
         self.samples_taken = 0
-        self.has_terminal = False  # its driver took the terminal: a first frame gputop.cli drew is the app's now
-        self.first_frame_drawn = False  # (set by gputop.cli) the alternate screen is on, that frame on it
         self._replay = replay.ReplayDriver(self, feed) if isinstance(feed, ReplayFeed) else None
         self._stall = StallWatch(lambda: self.interval_s, self._stalled)
         self.set_reactive(GputopApp.interval_s, feed.interval_s)
@@ -138,9 +137,6 @@ class GputopApp(ErrorsNoted, replay.ReplayKeys, ThemeMemoApp[None]):
             gpu_index=GputopApp.selected_gpu)
         yield ProcessTable(id="procs")
         yield KeyFooter()
-
-    def took_terminal(self) -> None:  # (gputop.tui.terminal's driver, once it draws)
-        self.has_terminal = True
 
     def on_mount(self) -> None:
         status = self.query_one(StatusBar)

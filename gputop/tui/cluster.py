@@ -24,8 +24,9 @@ from textual.widgets import DataTable, Footer
 from gputop import format as fmt
 from gputop.cluster.feed import ClusterError, NodeHistory
 from gputop.cluster.model import ClusterGpu, ClusterNode, ClusterSample
+from gputop.tui.compat import ErrorsNoted
 from gputop.tui.screens.help import HelpScreen
-from gputop.tui.terminal import SUSPEND, ErrorsNoted, repaint_on_resume, settle_heap, terminal_driver
+from gputop.tui.terminal import SUSPEND, repaint_on_resume, settle_heap, terminal_driver
 from gputop.tui.widgets.panel import Panel
 
 BARS = "▁▂▃▄▅▆▇█"
