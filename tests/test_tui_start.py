@@ -5,6 +5,7 @@ screen left once). In a real terminal (tmux) and on a pseudo-terminal."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import select
@@ -255,3 +256,48 @@ def test_the_prefetched_first_sample_is_there_for_the_sampling_loop():
     t0 = time.monotonic()
     slow.discard_first()
     assert time.monotonic() - t0 >= 0.2 and slow.take_first() is None
+
+
+# -- what the live view's start imports ------------------------------------------------------------
+
+IMPORT_PROBE = """\
+import json, sys
+import gputop.tui
+from gputop import cli
+gputop.tui.refuse_without_terminal = lambda prog: False  # (no terminal here: the view is not run)
+seen = {}
+live_view = cli._live_view
+def probe(args, workload):
+    seen["before"] = sorted(sys.modules)  # cli has parsed the arguments; the view is to start
+    import gputop.tui.terminal as terminal
+    def run_full_screen(app, before=None):
+        seen["started"] = sorted(sys.modules)  # the app built, about to run
+        return True
+    terminal.run_full_screen = run_full_screen
+    return live_view(args, workload)
+cli._live_view = probe
+status = cli.main([])
+print(json.dumps({"status": status, "commands": sorted(m for m in cli.COMMANDS.values() if m), **seen}))
+"""
+# never imported by the live view: the monitor's heavy optional parts and the other commands'
+NEVER = ("torch", "httpx", "prometheus_client", "plotext")
+
+
+def test_the_live_views_start_imports_no_command_and_textual_only_when_the_app_is_built():
+    out = subprocess.run([sys.executable, "-c", IMPORT_PROBE], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                         env=_env("H100_SXM:simulated"))
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.splitlines()[-1])
+    assert seen["status"] == 0
+    before, started = set(seen["before"]), set(seen["started"])
+
+    def top(modules: set[str]) -> set[str]:
+        return {m.split(".")[0] for m in modules}
+
+    assert not top(before) & {"textual", "rich"}, "imported before the view is built"
+    assert {"textual", "gputop.tui.app"} <= started
+    for modules in (before, started):
+        assert not top(modules) & set(NEVER)
+        commands = {m for m in modules if m in seen["commands"] or m.endswith(".snapshot")
+                    or any(m.startswith(c + ".") for c in seen["commands"])}
+        assert not commands, f"command modules imported by the live view: {sorted(commands)}"
