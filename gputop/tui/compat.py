@@ -105,13 +105,12 @@ class HookedDriver(LinuxDriver):
             super()._sigcont_application(*args)
             self.resumed()
 
-    @property
     def drawn_on(self) -> TextIO:
         """The stream the writer thread draws on (LinuxDriver's: ``sys.__stderr__``)."""
         return cast(TextIO, self._file)
 
-    @drawn_on.setter
-    def drawn_on(self, stream: Any) -> None:
+    def draw_on(self, stream: Any) -> None:
+        """Have the writer thread draw on ``stream`` (anything with write, flush and fileno)."""
         self._file = stream
 
     def drawing(self) -> bool:

@@ -109,10 +109,10 @@ class TerminalDriver(compat.HookedDriver):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        drawn_on = self.drawn_on
+        drawn_on = self.drawn_on()
         if not is_tty(sys.__stderr__) and is_tty(sys.__stdout__) and sys.__stdout__ is not None:
             drawn_on = sys.__stdout__
-        self.drawn_on = GuardedStream(drawn_on, self._terminal_gone)  # what the writer thread draws on
+        self.draw_on(GuardedStream(drawn_on, self._terminal_gone))  # what the writer thread draws on
         self._gone = threading.Event()
         self._suspended = False
         self._watcher: threading.Thread | None = None
