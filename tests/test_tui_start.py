@@ -301,3 +301,16 @@ def test_the_live_views_start_imports_no_command_and_textual_only_when_the_app_i
         commands = {m for m in modules if m in seen["commands"] or m.endswith(".snapshot")
                     or any(m.startswith(c + ".") for c in seen["commands"])}
         assert not commands, f"command modules imported by the live view: {sorted(commands)}"
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_while_the_app_composes_exits_0(how):
+    """The signal asks the app to exit from its event loop; asked while it composes, Textual
+    removed the screen under its widgets' on_mount (NoMatches: exit status 1, issue #29's race
+    under load). The exit waits until the screen is mounted."""
+    code = ("import os, signal\nfrom gputop.tui import app\ncompose = app.GputopApp.compose\n"
+            f"def composing(self):\n    os.kill(os.getpid(), signal.{how})\n    return compose(self)\n"
+            "app.GputopApp.compose = composing\n" + MAIN)
+    out, status = _in_a_pty(code, _env("H100_SXM:simulated"))
+    assert status == 0, out[-1500:]
+    assert b"Error" not in out and out.count(b"\x1b[?1049h") == out.count(b"\x1b[?1049l") == 1

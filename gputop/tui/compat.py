@@ -12,6 +12,7 @@ No Rich private is used.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TextIO, cast
@@ -51,6 +52,8 @@ PRIVATES: tuple[Private, ...] = (
     Private("textual._parser", "ParseError", "what feed('') may raise at the end of input", False),
     Private("textual.app:App", "_print_error_renderables", "called once as run() ends, to print _exit_renderables", True, ()),
     Private("textual.app:App", "_exit_renderables", "the errors the app ended on (a list; empty: none)", True),
+    Private("textual.message_pump:MessagePump", "_mounted_event",
+            "an asyncio.Event the app sets once it has composed and mounted its screen (failed or not)", True),
     Private("textual.widget:Widget", "_styles_cache", "the widget's StylesCache", False),
     Private("textual._styles_cache:StylesCache", "_dirty_lines", "the set of lines refresh marked for repainting", False),
     Private("textual.widgets._footer:FooterKey", "compact", "a Reactive whose watcher sets the -compact class", False),
@@ -157,8 +160,30 @@ class ErrorsNoted:
 
 
 def require_app() -> None:
-    """Raise ``CompatError`` where App lacks what ``ErrorsNoted`` overrides."""
-    require(App, "_print_error_renderables")
+    """Raise ``CompatError`` where App lacks what ``ErrorsNoted`` and ``once_mounted`` use."""
+    require(App, "_print_error_renderables", "_mounted_event")
+
+
+_waiting: set[asyncio.Task[None]] = set()  # (the loop keeps only a weak reference to a task)
+
+
+def once_mounted(app: App[Any], callback: Callable[[], object]) -> None:
+    """``callback()`` once ``app`` has composed and mounted its screen (at once if it has), in its
+    event loop, from which this is called. An exit asked for while the app composes is carried
+    out meanwhile: the screen's widgets are removed under their own on_mount (NoMatches), and
+    the app ends failed (exit status 1) where it was asked to stop cleanly."""
+    mounted: asyncio.Event = app._mounted_event
+    if mounted.is_set():
+        callback()
+        return
+
+    async def wait() -> None:
+        await mounted.wait()
+        callback()
+
+    _waiting.add(task := asyncio.get_running_loop().create_task(wait()))
+    task.add_done_callback(_waiting.discard)
+
 
 
 # -- widgets ------------------------------------------------------------------------------------

@@ -293,7 +293,7 @@ def run_full_screen(app: App[Any], before: Callable[[], object] | None = None) -
             loop = asyncio.get_running_loop()
         except RuntimeError:
             raise Interrupted(signum) from None
-        loop.call_soon_threadsafe(app.exit)
+        loop.call_soon_threadsafe(compat.once_mounted, app, app.exit)  # (not while it composes)
 
     try:
         with StopSignals(on_first=exit_app):
