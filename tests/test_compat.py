@@ -76,18 +76,24 @@ def test_the_footer_keys_compact_state_is_a_reactive():
 
 
 def test_every_private_name_in_gputop_is_in_the_table():
-    """A private of Textual's used elsewhere under gputop/ would escape this contract."""
+    """A private of Textual's (or Rich's) used elsewhere under gputop/ would escape this contract:
+    no private module anywhere, and none of the names above in a module that imports Textual."""
+    from pathlib import Path
+
     import gputop
 
-    root = inspect.getfile(gputop).rsplit("/", 1)[0]
-    tui_files = [f"{root}/{path}" for path in ("tui/terminal.py", "tui/app.py", "tui/cluster.py", "tui/widgets/panel.py",
-                                              "tui/widgets/footer.py")]
-    for path in tui_files:
-        text = open(path, encoding="utf-8").read()
-        assert "from textual._" not in text and "import textual._" not in text, path
+    root = Path(inspect.getfile(gputop)).parent
+    for path in root.rglob("*.py"):
+        if path.name == "compat.py" and path.parent.name == "tui":
+            continue
+        text = path.read_text(encoding="utf-8")
+        for private in ("from textual._", "import textual._", "from rich._", "import rich._"):
+            assert private not in text, f"{path} imports a private module outside gputop/tui/compat.py"
+        if "from textual" not in text and "import textual" not in text:
+            continue  # (its own underscore names: a trace file's _file)
         for private in PRIVATES:
             if private.name.startswith("_"):
-                assert f".{private.name}" not in text, f"{path} uses {private.name} outside compat"
+                assert f".{private.name}" not in text, f"{path} uses Textual's {private.name} outside gputop/tui/compat.py"
 
 
 def test_a_missing_private_is_named_loudly():
