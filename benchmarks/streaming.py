@@ -37,7 +37,7 @@ import long_trace  # noqa: E402  (beside this file)
 REPLAY_CHILD = """
 import asyncio, sys, time
 t0 = time.perf_counter()
-from gputop import replay
+from gputop.commands import replay
 from gputop.tui.app import GputopApp
 from gputop.tui.widgets.gpulist import GpuList
 

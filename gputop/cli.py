@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Callable, Collection, Iterator, NoReturn, Sequ
 from gputop import __version__, console
 from gputop.argtypes import INTERVAL
 from gputop.exitstatus import ExitStatus
-from gputop.feed import LiveFeed, ReplayFeed
 from gputop.sampler import CLOSE_WAIT_S, OpenedOnFirstSample, open_real
 from gputop.signals import Interrupted, StopSignals
+from gputop.view.feed import LiveFeed, ReplayFeed
 
 if TYPE_CHECKING:  # httpx, which the feed imports, is ~10 MiB and ~0.1 s the live view does not need
-    from gputop.cluster.feed import ClusterFeed
+    from gputop.cluster.fleet import ClusterFeed
+    from gputop.model import WorkloadState
     from gputop.workload import Workload
 
 EXAMPLES = """\
@@ -62,9 +63,9 @@ exit status: 0 done, which for the commands that run until stopped (the live vie
 FULL_SCREEN = {None, "replay"}  # the commands that draw a full-screen view
 # each command's module (its add_parser and run), in the order --help lists them; snapshot's
 # parser is defined here
-COMMANDS = {"snapshot": "", "record": "gputop.record", "replay": "gputop.replay",
-            "report": "gputop.report", "compare": "gputop.compare", "merge": "gputop.merge",
-            "serve": "gputop.serve", "cluster": "gputop.cluster.command"}
+COMMANDS = {"snapshot": "", "record": "gputop.commands.record", "replay": "gputop.commands.replay",
+            "report": "gputop.commands.report", "compare": "gputop.commands.compare", "merge": "gputop.commands.merge",
+            "serve": "gputop.commands.serve", "cluster": "gputop.commands.cluster"}
 
 
 WORKLOAD_ARGS = {None, "record", "compare"}  # the commands where what follows '--' goes to a workload
@@ -132,7 +133,7 @@ def _commands_needed(argv: Sequence[str]) -> Collection[str] | None:
 
 
 def _snapshot(args: argparse.Namespace) -> int:
-    from gputop import snapshot
+    from gputop.commands import snapshot
 
     sampler = open_real(process_interval_s=0.0)  # both ticks scan: process CPU % is a real delta
     try:
@@ -170,6 +171,7 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
     sampler = OpenedOnFirstSample(open_real)  # (NVML's init in the first-sample thread, beside Textual's import)
     feed = LiveFeed(sampler, args.interval, workload=workload)
     status = ExitStatus.OK
+    ended: WorkloadState | None = None  # how the --run job ended
     try:
         # until run_full_screen puts its own in place, a stop signal (while Textual is imported)
         # is raised as Interrupted: the clean-up below runs, and the exit status is 128 + its number
@@ -196,12 +198,15 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
         with StopSignals():
             try:
                 if workload is not None:
-                    workload.stop()
+                    ended = workload.stop()
             finally:
                 feed.discard_first()  # not closed under a sample still being taken
                 if not sampler.close():  # (under the full screen its log line went to the log file)
                     _say(f"gputop: a sample had not returned after {CLOSE_WAIT_S:g} s "
                          "(a hung driver call?): exited with its sources left open")
+    if ended is not None and ended.status == "failed":  # as record --run: the job failed, so did the run
+        _say(f"gputop: workload {ended.name} failed" + (f": {ended.error}" if ended.error else ""))
+        return ExitStatus.FAILURE
     return status
 
 
@@ -216,7 +221,7 @@ def _say(line: str) -> None:
 
 def _show_replay(feed: ReplayFeed) -> int:
     """The replay command's view: the terminal check, then the app over the recording."""
-    from gputop import replay
+    from gputop.commands import replay
     from gputop.tui import refuse_without_terminal
 
     if refuse_without_terminal(replay.PROG):
@@ -245,7 +250,7 @@ def _collector_held() -> Iterator[None]:
 
 def _cluster(args: argparse.Namespace) -> int:
     """The cluster command; its view (unless --once) is the TUI's ClusterApp over its feed."""
-    from gputop.cluster import command as cluster
+    from gputop.commands import cluster
 
     def show(feed: ClusterFeed) -> int:
         from gputop.tui import refuse_without_terminal
@@ -337,7 +342,7 @@ def _command_run(name: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from gputop import replay
+    from gputop.commands import replay
 
     return replay.run(args, show=_show_replay)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gputop import compare
+from gputop.commands import compare
 from gputop.model import CpuSample, Sample
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gputop import compare
+from gputop.commands import compare
 from test_compare import PowerSampler, args
 
 SCRIPTS = Path(__file__).resolve().parent / "insight_scripts"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import io
 import json
 import os
 import pathlib
+import resource
 import signal
 import subprocess
 import sys
@@ -15,7 +17,8 @@ import time
 import pytest
 
 import traceval
-from gputop import record, trace
+from gputop import trace
+from gputop.commands import record
 from gputop.model import Sample
 from test_trace import make_samples
 
@@ -205,8 +208,48 @@ def test_cli_errors_are_one_line(tmp_path):
 
 
 def test_headless_modules_import_neither_textual_torch_nor_plotext():
-    code = ("import sys, gputop.record, gputop.report, gputop.trace\n"
+    code = ("import sys, gputop.commands.record, gputop.commands.report, gputop.trace\n"
             "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
             "{'textual', 'torch', 'plotext'})))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def _file_size_limit(limit: int):
+    def apply() -> None:  # in the child: writes past the limit fail with EFBIG (Python ignores SIGXFSZ)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_a_full_disk_is_one_line_exit_1_and_the_trace_still_loads(tmp_path):
+    # a file that cannot grow (the size limit stands in for a full disk, as ENOSPC does): the
+    # clean-up must not write the closing ] again into it (it gave a traceback after the error line)
+    out = tmp_path / "t.json"
+    proc = subprocess.run([*RECORD, "--out", str(out), "--interval", "0.01", "--duration", "30"],
+                          capture_output=True, text=True, env=_env("H100_SXM*8"), timeout=60,
+                          preexec_fn=_file_size_limit(64 * 1024))
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gputop record: error: writing ") and "failed after" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert out.stat().st_size <= 64 * 1024
+    loaded = trace.load(out)  # cut where the limit cut it, and readable as such
+    assert not loaded.complete and len(loaded.samples()) >= 1
+
+
+def test_after_a_failed_write_close_appends_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "t.json"
+    first, second = make_samples(2)
+    writer = trace.TraceWriter.create(str(out))
+    writer.write_sample(first)
+    written = out.read_bytes()
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError):
+        writer.write_sample(second)
+    writer.close()  # no second OSError from writing the closing ] into a full disk
+    assert writer.closed and out.read_bytes() == written

@@ -20,8 +20,8 @@ import time
 import pytest
 
 import longtrace
-from gputop import report, stats
-from gputop.progress import Progress
+from gputop.commands import report, stats
+from gputop.commands.progress import Progress
 from gputop.trace import load
 from gputop.trace.stream import TraceStream, decoder_for, samples
 from gputop.workload import rates

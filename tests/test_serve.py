@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gputop import serve
+from gputop.commands import serve
 from gputop.model import CpuSample, Sample
 
 TESTS = pathlib.Path(__file__).resolve().parent

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Mapping, NamedTuple
 
 from gputop.cluster import names, promql
-from gputop.cluster.model import ClusterGpu, ClusterNode
+from gputop.cluster.nodes import ClusterGpu, ClusterNode
 
 Result = list[dict[str, Any]]
 

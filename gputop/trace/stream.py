@@ -14,36 +14,20 @@ from __future__ import annotations
 import json
 import os
 from array import array
-from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any, BinaryIO, Callable, Generator, Iterator, Mapping, NamedTuple, Sequence, Union
+from typing import Any, BinaryIO, Callable, Generator, Iterator, Union
 
 from gputop.model import Sample
 from gputop.trace.decode import SampleDecoder, counter_value, ts_ns
-from gputop.trace.reader import Trace, _trace, parse
-from gputop.trace.schema import TraceError, exact_float
+from gputop.trace.reader import _trace, parse
+from gputop.trace.recording import StreamedTrace, Trace
+from gputop.trace.schema import CounterRun, TraceError, exact_float
 
 _DECODER = json.JSONDecoder(parse_float=exact_float)
 # 64 KB blocks: a block's pieces (about 10,000 small bytes objects) stay in the CPU's cache;
 # 1 MB blocks made the same split and decode about 1.4x slower (benchmarks/README.md)
 CHUNK = 1 << 16
 _QUOTES = 18  # in a counter line as the writer writes it: see CounterRun
-
-
-class CounterRun(NamedTuple):
-    """Consecutive counter lines in the writer's own shape, taken apart by ``bytes.split`` on
-    ``,"`` (in C, a whole run at once: five pieces a line): the pieces of line ``i`` are
-    ``names[i]`` (as in ``b'name":"power_w"'``), ``pids[i]`` (``b'pid":10000001'``), ``stamps[i]``
-    (``b'ts":1712345678901234.567'``) and ``values[i]`` (``b'args":{"W":412.5}}'``, and the next
-    line's ``\\n,{"ph":"C"`` but on the last line; ``decode.value_text`` finds the number)."""
-
-    offset: int  # of the first line
-    text: bytes  # the lines themselves, joined by newlines (no newline at the end)
-    lines: int  # how many
-    names: list[bytes]
-    pids: list[bytes]
-    stamps: list[bytes]
-    values: list[bytes]
 
 
 Item = Union[CounterRun, dict[str, Any]]
@@ -298,19 +282,6 @@ def samples(stream: TraceStream, decoder: SampleDecoder) -> Iterator[Sample]:
 def decoder_for(trace: Trace, **hooks: Any) -> SampleDecoder:
     """A SampleDecoder for the devices a trace's header names."""
     return SampleDecoder(trace.gpus, trace.header.get("cpu_cores"), trace.gpu_unavailable, **hooks)
-
-
-@dataclass(frozen=True)
-class StreamedTrace(Trace):
-    """A Trace read by streaming: ``events`` holds the metadata and the launched workload's own
-    events (its steps, marks, phases: one or a few per step, never one per sample), its counters
-    are in ``counters`` (one float each, in file order); the device samples are not held (they
-    came from the stream: ``samples()`` gives none)."""
-
-    counters: Mapping[str, Sequence[float]] = field(default_factory=dict)
-
-    def workload_counter(self, metric: str) -> list[float]:
-        return list(self.counters.get(metric, ()))
 
 
 class WorkloadEvents:

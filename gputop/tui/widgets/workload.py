@@ -202,6 +202,8 @@ class WorkloadPanel(Panel):
                  *([f("tokens/s", fmt.amount(state.tokens_per_s))] if state.tokens_per_sample else []),
                  f("TFLOP/s", fmt.tflops(state.tflops)), f("MFU", fmt.small_pct(state.mfu_pct)),
                  f("energy/step", fmt.joules(state.joules_per_step))]
+        if not state.running and state.step is not None:  # ended: the whole run's, not a window's
+            rates.insert(1, Text("whole run:", style=st("panel--label")))
         stale = stale_for(state)
         if stale is not None:  # a hang, a long evaluation, a stalled loader: the rates are history
             rates.insert(1, Text(f"no step for {elapsed(stale)}: rates as of then", style=st("panel--warn")))

@@ -1,7 +1,7 @@
 """`gputop report trace.json`: what a recording says, as a table and a terminal chart (or JSON).
 
 Per device and metric: mean, p50, p95 and max over the samples that have a value (a gap is left
-out, never counted as 0), kept as the trace streams by (gputop.stats: bounded memory, percentiles
+out, never counted as 0), kept as the trace streams by (gputop.commands.stats: bounded memory, percentiles
 exact up to 4,096 distinct values, within 0.1 % beyond). Energy: each GPU's energy counter (last minus first), or its power
 integrated over time where there is no counter; the CPU package's RAPL power integrated over
 time. The "util trap": the share of samples where NVML's utilization.gpu says busy while few SMs
@@ -28,10 +28,10 @@ from typing import Any, Callable, Iterable, Sequence, TextIO
 
 from gputop import console, metrics
 from gputop import format as fmt
+from gputop.commands.progress import Progress
+from gputop.commands.stats import EXACT_VALUES, RELATIVE_ERROR, SampleStats, Thinned
 from gputop.exitstatus import ExitStatus
-from gputop.model import Sample
-from gputop.progress import Progress
-from gputop.stats import EXACT_VALUES, RELATIVE_ERROR, SampleStats, Thinned
+from gputop.model import GpuInfo, Sample
 from gputop.trace import Trace, TraceError, ts_ns
 from gputop.trace.reader import recorder_running
 from gputop.trace.stream import TraceStream, WorkloadEvents, decoder_for, samples
@@ -143,6 +143,13 @@ def summarize(trace: Trace, samples: Sequence[Sample]) -> dict[str, Any]:
     return _summary(trace, acc, samples)
 
 
+def _no_sm_activity(info: GpuInfo, lost: int) -> str:
+    """Why a GPU's recording holds no sample with both NVML util and SM activity."""
+    if info.gpm_supported and not info.mig_enabled:
+        return "the GPU was lost before GPM gave a reading" if lost else "GPM gave no reading beside NVML util"
+    return fmt.sm_gap(info.architecture, info.gpm_supported, info.mig_enabled)
+
+
 def _summary(trace: Trace, acc: SampleStats, samples: Sequence[Sample]) -> dict[str, Any]:
     acc.finish()
     assert acc.first_ns is not None and acc.last_ns is not None
@@ -157,6 +164,7 @@ def _summary(trace: Trace, acc: SampleStats, samples: Sequence[Sample]) -> dict[
             "metrics": {m: d.summary() for m, d in g.metrics.items()},
             "energy_j": energy, "energy_source": source if energy is not None else None,
             "util_trap_share": g.trapped / g.both if g.both else None,
+            "util_trap_na_reason": None if g.both else _no_sm_activity(info, g.lost),
             "util_trap_samples": g.both,
             "lost_samples": g.lost,
         })
@@ -371,7 +379,7 @@ def to_text(summary: dict[str, Any]) -> str:
         for gpu in summary["gpus"]:
             share = gpu["util_trap_share"]
             text = (f"{share * 100:.0f} % of {gpu['util_trap_samples']} samples" if share is not None
-                    else "n/a (no SM activity: GPM needs Hopper or newer)")
+                    else f"n/a (no SM activity: {gpu['util_trap_na_reason']})")
             lines.append(f"  GPU {gpu['index']}   {text}")
     if summary.get("workload"):
         lines += ["", *_workload_text(summary["workload"])]
@@ -400,10 +408,10 @@ def _workload_text(w: dict[str, Any]) -> list[str]:
     if tokens:  # a language model: tokens/s, the figure its users quote
         per = w["sample_unit"][:-1] if w["sample_unit"].endswith("s") else w["sample_unit"]
         rows.append(("tokens/s", cell(tok, f"{tok:,.0f}" if tok is not None else "") + f"   ({tokens} per {per})"))
-    rows += [("step time", cell(st, f"{st * 1e3:.3g} ms" if st is not None else "")),
-             ("TFLOP/s", cell(tf, f"{tf:.3g}" if tf is not None else "")),
+    rows += [("step time", fmt.step_time(st)),  # the unit of step p50 below
+             ("TFLOP/s", fmt.amount(tf)),
              ("MFU", cell(mfu, f"{mfu:.1f} %" if mfu is not None else "") + (peak if mfu is not None else "")),
-             ("J/step", cell(j, f"{j:.3g}" if j is not None else ""))]
+             ("J/step", fmt.amount(j))]
     width = max(12, *(len(label) + 3 for label, _ in rows))
     lines += [f"  {label:<{width}}{value}" for label, value in rows]
     return lines + insight_text.lines(w)

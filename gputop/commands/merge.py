@@ -25,10 +25,11 @@ from typing import Any, Iterator
 
 from gputop import trace
 from gputop.argtypes import file_name
+from gputop.commands.progress import Progress
 from gputop.exitstatus import ExitStatus
-from gputop.progress import Progress
 from gputop.trace.chrome import ChromeEvents, ChromeTraceError
-from gputop.trace.stream import CounterRun, TraceStream, decoder_for
+from gputop.trace.schema import CounterRun
+from gputop.trace.stream import TraceStream, decoder_for
 
 EXAMPLES = """\
 examples:

@@ -20,8 +20,7 @@ from typing import Any, Mapping
 
 from gputop.model import Sample, WorkloadState, WorkloadStep
 from gputop.trace import CAT_WORKLOAD, ts_ns
-from gputop.trace.decode import workload_steps
-from gputop.trace.reader import Trace
+from gputop.trace.recording import Trace, workload_steps
 from gputop.trace.schema import plain
 from gputop.trace.stream import WorkloadEvents
 from gputop.workload import rates

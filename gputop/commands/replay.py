@@ -6,7 +6,7 @@ recording cut off by a crash (no closing ``]``) replays the samples it has.
 
 A recording of any length opens at once: its samples are indexed by a thread while the first
 ones are shown (gputop.trace.index), and decoded around the cursor on demand. A recording made
-with ``record --run`` shows its workload's panel as it stood at the cursor (gputop.timeline).
+with ``record --run`` shows its workload's panel as it stood at the cursor (gputop.view.timeline).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Callable, TextIO
 
 from gputop.argtypes import number
 from gputop.exitstatus import ExitStatus
-from gputop.feed import ReplayFeed
-from gputop.timeline import WorkloadTimeline
 from gputop.trace import TraceError
 from gputop.trace.index import SampleIndex
 from gputop.trace.stream import TraceStream, WorkloadEvents
+from gputop.view.feed import ReplayFeed
+from gputop.view.timeline import WorkloadTimeline
 
 PROG = "gputop replay"
 EXAMPLES = """\

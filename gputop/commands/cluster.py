@@ -18,8 +18,8 @@ from gputop.argtypes import INTERVAL, seconds
 from gputop.exitstatus import ExitStatus
 
 if TYPE_CHECKING:  # httpx is imported only once a command runs
-    from gputop.cluster.feed import ClusterFeed
-    from gputop.cluster.model import ClusterSample
+    from gputop.cluster.fleet import ClusterFeed
+    from gputop.cluster.nodes import ClusterSample
 
 PROG = "gputop cluster"
 DEFAULT_URL = "http://127.0.0.1:9090"
@@ -68,8 +68,8 @@ Show = Callable[["ClusterFeed"], int]  # the TUI: given the feed, runs until qui
 def run(args: argparse.Namespace, *, show: Show | None = None, stdout: TextIO | None = None,
         stderr: TextIO | None = None) -> int:
     from gputop.cluster.client import PromError, Prometheus
-    from gputop.cluster.feed import ClusterError, ClusterFeed
-    from gputop.cluster.model import to_json
+    from gputop.cluster.fleet import ClusterError, ClusterFeed
+    from gputop.cluster.nodes import to_json
     from gputop.cluster.promql import SelectorError
 
     stdout = sys.stdout if stdout is None else stdout
@@ -126,15 +126,18 @@ def clock_time(ts: float | None) -> str:
 
 def to_text(sample: ClusterSample) -> str:
     """``--once`` without ``--json``: the totals, then a line per node and per GPU."""
+    from gputop.cluster.nodes import labels, stale_note
+
     t = sample.totals
-    lines = [(f"{t.nodes} nodes ({t.stale_nodes} stale)   GPUs {t.busy_gpus} busy of {t.gpus}"
+    lines = [(f"{t.nodes} nodes ({stale_note(t)})   GPUs {t.busy_gpus} busy of {t.gpus}"
               f"   {t.idle_with_memory} idle holding memory   power {fmt.watts(t.power_w)}"
               f"   cores {fmt.num(t.cores_busy)} busy of {fmt.text(t.cores)}")]
     if not sample.nodes:
         lines.append("no targets: Prometheus scrapes nothing this selector matches")
+    names = labels(sample.nodes)
     for n in sample.nodes:
         stale = f"   STALE since {clock_time(n.stale_since)}" if n.stale else ""
-        lines.append(f"{n.label}   [{fmt.text(n.source)}: {', '.join(n.instances)}]"
+        lines.append(f"{names[n.host]}   [{fmt.text(n.source)}: {', '.join(n.instances)}]"
                      f"   cores {fmt.num(n.cores_busy)} busy of {fmt.text(n.cores)}{stale}")
         for g in n.gpus:
             activity = (f"SMs {fmt.pct(g.sm_active_pct)}" if g.sm_active_pct is not None

@@ -1,6 +1,6 @@
 """`gputop serve`: a Prometheus exporter. Sampling runs on its own cadence; scrapes read the latest.
 
-The main thread samples on ``Ticker`` deadlines and hands each Sample to ``gputop.exporter``; an
+The main thread samples on ``Ticker`` deadlines and hands each Sample to ``gputop.commands.exporter``; an
 HTTP server (prometheus_client's WSGI app, one thread per request) answers scrapes from another
 thread. However many scrapes arrive, the sampling rate stays the interval's.
 
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
     from prometheus_client import CollectorRegistry, make_wsgi_app
     from prometheus_client.process_collector import ProcessCollector
 
-    from gputop.exporter import Exporter
+    from gputop.commands.exporter import Exporter
 
     stderr = sys.stderr if stderr is None else stderr
     stop = threading.Event() if stop is None else stop

@@ -169,10 +169,12 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
                       f"{exc.strerror or exc}")
     finally:
         try:
-            writer.close()
+            close_failed = _close(writer)
         finally:
             if own_sampler and sampler is not None:
                 sampler.close()
+    if close_failed:  # the disk filled at the very end: the samples are there, the closing ] is not
+        return _error(f"writing {args.out} failed at its end after {writer.samples} samples: {close_failed}")
     if state is not None:
         stderr.write(_workload_line(state, stopped_by, _lost(state, workload, writer)) + "\n")
         if state.status == "failed":
@@ -232,6 +234,15 @@ def _draining(sleep: Callable[[float], None], workload: Workload,
             if not workload.poll().running:
                 return
     return drained_sleep
+
+
+def _close(writer: TraceWriter) -> str | None:
+    """Close the trace; why the closing ``]`` could not be written, or None."""
+    try:
+        writer.close()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def _lost(state: WorkloadState, workload: Workload | None, writer: TraceWriter) -> str:
