@@ -40,10 +40,13 @@ def long_trace(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def run_trace(tmp_path_factory) -> pathlib.Path:
     """A real ``record --run mlp`` (a real PyTorch child on the CPU, the NVML fake)."""
-    out = tmp_path_factory.mktemp("run") / "run.json"
+    return record_tiny_mlp(tmp_path_factory.mktemp("run") / "run.json", "0.05")
+
+
+def record_tiny_mlp(out: pathlib.Path, interval: str) -> pathlib.Path:
     env = dict(os.environ, GPUTOP_FAKE_NVML="H100_SXM")
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS), env.get("PYTHONPATH", "")])
-    done = subprocess.run([sys.executable, "-m", "gputop", "record", "--out", str(out), "--interval", "0.05",
+    done = subprocess.run([sys.executable, "-m", "gputop", "record", "--out", str(out), "--interval", interval,
                            "--run", "mlp", "--", *TINY_MLP], capture_output=True, text=True, timeout=180,
                           env=env)
     assert done.returncode == 0, done.stderr
@@ -182,14 +185,7 @@ async def test_a_run_recording_replays_with_its_workload_panel(run_trace):
 def ended_run_trace(tmp_path_factory) -> pathlib.Path:
     """#26.4's recording: a slower interval than the run's last step, so the exit mark comes
     after the last sample; output on stdout before the steps."""
-    out = tmp_path_factory.mktemp("ended") / "mlp.json"
-    env = dict(os.environ, GPUTOP_FAKE_NVML="H100_SXM")
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS), env.get("PYTHONPATH", "")])
-    done = subprocess.run([sys.executable, "-m", "gputop", "record", "--out", str(out), "--interval", "0.25",
-                           "--run", "mlp", "--", *TINY_MLP], capture_output=True, text=True, timeout=180,
-                          env=env)
-    assert done.returncode == 0, done.stderr
-    return out
+    return record_tiny_mlp(tmp_path_factory.mktemp("ended") / "mlp.json", "0.25")
 
 
 def test_a_replay_shows_the_workload_s_output_and_how_it_ended_at_the_last_sample(ended_run_trace):
