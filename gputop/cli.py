@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable, Collection, Iterator, NoReturn, Sequ
 
 from gputop import __version__, console
 from gputop.argtypes import INTERVAL
+from gputop.environment import Environment
 from gputop.exitstatus import ExitStatus
 from gputop.sampler import CLOSE_WAIT_S, OpenedOnFirstSample, open_real
 from gputop.signals import Interrupted, StopSignals
@@ -69,6 +70,7 @@ COMMANDS = {"snapshot": "", "record": "gputop.commands.record", "replay": "gputo
 
 
 WORKLOAD_ARGS = {None, "record", "compare"}  # the commands where what follows '--' goes to a workload
+Command = Callable[[argparse.Namespace, Environment], int]  # a command's run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -132,16 +134,16 @@ def _commands_needed(argv: Sequence[str]) -> Collection[str] | None:
     return {w for w in argv if w in COMMANDS}
 
 
-def _snapshot(args: argparse.Namespace) -> int:
+def _snapshot(args: argparse.Namespace, env: Environment) -> int:
     from gputop.commands import snapshot
 
-    sampler = open_real(process_interval_s=0.0)  # both ticks scan: process CPU % is a real delta
+    sampler = env.open_sampler(0.0)  # both ticks scan: process CPU % is a real delta
     try:
         sample = snapshot.take(sampler)
     finally:
         sampler.close()
     text = snapshot.to_json(sample) if args.json else snapshot.to_text(sample)
-    sys.stdout.write(text)
+    env.stdout.write(text)
     return ExitStatus.OK
 
 
@@ -248,7 +250,7 @@ def _collector_held() -> Iterator[None]:
         gc.enable()
 
 
-def _cluster(args: argparse.Namespace) -> int:
+def _cluster(args: argparse.Namespace, env: Environment) -> int:
     """The cluster command; its view (unless --once) is the TUI's ClusterApp over its feed."""
     from gputop.commands import cluster
 
@@ -264,7 +266,7 @@ def _cluster(args: argparse.Namespace) -> int:
             ok = run_full_screen(ClusterApp(feed, interval_s=args.interval, settle_heap_s=SETTLE_HEAP_S))
         return ExitStatus.OK if ok else ExitStatus.FAILURE
 
-    return cluster.run(args, show=show)
+    return cluster.run(args, env, show=show)
 
 
 def _workload_named(argv: Sequence[str]) -> str | None:
@@ -335,16 +337,16 @@ def run_module(argv: list[str]) -> list[str]:
     return out
 
 
-def _command_run(name: str) -> Callable[[argparse.Namespace], int]:
+def _command_run(name: str) -> Command:
     """The ``run`` of a command whose module is imported only now."""
-    run: Callable[[argparse.Namespace], int] = importlib.import_module(COMMANDS[name]).run
+    run: Command = importlib.import_module(COMMANDS[name]).run
     return run
 
 
-def _replay(args: argparse.Namespace) -> int:
+def _replay(args: argparse.Namespace, env: Environment) -> int:
     from gputop.commands import replay
 
-    return replay.run(args, show=_show_replay)
+    return replay.run(args, env, show=_show_replay)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -372,13 +374,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = console.log_level(args.debug)
     if isinstance(level, str):
         parser.error(f"{console.LOG_ENV}={level!r} names no level: use one of {', '.join(console.LEVELS)}")
-    prog = "gputop" if args.command is None else f"gputop {args.command}"
-    console.configure_logging(prog, level, stderr=sys.stderr, full_screen=args.command in FULL_SCREEN)
-    handlers: dict[str | None, Callable[[argparse.Namespace], int]] = {
-        None: _live, "snapshot": _snapshot, "replay": _replay, "cluster": _cluster}
+    env = Environment.of(args.command)  # the streams, the clock and the sources every command is given
+    console.configure_logging(env.prog, level, stderr=env.stderr, full_screen=args.command in FULL_SCREEN)
+    handlers: dict[str | None, Command] = {
+        None: lambda args, _: _live(args), "snapshot": _snapshot, "replay": _replay, "cluster": _cluster}
     try:
         command = args.command
-        return (handlers[command] if command in handlers else _command_run(command))(args)
+        return (handlers[command] if command in handlers else _command_run(command))(args, env)
     except Interrupted as exc:  # a command that does not catch its stop signal itself
         return ExitStatus.signalled(exc.signum)
     except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler was installed yet

@@ -69,7 +69,7 @@ def _imports(path: pathlib.Path) -> set[str]:
 
 @pytest.mark.parametrize(
     "dependency, allowed",
-    [("pynvml", {"sources/nvml.py", "sources/nvml_query.py", "sources/nvml_info.py", "sources/gpm.py"}),
+    [("pynvml", {"sources/nvml"}),
      ("psutil", {"sources/cpu.py"}), ("subprocess", {"workload/process.py"}),
      ("torch", set()), ("textual", {"tui"})],
 )

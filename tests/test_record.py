@@ -19,6 +19,7 @@ import pytest
 import traceval
 from gputop import trace
 from gputop.commands import record
+from gputop.environment import Environment
 from gputop.model import Sample
 from test_trace import make_samples
 
@@ -52,7 +53,7 @@ def args(out, interval=0.01, duration=0.05, force=False) -> argparse.Namespace:
 
 def test_record_with_a_stub_sampler_round_trips(tmp_path):
     stub = StubSampler(make_samples())
-    assert record.run(args(tmp_path / "t.json"), sampler=stub) == 0
+    assert record.run(args(tmp_path / "t.json"), Environment.of("record", sampler=stub)) == 0
     assert not stub.closed  # the caller's sampler is the caller's to close
     text = (tmp_path / "t.json").read_text()
     traceval.assert_valid(text, strict=True)
@@ -73,7 +74,7 @@ def test_bad_output_is_one_line_before_any_sampling(tmp_path, capsys, setup, wor
     if setup == "exists":
         out.write_text("keep me")
     stub = StubSampler(make_samples())
-    assert record.run(args(out), sampler=stub) == 1
+    assert record.run(args(out), Environment.of("record", sampler=stub)) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("gputop record: error:") and words in err
     assert stub.given == []
@@ -85,7 +86,7 @@ def test_bad_output_is_one_line_before_any_sampling(tmp_path, capsys, setup, wor
 def test_unwritable_directory(tmp_path, capsys):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    assert record.run(args(locked / "t.json"), sampler=StubSampler(make_samples())) == 1
+    assert record.run(args(locked / "t.json"), Environment.of("record", sampler=StubSampler(make_samples()))) == 1
     assert "Permission denied" in capsys.readouterr().err
 
 
@@ -93,7 +94,7 @@ def test_force_overwrites(tmp_path):
     out = tmp_path / "t.json"
     out.write_text("old")
     stub = StubSampler(make_samples())
-    assert record.run(args(out, force=True), sampler=stub) == 0
+    assert record.run(args(out, force=True), Environment.of("record", sampler=stub)) == 0
     assert trace.load(out).samples() == stub.given
 
 
@@ -104,11 +105,11 @@ class Tty(io.StringIO):
 
 def test_progress_line_only_on_a_terminal(tmp_path):
     tty = Tty()
-    assert record.run(args(tmp_path / "a.json"), sampler=StubSampler(make_samples()), stderr=tty) == 0
+    assert record.run(args(tmp_path / "a.json"), Environment.of("record", sampler=StubSampler(make_samples()), stderr=tty)) == 0
     shown = tty.getvalue()
     assert "samples" in shown and "a.json" in shown and shown.endswith("\n")
     pipe = io.StringIO()
-    assert record.run(args(tmp_path / "b.json"), sampler=StubSampler(make_samples()), stderr=pipe) == 0
+    assert record.run(args(tmp_path / "b.json"), Environment.of("record", sampler=StubSampler(make_samples()), stderr=pipe)) == 0
     assert pipe.getvalue() == ""
 
 

@@ -17,6 +17,7 @@ import pytest
 
 import traceval
 from gputop import trace
+from gputop.environment import Environment
 from gputop.trace import TraceWriter, phase_tid
 from gputop.workload import WorkloadMark, WorkloadStep
 from test_trace import T0, make_samples, write_with_workload
@@ -190,7 +191,7 @@ def test_a_record_run_trace_merges_with_a_profile_of_the_same_process(tmp_path):
     torch_path.write_text(json.dumps(profile))
     out = tmp_path / "merged.json"
     ns = argparse.Namespace(recording=str(rec), torch_trace=str(torch_path), out=str(out), force=False)
-    assert merge.run(ns) == 0
+    assert merge.run(ns, Environment.of("merge")) == 0
     report = traceval.assert_valid(out.read_text(), strict=True)
     names = [e for e in report.events if e.get("ph") == "M" and e.get("name") == "process_name"
              and e.get("pid") == pid]
@@ -279,7 +280,7 @@ def test_how_the_workload_ended_is_recorded_and_reported(tmp_path, mode, ended, 
     from gputop.commands import report
     ns = argparse.Namespace(trace=str(out), json=False, no_chart=True)
     text = io.StringIO()
-    assert report.run(ns, stdout=text) == 0
+    assert report.run(ns, Environment.of("report", stdout=text)) == 0
     line = next(x for x in text.getvalue().splitlines() if x.startswith("Workload job.py"))
     assert line.endswith(f" steps, {ended}"), line
 

@@ -15,6 +15,7 @@ import pytest
 from gputop import format as fmt
 from gputop import trace
 from gputop.commands import report
+from gputop.environment import Environment
 from gputop.model import Sample
 from test_trace import T0, make_samples, write, write_with_workload
 
@@ -25,7 +26,7 @@ FIXTURE = DATA / "h100_fake.json"
 def run(path, *flags: str) -> tuple[int, str]:
     ns = argparse.Namespace(trace=str(path), json="--json" in flags, no_chart="--no-chart" in flags)
     out = io.StringIO()
-    return report.run(ns, stdout=out), out.getvalue()
+    return report.run(ns, Environment.of("report", stdout=out)), out.getvalue()
 
 
 def test_text_report_of_the_fixture():
@@ -159,8 +160,9 @@ def test_missing_file(tmp_path, capsys):
 def test_json_report_never_imports_plotext():
     code = ("import argparse, io, sys\n"
             "from gputop.commands import report\n"
+            "from gputop.environment import Environment\n"
             f"ns = argparse.Namespace(trace={str(FIXTURE)!r}, json=True, no_chart=False)\n"
-            "assert report.run(ns, stdout=io.StringIO()) == 0\n"
+            "assert report.run(ns, Environment.of('report', stdout=io.StringIO())) == 0\n"
             "print('plotext' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -22,17 +22,18 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
-from typing import Any, Callable, Iterable, Sequence, TextIO
+from typing import Any, Callable, Iterable, Sequence
 
-from gputop import console, metrics
 from gputop import format as fmt
+from gputop import metrics
 from gputop.commands.progress import Progress
 from gputop.commands.stats import EXACT_VALUES, RELATIVE_ERROR, SampleStats, Thinned
+from gputop.environment import Environment
 from gputop.exitstatus import ExitStatus
 from gputop.model import GpuInfo, Sample
 from gputop.trace import Trace, TraceError, ts_ns
+from gputop.trace.marks import WorkloadEnd, WorkloadExit, WorkloadStart, text
 from gputop.trace.reader import recorder_running
 from gputop.trace.stream import TraceStream, WorkloadEvents, decoder_for, samples
 from gputop.workload import insight, insight_text, rates
@@ -64,29 +65,27 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     return parser
 
 
-def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    stdout = sys.stdout if stdout is None else stdout
-    stderr = sys.stderr if stderr is None else stderr
+def run(args: argparse.Namespace, env: Environment) -> int:
     progress = None
     try:
         size = os.path.getsize(args.trace) if os.path.isfile(args.trace) else 0
-        progress = Progress(size, f"{PROG}: reading {os.path.basename(args.trace)}", stderr)
+        progress = Progress(size, f"{PROG}: reading {os.path.basename(args.trace)}", env.stderr,
+                            clock=env.clock, tty=env.stderr_isatty)
         summary, points = read(args.trace, progress)
     except TraceError as exc:
         if progress is not None:
             progress.clear()
-        stderr.write(f"{PROG}: error: {exc}\n")
-        return ExitStatus.FAILURE
+        return env.error(str(exc))
     finally:
         if progress is not None:
             progress.clear()
     if args.json:
-        stdout.write(json.dumps(summary, indent=2) + "\n")
+        env.stdout.write(json.dumps(summary, indent=2) + "\n")
         return ExitStatus.OK
-    stdout.write(to_text(summary))
+    env.stdout.write(to_text(summary))
     if not args.no_chart and len(points) >= 2:
-        stdout.write(chart(points, width=shutil.get_terminal_size((100, 24)).columns,
-                           color=console.isatty(stdout)))
+        env.stdout.write(chart(points, width=shutil.get_terminal_size((100, 24)).columns,
+                               color=env.stdout_isatty))
     return ExitStatus.OK
 
 
@@ -107,7 +106,9 @@ def read(path: str, progress: Callable[[int], None] | None = None) -> tuple[dict
             raise TraceError(f"{path} has no complete sample")
         trace = workload.trace(header, stream.complete)
     # the verdict's means over the steps come from the thinned samples (bounded, evenly spread)
-    return _summary(trace, acc, points.items), points.items
+    summary = _summary(trace, acc, points.items)
+    summary["unreadable_events"] = decoder.unreadable
+    return summary, points.items
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,6 +178,7 @@ def _summary(trace: Trace, acc: SampleStats, samples: Sequence[Sample]) -> dict[
         "settings": trace.settings,
         "complete": complete,
         "being_written": not complete and recorder_running(trace),
+        "unreadable_events": 0,  # of the samples' events, left out: a time stamp that is no time
         "start_ns": acc.first_ns,
         "duration_s": (acc.last_ns - acc.first_ns) / 1e9,
         "samples": acc.samples,
@@ -200,37 +202,35 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
     workload = trace.workload
     if workload is None:
         return None
-    start = trace.workload_mark("start") or {}
-    end = trace.workload_mark("end") or {}
-    exit_ = trace.workload_mark("exit")
+    start = WorkloadStart.of(trace.workload_mark("start"))
+    end = WorkloadEnd.of(trace.workload_mark("end"))
+    exit_ = WorkloadExit.of(trace.workload_mark("exit"))
     steps = trace.workload_steps()
     measured = [s for s in steps if s.step != 1 and s.wall_s > 0] or [s for s in steps if s.wall_s > 0]
-    # the start event's values are the workload's word, read from a file: checked, else n/a
-    flops, peak = _positive(start.get("flops_per_step")), _positive(start.get("peak_flops"))
-    source = start.get("peak_flops_source")
+    flops, peak = start.flops_per_step, start.peak_flops
     each = [rates.per_step(s, flops, peak) for s in measured]
     joules = trace.workload_counter("joules_per_step")
-    exit_ = exit_ or {}
     jobs, output = _job_and_output(trace, workload["pid"])
     source = "auto" if steps and steps[-1].source == "auto" else "events" if steps else None
-    tokens = _count(start.get("tokens_per_sample"))  # a language model's context: tokens/s too
+    tokens = start.tokens_per_sample  # a language model's context: tokens/s too
     per_s = rates.median(r.samples_per_s for r in each)
     return {
-        **insight.recorded(steps, start, jobs, trace.samples() if samples is None else samples, source),
+        **insight.recorded(steps, jobs, trace.samples() if samples is None else samples, source,
+                           device=start.device, device_uuid=start.device_uuid),
         "output_lines": len(output), "output_tail": output[-OUTPUT_TAIL:],
-        "name": _text(workload.get("name")), "pid": workload["pid"], "argv": workload.get("argv"),
-        "device": _text(start.get("device")), "device_name": _text(start.get("device_name")),
-        "precision": _text(start.get("precision")), "batch_size": _count(start.get("batch_size")),
-        "sample_unit": _text(start.get("sample_unit")) or "samples",
+        "name": text(workload.get("name")), "pid": workload["pid"], "argv": workload.get("argv"),
+        "device": start.device, "device_name": start.device_name,
+        "precision": start.precision, "batch_size": start.batch_size,
+        "sample_unit": start.sample_unit or "samples",
         "tokens_per_sample": tokens,
         "steps": len(steps), "steps_measured": len(measured),
-        "steps_planned": _count(start.get("steps_planned")),
-        "end_status": _text(end.get("status")), "end_error": _text(end.get("error")),
-        "exit_status": _text(exit_.get("status")), "exit_returncode": _whole(exit_.get("returncode")),
-        "exit_error": _text(exit_.get("error")), "exit_signal": _text(exit_.get("signal")),
-        "stopped_by": _text(exit_.get("stopped_by")),
+        "steps_planned": start.steps_planned,
+        "end_status": end.status, "end_error": end.error,
+        "exit_status": exit_.status, "exit_returncode": exit_.returncode,
+        "exit_error": exit_.error, "exit_signal": exit_.signal,
+        "stopped_by": exit_.stopped_by,
         "ended": _ended(exit_, end, trace.complete),
-        "lost": {k: exit_[k] for k in _LOSSES if _count(exit_.get(k))},
+        "lost": dict(exit_.losses),
         "samples_per_s_median": per_s,
         "tokens_per_s_median": per_s * tokens if tokens and per_s is not None else None,
         "tflops_median": rates.median(r.tflops for r in each),
@@ -269,43 +269,24 @@ _LOSSES = {"events_ignored": "event lines ignored (malformed, unknown, or unread
            "phases_unmatched": "phase ends without a begin (left out)"}
 
 
-def _ended(exit_: dict[str, Any], end: dict[str, Any], complete: bool) -> str:
+def _ended(exit_: WorkloadExit, end: WorkloadEnd, complete: bool) -> str:
     """How the workload ended, in words: from the recorder's ``exit`` mark (the process's own
     fate) where there is one, else from the workload's ``end`` event."""
-    status, rc, error = _text(exit_.get("status")), _whole(exit_.get("returncode")), _text(exit_.get("error"))
+    status, rc, error = exit_.status, exit_.returncode, exit_.error
     if status in ("ok", "stopped"):
-        return fmt.ended(status, _text(exit_.get("stopped_by")))
+        return fmt.ended(status, exit_.stopped_by)
     if status == "failed":
         if rc is not None and rc < 0:
-            return f"killed by {_text(exit_.get('signal')) or f'signal {-rc}'}"
+            return f"killed by {exit_.signal or f'signal {-rc}'}"
         code = "" if rc is None else f" (exit {rc})"
         return f"failed: {error}{code}" if error else f"failed{code}"
-    end_status, end_error = _text(end.get("status")), _text(end.get("error"))
-    if end_status == "ok":
+    if end.status == "ok":
         return "finished"
-    if end_status == "error":
-        return f"ended with an error: {end_error}" if end_error else "ended with an error (no message)"
+    if end.status == "error":
+        return f"ended with an error: {end.error}" if end.error else "ended with an error (no message)"
     if not complete:
         return "no end recorded (the recording was cut off)"
     return "no end recorded"
-
-
-def _positive(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value) if value > 0 else None
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
-def _whole(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,6 +339,9 @@ def to_text(summary: dict[str, Any]) -> str:
     elif not summary["complete"]:
         lines.append("  the recording did not finish cleanly (no closing ']'): "
                      "showing every complete sample")
+    if summary["unreadable_events"]:
+        lines.append(f"  {summary['unreadable_events']} time stamps are no time: their events left out "
+                     "(the rest of the recording is read)")
     cpu = summary["cpu"]
     lines += ["", *_table(f"CPU ({cpu['cores']} cores)", cpu["metrics"])]
     for gpu in summary["gpus"]:
