@@ -196,6 +196,7 @@ def ended_run_trace(tmp_path_factory) -> pathlib.Path:
     return record_tiny_mlp(tmp_path_factory.mktemp("ended") / "mlp.json", "0.25")
 
 
+@pytest.mark.e2e
 def test_a_replay_shows_the_workload_s_output_and_how_it_ended_at_the_last_sample(ended_run_trace):
     """#26.4: the output panel said "no output yet" everywhere, a finished run read "running" at
     the last sample (its exit mark just after it), elapsed began at the first event, and "no
@@ -220,6 +221,7 @@ def test_a_replay_shows_the_workload_s_output_and_how_it_ended_at_the_last_sampl
         feed.close()
 
 
+@pytest.mark.unit
 def test_a_time_stamp_that_is_no_time_is_left_out_and_counted_not_the_rest(tmp_path):
     """#26.16: one line with ts 1e400 (a number, but no time) and the index stopped there
     silently (39 of 201 samples); report read on. Both read the rest and count it."""
