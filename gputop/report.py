@@ -35,7 +35,7 @@ from gputop.stats import EXACT_VALUES, RELATIVE_ERROR, SampleStats, Thinned
 from gputop.trace import Trace, TraceError, ts_ns
 from gputop.trace.reader import recorder_running
 from gputop.trace.stream import TraceStream, WorkloadEvents, decoder_for, samples
-from gputop.workload import insight, insight_text, rates
+from gputop.workload import insight, insight_text, ranks, rates
 
 PROG = "gputop report"
 EXAMPLES = """\
@@ -196,6 +196,10 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
     end = trace.workload_mark("end") or {}
     exit_ = trace.workload_mark("exit")
     steps = trace.workload_steps()
+    # a distributed job: its ranks, and the job's step as its slowest rank's (gputop.workload.ranks)
+    per_rank = ranks.summary(steps, ranks.recorded_hellos(trace.events, workload["pid"]))
+    if per_rank:
+        steps = [s for s in steps if s.rank == per_rank["job_step_rank"]]
     measured = [s for s in steps if s.step != 1 and s.wall_s > 0] or [s for s in steps if s.wall_s > 0]
     # the start event's values are the workload's word, read from a file: checked, else n/a
     flops, peak = _positive(start.get("flops_per_step")), _positive(start.get("peak_flops"))
@@ -208,7 +212,9 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
     tokens = _count(start.get("tokens_per_sample"))  # a language model's context: tokens/s too
     per_s = rates.median(r.samples_per_s for r in each)
     return {
-        **insight.recorded(steps, start, jobs, trace.samples() if samples is None else samples, source),
+        **insight.recorded(steps, start, jobs, trace.samples() if samples is None else samples, source,
+                           steps[-1].pid if per_rank and steps else None),
+        **per_rank,
         "output_lines": len(output), "output_tail": output[-OUTPUT_TAIL:],
         "name": _text(workload.get("name")), "pid": workload["pid"], "argv": workload.get("argv"),
         "device": _text(start.get("device")), "device_name": _text(start.get("device_name")),
@@ -406,7 +412,7 @@ def _workload_text(w: dict[str, Any]) -> list[str]:
              ("J/step", cell(j, f"{j:.3g}" if j is not None else ""))]
     width = max(12, *(len(label) + 3 for label, _ in rows))
     lines += [f"  {label:<{width}}{value}" for label, value in rows]
-    return lines + insight_text.lines(w)
+    return lines + ranks.text_lines(w) + insight_text.lines(w)
 
 
 def chart(samples: Sequence[Sample], width: int = 100, height: int = 18, color: bool = True) -> str:

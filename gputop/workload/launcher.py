@@ -14,7 +14,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from gputop.model import JobUsage, Placement, Sample, WorkloadMark, WorkloadState, WorkloadStep
 from gputop.signals import signal_name
-from gputop.workload import inject, insight, placement, rates
+from gputop.workload import inject, insight, placement, ranks, rates
+from gputop.workload.channel import ENV_SOCK, EventSocket
 from gputop.workload.energy import EnergyCurve
 from gputop.workload.events import ENV_FD, ENV_FILE, EventReader
 from gputop.workload.pipes import EventLines, OutputLines
@@ -64,6 +65,7 @@ class Workload:
         self._lock = threading.RLock()
         self._group = ProcessGroup()
         self._events: EventLines | None = None
+        self._channel: EventSocket | None = None  # the socket the processes of an instrumented job reach
         self._reader = EventReader(self.name)
         self._started_ns = 0
         self._ended_ns: int | None = None
@@ -117,17 +119,26 @@ class Workload:
             env.pop(ENV_FILE, None)
             env[ENV_FD] = str(write_fd)
             env.setdefault("PYTHONUNBUFFERED", "1")  # output as it is printed, not in 8 KiB blocks
+            env.pop(ENV_SOCK, None)  # an outer gputop's: never this job's
             if self.instrumented:
                 env = inject.environment(env)
+                try:
+                    self._channel = EventSocket()
+                    env[ENV_SOCK] = self._channel.path
+                except OSError:  # no socket (an odd TMPDIR): the first process's pipe only
+                    env.pop(ENV_SOCK, None)
             self._started_ns = self._clock_ns()
             try:
                 self._group.spawn(self.argv, env, self._cwd, pass_fds=(write_fd,))
             except BaseException:
                 os.close(read_fd)
+                self._close_channel()
                 raise
             finally:
                 os.close(write_fd)
             self._events = EventLines(read_fd, None if self._collect else EVENT_LINES)
+            if self._channel is not None:
+                self._channel.attach(self._events.follow)
             for stream, is_stderr in ((self._group.stdout, False), (self._group.stderr, True)):
                 if stream is not None:
                     self._output.follow(stream, is_stderr=is_stderr)
@@ -199,6 +210,12 @@ class Workload:
         self._read_events()
         self._group.reap()
         self._group.note_gone()
+        self._close_channel()
+
+    def _close_channel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
 
     def _refresh_pids(self) -> None:
         pid = self._group.pid
@@ -215,7 +232,8 @@ class Workload:
         self._pids_at = now
         self._pids = process_tree(pid) or frozenset({pid})
         if self._watch is not None:
-            self._job = self._watch.read(self._pids)
+            ranks = [p for p, facts in self._reader.processes.items() if facts.get("rank") is not None]
+            self._job = self._watch.read(self._pids, ranks)
             if self._job is not None:
                 placement.add(self._core_cpu_s, self._job.core_cpu_s)
 
@@ -297,10 +315,12 @@ class Workload:
         self._with_joules()
         status, error = self._status()
         start = self._reader.start
+        last = self._steps[-1] if self._steps else None
         window = rates.window(self._steps)
         live = rates.over(window, start.get("flops_per_step"), start.get("peak_flops"))
+        if last is not None and last.rank is not None:  # a distributed job's: the sum over its ranks
+            live = dataclasses.replace(live, samples_per_s=ranks.live_samples_per_s(self._steps))
         output, _ = self._output.snapshot()
-        last = self._steps[-1] if self._steps else None
         now_ns = self._ended_ns if self._ended_ns is not None else self._clock_ns()
         phases = self._reader.phases
         self._state = WorkloadState(

@@ -101,15 +101,22 @@ class EventLines:
     """The events pipe, read by a daemon thread into a deque of lines, so the child never blocks
     on a full pipe whatever the consumer's pace (a paused view, a long interval). Bounded for a
     viewer (``maxlen``: older lines dropped and counted); unbounded for a recorder, which must
-    lose no step and empties it every DRAIN_S (gputop.record)."""
+    lose no step and empties it every DRAIN_S (gputop.record). ``follow(fd)`` reads one more
+    descriptor (a connection to the events socket) into the same deque, on a thread of its own:
+    lines stay whole, each from one process."""
 
     def __init__(self, fd: int, maxlen: int | None) -> None:
         self.lines: collections.deque[bytes] = collections.deque(maxlen=maxlen)
         self.dropped = 0  # lines lost unread: the deque was full, or a line was over MAX_LINE
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._read, args=(fd,), daemon=True,
-                                        name="workload-events")
-        self._thread.start()
+        self._threads: list[threading.Thread] = []
+        self.follow(fd)
+
+    def follow(self, fd: int) -> None:
+        thread = threading.Thread(target=self._read, args=(fd,), daemon=True, name="workload-events")
+        with self._lock:
+            self._threads.append(thread)
+        thread.start()
 
     def _read(self, fd: int) -> None:
         partial = b""
@@ -148,4 +155,8 @@ class EventLines:
             return out
 
     def join(self, timeout_s: float) -> None:
-        self._thread.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
