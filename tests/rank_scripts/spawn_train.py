@@ -1,5 +1,6 @@
-"""DDP on gloo started with torch.multiprocessing.spawn (the spawn start method), each rank with
-a DataLoader worker of its own."""
+"""DDP on gloo started with torch.multiprocessing.spawn (the spawn start method), or with
+start_processes(start_method="fork") where START_METHOD=fork; each rank with a DataLoader worker of
+its own."""
 import os
 import socket
 
@@ -19,4 +20,7 @@ if __name__ == "__main__":
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    mp.spawn(run, args=(2,), nprocs=2)
+    if os.environ.get("START_METHOD") == "fork":
+        mp.start_processes(run, args=(2,), nprocs=2, start_method="fork")
+    else:
+        mp.spawn(run, args=(2,), nprocs=2)

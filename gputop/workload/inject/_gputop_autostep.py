@@ -46,8 +46,7 @@ ENV_TOKEN = "GPUTOP_AUTOSTEP"  # "1": set by gputop's launcher for the first pro
 ENV_FD = "GPUTOP_EVENTS_FD"  # gputop.workloads.events.ENV_FD (this module imports nothing of gputop)
 ENV_SOCK = "GPUTOP_EVENTS_SOCK"  # gputop.workload.channel.ENV_SOCK: the socket every process can open
 DESCENDANT = "descendant"
-# where a process learns which rank it is (torchrun, accelerate and Lightning set these)
-IDENTITY_ENV = (("rank", "RANK"), ("local_rank", "LOCAL_RANK"), ("world_size", "WORLD_SIZE"),
+IDENTITY_ENV = (("rank", "RANK"), ("local_rank", "LOCAL_RANK"), ("world_size", "WORLD_SIZE"),  # torchrun's
                 ("group_rank", "GROUP_RANK"), ("restart_count", "TORCHELASTIC_RESTART_COUNT"))
 MAX_WAITS = 8  # data waits a step lists one by one (its data_wait_s sums them all)
 FLUSH_S = 0.1  # step events are held at most this long before they are written
@@ -141,6 +140,10 @@ def _init_process_group(init: Callable[..., Any]) -> Callable[..., Any]:
         state = _state
         if state is not None and state.off and state.sock_path and state.fd is None and state.conn is None:
             _state = _State(None, state.sock_path, root=False)
+            _state.has_optimizer = state.has_optimizer  # one built before the fork still steps
+            util = sys.modules.get("multiprocessing.util")  # a forked Process ends in os._exit: no atexit
+            if util is not None:
+                util.Finalize(None, _flush, exitpriority=0)
         return out
     return wrapper
 
@@ -200,7 +203,8 @@ def _install(torch: Any) -> None:
 
     @functools.wraps(init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        state.has_optimizer = True
+        if _state is not None:  # the state now (a forked rank gets its own)
+            _state.has_optimizer = True
         init(self, *args, **kwargs)
 
     optimizer.Optimizer.__init__ = __init__
