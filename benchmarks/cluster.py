@@ -37,7 +37,7 @@ import urllib.request
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 from gputop.cluster.client import Prometheus  # noqa: E402
-from gputop.cluster.feed import ClusterFeed  # noqa: E402
+from gputop.cluster.fleet import ClusterFeed  # noqa: E402
 
 GPUS, CORES, STEP_S, SPAN_S = 8, 32, 15, 600
 MODEL = "NVIDIA H100 80GB HBM3 (simulated)"

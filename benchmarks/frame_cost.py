@@ -32,12 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import fakenvml  # noqa: E402
-from gputop.feed import LiveFeed  # noqa: E402
 from gputop.sampler import Sampler  # noqa: E402
 from gputop.sources.cpu import CpuSource  # noqa: E402
 from gputop.sources.nvml import NvmlSource  # noqa: E402
 from gputop.tui.app import GputopApp  # noqa: E402
 from gputop.tui.selfcpu import SelfCpu  # noqa: E402
+from gputop.view.feed import LiveFeed  # noqa: E402
 
 
 class Clock:

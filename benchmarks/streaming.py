@@ -37,7 +37,7 @@ import long_trace  # noqa: E402  (beside this file)
 REPLAY_CHILD = """
 import asyncio, sys, time
 t0 = time.perf_counter()
-from gputop import replay
+from gputop.commands import replay
 from gputop.tui.app import GputopApp
 from gputop.tui.widgets.gpulist import GpuList
 
@@ -117,7 +117,6 @@ def main() -> None:
     parser.add_argument("--cases", default="report,replay,merge", help="which of report, replay, merge")
     args = parser.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="gputop-bench-", dir=args.tmp))
-    py = sys.executable
     try:
         source = args.source or source_recording(work)
         print(f"# source {source} ({source.stat().st_size / 1e6:.1f} MB); load average "
@@ -126,55 +125,72 @@ def main() -> None:
         print("|---|---:|---:|---:|---:|---:|---:|---|")
         cases = set(args.cases.split(","))
         if "replay" in cases:
-            fixture = ROOT / "tests" / "data" / "h100_fake.json"  # the floor: Python, textual, the app
-            floor = [timed([py, "-c", REPLAY_CHILD, str(fixture)]) for _ in range(args.repeats)]
-            first = statistics.median(float(r[3].split()[1]) for r in floor)
-            print(row("replay of the 22 KB fixture (the floor)", 0.022, floor, f" first frame {first:.2f} s |"),
-                  flush=True)
+            replay_floor(args.repeats)
         sizes = [float(s) for s in args.sizes.split(",")]
         for mb in sizes:
             path = work / f"long-{mb:.0f}.json"
             size = long_trace.build(str(source), str(path), int(mb * 1e6)) / 1e6
-            repeats = args.repeats if mb == min(sizes) else 1
-            base = args.baseline.resolve() if args.baseline is not None and mb == min(sizes) else None
+            smallest = mb == min(sizes)  # the size run --repeats times, and beside --baseline
+            repeats = args.repeats if smallest else 1
+            base = args.baseline.resolve() if args.baseline is not None and smallest else None
             roots = [ROOT] if base is None else [ROOT, base]
-            report_argv = [py, "-m", "gputop", "report", str(path), "--json"]
             if "report" in cases:
-                reports = interleaved(report_argv, roots, repeats)
-                for root in roots:
-                    name = "report (streamed)" if root == ROOT else f"report (baseline {root.name})"
-                    print(row(name, size, reports[root]), flush=True)
+                bench_report(path, size, roots, repeats)
             if "replay" in cases:
-                replays = [timed([py, "-c", REPLAY_CHILD, str(path)]) for _ in range(repeats)]
-                first = statistics.median(float(r[3].split()[1]) for r in replays)
-                indexed = statistics.median(float(r[3].split()[3]) for r in replays)
-                print(row("replay (first frame; RSS over the index pass)", size, replays,
-                          f" first frame {first:.2f} s, indexed {indexed:.1f} s |"), flush=True)
-            merged = work / "merged.json"
+                bench_replay(path, size, repeats)
             if "merge" in cases:
-                merge_argv = [py, "-m", "gputop", "merge", str(path), str(TORCH_TRACE), "--out", str(merged),
-                              "--force"]
-                merges = interleaved(merge_argv, roots, repeats)
-                for root in roots:
-                    name = "merge (streamed)" if root == ROOT else f"merge (baseline {root.name})"
-                    print(row(name, size, merges[root]), flush=True)
-            if "merge" in cases and args.torch_mb and mb == min(sizes):
-                profile = work / "torch.json"
-                torch_size = long_trace.build_torch(str(TORCH_TRACE), str(profile), int(args.torch_mb * 1e6)) / 1e6
-                long_argv = [py, "-m", "gputop", "merge", str(path), str(profile), "--out", str(merged), "--force"]
-                longs = interleaved(long_argv, roots, repeats)
-                for root in roots:
-                    name = "merge (streamed)" if root == ROOT else f"merge (baseline {root.name})"
-                    print(row(f"{name}, {torch_size:,.0f} MB profile", size + torch_size, longs[root]),
-                          flush=True)
-                profile.unlink()
-            merged.unlink(missing_ok=True)
+                bench_merge(path, size, roots, repeats, work, args.torch_mb if smallest else 0.0)
             path.unlink()
         print(f"# load average {os.getloadavg()[0]:.2f} at the end")
     finally:
         for p in work.iterdir():
             p.unlink()
         work.rmdir()
+
+
+def replay_floor(repeats: int) -> None:
+    """The replay of the 22 KB fixture: Python, textual and the app, the floor under the rest."""
+    fixture = ROOT / "tests" / "data" / "h100_fake.json"
+    floor = [timed([sys.executable, "-c", REPLAY_CHILD, str(fixture)]) for _ in range(repeats)]
+    first = statistics.median(float(r[3].split()[1]) for r in floor)
+    print(row("replay of the 22 KB fixture (the floor)", 0.022, floor, f" first frame {first:.2f} s |"),
+          flush=True)
+
+
+def bench_report(path: pathlib.Path, size: float, roots: list[pathlib.Path], repeats: int) -> None:
+    reports = interleaved([sys.executable, "-m", "gputop", "report", str(path), "--json"], roots, repeats)
+    for root in roots:
+        name = "report (streamed)" if root == ROOT else f"report (baseline {root.name})"
+        print(row(name, size, reports[root]), flush=True)
+
+
+def bench_replay(path: pathlib.Path, size: float, repeats: int) -> None:
+    replays = [timed([sys.executable, "-c", REPLAY_CHILD, str(path)]) for _ in range(repeats)]
+    first = statistics.median(float(r[3].split()[1]) for r in replays)
+    indexed = statistics.median(float(r[3].split()[3]) for r in replays)
+    print(row("replay (first frame; RSS over the index pass)", size, replays,
+              f" first frame {first:.2f} s, indexed {indexed:.1f} s |"), flush=True)
+
+
+def bench_merge(path: pathlib.Path, size: float, roots: list[pathlib.Path], repeats: int,
+                work: pathlib.Path, torch_mb: float) -> None:
+    """The merge with the real 7 KB profile; then, if ``torch_mb``, with a profile that long."""
+    py, merged = sys.executable, work / "merged.json"
+    merges = interleaved([py, "-m", "gputop", "merge", str(path), str(TORCH_TRACE), "--out", str(merged),
+                          "--force"], roots, repeats)
+    for root in roots:
+        name = "merge (streamed)" if root == ROOT else f"merge (baseline {root.name})"
+        print(row(name, size, merges[root]), flush=True)
+    if torch_mb:
+        profile = work / "torch.json"
+        torch_size = long_trace.build_torch(str(TORCH_TRACE), str(profile), int(torch_mb * 1e6)) / 1e6
+        long_argv = [py, "-m", "gputop", "merge", str(path), str(profile), "--out", str(merged), "--force"]
+        longs = interleaved(long_argv, roots, repeats)
+        for root in roots:
+            name = "merge (streamed)" if root == ROOT else f"merge (baseline {root.name})"
+            print(row(f"{name}, {torch_size:,.0f} MB profile", size + torch_size, longs[root]), flush=True)
+        profile.unlink()
+    merged.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

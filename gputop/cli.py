@@ -19,14 +19,16 @@ from typing import TYPE_CHECKING, Callable, Collection, Iterator, NoReturn, Sequ
 
 from gputop import __version__, console
 from gputop.argtypes import INTERVAL
+from gputop.environment import Environment
 from gputop.exitstatus import ExitStatus
-from gputop.feed import LiveFeed, ReplayFeed
 from gputop.sampler import CLOSE_WAIT_S, OpenedOnFirstSample, open_real
 from gputop.signals import Interrupted, StopSignals
+from gputop.view.feed import LiveFeed, ReplayFeed
 
 if TYPE_CHECKING:  # httpx, which the feed imports, is ~10 MiB and ~0.1 s the live view does not need
-    from gputop.cluster.feed import ClusterFeed
+    from gputop.cluster.fleet import ClusterFeed
     from gputop.firstframe import Held
+    from gputop.model import WorkloadState
     from gputop.tui.app import GputopApp
     from gputop.workload import Workload
 
@@ -67,12 +69,13 @@ FIRST_FRAME_WAIT_S = 0.15
 FULL_SCREEN = {None, "replay"}  # the commands that draw a full-screen view
 # each command's module (its add_parser and run), in the order --help lists them; snapshot's
 # parser is defined here
-COMMANDS = {"snapshot": "", "record": "gputop.record", "replay": "gputop.replay",
-            "report": "gputop.report", "compare": "gputop.compare", "merge": "gputop.merge",
-            "serve": "gputop.serve", "cluster": "gputop.cluster.command"}
+COMMANDS = {"snapshot": "", "record": "gputop.commands.record", "replay": "gputop.commands.replay",
+            "report": "gputop.commands.report", "compare": "gputop.commands.compare", "merge": "gputop.commands.merge",
+            "serve": "gputop.commands.serve", "cluster": "gputop.commands.cluster"}
 
 
 WORKLOAD_ARGS = {None, "record", "compare"}  # the commands where what follows '--' goes to a workload
+Command = Callable[[argparse.Namespace, Environment], int]  # a command's run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,16 +139,16 @@ def _commands_needed(argv: Sequence[str]) -> Collection[str] | None:
     return {w for w in argv if w in COMMANDS}
 
 
-def _snapshot(args: argparse.Namespace) -> int:
-    from gputop import snapshot
+def _snapshot(args: argparse.Namespace, env: Environment) -> int:
+    from gputop.commands import snapshot
 
-    sampler = open_real(process_interval_s=0.0)  # both ticks scan: process CPU % is a real delta
+    sampler = env.open_sampler(0.0)  # both ticks scan: process CPU % is a real delta
     try:
         sample = snapshot.take(sampler)
     finally:
         sampler.close()
     text = snapshot.to_json(sample) if args.json else snapshot.to_text(sample)
-    sys.stdout.write(text)
+    env.stdout.write(text)
     return ExitStatus.OK
 
 
@@ -177,6 +180,7 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
     held: Held | None = None  # the first frame, drawn before Textual (gputop.firstframe)
     app: GputopApp | None = None
     status = ExitStatus.OK
+    ended: WorkloadState | None = None  # how the --run job ended
 
     def give_back() -> None:  # the normal screen, where the app's driver never took the terminal
         if held is not None and (app is None or not app.has_terminal):
@@ -213,12 +217,15 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
             try:
                 give_back()
                 if workload is not None:
-                    workload.stop()
+                    ended = workload.stop()
             finally:
                 feed.discard_first()  # not closed under a sample still being taken
                 if not sampler.close():  # (under the full screen its log line went to the log file)
                     _say(f"gputop: a sample had not returned after {CLOSE_WAIT_S:g} s "
                          "(a hung driver call?): exited with its sources left open")
+    if ended is not None and ended.status == "failed":  # as record --run: the job failed, so did the run
+        _say(f"gputop: workload {ended.name} failed" + (f": {ended.error}" if ended.error else ""))
+        return ExitStatus.FAILURE
     return status
 
 
@@ -257,7 +264,7 @@ def _say(line: str) -> None:
 
 def _show_replay(feed: ReplayFeed) -> int:
     """The replay command's view: the terminal check, then the app over the recording."""
-    from gputop import replay
+    from gputop.commands import replay
     from gputop.tui import refuse_without_terminal
 
     if refuse_without_terminal(replay.PROG):
@@ -284,9 +291,9 @@ def _collector_held() -> Iterator[None]:
         gc.enable()
 
 
-def _cluster(args: argparse.Namespace) -> int:
+def _cluster(args: argparse.Namespace, env: Environment) -> int:
     """The cluster command; its view (unless --once) is the TUI's ClusterApp over its feed."""
-    from gputop.cluster import command as cluster
+    from gputop.commands import cluster
 
     def show(feed: ClusterFeed) -> int:
         from gputop.tui import refuse_without_terminal
@@ -300,7 +307,7 @@ def _cluster(args: argparse.Namespace) -> int:
             ok = run_full_screen(ClusterApp(feed, interval_s=args.interval, settle_heap_s=SETTLE_HEAP_S))
         return ExitStatus.OK if ok else ExitStatus.FAILURE
 
-    return cluster.run(args, show=show)
+    return cluster.run(args, env, show=show)
 
 
 def _workload_named(argv: Sequence[str]) -> str | None:
@@ -371,16 +378,16 @@ def run_module(argv: list[str]) -> list[str]:
     return out
 
 
-def _command_run(name: str) -> Callable[[argparse.Namespace], int]:
+def _command_run(name: str) -> Command:
     """The ``run`` of a command whose module is imported only now."""
-    run: Callable[[argparse.Namespace], int] = importlib.import_module(COMMANDS[name]).run
+    run: Command = importlib.import_module(COMMANDS[name]).run
     return run
 
 
-def _replay(args: argparse.Namespace) -> int:
-    from gputop import replay
+def _replay(args: argparse.Namespace, env: Environment) -> int:
+    from gputop.commands import replay
 
-    return replay.run(args, show=_show_replay)
+    return replay.run(args, env, show=_show_replay)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -408,13 +415,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = console.log_level(args.debug)
     if isinstance(level, str):
         parser.error(f"{console.LOG_ENV}={level!r} names no level: use one of {', '.join(console.LEVELS)}")
-    prog = "gputop" if args.command is None else f"gputop {args.command}"
-    console.configure_logging(prog, level, stderr=sys.stderr, full_screen=args.command in FULL_SCREEN)
-    handlers: dict[str | None, Callable[[argparse.Namespace], int]] = {
-        None: _live, "snapshot": _snapshot, "replay": _replay, "cluster": _cluster}
+    env = Environment.of(args.command)  # the streams, the clock and the sources every command is given
+    console.configure_logging(env.prog, level, stderr=env.stderr, full_screen=args.command in FULL_SCREEN)
+    handlers: dict[str | None, Command] = {
+        None: lambda args, _: _live(args), "snapshot": _snapshot, "replay": _replay, "cluster": _cluster}
     try:
         command = args.command
-        return (handlers[command] if command in handlers else _command_run(command))(args)
+        return (handlers[command] if command in handlers else _command_run(command))(args, env)
     except Interrupted as exc:  # a command that does not catch its stop signal itself
         return ExitStatus.signalled(exc.signum)
     except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler was installed yet

@@ -3,7 +3,7 @@
 Importing Textual and starting the app take ~0.2 s of the ~0.4 s to the first frame
 (benchmarks/README.md). The first sample is back well before that, so ``draw`` puts the top of
 the view on the terminal at once: the header and the CPU and GPU panels, built by the same
-builders as the widgets (``gputop.lines``) and in the colours gputop.tcss gives them in Textual's
+builders as the widgets (``gputop.view.lines``) and in the colours gputop.tcss gives them in Textual's
 default theme. The app then starts on the same alternate screen (its driver leaves out its own
 switch to it: xterm and VTE clear the screen at every ``?1049h``, on it already or not) and its
 first paint, the same sample, writes every cell again: the top reads the same, and the charts,
@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 from rich.segment import Segment
 from rich.style import Style
 
-from gputop import console, lines
-from gputop.feed import EnergySinceStart
+from gputop import console
 from gputop.model import GpuSample, Sample
 from gputop.signals import StopSignals
+from gputop.view import lines
+from gputop.view.feed import EnergySinceStart
 
 if TYPE_CHECKING:
     from rich.color import ColorSystem

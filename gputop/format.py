@@ -6,6 +6,7 @@ shown as 0.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 NA = "n/a"
@@ -40,7 +41,15 @@ def amount(value: float | None) -> str:
         return f"{value:,.0f}"
     if abs(value) >= 1:
         return f"{value:.1f}"
-    return f"{value:.3g}"
+    return _three_digits(value)
+
+
+def _three_digits(value: float) -> str:
+    """Three significant digits, never in scientific notation: 0.0371, 0.00005 (not 5e-05)."""
+    if value == 0:
+        return "0"
+    text = f"{value:.{2 - math.floor(math.log10(abs(value)))}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def pct(value: float | None, digits: int = 0) -> str:
@@ -204,6 +213,8 @@ def step_time(seconds: float | None) -> str:
     """A step time: "68.1 ms", "1.08 s"."""
     if seconds is None:
         return NA
+    if seconds >= 100:  # 1,234 s, not 1.23e+03 s
+        return f"{seconds:,.0f} s"
     return f"{seconds:.3g} s" if seconds >= 1 else f"{seconds * 1e3:.3g} ms"
 
 

@@ -38,12 +38,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import fakenvml  # noqa: E402  (tests/, on the path above)
-from gputop.feed import LiveFeed  # noqa: E402
 from gputop.model import CpuSample  # noqa: E402
 from gputop.sampler import Sampler  # noqa: E402
 from gputop.sources.cpu import CpuSource  # noqa: E402
 from gputop.sources.nvml import GpuUnavailable, NvmlSource  # noqa: E402
 from gputop.tui.app import GputopApp, SelfCpu  # noqa: E402
+from gputop.view.feed import LiveFeed  # noqa: E402
 
 HOST = "simulated"  # the status line's host field: these pictures come from no real machine
 GiB = 1 << 30

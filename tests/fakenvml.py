@@ -24,7 +24,7 @@ process-utilization sample stamps) is a pure function of ``fake.now_ns``. With `
 (the default) the clock starts at ``START_NS`` and moves only by ``fake.advance(seconds)``; with
 ``real_time=True`` (what ``install_from_spec`` uses, for subprocess runs) it is ``time.time_ns()``,
 and the waves start when the fake is made -- or at ``GPUTOP_FAKE_NVML_EPOCH_NS`` where that is set,
-so that several processes (and the one comparing with them, benchmarks/gpu_check.py) share one phase.
+so that several processes share one phase.
 
 Lost GPUs: a device with ``lost_after=N`` answers the first N calls of
 ``nvmlDeviceGetUtilizationRates`` (the "tick marker", ``TICK_SYMBOL``; every call counts, probes

@@ -15,8 +15,8 @@ PACKAGE = ROOT / "gputop"
 
 @pytest.mark.parametrize(
     "module",
-    ["gputop.cli", "gputop.snapshot", "gputop.sampler", "gputop.history", "gputop.sources.nvml",
-     "gputop.sources.cpu", "gputop.feed", "gputop.trace", "gputop.report", "gputop.workload"],
+    ["gputop.cli", "gputop.commands.snapshot", "gputop.sampler", "gputop.view.history", "gputop.sources.nvml",
+     "gputop.sources.cpu", "gputop.view.feed", "gputop.trace", "gputop.commands.report", "gputop.workload"],
 )
 def test_headless_modules_import_neither_textual_nor_torch(module):
     code = (
@@ -31,7 +31,7 @@ def test_headless_modules_import_neither_textual_nor_torch(module):
 def test_reading_a_trace_starts_no_process_machinery():
     """The trace and report import the workload contract and its rates, not the launcher. (The
     feed is not among them: it samples with asyncio, which imports subprocess itself.)"""
-    code = "import sys, gputop.trace, gputop.report; print('subprocess' in sys.modules)"
+    code = "import sys, gputop.trace, gputop.commands.report; print('subprocess' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -50,7 +50,7 @@ def test_the_live_view_imports_no_other_command():
         ("record", "report", "compare", "merge", "serve", "replay")) + "})\n"
         "print(','.join(loaded))\n"
         "cli.build_parser(cli._commands_needed(['report', 'x.json']))\n"
-        "print('gputop.report' in sys.modules, 'gputop.record' in sys.modules)\n"
+        "print('gputop.commands.report' in sys.modules, 'gputop.commands.record' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["", "True False"], out.stdout
@@ -69,7 +69,7 @@ def _imports(path: pathlib.Path) -> set[str]:
 
 @pytest.mark.parametrize(
     "dependency, allowed",
-    [("pynvml", {"sources/nvml.py", "sources/nvml_query.py", "sources/nvml_info.py", "sources/gpm.py"}),
+    [("pynvml", {"sources/nvml"}),
      ("psutil", {"sources/cpu.py"}), ("subprocess", {"workload/process.py"}),
      ("torch", set()), ("textual", {"tui"})],
 )

@@ -31,7 +31,7 @@ from cluster_fixtures import (
     wait_for,
 )
 from gputop.cluster.client import Prometheus as Client
-from gputop.cluster.feed import ClusterFeed
+from gputop.cluster.fleet import ClusterFeed
 from gputop.cluster.names import MIB
 from test_serve import Served
 
@@ -255,6 +255,8 @@ def test_bearer_token_and_basic_auth(fleet, tmp_path):
 @pytest.mark.parametrize("args, words", [
     (["--json"], ["--json goes with --once"]),
     (["--prometheus", "ftp://127.0.0.1/", "--once"], ["not an http(s) URL"]),
+    (["--prometheus", "http://127.0.0.1:99999", "--once"], ["port must be between 1 and 65535, got 99999"]),
+    (["--prometheus", "http://127.0.0.1:0/", "--once"], ["port must be between 1 and 65535, got 0"]),
     ([], ["needs a terminal"]),
 ])
 def test_usage_errors(args, words):

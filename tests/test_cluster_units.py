@@ -8,8 +8,8 @@ import time
 import pytest
 
 from gputop.cluster import decode, names, promql
-from gputop.cluster.feed import ClusterError, GpuHistory, NodeHistory
-from gputop.cluster.model import ClusterGpu, ClusterNode, ClusterSample, to_dict, totals
+from gputop.cluster.fleet import ClusterError, GpuHistory, NodeHistory
+from gputop.cluster.nodes import ClusterGpu, ClusterNode, ClusterSample, to_dict, totals
 
 
 @pytest.mark.parametrize("instance, host", [
@@ -128,8 +128,9 @@ def test_flags_and_totals():
     assert not unknown.idle_with_memory and not unknown.busy and unknown.activity_pct is None
     nodes = (_node("a", [idle_held, trap]), _node("b", [busy, unknown], stale=True))
     t = totals(nodes)
+    # #26.13: the stale node is counted, its last values are not (--once never saw them)
     assert (t.nodes, t.stale_nodes, t.gpus, t.busy_gpus, t.idle_with_memory, t.power_w, t.cores) == (
-        2, 1, 4, 2, 1, 970.0, 16)
+        2, 1, 2, 1, 1, 370.0, 8)
     d = to_dict(ClusterSample(5.0, nodes, t))
     assert d["nodes"][0]["gpus"][0]["idle_with_memory"] is True and d["nodes"][1]["stale"] is True
     assert d["nodes"][1]["gpus"][1]["sm_active_pct"] is None  # n/a stays null
@@ -183,7 +184,8 @@ async def test_tui_sorts_by_node_power_and_idle_gpus():
         await pilot.press("s")
         assert app.row_hosts() == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]  # 2, 1, 0 idle GPUs
         header = app.query_one(ClusterHeader).text_for(300).plain
-        assert "sort idle GPUs" in header and "GPUs busy 3 of 6" in header and "nodes 3 (1 stale)" in header
+        assert "sort idle GPUs" in header and "GPUs busy 2 of 4" in header  # bravo is stale: not counted
+        assert "nodes 3 (1 stale, not in the totals)" in header
 
 
 async def test_the_cli_s_cluster_view_freezes_start_up_objects_after_mount_and_a_test_s_never():
@@ -251,7 +253,7 @@ async def test_tui_on_a_dead_prometheus_says_so():
     import socket
 
     from gputop.cluster.client import Prometheus
-    from gputop.cluster.feed import ClusterFeed
+    from gputop.cluster.fleet import ClusterFeed
     from gputop.tui.cluster import ClusterApp, ClusterHeader
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -269,7 +271,7 @@ def test_headless_cluster_imports_no_tui_and_httpx_has_one_home():
     import subprocess
     import sys
 
-    code = ("import sys, gputop.cluster.command, gputop.cluster.feed, gputop.cluster.client\n"
+    code = ("import sys, gputop.commands.cluster, gputop.cluster.fleet, gputop.cluster.client\n"
             "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {'textual', 'torch'})))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
@@ -281,3 +283,66 @@ def test_headless_cluster_imports_no_tui_and_httpx_has_one_home():
                     isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "httpx"):
                 users.append(path.relative_to(package).as_posix())
     assert sorted(set(users)) == ["cluster/client.py"]
+
+
+async def test_ctrl_c_quits_the_cluster_view():
+    # as README and --help say (Textual's own Ctrl+C only shows "press ctrl+q to quit")
+    from gputop.tui.cluster import ClusterApp
+
+    app = ClusterApp(_stub(), interval_s=60)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await _until(pilot, lambda: app.sample is not None)
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert not app.is_running
+
+
+async def test_the_detail_panel_grows_to_its_lines_without_a_resize():
+    """#26.5: the panel's height was laid out for "no node selected" (one line) and kept until
+    the terminal was resized: the selected node showed only its name."""
+    from gputop.tui.cluster import ClusterApp, NodeDetail
+
+    class Slow(StubFeed):  # a real Prometheus answers after the first layout, not before it
+        def refresh(self):
+            time.sleep(0.5)
+            return super().refresh()
+
+    feed = _stub()
+    app = ClusterApp(Slow(feed.nodes[:2]), interval_s=60)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _until(pilot, lambda: app.sample is not None)
+        detail = app.query_one(NodeDetail)
+        await _until(pilot, lambda: detail.history is not None)
+        await pilot.pause()
+        lines = len(detail.text_for(detail.content_region.width).plain.splitlines())
+        assert lines >= 4  # name, cores, two GPUs
+        assert detail.content_region.height == lines
+
+
+def test_two_nodes_with_one_host_name_are_told_apart_by_address():
+    from gputop.cluster.nodes import labels
+
+    nodes = (_node("10.0.0.1", [], hostname="gpu-node"), _node("10.0.0.2", [], hostname="gpu-node"),
+             _node("10.0.0.3", [], hostname="other"), _node("10.0.0.4", []))
+    assert labels(nodes) == {"10.0.0.1": "gpu-node (10.0.0.1)", "10.0.0.2": "gpu-node (10.0.0.2)",
+                             "10.0.0.3": "other", "10.0.0.4": "10.0.0.4"}
+
+
+async def test_the_header_stays_one_line_at_160_columns_even_with_a_failed_refresh():
+    """#26.14: it wrapped at 160 columns, more with a stale reason."""
+    from gputop.tui.cluster import ClusterApp, ClusterHeader
+
+    feed = _stub()
+    app = ClusterApp(feed, interval_s=60, source="http://prometheus.example.internal:9090")
+    async with app.run_test(size=(160, 40)) as pilot:
+        await _until(pilot, lambda: app.sample is not None)
+        header = app.query_one(ClusterHeader)
+        await pilot.pause()
+        assert header.size.height == 1 and "nodes 3" in header.text_for(158).plain
+        feed.fail = "Prometheus at http://prometheus.example.internal:9090 did not answer within 5 s: " + "x" * 80
+        await pilot.press("r")
+        await _until(pilot, lambda: header.error is not None)
+        await pilot.pause()
+        text = header.text_for(158).plain
+        assert header.size.height == 1 and "\n" not in text and len(text) <= 158
+        assert "stale since" in text and "…" in text  # the reason, cut to fit

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gputop import compare
+from gputop.commands import compare
+from gputop.environment import Environment
 from gputop.model import CpuSample, Sample
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +80,7 @@ def fake(tmp_path) -> str:
 
 def test_the_table_shows_both_devices_and_the_speedup(fake):
     out, err = io.StringIO(), io.StringIO()
-    assert compare.run(args(fake), sampler=PowerSampler(), stdout=out, stderr=err) == 0
+    assert compare.run(args(fake), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=err)) == 0
     text = out.getvalue()
     assert "the first 1 are warm-up, left out of the rates" in text
     rows = {line.split("  ")[0]: line.split()[-2:] for line in text.splitlines() if "  " in line}
@@ -91,8 +92,7 @@ def test_the_table_shows_both_devices_and_the_speedup(fake):
 
 def test_json_has_the_rates_and_cpu_energy_per_sample(fake):
     out = io.StringIO()
-    assert compare.run(args(fake, as_json=True), sampler=PowerSampler(), stdout=out,
-                       stderr=io.StringIO()) == 0
+    assert compare.run(args(fake, as_json=True), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO())) == 0
     report = json.loads(out.getvalue())
     cpu, gpu = report["cpu"], report["gpu"]
     assert cpu["steps_measured"] == 4 and cpu["samples_per_s"] == pytest.approx(160.0)
@@ -107,8 +107,7 @@ def test_json_has_the_rates_and_cpu_energy_per_sample(fake):
 
 def test_a_failed_gpu_run_is_reported_and_the_cpu_side_kept(fake):
     out = io.StringIO()
-    assert compare.run(args(fake, "--fail-on", "cuda"), sampler=PowerSampler(), stdout=out,
-                       stderr=io.StringIO()) == 0
+    assert compare.run(args(fake, "--fail-on", "cuda"), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO())) == 0
     text = out.getvalue()
     assert "No GPU run, CPU only: cuda: not today" in text
     assert "speedup" not in text and "160" in text
@@ -118,15 +117,13 @@ def test_a_gpu_run_that_got_under_way_and_failed_exits_1(fake):
     """Unlike no GPU at all (the CPU side is then the answer, exit 0), a GPU run that started and
     then failed (CUDA out of memory at step 4) is a failed comparison."""
     out = io.StringIO()
-    assert compare.run(args(fake, "--oom-at", "4"), sampler=PowerSampler(), stdout=out,
-                       stderr=io.StringIO()) == 1
+    assert compare.run(args(fake, "--oom-at", "4"), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO())) == 1
     assert "failed: RuntimeError: CUDA out of memory" in out.getvalue()
 
 
 def test_a_script_that_ignores_device_is_no_gpu_run(fake):
     out = io.StringIO()
-    assert compare.run(args(fake, "--ignore-device"), sampler=PowerSampler(), stdout=out,
-                       stderr=io.StringIO()) == 0
+    assert compare.run(args(fake, "--ignore-device"), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO())) == 0
     text = out.getvalue()
     assert "No GPU run, CPU only: asked for --device cuda, the workload reported running on cpu" in text
     assert "speedup" not in text
@@ -134,15 +131,14 @@ def test_a_script_that_ignores_device_is_no_gpu_run(fake):
 
 def test_a_failed_cpu_run_exits_1(fake):
     out = io.StringIO()
-    assert compare.run(args(fake, "--fail-on", "cpu"), sampler=PowerSampler(), stdout=out,
-                       stderr=io.StringIO()) == 1
+    assert compare.run(args(fake, "--fail-on", "cpu"), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO())) == 1
     assert "failed: cpu: not today" in out.getvalue()
 
 
 def test_the_real_mlp_without_a_gpu_says_so_in_one_line():
     out = io.StringIO()
     a = args("mlp", "--hidden", "32", "--layers", "1", "--quiet", steps=4, batch=4)
-    assert compare.run(a, sampler=PowerSampler(), stdout=out, stderr=io.StringIO()) == 0
+    assert compare.run(a, Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO())) == 0
     text = out.getvalue()
     no_gpu = [line for line in text.splitlines() if line.startswith("No GPU run")]
     assert len(no_gpu) == 1 and "no CUDA device is available" in no_gpu[0]

@@ -13,8 +13,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gputop import exporter, metrics
-from gputop.exporter import NAMES, Exporter, prom_name
+from gputop import metrics
+from gputop.commands import exporter
+from gputop.commands.exporter import NAMES, Exporter, prom_name
 from gputop.model import CpuSample, GpuInfo, GpuSample, Sample
 
 TS_NS = 1_700_000_000_123_456_789
@@ -217,7 +218,7 @@ def test_promtool_accepts_the_exposition():
 def test_exporter_module_imports_neither_textual_nor_torch():
     import sys
 
-    code = ("import sys, gputop.exporter, gputop.serve\n"
+    code = ("import sys, gputop.commands.exporter, gputop.commands.serve\n"
             "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {'textual', 'torch', 'pynvml'})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

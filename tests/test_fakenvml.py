@@ -54,7 +54,7 @@ def _wrapper_symbols(wrapper: str, seen: set[str] | None = None) -> set[str]:
 
 def test_the_fake_backs_every_pynvml_wrapper_gputop_calls():
     names: set[str] = set()
-    for path in GPUTOP_SOURCES.glob("*.py"):
+    for path in GPUTOP_SOURCES.rglob("*.py"):  # sources/nvml/ among them
         names |= set(re.findall(r"\b(nvml[A-Z]\w+)", path.read_text()))
     wrappers = {n for n in names if callable(getattr(pynvml, n, None))}
     assert wrappers, "gputop calls no pynvml wrapper?"

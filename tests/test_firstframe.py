@@ -22,11 +22,11 @@ from rich.color import ColorSystem
 from rich.segment import Segment
 
 from gputop import firstframe as ff
-from gputop.feed import LiveFeed
 from gputop.tui.widgets.cpu import CpuPanel
 from gputop.tui.widgets.gpu import GpuPanel
 from gputop.tui.widgets.processes import ProcessTable
 from gputop.tui.widgets.status import StatusBar
+from gputop.view.feed import LiveFeed
 from test_terminal import EXIT_TIMEOUT_S, PROMPT, START_TIMEOUT_S, TMUX, Tmux, _children, _env
 from test_tui import make_app
 from test_tui_terminal import ROOT, TESTS, _quit_to_the_shell
@@ -390,7 +390,7 @@ def test_ctrl_z_while_the_first_sample_is_awaited_is_ignored_too(tmp_path):
     the background (bg), gputop drew the frame over the shell's screen. Ctrl+Z there is ignored
     (here the wait itself sends it, as a user's key would)."""
     script = tmp_path / "ctrl_z_in_the_wait.py"
-    script.write_text("import os, signal\nfrom gputop.feed import LiveFeed\nwait = LiveFeed.first_sample\n"
+    script.write_text("import os, signal\nfrom gputop.view.feed import LiveFeed\nwait = LiveFeed.first_sample\n"
                       "def first_sample(self, timeout_s):\n    os.kill(os.getpid(), signal.SIGTSTP)\n"
                       "    return wait(self, timeout_s)\nLiveFeed.first_sample = first_sample\n" + MAIN)
     term = Tmux(_env("H100_SXM:simulated"), size=(160, 50))

@@ -1,6 +1,7 @@
 """Static guardrails, run as the developers run them: ruff, mypy and import-linter, each with
-its configuration in pyproject.toml, plus the house rules no tool checks (a module's size, and a
-docstring that says its one job). Each fails the suite when broken."""
+its configuration in pyproject.toml, plus the house rule no tool checks (a docstring that says a
+module's one job). Size is measured per function (ruff's C901 and PLR0915), not per file. Each
+fails the suite when broken."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "gputop"
-MAX_LINES = 450
 
 
 def _tool(name: str) -> str:
@@ -46,13 +46,9 @@ def test_import_layers():
     assert "0 broken" in done.stdout
 
 
-def test_modules_are_short_and_say_their_job():
-    too_long, silent = [], []
+def test_modules_say_their_job():
+    silent = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        text = path.read_text()
-        rel = path.relative_to(ROOT).as_posix()
-        if text.count("\n") > MAX_LINES:
-            too_long.append(f"{rel}: {text.count(chr(10))} lines")
-        if path.name != "__main__.py" and not ast.get_docstring(ast.parse(text)):
-            silent.append(rel)
-    assert too_long == [] and silent == []
+        if path.name != "__main__.py" and not ast.get_docstring(ast.parse(path.read_text())):
+            silent.append(path.relative_to(ROOT).as_posix())
+    assert silent == []

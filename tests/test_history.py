@@ -3,8 +3,8 @@
 import pytest
 
 from gputop import metrics
-from gputop.history import History, core_key, cpu_key, flatten, gpu_key, workload_key
 from gputop.model import CpuSample, GpuInfo, GpuSample, Sample
+from gputop.view.history import History, core_key, cpu_key, flatten, gpu_key, workload_key
 
 INFO = GpuInfo(index=0, name="H100", uuid="GPU-0", pci_bus_id="0000:01:00.0", architecture="Hopper",
                sm_count=132, mem_bus_width_bits=5120, max_mem_clock_mhz=2619,

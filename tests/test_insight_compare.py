@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gputop import compare
+from gputop.commands import compare
+from gputop.environment import Environment
 from test_compare import PowerSampler, args
 
 SCRIPTS = Path(__file__).resolve().parent / "insight_scripts"
@@ -36,7 +37,7 @@ def test_steps_and_batch_size_are_refused_for_a_script_that_runs_as_it_is():
     err = io.StringIO()
     a = plain_args("adamw.py")
     a.steps = 50
-    assert compare.run(a, sampler=PowerSampler(), stdout=io.StringIO(), stderr=err) == 2
+    assert compare.run(a, Environment.of("compare", sampler=PowerSampler(), stdout=io.StringIO(), stderr=err)) == 2
     assert "adamw.py takes no --device, so it runs as it is" in err.getvalue()
 
 
@@ -47,8 +48,7 @@ def test_the_cpu_run_hides_the_gpus():
 def test_a_usual_script_is_measured_from_its_detected_steps():
     pytest.importorskip("torch")
     out = io.StringIO()
-    assert compare.run(plain_args("adamw.py", as_json=True), sampler=PowerSampler(), stdout=out,
-                       stderr=io.StringIO()) == 0
+    assert compare.run(plain_args("adamw.py", as_json=True), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO())) == 0
     report = json.loads(out.getvalue())
     assert report["steps"] is None and report["steps_seen"]["cpu"] == 7 and report["steps_source"] == "auto"
     assert report["cpu"]["steps_measured"] == 6 and report["cpu"]["step_s_median"] > 0  # warm-up 1
@@ -75,7 +75,7 @@ def _state(report):
 def test_a_torch_script_whose_steps_are_not_seen_runs_once_and_says_so():
     pytest.importorskip("torch")
     out, err = io.StringIO(), io.StringIO()
-    assert compare.run(plain_args("no_steps.py"), sampler=PowerSampler(), stdout=out, stderr=err) == 1
+    assert compare.run(plain_args("no_steps.py"), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=err)) == 1
     assert out.getvalue() == ""
     assert err.getvalue() == ("gputop compare: error: no_steps.py ran on the CPU and no training step of it "
                               "was seen (no torch optimizer stepped, no backward): nothing to compare\n")
@@ -84,7 +84,7 @@ def test_a_torch_script_whose_steps_are_not_seen_runs_once_and_says_so():
 def test_a_failed_cpu_run_is_not_blamed_on_the_gpu():
     out = io.StringIO()
     a = args("mlp", "--bogus", steps=4, batch=4)
-    assert compare.run(a, sampler=PowerSampler(), stdout=out, stderr=io.StringIO()) == 1
+    assert compare.run(a, Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO())) == 1
     text = out.getvalue()
     assert "No GPU run" not in text
     assert "CPU only: the CPU run failed, so no GPU run was started" in text

@@ -53,7 +53,7 @@ def test_a_gpu_lost_mid_recording_is_one_warning_line(tmp_path):
 
 
 def test_debug_lines_appear_only_when_asked(tmp_path):
-    """A function the driver lacks is logged at debug level, once (sources/nvml_query)."""
+    """A function the driver lacks is logged at debug level, once (sources/nvml/query)."""
     quiet = gputop("snapshot", fake="H100_SXM:old_driver")
     loud = gputop("snapshot", fake="H100_SXM:old_driver", extra_env={console.LOG_ENV: "debug"})
     flag = gputop("--debug", "snapshot", fake="H100_SXM:old_driver")

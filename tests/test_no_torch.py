@@ -37,7 +37,9 @@ def test_a_bundled_workload_needs_pytorch_and_says_how_to_get_it(tmp_path, argv,
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith(f"{prog}: error: the bundled workloads (cnn, mlp, transformer, matmul) "
                                   "need PyTorch")
-    assert "pip install 'gputop[workloads]'" in done.stderr
+    # the README's own commands: never `gputop` from the package index (that name there is another project)
+    assert f"{sys.executable} -m pip install torch (" in done.stderr and "--index-url https://download.pytorch.org/whl/cpu" in done.stderr
+    assert "gputop[" not in done.stderr and "install gputop" not in done.stderr
     assert not (tmp_path / "t.json").exists()  # refused before anything was written
 
 

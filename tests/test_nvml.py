@@ -12,8 +12,9 @@ import pytest
 import fakenvml
 from fakenvml import A100_SXM, CONSUMER, H100_SXM, HIDDEN_PID, OLD_DRIVER, FakeProcess
 from gputop.model import GpuSample
-from gputop.sources import nvml_info, nvml_query
 from gputop.sources.nvml import GpuUnavailable, NvmlSource
+from gputop.sources.nvml import info as nvml_info
+from gputop.sources.nvml import query as nvml_query
 
 GPM_FIELDS = {
     "sm_active_pct": pynvml.NVML_GPM_METRIC_SM_UTIL,
@@ -274,8 +275,8 @@ def test_library_mismatch_error_counts_as_a_missing_function():
     def unversioned(*args):
         raise pynvml.NVMLLibraryMismatchError("use a versioned function")
 
-    assert nvml_query._query(unversioned) is None
-    assert nvml_query._query(unversioned, unanswerable=nvml_query.UNANSWERABLE) is nvml_query.UNANSWERABLE
+    assert nvml_query.query(unversioned) is None
+    assert nvml_query.query(unversioned, unanswerable=nvml_query.UNANSWERABLE) is nvml_query.UNANSWERABLE
 
 
 # ------------------------------------------------------------------------------- injected errors

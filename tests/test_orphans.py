@@ -196,7 +196,7 @@ def test_a_stop_signal_while_the_view_starts_or_quits_still_ends_everything(tmp_
 
 def test_a_sigkilled_live_view_leaves_no_workload_behind(tmp_path):
     """gputop cannot run any code when SIGKILLed: the kernel sends the workload SIGTERM
-    (PR_SET_PDEATHSIG). Processes the workload started itself are its own to stop."""
+    (PR_SET_PDEATHSIG); the processes it started itself are the watchdog's (test below)."""
     job_path, pidfile = job(tmp_path, grandchild=False)
     tui = Tui(job_path)
     try:
@@ -208,6 +208,71 @@ def test_a_sigkilled_live_view_leaves_no_workload_behind(tmp_path):
     finally:
         tui.close()
         cleanup(pidfile)
+
+
+def workers_job(tmp_path: pathlib.Path) -> tuple[str, pathlib.Path]:
+    """#26.6's job: one multiprocessing.Process and one subprocess.Popen of its own, then sleeps."""
+    pidfile = tmp_path / "pgid"
+    path = tmp_path / "forever.py"
+    path.write_text(textwrap.dedent(f"""\
+        import multiprocessing, os, subprocess, time
+
+        def work():
+            time.sleep(1000)
+
+        if __name__ == "__main__":
+            worker = multiprocessing.Process(target=work)
+            worker.start()
+            sleeper = subprocess.Popen(["sleep", "1000"])
+            with open({str(pidfile)!r} + ".tmp", "w") as f:
+                f.write(str(os.getpgid(0)))
+            os.rename({str(pidfile)!r} + ".tmp", {str(pidfile)!r})
+            time.sleep(1000)
+    """))
+    return str(path), pidfile
+
+
+@pytest.mark.parametrize("view", ["live", "record"])
+def test_a_sigkilled_gputop_leaves_not_even_the_job_s_own_children_behind(tmp_path, view):
+    """The OOM killer's SIGKILL: gputop runs no code, the kernel's PDEATHSIG reaches the script
+    alone, and its worker and its sleep were re-parented to init and lived on (#26.6). The
+    watchdog ends the group: SIGTERM, then SIGKILL after its grace."""
+    job_path, pidfile = workers_job(tmp_path)
+    if view == "live":
+        tui = Tui(job_path)
+        pid = tui.pid
+    else:
+        proc = subprocess.Popen([sys.executable, "-m", "gputop", "record", "--out", str(tmp_path / "t.json"),
+                                 "--interval", "0.1", "--run", job_path],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
+        pid = proc.pid
+    try:
+        pgid = read_pgid(pidfile, members=3)  # the script, its worker, its sleep (and maybe a resource tracker)
+        if view == "live":
+            tui.wait_drawn()
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not live_members(pgid), 15, f"group {pgid} to end: {live_members(pgid)}")
+    finally:
+        if view == "live":
+            tui.close()
+        elif proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        cleanup(pidfile)
+
+
+def test_a_clean_stop_releases_the_watchdog_without_a_signal(tmp_path):
+    """The watchdog is gputop's child only while the group lives: after a clean stop no shell
+    of it is left, so nothing can signal the group's (reusable) pgid later."""
+    from gputop.workload.process import ProcessGroup
+
+    group = ProcessGroup()
+    group.spawn([sys.executable, "-c", "import time; time.sleep(60)"], dict(os.environ), None)
+    watchdog = group._watchdog.proc
+    assert watchdog is not None and watchdog.poll() is None
+    group.terminate(2.0)
+    group.note_gone()
+    assert group.gone and watchdog.returncode == 0  # it read "done" and left: no kill was sent
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGHUP", "SIGKILL"])

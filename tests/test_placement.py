@@ -175,11 +175,11 @@ def test_report_takes_the_gpus_the_recorder_saw_the_job_on():
     sample = Sample(ts_ns=1, cpu=CPU, gpus=tuple(GpuSample(i) for i in BOARD))
     jobs = [(10, {"core_cpu_s": [[0, 1.5], [1, 0.5]], "placement_gpus": [1], "placement_from": "processes"}),
             (20, {"core_cpu_s": [[0, 1.0], ["x", 2], [5, None]]})]  # what is not a (core, s) pair is left out
-    got = insight.recorded([], {}, jobs, [sample], None)["placement"]
+    got = insight.recorded([], jobs, [sample], None)["placement"]
     assert got["gpus"] == [1] and got["gpus_from"] == "processes" and got["cpu_s"] == 3.0
     assert got["far_share"] == 1.0 and "not near GPU1" in got["warning"]
     # a job that announced cuda:0 and was never seen in a process list is placed against GPU0
-    got = insight.recorded([], {"device": "cuda:0"}, jobs[1:], [sample], None)["placement"]
+    got = insight.recorded([], jobs[1:], [sample], None, device="cuda:0")["placement"]
     assert got["gpus"] == [0] and got["gpus_from"] == "device" and got["warning"] is None
     # on the CPU, and on no GPU's process list: no GPU to be near
-    assert insight.recorded([], {"device": "cpu"}, jobs[1:], [sample], None)["placement"] is None
+    assert insight.recorded([], jobs[1:], [sample], None, device="cpu")["placement"] is None

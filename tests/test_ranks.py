@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gputop import report
+from gputop.commands import report
 from gputop.model import WorkloadStep
 from gputop.workload import ranks
 from gputop.workload.channel import EventSocket

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import io
 import json
 import os
 import pathlib
+import resource
 import signal
 import subprocess
 import sys
@@ -15,7 +17,9 @@ import time
 import pytest
 
 import traceval
-from gputop import record, trace
+from gputop import trace
+from gputop.commands import record
+from gputop.environment import Environment
 from gputop.model import Sample
 from test_trace import make_samples
 
@@ -49,7 +53,7 @@ def args(out, interval=0.01, duration=0.05, force=False) -> argparse.Namespace:
 
 def test_record_with_a_stub_sampler_round_trips(tmp_path):
     stub = StubSampler(make_samples())
-    assert record.run(args(tmp_path / "t.json"), sampler=stub) == 0
+    assert record.run(args(tmp_path / "t.json"), Environment.of("record", sampler=stub)) == 0
     assert not stub.closed  # the caller's sampler is the caller's to close
     text = (tmp_path / "t.json").read_text()
     traceval.assert_valid(text, strict=True)
@@ -70,7 +74,7 @@ def test_bad_output_is_one_line_before_any_sampling(tmp_path, capsys, setup, wor
     if setup == "exists":
         out.write_text("keep me")
     stub = StubSampler(make_samples())
-    assert record.run(args(out), sampler=stub) == 1
+    assert record.run(args(out), Environment.of("record", sampler=stub)) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("gputop record: error:") and words in err
     assert stub.given == []
@@ -82,7 +86,7 @@ def test_bad_output_is_one_line_before_any_sampling(tmp_path, capsys, setup, wor
 def test_unwritable_directory(tmp_path, capsys):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    assert record.run(args(locked / "t.json"), sampler=StubSampler(make_samples())) == 1
+    assert record.run(args(locked / "t.json"), Environment.of("record", sampler=StubSampler(make_samples()))) == 1
     assert "Permission denied" in capsys.readouterr().err
 
 
@@ -90,7 +94,7 @@ def test_force_overwrites(tmp_path):
     out = tmp_path / "t.json"
     out.write_text("old")
     stub = StubSampler(make_samples())
-    assert record.run(args(out, force=True), sampler=stub) == 0
+    assert record.run(args(out, force=True), Environment.of("record", sampler=stub)) == 0
     assert trace.load(out).samples() == stub.given
 
 
@@ -101,11 +105,11 @@ class Tty(io.StringIO):
 
 def test_progress_line_only_on_a_terminal(tmp_path):
     tty = Tty()
-    assert record.run(args(tmp_path / "a.json"), sampler=StubSampler(make_samples()), stderr=tty) == 0
+    assert record.run(args(tmp_path / "a.json"), Environment.of("record", sampler=StubSampler(make_samples()), stderr=tty)) == 0
     shown = tty.getvalue()
     assert "samples" in shown and "a.json" in shown and shown.endswith("\n")
     pipe = io.StringIO()
-    assert record.run(args(tmp_path / "b.json"), sampler=StubSampler(make_samples()), stderr=pipe) == 0
+    assert record.run(args(tmp_path / "b.json"), Environment.of("record", sampler=StubSampler(make_samples()), stderr=pipe)) == 0
     assert pipe.getvalue() == ""
 
 
@@ -205,8 +209,48 @@ def test_cli_errors_are_one_line(tmp_path):
 
 
 def test_headless_modules_import_neither_textual_torch_nor_plotext():
-    code = ("import sys, gputop.record, gputop.report, gputop.trace\n"
+    code = ("import sys, gputop.commands.record, gputop.commands.report, gputop.trace\n"
             "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
             "{'textual', 'torch', 'plotext'})))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def _file_size_limit(limit: int):
+    def apply() -> None:  # in the child: writes past the limit fail with EFBIG (Python ignores SIGXFSZ)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_a_full_disk_is_one_line_exit_1_and_the_trace_still_loads(tmp_path):
+    # a file that cannot grow (the size limit stands in for a full disk, as ENOSPC does): the
+    # clean-up must not write the closing ] again into it (it gave a traceback after the error line)
+    out = tmp_path / "t.json"
+    proc = subprocess.run([*RECORD, "--out", str(out), "--interval", "0.01", "--duration", "30"],
+                          capture_output=True, text=True, env=_env("H100_SXM*8"), timeout=60,
+                          preexec_fn=_file_size_limit(64 * 1024))
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gputop record: error: writing ") and "failed after" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert out.stat().st_size <= 64 * 1024
+    loaded = trace.load(out)  # cut where the limit cut it, and readable as such
+    assert not loaded.complete and len(loaded.samples()) >= 1
+
+
+def test_after_a_failed_write_close_appends_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "t.json"
+    first, second = make_samples(2)
+    writer = trace.TraceWriter.create(str(out))
+    writer.write_sample(first)
+    written = out.read_bytes()
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError):
+        writer.write_sample(second)
+    writer.close()  # no second OSError from writing the closing ] into a full disk
+    assert writer.closed and out.read_bytes() == written

@@ -17,6 +17,7 @@ import pytest
 
 import traceval
 from gputop import trace
+from gputop.environment import Environment
 from gputop.trace import TraceWriter, phase_tid
 from gputop.workload import WorkloadMark, WorkloadStep
 from test_trace import T0, make_samples, write_with_workload
@@ -98,7 +99,7 @@ def test_a_trace_without_a_workload_reports_none(tmp_path):
     writer.close()
     loaded = trace.load(path)
     assert loaded.workload is None and loaded.workload_steps() == []
-    from gputop import report
+    from gputop.commands import report
     assert report.summarize(loaded, loaded.samples())["workload"] is None
 
 
@@ -147,7 +148,7 @@ def test_report_rates_use_the_steps_own_wall_time(tmp_path):
     path = write_with_workload(tmp_path / "w.json",
                                [WorkloadStep(k, 10, None, 0.002, T0 + k * 1_000_000) for k in range(1, 6)])
     loaded = trace.load(path)
-    from gputop import report
+    from gputop.commands import report
     summary = report.summarize(loaded, loaded.samples())["workload"]
     # each step took 2 ms but they overlap (1 ms apart): drawn 1 ms long, measured 2 ms
     assert summary["samples_per_s_median"] == pytest.approx(10 / 0.002)
@@ -171,7 +172,7 @@ def kineto_like(pid: int, base_ns: int, ops: list[tuple[str, int, int]]) -> dict
 def test_a_record_run_trace_merges_with_a_profile_of_the_same_process(tmp_path):
     """Kineto draws ProfilerStep#N on the main thread (tid == pid); gputop's steps, which need not
     line up with the profiler's, go on a thread of their own, and the process is named once."""
-    from gputop import merge
+    from gputop.commands import merge
     pid = 4242
     samples = make_samples(3)
     t = samples[0].ts_ns
@@ -190,7 +191,7 @@ def test_a_record_run_trace_merges_with_a_profile_of_the_same_process(tmp_path):
     torch_path.write_text(json.dumps(profile))
     out = tmp_path / "merged.json"
     ns = argparse.Namespace(recording=str(rec), torch_trace=str(torch_path), out=str(out), force=False)
-    assert merge.run(ns) == 0
+    assert merge.run(ns, Environment.of("merge")) == 0
     report = traceval.assert_valid(out.read_text(), strict=True)
     names = [e for e in report.events if e.get("ph") == "M" and e.get("name") == "process_name"
              and e.get("pid") == pid]
@@ -276,10 +277,10 @@ def test_how_the_workload_ended_is_recorded_and_reported(tmp_path, mode, ended, 
     exit_ = loaded.workload_mark("exit")
     assert exit_["status"] == ("stopped" if mode == "duration" else "failed")
     assert exit_["stopped_by_gputop"] is (mode == "duration")
-    from gputop import report
+    from gputop.commands import report
     ns = argparse.Namespace(trace=str(out), json=False, no_chart=True)
     text = io.StringIO()
-    assert report.run(ns, stdout=text) == 0
+    assert report.run(ns, Environment.of("report", stdout=text)) == 0
     line = next(x for x in text.getvalue().splitlines() if x.startswith("Workload job.py"))
     assert line.endswith(f" steps, {ended}"), line
 
@@ -287,7 +288,7 @@ def test_how_the_workload_ended_is_recorded_and_reported(tmp_path, mode, ended, 
 def test_an_end_event_error_without_a_message_is_not_none(tmp_path):
     path = write_with_workload(tmp_path / "e.json",
                                [WorkloadMark("end", T0 + 1000, name="fake", args={"status": "error"})])
-    from gputop import report
+    from gputop.commands import report
     summary = report.summarize(trace.load(path), trace.load(path).samples())["workload"]
     assert summary["ended"] == "ended with an error (no message)"
 

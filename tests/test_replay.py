@@ -74,8 +74,9 @@ def test_loading_and_checking_a_trace_imports_no_textual(tmp_path):
     """The error path runs before the TUI is imported: a bad file costs no start-up."""
     path = tmp_path / "empty.json"
     path.write_text("")
-    code = ("import sys, argparse\nfrom gputop import replay\n"
-            f"rc = replay.run(argparse.Namespace(trace={str(path)!r}, speed=1.0, paused=False), show=print)\n"
+    code = ("import sys, argparse\nfrom gputop.commands import replay\nfrom gputop.environment import Environment\n"
+            f"rc = replay.run(argparse.Namespace(trace={str(path)!r}, speed=1.0, paused=False), "
+            "Environment.of('replay'), show=print)\n"
             "print(rc, [m for m in sys.modules if m.split('.')[0] == 'textual'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "1 []"

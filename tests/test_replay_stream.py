@@ -14,14 +14,14 @@ import sys
 import pytest
 
 import longtrace
-from gputop import replay
-from gputop.feed import SPEEDS
-from gputop.timeline import WorkloadTimeline
+from gputop.commands import replay
 from gputop.trace import load
 from gputop.trace.index import SampleIndex
 from gputop.trace.stream import TraceStream
 from gputop.tui.app import GputopApp
 from gputop.tui.widgets.workload import WorkloadView
+from gputop.view.feed import SPEEDS
+from gputop.view.timeline import WorkloadTimeline
 from test_tui import screen_text
 
 TESTS = pathlib.Path(__file__).resolve().parent
@@ -119,7 +119,7 @@ async def test_keys_jump_by_time_and_by_share(long_trace):
 async def test_g_goes_to_a_typed_time(long_trace):
     """g opens a box: 1:10 (m:ss), 0:01:30 (h:mm:ss), 45s, 12 (seconds) or 50% move the cursor
     there; the replay's keys type into the box meanwhile; a bad time is said, escape stays."""
-    from gputop.tui.replay import parse_offset
+    from gputop.tui.playback import parse_offset
     from gputop.tui.screens.goto import GotoScreen
 
     async with replaying(long_trace) as (app, pilot, feed, offset):

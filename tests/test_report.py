@@ -12,7 +12,10 @@ from dataclasses import replace
 
 import pytest
 
-from gputop import report, trace
+from gputop import format as fmt
+from gputop import trace
+from gputop.commands import report
+from gputop.environment import Environment
 from gputop.model import Sample
 from test_trace import T0, make_samples, write, write_with_workload
 
@@ -23,7 +26,7 @@ FIXTURE = DATA / "h100_fake.json"
 def run(path, *flags: str) -> tuple[int, str]:
     ns = argparse.Namespace(trace=str(path), json="--json" in flags, no_chart="--no-chart" in flags)
     out = io.StringIO()
-    return report.run(ns, stdout=out), out.getvalue()
+    return report.run(ns, Environment.of("report", stdout=out)), out.getvalue()
 
 
 def test_text_report_of_the_fixture():
@@ -91,6 +94,20 @@ def test_util_trap_share_energy_fallback_and_cpu_energy(tmp_path):
     assert "lost (not answering) in 1 samples" in text
 
 
+def test_a_lost_h100_s_missing_sm_activity_is_said_to_be_the_loss_not_its_architecture(tmp_path):
+    # #26.9: the reason was "GPM needs Hopper or newer" for every GPU without SM activity
+    samples = make_samples(4)
+    samples = [_with(samples, k, sm_active_pct=None, lost=k >= 1) for k in range(4)]
+    rc, out = run(write(tmp_path / "t.json", samples), "--json")
+    gpus = json.loads(out)["gpus"]
+    assert gpus[0]["util_trap_share"] is None and gpus[0]["lost_samples"] == 3
+    assert gpus[0]["util_trap_na_reason"] == "the GPU was lost before GPM gave a reading"
+    assert gpus[1]["util_trap_na_reason"] == "needs GPM: Hopper or newer"  # the A100: its architecture
+    rc, text = run(tmp_path / "t.json", "--no-chart")
+    assert "GPU 0   n/a (no SM activity: the GPU was lost before GPM gave a reading)" in text
+    assert "GPU 1   n/a (no SM activity: needs GPM: Hopper or newer)" in text
+
+
 def test_cut_off_trace_is_reported_with_a_note(tmp_path):
     path = write(tmp_path / "t.json", make_samples(), close=False)
     rc, text = run(path, "--no-chart")
@@ -142,9 +159,10 @@ def test_missing_file(tmp_path, capsys):
 
 def test_json_report_never_imports_plotext():
     code = ("import argparse, io, sys\n"
-            "from gputop import report\n"
+            "from gputop.commands import report\n"
+            "from gputop.environment import Environment\n"
             f"ns = argparse.Namespace(trace={str(FIXTURE)!r}, json=True, no_chart=False)\n"
-            "assert report.run(ns, stdout=io.StringIO()) == 0\n"
+            "assert report.run(ns, Environment.of('report', stdout=io.StringIO())) == 0\n"
             "print('plotext' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -190,3 +208,28 @@ def test_a_language_model_gets_tokens_per_second_where_its_start_says_tokens_per
     w = json.loads(out)["workload"]
     assert w["tokens_per_sample"] == (tokens if shown else None)
     assert w["tokens_per_s_median"] == (pytest.approx(819_200) if shown else None)
+
+
+def test_slow_steps_keep_one_unit_per_quantity_and_no_scientific_notation(tmp_path):
+    # #26.12: "step time 7.09e+04 ms" beside "step p50 70.9 s"; rates as 5.71e+03/s
+    from gputop.workload import WorkloadMark, WorkloadStep
+    path = write_with_workload(tmp_path / "w.json", [
+        WorkloadMark("start", T0 + 1, name="fake", args={"batch_size": 8, "flops_per_step": 7.09e15}),
+        *(WorkloadStep(k, 8, None, 70.9, T0 + k * 20_000_000) for k in range(1, 4))])
+    rc, text = run(path, "--no-chart")
+    assert rc == 0 and "e+0" not in text and "e-0" not in text
+    lines = text.splitlines()
+    head = lines.index(next(x for x in lines if x.startswith("Workload fake")))
+    rows = {x.split()[0]: x for x in lines[head + 1:]}
+    assert rows["step"].split()[-1] == "s" and rows["step"].split()[-2] == "70.9"  # as step p50 says it
+
+
+@pytest.mark.parametrize("value, text", [(5710.0, "5,710"), (19.14, "19.1"), (0.0371, "0.0371"),
+                                         (0.00005, "0.00005"), (0.0, "0"), (None, "n/a")])
+def test_amount_never_goes_scientific(value, text):
+    assert fmt.amount(value) == text
+
+
+@pytest.mark.parametrize("seconds, text", [(70.9, "70.9 s"), (1234.4, "1,234 s"), (0.0681, "68.1 ms")])
+def test_step_time_never_goes_scientific(seconds, text):
+    assert fmt.step_time(seconds) == text

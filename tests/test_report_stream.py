@@ -20,8 +20,9 @@ import time
 import pytest
 
 import longtrace
-from gputop import report, stats
-from gputop.progress import Progress
+from gputop.commands import report, stats
+from gputop.commands.progress import Progress
+from gputop.environment import Environment
 from gputop.trace import load
 from gputop.trace.stream import TraceStream, decoder_for, samples
 from gputop.workload import rates
@@ -205,7 +206,7 @@ def test_progress_only_on_a_terminal_after_a_second_and_cleared():
 def test_report_not_on_a_terminal_writes_only_its_output(recorded):
     out, err = io.StringIO(), io.StringIO()
     ns = argparse.Namespace(trace=str(recorded), json=True, no_chart=True)
-    assert report.run(ns, stdout=out, stderr=err) == 0
+    assert report.run(ns, Environment.of("report", stdout=out, stderr=err)) == 0
     assert err.getvalue() == "" and json.loads(out.getvalue())["samples"] > 100
 
 

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from gputop.feed import LiveFeed
 from gputop.model import CpuSample, GpuInfo, GpuProcess, GpuSample
 from gputop.sampler import OpenedOnFirstSample, Sampler, Ticker, iter_samples, run
-from gputop.sources import gpm
 from gputop.sources.cpu import HostProcess
+from gputop.sources.nvml import gpm
+from gputop.view.feed import LiveFeed
 
 
 def info(index):

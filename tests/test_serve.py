@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gputop import serve
+from gputop.commands import serve
+from gputop.environment import Environment
 from gputop.model import CpuSample, Sample
 
 TESTS = pathlib.Path(__file__).resolve().parent
@@ -184,7 +185,7 @@ def _serve_in_thread(sampler, interval: float):
     args = parse("--port", "0", "--interval", str(interval))  # --addr left to its default
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault(
-        "rc", serve.run(args, sampler=sampler, stop=stop, stderr=err, hostname="stub")))
+        "rc", serve.run(args, Environment.of("serve", sampler=sampler, stderr=err), stop=stop, hostname="stub")))
     thread.start()
     url = err.url(timeout=10)
     return stop, thread, url, result

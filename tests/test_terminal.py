@@ -188,3 +188,19 @@ def test_without_a_driver_the_reason_is_shown(terminal):
     screen = term.wait_for(lambda s: "No GPU shown: NVIDIA driver not loaded" in s, "the reason", START_TIMEOUT_S)
     assert "SMs active" not in screen
     _quit_and_check_restored(term, pid)
+
+
+def test_a_run_job_that_failed_makes_the_live_view_exit_1(terminal, tmp_path):
+    # README: 1 when the command could not do its job (a failed workload), as record --run gives
+    script = tmp_path / "fails.py"
+    script.write_text("import sys\nprint('starting', flush=True)\nraise SystemExit('bad config: no data')\n")
+    term = terminal("H100_SXM:simulated")
+    term.type(f"PS1='{PROMPT}'")
+    term.wait_for(lambda s: PROMPT.strip() in s, "the shell prompt", START_TIMEOUT_S)
+    term.type(f"cd {ROOT} && {sys.executable} -m gputop --run {script} 2>{tmp_path / 'err'}")
+    term.wait_for(lambda s: "failed" in s and "cores busy" in s, "the job's failure in the view", START_TIMEOUT_S)
+    term.tmux("send-keys", "-t", "t", "q")
+    term.wait_for(lambda s: s.rstrip().endswith(PROMPT.strip()), "the prompt after gputop", EXIT_TIMEOUT_S)
+    term.type("echo exit=$?")
+    term.wait_for(lambda s: "exit=1" in s, "gputop's exit status 1", EXIT_TIMEOUT_S)
+    assert (tmp_path / "err").read_text() == "gputop: workload fails.py failed: bad config: no data\n"

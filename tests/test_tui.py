@@ -16,7 +16,6 @@ from dataclasses import replace
 import pytest
 from rich.console import Console
 
-from gputop.feed import LiveFeed, ReplayPosition
 from gputop.model import Sample
 from gputop.tui import stall
 from gputop.tui.app import GputopApp, SelfCpu
@@ -26,6 +25,7 @@ from gputop.tui.widgets.cpu import CpuPanel
 from gputop.tui.widgets.gpu import GpuPanel, GpuRow, NoGpuPanel
 from gputop.tui.widgets.processes import ProcessTable
 from gputop.tui.widgets.status import StatusBar
+from gputop.view.feed import LiveFeed, ReplayPosition
 from tui_fixtures import FakeSampler, cpu_sample, lost, make_sample, with_gpu
 
 
@@ -171,6 +171,17 @@ async def test_clicking_a_gpu_selects_it():
         assert app.selected_gpu == 2
 
 
+@pytest.mark.parametrize("keys", [["ctrl+c"], ["question_mark", "ctrl+c"], ["question_mark", "escape", "q"]])
+async def test_ctrl_c_quits_as_the_docs_say_even_over_help(keys):
+    # Textual's own binding for Ctrl+C only says "press ctrl+q to quit"; README and --help say it quits
+    app = make_app(FakeSampler(lambda t: make_sample(1, t)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press(*keys)
+        await pilot.pause()
+        assert not app.is_running
+
+
 async def test_question_mark_opens_help_and_escape_closes_it():
     app = make_app(FakeSampler(lambda t: make_sample(1, t)))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -178,7 +189,7 @@ async def test_question_mark_opens_help_and_escape_closes_it():
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = screen_text(app)
-        for words in ("quit", "pause", "kill", "theme", "core frequencies", "0.1 s to 10 s"):
+        for words in ("quit", "ctrl+c", "pause", "kill", "theme", "core frequencies", "0.01 s to 3600 s"):
             assert words in text
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
@@ -261,6 +272,26 @@ async def test_no_gpu_shows_why_and_the_cpu_in_full():
         assert app.query_one(NoGpuPanel)
         await pilot.press("d")  # nothing to select: a notice, not a crash
         assert app.selected_gpu is None
+
+
+@pytest.mark.parametrize("cpu_power_w", [None, 45.0])
+async def test_without_a_gpu_the_power_chart_is_there_only_with_the_cpu_s_power(cpu_power_w):
+    """#26 (also seen): with no GPU and no RAPL, half the screen was an empty "power, W n/a"
+    chart; the activity chart takes the width instead."""
+    from gputop.tui.widgets.charts import Chart
+
+    sample = make_sample(0, gpu_unavailable="NVIDIA driver not loaded")
+    sample = replace(sample, cpu=cpu_sample(power_w=cpu_power_w))
+    app = make_app(FakeSampler(lambda t: replace(sample, ts_ns=sample.ts_ns + t * 1_000_000_000)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot, samples=3)
+        await pilot.pause()
+        power = app.query_one("#chart-power", Chart)
+        activity = app.query_one("#chart-activity", Chart)
+        if cpu_power_w is None:
+            assert not power.display and activity.size.width > 100  # the whole width, less its margins
+        else:
+            assert power.display and activity.size.width < 80 and "CPU pkg" in screen_text(app)
 
 
 async def test_none_is_shown_as_na_never_zero():
@@ -814,7 +845,7 @@ async def test_the_cli_views_freeze_start_up_objects_out_of_the_collector_after_
             await started(pilot)
             await until(pilot, lambda: gc.get_freeze_count() > 0)
         gc.unfreeze()
-        from gputop.feed import ReplayFeed
+        from gputop.view.feed import ReplayFeed
 
         replay = GputopApp(ReplayFeed([make_sample(1, t) for t in range(5)]), settle_heap_s=0.05)
         async with replay.run_test(size=(120, 40)) as pilot:  # its frames: show_sample, not _draw

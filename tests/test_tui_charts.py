@@ -12,10 +12,10 @@ from rich.style import Style
 from textual.geometry import Region
 from textual.widget import Widget
 
-from gputop.feed import ReplayFeed
 from gputop.tui.app import GputopApp
 from gputop.tui.widgets.charts import Chart, HistoryCharts, age_text, time_axis
 from gputop.tui.widgets.dotplot import DotPlot
+from gputop.view.feed import ReplayFeed
 from test_tui import frozen_self_cpu, make_app, screen_text
 from tui_fixtures import FakeSampler, make_sample
 

@@ -16,11 +16,11 @@ from textual.app import App
 from textual.dom import DOMNode
 from textual.reactive import reactive
 
-from gputop.feed import LiveFeed
 from gputop.tui.app import GputopApp, SelfCpu
 from gputop.tui.widgets.gpu import GpuPanel
 from gputop.tui.widgets.panel import Line, Panel, Rows, StyleMemo, cells, flow, item, line_strip, pack, plain, wrap
 from gputop.tui.widgets.status import StatusBar
+from gputop.view.feed import LiveFeed
 from tui_fixtures import FakeSampler, lost, make_sample
 
 

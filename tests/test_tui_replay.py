@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from gputop.feed import ReplayFeed
 from gputop.trace import load
 from gputop.tui.app import GputopApp
 from gputop.tui.screens.help import HelpScreen
@@ -15,6 +14,7 @@ from gputop.tui.screens.kill import KillScreen
 from gputop.tui.widgets.charts import Chart
 from gputop.tui.widgets.processes import ProcessTable
 from gputop.tui.widgets.status import wall_clock
+from gputop.view.feed import ReplayFeed
 from test_tui import screen_text, until
 
 DATA = pathlib.Path(__file__).parent / "data" / "h100_fake.json"
@@ -263,3 +263,13 @@ def test_offsets_read_like_a_clock():
     assert offset_text(59.94) == "59.9 s"
     assert offset_text(125.34) == "2:05.3"
     assert offset_text(3725.0) == "1:02:05"
+
+
+async def test_ctrl_c_quits_the_replay(trace):
+    # as README and --help say (Textual's own Ctrl+C only shows "press ctrl+q to quit")
+    app = replay_app(trace)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert not app.is_running

@@ -11,9 +11,9 @@ from dataclasses import replace
 import pytest
 
 from gputop import format as fmt
-from gputop.history import workload_key
 from gputop.tui.widgets.processes import WORKLOAD_MARK, ProcessTable
 from gputop.tui.widgets.workload import WorkloadLog, WorkloadPanel, clean_line, elapsed, sparkline, wrap_output
+from gputop.view.history import workload_key
 from gputop.workload import WorkloadState, WorkloadStep, placement
 from test_tui import make_app, screen_text, started, until
 from tui_fixtures import T0_NS, FakeSampler, h100, make_sample, with_gpu

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gputop.model import CpuSample, GpuInfo, GpuSample, Sample
+from gputop.model import CpuSample, GpuInfo, GpuSample, Sample, WorkloadStep
 from gputop.workload import BUNDLED, Workload, WorkloadError, resolve
 
 TINY_MLP = ["--device", "cpu", "--hidden", "32", "--layers", "1", "--batch-size", "4", "--steps", "3",
@@ -209,6 +209,42 @@ def test_rates_come_from_step_wall_time_and_leave_out_step_1(tmp_path):
     assert state.tflops == pytest.approx(4.0)  # 2e12 FLOPs / 0.5 s
     assert state.mfu_pct == pytest.approx(50.0)
     assert state.peak_flops_source == "table" and state.steps_planned == 4
+
+
+def test_a_finished_job_s_rates_are_its_whole_run_s_not_its_last_window_s(tmp_path):
+    """#26.8: once ended, the panel kept the last 3 s of steps' rate (a slow tail: 1,003/s) while
+    the job's own summary gave its whole run's (2,803/s). Steps 2-101 of 0.01 s, then 10 of 1 s;
+    more steps than the state keeps (64), so the sum is over every step, not the recent ones."""
+    path = script(tmp_path, """\
+        import json, os
+        fd = int(os.environ["GPUTOP_EVENTS_FD"])
+        def emit(**e):
+            os.write(fd, (json.dumps(e) + "\\n").encode())
+        emit(event="start", ts_ns=1, name="fake", device="cpu", batch_size=10, flops_per_step=1e9, peak_flops=1e12)
+        emit(event="step", step=1, samples=10, loss=2.0, wall_s=9.0, ts_ns=10)
+        for k in range(2, 102):
+            emit(event="step", step=k, samples=10, loss=1.0, wall_s=0.01, ts_ns=10 + k)
+        for k in range(102, 112):
+            emit(event="step", step=k, samples=10, loss=1.0, wall_s=1.0, ts_ns=10 + k)
+    """)
+    state = run_to_end(Workload(path))
+    assert state.status == "ok" and state.step == 111
+    assert state.samples_per_s == pytest.approx(110 * 10 / (100 * 0.01 + 10 * 1.0))  # 100/s, not the tail's 10/s
+    assert state.tflops == pytest.approx(110 * 1e9 / 11.0 / 1e12)
+    assert state.mfu_pct == pytest.approx(100 * 110 * 1e9 / 11.0 / 1e12)
+
+
+def test_run_totals_sum_every_step_but_the_first_unless_it_is_alone():
+    from gputop.workload import rates
+
+    run = rates.RunTotals()
+    run.add(WorkloadStep(1, 8, None, 2.0, 1))
+    assert run.rates(None, None).samples_per_s == pytest.approx(4.0)  # step 1 alone: its own rate
+    run.add(WorkloadStep(2, 8, None, 0.5, 2))
+    run.add(WorkloadStep(3, 8, None, 1.5, 3))
+    assert run.rates(None, None).samples_per_s == pytest.approx(16 / 2.0)
+    run.add(WorkloadStep(4, None, None, 1.0, 4))  # a step whose samples are unknown: samples/s n/a
+    assert run.rates(None, None).samples_per_s is None
 
 
 # ---- energy --------------------------------------------------------------------------------
@@ -452,6 +488,32 @@ def test_an_exit_code_error_is_the_last_stderr_line_that_is_not_a_progress_bar(t
     state = run_to_end(Workload(path))
     assert state.returncode == 3 and state.error == "ValueError: bad shard 7"
     assert "2/3 [00:01<00:02]" in state.output_tail  # the bar is still in the output
+
+
+def test_a_traceback_s_exception_line_is_the_error_not_the_hint_printed_after_it(tmp_path):
+    """#26.11: torch.load's UnpicklingError is followed by lines of advice and a docs URL; the
+    reason is the exception line (of the last traceback, where one was handled before it)."""
+    path = script(tmp_path, """\
+        import pickle, sys, traceback
+        try:
+            {}["missing"]
+        except KeyError:
+            traceback.print_exc()  # logged and handled: not why it failed
+        class UnpicklingError(pickle.UnpicklingError):
+            def __str__(self):
+                return "Weights only load failed.\\nCheck the documentation of torch.load: https://example.invalid/load"
+        UnpicklingError.__module__ = "_pickle"
+        raise UnpicklingError()
+    """)
+    state = run_to_end(Workload(path))
+    assert state.returncode == 1
+    assert state.error == "_pickle.UnpicklingError: Weights only load failed."
+
+
+def test_without_a_traceback_the_error_is_still_the_last_stderr_line(tmp_path):
+    path = script(tmp_path, "raise SystemExit('bad config: no data')\n")
+    state = run_to_end(Workload(path))
+    assert state.returncode == 1 and state.error == "bad config: no data"
 
 
 def test_the_preexec_guard_ends_a_child_whose_parent_is_gone(tmp_path, monkeypatch):

@@ -28,7 +28,7 @@ _spec.loader.exec_module(events_module)
 ENV_FD, ENV_FILE, EventWriter = events_module.ENV_FD, events_module.ENV_FILE, events_module.EventWriter
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
-needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed (pip install gputop[workloads])")
+needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed (README: Workloads)")
 
 TINY = {
     "mlp": ["--hidden", "32", "--layers", "1", "--batch-size", "4"],

@@ -46,6 +46,8 @@ class Prometheus:
         parsed = httpx.URL(url)
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise PromError(f"not an http(s) URL: {safe_url(url)!r}", "usage")
+        if parsed.port is not None and not 1 <= parsed.port <= 65535:  # httpx takes 99999 and 0 as given
+            raise PromError(f"port must be between 1 and 65535, got {parsed.port}: {safe_url(url)!r}", "usage")
         self.url = safe_url(url).rstrip("/")
         self.timeout_s = timeout_s
         headers = {"Accept": "application/json"}

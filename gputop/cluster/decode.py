@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Mapping, NamedTuple
 
 from gputop.cluster import names, promql
-from gputop.cluster.model import ClusterGpu, ClusterNode
+from gputop.cluster.nodes import ClusterGpu, ClusterNode
 
 Result = list[dict[str, Any]]
 
@@ -80,30 +80,49 @@ def nodes(up: Result, gpus: Result, gpu_names: Result, hosts: Result,
           since: Mapping[tuple[str, str], float | None] | None = None) -> Decoded:
     """One ClusterNode per host, sorted by host. ``since``: when each target now down was last
     up (see ``last_up``); a target missing there is stale since an unknown time."""
-    table: dict[str, _Node] = {}
-    by_instance: dict[str, _Node] = {}
+    table = _Table()
+    _mark_down(table, up, since or {})
+    known = _gpu_values(table, gpus)
+    named = _name_gpus(table, known, gpu_names)
+    _host_parts(table, hosts)
+    return Decoded(tuple(_build(table.nodes[h]) for h in sorted(table.nodes)), len(known) - named)
 
-    def node(labels: Mapping[str, str]) -> _Node | None:
+
+class _Table:
+    """The nodes by host, each found by any of its instances."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, _Node] = {}
+        self.by_instance: dict[str, _Node] = {}
+
+    def node(self, labels: Mapping[str, str]) -> _Node | None:
+        """The node of a series' ``instance`` label (added at its first series); None without one."""
         instance = labels.get("instance")
         if not instance:
             return None
-        n = by_instance.get(instance)
+        n = self.by_instance.get(instance)
         if n is None:
             host = names.host_of(instance)
-            n = table.get(host)
+            n = self.nodes.get(host)
             if n is None:
-                n = table[host] = _Node(host)
+                n = self.nodes[host] = _Node(host)
             n.instances.add(instance)
-            by_instance[instance] = n
+            self.by_instance[instance] = n
         return n
 
-    since = since or {}
+
+def _mark_down(table: _Table, up: Result, since: Mapping[tuple[str, str], float | None]) -> None:
+    """Every target's node; a target whose last scrape failed marks it stale (since when)."""
     for s in up:
-        n = node(s["metric"])
+        n = table.node(s["metric"])
         if n is not None and _number(_value(s)) == 0:
             n.down_since.append(since.get((s["metric"].get("instance", ""), s["metric"].get("job", ""))))
+
+
+def _gpu_values(table: _Table, gpus: Result) -> dict[tuple[str, str | None], _Gpu]:
+    """Each GPU's values, by (instance, gpu), put on its node under its source's name."""
     known: dict[tuple[str, str | None], _Gpu] = {}
-    field_of, known_gpu, to_unit = names.GPU_METRICS.get, known.get, names.to_unit
+    field_of, known_gpu, to_unit, node = names.GPU_METRICS.get, known.get, names.to_unit, table.node
     for s in gpus:  # most of a refresh's series: the loop does as little as it can per series
         labels = s["metric"]
         field = field_of(labels.get("__name__", ""))
@@ -119,11 +138,16 @@ def nodes(up: Result, gpus: Result, gpu_names: Result, hosts: Result,
             gpu = known[key] = n.gpus[field.source].setdefault(
                 key, _Gpu(int(index_text) if index_text is not None and index_text.isdigit() else None))
         gpu.values[field.field] = to_unit(field, s["value"][1])
+    return known
+
+
+def _name_gpus(table: _Table, known: Mapping[tuple[str, str | None], _Gpu], gpu_names: Result) -> int:
+    """Names and UUIDs of the GPUs that have values (and their nodes' host names); how many."""
     named = 0
     for s in gpu_names:
         labels = s["metric"]
         gpu = known.get((labels.get("instance", ""), labels.get("gpu")))
-        n = node(labels)
+        n = table.node(labels)
         if gpu is None or n is None:
             continue
         named += 1
@@ -132,9 +156,14 @@ def nodes(up: Result, gpus: Result, gpu_names: Result, hosts: Result,
         hostname = names.label(labels, names.HOSTNAME_LABELS)
         if hostname:
             n.hostnames.setdefault("gputop" if labels.get("hostname") else names.DCGM, hostname)
+    return named
+
+
+def _host_parts(table: _Table, hosts: Result) -> None:
+    """The hosts' answers: their names (uname, gputop's info) and CPU figures."""
     for s in hosts:
         labels = s["metric"]
-        n = node(labels)
+        n = table.node(labels)
         if n is None:
             continue
         part = labels.get(promql.PART, "")
@@ -144,7 +173,6 @@ def nodes(up: Result, gpus: Result, gpu_names: Result, hosts: Result,
             n.hostnames[names.GPUTOP] = labels["hostname"]
         else:
             n.parts[part] = _number(_value(s))
-    return Decoded(tuple(_build(table[h]) for h in sorted(table)), len(known) - named)
 
 
 def _build(n: _Node) -> ClusterNode:

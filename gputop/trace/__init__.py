@@ -3,14 +3,15 @@
 The format, and why it has this shape, is docs/trace-format.md. The package, one module a job:
 ``schema`` (version, pids, categories, number text), ``counters`` (fast counter lines),
 ``track`` (a launched workload's steps and phases, kept nested), ``writer`` (TraceWriter),
-``reader`` (load, parse, Trace), ``decode`` (back to model Samples and WorkloadSteps),
-``stream`` (a file of any length read as a stream, in bounded memory) and ``index`` (a
+``decode`` (events back to model Samples), ``recording`` (Trace: a loaded recording, its
+Samples and WorkloadSteps), ``reader`` (load, parse), ``stream`` (a file of any length read as a stream, in bounded memory) and ``index`` (a
 recording's samples by index, decoded on demand). ``stream`` and ``index`` are imported by
 their module path (``gputop.trace.stream``), not re-exported here.
 """
 
-from gputop.trace.decode import to_samples, ts_ns, workload_steps
-from gputop.trace.reader import Trace, load, parse
+from gputop.trace.decode import ts_ns
+from gputop.trace.reader import load, parse
+from gputop.trace.recording import Trace, to_samples, workload_steps
 from gputop.trace.schema import (
                                  CAT_CLOCKS,
                                  CAT_EMPTY,

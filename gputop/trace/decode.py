@@ -1,32 +1,29 @@
-"""A loaded trace back into model objects: one ``Sample`` per sample timestamp (GPU counters
-carried between reads, the CPU's slow group carried between changes) and the workload's steps."""
+"""A trace's events back into model Samples: ``SampleDecoder`` (one ``Sample`` per sample
+timestamp, GPU counters carried between reads, the CPU's slow group carried between changes),
+fed parsed events or a stream's CounterRuns; and how one event's fields read (``ts_ns``,
+``counter_value``). Over a whole loaded Trace it is ``recording.to_samples``."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import operator
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from gputop import metrics
-from gputop.model import CpuSample, GpuInfo, GpuSample, Sample, WorkloadStep
+from gputop.model import CpuSample, GpuInfo, GpuSample, Sample
 from gputop.trace.schema import (
     CAT_CLOCKS,
     CAT_EMPTY,
     CAT_LOST,
-    CAT_WORKLOAD,
     CPU_PID,
     CPU_SLOW,
     GPU_COUNTERS,
+    CounterRun,
     RawNumber,
     gpu_pid,
     plain,
 )
-
-if TYPE_CHECKING:
-    from gputop.trace.reader import Trace
-    from gputop.trace.stream import CounterRun
 
 
 def ts_ns(value: Any) -> int | None:
@@ -40,57 +37,6 @@ def ts_ns(value: Any) -> int | None:
         return int((Decimal(text) * 1000).to_integral_value())
     except (InvalidOperation, ValueError, OverflowError):
         return None
-
-
-def _count(value: object, low: int) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= low else None
-
-
-def workload_steps(trace: Trace) -> list[WorkloadStep]:
-    """The ``step`` slices on the workload's pid, back as WorkloadSteps (``ts_ns`` = the end)."""
-    workload = trace.workload
-    if workload is None:
-        return []
-    pid, steps = workload["pid"], []
-    for event in trace.events:
-        ph = event.get("ph")
-        if event.get("pid") != pid or event.get("cat") != CAT_WORKLOAD or event.get("name") != "step":
-            continue
-        if ph == "X":  # drawn from begin for dur; args.wall_s (where written) is its true length
-            begin, dur = ts_ns(event.get("ts")), ts_ns(event.get("dur"))
-            end = None if begin is None or dur is None else begin + dur
-        elif ph == "i":  # a step that could not be drawn: at its end, with args.wall_s
-            end, dur = ts_ns(event.get("ts")), None
-        else:
-            continue
-        args = event.get("args")
-        if end is None or not isinstance(args, dict):
-            continue
-        step, samples, loss, wall = args.get("step"), args.get("samples"), args.get("loss"), args.get("wall_s")
-        source = "auto" if args.get("source") == "auto" else "events"
-        # a detected step whose batch could not be seen has no samples (n/a)
-        if not isinstance(step, int) or not (isinstance(samples, int) or (samples is None and source == "auto")):
-            continue
-        loss = float(loss) if isinstance(loss, (int, float)) and not isinstance(loss, bool) else None
-        if isinstance(wall, (int, float)) and not isinstance(wall, bool) and math.isfinite(wall) and wall >= 0:
-            wall_s = float(wall)
-        elif dur is not None:
-            wall_s = dur / 1e9
-        else:
-            continue
-        wait, joules = _seconds(args.get("data_wait_s")), _seconds(args.get("joules"))
-        steps.append(WorkloadStep(step=step, samples=samples, loss=loss, wall_s=wall_s, ts_ns=end,
-                                  joules=joules, source=source, data_wait_s=wait,
-                                  pid=_count(args.get("pid"), 1), rank=_count(args.get("rank"), 0)))
-    steps.sort(key=lambda s: s.ts_ns)
-    return steps
-
-
-def _seconds(value: Any) -> float | None:
-    """A finite, non-negative number as a float, else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        return None
-    return float(value)
 
 
 class _Group:
@@ -129,21 +75,6 @@ def counter_value(event: Mapping[str, Any]) -> tuple[str, int | None, Any] | Non
     if name not in metrics.CATALOGUE:
         return None
     return name, core, plain(value)
-
-
-def to_samples(trace: Trace) -> list[Sample]:
-    """Rebuild one Sample per timestamp: counters by pid and name, GpuInfo from the header,
-    throttle reasons and lost state carried forward from their instants. A GPU with no counter
-    at a timestamp was not read then (GPUs are read about every 0.1 s at most, the CPU at every
-    sample): its last counters are carried forward (the same GpuSample object, as the sampler
-    gives it). Otherwise a metric with no event at a timestamp is None. A timestamp whose CPU
-    part is incomplete (a cut inside the last sample) is left out. (``SampleDecoder``, with every
-    timestamp held until the end: the samples come out in time order, whatever the file's.)"""
-    decoder = SampleDecoder(trace.gpus, trace.header.get("cpu_cores"), trace.gpu_unavailable,
-                            window=None)
-    for event in trace.events:
-        decoder.event(event)
-    return decoder.finish()
 
 
 # GpuSample's fields after info and lost, up to processes (left at None): its counters

@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterator, Sequence, overload
 
 from gputop.model import Sample
 from gputop.trace.decode import SampleDecoder
-from gputop.trace.schema import TraceError
-from gputop.trace.stream import CounterRun, TraceStream, WorkloadEvents, decoder_for
+from gputop.trace.schema import CounterRun, TraceError
+from gputop.trace.stream import TraceStream, WorkloadEvents, decoder_for
 
 BLOCK = 256  # samples between checkpoints, at least (a checkpoint falls between two read runs)
 CACHED_BLOCKS = 16

@@ -6,82 +6,19 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from typing import Any, Mapping
 
 from gputop import __version__
-from gputop.model import GpuInfo, Sample, WorkloadStep
-from gputop.trace import decode
+from gputop.model import GpuInfo
+from gputop.trace.recording import Trace
 from gputop.trace.schema import (
-    CAT_WORKLOAD,
     HEADER,
     READS_VERSIONS,
     TraceError,
     exact_float,
     plain,
 )
-
-
-@dataclass(frozen=True)
-class Trace:
-    """A loaded trace: every complete event, the header, and whether the file was closed cleanly."""
-
-    path: str
-    header: dict[str, Any]
-    events: tuple[dict[str, Any], ...]
-    complete: bool  # the closing ] was there: the recording finished cleanly
-    gpus: tuple[GpuInfo, ...] = field(default=())
-
-    @property
-    def version(self) -> int:
-        return int(self.header["trace_version"])
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return self.header.get("settings") or {}
-
-    @property
-    def gpu_unavailable(self) -> str | None:
-        return self.header.get("gpu_unavailable")
-
-    def samples(self) -> list[Sample]:
-        """The recording as model Samples, one per sample timestamp, oldest first."""
-        return decode.to_samples(self)
-
-    @property
-    def workload(self) -> dict[str, Any] | None:
-        """The launched workload (``pid``, ``name``, ``argv``) of a ``record --run``, else None."""
-        workload = self.header.get("workload")
-        return workload if isinstance(workload, dict) and isinstance(workload.get("pid"), int) else None
-
-    def workload_steps(self) -> list[WorkloadStep]:
-        """The workload's steps, in order (empty without a workload)."""
-        return decode.workload_steps(self)
-
-    def workload_mark(self, kind: str) -> dict[str, Any] | None:
-        """The ``args`` of the workload's ``start``, ``end`` or ``exit`` instant, or None if not
-        recorded."""
-        workload = self.workload
-        for event in self.events:
-            if (event.get("ph") == "i" and event.get("cat") == CAT_WORKLOAD and event.get("name") == kind
-                    and workload is not None and event.get("pid") == workload["pid"]):
-                args = event.get("args")
-                return plain(args) if isinstance(args, dict) else {}
-        return None
-
-    def workload_counter(self, metric: str) -> list[float]:
-        """Every value of one of the workload's counters (``samples_per_s``, ...), in file order."""
-        workload = self.workload
-        if workload is None:
-            return []
-        out = []
-        for event in self.events:
-            if event.get("ph") == "C" and event.get("pid") == workload["pid"] and event.get("name") == metric:
-                parsed = decode.counter_value(event)
-                if parsed is not None:
-                    out.append(parsed[2])
-        return out
-
 
 _DECODER = json.JSONDecoder(parse_float=exact_float)
 

@@ -1,12 +1,13 @@
-"""The trace format's schema: version, pids and tids, categories, the counters written, and how
-a value becomes JSON text (and back, exactly). The format itself is described in
+"""The trace format's schema: version, pids and tids, categories, the counters written, how
+a value becomes JSON text (and back, exactly), and a run of counter lines as written, taken apart
+(``CounterRun``: ``stream`` makes it, ``decode`` reads it). The format itself is described in
 docs/trace-format.md; the writer, reader and decoder beside this module follow it."""
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from gputop import metrics
 
@@ -143,3 +144,19 @@ def plain(value: Any) -> Any:
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
+
+
+class CounterRun(NamedTuple):
+    """Consecutive counter lines in the writer's own shape, taken apart by ``bytes.split`` on
+    ``,"`` (in C, a whole run at once: five pieces a line): the pieces of line ``i`` are
+    ``names[i]`` (as in ``b'name":"power_w"'``), ``pids[i]`` (``b'pid":10000001'``), ``stamps[i]``
+    (``b'ts":1712345678901234.567'``) and ``values[i]`` (``b'args":{"W":412.5}}'``, and the next
+    line's ``\\n,{"ph":"C"`` but on the last line; ``decode.value_text`` finds the number)."""
+
+    offset: int  # of the first line
+    text: bytes  # the lines themselves, joined by newlines (no newline at the end)
+    lines: int  # how many
+    names: list[bytes]
+    pids: list[bytes]
+    stamps: list[bytes]
+    values: list[bytes]

@@ -14,36 +14,20 @@ from __future__ import annotations
 import json
 import os
 from array import array
-from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any, BinaryIO, Callable, Generator, Iterator, Mapping, NamedTuple, Sequence, Union
+from typing import Any, BinaryIO, Callable, Generator, Iterator, Union
 
 from gputop.model import Sample
 from gputop.trace.decode import SampleDecoder, counter_value, ts_ns
-from gputop.trace.reader import Trace, _trace, parse
-from gputop.trace.schema import TraceError, exact_float
+from gputop.trace.reader import _trace, parse
+from gputop.trace.recording import StreamedTrace, Trace
+from gputop.trace.schema import CounterRun, TraceError, exact_float
 
 _DECODER = json.JSONDecoder(parse_float=exact_float)
 # 64 KB blocks: a block's pieces (about 10,000 small bytes objects) stay in the CPU's cache;
 # 1 MB blocks made the same split and decode about 1.4x slower (benchmarks/README.md)
 CHUNK = 1 << 16
 _QUOTES = 18  # in a counter line as the writer writes it: see CounterRun
-
-
-class CounterRun(NamedTuple):
-    """Consecutive counter lines in the writer's own shape, taken apart by ``bytes.split`` on
-    ``,"`` (in C, a whole run at once: five pieces a line): the pieces of line ``i`` are
-    ``names[i]`` (as in ``b'name":"power_w"'``), ``pids[i]`` (``b'pid":10000001'``), ``stamps[i]``
-    (``b'ts":1712345678901234.567'``) and ``values[i]`` (``b'args":{"W":412.5}}'``, and the next
-    line's ``\\n,{"ph":"C"`` but on the last line; ``decode.value_text`` finds the number)."""
-
-    offset: int  # of the first line
-    text: bytes  # the lines themselves, joined by newlines (no newline at the end)
-    lines: int  # how many
-    names: list[bytes]
-    pids: list[bytes]
-    stamps: list[bytes]
-    values: list[bytes]
 
 
 Item = Union[CounterRun, dict[str, Any]]
@@ -204,67 +188,60 @@ class TraceStream:
     def _items(self, f: BinaryIO, offset: int, line_no: int, carry: bytes,
                progress: Progress | None) -> Iterator[tuple[int, Item]]:
         held: int | None = None  # a line that did not parse (its number): the cut, unless more follow
-        while True:
-            data = f.read(CHUNK)
-            block = carry + data
-            if data:
-                cut = block.rfind(b"\n") + 1
-                if cut == 0:  # one line longer than a chunk: read on
-                    carry = block
-                    continue
-                block, carry = block[:cut - 1], block[cut:]
-            elif not block:
-                break
-            else:
-                carry = b""
+        for block, after in _blocks(f, carry):
             whole = counter_run(offset, block, block.count(b"\n") + 1)
             if whole is not None:  # the usual block: every line a counter, taken apart at once
-                if held is not None:
-                    raise TraceError(f"{self.path} is not JSON at line {held}")
+                self._refuse_held(held)
                 yield offset, whole
                 offset += len(block) + 1
                 line_no += whole.lines
-                if progress is not None:
-                    progress(offset)
-                if not data:
-                    break
-                continue
-            lines = block.split(b"\n")
-            counts = list(map(bytes.count, lines, repeat(b'"')))
-            odd = ([i for i, c in enumerate(counts) if c != _QUOTES]
-                   if min(counts) != _QUOTES or max(counts) != _QUOTES else [])
-            start = 0
-            for stop in [*odd, len(lines)]:
-                run = None
-                if stop > start:
-                    text = b"\n".join(lines[start:stop])
-                    run = counter_run(offset, text, stop - start)
-                if run is not None:
-                    if held is not None:
-                        raise TraceError(f"{self.path} is not JSON at line {held}")
-                    yield offset, run
-                    offset += len(run.text) + 1
-                    line_no += run.lines
-                    singles = lines[stop:stop + 1]
-                else:
-                    singles = lines[start:stop + 1]
-                for k, line in enumerate(singles):
-                    offset, line_no, held, closed = yield from self._one(line, offset, line_no, held)
-                    if closed:
-                        rest = lines[stop + 1:] if run is not None else lines[start + k + 1:]
-                        if b"".join(rest).strip() or carry.strip() or f.read(CHUNK).strip():
-                            raise TraceError(f"{self.path} is not JSON: data after the closing ']'")
-                        self.complete = True
-                        self.end = offset
-                        if progress is not None:
-                            progress(offset)
-                        return
-                start = stop + 1
+            else:
+                offset, line_no, held, closed = yield from self._mixed(f, block, after, offset, line_no, held)
+                if closed:
+                    self.complete = True
+                    self.end = offset
+                    if progress is not None:
+                        progress(offset)
+                    return
             if progress is not None:
                 progress(offset)
-            if not data:
-                break
         self.end = offset
+
+    def _mixed(self, f: BinaryIO, block: bytes, after: bytes, offset: int, line_no: int,
+               held: int | None) -> Generator[tuple[int, Item], None, tuple[int, int, int | None, bool]]:
+        """A block with lines other than counters: its runs of counter lines taken apart at once,
+        the others one by one. (offset, line number, held, whether the closing ] came) after it."""
+        lines = block.split(b"\n")
+        counts = list(map(bytes.count, lines, repeat(b'"')))
+        odd = ([i for i, c in enumerate(counts) if c != _QUOTES]
+               if min(counts) != _QUOTES or max(counts) != _QUOTES else [])
+        start = 0
+        for stop in [*odd, len(lines)]:
+            run = counter_run(offset, b"\n".join(lines[start:stop]), stop - start) if stop > start else None
+            if run is not None:
+                self._refuse_held(held)
+                yield offset, run
+                offset += len(run.text) + 1
+                line_no += run.lines
+                start = stop
+            for k, line in enumerate(lines[start:stop + 1]):
+                offset, line_no, held, closed = yield from self._one(line, offset, line_no, held)
+                if closed:
+                    self._refuse_after_end(lines[start + k + 1:], after, f)
+                    return offset, line_no, held, True
+            start = stop + 1
+        return offset, line_no, held, False
+
+    def _refuse_held(self, held: int | None) -> None:
+        """A line that did not parse is an error once more lines follow it."""
+        if held is not None:
+            raise TraceError(f"{self.path} is not JSON at line {held}")
+
+    def _refuse_after_end(self, rest: list[bytes], after: bytes, f: BinaryIO) -> None:
+        """Nothing but blanks may follow the closing ]: in its block, the part line after the
+        block (``after``), the file's next chunk."""
+        if b"".join(rest).strip() or after.strip() or f.read(CHUNK).strip():
+            raise TraceError(f"{self.path} is not JSON: data after the closing ']'")
 
     def _one(self, line: bytes, offset: int, line_no: int,
              held: int | None) -> Generator[tuple[int, Item], None, tuple[int, int, int | None, bool]]:
@@ -286,6 +263,27 @@ class TraceStream:
         return offset, line_no, held, False
 
 
+def _blocks(f: BinaryIO, carry: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(block, carry) of whole lines read CHUNK bytes at a time, ``carry`` (the part line after
+    the block) put before the next read; the last block is the rest of the file."""
+    while True:
+        data = f.read(CHUNK)
+        block = carry + data
+        if data:
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:  # one line longer than a chunk: read on
+                carry = block
+                continue
+            block, carry = block[:cut - 1], block[cut:]
+        elif not block:
+            return
+        else:
+            carry = b""
+        yield block, carry
+        if not data:
+            return
+
+
 def samples(stream: TraceStream, decoder: SampleDecoder) -> Iterator[Sample]:
     """Every sample of the stream, oldest first (``decoder`` built from its header), decoded
     as the file is read; ``stream.complete`` is set once this is exhausted."""
@@ -298,19 +296,6 @@ def samples(stream: TraceStream, decoder: SampleDecoder) -> Iterator[Sample]:
 def decoder_for(trace: Trace, **hooks: Any) -> SampleDecoder:
     """A SampleDecoder for the devices a trace's header names."""
     return SampleDecoder(trace.gpus, trace.header.get("cpu_cores"), trace.gpu_unavailable, **hooks)
-
-
-@dataclass(frozen=True)
-class StreamedTrace(Trace):
-    """A Trace read by streaming: ``events`` holds the metadata and the launched workload's own
-    events (its steps, marks, phases: one or a few per step, never one per sample), its counters
-    are in ``counters`` (one float each, in file order); the device samples are not held (they
-    came from the stream: ``samples()`` gives none)."""
-
-    counters: Mapping[str, Sequence[float]] = field(default_factory=dict)
-
-    def workload_counter(self, metric: str) -> list[float]:
-        return list(self.counters.get(metric, ()))
 
 
 class WorkloadEvents:

@@ -114,6 +114,7 @@ class TraceWriter:
         self._cpu_slow: tuple[Any, ...] | None = None  # RAM, load and core clocks as last written
         self._track: WorkloadTrack | None = None  # the launched workload's, after set_workload
         self._last_ns = 0  # the latest ts written: open phases are closed there at close()
+        self._failed = False  # a write raised (disk full): nothing more is appended, close() only closes
 
     @classmethod
     def create(cls, path: str, *, force: bool = False, settings: Mapping[str, Any] | None = None,
@@ -243,20 +244,25 @@ class TraceWriter:
             raise ValueError(f"trace {self.path} is closed")
         data = text.encode("ascii")
         view = memoryview(data)
-        while view:  # one write in practice; a short write (disk full) continues where it stopped
-            n = os.write(self._fd, view)
-            view = view[n:]
+        try:
+            while view:  # one write in practice; a short write (disk full) continues where it stopped
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError:
+            self._failed = True  # the file ends in a cut line, which the reader forgives; more would not help
+            raise
         self.bytes_written += len(data)
 
     def close(self) -> None:
         """Finish the file with ``]`` (strict JSON from here on) and close it. Idempotent.
 
         A trace closed before its first sample gets no ``]``: it stays empty, and ``load``
-        says so, rather than a bare ``]`` that no viewer reads."""
+        says so, rather than a bare ``]`` that no viewer reads. After a write failed (disk full)
+        nothing more is written: the file stays as the failure cut it, readable as such."""
         if self._fd is None:
             return
         try:
-            if self.samples:
+            if self.samples and not self._failed:
                 track = self._track
                 if track is not None and track.open_phases:  # stopped while a phase was under way
                     self._write("".join(track.close_phases(max(self._last_ns, track.last_ns))))

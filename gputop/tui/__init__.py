@@ -1,6 +1,6 @@
 """The live terminal UI (Textual). The only package that imports textual.
 
-``GputopApp(feed)`` in ``app.py`` draws a feed of samples (``gputop.feed``: live, or a recording
+``GputopApp(feed)`` in ``app.py`` draws a feed of samples (``gputop.view.feed``: live, or a recording
 under a cursor that ``replay.py`` drives); widgets only render what they are handed and post
 messages (a GPU clicked) back up. ``ClusterApp`` in ``cluster.py`` draws a Prometheus-fed fleet.
 Here: whether this terminal can show a view at all; ``terminal.py``: the driver that draws on it.

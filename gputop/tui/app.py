@@ -5,7 +5,7 @@ Built with its feed injected (``GputopApp(LiveFeed(sampler, interval_s, workload
 ``GputopApp(ReplayFeed(samples, ...))``): ``cli.py`` builds the real sources, tests pass fakes.
 Live, sampling runs in a thread on drift-free deadlines (``gputop.sampler.run``); a sampler
 that raises costs a notification and that tick, never the app. A replay's cursor is moved by
-``gputop.tui.replay.ReplayDriver``. App state flows down to the widgets with ``data_bind``;
+``gputop.tui.playback.ReplayDriver``. App state flows down to the widgets with ``data_bind``;
 widgets only render what they are given and post ``GpuSelected`` up.
 """
 
@@ -29,16 +29,13 @@ from textual.timer import Timer
 
 from gputop import sampler as sampling
 from gputop.argtypes import next_interval
-from gputop.feed import LiveFeed, ReplayFeed
-from gputop.history import History, workload_points
-from gputop.lines import DETAIL_ROWS, FULL_PANELS_TWO_GPUS_ROWS, GRID_ROWS, GRID_ROWS_SHORT, SHORT_ROWS, WIDE_COLUMNS
 from gputop.model import Sample, WorkloadState
-from gputop.tui import replay
+from gputop.tui import playback
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen, describe, kill_refusal
 from gputop.tui.selfcpu import SelfCpu
 from gputop.tui.stall import StallWatch
-from gputop.tui.terminal import SUSPEND, ErrorsNoted, repaint_on_resume, settle_heap, terminal_driver
+from gputop.tui.terminal import QUIT_KEY, SUSPEND, ErrorsNoted, repaint_on_resume, settle_heap, terminal_driver
 from gputop.tui.theme_memo import ThemeMemoApp
 from gputop.tui.widgets.charts import HistoryCharts
 from gputop.tui.widgets.cpu import CpuPanel
@@ -48,6 +45,9 @@ from gputop.tui.widgets.gpulist import GpuList
 from gputop.tui.widgets.processes import ProcessTable
 from gputop.tui.widgets.status import StatusBar
 from gputop.tui.widgets.workload import WorkloadPanel, WorkloadView
+from gputop.view.feed import LiveFeed, ReplayFeed
+from gputop.view.history import History, workload_points
+from gputop.view.lines import DETAIL_ROWS, FULL_PANELS_TWO_GPUS_ROWS, GRID_ROWS, GRID_ROWS_SHORT, SHORT_ROWS, WIDE_COLUMNS
 
 __all__ = ["GputopApp", "SelfCpu"]
 
@@ -59,13 +59,14 @@ SETTLE_HEAP_S = 1.0  # the CLI's views: start-up's objects frozen out of collect
 SETTLE_HEAP_LATEST_S = 10.0  # and at the latest this long after mount (every sample failing, or hung)
 
 
-class GputopApp(ErrorsNoted, replay.ReplayKeys, ThemeMemoApp[None]):
+class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
     CSS_PATH = "gputop.tcss"
     TITLE = "gputop"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_COLUMNS, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_ROWS, "-tall")]
     BINDINGS = [
         Binding("q", "quit", "quit"),
+        QUIT_KEY,
         Binding("p", "toggle_pause", "pause"),
         Binding("plus,equals_sign", "slower", "slower", key_display="+"),
         Binding("minus", "faster", "faster", key_display="-"),
@@ -76,7 +77,7 @@ class GputopApp(ErrorsNoted, replay.ReplayKeys, ThemeMemoApp[None]):
         Binding("f", "toggle_freq", "core MHz"),
         Binding("question_mark", "help", "help", key_display="?"),
         SUSPEND,
-        *replay.BINDINGS,  # enabled in a replay only (check_action)
+        *playback.BINDINGS,  # enabled in a replay only (check_action)
     ]
 
     # App state as `var`s: watched but not repainting (an App repaint is a full-screen render).
@@ -111,7 +112,7 @@ class GputopApp(ErrorsNoted, replay.ReplayKeys, ThemeMemoApp[None]):
         self.samples_taken = 0
         self.has_terminal = False  # its driver took the terminal: a first frame gputop.cli drew is the app's now
         self.first_frame_drawn = False  # (set by gputop.cli) the alternate screen is on, that frame on it
-        self._replay = replay.ReplayDriver(self, feed) if isinstance(feed, ReplayFeed) else None
+        self._replay = playback.ReplayDriver(self, feed) if isinstance(feed, ReplayFeed) else None
         self._stall = StallWatch(lambda: self.interval_s, self._stalled)
         self.set_reactive(GputopApp.interval_s, feed.interval_s)
         self.set_reactive(GputopApp.paused, feed.paused)  # live and paused: no sampling until p
@@ -151,7 +152,7 @@ class GputopApp(ErrorsNoted, replay.ReplayKeys, ThemeMemoApp[None]):
         repaint_on_resume(self)
         self.set_timer(SETTLE_HEAP_LATEST_S, lambda: self._settle_heap_once(0.0))  # (none yet: a no-op after one)
         if self._replay is not None:
-            self.query_one(ProcessTable).empty_note = replay.NO_PROCESSES
+            self.query_one(ProcessTable).empty_note = playback.NO_PROCESSES
             self._replay.begin()
         elif not self.paused:
             self._start_sampling()
@@ -159,8 +160,8 @@ class GputopApp(ErrorsNoted, replay.ReplayKeys, ThemeMemoApp[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Each feed's own keys: the replay's in a replay, the live view's (kill, pause and the
         interval) live."""
-        own = action not in (replay.LIVE_ONLY if self._replay is not None else replay.REPLAY_ONLY)
-        return own and not replay.typing(self.screen, action)
+        own = action not in (playback.LIVE_ONLY if self._replay is not None else playback.REPLAY_ONLY)
+        return own and not playback.typing(self.screen, action)
 
     def on_resize(self) -> None:
         self._fit_layout()
@@ -318,7 +319,7 @@ class GputopApp(ErrorsNoted, replay.ReplayKeys, ThemeMemoApp[None]):
         self.query_one(ProcessTable).sample = sample
         self.query_one(HistoryCharts).tick += 1
 
-    # -- a replay's driver calls these (gputop.tui.replay.ReplayView) --------------------------
+    # -- a replay's driver calls these (tui.playback.ReplayView) ----------------------------------
 
     def _settle_heap_once(self, delay_s: float | None = None) -> None:
         """settle_heap ``delay_s`` from now (default: ``settle_heap_s``, after the first frame), once."""
@@ -415,7 +416,7 @@ class GputopApp(ErrorsNoted, replay.ReplayKeys, ThemeMemoApp[None]):
 
     def help_screen(self) -> HelpScreen:
         if self._replay is not None:
-            return HelpScreen(replay.KEYS, "gputop replay keys")
+            return HelpScreen(playback.KEYS, "gputop replay keys")
         return HelpScreen()
 
     def action_kill(self) -> None:

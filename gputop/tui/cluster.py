@@ -22,21 +22,21 @@ from textual.reactive import reactive, var
 from textual.widgets import DataTable, Footer
 
 from gputop import format as fmt
-from gputop.cluster.feed import ClusterError, NodeHistory
-from gputop.cluster.model import ClusterGpu, ClusterNode, ClusterSample
+from gputop.cluster.fleet import ClusterError, NodeHistory
+from gputop.cluster.nodes import ClusterGpu, ClusterNode, ClusterSample, labels, stale_note
 from gputop.tui.screens.help import HelpScreen
-from gputop.tui.terminal import SUSPEND, ErrorsNoted, repaint_on_resume, settle_heap, terminal_driver
+from gputop.tui.terminal import QUIT_KEY, SUSPEND, ErrorsNoted, repaint_on_resume, settle_heap, terminal_driver
 from gputop.tui.widgets.panel import Panel
 
 BARS = "▁▂▃▄▅▆▇█"
 SORTS = ("node", "power", "idle GPUs")
 KEYS = (("↑ ↓", "select a node: its GPUs and their recent history below"),
         ("s", "sort by node, power (highest first), idle GPUs (most first)"),
-        ("r", "refresh now"), ("q", "quit"))
+        ("r", "refresh now"), ("q / ctrl+c", "quit"))
 
 
 class SupportsFeed(Protocol):
-    """What the view needs of its feed (``gputop.cluster.feed.ClusterFeed``)."""
+    """What the view needs of its feed (``gputop.cluster.fleet.ClusterFeed``)."""
 
     def refresh(self) -> ClusterSample: ...
 
@@ -107,16 +107,20 @@ class ClusterHeader(Panel):
         self.set_class(error is not None, "-stale")
 
     def build(self, width: int) -> Text:
+        """One line: a part that does not fit the width is left out (the ones after it may still
+        fit); the failed refresh's reason is cut to what is left rather than wrapping."""
         f = self.field
         text = Text.assemble(("gputop cluster", self.style_of("panel--value")), " ",
                              (self.source, self.style_of("panel--label")))
         parts = []
         if self.error is not None:
             when = "no data yet" if self.stale_since is None else f"stale since {clock(self.stale_since)}"
-            parts.append(Text(f"{when}: {self.error}", style=self.style_of("panel--warn")))
+            reason = Text(f"{when}: {self.error}", style=self.style_of("panel--warn"))
+            reason.truncate(max(len(when), width - text.cell_len - 3), overflow="ellipsis")
+            parts.append(reason)
         t = self.sample.totals if self.sample is not None else None
         if t is not None:
-            parts += [f("nodes", str(t.nodes), f" ({t.stale_nodes} stale)" if t.stale_nodes else ""),
+            parts += [f("nodes", str(t.nodes), f" ({stale_note(t)})" if t.stale_nodes else ""),
                       f("GPUs busy", f"{t.busy_gpus} of {t.gpus}"),
                       f("idle holding memory", str(t.idle_with_memory)),
                       f("power", fmt.watts(t.power_w)),
@@ -124,16 +128,19 @@ class ClusterHeader(Panel):
         parts += [f("every", f"{self.interval_s:g} s"), f("sort", self.sort_label),
                   Text("? help", style=self.style_of("panel--dim"))]
         for part in parts:
-            text.append("   ")
-            text.append_text(part)
+            if text.cell_len + 3 + part.cell_len <= width:
+                text.append("   ")
+                text.append_text(part)
         return text
 
 
 class NodeDetail(Panel):
     """The selected node: one line per GPU, its values and its recent history."""
 
-    node: reactive[ClusterNode | None] = reactive(None)
-    history: reactive[NodeHistory | None] = reactive(None)
+    # layout=True: its height is auto, so a change of line count lays the screen out again (it
+    # kept the one line of "no node selected" until a resize)
+    node: reactive[ClusterNode | None] = reactive(None, layout=True)
+    history: reactive[NodeHistory | None] = reactive(None, layout=True)
 
     def render_key(self) -> tuple:
         return (self.node, self.history)
@@ -189,14 +196,14 @@ class NodeTable(DataTable):
 COLUMNS = ("node", "GPUs", "SMs active per GPU", "memory", "power", "temp", "cores busy", "flags")
 
 
-def row(n: ClusterNode) -> tuple:
+def row(n: ClusterNode, label: str) -> tuple:
     gpus = n.gpus
     used = sum(g.mem_used_bytes or 0 for g in gpus) if gpus else None
     total = sum(g.mem_total_bytes or 0 for g in gpus) if gpus else None
     temps = [g.temp_c for g in gpus if g.temp_c is not None]
     util_only = bool(gpus) and all(g.sm_active_pct is None for g in gpus)
     strip = "".join(bar(g.activity_pct) for g in gpus) + (" (util)" if util_only else "")
-    return (n.label, f"{sum(g.busy for g in gpus)}/{len(gpus)} busy" if gpus else "-",
+    return (label, f"{sum(g.busy for g in gpus)}/{len(gpus)} busy" if gpus else "-",
             strip or "-", fmt.used_total(used, total) if gpus else "-", fmt.watts(n.power_w),
             fmt.celsius(max(temps)) if temps else fmt.NA,
             f"{fmt.num(n.cores_busy)} of {fmt.text(n.cores)}", ", ".join(flags(n)))
@@ -208,7 +215,7 @@ SETTLE_HEAP_S = 2.0  # the CLI's view: start-up's objects frozen out of collecti
 class ClusterApp(ErrorsNoted, App):
     CSS_PATH = "cluster.tcss"
     TITLE = "gputop cluster"
-    BINDINGS = [Binding("q", "quit", "quit"), Binding("s", "cycle_sort", "sort"),
+    BINDINGS = [Binding("q", "quit", "quit"), QUIT_KEY, Binding("s", "cycle_sort", "sort"),
                 Binding("r", "refresh_now", "refresh"),
                 Binding("question_mark", "help", "help", key_display="?"), SUSPEND]
 
@@ -304,8 +311,9 @@ class ClusterApp(ErrorsNoted, App):
         keep = self.selected
         stale = table.get_component_rich_style("nodes--stale", partial=True)
         table.clear()
+        names = labels(self.sample.nodes)
         for n in sort_nodes(self.sample.nodes, self.sort_by):
-            cells = row(n)
+            cells = row(n, names[n.host])
             table.add_row(*(Text(c, style=stale) if n.stale else c for c in cells), key=n.host)
         if keep is not None and self._node(keep) is not None:
             table.move_cursor(row=table.get_row_index(keep), animate=False)

@@ -327,6 +327,9 @@ def run_full_screen(app: App[Any], before: Callable[[], object] | None = None) -
 
 # in every app's BINDINGS: ctrl+z to the shell, as in htop or btop (Textual's action: SIGTSTP)
 SUSPEND = Binding("ctrl+z", "suspend_process", "suspend", show=False)
+# Ctrl+C quits as in top, htop and nvitop (the docs say so): Textual binds it to a "press ctrl+q"
+# notice; priority, so that no focused widget takes it first.
+QUIT_KEY = Binding("ctrl+c", "quit", "quit", show=False, priority=True)
 
 
 def settle_heap() -> None:

@@ -110,23 +110,20 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return sum(known) / len(known) if known else None
 
 
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
 
 
-def recorded(steps: Sequence[WorkloadStep], start: Mapping[str, object],
-             jobs: Sequence[tuple[int, Mapping[str, object]]], samples: Sequence[Sample],
-             source: str | None, rank_pid: int | None = None) -> dict[str, object]:
+def recorded(steps: Sequence[WorkloadStep], jobs: Sequence[tuple[int, Mapping[str, object]]],
+             samples: Sequence[Sample], source: str | None, *, device: str | None = None,
+             device_uuid: str | None = None, rank_pid: int | None = None) -> dict[str, object]:
     """What ``report`` says of a recorded job beyond its rates: steps/s, step time p50/p95, the
     data-wait share, what its processes used, and the verdict, all over the steps after warm-up
-    (``jobs``: the ``job`` instants' (ts_ns, args) in order; ``rank_pid``: the rank whose steps
-    these are, in a distributed job: only its own workers count)."""
+    (``jobs``: the ``job`` instants' (ts_ns, args) in order; ``device``, ``device_uuid``: the
+    start event's, as gputop.trace.marks read them; ``rank_pid``: the rank whose steps these are,
+    in a distributed job: only its own workers count)."""
     after = measured(steps) or list(steps)
     # steps/s and step times over the steps report's medians are taken over (all but step 1)
     timed = [s for s in steps if s.step != 1] or list(steps)
@@ -139,8 +136,7 @@ def recorded(steps: Sequence[WorkloadStep], start: Mapping[str, object],
     window = [args for (before, _), (ts, args) in zip([(0, {}), *jobs], jobs)
               if not after or (before < end and ts > begin)]
     in_steps = [s for s in samples if begin <= s.ts_ns <= end] if after else []
-    device, uuid = _text(start.get("device")), _text(start.get("device_uuid"))
-    gpus = [g for g in (job_gpu(s.gpus, device, uuid, {}) for s in in_steps) if g is not None]
+    gpus = [g for g in (job_gpu(s.gpus, device, device_uuid, {}) for s in in_steps) if g is not None]
     cores = len(samples[0].cpu.core_util_pct) if samples else None
     idle = _mean([max(0.0, len(s.cpu.core_util_pct) - s.cpu.busy_cores) for s in in_steps])
     worker_counts, worker_cpu = [], []
@@ -178,5 +174,5 @@ def recorded(steps: Sequence[WorkloadStep], start: Mapping[str, object],
                 "cores": sorted(used) if window else None,
                 "workers": signals.loader_workers},
         "verdict": {"kind": v.kind, "evidence": v.evidence, "suggestion": v.suggestion},
-        "placement": placement.as_dict(_recorded_placement(window, samples, device, uuid)),
+        "placement": placement.as_dict(_recorded_placement(window, samples, device, device_uuid)),
     }

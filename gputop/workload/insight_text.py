@@ -16,7 +16,7 @@ def lines(w: dict[str, Any]) -> list[str]:
         return []
     sps, p50, p95, share = w["steps_per_s"], w["step_time_s_p50"], w["step_time_s_p95"], w["data_wait_share"]
     source = {"auto": "detected by gputop's hooks", "events": "reported by the workload"}.get(w["steps_source"] or "")
-    lines = [f"  steps       {fmt.NA if sps is None else f'{sps:.3g}/s'}" + (f" ({source})" if source else ""),
+    lines = [f"  steps       {fmt.NA if sps is None else f'{fmt.amount(sps)}/s'}" + (f" ({source})" if source else ""),
              f"  step p50    {fmt.step_time(p50)}   p95 {fmt.step_time(p95)}",
              f"  data wait   {fmt.NA if share is None else f'{100 * share:.0f} % of step time'}"]
     job = w.get("job") or {}

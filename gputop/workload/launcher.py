@@ -72,6 +72,7 @@ class Workload:
         self._stopped = False
         self._kill_at: float | None = None  # monotonic time of SIGKILL, while stop() waits
         self._steps: collections.deque[WorkloadStep] = collections.deque(maxlen=max(1, keep_steps))
+        self._run = rates.RunTotals()  # every step's, for a finished job's whole-run rates
         self._losses: collections.deque[float] = collections.deque(maxlen=RECENT_LOSSES)
         self._collect = collect  # keep every step and mark for drain() (a recorder)
         # a recorder loses nothing: unbounded, and emptied by each drain() (record drains every
@@ -193,6 +194,7 @@ class Workload:
                 continue
             if isinstance(item, WorkloadStep):
                 self._steps.append(item)
+                self._run.add(item)
                 if item.loss is not None:
                     self._losses.append(item.loss)
             if self._collect:
@@ -280,17 +282,17 @@ class Workload:
         if self._ended_ns is None:
             return ("stopping" if self._kill_at is not None else "running"), None
         end = self._reader.end or {}
-        _, last_stderr = self._output.snapshot()
+        reason = self._output.reason
         if self._stopped:
             return "stopped", None
         if end.get("status") == "error":
-            return "failed", end.get("error") or last_stderr or "the workload reported an error"
+            return "failed", end.get("error") or reason or "the workload reported an error"
         rc = self._group.returncode
         if rc == 0:
             return "ok", None
         if rc is not None and rc < 0:  # its last words (a progress bar, a log line) are not why
             return "failed", f"killed by {signal_name(-rc)}"
-        return "failed", last_stderr or f"exit code {rc}"
+        return "failed", reason or f"exit code {rc}"
 
     def _with_joules(self) -> None:
         """Give each recent step without energy its share, once the curve covers it."""
@@ -299,6 +301,7 @@ class Workload:
                 joules = self._energy.joules(s)
                 if joules is not None:
                     self._steps[i] = dataclasses.replace(s, joules=joules)
+                    self._run.add_joules(s, joules)
 
     def _placement(self, start: Mapping[str, Any]) -> Placement | None:
         """The job's placement, worked out again only when what it is drawn from changed (the
@@ -315,12 +318,15 @@ class Workload:
         self._with_joules()
         status, error = self._status()
         start = self._reader.start
-        last = self._steps[-1] if self._steps else None
         window = rates.window(self._steps)
-        live = rates.over(window, start.get("flops_per_step"), start.get("peak_flops"))
-        if last is not None and last.rank is not None:  # a distributed job's: the sum over its ranks
-            live = dataclasses.replace(live, samples_per_s=ranks.live_samples_per_s(self._steps))
-        output, _ = self._output.snapshot()
+        last = self._steps[-1] if self._steps else None
+        if self._ended_ns is None:  # running: the recent steps'
+            live = rates.over(window, start.get("flops_per_step"), start.get("peak_flops"))
+            if last is not None and last.rank is not None:  # a distributed job's: the sum over its ranks
+                live = dataclasses.replace(live, samples_per_s=ranks.live_samples_per_s(self._steps))
+        else:  # ended: the whole run's, as the job's own summary and the replay give them
+            live = self._run.rates(start.get("flops_per_step"), start.get("peak_flops"))
+        output = self._output.snapshot()
         now_ns = self._ended_ns if self._ended_ns is not None else self._clock_ns()
         phases = self._reader.phases
         self._state = WorkloadState(
@@ -336,7 +342,7 @@ class Workload:
             step=None if last is None else last.step,
             samples_per_s=live.samples_per_s, tflops=live.tflops, mfu_pct=live.mfu_pct,
             loss=None if last is None else last.loss, losses=tuple(self._losses),
-            joules_per_step=rates.joules_per_step(window),
+            joules_per_step=rates.joules_per_step(window) if self._ended_ns is None else self._run.joules_per_step,
             recent_steps=tuple(self._steps), error=error, pids=self._pids,
             output_tail=output, phase=phases[-1] if phases else None,
             events_ignored=self._reader.ignored + (self._events.dropped if self._events else 0),

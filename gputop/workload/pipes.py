@@ -21,11 +21,15 @@ _LINE_END = re.compile(rb"(\r\n|\r|\n)")
 class OutputLines:
     """stdout and stderr of the child, read by two daemon threads into one bounded deque of lines
     (``\\r`` ends a line too, for progress bars); the last line of stderr that is not a progress
-    update (a line ended by, or drawn after, a lone ``\\r``: a tqdm bar) is kept apart."""
+    update (a line ended by, or drawn after, a lone ``\\r``: a tqdm bar) is kept apart, and so is
+    the exception line of the last Python traceback on stderr (``reason``: why a script failed,
+    not the hint a library prints after it)."""
 
     def __init__(self, maxlen: int, collect: bool = False) -> None:
         self.lines: collections.deque[str] = collections.deque(maxlen=maxlen)
         self.last_stderr: str | None = None
+        self.last_exception: str | None = None  # "ValueError: ..." that ended the last traceback
+        self._in_traceback = False
         # every line for a recorder (taken by take()): (time.time_ns() read, stderr?, progress?, text)
         self.pending: list[tuple[int, bool, bool, str]] | None = [] if collect else None
         self._lock = threading.Lock()
@@ -78,6 +82,21 @@ class OutputLines:
                     self.pending.append((now, is_stderr, progress, line))
                 if is_stderr and not progress:
                     self.last_stderr = line
+                    self._follow_traceback(line)
+
+    def _follow_traceback(self, line: str) -> None:
+        """Python's traceback: its header, indented frames, then the exception's line."""
+        if line.startswith("Traceback (most recent call last):"):
+            self._in_traceback = True
+        elif self._in_traceback and not line[:1].isspace():
+            self.last_exception, self._in_traceback = line, False
+
+    @property
+    def reason(self) -> str | None:
+        """Why the child failed, in its own words: the last traceback's exception line, else the
+        last line of stderr."""
+        with self._lock:
+            return self.last_exception or self.last_stderr
 
     def take(self) -> list[tuple[int, bool, bool, str]]:
         """Every line read since the last take(), oldest first (with ``collect``; else none)."""
@@ -87,9 +106,9 @@ class OutputLines:
             out, self.pending = self.pending, []
             return out
 
-    def snapshot(self) -> tuple[tuple[str, ...], str | None]:
+    def snapshot(self) -> tuple[str, ...]:
         with self._lock:
-            return tuple(self.lines), self.last_stderr
+            return tuple(self.lines)
 
     def join(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -101,9 +120,9 @@ class EventLines:
     """The events pipe, read by a daemon thread into a deque of lines, so the child never blocks
     on a full pipe whatever the consumer's pace (a paused view, a long interval). Bounded for a
     viewer (``maxlen``: older lines dropped and counted); unbounded for a recorder, which must
-    lose no step and empties it every DRAIN_S (gputop.record). ``follow(fd)`` reads one more
-    descriptor (a connection to the events socket) into the same deque, on a thread of its own:
-    lines stay whole, each from one process."""
+    lose no step and empties it every DRAIN_S (gputop.commands.record). ``follow(fd)`` reads one
+    more descriptor (a connection to the events socket) into the same deque, on a thread of its
+    own: lines stay whole, each from one process."""
 
     def __init__(self, fd: int, maxlen: int | None) -> None:
         self.lines: collections.deque[bytes] = collections.deque(maxlen=maxlen)

@@ -7,6 +7,12 @@ that forked the child exits, so spawn from the main thread (or a thread that liv
 gputop). gputop also makes itself a child subreaper, so a grandchild orphaned by the workload
 comes back to it and is reaped (where init does not reap, as in some containers, it would
 otherwise stay a zombie in the group).
+
+PR_SET_PDEATHSIG reaches the workload's main process only: its own children (DataLoader
+workers, a ``multiprocessing.Process``, a ``subprocess.Popen``) would outlive a SIGKILLed gputop
+(the OOM killer's way). So a watchdog, a ``/bin/sh`` in a session of its own, waits on a pipe
+that only gputop holds: gputop says "done" once the group is gone; end of file without it means
+gputop died, and the watchdog ends the group (SIGTERM, SIGKILL after the grace).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import IO, Callable, Mapping, Sequence
 from gputop.workload.targets import WorkloadError
 
 _PR_SET_PDEATHSIG = 1
+WATCHDOG_GRACE_S = 3.0  # after gputop's death, the group's SIGTERM before its SIGKILL
 _PR_SET_CHILD_SUBREAPER = 36
 
 Prctl = Callable[[int, int, int, int, int], int]
@@ -57,6 +64,35 @@ def _child_setup(prctl: Prctl | None, parent: int) -> Callable[[], None]:
     return in_child
 
 
+# $0: the group, $1: the grace in seconds. A line read is gputop's "done"; end of file is its death.
+_WATCHDOG = 'read -r line || { kill -TERM "-$0"; sleep "$1"; kill -KILL "-$0"; } 2>/dev/null'
+
+
+class _Watchdog:
+    """The shell that ends the group if gputop dies first (see the module's docstring)."""
+
+    def __init__(self, pgid: int, grace_s: float) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        with contextlib.suppress(OSError):  # no /bin/sh: the main process still gets PDEATHSIG
+            self.proc = subprocess.Popen(
+                ["/bin/sh", "-c", _WATCHDOG, str(pgid), f"{grace_s:g}"], stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def release(self) -> None:
+        """The group is gone: the watchdog leaves without a signal (its pgid may be reused now)."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.stdin is None:
+            return
+        with contextlib.suppress(OSError):
+            proc.stdin.write(b"done\n")
+            proc.stdin.close()
+        try:
+            proc.wait(5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class ProcessGroup:
     """One child process leading its own group, with its stdout and stderr piped to us."""
 
@@ -65,6 +101,7 @@ class ProcessGroup:
         # the whole group was seen gone: its pgid may be handed to an unrelated group from now
         # on, so it is never signalled again
         self.gone = False
+        self._watchdog: _Watchdog | None = None
 
     @property
     def pid(self) -> int | None:
@@ -96,6 +133,7 @@ class ProcessGroup:
         except (OSError, subprocess.SubprocessError) as exc:
             reason = getattr(exc, "strerror", None) or exc
             raise WorkloadError(f"cannot start {' '.join(argv[:3])}: {reason}") from None
+        self._watchdog = _Watchdog(self.proc.pid, WATCHDOG_GRACE_S)
 
     def poll(self) -> int | None:
         """The main process's exit status once it has exited (reaping it), else None."""
@@ -129,6 +167,8 @@ class ProcessGroup:
     def note_gone(self) -> None:
         """Look once more: an empty group is never signalled again."""
         self.gone = self.gone or not self.alive()
+        if self.gone and self._watchdog is not None:
+            self._watchdog.release()
 
     def signal(self, sig: int) -> None:
         if self.gone or self.pid is None:  # the pgid is no longer the workload's

@@ -28,15 +28,57 @@ def over(steps: Sequence[WorkloadStep], flops_per_step: float | None,
          peak_flops: float | None) -> Rates:
     """The rates over ``steps`` taken together; all None without steps or wall time (and
     samples/s None where a step's samples are not known)."""
-    wall = sum(s.wall_s for s in steps)
-    if not steps or wall <= 0:
-        return Rates()
     counts = [s.samples for s in steps]
-    samples_per_s = None if None in counts else sum(c for c in counts if c is not None) / wall
+    samples = None if None in counts else sum(c for c in counts if c is not None)
+    return _rates(len(steps), sum(s.wall_s for s in steps), samples, flops_per_step, peak_flops)
+
+
+def _rates(steps: int, wall_s: float, samples: int | None, flops_per_step: float | None,
+           peak_flops: float | None) -> Rates:
+    if not steps or wall_s <= 0:
+        return Rates()
+    samples_per_s = None if samples is None else samples / wall_s
     if not flops_per_step:
         return Rates(samples_per_s)
-    rate = flops_per_step * len(steps) / wall
+    rate = flops_per_step * steps / wall_s
     return Rates(samples_per_s, rate / 1e12, 100.0 * rate / peak_flops if peak_flops else None)
+
+
+@dataclass(slots=True)
+class RunTotals:
+    """The whole run's steps summed as they come (step 1 left out, as in ``window``), so that a
+    finished job's rates are its whole run's, not its last window's, in bounded memory."""
+
+    steps: int = 0
+    wall_s: float = 0.0
+    samples: int | None = 0  # None once a step's samples are unknown
+    first: WorkloadStep | None = None  # step 1, counted only where it is the only step
+    joules: float = 0.0  # of the steps (step 1 aside) whose energy became known
+    joules_steps: int = 0
+
+    def add(self, step: WorkloadStep) -> None:
+        if step.step == 1 and self.steps == 0:
+            self.first = step
+            return
+        self.steps += 1
+        self.wall_s += step.wall_s
+        self.samples = None if self.samples is None or step.samples is None else self.samples + step.samples
+
+    def add_joules(self, step: WorkloadStep, joules: float) -> None:
+        """A step's energy, known once the energy curve covers it (after the step itself)."""
+        if step.step != 1:
+            self.joules += joules
+            self.joules_steps += 1
+
+    @property
+    def joules_per_step(self) -> float | None:
+        """The mean energy of the steps whose energy is known, as ``joules_per_step``."""
+        return self.joules / self.joules_steps if self.joules_steps else None
+
+    def rates(self, flops_per_step: float | None, peak_flops: float | None) -> Rates:
+        if self.steps == 0:
+            return over((self.first,), flops_per_step, peak_flops) if self.first is not None else Rates()
+        return _rates(self.steps, self.wall_s, self.samples, flops_per_step, peak_flops)
 
 
 def per_step(step: WorkloadStep, flops_per_step: float | None, peak_flops: float | None) -> Rates:

@@ -27,8 +27,9 @@ def resolve(target: str, cwd: str | None = None) -> tuple[str, tuple[str, ...]]:
     if target in BUNDLED:  # a file of that name in the way is still reachable as ./cnn
         if not torch_installed():
             raise WorkloadError(f"the bundled workloads ({', '.join(BUNDLED)}) need PyTorch, which is "
-                                f"not installed for {sys.executable}: pip install 'gputop[workloads]' "
-                                "(see the README's Workloads section for a CPU-only build)")
+                                f"not installed for {sys.executable}: {sys.executable} -m pip install torch "
+                                "(a CUDA build of several GB; for the CPU build add --index-url "
+                                "https://download.pytorch.org/whl/cpu; README: Workloads)")
         return target, (sys.executable, "-m", f"gputop.workloads.{target}")
     if target.startswith("-m"):
         return _module(target[2:].strip(), cwd or os.getcwd())

@@ -8,10 +8,12 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from gputop.argtypes import MAX_INTERVAL_S, MIN_INTERVAL_S
+
 KEYS = (
-    ("q", "quit (and stop a workload started with --run)"),
+    ("q / ctrl+c", "quit (and stop a workload started with --run)"),
     ("p", "pause / resume sampling"),
-    ("+ / -", "sample less / more often (0.1 s to 10 s)"),
+    ("+ / -", f"sample less / more often ({MIN_INTERVAL_S:g} s to {MAX_INTERVAL_S:g} s)"),
     ("d", "next GPU: the charts follow it (or click a GPU)"),
     ("s", "sort processes by the next column (or click a header)"),
     ("k", "kill the selected process (SIGTERM, after you confirm)"),

@@ -21,9 +21,9 @@ from textual.geometry import Region
 from textual.reactive import reactive
 from textual.strip import Strip
 
-from gputop.history import History, cpu_key, gpu_key
 from gputop.tui.widgets.dotplot import DotPlot
 from gputop.tui.widgets.panel import KeptLines, StyleMemo
+from gputop.view.history import History, cpu_key, gpu_key
 
 
 def unscaled(value: float) -> float:
@@ -312,6 +312,7 @@ class HistoryCharts(Horizontal, KeptLines):
         super().__init__(**kwargs)
         self.history = history
         self.now_label = now_label
+        self._cpu_power_seen = False  # with no GPU, the power chart shows only once the CPU's has a value
 
     def compose(self) -> ComposeResult:
         yield Chart("activity", "% of capacity", (0, 100), id="chart-activity")
@@ -324,6 +325,7 @@ class HistoryCharts(Horizontal, KeptLines):
     def use_history(self, history: History) -> None:
         """Draw from ``history`` from now on (a replay rebuilds its history when the cursor jumps)."""
         self.history = history
+        self._cpu_power_seen = any(v is not None for v in history.series(cpu_key("cpu_power_w")))
         for chart in self.query(Chart):
             chart.history = history
             chart.now_label = self.now_label
@@ -355,5 +357,8 @@ class HistoryCharts(Horizontal, KeptLines):
         if i is not None:
             power.series.append(Series(gpu_key(i, "power_w"), f"GPU{i}", "gpu"))
         power.note = "" if early else "n/a"
+        # no GPU and no RAPL: no empty "power, W n/a" half of the screen; the activity chart takes it
+        self._cpu_power_seen = self._cpu_power_seen or self.history.latest(cpu_key("cpu_power_w")) is not None
+        power.display = i is not None or self._cpu_power_seen
         for chart in (activity, bandwidth, power):
             chart.replot()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from textual.reactive import reactive
 
-from gputop.lines import GRID_ROWS, Line, cpu_lines, cpu_subtitle
 from gputop.model import CpuSample
 from gputop.tui.widgets.panel import Panel
+from gputop.view.lines import GRID_ROWS, Line, cpu_lines, cpu_subtitle
 
 
 class CpuPanel(Panel):

@@ -10,7 +10,9 @@ from textual.message import Message
 from textual.reactive import reactive
 
 from gputop import format as fmt
-from gputop.lines import (
+from gputop.model import GpuInfo, GpuSample
+from gputop.tui.widgets.panel import Panel
+from gputop.view.lines import (
     LOST,
     NO_GPU_FOUND,
     Line,
@@ -24,8 +26,6 @@ from gputop.lines import (
     short_name,
     trap_warning,
 )
-from gputop.model import GpuInfo, GpuSample
-from gputop.tui.widgets.panel import Panel
 
 BAR_BLOCKS = " ▏▎▍▌▋▊▉█"
 __all__ = ["GpuPanel", "GpuRow", "GpuSelected", "NoGpuPanel", "bar", "panel_subtitle", "trap_warning"]

@@ -10,10 +10,10 @@ from typing import Any
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
 
-from gputop.lines import NO_GPU_FOUND
 from gputop.model import Sample
 from gputop.tui.widgets.gpu import GpuPanel, GpuRow, NoGpuPanel
 from gputop.tui.widgets.panel import KeptLines
+from gputop.view.lines import NO_GPU_FOUND
 
 
 class GpuList(VerticalScroll, KeptLines):

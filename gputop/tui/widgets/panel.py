@@ -13,8 +13,8 @@ from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
 
-from gputop.lines import GAP, Item, Line, Piece, Rows, cells, item, load_style, pack, plain
-from gputop.lines import field as field_item
+from gputop.view.lines import GAP, Item, Line, Piece, Rows, cells, item, load_style, pack, plain
+from gputop.view.lines import field as field_item
 
 __all__ = ["GAP", "Item", "Line", "Piece", "Rows", "cells", "item", "pack", "plain"]
 

@@ -8,9 +8,9 @@ import time
 from textual.reactive import reactive
 
 from gputop import format as fmt
-from gputop.feed import ReplayPosition
-from gputop.lines import Item, Line, fit_parts, gpu_parts, header_start, help_part, item, live_header_parts
 from gputop.tui.widgets.panel import Panel
+from gputop.view.feed import ReplayPosition
+from gputop.view.lines import Item, Line, fit_parts, gpu_parts, header_start, help_part, item, live_header_parts
 
 
 def wall_clock(ts_ns: int) -> str:
@@ -54,7 +54,7 @@ class StatusBar(Panel):
                 self.replay, self.failed_ticks, self.stalled_s)
 
     def build(self, width: int) -> list[Line]:
-        # each part's forms, longest first (gputop.lines.fit_parts)
+        # each part's forms, longest first (gputop.view.lines.fit_parts)
         forms: list[tuple[list[Item], bool]]  # (forms, a stop where none fits)
         if self.replay is not None:
             head, rest = self._replay_parts(self.replay)

@@ -180,15 +180,19 @@ class WorkloadPanel(Panel):
         if state is None:
             return Text("waiting for the workload", style=self.style_of("panel--dim"))
         width = max(width, 20)
+        blocks = [self._headline(state), self._rates(state), [self._loss(state, width)]]
+        if state.steps_source == "auto":  # detected: the figures a reporting workload does not give
+            blocks.append(self._detected(state))
+        return flow(blocks + self._notes(state, width), width)
+
+    def _headline(self, state: WorkloadState) -> list[Text]:
+        """How it runs, for how long, on what; what it holds on its GPU."""
         f, st = self.field, self.style_of
         status_style = st("workload--error") if state.status == "failed" else (
             st("workload--ok") if not state.running else st("panel--value"))
         device = fmt.text(state.device)
         if state.device_name:
             device += f" ({state.device_name})"
-        step = fmt.count(state.step)  # one number format: 18,347 of 20,000, 19,144 samples/s
-        if state.step is not None and state.steps_planned is not None:
-            step += f" of {fmt.count(state.steps_planned)}"
         first = [Text(status_text(state), style=status_style), f("elapsed", elapsed(state.elapsed_s)),
                  f("device", device)]
         use = self.gpu_use
@@ -198,29 +202,51 @@ class WorkloadPanel(Panel):
                 first.append(f("on GPU", fmt.bytes_(use.gpu_mem_bytes), f" in {n} process{'es' if n > 1 else ''}"))
             else:
                 first.append(f("on GPU", "no context"))
+        return first
+
+    def _rates(self, state: WorkloadState) -> list[Text]:
+        """The step and the rates (the whole run's once it ended; stale ones said so)."""
+        f, st = self.field, self.style_of
+        step = fmt.count(state.step)  # one number format: 18,347 of 20,000, 19,144 samples/s
+        if state.step is not None and state.steps_planned is not None:
+            step += f" of {fmt.count(state.steps_planned)}"
         rates = [f("step", step), f(f"{state.sample_unit}/s", fmt.amount(state.samples_per_s)),
                  *([f("tokens/s", fmt.amount(state.tokens_per_s))] if state.tokens_per_sample else []),
                  f("TFLOP/s", fmt.tflops(state.tflops)), f("MFU", fmt.small_pct(state.mfu_pct)),
                  f("energy/step", fmt.joules(state.joules_per_step))]
+        if not state.running and state.step is not None:  # ended: the whole run's, not a window's
+            rates.insert(1, Text("whole run:", style=st("panel--label")))
         stale = stale_for(state)
         if stale is not None:  # a hang, a long evaluation, a stalled loader: the rates are history
             rates.insert(1, Text(f"no step for {elapsed(stale)}: rates as of then", style=st("panel--warn")))
-        blocks: list[list[Text]] = [first, rates]
-        loss = f("loss", loss_text(state.loss))
+        return rates
+
+    def _loss(self, state: WorkloadState, width: int) -> Text:
+        """The loss, and its recent values as a sparkline where there is room."""
+        loss = self.field("loss", loss_text(state.loss))
         spark = sparkline(state.losses, max(0, min(40, width - loss.cell_len - 2)))
         if spark:
             loss.append("  ")
-            loss.append(spark, style=st("workload--spark"))
-        blocks.append([loss])
-        if state.steps_source == "auto":  # detected: the figures a reporting workload does not give
-            per_s, p50, p95 = step_times(state)
-            share = state.data_wait_share
-            blocks.append([f("steps", SOURCE.get(state.steps_source, state.steps_source)),
-                           f("steps/s", fmt.amount(per_s)),
-                           f("step p50", fmt.step_time(p50), f" p95 {fmt.step_time(p95)}"),
-                           f("data wait", fmt.text(None if share is None else f"{100 * share:.0f} %"))])
+            loss.append(spark, style=self.style_of("workload--spark"))
+        return loss
+
+    def _detected(self, state: WorkloadState) -> list[Text]:
+        """What gputop's hooks measure of detected steps: steps/s, step times, data wait."""
+        f = self.field
+        per_s, p50, p95 = step_times(state)
+        share, source = state.data_wait_share, state.steps_source or ""
+        return [f("steps", SOURCE.get(source, source)),
+                f("steps/s", fmt.amount(per_s)),
+                f("step p50", fmt.step_time(p50), f" p95 {fmt.step_time(p95)}"),
+                f("data wait", fmt.text(None if share is None else f"{100 * share:.0f} %"))]
+
+    def _notes(self, state: WorkloadState, width: int) -> list[list[Text]]:
+        """The job's processes, the verdict, a placement warning, no events, the error, and
+        the last output line where the log is hidden: each a block of its own, where there is one."""
+        st = self.style_of
+        blocks: list[list[Text]] = []
         if state.job is not None and state.job.processes:
-            blocks.append([f("job", job_text(state.job))])
+            blocks.append([self.field("job", job_text(state.job))])
         if state.verdict is not None:
             v = state.verdict
             words = f"{v.kind.replace('_', '-')}: {v.evidence}" + (f". {v.suggestion}." if v.suggestion else "")
@@ -234,7 +260,7 @@ class WorkloadPanel(Panel):
         last = clean_line(state.output_tail[-1]) if state.output_tail else ""
         if self.inline_output and last and last != clean_line(state.error or ""):
             blocks.append([Text.assemble(("out ", st("panel--label")), (last[: width - 4], st("panel--dim")))])
-        return flow(blocks, width)
+        return blocks
 
 
 CONTINUED = "  "  # a wrapped output line's continuation rows are indented by this

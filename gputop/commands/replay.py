@@ -6,23 +6,22 @@ recording cut off by a crash (no closing ``]``) replays the samples it has.
 
 A recording of any length opens at once: its samples are indexed by a thread while the first
 ones are shown (gputop.trace.index), and decoded around the cursor on demand. A recording made
-with ``record --run`` shows its workload's panel as it stood at the cursor (gputop.timeline).
+with ``record --run`` shows its workload's panel as it stood at the cursor (gputop.view.timeline).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from typing import Callable, TextIO
+from typing import Callable
 
 from gputop.argtypes import number
-from gputop.exitstatus import ExitStatus
-from gputop.feed import ReplayFeed
-from gputop.timeline import WorkloadTimeline
+from gputop.environment import Environment
 from gputop.trace import TraceError
 from gputop.trace.index import SampleIndex
 from gputop.trace.stream import TraceStream, WorkloadEvents
+from gputop.view.feed import ReplayFeed
+from gputop.view.timeline import WorkloadTimeline
 
 PROG = "gputop replay"
 EXAMPLES = """\
@@ -52,16 +51,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     return parser
 
 
-def run(args: argparse.Namespace, *, show: Callable[[ReplayFeed], int],
-        stderr: TextIO | None = None) -> int:
+def run(args: argparse.Namespace, env: Environment, *, show: Callable[[ReplayFeed], int]) -> int:
     """Load the recording (any problem with it is one line, before a screen is drawn), then
     ``show`` the feed (the CLI's: the terminal check, then the app)."""
-    stderr = sys.stderr if stderr is None else stderr
     try:
         feed = open_feed(args.trace, speed=args.speed, playing=not args.paused)
     except TraceError as exc:
-        stderr.write(f"{PROG}: error: {exc}\n")
-        return ExitStatus.FAILURE
+        return env.error(str(exc))
     try:
         return show(feed)
     finally:

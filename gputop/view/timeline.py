@@ -16,16 +16,16 @@ each ``at()`` takes in the ones added since the last.
 from __future__ import annotations
 
 import bisect
-from typing import Any, Mapping
+from typing import Any
 
 from gputop.model import Sample, WorkloadState, WorkloadStep
 from gputop.trace import CAT_WORKLOAD, ts_ns
-from gputop.trace.decode import workload_steps
-from gputop.trace.reader import Trace
-from gputop.trace.schema import plain
+from gputop.trace.marks import WorkloadEnd, WorkloadExit, WorkloadStart
+from gputop.trace.recording import Trace, workload_steps
 from gputop.trace.stream import WorkloadEvents
 from gputop.workload import rates
 
+NO_START = WorkloadStart(said=False)  # before the start mark
 RECENT_STEPS = 64
 RECENT_LOSSES = 120
 
@@ -44,7 +44,10 @@ class WorkloadTimeline:
         self._seen = 0  # of source.events taken in
         self.steps: list[WorkloadStep] = []
         self._step_ns: list[int] = []
-        self.marks: dict[str, tuple[int, dict[str, Any]]] = {}  # the first start, end, exit
+        # the first start, end and exit marks, (ts_ns, the mark)
+        self.start: tuple[int, WorkloadStart] | None = None
+        self.end: tuple[int, WorkloadEnd] | None = None
+        self.exit: tuple[int, WorkloadExit] | None = None
         self._phase_ns: list[int] = []
         self._phase_after: list[str | None] = []  # the innermost phase after each B/E
         self._open: list[str] = []
@@ -67,9 +70,8 @@ class WorkloadTimeline:
             if at is None or event.get("cat") != CAT_WORKLOAD:
                 continue
             name = event.get("name")
-            if ph == "i" and name in ("start", "end", "exit") and name not in self.marks:
-                args = event.get("args")
-                self.marks[str(name)] = (at, plain(args) if isinstance(args, dict) else {})
+            if ph == "i" and name in ("start", "end", "exit"):
+                self._take_mark(str(name), at, event.get("args"))
             elif ph in ("B", "E") and isinstance(name, str):
                 if ph == "B":
                     self._open.append(name)
@@ -78,9 +80,15 @@ class WorkloadTimeline:
                 self._phase_ns.append(at)
                 self._phase_after.append(self._open[-1] if self._open else None)
 
-    def _mark(self, kind: str, at: int) -> Mapping[str, Any] | None:
-        mark = self.marks.get(kind)
-        return mark[1] if mark is not None and mark[0] <= at else None
+    def _take_mark(self, kind: str, at: int, args: Any) -> None:
+        """The first mark of its kind, typed (gputop.trace.marks); later ones are ignored."""
+        args = args if isinstance(args, dict) else None
+        if kind == "start" and self.start is None:
+            self.start = (at, WorkloadStart.of(args))
+        elif kind == "end" and self.end is None:
+            self.end = (at, WorkloadEnd.of(args))
+        elif kind == "exit" and self.exit is None:
+            self.exit = (at, WorkloadExit.of(args))
 
     def _counter_at(self, name: str, at: int) -> float | None:
         values, stamps = self.source.counters.get(name), self.source.stamps.get(name)
@@ -93,45 +101,43 @@ class WorkloadTimeline:
     def poll(self, sample: Sample | None = None) -> WorkloadState:
         """The state at ``sample``'s time (at the first start mark without one)."""
         self._take_in()
-        at = sample.ts_ns if sample is not None else self.marks.get("start", (0, {}))[0]
+        at = sample.ts_ns if sample is not None else self.start[0] if self.start is not None else 0
         return self.at(at)
 
     def stop(self, grace_s: float = 0.0) -> None:
         """Nothing to stop: a recording's workload ended long ago."""
 
     def at(self, at: int) -> WorkloadState:
-        start = dict(self._mark("start", at) or {})
-        end, exit_ = self._mark("end", at), self._mark("exit", at)
-        started = self.marks["start"][0] if "start" in self.marks else self.header.header.get("start_ns")
+        start = self.start[1] if self.start is not None and self.start[0] <= at else NO_START
+        end = self.end[1] if self.end is not None and self.end[0] <= at else None
+        exit_ = self.exit[1] if self.exit is not None and self.exit[0] <= at else None
+        started = self.start[0] if self.start is not None else self.header.header.get("start_ns")
         k = bisect.bisect_right(self._step_ns, at)
         done = self.steps[max(0, k - RECENT_STEPS):k]
         last = done[-1] if done else None
         window = rates.window(done)
-        flops, peak = _positive(start.get("flops_per_step")), _positive(start.get("peak_flops"))
+        flops, peak = start.flops_per_step, start.peak_flops
         live = rates.over(window, flops, peak)
         status, returncode, error, ended = "running", None, None, None
-        if exit_ is not None:
-            status = str(exit_.get("status") or "failed")
-            returncode = exit_.get("returncode") if isinstance(exit_.get("returncode"), int) else None
-            error = exit_.get("error") if isinstance(exit_.get("error"), str) else None
-            ended = self.marks["exit"][0]
-        elif end is not None:
-            status = "ok" if end.get("status") == "ok" else "failed"
-            error = end.get("error") if isinstance(end.get("error"), str) else None
-            ended = self.marks["end"][0]
+        if exit_ is not None and self.exit is not None:
+            status = exit_.status or "failed"
+            returncode, error, ended = exit_.returncode, exit_.error, self.exit[0]
+        elif end is not None and self.end is not None:
+            status = "ok" if end.status == "ok" else "failed"
+            error, ended = end.error, self.end[0]
         p = bisect.bisect_right(self._phase_ns, at) - 1
         phase = self._phase_after[p] if p >= 0 and status == "running" else None
         losses = tuple(s.loss for s in self.steps[max(0, k - RECENT_LOSSES):k] if s.loss is not None)
         return WorkloadState(
             name=self.name, argv=self.argv, pid=self.pid, status=status, returncode=returncode,
             started_ns=started if isinstance(started, int) else at,
-            ended_ns=ended if ended is not None else at, events=bool(start or done),
-            device=_text(start.get("device")), device_name=_text(start.get("device_name")),
-            precision=_text(start.get("precision")), batch_size=_count(start.get("batch_size")),
-            sample_unit=_text(start.get("sample_unit")) or "samples", flops_per_step=flops,
-            tokens_per_sample=_count(start.get("tokens_per_sample")),
-            peak_flops=peak, peak_flops_source=_text(start.get("peak_flops_source")),
-            steps_planned=_count(start.get("steps_planned")),
+            ended_ns=ended if ended is not None else at, events=start.said or bool(done),
+            device=start.device, device_name=start.device_name,
+            precision=start.precision, batch_size=start.batch_size,
+            sample_unit=start.sample_unit or "samples", flops_per_step=flops,
+            tokens_per_sample=start.tokens_per_sample,
+            peak_flops=peak, peak_flops_source=start.peak_flops_source,
+            steps_planned=start.steps_planned,
             step=None if last is None else last.step,
             samples_per_s=live.samples_per_s, tflops=live.tflops, mfu_pct=live.mfu_pct,
             loss=None if last is None else last.loss, losses=losses,
@@ -141,16 +147,3 @@ class WorkloadTimeline:
             last_step_age_s=None if last is None else max(0.0, (min(at, ended or at) - last.ts_ns) / 1e9),
         )
 
-
-def _positive(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        return None
-    return float(value) if 0 < value < float("inf") else None
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None

@@ -23,9 +23,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
-from gputop.history import History, Value, flatten
 from gputop.model import Sample, WorkloadState
 from gputop.sampler import SupportsSample, Ticker
+from gputop.view.history import History, Value, flatten
 
 if TYPE_CHECKING:  # imported by a replay only: the live view needs no trace code
     from gputop.trace.index import SampleIndex

@@ -9,17 +9,17 @@ or is not Prometheus is one line and exit 1.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from typing import TYPE_CHECKING, Callable, TextIO
+from typing import TYPE_CHECKING, Callable
 
 from gputop import format as fmt
 from gputop.argtypes import INTERVAL, seconds
+from gputop.environment import Environment
 from gputop.exitstatus import ExitStatus
 
 if TYPE_CHECKING:  # httpx is imported only once a command runs
-    from gputop.cluster.feed import ClusterFeed
-    from gputop.cluster.model import ClusterSample
+    from gputop.cluster.fleet import ClusterFeed
+    from gputop.cluster.nodes import ClusterSample
 
 PROG = "gputop cluster"
 DEFAULT_URL = "http://127.0.0.1:9090"
@@ -65,24 +65,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 Show = Callable[["ClusterFeed"], int]  # the TUI: given the feed, runs until quit, returns an exit status
 
 
-def run(args: argparse.Namespace, *, show: Show | None = None, stdout: TextIO | None = None,
-        stderr: TextIO | None = None) -> int:
+def run(args: argparse.Namespace, env: Environment, *, show: Show | None = None) -> int:
     from gputop.cluster.client import PromError, Prometheus
-    from gputop.cluster.feed import ClusterError, ClusterFeed
-    from gputop.cluster.model import to_json
+    from gputop.cluster.fleet import ClusterError, ClusterFeed
+    from gputop.cluster.nodes import to_json
     from gputop.cluster.promql import SelectorError
 
-    stdout = sys.stdout if stdout is None else stdout
-    stderr = sys.stderr if stderr is None else stderr
-
-    def fail(message: str, status: ExitStatus) -> int:
-        stderr.write(f"{PROG}: error: {message}\n")
-        return status
-
     if args.json and not args.once:
-        return fail("--json goes with --once (the view itself is interactive)", ExitStatus.USAGE)
+        return env.error("--json goes with --once (the view itself is interactive)", ExitStatus.USAGE)
     if not args.once and show is None:
-        return fail("no terminal view available here; use --once", ExitStatus.USAGE)
+        return env.error("no terminal view available here; use --once", ExitStatus.USAGE)
     token = None
     if args.bearer_token_file is not None:
         try:
@@ -90,28 +82,28 @@ def run(args: argparse.Namespace, *, show: Show | None = None, stdout: TextIO | 
                 token = f.read().strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or exc
-            return fail(f"cannot read --bearer-token-file {args.bearer_token_file}: {reason}", ExitStatus.USAGE)
+            return env.error(f"cannot read --bearer-token-file {args.bearer_token_file}: {reason}", ExitStatus.USAGE)
         if not token:
-            return fail(f"--bearer-token-file {args.bearer_token_file} is empty", ExitStatus.USAGE)
+            return env.error(f"--bearer-token-file {args.bearer_token_file} is empty", ExitStatus.USAGE)
     try:
         prom = Prometheus(args.prometheus, bearer_token=token, timeout_s=args.timeout,
                           verify=not args.insecure)
     except PromError as exc:
-        return fail(f"--prometheus: {exc}", ExitStatus.USAGE)
+        return env.error(f"--prometheus: {exc}", ExitStatus.USAGE)
     feed = None
     try:
         try:
             feed = ClusterFeed(prom, args.selector)
         except SelectorError as exc:
-            return fail(str(exc), ExitStatus.USAGE)
+            return env.error(str(exc), ExitStatus.USAGE)
         if not args.once:
             assert show is not None
             return show(feed)
         try:
             sample = feed.refresh()
         except ClusterError as exc:
-            return fail(str(exc), ExitStatus.USAGE if exc.usage else ExitStatus.FAILURE)
-        stdout.write(to_json(sample) if args.json else to_text(sample))
+            return env.error(str(exc), ExitStatus.USAGE if exc.usage else ExitStatus.FAILURE)
+        env.stdout.write(to_json(sample) if args.json else to_text(sample))
         return ExitStatus.OK
     finally:
         if feed is not None:
@@ -126,15 +118,18 @@ def clock_time(ts: float | None) -> str:
 
 def to_text(sample: ClusterSample) -> str:
     """``--once`` without ``--json``: the totals, then a line per node and per GPU."""
+    from gputop.cluster.nodes import labels, stale_note
+
     t = sample.totals
-    lines = [(f"{t.nodes} nodes ({t.stale_nodes} stale)   GPUs {t.busy_gpus} busy of {t.gpus}"
+    lines = [(f"{t.nodes} nodes ({stale_note(t)})   GPUs {t.busy_gpus} busy of {t.gpus}"
               f"   {t.idle_with_memory} idle holding memory   power {fmt.watts(t.power_w)}"
               f"   cores {fmt.num(t.cores_busy)} busy of {fmt.text(t.cores)}")]
     if not sample.nodes:
         lines.append("no targets: Prometheus scrapes nothing this selector matches")
+    names = labels(sample.nodes)
     for n in sample.nodes:
         stale = f"   STALE since {clock_time(n.stale_since)}" if n.stale else ""
-        lines.append(f"{n.label}   [{fmt.text(n.source)}: {', '.join(n.instances)}]"
+        lines.append(f"{names[n.host]}   [{fmt.text(n.source)}: {', '.join(n.instances)}]"
                      f"   cores {fmt.num(n.cores_busy)} busy of {fmt.text(n.cores)}{stale}")
         for g in n.gpus:
             activity = (f"SMs {fmt.pct(g.sm_active_pct)}" if g.sm_active_pct is not None

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from typing import Callable, TextIO
 
 from gputop import console
 from gputop import format as fmt
 from gputop.argtypes import INTERVAL, file_name, seconds
+from gputop.environment import Environment
 from gputop.exitstatus import ExitStatus
-from gputop.model import WorkloadMark, WorkloadState, WorkloadStep
-from gputop.sampler import SamplerLike, iter_samples, open_real
+from gputop.model import Sample, WorkloadMark, WorkloadState, WorkloadStep
+from gputop.sampler import SamplerLike, iter_samples
 from gputop.signals import Stopped, StopSignals, signal_name
 from gputop.trace import TraceWriter
 from gputop.workload import Workload, WorkloadError
@@ -78,106 +78,151 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     return parser
 
 
-def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
-        open_sampler: Callable[[float], SamplerLike] = open_real, stderr: TextIO | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        isatty: Callable[[TextIO], bool] = console.isatty, stdout: TextIO | None = None) -> int:
-    """Record until --duration, Ctrl-C or SIGTERM. ``sampler`` is used as given; without one,
-    ``open_sampler`` builds the real sources, after the output file is open (so a bad path
-    costs nothing), and they are closed at the end."""
-    stderr = sys.stderr if stderr is None else stderr
-    stdout = sys.stdout if stdout is None else stdout
+def run(args: argparse.Namespace, env: Environment) -> int:
+    """Record until --duration, Ctrl-C or SIGTERM. ``env.sampler`` is used as given; without
+    one, ``env.open_sampler`` builds the real sources, after the output file is open (so a bad
+    path costs nothing), and they are closed at the end."""
+    try:
+        workload = _workload(args)
+    except WorkloadError as exc:
+        return env.error(str(exc), ExitStatus.USAGE)
+    writer = _open_writer(args, workload)
+    if isinstance(writer, str):
+        return env.error(writer)
+    sampler = env.sampler
+    close_failed = None
+    try:
+        if sampler is None:
+            sampler = env.open_sampler(2.0)
+        progress = _Progress(writer, env.stderr, env.clock) if env.stderr_isatty else None
+        echo = None if getattr(args, "quiet", False) else _Echo(env.stdout, env.stderr, progress)
+        recording = _Recording(writer, workload, sampler, progress, echo)
+        recording.record(args, env.clock)
+    except WorkloadError as exc:
+        return env.error(str(exc), ExitStatus.USAGE)
+    except OSError as exc:  # disk full, file system gone: what was written still loads
+        return env.error(f"writing {args.out} failed after {writer.samples} samples: {exc.strerror or exc}")
+    finally:
+        close_failed = _close(writer, sampler if env.sampler is None else None)
+    if close_failed:  # the disk filled at the very end: the samples are there, the closing ] is not
+        return env.error(f"writing {args.out} failed at its end after {writer.samples} samples: {close_failed}")
+    return _workload_ended(recording, env.stderr)
 
-    def _error(message: str, code: int = ExitStatus.FAILURE) -> int:
-        stderr.write(f"{PROG}: error: {message}\n")
-        return code
 
-    workload = None
-    if getattr(args, "run", None) is not None:
-        try:
-            workload = Workload(args.run, getattr(args, "run_args", ()) or (), collect=True,
-                                instrument=getattr(args, "instrument", True))
-        except WorkloadError as exc:
-            return _error(str(exc), ExitStatus.USAGE)
+def _workload(args: argparse.Namespace) -> Workload | None:
+    """The workload --run names (not started yet), if any."""
+    if getattr(args, "run", None) is None:
+        return None
+    return Workload(args.run, getattr(args, "run_args", ()) or (), collect=True,
+                    instrument=getattr(args, "instrument", True))
+
+
+def _open_writer(args: argparse.Namespace, workload: Workload | None) -> TraceWriter | str:
+    """The trace file, created with its header's settings; or why it could not be."""
     settings = {"interval_s": args.interval, "duration_s": args.duration,
                 "command": "gputop record", "pid": os.getpid()}
     if workload is not None:
         settings["run"] = list(workload.argv)
     if os.path.isdir(args.out):
-        return _error(f"{args.out} is a directory; --out names the trace file to write")
+        return f"{args.out} is a directory; --out names the trace file to write"
     try:
-        writer = TraceWriter.create(args.out, force=args.force, settings=settings)
+        return TraceWriter.create(args.out, force=args.force, settings=settings)
     except FileExistsError:
-        return _error(f"{args.out} exists (use --force to overwrite it)")
+        return f"{args.out} exists (use --force to overwrite it)"
     except OSError as exc:
-        return _error(f"cannot write {args.out}: {exc.strerror or exc}")
-    own_sampler = sampler is None
-    state = None
-    stopped_by = None  # "--duration", or the signal that stopped the recording
+        return f"cannot write {args.out}: {exc.strerror or exc}"
+
+
+def _close(writer: TraceWriter, sampler: SamplerLike | None) -> str | None:
+    """The trace closed, then the sources this command opened; why the closing ``]`` could not
+    be written, or None."""
     try:
-        if sampler is None:
-            sampler = open_sampler(2.0)
-        progress = _Progress(writer, stderr, clock) if isatty(stderr) else None
-        echo = None if getattr(args, "quiet", False) else _Echo(stdout, stderr, progress)
-        drain = (lambda: []) if workload is None else _drainer(workload, echo)
+        writer.close()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        if sampler is not None:
+            sampler.close()
+    return None
+
+
+def _workload_ended(recording: _Recording, stderr: TextIO) -> int:
+    """How the workload ended, on one stderr line; the exit status (1: it failed)."""
+    state = recording.state
+    if state is None:
+        return ExitStatus.OK
+    stderr.write(_workload_line(state, recording.stopped_by,
+                                _lost(state, recording.workload, recording.writer)) + "\n")
+    return ExitStatus.FAILURE if state.status == "failed" else ExitStatus.OK
+
+
+class _Recording:
+    """One recording under way: samples (and the workload's steps and marks) into the writer,
+    until --duration, a stop signal or the workload's end; what became of the workload."""
+
+    def __init__(self, writer: TraceWriter, workload: Workload | None, sampler: SamplerLike,
+                 progress: _Progress | None, echo: _Echo | None) -> None:
+        self.writer, self.workload, self.sampler, self.progress = writer, workload, sampler, progress
+        self.drain: Drain = (lambda: []) if workload is None else _drainer(workload, echo)
+        self.state: WorkloadState | None = None
+        self.stopped_by: str | None = None  # "--duration", or the signal that stopped the recording
+
+    def record(self, args: argparse.Namespace, clock: Callable[[], float]) -> None:
         with StopSignals() as stop:
-            sleep = stop.sleep if workload is None else _draining(stop.sleep, workload, writer, drain)
+            sleep = (stop.sleep if self.workload is None
+                     else _draining(stop.sleep, self.workload, self.writer, self.drain))
             try:
-                if workload is not None:  # on this (the main) thread: see Workload.start
-                    workload.start()
-                    if workload.pid is not None:
-                        writer.set_workload(workload.pid, workload.name, workload.argv)
-                for sample in iter_samples(sampler, args.interval, args.duration, clock=clock,
-                                           sleep=sleep):
-                    writer.write_sample(sample)
-                    if workload is not None:
-                        state = workload.poll(sample)
-                        writer.write_workload(drain(), state, sample.ts_ns)
-                    if progress:
-                        progress.update(state)
-                    if stop.event.is_set():
-                        break
-                    if workload is not None and state is not None and not state.running:
-                        # one more sample once the GPUs can be read again, so that the energy
-                        # of the last steps is covered (as `compare` does)
-                        stop.sleep(sampler.gpu_interval_s)
-                        sample = sampler.sample()
-                        writer.write_sample(sample)
-                        state = workload.poll(sample)
-                        writer.write_workload(drain(), state, sample.ts_ns)
-                        break
-                else:
-                    stopped_by = "--duration"
+                self._start_workload()
+                if self._sample(args, stop, clock, sleep):
+                    self.stopped_by = "--duration"
             except Stopped:
                 pass
             finally:
                 if stop.signal is not None:
-                    stopped_by = signal_name(stop.signal)
-                if workload is not None:
-                    state = workload.stop()
-                    writer.write_workload(drain())
-                    writer.write_workload_exit(
-                        state, time.time_ns(), stopped_by=stopped_by if state.status == "stopped" else None,
-                        events_ignored=state.events_ignored or None,
-                        pending_dropped=workload.pending_dropped or None)
-            if progress:
-                progress.finish(state)
-    except WorkloadError as exc:
-        return _error(str(exc), ExitStatus.USAGE)
-    except OSError as exc:  # disk full, file system gone: what was written still loads
-        return _error(f"writing {args.out} failed after {writer.samples} samples: "
-                      f"{exc.strerror or exc}")
-    finally:
-        try:
-            writer.close()
-        finally:
-            if own_sampler and sampler is not None:
-                sampler.close()
-    if state is not None:
-        stderr.write(_workload_line(state, stopped_by, _lost(state, workload, writer)) + "\n")
-        if state.status == "failed":
-            return ExitStatus.FAILURE
-    return ExitStatus.OK
+                    self.stopped_by = signal_name(stop.signal)
+                self._stop_workload()
+            if self.progress:
+                self.progress.finish(self.state)
+
+    def _start_workload(self) -> None:
+        if self.workload is not None:  # on this (the main) thread: see Workload.start
+            self.workload.start()
+            if self.workload.pid is not None:
+                self.writer.set_workload(self.workload.pid, self.workload.name, self.workload.argv)
+
+    def _sample(self, args: argparse.Namespace, stop: StopSignals, clock: Callable[[], float],
+                sleep: Callable[[float], None]) -> bool:
+        """Samples written until one of the ends; True where it was --duration's."""
+        for sample in iter_samples(self.sampler, args.interval, args.duration, clock=clock, sleep=sleep):
+            self._write(sample)
+            if self.progress:
+                self.progress.update(self.state)
+            if stop.event.is_set():
+                return False
+            if self.state is not None and not self.state.running:
+                # one more sample once the GPUs can be read again, so that the energy
+                # of the last steps is covered (as `compare` does)
+                stop.sleep(self.sampler.gpu_interval_s)
+                self._write(self.sampler.sample())
+                return False
+        return True
+
+    def _write(self, sample: Sample) -> None:
+        self.writer.write_sample(sample)
+        if self.workload is not None:
+            self.state = self.workload.poll(sample)
+            self.writer.write_workload(self.drain(), self.state, sample.ts_ns)
+
+    def _stop_workload(self) -> None:
+        """The workload stopped (if it still runs), its last items and its exit written."""
+        if self.workload is None:
+            return
+        state = self.state = self.workload.stop()
+        self.writer.write_workload(self.drain())
+        self.writer.write_workload_exit(
+            state, time.time_ns(), stopped_by=self.stopped_by if state.status == "stopped" else None,
+            events_ignored=state.events_ignored or None,
+            pending_dropped=self.workload.pending_dropped or None)
 
 
 Drain = Callable[[], "list[WorkloadStep | WorkloadMark]"]

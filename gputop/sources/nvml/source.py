@@ -1,12 +1,8 @@
-"""NVIDIA GPUs through NVML (pynvml): the source the sampler reads. With nvml_query, nvml_info
-and gpm beside it, the only modules that import pynvml.
-
-Every NVML call goes through ``nvml_query._query``, the one choke point: a query the device or
-driver can't answer gives ``None``, never 0; a lost GPU raises ``_GpuLost``, which marks that
-device lost while the others go on.
+"""NvmlSource: every NVIDIA GPU NVML can see, probed once and read per tick; a lost device
+marked lost while the others go on.
 
 What a device supports is probed once, in ``NvmlSource.open``: each per-tick query that answered
-becomes a ``_Reader`` (which call, with which arguments, into which fields), choosing the newest
+becomes a ``Reader`` (which call, with which arguments, into which fields), choosing the newest
 variant the driver has (memory info v2 or v1, GetTemperatureV or GetTemperature, clocks event or
 throttle reasons, process queries v3 or v2). A tick then calls only what answered.
 """
@@ -20,31 +16,29 @@ from typing import Any, Callable, Mapping
 import pynvml
 
 from gputop.model import GpuInfo, GpuProcess, GpuSample
-from gputop.sources.gpm import Gpm
-from gputop.sources.nvml_info import _cuda_version, _lost_info, _reason, _static_info, _text
-from gputop.sources.nvml_query import (
-    _COUNTERS,
-    _LOST,
-    _NOT_AVAILABLE,
-    _PCIE_THROUGHPUT,
-    _PROCESS_QUERIES,
-    _SLOW_FIELDS,
-    _TICK_QUERIES,
+from gputop.sources.nvml.gpm import Gpm
+from gputop.sources.nvml.info import cuda_version, lost_info, static_info, text, unavailable_reason
+from gputop.sources.nvml.query import (
+    COUNTERS,
+    LOST,
+    NOT_AVAILABLE,
+    PCIE_THROUGHPUT,
+    PROCESS_QUERIES,
+    SLOW_FIELDS,
     SLOW_INTERVAL_S,
+    TICK_QUERIES,
     UNANSWERABLE,
+    GpuLost,
     GpuUnavailable,
-    _field_value,
-    _first_answering,
-    _GpuLost,
-    _kib_per_s,
-    _query,
-    _read_all,
-    _Reader,
+    Reader,
+    field_value,
+    first_answering,
+    kib_per_s,
+    query,
+    read_all,
 )
 
-__all__ = ["GpuUnavailable", "NvmlSource", "SLOW_INTERVAL_S"]
-
-log = logging.getLogger(__name__)
+log = logging.getLogger("gputop.sources.nvml")  # the package's one logger
 Clock = Callable[[], float]
 
 
@@ -58,8 +52,8 @@ class _Device:
         self.info = info
         self.lost_sample = GpuSample(info, lost=True)
         self.lost = False
-        self.readers: list[_Reader] = []
-        self.slow_readers: list[_Reader] = []
+        self.readers: list[Reader] = []
+        self.slow_readers: list[Reader] = []
         self.slow_at: float | None = None
         self.slow_values: dict[str, Any] = {}
         self.slow_field_count = 0
@@ -76,47 +70,47 @@ class _Device:
     # -- probe, once
     def probe(self) -> None:
         h = self.handle
-        for fields, variants, convert in _TICK_QUERIES:
-            found = _first_answering(h, variants)
+        for fields, variants, convert in TICK_QUERIES:
+            found = first_answering(h, variants)
             if found:
-                slow = _SLOW_FIELDS.issuperset(fields)
+                slow = SLOW_FIELDS.issuperset(fields)
                 (self.slow_readers if slow else self.readers).append(
-                    _Reader(fields, found[0], (h, *found[1]), convert))
+                    Reader(fields, found[0], (h, *found[1]), convert))
         self.slow_field_count = sum(len(r.fields) for r in self.slow_readers)
         self.energy_counter = any(r.fields == ("energy_j",) for r in self.readers)
         self._probe_counters()
         if self.info.gpm_supported:
-            self.gpm = Gpm.open(h, _query)
-        for kind, names in _PROCESS_QUERIES:
-            found = _first_answering(h, tuple((name, ()) for name in names))
+            self.gpm = Gpm.open(h, query)
+        for kind, names in PROCESS_QUERIES:
+            found = first_answering(h, tuple((name, ()) for name in names))
             if found:
                 self.process_fns.append((kind, found[0]))
-        self.process_util = _query(pynvml.nvmlDeviceGetProcessUtilization, h, 0,
+        self.process_util = query(pynvml.nvmlDeviceGetProcessUtilization, h, 0,
                                    unanswerable=UNANSWERABLE) is not UNANSWERABLE
 
     def _probe_counters(self) -> None:
         h = self.handle
-        wanted = [c for c in _COUNTERS if c[1] is not None]
+        wanted = [c for c in COUNTERS if c[1] is not None]
         ids = [(fid, scope) for _, fid, scope, _ in wanted] + [(pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT, 0)]
-        values = _query(pynvml.nvmlDeviceGetFieldValues, h, ids)
-        answered = [_field_value(v) for v in values] if values is not None else [None] * len(ids)
+        values = query(pynvml.nvmlDeviceGetFieldValues, h, ids)
+        answered = [field_value(v) for v in values] if values is not None else [None] * len(ids)
         no_links = answered[-1] == 0
         for (name, fid, scope, scale), value in zip(wanted, answered):
             if value is not None and not (no_links and name.startswith("nvlink")):
                 self.counters.append((name, (fid, scope), scale))
         have = {name for name, _, _ in self.counters}
-        for name, variants in _PCIE_THROUGHPUT:
-            found = None if name in have else _first_answering(h, variants)
+        for name, variants in PCIE_THROUGHPUT:
+            found = None if name in have else first_answering(h, variants)
             if found:
-                self.readers.append(_Reader((name,), found[0], (h, *found[1]), _kib_per_s))
+                self.readers.append(Reader((name,), found[0], (h, *found[1]), kib_per_s))
 
     # -- every tick
     def read(self) -> dict[str, Any]:
         now = self.clock()
         stale = self.slow_at is None or now - self.slow_at >= SLOW_INTERVAL_S
         if stale or len(self.slow_values) < self.slow_field_count:  # a failed read is retried next tick
-            self.slow_values, self.slow_at = _read_all(self.slow_readers), now
-        values = _read_all(self.readers)
+            self.slow_values, self.slow_at = read_all(self.slow_readers), now
+        values = read_all(self.readers)
         values.update(self.slow_values)
         if not self.energy_counter:
             values["energy_j"] = self._integrate_power(now, values.get("power_w"))
@@ -142,8 +136,8 @@ class _Device:
 
     def _rates(self) -> dict[str, float | None]:
         now = self.clock()
-        values = _query(pynvml.nvmlDeviceGetFieldValues, self.handle, [c[1] for c in self.counters])
-        counts = [_field_value(v) for v in values] if values is not None else [None] * len(self.counters)
+        values = query(pynvml.nvmlDeviceGetFieldValues, self.handle, [c[1] for c in self.counters])
+        counts = [field_value(v) for v in values] if values is not None else [None] * len(self.counters)
         rates: dict[str, float | None] = {}
         last = self.last_counts
         for i, (name, _, scale) in enumerate(self.counters):
@@ -159,12 +153,12 @@ class _Device:
         merged: dict[int, tuple[list[str], int | None]] = {}
         answered = False
         for kind, fn in self.process_fns:
-            procs = _query(fn, self.handle)
+            procs = query(fn, self.handle)
             if procs is None:
                 continue
             answered = True
             for p in procs:
-                mem = p.usedGpuMemory if p.usedGpuMemory not in _NOT_AVAILABLE else None
+                mem = p.usedGpuMemory if p.usedGpuMemory not in NOT_AVAILABLE else None
                 kinds, known = merged.get(p.pid, ([], None))
                 kinds.append(kind)
                 merged[p.pid] = (kinds, known if mem is None else max(mem, known or 0))
@@ -182,7 +176,7 @@ class _Device:
         """SM and memory utilization per pid from samples newer than the last look."""
         if not self.process_util:
             return {}
-        samples = _query(pynvml.nvmlDeviceGetProcessUtilization, self.handle, self.last_seen_us)
+        samples = query(pynvml.nvmlDeviceGetProcessUtilization, self.handle, self.last_seen_us)
         if not samples:  # NOT_FOUND: no samples since the last look
             return {}
         newest: dict[int, Any] = {}
@@ -203,7 +197,7 @@ class _Device:
         if self.gpm is not None:
             try:
                 self.gpm.close()
-            except _GpuLost:
+            except GpuLost:
                 pass  # a lost device's buffers go with the driver state at shutdown
             self.gpm = None
 
@@ -227,11 +221,11 @@ class NvmlSource:
         try:
             pynvml.nvmlInit()
         except (pynvml.NVMLError, pynvml.NVMLLibraryMismatchError) as err:
-            raise GpuUnavailable(_reason(err)) from None
+            raise GpuUnavailable(unavailable_reason(err)) from None
         try:
             return cls(_probe_all(clock))
         except BaseException:
-            _query(pynvml.nvmlShutdown)
+            query(pynvml.nvmlShutdown)
             raise
 
     def sample(self, processes: Mapping[int, tuple[GpuProcess, ...] | None] | None = None
@@ -248,7 +242,7 @@ class NvmlSource:
         if not device.lost:
             try:
                 return GpuSample(device.info, processes=processes, **device.read())
-            except _GpuLost as err:
+            except GpuLost as err:
                 log.warning("GPU %d (%s) lost: %s", device.index, device.info.name, err)
                 device.lost = True
         return device.lost_sample
@@ -264,7 +258,7 @@ class NvmlSource:
             if not device.lost:
                 try:
                     result[device.index] = device.processes() if device.process_fns else None
-                except _GpuLost as err:
+                except GpuLost as err:
                     log.warning("GPU %d (%s) lost: %s", device.index, device.info.name, err)
                     device.lost = True
         return result
@@ -275,34 +269,34 @@ class NvmlSource:
         self._closed = True
         for device in self._devices:
             device.close()
-        _query(pynvml.nvmlShutdown)
+        query(pynvml.nvmlShutdown)
 
 
 def _probe_all(clock: Clock) -> list[_Device]:
     try:
         count = pynvml.nvmlDeviceGetCount()
     except pynvml.NVMLError as err:
-        raise GpuUnavailable(_reason(err)) from None
-    driver = _text(_query(pynvml.nvmlSystemGetDriverVersion))
-    cuda = _cuda_version()
+        raise GpuUnavailable(unavailable_reason(err)) from None
+    driver = text(query(pynvml.nvmlSystemGetDriverVersion))
+    cuda = cuda_version()
     devices = []
     for index in range(count):
         try:
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
         except pynvml.NVMLError as err:
-            if err.value in _LOST:
-                devices.append(_Device.lost_at_open(index, _lost_info(index, driver, cuda)))
+            if err.value in LOST:
+                devices.append(_Device.lost_at_open(index, lost_info(index, driver, cuda)))
             else:  # e.g. a device this container may not open
                 log.info("GPU %d skipped: %s", index, err)
             continue
         device = None
         try:
-            device = _Device(index, handle, _static_info(index, handle, driver, cuda), clock)
+            device = _Device(index, handle, static_info(index, handle, driver, cuda), clock)
             device.probe()
-        except _GpuLost:
+        except GpuLost:
             if device is not None:
                 device.close()
-            info = device.info if device is not None else _lost_info(index, driver, cuda)
+            info = device.info if device is not None else lost_info(index, driver, cuda)
             device = _Device.lost_at_open(index, info)
         devices.append(device)
     if not devices:

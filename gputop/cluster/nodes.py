@@ -7,7 +7,9 @@ machine are one node). The flags for what wastes a cluster are computed here, in
 
 from __future__ import annotations
 
+import collections
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -102,14 +104,31 @@ def _sum(values: list[float | None]) -> float | None:
 
 
 def totals(nodes: tuple[ClusterNode, ...]) -> Totals:
-    gpus = [g for n in nodes for g in n.gpus]
-    cores = _sum([n.cores for n in nodes])
+    """Every node counted; GPUs, power and cores of the fresh ones only. A stale node's values are
+    its last answer, which a view remembers and ``--once`` never saw: one rule for both."""
+    fresh = [n for n in nodes if not n.stale]
+    gpus = [g for n in fresh for g in n.gpus]
+    cores = _sum([n.cores for n in fresh])
     return Totals(
-        nodes=len(nodes), stale_nodes=sum(1 for n in nodes if n.stale), gpus=len(gpus),
+        nodes=len(nodes), stale_nodes=len(nodes) - len(fresh), gpus=len(gpus),
         busy_gpus=sum(1 for g in gpus if g.busy),
         idle_with_memory=sum(1 for g in gpus if g.idle_with_memory),
         power_w=_sum([g.power_w for g in gpus]),
-        cores=None if cores is None else int(cores), cores_busy=_sum([n.cores_busy for n in nodes]))
+        cores=None if cores is None else int(cores), cores_busy=_sum([n.cores_busy for n in fresh]))
+
+
+def stale_note(t: Totals) -> str:
+    """The stale nodes and the totals' rule for them: "1 stale, not in the totals", "0 stale"."""
+    return f"{t.stale_nodes} stale" + (", not in the totals" if t.stale_nodes else "")
+
+
+def labels(nodes: Iterable[ClusterNode]) -> dict[str, str]:
+    """Each node's name to show, by host: its host name, and its address beside a host name that
+    two nodes share (two machines both called "localhost" or "gpu-node")."""
+    nodes = list(nodes)
+    shared = {name for name, k in collections.Counter(n.label for n in nodes).items() if k > 1}
+    return {n.host: f"{n.label} ({n.host})" if n.label in shared and n.label != n.host else n.label
+            for n in nodes}
 
 
 def to_dict(sample: ClusterSample) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Callable, Protocol
 
 from gputop.cluster import decode, names
 from gputop.cluster.client import PromError, Result, paused_gc
-from gputop.cluster.model import ClusterNode, ClusterSample, totals
+from gputop.cluster.nodes import ClusterNode, ClusterSample, totals
 from gputop.cluster.promql import Queries
 
 NAMES_EVERY = 12  # refreshes between two readings of the GPUs' names (a new GPU: read at once)

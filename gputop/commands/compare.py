@@ -29,9 +29,10 @@ from typing import Any, Callable, Sequence, TextIO
 
 from gputop import console
 from gputop.argtypes import integer
+from gputop.environment import Environment
 from gputop.exitstatus import ExitStatus
 from gputop.model import WorkloadState, WorkloadStep
-from gputop.sampler import SamplerLike, open_real
+from gputop.sampler import SamplerLike
 from gputop.signals import Interrupted, StopSignals, signal_name
 from gputop.workload import BUNDLED, Workload, WorkloadError, rates, resolve
 from gputop.workload.targets import module_source
@@ -154,39 +155,64 @@ def _progress_line(device: str, state: WorkloadState) -> str:
     return f"{PROG}: {device}  {what}"
 
 
-def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
-        open_sampler: Callable[[float], SamplerLike] = open_real, stdout: TextIO | None = None,
-        stderr: TextIO | None = None, isatty: Callable[[TextIO], bool] = console.isatty) -> int:
-    """Both runs, then the table (or JSON). ``sampler`` is used as given; without one,
-    ``open_sampler`` builds the real sources (and they are closed at the end)."""
-    stdout = sys.stdout if stdout is None else stdout
-    stderr = sys.stderr if stderr is None else stderr
-    extra = tuple(getattr(args, "run_args", ()) or ())
+def run(args: argparse.Namespace, env: Environment) -> int:
+    """Both runs, then the table (or JSON). ``env.sampler`` is used as given; without one,
+    ``env.open_sampler`` builds the real sources (and they are closed at the end)."""
     try:
-        name, _ = resolve(args.workload)
+        plan = _plan(args)
+    except (WorkloadError, _Refused) as exc:
+        return env.error(str(exc), ExitStatus.USAGE)
+    sampler = env.sampler
+    try:
+        # the first signal unwinds measure(), whose finally stops the workload's whole group
+        # (SIGTERM's and SIGHUP's defaults would end compare at once and leave it running)
+        with StopSignals(raise_first=True):
+            if sampler is None:
+                sampler = env.open_sampler(3600.0)  # no process table needed
+            results = _measure_both(args, plan, sampler, env.stderr if env.stderr_isatty else None)
+            if _no_step_seen(plan, results):
+                return env.error(f"{plan.name} ran on the CPU and no training step of it was seen "
+                                 "(no torch optimizer stepped, no backward): nothing to compare")
     except WorkloadError as exc:
-        return _error(stderr, str(exc))
+        return env.error(str(exc), ExitStatus.USAGE)
+    except Interrupted as exc:  # measure() has stopped the workload's group on the way out
+        if env.stderr_isatty:
+            env.stderr.write(console.CLEAR_LINE)
+        env.stderr.write(f"{PROG}: stopped by {signal_name(exc.signum)}\n")
+        return ExitStatus.signalled(exc.signum)
+    finally:
+        if env.sampler is None and sampler is not None:
+            sampler.close()
+    return _show(args, plan, results, env.stdout)
+
+
+class _Refused(Exception):
+    """A command line compare will not run (the message says why)."""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What both runs are given: the workload, how it takes its device, steps and batch."""
+
+    name: str
+    takes_device: bool  # the script declares --device: it gets cpu, then cuda
+    steps: int
+    batch: int | None
+    common: list[str]  # the arguments of both runs (before --device)
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
+    """The runs the command line asks for; WorkloadError or _Refused where it cannot be."""
+    extra = tuple(getattr(args, "run_args", ()) or ())
+    name, _ = resolve(args.workload)
     bundled = args.workload in BUNDLED and name == args.workload
     # the file to read for --device and imports: a module's (-m pkg.train), else the script
     source = (module_source(name) if args.workload.startswith("-m") else args.workload) or ""
     takes_device = bundled or _takes_device(source)
     if not takes_device:
-        refusal = _unseen(source, name)
-        if refusal is None and (args.steps is not None or args.batch_size is not None):
-            refusal = (f"{name} takes no --device, so it runs as it is: --steps and --batch-size are "
-                       "for workloads that take them (give a script its own options after '--')")
-        if refusal is not None:
-            return _error(stderr, refusal)
+        _refuse_as_it_is(args, source, name)
     steps = DEFAULT_STEPS if args.steps is None else args.steps
-    if steps <= args.warmup:
-        return _error(stderr, f"--steps {steps} leaves nothing after --warmup {args.warmup} "
-                      "warm-up steps")
-    if _given(extra, "--device"):
-        return _error(stderr, "compare chooses --device itself (cpu, then cuda)")
-    for option in ("--steps", "--batch-size"):
-        if _given(extra, option):
-            return _error(stderr, f"give {option} to compare itself (before '--'), not to the "
-                          "workload after it: compare passes its own to both runs")
+    _refuse_options(args, steps, extra)
     batch = args.batch_size if args.batch_size is not None else SAME_BATCH.get(name) if bundled else None
     common: list[str] = []
     if takes_device:
@@ -194,52 +220,72 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
         if batch is not None:
             common += ["--batch-size", str(batch)]
     common += extra
-    own_sampler = sampler is None
-    tty = isatty(stderr)
+    return _Plan(name, takes_device, steps, batch, common)
 
+
+def _refuse_as_it_is(args: argparse.Namespace, source: str, name: str) -> None:
+    """A script run as it is (no --device): refused where no step of it can be seen, or where
+    compare's own --steps or --batch-size would have nowhere to go."""
+    refusal = _unseen(source, name)
+    if refusal is None and (args.steps is not None or args.batch_size is not None):
+        refusal = (f"{name} takes no --device, so it runs as it is: --steps and --batch-size are "
+                   "for workloads that take them (give a script its own options after '--')")
+    if refusal is not None:
+        raise _Refused(refusal)
+
+
+def _refuse_options(args: argparse.Namespace, steps: int, extra: Sequence[str]) -> None:
+    """Steps all warm-up, or an option compare gives both runs itself given after '--'."""
+    if steps <= args.warmup:
+        raise _Refused(f"--steps {steps} leaves nothing after --warmup {args.warmup} warm-up steps")
+    if _given(extra, "--device"):
+        raise _Refused("compare chooses --device itself (cpu, then cuda)")
+    for option in ("--steps", "--batch-size"):
+        if _given(extra, option):
+            raise _Refused(f"give {option} to compare itself (before '--'), not to the "
+                           "workload after it: compare passes its own to both runs")
+
+
+def _measure_both(args: argparse.Namespace, plan: _Plan, sampler: SamplerLike | None,
+                  progress_to: TextIO | None) -> list[Result]:
+    """The CPU run, then the GPU run; the CPU's alone where the GPU's would tell nothing more
+    (it failed, or no step of a script run as it is was seen). ``progress_to``: the terminal
+    the progress line is redrawn on, if any."""
     def progress(line: str) -> None:
-        stderr.write(console.CLEAR_LINE + line)
-        stderr.flush()
+        assert progress_to is not None
+        progress_to.write(console.CLEAR_LINE + line)
+        progress_to.flush()
 
     results = []
-    try:
-        # the first signal unwinds measure(), whose finally stops the workload's whole group
-        # (SIGTERM's and SIGHUP's defaults would end compare at once and leave it running)
-        with StopSignals(raise_first=True):
-            if own_sampler:
-                sampler = open_sampler(3600.0)  # no process table needed
-            for device in ("cpu", "cuda"):
-                argv, env = (["--device", device, *common], None) if takes_device else (common, _env(device))
-                results.append(measure(args.workload, argv, device, max(steps, KEEP_STEPS), args.warmup,
-                                       sampler=sampler, progress=progress if tty else None, env=env))
-                if tty:
-                    stderr.write(console.CLEAR_LINE)
-                    stderr.flush()
-                if device == "cpu" and results[0].state.step is None and not takes_device \
-                        and results[0].state.status == "ok":
-                    return _error(stderr, f"{name} ran on the CPU and no training step of it was seen "
-                                  "(no torch optimizer stepped, no backward): nothing to compare",
-                                  ExitStatus.FAILURE)
-                if device == "cpu" and results[0].state.status != "ok":
-                    break  # the GPU run would fail the same way: the CPU side says why
-    except WorkloadError as exc:
-        return _error(stderr, str(exc))
-    except Interrupted as exc:  # measure() has stopped the workload's group on the way out
-        if tty:
-            stderr.write(console.CLEAR_LINE)
-        stderr.write(f"{PROG}: stopped by {signal_name(exc.signum)}\n")
-        return ExitStatus.signalled(exc.signum)
-    finally:
-        if own_sampler and sampler is not None:
-            sampler.close()
+    for device in ("cpu", "cuda"):
+        argv, env = (["--device", device, *plan.common], None) if plan.takes_device else (plan.common, _env(device))
+        results.append(measure(args.workload, argv, device, max(plan.steps, KEEP_STEPS), args.warmup,
+                               sampler=sampler, progress=progress if progress_to else None, env=env))
+        if progress_to:
+            progress_to.write(console.CLEAR_LINE)
+            progress_to.flush()
+        if _no_step_seen(plan, results) or results[0].state.status != "ok":
+            break  # the GPU run would fail the same way: the CPU side says why
+    return results
+
+
+def _no_step_seen(plan: _Plan, results: list[Result]) -> bool:
+    """A script run as it is that ran fine on the CPU, and no step of it was seen."""
+    cpu = results[0].state
+    return cpu.step is None and not plan.takes_device and cpu.status == "ok"
+
+
+def _show(args: argparse.Namespace, plan: _Plan, results: list[Result], stdout: TextIO) -> int:
+    """The table (or JSON) on stdout; the exit status: 1 where a run got under way and failed."""
     cpu, gpu = results[0], results[1] if len(results) > 1 else None
     ran = gpu is not None and _ran_on_gpu(gpu.state)
-    report = {"workload": name, "argv_common": common, "steps": steps if takes_device else None,
+    report = {"workload": plan.name, "argv_common": plan.common,
+              "steps": plan.steps if plan.takes_device else None,
               "steps_seen": {"cpu": cpu.state.step, "gpu": gpu.state.step if gpu is not None else None},
               "steps_source": cpu.state.steps_source, "warmup": args.warmup,
-              "batch_size": cpu.state.batch_size or batch, "cpu": cpu.to_dict(),
+              "batch_size": cpu.state.batch_size or plan.batch, "cpu": cpu.to_dict(),
               "gpu": gpu.to_dict() if gpu is not None and ran else None,
-              "gpu_unavailable": None if gpu is None or ran else _why(gpu.state, takes_device),
+              "gpu_unavailable": None if gpu is None or ran else _why(gpu.state, plan.takes_device),
               "gpu_skipped": "the CPU run failed" if gpu is None else None,
               "speedup": _speedup(cpu, gpu) if gpu is not None and ran else None}
     if args.json:
@@ -405,9 +451,3 @@ def to_text(report: dict[str, Any], cpu: Result, gpu: Result | None) -> str:
 
 def _peak(result: Result) -> str:
     return "*" if result.mfu_pct is not None and result.state.peak_flops_source == "measured" else ""
-
-
-def _error(stderr: TextIO, message: str, code: int = ExitStatus.USAGE) -> int:
-    stderr.write(f"{PROG}: error: {message}\n")
-    return code
-

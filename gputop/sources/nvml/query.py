@@ -1,8 +1,8 @@
 """NVML's one choke point, and the tables of what a tick asks a device.
 
-Every NVML call goes through ``_query``: a query the device or driver can't answer (not
+Every NVML call goes through ``query``: a query the device or driver can't answer (not
 supported, no permission, function missing from an older driver) gives ``None``, never 0; a lost
-GPU raises ``_GpuLost``. A per-tick query that answered at probe time becomes a ``_Reader``
+GPU raises ``GpuLost``. A per-tick query that answered at probe time becomes a ``Reader``
 (which call, with which arguments, into which fields), so a tick calls only what answered.
 """
 
@@ -25,7 +25,7 @@ _UNANSWERABLE = frozenset({
 # Errors that mean the device stopped answering altogether (fell off the bus, needs a reset).
 # NVML_ERROR_UNKNOWN is not among them: drivers return it for transient trouble too, so it gives
 # None for that tick only.
-_LOST = frozenset({pynvml.NVML_ERROR_GPU_IS_LOST, pynvml.NVML_ERROR_RESET_REQUIRED})
+LOST = frozenset({pynvml.NVML_ERROR_GPU_IS_LOST, pynvml.NVML_ERROR_RESET_REQUIRED})
 # Expected answers that need no log line (NOT_FOUND: no process samples since the last look).
 _QUIET = frozenset({pynvml.NVML_ERROR_NOT_FOUND})
 
@@ -45,7 +45,7 @@ _FIELD_VALUE_MEMBER = {
     pynvml.NVML_VALUE_TYPE_SIGNED_LONG_LONG: "sllVal", pynvml.NVML_VALUE_TYPE_SIGNED_INT: "siVal",
     pynvml.NVML_VALUE_TYPE_UNSIGNED_SHORT: "usVal",
 }
-_NOT_AVAILABLE = {2**64 - 1, 2**32 - 1}  # NVML_VALUE_NOT_AVAILABLE as unsigned long long / unsigned int
+NOT_AVAILABLE = {2**64 - 1, 2**32 - 1}  # NVML_VALUE_NOT_AVAILABLE as unsigned long long / unsigned int
 
 
 class GpuUnavailable(Exception):
@@ -56,8 +56,8 @@ class GpuUnavailable(Exception):
         self.reason = reason
 
 
-class _GpuLost(Exception):
-    """The device stopped answering; raised by ``_query``, caught per device."""
+class GpuLost(Exception):
+    """The device stopped answering; raised by ``query``, caught per device."""
 
 
 class _Unanswerable:
@@ -69,10 +69,10 @@ UNANSWERABLE = _Unanswerable()  # what a probe gets back for a query the device 
 _logged: set[tuple[str, int]] = set()
 
 
-def _query(fn: Callable[..., Any], *args: Any, unanswerable: Any = None) -> Any:
+def query(fn: Callable[..., Any], *args: Any, unanswerable: Any = None) -> Any:
     """Call one NVML function: its value, or None (``unanswerable`` where it never will answer).
 
-    Raises ``_GpuLost`` where the device is gone. ``NVMLLibraryMismatchError`` (not an NVMLError:
+    Raises ``GpuLost`` where the device is gone. ``NVMLLibraryMismatchError`` (not an NVMLError:
     pynvml raises it from an unversioned wrapper whose symbol the driver lacks) counts as a
     missing function.
     """
@@ -80,8 +80,8 @@ def _query(fn: Callable[..., Any], *args: Any, unanswerable: Any = None) -> Any:
         return fn(*args)
     except pynvml.NVMLError as err:
         code = err.value
-        if code in _LOST:
-            raise _GpuLost(str(err)) from err
+        if code in LOST:
+            raise GpuLost(str(err)) from err
         _log_once(fn, code, err)
         return unanswerable if code in _UNANSWERABLE else None
     except pynvml.NVMLLibraryMismatchError as err:
@@ -114,7 +114,7 @@ def _as_float(value: float) -> tuple[float]:
     return (float(value),)
 
 
-def _kib_per_s(value: int) -> tuple[float]:
+def kib_per_s(value: int) -> tuple[float]:
     return (value * 1024.0,)
 
 
@@ -144,7 +144,7 @@ def _reasons(bits: int) -> tuple[tuple[str, ...]]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Reader:
+class Reader:
     fields: tuple[str, ...]
     fn: Callable[..., Any]
     args: tuple[Any, ...]  # the device handle first
@@ -153,7 +153,7 @@ class _Reader:
 
 _GPU = pynvml.NVML_TEMPERATURE_GPU
 # (fields, variants newest first as (pynvml wrapper name, extra args), conversion)
-_TICK_QUERIES = (
+TICK_QUERIES = (
     (("gpu_util_pct", "mem_busy_pct"), (("nvmlDeviceGetUtilizationRates", ()),), _utilization),
     (("mem_used_bytes", "mem_total_bytes"),
      (("nvmlDeviceGetMemoryInfo", (getattr(pynvml, "nvmlMemory_v2", None),)),
@@ -171,49 +171,49 @@ _TICK_QUERIES = (
 )
 # Fields that move on a scale of seconds: read at most every SLOW_INTERVAL_S and carried in
 # between, so a 100 Hz recording does not pay for them a hundred times a second.
-_SLOW_FIELDS = frozenset({"power_limit_w", "temp_c", "fan_pct", "pstate"})
+SLOW_FIELDS = frozenset({"power_limit_w", "temp_c", "fan_pct", "pstate"})
 SLOW_INTERVAL_S = 0.5
 # Cumulative counters read in one nvmlDeviceGetFieldValues call; rates come from deltas.
 # (field, field id, scope id, bytes per unit); PCIe byte counters are newer than GetPcieThroughput
 # (which falls back in their place, and blocks 20 ms in the driver per call).
-_COUNTERS = (
+COUNTERS = (
     ("nvlink_tx_bytes_per_s", pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, _ALL_LINKS, 1024),
     ("nvlink_rx_bytes_per_s", pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX, _ALL_LINKS, 1024),
     ("pcie_tx_bytes_per_s", getattr(pynvml, "NVML_FI_DEV_PCIE_COUNT_TX_BYTES", None), 0, 1),
     ("pcie_rx_bytes_per_s", getattr(pynvml, "NVML_FI_DEV_PCIE_COUNT_RX_BYTES", None), 0, 1),
 )
-_PCIE_THROUGHPUT = (
+PCIE_THROUGHPUT = (
     ("pcie_tx_bytes_per_s", (("nvmlDeviceGetPcieThroughput", (pynvml.NVML_PCIE_UTIL_TX_BYTES,)),)),
     ("pcie_rx_bytes_per_s", (("nvmlDeviceGetPcieThroughput", (pynvml.NVML_PCIE_UTIL_RX_BYTES,)),)),
 )
-_PROCESS_QUERIES = (  # (kind, variants newest first)
+PROCESS_QUERIES = (  # (kind, variants newest first)
     ("compute", ("nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2")),
     ("graphics", ("nvmlDeviceGetGraphicsRunningProcesses_v3", "nvmlDeviceGetGraphicsRunningProcesses_v2")),
 )
 
 
-def _read_all(readers: list[_Reader]) -> dict[str, Any]:
+def read_all(readers: list[Reader]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for reader in readers:
-        value = _query(reader.fn, *reader.args)
+        value = query(reader.fn, *reader.args)
         if value is not None:
             values.update(zip(reader.fields, reader.convert(value)))
     return values
 
 
-def _field_value(fv: Any) -> float | int | None:
+def field_value(fv: Any) -> float | int | None:
     if fv.nvmlReturn != pynvml.NVML_SUCCESS:
         return None
     member = _FIELD_VALUE_MEMBER.get(fv.valueType)
     return None if member is None else getattr(fv.value, member)
 
 
-def _first_answering(handle: Any, variants: tuple[tuple[str, tuple[Any, ...]], ...]
+def first_answering(handle: Any, variants: tuple[tuple[str, tuple[Any, ...]], ...]
                      ) -> tuple[Any, tuple[Any, ...]] | None:
     """(wrapper, args) of the first variant the device answers, asked once at probe time.
     A wrapper this nvidia-ml-py lacks counts as a function the driver lacks."""
     for name, args in variants:
         fn = getattr(pynvml, name, None)
-        if fn is not None and _query(fn, handle, *args, unanswerable=UNANSWERABLE) is not UNANSWERABLE:
+        if fn is not None and query(fn, handle, *args, unanswerable=UNANSWERABLE) is not UNANSWERABLE:
             return fn, args
     return None

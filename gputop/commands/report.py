@@ -1,7 +1,7 @@
 """`gputop report trace.json`: what a recording says, as a table and a terminal chart (or JSON).
 
 Per device and metric: mean, p50, p95 and max over the samples that have a value (a gap is left
-out, never counted as 0), kept as the trace streams by (gputop.stats: bounded memory, percentiles
+out, never counted as 0), kept as the trace streams by (gputop.commands.stats: bounded memory, percentiles
 exact up to 4,096 distinct values, within 0.1 % beyond). Energy: each GPU's energy counter (last minus first), or its power
 integrated over time where there is no counter; the CPU package's RAPL power integrated over
 time. The "util trap": the share of samples where NVML's utilization.gpu says busy while few SMs
@@ -22,17 +22,18 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
-from typing import Any, Callable, Iterable, Sequence, TextIO
+from typing import Any, Callable, Iterable, Sequence
 
-from gputop import console, metrics
 from gputop import format as fmt
+from gputop import metrics
+from gputop.commands.progress import Progress
+from gputop.commands.stats import EXACT_VALUES, RELATIVE_ERROR, SampleStats, Thinned
+from gputop.environment import Environment
 from gputop.exitstatus import ExitStatus
-from gputop.model import Sample
-from gputop.progress import Progress
-from gputop.stats import EXACT_VALUES, RELATIVE_ERROR, SampleStats, Thinned
+from gputop.model import GpuInfo, Sample
 from gputop.trace import Trace, TraceError, ts_ns
+from gputop.trace.marks import WorkloadEnd, WorkloadExit, WorkloadStart, text
 from gputop.trace.reader import recorder_running
 from gputop.trace.stream import TraceStream, WorkloadEvents, decoder_for, samples
 from gputop.workload import insight, insight_text, ranks, rates
@@ -64,29 +65,27 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     return parser
 
 
-def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    stdout = sys.stdout if stdout is None else stdout
-    stderr = sys.stderr if stderr is None else stderr
+def run(args: argparse.Namespace, env: Environment) -> int:
     progress = None
     try:
         size = os.path.getsize(args.trace) if os.path.isfile(args.trace) else 0
-        progress = Progress(size, f"{PROG}: reading {os.path.basename(args.trace)}", stderr)
+        progress = Progress(size, f"{PROG}: reading {os.path.basename(args.trace)}", env.stderr,
+                            clock=env.clock, tty=env.stderr_isatty)
         summary, points = read(args.trace, progress)
     except TraceError as exc:
         if progress is not None:
             progress.clear()
-        stderr.write(f"{PROG}: error: {exc}\n")
-        return ExitStatus.FAILURE
+        return env.error(str(exc))
     finally:
         if progress is not None:
             progress.clear()
     if args.json:
-        stdout.write(json.dumps(summary, indent=2) + "\n")
+        env.stdout.write(json.dumps(summary, indent=2) + "\n")
         return ExitStatus.OK
-    stdout.write(to_text(summary))
+    env.stdout.write(to_text(summary))
     if not args.no_chart and len(points) >= 2:
-        stdout.write(chart(points, width=shutil.get_terminal_size((100, 24)).columns,
-                           color=console.isatty(stdout)))
+        env.stdout.write(chart(points, width=shutil.get_terminal_size((100, 24)).columns,
+                               color=env.stdout_isatty))
     return ExitStatus.OK
 
 
@@ -143,6 +142,13 @@ def summarize(trace: Trace, samples: Sequence[Sample]) -> dict[str, Any]:
     return _summary(trace, acc, samples)
 
 
+def _no_sm_activity(info: GpuInfo, lost: int) -> str:
+    """Why a GPU's recording holds no sample with both NVML util and SM activity."""
+    if info.gpm_supported and not info.mig_enabled:
+        return "the GPU was lost before GPM gave a reading" if lost else "GPM gave no reading beside NVML util"
+    return fmt.sm_gap(info.architecture, info.gpm_supported, info.mig_enabled)
+
+
 def _summary(trace: Trace, acc: SampleStats, samples: Sequence[Sample]) -> dict[str, Any]:
     acc.finish()
     assert acc.first_ns is not None and acc.last_ns is not None
@@ -157,6 +163,7 @@ def _summary(trace: Trace, acc: SampleStats, samples: Sequence[Sample]) -> dict[
             "metrics": {m: d.summary() for m, d in g.metrics.items()},
             "energy_j": energy, "energy_source": source if energy is not None else None,
             "util_trap_share": g.trapped / g.both if g.both else None,
+            "util_trap_na_reason": None if g.both else _no_sm_activity(info, g.lost),
             "util_trap_samples": g.both,
             "lost_samples": g.lost,
         })
@@ -192,43 +199,41 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
     workload = trace.workload
     if workload is None:
         return None
-    start = trace.workload_mark("start") or {}
-    end = trace.workload_mark("end") or {}
-    exit_ = trace.workload_mark("exit")
+    start = WorkloadStart.of(trace.workload_mark("start"))
+    end = WorkloadEnd.of(trace.workload_mark("end"))
+    exit_ = WorkloadExit.of(trace.workload_mark("exit"))
     steps = trace.workload_steps()
     # a distributed job: its ranks, and the job's step as its slowest rank's (gputop.workload.ranks)
     per_rank = ranks.summary(steps, ranks.recorded_hellos(trace.events, workload["pid"]))
     if per_rank:
         steps = [s for s in steps if s.rank == per_rank["job_step_rank"]]
     measured = [s for s in steps if s.step != 1 and s.wall_s > 0] or [s for s in steps if s.wall_s > 0]
-    # the start event's values are the workload's word, read from a file: checked, else n/a
-    flops, peak = _positive(start.get("flops_per_step")), _positive(start.get("peak_flops"))
-    source = start.get("peak_flops_source")
+    flops, peak = start.flops_per_step, start.peak_flops
     each = [rates.per_step(s, flops, peak) for s in measured]
     joules = trace.workload_counter("joules_per_step")
-    exit_ = exit_ or {}
     jobs, output = _job_and_output(trace, workload["pid"])
     source = "auto" if steps and steps[-1].source == "auto" else "events" if steps else None
-    tokens = _count(start.get("tokens_per_sample"))  # a language model's context: tokens/s too
+    tokens = start.tokens_per_sample  # a language model's context: tokens/s too
     per_s = rates.median(r.samples_per_s for r in each)
     return {
-        **insight.recorded(steps, start, jobs, trace.samples() if samples is None else samples, source,
-                           steps[-1].pid if per_rank and steps else None),
+        **insight.recorded(steps, jobs, trace.samples() if samples is None else samples, source,
+                           device=start.device, device_uuid=start.device_uuid,
+                           rank_pid=steps[-1].pid if per_rank and steps else None),
         **per_rank,
         "output_lines": len(output), "output_tail": output[-OUTPUT_TAIL:],
-        "name": _text(workload.get("name")), "pid": workload["pid"], "argv": workload.get("argv"),
-        "device": _text(start.get("device")), "device_name": _text(start.get("device_name")),
-        "precision": _text(start.get("precision")), "batch_size": _count(start.get("batch_size")),
-        "sample_unit": _text(start.get("sample_unit")) or "samples",
+        "name": text(workload.get("name")), "pid": workload["pid"], "argv": workload.get("argv"),
+        "device": start.device, "device_name": start.device_name,
+        "precision": start.precision, "batch_size": start.batch_size,
+        "sample_unit": start.sample_unit or "samples",
         "tokens_per_sample": tokens,
         "steps": len(steps), "steps_measured": len(measured),
-        "steps_planned": _count(start.get("steps_planned")),
-        "end_status": _text(end.get("status")), "end_error": _text(end.get("error")),
-        "exit_status": _text(exit_.get("status")), "exit_returncode": _whole(exit_.get("returncode")),
-        "exit_error": _text(exit_.get("error")), "exit_signal": _text(exit_.get("signal")),
-        "stopped_by": _text(exit_.get("stopped_by")),
+        "steps_planned": start.steps_planned,
+        "end_status": end.status, "end_error": end.error,
+        "exit_status": exit_.status, "exit_returncode": exit_.returncode,
+        "exit_error": exit_.error, "exit_signal": exit_.signal,
+        "stopped_by": exit_.stopped_by,
         "ended": _ended(exit_, end, trace.complete),
-        "lost": {k: exit_[k] for k in _LOSSES if _count(exit_.get(k))},
+        "lost": dict(exit_.losses),
         "samples_per_s_median": per_s,
         "tokens_per_s_median": per_s * tokens if tokens and per_s is not None else None,
         "tflops_median": rates.median(r.tflops for r in each),
@@ -267,43 +272,24 @@ _LOSSES = {"events_ignored": "event lines ignored (malformed, unknown, or unread
            "phases_unmatched": "phase ends without a begin (left out)"}
 
 
-def _ended(exit_: dict[str, Any], end: dict[str, Any], complete: bool) -> str:
+def _ended(exit_: WorkloadExit, end: WorkloadEnd, complete: bool) -> str:
     """How the workload ended, in words: from the recorder's ``exit`` mark (the process's own
     fate) where there is one, else from the workload's ``end`` event."""
-    status, rc, error = _text(exit_.get("status")), _whole(exit_.get("returncode")), _text(exit_.get("error"))
+    status, rc, error = exit_.status, exit_.returncode, exit_.error
     if status in ("ok", "stopped"):
-        return fmt.ended(status, _text(exit_.get("stopped_by")))
+        return fmt.ended(status, exit_.stopped_by)
     if status == "failed":
         if rc is not None and rc < 0:
-            return f"killed by {_text(exit_.get('signal')) or f'signal {-rc}'}"
+            return f"killed by {exit_.signal or f'signal {-rc}'}"
         code = "" if rc is None else f" (exit {rc})"
         return f"failed: {error}{code}" if error else f"failed{code}"
-    end_status, end_error = _text(end.get("status")), _text(end.get("error"))
-    if end_status == "ok":
+    if end.status == "ok":
         return "finished"
-    if end_status == "error":
-        return f"ended with an error: {end_error}" if end_error else "ended with an error (no message)"
+    if end.status == "error":
+        return f"ended with an error: {end.error}" if end.error else "ended with an error (no message)"
     if not complete:
         return "no end recorded (the recording was cut off)"
     return "no end recorded"
-
-
-def _positive(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value) if value > 0 else None
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
-def _whole(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,7 +363,7 @@ def to_text(summary: dict[str, Any]) -> str:
         for gpu in summary["gpus"]:
             share = gpu["util_trap_share"]
             text = (f"{share * 100:.0f} % of {gpu['util_trap_samples']} samples" if share is not None
-                    else "n/a (no SM activity: GPM needs Hopper or newer)")
+                    else f"n/a (no SM activity: {gpu['util_trap_na_reason']})")
             lines.append(f"  GPU {gpu['index']}   {text}")
     if summary.get("workload"):
         lines += ["", *_workload_text(summary["workload"])]
@@ -406,10 +392,10 @@ def _workload_text(w: dict[str, Any]) -> list[str]:
     if tokens:  # a language model: tokens/s, the figure its users quote
         per = w["sample_unit"][:-1] if w["sample_unit"].endswith("s") else w["sample_unit"]
         rows.append(("tokens/s", cell(tok, f"{tok:,.0f}" if tok is not None else "") + f"   ({tokens} per {per})"))
-    rows += [("step time", cell(st, f"{st * 1e3:.3g} ms" if st is not None else "")),
-             ("TFLOP/s", cell(tf, f"{tf:.3g}" if tf is not None else "")),
+    rows += [("step time", fmt.step_time(st)),  # the unit of step p50 below
+             ("TFLOP/s", fmt.amount(tf)),
              ("MFU", cell(mfu, f"{mfu:.1f} %" if mfu is not None else "") + (peak if mfu is not None else "")),
-             ("J/step", cell(j, f"{j:.3g}" if j is not None else ""))]
+             ("J/step", fmt.amount(j))]
     width = max(12, *(len(label) + 3 for label, _ in rows))
     lines += [f"  {label:<{width}}{value}" for label, value in rows]
     return lines + ranks.text_lines(w) + insight_text.lines(w)

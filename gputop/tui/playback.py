@@ -1,6 +1,6 @@
 """The replay's controls: keys, help, and the frame timer that moves a ReplayFeed's cursor.
 
-The app is the same as the live view's; only its feed differs (gputop.feed.ReplayFeed). Kill and
+The app is the same as the live view's; only its feed differs (gputop.view.feed.ReplayFeed). Kill and
 the sampling-interval keys mean nothing in a recording and are disabled; the replay keys are
 disabled in the live view (``GputopApp.check_action``).
 """
@@ -8,17 +8,17 @@ disabled in the live view (``GputopApp.check_action``).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Callable, Protocol
 
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.timer import Timer
 
-from gputop.feed import ReplayFeed
+from gputop.model import Sample
 from gputop.tui.screens.goto import HINT, GotoScreen
 from gputop.tui.widgets.status import offset_text
-
-if TYPE_CHECKING:
-    from gputop.tui.app import GputopApp
+from gputop.view.feed import ReplayFeed
+from gputop.view.history import History
 
 FRAME_S = 1 / 30
 INDEX_NOTE_S = 2.0
@@ -48,7 +48,7 @@ BINDINGS = [
 ]
 
 KEYS = (
-    ("q", "quit"),
+    ("q / ctrl+c", "quit"),
     ("space / p", "play / pause (at the end: play from the start)"),
     ("← / →", "one sample back / forward (pauses)"),
     ("shift+← / →", "10 s back / forward"),
@@ -126,10 +126,35 @@ class ReplayKeys:
             self._replay.ask_time()
 
 
+class ReplayView(Protocol):
+    """What a ReplayDriver needs of the app it plays into (``GputopApp``): its own three calls
+    (a sample shown, the cursor's position shown, a history handed to the charts), its
+    ``paused`` state, and the few Textual calls the driver makes (timers, notes, the go-to box)."""
+
+    paused: bool
+
+    @property
+    def is_running(self) -> bool: ...
+
+    def show_sample(self, sample: Sample) -> None: ...
+
+    def show_position(self) -> None: ...
+
+    def use_history(self, history: History) -> None: ...
+
+    def set_interval(self, interval: float, callback: Callable[[], object], *, pause: bool = ...) -> Timer: ...
+
+    def call_after_refresh(self, callback: Callable[[], object]) -> bool: ...
+
+    def notify(self, message: str, *, severity: SeverityLevel = ..., timeout: float | None = ...) -> None: ...
+
+    def push_screen(self, screen: GotoScreen, callback: Callable[[str | None], None]) -> object: ...
+
+
 class ReplayDriver:
     """Plays a ReplayFeed into the app: one frame timer, the cursor shown after every move."""
 
-    def __init__(self, view: GputopApp, feed: ReplayFeed) -> None:
+    def __init__(self, view: ReplayView, feed: ReplayFeed) -> None:
         self.view, self.feed = view, feed
         self._timer: Timer | None = None
         self._index_timer: Timer | None = None

@@ -1,6 +1,6 @@
 """`gputop serve`: a Prometheus exporter. Sampling runs on its own cadence; scrapes read the latest.
 
-The main thread samples on ``Ticker`` deadlines and hands each Sample to ``gputop.exporter``; an
+The main thread samples on ``Ticker`` deadlines and hands each Sample to ``gputop.commands.exporter``; an
 HTTP server (prometheus_client's WSGI app, one thread per request) answers scrapes from another
 thread. However many scrapes arrive, the sampling rate stays the interval's.
 
@@ -14,14 +14,14 @@ from __future__ import annotations
 import argparse
 import errno
 import socket
-import sys
 import threading
 from socketserver import ThreadingMixIn
-from typing import TYPE_CHECKING, Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any
 
 from gputop.argtypes import INTERVAL, port
+from gputop.environment import Environment
 from gputop.exitstatus import ExitStatus
-from gputop.sampler import SamplerLike, Ticker, open_real
+from gputop.sampler import Ticker
 from gputop.signals import StopSignals
 
 if TYPE_CHECKING:
@@ -105,17 +105,16 @@ def _hostport(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
-def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
-        open_sampler: Callable[[float], SamplerLike] = open_real, stop: threading.Event | None = None,
-        stderr: TextIO | None = None, hostname: str | None = None) -> int:
-    """Serve until Ctrl-C, SIGTERM or ``stop`` is set. ``sampler`` is used as given; without
-    one, ``open_sampler`` builds the real sources once the port is bound."""
+def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | None = None,
+        hostname: str | None = None) -> int:
+    """Serve until Ctrl-C, SIGTERM or ``stop`` is set. ``env.sampler`` is used as given; without
+    one, ``env.open_sampler`` builds the real sources once the port is bound."""
     from prometheus_client import CollectorRegistry, make_wsgi_app
     from prometheus_client.process_collector import ProcessCollector
 
-    from gputop.exporter import Exporter
+    from gputop.commands.exporter import Exporter
 
-    stderr = sys.stderr if stderr is None else stderr
+    stderr = env.stderr
     stop = threading.Event() if stop is None else stop
     exporter = Exporter(hostname=hostname, interval_s=args.interval)
     registry = CollectorRegistry()
@@ -124,14 +123,13 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
     try:
         server = bind(args.addr, args.port, make_wsgi_app(registry))
     except BindError as exc:
-        stderr.write(f"{PROG}: error: {exc}\n")
-        return ExitStatus.FAILURE
-    own_sampler = sampler is None
+        return env.error(str(exc))
+    sampler = env.sampler
     thread = None
     try:
         with StopSignals(stop):
             if sampler is None:
-                sampler = open_sampler(2.0)
+                sampler = env.open_sampler(2.0)
             ticker = Ticker(args.interval)
             exporter.update(sampler.sample())  # the first scrape already has data
             thread = threading.Thread(target=server.serve_forever, name="gputop-http", daemon=True)
@@ -146,6 +144,6 @@ def run(args: argparse.Namespace, *, sampler: SamplerLike | None = None,
         if thread is not None:
             server.shutdown()
         server.server_close()
-        if own_sampler and sampler is not None:
+        if env.sampler is None and sampler is not None:
             sampler.close()
     return ExitStatus.OK

@@ -18,17 +18,18 @@ import argparse
 import math
 import os
 import stat
-import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 from gputop import trace
 from gputop.argtypes import file_name
+from gputop.commands.progress import Progress
+from gputop.environment import Environment
 from gputop.exitstatus import ExitStatus
-from gputop.progress import Progress
 from gputop.trace.chrome import ChromeEvents, ChromeTraceError
-from gputop.trace.stream import CounterRun, TraceStream, decoder_for
+from gputop.trace.schema import CounterRun
+from gputop.trace.stream import TraceStream, decoder_for
 
 EXAMPLES = """\
 examples:
@@ -54,22 +55,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    stdout, stderr = sys.stdout, sys.stderr
+def run(args: argparse.Namespace, env: Environment) -> int:
+    stdout, stderr = env.stdout, env.stderr
     progress = None
     try:
         if os.path.exists(args.out) and not args.force:
             raise MergeError(f"{args.out} exists (use --force to overwrite it)")
         theirs = load_torch(args.torch_trace)
         size = os.path.getsize(args.recording) if os.path.isfile(args.recording) else 0
-        progress = Progress(size, f"gputop merge: reading {os.path.basename(args.recording)}", stderr)
+        progress = Progress(size, f"gputop merge: reading {os.path.basename(args.recording)}", stderr,
+                            clock=env.clock, tty=env.stderr_isatty)
         with TraceStream(args.recording, progress) as ours:
             written = _write_atomically(args.out, ours, theirs)
     except (MergeError, trace.TraceError) as exc:
         if progress is not None:
             progress.clear()
-        print(f"gputop merge: error: {exc}", file=stderr)
-        return ExitStatus.FAILURE
+        return env.error(str(exc))
     if progress is not None:
         progress.clear()
     if theirs.note:

@@ -1,7 +1,8 @@
-"""What gputop shows against the driver's own tool: nvidia-smi's output read into one reference,
-the same reference built from the NVML fake's profile (for ``gpu_check.py --simulated``), and the
-row-by-row comparison with its tolerances. Standard library only (the fake is imported only by
-``fake_reference``); used by benchmarks/gpu_check.py and tests/test_gpu_check.py.
+"""The GPU check's reference rules: what gputop shows against the driver's own tool. nvidia-smi's
+output read into one reference, the row-by-row comparison with its tolerances, and where the NVML
+fake differs in kind from the real driver. Plain functions, standard library only: the tests
+marked ``gpu`` (tests/gpu/test_gpu_nvml.py) call them on a real GPU's outputs, and
+tests/gpu/test_gpu_rules.py checks them here against crafted inputs.
 
 A reference maps a field name to a ``Ref``: the driver's value and where it was read. A value
 the reference does not have is ``Ref(None, source, missing=why)``: the row says "unchecked", it
@@ -21,7 +22,7 @@ MiB = 1 << 20
 NOT_SHOWN = "not shown by gputop"
 
 # nvidia-smi --query-gpu fields, in the order asked. Some do not exist in every driver: the
-# caller drops the ones nvidia-smi calls invalid and asks again (see gpu_check.query_smi).
+# caller drops the one nvidia-smi calls invalid (``unknown_field``) and asks again.
 SMI_FIELDS = (
     "index", "name", "uuid", "pci.bus_id", "driver_version", "memory.total", "memory.reserved",
     "memory.used", "memory.free", "power.draw", "power.draw.average", "power.draw.instant",
@@ -217,6 +218,13 @@ def _number(text: str | None) -> float | None:
     return float(m.group(0)) if m else None
 
 
+def unknown_field(output: str, fields: tuple[str, ...]) -> str | None:
+    """The field of ``fields`` that ``nvidia-smi --query-gpu`` refused as unknown to this driver
+    (its words: ``Field "power.draw.average" is not a valid field to query.``), or None."""
+    bad = re.search(r'Field "([^"]+)" is not a valid field', output)
+    return bad.group(1) if bad and bad.group(1) in fields else None
+
+
 def parse_query_csv(text: str) -> dict[str, str]:
     """The first GPU's row of ``nvidia-smi --query-gpu=... --format=csv``: field -> raw text
     (the header's units, ``memory.total [MiB]``, are dropped from the keys)."""
@@ -317,75 +325,6 @@ def xml_processes(gpu: ET.Element | None) -> dict[int, int | None]:
         mem = _number(_xml_text(proc, "used_memory"))
         out[int(pid)] = None if mem is None else int(mem * MiB)
     return out
-
-
-def xml_timestamp(xml_text: str) -> str | None:
-    return _xml_text(ET.fromstring(xml_text), "timestamp")
-
-
-# ------------------------------------------------------------------------------- the fake
-
-_ARCH_NAMES = {"HOPPER": "Hopper", "AMPERE": "Ampere", "ADA": "Ada", "BLACKWELL": "Blackwell",
-               "TURING": "Turing", "VOLTA": "Volta", "PASCAL": "Pascal"}
-
-
-def fake_reference(spec: str, ts_ns: int, snapshot_pid: int, index: int = 0) -> dict[str, Ref]:
-    """The fake's own values for device ``index`` of ``spec`` at ``ts_ns``, from its profile and
-    its public wave functions (the same epoch as the child's: GPUTOP_FAKE_NVML_EPOCH_NS must be
-    set in this process as in the child). ``snapshot_pid`` is the process that queried NVML:
-    the fake reports it as holding a context (SELF_PID)."""
-    import pynvml
-
-    import fakenvml
-
-    devices, driver = fakenvml.parse_spec(spec)
-    if not isinstance(driver, fakenvml.DriverProfile):
-        raise ValueError(f"{spec!r} names no driver library")
-    fake = fakenvml.FakeNvml(devices, driver, real_time=True)
-    p = devices[index]
-    src = "fake profile"
-    wave = "fake's wave at the sample's ts"
-    procs = {(snapshot_pid if q.pid == fakenvml.SELF_PID else q.pid): q.used_mem_bytes for q in p.processes}
-    total, reserved = p.mem_total_mib * MiB, p.mem_reserved_mib * MiB
-    used = min(p.mem_overhead_mib * MiB + sum(m or 0 for m in procs.values()), total - reserved)
-    arch = next((v for k, v in _ARCH_NAMES.items() if getattr(pynvml, f"NVML_DEVICE_ARCH_{k}", None) == p.arch), None)
-    cuda = driver.cuda_version
-    return {
-        "name": Ref(p.name, src),
-        "pci_bus_id": Ref(f"{0:08X}:{p.pci_bus + 0x10 * index:02X}:{0:02X}.0", src),
-        "driver_version": Ref(driver.driver_version, src),
-        "cuda_version": Ref(f"{cuda // 1000}.{cuda % 1000 // 10}", src),
-        "architecture": Ref(arch, src),
-        "sm_count": Ref(p.sm_count, src),
-        "mem_total_bytes": Ref(total, src),
-        "mem_used_bytes": Ref(used, src),
-        "power_w": Ref(fake.value(index, "power_w", ts_ns), wave),
-        "power_limit_w": Ref(p.power_limit_w, src),
-        "sm_clock_mhz": Ref(p.sm_clock_mhz or p.max_sm_clock_mhz, src),
-        "mem_clock_mhz": Ref(p.mem_clock_mhz or p.max_mem_clock_mhz, src),
-        "max_mem_clock_mhz": Ref(p.max_mem_clock_mhz, src),
-        "temp_c": Ref(fake.value(index, "temp_c", ts_ns), wave),
-        "pstate": Ref(p.pstate, src),
-        "fan_pct": Ref(p.fan_pct, src),
-        "gpu_util_pct": Ref(fake.value(index, "gpu_util", ts_ns), wave),
-        "mem_busy_pct": Ref(fake.value(index, "mem_busy", ts_ns), wave),
-        "clock_event_reasons": Ref(p.clock_event_reasons, src),
-        "mig_enabled": Ref(p.mig_enabled, src),
-        "pcie_gen": Ref(p.pcie_gen, src),
-        "pcie_width": Ref(p.pcie_width, src),
-        "pcie_gen_max": Ref(p.pcie_gen_max, src),
-        "pcie_width_max": Ref(p.pcie_width_max, src),
-        "processes": Ref(procs, src),
-    }
-
-
-def fake_power_w(spec: str, ts_ns: int, index: int = 0) -> float:
-    """The fake's power at ``ts_ns`` (same epoch rule as ``fake_reference``)."""
-    import fakenvml
-
-    devices, driver = fakenvml.parse_spec(spec)
-    return fakenvml.FakeNvml(devices, driver if isinstance(driver, fakenvml.DriverProfile) else None,
-                             real_time=True).value(index, "power_w", ts_ns)
 
 
 # ---------------------------------------------------------------------- fake against real

@@ -1,12 +1,12 @@
 """The live view beside a launched workload, drawn by the app itself over the real sampler, saved
-as SVG at 160x50 and 80x24 (step 4 of benchmarks/gpu_check.py).
+as SVG at 160x50 and 80x24 (for tests/gpu/test_gpu_screenshots.py).
 
 screenshots/make.py cannot do this on a GPU: it installs the NVML fake itself and scripts the
 CPU. Here the sources are the ones `gputop` builds (gputop.sampler.open_real): NVML on the GPU
 machine, or the fake where the environment installs it (tests/sitecustom, GPUTOP_FAKE_NVML, as
-gpu_check.py --simulated does). The picture is taken once the workload has reported a step.
+as the subprocess tests do). The picture is taken once the workload has reported a step.
 
-    python3 benchmarks/gpu_screenshot.py --out DIR --seconds 20 --title T --run matmul -- --device cuda
+    python3 tests/gpu/screenshot.py --out DIR --seconds 20 --title T --run matmul -- --device cuda
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 async def shoot(args: argparse.Namespace) -> list[Path]:
-    from gputop.feed import LiveFeed
     from gputop.sampler import open_real
     from gputop.tui.app import GputopApp
+    from gputop.view.feed import LiveFeed
     from gputop.workload import Workload
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import textual  # noqa: F401
     except ImportError:
-        sys.stderr.write("gpu_screenshot: error: textual is not importable here; carry its wheels: "
-                         "`.venv/bin/python benchmarks/gpu_check.py --prepare-wheels` here, then "
+        sys.stderr.write("screenshot: error: textual is not importable here; carry its wheels: "
+                         "`.venv/bin/python tests/gpu/wheels.py` here, then "
                          "`python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir "
                          "--upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site` there\n")
         return 3
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         paths = asyncio.run(shoot(args))
     except (RuntimeError, WorkloadError) as exc:
-        sys.stderr.write(f"gpu_screenshot: error: {exc}\n")
+        sys.stderr.write(f"screenshot: error: {exc}\n")
         return 1
     for path in paths:
         print(path)

@@ -10,7 +10,7 @@ from typing import Any
 import pynvml
 
 from gputop.model import GpuInfo
-from gputop.sources.nvml_query import _query
+from gputop.sources.nvml.query import query
 
 _OPEN_REASONS = {
     pynvml.NVML_ERROR_LIBRARY_NOT_FOUND: "libnvidia-ml.so.1 not found (no NVIDIA driver installed)",
@@ -52,15 +52,15 @@ def _cores_per_sm(arch: str | None, cc: tuple[int, int] | None, name: str) -> in
     return _CORES_PER_SM_BY_ARCH.get(arch) if arch else None
 
 
-def _cuda_version() -> str | None:
+def cuda_version() -> str | None:
     version = None
     for name in ("nvmlSystemGetCudaDriverVersion_v2", "nvmlSystemGetCudaDriverVersion"):
         fn = getattr(pynvml, name, None)
-        version = version or (_query(fn) if fn else None)
+        version = version or (query(fn) if fn else None)
     return None if not version else f"{version // 1000}.{version % 1000 // 10}"
 
 
-def _text(value: Any) -> str | None:
+def text(value: Any) -> str | None:
     if value is None:
         return None
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
@@ -69,55 +69,55 @@ def _text(value: Any) -> str | None:
 def _cpu_affinity(h: Any) -> tuple[int, ...] | None:
     """The CPUs NVML calls near the device (a bitmask, 64 CPUs a word); None where not given."""
     words = max(16, -(-(os.cpu_count() or 1) // 64))  # 1024 CPUs at least
-    mask = _query(pynvml.nvmlDeviceGetCpuAffinity, h, words)
+    mask = query(pynvml.nvmlDeviceGetCpuAffinity, h, words)
     if mask is None:
         return None
     cpus = tuple(64 * i + bit for i, word in enumerate(mask) for bit in range(64) if int(word) >> bit & 1)
     return cpus or None  # an empty mask says nothing
 
 
-def _static_info(index: int, h: Any, driver: str | None, cuda: str | None) -> GpuInfo:
-    name = _text(_query(pynvml.nvmlDeviceGetName, h)) or f"GPU {index}"
-    pci = _query(pynvml.nvmlDeviceGetPciInfo, h)
-    arch = _ARCHITECTURES.get(_query(pynvml.nvmlDeviceGetArchitecture, h))
-    cores = _query(pynvml.nvmlDeviceGetNumGpuCores, h)
-    cc = _query(pynvml.nvmlDeviceGetCudaComputeCapability, h)
+def static_info(index: int, h: Any, driver: str | None, cuda: str | None) -> GpuInfo:
+    name = text(query(pynvml.nvmlDeviceGetName, h)) or f"GPU {index}"
+    pci = query(pynvml.nvmlDeviceGetPciInfo, h)
+    arch = _ARCHITECTURES.get(query(pynvml.nvmlDeviceGetArchitecture, h))
+    cores = query(pynvml.nvmlDeviceGetNumGpuCores, h)
+    cc = query(pynvml.nvmlDeviceGetCudaComputeCapability, h)
     per_sm = _cores_per_sm(arch, tuple(cc) if cc else None, name)
     sm_count = cores // per_sm if cores and per_sm and cores % per_sm == 0 else None
-    bus_bits = _query(pynvml.nvmlDeviceGetMemoryBusWidth, h)
-    max_mem_mhz = _query(pynvml.nvmlDeviceGetMaxClockInfo, h, pynvml.NVML_CLOCK_MEM)
+    bus_bits = query(pynvml.nvmlDeviceGetMemoryBusWidth, h)
+    max_mem_mhz = query(pynvml.nvmlDeviceGetMaxClockInfo, h, pynvml.NVML_CLOCK_MEM)
     peak = 2.0 * max_mem_mhz * 1e6 * bus_bits / 8.0 if bus_bits and max_mem_mhz else None
-    mig = _query(pynvml.nvmlDeviceGetMigMode, h)
+    mig = query(pynvml.nvmlDeviceGetMigMode, h)
     mig_enabled = bool(mig) and mig[0] == pynvml.NVML_DEVICE_MIG_ENABLE
     # GPM over a whole MIG-partitioned device would need per-instance samples; not done here.
-    gpm = _query(pynvml.nvmlGpmQueryDeviceSupport, h)
+    gpm = query(pynvml.nvmlGpmQueryDeviceSupport, h)
     gpm_supported = bool(gpm and gpm.isSupportedDevice) and not mig_enabled
     return GpuInfo(
-        index=index, name=name, uuid=_text(_query(pynvml.nvmlDeviceGetUUID, h)),
-        pci_bus_id=_text(pci.busId) if pci is not None else None, architecture=arch,
+        index=index, name=name, uuid=text(query(pynvml.nvmlDeviceGetUUID, h)),
+        pci_bus_id=text(pci.busId) if pci is not None else None, architecture=arch,
         sm_count=sm_count, mem_bus_width_bits=bus_bits or None, max_mem_clock_mhz=max_mem_mhz or None,
         peak_dram_bw_bytes_per_s=peak, driver_version=driver, cuda_version=cuda,
         gpm_supported=gpm_supported, mig_enabled=mig_enabled,
-        pcie_link_gen=_query(pynvml.nvmlDeviceGetCurrPcieLinkGeneration, h) or None,
-        pcie_link_width=_query(pynvml.nvmlDeviceGetCurrPcieLinkWidth, h) or None,
-        pcie_link_gen_max=_query(pynvml.nvmlDeviceGetMaxPcieLinkGeneration, h) or None,
-        pcie_link_width_max=_query(pynvml.nvmlDeviceGetMaxPcieLinkWidth, h) or None,
+        pcie_link_gen=query(pynvml.nvmlDeviceGetCurrPcieLinkGeneration, h) or None,
+        pcie_link_width=query(pynvml.nvmlDeviceGetCurrPcieLinkWidth, h) or None,
+        pcie_link_gen_max=query(pynvml.nvmlDeviceGetMaxPcieLinkGeneration, h) or None,
+        pcie_link_width_max=query(pynvml.nvmlDeviceGetMaxPcieLinkWidth, h) or None,
         cpu_affinity=_cpu_affinity(h), numa_node=_numa_node(h),
     )
 
 
 def _numa_node(h: Any) -> int | None:
-    node = _query(pynvml.nvmlDeviceGetNumaNodeId, h)
+    node = query(pynvml.nvmlDeviceGetNumaNodeId, h)
     return node if isinstance(node, int) and node >= 0 else None
 
 
-def _lost_info(index: int, driver: str | None, cuda: str | None) -> GpuInfo:
+def lost_info(index: int, driver: str | None, cuda: str | None) -> GpuInfo:
     return GpuInfo(index=index, name=f"GPU {index}", uuid=None, pci_bus_id=None, architecture=None,
                    sm_count=None, mem_bus_width_bits=None, max_mem_clock_mhz=None,
                    peak_dram_bw_bytes_per_s=None, driver_version=driver, cuda_version=cuda)
 
 
-def _reason(err: Exception) -> str:
+def unavailable_reason(err: Exception) -> str:
     if isinstance(err, pynvml.NVMLError):
         return _OPEN_REASONS.get(err.value, f"NVML failed to start: {err}")
     return f"libnvidia-ml does not match nvidia-ml-py: {err}"

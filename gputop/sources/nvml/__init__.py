@@ -1,0 +1,15 @@
+"""NVIDIA GPUs through NVML (pynvml): the source the sampler reads. Its modules are the only ones
+that import pynvml:
+
+- ``query``: the one choke point every NVML call goes through (a query the device or driver
+  can't answer gives ``None``, never 0; a lost GPU raises ``GpuLost``), and the tables of what a
+  tick asks a device;
+- ``info``: what a device is, read once at open (``GpuInfo``), and why NVML could not start;
+- ``gpm``: GPU Performance Monitoring (Hopper and newer) from pairs of counter samples;
+- ``source``: ``NvmlSource``, devices probed once and read per tick.
+"""
+
+from gputop.sources.nvml.query import SLOW_INTERVAL_S, GpuUnavailable
+from gputop.sources.nvml.source import NvmlSource
+
+__all__ = ["GpuUnavailable", "NvmlSource", "SLOW_INTERVAL_S"]
