@@ -40,10 +40,13 @@ def long_trace(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def run_trace(tmp_path_factory) -> pathlib.Path:
     """A real ``record --run mlp`` (a real PyTorch child on the CPU, the NVML fake)."""
-    out = tmp_path_factory.mktemp("run") / "run.json"
+    return record_tiny_mlp(tmp_path_factory.mktemp("run") / "run.json", "0.05")
+
+
+def record_tiny_mlp(out: pathlib.Path, interval: str) -> pathlib.Path:
     env = dict(os.environ, GPUTOP_FAKE_NVML="H100_SXM")
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS), env.get("PYTHONPATH", "")])
-    done = subprocess.run([sys.executable, "-m", "gputop", "record", "--out", str(out), "--interval", "0.05",
+    done = subprocess.run([sys.executable, "-m", "gputop", "record", "--out", str(out), "--interval", interval,
                            "--run", "mlp", "--", *TINY_MLP], capture_output=True, text=True, timeout=180,
                           env=env)
     assert done.returncode == 0, done.stderr
@@ -174,5 +177,36 @@ async def test_a_run_recording_replays_with_its_workload_panel(run_trace):
             assert state.loss == steps[2].loss and state.recent_steps == tuple(steps[:3])
             before = timeline.at(steps[0].ts_ns - 1)
             assert before.step is None and before.loss is None and before.losses == ()
+    finally:
+        feed.close()
+
+
+@pytest.fixture(scope="module")
+def ended_run_trace(tmp_path_factory) -> pathlib.Path:
+    """#26.4's recording: a slower interval than the run's last step, so the exit mark comes
+    after the last sample; output on stdout before the steps."""
+    return record_tiny_mlp(tmp_path_factory.mktemp("ended") / "mlp.json", "0.25")
+
+
+def test_a_replay_shows_the_workload_s_output_and_how_it_ended_at_the_last_sample(ended_run_trace):
+    """#26.4: the output panel said "no output yet" everywhere, a finished run read "running" at
+    the last sample (its exit mark just after it), elapsed began at the first event, and "no
+    progress events" was said before any could have come."""
+    recorded = load(ended_run_trace)
+    samples = recorded.samples()
+    output = [e["args"]["line"] for e in recorded.events
+              if e.get("ph") == "i" and e.get("name") in ("stdout", "stderr") and not e["args"].get("progress")]
+    assert output, "the recording holds the workload's output"
+    feed = replay.open_feed(str(ended_run_trace), playing=False)
+    try:
+        assert feed.index is not None and feed.index.wait(60) and feed.workload is not None
+        first = feed.workload.poll(samples[0])
+        assert first.events  # mlp reports progress, even before its first event is reached
+        assert first.started_ns == recorded.header["start_ns"]  # elapsed from the recording's start
+        last = feed.workload.poll(samples[-1])
+        exit_ns = max(e["ts"] for e in recorded.events if e.get("name") == "exit") * 1000
+        assert exit_ns > samples[-1].ts_ns  # the case: the exit mark lies after the last sample
+        assert last.status == "ok" and last.step == 5
+        assert list(last.output_tail)[-len(output):] == output
     finally:
         feed.close()

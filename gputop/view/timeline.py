@@ -4,10 +4,13 @@ the live view showed then, rebuilt from the trace's workload track, for ``gputop
 At time T: the steps that ended by T (the last one's step and loss, the recent losses, the
 rates over the recent steps, as ``workload.rates`` computes them live), the start event's facts
 once it was written, the innermost phase open at T, the recorded ``joules_per_step`` counter's
-value at T, and how the process ended once its ``exit`` (or the workload's ``end``) mark is
-behind T. ``ended_ns`` is then the end; before it, the cursor's time, so that the view's
-"elapsed" is the time into the run at the cursor, not the time since. Nothing is invented: what
-the trace does not hold (the output log, the process tree) is empty.
+value at T, its output lines written by T, and how the process ended once its ``exit`` (or the
+workload's ``end``) mark is behind T, or is the workload's next event within one sample interval
+of T (the exit comes just after the last sample, which would otherwise read "running"; its last
+output lines with it). ``ended_ns`` is then the end; before it, the cursor's time, so
+that the view's "elapsed" is the time into the run at the cursor (from the recording's first
+sample, just after the launch), not the time since. Nothing is invented: what the trace does not
+hold (the process tree) is empty.
 
 The events are read as the index pass collects them (``WorkloadEvents``, in another thread):
 each ``at()`` takes in the ones added since the last.
@@ -28,6 +31,7 @@ from gputop.workload import rates
 NO_START = WorkloadStart(said=False)  # before the start mark
 RECENT_STEPS = 64
 RECENT_LOSSES = 120
+OUTPUT_LINES = 200  # as the live view keeps (gputop.workload.launcher.OUTPUT_LINES)
 
 
 class WorkloadTimeline:
@@ -52,6 +56,11 @@ class WorkloadTimeline:
         self._phase_after: list[str | None] = []  # the innermost phase after each B/E
         self._open: list[str] = []
         self.first_ns: int | None = None
+        self._out_ns: list[int] = []  # the output lines' times, in time order, and the lines
+        self._out: list[str] = []
+        interval = header.settings.get("interval_s")
+        self._reach_ns = (round(interval * 1e9) if isinstance(interval, (int, float))
+                          and not isinstance(interval, bool) and interval > 0 else 0)
 
     def _take_in(self) -> None:
         events = self.source.events
@@ -69,9 +78,13 @@ class WorkloadTimeline:
             ph, at = event.get("ph"), ts_ns(event.get("ts"))
             if at is None or event.get("cat") != CAT_WORKLOAD:
                 continue
-            name = event.get("name")
+            name, args = event.get("name"), event.get("args")
             if ph == "i" and name in ("start", "end", "exit"):
-                self._take_mark(str(name), at, event.get("args"))
+                self._take_mark(str(name), at, args)
+            elif ph == "i" and name in ("stdout", "stderr") and isinstance(args, dict) and isinstance(args.get("line"), str):
+                where = bisect.bisect_right(self._out_ns, at)
+                self._out_ns.insert(where, at)
+                self._out.insert(where, args["line"])
             elif ph in ("B", "E") and isinstance(name, str):
                 if ph == "B":
                     self._open.append(name)
@@ -98,6 +111,14 @@ class WorkloadTimeline:
         i = bisect.bisect_right(stamps, at, 0, n) - 1
         return values[i] if i >= 0 else None
 
+    def _reached(self, mark_ns: int, at: int, k: int) -> bool:
+        """Whether a mark at ``mark_ns`` is behind the cursor at ``at`` (``k`` steps done by
+        then): it is, or it is the workload's next event within one sample interval."""
+        if mark_ns <= at:
+            return True
+        next_step = self._step_ns[k] if k < len(self._step_ns) else None
+        return mark_ns <= at + self._reach_ns and (next_step is None or next_step > mark_ns)
+
     def poll(self, sample: Sample | None = None) -> WorkloadState:
         """The state at ``sample``'s time (at the first start mark without one)."""
         self._take_in()
@@ -109,10 +130,15 @@ class WorkloadTimeline:
 
     def at(self, at: int) -> WorkloadState:
         start = self.start[1] if self.start is not None and self.start[0] <= at else NO_START
-        end = self.end[1] if self.end is not None and self.end[0] <= at else None
-        exit_ = self.exit[1] if self.exit is not None and self.exit[0] <= at else None
-        started = self.start[0] if self.start is not None else self.header.header.get("start_ns")
         k = bisect.bisect_right(self._step_ns, at)
+        end = self.end[1] if self.end is not None and self._reached(self.end[0], at, k) else None
+        exit_ = self.exit[1] if self.exit is not None and self._reached(self.exit[0], at, k) else None
+        started = self.header.header.get("start_ns")  # the launch comes just before the first sample
+        if not isinstance(started, int) and self.start is not None:
+            started = self.start[0]
+        # output up to the cursor; once the run is over there, up to its end (its last words)
+        over = [mark[0] for mark, seen in ((self.exit, exit_), (self.end, end)) if mark is not None and seen is not None]
+        shown = bisect.bisect_right(self._out_ns, max([at, *over]))
         done = self.steps[max(0, k - RECENT_STEPS):k]
         last = done[-1] if done else None
         window = rates.window(done)
@@ -131,7 +157,8 @@ class WorkloadTimeline:
         return WorkloadState(
             name=self.name, argv=self.argv, pid=self.pid, status=status, returncode=returncode,
             started_ns=started if isinstance(started, int) else at,
-            ended_ns=ended if ended is not None else at, events=start.said or bool(done),
+            # whether the workload reports progress at all (not "yet": before its first event too)
+            ended_ns=ended if ended is not None else at, events=self.start is not None or bool(self.steps),
             device=start.device, device_name=start.device_name,
             precision=start.precision, batch_size=start.batch_size,
             sample_unit=start.sample_unit or "samples", flops_per_step=flops,
@@ -142,7 +169,8 @@ class WorkloadTimeline:
             samples_per_s=live.samples_per_s, tflops=live.tflops, mfu_pct=live.mfu_pct,
             loss=None if last is None else last.loss, losses=losses,
             joules_per_step=self._counter_at("joules_per_step", at),
-            recent_steps=tuple(done), error=error, pids=frozenset({self.pid}), output_tail=(),
+            recent_steps=tuple(done), error=error, pids=frozenset({self.pid}),
+            output_tail=tuple(self._out[max(0, shown - OUTPUT_LINES):shown]),
             phase=phase,
             last_step_age_s=None if last is None else max(0.0, (min(at, ended or at) - last.ts_ns) / 1e9),
         )
