@@ -77,6 +77,17 @@ def test_rates_are_windowed_and_the_jobs_samples_per_s_is_the_sum_over_ranks():
     assert ranks.job_samples_per_s(model) == pytest.approx(2 * 16 * len(timed) / sum(timed))
 
 
+def test_the_live_and_whole_run_samples_per_s_of_ranks_are_summed_not_mixed():
+    job = steps_of(0, [0.01] * 20, [0.0] * 20) + steps_of(1, [0.02] * 20, [0.0] * 20)
+    job.sort(key=lambda s: s.ts_ns)  # as they arrive
+    expected = 4 / 0.01 + 4 / 0.02  # 400 + 200 samples/s; mixed together they read 267
+    assert ranks.live_samples_per_s(job) == pytest.approx(expected)
+    totals = ranks.RunTotalsByRank()
+    for s in job:
+        totals.add(s)
+    assert totals.samples_per_s() == pytest.approx(expected)
+
+
 def test_a_job_without_ranks_has_no_ranks_keys():
     single = [WorkloadStep(step=i, samples=4, loss=None, wall_s=0.01, ts_ns=i * 10**7) for i in range(1, 5)]
     assert ranks.summary(single, {}) == {}

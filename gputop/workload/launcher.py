@@ -73,6 +73,7 @@ class Workload:
         self._kill_at: float | None = None  # monotonic time of SIGKILL, while stop() waits
         self._steps: collections.deque[WorkloadStep] = collections.deque(maxlen=max(1, keep_steps))
         self._run = rates.RunTotals()  # every step's, for a finished job's whole-run rates
+        self._run_by_rank = ranks.RunTotalsByRank()  # a distributed job's, rank by rank
         self._losses: collections.deque[float] = collections.deque(maxlen=RECENT_LOSSES)
         self._collect = collect  # keep every step and mark for drain() (a recorder)
         # a recorder loses nothing: unbounded, and emptied by each drain() (record drains every
@@ -195,6 +196,7 @@ class Workload:
             if isinstance(item, WorkloadStep):
                 self._steps.append(item)
                 self._run.add(item)
+                self._run_by_rank.add(item)
                 if item.loss is not None:
                     self._losses.append(item.loss)
             if self._collect:
@@ -326,6 +328,8 @@ class Workload:
                 live = dataclasses.replace(live, samples_per_s=ranks.live_samples_per_s(self._steps))
         else:  # ended: the whole run's, as the job's own summary and the replay give them
             live = self._run.rates(start.get("flops_per_step"), start.get("peak_flops"))
+            if self._run_by_rank.ranks:  # a distributed job's: the sum over its ranks
+                live = dataclasses.replace(live, samples_per_s=self._run_by_rank.samples_per_s())
         output = self._output.snapshot()
         now_ns = self._ended_ns if self._ended_ns is not None else self._clock_ns()
         phases = self._reader.phases

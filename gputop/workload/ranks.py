@@ -203,3 +203,19 @@ def live_samples_per_s(steps: Iterable[WorkloadStep]) -> float | None:
     (a window over the ranks' steps mixed together would give their mean, not their sum)."""
     each = [rates.over(rates.window(mine), None, None).samples_per_s for mine in by_rank(steps).values()]
     return None if not each or None in each else sum(v for v in each if v is not None)
+
+
+class RunTotalsByRank:
+    """Each rank's whole-run totals (``rates.RunTotals``), for a finished job's samples/s: the sum
+    of its ranks' (their steps summed together would give their mean)."""
+
+    def __init__(self) -> None:
+        self.ranks: dict[int, rates.RunTotals] = {}
+
+    def add(self, step: WorkloadStep) -> None:
+        if step.rank is not None:
+            self.ranks.setdefault(step.rank, rates.RunTotals()).add(step)
+
+    def samples_per_s(self) -> float | None:
+        each = [run.rates(None, None).samples_per_s for run in self.ranks.values()]
+        return None if not each or None in each else sum(v for v in each if v is not None)
