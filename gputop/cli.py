@@ -27,9 +27,7 @@ from gputop.view.feed import LiveFeed, ReplayFeed
 
 if TYPE_CHECKING:  # httpx, which the feed imports, is ~10 MiB and ~0.1 s the live view does not need
     from gputop.cluster.fleet import ClusterFeed
-    from gputop.firstframe import Held
     from gputop.model import WorkloadState
-    from gputop.tui.app import GputopApp
     from gputop.workload import Workload
 
 EXAMPLES = """\
@@ -63,9 +61,6 @@ exit status: 0 done, which for the commands that run until stopped (the live vie
   terminal; 128+N a signal N cut short a command that ends by itself (compare: 130 Ctrl-C, 143
   SIGTERM) or a view's start-up, or a second signal aborted the clean-up.
 """
-# the live view's first frame is drawn before Textual where the first sample is back this soon;
-# a slower one (NVML bringing a GPU up) waits for the app, whose import this wait held up
-FIRST_FRAME_WAIT_S = 0.15
 FULL_SCREEN = {None, "replay"}  # the commands that draw a full-screen view
 # each command's module (its add_parser and run), in the order --help lists them; snapshot's
 # parser is defined here
@@ -177,45 +172,33 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
 
     sampler = OpenedOnFirstSample(open_real)  # (NVML's init in the first-sample thread, beside Textual's import)
     feed = LiveFeed(sampler, args.interval, workload=workload)
-    held: Held | None = None  # the first frame, drawn before Textual (gputop.firstframe)
-    app: GputopApp | None = None
     status = ExitStatus.OK
     ended: WorkloadState | None = None  # how the --run job ended
-
-    def give_back() -> None:  # the normal screen, where the app's driver never took the terminal
-        if held is not None and (app is None or not app.has_terminal):
-            held.give_back()
-            if app is not None:
-                app.first_frame_drawn = False  # (its driver, if it starts after all, switches itself)
-
     try:
-        if workload is None:  # (with one, after its fork: a fork beside a sampling thread is unsafe)
-            feed.prefetch()  # while Textual is imported and the screen built
-            held = _first_frame(feed)
-        from gputop.tui.app import SETTLE_HEAP_S, GputopApp
-        from gputop.tui.terminal import run_full_screen
+        # until run_full_screen puts its own in place, a stop signal (while Textual is imported)
+        # is raised as Interrupted: the clean-up below runs, and the exit status is 128 + its number
+        with StopSignals(raise_first=True):
+            if workload is None:  # (with one, after its fork: a fork beside a sampling thread is unsafe)
+                feed.prefetch()  # while Textual is imported and the screen built
+            from gputop.tui.app import SETTLE_HEAP_S, GputopApp
+            from gputop.tui.terminal import run_full_screen
 
-        # the workload is started on the main thread, before the app runs: the child's
-        # PR_SET_PDEATHSIG fires when the thread that forked it exits (see gputop.workload.process)
-        def start(job: Workload) -> None:
-            job.start()
-            feed.prefetch()
+            # the workload is started on the main thread, before the app runs: the child's
+            # PR_SET_PDEATHSIG fires when the thread that forked it exits (see gputop.workload.process)
+            def start(job: Workload) -> None:
+                job.start()
+                feed.prefetch()
 
-        app = GputopApp(feed, settle_heap_s=SETTLE_HEAP_S)
-        app.first_frame_drawn = held is not None
-        app.before_errors = give_back  # (an error before its driver starts: printed on the normal screen)
+            app = GputopApp(feed, settle_heap_s=SETTLE_HEAP_S)
         if not run_full_screen(app, before=None if workload is None else lambda: start(workload)):
             status = ExitStatus.FAILURE
     except WorkloadError as exc:
         sys.stderr.write(f"gputop: error: {exc}\n")
         return ExitStatus.USAGE
     finally:
-        if held is not None:
-            held.release()
         # not cut short by a signal that comes now: it is noted, and a second one aborts
         with StopSignals():
             try:
-                give_back()
                 if workload is not None:
                     ended = workload.stop()
             finally:
@@ -227,30 +210,6 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
         _say(f"gputop: workload {ended.name} failed" + (f": {ended.error}" if ended.error else ""))
         return ExitStatus.FAILURE
     return status
-
-
-def _first_frame(feed: LiveFeed) -> Held | None:
-    """Draw the top of the view from the first sample before Textual is imported, on the stream
-    Textual will draw on (stderr, or stdout where stderr is not a terminal); the frame, held
-    (stop signals raised, Ctrl+Z ignored, until the app has the terminal), if drawn. A first
-    sample not back within FIRST_FRAME_WAIT_S (a slow NVML start) is left to the app."""
-    from gputop import firstframe
-    from gputop.tui import is_tty
-
-    stream = sys.__stderr__ if is_tty(sys.__stderr__) else sys.__stdout__
-    terminal = None if stream is None else firstframe.could_draw(stream)  # (before the wait: none drawn, none waited for)
-    if stream is None or terminal is None:
-        return None
-    held = firstframe.Held(stream).hold()  # (before the wait: Ctrl+Z then bg would draw from the background)
-    try:
-        sample = feed.first_sample(FIRST_FRAME_WAIT_S)
-        if sample is not None and held.draw(sample, feed.host, feed.interval_s, terminal):
-            return held
-    except BaseException:
-        held.release()
-        raise
-    held.release()
-    return None
 
 
 def _say(line: str) -> None:

@@ -210,3 +210,23 @@ def test_a_replay_shows_the_workload_s_output_and_how_it_ended_at_the_last_sampl
         assert list(last.output_tail)[-len(output):] == output
     finally:
         feed.close()
+
+
+def test_a_time_stamp_that_is_no_time_is_left_out_and_counted_not_the_rest(tmp_path):
+    """#26.16: one line with ts 1e400 (a number, but no time) and the index stopped there
+    silently (39 of 201 samples); report read on. Both read the rest and count it."""
+    from gputop.commands import report
+    from gputop.trace.index import SampleIndex
+    from test_trace import make_samples, write
+
+    path = write(tmp_path / "t.json", make_samples(40))
+    lines = path.read_text().split("\n")
+    at = next(i for i, line in enumerate(lines) if '"ts":' in line and '"ph":"C"' in line and i > len(lines) // 3)
+    lines[at] = lines[at].replace('"ts":', '"ts":1e400,"was":', 1)
+    path.write_text("\n".join(lines))
+    with TraceStream(path) as stream:
+        index = SampleIndex(stream)
+        index.build()
+        assert index.error is None and len(index) == 40 and index.unreadable == 1
+    summary, _ = report.read(str(path))
+    assert summary["samples"] == 40 and summary["unreadable_events"] == 1

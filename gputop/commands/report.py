@@ -106,7 +106,9 @@ def read(path: str, progress: Callable[[int], None] | None = None) -> tuple[dict
             raise TraceError(f"{path} has no complete sample")
         trace = workload.trace(header, stream.complete)
     # the verdict's means over the steps come from the thinned samples (bounded, evenly spread)
-    return _summary(trace, acc, points.items), points.items
+    summary = _summary(trace, acc, points.items)
+    summary["unreadable_events"] = decoder.unreadable
+    return summary, points.items
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +178,7 @@ def _summary(trace: Trace, acc: SampleStats, samples: Sequence[Sample]) -> dict[
         "settings": trace.settings,
         "complete": complete,
         "being_written": not complete and recorder_running(trace),
+        "unreadable_events": 0,  # of the samples' events, left out: a time stamp that is no time
         "start_ns": acc.first_ns,
         "duration_s": (acc.last_ns - acc.first_ns) / 1e9,
         "samples": acc.samples,
@@ -342,6 +345,9 @@ def to_text(summary: dict[str, Any]) -> str:
     elif not summary["complete"]:
         lines.append("  the recording did not finish cleanly (no closing ']'): "
                      "showing every complete sample")
+    if summary["unreadable_events"]:
+        lines.append(f"  {summary['unreadable_events']} time stamps are no time: their events left out "
+                     "(the rest of the recording is read)")
     cpu = summary["cpu"]
     lines += ["", *_table(f"CPU ({cpu['cores']} cores)", cpu["metrics"])]
     for gpu in summary["gpus"]:

@@ -34,9 +34,13 @@ def ts_ns(value: Any) -> int | None:
         return value * 1000
     text = value.text if isinstance(value, RawNumber) else repr(value)
     try:
-        return int((Decimal(text) * 1000).to_integral_value())
+        ns = int((Decimal(text) * 1000).to_integral_value())
     except (InvalidOperation, ValueError, OverflowError):
         return None
+    return ns if 0 <= ns < MAX_TS_NS else None  # 1e400: no time a sample was taken at
+
+
+MAX_TS_NS = 2**63  # time.time_ns() until the year 2262
 
 
 class _Group:
@@ -107,6 +111,7 @@ class SampleDecoder:
         self.window = window
         self.on_event, self.on_counter = on_event, on_counter
         self.late = 0
+        self.unreadable = 0  # time stamps that are no time (1e400): their events left out
         self._groups: dict[int, _Group] = {}
         self._done_ns: int | None = None  # the newest timestamp given out
         self._newest_ns = 0
@@ -160,6 +165,7 @@ class SampleDecoder:
             return out
         at = ts_ns(event.get("ts"))
         if at is None:
+            self.unreadable += 1
             return out
         group = self._group(at, out)
         if group is None:
@@ -197,6 +203,7 @@ class SampleDecoder:
                 last_stamp = stamp
                 at = _stamp_ns(stamp)
                 group = None if at is None else (groups.get(at) or self._group(at, out))
+                self.unreadable += at is None  # (once a stamp: the loop is the trace's hot path)
             if group is None:
                 continue
             by_name = keys.get(pid_text)

@@ -61,6 +61,7 @@ class SampleIndex(Sequence[Sample]):
         self.read = 0  # bytes of the file indexed so far
         self._stop = False
         self.error: str | None = None  # why the pass stopped early, where it did
+        self.unreadable = 0  # events left out for a time stamp that is no time (after the pass)
         self.first_energy: dict[int, float] = {}  # each GPU's first energy reading (since start)
         self._checkpoints: list[_Checkpoint] = []
         self._starts: list[int] = []  # the checkpoints' first sample index, for bisect
@@ -113,6 +114,7 @@ class SampleIndex(Sequence[Sample]):
                     self._go.wait()  # the first samples are in: the app draws them first
             count += self._add(decoder.finish())
             self.read = self.stream.size
+            self.unreadable = decoder.unreadable
         except TraceError as exc:
             self.error = str(exc)
         finally:

@@ -31,11 +31,12 @@ from gputop import sampler as sampling
 from gputop.argtypes import next_interval
 from gputop.model import Sample, WorkloadState
 from gputop.tui import playback
+from gputop.tui.compat import ErrorsNoted
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen, describe, kill_refusal
 from gputop.tui.selfcpu import SelfCpu
 from gputop.tui.stall import StallWatch
-from gputop.tui.terminal import QUIT_KEY, SUSPEND, ErrorsNoted, repaint_on_resume, settle_heap, terminal_driver
+from gputop.tui.terminal import QUIT_KEY, SUSPEND, repaint_on_resume, settle_heap, terminal_driver
 from gputop.tui.theme_memo import ThemeMemoApp
 from gputop.tui.widgets.charts import HistoryCharts
 from gputop.tui.widgets.cpu import CpuPanel
@@ -110,8 +111,6 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
         self.self_cpu = self_cpu or SelfCpu()
         self.kill = kill
         self.samples_taken = 0
-        self.has_terminal = False  # its driver took the terminal: a first frame gputop.cli drew is the app's now
-        self.first_frame_drawn = False  # (set by gputop.cli) the alternate screen is on, that frame on it
         self._replay = playback.ReplayDriver(self, feed) if isinstance(feed, ReplayFeed) else None
         self._stall = StallWatch(lambda: self.interval_s, self._stalled)
         self.set_reactive(GputopApp.interval_s, feed.interval_s)
@@ -139,9 +138,6 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
             gpu_index=GputopApp.selected_gpu)
         yield ProcessTable(id="procs")
         yield KeyFooter()
-
-    def took_terminal(self) -> None:  # (gputop.tui.terminal's driver, once it draws)
-        self.has_terminal = True
 
     def on_mount(self) -> None:
         status = self.query_one(StatusBar)

@@ -24,8 +24,9 @@ from textual.widgets import DataTable, Footer
 from gputop import format as fmt
 from gputop.cluster.fleet import ClusterError, NodeHistory
 from gputop.cluster.nodes import ClusterGpu, ClusterNode, ClusterSample, labels, stale_note
+from gputop.tui.compat import ErrorsNoted
 from gputop.tui.screens.help import HelpScreen
-from gputop.tui.terminal import QUIT_KEY, SUSPEND, ErrorsNoted, repaint_on_resume, settle_heap, terminal_driver
+from gputop.tui.terminal import QUIT_KEY, SUSPEND, repaint_on_resume, settle_heap, terminal_driver
 from gputop.tui.widgets.panel import Panel
 
 BARS = "▁▂▃▄▅▆▇█"

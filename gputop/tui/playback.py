@@ -283,3 +283,6 @@ class ReplayDriver:
         elif not self.feed.complete:
             self.view.notify(f"the recording was cut off (no closing ']'): replaying its "
                              f"{len(index):,} complete samples", severity="warning", timeout=6)
+        if index.unreadable:
+            self.view.notify(f"{index.unreadable:,} time stamps are no time: their events left out "
+                             "(the rest of the recording is replayed)", severity="warning", timeout=6)

@@ -1,7 +1,7 @@
 """The terminal a full-screen view draws on: which stream, and never outliving the terminal.
 
-``terminal_driver(default)`` is the driver class every gputop app runs with: Textual's Linux
-driver, with these changes.
+``TerminalDriver`` is the driver every gputop app runs with (``terminal_driver``): Textual's Linux
+driver, with these changes (the Textual privates they touch are in ``gputop.tui.compat``).
 
 * It draws on stdout when stderr is not a terminal. Textual draws on stderr (so that an app can
   print a result on stdout), so ``gputop 2>err.log`` drew the whole screen into the file and left
@@ -27,9 +27,6 @@ driver, with these changes.
   when the driver stops; a stop signal raised where Textual could not stop its driver left the
   interpreter waiting on it for ever after ``main`` had returned. A watcher thread (a daemon)
   sets the key thread's exit event once the main thread has ended.
-* Where gputop.cli's first frame (gputop.firstframe) is on the terminal, it does not switch to
-  the alternate screen again at its first start: the screen is on it already, and xterm and VTE
-  clear it at every ``?1049h``, which blanked that frame until the app's first paint.
 * The key thread sleeps until a key comes. Textual's woke every 0.1 s (``select(0.1)``) to look
   at its exit event and at the key parser's escape timeout: ten wakes a second, about a sixth of
   the live view's CPU at 1 Hz (benchmarks/README.md). Here setting the exit event wakes it
@@ -52,10 +49,12 @@ from codecs import getincrementaldecoder
 from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from textual.binding import Binding
+from textual.constants import ESCAPE_DELAY
+from textual.drivers.linux_driver import LinuxDriver
 
 from gputop import console
 from gputop.signals import Interrupted, StopSignals
-from gputop.tui import is_tty
+from gputop.tui import compat, is_tty
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -63,7 +62,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ALTERNATE_SCREEN = "\x1b[?1049h"
 FG_RETRIES = 3  # starts tried again at once where a start in the background gave up and gputop is in front now
 WATCH_S = 1.0  # how often the watcher looks at the terminal: one ioctl a second
 QUIET_ROUNDS = 2  # after a key, the key thread wakes every ESCAPE_DELAY for this many of them, then sleeps
@@ -105,191 +103,173 @@ class GuardedStream:
         return self._stream.fileno()
 
 
-def terminal_driver(default: type[Driver]) -> type[Driver]:
-    """The driver to run an app with (see the module's docstring); another platform's driver,
-    or a test's headless one, as it is."""
-    from textual.drivers.linux_driver import LinuxDriver
+class TerminalDriver(compat.HookedDriver):
+    """Textual's Linux driver, drawing on a guarded stream and watching its terminal (see the
+    module's docstring)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        drawn_on = self.drawn_on()
+        if not is_tty(sys.__stderr__) and is_tty(sys.__stdout__) and sys.__stdout__ is not None:
+            drawn_on = sys.__stdout__
+        self.draw_on(GuardedStream(drawn_on, self._terminal_gone))  # what the writer thread draws on
+        self._gone = threading.Event()
+        self._suspended = False
+        self._watcher: threading.Thread | None = None
+        self._wake_r = self._wake_w = -1  # the key thread's wake pipe, while application mode runs
+        self.exit_event = WakingEvent(self._wake_input)
+
+    def _wake_input(self) -> None:
+        if self._wake_w < 0:  # closed: no key thread left to wake
+            return
+        try:
+            os.write(self._wake_w, b"w")
+        except OSError:  # full: it is awake anyway
+            pass
+
+    def run_input_thread(self) -> None:
+        """Read keys until the exit event is set, asleep in between (see the module's docstring)."""
+        parser = self.key_parser()  # Textual's own parser; another Textual's loop where it moved
+        if parser is None:
+            return super().run_input_thread()
+        KeyLoop(self, self._wake_r, *parser).run()
+
+    def close(self) -> None:
+        super().close()
+        fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
+
+    def suspending(self) -> None:
+        self._suspended = True
+
+    def resuming(self) -> bool:
+        return self._suspended and not self._gone.is_set() and os.isatty(self.fileno)
+
+    def resumed(self) -> None:
+        # after `bg` Textual's restart gives up (the terminal is not ours to draw on) and the
+        # process stops again: still suspended, so that `fg`'s SIGCONT resumes it
+        self._suspended = not self.drawing()
+
+    def write(self, data: str) -> None:
+        # to a writer thread that has stopped (suspended, or a resume that gave up), a write
+        # would wait in its queue, and the 31st block the app for ever: dropped instead (the
+        # whole screen is repainted on resume)
+        if self.drawing():
+            super().write(data)
+
+    def start_application_mode(self) -> None:
+        if self._wake_r < 0:  # (Textual closes the driver at Ctrl+Z and starts it again at fg)
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(self._wake_w, False)
+        super().start_application_mode()  # type: ignore[no-untyped-call]
+        # started in the background (gputop &), Textual's first tcsetattr stopped the process
+        # and its start gave up; an fg that came meanwhile (its SIGCONT handled inside that
+        # start, before it gave up) would otherwise leave it waiting for another
+        for _ in range(FG_RETRIES):
+            if self.drawing() or not console.is_foreground(self.fileno):
+                break
+            super().start_application_mode()  # type: ignore[no-untyped-call]
+        if not self.drawing():  # in the background still: the next fg (Ctrl+Z's path: resuming) starts it
+            self._suspended = True
+            self.repaint_at_next_start()
+        if self._watcher is None:  # once: start_application_mode runs again after Ctrl+Z
+            self._watcher = threading.Thread(target=self._watch, name="gputop-terminal", daemon=True)
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        main = threading.main_thread()
+        while main.is_alive():
+            main.join(WATCH_S)
+            if self.drawing() and not os.isatty(self.fileno):  # not while suspended
+                self._terminal_gone("it is no longer a terminal")
+        self.exit_event.set()  # the key thread's loop ends, and the interpreter can exit
+
+    def _terminal_gone(self, why: str) -> None:
+        if self._gone.is_set():
+            return
+        self._gone.set()
+        log.warning("the terminal is gone (%s): stopping", why)
+        try:
+            self.call_in_loop(self.owner.exit)
+        except RuntimeError:  # the loop is closed: the app has ended already
+            pass
+
+
+class KeyLoop:
+    """The key thread of ``TerminalDriver``: Textual's loop, but asleep until a key or a wake
+    (see the module's docstring)."""
+
+    def __init__(self, driver: TerminalDriver, wake_fd: int, parser: Any, parse_error: type[Exception]) -> None:
+        self.driver = driver
+        self.wake_fd = wake_fd
+        self.parser = parser
+        self.parse_error = parse_error
+        self.decode = getincrementaldecoder("utf-8")().decode
+        self.selector = selectors.SelectSelector()  # (as Textual's: macOS's kqueue cannot watch a tty)
+        self.timeout: float | None = None  # None: nothing pending, sleep until a key or a wake
+        self.awake_until = 0.0  # after a key, rounds of at most ESCAPE_DELAY until then
+
+    def run(self) -> None:
+        driver = self.driver
+        self.selector.register(driver.fileno, selectors.EVENT_READ)
+        self.selector.register(self.wake_fd, selectors.EVENT_READ)
+        try:
+            while not driver.exit_event.is_set():
+                keyed = self._read(self.selector.select(self.timeout))
+                for event in self.parser.tick():  # a lone Escape, once ESCAPE_DELAY has passed
+                    driver.process_message(event)
+                now = time.monotonic()
+                if keyed:
+                    self.awake_until = now + QUIET_ROUNDS * ESCAPE_DELAY
+                self.timeout = None if now >= self.awake_until else min(ESCAPE_DELAY, self.awake_until - now)
+        finally:
+            self.selector.close()
+            try:
+                for _ in self.parser.feed(""):  # end of input (what the parser held is dropped, as Textual does)
+                    pass
+            except (EOFError, self.parse_error):
+                pass
+
+    def _read(self, ready: list[tuple[selectors.SelectorKey, int]]) -> bool:
+        """Read what ``select`` said is there; whether a key came."""
+        keyed = False
+        for key, _ in ready:
+            if key.fd == self.wake_fd:
+                _drain(key.fd)
+            elif self._read_keys():
+                keyed = True
+        return keyed
+
+    def _read_keys(self) -> bool:
+        fd = self.driver.fileno
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:  # (a non-blocking stdin said readable, then had nothing)
+            return False
+        except OSError:  # (EIO: hung up)
+            data = b""
+        if not data:  # end of input (a hung-up terminal): the watcher or a write ends the app
+            self.selector.unregister(fd)
+            return False
+        text = self.decode(data)
+        if text:  # ("": a character cut between two reads; an empty feed is end-of-file)
+            for event in self.parser.feed(text):
+                self.driver.process_message(event)
+        return True
+
+
+def terminal_driver(default: type[Driver]) -> type[Driver]:
+    """The driver to run an app with: ``TerminalDriver`` in place of Textual's Linux driver;
+    another platform's driver, or a test's headless one, as it is."""
+    compat.require_app()
     if not issubclass(default, LinuxDriver):
         return default
-    to_stdout = not is_tty(sys.__stderr__) and is_tty(sys.__stdout__)
-
-    class TerminalDriver(default):  # type: ignore[misc,valid-type]
-        """``default``, drawing on a guarded stream and watching its terminal."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            drawn_on: TextIO = self._file  # type: ignore[has-type]  # LinuxDriver's: sys.__stderr__
-            if to_stdout and sys.__stdout__ is not None:
-                drawn_on = sys.__stdout__
-            self._file = GuardedStream(drawn_on, self._terminal_gone)  # what the writer thread draws on
-            self._gone = threading.Event()
-            self._suspended = False
-            self._watcher: threading.Thread | None = None
-            self._wake_r = self._wake_w = -1  # the key thread's wake pipe, while application mode runs
-            self._alternate_on = False  # already on the alternate screen: Textual's switch to it left out
-            self._took = False  # the app has had the terminal (its driver's writer ran)
-            self.exit_event = WakingEvent(self._wake_input)
-
-        def _wake_input(self) -> None:
-            if self._wake_w < 0:  # closed: no key thread left to wake
-                return
-            try:
-                os.write(self._wake_w, b"w")
-            except OSError:  # full: it is awake anyway
-                pass
-
-        def run_input_thread(self) -> None:
-            """Read keys until the exit event is set, asleep in between (see the module's docstring)."""
-            try:  # Textual's own parser and escape delay; another Textual's loop where they moved
-                from textual._parser import ParseError
-                from textual._xterm_parser import XTermParser
-                from textual.constants import ESCAPE_DELAY
-            except ImportError:
-                return super().run_input_thread()  # type: ignore[no-any-return]
-            parser = XTermParser(self._debug)
-            decode = getincrementaldecoder("utf-8")().decode
-            selector = selectors.SelectSelector()  # (as Textual's: macOS's kqueue cannot watch a tty)
-            selector.register(self.fileno, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            timeout: float | None = None  # None: nothing pending, sleep until a key or a wake
-            awake_until = 0.0  # after a key, rounds of at most ESCAPE_DELAY until then
-            try:
-                while not self.exit_event.is_set():
-                    keyed = False
-                    for key, _ in selector.select(timeout):
-                        if key.fd == self._wake_r:
-                            _drain(self._wake_r)
-                            continue
-                        try:
-                            data = os.read(self.fileno, 4096)
-                        except BlockingIOError:  # (a non-blocking stdin said readable, then had nothing)
-                            continue
-                        except OSError:  # (EIO: hung up)
-                            data = b""
-                        if not data:  # end of input (a hung-up terminal): the watcher or a write ends the app
-                            selector.unregister(self.fileno)
-                            continue
-                        keyed = True
-                        text = decode(data)
-                        if text:  # ("": a character cut between two reads; an empty feed is end-of-file)
-                            for event in parser.feed(text):
-                                self.process_message(event)
-                    for event in parser.tick():  # a lone Escape, once ESCAPE_DELAY has passed
-                        self.process_message(event)
-                    now = time.monotonic()
-                    if keyed:
-                        awake_until = now + QUIET_ROUNDS * ESCAPE_DELAY
-                    timeout = None if now >= awake_until else min(ESCAPE_DELAY, awake_until - now)
-            finally:
-                selector.close()
-                try:
-                    for _ in parser.feed(""):  # end of input (what the parser held is dropped, as Textual does)
-                        pass
-                except (EOFError, ParseError):
-                    pass
-
-        def close(self) -> None:
-            super().close()
-            fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
-            for fd in fds:
-                if fd >= 0:
-                    os.close(fd)
-
-        def _sigtstp_application(self, *args: Any) -> None:
-            self._suspended = True
-            super()._sigtstp_application(*args)
-
-        def _sigcont_application(self, *args: Any) -> None:
-            if self._suspended and not self._gone.is_set() and os.isatty(self.fileno):
-                super()._sigcont_application(*args)
-                # after `bg` Textual's restart gives up (the terminal is not ours to draw on) and
-                # the process stops again: still suspended, so that `fg`'s SIGCONT resumes it
-                self._suspended = not self._drawing()
-
-        def write(self, data: str) -> None:
-            # to a writer thread that has stopped (suspended, or a resume that gave up), a write
-            # would wait in its queue, and the 31st block the app for ever: dropped instead (the
-            # whole screen is repainted on resume)
-            if self._alternate_on and data == ALTERNATE_SCREEN:  # (LinuxDriver: a write of its own)
-                self._alternate_on = False
-                return
-            if self._drawing():
-                super().write(data)
-
-        def _drawing(self) -> bool:
-            writer = self._writer_thread  # LinuxDriver's: a new one each time application mode starts
-            return writer is not None and writer.is_alive()
-
-        def start_application_mode(self) -> None:
-            # gputop.cli's first frame (gputop.firstframe) may have put the terminal on the
-            # alternate screen already: until the app has drawn once, Textual's own switch is left
-            # out (xterm and VTE clear the screen at it: a blank flash)
-            self._alternate_on = not self._took and bool(getattr(self._app, "first_frame_drawn", False))
-            if self._wake_r < 0:  # (Textual closes the driver at Ctrl+Z and starts it again at fg)
-                self._wake_r, self._wake_w = os.pipe()
-                os.set_blocking(self._wake_r, False)
-                os.set_blocking(self._wake_w, False)
-            super().start_application_mode()
-            # started in the background (gputop &), Textual's first tcsetattr stopped the process
-            # and its start gave up; an fg that came meanwhile (its SIGCONT handled inside that
-            # start, before it gave up) would otherwise leave it waiting for another
-            for _ in range(FG_RETRIES):
-                if self._drawing() or not console.is_foreground(self.fileno):
-                    break
-                super().start_application_mode()
-            if self._drawing():  # from here the terminal is the app's
-                if not self._took:
-                    self._took = True
-                    took = getattr(self._app, "took_terminal", None)
-                    if callable(took):
-                        took()
-            else:  # in the background still: the next fg (Ctrl+Z's path: _sigcont_application) starts it
-                self._suspended = True
-                self._must_signal_resume = True  # (and the app then repaints all of it)
-            if self._watcher is None:  # once: start_application_mode runs again after Ctrl+Z
-                self._watcher = threading.Thread(target=self._watch, name="gputop-terminal", daemon=True)
-                self._watcher.start()
-
-        def _watch(self) -> None:
-            main = threading.main_thread()
-            while main.is_alive():
-                main.join(WATCH_S)
-                if self._drawing() and not os.isatty(self.fileno):  # not while suspended
-                    self._terminal_gone("it is no longer a terminal")
-            self.exit_event.set()  # the key thread's loop ends, and the interpreter can exit
-
-        def _terminal_gone(self, why: str) -> None:
-            if self._gone.is_set():
-                return
-            self._gone.set()
-            log.warning("the terminal is gone (%s): stopping", why)
-            try:
-                self._loop.call_soon_threadsafe(self._app.exit)
-            except RuntimeError:  # the loop is closed: the app has ended already
-                pass
-
-    return TerminalDriver
-
-
-class ErrorsNoted:
-    """An app (mixed in before Textual's App) that notes whether it ended on an error: Textual
-    sets a failing ``return_code`` for an exception in a handler, but not for ``panic`` (its key
-    thread died), and a later ``exit()`` (a stop signal) sets it back to 0. ``before_errors``
-    runs before the errors are printed (gputop.cli gives the normal screen back there, where its
-    first frame's alternate screen is still on: an error while Textual gathers its stylesheets is
-    printed before its driver starts). Textual 8.x's ``_print_error_renderables``; elsewhere
-    nothing is noted."""
-
-    failed = False
-    before_errors: Callable[[], None] | None = None
-
-    def _print_error_renderables(self) -> None:
-        if getattr(self, "_exit_renderables", None):
-            self.failed = True
-            if self.before_errors is not None:
-                self.before_errors()
-        super()._print_error_renderables()  # type: ignore[misc]
+    if default is LinuxDriver:
+        return TerminalDriver
+    return type("TerminalDriver", (TerminalDriver, default), {})  # (TEXTUAL_DRIVER named a subclass)
 
 
 def _drain(fd: int) -> None:
@@ -313,7 +293,7 @@ def run_full_screen(app: App[Any], before: Callable[[], object] | None = None) -
             loop = asyncio.get_running_loop()
         except RuntimeError:
             raise Interrupted(signum) from None
-        loop.call_soon_threadsafe(app.exit)
+        loop.call_soon_threadsafe(compat.once_mounted, app, app.exit)  # (not while it composes)
 
     try:
         with StopSignals(on_first=exit_app):

@@ -102,8 +102,8 @@ class LiveFeed:
 
     def prefetch(self) -> None:
         """Take the first sample now, in a thread, while the view is still being built
-        (importing Textual and building the screen take ~0.3 s): the first frame then shows
-        it, instead of a frame that waits for it. The sampling loop starts with it
+        (importing Textual and building the screen take ~0.3 s): the app's first frame then
+        shows it, instead of a frame that waits for it. The sampling loop starts with it
         (``take_first``). Nothing while paused at start."""
         if self.guarded is None or self.paused or self._first is not None:
             return
@@ -118,18 +118,6 @@ class LiveFeed:
 
         threading.Thread(target=take, name="gputop-first-sample", daemon=True).start()
         self._first = first
-
-    def first_sample(self, timeout_s: float) -> Sample | None:
-        """The prefetched first sample if it is back within ``timeout_s`` and good (it stays
-        there for ``take_first``); else None."""
-        first = self._first
-        if first is None:
-            return None
-        done, _ = concurrent.futures.wait([first], timeout=timeout_s)
-        if not done or first.exception() is not None:
-            return None
-        result = first.result()
-        return result if isinstance(result, Sample) else None
 
     def take_first(self) -> Future[Sample | Exception] | None:
         """The prefetched first sample (once), if ``prefetch`` was called."""

@@ -1,9 +1,8 @@
 """The text of the live view's panels and header, as lines of styled pieces, without Textual.
 
-The widgets (``gputop.tui.widgets``) draw these lines, and so does the first frame that
-``gputop.firstframe`` puts on the terminal before Textual is imported: one builder for both, so
-that the two read the same. A style is looked up by its component-class name (``Styles``): a
-widget answers from gputop.tcss, the first frame from its table of the default theme's.
+The widgets (``gputop.tui.widgets``) draw these lines; they are built here, apart from Textual,
+so that they can be tested (and measured) as text. A style is looked up by its component-class
+name (``Styles``): a widget answers from gputop.tcss.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from gputop import format as fmt
 from gputop.model import CpuSample, GpuSample
 
 GAP = "   "
-# the live view's layout, which gputop.tui.app applies and gputop.firstframe follows
+# the live view's layout, which gputop.tui.app applies
 WIDE_COLUMNS = 120  # from this width the CPU and the GPUs are side by side (the screen is "-wide")
 FULL_PANELS_TWO_GPUS_ROWS = 56  # two full GPU panels need a terminal this tall; else one line each
 DETAIL_ROWS = 40  # compact rows plus the selected GPU's full panel from this height

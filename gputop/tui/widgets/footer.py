@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol, TypeVar, cast
 
-from textual.reactive import Reactive
 from textual.widget import Widget
 from textual.widgets import Footer
 
+from gputop.tui.compat import PALETTE_CLASS, born_compact, is_footer_key
 from gputop.tui.widgets.panel import KeptLines
 
 HELP_ACTION = "help"
-PALETTE = "-command-palette"  # the class Textual's footer gives the command palette's key
 # cells a key takes besides its key and description text, as Textual's footer CSS draws it:
 # " k kill " (padding 1 either side of the key, 1 after the description), or compact
 # "k kill " (one space between, a margin of one after)
@@ -57,20 +56,6 @@ def fit(keys: list[K], palette: K | None, width: int) -> tuple[bool, list[K], bo
     return True, shown, False
 
 
-def _born_compact(key: Widget, compact: bool) -> None:
-    """Give a new footer key, before it mounts, the compact state its data binding to the footer
-    is about to set: Textual's keys are born compact and their watcher sets the class, so each
-    key cost two style updates at every compose (add "-compact", then remove it), ~60 at start-up."""
-    field = getattr(type(key), "compact", None)
-    if isinstance(field, Reactive):
-        key.set_reactive(field, compact)
-        key.set_class(compact, "-compact", update=False)
-
-
-def _is_key(widget: Widget) -> bool:
-    return all(hasattr(widget, name) for name in ("key_display", "description", "action"))
-
-
 class KeyFooter(Footer, KeptLines):
     """``Footer`` that fits its keys to the width it is given (see the module docstring)."""
 
@@ -80,10 +65,10 @@ class KeyFooter(Footer, KeptLines):
 
     def _fit(self) -> tuple[list[Widget], tuple[bool, list[Widget], bool]] | None:
         children = list(super().compose())
-        if not all(_is_key(c) for c in children):
+        if not all(is_footer_key(c) for c in children):
             return None  # binding groups: Textual's own layout
-        keys = [cast(Key, c) for c in children if not c.has_class(PALETTE)]
-        palette = next((cast(Key, c) for c in children if c.has_class(PALETTE)), None)
+        keys = [cast(Key, c) for c in children if not c.has_class(PALETTE_CLASS)]
+        palette = next((cast(Key, c) for c in children if c.has_class(PALETTE_CLASS)), None)
         compact, shown, with_palette = fit(keys, palette, self.size.width or self.app.size.width)
         return children, (compact, [cast(Widget, k) for k in shown], with_palette)
 
@@ -96,10 +81,10 @@ class KeyFooter(Footer, KeptLines):
         self._fitted = (compact, len(shown))
         self.compact = compact
         for key in shown:
-            _born_compact(key, compact)
+            born_compact(key, compact)
         yield from shown
         if with_palette:
-            yield from (c for c in children if c.has_class(PALETTE))
+            yield from (c for c in children if c.has_class(PALETTE_CLASS))
 
     def on_resize(self) -> None:
         """Compose again only where the fit changes (a recompose rebuilds every key)."""

@@ -13,6 +13,7 @@ from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
 
+from gputop.tui import compat
 from gputop.view.lines import GAP, Item, Line, Piece, Rows, cells, item, load_style, pack, plain
 from gputop.view.lines import field as field_item
 
@@ -73,13 +74,13 @@ class KeptLines(Widget):
     change), and Textual's styles cache then crops and filters each of them again, unchanged or
     not (~30 us a line: ~0.8 ms a frame for the table, the footer and the containers). A line
     changes only through a refresh, which marks it dirty in that cache (a style or theme change
-    too: Textual refreshes the node); where that cache's dirty set is not there (another Textual
-    than 8.x), nothing is kept."""
+    too: Textual refreshes the node); where that cache's dirty set is not there (``compat.dirty_lines``:
+    another Textual), nothing is kept."""
 
     _kept: tuple[tuple[object, ...], list[Strip]] | None = None
 
     def render_lines(self, crop: Region) -> list[Strip]:
-        dirty = getattr(self._styles_cache, "_dirty_lines", None)
+        dirty = compat.dirty_lines(self)
         key = (crop, self.region.size, self.scroll_offset)
         kept = self._kept
         if kept is not None and dirty is not None and not dirty and kept[0] == key:
