@@ -28,6 +28,7 @@ RECENT_STEPS = 64  # steps kept in WorkloadState.recent_steps
 RECENT_LOSSES = 120
 EVENT_LINES = 100_000  # event lines held between two polls; more are dropped (and counted)
 PIDS_EVERY_S = 1.0  # the process tree is walked at most this often
+RANKS_JOIN_S = 2.0  # the main process has exited: its ranks' connections are read to their end this long at most
 
 
 class Workload:
@@ -209,8 +210,8 @@ class Workload:
         self._ended_ns = self._clock_ns()
         # its last lines and events: there at once, unless a grandchild holds the pipes
         self._output.join(0.25)
-        if self._events is not None:
-            self._events.join(0.25)
+        if self._events is not None:  # the ranks' connections: their last lines, even on a busy machine
+            self._events.join(0.25, None if self._channel is None else RANKS_JOIN_S)
         self._read_events()
         self._group.reap()
         self._group.note_gone()

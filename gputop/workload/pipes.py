@@ -173,9 +173,13 @@ class EventLines:
             self.lines.clear()
             return out
 
-    def join(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
+    def join(self, timeout_s: float, followed_s: float | None = None) -> None:
+        """Wait for the readers to reach the end of their input: the pipe's up to ``timeout_s``,
+        the followed descriptors' (sockets: their writers have usually exited) up to
+        ``followed_s`` where given."""
+        start = time.monotonic()
         with self._lock:
             threads = list(self._threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        for i, thread in enumerate(threads):
+            limit = timeout_s if i == 0 or followed_s is None else followed_s
+            thread.join(max(0.0, start + limit - time.monotonic()))
