@@ -140,6 +140,8 @@ class WorkloadStep:
     source: str = "events"  # "events": reported by the workload; "auto": detected by gputop's hooks
     data_wait_s: float | None = None  # time spent waiting for the DataLoader; None without one
     waits: tuple[tuple[int, int], ...] = ()  # (begin_ns, dur_ns) of its first data waits
+    pid: int | None = None  # the process that stepped, where the job has several (ranks)
+    rank: int | None = None  # its rank in a distributed job; None outside one
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,11 +150,13 @@ class JobProcess:
 
     pid: int
     name: str
-    role: str  # "main" | "worker" (a DataLoader or multiprocessing child of the main) | "other"
+    role: str  # "main" | "worker" (a DataLoader or multiprocessing child of the main, or of a rank)
+    # | "rank" (a process of a distributed job that steps) | "other"
     cpu_pct: float | None  # 100 = one core
     threads: int | None
     rss_bytes: int | None
     cores: frozenset[int]  # the cores its threads ran on over the interval
+    ppid: int | None = None  # its parent
 
 
 @dataclass(frozen=True, slots=True)

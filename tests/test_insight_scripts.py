@@ -125,7 +125,8 @@ def test_the_scripts_own_sitecustomize_still_runs_and_paths_are_its_own(finished
     s = finished["own_site"]
     assert s.status == "ok", s.output_tail
     assert "the user's sitecustomize ran" in s.output_tail
-    assert f"PYTHONPATH={SCRIPTS / 'ownsite'}" in s.output_tail
+    # its own path, after gputop's inject directory (kept for the processes it starts: ranks)
+    assert f"PYTHONPATH={inject.DIR}{os.pathsep}{SCRIPTS / 'ownsite'}" in s.output_tail
     assert "inject on sys.path: False" in s.output_tail
     assert s.step == 3
 

@@ -36,7 +36,7 @@ from gputop.trace import Trace, TraceError, ts_ns
 from gputop.trace.marks import WorkloadEnd, WorkloadExit, WorkloadStart, text
 from gputop.trace.reader import recorder_running
 from gputop.trace.stream import TraceStream, WorkloadEvents, decoder_for, samples
-from gputop.workload import insight, insight_text, rates
+from gputop.workload import insight, insight_text, ranks, rates
 
 PROG = "gputop report"
 EXAMPLES = """\
@@ -206,6 +206,10 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
     end = WorkloadEnd.of(trace.workload_mark("end"))
     exit_ = WorkloadExit.of(trace.workload_mark("exit"))
     steps = trace.workload_steps()
+    # a distributed job: its ranks, and the job's step as its slowest rank's (gputop.workload.ranks)
+    per_rank = ranks.summary(steps, ranks.recorded_hellos(trace.events, workload["pid"]))
+    if per_rank:
+        steps = [s for s in steps if s.rank == per_rank["job_step_rank"]]
     measured = [s for s in steps if s.step != 1 and s.wall_s > 0] or [s for s in steps if s.wall_s > 0]
     flops, peak = start.flops_per_step, start.peak_flops
     each = [rates.per_step(s, flops, peak) for s in measured]
@@ -216,7 +220,9 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
     per_s = rates.median(r.samples_per_s for r in each)
     return {
         **insight.recorded(steps, jobs, trace.samples() if samples is None else samples, source,
-                           device=start.device, device_uuid=start.device_uuid),
+                           device=start.device, device_uuid=start.device_uuid,
+                           rank_pid=steps[-1].pid if per_rank and steps else None),
+        **per_rank,
         "output_lines": len(output), "output_tail": output[-OUTPUT_TAIL:],
         "name": text(workload.get("name")), "pid": workload["pid"], "argv": workload.get("argv"),
         "device": start.device, "device_name": start.device_name,
@@ -398,7 +404,7 @@ def _workload_text(w: dict[str, Any]) -> list[str]:
              ("J/step", fmt.amount(j))]
     width = max(12, *(len(label) + 3 for label, _ in rows))
     lines += [f"  {label:<{width}}{value}" for label, value in rows]
-    return lines + insight_text.lines(w)
+    return lines + ranks.text_lines(w) + insight_text.lines(w)
 
 
 def chart(samples: Sequence[Sample], width: int = 100, height: int = 18, color: bool = True) -> str:

@@ -138,9 +138,14 @@ def workload_steps(trace: Trace) -> list[WorkloadStep]:
             continue
         wait, joules = _seconds(args.get("data_wait_s")), _seconds(args.get("joules"))
         steps.append(WorkloadStep(step=step, samples=samples, loss=loss, wall_s=wall_s, ts_ns=end,
-                                  joules=joules, source=source, data_wait_s=wait))
+                                  joules=joules, source=source, data_wait_s=wait,
+                                  pid=_count(args.get("pid"), 1), rank=_count(args.get("rank"), 0)))
     steps.sort(key=lambda s: s.ts_ns)
     return steps
+
+
+def _count(value: object, low: int) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= low else None
 
 
 def _seconds(value: Any) -> float | None:

@@ -23,10 +23,17 @@ from gputop.trace.schema import (
 )
 
 OUTPUT_TID_BASE = 40_000_000  # the workload's output (and processes) thread: beside steps and phases
+RANK_TID_BASE = 50_000_000  # a rank's steps thread on the workload's pid: RANK_TID_BASE + rank
+OTHER_TID_BASE = 60_000_000  # the steps of a process of the job that is no rank: + its pid
 
 
 def output_tid(pid: int) -> int:
     return OUTPUT_TID_BASE + pid
+
+
+def rank_tid(rank: int | None, pid: int) -> int:
+    """The thread a rank's steps are drawn on (by rank: a restarted rank keeps its track)."""
+    return RANK_TID_BASE + rank if rank is not None else OTHER_TID_BASE + pid
 
 
 class WorkloadTrack:
@@ -41,7 +48,7 @@ class WorkloadTrack:
         self.steps_trimmed = 0  # drawn from the previous step's end (args.wall_s keeps the truth)
         self.steps_out_of_order = 0  # ended before the previous step: written as instants
         self.phases_unmatched = 0  # an E with no open B of its name: left out
-        self._step_end_ns = 0  # the last step's end: a step never starts before it (nesting)
+        self._step_end_ns: dict[int, int] = {}  # by tid, the last step's end: a step never starts before it
         self._phases: list[str] = []  # names of the open phases, innermost last
         self._phase_ns = 0  # the last B or E written
         self.last_ns = 0  # the latest ts written on this track
@@ -82,7 +89,8 @@ class WorkloadTrack:
                 "main_thread_busy_pct": job.main_thread_busy_pct, "rss_bytes": job.rss_bytes,
                 "cores": sorted(job.cores),
                 "processes": [{"pid": p.pid, "name": p.name, "role": p.role, "cpu_pct": p.cpu_pct,
-                               "threads": p.threads, "rss_bytes": p.rss_bytes, "cores": sorted(p.cores)}
+                               "threads": p.threads, "rss_bytes": p.rss_bytes, "cores": sorted(p.cores),
+                               **({} if p.ppid is None else {"ppid": p.ppid})}
                               for p in job.processes],
                 "core_cpu_s": [[core, seconds] for core, seconds in job.core_cpu_s]}
         if placed is not None:
@@ -127,8 +135,8 @@ class WorkloadTrack:
         pid = self.pid
         tid = steps_tid(pid)
         for item in items:
-            if isinstance(item, WorkloadStep):
-                yield from self._step_lines(item, pid, tid)
+            if isinstance(item, WorkloadStep):  # a rank's (or another process's) on a thread of its own
+                yield from self._step_lines(item, pid, tid if item.pid is None else rank_tid(item.rank, item.pid))
             elif item.kind == "phase":
                 if item.ph == "B":
                     self._phases.append(item.name)
@@ -143,7 +151,7 @@ class WorkloadTrack:
                 self.last_ns = max(self.last_ns, item.ts_ns)
                 yield instant(CAT_WORKLOAD, item.name, pid, ts_text(item.ts_ns), dict(item.args),
                               tid=output_tid(pid))
-            elif item.kind in ("start", "end"):
+            elif item.kind in ("start", "end", "hello"):
                 args = {k: v for k, v in dict(item.args).items() if plain_json(v)}
                 self.last_ns = max(self.last_ns, item.ts_ns)
                 yield instant(CAT_WORKLOAD, item.kind, pid, ts_text(item.ts_ns), args, tid=tid)
@@ -159,17 +167,19 @@ class WorkloadTrack:
             begin = min(begin, end)
         args: dict[str, object] = {"step": item.step, "samples": item.samples, "wall_s": item.wall_s,
                                    "loss": item.loss, "data_wait_s": item.data_wait_s,
-                                   "joules": item.joules, "source": item.source}
+                                   "joules": item.joules, "source": item.source,
+                                   "pid": item.pid, "rank": item.rank}
         args = {k: v for k, v in args.items() if v is not None and plain_json(v)}
         self.last_ns = max(self.last_ns, end)
-        if end < self._step_end_ns:  # ended before the previous step: no nested slice
+        last_end = self._step_end_ns.get(tid, 0)
+        if end < last_end:  # ended before the previous step: no nested slice
             self.steps_out_of_order += 1
             yield instant(CAT_WORKLOAD, "step", pid, ts_text(end), args, tid=tid)
         else:
-            if begin < self._step_end_ns:
+            if begin < last_end:
                 self.steps_trimmed += 1
-                begin = self._step_end_ns
-            self._step_end_ns = end
+                begin = last_end
+            self._step_end_ns[tid] = end
             yield (f',{{"ph":"X","cat":"{CAT_WORKLOAD}","name":"step","pid":{pid},'
                    f'"tid":{tid},"ts":{ts_text(begin)},"dur":{ts_text(end - begin)},'
                    f'"args":{dumps(args)}}}\n')

@@ -8,6 +8,10 @@ Steps come from two sources: the workload's own events (``source`` absent or ``"
 gputop's hooks in a launched script (``"source": "auto"``, gputop/workload/inject), whose steps
 may lack ``samples`` and carry ``data_wait_s`` and ``waits``. A script that reports its own
 steps is taken at its word: once it has, the detected ones are left out.
+
+Every hooked process of a job says who it is first (``hello``: pid, ppid, rank, world size, ...;
+kept in ``processes`` by pid, and a mark for the trace); the steps of a rank, or of any process but
+the first, carry its ``pid`` and ``rank``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from gputop.workloads.events import ENV_FD, ENV_FILE
 __all__ = ["ENV_FD", "ENV_FILE", "EventReader"]
 
 PEAK_SOURCES = ("table", "measured")
+HELLO_NUMBERS = ("rank", "local_rank", "world_size", "group_rank", "restart_count")
 
 
 def number(value: Any, *, positive: bool = False) -> float | None:
@@ -57,6 +62,7 @@ class EventReader:
         self.ignored = 0
         self.reported = False  # the workload wrote its own start or step events
         self.steps_source: str | None = None  # of the steps taken: "events" or "auto"
+        self.processes: dict[int, dict[str, Any]] = {}  # pid -> its hello's facts
 
     def feed(self, line: bytes) -> WorkloadStep | WorkloadMark | None:
         """The step or mark ``line`` holds; None for a blank line or one that is not an event."""
@@ -81,6 +87,8 @@ class EventReader:
                 item = self._phase(record, ts_ns)
             elif kind == "end":
                 item = self._end(record, ts_ns)
+            elif kind == "hello":
+                item = self._hello(record, ts_ns)
         if item is None:
             self.ignored += 1
         else:
@@ -104,7 +112,20 @@ class EventReader:
         return WorkloadStep(step=step, samples=samples, loss=number(loss), wall_s=wall, ts_ns=ts_ns,
                             source="auto" if auto else "events",
                             data_wait_s=wait if wait is None or wait >= 0 else None,
-                            waits=_waits(e.get("waits")) if auto else ())
+                            waits=_waits(e.get("waits")) if auto else (),
+                            pid=whole(e.get("pid"), 1), rank=whole(e.get("rank")))
+
+    def _hello(self, e: dict[str, Any], ts_ns: int) -> WorkloadMark | None:
+        pid = whole(e.get("pid"), 1)
+        if pid is None:
+            return None
+        facts: dict[str, Any] = {"pid": pid, "ppid": whole(e.get("ppid")), "root": e.get("root") is True}
+        for key in HELLO_NUMBERS:
+            facts[key] = whole(e.get(key))
+        for key in ("run_id", "device", "device_name", "device_uuid"):
+            facts[key] = text(e.get(key))
+        self.processes[pid] = facts
+        return WorkloadMark("hello", ts_ns, name=self.name, args={k: v for k, v in facts.items() if v is not None})
 
     def _start(self, e: dict[str, Any], ts_ns: int) -> WorkloadMark | None:
         if e.get("source") == "auto":

@@ -38,11 +38,11 @@ def dram_pct(gpu: GpuSample | None) -> float | None:
     return gpu.dram_bw_util_pct if gpu.dram_bw_util_pct is not None else gpu.mem_busy_pct
 
 
-def workers(job: JobUsage | None) -> tuple[int | None, float | None]:
-    """(count, CPU % together) of the main process's worker processes."""
+def workers(job: JobUsage | None, parent: int | None = None) -> tuple[int | None, float | None]:
+    """(count, CPU % together) of the main process's worker processes (``parent``: of that rank's)."""
     if job is None:
         return None, None
-    mine = [p for p in job.processes if p.role == "worker"]
+    mine = [p for p in job.processes if p.role == "worker" and (parent is None or p.ppid == parent)]
     known = [p.cpu_pct for p in mine if p.cpu_pct is not None]
     return len(mine), (sum(known) if known else None)
 
@@ -118,11 +118,12 @@ def _number(value: object) -> float | None:
 
 def recorded(steps: Sequence[WorkloadStep], jobs: Sequence[tuple[int, Mapping[str, object]]],
              samples: Sequence[Sample], source: str | None, *, device: str | None = None,
-             device_uuid: str | None = None) -> dict[str, object]:
+             device_uuid: str | None = None, rank_pid: int | None = None) -> dict[str, object]:
     """What ``report`` says of a recorded job beyond its rates: steps/s, step time p50/p95, the
     data-wait share, what its processes used, and the verdict, all over the steps after warm-up
     (``jobs``: the ``job`` instants' (ts_ns, args) in order; ``device``, ``device_uuid``: the
-    start event's, as gputop.trace.marks read them)."""
+    start event's, as gputop.trace.marks read them; ``rank_pid``: the rank whose steps these are,
+    in a distributed job: only its own workers count)."""
     after = measured(steps) or list(steps)
     # steps/s and step times over the steps report's medians are taken over (all but step 1)
     timed = [s for s in steps if s.step != 1] or list(steps)
@@ -141,7 +142,8 @@ def recorded(steps: Sequence[WorkloadStep], jobs: Sequence[tuple[int, Mapping[st
     worker_counts, worker_cpu = [], []
     for args in window:
         listed = args.get("processes")
-        procs = [p for p in listed if isinstance(p, dict) and p.get("role") == "worker"] if isinstance(listed, list) else []
+        procs = [p for p in listed if isinstance(p, dict) and p.get("role") == "worker"
+                 and (rank_pid is None or p.get("ppid") == rank_pid)] if isinstance(listed, list) else []
         worker_counts.append(len(procs))
         known = [_number(p.get("cpu_pct")) for p in procs]
         worker_cpu.append(sum(v for v in known if v is not None) if any(v is not None for v in known) else None)

@@ -14,7 +14,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from gputop.model import JobUsage, Placement, Sample, WorkloadMark, WorkloadState, WorkloadStep
 from gputop.signals import signal_name
-from gputop.workload import inject, insight, placement, rates
+from gputop.workload import inject, insight, placement, ranks, rates
+from gputop.workload.channel import ENV_SOCK, EventSocket
 from gputop.workload.energy import EnergyCurve
 from gputop.workload.events import ENV_FD, ENV_FILE, EventReader
 from gputop.workload.pipes import EventLines, OutputLines
@@ -27,6 +28,7 @@ RECENT_STEPS = 64  # steps kept in WorkloadState.recent_steps
 RECENT_LOSSES = 120
 EVENT_LINES = 100_000  # event lines held between two polls; more are dropped (and counted)
 PIDS_EVERY_S = 1.0  # the process tree is walked at most this often
+RANKS_JOIN_S = 2.0  # the main process has exited: its ranks' connections are read to their end this long at most
 
 
 class Workload:
@@ -64,6 +66,7 @@ class Workload:
         self._lock = threading.RLock()
         self._group = ProcessGroup()
         self._events: EventLines | None = None
+        self._channel: EventSocket | None = None  # the socket the processes of an instrumented job reach
         self._reader = EventReader(self.name)
         self._started_ns = 0
         self._ended_ns: int | None = None
@@ -71,6 +74,7 @@ class Workload:
         self._kill_at: float | None = None  # monotonic time of SIGKILL, while stop() waits
         self._steps: collections.deque[WorkloadStep] = collections.deque(maxlen=max(1, keep_steps))
         self._run = rates.RunTotals()  # every step's, for a finished job's whole-run rates
+        self._run_by_rank = ranks.RunTotalsByRank()  # a distributed job's, rank by rank
         self._losses: collections.deque[float] = collections.deque(maxlen=RECENT_LOSSES)
         self._collect = collect  # keep every step and mark for drain() (a recorder)
         # a recorder loses nothing: unbounded, and emptied by each drain() (record drains every
@@ -118,17 +122,26 @@ class Workload:
             env.pop(ENV_FILE, None)
             env[ENV_FD] = str(write_fd)
             env.setdefault("PYTHONUNBUFFERED", "1")  # output as it is printed, not in 8 KiB blocks
+            env.pop(ENV_SOCK, None)  # an outer gputop's: never this job's
             if self.instrumented:
                 env = inject.environment(env)
+                try:
+                    self._channel = EventSocket()
+                    env[ENV_SOCK] = self._channel.path
+                except OSError:  # no socket (an odd TMPDIR): the first process's pipe only
+                    env.pop(ENV_SOCK, None)
             self._started_ns = self._clock_ns()
             try:
                 self._group.spawn(self.argv, env, self._cwd, pass_fds=(write_fd,))
             except BaseException:
                 os.close(read_fd)
+                self._close_channel()
                 raise
             finally:
                 os.close(write_fd)
             self._events = EventLines(read_fd, None if self._collect else EVENT_LINES)
+            if self._channel is not None:
+                self._channel.attach(self._events.follow)
             for stream, is_stderr in ((self._group.stdout, False), (self._group.stderr, True)):
                 if stream is not None:
                     self._output.follow(stream, is_stderr=is_stderr)
@@ -184,6 +197,7 @@ class Workload:
             if isinstance(item, WorkloadStep):
                 self._steps.append(item)
                 self._run.add(item)
+                self._run_by_rank.add(item)
                 if item.loss is not None:
                     self._losses.append(item.loss)
             if self._collect:
@@ -196,11 +210,17 @@ class Workload:
         self._ended_ns = self._clock_ns()
         # its last lines and events: there at once, unless a grandchild holds the pipes
         self._output.join(0.25)
-        if self._events is not None:
-            self._events.join(0.25)
+        if self._events is not None:  # the ranks' connections: their last lines, even on a busy machine
+            self._events.join(0.25, None if self._channel is None else RANKS_JOIN_S)
         self._read_events()
         self._group.reap()
         self._group.note_gone()
+        self._close_channel()
+
+    def _close_channel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
 
     def _refresh_pids(self) -> None:
         pid = self._group.pid
@@ -217,7 +237,8 @@ class Workload:
         self._pids_at = now
         self._pids = process_tree(pid) or frozenset({pid})
         if self._watch is not None:
-            self._job = self._watch.read(self._pids)
+            ranks = [p for p, facts in self._reader.processes.items() if facts.get("rank") is not None]
+            self._job = self._watch.read(self._pids, ranks)
             if self._job is not None:
                 placement.add(self._core_cpu_s, self._job.core_cpu_s)
 
@@ -301,12 +322,16 @@ class Workload:
         status, error = self._status()
         start = self._reader.start
         window = rates.window(self._steps)
+        last = self._steps[-1] if self._steps else None
         if self._ended_ns is None:  # running: the recent steps'
             live = rates.over(window, start.get("flops_per_step"), start.get("peak_flops"))
+            if last is not None and last.rank is not None:  # a distributed job's: the sum over its ranks
+                live = dataclasses.replace(live, samples_per_s=ranks.live_samples_per_s(self._steps))
         else:  # ended: the whole run's, as the job's own summary and the replay give them
             live = self._run.rates(start.get("flops_per_step"), start.get("peak_flops"))
+            if self._run_by_rank.ranks:  # a distributed job's: the sum over its ranks
+                live = dataclasses.replace(live, samples_per_s=self._run_by_rank.samples_per_s())
         output = self._output.snapshot()
-        last = self._steps[-1] if self._steps else None
         now_ns = self._ended_ns if self._ended_ns is not None else self._clock_ns()
         phases = self._reader.phases
         self._state = WorkloadState(

@@ -120,15 +120,22 @@ class EventLines:
     """The events pipe, read by a daemon thread into a deque of lines, so the child never blocks
     on a full pipe whatever the consumer's pace (a paused view, a long interval). Bounded for a
     viewer (``maxlen``: older lines dropped and counted); unbounded for a recorder, which must
-    lose no step and empties it every DRAIN_S (gputop.commands.record)."""
+    lose no step and empties it every DRAIN_S (gputop.commands.record). ``follow(fd)`` reads one
+    more descriptor (a connection to the events socket) into the same deque, on a thread of its
+    own: lines stay whole, each from one process."""
 
     def __init__(self, fd: int, maxlen: int | None) -> None:
         self.lines: collections.deque[bytes] = collections.deque(maxlen=maxlen)
         self.dropped = 0  # lines lost unread: the deque was full, or a line was over MAX_LINE
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._read, args=(fd,), daemon=True,
-                                        name="workload-events")
-        self._thread.start()
+        self._threads: list[threading.Thread] = []
+        self.follow(fd)
+
+    def follow(self, fd: int) -> None:
+        thread = threading.Thread(target=self._read, args=(fd,), daemon=True, name="workload-events")
+        with self._lock:
+            self._threads.append(thread)
+        thread.start()
 
     def _read(self, fd: int) -> None:
         partial = b""
@@ -166,5 +173,13 @@ class EventLines:
             self.lines.clear()
             return out
 
-    def join(self, timeout_s: float) -> None:
-        self._thread.join(timeout_s)
+    def join(self, timeout_s: float, followed_s: float | None = None) -> None:
+        """Wait for the readers to reach the end of their input: the pipe's up to ``timeout_s``,
+        the followed descriptors' (sockets: their writers have usually exited) up to
+        ``followed_s`` where given."""
+        start = time.monotonic()
+        with self._lock:
+            threads = list(self._threads)
+        for i, thread in enumerate(threads):
+            limit = timeout_s if i == 0 or followed_s is None else followed_s
+            thread.join(max(0.0, start + limit - time.monotonic()))

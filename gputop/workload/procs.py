@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Iterable
+from typing import Callable, Collection, Iterable
 
 from gputop.model import JobProcess, JobUsage
 
@@ -57,8 +57,9 @@ class JobWatch:
         self._task_ticks: dict[tuple[int, int], int] = {}  # (pid, tid) -> ticks
         self._sched: dict[tuple[int, int], tuple[int, int]] = {}  # (pid, tid) -> (on-core ns, queued ns)
 
-    def read(self, pids: Iterable[int]) -> JobUsage | None:
-        """The job's use since the last read; None where /proc cannot be read (not Linux)."""
+    def read(self, pids: Iterable[int], ranks: Collection[int] = ()) -> JobUsage | None:
+        """The job's use since the last read; None where /proc cannot be read (not Linux).
+        ``ranks``: the pids known to be ranks of a distributed job (their children are workers)."""
         if not os.path.isdir(self._proc):
             return None
         now = self._clock()
@@ -105,10 +106,10 @@ class JobWatch:
                     main_busy = min(100.0, 100.0 * (on + queued) / 1e9 / interval)
             before = self._ticks.get(pid)
             cpu = None if before is None or not interval else 100.0 * (ticks[pid] - before) / _TICK / interval
-            role = "main" if pid == self.main_pid else "worker" if int(fields[_PPID]) == self.main_pid else "other"
-            processes.append(JobProcess(pid=pid, name=comm, role=role, cpu_pct=cpu,
-                                        threads=int(fields[_THREADS]), rss_bytes=int(fields[_RSS]) * _PAGE,
-                                        cores=frozenset(cores)))
+            ppid = int(fields[_PPID])
+            processes.append(JobProcess(pid=pid, name=comm, role=role(pid, ppid, self.main_pid, ranks),
+                                        cpu_pct=cpu, threads=int(fields[_THREADS]),
+                                        rss_bytes=int(fields[_RSS]) * _PAGE, cores=frozenset(cores), ppid=ppid))
         busy = 100.0 * busy_ns / 1e9 / interval if interval and sched else None
         self._last_at, self._ticks, self._task_ticks, self._sched = now, ticks, task_ticks, sched
         known = [p.cpu_pct for p in processes if p.cpu_pct is not None]
@@ -124,6 +125,18 @@ class JobWatch:
             return [int(t) for t in os.listdir(f"{self._proc}/{pid}/task") if t.isdigit()]
         except OSError:
             return []
+
+
+def role(pid: int, ppid: int, main_pid: int, ranks: Collection[int] = ()) -> str:
+    """A process's part in the job: a rank, a worker (a child of the main process, or of a rank
+    where the job has ranks: a launcher's other children are no workers), the main one, other."""
+    if pid in ranks:
+        return "rank"
+    if ppid in ranks or (ppid == main_pid and main_pid in ranks):
+        return "worker"
+    if pid == main_pid:
+        return "main"
+    return "worker" if ppid == main_pid and not ranks else "other"
 
 
 def _schedstat(path: str) -> tuple[int, int] | None:

@@ -1,11 +1,13 @@
-"""What ``--run`` names: a bundled workload, a Python script, or a module (``-m pkg.train``, run
-as ``python -m`` from the current directory), checked before anything starts."""
+"""What ``--run`` names: a bundled workload, a Python script, a module (``-m pkg.train``, run
+as ``python -m`` from the current directory), or a Python console script on PATH (``torchrun``,
+``accelerate``, ``deepspeed``: run as the script it is), checked before anything starts."""
 
 from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
 import os
+import shutil
 import sys
 
 BUNDLED = ("cnn", "mlp", "transformer", "matmul")  # python -m gputop.workloads.<name>
@@ -33,8 +35,16 @@ def resolve(target: str, cwd: str | None = None) -> tuple[str, tuple[str, ...]]:
         return _module(target[2:].strip(), cwd or os.getcwd())
     looks_like_path = os.sep in target or target.endswith(".py") or os.path.exists(target)
     if not looks_like_path:
-        raise WorkloadError(f"unknown workload {target!r}: not a file, and not one of the bundled "
-                            f"workloads ({', '.join(BUNDLED)})")
+        found = shutil.which(target)
+        if found is None:
+            raise WorkloadError(f"unknown workload {target!r}: not a file, not a command on PATH, and not "
+                                f"one of the bundled workloads ({', '.join(BUNDLED)})")
+        return target, _script(found)[1]
+    return _script(target)
+
+
+def _script(target: str) -> tuple[str, tuple[str, ...]]:
+    """A Python script's file, checked: it is read and compiled here (a console script too)."""
     if os.path.isdir(target):
         raise WorkloadError(f"{target} is a directory, not a Python script")
     try:

@@ -19,22 +19,35 @@ shapes only: they never synchronize a device, read a tensor's value, or change w
 computes, its argv, ``__main__``, signals, stdout or exit code. Step events (one line each, with
 ``"source": "auto"``) go to the events pipe (``GPUTOP_EVENTS_FD``) in one ``os.write`` at most
 every FLUSH_S (and at exit): a write per step would wake gputop's reader thread at every step,
-which on a small machine costs the job more than the hooks themselves. A process forked
-from the script (DataLoader workers, multiprocessing) turns the hooks off in itself; a spawned one
-never arms them (``GPUTOP_AUTOSTEP`` is taken out of the environment by the process that arms).
+which on a small machine costs the job more than the hooks themselves.
+
+Every process of the job is reached: ``GPUTOP_AUTOSTEP`` and this directory on ``PYTHONPATH``
+stay in the environment, so a launcher's ranks (torchrun, ``mp.spawn``) arm the same lazy hooks.
+The first process (token "1") writes to the events pipe and passes the token on as "descendant";
+the others connect to gputop's socket (``GPUTOP_EVENTS_SOCK``) at their first step (a launcher may
+close inherited descriptors). A forked process (DataLoader workers) goes silent, and becomes a rank
+of its own when it calls ``init_process_group``; a DataLoader worker never steps, and says nothing.
+Each process's first event is a ``hello`` (pid, ppid, rank, local rank, world size, group rank from
+the environment or ``torch.distributed`` once initialised, no collective; the elastic run id and
+restart count; device and GPU UUID); a rank's steps (any but the first process's) carry pid and rank.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import socket
 import stat
 import sys
 import time
 from typing import Any, Callable
 
-ENV_TOKEN = "GPUTOP_AUTOSTEP"  # set by gputop's launcher for the one process to instrument
+ENV_TOKEN = "GPUTOP_AUTOSTEP"  # "1": set by gputop's launcher for the first process; DESCENDANT after
 ENV_FD = "GPUTOP_EVENTS_FD"  # gputop.workloads.events.ENV_FD (this module imports nothing of gputop)
+ENV_SOCK = "GPUTOP_EVENTS_SOCK"  # gputop.workload.channel.ENV_SOCK: the socket every process can open
+DESCENDANT = "descendant"
+IDENTITY_ENV = (("rank", "RANK"), ("local_rank", "LOCAL_RANK"), ("world_size", "WORLD_SIZE"),  # torchrun's
+                ("group_rank", "GROUP_RANK"), ("restart_count", "TORCHELASTIC_RESTART_COUNT"))
 MAX_WAITS = 8  # data waits a step lists one by one (its data_wait_s sums them all)
 FLUSH_S = 0.1  # step events are held at most this long before they are written
 FLUSH_LINES = 512  # ... or this many
@@ -47,8 +60,13 @@ _PIPE_BUF = 4096
 class _State:
     """Everything the hooks share, in one object (attribute reads are the hot path)."""
 
-    def __init__(self, fd: int) -> None:
-        self.fd: int | None = fd
+    def __init__(self, fd: int | None, sock_path: str | None, root: bool) -> None:
+        self.fd: int | None = fd  # the events pipe (the first process), else None
+        self.sock_path = sock_path  # the socket connected to at the first write (the others)
+        self.conn: socket.socket | None = None
+        self.root = root
+        self.off = False  # silent: forked, a DataLoader worker, or the reader has gone
+        self.tag = ""  # ',"pid":..,"rank":..' on each step line (a rank's, or not the first process's)
         self.step = 0
         self.begin_ns: int | None = None  # when the step under way began
         self.in_step = 0  # inside Optimizer.step (an LBFGS closure's backward is no step)
@@ -80,14 +98,20 @@ def events_fd(env: dict[str, str] | os._Environ[str]) -> int | None:
 
 
 def arm() -> bool:
-    """Called by sitecustomize: take the token, and hook torch when (if ever) it is imported."""
+    """Called by sitecustomize: read the token (the first process passes it on as DESCENDANT), and
+    hook torch when (if ever) it is imported."""
     global _state
-    if os.environ.pop(ENV_TOKEN, None) is None:
+    token = os.environ.get(ENV_TOKEN)
+    if token is None:
         return False
-    fd = events_fd(os.environ)
-    if fd is None:
+    root = token != DESCENDANT
+    if root:
+        os.environ[ENV_TOKEN] = DESCENDANT
+    fd = events_fd(os.environ) if root else None
+    sock_path = os.environ.get(ENV_SOCK) or None
+    if fd is None and sock_path is None:
         return False
-    _state = _State(fd)
+    _state = _State(fd, sock_path, root)
     os.register_at_fork(after_in_child=_off)
     import atexit
 
@@ -101,10 +125,27 @@ def arm() -> bool:
 
 
 def _off() -> None:
-    """In a forked child: report nothing (its parent is the job)."""
+    """In a forked child: report nothing (its parent is the job), unless it joins a process group."""
     if _state is not None:
-        _state.fd = None
+        _state.fd, _state.conn, _state.off = None, None, True
         _state.held = []
+
+
+def _init_process_group(init: Callable[..., Any]) -> Callable[..., Any]:
+    """``torch.distributed.init_process_group``, after which a forked process is a rank of its own."""
+    @functools.wraps(init)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        global _state
+        out = init(*args, **kwargs)
+        state = _state
+        if state is not None and state.off and state.sock_path and state.fd is None and state.conn is None:
+            _state = _State(None, state.sock_path, root=False)
+            _state.has_optimizer = state.has_optimizer  # one built before the fork still steps
+            util = sys.modules.get("multiprocessing.util")  # a forked Process ends in os._exit: no atexit
+            if util is not None:
+                util.Finalize(None, _flush, exitpriority=0)
+        return out
+    return wrapper
 
 
 def _flush() -> None:
@@ -153,13 +194,17 @@ def _install(torch: Any) -> None:
         autograd = torch.autograd
     except (ImportError, AttributeError):  # an odd torch: leave it alone
         return
+    distributed = getattr(torch, "distributed", None)
+    if distributed is not None and callable(getattr(distributed, "init_process_group", None)):
+        distributed.init_process_group = _init_process_group(distributed.init_process_group)
     optimizer.register_optimizer_step_pre_hook(_pre)
     optimizer.register_optimizer_step_post_hook(_post)
     init = optimizer.Optimizer.__init__
 
     @functools.wraps(init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        state.has_optimizer = True
+        if _state is not None:  # the state now (a forked rank gets its own)
+            _state.has_optimizer = True
         init(self, *args, **kwargs)
 
     optimizer.Optimizer.__init__ = __init__
@@ -179,7 +224,7 @@ def _post(opt: Any, args: Any, kwargs: Any) -> None:
     if state is None:
         return
     state.in_step = max(0, state.in_step - 1)
-    if state.fd is None:
+    if state.off:
         return
     now = _now()
     key = id(opt)
@@ -208,7 +253,7 @@ def _backward(backward: Callable[..., Any]) -> Callable[..., Any]:
         if state is not None and state.begin_ns is None:
             state.begin_ns = _now()
         out = backward(*args, **kwargs)
-        if state is not None and state.fd is not None and not state.has_optimizer and not state.in_step:
+        if state is not None and not state.off and not state.has_optimizer and not state.in_step:
             if state.device is None and args:
                 state.device = _device_of(args[0])
             _emit(state, _now())
@@ -275,6 +320,10 @@ def _device_of_optimizer(opt: Any) -> str | None:
 def _emit(state: _State, end_ns: int) -> None:
     if not state.started:
         state.started = True
+        if _in_loader_worker():
+            state.off = True
+            return
+        _hello(state, end_ns)
         _start(state, end_ns)
     begin = state.begin_ns if state.begin_ns is not None else end_ns
     state.begin_ns = end_ns
@@ -288,10 +337,52 @@ def _emit(state: _State, end_ns: int) -> None:
         state.waits.clear()
     state.samples, state.samples_known = 0, True
     state.held.append(f'{{"event":"step","step":{state.step},"samples":{samples},"loss":null,'
-                      f'"wall_s":{wall!r},"ts_ns":{end_ns},"source":"auto"{wait}}}\n')
+                      f'"wall_s":{wall!r},"ts_ns":{end_ns},"source":"auto"{wait}{state.tag}}}\n')
     if end_ns - state.written_ns >= FLUSH_NS or len(state.held) >= FLUSH_LINES:
         state.written_ns = end_ns
         _write(state)
+
+
+def _in_loader_worker() -> bool:
+    """Whether this process is a DataLoader worker (however it was started): it never steps."""
+    worker = sys.modules.get("torch.utils.data._utils.worker")
+    return getattr(worker, "_worker_info", None) is not None
+
+
+def _identity() -> dict[str, int | str | None]:
+    """Who this process is in the job: the launcher's environment, else torch.distributed's own
+    answer once a process group is initialised (a local read: no collective)."""
+    out: dict[str, int | str | None] = {}
+    for key, name in IDENTITY_ENV:
+        try:
+            out[key] = int(os.environ[name])
+        except (KeyError, ValueError):
+            out[key] = None
+    out["run_id"] = os.environ.get("TORCHELASTIC_RUN_ID")
+    dist = sys.modules.get("torch.distributed")
+    try:
+        if out["rank"] is None and dist is not None and dist.is_available() and dist.is_initialized():
+            out["rank"], out["world_size"] = int(dist.get_rank()), int(dist.get_world_size())
+    except Exception:  # noqa: BLE001 - a fact we cannot read is left out
+        pass
+    return out
+
+
+def _hello(state: _State, ts_ns: int) -> None:
+    """The first event of each process: who it is, and the tag its steps carry."""
+    who = _identity()
+    pid = os.getpid()
+    if who["rank"] is not None or not state.root:
+        rank = "" if who["rank"] is None else f',"rank":{who["rank"]}'
+        state.tag = f',"pid":{pid}{rank}'
+    fields = [f'"pid":{pid}', f'"ppid":{os.getppid()}', f'"root":{"true" if state.root else "false"}']
+    fields += [f'"{k}":{v}' if isinstance(v, int) else f'"{k}":"{_plain(v)}"'
+               for k, v in who.items() if v is not None]
+    if state.device is not None:
+        fields.append(f'"device":"{_plain(state.device)}"')
+        if state.device.startswith("cuda"):
+            fields += _cuda_facts(state.device)
+    state.held.append(f'{{"event":"hello","source":"auto",{",".join(fields)},"ts_ns":{ts_ns}}}\n')
 
 
 def _start(state: _State, ts_ns: int) -> None:
@@ -326,10 +417,14 @@ def _plain(text: str) -> str:
 
 
 def _write(state: _State) -> None:
-    """The held lines, in whole lines (a pipe takes up to PIPE_BUF bytes at once unsplit)."""
+    """The held lines, in whole lines (a pipe takes up to PIPE_BUF bytes at once unsplit; the
+    socket is this process's own connection)."""
     fd, data = state.fd, "".join(state.held).encode()
     state.held = []
+    if state.off:
+        return
     if fd is None:
+        _send(state, data)
         return
     try:
         while data:
@@ -337,4 +432,19 @@ def _write(state: _State) -> None:
             written = os.write(fd, data[:cut or len(data)])
             data = data[written:]
     except OSError:  # the reader has gone: carry on without it
-        state.fd = None
+        state.fd, state.off = None, True
+
+
+def _send(state: _State, data: bytes) -> None:
+    """``data`` on this process's connection to gputop's socket, opened at the first write."""
+    try:
+        if state.conn is None:
+            if not state.sock_path:
+                state.off = True
+                return
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.connect(state.sock_path)
+            state.conn = conn
+        state.conn.sendall(data)
+    except OSError:  # no gputop to hear it (gone, or a socket not ours): carry on without it
+        state.conn, state.off = None, True

@@ -2,8 +2,9 @@
 PYTHONPATH): arm gputop's lazy torch hooks, then hand over to the sitecustomize the environment
 had before (the next one on the path), exactly as ``site`` would have run it.
 
-This directory leaves ``sys.path`` and ``PYTHONPATH`` again before that, so the script, and the
-processes it starts, see the paths they would have seen without gputop.
+This directory leaves ``sys.path`` again before that, so the script imports what it would have
+imported without gputop; it stays first on ``PYTHONPATH`` (with ``GPUTOP_AUTOSTEP``), so the Python
+processes the script starts (a launcher's ranks) arm the same hooks.
 """
 
 from __future__ import annotations
@@ -17,12 +18,6 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 def _leave_path() -> None:
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-    entries = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    kept = [p for p in entries if p and os.path.abspath(p) != _HERE]
-    if kept:
-        os.environ["PYTHONPATH"] = os.pathsep.join(kept)
-    else:
-        os.environ.pop("PYTHONPATH", None)
 
 
 def _chain() -> None:

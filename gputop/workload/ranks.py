@@ -1,0 +1,221 @@
+"""One model of a distributed job: its ranks, each from its own steps, and the job's figures and
+its straggler drawn from them (pure: the same for the live view and for ``report``).
+
+A rank is a process of the job whose steps carry a rank (its ``hello`` said which: the launcher's
+``RANK``, or ``torch.distributed`` once initialised). A process that never steps (torchrun's
+agent, multiprocessing's resource tracker) is the launcher side of the job: no rank, no worker.
+
+Per rank, over its steps after the first (allocation, warm-up): steps/s and samples/s are windowed
+rates, the window's steps or samples over its time (never a median of per-step rates); step time
+p50/p95; the data-wait share over the steps after warm-up (as the verdict takes it). The job's step
+is the slowest rank's (the largest step p50); its samples/s is the sum over the ranks.
+
+The straggler: in a job whose ranks step together (DDP: each step ends at the same gradient
+all-reduce), a rank's step is its own work plus the time it waits for the others at the collective.
+That wait cannot be read without a hook in the collective, so this slice estimates it from the one
+cause it measures: a rank whose batch comes later than the others' makes them wait by the
+difference. Own work per step = mean step time - (the largest mean data wait per step of any rank -
+its own); the rank with the largest own work is the straggler when it leads the median of the
+other ranks by at least STRAGGLER_MIN_SHARE of the job's step, else there is none (null). Its reason
+is "data loader" where its data-wait share exceeds the median of the others' by that share too;
+else the reason is null and the evidence says what was measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+from gputop.model import WorkloadStep
+from gputop.workload import insight, rates
+
+STRAGGLER_MIN_SHARE = 0.10  # a straggler leads the median of the others by this share of the job's step
+
+
+@dataclass(frozen=True, slots=True)
+class RankFigures:
+    """One rank of a job, from its steps (rates over the steps after its first)."""
+
+    rank: int
+    pid: int | None  # its latest process
+    steps: int
+    samples: int | None  # None where a step's batch could not be seen
+    steps_per_s: float | None
+    samples_per_s: float | None
+    step_p50_s: float | None
+    step_p95_s: float | None
+    step_mean_s: float | None
+    data_wait_share: float | None  # None without a DataLoader
+    data_wait_per_step_s: float | None
+    device: str | None = None
+    local_rank: int | None = None
+    world_size: int | None = None
+
+
+def by_rank(steps: Iterable[WorkloadStep]) -> dict[int, list[WorkloadStep]]:
+    """The steps of each rank, in their order; empty for a job without ranks."""
+    out: dict[int, list[WorkloadStep]] = {}
+    for s in steps:
+        if s.rank is not None:
+            out.setdefault(s.rank, []).append(s)
+    return dict(sorted(out.items()))
+
+
+def figures(rank: int, steps: Sequence[WorkloadStep], hello: Mapping[str, Any] | None = None) -> RankFigures:
+    """One rank's figures from its steps and, where it said so, its hello (device, local rank)."""
+    hello = hello or {}
+    timed = [s for s in steps if s.step != 1] or list(steps)
+    wall = sum(s.wall_s for s in timed)
+    counts = [s.samples for s in steps]
+    p50, p95 = rates.step_time_percentiles(timed)
+    after = insight.measured(steps) or list(steps)
+    share = rates.data_wait_share(after)
+    waits = [s.data_wait_s for s in after if s.data_wait_s is not None]
+    return RankFigures(
+        rank=rank, pid=steps[-1].pid if steps else None, steps=len(steps),
+        samples=None if None in counts else sum(c for c in counts if c is not None),
+        steps_per_s=len(timed) / wall if wall > 0 else None,
+        samples_per_s=rates.over(timed, None, None).samples_per_s,
+        step_p50_s=p50, step_p95_s=p95, step_mean_s=wall / len(timed) if timed and wall > 0 else None,
+        data_wait_share=share, data_wait_per_step_s=sum(waits) / len(waits) if waits else None,
+        device=_text(hello.get("device")), local_rank=_int(hello.get("local_rank")),
+        world_size=_int(hello.get("world_size")))
+
+
+def model(steps: Iterable[WorkloadStep], hellos: Mapping[int, Mapping[str, Any]]) -> list[RankFigures]:
+    """Every rank's figures (``hellos``: each process's hello by pid)."""
+    out = []
+    for rank, mine in by_rank(steps).items():
+        pid = mine[-1].pid
+        out.append(figures(rank, mine, hellos.get(pid) if pid is not None else None))
+    return out
+
+
+def slowest(ranks: Sequence[RankFigures]) -> RankFigures | None:
+    """The rank whose step (p50) is the longest: the job's step."""
+    timed = [r for r in ranks if r.step_p50_s is not None]
+    return max(timed, key=lambda r: (r.step_p50_s, -r.rank)) if timed else None
+
+
+def job_samples_per_s(ranks: Sequence[RankFigures]) -> float | None:
+    """The job's samples/s: the sum of its ranks' (None where one of them is not known)."""
+    each = [r.samples_per_s for r in ranks]
+    return None if not each or None in each else sum(v for v in each if v is not None)
+
+
+def own_work_s(ranks: Sequence[RankFigures]) -> dict[int, float]:
+    """Each rank's own work per step (see the module's doc), where its step time is known."""
+    waits = {r.rank: r.data_wait_per_step_s or 0.0 for r in ranks}
+    latest = max(waits.values(), default=0.0)
+    return {r.rank: r.step_mean_s - (latest - waits[r.rank]) for r in ranks if r.step_mean_s is not None}
+
+
+def straggler(ranks: Sequence[RankFigures]) -> dict[str, Any] | None:
+    """``{rank, reason, evidence}`` of the rank that holds the job back, or None (see the module)."""
+    own = own_work_s(ranks)
+    if len(own) < 2:
+        return None
+    top = max(own, key=lambda r: (own[r], -r))
+    others = [v for r, v in own.items() if r != top]
+    step = max(r.step_mean_s or 0.0 for r in ranks)
+    lead = own[top] - (rates.median(others) or 0.0)
+    if step <= 0 or lead < STRAGGLER_MIN_SHARE * step:
+        return None
+    mine = next(r for r in ranks if r.rank == top)
+    shares = [r.data_wait_share for r in ranks if r.rank != top and r.data_wait_share is not None]
+    median_share = rates.median(shares)
+    if mine.data_wait_share is not None and median_share is not None \
+            and mine.data_wait_share - median_share >= STRAGGLER_MIN_SHARE:
+        return {"rank": top, "reason": "data loader",
+                "evidence": f"rank {top} waits {100 * mine.data_wait_share:.0f} % of its step for data, "
+                            f"the other ranks {100 * median_share:.1f} % (median); the others wait for it"}
+    return {"rank": top, "reason": None,
+            "evidence": f"rank {top}'s own work is {1e3 * own[top]:.3g} ms a step, the other ranks' "
+                        f"{1e3 * (rates.median(others) or 0.0):.3g} ms (median); not from data wait"}
+
+
+def as_json(r: RankFigures) -> dict[str, Any]:
+    """One rank as ``report --json``'s ``workload.ranks`` item."""
+    return {"rank": r.rank, "pid": r.pid, "local_rank": r.local_rank, "world_size": r.world_size,
+            "device": r.device, "steps": r.steps, "samples": r.samples,
+            "steps_per_s": r.steps_per_s, "samples_per_s": r.samples_per_s,
+            "step_p50_s": r.step_p50_s, "step_p95_s": r.step_p95_s,
+            "data_wait_share": r.data_wait_share}
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def recorded_hellos(events: Iterable[Mapping[str, Any]], pid: int) -> dict[int, Mapping[str, Any]]:
+    """The ``hello`` instants on the workload's pid in a trace: each process's facts, by its pid."""
+    out: dict[int, Mapping[str, Any]] = {}
+    for event in events:
+        args = event.get("args")
+        if event.get("name") == "hello" and event.get("pid") == pid and event.get("ph") == "i" \
+                and isinstance(args, dict) and _int(args.get("pid")) is not None:
+            out[args["pid"]] = args
+    return out
+
+
+def summary(steps: Sequence[WorkloadStep], hellos: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    """``report``'s keys for a job with ranks (none without): the ranks, the straggler, the job's
+    samples/s (the sum over ranks) and which rank's step is the job's."""
+    ranks = model(steps, hellos)
+    if not ranks:
+        return {}
+    slow = slowest(ranks)
+    return {"ranks": [as_json(r) for r in ranks], "straggler": straggler(ranks),
+            "job_samples_per_s": job_samples_per_s(ranks), "job_step_rank": None if slow is None else slow.rank}
+
+
+def text_lines(w: Mapping[str, Any]) -> list[str]:
+    """The per-rank table, the job's figures and the straggler, as report's text lines."""
+    if not w.get("ranks"):
+        return []
+
+    def num(value: float | None, spec: str, scale: float = 1.0) -> str:
+        return "n/a" if value is None else format(value * scale, spec)
+
+    lines = [f"  {'rank':>4} {'pid':>8} {'device':<8} {'steps':>6} {'samples':>8} {'steps/s':>8} "
+             f"{'samples/s':>10} {'step p50':>9} {'data wait':>9}"]
+    for r in w["ranks"]:
+        samples = "n/a" if r["samples"] is None else str(r["samples"])
+        lines.append(f"  {r['rank']:>4} {r['pid'] or '':>8} {r['device'] or 'n/a':<8} {r['steps']:>6} {samples:>8} "
+                     f"{num(r['steps_per_s'], '.3g'):>8} {num(r['samples_per_s'], ',.1f'):>10} "
+                     f"{num(r['step_p50_s'], '.3g', 1e3) + ' ms':>9} {num(r['data_wait_share'], '.1f', 100) + ' %':>9}")
+    total = w.get("job_samples_per_s")
+    lines.append(f"  job         {num(total, ',.1f')} samples/s (the sum over ranks); its step is rank "
+                 f"{w.get('job_step_rank')}'s (the slowest)")
+    s = w.get("straggler")
+    lines.append("  straggler   none (no rank's own work per step leads the others by "
+                 f"{100 * STRAGGLER_MIN_SHARE:.0f} % of a step)" if s is None else
+                 f"  straggler   rank {s['rank']} ({s['reason'] or 'cause not measured'}): {s['evidence']}")
+    return lines
+
+
+def live_samples_per_s(steps: Iterable[WorkloadStep]) -> float | None:
+    """The job's samples/s now, from its recent steps: each rank's over its own window, summed
+    (a window over the ranks' steps mixed together would give their mean, not their sum)."""
+    each = [rates.over(rates.window(mine), None, None).samples_per_s for mine in by_rank(steps).values()]
+    return None if not each or None in each else sum(v for v in each if v is not None)
+
+
+class RunTotalsByRank:
+    """Each rank's whole-run totals (``rates.RunTotals``), for a finished job's samples/s: the sum
+    of its ranks' (their steps summed together would give their mean)."""
+
+    def __init__(self) -> None:
+        self.ranks: dict[int, rates.RunTotals] = {}
+
+    def add(self, step: WorkloadStep) -> None:
+        if step.rank is not None:
+            self.ranks.setdefault(step.rank, rates.RunTotals()).add(step)
+
+    def samples_per_s(self) -> float | None:
+        each = [run.rates(None, None).samples_per_s for run in self.ranks.values()]
+        return None if not each or None in each else sum(v for v in each if v is not None)

@@ -1,0 +1,57 @@
+"""DDP on gloo, launched by torchrun (RANK, WORLD_SIZE, MASTER_ADDR/PORT in the environment)."""
+import os
+import time
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
+
+STEPS = int(os.environ.get("STEPS", "30"))
+BATCH = 4
+WARMUP = 2
+
+
+class Data(Dataset):
+    def __init__(self, slow):
+        self.slow = slow
+
+    def __len__(self):
+        return STEPS * BATCH
+
+    def __getitem__(self, i):
+        if self.slow:
+            time.sleep(float(os.environ.get("SLOW_S", "0.004")))  # a slow disk
+        return torch.randn(8), torch.randn(1)
+
+
+def train(rank, workers=0):
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    loader = DataLoader(Data(rank == int(os.environ.get("SLOW_RANK", "1"))), batch_size=BATCH,
+                        num_workers=workers)
+    steps = samples = 0
+    wait = 0.0
+    batches = iter(loader)
+    while True:
+        if steps == WARMUP:  # its share of waiting is measured after warm-up (loader workers starting)
+            begin, wait = time.perf_counter(), 0.0
+        t0 = time.perf_counter()
+        try:
+            x, y = next(batches)
+        except StopIteration:
+            break
+        wait += time.perf_counter() - t0
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+        steps += 1
+        samples += len(x)
+        end = time.perf_counter()  # the last step's end (not the loader's shutting down)
+    total = end - begin
+    print(f"rank {rank} steps {steps} samples {samples} wait {wait / total:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    dist.init_process_group("gloo")
+    train(dist.get_rank())
+    dist.destroy_process_group()
