@@ -25,6 +25,8 @@ from gputop.workload.channel import EventSocket
 from gputop.workload.pipes import EventLines
 from gputop.workload.targets import WorkloadError, resolve
 
+pytestmark = pytest.mark.xdist_group("ranks")  # its module fixture runs once, on one worker
+
 TESTS = Path(__file__).resolve().parent
 SCRIPTS = TESTS / "rank_scripts"
 
@@ -38,6 +40,7 @@ def steps_of(rank: int, walls: list[float], waits: list[float], samples: int = 4
     return out
 
 
+@pytest.mark.unit
 def test_the_rank_whose_batches_come_late_is_the_straggler_because_of_its_data_loader():
     # lock-step: both ranks' steps take 40 ms; rank 1 waits 36 ms of it for its batch, rank 0 none
     job = steps_of(0, [0.04] * 20, [0.0] * 20) + steps_of(1, [0.04] * 20, [0.036] * 20)
@@ -53,18 +56,21 @@ def test_the_rank_whose_batches_come_late_is_the_straggler_because_of_its_data_l
     assert ranks.straggler(ranks.model(swapped, {}))["rank"] == 0
 
 
+@pytest.mark.unit
 def test_ranks_alike_have_no_straggler_and_one_rank_none():
     even = steps_of(0, [0.04] * 20, [0.002] * 20) + steps_of(1, [0.041] * 20, [0.003] * 20)
     assert ranks.straggler(ranks.model(even, {})) is None
     assert ranks.straggler(ranks.model(steps_of(0, [0.04] * 20, [0.03] * 20), {})) is None
 
 
+@pytest.mark.unit
 def test_a_slower_rank_without_data_wait_is_named_without_a_reason_it_cannot_measure():
     job = steps_of(0, [0.02] * 20, [0.0] * 20) + steps_of(1, [0.04] * 20, [0.0] * 20)
     s = ranks.straggler(ranks.model(job, {}))
     assert s is not None and s["rank"] == 1 and s["reason"] is None and "not from data wait" in s["evidence"]
 
 
+@pytest.mark.unit
 def test_rates_are_windowed_and_the_jobs_samples_per_s_is_the_sum_over_ranks():
     # alternating 1 ms / 66 ms steps (loader workers): a median of per-step rates says ~4,000/s or
     # ~240/s; the window's samples over its time is 16 * 2 / 0.067 = 478/s
@@ -77,6 +83,7 @@ def test_rates_are_windowed_and_the_jobs_samples_per_s_is_the_sum_over_ranks():
     assert ranks.job_samples_per_s(model) == pytest.approx(2 * 16 * len(timed) / sum(timed))
 
 
+@pytest.mark.unit
 def test_the_live_and_whole_run_samples_per_s_of_ranks_are_summed_not_mixed():
     job = steps_of(0, [0.01] * 20, [0.0] * 20) + steps_of(1, [0.02] * 20, [0.0] * 20)
     job.sort(key=lambda s: s.ts_ns)  # as they arrive
@@ -88,11 +95,13 @@ def test_the_live_and_whole_run_samples_per_s_of_ranks_are_summed_not_mixed():
     assert totals.samples_per_s() == pytest.approx(expected)
 
 
+@pytest.mark.unit
 def test_a_job_without_ranks_has_no_ranks_keys():
     single = [WorkloadStep(step=i, samples=4, loss=None, wall_s=0.01, ts_ns=i * 10**7) for i in range(1, 5)]
     assert ranks.summary(single, {}) == {}
 
 
+@pytest.mark.unit
 def test_a_console_script_on_path_is_a_target(tmp_path, monkeypatch):
     script = tmp_path / "mylaunch"
     script.write_text("#!/usr/bin/env python3\nimport sys\nprint(sys.argv)\n")
@@ -108,6 +117,7 @@ def test_a_console_script_on_path_is_a_target(tmp_path, monkeypatch):
         resolve("resnet")
 
 
+@pytest.mark.unit
 def test_the_events_socket_is_private_and_feeds_the_same_lines():
     read_fd, write_fd = os.pipe()
     lines = EventLines(read_fd, None)
@@ -185,6 +195,7 @@ def own_measurements(w: dict) -> dict[int, tuple[int, int, float]]:
     return found
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", list(JOBS))
 def test_every_rank_is_seen_with_its_own_steps_and_data_wait(recorded, name):
     w = recorded[name]["workload"]
@@ -205,6 +216,7 @@ def test_every_rank_is_seen_with_its_own_steps_and_data_wait(recorded, name):
     assert w["steps"] == steps  # the job's step series is its slowest rank's
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", ["spawn", "fork"])
 def test_the_ranks_loader_workers_are_silent_and_counted_per_rank(recorded, name):
     w = recorded[name]["workload"]
@@ -212,6 +224,7 @@ def test_the_ranks_loader_workers_are_silent_and_counted_per_rank(recorded, name
     assert w["job"]["workers"] == 1  # the slow rank's own loader worker; no rank counted as a worker
 
 
+@pytest.mark.e2e
 def test_the_report_prints_a_table_of_ranks_and_the_straggler(recorded):
     text = report.to_text(recorded["torchrun"])
     assert re.search(r"^\s+rank\s+pid\s+device\s+steps\s+samples", text, re.M)
