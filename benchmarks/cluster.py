@@ -56,38 +56,57 @@ def openmetrics(nodes: int, end: int) -> str:
     def gpus():
         for n in range(nodes):
             for g in range(GPUS):
-                yield n, g, (f'instance="sim-{n:03d}:9400",job="dcgm",gpu="{g}",'
-                             f'UUID="GPU-{n:08x}-0000-0000-0000-{g:012x}",modelName="{MODEL}",'
-                             f'Hostname="sim-{n:03d}"')
+                yield (
+                    n,
+                    g,
+                    (
+                        f'instance="sim-{n:03d}:9400",job="dcgm",gpu="{g}",'
+                        f'UUID="GPU-{n:08x}-0000-0000-0000-{g:012x}",modelName="{MODEL}",'
+                        f'Hostname="sim-{n:03d}"'
+                    ),
+                )
 
     def busy(n: int, g: int) -> bool:
         return (n * GPUS + g) % 5 != 0  # one GPU in five idle
 
-    family("DCGM_FI_PROF_SM_ACTIVE", ((lab, (lambda t, n=n, g=g: 0.0 if not busy(n, g) else
-                                             0.45 + 0.5 * ((t // STEP_S + n + g) % 10) / 10))
-                                      for n, g, lab in gpus()))
-    family("DCGM_FI_DEV_GPU_UTIL", ((lab, (lambda t, n=n, g=g: 0 if not busy(n, g) else 90 + (g % 3) * 4))
-                                    for n, g, lab in gpus()))
+    family(
+        "DCGM_FI_PROF_SM_ACTIVE",
+        ((lab, (lambda t, n=n, g=g: 0.0 if not busy(n, g) else 0.45 + 0.5 * ((t // STEP_S + n + g) % 10) / 10)) for n, g, lab in gpus()),
+    )
+    family("DCGM_FI_DEV_GPU_UTIL", ((lab, (lambda t, n=n, g=g: 0 if not busy(n, g) else 90 + (g % 3) * 4)) for n, g, lab in gpus()))
+
     def used(n: int, g: int) -> int:  # an idle GPU on one node in three still holds its memory
         return 20000 + 1000 * g if busy(n, g) or n % 3 == 0 else 0
 
     family("DCGM_FI_DEV_FB_USED", ((lab, (lambda t, n=n, g=g: used(n, g))) for n, g, lab in gpus()))
     family("DCGM_FI_DEV_FB_FREE", ((lab, (lambda t, n=n, g=g: 81000 - used(n, g))) for n, g, lab in gpus()))
     family("DCGM_FI_DEV_FB_RESERVED", ((lab, (lambda t: 559)) for n, g, lab in gpus()))
-    family("DCGM_FI_DEV_POWER_USAGE", ((lab, (lambda t, n=n, g=g: 70 + (560 if busy(n, g) else 0)
-                                              * (0.6 + 0.4 * ((t // STEP_S + g) % 7) / 7)))
-                                       for n, g, lab in gpus()))
-    family("DCGM_FI_DEV_GPU_TEMP", ((lab, (lambda t, n=n, g=g: 35 + (30 if busy(n, g) else 0) + g))
-                                    for n, g, lab in gpus()))
-    family("node_cpu_seconds_total", (
-        (f'instance="sim-{n:03d}:9100",job="node",cpu="{c}",mode="{mode}"',
-         (lambda t, c=c, mode=mode, n=n: (t - end + SPAN_S + 1e6) * (0.25 + 0.5 * ((n + c) % 3) / 2
-                                                                     if mode == "user" else 0.2)))
-        for n in range(nodes) for c in range(CORES) for mode in ("idle", "user")))
-    family("node_uname_info", ((f'instance="sim-{n:03d}:9100",job="node",nodename="sim-{n:03d}"',
-                                (lambda t: 1)) for n in range(nodes)))
-    family("up", ((f'instance="sim-{n:03d}:{port}",job="{job}"', (lambda t: 1))
-                  for n in range(nodes) for job, port in (("dcgm", 9400), ("node", 9100))))
+    family(
+        "DCGM_FI_DEV_POWER_USAGE",
+        ((lab, (lambda t, n=n, g=g: 70 + (560 if busy(n, g) else 0) * (0.6 + 0.4 * ((t // STEP_S + g) % 7) / 7))) for n, g, lab in gpus()),
+    )
+    family("DCGM_FI_DEV_GPU_TEMP", ((lab, (lambda t, n=n, g=g: 35 + (30 if busy(n, g) else 0) + g)) for n, g, lab in gpus()))
+    family(
+        "node_cpu_seconds_total",
+        (
+            (
+                f'instance="sim-{n:03d}:9100",job="node",cpu="{c}",mode="{mode}"',
+                (lambda t, c=c, mode=mode, n=n: (t - end + SPAN_S + 1e6) * (0.25 + 0.5 * ((n + c) % 3) / 2 if mode == "user" else 0.2)),
+            )
+            for n in range(nodes)
+            for c in range(CORES)
+            for mode in ("idle", "user")
+        ),
+    )
+    family("node_uname_info", ((f'instance="sim-{n:03d}:9100",job="node",nodename="sim-{n:03d}"', (lambda t: 1)) for n in range(nodes)))
+    family(
+        "up",
+        (
+            (f'instance="sim-{n:03d}:{port}",job="{job}"', (lambda t: 1))
+            for n in range(nodes)
+            for job, port in (("dcgm", 9400), ("node", 9100))
+        ),
+    )
     out.append("# EOF")
     return "\n".join(out) + "\n"
 
@@ -110,9 +129,16 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={data}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={data}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -147,8 +173,7 @@ def measure_refresh(feed: ClusterFeed, server: Server, repeats: int) -> tuple[di
         samples.append(sample)
         if i == 0:
             continue  # warm-up
-        for k, v in (("wall", w1 - w0), ("cpu", c1 - c0), ("prom_cpu", p1 - p0),
-                     ("hist_wall", w2 - w1), ("hist_cpu", c2 - c1)):
+        for k, v in (("wall", w1 - w0), ("cpu", c1 - c0), ("prom_cpu", p1 - p0), ("hist_wall", w2 - w1), ("hist_cpu", c2 - c1)):
             results[k].append(v)
     return {k: median(v) for k, v in results.items()}, samples
 
@@ -203,8 +228,10 @@ def main() -> None:
     args = parser.parse_args()
     if not (shutil.which("prometheus") and shutil.which("promtool")):
         raise SystemExit("needs prometheus and promtool (apt-get install prometheus)")
-    print("| nodes x GPUs | series | refresh wall | refresh CPU (ours) | Prometheus CPU | "
-          "table fill wall | render CPU (idle) | refresh+render CPU | history wall | history CPU |")
+    print(
+        "| nodes x GPUs | series | refresh wall | refresh CPU (ours) | Prometheus CPU | "
+        "table fill wall | render CPU (idle) | refresh+render CPU | history wall | history CPU |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k, nodes in enumerate(int(n) for n in args.nodes.split(",")):
         with tempfile.TemporaryDirectory(prefix="gputop-bench-") as tmp:
@@ -213,8 +240,9 @@ def main() -> None:
             om = tmp_path / "fleet.om"
             om.write_text(openmetrics(nodes, end))
             data = tmp_path / "data"
-            subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(om), str(data)],
-                           check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(om), str(data)], check=True, stdout=subprocess.DEVNULL
+            )
             om.unlink()
             server = Server(data)
             try:
@@ -225,10 +253,12 @@ def main() -> None:
                 r.update(asyncio.run(measure_render(Replay(feed, samples), args.screenshot if k == 0 else None)))
                 assert len(feed.refresh().nodes) == nodes
                 ms = {key: v * 1000 for key, v in r.items()}
-                print(f"| {nodes} x {GPUS} | {series} | {ms['wall']:.0f} ms | {ms['cpu']:.0f} ms | "
-                      f"{ms['prom_cpu']:.0f} ms | {ms['render_wall']:.0f} ms | {ms['render_cpu']:.0f} ms ({ms['idle_cpu']:.0f}) | "
-                      f"{ms['cpu'] + ms['render_cpu']:.0f} ms | {ms['hist_wall']:.0f} ms | {ms['hist_cpu']:.0f} ms |",
-                      flush=True)
+                print(
+                    f"| {nodes} x {GPUS} | {series} | {ms['wall']:.0f} ms | {ms['cpu']:.0f} ms | "
+                    f"{ms['prom_cpu']:.0f} ms | {ms['render_wall']:.0f} ms | {ms['render_cpu']:.0f} ms ({ms['idle_cpu']:.0f}) | "
+                    f"{ms['cpu'] + ms['render_cpu']:.0f} ms | {ms['hist_wall']:.0f} ms | {ms['hist_cpu']:.0f} ms |",
+                    flush=True,
+                )
                 prom.close()
             finally:
                 server.stop()

@@ -137,8 +137,7 @@ class Breakdown:
 
     def report(self, frames: int) -> str:
         rows = sorted(self.time.items(), key=lambda kv: -kv[1])
-        return "\n".join(f"{1000 * t / frames:7.3f} ms a frame  {self.calls[k] / frames:5.2f} calls  {k}"
-                         for k, t in rows)
+        return "\n".join(f"{1000 * t / frames:7.3f} ms a frame  {self.calls[k] / frames:5.2f} calls  {k}" for k, t in rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,18 +146,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="160x50")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", type=int, default=0, help="print the top N functions (cumulative)")
-    parser.add_argument("--breakdown", action="store_true",
-                        help="also one run with each widget's painting and watchers timed")
+    parser.add_argument("--breakdown", action="store_true", help="also one run with each widget's painting and watchers timed")
     args = parser.parse_args(argv)
     size = tuple(int(x) for x in args.size.split("x"))
     per_frame = []
     for r in range(args.repeats):
         busy, idle, sampling = asyncio.run(run(args.frames, size, None))  # type: ignore[arg-type]
         per_frame.append(busy - idle)
-        print(f"run {r + 1}: {busy:.2f} ms a frame with settling, {idle:.2f} ms idle settling, "
-              f"{busy - idle:.2f} ms the frame, of which the sample {sampling:.2f} ms", file=sys.stderr)
-    print(f"frame CPU at {args.size}: median {statistics.median(per_frame):.2f} ms "
-          f"({min(per_frame):.2f}-{max(per_frame):.2f}) over {args.repeats} runs of {args.frames} frames")
+        print(
+            f"run {r + 1}: {busy:.2f} ms a frame with settling, {idle:.2f} ms idle settling, "
+            f"{busy - idle:.2f} ms the frame, of which the sample {sampling:.2f} ms",
+            file=sys.stderr,
+        )
+    print(
+        f"frame CPU at {args.size}: median {statistics.median(per_frame):.2f} ms "
+        f"({min(per_frame):.2f}-{max(per_frame):.2f}) over {args.repeats} runs of {args.frames} frames"
+    )
     if args.breakdown:
         breakdown = Breakdown()
         asyncio.run(run(args.frames, size, None))  # type: ignore[arg-type]

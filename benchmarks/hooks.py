@@ -84,7 +84,6 @@ CHILD = textwrap.dedent("""\
 """)
 
 
-
 def run_child(script: str, steps: int, calls: int, instrumented: bool) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", inject.ENV_TOKEN)}
     env["PYTHONWARNINGS"] = "ignore"
@@ -103,8 +102,9 @@ def run_child(script: str, steps: int, calls: int, instrumented: bool) -> dict[s
     thread = threading.Thread(target=drain, daemon=True)
     thread.start()
     try:
-        out = subprocess.run([sys.executable, script, str(steps), str(calls)], env=env, pass_fds=(write_fd,),
-                             capture_output=True, text=True, timeout=600)
+        out = subprocess.run(
+            [sys.executable, script, str(steps), str(calls)], env=env, pass_fds=(write_fd,), capture_output=True, text=True, timeout=600
+        )
     finally:
         os.close(write_fd)
     thread.join(10)
@@ -127,14 +127,19 @@ def main() -> None:
         pathlib.Path(script).write_text(CHILD)
         runs: dict[bool, list[dict[str, float]]] = {True: [], False: []}
         for k in range(a.repeats):
-            for instrumented in ((True, False) if k % 2 == 0 else (False, True)):
+            for instrumented in (True, False) if k % 2 == 0 else (False, True):
                 runs[instrumented].append(run_child(script, a.steps, a.calls, instrumented))
+
     def med(which: bool, key: str) -> float:
         return statistics.median(r[key] for r in runs[which])
+
     print(f"{a.repeats} repeats, {a.steps}-step loop, {a.calls} calls each; medians")
     per_step = 0.0
-    for key, label in (("step_hooks_ns", "optimizer pre+post hook"), ("backward_ns", "backward wrapper"),
-                       ("next_ns", "DataLoader next wrapper")):
+    for key, label in (
+        ("step_hooks_ns", "optimizer pre+post hook"),
+        ("backward_ns", "backward wrapper"),
+        ("next_ns", "DataLoader next wrapper"),
+    ):
         cost = med(True, key) / 1e3
         per_step += cost
         print(f"{label:28}{cost:8.2f} us")
@@ -144,10 +149,11 @@ def main() -> None:
         p, i = med(False, key) / 1e6, med(True, key) / 1e6
         print(f"{f'{a.steps}-step loop, {label} (ms)':28}{p:10.1f}{i:14.1f}{100 * (i - p) / p:11.2f}%")
     p = med(False, "loop_wall_ns") / 1e3
-    print(f"hooks x steps / plain loop wall: {100 * per_step * a.steps / p:.2f} % "
-          f"({per_step:.2f} us of {p / a.steps:.0f} us a step)")
-    print(f"step events read per instrumented run: {statistics.median(r['events'] for r in runs[True]):.0f}"
-          f" (plain: {statistics.median(r['events'] for r in runs[False]):.0f})")
+    print(f"hooks x steps / plain loop wall: {100 * per_step * a.steps / p:.2f} % ({per_step:.2f} us of {p / a.steps:.0f} us a step)")
+    print(
+        f"step events read per instrumented run: {statistics.median(r['events'] for r in runs[True]):.0f}"
+        f" (plain: {statistics.median(r['events'] for r in runs[False]):.0f})"
+    )
 
 
 if __name__ == "__main__":

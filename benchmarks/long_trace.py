@@ -79,7 +79,7 @@ def build_torch(source: str, out: str, target_bytes: int) -> int:
                 f.write(text)
                 written += len(text)
             copy += 1
-        f.write("\n  ]" + "".join(f',\n  "{key}": {json.dumps(doc[key])}' for key in keys[at + 1:]) + "\n}\n")
+        f.write("\n  ]" + "".join(f',\n  "{key}": {json.dumps(doc[key])}' for key in keys[at + 1 :]) + "\n}\n")
     return written
 
 

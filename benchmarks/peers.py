@@ -54,8 +54,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZE = (160, 50)
 FIRST_FRAME_TIMEOUT_S = 30.0
 SPEC = "H100_SXM"
-TARGETS = ("targets (issue #14), in one run: 1 Hz CPU <= nvitop's and <= 1.5x btop's; 10 Hz CPU <= 2.5 % "
-           "of a core; RSS <= 50 MiB; first frame <= 300 ms")
+TARGETS = (
+    "targets (issue #14), in one run: 1 Hz CPU <= nvitop's and <= 1.5x btop's; 10 Hz CPU <= 2.5 % "
+    "of a core; RSS <= 50 MiB; first frame <= 300 ms"
+)
 
 
 @dataclass
@@ -79,9 +81,14 @@ class Run:
 
 def _gputop(key: str, label: str, tree: Path, interval: str) -> Tool:
     path = [str(tree), str(tree / "tests" / "sitecustom"), str(tree / "tests")]
-    return Tool(key, label, [sys.executable, "-m", "gputop", "--interval", interval],
-                (re.compile("H100"), re.compile("cores busy")),
-                {"GPUTOP_FAKE_NVML": SPEC, "PYTHONPATH": os.pathsep.join(path)}, str(tree))
+    return Tool(
+        key,
+        label,
+        [sys.executable, "-m", "gputop", "--interval", interval],
+        (re.compile("H100"), re.compile("cores busy")),
+        {"GPUTOP_FAKE_NVML": SPEC, "PYTHONPATH": os.pathsep.join(path)},
+        str(tree),
+    )
 
 
 def groups(args: argparse.Namespace, tmp: Path) -> dict[str, list[Tool]]:
@@ -89,8 +96,10 @@ def groups(args: argparse.Namespace, tmp: Path) -> dict[str, list[Tool]]:
     if btop is None:
         sys.exit("benchmarks/peers.py: error: needs btop (apt-get install btop)")
     if not Path(args.nvitop).exists():
-        sys.exit(f"benchmarks/peers.py: error: no nvitop at {args.nvitop} (python3 -m venv /tmp/nvitop-venv "
-                 "&& /tmp/nvitop-venv/bin/pip install nvitop, or --nvitop PATH)")
+        sys.exit(
+            f"benchmarks/peers.py: error: no nvitop at {args.nvitop} (python3 -m venv /tmp/nvitop-venv "
+            "&& /tmp/nvitop-venv/bin/pip install nvitop, or --nvitop PATH)"
+        )
 
     def btop_tool(ms: int) -> Tool:
         xdg = tmp / f"xdg-{ms}"
@@ -98,11 +107,14 @@ def groups(args: argparse.Namespace, tmp: Path) -> dict[str, list[Tool]]:
         (xdg / "btop" / "btop.conf").write_text(f"update_ms = {ms}\n")
         return Tool("btop", f"btop, update_ms = {ms}", [btop], (re.compile(r"\bC0\b"),), {"XDG_CONFIG_HOME": str(xdg)})
 
-    nvitop = Tool("nvitop", "nvitop --interval 1", [args.nvitop, "--interval", "1"],
-                  (re.compile("H100"), re.compile("CPU:")),
-                  {"GPUTOP_FAKE_NVML": SPEC,
-                   "PYTHONPATH": os.pathsep.join([str(ROOT / "benchmarks" / "peer_site"), str(ROOT / "tests")])},
-                  stderr=str(tmp / "nvitop.err"))
+    nvitop = Tool(
+        "nvitop",
+        "nvitop --interval 1",
+        [args.nvitop, "--interval", "1"],
+        (re.compile("H100"), re.compile("CPU:")),
+        {"GPUTOP_FAKE_NVML": SPEC, "PYTHONPATH": os.pathsep.join([str(ROOT / "benchmarks" / "peer_site"), str(ROOT / "tests")])},
+        stderr=str(tmp / "nvitop.err"),
+    )
     one = [_gputop("gputop", "gputop --interval 1", ROOT, "1"), nvitop, btop_tool(1000)]
     ten = [_gputop("gputop", "gputop --interval 0.1", ROOT, "0.1"), btop_tool(100)]
     if args.baseline:
@@ -130,8 +142,9 @@ class Session:
                 raise RuntimeError(f"window {w} is {size}, not {SIZE[0]}x{SIZE[1]}")
 
     def __call__(self, *args: str) -> str:
-        out = subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", *args], env=self.env,
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["tmux", "-L", self.socket, "-f", "/dev/null", *args], env=self.env, capture_output=True, text=True, timeout=30
+        )
         if out.returncode != 0:
             raise RuntimeError(f"tmux {' '.join(args)}: {out.stderr.strip()}")
         return out.stdout
@@ -246,8 +259,10 @@ def report(name: str, tools: list[Tool], results: list[list[Run]]) -> list[str]:
     lines = [f"**{name}**", "", "| tool | CPU, % of one core | RSS, MiB | first frame, ms |", "|---|---:|---:|---:|"]
     for i, tool in enumerate(tools):
         col = [runs[i] for runs in results]
-        lines.append(f"| {tool.label} | {_cell([r.cpu_pct for r in col], '.2f')} | "
-                     f"{_cell([r.rss_mib for r in col], '.0f')} | {_cell([r.first_frame_ms for r in col], '.0f')} |")
+        lines.append(
+            f"| {tool.label} | {_cell([r.cpu_pct for r in col], '.2f')} | "
+            f"{_cell([r.rss_mib for r in col], '.0f')} | {_cell([r.first_frame_ms for r in col], '.0f')} |"
+        )
     lines.append("")
     for num, den in (("gputop", "nvitop"), ("gputop", "btop"), ("gputop", "baseline")):
         ratios = _ratios(results, tools, num, den)
@@ -286,15 +301,21 @@ def main(argv: list[str] | None = None) -> int:
                 runs = run_group(tools, r, args.warmup, args.window, screens)
                 results[name].append(runs)
                 for tool, run in zip(tools, runs):
-                    print(f"[{r + 1}/{args.runs}] {tool.label}: first frame {run.first_frame_ms} ms, "
-                          f"CPU {run.cpu_pct} %, RSS {run.rss_mib} MiB {run.note}", file=sys.stderr, flush=True)
+                    print(
+                        f"[{r + 1}/{args.runs}] {tool.label}: first frame {run.first_frame_ms} ms, "
+                        f"CPU {run.cpu_pct} %, RSS {run.rss_mib} MiB {run.note}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         nvitop_err = Path(tmp) / "nvitop.err"
         nvitop_log = nvitop_err.read_text().strip() if nvitop_err.exists() else ""
     load1 = os.getloadavg()
-    print(f"`benchmarks/peers.py --runs {args.runs} --window {args.window:g} --warmup {args.warmup:g}`, "
-          f"{started}-{time.strftime('%H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, load average {load0[0]:.2f} at the start, {load1[0]:.2f} at the end; "
-          f"{SIZE[0]}x{SIZE[1]}, one simulated H100. Medians over {args.runs} runs (range in parentheses).\n")
+    print(
+        f"`benchmarks/peers.py --runs {args.runs} --window {args.window:g} --warmup {args.warmup:g}`, "
+        f"{started}-{time.strftime('%H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, load average {load0[0]:.2f} at the start, {load1[0]:.2f} at the end; "
+        f"{SIZE[0]}x{SIZE[1]}, one simulated H100. Medians over {args.runs} runs (range in parentheses).\n"
+    )
     for name, tools in chosen.items():
         print("\n".join(report(name, tools, results[name])))
     print(f"- {TARGETS}.")

@@ -45,9 +45,13 @@ def measure(interval: float, fake: str | None, seconds: float, root: pathlib.Pat
     env["PYTHONPATH"] = os.pathsep.join(path)
     with tempfile.TemporaryDirectory() as tmp:
         out = pathlib.Path(tmp) / "trace.json"
-        proc = subprocess.Popen([sys.executable, "-m", "gputop", "record", "--out", str(out),
-                                 "--interval", str(interval), "--duration", str(seconds + 10)],
-                                env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gputop", "record", "--out", str(out), "--interval", str(interval), "--duration", str(seconds + 10)],
+            env=env,
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             time.sleep(3)
             c0, t0 = cpu_seconds(proc.pid), time.monotonic()
@@ -93,8 +97,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--baseline", type=pathlib.Path, default=None, metavar="DIR",
-                        help="another checkout to measure beside this one, interleaved")
+    parser.add_argument(
+        "--baseline", type=pathlib.Path, default=None, metavar="DIR", help="another checkout to measure beside this one, interleaved"
+    )
     args = parser.parse_args()
     roots = [ROOT] + ([args.baseline.resolve()] if args.baseline else [])
     print(f"steady-state CPU % of one core, median of {args.repeats} windows of {args.seconds:.0f} s")
@@ -108,8 +113,7 @@ def main() -> int:
             medians = {root: statistics.median(r) for root, r in runs.items()}
             for root, r in runs.items():
                 tree = "" if len(roots) == 1 else f"  [{'this tree' if root == ROOT else root}]"
-                line = (f"  every {interval:>5} s  {label:<26} {medians[root]:5.2f} %  "
-                        f"(runs: {', '.join(f'{x:.2f}' for x in r)}){tree}")
+                line = f"  every {interval:>5} s  {label:<26} {medians[root]:5.2f} %  (runs: {', '.join(f'{x:.2f}' for x in r)}){tree}"
                 if fake and interval == 0.01 and root == ROOT:
                     share = fake_share(interval, 5)
                     line += f"   fake's share {share:.0%} -> ours ~{medians[root] * (1 - share):.2f} %"

@@ -87,8 +87,10 @@ def main() -> int:
             nv, ns = r["nvml sample"], r["nvml fake share"]
             ps, ss = r["process scan"], r["scan fake share"]
             ours_tick = r["full tick"] - nv * ns
-            print(f"{n:>4}  {r['host (psutil)']:>7.0f}us  {nv:>6.0f}us ({nv * (1 - ns):>5.0f}us)  "
-                  f"{ps:>7.0f}us ({ps * (1 - ss):>5.0f}us)  {r['full tick']:>8.0f}us  {ours_tick:>13.0f}us")
+            print(
+                f"{n:>4}  {r['host (psutil)']:>7.0f}us  {nv:>6.0f}us ({nv * (1 - ns):>5.0f}us)  "
+                f"{ps:>7.0f}us ({ps * (1 - ss):>5.0f}us)  {r['full tick']:>8.0f}us  {ours_tick:>13.0f}us"
+            )
         else:
             print(f"{n:>4}  {r['host (psutil)']:>7.0f}us  {'-':>16}  {'-':>18}  {r['full tick']:>8.0f}us  {r['full tick']:>13.0f}us")
     return 0

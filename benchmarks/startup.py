@@ -52,8 +52,7 @@ def main() -> int:
     args = parser.parse_args()
     tools = [_gputop("gputop", f"gputop ({ROOT.name})", ROOT, args.interval)]
     if args.baseline:
-        tools.append(_gputop("baseline", f"gputop, baseline {args.baseline.name}", args.baseline.resolve(),
-                             args.interval))
+        tools.append(_gputop("baseline", f"gputop, baseline {args.baseline.name}", args.baseline.resolve(), args.interval))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX") and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(LANG="C.UTF-8", LC_ALL="C.UTF-8")
     session = Session(env, 1)
@@ -67,8 +66,9 @@ def main() -> int:
                     results[tool.label].append(whole)
     finally:
         session.kill()
-    print(f"{args.starts} starts per tree, alternated, 160x50, --interval {args.interval}; "
-          f"load average at the end {os.getloadavg()[0]:.2f}\n")
+    print(
+        f"{args.starts} starts per tree, alternated, 160x50, --interval {args.interval}; load average at the end {os.getloadavg()[0]:.2f}\n"
+    )
     print("| tree | whole view (panels and footer), median ms (range) |")
     print("|---|---:|")
     for label, wholes in results.items():

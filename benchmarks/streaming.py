@@ -68,8 +68,7 @@ def env(root: pathlib.Path = ROOT) -> dict[str, str]:
 def timed(argv: list[str], root: pathlib.Path = ROOT) -> tuple[float, float, float, str]:
     """(wall s, CPU s, peak RSS MiB, stdout) of one child."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env(root),
-                            cwd=root, text=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env(root), cwd=root, text=True)
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -80,8 +79,7 @@ def timed(argv: list[str], root: pathlib.Path = ROOT) -> tuple[float, float, flo
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out
 
 
-def interleaved(argv: list[str], roots: list[pathlib.Path], repeats: int
-                ) -> dict[pathlib.Path, list[tuple[float, float, float, str]]]:
+def interleaved(argv: list[str], roots: list[pathlib.Path], repeats: int) -> dict[pathlib.Path, list[tuple[float, float, float, str]]]:
     """``argv`` run from each tree in turn, ``repeats`` rounds (so load changes hit both alike)."""
     runs: dict[pathlib.Path, list[tuple[float, float, float, str]]] = {root: [] for root in roots}
     for _ in range(repeats):
@@ -92,9 +90,14 @@ def interleaved(argv: list[str], roots: list[pathlib.Path], repeats: int
 
 def source_recording(tmp: pathlib.Path) -> pathlib.Path:
     out = tmp / "source.json"
-    subprocess.run([sys.executable, "-m", "gputop", "record", "--out", str(out), "--interval", "0.01",
-                    "--duration", "30", "--force"], check=True, env=env(), cwd=ROOT,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "gputop", "record", "--out", str(out), "--interval", "0.01", "--duration", "30", "--force"],
+        check=True,
+        env=env(),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return out
 
 
@@ -102,8 +105,7 @@ def row(name: str, mb: float, runs: list[tuple[float, float, float, str]], extra
     wall = statistics.median(r[0] for r in runs)
     cpu = statistics.median(r[1] for r in runs)
     rss = max(r[2] for r in runs)
-    return (f"| {name} | {mb:,.0f} MB | {len(runs)} | {wall:.1f} s | {cpu:.1f} s | {mb / cpu:.0f} MB/s "
-            f"| {rss:.0f} MiB |{extra}")
+    return f"| {name} | {mb:,.0f} MB | {len(runs)} | {wall:.1f} s | {cpu:.1f} s | {mb / cpu:.0f} MB/s | {rss:.0f} MiB |{extra}"
 
 
 def main() -> None:
@@ -119,8 +121,7 @@ def main() -> None:
     work = pathlib.Path(tempfile.mkdtemp(prefix="gputop-bench-", dir=args.tmp))
     try:
         source = args.source or source_recording(work)
-        print(f"# source {source} ({source.stat().st_size / 1e6:.1f} MB); load average "
-              f"{os.getloadavg()[0]:.2f} at the start", flush=True)
+        print(f"# source {source} ({source.stat().st_size / 1e6:.1f} MB); load average {os.getloadavg()[0]:.2f} at the start", flush=True)
         print("| case | size | runs | wall (median) | CPU (median) | MB per CPU s | peak RSS (max) | notes |")
         print("|---|---:|---:|---:|---:|---:|---:|---|")
         cases = set(args.cases.split(","))
@@ -153,8 +154,7 @@ def replay_floor(repeats: int) -> None:
     fixture = ROOT / "tests" / "data" / "h100_fake.json"
     floor = [timed([sys.executable, "-c", REPLAY_CHILD, str(fixture)]) for _ in range(repeats)]
     first = statistics.median(float(r[3].split()[1]) for r in floor)
-    print(row("replay of the 22 KB fixture (the floor)", 0.022, floor, f" first frame {first:.2f} s |"),
-          flush=True)
+    print(row("replay of the 22 KB fixture (the floor)", 0.022, floor, f" first frame {first:.2f} s |"), flush=True)
 
 
 def bench_report(path: pathlib.Path, size: float, roots: list[pathlib.Path], repeats: int) -> None:
@@ -168,16 +168,16 @@ def bench_replay(path: pathlib.Path, size: float, repeats: int) -> None:
     replays = [timed([sys.executable, "-c", REPLAY_CHILD, str(path)]) for _ in range(repeats)]
     first = statistics.median(float(r[3].split()[1]) for r in replays)
     indexed = statistics.median(float(r[3].split()[3]) for r in replays)
-    print(row("replay (first frame; RSS over the index pass)", size, replays,
-              f" first frame {first:.2f} s, indexed {indexed:.1f} s |"), flush=True)
+    print(
+        row("replay (first frame; RSS over the index pass)", size, replays, f" first frame {first:.2f} s, indexed {indexed:.1f} s |"),
+        flush=True,
+    )
 
 
-def bench_merge(path: pathlib.Path, size: float, roots: list[pathlib.Path], repeats: int,
-                work: pathlib.Path, torch_mb: float) -> None:
+def bench_merge(path: pathlib.Path, size: float, roots: list[pathlib.Path], repeats: int, work: pathlib.Path, torch_mb: float) -> None:
     """The merge with the real 7 KB profile; then, if ``torch_mb``, with a profile that long."""
     py, merged = sys.executable, work / "merged.json"
-    merges = interleaved([py, "-m", "gputop", "merge", str(path), str(TORCH_TRACE), "--out", str(merged),
-                          "--force"], roots, repeats)
+    merges = interleaved([py, "-m", "gputop", "merge", str(path), str(TORCH_TRACE), "--out", str(merged), "--force"], roots, repeats)
     for root in roots:
         name = "merge (streamed)" if root == ROOT else f"merge (baseline {root.name})"
         print(row(name, size, merges[root]), flush=True)

@@ -74,8 +74,7 @@ def _gputop(label: str, fake: str, interval: str, tree: Path | None = None) -> T
     over this checkout's NVML fake, so the fake's own cost is the same for both."""
     path = ([str(tree)] if tree is not None else []) + [str(TESTS / "sitecustom"), str(TESTS)]
     env = {"GPUTOP_FAKE_NVML": fake, "PYTHONPATH": os.pathsep.join(path)}
-    return Tool(label, [sys.executable, "-m", "gputop", "--interval", interval],
-                re.compile(r"cores busy"), env, cwd=str(tree or ROOT))
+    return Tool(label, [sys.executable, "-m", "gputop", "--interval", interval], re.compile(r"cores busy"), env, cwd=str(tree or ROOT))
 
 
 def _version(argv: list[str]) -> str:
@@ -95,9 +94,12 @@ def tools(glances: str | None, xdg: Path, baseline: Path | None = None) -> tuple
         _gputop("gputop, no GPU, 1 Hz", "none:driver_not_loaded", "1"),
     ]
     if baseline is not None:
-        chosen += [_gputop(f"gputop at {baseline.name}, 1 GPU, 1 Hz", "H100_SXM", "1", baseline),
-                   _gputop(f"gputop at {baseline.name}, 1 GPU, 10 Hz", "H100_SXM", "0.1", baseline)]
+        chosen += [
+            _gputop(f"gputop at {baseline.name}, 1 GPU, 1 Hz", "H100_SXM", "1", baseline),
+            _gputop(f"gputop at {baseline.name}, 1 GPU, 10 Hz", "H100_SXM", "0.1", baseline),
+        ]
     from gputop import __version__
+
     for tool in chosen:
         tool.version = f"gputop {__version__}"
     missing = []
@@ -105,29 +107,28 @@ def tools(glances: str | None, xdg: Path, baseline: Path | None = None) -> tuple
     if btop:
         (xdg / "btop").mkdir(parents=True, exist_ok=True)
         (xdg / "btop" / "btop.conf").write_text("update_ms = 1000\n")  # its default is 2000
-        chosen.append(Tool("btop, 1 Hz", [btop], re.compile(r"\bC0\b"), {"XDG_CONFIG_HOME": str(xdg)},
-                           _version([btop, "--version"])))
+        chosen.append(Tool("btop, 1 Hz", [btop], re.compile(r"\bC0\b"), {"XDG_CONFIG_HOME": str(xdg)}, _version([btop, "--version"])))
     else:
         missing.append("btop (not installed)")
     htop = shutil.which("htop")
     if htop:
-        chosen.append(Tool("htop, 1 Hz", [htop, "-d", "10"], re.compile(r"^\s*0\[", re.M), {},
-                           _version([htop, "--version"])))
+        chosen.append(Tool("htop, 1 Hz", [htop, "-d", "10"], re.compile(r"^\s*0\[", re.M), {}, _version([htop, "--version"])))
     else:
         missing.append("htop (not installed)")
     glances = glances or shutil.which("glances")
     if glances and Path(glances).exists():
-        chosen.append(Tool("glances, 1 Hz", [glances, "-t", "1"], re.compile(r"^CPU\s+\[", re.M), {},
-                           _version([glances, "--version"])))
+        chosen.append(Tool("glances, 1 Hz", [glances, "-t", "1"], re.compile(r"^CPU\s+\[", re.M), {}, _version([glances, "--version"])))
     else:
-        missing.append("glances (not installed; e.g. python3 -m venv /tmp/glances-venv && "
-                       "/tmp/glances-venv/bin/pip install glances, then --glances /tmp/glances-venv/bin/glances)")
+        missing.append(
+            "glances (not installed; e.g. python3 -m venv /tmp/glances-venv && "
+            "/tmp/glances-venv/bin/pip install glances, then --glances /tmp/glances-venv/bin/glances)"
+        )
     return chosen, missing
 
 
 def cpu_ticks(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
     utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
     return utime + stime + cutime + cstime
 
@@ -149,8 +150,9 @@ class Tmux:
         self("set-option", "-g", "remain-on-exit", "on")  # a tool that dies leaves its screen
 
     def __call__(self, *args: str) -> str:
-        out = subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", *args], env=self.env,
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["tmux", "-L", self.socket, "-f", "/dev/null", *args], env=self.env, capture_output=True, text=True, timeout=30
+        )
         if out.returncode != 0:
             raise RuntimeError(f"tmux {' '.join(args)}: {out.stderr.strip()}")
         return out.stdout
@@ -190,8 +192,7 @@ def measure(tool: Tool, warmup_s: float, window_s: float) -> Run:
             time.sleep(0.02)
         if first_ms is None:
             screen = tmux("capture-pane", "-p", "-t", "b")
-            return Run(None, None, None, None,
-                       f"no frame within {FIRST_FRAME_TIMEOUT_S:.0f} s: {screen.strip()[:200]!r}")
+            return Run(None, None, None, None, f"no frame within {FIRST_FRAME_TIMEOUT_S:.0f} s: {screen.strip()[:200]!r}")
         pid, server = tmux.pane_pid(), tmux.server_pid()
         time.sleep(warmup_s)
         c0, s0, w0 = cpu_ticks(pid), cpu_ticks(server), time.monotonic()
@@ -223,13 +224,14 @@ def _cell(values: list[float | None], fmt: str) -> str:
 
 
 def table(results: dict[str, list[Run]]) -> str:
-    lines = ["| tool | CPU, % of one core | RSS, MiB | first frame, ms | tmux server CPU, % |",
-             "|---|---:|---:|---:|---:|"]
+    lines = ["| tool | CPU, % of one core | RSS, MiB | first frame, ms | tmux server CPU, % |", "|---|---:|---:|---:|---:|"]
     for label, runs in results.items():
-        lines.append(f"| {label} | {_cell([r.cpu_pct for r in runs], '.2f')} | "
-                     f"{_cell([r.rss_mib for r in runs], '.0f')} | "
-                     f"{_cell([r.first_frame_ms for r in runs], '.0f')} | "
-                     f"{_cell([r.tmux_cpu_pct for r in runs], '.2f')} |")
+        lines.append(
+            f"| {label} | {_cell([r.cpu_pct for r in runs], '.2f')} | "
+            f"{_cell([r.rss_mib for r in runs], '.0f')} | "
+            f"{_cell([r.first_frame_ms for r in runs], '.0f')} | "
+            f"{_cell([r.tmux_cpu_pct for r in runs], '.2f')} |"
+        )
     return "\n".join(lines)
 
 
@@ -240,9 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds after the first frame (default 5)")
     parser.add_argument("--glances", help="path to a glances executable (default: on PATH)")
     parser.add_argument("--only", nargs="*", help="labels (or prefixes: gputop, btop, ...) to run")
-    parser.add_argument("--baseline", type=Path, metavar="DIR",
-                        help="also run gputop from another checkout (e.g. git worktree add /tmp/base REV), "
-                        "interleaved with this one")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="also run gputop from another checkout (e.g. git worktree add /tmp/base REV), interleaved with this one",
+    )
     args = parser.parse_args(argv)
     if shutil.which("tmux") is None:
         parser.exit(1, "benchmarks/tui.py: error: needs tmux (apt-get install tmux)\n")
@@ -260,15 +265,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{r + 1}/{args.repeats}] {tool.label} ...", file=sys.stderr, flush=True)
                 run = measure(tool, args.warmup, args.window)
                 results[tool.label].append(run)
-                print(f"    first frame {run.first_frame_ms} ms, CPU {run.cpu_pct} %, RSS {run.rss_mib} MiB,"
-                      f" tmux {run.tmux_cpu_pct} % {run.note}", file=sys.stderr, flush=True)
+                print(
+                    f"    first frame {run.first_frame_ms} ms, CPU {run.cpu_pct} %, RSS {run.rss_mib} MiB,"
+                    f" tmux {run.tmux_cpu_pct} % {run.note}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 if run.note:
                     notes.append(f"{tool.label}, repeat {r + 1}: {run.note}")
     load = os.getloadavg()
-    print(f"`benchmarks/tui.py --repeats {args.repeats} --window {args.window:g} --warmup {args.warmup:g}`, "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}. "
-          f"Medians over {args.repeats} runs (range in parentheses).\n")
+    print(
+        f"`benchmarks/tui.py --repeats {args.repeats} --window {args.window:g} --warmup {args.warmup:g}`, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}. "
+        f"Medians over {args.repeats} runs (range in parentheses).\n"
+    )
     print(table(results))
     print()
     versions = sorted({t.version for t in chosen if t.version})

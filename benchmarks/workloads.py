@@ -79,8 +79,7 @@ def call_cost_ns(events_module, fd: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10,
-                        help="steps per run (default 10; 0: the workload's CPU default)")
+    parser.add_argument("--steps", type=int, default=10, help="steps per run (default 10; 0: the workload's CPU default)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per mode (default 3)")
     parser.add_argument("--only", default=",".join(ORDER), help="comma-separated workloads")
     args = parser.parse_args()
@@ -97,21 +96,25 @@ def main() -> int:
     drain = subprocess.Popen(["cat"], stdin=read_fd, stdout=subprocess.DEVNULL)
     os.close(read_fd)
     steps = None if args.steps == 0 else args.steps
-    print(f"python {sys.version.split()[0]}, torch {torch.__version__}, {torch.get_num_threads()} "
-          f"threads, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f} at start; "
-          f"{'default' if steps is None else steps} steps a run, {args.repeats} runs per mode")
+    print(
+        f"python {sys.version.split()[0]}, torch {torch.__version__}, {torch.get_num_threads()} "
+        f"threads, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f} at start; "
+        f"{'default' if steps is None else steps} steps a run, {args.repeats} runs per mode"
+    )
     try:
         call_ns = call_cost_ns(events, write_fd)
         print(f"EventWriter.step to a drained pipe: {call_ns / 1000:.2f} us per call (median of 20 x 10,000)")
         print()
-        print(f"{'workload':<12}{'batch':>6}{'samples/s':>12}{'step':>10}{'loop/step, events':>20}"
-              f"{'loop/step, none':>18}{'difference':>12}{'call/step':>11}")
+        print(
+            f"{'workload':<12}{'batch':>6}{'samples/s':>12}{'step':>10}{'loop/step, events':>20}"
+            f"{'loop/step, none':>18}{'difference':>12}{'call/step':>11}"
+        )
         for name in names:
             module = importlib.import_module(f"gputop.workloads.{name}")
             walls, loops = [], {True: [], False: []}
             batch = None
             for r in range(args.repeats):
-                for with_events in ((True, False) if r % 2 == 0 else (False, True)):
+                for with_events in (True, False) if r % 2 == 0 else (False, True):
                     rows = run_once(module, steps, write_fd if with_events else None, recorder)
                     later = [row for row in rows if row[0] > 1]
                     batch = rows[0][1]
@@ -121,9 +124,12 @@ def main() -> int:
             rate = statistics.median(n / w for n, w in walls)
             step = statistics.median(w for _, w in walls)
             with_ev, without = statistics.median(loops[True]), statistics.median(loops[False])
-            print(f"{name:<12}{batch:>6}{rate:>12,.1f}{step * 1e3:>8.1f}ms{with_ev * 1e3:>18.2f}ms"
-                  f"{without * 1e3:>16.2f}ms{100 * (with_ev - without) / without:>+11.2f}%"
-                  f"{100 * call_ns / 1e9 / step:>10.4f}%", flush=True)
+            print(
+                f"{name:<12}{batch:>6}{rate:>12,.1f}{step * 1e3:>8.1f}ms{with_ev * 1e3:>18.2f}ms"
+                f"{without * 1e3:>16.2f}ms{100 * (with_ev - without) / without:>+11.2f}%"
+                f"{100 * call_ns / 1e9 / step:>10.4f}%",
+                flush=True,
+            )
     finally:
         os.close(write_fd)
         drain.wait(10)

@@ -8,6 +8,7 @@ from typing import Callable
 
 def _bounded(low: float, high: float, not_a_number: str, out_of_range: str) -> Callable[[str], float]:
     """An argparse type: a float in [low, high]; the messages are formatted with text/low/high."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -16,13 +17,13 @@ def _bounded(low: float, high: float, not_a_number: str, out_of_range: str) -> C
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(out_of_range.format(text=text, low=low, high=high))
         return value
+
     return parse
 
 
 def seconds(low: float, high: float) -> Callable[[str], float]:
     """An argparse type: a number of seconds in [low, high]."""
-    return _bounded(low, high, "not a number of seconds: {text!r}",
-                    f"must be between {_duration(low)} and {_duration(high)}, got {{text}}")
+    return _bounded(low, high, "not a number of seconds: {text!r}", f"must be between {_duration(low)} and {_duration(high)}, got {{text}}")
 
 
 def _duration(seconds: float) -> str:
@@ -41,6 +42,7 @@ def number(low: float, high: float, what: str = "a number") -> Callable[[str], f
 
 def integer(low: int) -> Callable[[str], int]:
     """An argparse type: a whole number >= low."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -49,14 +51,14 @@ def integer(low: int) -> Callable[[str], int]:
         if value < low:
             raise argparse.ArgumentTypeError(f"expected {low} or more, got {value}")
         return value
+
     return parse
 
 
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.01, 3600.0  # every --interval: 100 Hz at most, an hour at least
 INTERVAL = seconds(MIN_INTERVAL_S, MAX_INTERVAL_S)
 # The live view's + and - walk this ladder, which spans the same range.
-INTERVAL_LADDER = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0,
-                   1800.0, 3600.0)
+INTERVAL_LADDER = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0)
 
 
 def next_interval(current: float, step: int) -> float:

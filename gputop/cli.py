@@ -64,9 +64,16 @@ exit status: 0 done, which for the commands that run until stopped (the live vie
 FULL_SCREEN = {None, "replay"}  # the commands that draw a full-screen view
 # each command's module (its add_parser and run), in the order --help lists them; snapshot's
 # parser is defined here
-COMMANDS = {"snapshot": "", "record": "gputop.commands.record", "replay": "gputop.commands.replay",
-            "report": "gputop.commands.report", "compare": "gputop.commands.compare", "merge": "gputop.commands.merge",
-            "serve": "gputop.commands.serve", "cluster": "gputop.commands.cluster"}
+COMMANDS = {
+    "snapshot": "",
+    "record": "gputop.commands.record",
+    "replay": "gputop.commands.replay",
+    "report": "gputop.commands.report",
+    "compare": "gputop.commands.compare",
+    "merge": "gputop.commands.merge",
+    "serve": "gputop.commands.serve",
+    "cluster": "gputop.commands.cluster",
+}
 
 
 WORKLOAD_ARGS = {None, "record", "compare"}  # the commands where what follows '--' goes to a workload
@@ -102,24 +109,31 @@ def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentPa
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"gputop {__version__}")
-    parser.add_argument("--debug", action="store_true",
-                        help="log everything (as GPUTOP_LOG=debug); see 'logging' below")
-    parser.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S",
-                        help="seconds between samples in the live view (default 1)")
-    parser.add_argument("--run", dest="live_run", metavar="SCRIPT|NAME", default=None,
-                        help="launch a workload beside the live view: a bundled one "
-                        "(cnn, mlp, transformer, matmul), a Python script or -m MODULE; arguments "
-                        "after '--' go to it, and it is stopped when gputop exits")
-    parser.add_argument("--no-instrument", dest="live_instrument", action="store_false",
-                        help="with --run: do not detect a Python script's training steps")
-    sub = cast("argparse._SubParsersAction[argparse.ArgumentParser]",
-               parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser))
+    parser.add_argument("--debug", action="store_true", help="log everything (as GPUTOP_LOG=debug); see 'logging' below")
+    parser.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S", help="seconds between samples in the live view (default 1)")
+    parser.add_argument(
+        "--run",
+        dest="live_run",
+        metavar="SCRIPT|NAME",
+        default=None,
+        help="launch a workload beside the live view: a bundled one "
+        "(cnn, mlp, transformer, matmul), a Python script or -m MODULE; arguments "
+        "after '--' go to it, and it is stopped when gputop exits",
+    )
+    parser.add_argument(
+        "--no-instrument", dest="live_instrument", action="store_false", help="with --run: do not detect a Python script's training steps"
+    )
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser),
+    )
     for name, module in COMMANDS.items():
         if commands is not None and name not in commands:
             sub.add_parser(name)  # by name only: never the one that parses (see main)
         elif not module:
-            snap = sub.add_parser("snapshot", help="print one sample and exit",
-                                  description="Print one sample: the CPU cores beside every GPU.")
+            snap = sub.add_parser(
+                "snapshot", help="print one sample and exit", description="Print one sample: the CPU cores beside every GPU."
+            )
             snap.add_argument("--json", action="store_true", help="JSON keyed by metric name (see README)")
         else:
             importlib.import_module(module).add_parser(sub)
@@ -156,8 +170,11 @@ def _live(args: argparse.Namespace) -> int:
         from gputop.workload import Workload  # (the launcher: only with --run)
 
         try:
-            workload = Workload(args.live_run, args.run_args,  # bad input first, then the terminal
-                                instrument=args.live_instrument)
+            workload = Workload(
+                args.live_run,
+                args.run_args,  # bad input first, then the terminal
+                instrument=args.live_instrument,
+            )
         except WorkloadError as exc:
             sys.stderr.write(f"gputop: error: {exc}\n")
             return ExitStatus.USAGE
@@ -204,8 +221,10 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
             finally:
                 feed.discard_first()  # not closed under a sample still being taken
                 if not sampler.close():  # (under the full screen its log line went to the log file)
-                    _say(f"gputop: a sample had not returned after {CLOSE_WAIT_S:g} s "
-                         "(a hung driver call?): exited with its sources left open")
+                    _say(
+                        f"gputop: a sample had not returned after {CLOSE_WAIT_S:g} s "
+                        "(a hung driver call?): exited with its sources left open"
+                    )
     if ended is not None and ended.status == "failed":  # as record --run: the job failed, so did the run
         _say(f"gputop: workload {ended.name} failed" + (f": {ended.error}" if ended.error else ""))
         return ExitStatus.FAILURE
@@ -291,13 +310,20 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
     command = _command_named(argv, list(subparsers.choices))
     sub = subparsers.choices.get(command) if command is not None else None
     if sub is not None and command is not None:
-        words = argv[argv.index(command) + 1:]
-        words = words[:words.index("--")] if "--" in words else words  # then: names, not options
+        words = argv[argv.index(command) + 1 :]
+        words = words[: words.index("--")] if "--" in words else words  # then: names, not options
         known = set(sub._option_string_actions)
         # (a prefix of an option is argparse's abbreviation of it: --dur for --duration)
         # (a word with a space is argparse's positional, "-m pkg.train" among them)
-        unknown = [w for w in words if w.startswith("-") and w != "-" and not _is_number(w) and " " not in w
-                   and not any(o.startswith(w.split("=", 1)[0]) for o in known)]
+        unknown = [
+            w
+            for w in words
+            if w.startswith("-")
+            and w != "-"
+            and not _is_number(w)
+            and " " not in w
+            and not any(o.startswith(w.split("=", 1)[0]) for o in known)
+        ]
         if unknown:
             sub.error(f"unrecognized arguments: {' '.join(unknown)}")
     args, extra = parser.parse_known_args(argv)
@@ -325,14 +351,14 @@ def run_module(argv: list[str]) -> list[str]:
     out = list(argv)
     for i in range(len(out) - 2):
         if out[i] == "--run" and out[i + 1] == "-m":
-            out[i + 1:i + 3] = [f"-m {out[i + 2]}"]
+            out[i + 1 : i + 3] = [f"-m {out[i + 2]}"]
             break
-    head = out[:out.index("--")] if "--" in out else out  # after --: the workload's own words
+    head = out[: out.index("--")] if "--" in out else out  # after --: the workload's own words
     if _command_named(head, list(COMMANDS)) == "compare":
         start, end = head.index("compare") + 1, len(head)
         for i in range(start, end):
             if out[i] == "-m":  # a bare -m at the end: resolve says a module name is wanted
-                out[i:min(i + 2, end)] = [f"-m {out[i + 1] if i + 1 < end else ''}"]
+                out[i : min(i + 2, end)] = [f"-m {out[i + 1] if i + 1 < end else ''}"]
                 break
     return out
 
@@ -354,19 +380,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(_commands_needed(argv))
     run_args: list[str] | None = None
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    command = _command_named(argv[:argv.index("--")], list(subparsers.choices)) if "--" in argv else None
-    if "--" in argv and (command in WORKLOAD_ARGS or (command is not None
-                                                      and not _takes_names(subparsers.choices[command]))):
+    command = _command_named(argv[: argv.index("--")], list(subparsers.choices)) if "--" in argv else None
+    if "--" in argv and (command in WORKLOAD_ARGS or (command is not None and not _takes_names(subparsers.choices[command]))):
         cut = argv.index("--")  # everything after the first -- goes to the launched workload
-        argv, run_args = argv[:cut], argv[cut + 1:]
+        argv, run_args = argv[:cut], argv[cut + 1 :]
     # (for a command that takes file names, -- is argparse's own end of options:
     # gputop report -- -odd-name.json)
     argv = run_module(argv)
     _Parser.workload = _workload_named(argv)
     args = _parse(parser, argv)
     if args.command is not None and args.live_run is not None:
-        parser.error(f"--run before a command is for the live view; to record a workload use "
-                     f"'gputop record --out PATH --run {args.live_run}'")
+        parser.error(
+            f"--run before a command is for the live view; to record a workload use 'gputop record --out PATH --run {args.live_run}'"
+        )
     takes_args = {None: args.live_run, "record": getattr(args, "run", None), "compare": True}
     if run_args is not None and takes_args.get(args.command) is None:
         parser.error("arguments after '--' go to a workload: use them with --run (or compare)")
@@ -376,8 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{console.LOG_ENV}={level!r} names no level: use one of {', '.join(console.LEVELS)}")
     env = Environment.of(args.command)  # the streams, the clock and the sources every command is given
     console.configure_logging(env.prog, level, stderr=env.stderr, full_screen=args.command in FULL_SCREEN)
-    handlers: dict[str | None, Command] = {
-        None: lambda args, _: _live(args), "snapshot": _snapshot, "replay": _replay, "cluster": _cluster}
+    handlers: dict[str | None, Command] = {None: lambda args, _: _live(args), "snapshot": _snapshot, "replay": _replay, "cluster": _cluster}
     try:
         command = args.command
         return (handlers[command] if command in handlers else _command_run(command))(args, env)

@@ -16,8 +16,7 @@ import os
 from typing import TextIO
 
 LOG_ENV = "GPUTOP_LOG"
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-          "error": logging.ERROR}
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 CLEAR_LINE = "\r\x1b[K"
 
 

@@ -47,16 +47,33 @@ class Environment:
     program: str = "gputop"
 
     @classmethod
-    def of(cls, command: str | None = None, *, stdin: TextIO | None = None, stdout: TextIO | None = None,
-           stderr: TextIO | None = None, clock: Callable[[], float] = time.monotonic,
-           open_sampler: Callable[[float], SamplerLike] = open_real,
-           sampler: SamplerLike | None = None) -> Environment:
+    def of(
+        cls,
+        command: str | None = None,
+        *,
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        open_sampler: Callable[[float], SamplerLike] = open_real,
+        sampler: SamplerLike | None = None,
+    ) -> Environment:
         """The environment of ``command``: the process's streams where none are given."""
         stdin = sys.stdin if stdin is None else stdin
         stdout = sys.stdout if stdout is None else stdout
         stderr = sys.stderr if stderr is None else stderr
-        return cls(command, stdin, stdout, stderr, console.isatty(stdin), console.isatty(stdout),
-                   console.isatty(stderr), clock, open_sampler, sampler)
+        return cls(
+            command,
+            stdin,
+            stdout,
+            stderr,
+            console.isatty(stdin),
+            console.isatty(stdout),
+            console.isatty(stderr),
+            clock,
+            open_sampler,
+            sampler,
+        )
 
     @property
     def prog(self) -> str:

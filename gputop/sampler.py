@@ -82,9 +82,15 @@ class Sampler:
     ``process_interval_s``, at a GPU read, and the last table is reused in between.
     """
 
-    def __init__(self, cpu: CpuSource, gpu: NvmlSource | None, gpu_unavailable: str | None = None,
-                 process_interval_s: float = 2.0, clock: Callable[[], float] = time.monotonic,
-                 gpu_interval_s: float = GPU_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        cpu: CpuSource,
+        gpu: NvmlSource | None,
+        gpu_unavailable: str | None = None,
+        process_interval_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        gpu_interval_s: float = GPU_INTERVAL_S,
+    ) -> None:
         self.cpu = cpu
         self.gpu = gpu
         self.gpu_unavailable = None if gpu is not None else (gpu_unavailable or "no NVIDIA GPU found")
@@ -112,8 +118,7 @@ class Sampler:
             # due after gpu_interval_s (DUE_EARLY_S early); and at every tick when ticks come
             # that slowly anyway, so at 10 Hz a late tick followed by a punctual one still reads
             interval = self.gpu_interval_s
-            if (last is None or now - last >= interval - DUE_EARLY_S
-                    or (called is not None and now - called >= interval - 2 * DUE_EARLY_S)):
+            if last is None or now - last >= interval - DUE_EARLY_S or (called is not None and now - called >= interval - 2 * DUE_EARLY_S):
                 # the process table is scanned only with a GPU read: a read between two of the
                 # others would make a GPM pair shorter than its minimum (old values carried)
                 if self._procs_at is None or now - self._procs_at >= self.process_interval_s:
@@ -141,8 +146,7 @@ class Sampler:
         the answer is False (the live view says so on stderr once the terminal is back)."""
         if not self._lock.acquire(timeout=CLOSE_WAIT_S):
             self._closed = True  # (a sample that returns later still gives its sample; no new one starts)
-            log.warning("a sample has not returned for %.0f s (a hung driver call?): leaving the sources open",
-                        CLOSE_WAIT_S)
+            log.warning("a sample has not returned for %.0f s (a hung driver call?): leaving the sources open", CLOSE_WAIT_S)
             return False
         try:
             if self._closed:
@@ -218,10 +222,15 @@ class Ticker:
         self._listeners.remove(wake)
 
 
-async def run(sampler: Produces[T], ticker: Ticker | float,
-              on_sample: Callable[[T], Awaitable[None] | None], *,
-              first: concurrent.futures.Future[T] | None = None, batch_s: float = 0.0,
-              after_batch: Callable[[], None] | None = None) -> None:
+async def run(
+    sampler: Produces[T],
+    ticker: Ticker | float,
+    on_sample: Callable[[T], Awaitable[None] | None],
+    *,
+    first: concurrent.futures.Future[T] | None = None,
+    batch_s: float = 0.0,
+    after_batch: Callable[[], None] | None = None,
+) -> None:
     """Sample forever on ``ticker``'s deadlines until cancelled.
 
     ``sampler.sample()`` runs in a thread of this run's own, which also sleeps until each
@@ -240,8 +249,7 @@ async def run(sampler: Produces[T], ticker: Ticker | float,
     loop = asyncio.get_running_loop()
     inbox: collections.deque[T | _Failed] = collections.deque()
     arrived = asyncio.Event()
-    thread = _SamplingThread(sampler, ticker, inbox, lambda: loop.call_soon_threadsafe(arrived.set),
-                             first, batch_s)
+    thread = _SamplingThread(sampler, ticker, inbox, lambda: loop.call_soon_threadsafe(arrived.set), first, batch_s)
     thread.start()
     try:
         while True:
@@ -283,10 +291,15 @@ class _SamplingThread(threading.Thread, Generic[T]):
     """``run``'s thread: samples on the ticker's deadlines into ``inbox`` and calls ``signal``
     (from this thread) when a batch is due."""
 
-    def __init__(self, sampler: Produces[T], ticker: Ticker,
-                 inbox: collections.deque[T | _Failed],
-                 signal: Callable[[], object], first: concurrent.futures.Future[T] | None,
-                 batch_s: float) -> None:
+    def __init__(
+        self,
+        sampler: Produces[T],
+        ticker: Ticker,
+        inbox: collections.deque[T | _Failed],
+        signal: Callable[[], object],
+        first: concurrent.futures.Future[T] | None,
+        batch_s: float,
+    ) -> None:
         super().__init__(name="gputop-sampling", daemon=True)
         self._sampler, self._ticker, self._inbox = sampler, ticker, inbox
         self._signal, self._first, self._batch_s = signal, first, batch_s
@@ -343,9 +356,14 @@ class _SamplingThread(threading.Thread, Generic[T]):
                 self._tell()
 
 
-def iter_samples(sampler: SupportsSample, interval_s: float, duration_s: float | None = None, *,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> Iterator[Sample]:
+def iter_samples(
+    sampler: SupportsSample,
+    interval_s: float,
+    duration_s: float | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[Sample]:
     """Samples on drift-free deadlines, for the headless recorder.
 
     With ``duration_s``, every deadline from the start up to and including start + duration_s

@@ -20,8 +20,7 @@ import signal
 import threading
 from typing import Any, Callable, Iterable, Iterator
 
-STOP_SIGNALS: tuple[int, ...] = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
-                                      if hasattr(signal, name))
+STOP_SIGNALS: tuple[int, ...] = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 def signal_name(number: int) -> str:
@@ -65,9 +64,14 @@ class StopSignals:
     """The policy above, installed from the main thread while inside ``with``; the handlers that
     were there before are restored on the way out."""
 
-    def __init__(self, event: threading.Event | None = None, *, raise_first: bool = False,
-                 on_first: Callable[[int], None] | None = None,
-                 signals: Iterable[int] = STOP_SIGNALS) -> None:
+    def __init__(
+        self,
+        event: threading.Event | None = None,
+        *,
+        raise_first: bool = False,
+        on_first: Callable[[int], None] | None = None,
+        signals: Iterable[int] = STOP_SIGNALS,
+    ) -> None:
         """``raise_first``: raise the first signal as ``Interrupted``. ``on_first(signum)``: call
         this instead (in the main thread, from the signal handler: it may raise ``Interrupted``
         itself where it cannot do better)."""

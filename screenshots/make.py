@@ -71,10 +71,13 @@ class ScriptedCpu:
                 pct = 2 + 8 * wave
             util.append(round(pct, 1))
         return CpuSample(
-            cpu_util_pct=sum(util) / len(util), core_util_pct=tuple(util),
+            cpu_util_pct=sum(util) / len(util),
+            core_util_pct=tuple(util),
             core_freq_mhz=tuple(3000.0 + 100 * (i % 4) for i in range(self.cores)),
             cpu_power_w=round(95 + 20 * math.sin(t / 7), 1),
-            ram_used_bytes=48 * GiB, ram_total_bytes=125 * GiB, load1=5.2,
+            ram_used_bytes=48 * GiB,
+            ram_total_bytes=125 * GiB,
+            load1=5.2,
         )
 
     def describe(self, pids):
@@ -95,11 +98,20 @@ SHOTS = (
     Shot("8gpu-160x50", (160, 50), "H100_SXM*8:simulated", "eight H100s, 160x50"),
     Shot("h100-80x24", (80, 24), "H100_SXM:simulated", "one H100, 80x24"),
     Shot("nogpu-120x40", (120, 40), "none:driver_not_loaded", "no GPU (driver not loaded), 120x40"),
-    Shot("workload-160x50", (160, 50), "H100_SXM:simulated", "the bundled mlp training on this CPU, 160x50",
-         workload=("mlp", "--device", "cpu", "--steps", "100000")),
-    Shot("script-160x50", (160, 50), "H100_SXM:simulated",
-         "an unmodified training script (screenshots/train.py) on this CPU, 160x50",
-         workload=(str(HERE / "train.py"),)),
+    Shot(
+        "workload-160x50",
+        (160, 50),
+        "H100_SXM:simulated",
+        "the bundled mlp training on this CPU, 160x50",
+        workload=("mlp", "--device", "cpu", "--steps", "100000"),
+    ),
+    Shot(
+        "script-160x50",
+        (160, 50),
+        "H100_SXM:simulated",
+        "an unmodified training script (screenshots/train.py) on this CPU, 160x50",
+        workload=(str(HERE / "train.py"),),
+    ),
 )
 WORKLOAD_SECONDS = 25.0  # real time the workload trains before the picture
 
@@ -138,8 +150,9 @@ async def take(shot: Shot, out: Path, ticks: int, interval_s: float) -> Path:
     sampler = build(shot, interval_s)
     # Own CPU % would be this script's ingest loop, not gputop's: shown as n/a rather than that.
     frozen = SelfCpu(cpu_clock=lambda: 0.0, wall_clock=lambda: 0.0)
-    app = GputopApp(LiveFeed(sampler, interval_s, host=HOST, paused=True), self_cpu=frozen,
-                    frame_s=0.0)  # every ingested sample drawn at once
+    app = GputopApp(
+        LiveFeed(sampler, interval_s, host=HOST, paused=True), self_cpu=frozen, frame_s=0.0
+    )  # every ingested sample drawn at once
     try:
         async with app.run_test(size=shot.size) as pilot:
             # History first, far faster than real time; then "p" starts the app's own tick

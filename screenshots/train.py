@@ -25,8 +25,12 @@ def main():
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(8),
-        torch.nn.Flatten(), torch.nn.Linear(16 * 64, 10)).to(device)
+        torch.nn.Conv2d(3, 16, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(8),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16 * 64, 10),
+    ).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loader = DataLoader(Images(), batch_size=32, shuffle=True, num_workers=args.workers)
     for epoch in range(args.epochs):

@@ -21,6 +21,7 @@ PROMTOOL = shutil.which("promtool")
 NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
 APT = "apt-get install -y prometheus prometheus-node-exporter"
 
+
 def free_port(addr: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((addr, 0))
@@ -40,20 +41,29 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
 class Prometheus:
     """A real Prometheus on 127.0.0.1, scraping ``targets`` ({job: ["addr:port", ...]})."""
 
-    def __init__(self, tmp: pathlib.Path, targets: dict[str, list[str]], scrape_s: float = 1.0,
-                 extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, tmp: pathlib.Path, targets: dict[str, list[str]], scrape_s: float = 1.0, extra_args: tuple[str, ...] = ()) -> None:
         assert PROMETHEUS is not None
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        jobs = "".join(f"  - job_name: {job}\n    static_configs:\n      - targets: {json.dumps(t)}\n"
-                       for job, t in targets.items())
+        jobs = "".join(f"  - job_name: {job}\n    static_configs:\n      - targets: {json.dumps(t)}\n" for job, t in targets.items())
         config = tmp / "prometheus.yml"
-        config.write_text(f"global:\n  scrape_interval: {scrape_s:g}s\n  scrape_timeout: {scrape_s:g}s\n"
-                          f"  evaluation_interval: {scrape_s:g}s\nscrape_configs:\n{jobs}")
+        config.write_text(
+            f"global:\n  scrape_interval: {scrape_s:g}s\n  scrape_timeout: {scrape_s:g}s\n"
+            f"  evaluation_interval: {scrape_s:g}s\nscrape_configs:\n{jobs}"
+        )
         self.proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn", *extra_args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+                *extra_args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         wait_for(self.ready, 30, "Prometheus did not become ready")
 
     def ready(self) -> bool:
@@ -109,9 +119,18 @@ class NodeExporter:
         assert NODE_EXPORTER is not None
         self.target = f"{addr}:{port}"
         self.proc = subprocess.Popen(
-            [NODE_EXPORTER, f"--web.listen-address={self.target}", "--collector.disable-defaults",
-             "--collector.cpu", "--collector.uname", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                NODE_EXPORTER,
+                f"--web.listen-address={self.target}",
+                "--collector.disable-defaults",
+                "--collector.cpu",
+                "--collector.uname",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         wait_for(self._up, 20, f"node-exporter did not answer on {self.target}")
 
     def _up(self) -> bool:
@@ -138,8 +157,11 @@ DCGM_FIELDS = {  # name, type, help, per-GPU values
     "DCGM_FI_DEV_FB_FREE": ("gauge", "Frame buffer memory free (in MiB).", ["20000", "40000", "60535", "81000"]),
     "DCGM_FI_DEV_FB_USED": ("gauge", "Frame buffer memory used (in MiB).", ["60535", "40535", "20000", "1"]),
     "DCGM_FI_DEV_FB_RESERVED": ("gauge", "Frame buffer memory reserved (in MiB).", ["540", "540", "540", "74"]),
-    "DCGM_FI_PROF_SM_ACTIVE": ("gauge", "The ratio of cycles an SM has at least 1 warp assigned (in %).",
-                               ["0.875", "0.25", "0", "140737488355328"]),
+    "DCGM_FI_PROF_SM_ACTIVE": (
+        "gauge",
+        "The ratio of cycles an SM has at least 1 warp assigned (in %).",
+        ["0.875", "0.25", "0", "140737488355328"],
+    ),
 }
 
 
@@ -148,10 +170,12 @@ def dcgm_exposition(hostname: str = DCGM_HOSTNAME) -> str:
     for name, (kind, help_, values) in DCGM_FIELDS.items():
         lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
         for gpu, v in enumerate(values):
-            lines.append(f'{name}{{gpu="{gpu}",UUID="GPU-5e1f0000-0000-0000-0000-00000000000{gpu}",'
-                         f'pci_bus_id="00000000:{0x18 + gpu:02X}:00.0",device="nvidia{gpu}",'
-                         f'modelName="NVIDIA H100 80GB HBM3",Hostname="{hostname}",'
-                         f'DCGM_FI_DRIVER_VERSION="550.54.15"}} {v}')
+            lines.append(
+                f'{name}{{gpu="{gpu}",UUID="GPU-5e1f0000-0000-0000-0000-00000000000{gpu}",'
+                f'pci_bus_id="00000000:{0x18 + gpu:02X}:00.0",device="nvidia{gpu}",'
+                f'modelName="NVIDIA H100 80GB HBM3",Hostname="{hostname}",'
+                f'DCGM_FI_DRIVER_VERSION="550.54.15"}} {v}'
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -172,8 +196,9 @@ class AuthProxy:
                     self.wfile.write(body)
                     return
                 data = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
-                req = urllib.request.Request(upstream + self.path, data=data, method=self.command,
-                                             headers={"Content-Type": self.headers.get("Content-Type", "")})
+                req = urllib.request.Request(
+                    upstream + self.path, data=data, method=self.command, headers={"Content-Type": self.headers.get("Content-Type", "")}
+                )
                 try:
                     resp = urllib.request.urlopen(req, timeout=10)
                 except urllib.error.HTTPError as err:

@@ -29,8 +29,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if len(tiers) != 1:
             wrong.append(f"{item.nodeid}: {', '.join(tiers) or 'no tier'}")
     if wrong:
-        raise pytest.UsageError(f"each test needs exactly one tier of {', '.join(TIERS)} "
-                                f"(pytestmark or a mark on the test):\n  " + "\n  ".join(wrong))
+        raise pytest.UsageError(
+            f"each test needs exactly one tier of {', '.join(TIERS)} (pytestmark or a mark on the test):\n  " + "\n  ".join(wrong)
+        )
 
 
 @pytest.fixture
@@ -47,8 +48,12 @@ def fake_nvml(monkeypatch: pytest.MonkeyPatch):
     after the test.
     """
 
-    def make(devices: Iterable[fakenvml.DeviceProfile] | str = (fakenvml.H100_SXM,),
-             driver: fakenvml.DriverProfile | None = None, *, real_time: bool = False) -> Any:
+    def make(
+        devices: Iterable[fakenvml.DeviceProfile] | str = (fakenvml.H100_SXM,),
+        driver: fakenvml.DriverProfile | None = None,
+        *,
+        real_time: bool = False,
+    ) -> Any:
         if isinstance(devices, str):
             if driver is not None:
                 raise TypeError("a spec string names its own driver")

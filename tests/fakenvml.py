@@ -108,6 +108,7 @@ _ERROR_STRINGS = {  # nvmlErrorString, as libnvidia-ml words them
 
 # ---------------------------------------------------------------------------------------- profiles
 
+
 @dataclass(frozen=True)
 class FakeProcess:
     """A process holding a context on a fake GPU. ``pid=SELF_PID`` means "the querying process"."""
@@ -203,43 +204,102 @@ _HOPPER_GPM = (
 )
 
 H100_SXM = DeviceProfile(
-    name="NVIDIA H100 80GB HBM3", arch=N.NVML_DEVICE_ARCH_HOPPER, cuda_cc=(9, 0),
-    sm_count=132, cores_per_sm=128, mem_bus_width_bits=5120, max_mem_clock_mhz=2619,
-    max_sm_clock_mhz=1980, sm_clock_mhz=1755, mem_total_mib=81559, power_limit_w=700.0,
-    pci_device_id=0x233010DE, gpu_util_pct=85.0, mem_busy_pct=45.0, power_w=520.0,
-    power_swing_w=60.0, temp_c=48, fan_pct=None, mem_reserved_mib=543,
-    pcie_tx_kib_s=1_500_000.0, pcie_rx_kib_s=4_000_000.0,
-    nvlink_links=18, nvlink_tx_kib_s=150_000_000.0, nvlink_rx_kib_s=140_000_000.0,
-    gpm_supported=True, gpm_metrics=_HOPPER_GPM, mig_capable=True,
-    processes=(FakeProcess(SELF_PID, 18 * GiB, 60, 30, "compute"),
-               FakeProcess(HIDDEN_PID, 40 * GiB, 25, 15, "compute")),
+    name="NVIDIA H100 80GB HBM3",
+    arch=N.NVML_DEVICE_ARCH_HOPPER,
+    cuda_cc=(9, 0),
+    sm_count=132,
+    cores_per_sm=128,
+    mem_bus_width_bits=5120,
+    max_mem_clock_mhz=2619,
+    max_sm_clock_mhz=1980,
+    sm_clock_mhz=1755,
+    mem_total_mib=81559,
+    power_limit_w=700.0,
+    pci_device_id=0x233010DE,
+    gpu_util_pct=85.0,
+    mem_busy_pct=45.0,
+    power_w=520.0,
+    power_swing_w=60.0,
+    temp_c=48,
+    fan_pct=None,
+    mem_reserved_mib=543,
+    pcie_tx_kib_s=1_500_000.0,
+    pcie_rx_kib_s=4_000_000.0,
+    nvlink_links=18,
+    nvlink_tx_kib_s=150_000_000.0,
+    nvlink_rx_kib_s=140_000_000.0,
+    gpm_supported=True,
+    gpm_metrics=_HOPPER_GPM,
+    mig_capable=True,
+    processes=(FakeProcess(SELF_PID, 18 * GiB, 60, 30, "compute"), FakeProcess(HIDDEN_PID, 40 * GiB, 25, 15, "compute")),
 )
 
 A100_SXM = DeviceProfile(
-    name="NVIDIA A100-SXM4-80GB", arch=N.NVML_DEVICE_ARCH_AMPERE, cuda_cc=(8, 0),
-    sm_count=108, cores_per_sm=64, mem_bus_width_bits=5120, max_mem_clock_mhz=1593,
-    max_sm_clock_mhz=1410, mem_total_mib=81920, power_limit_w=400.0, pci_device_id=0x20B210DE,
-    gpu_util_pct=70.0, mem_busy_pct=35.0, power_w=300.0, power_swing_w=40.0, temp_c=42,
-    fan_pct=None, clock_event_reasons=N.nvmlClocksEventReasonSwPowerCap, mem_reserved_mib=512,
-    nvlink_links=12, nvlink_tx_kib_s=80_000_000.0, nvlink_rx_kib_s=75_000_000.0,
-    gpm_supported=False, mig_capable=True, pci_bus=0x07, pcie_gen=4, pcie_gen_max=4,
+    name="NVIDIA A100-SXM4-80GB",
+    arch=N.NVML_DEVICE_ARCH_AMPERE,
+    cuda_cc=(8, 0),
+    sm_count=108,
+    cores_per_sm=64,
+    mem_bus_width_bits=5120,
+    max_mem_clock_mhz=1593,
+    max_sm_clock_mhz=1410,
+    mem_total_mib=81920,
+    power_limit_w=400.0,
+    pci_device_id=0x20B210DE,
+    gpu_util_pct=70.0,
+    mem_busy_pct=35.0,
+    power_w=300.0,
+    power_swing_w=40.0,
+    temp_c=42,
+    fan_pct=None,
+    clock_event_reasons=N.nvmlClocksEventReasonSwPowerCap,
+    mem_reserved_mib=512,
+    nvlink_links=12,
+    nvlink_tx_kib_s=80_000_000.0,
+    nvlink_rx_kib_s=75_000_000.0,
+    gpm_supported=False,
+    mig_capable=True,
+    pci_bus=0x07,
+    pcie_gen=4,
+    pcie_gen_max=4,
     host_socket_cores=64,
     processes=(FakeProcess(HIDDEN_PID + 1, 30 * GiB, 50, 20, "compute"),),
 )
 
 CONSUMER = DeviceProfile(
-    name="NVIDIA GeForce RTX 4090", arch=N.NVML_DEVICE_ARCH_ADA, cuda_cc=(8, 9),
-    sm_count=128, cores_per_sm=128, mem_bus_width_bits=384, max_mem_clock_mhz=10501,
-    max_sm_clock_mhz=3120, sm_clock_mhz=2520, mem_total_mib=24564, power_limit_w=450.0,
-    pci_device_id=0x268410DE, gpu_util_pct=30.0, mem_busy_pct=10.0, power_w=120.0,
-    power_swing_w=20.0, temp_c=61, fan_pct=38, pstate=2,
-    clock_event_reasons=N.nvmlClocksEventReasonGpuIdle, mem_reserved_mib=290,
-    mem_overhead_mib=300, pcie_tx_kib_s=200_000.0, pcie_rx_kib_s=600_000.0, nvlink_links=0,
-    gpm_supported=False, mig_capable=False, pci_bus=0x01,
-    pcie_gen=1, pcie_gen_max=4,  # a desktop card's link trains down at light load
-    host_sockets=1, host_socket_cores=16,
-    processes=(FakeProcess(SELF_PID, 2 * GiB, 20, 5, "both"),
-               FakeProcess(HIDDEN_PID + 2, 600 * MiB, 3, 1, "graphics")),
+    name="NVIDIA GeForce RTX 4090",
+    arch=N.NVML_DEVICE_ARCH_ADA,
+    cuda_cc=(8, 9),
+    sm_count=128,
+    cores_per_sm=128,
+    mem_bus_width_bits=384,
+    max_mem_clock_mhz=10501,
+    max_sm_clock_mhz=3120,
+    sm_clock_mhz=2520,
+    mem_total_mib=24564,
+    power_limit_w=450.0,
+    pci_device_id=0x268410DE,
+    gpu_util_pct=30.0,
+    mem_busy_pct=10.0,
+    power_w=120.0,
+    power_swing_w=20.0,
+    temp_c=61,
+    fan_pct=38,
+    pstate=2,
+    clock_event_reasons=N.nvmlClocksEventReasonGpuIdle,
+    mem_reserved_mib=290,
+    mem_overhead_mib=300,
+    pcie_tx_kib_s=200_000.0,
+    pcie_rx_kib_s=600_000.0,
+    nvlink_links=0,
+    gpm_supported=False,
+    mig_capable=False,
+    pci_bus=0x01,
+    pcie_gen=1,
+    pcie_gen_max=4,  # a desktop card's link trains down at light load
+    host_sockets=1,
+    host_socket_cores=16,
+    processes=(FakeProcess(SELF_PID, 2 * GiB, 20, 5, "both"), FakeProcess(HIDDEN_PID + 2, 600 * MiB, 3, 1, "graphics")),
 )
 
 PROFILES: dict[str, DeviceProfile] = {"H100_SXM": H100_SXM, "A100_SXM": A100_SXM, "CONSUMER": CONSUMER}
@@ -252,8 +312,7 @@ def simulated(profile: DeviceProfile) -> DeviceProfile:
     """``profile`` reporting a name that says it is simulated ("NVIDIA H100 80GB HBM3 (simulated)")."""
     if profile.name.endswith(SIMULATED_SUFFIX):
         return profile
-    return dataclasses.replace(profile, name=profile.name + SIMULATED_SUFFIX,
-                               uuid_name=profile.uuid_name or profile.name)
+    return dataclasses.replace(profile, name=profile.name + SIMULATED_SUFFIX, uuid_name=profile.uuid_name or profile.name)
 
 
 @dataclass(frozen=True)
@@ -363,6 +422,7 @@ class _VersionMismatch(Exception):
 
 # --------------------------------------------------------------------------------- time signals
 
+
 def _wave(t: float) -> float:
     return math.sin(2 * math.pi * t / PERIOD_S)
 
@@ -393,6 +453,7 @@ def _pct(x: float) -> float:
 
 
 # ------------------------------------------------------------------------------------- the fake
+
 
 @dataclass
 class _GpmSample:
@@ -449,6 +510,7 @@ def _symbol(*names: str, device: bool = True, needs_init: bool = True):
         for name in names:
             _REGISTRY[name] = _Spec(fn, device, needs_init)
         return fn
+
     return register
 
 
@@ -459,12 +521,12 @@ class FakeNvml:
     (Counter of symbol calls), ``initialized`` (nvmlInit refcount inside the library).
     """
 
-    def __init__(self, devices: Iterable[DeviceProfile] = (H100_SXM,), driver: DriverProfile | None = None,
-                 *, real_time: bool = False) -> None:
+    def __init__(
+        self, devices: Iterable[DeviceProfile] = (H100_SXM,), driver: DriverProfile | None = None, *, real_time: bool = False
+    ) -> None:
         self.driver = driver or DriverProfile()
         self.devices: list[DeviceProfile] = list(devices)
-        self._dev = [_Device(i, p, ctypes.c_uint64(0xD0 + i), lost=p.lost_after == 0)
-                     for i, p in enumerate(self.devices)]
+        self._dev = [_Device(i, p, ctypes.c_uint64(0xD0 + i), lost=p.lost_after == 0) for i, p in enumerate(self.devices)]
         self._by_handle = {d.handle: d for d in self._dev}
         self._real_time = real_time
         epoch = os.environ.get(EPOCH_VARIABLE) if real_time else None
@@ -541,15 +603,15 @@ class FakeNvml:
     def energy_mj(self, index: int, now_ns: int | None = None) -> int:
         p = self.devices[index]
         t0, t = self.t(index, self._start_ns), self.t(index, now_ns)
-        joules = (signal_integral(p.power_w, p.power_swing_w, t)
-                  - signal_integral(p.power_w, p.power_swing_w, t0))
+        joules = signal_integral(p.power_w, p.power_swing_w, t) - signal_integral(p.power_w, p.power_swing_w, t0)
         return p.energy_start_mj + int(joules * 1000)
 
     def counter_kib(self, index: int, what: str, now_ns: int | None = None) -> int:
         """Cumulative KiB of "nvlink_tx", "nvlink_rx" (all links), "pcie_tx" or "pcie_rx"."""
         p = self.devices[index]
-        rate = {"nvlink_tx": p.nvlink_tx_kib_s, "nvlink_rx": p.nvlink_rx_kib_s,
-                "pcie_tx": p.pcie_tx_kib_s, "pcie_rx": p.pcie_rx_kib_s}[what]
+        rate = {"nvlink_tx": p.nvlink_tx_kib_s, "nvlink_rx": p.nvlink_rx_kib_s, "pcie_tx": p.pcie_tx_kib_s, "pcie_rx": p.pcie_rx_kib_s}[
+            what
+        ]
         t0, t = self.t(index, self._start_ns), self.t(index, now_ns)
         return 10**9 + int(signal_integral(rate, rate / 10, t) - signal_integral(rate, rate / 10, t0))
 
@@ -563,8 +625,7 @@ class FakeNvml:
 
     def processes(self, index: int) -> list[FakeProcess]:
         """The device's processes with SELF_PID resolved to this process's pid."""
-        return [dataclasses.replace(p, pid=os.getpid()) if p.pid == SELF_PID else p
-                for p in self.devices[index].processes]
+        return [dataclasses.replace(p, pid=os.getpid()) if p.pid == SELF_PID else p for p in self.devices[index].processes]
 
     # -- dispatch
     def _call(self, name: str, args: tuple) -> Any:
@@ -610,6 +671,7 @@ class FakeNvml:
 
 
 # ------------------------------------------------------------------------- symbols: library, system
+
 
 @_symbol("nvmlInitWithFlags", device=False, needs_init=False)
 def _init(fake: FakeNvml, flags: Any = 0) -> int:
@@ -669,8 +731,10 @@ def _handle_by_index(fake: FakeNvml, index: Any, out: Any) -> int:
 
 # ----------------------------------------------------------------------------- symbols: identity
 
+
 def _scalar(ctype: Any, getter: Callable[[FakeNvml, _Device], Any]) -> Callable[..., int]:
     """A symbol ``(device, T* out)`` answering ``getter``'s value (None: NOT_SUPPORTED)."""
+
     def impl(fake: FakeNvml, dev: _Device, out: Any) -> int:
         value = getter(fake, dev)
         if value is None:
@@ -680,6 +744,7 @@ def _scalar(ctype: Any, getter: Callable[[FakeNvml, _Device], Any]) -> Callable[
             return N.NVML_ERROR_INVALID_ARGUMENT
         target.value = value
         return N.NVML_SUCCESS
+
     return impl
 
 
@@ -779,12 +844,12 @@ _symbol("nvmlDeviceGetMaxPcieLinkWidth")(_scalar(ctypes.c_uint, lambda f, d: d.p
 
 # ----------------------------------------------------------------------------- symbols: readings
 
+
 def _clock(dev: _Device, clock_type: int, maximum: bool) -> int | None:
     p = dev.profile
     sm = p.max_sm_clock_mhz if maximum or p.sm_clock_mhz is None else p.sm_clock_mhz
     mem = p.max_mem_clock_mhz if maximum or p.mem_clock_mhz is None else p.mem_clock_mhz
-    return {N.NVML_CLOCK_GRAPHICS: sm, N.NVML_CLOCK_SM: sm, N.NVML_CLOCK_MEM: mem,
-            N.NVML_CLOCK_VIDEO: int(sm * 0.9)}.get(clock_type)
+    return {N.NVML_CLOCK_GRAPHICS: sm, N.NVML_CLOCK_SM: sm, N.NVML_CLOCK_MEM: mem, N.NVML_CLOCK_VIDEO: int(sm * 0.9)}.get(clock_type)
 
 
 def _clock_symbol(maximum: bool) -> Callable[..., int]:
@@ -795,6 +860,7 @@ def _clock_symbol(maximum: bool) -> Callable[..., int]:
             return N.NVML_ERROR_INVALID_ARGUMENT
         target.value = value
         return N.NVML_SUCCESS
+
     return impl
 
 
@@ -847,17 +913,14 @@ def _utilization(fake: FakeNvml, dev: _Device, out: Any) -> int:
     return N.NVML_SUCCESS
 
 
-_symbol("nvmlDeviceGetPowerUsage")(
-    _scalar(ctypes.c_uint, lambda f, d: round(f.value(d.index, "power_w") * 1000)))
-_symbol("nvmlDeviceGetEnforcedPowerLimit")(
-    _scalar(ctypes.c_uint, lambda f, d: round(d.profile.power_limit_w * 1000)))
-_symbol("nvmlDeviceGetTotalEnergyConsumption")(
-    _scalar(ctypes.c_ulonglong, lambda f, d: f.energy_mj(d.index)))
+_symbol("nvmlDeviceGetPowerUsage")(_scalar(ctypes.c_uint, lambda f, d: round(f.value(d.index, "power_w") * 1000)))
+_symbol("nvmlDeviceGetEnforcedPowerLimit")(_scalar(ctypes.c_uint, lambda f, d: round(d.profile.power_limit_w * 1000)))
+_symbol("nvmlDeviceGetTotalEnergyConsumption")(_scalar(ctypes.c_ulonglong, lambda f, d: f.energy_mj(d.index)))
 _symbol("nvmlDeviceGetFanSpeed")(_scalar(ctypes.c_uint, lambda f, d: d.profile.fan_pct))
-_symbol("nvmlDeviceGetPerformanceState", "nvmlDeviceGetPowerState")(
-    _scalar(ctypes.c_uint, lambda f, d: d.profile.pstate))
+_symbol("nvmlDeviceGetPerformanceState", "nvmlDeviceGetPowerState")(_scalar(ctypes.c_uint, lambda f, d: d.profile.pstate))
 _symbol("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons")(
-    _scalar(ctypes.c_ulonglong, lambda f, d: d.profile.clock_event_reasons))
+    _scalar(ctypes.c_ulonglong, lambda f, d: d.profile.clock_event_reasons)
+)
 
 
 @_symbol("nvmlDeviceGetTemperature")
@@ -898,8 +961,7 @@ def _field(fake: FakeNvml, dev: _Device, field_id: int, scope: int) -> tuple[int
     p, ull = dev.profile, N.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
     if field_id <= 0 or field_id > fake.driver.max_field_id:
         return N.NVML_ERROR_INVALID_ARGUMENT, 0, 0
-    nvlink = {N.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX: "nvlink_tx",
-              N.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX: "nvlink_rx"}
+    nvlink = {N.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX: "nvlink_tx", N.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX: "nvlink_rx"}
     if field_id == N.NVML_FI_DEV_NVLINK_LINK_COUNT:
         if not p.nvlink_links:
             return N.NVML_ERROR_NOT_SUPPORTED, 0, 0
@@ -943,6 +1005,7 @@ def _field_values(fake: FakeNvml, dev: _Device, count: Any, values: Any) -> int:
 
 # ---------------------------------------------------------------------------- symbols: processes
 
+
 def _running_processes(kind: str) -> Callable[..., int]:
     def impl(fake: FakeNvml, dev: _Device, count: Any, infos: Any) -> int:
         if dev.profile.mig_enabled:
@@ -965,13 +1028,12 @@ def _running_processes(kind: str) -> Callable[..., int]:
             entry.usedGpuMemory = _NOT_AVAILABLE_ULL if p.used_mem_bytes is None else p.used_mem_bytes
             entry.gpuInstanceId = entry.computeInstanceId = _UINT_MAX  # not in MIG mode
         return N.NVML_SUCCESS
+
     return impl
 
 
-_symbol("nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2")(
-    _running_processes("compute"))
-_symbol("nvmlDeviceGetGraphicsRunningProcesses_v3", "nvmlDeviceGetGraphicsRunningProcesses_v2")(
-    _running_processes("graphics"))
+_symbol("nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2")(_running_processes("compute"))
+_symbol("nvmlDeviceGetGraphicsRunningProcesses_v3", "nvmlDeviceGetGraphicsRunningProcesses_v2")(_running_processes("graphics"))
 
 
 def _utilization_samples(fake: FakeNvml, dev: _Device, last_seen_us: int) -> list[tuple[FakeProcess, int]]:
@@ -1040,6 +1102,7 @@ def _processes_utilization_info(fake: FakeNvml, dev: _Device, out: Any) -> int:
 
 
 # ---------------------------------------------------------------------------------- symbols: GPM
+
 
 @_symbol("nvmlGpmQueryDeviceSupport")
 def _gpm_support(fake: FakeNvml, dev: _Device, out: Any) -> int:
@@ -1136,28 +1199,44 @@ IMPLEMENTED: frozenset[str] = frozenset(_REGISTRY)
 # count, bus width or NUMA node queries, and no field ids past the NVLink ones.
 R550 = DriverProfile()
 OLD_DRIVER = DriverProfile(
-    name="r470", driver_version="470.223.02", cuda_version=11040, max_field_id=170,
-    symbols=IMPLEMENTED - {
-        "nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetGraphicsRunningProcesses_v3",
-        "nvmlDeviceGetMemoryInfo_v2", "nvmlDeviceGetCurrentClocksEventReasons",
-        "nvmlGpmQueryDeviceSupport", "nvmlGpmSampleAlloc", "nvmlGpmSampleFree", "nvmlGpmSampleGet",
-        "nvmlGpmMetricsGet", "nvmlDeviceGetTemperatureV", "nvmlDeviceGetProcessesUtilizationInfo",
-        "nvmlDeviceGetNumGpuCores", "nvmlDeviceGetMemoryBusWidth", "nvmlDeviceGetNumaNodeId",
+    name="r470",
+    driver_version="470.223.02",
+    cuda_version=11040,
+    max_field_id=170,
+    symbols=IMPLEMENTED
+    - {
+        "nvmlDeviceGetComputeRunningProcesses_v3",
+        "nvmlDeviceGetGraphicsRunningProcesses_v3",
+        "nvmlDeviceGetMemoryInfo_v2",
+        "nvmlDeviceGetCurrentClocksEventReasons",
+        "nvmlGpmQueryDeviceSupport",
+        "nvmlGpmSampleAlloc",
+        "nvmlGpmSampleFree",
+        "nvmlGpmSampleGet",
+        "nvmlGpmMetricsGet",
+        "nvmlDeviceGetTemperatureV",
+        "nvmlDeviceGetProcessesUtilizationInfo",
+        "nvmlDeviceGetNumGpuCores",
+        "nvmlDeviceGetMemoryBusWidth",
+        "nvmlDeviceGetNumaNodeId",
     },
 )
 DRIVER_NOT_LOADED = DriverProfile(name="driver_not_loaded", init_error=N.NVML_ERROR_DRIVER_NOT_LOADED)
 NO_PERMISSION = DriverProfile(name="no_permission", init_error=N.NVML_ERROR_NO_PERMISSION)
-RM_VERSION_MISMATCH = DriverProfile(name="rm_version_mismatch",
-                                    init_error=N.NVML_ERROR_LIB_RM_VERSION_MISMATCH)
+RM_VERSION_MISMATCH = DriverProfile(name="rm_version_mismatch", init_error=N.NVML_ERROR_LIB_RM_VERSION_MISMATCH)
 
 DRIVERS: dict[str, DriverProfile] = {
-    "R550": R550, "OLD_DRIVER": OLD_DRIVER, "DRIVER_NOT_LOADED": DRIVER_NOT_LOADED,
-    "NO_PERMISSION": NO_PERMISSION, "RM_VERSION_MISMATCH": RM_VERSION_MISMATCH,
+    "R550": R550,
+    "OLD_DRIVER": OLD_DRIVER,
+    "DRIVER_NOT_LOADED": DRIVER_NOT_LOADED,
+    "NO_PERMISSION": NO_PERMISSION,
+    "RM_VERSION_MISMATCH": RM_VERSION_MISMATCH,
 }
 LIBRARY_NOT_FOUND = "LIBRARY_NOT_FOUND"
 
 
 # -------------------------------------------------------------------------------------- install
+
 
 def _set(monkeypatch: Any, name: str, value: Any) -> None:
     if monkeypatch is None:
@@ -1177,6 +1256,7 @@ def install(fake: FakeNvml, monkeypatch: Any = None) -> FakeNvml:
 
 def install_library_missing(monkeypatch: Any = None) -> None:
     """No libnvidia-ml.so.1: pynvml's loader fails and nvmlInit raises NVMLError_LibraryNotFound."""
+
     def no_library(name: str, *args: Any, **kwargs: Any) -> Any:
         raise OSError(f"{name}: cannot open shared object file: No such file or directory")
 
@@ -1215,11 +1295,11 @@ def parse_spec(spec: str) -> tuple[list[DeviceProfile], DriverProfile | str]:
         elif key in DRIVERS:
             base = driver if isinstance(driver, DriverProfile) else R550
             chosen = DRIVERS[key]
-            driver = (dataclasses.replace(base, init_error=chosen.init_error)
-                      if chosen.init_error != N.NVML_SUCCESS else chosen)
+            driver = dataclasses.replace(base, init_error=chosen.init_error) if chosen.init_error != N.NVML_SUCCESS else chosen
         else:
-            raise ValueError(f"unknown fake NVML option {option!r} "
-                             f"(known: {', '.join(k.lower() for k in DRIVERS)}, library_not_found, simulated)")
+            raise ValueError(
+                f"unknown fake NVML option {option!r} (known: {', '.join(k.lower() for k in DRIVERS)}, library_not_found, simulated)"
+            )
     return devices, driver
 
 

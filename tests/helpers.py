@@ -55,32 +55,67 @@ def wait_for(probe: Callable[[], T | None], timeout: float, what: str, step: flo
 
 T0 = 1_712_345_678_901_234_567  # ns; sub-microsecond digits must survive the round trip
 
-H100 = GpuInfo(index=0, name="NVIDIA H100 80GB HBM3", uuid="GPU-0000", pci_bus_id="00000000:18:00.0",
-               architecture="Hopper", sm_count=132, mem_bus_width_bits=5120, max_mem_clock_mhz=2619,
-               peak_dram_bw_bytes_per_s=3.35e12, driver_version="550.54.15", cuda_version="12.4",
-               gpm_supported=True)
-A100 = GpuInfo(index=1, name="NVIDIA A100-SXM4-80GB", uuid=None, pci_bus_id=None, architecture="Ampere",
-               sm_count=108, mem_bus_width_bits=None, max_mem_clock_mhz=None,
-               peak_dram_bw_bytes_per_s=None, driver_version="550.54.15", cuda_version="12.4")
+H100 = GpuInfo(
+    index=0,
+    name="NVIDIA H100 80GB HBM3",
+    uuid="GPU-0000",
+    pci_bus_id="00000000:18:00.0",
+    architecture="Hopper",
+    sm_count=132,
+    mem_bus_width_bits=5120,
+    max_mem_clock_mhz=2619,
+    peak_dram_bw_bytes_per_s=3.35e12,
+    driver_version="550.54.15",
+    cuda_version="12.4",
+    gpm_supported=True,
+)
+A100 = GpuInfo(
+    index=1,
+    name="NVIDIA A100-SXM4-80GB",
+    uuid=None,
+    pci_bus_id=None,
+    architecture="Ampere",
+    sm_count=108,
+    mem_bus_width_bits=None,
+    max_mem_clock_mhz=None,
+    peak_dram_bw_bytes_per_s=None,
+    driver_version="550.54.15",
+    cuda_version="12.4",
+)
 
 
 def make_samples(n: int = 5) -> list[Sample]:
     """Known samples: gaps (None), a lost GPU, throttle reasons that change, odd timestamps."""
     out = []
     for i in range(n):
-        cpu = CpuSample(cpu_util_pct=12.5 + i, core_util_pct=(10.0, 15.0 + i),
-                        core_freq_mhz=(3000.0, None if i % 2 else 2999.5),
-                        cpu_power_w=None if i == 2 else 45.25 + i, ram_used_bytes=10**9 + i,
-                        ram_total_bytes=16 * 2**30, load1=0.5)
-        h100 = GpuSample(H100, gpu_util_pct=99.0, mem_busy_pct=40.0,
-                         sm_active_pct=None if i == 1 else 30.25 + i, tensor_active_pct=0.1,
-                         dram_bw_bytes_per_s=1.5e12, mem_used_bytes=60 * 2**30, mem_total_bytes=80 * 2**30,
-                         power_w=300.5 + i, power_limit_w=700.0, energy_j=1000.0 + 3 * i,
-                         sm_clock_mhz=1980, temp_c=41.0, pstate=0,
-                         clock_event_reasons=("sw_power_cap", "hw_slowdown") if i >= 3 else (),
-                         pcie_tx_bytes_per_s=1e9)
-        a100 = (GpuSample(A100, lost=True) if i == 3 else
-                GpuSample(A100, gpu_util_pct=5.0 * i, power_w=60.0, clock_event_reasons=None))
+        cpu = CpuSample(
+            cpu_util_pct=12.5 + i,
+            core_util_pct=(10.0, 15.0 + i),
+            core_freq_mhz=(3000.0, None if i % 2 else 2999.5),
+            cpu_power_w=None if i == 2 else 45.25 + i,
+            ram_used_bytes=10**9 + i,
+            ram_total_bytes=16 * 2**30,
+            load1=0.5,
+        )
+        h100 = GpuSample(
+            H100,
+            gpu_util_pct=99.0,
+            mem_busy_pct=40.0,
+            sm_active_pct=None if i == 1 else 30.25 + i,
+            tensor_active_pct=0.1,
+            dram_bw_bytes_per_s=1.5e12,
+            mem_used_bytes=60 * 2**30,
+            mem_total_bytes=80 * 2**30,
+            power_w=300.5 + i,
+            power_limit_w=700.0,
+            energy_j=1000.0 + 3 * i,
+            sm_clock_mhz=1980,
+            temp_c=41.0,
+            pstate=0,
+            clock_event_reasons=("sw_power_cap", "hw_slowdown") if i >= 3 else (),
+            pcie_tx_bytes_per_s=1e9,
+        )
+        a100 = GpuSample(A100, lost=True) if i == 3 else GpuSample(A100, gpu_util_pct=5.0 * i, power_w=60.0, clock_event_reasons=None)
         out.append(Sample(ts_ns=T0 + i * 10_000_123, cpu=cpu, gpus=(h100, a100)))
     return out
 
@@ -107,10 +142,10 @@ def write_with_workload(path: pathlib.Path, items: list) -> pathlib.Path:
 
 # -------------------------------------------------------------------------- gputop as a child
 
+
 def gputop(*args: str, fake: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     """``python -m gputop ARGS`` to its end; ``fake``: the GPUTOP_FAKE_NVML spec (None: no fake)."""
-    return subprocess.run([sys.executable, "-m", "gputop", *args], capture_output=True, text=True,
-                          env=fake_env(fake), timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "gputop", *args], capture_output=True, text=True, env=fake_env(fake), timeout=timeout)
 
 
 def gputop_h100(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -141,11 +176,11 @@ def job(tmp_path: pathlib.Path, grandchild: bool, takes_device: bool = False) ->
     ``takes_device``: it declares --device, so that compare runs it (as it does the bundled ones)
     rather than refusing a script that imports only the standard library."""
     pidfile = tmp_path / "pgid"
-    spawn = ("subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])"
-             if grandchild else "None")
+    spawn = "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])" if grandchild else "None"
     device = "argparse.ArgumentParser().add_argument('--device')" if takes_device else "None"
     path = tmp_path / "job.py"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         import argparse, os, subprocess, sys, time
         declared = {device}
         grand = {spawn}
@@ -153,7 +188,8 @@ def job(tmp_path: pathlib.Path, grandchild: bool, takes_device: bool = False) ->
             f.write(str(os.getpgid(0)))
         os.rename({str(pidfile)!r} + ".tmp", {str(pidfile)!r})
         time.sleep(120)
-    """))
+    """)
+    )
     return str(path), pidfile
 
 
@@ -168,7 +204,7 @@ def live_members(pgid: int) -> list[int]:
                 stat = f.read()
         except OSError:
             continue
-        state, _ppid, pgrp = stat[stat.rindex(")") + 2:].split()[:3]
+        state, _ppid, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
         if int(pgrp) == pgid and state not in ("Z", "X"):
             out.append(int(entry))
     return out
@@ -201,6 +237,7 @@ def children(pid: int) -> list[int]:
 
 # ------------------------------------------------------------ gputop on a pseudo-terminal
 
+
 class Terminal:
     """``gputop ARGV`` on a pseudo-terminal whose controlling side this object holds.
     ``controlling``: the terminal is the child's controlling terminal (the kernel sends it
@@ -215,9 +252,16 @@ class Terminal:
         def take_terminal() -> None:  # in the child, after setsid: make the tty its terminal
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        self.proc = subprocess.Popen([sys.executable, "-m", "gputop", *argv], stdin=tty, stdout=tty, stderr=tty,
-                                     cwd=ROOT, env=child_env(), start_new_session=True,
-                                     preexec_fn=take_terminal if controlling else None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gputop", *argv],
+            stdin=tty,
+            stdout=tty,
+            stderr=tty,
+            cwd=ROOT,
+            env=child_env(),
+            start_new_session=True,
+            preexec_fn=take_terminal if controlling else None,
+        )
         os.close(tty)
         self.output = bytearray()
         self._stop = threading.Event()
@@ -273,9 +317,9 @@ MODES = ("alternate_on", "mouse_any_flag", "mouse_button_flag", "mouse_standard_
 def tmux_env(fake: str) -> dict[str, str]:
     """The environment of tmux's shell: the NVML fake ``fake`` (a GPUTOP_FAKE_NVML spec)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
-    env.update(GPUTOP_FAKE_NVML=fake, ENV="",
-               PYTHONPATH=os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS),
-                                           env.get("PYTHONPATH", "")]))
+    env.update(
+        GPUTOP_FAKE_NVML=fake, ENV="", PYTHONPATH=os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS), env.get("PYTHONPATH", "")])
+    )
     return env
 
 
@@ -291,8 +335,7 @@ class Tmux:
         self.socket_path = self.show("#{socket_path}")
 
     def tmux(self, *args: str) -> str:
-        out = subprocess.run([TMUX, "-L", self.socket, "-f", "/dev/null", *args], env=self.env,
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run([TMUX, "-L", self.socket, "-f", "/dev/null", *args], env=self.env, capture_output=True, text=True, timeout=30)
         if out.returncode != 0:
             raise AssertionError(f"tmux {' '.join(args)} failed: {out.stderr.strip()}")
         return out.stdout
@@ -340,13 +383,14 @@ class Tmux:
 
 # ------------------------------------------------------------------------------ gputop serve
 
+
 class Served:
     """``gputop serve`` in a subprocess; ``url`` from the line it prints once it serves."""
 
     def __init__(self, *args: str, fake: str | None = None, timeout: float = 30) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "gputop", "serve", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=fake_env(fake))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gputop", "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fake_env(fake)
+        )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.stderr: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -384,22 +428,30 @@ class Served:
 
 # ---------------------------------------------------------------------------- gputop compare
 
+
 class PowerSampler:
     """Samples stamped now with a constant 100 W CPU package and no GPU."""
 
     gpu_interval_s = 0.0
 
     def sample(self) -> Sample:
-        cpu = CpuSample(cpu_util_pct=50.0, core_util_pct=(50.0,), core_freq_mhz=(None,),
-                        cpu_power_w=100.0, ram_used_bytes=1, ram_total_bytes=2, load1=None)
+        cpu = CpuSample(
+            cpu_util_pct=50.0,
+            core_util_pct=(50.0,),
+            core_freq_mhz=(None,),
+            cpu_power_w=100.0,
+            ram_used_bytes=1,
+            ram_total_bytes=2,
+            load1=None,
+        )
         return Sample(ts_ns=time.time_ns(), cpu=cpu)
 
     def close(self) -> None:
         pass
 
 
-def compare_args(workload: str, *run_args: str, steps: int = 5, warmup: int = 1, batch: int | None = 8,
-                 as_json: bool = False) -> argparse.Namespace:
+def compare_args(
+    workload: str, *run_args: str, steps: int = 5, warmup: int = 1, batch: int | None = 8, as_json: bool = False
+) -> argparse.Namespace:
     """``gputop compare``'s parsed arguments."""
-    return argparse.Namespace(workload=workload, steps=steps, warmup=warmup, batch_size=batch,
-                              json=as_json, run_args=run_args)
+    return argparse.Namespace(workload=workload, steps=steps, warmup=warmup, batch_size=batch, json=as_json, run_args=run_args)

@@ -16,8 +16,18 @@ PACKAGE = ROOT / "gputop"
 @pytest.mark.e2e
 @pytest.mark.parametrize(
     "module",
-    ["gputop.cli", "gputop.commands.snapshot", "gputop.sampler", "gputop.view.history", "gputop.sources.nvml",
-     "gputop.sources.cpu", "gputop.view.feed", "gputop.trace", "gputop.commands.report", "gputop.workload"],
+    [
+        "gputop.cli",
+        "gputop.commands.snapshot",
+        "gputop.sampler",
+        "gputop.view.history",
+        "gputop.sources.nvml",
+        "gputop.sources.cpu",
+        "gputop.view.feed",
+        "gputop.trace",
+        "gputop.commands.report",
+        "gputop.workload",
+    ],
 )
 def test_headless_modules_import_neither_textual_nor_torch(module):
     code = (
@@ -49,8 +59,9 @@ def test_the_live_view_imports_no_other_command():
         "args = cli.build_parser(cli._commands_needed(['--interval', '0.5'])).parse_args(['--interval', '0.5'])\n"
         "import gputop.tui.app\n"
         "loaded = sorted(m for m in sys.modules if m.startswith(('gputop.trace', 'gputop.cluster', "
-        "'gputop.workload.launcher')) or m in {" + ", ".join(repr(f"gputop.{c}") for c in
-        ("record", "report", "compare", "merge", "serve", "replay")) + "})\n"
+        "'gputop.workload.launcher')) or m in {"
+        + ", ".join(repr(f"gputop.{c}") for c in ("record", "report", "compare", "merge", "serve", "replay"))
+        + "})\n"
         "print(','.join(loaded))\n"
         "cli.build_parser(cli._commands_needed(['report', 'x.json']))\n"
         "print('gputop.commands.report' in sys.modules, 'gputop.commands.record' in sys.modules)\n"
@@ -73,9 +84,13 @@ def _imports(path: pathlib.Path) -> set[str]:
 @pytest.mark.unit
 @pytest.mark.parametrize(
     "dependency, allowed",
-    [("pynvml", {"sources/nvml"}),
-     ("psutil", {"sources/cpu.py"}), ("subprocess", {"workload/process.py"}),
-     ("torch", set()), ("textual", {"tui"})],
+    [
+        ("pynvml", {"sources/nvml"}),
+        ("psutil", {"sources/cpu.py"}),
+        ("subprocess", {"workload/process.py"}),
+        ("torch", set()),
+        ("textual", {"tui"}),
+    ],
 )
 def test_each_dependency_has_one_home(dependency, allowed):
     offenders = []

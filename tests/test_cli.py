@@ -24,8 +24,7 @@ def test_version_and_help():
     assert "examples:" in out.stdout and "gputop snapshot --json" in out.stdout
 
 
-@pytest.mark.parametrize("args", [["--bogus"], ["snapshot", "--bogus"], ["--interval", "abc"],
-                                  ["--interval", "0"], ["nosuchcommand"]])
+@pytest.mark.parametrize("args", [["--bogus"], ["snapshot", "--bogus"], ["--interval", "abc"], ["--interval", "0"], ["nosuchcommand"]])
 def test_bad_flags_are_one_line_and_exit_2(args):
     out = gputop(*args)
     assert out.returncode == 2
@@ -37,8 +36,7 @@ def test_bad_flags_are_one_line_and_exit_2(args):
 
 @pytest.mark.parametrize(
     "spec, reason",
-    [("none:library_not_found", "not found"), ("none:driver_not_loaded", "driver not loaded"),
-     ("none:no_permission", "permission")],
+    [("none:library_not_found", "not found"), ("none:driver_not_loaded", "driver not loaded"), ("none:no_permission", "permission")],
 )
 def test_snapshot_without_gpu_says_why_and_exits_0(spec, reason):
     out = gputop("snapshot", fake=spec)
@@ -80,36 +78,44 @@ def test_snapshot_json_without_gpu():
 
 
 def test_snapshot_into_closed_pipe_is_quiet():
-    proc = subprocess.run(f"{sys.executable} -m gputop snapshot | head -c 1", shell=True,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(f"{sys.executable} -m gputop snapshot | head -c 1", shell=True, capture_output=True, text=True, timeout=60)
     assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("argv", [[], ["--run", "mlp"], ["replay", "tests/data/h100_fake.json"]])
 def test_the_live_view_without_a_terminal_is_one_line_not_a_hang(argv):
     """Textual without a tty prints a traceback and hangs; gputop says why and exits 2."""
-    out = subprocess.run([sys.executable, "-m", "gputop", *argv], stdin=subprocess.DEVNULL,
-                         capture_output=True, text=True, timeout=60, cwd=TESTS.parent)
+    out = subprocess.run(
+        [sys.executable, "-m", "gputop", *argv], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, cwd=TESTS.parent
+    )
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "needs a terminal, and stdin is not one" in out.stderr
     assert "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("argv, first_words, hint", [
-    # a script's own arguments given before '--'
-    (["--run", "train.py", "--epochs", "1"], "gputop: error: unexpected argument '1'",
-     "arguments for train.py go after '--'"),
-    (["record", "--out", "t.json", "--run", "train.py", "--lr", "0.1"],
-     "gputop record: error: unrecognized arguments: --lr", "arguments for train.py go after '--'"),
-    # an unknown option is told by the command it was given to, before any missing option
-    (["snapshot", "--bogus"], "gputop snapshot: error: unrecognized arguments: --bogus", "'gputop snapshot --help'"),
-    (["record", "--bogus"], "gputop record: error: unrecognized arguments: --bogus", "'gputop record --help'"),
-    # bounds people can read
-    (["record", "--out", "t.json", "--duration", "-5"],
-     "gputop record: error: argument --duration: must be between 0 s and 31622400 s (366 days), got -5", ""),
-    (["--interval", "0"], "gputop: error: argument --interval: must be between 0.01 s and 3600 s (1 h), got 0", ""),
-    (["record", "--out", ""], "gputop record: error: argument --out: needs a file name", ""),
-])
+@pytest.mark.parametrize(
+    "argv, first_words, hint",
+    [
+        # a script's own arguments given before '--'
+        (["--run", "train.py", "--epochs", "1"], "gputop: error: unexpected argument '1'", "arguments for train.py go after '--'"),
+        (
+            ["record", "--out", "t.json", "--run", "train.py", "--lr", "0.1"],
+            "gputop record: error: unrecognized arguments: --lr",
+            "arguments for train.py go after '--'",
+        ),
+        # an unknown option is told by the command it was given to, before any missing option
+        (["snapshot", "--bogus"], "gputop snapshot: error: unrecognized arguments: --bogus", "'gputop snapshot --help'"),
+        (["record", "--bogus"], "gputop record: error: unrecognized arguments: --bogus", "'gputop record --help'"),
+        # bounds people can read
+        (
+            ["record", "--out", "t.json", "--duration", "-5"],
+            "gputop record: error: argument --duration: must be between 0 s and 31622400 s (366 days), got -5",
+            "",
+        ),
+        (["--interval", "0"], "gputop: error: argument --interval: must be between 0.01 s and 3600 s (1 h), got 0", ""),
+        (["record", "--out", ""], "gputop record: error: argument --out: needs a file name", ""),
+    ],
+)
 def test_argument_errors_say_what_to_do(tmp_path, argv, first_words, hint):
     out = gputop(*argv)
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr

@@ -49,6 +49,7 @@ GPU_COUNTS = {"127.0.0.2": 2, "127.0.0.3": 1, "127.0.0.4": 1, DCGM_HOST: 4}
 def _port(addr: str, preferred: int) -> int:
     try:
         import socket
+
         with socket.socket() as s:
             s.bind((addr, preferred))
         return preferred
@@ -61,17 +62,20 @@ class Fleet:
         self.served: dict[str, Served] = {}
         self.things: list = []
         with ThreadPoolExecutor(len(SERVES)) as pool:  # each start imports gputop: in parallel
-            futures = {addr: pool.submit(Served, "--addr", addr, "--port", "0", "--interval", "0.5", fake=fake)
-                       for addr, fake in SERVES.items()}
+            futures = {
+                addr: pool.submit(Served, "--addr", addr, "--port", "0", "--interval", "0.5", fake=fake) for addr, fake in SERVES.items()
+            }
             for addr, fut in futures.items():
                 self.served[addr] = fut.result()
         self.dcgm_target = f"{DCGM_HOST}:{_port(DCGM_HOST, 9400)}"
         self.things.append(StaticExposition(DCGM_HOST, int(self.dcgm_target.split(":")[1]), dcgm_exposition()))
         self.node = NodeExporter(DCGM_HOST, _port(DCGM_HOST, 9100))
         self.things.append(self.node)
-        self.prom = Prometheus(tmp, {
-            "gputop": [f"{a}:{s.port}" for a, s in self.served.items()],
-            "dcgm": [self.dcgm_target], "node": [self.node.target]}, scrape_s=SCRAPE_S)
+        self.prom = Prometheus(
+            tmp,
+            {"gputop": [f"{a}:{s.port}" for a, s in self.served.items()], "dcgm": [self.dcgm_target], "node": [self.node.target]},
+            scrape_s=SCRAPE_S,
+        )
         self.things.append(self.prom)
 
     def feed(self, selector: str | None = None) -> ClusterFeed:
@@ -86,10 +90,12 @@ class Fleet:
 
 def _complete(sample) -> bool:
     got = {n.host: n for n in sample.nodes}
-    return (set(got) == set(GPU_COUNTS)
-            and all(len(got[h].gpus) == c for h, c in GPU_COUNTS.items())
-            and got[DCGM_HOST].cores_busy is not None  # node-exporter scraped twice (irate)
-            and all(g.sm_active_pct is not None for g in got["127.0.0.2"].gpus))  # GPM's 2nd sample
+    return (
+        set(got) == set(GPU_COUNTS)
+        and all(len(got[h].gpus) == c for h, c in GPU_COUNTS.items())
+        and got[DCGM_HOST].cores_busy is not None  # node-exporter scraped twice (irate)
+        and all(g.sm_active_pct is not None for g in got["127.0.0.2"].gpus)
+    )  # GPM's 2nd sample
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +110,9 @@ def fleet(tmp_path_factory):
 
 
 def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gputop", "cluster", *args], capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "gputop", "cluster", *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
 
 
 def one_line_error(out: subprocess.CompletedProcess, rc: int, *words: str) -> None:
@@ -118,6 +125,7 @@ def one_line_error(out: subprocess.CompletedProcess, rc: int, *words: str) -> No
 
 # ------------------------------------------------------------------------------ --once --json
 
+
 @pytest.mark.e2e
 def test_once_json_one_node_per_host_with_values_and_units(fleet):
     out = cli("--prometheus", fleet.prom.url, "--once", "--json")
@@ -126,8 +134,10 @@ def test_once_json_one_node_per_host_with_values_and_units(fleet):
     nodes = {n["host"]: n for n in doc["nodes"]}
     assert set(nodes) == set(GPU_COUNTS)
     assert {h: len(n["gpus"]) for h, n in nodes.items()} == GPU_COUNTS
-    raw = {(r["metric"]["instance"], r["metric"]["gpu"], r["metric"]["__name__"]): float(r["value"][1])
-           for r in fleet.prom.query('{__name__=~"gputop_gpu_memory_(used|capacity)_bytes"}')}
+    raw = {
+        (r["metric"]["instance"], r["metric"]["gpu"], r["metric"]["__name__"]): float(r["value"][1])
+        for r in fleet.prom.query('{__name__=~"gputop_gpu_memory_(used|capacity)_bytes"}')
+    }
 
     h100 = nodes["127.0.0.2"]
     assert h100["source"] == "gputop" and not h100["stale"]
@@ -137,7 +147,7 @@ def test_once_json_one_node_per_host_with_values_and_units(fleet):
         assert 60 < g["sm_active_pct"] < 90  # ratio x 100
         assert 400 < g["power_w"] < 640 and 20 < g["temp_c"] < 95
         key = (h100["instances"][0], str(g["index"]))
-        assert g["mem_total_bytes"] == raw[key + ("gputop_gpu_memory_capacity_bytes",)] > 70 * 2 ** 30
+        assert g["mem_total_bytes"] == raw[key + ("gputop_gpu_memory_capacity_bytes",)] > 70 * 2**30
         assert g["mem_used_bytes"] == raw[key + ("gputop_gpu_memory_used_bytes",)]
     assert h100["cores"] == os.cpu_count() and 0 <= h100["cores_busy"] <= h100["cores"]
     (a100,) = nodes["127.0.0.3"]["gpus"]
@@ -156,12 +166,11 @@ def test_once_json_one_node_per_host_with_values_and_units(fleet):
     assert g0["name"] == "NVIDIA H100 80GB HBM3" and g0["uuid"].startswith("GPU-5e1f")
     assert [g["idle_with_memory"] for g in (g0, g1, g2, g3)] == [False, False, True, False]
     assert g3["temp_c"] is None and g3["sm_active_pct"] is None  # blanks: n/a, not 9.2e18
-    assert g3["gpu_util_pct"] == 40 and float(fields["DCGM_FI_DEV_GPU_TEMP"][3]) > 2 ** 62
+    assert g3["gpu_util_pct"] == 40 and float(fields["DCGM_FI_DEV_GPU_TEMP"][3]) > 2**62
 
     t = doc["totals"]
     assert t["nodes"] == 4 and t["gpus"] == 8 and t["stale_nodes"] == 0 and t["idle_with_memory"] >= 1
-    assert t["power_w"] == pytest.approx(sum(g["power_w"] for n in doc["nodes"] for g in n["gpus"]
-                                             if g["power_w"] is not None))
+    assert t["power_w"] == pytest.approx(sum(g["power_w"] for n in doc["nodes"] for g in n["gpus"] if g["power_w"] is not None))
 
 
 @pytest.mark.unit
@@ -198,12 +207,16 @@ def test_text_once(fleet):
 
 # ---------------------------------------------------------------------------------- bad input
 
+
 @pytest.mark.e2e
-@pytest.mark.parametrize("selector, words", [
-    ('{job=~"("}', ["Prometheus rejected --selector"]),
-    ('{job=}', ["Prometheus rejected --selector"]),
-    ('up{job="gputop"}', ["label matchers in braces"]),
-])
+@pytest.mark.parametrize(
+    "selector, words",
+    [
+        ('{job=~"("}', ["Prometheus rejected --selector"]),
+        ("{job=}", ["Prometheus rejected --selector"]),
+        ('up{job="gputop"}', ["label matchers in braces"]),
+    ],
+)
 def test_bad_selector_is_one_line_exit_2(fleet, selector, words):
     one_line_error(cli("--prometheus", fleet.prom.url, "--once", "--selector", selector), 2, *words)
 
@@ -229,8 +242,7 @@ def test_hung_server_times_out_in_one_line():
     silent = Silent()
     try:
         t0 = time.monotonic()
-        one_line_error(cli("--prometheus", silent.url, "--once", "--timeout", "0.5"), 1,
-                       "did not answer within 0.5 s")
+        one_line_error(cli("--prometheus", silent.url, "--once", "--timeout", "0.5"), 1, "did not answer within 0.5 s")
         assert time.monotonic() - t0 < 15
     finally:
         silent.stop()
@@ -239,6 +251,7 @@ def test_hung_server_times_out_in_one_line():
 @pytest.mark.e2e
 def test_bearer_token_and_basic_auth(fleet, tmp_path):
     import base64
+
     basic = "Basic " + base64.b64encode(b"ops:pa55word").decode()
     proxy = AuthProxy(fleet.prom.url, {"Bearer s3cret", basic})
     try:
@@ -255,25 +268,33 @@ def test_bearer_token_and_basic_auth(fleet, tmp_path):
         out = cli("--prometheus", wrong, "--once")
         one_line_error(out, 1, "HTTP 401")
         assert "wrong-secret" not in out.stderr  # the password never appears
-        one_line_error(cli("--prometheus", proxy.url, "--once", "--bearer-token-file", str(tmp_path / "nope")),
-                       2, "cannot read --bearer-token-file", "No such file")
+        one_line_error(
+            cli("--prometheus", proxy.url, "--once", "--bearer-token-file", str(tmp_path / "nope")),
+            2,
+            "cannot read --bearer-token-file",
+            "No such file",
+        )
     finally:
         proxy.stop()
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("args, words", [
-    (["--json"], ["--json goes with --once"]),
-    (["--prometheus", "ftp://127.0.0.1/", "--once"], ["not an http(s) URL"]),
-    (["--prometheus", "http://127.0.0.1:99999", "--once"], ["port must be between 1 and 65535, got 99999"]),
-    (["--prometheus", "http://127.0.0.1:0/", "--once"], ["port must be between 1 and 65535, got 0"]),
-    ([], ["needs a terminal"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--json"], ["--json goes with --once"]),
+        (["--prometheus", "ftp://127.0.0.1/", "--once"], ["not an http(s) URL"]),
+        (["--prometheus", "http://127.0.0.1:99999", "--once"], ["port must be between 1 and 65535, got 99999"]),
+        (["--prometheus", "http://127.0.0.1:0/", "--once"], ["port must be between 1 and 65535, got 0"]),
+        ([], ["needs a terminal"]),
+    ],
+)
 def test_usage_errors(args, words):
     one_line_error(cli(*args), 2, *words)
 
 
 # ----------------------------------------------------------------------------- the TUI (Pilot)
+
 
 @pytest.mark.tui
 async def test_tui_selecting_a_node_shows_its_history(fleet):
@@ -312,6 +333,7 @@ def test_the_cluster_view_ends_with_its_terminal(fleet, controlling):
 
 # ------------------------------------------------------------- last: an exporter stops answering
 
+
 @pytest.mark.e2e
 def test_stopping_a_serve_makes_its_node_stale_within_two_scrapes(fleet):
     feed = fleet.feed()
@@ -320,8 +342,11 @@ def test_stopping_a_serve_makes_its_node_stale_within_two_scrapes(fleet):
     assert fleet.served["127.0.0.4"].stop(signal.SIGTERM) == 0
     stopped = time.time()
     t0 = time.monotonic()
-    stale = wait_for(lambda: next((n for n in feed.refresh().nodes if n.host == "127.0.0.4" and n.stale), None),
-                     10, "the stopped node never turned stale")
+    stale = wait_for(
+        lambda: next((n for n in feed.refresh().nodes if n.host == "127.0.0.4" and n.stale), None),
+        10,
+        "the stopped node never turned stale",
+    )
     elapsed = time.monotonic() - t0
     assert elapsed <= 2 * SCRAPE_S + 0.5, elapsed  # 0.5 s: the polling and the queries' own time
     assert stale.stale_since is not None and stopped - 2 * SCRAPE_S - 1 <= stale.stale_since <= stopped + 0.5

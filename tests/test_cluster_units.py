@@ -13,37 +13,59 @@ from gputop.cluster.nodes import ClusterGpu, ClusterNode, ClusterSample, to_dict
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("instance, host", [
-    ("gpu-7:9400", "gpu-7"), ("gpu-7", "gpu-7"), ("10.0.0.7:9100", "10.0.0.7"),
-    ("[fd00::7]:9100", "fd00::7"), ("[::1]", "::1"), ("fd00::7", "fd00::7"), ("host:abc", "host:abc"),
-])
+@pytest.mark.parametrize(
+    "instance, host",
+    [
+        ("gpu-7:9400", "gpu-7"),
+        ("gpu-7", "gpu-7"),
+        ("10.0.0.7:9100", "10.0.0.7"),
+        ("[fd00::7]:9100", "fd00::7"),
+        ("[::1]", "::1"),
+        ("fd00::7", "fd00::7"),
+        ("host:abc", "host:abc"),
+    ],
+)
 def test_host_of(instance, host):
     assert names.host_of(instance) == host
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("value, blank", [
-    (9223372036854775794, True), (9223372036854775792, True), (2147483632, True), (2147483634, True),
-    (140737488355328.0, True), (140737488355330.0, True),
-    (2147483631, False), (2147483648, False), (0, False), (61, False), (140737488355327.0, False),
-])
+@pytest.mark.parametrize(
+    "value, blank",
+    [
+        (9223372036854775794, True),
+        (9223372036854775792, True),
+        (2147483632, True),
+        (2147483634, True),
+        (140737488355328.0, True),
+        (140737488355330.0, True),
+        (2147483631, False),
+        (2147483648, False),
+        (0, False),
+        (61, False),
+        (140737488355327.0, False),
+    ],
+)
 def test_dcgm_blanks(value, blank):
     assert names.is_dcgm_blank(float(value)) is blank
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("metric, text, field, value", [
-    ("DCGM_FI_PROF_SM_ACTIVE", "0.875", "sm_active_pct", 87.5),
-    ("DCGM_FI_DEV_GPU_UTIL", "98", "gpu_util_pct", 98.0),
-    ("DCGM_FI_DEV_FB_USED", "1024", "mem_used_bytes", 2 ** 30),
-    ("DCGM_FI_DEV_POWER_USAGE", "612.5", "power_w", 612.5),
-    ("DCGM_FI_DEV_GPU_TEMP", "9223372036854775794", "temp_c", None),
-    ("DCGM_FI_DEV_POWER_USAGE", "NaN", "power_w", None),
-    ("gputop_gpu_sm_active_ratio", "0.5", "sm_active_pct", 50.0),
-    ("gputop_gpu_utilization_ratio", "1", "gpu_util_pct", 100.0),
-    ("gputop_gpu_memory_used_bytes", "123", "mem_used_bytes", 123.0),
-    ("gputop_gpu_temperature_celsius", "2147483632", "temp_c", 2147483632.0),  # gputop has no blanks
-])
+@pytest.mark.parametrize(
+    "metric, text, field, value",
+    [
+        ("DCGM_FI_PROF_SM_ACTIVE", "0.875", "sm_active_pct", 87.5),
+        ("DCGM_FI_DEV_GPU_UTIL", "98", "gpu_util_pct", 98.0),
+        ("DCGM_FI_DEV_FB_USED", "1024", "mem_used_bytes", 2**30),
+        ("DCGM_FI_DEV_POWER_USAGE", "612.5", "power_w", 612.5),
+        ("DCGM_FI_DEV_GPU_TEMP", "9223372036854775794", "temp_c", None),
+        ("DCGM_FI_DEV_POWER_USAGE", "NaN", "power_w", None),
+        ("gputop_gpu_sm_active_ratio", "0.5", "sm_active_pct", 50.0),
+        ("gputop_gpu_utilization_ratio", "1", "gpu_util_pct", 100.0),
+        ("gputop_gpu_memory_used_bytes", "123", "mem_used_bytes", 123.0),
+        ("gputop_gpu_temperature_celsius", "2147483632", "temp_c", 2147483632.0),  # gputop has no blanks
+    ],
+)
 def test_convert(metric, text, field, value):
     f, v = names.convert(metric, text)
     assert f.field == field and v == value
@@ -55,10 +77,16 @@ def test_convert_ignores_other_names():
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("selector, inner", [
-    (None, ""), ("", ""), ('{job=~"gpu.*"}', 'job=~"gpu.*"'), ('job="a", cluster="b"', 'job="a", cluster="b"'),
-    ("{ }", ""),
-])
+@pytest.mark.parametrize(
+    "selector, inner",
+    [
+        (None, ""),
+        ("", ""),
+        ('{job=~"gpu.*"}', 'job=~"gpu.*"'),
+        ('job="a", cluster="b"', 'job="a", cluster="b"'),
+        ("{ }", ""),
+    ],
+)
 def test_selector_matchers(selector, inner):
     assert promql.matchers(selector) == inner
 
@@ -93,19 +121,29 @@ def _part(part, value, **labels):
 
 @pytest.mark.unit
 def test_decode_groups_by_host_and_prefers_gputop():
-    up = [_series("up", "1", instance="n1:9400", job="dcgm"), _series("up", "1", instance="n1:9100", job="node"),
-          _series("up", "0", instance="n2:9400", job="gputop")]
+    up = [
+        _series("up", "1", instance="n1:9400", job="dcgm"),
+        _series("up", "1", instance="n1:9100", job="node"),
+        _series("up", "0", instance="n2:9400", job="gputop"),
+    ]
     dcgm = dict(instance="n1:9400", gpu="0", UUID="GPU-a", modelName="H100", Hostname="node-one")
     placed = {"instance": "n1:9400", "gpu": "0"}  # the values carry only what places them
-    gpus = [_series("DCGM_FI_DEV_FB_USED", "100", **placed), _series("DCGM_FI_DEV_FB_FREE", "900", **placed),
-            _series("DCGM_FI_DEV_GPU_UTIL", "0", **placed),
-            _series("gputop_gpu_power_watts", "300", instance="n3:9400", gpu="0"),
-            _series("DCGM_FI_DEV_POWER_USAGE", "301", instance="n3:9401", gpu="0")]
-    gpu_names = [{"metric": dcgm, "value": [1.0, "1"]},
-                 {"metric": {"instance": "n3:9400", "gpu": "0", "uuid": "GPU-b", "name": "A100", "hostname": "three"},
-                  "value": [1.0, "1"]}]
-    hosts = [_part(promql.NODE_CORES, "8", instance="n1:9100"), _part(promql.NODE_IDLE, "6.5", instance="n1:9100"),
-             _part(promql.UNAME, "1", instance="n1:9100", nodename="uname-one")]
+    gpus = [
+        _series("DCGM_FI_DEV_FB_USED", "100", **placed),
+        _series("DCGM_FI_DEV_FB_FREE", "900", **placed),
+        _series("DCGM_FI_DEV_GPU_UTIL", "0", **placed),
+        _series("gputop_gpu_power_watts", "300", instance="n3:9400", gpu="0"),
+        _series("DCGM_FI_DEV_POWER_USAGE", "301", instance="n3:9401", gpu="0"),
+    ]
+    gpu_names = [
+        {"metric": dcgm, "value": [1.0, "1"]},
+        {"metric": {"instance": "n3:9400", "gpu": "0", "uuid": "GPU-b", "name": "A100", "hostname": "three"}, "value": [1.0, "1"]},
+    ]
+    hosts = [
+        _part(promql.NODE_CORES, "8", instance="n1:9100"),
+        _part(promql.NODE_IDLE, "6.5", instance="n1:9100"),
+        _part(promql.UNAME, "1", instance="n1:9100", nodename="uname-one"),
+    ]
     (n1, n2, n3), unnamed = decode.nodes(up, gpus, gpu_names, hosts, {("n2:9400", "gputop"): 1234.0})
     assert unnamed == 1  # the DCGM copy on n3:9401 has no names series
     assert (n1.host, n1.hostname, n1.source, n1.cores, n1.cores_busy) == ("n1", "node-one", "dcgm", 8, 1.5)
@@ -118,17 +156,16 @@ def test_decode_groups_by_host_and_prefers_gputop():
 
 
 def _gpu(i, sm, util=None, mem=0.0, power=None):
-    return ClusterGpu(i, "H100", f"GPU-{i}", sm, util, mem, 80 * 2 ** 30, power, 50.0)
+    return ClusterGpu(i, "H100", f"GPU-{i}", sm, util, mem, 80 * 2**30, power, 50.0)
 
 
 def _node(host, gpus, stale=False, hostname=None):
-    return ClusterNode(host, (f"{host}:9400",), hostname, "gputop", stale, 1.0e9 if stale else None,
-                       8, 2.0, tuple(gpus))
+    return ClusterNode(host, (f"{host}:9400",), hostname, "gputop", stale, 1.0e9 if stale else None, 8, 2.0, tuple(gpus))
 
 
 @pytest.mark.unit
 def test_flags_and_totals():
-    idle_held = _gpu(0, 0.0, 0.0, mem=8 * 2 ** 30, power=70)
+    idle_held = _gpu(0, 0.0, 0.0, mem=8 * 2**30, power=70)
     trap = _gpu(1, 20.0, 99.0, power=300)
     busy = _gpu(2, 80.0, 95.0, power=600)
     unknown = _gpu(3, None, None)
@@ -138,14 +175,14 @@ def test_flags_and_totals():
     nodes = (_node("a", [idle_held, trap]), _node("b", [busy, unknown], stale=True))
     t = totals(nodes)
     # #26.13: the stale node is counted, its last values are not (--once never saw them)
-    assert (t.nodes, t.stale_nodes, t.gpus, t.busy_gpus, t.idle_with_memory, t.power_w, t.cores) == (
-        2, 1, 2, 1, 1, 370.0, 8)
+    assert (t.nodes, t.stale_nodes, t.gpus, t.busy_gpus, t.idle_with_memory, t.power_w, t.cores) == (2, 1, 2, 1, 1, 370.0, 8)
     d = to_dict(ClusterSample(5.0, nodes, t))
     assert d["nodes"][0]["gpus"][0]["idle_with_memory"] is True and d["nodes"][1]["stale"] is True
     assert d["nodes"][1]["gpus"][1]["sm_active_pct"] is None  # n/a stays null
 
 
 # ---------------------------------------------------------------------------- the TUI, stub feed
+
 
 class StubFeed:
     def __init__(self, nodes):
@@ -161,17 +198,23 @@ class StubFeed:
     def history(self, node):
         self.history_asked.append(node.host)
         points = tuple((1000.0 + 5 * k, float(10 * k)) for k in range(10))
-        return NodeHistory(node.host, 1000.0, 1050.0, 5.0, tuple(
-            GpuHistory(g.index, g.name, {"sm_active_pct": points, "power_w": points}) for g in node.gpus))
+        return NodeHistory(
+            node.host,
+            1000.0,
+            1050.0,
+            5.0,
+            tuple(GpuHistory(g.index, g.name, {"sm_active_pct": points, "power_w": points}) for g in node.gpus),
+        )
 
 
 def _stub():
-    return StubFeed([
-        _node("10.0.0.3", [_gpu(0, 90.0, power=650), _gpu(1, 80.0, power=600)], hostname="charlie"),
-        _node("10.0.0.1", [_gpu(0, 0.0, 0.0, mem=4 * 2 ** 30, power=80), _gpu(1, 0.0, 0.0, power=75)],
-              hostname="alpha"),
-        _node("10.0.0.2", [_gpu(0, 50.0, power=400), _gpu(1, 0.0, 0.0, power=70)], hostname="bravo", stale=True),
-    ])
+    return StubFeed(
+        [
+            _node("10.0.0.3", [_gpu(0, 90.0, power=650), _gpu(1, 80.0, power=600)], hostname="charlie"),
+            _node("10.0.0.1", [_gpu(0, 0.0, 0.0, mem=4 * 2**30, power=80), _gpu(1, 0.0, 0.0, power=75)], hostname="alpha"),
+            _node("10.0.0.2", [_gpu(0, 50.0, power=400), _gpu(1, 0.0, 0.0, power=70)], hostname="bravo", stale=True),
+        ]
+    )
 
 
 async def _until(pilot, cond, timeout=10.0):
@@ -269,6 +312,7 @@ async def test_tui_on_a_dead_prometheus_says_so():
     from gputop.cluster.client import Prometheus
     from gputop.cluster.fleet import ClusterFeed
     from gputop.tui.cluster import ClusterApp, ClusterHeader
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -286,8 +330,10 @@ def test_headless_cluster_imports_no_tui_and_httpx_has_one_home():
     import subprocess
     import sys
 
-    code = ("import sys, gputop.commands.cluster, gputop.cluster.fleet, gputop.cluster.client\n"
-            "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {'textual', 'torch'})))\n")
+    code = (
+        "import sys, gputop.commands.cluster, gputop.cluster.fleet, gputop.cluster.client\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {'textual', 'torch'})))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
     package = pathlib.Path(__file__).resolve().parents[1] / "gputop"
@@ -295,7 +341,8 @@ def test_headless_cluster_imports_no_tui_and_httpx_has_one_home():
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if (isinstance(node, ast.Import) and any(a.name.split(".")[0] == "httpx" for a in node.names)) or (
-                    isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "httpx"):
+                isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "httpx"
+            ):
                 users.append(path.relative_to(package).as_posix())
     assert sorted(set(users)) == ["cluster/client.py"]
 
@@ -340,10 +387,18 @@ async def test_the_detail_panel_grows_to_its_lines_without_a_resize():
 def test_two_nodes_with_one_host_name_are_told_apart_by_address():
     from gputop.cluster.nodes import labels
 
-    nodes = (_node("10.0.0.1", [], hostname="gpu-node"), _node("10.0.0.2", [], hostname="gpu-node"),
-             _node("10.0.0.3", [], hostname="other"), _node("10.0.0.4", []))
-    assert labels(nodes) == {"10.0.0.1": "gpu-node (10.0.0.1)", "10.0.0.2": "gpu-node (10.0.0.2)",
-                             "10.0.0.3": "other", "10.0.0.4": "10.0.0.4"}
+    nodes = (
+        _node("10.0.0.1", [], hostname="gpu-node"),
+        _node("10.0.0.2", [], hostname="gpu-node"),
+        _node("10.0.0.3", [], hostname="other"),
+        _node("10.0.0.4", []),
+    )
+    assert labels(nodes) == {
+        "10.0.0.1": "gpu-node (10.0.0.1)",
+        "10.0.0.2": "gpu-node (10.0.0.2)",
+        "10.0.0.3": "other",
+        "10.0.0.4": "10.0.0.4",
+    }
 
 
 @pytest.mark.tui

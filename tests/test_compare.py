@@ -89,7 +89,10 @@ def test_json_has_the_rates_and_cpu_energy_per_sample(fake):
 @pytest.mark.e2e
 def test_a_failed_gpu_run_is_reported_and_the_cpu_side_kept(fake):
     out = io.StringIO()
-    assert compare.run(args(fake, "--fail-on", "cuda"), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO())) == 0
+    assert (
+        compare.run(args(fake, "--fail-on", "cuda"), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO()))
+        == 0
+    )
     text = out.getvalue()
     assert "No GPU run, CPU only: cuda: not today" in text
     assert "speedup" not in text and "160" in text
@@ -100,14 +103,18 @@ def test_a_gpu_run_that_got_under_way_and_failed_exits_1(fake):
     """Unlike no GPU at all (the CPU side is then the answer, exit 0), a GPU run that started and
     then failed (CUDA out of memory at step 4) is a failed comparison."""
     out = io.StringIO()
-    assert compare.run(args(fake, "--oom-at", "4"), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO())) == 1
+    assert (
+        compare.run(args(fake, "--oom-at", "4"), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO())) == 1
+    )
     assert "failed: RuntimeError: CUDA out of memory" in out.getvalue()
 
 
 @pytest.mark.e2e
 def test_a_script_that_ignores_device_is_no_gpu_run(fake):
     out = io.StringIO()
-    assert compare.run(args(fake, "--ignore-device"), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO())) == 0
+    assert (
+        compare.run(args(fake, "--ignore-device"), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO())) == 0
+    )
     text = out.getvalue()
     assert "No GPU run, CPU only: asked for --device cuda, the workload reported running on cpu" in text
     assert "speedup" not in text
@@ -116,7 +123,10 @@ def test_a_script_that_ignores_device_is_no_gpu_run(fake):
 @pytest.mark.e2e
 def test_a_failed_cpu_run_exits_1(fake):
     out = io.StringIO()
-    assert compare.run(args(fake, "--fail-on", "cpu"), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO())) == 1
+    assert (
+        compare.run(args(fake, "--fail-on", "cpu"), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO()))
+        == 1
+    )
     assert "failed: cpu: not today" in out.getvalue()
 
 
@@ -134,17 +144,19 @@ def test_the_real_mlp_without_a_gpu_says_so_in_one_line():
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("argv, words", [
-    (["compare", "resnet"], "unknown workload 'resnet'"),
-    (["compare", "mlp", "--steps", "2", "--warmup", "2"], "leaves nothing after --warmup"),
-    (["compare", "mlp", "--", "--device", "cpu"], "compare chooses --device itself"),
-    (["compare", "mlp", "--", "--steps", "3"], "give --steps to compare itself"),
-    (["compare", "mlp", "--", "--batch-size=64"], "give --batch-size to compare itself"),
-    (["compare", "mlp", "--steps", "0"], "expected 1 or more, got 0"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["compare", "resnet"], "unknown workload 'resnet'"),
+        (["compare", "mlp", "--steps", "2", "--warmup", "2"], "leaves nothing after --warmup"),
+        (["compare", "mlp", "--", "--device", "cpu"], "compare chooses --device itself"),
+        (["compare", "mlp", "--", "--steps", "3"], "give --steps to compare itself"),
+        (["compare", "mlp", "--", "--batch-size=64"], "give --batch-size to compare itself"),
+        (["compare", "mlp", "--steps", "0"], "expected 1 or more, got 0"),
+    ],
+)
 def test_bad_input_is_one_line(argv, words):
-    out = subprocess.run([sys.executable, "-m", "gputop", *argv], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run([sys.executable, "-m", "gputop", *argv], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.count("\n") == 1 and words in out.stderr and "Traceback" not in out.stderr
 
@@ -154,12 +166,12 @@ def test_pinned_sizes_are_the_scripts_cpu_defaults():
     """Both devices run the model the CPU defaults describe (the CUDA defaults are bigger)."""
     for name in compare.SAME_SIZE:
         tree = ast.parse((ROOT / "workloads" / f"{name}.py").read_text())
-        defaults = next(kw.value for node in ast.walk(tree) if isinstance(node, ast.Call)
-                        for kw in node.keywords if kw.arg == "cpu_defaults")
+        defaults = next(
+            kw.value for node in ast.walk(tree) if isinstance(node, ast.Call) for kw in node.keywords if kw.arg == "cpu_defaults"
+        )
         cpu = {kw.arg: ast.literal_eval(kw.value) for kw in defaults.keywords}
         assert cpu.pop("batch_size") == compare.SAME_BATCH[name]
         cpu.pop("steps")
         pinned = compare.SAME_SIZE[name]
-        expected = tuple(x for key, value in cpu.items()
-                         for x in (f"--{key.replace('_', '-')}", str(value)))
+        expected = tuple(x for key, value in cpu.items() for x in (f"--{key.replace('_', '-')}", str(value)))
         assert pinned == expected, name

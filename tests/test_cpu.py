@@ -32,6 +32,7 @@ class FakeClock:
 
 # --- utilization -------------------------------------------------------------------------------
 
+
 @pytest.mark.unit
 def test_busy_total_counts_iowait_as_idle_and_guest_inside_user():
     assert cpu_mod._busy_total(times(user=30, idle=60, iowait=10, guest=5)) == (30, 100)
@@ -102,6 +103,7 @@ def test_real_sample_is_sane():
 
 # --- /proc/stat --------------------------------------------------------------------------------
 
+
 def _stat_text(cores):
     lines = ["cpu  9 9 9 9 9 9 9 9 0 0"]
     lines += [f"cpu{i} " + " ".join(str(v) for v in fields) for i, fields in enumerate(cores)]
@@ -112,9 +114,11 @@ def _stat_text(cores):
 @pytest.mark.unit
 def test_proc_stat_counts_as_psutil_does(tmp_path):
     """iowait is idle, steal is busy, guest (inside user already) is not added again."""
-    cores = [(30, 0, 10, 50, 10, 0, 0, 0, 5, 0),  # user nice system idle iowait irq softirq steal guest guest_nice
-             (1, 2, 3, 4, 5, 6, 7, 8, 9, 10),
-             (0, 0, 0, 100, 0, 0, 0, 0, 0, 0)]
+    cores = [
+        (30, 0, 10, 50, 10, 0, 0, 0, 5, 0),  # user nice system idle iowait irq softirq steal guest guest_nice
+        (1, 2, 3, 4, 5, 6, 7, 8, 9, 10),
+        (0, 0, 0, 100, 0, 0, 0, 0, 0, 0),
+    ]
     path = tmp_path / "stat"
     path.write_text(_stat_text(cores))
     stat = cpu_mod._ProcStat.open(str(path))
@@ -199,11 +203,13 @@ def test_core_freqs(monkeypatch, reading, expected):
 def test_core_freqs_not_implemented(monkeypatch):
     def boom(percpu=False):
         raise NotImplementedError("can't find current frequency file")
+
     monkeypatch.setattr(cpu_mod.psutil, "cpu_freq", boom)
     assert cpu_mod._core_freqs(2) == (None, None)
 
 
 # --- RAPL package power ------------------------------------------------------------------------
+
 
 def _domain(root, entry, name, energy_uj, max_range=1_000_000_000):
     d = root / entry
@@ -300,6 +306,7 @@ def test_rapl_read_failing_mid_run_gives_none_then_recovers(powercap, deny_energ
 
 
 # --- processes ---------------------------------------------------------------------------------
+
 
 @pytest.mark.unit
 def test_describe_own_process_and_cpu_pct_none_on_first_sight():

@@ -20,35 +20,70 @@ from gputop.model import CpuSample, GpuInfo, GpuSample, Sample
 
 TS_NS = 1_700_000_000_123_456_789
 PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool not installed (apt-get install -y prometheus)")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install -y prometheus)")
 
 
 def info(index: int = 0, **kw) -> GpuInfo:
-    base = dict(index=index, name="NVIDIA H100 80GB HBM3", uuid=f"GPU-{index:08d}-aaaa",
-                pci_bus_id=f"00000000:{0x18 + index:02X}:00.0", architecture="Hopper", sm_count=132,
-                mem_bus_width_bits=5120, max_mem_clock_mhz=2619, peak_dram_bw_bytes_per_s=3.35e12,
-                driver_version="550.54.15", cuda_version="12.4", gpm_supported=True)
+    base = dict(
+        index=index,
+        name="NVIDIA H100 80GB HBM3",
+        uuid=f"GPU-{index:08d}-aaaa",
+        pci_bus_id=f"00000000:{0x18 + index:02X}:00.0",
+        architecture="Hopper",
+        sm_count=132,
+        mem_bus_width_bits=5120,
+        max_mem_clock_mhz=2619,
+        peak_dram_bw_bytes_per_s=3.35e12,
+        driver_version="550.54.15",
+        cuda_version="12.4",
+        gpm_supported=True,
+    )
     base.update(kw)
     return GpuInfo(**base)
 
 
 def full_gpu(index: int = 0, **kw) -> GpuSample:
     """Every metric present (energy a counter, clock reasons two words)."""
-    base = dict(gpu_util_pct=85.0, mem_busy_pct=45.0, sm_active_pct=75.0, sm_occupancy_pct=40.0,
-                tensor_active_pct=35.0, dram_bw_util_pct=55.0, fp16_active_pct=12.0,
-                fp32_active_pct=20.0, fp64_active_pct=6.0, dram_bw_bytes_per_s=1.8425e12,
-                mem_used_bytes=60 * 2**30, mem_total_bytes=80 * 2**30, power_w=520.0,
-                power_limit_w=700.0, energy_j=123456.789, sm_clock_mhz=1755, mem_clock_mhz=2619,
-                temp_c=48.0, fan_pct=30.0, pstate=0, clock_event_reasons=("sw_power_cap", "sync_boost"),
-                pcie_tx_bytes_per_s=1.5e9, pcie_rx_bytes_per_s=4e9, nvlink_tx_bytes_per_s=1.5e11,
-                nvlink_rx_bytes_per_s=1.4e11)
+    base = dict(
+        gpu_util_pct=85.0,
+        mem_busy_pct=45.0,
+        sm_active_pct=75.0,
+        sm_occupancy_pct=40.0,
+        tensor_active_pct=35.0,
+        dram_bw_util_pct=55.0,
+        fp16_active_pct=12.0,
+        fp32_active_pct=20.0,
+        fp64_active_pct=6.0,
+        dram_bw_bytes_per_s=1.8425e12,
+        mem_used_bytes=60 * 2**30,
+        mem_total_bytes=80 * 2**30,
+        power_w=520.0,
+        power_limit_w=700.0,
+        energy_j=123456.789,
+        sm_clock_mhz=1755,
+        mem_clock_mhz=2619,
+        temp_c=48.0,
+        fan_pct=30.0,
+        pstate=0,
+        clock_event_reasons=("sw_power_cap", "sync_boost"),
+        pcie_tx_bytes_per_s=1.5e9,
+        pcie_rx_bytes_per_s=4e9,
+        nvlink_tx_bytes_per_s=1.5e11,
+        nvlink_rx_bytes_per_s=1.4e11,
+    )
     base.update(kw)
     return GpuSample(info(index), **base)
 
 
-CPU = CpuSample(cpu_util_pct=50.0, core_util_pct=(100.0, 0.0, 50.0), core_freq_mhz=(3000.0, None, 2500.0),
-                cpu_power_w=None, ram_used_bytes=10**9, ram_total_bytes=2 * 10**9, load1=0.5)
+CPU = CpuSample(
+    cpu_util_pct=50.0,
+    core_util_pct=(100.0, 0.0, 50.0),
+    core_freq_mhz=(3000.0, None, 2500.0),
+    cpu_power_w=None,
+    ram_used_bytes=10**9,
+    ram_total_bytes=2 * 10**9,
+    load1=0.5,
+)
 
 
 def scrape(*samples: Sample, hostname: str = "node1") -> tuple[str, dict]:
@@ -137,11 +172,9 @@ def test_names_labels_and_units_of_a_full_sample():
 
 @pytest.mark.unit
 def test_none_is_no_series_never_zero():
-    gpu = GpuSample(info(0), gpu_util_pct=10.0, power_w=None, fan_pct=None, energy_j=None,
-                    clock_event_reasons=None)
+    gpu = GpuSample(info(0), gpu_util_pct=10.0, power_w=None, fan_pct=None, energy_j=None, clock_event_reasons=None)
     _, fam = scrape(Sample(TS_NS, CPU, (gpu, full_gpu(1))))
-    assert series(fam, "gputop_gpu_power_watts").keys() == {k for k in series(fam, "gputop_gpu_power_watts")
-                                                            if ("gpu", "1") in k}
+    assert series(fam, "gputop_gpu_power_watts").keys() == {k for k in series(fam, "gputop_gpu_power_watts") if ("gpu", "1") in k}
     assert len(series(fam, "gputop_gpu_power_watts")) == 1
     assert [dict(k)["gpu"] for k in series(fam, "gputop_gpu_energy_joules_total")] == ["1"]
     assert [dict(k)["gpu"] for k in series(fam, "gputop_gpu_clock_event_reasons_active")] == ["1"]
@@ -221,8 +254,7 @@ def test_promtool_accepts_the_exposition():
     ]
     for s in samples:
         text, _ = scrape(s)
-        out = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
-                             text=True, timeout=30)
+        out = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -230,8 +262,10 @@ def test_promtool_accepts_the_exposition():
 def test_exporter_module_imports_neither_textual_nor_torch():
     import sys
 
-    code = ("import sys, gputop.commands.exporter, gputop.commands.serve\n"
-            "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {'textual', 'torch', 'pynvml'})))")
+    code = (
+        "import sys, gputop.commands.exporter, gputop.commands.serve\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {'textual', 'torch', 'pynvml'})))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
     assert exporter.PREFIX == "gputop_"
@@ -255,8 +289,7 @@ def test_dashboard_uses_only_exported_names_and_has_its_variables():
     assert {"hostname", "gpu"} <= variables.keys()
     exposed = set()
     cpu_with_rapl = dataclasses.replace(CPU, cpu_power_w=65.0)
-    for s in (Sample(TS_NS, cpu_with_rapl, (full_gpu(0), GpuSample(info(1), lost=True))),
-              Sample(TS_NS, CPU, (), gpu_unavailable="none")):
+    for s in (Sample(TS_NS, cpu_with_rapl, (full_gpu(0), GpuSample(info(1), lost=True))), Sample(TS_NS, CPU, (), gpu_unavailable="none")):
         _, fam = scrape(s)
         exposed |= {x.name for f in fam.values() for x in f.samples}
     used = {n for e in _dashboard_exprs() for n in re.findall(r"gputop_[a-z0-9_]+", e)}
@@ -269,9 +302,18 @@ def test_dashboard_uses_only_exported_names_and_has_its_variables():
 @pytest.mark.e2e
 @needs_promtool
 def test_dashboard_queries_are_valid_promql(tmp_path):
-    rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard:q{i}", "expr": e.replace("$hostname", ".*").replace("$gpu", ".*")}
-        for i, e in enumerate(_dashboard_exprs()) if not e.startswith("label_values(")]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:q{i}", "expr": e.replace("$hostname", ".*").replace("$gpu", ".*")}
+                    for i, e in enumerate(_dashboard_exprs())
+                    if not e.startswith("label_values(")
+                ],
+            }
+        ]
+    }
     path = tmp_path / "rules.yml"
     path.write_text(json.dumps(rules))  # JSON is YAML
     out = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True, timeout=30)

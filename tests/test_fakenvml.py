@@ -24,6 +24,7 @@ GPUTOP_SOURCES = pathlib.Path(__file__).resolve().parents[1] / "gputop" / "sourc
 
 # ---------------------------------------------------------------------------------- conformance
 
+
 def test_every_symbol_the_fake_offers_is_one_pynvml_requests():
     assert len(REQUESTED) > 300  # the regex still finds pynvml's symbol requests
     assert fakenvml.IMPLEMENTED <= REQUESTED, sorted(fakenvml.IMPLEMENTED - REQUESTED)
@@ -73,6 +74,7 @@ def test_callables_take_attribute_assignment(fake_nvml):
 
 
 # ------------------------------------------------------------------------------------ round trip
+
 
 def test_init_count_handles_and_identity(fake_nvml):
     fake = fake_nvml([H100_SXM, A100_SXM, CONSUMER])
@@ -177,8 +179,9 @@ def test_consumer_board_has_a_fan_and_no_nvlink(fake_nvml):
     pynvml.nvmlInit()
     h = pynvml.nvmlDeviceGetHandleByIndex(0)
     assert pynvml.nvmlDeviceGetFanSpeed(h) == 38
-    values = pynvml.nvmlDeviceGetFieldValues(h, [(pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, 0xFFFFFFFF),
-                                                 pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT])
+    values = pynvml.nvmlDeviceGetFieldValues(
+        h, [(pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, 0xFFFFFFFF), pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT]
+    )
     assert [v.nvmlReturn for v in values] == [pynvml.NVML_ERROR_NOT_SUPPORTED] * 2
     assert pynvml.nvmlDeviceGetCurrentClocksEventReasons(h) == pynvml.nvmlClocksEventReasonGpuIdle
 
@@ -187,13 +190,16 @@ def test_field_values_count_nvlink_and_pcie_traffic(fake_nvml):
     fake = fake_nvml()
     pynvml.nvmlInit()
     h = pynvml.nvmlDeviceGetHandleByIndex(0)
-    ids = [(pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, 0xFFFFFFFF),
-           (pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX, 0xFFFFFFFF),
-           (pynvml.NVML_FI_DEV_PCIE_COUNT_TX_BYTES, 0), (pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT, 0),
-           (pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, 99), (5000, 0)]
+    ids = [
+        (pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, 0xFFFFFFFF),
+        (pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX, 0xFFFFFFFF),
+        (pynvml.NVML_FI_DEV_PCIE_COUNT_TX_BYTES, 0),
+        (pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT, 0),
+        (pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, 99),
+        (5000, 0),
+    ]
     first = pynvml.nvmlDeviceGetFieldValues(h, ids)
-    assert [v.nvmlReturn for v in first] == [0, 0, 0, 0, pynvml.NVML_ERROR_INVALID_ARGUMENT,
-                                             pynvml.NVML_ERROR_INVALID_ARGUMENT]
+    assert [v.nvmlReturn for v in first] == [0, 0, 0, 0, pynvml.NVML_ERROR_INVALID_ARGUMENT, pynvml.NVML_ERROR_INVALID_ARGUMENT]
     assert first[3].valueType == pynvml.NVML_VALUE_TYPE_UNSIGNED_INT and first[3].value.uiVal == 18
     assert first[0].valueType == pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
     fake.advance(10.0)  # a whole period: the mean rate is the base rate
@@ -237,10 +243,16 @@ def test_gpm_metrics_between_two_samples(fake_nvml):
     s1, s2 = pynvml.nvmlGpmSampleAlloc(), pynvml.nvmlGpmSampleAlloc()
     with pytest.raises(pynvml.NVMLError_NotSupported):
         pynvml.nvmlGpmSampleGet(a100, s1)
-    wanted = [pynvml.NVML_GPM_METRIC_SM_UTIL, pynvml.NVML_GPM_METRIC_SM_OCCUPANCY,
-              pynvml.NVML_GPM_METRIC_ANY_TENSOR_UTIL, pynvml.NVML_GPM_METRIC_DRAM_BW_UTIL,
-              pynvml.NVML_GPM_METRIC_FP16_UTIL, pynvml.NVML_GPM_METRIC_FP32_UTIL,
-              pynvml.NVML_GPM_METRIC_FP64_UTIL, pynvml.NVML_GPM_METRIC_NVDEC_0_UTIL]
+    wanted = [
+        pynvml.NVML_GPM_METRIC_SM_UTIL,
+        pynvml.NVML_GPM_METRIC_SM_OCCUPANCY,
+        pynvml.NVML_GPM_METRIC_ANY_TENSOR_UTIL,
+        pynvml.NVML_GPM_METRIC_DRAM_BW_UTIL,
+        pynvml.NVML_GPM_METRIC_FP16_UTIL,
+        pynvml.NVML_GPM_METRIC_FP32_UTIL,
+        pynvml.NVML_GPM_METRIC_FP64_UTIL,
+        pynvml.NVML_GPM_METRIC_NVDEC_0_UTIL,
+    ]
 
     def metrics(first, second):
         request = pynvml.c_nvmlGpmMetricsGet_t()
@@ -250,7 +262,7 @@ def test_gpm_metrics_between_two_samples(fake_nvml):
         for i, metric_id in enumerate(wanted):
             request.metrics[i].metricId = metric_id
         pynvml.nvmlGpmMetricsGet(request)
-        return [(m.nvmlReturn, round(m.value, 6)) for m in request.metrics[:len(wanted)]]
+        return [(m.nvmlReturn, round(m.value, 6)) for m in request.metrics[: len(wanted)]]
 
     pynvml.nvmlGpmSampleGet(h100, s1)
     fake.advance(10.0)  # a whole period: every metric is its profile's base value
@@ -270,6 +282,7 @@ def test_gpm_metrics_between_two_samples(fake_nvml):
 
 
 # --------------------------------------------------------------------------------- faults, drivers
+
 
 def test_error_injection(fake_nvml):
     fake = fake_nvml([H100_SXM, H100_SXM])
@@ -318,12 +331,14 @@ def test_old_driver_lacks_the_newer_symbols(fake_nvml):
     pynvml.nvmlInit()
     h = pynvml.nvmlDeviceGetHandleByIndex(0)
     assert pynvml.nvmlSystemGetDriverVersion() == "470.223.02"
-    for call, args in [(pynvml.nvmlDeviceGetComputeRunningProcesses_v3, ()),
-                       (pynvml.nvmlDeviceGetMemoryInfo, (pynvml.nvmlMemory_v2,)),
-                       (pynvml.nvmlDeviceGetCurrentClocksEventReasons, ()),
-                       (pynvml.nvmlGpmQueryDeviceSupport, ()),
-                       (pynvml.nvmlDeviceGetTemperatureV, (pynvml.NVML_TEMPERATURE_GPU,)),
-                       (pynvml.nvmlDeviceGetNumGpuCores, ())]:
+    for call, args in [
+        (pynvml.nvmlDeviceGetComputeRunningProcesses_v3, ()),
+        (pynvml.nvmlDeviceGetMemoryInfo, (pynvml.nvmlMemory_v2,)),
+        (pynvml.nvmlDeviceGetCurrentClocksEventReasons, ()),
+        (pynvml.nvmlGpmQueryDeviceSupport, ()),
+        (pynvml.nvmlDeviceGetTemperatureV, (pynvml.NVML_TEMPERATURE_GPU,)),
+        (pynvml.nvmlDeviceGetNumGpuCores, ()),
+    ]:
         with pytest.raises(pynvml.NVMLError_FunctionNotFound):
             call(h, *args)
     with pytest.raises(pynvml.NVMLError_FunctionNotFound):
@@ -350,11 +365,14 @@ def test_mig_parent_device(fake_nvml):
         pynvml.nvmlDeviceGetUtilizationRates(h)
 
 
-@pytest.mark.parametrize("spec, error", [
-    ("none:driver_not_loaded", pynvml.NVMLError_DriverNotLoaded),
-    ("H100_SXM:no_permission", pynvml.NVMLError_NoPermission),
-    ("none:library_not_found", pynvml.NVMLError_LibraryNotFound),
-])
+@pytest.mark.parametrize(
+    "spec, error",
+    [
+        ("none:driver_not_loaded", pynvml.NVMLError_DriverNotLoaded),
+        ("H100_SXM:no_permission", pynvml.NVMLError_NoPermission),
+        ("none:library_not_found", pynvml.NVMLError_LibraryNotFound),
+    ],
+)
 def test_init_failures(fake_nvml, spec, error):
     fake_nvml(spec)
     with pytest.raises(error):
@@ -380,6 +398,7 @@ def test_fixture_restores_pynvml(fake_nvml):
 
 
 # ------------------------------------------------------------------------------------------- spec
+
 
 def test_parse_spec():
     devices, driver = fakenvml.parse_spec("H100_SXM*2,a100_sxm+lost_after=3+mig_enabled=1:old_driver")

@@ -8,19 +8,35 @@ from gputop.view.history import History, core_key, cpu_key, flatten, gpu_key, wo
 
 pytestmark = pytest.mark.unit
 
-INFO = GpuInfo(index=0, name="H100", uuid="GPU-0", pci_bus_id="0000:01:00.0", architecture="Hopper",
-               sm_count=132, mem_bus_width_bits=5120, max_mem_clock_mhz=2619,
-               peak_dram_bw_bytes_per_s=3.35e12, driver_version="550", cuda_version="12.4")
+INFO = GpuInfo(
+    index=0,
+    name="H100",
+    uuid="GPU-0",
+    pci_bus_id="0000:01:00.0",
+    architecture="Hopper",
+    sm_count=132,
+    mem_bus_width_bits=5120,
+    max_mem_clock_mhz=2619,
+    peak_dram_bw_bytes_per_s=3.35e12,
+    driver_version="550",
+    cuda_version="12.4",
+)
 
 
 def cpu(util=10.0, cores=(10.0, 10.0)):
-    return CpuSample(cpu_util_pct=util, core_util_pct=cores, core_freq_mhz=(2000.0, None),
-                     cpu_power_w=None, ram_used_bytes=1 << 30, ram_total_bytes=1 << 32, load1=0.5)
+    return CpuSample(
+        cpu_util_pct=util,
+        core_util_pct=cores,
+        core_freq_mhz=(2000.0, None),
+        cpu_power_w=None,
+        ram_used_bytes=1 << 30,
+        ram_total_bytes=1 << 32,
+        load1=0.5,
+    )
 
 
 def gpu(sm=50.0, **kw):
-    return GpuSample(info=INFO, sm_active_pct=sm, power_w=300.0, pstate=0,
-                     clock_event_reasons=("sw_power_cap",), **kw)
+    return GpuSample(info=INFO, sm_active_pct=sm, power_w=300.0, pstate=0, clock_event_reasons=("sw_power_cap",), **kw)
 
 
 def sample(t, util=10.0, gpus=()):

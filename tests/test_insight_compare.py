@@ -28,8 +28,9 @@ def plain_args(script: str, *run_args: str, as_json: bool = False):
 
 @pytest.mark.e2e
 def test_a_script_that_never_imports_torch_is_refused_up_front():
-    done = subprocess.run([sys.executable, "-m", "gputop", "compare", str(SCRIPTS / "no_torch.py")],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "gputop", "compare", str(SCRIPTS / "no_torch.py")], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "imports only the standard library, never torch" in done.stderr
     assert "argv" not in done.stderr  # it was not run
@@ -53,7 +54,12 @@ def test_the_cpu_run_hides_the_gpus():
 def test_a_usual_script_is_measured_from_its_detected_steps():
     pytest.importorskip("torch")
     out = io.StringIO()
-    assert compare.run(plain_args("adamw.py", as_json=True), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO())) == 0
+    assert (
+        compare.run(
+            plain_args("adamw.py", as_json=True), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=io.StringIO())
+        )
+        == 0
+    )
     report = json.loads(out.getvalue())
     assert report["steps"] is None and report["steps_seen"]["cpu"] == 7 and report["steps_source"] == "auto"
     assert report["cpu"]["steps_measured"] == 6 and report["cpu"]["step_s_median"] > 0  # warm-up 1
@@ -69,12 +75,36 @@ def _state(report):
     """A minimal final state for to_text (the JSON already holds every figure it prints)."""
     from gputop.model import WorkloadState
 
-    return WorkloadState(name="adamw.py", argv=(), pid=1, status="ok", returncode=0, started_ns=0, ended_ns=1,
-                         events=True, device="cpu", device_name=None, precision=None, batch_size=None,
-                         sample_unit="samples", flops_per_step=None, peak_flops=None, peak_flops_source=None,
-                         steps_planned=None, step=7, samples_per_s=None, tflops=None, mfu_pct=None, loss=None,
-                         losses=(), joules_per_step=None, recent_steps=(), error=None, pids=frozenset(),
-                         output_tail=())
+    return WorkloadState(
+        name="adamw.py",
+        argv=(),
+        pid=1,
+        status="ok",
+        returncode=0,
+        started_ns=0,
+        ended_ns=1,
+        events=True,
+        device="cpu",
+        device_name=None,
+        precision=None,
+        batch_size=None,
+        sample_unit="samples",
+        flops_per_step=None,
+        peak_flops=None,
+        peak_flops_source=None,
+        steps_planned=None,
+        step=7,
+        samples_per_s=None,
+        tflops=None,
+        mfu_pct=None,
+        loss=None,
+        losses=(),
+        joules_per_step=None,
+        recent_steps=(),
+        error=None,
+        pids=frozenset(),
+        output_tail=(),
+    )
 
 
 @pytest.mark.e2e
@@ -83,8 +113,10 @@ def test_a_torch_script_whose_steps_are_not_seen_runs_once_and_says_so():
     out, err = io.StringIO(), io.StringIO()
     assert compare.run(plain_args("no_steps.py"), Environment.of("compare", sampler=PowerSampler(), stdout=out, stderr=err)) == 1
     assert out.getvalue() == ""
-    assert err.getvalue() == ("gputop compare: error: no_steps.py ran on the CPU and no training step of it "
-                              "was seen (no torch optimizer stepped, no backward): nothing to compare\n")
+    assert err.getvalue() == (
+        "gputop compare: error: no_steps.py ran on the CPU and no training step of it "
+        "was seen (no torch optimizer stepped, no backward): nothing to compare\n"
+    )
 
 
 @pytest.mark.e2e
@@ -100,9 +132,9 @@ def test_a_failed_cpu_run_is_not_blamed_on_the_gpu():
 
 # ---- a module, as python -m runs it (issue #11.6) --------------------------------------------
 
+
 def _compare(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gputop", "compare", *argv], capture_output=True,
-                          text=True, timeout=180, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "gputop", "compare", *argv], capture_output=True, text=True, timeout=180, cwd=cwd)
 
 
 @pytest.mark.e2e
@@ -122,10 +154,12 @@ def test_a_module_that_never_imports_torch_or_is_not_there_is_one_line(tmp_path)
     (tmp_path / "stdpkg").mkdir()
     (tmp_path / "stdpkg" / "__init__.py").write_text("")
     (tmp_path / "stdpkg" / "__main__.py").write_text("import json\nprint(json.dumps(1))\n")
-    for argv, words in ((("-m", "stdpkg"), "stdpkg imports only the standard library, never torch"),
-                        (("-m stdpkg",), "stdpkg imports only the standard library, never torch"),
-                        (("-m", "nothere.train"), "no module named 'nothere'"),
-                        (("--json", "-m"), "-m wants a module name such as pkg.train")):
+    for argv, words in (
+        (("-m", "stdpkg"), "stdpkg imports only the standard library, never torch"),
+        (("-m stdpkg",), "stdpkg imports only the standard library, never torch"),
+        (("-m", "nothere.train"), "no module named 'nothere'"),
+        (("--json", "-m"), "-m wants a module name such as pkg.train"),
+    ):
         done = _compare(*argv, cwd=tmp_path)
         assert done.returncode == 2 and done.stdout == "", argv
         assert done.stderr.count("\n") == 1 and words in done.stderr, (argv, done.stderr)

@@ -23,8 +23,18 @@ def line(**e) -> bytes:
 
 def test_an_auto_step_may_lack_samples_and_carries_its_data_waits():
     r = EventReader("train.py")
-    step = r.feed(line(event="step", step=1, samples=None, loss=None, wall_s=0.5, source="auto",
-                       data_wait_s=0.2, waits=[[900_000_000, 200_000_000], ["x", 1]]))
+    step = r.feed(
+        line(
+            event="step",
+            step=1,
+            samples=None,
+            loss=None,
+            wall_s=0.5,
+            source="auto",
+            data_wait_s=0.2,
+            waits=[[900_000_000, 200_000_000], ["x", 1]],
+        )
+    )
     assert isinstance(step, WorkloadStep)
     assert step.samples is None and step.source == "auto" and step.data_wait_s == 0.2
     assert step.waits == ((900_000_000, 200_000_000),)  # the malformed pair left out
@@ -75,6 +85,7 @@ def test_the_batch_size_is_the_first_dimension_of_the_first_tensor():
     class T:
         def __init__(self, *shape):
             self.shape = shape
+
     assert hook._batch_size(T(8, 3)) == 8
     assert hook._batch_size((T(4, 2), T(4))) == 4 and hook._batch_size([[T(2)]]) == 2
     assert hook._batch_size({"input_ids": T(16, 128), "labels": T(16)}) == 16
@@ -97,8 +108,7 @@ def test_a_module_target_is_run_with_python_m(tmp_path):
         resolve("-m nothere.train", str(tmp_path))
     with pytest.raises(WorkloadError, match="a module name"):
         resolve("-m pkg/train", str(tmp_path))
-    assert run_module(["record", "--out", "t.json", "--run", "-m", "pkg.train"]) == [
-        "record", "--out", "t.json", "--run", "-m pkg.train"]
+    assert run_module(["record", "--out", "t.json", "--run", "-m", "pkg.train"]) == ["record", "--out", "t.json", "--run", "-m pkg.train"]
     assert run_module(["compare", "-m", "pkg.train", "--steps", "3"]) == ["compare", "-m pkg.train", "--steps", "3"]
     # "compare" as a value or as the workload's own word is not the command
     argv = ["record", "--out", "t.json", "--run", "tool.py", "--", "compare", "-m", "x"]

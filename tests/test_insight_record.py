@@ -25,8 +25,7 @@ SCRIPTS = pathlib.Path(__file__).resolve().parent / "insight_scripts"
 def slow_loader(tmp_path_factory) -> tuple[pathlib.Path, object]:
     pytest.importorskip("torch")
     out = tmp_path_factory.mktemp("rec") / "t.json"
-    done = gputop("record", "--out", str(out), "--interval", "0.2", "--run", str(SCRIPTS / "slow_loader.py"),
-                  timeout=240)
+    done = gputop("record", "--out", str(out), "--interval", "0.2", "--run", str(SCRIPTS / "slow_loader.py"), timeout=240)
     assert done.returncode == 0, done.stderr
     return out, done
 
@@ -81,8 +80,7 @@ def test_report_gives_the_rates_the_data_wait_and_the_verdict(slow_loader):
 
 def test_quiet_keeps_the_output_out_of_the_terminal_but_in_the_trace(tmp_path):
     out = tmp_path / "t.json"
-    done = gputop("record", "--out", str(out), "--interval", "0.2", "--quiet", "--run",
-                  str(SCRIPTS / "no_torch.py"), "--", "--x")
+    done = gputop("record", "--out", str(out), "--interval", "0.2", "--quiet", "--run", str(SCRIPTS / "no_torch.py"), "--", "--x")
     assert done.returncode == 1  # its own exit code 3 is a failure
     assert "argv" not in done.stdout and "to stderr" not in done.stderr.splitlines()[:-1]
     loaded = trace.load(out)

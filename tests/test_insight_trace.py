@@ -15,18 +15,28 @@ pytestmark = pytest.mark.unit
 
 
 def auto(k: int, end: int, wall_ns: int, waits=()) -> WorkloadStep:
-    return WorkloadStep(step=k, samples=None, loss=None, wall_s=wall_ns / 1e9, ts_ns=end, source="auto",
-                        data_wait_s=sum(d for _, d in waits) / 1e9, waits=tuple(waits))
+    return WorkloadStep(
+        step=k,
+        samples=None,
+        loss=None,
+        wall_s=wall_ns / 1e9,
+        ts_ns=end,
+        source="auto",
+        data_wait_s=sum(d for _, d in waits) / 1e9,
+        waits=tuple(waits),
+    )
 
 
 def test_touching_steps_and_their_waits_are_valid_nested_slices(tmp_path):
     # step 2 begins exactly where step 1 ended, at a time with sub-microsecond digits
     e1 = T0 + 10_000_123
     e2 = e1 + 2_000_777
-    items = [auto(1, e1, 10_000_000, [(e1 - 9_000_000, 4_000_000)]),
-             # a wait that began before its step as drawn: clipped to it
-             auto(2, e2, 2_000_777, [(e1 - 500, 1_000_000)]),
-             WorkloadMark("output", e2, name="stdout", args={"line": "epoch 1"})]
+    items = [
+        auto(1, e1, 10_000_000, [(e1 - 9_000_000, 4_000_000)]),
+        # a wait that began before its step as drawn: clipped to it
+        auto(2, e2, 2_000_777, [(e1 - 500, 1_000_000)]),
+        WorkloadMark("output", e2, name="stdout", args={"line": "epoch 1"}),
+    ]
     text = write_with_workload(tmp_path / "t.json", items).read_text()
     traceval.assert_valid(text, strict=True)
     loaded = trace.load(tmp_path / "t.json")

@@ -12,19 +12,36 @@ from tui_fixtures import T0_NS, FakeWorkload, screen_text, silent, started, unti
 
 pytestmark = pytest.mark.tui
 
-JOB = JobUsage(cpu_pct=190.0, main_thread_cpu_pct=98.0, main_thread_busy_pct=99.0, busy_pct=195.0,
-               rss_bytes=2 << 30, cores=frozenset({0, 1}),
-               processes=(JobProcess(4242, "python", "main", 98.0, 12, 1 << 30, frozenset({0})),
-                          JobProcess(4250, "python", "worker", 46.0, 1, 1 << 29, frozenset({1})),
-                          JobProcess(4251, "python", "worker", 46.0, 1, 1 << 29, frozenset({1}))))
-STEPS = tuple(WorkloadStep(step=k, samples=None, loss=None, wall_s=0.1 if k < 10 else 0.3, ts_ns=T0_NS + k,
-                           source="auto", data_wait_s=0.06) for k in range(1, 11))
+JOB = JobUsage(
+    cpu_pct=190.0,
+    main_thread_cpu_pct=98.0,
+    main_thread_busy_pct=99.0,
+    busy_pct=195.0,
+    rss_bytes=2 << 30,
+    cores=frozenset({0, 1}),
+    processes=(
+        JobProcess(4242, "python", "main", 98.0, 12, 1 << 30, frozenset({0})),
+        JobProcess(4250, "python", "worker", 46.0, 1, 1 << 29, frozenset({1})),
+        JobProcess(4251, "python", "worker", 46.0, 1, 1 << 29, frozenset({1})),
+    ),
+)
+STEPS = tuple(
+    WorkloadStep(step=k, samples=None, loss=None, wall_s=0.1 if k < 10 else 0.3, ts_ns=T0_NS + k, source="auto", data_wait_s=0.06)
+    for k in range(1, 11)
+)
 
 
 def detected(**overrides):
-    values = dict(events=True, step=10, device="cpu", recent_steps=STEPS, steps_source="auto",
-                  data_wait_share=0.62, job=JOB,
-                  verdict=Verdict("input_bound", "62 % of each step waits for the DataLoader", "Try num_workers=4"))
+    values = dict(
+        events=True,
+        step=10,
+        device="cpu",
+        recent_steps=STEPS,
+        steps_source="auto",
+        data_wait_share=0.62,
+        job=JOB,
+        verdict=Verdict("input_bound", "62 % of each step waits for the DataLoader", "Try num_workers=4"),
+    )
     values.update(overrides)
     return silent(**values)
 
@@ -68,8 +85,7 @@ async def test_a_job_far_from_its_gpu_is_warned_of_and_a_near_one_is_not():
     far = placement.place(board, (0,), "processes", {0: 3.0, 1: 2.0})
     near = placement.place(board, (0,), "processes", {4: 3.0, 1: 1.0})
     assert far is not None and far.warning and near is not None and near.warning is None
-    for state, shown in ((detected(placement=far), True), (detected(placement=near), False),
-                         (detected(placement=None), False)):
+    for state, shown in ((detected(placement=far), True), (detected(placement=near), False), (detected(placement=None), False)):
         app = workload_app(FakeWorkload(state))
         async with app.run_test(size=(160, 50)) as pilot:
             await started(pilot)

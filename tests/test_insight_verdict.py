@@ -22,16 +22,22 @@ def test_too_few_steps_after_warm_up_is_unknown():
 
 
 def test_input_bound_says_how_much_waits_and_what_to_try():
-    v = decide(Signals(steps=10, data_wait_share=0.62, loader_workers=4, workers_cpu_pct=390,
-                       cores=16, idle_cores=12.2, gpu_sm_active_pct=18, **GPU))
+    v = decide(
+        Signals(
+            steps=10, data_wait_share=0.62, loader_workers=4, workers_cpu_pct=390, cores=16, idle_cores=12.2, gpu_sm_active_pct=18, **GPU
+        )
+    )
     assert v.kind == "input_bound"
-    assert v.evidence == ("62 % of each step waits for the DataLoader; its 4 workers keep 3.9 of 16 cores "
-                          "busy while 12 of 16 cores are idle; GPU0 SMs 18 % active")
+    assert v.evidence == (
+        "62 % of each step waits for the DataLoader; its 4 workers keep 3.9 of 16 cores "
+        "busy while 12 of 16 cores are idle; GPU0 SMs 18 % active"
+    )
     assert v.suggestion == "Try num_workers=16"
 
 
-@pytest.mark.parametrize("share, kind", [(verdict.INPUT_BOUND_SHARE, "input_bound"),
-                                         (verdict.INPUT_BOUND_SHARE - 0.01, "gpu_compute_bound")])
+@pytest.mark.parametrize(
+    "share, kind", [(verdict.INPUT_BOUND_SHARE, "input_bound"), (verdict.INPUT_BOUND_SHARE - 0.01, "gpu_compute_bound")]
+)
 def test_the_input_bound_threshold(share, kind):
     assert decide(Signals(steps=10, data_wait_share=share, gpu_sm_active_pct=95, **GPU)).kind == kind
 
@@ -77,16 +83,25 @@ def test_a_crowded_out_cpu_job_is_told_so_rather_than_to_shrink_its_model(got, c
 
 
 def test_every_kind_is_listed():
-    assert set(verdict.KINDS) == {"input_bound", "host_bound", "gpu_compute_bound", "gpu_memory_bound",
-                                  "gpu_idle", "cpu_compute", "unknown"}
+    assert set(verdict.KINDS) == {
+        "input_bound",
+        "host_bound",
+        "gpu_compute_bound",
+        "gpu_memory_bound",
+        "gpu_idle",
+        "cpu_compute",
+        "unknown",
+    }
 
 
 def _proc(root: Path, pid: int, ppid: int, tids: dict[int, tuple[int, int, int, int, int]]) -> None:
     """A /proc/PID with stat and tasks; tids: tid -> (utime, stime, processor, on_ns, queued_ns)."""
+
     def stat(t: int, utime: int, stime: int, cpu: int, threads: int) -> str:
         fields = ["S", str(ppid)] + ["0"] * 9 + [str(utime), str(stime)] + ["0"] * 4 + [str(threads)]
         fields += ["0"] * 3 + ["250"] + ["0"] * 14 + [str(cpu)] + ["0"] * 5
         return f"{t} (py thon) " + " ".join(fields) + "\n"
+
     base = root / str(pid)
     total = [sum(v[0] for v in tids.values()), sum(v[1] for v in tids.values())]
     (base / "task").mkdir(parents=True, exist_ok=True)
@@ -121,12 +136,10 @@ def test_job_watch_reads_cpu_threads_memory_and_cores(tmp_path):
 
 
 def test_workers_that_wait_on_io_are_told_to_double():
-    v = decide(Signals(steps=10, device="cpu", data_wait_share=0.6, loader_workers=2, workers_cpu_pct=4,
-                       cores=2, idle_cores=0))
+    v = decide(Signals(steps=10, device="cpu", data_wait_share=0.6, loader_workers=2, workers_cpu_pct=4, cores=2, idle_cores=0))
     assert v.kind == "input_bound" and v.suggestion is not None and v.suggestion.startswith("Try num_workers=4")
 
 
 def test_busy_workers_on_a_full_machine_are_told_to_make_items_cheaper():
-    v = decide(Signals(steps=10, device="cpu", data_wait_share=0.6, loader_workers=2, workers_cpu_pct=190,
-                       cores=2, idle_cores=0.1))
+    v = decide(Signals(steps=10, device="cpu", data_wait_share=0.6, loader_workers=2, workers_cpu_pct=190, cores=2, idle_cores=0.1))
     assert v.kind == "input_bound" and "cheaper" in (v.suggestion or "")

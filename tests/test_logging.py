@@ -17,8 +17,9 @@ from gputop import console
 TESTS = pathlib.Path(__file__).resolve().parent
 
 
-def gputop(*args: str, fake: str | None = None, extra_env: dict[str, str] | None = None,
-           timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def gputop(
+    *args: str, fake: str | None = None, extra_env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.pop("GPUTOP_FAKE_NVML", None)
     env.pop(console.LOG_ENV, None)
@@ -26,8 +27,7 @@ def gputop(*args: str, fake: str | None = None, extra_env: dict[str, str] | None
         env["GPUTOP_FAKE_NVML"] = fake
         env["PYTHONPATH"] = os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS), env.get("PYTHONPATH", "")])
     env.update(extra_env or {})
-    return subprocess.run([sys.executable, "-m", "gputop", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "gputop", *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 @pytest.fixture
@@ -45,8 +45,7 @@ def restore_gputop_logger():
 
 @pytest.mark.e2e
 def test_a_gpu_lost_mid_recording_is_one_warning_line(tmp_path):
-    out = gputop("record", "--out", str(tmp_path / "t.json"), "--interval", "0.1", "--duration", "1.5",
-                 fake="H100_SXM+lost_after=3")
+    out = gputop("record", "--out", str(tmp_path / "t.json"), "--interval", "0.1", "--duration", "1.5", fake="H100_SXM+lost_after=3")
     assert out.returncode == 0, out.stderr
     warnings = [line for line in out.stderr.splitlines() if ": warning: " in line]
     assert len(warnings) == 1, out.stderr
@@ -105,7 +104,9 @@ def test_under_a_full_screen_view_records_go_to_the_log_file(tmp_path, monkeypat
         handler.flush()
     lines = path.read_text().splitlines()
     assert [line.split(" ", 2)[2] for line in lines] == [
-        "WARNING gputop.sources.nvml: GPU 0 lost", "DEBUG gputop.sources.nvml: a debug line"]
+        "WARNING gputop.sources.nvml: GPU 0 lost",
+        "DEBUG gputop.sources.nvml: a debug line",
+    ]
     assert stderr.getvalue() == ""
 
 

@@ -21,15 +21,16 @@ REAL_TORCH = DATA / "torch_cpu_profile.json"  # exported by torch 2.13's profile
 
 
 def merge(*args):
-    return subprocess.run([sys.executable, "-m", "gputop", "merge", *map(str, args)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "gputop", "merge", *map(str, args)], capture_output=True, text=True, timeout=60)
 
 
 def torch_like(base_ns: int, ops: list[tuple[float, float]]) -> dict:
     """The shape torch.profiler exports: object form, ts relative to baseTimeNanoseconds."""
     events = [{"ph": "M", "name": "process_name", "pid": 4242, "tid": 0, "args": {"name": "python"}}]
-    events += [{"ph": "X", "cat": "cpu_op", "name": f"aten::mm#{i}", "pid": 4242, "tid": 4242,
-                "ts": ts, "dur": dur} for i, (ts, dur) in enumerate(ops)]
+    events += [
+        {"ph": "X", "cat": "cpu_op", "name": f"aten::mm#{i}", "pid": 4242, "tid": 4242, "ts": ts, "dur": dur}
+        for i, (ts, dur) in enumerate(ops)
+    ]
     return {"schemaVersion": 1, "traceEvents": events, "baseTimeNanoseconds": base_ns}
 
 
@@ -63,10 +64,14 @@ def test_disjoint_traces_merge_with_a_warning():
         out.unlink(missing_ok=True)
 
 
-@pytest.mark.parametrize("content, message", [
-    ("not json", "not JSON"), ('{"a": 1}', "not a chrome trace"),
-    ('{"traceEvents": [], "baseTimeNanoseconds": "x"}', "not an integer"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("not json", "not JSON"),
+        ('{"a": 1}', "not a chrome trace"),
+        ('{"traceEvents": [], "baseTimeNanoseconds": "x"}', "not an integer"),
+    ],
+)
 def test_bad_profiler_trace_is_one_line(tmp_path, content, message):
     bad = tmp_path / "bad.json"
     bad.write_text(content)
@@ -99,13 +104,14 @@ def test_real_profiler_during_a_real_recording_shares_its_clock(tmp_path):
     """The claim the merge rests on: Kineto's ts + baseTimeNanoseconds is time.time_ns()."""
     pytest.importorskip("torch")
     rec, prof, out = tmp_path / "rec.json", tmp_path / "prof.json", tmp_path / "merged.json"
-    recorder = subprocess.Popen([sys.executable, "-m", "gputop", "record", "--out", str(rec),
-                                 "--interval", "0.05", "--duration", "60"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    recorder = subprocess.Popen(
+        [sys.executable, "-m", "gputop", "record", "--out", str(rec), "--interval", "0.05", "--duration", "60"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(1.5)
-        subprocess.run([sys.executable, "-c", PROFILE, str(prof)], check=True, timeout=120,
-                       capture_output=True)
+        subprocess.run([sys.executable, "-c", PROFILE, str(prof)], check=True, timeout=120, capture_output=True)
         time.sleep(0.5)
     finally:
         recorder.terminate()
@@ -157,8 +163,7 @@ def test_a_recording_cut_before_its_first_sample_is_refused(tmp_path):
     assert done.returncode == 1 and done.stderr.startswith("gputop merge: error: ")
     assert "no complete sample" in done.stderr and len(done.stderr.splitlines()) == 1
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["cut.json"]
-    report = subprocess.run([sys.executable, "-m", "gputop", "report", str(cut)], capture_output=True,
-                            text=True, timeout=60)
+    report = subprocess.run([sys.executable, "-m", "gputop", "report", str(cut)], capture_output=True, text=True, timeout=60)
     assert report.returncode == 1 and "no complete sample" in report.stderr
 
 
@@ -177,6 +182,7 @@ def test_a_long_recording_merges_to_the_same_events(tmp_path):
     big, _, merged = merged_long(tmp_path, longtrace.build, RECORDING, None)
     source = trace.load(big)
     assert merged.samples() == source.samples()
+
     def ours(events):
         return [e for e in events if isinstance(e.get("pid"), int) and e["pid"] >= trace.CPU_PID]
 
@@ -189,7 +195,8 @@ def test_a_long_profile_is_streamed_to_the_same_events(tmp_path):
     doc = json.loads(big.read_bytes())
     base_us = doc["baseTimeNanoseconds"] / 1000
     want = [{**e, "ts": round(e["ts"] + base_us, 3)} for e in doc["traceEvents"] if e["ph"] != "M"]
-    merged = [e for e in loaded.events if e.get("ph") != "M"
-              and not (isinstance(e.get("pid"), int) and e["pid"] >= trace.CPU_PID)]  # not gputop's
+    merged = [
+        e for e in loaded.events if e.get("ph") != "M" and not (isinstance(e.get("pid"), int) and e["pid"] >= trace.CPU_PID)
+    ]  # not gputop's
     assert merged == want and len(want) > 10_000
     assert f"{len(doc['traceEvents']):,} of the profiler" in done.stdout

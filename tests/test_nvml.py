@@ -37,11 +37,14 @@ def only(src: NvmlSource) -> GpuSample:
 
 # ------------------------------------------------------------------------------------ static info
 
+
 @pytest.mark.parametrize(
     "profile, arch, sm_count, peak",
-    [(H100_SXM, "Hopper", 132, 2 * 2619e6 * 5120 / 8),  # 3.35 TB/s
-     (A100_SXM, "Ampere", 108, 2 * 1593e6 * 5120 / 8),  # GA100: 64 cores per SM
-     (CONSUMER, "Ada", 128, 2 * 10501e6 * 384 / 8)],
+    [
+        (H100_SXM, "Hopper", 132, 2 * 2619e6 * 5120 / 8),  # 3.35 TB/s
+        (A100_SXM, "Ampere", 108, 2 * 1593e6 * 5120 / 8),  # GA100: 64 cores per SM
+        (CONSUMER, "Ada", 128, 2 * 10501e6 * 384 / 8),
+    ],
 )
 def test_static_info_of_each_profile(source, profile, arch, sm_count, peak):
     fake, src = source([profile])
@@ -64,16 +67,25 @@ def test_h100_peak_bandwidth_is_3_35_tb_per_s(source):
 
 @pytest.mark.parametrize(
     "arch, cc, name, per_sm",
-    [("Ampere", (8, 0), "A100", 64), ("Ampere", (8, 6), "RTX 3090", 128), ("Ada", (8, 9), "L4", 128),
-     ("Hopper", (9, 0), "H100", 128), ("Volta", (7, 0), "V100", 64), ("Turing", (7, 5), "T4", 64),
-     ("Blackwell", (10, 0), "B200", 128), ("Ampere", None, "NVIDIA A30", 64), ("Ampere", None, "A10", 128),
-     (None, None, "mystery", None)],
+    [
+        ("Ampere", (8, 0), "A100", 64),
+        ("Ampere", (8, 6), "RTX 3090", 128),
+        ("Ada", (8, 9), "L4", 128),
+        ("Hopper", (9, 0), "H100", 128),
+        ("Volta", (7, 0), "V100", 64),
+        ("Turing", (7, 5), "T4", 64),
+        ("Blackwell", (10, 0), "B200", 128),
+        ("Ampere", None, "NVIDIA A30", 64),
+        ("Ampere", None, "A10", 128),
+        (None, None, "mystery", None),
+    ],
 )
 def test_cores_per_sm(arch, cc, name, per_sm):
     assert nvml_info._cores_per_sm(arch, cc, name) == per_sm
 
 
 # ------------------------------------------------------------------------------------- readings
+
 
 def test_h100_readings_on_the_first_tick(source):
     fake, src = source([H100_SXM])
@@ -125,15 +137,22 @@ def test_readings_follow_the_device(source):
     assert second.energy_j > first.energy_j
 
 
-@pytest.mark.parametrize("bits, words", [
-    (0, ()), (0x1, ("idle",)), (0x4 | 0x8, ("sw_power_cap", "hw_slowdown")),
-    (0x20 | 0x40, ("sw_thermal_slowdown", "hw_thermal_slowdown")), (0x1000, ("0x1000",)),
-])
+@pytest.mark.parametrize(
+    "bits, words",
+    [
+        (0, ()),
+        (0x1, ("idle",)),
+        (0x4 | 0x8, ("sw_power_cap", "hw_slowdown")),
+        (0x20 | 0x40, ("sw_thermal_slowdown", "hw_thermal_slowdown")),
+        (0x1000, ("0x1000",)),
+    ],
+)
 def test_clock_event_reasons_in_words(bits, words):
     assert nvml_query._reasons(bits) == (words,)
 
 
 # ------------------------------------------------------------------------------- rates and energy
+
 
 def test_nvlink_and_pcie_rates_from_counter_deltas(source):
     fake, src = source([H100_SXM])
@@ -141,8 +160,12 @@ def test_nvlink_and_pcie_rates_from_counter_deltas(source):
     only(src)
     t2 = fake.advance(0.5)
     s = only(src)
-    for field, counter in [("nvlink_tx_bytes_per_s", "nvlink_tx"), ("nvlink_rx_bytes_per_s", "nvlink_rx"),
-                           ("pcie_tx_bytes_per_s", "pcie_tx"), ("pcie_rx_bytes_per_s", "pcie_rx")]:
+    for field, counter in [
+        ("nvlink_tx_bytes_per_s", "nvlink_tx"),
+        ("nvlink_rx_bytes_per_s", "nvlink_rx"),
+        ("pcie_tx_bytes_per_s", "pcie_tx"),
+        ("pcie_rx_bytes_per_s", "pcie_rx"),
+    ]:
         delta_kib = fake.counter_kib(0, counter, t2) - fake.counter_kib(0, counter, t1)
         assert getattr(s, field) == pytest.approx(delta_kib * 1024 / 0.5), field
     assert s.nvlink_tx_bytes_per_s == pytest.approx(150e6 * 1024, rel=0.15)  # KiB/s profile, in bytes/s
@@ -180,8 +203,7 @@ def test_energy_integrated_from_power_without_a_counter(source):
 
 
 def test_no_power_no_energy(fake_nvml):
-    fake = fake_nvml([CONSUMER], fakenvml.R550.without("nvmlDeviceGetTotalEnergyConsumption",
-                                                      "nvmlDeviceGetPowerUsage"))
+    fake = fake_nvml([CONSUMER], fakenvml.R550.without("nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetPowerUsage"))
     src = NvmlSource.open(clock=lambda: fake.now_ns / 1e9)
     try:
         s = only(src)
@@ -191,6 +213,7 @@ def test_no_power_no_energy(fake_nvml):
 
 
 # ------------------------------------------------------------------------------------------- GPM
+
 
 def test_gpm_needs_two_samples_about_100_ms_apart(source):
     fake, src = source([H100_SXM])
@@ -240,6 +263,7 @@ def test_a_failed_gpm_sample_restarts_the_pair(source):
 
 # ------------------------------------------------------------------------------ the old driver
 
+
 def test_old_driver_falls_back_to_older_symbols(source):
     fake, src = source([CONSUMER], OLD_DRIVER)
     (info,) = src.devices
@@ -253,8 +277,12 @@ def test_old_driver_falls_back_to_older_symbols(source):
     assert s.clock_event_reasons == ("idle",)
     # no PCIe byte counters in this driver: the throughput query, KB/s -> bytes/s, from the first tick
     assert s.pcie_tx_bytes_per_s == round(fake.value(0, "pcie_tx_kib_s")) * 1024
-    for symbol in ("nvmlDeviceGetMemoryInfo", "nvmlDeviceGetTemperature",
-                   "nvmlDeviceGetCurrentClocksThrottleReasons", "nvmlDeviceGetPcieThroughput"):
+    for symbol in (
+        "nvmlDeviceGetMemoryInfo",
+        "nvmlDeviceGetTemperature",
+        "nvmlDeviceGetCurrentClocksThrottleReasons",
+        "nvmlDeviceGetPcieThroughput",
+    ):
         assert fake.calls[symbol] >= 2, symbol  # probed, then read
     procs = src.processes()[0]
     assert {p.pid for p in procs} == {os.getpid(), HIDDEN_PID + 2}
@@ -283,13 +311,21 @@ def test_library_mismatch_error_counts_as_a_missing_function():
 
 # ------------------------------------------------------------------------------- injected errors
 
-@pytest.mark.parametrize("code", [pynvml.NVML_ERROR_NOT_SUPPORTED, pynvml.NVML_ERROR_NO_PERMISSION,
-                                  pynvml.NVML_ERROR_UNKNOWN, pynvml.NVML_ERROR_TIMEOUT])
-@pytest.mark.parametrize("symbol, field", [
-    ("nvmlDeviceGetPowerUsage", "power_w"), ("nvmlDeviceGetTemperatureV", "temp_c"),
-    ("nvmlDeviceGetClockInfo", "sm_clock_mhz"), ("nvmlDeviceGetCurrentClocksEventReasons", "clock_event_reasons"),
-    ("nvmlDeviceGetMemoryInfo_v2", "mem_used_bytes"), ("nvmlDeviceGetTotalEnergyConsumption", "energy_j"),
-])
+
+@pytest.mark.parametrize(
+    "code", [pynvml.NVML_ERROR_NOT_SUPPORTED, pynvml.NVML_ERROR_NO_PERMISSION, pynvml.NVML_ERROR_UNKNOWN, pynvml.NVML_ERROR_TIMEOUT]
+)
+@pytest.mark.parametrize(
+    "symbol, field",
+    [
+        ("nvmlDeviceGetPowerUsage", "power_w"),
+        ("nvmlDeviceGetTemperatureV", "temp_c"),
+        ("nvmlDeviceGetClockInfo", "sm_clock_mhz"),
+        ("nvmlDeviceGetCurrentClocksEventReasons", "clock_event_reasons"),
+        ("nvmlDeviceGetMemoryInfo_v2", "mem_used_bytes"),
+        ("nvmlDeviceGetTotalEnergyConsumption", "energy_j"),
+    ],
+)
 def test_an_error_in_a_tick_gives_none_not_zero(source, symbol, field, code):
     fake, src = source([H100_SXM, CONSUMER])
     fake.fail(symbol, code, device=0, times=1)
@@ -327,6 +363,7 @@ def test_a_transient_error_at_probe_keeps_asking(fake_nvml):
 
 
 # ---------------------------------------------------------------------------------- lost GPUs
+
 
 def test_gpu_lost_mid_run_while_the_others_go_on(source):
     lost_after = 3  # calls of the tick marker: the probe's, then two ticks
@@ -372,6 +409,7 @@ def test_gpu_lost_is_not_unknown_error(source):
 
 # --------------------------------------------------------------------------------- processes
 
+
 def test_processes_v3_with_utilization(source):
     fake, src = source([H100_SXM])
     procs = src.processes()[0]
@@ -410,6 +448,7 @@ def test_no_processes_is_an_empty_tuple(source):
 
 # ---------------------------------------------------------------------------------------- MIG
 
+
 def test_mig_enabled_device_does_not_crash(source):
     mig = dataclasses.replace(A100_SXM, mig_enabled=True)
     fake, src = source([mig, CONSUMER])
@@ -429,12 +468,16 @@ def test_mig_enabled_h100_leaves_gpm_off(source):
 
 # ------------------------------------------------------------------------------ open and close
 
-@pytest.mark.parametrize("spec, reason", [
-    ("H100_SXM:driver_not_loaded", "NVIDIA driver not loaded"),
-    ("H100_SXM:no_permission", "no permission to open the NVIDIA driver"),
-    ("H100_SXM:rm_version_mismatch", "NVIDIA driver and libnvidia-ml versions differ"),
-    ("none", "no NVIDIA GPU found"),
-])
+
+@pytest.mark.parametrize(
+    "spec, reason",
+    [
+        ("H100_SXM:driver_not_loaded", "NVIDIA driver not loaded"),
+        ("H100_SXM:no_permission", "no permission to open the NVIDIA driver"),
+        ("H100_SXM:rm_version_mismatch", "NVIDIA driver and libnvidia-ml versions differ"),
+        ("none", "no NVIDIA GPU found"),
+    ],
+)
 def test_open_says_why_there_is_no_gpu(fake_nvml, spec, reason):
     fake = fake_nvml(spec)
     with pytest.raises(GpuUnavailable) as caught:

@@ -24,8 +24,7 @@ def test_fake_affinity_is_a_bitmask_of_64_cpus_a_word(fake_nvml):
     fake_nvml([H100_SXM] * 8)
     pynvml.nvmlInit()
     h0, h4 = pynvml.nvmlDeviceGetHandleByIndex(0), pynvml.nvmlDeviceGetHandleByIndex(4)
-    assert list(pynvml.nvmlDeviceGetCpuAffinity(h0, 4)) == [
-        (1 << 56) - 1, ((1 << 64) - 1) ^ ((1 << 48) - 1), (1 << 40) - 1, 0]
+    assert list(pynvml.nvmlDeviceGetCpuAffinity(h0, 4)) == [(1 << 56) - 1, ((1 << 64) - 1) ^ ((1 << 48) - 1), (1 << 40) - 1, 0]
     # too few words: the CPUs past them are left out, as in C
     assert list(pynvml.nvmlDeviceGetCpuAffinity(h4, 1)) == [((1 << 64) - 1) ^ ((1 << 56) - 1)]
     assert pynvml.nvmlDeviceGetCurrPcieLinkGeneration(h0) == 5
@@ -45,8 +44,7 @@ def test_eight_gpus_split_over_two_sockets(source):
 @pytest.mark.unit
 def test_pcie_link_per_model(source):
     _, src = source([H100_SXM, A100_SXM, CONSUMER])
-    links = [(d.pcie_link_gen, d.pcie_link_width, d.pcie_link_gen_max, d.pcie_link_width_max)
-             for d in src.devices]
+    links = [(d.pcie_link_gen, d.pcie_link_width, d.pcie_link_gen_max, d.pcie_link_width_max) for d in src.devices]
     assert links == [(5, 16, 5, 16), (4, 16, 4, 16), (1, 16, 4, 16)]
     assert src.devices[2].cpu_affinity == tuple(range(32))  # a desktop: one socket, every CPU
 
@@ -60,12 +58,17 @@ def test_an_affinity_set_by_a_test_and_a_numa_node(source):
 
 @pytest.mark.unit
 def test_not_supported_is_none(source):
-    quiet = dataclasses.replace(H100_SXM, cpu_affinity=None, pcie_gen=None, pcie_width=None,
-                                pcie_gen_max=None, pcie_width_max=None)
+    quiet = dataclasses.replace(H100_SXM, cpu_affinity=None, pcie_gen=None, pcie_width=None, pcie_gen_max=None, pcie_width_max=None)
     _, src = source([quiet])
     info = src.devices[0]
-    assert (info.cpu_affinity, info.numa_node, info.pcie_link_gen, info.pcie_link_width,
-            info.pcie_link_gen_max, info.pcie_link_width_max) == (None,) * 6
+    assert (
+        info.cpu_affinity,
+        info.numa_node,
+        info.pcie_link_gen,
+        info.pcie_link_width,
+        info.pcie_link_gen_max,
+        info.pcie_link_width_max,
+    ) == (None,) * 6
 
 
 @pytest.mark.unit
@@ -103,8 +106,7 @@ def test_snapshot_text_and_json_show_the_link_and_the_near_cpus():
     out = gputop("snapshot", "--json", fake=fake)
     assert out.returncode == 0, out.stderr
     h100, rtx = (g["info"] for g in json.loads(out.stdout)["gpus"])
-    assert (h100["pcie_link_gen"], h100["pcie_link_width"], h100["pcie_link_gen_max"],
-            h100["pcie_link_width_max"]) == (5, 16, 5, 16)
+    assert (h100["pcie_link_gen"], h100["pcie_link_width"], h100["pcie_link_gen_max"], h100["pcie_link_width_max"]) == (5, 16, 5, 16)
     assert h100["cpu_affinity"] == list(range(56)) + list(range(112, 168)) and h100["numa_node"] is None
     assert rtx["pcie_link_gen"] is None and rtx["cpu_affinity"] is None
     text = gputop("snapshot", fake="CONSUMER,H100_SXM+cpu_affinity=none").stdout
@@ -115,8 +117,7 @@ def test_snapshot_text_and_json_show_the_link_and_the_near_cpus():
 @pytest.mark.e2e
 def test_the_recording_header_keeps_them(tmp_path):
     path = tmp_path / "t.json"
-    out = gputop("record", "--out", str(path), "--duration", "0.5", "--interval", "0.1",
-                 fake="H100_SXM+cpu_affinity=0-1;64+pcie_gen=4")
+    out = gputop("record", "--out", str(path), "--duration", "0.5", "--interval", "0.1", fake="H100_SXM+cpu_affinity=0-1;64+pcie_gen=4")
     assert out.returncode == 0, out.stderr
     (info,) = trace.load(path).gpus
     assert (info.pcie_link_gen, info.pcie_link_width, info.pcie_link_gen_max) == (4, 16, 5)
@@ -128,7 +129,7 @@ def test_the_gpu_panel_says_the_link_under_its_frame(source):
     from gputop.model import GpuSample
     from gputop.tui.widgets.gpu import panel_subtitle
 
-    _, src = source([H100_SXM, CONSUMER, dataclasses.replace(A100_SXM, pcie_gen=None, pcie_width=None,
-                                                              pcie_gen_max=None, pcie_width_max=None)])
-    assert [panel_subtitle(GpuSample(info)) for info in src.devices] == [
-        "Hopper · PCIe 5x16", "Ada · PCIe 1x16 (max 4x16)", "Ampere"]
+    _, src = source(
+        [H100_SXM, CONSUMER, dataclasses.replace(A100_SXM, pcie_gen=None, pcie_width=None, pcie_gen_max=None, pcie_width_max=None)]
+    )
+    assert [panel_subtitle(GpuSample(info)) for info in src.devices] == ["Hopper · PCIe 5x16", "Ada · PCIe 1x16 (max 4x16)", "Ampere"]

@@ -25,8 +25,8 @@ import pytest
 
 from helpers import ROOT, child_env, cleanup, job, live_members, read_pgid, wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="PR_SET_PDEATHSIG and /proc are Linux's")]
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux's")]
+
 
 class Tui:
     """``gputop --run JOB`` on a pseudo-terminal, its output drained by a thread."""
@@ -72,13 +72,16 @@ class Tui:
         os.close(self.fd)
 
 
-@pytest.mark.parametrize("how, code", [
-    ("q", 0),
-    # a stop signal is the live view's clean way out too, as for record and serve (see --help)
-    ("SIGTERM", 0),
-    ("SIGINT", 0),
-    ("SIGHUP", 0),
-])
+@pytest.mark.parametrize(
+    "how, code",
+    [
+        ("q", 0),
+        # a stop signal is the live view's clean way out too, as for record and serve (see --help)
+        ("SIGTERM", 0),
+        ("SIGINT", 0),
+        ("SIGHUP", 0),
+    ],
+)
 def test_the_live_view_stops_the_workload_group(tmp_path, how, code):
     job_path, pidfile = job(tmp_path, grandchild=True)
     tui = Tui(job_path)
@@ -140,7 +143,8 @@ def workers_job(tmp_path: pathlib.Path) -> tuple[str, pathlib.Path]:
     """#26.6's job: one multiprocessing.Process and one subprocess.Popen of its own, then sleeps."""
     pidfile = tmp_path / "pgid"
     path = tmp_path / "forever.py"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         import multiprocessing, os, subprocess, time
 
         def work():
@@ -154,7 +158,8 @@ def workers_job(tmp_path: pathlib.Path) -> tuple[str, pathlib.Path]:
                 f.write(str(os.getpgid(0)))
             os.rename({str(pidfile)!r} + ".tmp", {str(pidfile)!r})
             time.sleep(1000)
-    """))
+    """)
+    )
     return str(path), pidfile
 
 
@@ -168,9 +173,12 @@ def test_a_sigkilled_gputop_leaves_not_even_the_job_s_own_children_behind(tmp_pa
         tui = Tui(job_path)
         pid = tui.pid
     else:
-        proc = subprocess.Popen([sys.executable, "-m", "gputop", "record", "--out", str(tmp_path / "t.json"),
-                                 "--interval", "0.1", "--run", job_path],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env())
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gputop", "record", "--out", str(tmp_path / "t.json"), "--interval", "0.1", "--run", job_path],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=child_env(),
+        )
         pid = proc.pid
     try:
         pgid = read_pgid(pidfile, members=3)  # the script, its worker, its sleep (and maybe a resource tracker)
@@ -205,9 +213,13 @@ def test_a_clean_stop_releases_the_watchdog_without_a_signal(tmp_path):
 def test_record_run_leaves_no_workload_behind(tmp_path, how):
     job_path, pidfile = job(tmp_path, grandchild=how != "SIGKILL")
     out = tmp_path / "t.json"
-    proc = subprocess.Popen([sys.executable, "-m", "gputop", "record", "--out", str(out),
-                             "--interval", "0.1", "--run", job_path],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gputop", "record", "--out", str(out), "--interval", "0.1", "--run", job_path],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
     try:
         pgid = read_pgid(pidfile, members=1 if how == "SIGKILL" else 2)
         proc.send_signal(getattr(signal, how))
@@ -230,8 +242,9 @@ def test_record_run_leaves_no_workload_behind(tmp_path, how):
 def test_compare_stops_its_workload_when_it_is_told_to_stop(tmp_path, how):
     """SIGTERM's and SIGHUP's defaults would end compare without stopping the run under way."""
     job_path, pidfile = job(tmp_path, grandchild=True, takes_device=True)
-    proc = subprocess.Popen([sys.executable, "-m", "gputop", "compare", job_path],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gputop", "compare", job_path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env()
+    )
     try:
         pgid = read_pgid(pidfile, members=2)
         proc.send_signal(getattr(signal, how))

@@ -21,10 +21,20 @@ from helpers import gputop
 
 
 def info(index: int, affinity: tuple[int, ...] | None) -> GpuInfo:
-    return GpuInfo(index=index, name="fake", uuid=f"GPU-{index}", pci_bus_id=None, architecture=None,
-                   sm_count=None, mem_bus_width_bits=None, max_mem_clock_mhz=None,
-                   peak_dram_bw_bytes_per_s=None, driver_version=None, cuda_version=None,
-                   cpu_affinity=affinity)
+    return GpuInfo(
+        index=index,
+        name="fake",
+        uuid=f"GPU-{index}",
+        pci_bus_id=None,
+        architecture=None,
+        sm_count=None,
+        mem_bus_width_bits=None,
+        max_mem_clock_mhz=None,
+        peak_dram_bw_bytes_per_s=None,
+        driver_version=None,
+        cuda_version=None,
+        cpu_affinity=affinity,
+    )
 
 
 NEAR0, NEAR1 = tuple(range(0, 4)), tuple(range(4, 8))
@@ -32,6 +42,7 @@ BOARD = [info(0, NEAR0), info(1, NEAR1)]
 
 
 # ---- the rules -------------------------------------------------------------------------------
+
 
 @pytest.mark.unit
 def test_most_time_far_from_the_gpu_is_a_warning_with_the_numbers():
@@ -42,8 +53,15 @@ def test_most_time_far_from_the_gpu_is_a_warning_with_the_numbers():
     assert p.warning is not None
     assert p.warning.startswith("80 % of the job's CPU time ran on CPUs 0,1, not near GPU1 (near: CPUs 4-7;")
     assert "GPUs from its GPU processes" in p.warning and p.warning.endswith("taskset -c 4-7")
-    assert placement.as_dict(p) == {"gpus": [1], "gpus_from": "processes", "near_cpus": "4-7", "cpu_s": 5.0,
-                                    "far_cpu_s": 4.0, "far_share": 0.8, "warning": p.warning}
+    assert placement.as_dict(p) == {
+        "gpus": [1],
+        "gpus_from": "processes",
+        "near_cpus": "4-7",
+        "cpu_s": 5.0,
+        "far_cpu_s": 4.0,
+        "far_share": 0.8,
+        "warning": p.warning,
+    }
 
 
 @pytest.mark.unit
@@ -73,8 +91,7 @@ def test_which_gpus_are_the_jobs():
     assert placement.choose(BOARD, set(), "cuda:0", 0) == ((0,), "device")
     assert placement.choose(BOARD, set(), None, None) == ((0, 1), "all")
     assert placement.choose(BOARD, set(), "cpu", None) is None  # a job on the CPU has no GPU to be near
-    gpus = [GpuSample(BOARD[0], processes=(GpuProcess(7, 0, "compute", None),)),
-            GpuSample(BOARD[1], processes=None)]
+    gpus = [GpuSample(BOARD[0], processes=(GpuProcess(7, 0, "compute", None),)), GpuSample(BOARD[1], processes=None)]
     assert placement.job_gpus(gpus, {7, 8}) == {0} and placement.job_gpus(gpus, {9}) == set()
 
 
@@ -86,9 +103,15 @@ SPIN = textwrap.dedent("""\
     while time.monotonic() < end:
         pass
 """)
-CPU = CpuSample(cpu_util_pct=50.0, core_util_pct=(50.0,) * (os.cpu_count() or 1),
-                core_freq_mhz=(None,) * (os.cpu_count() or 1), cpu_power_w=None, ram_used_bytes=1,
-                ram_total_bytes=2, load1=None)
+CPU = CpuSample(
+    cpu_util_pct=50.0,
+    core_util_pct=(50.0,) * (os.cpu_count() or 1),
+    core_freq_mhz=(None,) * (os.cpu_count() or 1),
+    cpu_power_w=None,
+    ram_used_bytes=1,
+    ram_total_bytes=2,
+    load1=None,
+)
 
 
 def sample_of(src: NvmlSource) -> Sample:
@@ -109,8 +132,7 @@ def live(fake_nvml, tmp_path, devices, on_gpu: int | None, wait_s: float = 30.0)
         try:
             deadline = time.monotonic() + wait_s
             state = wl.poll(sample_of(src))
-            while time.monotonic() < deadline and (state.placement is None
-                                                    or state.placement.cpu_s < placement.MIN_CPU_S):
+            while time.monotonic() < deadline and (state.placement is None or state.placement.cpu_s < placement.MIN_CPU_S):
                 time.sleep(0.2)
                 state = wl.poll(sample_of(src))
         finally:
@@ -140,6 +162,7 @@ def test_a_real_child_with_no_affinity_from_nvml_gets_nothing_said(fake_nvml, tm
 
 
 # ---- recorded, and reported -------------------------------------------------------------------
+
 
 def record_and_report(tmp_path, fake: str) -> dict:
     script = tmp_path / "spin.py"
@@ -185,8 +208,10 @@ def test_report_takes_the_gpus_the_recorder_saw_the_job_on():
     from gputop.workload import insight
 
     sample = Sample(ts_ns=1, cpu=CPU, gpus=tuple(GpuSample(i) for i in BOARD))
-    jobs = [(10, {"core_cpu_s": [[0, 1.5], [1, 0.5]], "placement_gpus": [1], "placement_from": "processes"}),
-            (20, {"core_cpu_s": [[0, 1.0], ["x", 2], [5, None]]})]  # what is not a (core, s) pair is left out
+    jobs = [
+        (10, {"core_cpu_s": [[0, 1.5], [1, 0.5]], "placement_gpus": [1], "placement_from": "processes"}),
+        (20, {"core_cpu_s": [[0, 1.0], ["x", 2], [5, None]]}),
+    ]  # what is not a (core, s) pair is left out
     got = insight.recorded([], jobs, [sample], None)["placement"]
     assert got["gpus"] == [1] and got["gpus_from"] == "processes" and got["cpu_s"] == 3.0
     assert got["far_share"] == 1.0 and "not near GPU1" in got["warning"]

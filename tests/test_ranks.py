@@ -35,8 +35,11 @@ def steps_of(rank: int, walls: list[float], waits: list[float], samples: int = 4
     out, t = [], 1_000_000_000
     for i, (wall, wait) in enumerate(zip(walls, waits), 1):
         t += int(wall * 1e9)
-        out.append(WorkloadStep(step=i, samples=samples, loss=None, wall_s=wall, ts_ns=t, source="auto",
-                                data_wait_s=wait, pid=pid + rank, rank=rank))
+        out.append(
+            WorkloadStep(
+                step=i, samples=samples, loss=None, wall_s=wall, ts_ns=t, source="auto", data_wait_s=wait, pid=pid + rank, rank=rank
+            )
+        )
     return out
 
 
@@ -133,7 +136,7 @@ def test_the_events_socket_is_private_and_feeds_the_same_lines():
             conns.append(conn)
         os.write(write_fd, b'{"pipe": 1}\n')
         for n, conn in enumerate(conns):
-            conn.sendall(b'%d}\n' % n)
+            conn.sendall(b"%d}\n" % n)
             conn.close()
         os.close(write_fd)
         got: list[bytes] = []
@@ -141,8 +144,7 @@ def test_the_events_socket_is_private_and_feeds_the_same_lines():
         while len(got) < 5 and time.monotonic() < deadline:  # each connection read on its own thread
             got += lines.take()
             time.sleep(0.01)
-        assert sorted(got) == sorted([b'{"pipe": 1}', b'{"from": 0}', b'{"and": 0}',
-                                               b'{"from": 1}', b'{"and": 1}'])
+        assert sorted(got) == sorted([b'{"pipe": 1}', b'{"from": 0}', b'{"and": 0}', b'{"from": 1}', b'{"and": 1}'])
     finally:
         channel.close()
     assert not os.path.exists(channel.dir)
@@ -152,8 +154,7 @@ def test_the_events_socket_is_private_and_feeds_the_same_lines():
 
 JOBS = {  # name: (--run target and arguments, extra environment)
     "torchrun": (["torchrun", "--", "--standalone", "--nproc_per_node=2", "ddp_train.py"], {"STEPS": "30"}),
-    "module": (["-m torch.distributed.run", "--", "--standalone", "--nproc_per_node=2", "ddp_train.py"],
-               {"STEPS": "30"}),
+    "module": (["-m torch.distributed.run", "--", "--standalone", "--nproc_per_node=2", "ddp_train.py"], {"STEPS": "30"}),
     "spawn": (["spawn_train.py"], {"STEPS": "50", "SLOW_S": "0.01"}),
     "fork": (["spawn_train.py"], {"STEPS": "50", "SLOW_S": "0.01", "START_METHOD": "fork"}),
 }
@@ -166,15 +167,28 @@ def recorded(tmp_path_factory) -> dict[str, dict]:
         pytest.skip("torchrun is not installed beside this Python")
     out = tmp_path_factory.mktemp("ranks")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GPUTOP_AUTOSTEP")}
-    env.update(GPUTOP_FAKE_NVML="H100_SXM", PYTHONWARNINGS="ignore",
-               PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
-               PYTHONPATH=os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS)]))
+    env.update(
+        GPUTOP_FAKE_NVML="H100_SXM",
+        PYTHONWARNINGS="ignore",
+        PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
+        PYTHONPATH=os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS)]),
+    )
     running = {}
     for name, (run, extra) in JOBS.items():
-        argv = [sys.executable, "-m", "gputop", "record", "--quiet", "--out", str(out / f"{name}.json"),
-                "--interval", "0.25", "--run", *run]
-        running[name] = subprocess.Popen(argv, cwd=SCRIPTS, env={**env, **extra},
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        argv = [
+            sys.executable,
+            "-m",
+            "gputop",
+            "record",
+            "--quiet",
+            "--out",
+            str(out / f"{name}.json"),
+            "--interval",
+            "0.25",
+            "--run",
+            *run,
+        ]
+        running[name] = subprocess.Popen(argv, cwd=SCRIPTS, env={**env, **extra}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     done = {}
     deadline = time.monotonic() + 180
     for name, proc in running.items():

@@ -65,14 +65,16 @@ def test_record_with_a_stub_sampler_round_trips(tmp_path):
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("setup, words", [
-    ("exists", "exists (use --force"),
-    ("no_dir", "cannot write"),
-    ("is_dir", "is a directory"),
-])
+@pytest.mark.parametrize(
+    "setup, words",
+    [
+        ("exists", "exists (use --force"),
+        ("no_dir", "cannot write"),
+        ("is_dir", "is a directory"),
+    ],
+)
 def test_bad_output_is_one_line_before_any_sampling(tmp_path, capsys, setup, words):
-    out = {"exists": tmp_path / "t.json", "no_dir": tmp_path / "nope" / "t.json",
-           "is_dir": tmp_path}[setup]
+    out = {"exists": tmp_path / "t.json", "no_dir": tmp_path / "nope" / "t.json", "is_dir": tmp_path}[setup]
     if setup == "exists":
         out.write_text("keep me")
     stub = StubSampler(make_samples())
@@ -127,8 +129,7 @@ def _env(fake: str | None) -> dict[str, str]:
     env.pop("GPUTOP_FAKE_NVML", None)
     if fake:
         env["GPUTOP_FAKE_NVML"] = fake
-        env["PYTHONPATH"] = os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS),
-                                             env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS), env.get("PYTHONPATH", "")])
     return env
 
 
@@ -140,13 +141,17 @@ def _fake_available() -> bool:
     return hasattr(fakenvml, "install_from_spec")
 
 
-FAKES = [None, pytest.param("H100_SXM", marks=pytest.mark.skipif(not _fake_available(),
-                                                                   reason="no NVML fake yet"))]
+FAKES = [None, pytest.param("H100_SXM", marks=pytest.mark.skipif(not _fake_available(), reason="no NVML fake yet"))]
 
 
 def _start(out: pathlib.Path, fake: str | None, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([*RECORD, "--out", str(out), "--interval", "0.01", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(fake))
+    return subprocess.Popen(
+        [*RECORD, "--out", str(out), "--interval", "0.01", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(fake),
+    )
 
 
 def _wait_for_samples(out: pathlib.Path, proc: subprocess.Popen, n: int = 10, timeout: float = 20) -> None:
@@ -198,8 +203,9 @@ def test_sigterm_and_ctrl_c_finish_a_strictly_valid_file(tmp_path, fake, sig):
 @pytest.mark.e2e
 def test_duration_at_100_hz_without_drift(tmp_path):
     out = tmp_path / "t.json"
-    proc = subprocess.run([*RECORD, "--out", str(out), "--interval", "0.01", "--duration", "1"],
-                          capture_output=True, text=True, env=_env(None), timeout=30)
+    proc = subprocess.run(
+        [*RECORD, "--out", str(out), "--interval", "0.01", "--duration", "1"], capture_output=True, text=True, env=_env(None), timeout=30
+    )
     assert proc.returncode == 0 and proc.stderr == ""
     samples = trace.load(out).samples()
     span = (samples[-1].ts_ns - samples[0].ts_ns) / 1e9
@@ -210,8 +216,7 @@ def test_duration_at_100_hz_without_drift(tmp_path):
 @pytest.mark.e2e
 def test_cli_errors_are_one_line(tmp_path):
     (tmp_path / "t.json").write_text("x")
-    for argv in (["--out", str(tmp_path / "t.json")], ["--out", str(tmp_path / "t2.json"), "--interval", "0"],
-                 ["--interval", "1"]):
+    for argv in (["--out", str(tmp_path / "t.json")], ["--out", str(tmp_path / "t2.json"), "--interval", "0"], ["--interval", "1"]):
         proc = subprocess.run([*RECORD, *argv], capture_output=True, text=True, env=_env(None), timeout=30)
         assert proc.returncode in (1, 2)
         assert proc.stderr.count("\n") == 1 and "error" in proc.stderr and "Traceback" not in proc.stderr
@@ -219,9 +224,11 @@ def test_cli_errors_are_one_line(tmp_path):
 
 @pytest.mark.e2e
 def test_headless_modules_import_neither_textual_torch_nor_plotext():
-    code = ("import sys, gputop.commands.record, gputop.commands.report, gputop.trace\n"
-            "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "{'textual', 'torch', 'plotext'})))\n")
+    code = (
+        "import sys, gputop.commands.record, gputop.commands.report, gputop.trace\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'textual', 'torch', 'plotext'})))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
@@ -229,6 +236,7 @@ def test_headless_modules_import_neither_textual_torch_nor_plotext():
 def _file_size_limit(limit: int):
     def apply() -> None:  # in the child: writes past the limit fail with EFBIG (Python ignores SIGXFSZ)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return apply
 
 
@@ -237,9 +245,14 @@ def test_a_full_disk_is_one_line_exit_1_and_the_trace_still_loads(tmp_path):
     # a file that cannot grow (the size limit stands in for a full disk, as ENOSPC does): the
     # clean-up must not write the closing ] again into it (it gave a traceback after the error line)
     out = tmp_path / "t.json"
-    proc = subprocess.run([*RECORD, "--out", str(out), "--interval", "0.01", "--duration", "30"],
-                          capture_output=True, text=True, env=_env("H100_SXM*8"), timeout=60,
-                          preexec_fn=_file_size_limit(64 * 1024))
+    proc = subprocess.run(
+        [*RECORD, "--out", str(out), "--interval", "0.01", "--duration", "30"],
+        capture_output=True,
+        text=True,
+        env=_env("H100_SXM*8"),
+        timeout=60,
+        preexec_fn=_file_size_limit(64 * 1024),
+    )
     assert proc.returncode == 1
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()

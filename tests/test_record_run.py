@@ -35,7 +35,7 @@ def test_record_run_writes_the_steps_on_the_workloads_pid(tmp_path):
     traceval.assert_valid(text, strict=True)
     loaded = trace.load(out)
     w = loaded.workload
-    assert w["name"] == "mlp" and w["argv"][-len(TINY_MLP):] == TINY_MLP
+    assert w["name"] == "mlp" and w["argv"][-len(TINY_MLP) :] == TINY_MLP
     assert loaded.settings["run"] == w["argv"]
     steps = loaded.workload_steps()
     assert [s.step for s in steps] == [1, 2, 3, 4, 5] and all(s.samples == 4 for s in steps)
@@ -43,8 +43,16 @@ def test_record_run_writes_the_steps_on_the_workloads_pid(tmp_path):
     assert all(a.ts_ns <= b.ts_ns - b.wall_s * 1e9 + 1 for a, b in zip(steps, steps[1:]))  # in order
     events = [e for e in loaded.events if e.get("pid") == w["pid"]]
     names = {(e["ph"], e["name"]) for e in events}
-    assert {("M", "process_name"), ("M", "thread_name"), ("i", "start"), ("i", "end"),
-            ("B", "setup"), ("E", "setup"), ("C", "loss"), ("C", "samples_per_s")} <= names
+    assert {
+        ("M", "process_name"),
+        ("M", "thread_name"),
+        ("i", "start"),
+        ("i", "end"),
+        ("B", "setup"),
+        ("E", "setup"),
+        ("C", "loss"),
+        ("C", "samples_per_s"),
+    } <= names
     assert {e["tid"] for e in events if e["ph"] in "BE"} == {phase_tid(w["pid"])}
     start = loaded.workload_mark("start")
     assert start["device"] == "cpu" and start["flops_per_step"] > 0 and start["batch_size"] == 4
@@ -74,8 +82,7 @@ def test_a_gpu_reading_after_the_last_step_closes_a_fast_recording(tmp_path):
     assert done.returncode == 0, done.stderr
     loaded = trace.load(out)
     last_step = loaded.workload_steps()[-1]
-    gpu_ts = sorted({trace.ts_ns(e["ts"]) for e in loaded.events
-                     if e.get("ph") == "C" and e.get("pid") == trace.gpu_pid(0)})
+    gpu_ts = sorted({trace.ts_ns(e["ts"]) for e in loaded.events if e.get("ph") == "C" and e.get("pid") == trace.gpu_pid(0)})
     assert gpu_ts[-1] > last_step.ts_ns
     assert loaded.samples()[-1].ts_ns == gpu_ts[-1]  # the closing sample is that GPU read
 
@@ -90,6 +97,7 @@ def test_a_trace_without_a_workload_reports_none(tmp_path):
     loaded = trace.load(path)
     assert loaded.workload is None and loaded.workload_steps() == []
     from gputop.commands import report
+
     assert report.summarize(loaded, loaded.samples())["workload"] is None
 
 
@@ -112,9 +120,9 @@ def test_the_writer_keeps_steps_nested_and_counts_what_it_cannot_place(tmp_path)
         WorkloadMark("phase", t + 1_000, name="setup", ph="B"),
         WorkloadMark("phase", t + 2_000, name="setup", ph="E"),
         WorkloadMark("start", t + 3_000, name="fake", args={"device": "cpu", "bad": float("nan")}),
-        WorkloadStep(1, 4, 2.5, 0.000010, t + 20_000),   # 10 us, ends at +20 us
+        WorkloadStep(1, 4, 2.5, 0.000010, t + 20_000),  # 10 us, ends at +20 us
         WorkloadStep(2, 4, None, 0.000015, t + 30_000),  # would start at +15 us: drawn from +20
-        WorkloadStep(3, 4, 1.5, 0.000005, t + 25_000),   # ends before step 2 did: an instant
+        WorkloadStep(3, 4, 1.5, 0.000005, t + 25_000),  # ends before step 2 did: an instant
         WorkloadMark("end", t + 40_000, name="fake", args={"status": "ok"}),
     ]
     writer.write_workload(items)
@@ -124,11 +132,12 @@ def test_the_writer_keeps_steps_nested_and_counts_what_it_cannot_place(tmp_path)
     loaded = trace.load(path)
     drawn = [e for e in loaded.events if e.get("ph") == "X"]
     assert [(e["args"]["step"], trace.ts_ns(e["ts"]) - t, trace.ts_ns(e["dur"])) for e in drawn] == [
-        (1, 10_000, 10_000), (2, 20_000, 10_000)]
+        (1, 10_000, 10_000),
+        (2, 20_000, 10_000),
+    ]
     assert {e["tid"] for e in drawn} == {trace.steps_tid(4242)}
     steps = loaded.workload_steps()
-    assert [(s.step, s.ts_ns - t, round(s.wall_s * 1e9)) for s in steps] == [
-        (1, 20_000, 10_000), (3, 25_000, 5_000), (2, 30_000, 15_000)]
+    assert [(s.step, s.ts_ns - t, round(s.wall_s * 1e9)) for s in steps] == [(1, 20_000, 10_000), (3, 25_000, 5_000), (2, 30_000, 15_000)]
     assert [s.loss for s in steps] == [2.5, 1.5, None]
     assert loaded.workload_mark("start") == {"device": "cpu"}  # NaN is not JSON: left out
     assert writer.workload_steps == 3
@@ -137,10 +146,10 @@ def test_the_writer_keeps_steps_nested_and_counts_what_it_cannot_place(tmp_path)
 
 @pytest.mark.unit
 def test_report_rates_use_the_steps_own_wall_time(tmp_path):
-    path = write_with_workload(tmp_path / "w.json",
-                               [WorkloadStep(k, 10, None, 0.002, T0 + k * 1_000_000) for k in range(1, 6)])
+    path = write_with_workload(tmp_path / "w.json", [WorkloadStep(k, 10, None, 0.002, T0 + k * 1_000_000) for k in range(1, 6)])
     loaded = trace.load(path)
     from gputop.commands import report
+
     summary = report.summarize(loaded, loaded.samples())["workload"]
     # each step took 2 ms but they overlap (1 ms apart): drawn 1 ms long, measured 2 ms
     assert summary["samples_per_s_median"] == pytest.approx(10 / 0.002)
@@ -156,8 +165,9 @@ def kineto_like(pid: int, base_ns: int, ops: list[tuple[str, int, int]]) -> dict
         {"ph": "M", "name": "thread_name", "pid": pid, "tid": pid, "args": {"name": "thread 1 (python3)"}},
     ]
     for name, begin_us, dur_us in ops:
-        events.append({"ph": "X", "cat": "user_annotation", "name": name, "pid": pid, "tid": pid,
-                       "ts": begin_us, "dur": dur_us, "args": {}})
+        events.append(
+            {"ph": "X", "cat": "user_annotation", "name": name, "pid": pid, "tid": pid, "ts": begin_us, "dur": dur_us, "args": {}}
+        )
     return {"schemaVersion": 1, "baseTimeNanoseconds": base_ns, "traceEvents": events}
 
 
@@ -166,6 +176,7 @@ def test_a_record_run_trace_merges_with_a_profile_of_the_same_process(tmp_path):
     """Kineto draws ProfilerStep#N on the main thread (tid == pid); gputop's steps, which need not
     line up with the profiler's, go on a thread of their own, and the process is named once."""
     from gputop.commands import merge
+
     pid = 4242
     samples = make_samples(3)
     t = samples[0].ts_ns
@@ -178,19 +189,18 @@ def test_a_record_run_trace_merges_with_a_profile_of_the_same_process(tmp_path):
         writer.write_sample(samples[2])
     base_ns = t - 1_000_000_000
     # ProfilerStep#2 runs from step 1's middle to step 2's middle: it straddles a step boundary
-    profile = kineto_like(pid, base_ns, [("ProfilerStep#2", 1_000_000 + 5_000, 10_000),
-                                         ("aten::mm", 1_000_000 + 6_000, 1_000)])
+    profile = kineto_like(pid, base_ns, [("ProfilerStep#2", 1_000_000 + 5_000, 10_000), ("aten::mm", 1_000_000 + 6_000, 1_000)])
     torch_path = tmp_path / "torch.json"
     torch_path.write_text(json.dumps(profile))
     out = tmp_path / "merged.json"
     ns = argparse.Namespace(recording=str(rec), torch_trace=str(torch_path), out=str(out), force=False)
     assert merge.run(ns, Environment.of("merge")) == 0
     report = traceval.assert_valid(out.read_text(), strict=True)
-    names = [e for e in report.events if e.get("ph") == "M" and e.get("name") == "process_name"
-             and e.get("pid") == pid]
+    names = [e for e in report.events if e.get("ph") == "M" and e.get("name") == "process_name" and e.get("pid") == pid]
     assert [e["args"]["name"] for e in names] == ["python3"]
-    threads = {e["tid"]: e["args"]["name"] for e in report.events
-               if e.get("ph") == "M" and e.get("name") == "thread_name" and e.get("pid") == pid}
+    threads = {
+        e["tid"]: e["args"]["name"] for e in report.events if e.get("ph") == "M" and e.get("name") == "thread_name" and e.get("pid") == pid
+    }
     assert threads[trace.steps_tid(pid)] == "steps" and threads[pid] == "thread 1 (python3)"
     assert len(trace.load(out).workload_steps()) == 4
 
@@ -206,18 +216,33 @@ def test_phases_reach_the_trace_nested_whatever_the_workload_sends(tmp_path):
     writer.set_workload(4242, "fake")
     writer.write_sample(samples[0])
     phase = lambda ph, name, us: WorkloadMark("phase", t + us * 1000, name=name, ph=ph)  # noqa: E731
-    writer.write_workload([phase("B", "a", 1), phase("B", "b", 2), phase("E", "a", 3),
-                           phase("E", "b", 4), phase("E", "never", 5), phase("B", "c", 6),
-                           phase("B", "d", 7), phase("E", "d", 6)])  # d ends "before" it began
+    writer.write_workload(
+        [
+            phase("B", "a", 1),
+            phase("B", "b", 2),
+            phase("E", "a", 3),
+            phase("E", "b", 4),
+            phase("E", "never", 5),
+            phase("B", "c", 6),
+            phase("B", "d", 7),
+            phase("E", "d", 6),
+        ]
+    )  # d ends "before" it began
     writer.write_sample(samples[1])
     writer.close()
     text = path.read_text()
     traceval.assert_valid(text, strict=True)
-    got = [(e["ph"], e["name"], trace.ts_ns(e["ts"]) - t) for e in trace.load(path).events
-           if e.get("ph") in ("B", "E")]
-    assert got == [("B", "a", 1000), ("B", "b", 2000), ("E", "b", 3000), ("E", "a", 3000),
-                   ("B", "c", 6000), ("B", "d", 7000), ("E", "d", 7000),
-                   ("E", "c", samples[1].ts_ns - t)]
+    got = [(e["ph"], e["name"], trace.ts_ns(e["ts"]) - t) for e in trace.load(path).events if e.get("ph") in ("B", "E")]
+    assert got == [
+        ("B", "a", 1000),
+        ("B", "b", 2000),
+        ("E", "b", 3000),
+        ("E", "a", 3000),
+        ("B", "c", 6000),
+        ("B", "d", 7000),
+        ("E", "d", 7000),
+        ("E", "c", samples[1].ts_ns - t),
+    ]
     assert writer.phases_unmatched == 2  # "b" (already closed with "a") and "never"
 
 
@@ -227,8 +252,7 @@ def test_the_validator_checks_begin_end_nesting():
     ev = lambda ph, name, ts: f',{{"ph":"{ph}","name":"{name}","pid":7,"tid":7,"ts":{ts}}}\n'  # noqa: E731
     assert traceval.validate(head + ev("B", "a", 1) + ev("E", "a", 2) + "]").ok
     assert not traceval.validate(head + ev("E", "a", 2) + "]").ok  # E without B
-    assert not traceval.validate(head + ev("B", "a", 1) + ev("B", "b", 2) + ev("E", "a", 3)
-                                 + ev("E", "b", 4) + "]").ok  # not nested
+    assert not traceval.validate(head + ev("B", "a", 1) + ev("B", "b", 2) + ev("E", "a", 3) + ev("E", "b", 4) + "]").ok  # not nested
     assert not traceval.validate(head + ev("B", "a", 1) + "]").ok  # left open in a closed trace
     assert traceval.validate(head + ev("B", "a", 1)).ok  # cut off: may be left open
     twice = head + "," + head[1:]
@@ -255,17 +279,19 @@ for i in range(1, 1001):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("mode, ended, final, code", [
-    ("crash", "failed: RuntimeError: boom (exit 1)", "failed (5 steps): RuntimeError: boom", 1),
-    ("killed", "killed by SIGKILL", "failed (5 steps): killed by SIGKILL", 1),
-    ("duration", "stopped by gputop at --duration", "stopped by gputop at --duration (", 0),
-])
+@pytest.mark.parametrize(
+    "mode, ended, final, code",
+    [
+        ("crash", "failed: RuntimeError: boom (exit 1)", "failed (5 steps): RuntimeError: boom", 1),
+        ("killed", "killed by SIGKILL", "failed (5 steps): killed by SIGKILL", 1),
+        ("duration", "stopped by gputop at --duration", "stopped by gputop at --duration (", 0),
+    ],
+)
 def test_how_the_workload_ended_is_recorded_and_reported(tmp_path, mode, ended, final, code):
     job = tmp_path / "job.py"
     job.write_text(JOB.format(workloads=str(TESTS.parent / "workloads")))
     out = tmp_path / "t.json"
-    done = gputop("record", "--out", str(out), "--interval", "0.1", "--duration", "1.5",
-                  "--run", str(job), "--", mode)
+    done = gputop("record", "--out", str(out), "--interval", "0.1", "--duration", "1.5", "--run", str(job), "--", mode)
     assert done.returncode == code, done.stderr
     assert done.stderr.splitlines()[-1].startswith(f"gputop record: workload job.py {final}")
     traceval.assert_valid(out.read_text(), strict=True)  # the open phase was closed
@@ -274,6 +300,7 @@ def test_how_the_workload_ended_is_recorded_and_reported(tmp_path, mode, ended, 
     assert exit_["status"] == ("stopped" if mode == "duration" else "failed")
     assert exit_["stopped_by_gputop"] is (mode == "duration")
     from gputop.commands import report
+
     ns = argparse.Namespace(trace=str(out), json=False, no_chart=True)
     text = io.StringIO()
     assert report.run(ns, Environment.of("report", stdout=text)) == 0
@@ -283,9 +310,9 @@ def test_how_the_workload_ended_is_recorded_and_reported(tmp_path, mode, ended, 
 
 @pytest.mark.unit
 def test_an_end_event_error_without_a_message_is_not_none(tmp_path):
-    path = write_with_workload(tmp_path / "e.json",
-                               [WorkloadMark("end", T0 + 1000, name="fake", args={"status": "error"})])
+    path = write_with_workload(tmp_path / "e.json", [WorkloadMark("end", T0 + 1000, name="fake", args={"status": "error"})])
     from gputop.commands import report
+
     summary = report.summarize(trace.load(path), trace.load(path).samples())["workload"]
     assert summary["ended"] == "ended with an error (no message)"
 
@@ -295,7 +322,8 @@ def test_a_long_interval_loses_no_step(tmp_path):
     """Steps are written every DRAIN_S whatever --interval: 120,000 steps arriving within one
     interval all reach the trace, and the recording ends with the workload, not at the next tick."""
     job = tmp_path / "many.py"
-    job.write_text(textwrap.dedent("""\
+    job.write_text(
+        textwrap.dedent("""\
         import os, time
         fd = int(os.environ["GPUTOP_EVENTS_FD"])
         t = time.time_ns()
@@ -303,7 +331,8 @@ def test_a_long_interval_loses_no_step(tmp_path):
             os.write(fd, b"".join(b'{"event":"step","step":%d,"samples":1,"loss":null,"wall_s":0.000001,"ts_ns":%d}\\n'
                                   % (k, t + k * 2000) for k in range(chunk + 1, chunk + 1001)))
         time.sleep(1)
-    """))
+    """)
+    )
     out = tmp_path / "t.json"
     t0 = time.monotonic()
     done = gputop("record", "--out", str(out), "--interval", "20", "--run", str(job))
@@ -345,11 +374,13 @@ def test_a_failing_workload_exits_1_and_the_trace_still_loads(tmp_path):
 def test_duration_stops_the_workload_and_its_group(tmp_path):
     job = tmp_path / "job.py"
     pidfile = tmp_path / "pid"
-    job.write_text(textwrap.dedent(f"""\
+    job.write_text(
+        textwrap.dedent(f"""\
         import os, time
         open({str(pidfile)!r}, "w").write(str(os.getpgid(0)))
         time.sleep(120)
-    """))
+    """)
+    )
     out = tmp_path / "t.json"
     t0 = time.monotonic()
     done = gputop("record", "--out", str(out), "--interval", "0.1", "--duration", "1", "--run", str(job))

@@ -16,8 +16,9 @@ DATA = pathlib.Path(__file__).parent / "data" / "h100_fake.json"
 
 
 def replay(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gputop", "replay", *args], capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "gputop", "replay", *args], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
 
 
 def header_only() -> str:
@@ -27,14 +28,18 @@ def header_only() -> str:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("content, says", [
-    (None, "cannot read"),
-    ("", "is empty"),
-    ("this is not json\n", "is not JSON"),
-    ('{"a": 1}\n', "is JSON but not a trace"),
-    ('[{"ph":"X","name":"step","pid":1,"tid":1,"ts":0,"dur":1}]\n', "not gputop's"),
-    (header_only(), "has no complete sample"),
-], ids=["missing", "empty", "not-json", "json-object", "other-trace", "no-sample"])
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        (None, "cannot read"),
+        ("", "is empty"),
+        ("this is not json\n", "is not JSON"),
+        ('{"a": 1}\n', "is JSON but not a trace"),
+        ('[{"ph":"X","name":"step","pid":1,"tid":1,"ts":0,"dur":1}]\n', "not gputop's"),
+        (header_only(), "has no complete sample"),
+    ],
+    ids=["missing", "empty", "not-json", "json-object", "other-trace", "no-sample"],
+)
 def test_bad_input_is_one_line_and_exit_1(tmp_path, content, says):
     path = tmp_path / "trace.json"
     if content is not None:
@@ -68,8 +73,7 @@ def test_replay_is_a_command_with_help():
     parser = cli.build_parser()
     args = parser.parse_args(["replay", str(DATA), "--speed", "4", "--paused"])
     assert args.command == "replay" and args.speed == 4.0 and args.paused
-    result = subprocess.run([sys.executable, "-m", "gputop", "replay", "--help"], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "gputop", "replay", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "space play/pause" in result.stdout and "--speed" in result.stdout
 
@@ -79,10 +83,12 @@ def test_loading_and_checking_a_trace_imports_no_textual(tmp_path):
     """The error path runs before the TUI is imported: a bad file costs no start-up."""
     path = tmp_path / "empty.json"
     path.write_text("")
-    code = ("import sys, argparse\nfrom gputop.commands import replay\nfrom gputop.environment import Environment\n"
-            f"rc = replay.run(argparse.Namespace(trace={str(path)!r}, speed=1.0, paused=False), "
-            "Environment.of('replay'), show=print)\n"
-            "print(rc, [m for m in sys.modules if m.split('.')[0] == 'textual'])")
+    code = (
+        "import sys, argparse\nfrom gputop.commands import replay\nfrom gputop.environment import Environment\n"
+        f"rc = replay.run(argparse.Namespace(trace={str(path)!r}, speed=1.0, paused=False), "
+        "Environment.of('replay'), show=print)\n"
+        "print(rc, [m for m in sys.modules if m.split('.')[0] == 'textual'])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "1 []"
 

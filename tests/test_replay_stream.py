@@ -48,9 +48,13 @@ def run_trace(tmp_path_factory) -> pathlib.Path:
 def record_tiny_mlp(out: pathlib.Path, interval: str) -> pathlib.Path:
     env = dict(os.environ, GPUTOP_FAKE_NVML="H100_SXM")
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS), env.get("PYTHONPATH", "")])
-    done = subprocess.run([sys.executable, "-m", "gputop", "record", "--out", str(out), "--interval", interval,
-                           "--run", "mlp", "--", *TINY_MLP], capture_output=True, text=True, timeout=180,
-                          env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "gputop", "record", "--out", str(out), "--interval", interval, "--run", "mlp", "--", *TINY_MLP],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     return out
 
@@ -134,8 +138,15 @@ async def test_g_goes_to_a_typed_time(long_trace):
 
     async with replaying(long_trace) as (app, pilot, feed, offset):
         duration = feed.position().duration_s
-        for typed, want in (("1:10", 70.0), ("0:01:30", 90.0), ("45s", 45.0), ("12", 12.0),
-                            ("50%", duration / 2), ("99:00", duration), ("1e300", duration)):
+        for typed, want in (
+            ("1:10", 70.0),
+            ("0:01:30", 90.0),
+            ("45s", 45.0),
+            ("12", 12.0),
+            ("50%", duration / 2),
+            ("99:00", duration),
+            ("1e300", duration),
+        ):
             await pilot.press("g")
             assert isinstance(app.screen, GotoScreen)
             await pilot.press(*typed, "enter")
@@ -203,8 +214,11 @@ def test_a_replay_shows_the_workload_s_output_and_how_it_ended_at_the_last_sampl
     progress events" was said before any could have come."""
     recorded = load(ended_run_trace)
     samples = recorded.samples()
-    output = [e["args"]["line"] for e in recorded.events
-              if e.get("ph") == "i" and e.get("name") in ("stdout", "stderr") and not e["args"].get("progress")]
+    output = [
+        e["args"]["line"]
+        for e in recorded.events
+        if e.get("ph") == "i" and e.get("name") in ("stdout", "stderr") and not e["args"].get("progress")
+    ]
     assert output, "the recording holds the workload's output"
     feed = replay.open_feed(str(ended_run_trace), playing=False)
     try:
@@ -216,7 +230,7 @@ def test_a_replay_shows_the_workload_s_output_and_how_it_ended_at_the_last_sampl
         exit_ns = max(e["ts"] for e in recorded.events if e.get("name") == "exit") * 1000
         assert exit_ns > samples[-1].ts_ns  # the case: the exit mark lies after the last sample
         assert last.status == "ok" and last.step == 5
-        assert list(last.output_tail)[-len(output):] == output
+        assert list(last.output_tail)[-len(output) :] == output
     finally:
         feed.close()
 

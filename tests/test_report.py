@@ -82,10 +82,12 @@ def _with(samples: list[Sample], k: int, **gpu0) -> Sample:
 @pytest.mark.unit
 def test_util_trap_share_energy_fallback_and_cpu_energy(tmp_path):
     samples = make_samples(4)
-    samples = [_with(samples, 0, gpu_util_pct=95.0, sm_active_pct=20.0, energy_j=None),
-               _with(samples, 1, gpu_util_pct=95.0, sm_active_pct=80.0, energy_j=None),
-               _with(samples, 2, gpu_util_pct=99.0, sm_active_pct=10.0, energy_j=None),
-               _with(samples, 3, gpu_util_pct=None, sm_active_pct=10.0, energy_j=None)]
+    samples = [
+        _with(samples, 0, gpu_util_pct=95.0, sm_active_pct=20.0, energy_j=None),
+        _with(samples, 1, gpu_util_pct=95.0, sm_active_pct=80.0, energy_j=None),
+        _with(samples, 2, gpu_util_pct=99.0, sm_active_pct=10.0, energy_j=None),
+        _with(samples, 3, gpu_util_pct=None, sm_active_pct=10.0, energy_j=None),
+    ]
     rc, out = run(write(tmp_path / "t.json", samples), "--json")
     doc = json.loads(out)
     gpu0 = doc["gpus"][0]
@@ -122,17 +124,18 @@ def test_cut_off_trace_is_reported_with_a_note(tmp_path):
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("content, words", [
-    (b"", "empty"),
-    (b"not json at all", "not JSON"),
-    (b'{"traceEvents": 3}', "not a trace"),
-    (b'[{"ph":"X","name":"step","pid":1,"tid":1,"ts":0,"dur":5}]', "not gputop's"),
-    (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":3}}]', "version 3"),
-    (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"cpu_cores":1}}]',
-     "no complete sample"),
-    (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"gpus":"H100"}}]',
-     "GPU description"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"", "empty"),
+        (b"not json at all", "not JSON"),
+        (b'{"traceEvents": 3}', "not a trace"),
+        (b'[{"ph":"X","name":"step","pid":1,"tid":1,"ts":0,"dur":5}]', "not gputop's"),
+        (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":3}}]', "version 3"),
+        (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"cpu_cores":1}}]', "no complete sample"),
+        (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"gpus":"H100"}}]', "GPU description"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_1(tmp_path, capsys, content, words):
     path = tmp_path / "bad.json"
     path.write_bytes(content)
@@ -146,17 +149,25 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, capsys, content, words):
 def test_bad_workload_start_values_are_n_a_not_a_traceback(tmp_path):
     """A start mark read from a file: a string where a number belongs is n/a."""
     from gputop.workload import WorkloadMark, WorkloadStep
-    path = write_with_workload(tmp_path / "w.json", [
-        WorkloadMark("start", T0 + 1, name="fake", args={
-            "flops_per_step": "1e9", "peak_flops": True, "batch_size": "8", "device": 3,
-            "steps_planned": -1, "sample_unit": 5}),
-        *(WorkloadStep(k, 8, None, 0.01, T0 + k * 20_000_000) for k in range(1, 4))])
+
+    path = write_with_workload(
+        tmp_path / "w.json",
+        [
+            WorkloadMark(
+                "start",
+                T0 + 1,
+                name="fake",
+                args={"flops_per_step": "1e9", "peak_flops": True, "batch_size": "8", "device": 3, "steps_planned": -1, "sample_unit": 5},
+            ),
+            *(WorkloadStep(k, 8, None, 0.01, T0 + k * 20_000_000) for k in range(1, 4)),
+        ],
+    )
     rc, text = run(path, "--no-chart")
     assert rc == 0
     lines = text.splitlines()
     head = lines.index(next(x for x in lines if x.startswith("Workload fake")))
     assert lines[head].startswith("Workload fake (pid 4242): n/a, n/a, batch n/a; 3 steps")
-    rows = {x.split()[0]: x for x in lines[head + 1:]}
+    rows = {x.split()[0]: x for x in lines[head + 1 :]}
     assert rows["samples/s"].split()[-1] == "800.0"
     assert rows["TFLOP/s"].split()[-1] == "n/a" and rows["MFU"].split()[-1] == "n/a"
 
@@ -169,12 +180,14 @@ def test_missing_file(tmp_path, capsys):
 
 @pytest.mark.e2e
 def test_json_report_never_imports_plotext():
-    code = ("import argparse, io, sys\n"
-            "from gputop.commands import report\n"
-            "from gputop.environment import Environment\n"
-            f"ns = argparse.Namespace(trace={str(FIXTURE)!r}, json=True, no_chart=False)\n"
-            "assert report.run(ns, Environment.of('report', stdout=io.StringIO())) == 0\n"
-            "print('plotext' in sys.modules)\n")
+    code = (
+        "import argparse, io, sys\n"
+        "from gputop.commands import report\n"
+        "from gputop.environment import Environment\n"
+        f"ns = argparse.Namespace(trace={str(FIXTURE)!r}, json=True, no_chart=False)\n"
+        "assert report.run(ns, Environment.of('report', stdout=io.StringIO())) == 0\n"
+        "print('plotext' in sys.modules)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -182,18 +195,16 @@ def test_json_report_never_imports_plotext():
 @pytest.mark.e2e
 def test_cli_report_on_bad_input_is_one_line_no_traceback(tmp_path):
     bad = tmp_path / "bad.json"
-    bad.write_text("[{\"ph\": \"C\"")
+    bad.write_text('[{"ph": "C"')
     for path in (bad, tmp_path / "missing.json"):
-        proc = subprocess.run([sys.executable, "-m", "gputop", "report", str(path)],
-                              capture_output=True, text=True, timeout=30)
+        proc = subprocess.run([sys.executable, "-m", "gputop", "report", str(path)], capture_output=True, text=True, timeout=30)
         assert proc.returncode == 1 and proc.stdout == ""
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
 @pytest.mark.e2e
 def test_cli_report_of_the_fixture():
-    proc = subprocess.run([sys.executable, "-m", "gputop", "report", str(FIXTURE), "--json"],
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run([sys.executable, "-m", "gputop", "report", str(FIXTURE), "--json"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
 
@@ -204,10 +215,14 @@ def test_a_language_model_gets_tokens_per_second_where_its_start_says_tokens_per
     """The transformer workload says its context length (tokens_per_sample); a string or 0 read
     from a file is not a count, and then there is no tokens/s at all rather than a guess."""
     from gputop.workload import WorkloadMark, WorkloadStep
-    path = write_with_workload(tmp_path / "w.json", [
-        WorkloadMark("start", T0 + 1, name="fake", args={"sample_unit": "sequences", "batch_size": 8,
-                                                         "tokens_per_sample": tokens}),
-        *(WorkloadStep(k, 8, None, 0.01, T0 + k * 20_000_000) for k in range(1, 5))])
+
+    path = write_with_workload(
+        tmp_path / "w.json",
+        [
+            WorkloadMark("start", T0 + 1, name="fake", args={"sample_unit": "sequences", "batch_size": 8, "tokens_per_sample": tokens}),
+            *(WorkloadStep(k, 8, None, 0.01, T0 + k * 20_000_000) for k in range(1, 5)),
+        ],
+    )
     rc, text = run(path, "--no-chart")
     assert rc == 0
     rows = {x.split()[0]: x for x in text.splitlines() if x.startswith("  ")}
@@ -228,20 +243,26 @@ def test_a_language_model_gets_tokens_per_second_where_its_start_says_tokens_per
 def test_slow_steps_keep_one_unit_per_quantity_and_no_scientific_notation(tmp_path):
     # #26.12: "step time 7.09e+04 ms" beside "step p50 70.9 s"; rates as 5.71e+03/s
     from gputop.workload import WorkloadMark, WorkloadStep
-    path = write_with_workload(tmp_path / "w.json", [
-        WorkloadMark("start", T0 + 1, name="fake", args={"batch_size": 8, "flops_per_step": 7.09e15}),
-        *(WorkloadStep(k, 8, None, 70.9, T0 + k * 20_000_000) for k in range(1, 4))])
+
+    path = write_with_workload(
+        tmp_path / "w.json",
+        [
+            WorkloadMark("start", T0 + 1, name="fake", args={"batch_size": 8, "flops_per_step": 7.09e15}),
+            *(WorkloadStep(k, 8, None, 70.9, T0 + k * 20_000_000) for k in range(1, 4)),
+        ],
+    )
     rc, text = run(path, "--no-chart")
     assert rc == 0 and "e+0" not in text and "e-0" not in text
     lines = text.splitlines()
     head = lines.index(next(x for x in lines if x.startswith("Workload fake")))
-    rows = {x.split()[0]: x for x in lines[head + 1:]}
+    rows = {x.split()[0]: x for x in lines[head + 1 :]}
     assert rows["step"].split()[-1] == "s" and rows["step"].split()[-2] == "70.9"  # as step p50 says it
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("value, text", [(5710.0, "5,710"), (19.14, "19.1"), (0.0371, "0.0371"),
-                                         (0.00005, "0.00005"), (0.0, "0"), (None, "n/a")])
+@pytest.mark.parametrize(
+    "value, text", [(5710.0, "5,710"), (19.14, "19.1"), (0.0371, "0.0371"), (0.00005, "0.00005"), (0.0, "0"), (None, "n/a")]
+)
 def test_amount_never_goes_scientific(value, text):
     assert fmt.amount(value) == text
 

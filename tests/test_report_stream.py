@@ -40,8 +40,9 @@ def env() -> dict[str, str]:
 
 
 def record(out: pathlib.Path, *flags: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "gputop", "record", "--out", str(out), *flags],
-                          capture_output=True, text=True, timeout=120, env=env())
+    done = subprocess.run(
+        [sys.executable, "-m", "gputop", "record", "--out", str(out), *flags], capture_output=True, text=True, timeout=120, env=env()
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -65,13 +66,15 @@ def reference(path: pathlib.Path) -> dict:
     for k in range(len(tr.gpus)):
         col = [s.gpus[k] for s in samples]
         energy = [g.energy_j for g in col if g.energy_j is not None]
-        both = [(g.gpu_util_pct, g.sm_active_pct) for g in col
-                if g.gpu_util_pct is not None and g.sm_active_pct is not None]
-        out["gpus"].append({
-            "metrics": {m: report.stats(getattr(g, m) for g in col) for m in report.GPU_STATS},
-            "energy_j": energy[-1] - energy[0] if len(energy) >= 2
-            else report.integrate_j(ts, [g.power_w for g in col]),
-            "util_trap_samples": len(both), "lost_samples": sum(g.lost for g in col)})
+        both = [(g.gpu_util_pct, g.sm_active_pct) for g in col if g.gpu_util_pct is not None and g.sm_active_pct is not None]
+        out["gpus"].append(
+            {
+                "metrics": {m: report.stats(getattr(g, m) for g in col) for m in report.GPU_STATS},
+                "energy_j": energy[-1] - energy[0] if len(energy) >= 2 else report.integrate_j(ts, [g.power_w for g in col]),
+                "util_trap_samples": len(both),
+                "lost_samples": sum(g.lost for g in col),
+            }
+        )
     return out
 
 
@@ -224,32 +227,36 @@ def test_report_not_on_a_terminal_writes_only_its_output(recorded):
 def test_a_trace_still_being_written_is_told_apart_from_a_cut_one(tmp_path):
     """#12.17: a trace whose recorder is still running was called 'did not finish cleanly'."""
     out = tmp_path / "live.json"
-    proc = subprocess.Popen([sys.executable, "-m", "gputop", "record", "--out", str(out), "--interval",
-                             "0.05"], env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gputop", "record", "--out", str(out), "--interval", "0.05"],
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (not out.exists() or out.read_text().count("cpu_util_pct") < 5):
             time.sleep(0.1)
-        done = subprocess.run([sys.executable, "-m", "gputop", "report", str(out), "--no-chart"],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "gputop", "report", str(out), "--no-chart"], capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 0, done.stderr
         assert f"still being written (its recorder, pid {proc.pid}, is running" in done.stdout
         assert "did not finish cleanly" not in done.stdout
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-    done = subprocess.run([sys.executable, "-m", "gputop", "report", str(out), "--json"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "gputop", "report", str(out), "--json"], capture_output=True, text=True, timeout=60)
     doc = json.loads(done.stdout)
     assert doc["complete"] is False and doc["being_written"] is False
-    text = subprocess.run([sys.executable, "-m", "gputop", "report", str(out), "--no-chart"],
-                          capture_output=True, text=True, timeout=60).stdout
+    text = subprocess.run(
+        [sys.executable, "-m", "gputop", "report", str(out), "--no-chart"], capture_output=True, text=True, timeout=60
+    ).stdout
     assert "did not finish cleanly" in text and "still being written" not in text
 
 
 @pytest.mark.e2e
 def test_help_states_the_percentiles_error():
-    done = subprocess.run([sys.executable, "-m", "gputop", "report", "--help"], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "gputop", "report", "--help"], capture_output=True, text=True, timeout=60)
     assert "exact while a metric has at most 4,096 distinct values" in done.stdout
     assert "within 0.1 % of the exact value" in done.stdout

@@ -16,13 +16,24 @@ pytestmark = pytest.mark.unit
 
 
 def info(index):
-    return GpuInfo(index=index, name="H100", uuid=f"GPU-{index}", pci_bus_id=None, architecture="Hopper",
-                   sm_count=132, mem_bus_width_bits=None, max_mem_clock_mhz=None,
-                   peak_dram_bw_bytes_per_s=None, driver_version=None, cuda_version=None)
+    return GpuInfo(
+        index=index,
+        name="H100",
+        uuid=f"GPU-{index}",
+        pci_bus_id=None,
+        architecture="Hopper",
+        sm_count=132,
+        mem_bus_width_bits=None,
+        max_mem_clock_mhz=None,
+        peak_dram_bw_bytes_per_s=None,
+        driver_version=None,
+        cuda_version=None,
+    )
 
 
-CPU = CpuSample(cpu_util_pct=5.0, core_util_pct=(5.0, 5.0), core_freq_mhz=(None, None),
-                cpu_power_w=None, ram_used_bytes=1, ram_total_bytes=2, load1=0.1)
+CPU = CpuSample(
+    cpu_util_pct=5.0, core_util_pct=(5.0, 5.0), core_freq_mhz=(None, None), cpu_power_w=None, ram_used_bytes=1, ram_total_bytes=2, load1=0.1
+)
 
 
 class StubCpu:
@@ -48,16 +59,19 @@ class StubGpu:
         self.process_calls = 0
         self.closed = 0
         self.table = {
-            0: (GpuProcess(pid=100, gpu_index=0, kind="compute", gpu_mem_bytes=1 << 30),
-                GpuProcess(pid=200, gpu_index=0, kind="compute", gpu_mem_bytes=2 << 30)),
+            0: (
+                GpuProcess(pid=100, gpu_index=0, kind="compute", gpu_mem_bytes=1 << 30),
+                GpuProcess(pid=200, gpu_index=0, kind="compute", gpu_mem_bytes=2 << 30),
+            ),
             1: None,
         }
 
     def sample(self, processes=None):  # as NvmlSource: a lost device gets no processes
         table = processes or {}
-        return tuple(GpuSample(info=d, lost=True) if d.index in self.lost else
-                     GpuSample(info=d, sm_active_pct=50.0, processes=table.get(d.index))
-                     for d in self.devices)
+        return tuple(
+            GpuSample(info=d, lost=True) if d.index in self.lost else GpuSample(info=d, sm_active_pct=50.0, processes=table.get(d.index))
+            for d in self.devices
+        )
 
     def processes(self):
         self.process_calls += 1
@@ -211,6 +225,7 @@ def test_close_does_not_wait_for_ever_on_a_sample_stuck_in_the_driver(monkeypatc
 
 # --- Ticker ------------------------------------------------------------------------------------
 
+
 def test_deadlines_stay_on_the_grid_whatever_each_tick_costs():
     clock = FakeClock(0.0)
     ticker = Ticker(1.0, clock)
@@ -271,6 +286,7 @@ def test_interval_must_be_positive(bad):
 
 
 # --- runners -----------------------------------------------------------------------------------
+
 
 class CountingSampler:
     def __init__(self, clock=None, cost=0.0):

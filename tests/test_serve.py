@@ -37,8 +37,7 @@ def families(text: str) -> dict:
 
 
 def value(fams: dict, metric_name: str, /, **labels: str) -> float:
-    found = [s.value for f in fams.values() for s in f.samples
-             if s.name == metric_name and set(labels.items()) <= set(s.labels.items())]
+    found = [s.value for f in fams.values() for s in f.samples if s.name == metric_name and set(labels.items()) <= set(s.labels.items())]
     assert len(found) == 1, (metric_name, labels, found)
     return found[0]
 
@@ -51,6 +50,7 @@ def free_port() -> int:
 
 # -------------------------------------------------------------------------------- the CLI surface
 
+
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     serve.add_parser(parser.add_subparsers(dest="command"))
@@ -61,8 +61,7 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_help_and_loopback_default():
     args = parse()
     assert (args.addr, args.port, args.interval) == ("127.0.0.1", 9400, 1.0)
-    out = subprocess.run([sys.executable, "-m", "gputop", "serve", "--help"], capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run([sys.executable, "-m", "gputop", "serve", "--help"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "examples:" in out.stdout and "--addr" in out.stdout
 
 
@@ -72,8 +71,9 @@ def test_busy_port_is_one_line_and_exit_1():
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        out = subprocess.run([sys.executable, "-m", "gputop", "serve", "--port", str(port)],
-                             capture_output=True, text=True, timeout=30, env=fake_env(None))
+        out = subprocess.run(
+            [sys.executable, "-m", "gputop", "serve", "--port", str(port)], capture_output=True, text=True, timeout=30, env=fake_env(None)
+        )
     assert out.returncode == 1
     assert out.stdout == ""
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
@@ -83,8 +83,13 @@ def test_busy_port_is_one_line_and_exit_1():
 @pytest.mark.e2e
 @pytest.mark.parametrize("addr, words", [("192.0.2.1", "not an address of this machine")])
 def test_bad_address_is_one_line_and_exit_1(addr, words):
-    out = subprocess.run([sys.executable, "-m", "gputop", "serve", "--addr", addr, "--port", "0"],
-                         capture_output=True, text=True, timeout=30, env=fake_env(None))
+    out = subprocess.run(
+        [sys.executable, "-m", "gputop", "serve", "--addr", addr, "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=fake_env(None),
+    )
     assert out.returncode == 1 and out.stdout == ""
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr and words in out.stderr
 
@@ -102,8 +107,7 @@ def test_unresolvable_address_is_a_bind_error(monkeypatch):
 @pytest.mark.e2e
 @pytest.mark.parametrize("args", [["--port", "70000"], ["--port", "x"], ["--interval", "0"]])
 def test_bad_flags_exit_2(args):
-    out = subprocess.run([sys.executable, "-m", "gputop", "serve", *args], capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run([sys.executable, "-m", "gputop", "serve", *args], capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and out.stderr.count("\n") == 1
 
 
@@ -125,6 +129,7 @@ def test_signal_is_a_clean_exit(sig):
 
 # ------------------------------------------------------------------------ in process, stub sampler
 
+
 class CountingSampler:
     def __init__(self) -> None:
         self.calls = 0
@@ -139,8 +144,11 @@ def _serve_in_thread(sampler, interval: float):
     stop, err = threading.Event(), _Lines()
     args = parse("--port", "0", "--interval", str(interval))  # --addr left to its default
     result = {}
-    thread = threading.Thread(target=lambda: result.setdefault(
-        "rc", serve.run(args, Environment.of("serve", sampler=sampler, stderr=err), stop=stop, hostname="stub")))
+    thread = threading.Thread(
+        target=lambda: result.setdefault(
+            "rc", serve.run(args, Environment.of("serve", sampler=sampler, stderr=err), stop=stop, hostname="stub")
+        )
+    )
     thread.start()
     url = err.url(timeout=10)
     return stop, thread, url, result
@@ -191,6 +199,7 @@ def test_default_bind_is_loopback():
 
 # ----------------------------------------------------------------------------- on the fake NVML
 
+
 @pytest.mark.e2e
 def test_fake_h100_exposition_passes_promtool():
     served = Served("--port", "0", "--interval", "0.2", fake="H100_SXM")
@@ -208,8 +217,7 @@ def test_fake_h100_exposition_passes_promtool():
     assert value(fams, "gputop_gpu_lost", **labels) == 0
     if PROMTOOL is None:
         pytest.skip(f"promtool not installed ({APT}); the exposition parsed but was not linted")
-    out = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True,
-                         timeout=30)
+    out = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -218,6 +226,7 @@ def test_200_concurrent_scrapes_neither_break_it_nor_change_its_rate():
     interval = 0.1
     served = Served("--port", "0", "--interval", str(interval), fake="H100_SXM")
     try:
+
         def samples_total() -> tuple[float, float]:
             text = served.get()
             return time.monotonic(), value(families(text), "gputop_samples_total")
@@ -244,6 +253,7 @@ def test_200_concurrent_scrapes_neither_break_it_nor_change_its_rate():
 
 # -------------------------------------------------------------------------- a real Prometheus
 
+
 @pytest.mark.e2e
 @pytest.mark.skipif(PROMETHEUS is None, reason=f"prometheus not installed ({APT})")
 def test_a_real_prometheus_scrapes_it(tmp_path):
@@ -255,11 +265,20 @@ def test_a_real_prometheus_scrapes_it(tmp_path):
         config.write_text(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
             "scrape_configs:\n  - job_name: gputop\n"
-            f"    static_configs:\n      - targets: ['127.0.0.1:{served.port}']\n")
+            f"    static_configs:\n      - targets: ['127.0.0.1:{served.port}']\n"
+        )
         prom = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         api = f"http://127.0.0.1:{prom_port}/api/v1/query?query="
 
         def query(expr: str) -> list[dict]:

@@ -25,6 +25,7 @@ pytestmark = [
     pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find gputop's pid"),
 ]
 
+
 def _gputop_pid(shell_pid: int) -> int | None:
     """The ``python -m gputop`` process under the shell (None while it is not started)."""
     todo = children(shell_pid)
@@ -78,8 +79,7 @@ def _quit_and_check_restored(term: Tmux, pid: int) -> None:
     while _alive(pid):
         assert time.monotonic() < deadline, f"gputop (pid {pid}) still running {EXIT_TIMEOUT_S:.0f} s after q"
         time.sleep(0.1)
-    screen = term.wait_for(lambda s: s.rstrip().endswith(PROMPT.strip()), "the prompt after gputop",
-                           EXIT_TIMEOUT_S)
+    screen = term.wait_for(lambda s: s.rstrip().endswith(PROMPT.strip()), "the prompt after gputop", EXIT_TIMEOUT_S)
     assert "before-gputop-42" in screen  # the normal screen, as it was before gputop
     assert "cores busy" not in screen
     assert term.modes() == {m: "0" for m in MODES}
@@ -91,8 +91,7 @@ def _quit_and_check_restored(term: Tmux, pid: int) -> None:
 def test_live_view_draws_and_q_gives_the_terminal_back(terminal):
     term = terminal("H100_SXM:simulated")
     pid, screen = _start_gputop(term)
-    screen = term.wait_for(lambda s: "H100 80GB HBM3 (simulated)" in s and "of 132 SMs active" in s,
-                           "the GPU panel", START_TIMEOUT_S)
+    screen = term.wait_for(lambda s: "H100 80GB HBM3 (simulated)" in s and "of 132 SMs active" in s, "the GPU panel", START_TIMEOUT_S)
     assert "No GPU shown" not in screen
     running = term.modes()
     assert running["alternate_on"] == "1" and running["mouse_sgr_flag"] == "1", running

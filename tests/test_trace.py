@@ -45,7 +45,8 @@ def test_a_gpu_not_read_again_writes_nothing_and_reads_back_carried(tmp_path):
     events = traceval.assert_valid(path.read_text(), strict=True).events
     h100_counters = [e for e in events if e.get("ph") == "C" and e["pid"] == trace.gpu_pid(0)]
     assert sorted({e["ts"] for e in h100_counters}) == sorted(
-        {float(trace.ts_text(samples[i].ts_ns)) for i in (0, 3)})  # written when read, only
+        {float(trace.ts_text(samples[i].ts_ns)) for i in (0, 3)}
+    )  # written when read, only
     cpu_ts = {e["ts"] for e in events if e.get("ph") == "C" and e["pid"] == CPU_PID}
     assert len(cpu_ts) == 5
     assert trace.load(path).samples() == samples  # carried values are the same values
@@ -83,9 +84,16 @@ def test_ram_load_and_core_clocks_are_written_when_they_change_and_read_back_car
     base = make_samples(5)
     slow = dict(ram_used_bytes=5 * 2**30, ram_total_bytes=16 * 2**30, load1=0.5, core_freq_mhz=(3000.0, None))
     loads = [0.5, 0.5, 0.5, None, None]
-    samples = [Sample(ts_ns=s.ts_ns, gpus=(), cpu=CpuSample(
-        cpu_util_pct=s.cpu.cpu_util_pct, core_util_pct=s.cpu.core_util_pct, cpu_power_w=s.cpu.cpu_power_w,
-        **{**slow, "load1": load})) for s, load in zip(base, loads)]
+    samples = [
+        Sample(
+            ts_ns=s.ts_ns,
+            gpus=(),
+            cpu=CpuSample(
+                cpu_util_pct=s.cpu.cpu_util_pct, core_util_pct=s.cpu.core_util_pct, cpu_power_w=s.cpu.cpu_power_w, **{**slow, "load1": load}
+            ),
+        )
+        for s, load in zip(base, loads)
+    ]
     path = write(tmp_path / "t.json", samples)
     events = traceval.assert_valid(path.read_text(), strict=True).events
     written = [e["ts"] for e in events if e.get("name") == "ram_total_bytes"]
@@ -132,6 +140,7 @@ def test_counters_have_one_numeric_arg_named_by_the_catalogue(tmp_path):
 def test_none_nan_and_bool_are_gaps_never_zero(tmp_path):
     s = make_samples(1)[0]
     from dataclasses import replace
+
     s = replace(s, gpus=(replace(s.gpus[0], power_w=math.nan, temp_c=math.inf, sm_active_pct=None),))
     events = json.loads(write(tmp_path / "t.json", [s]).read_text())
     names = {e["name"] for e in events if e["ph"] == "C" and e["pid"] == trace.gpu_pid(0)}
@@ -175,8 +184,14 @@ def _line_ends(text: str) -> list[int]:
 
 def test_a_cut_at_every_byte_loads_every_complete_event_or_says_why(tmp_path):
     # a small trace: one GPU, two samples, so every byte offset is tried in about a second
-    samples = [Sample(ts_ns=T0 + i * 1000, gpus=(GpuSample(A100, gpu_util_pct=1.5, power_w=60.0),),
-                      cpu=CpuSample(1.0, (1.0,), (None,), None, 5, 10, None)) for i in range(2)]
+    samples = [
+        Sample(
+            ts_ns=T0 + i * 1000,
+            gpus=(GpuSample(A100, gpu_util_pct=1.5, power_w=60.0),),
+            cpu=CpuSample(1.0, (1.0,), (None,), None, 5, 10, None),
+        )
+        for i in range(2)
+    ]
     text = write(tmp_path / "t.json", samples).read_text()
     ends = _line_ends(text)
     outcomes = {"loaded": 0, "error": 0}
@@ -192,7 +207,7 @@ def test_a_cut_at_every_byte_loads_every_complete_event_or_says_why(tmp_path):
             continue
         assert len(loaded.events) == expected, cut
         got = loaded.samples()
-        assert got == samples[:len(got)]
+        assert got == samples[: len(got)]
         if cut >= 1:
             report = traceval.validate(prefix)
             assert report.ok, (cut, report.problems)
@@ -201,24 +216,27 @@ def test_a_cut_at_every_byte_loads_every_complete_event_or_says_why(tmp_path):
     assert trace.parse(text).samples() == samples
 
 
-@pytest.mark.parametrize("content, words", [
-    (b"", "empty"),
-    (b"  \n\t ", "empty"),
-    (b"\x1f\x8b\x08\x00binary", "not JSON"),
-    (b"hello", "not JSON"),
-    (b"42", "not a trace"),
-    (b'{"a": 1}', "not a trace"),
-    (b"[1, 2]", "not a trace"),
-    (b"[", "ends before gputop's header"),
-    (b'[{"ph":"X","name":"step","pid":1,"tid":1,"ts":0,"dur":5}]', "not gputop's"),
-    (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":99}}]', "version 99"),
-    (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{}}]', "trace_version"),
-    (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"gpus":7}}]', "GPU description"),
-    (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"gpus":{"a":1}}}]', "GPU description"),
-    (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"gpus":[3]}}]', "GPU description"),
-    (b'[{"ph":"M","name":"x","pid":1}\n,{"ph":"C" oops}\n,{"ph":"C"}\n]', "not JSON at line 2"),
-    (b'[{"ph":"M","name":"x","pid":1}]\nextra', "after the closing"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"", "empty"),
+        (b"  \n\t ", "empty"),
+        (b"\x1f\x8b\x08\x00binary", "not JSON"),
+        (b"hello", "not JSON"),
+        (b"42", "not a trace"),
+        (b'{"a": 1}', "not a trace"),
+        (b"[1, 2]", "not a trace"),
+        (b"[", "ends before gputop's header"),
+        (b'[{"ph":"X","name":"step","pid":1,"tid":1,"ts":0,"dur":5}]', "not gputop's"),
+        (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":99}}]', "version 99"),
+        (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{}}]', "trace_version"),
+        (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"gpus":7}}]', "GPU description"),
+        (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"gpus":{"a":1}}}]', "GPU description"),
+        (b'[{"ph":"M","name":"gputop","pid":10000000,"args":{"trace_version":1,"gpus":[3]}}]', "GPU description"),
+        (b'[{"ph":"M","name":"x","pid":1}\n,{"ph":"C" oops}\n,{"ph":"C"}\n]', "not JSON at line 2"),
+        (b'[{"ph":"M","name":"x","pid":1}]\nextra', "after the closing"),
+    ],
+)
 def test_bad_files_give_one_clear_line(tmp_path, content, words):
     path = tmp_path / "bad.json"
     path.write_bytes(content)
@@ -273,18 +291,18 @@ def test_fixture_recorded_with_the_fake_h100_loads_and_validates():
 
 
 def test_validator_catches_what_perfetto_rejects():
-    bad = ('[{"ph":"C","name":"x","pid":0,"tid":0,"ts":1,"args":{"a":1,"b":2}}\n'
-           ',{"ph":"C","name":"y","pid":5,"tid":5,"ts":"soon","args":{"a":1}}\n'
-           ',{"ph":"C","name":"z","pid":5,"tid":5,"ts":2,"args":{"a":"high"}}\n'
-           ',{"ph":"X","name":"a","pid":5,"tid":5,"ts":0,"dur":10}\n'
-           ',{"ph":"X","name":"b","pid":5,"tid":5,"ts":5,"dur":10}\n'
-           ',{"ph":"M","name":"process_name","pid":5,"args":{"name":"late"}}\n]')
+    bad = (
+        '[{"ph":"C","name":"x","pid":0,"tid":0,"ts":1,"args":{"a":1,"b":2}}\n'
+        ',{"ph":"C","name":"y","pid":5,"tid":5,"ts":"soon","args":{"a":1}}\n'
+        ',{"ph":"C","name":"z","pid":5,"tid":5,"ts":2,"args":{"a":"high"}}\n'
+        ',{"ph":"X","name":"a","pid":5,"tid":5,"ts":0,"dur":10}\n'
+        ',{"ph":"X","name":"b","pid":5,"tid":5,"ts":5,"dur":10}\n'
+        ',{"ph":"M","name":"process_name","pid":5,"args":{"name":"late"}}\n]'
+    )
     problems = "\n".join(traceval.validate(bad).problems)
-    for words in ("pid 0", "not one key", "ts 'soon'", "not a number", "without nesting",
-                  "after data events"):
+    for words in ("pid 0", "not one key", "ts 'soon'", "not a number", "without nesting", "after data events"):
         assert words in problems
-    nested = ('[{"ph":"X","name":"a","pid":5,"tid":5,"ts":0,"dur":10}\n'
-              ',{"ph":"X","name":"b","pid":5,"tid":5,"ts":2,"dur":3},\n')
+    nested = '[{"ph":"X","name":"a","pid":5,"tid":5,"ts":0,"dur":10}\n,{"ph":"X","name":"b","pid":5,"tid":5,"ts":2,"dur":3},\n'
     report = traceval.validate(nested)
     assert report.ok and report.trailing_comma and not report.closed
 
@@ -292,7 +310,9 @@ def test_validator_catches_what_perfetto_rejects():
 def test_dumps_event_writes_loaded_numbers_back_exactly():
     from gputop.trace import dumps_event, parse
 
-    text = '[{"ph":"M","name":"gputop","pid":10000000,"tid":10000000,"args":{"trace_version":1}}\n' \
-           ',{"ph":"C","name":"x","pid":10000000,"tid":10000000,"ts":1795488922232495.123,"args":{"%":0.1}}\n]'
+    text = (
+        '[{"ph":"M","name":"gputop","pid":10000000,"tid":10000000,"args":{"trace_version":1}}\n'
+        ',{"ph":"C","name":"x","pid":10000000,"tid":10000000,"ts":1795488922232495.123,"args":{"%":0.1}}\n]'
+    )
     event = parse(text).events[1]
     assert dumps_event(event) == '{"ph":"C","name":"x","pid":10000000,"tid":10000000,"ts":1795488922232495.123,"args":{"%":0.1}}'

@@ -29,10 +29,16 @@ def expected(path):
 
 DOCS = {
     "compact, keys after": '{"traceEvents":[{"ph":"X","name":"a\u00e9\u4e2d","ts":12345.678,"dur":1}],'
-                           '"baseTimeNanoseconds":1790857026000000000,"x":[1,{"y":null}]}',
-    "pretty, keys before": json.dumps({"schemaVersion": 1, "deviceProperties": [{"n": "cpu"}],
-                                       "traceEvents": [{"ph": "M", "pid": 1}, {"ph": "i", "ts": 7}],
-                                       "traceName": "t"}, indent=4),
+    '"baseTimeNanoseconds":1790857026000000000,"x":[1,{"y":null}]}',
+    "pretty, keys before": json.dumps(
+        {
+            "schemaVersion": 1,
+            "deviceProperties": [{"n": "cpu"}],
+            "traceEvents": [{"ph": "M", "pid": 1}, {"ph": "i", "ts": 7}],
+            "traceName": "t",
+        },
+        indent=4,
+    ),
     "bare array": ' [ {"ph":"C","ts":1.5,"args":{"v":-2e-3}} ,\n{"ph":"X","ts":2} ]\n',
     "empty array": '{"traceEvents": [], "baseTimeNanoseconds": 5}',
     # a top-level number cut after "1." or "1.5e" was read as 1, then "." was "not JSON"
@@ -70,11 +76,20 @@ def test_the_real_profile_is_cut_anywhere_into_one_error(tmp_path, monkeypatch):
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("content, not_trace", [
-    ("", False), ("5", False), ('{"traceEvents": [1]}', True), ('{"a": 1}', True),
-    ('{"traceEvents": 3}', True), ('{"traceEvents": [], "traceEvents": []}', True),
-    ('{"traceEvents": []} x', False), ('{"traceEvents": [{}] "k": 1}', False), ("[{},]", False),
-])
+@pytest.mark.parametrize(
+    "content, not_trace",
+    [
+        ("", False),
+        ("5", False),
+        ('{"traceEvents": [1]}', True),
+        ('{"a": 1}', True),
+        ('{"traceEvents": 3}', True),
+        ('{"traceEvents": [], "traceEvents": []}', True),
+        ('{"traceEvents": []} x', False),
+        ('{"traceEvents": [{}] "k": 1}', False),
+        ("[{},]", False),
+    ],
+)
 def test_what_is_not_a_trace_is_said_so(tmp_path, content, not_trace):
     path = tmp_path / "bad.json"
     path.write_text(content)
@@ -88,7 +103,8 @@ def test_merge_of_a_cut_profile_is_one_line_and_writes_nothing(tmp_path):
     cut = tmp_path / "cut.json"
     cut.write_bytes(REAL_TORCH.read_bytes()[:5000])
     out = tmp_path / "o.json"
-    done = subprocess.run([sys.executable, "-m", "gputop", "merge", str(RECORDING), str(cut), "--out", str(out)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "gputop", "merge", str(RECORDING), str(cut), "--out", str(out)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 1 and done.stderr.startswith("gputop merge: error: ")
     assert "not JSON" in done.stderr and len(done.stderr.splitlines()) == 1 and not out.exists()

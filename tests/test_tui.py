@@ -100,9 +100,16 @@ async def test_plus_minus_step_the_interval_within_bounds():
 
 
 @pytest.mark.tui
-@pytest.mark.parametrize("start, up, down", [
-    (0.01, 0.02, 0.01), (3600.0, 3600.0, 1800.0), (0.3, 0.5, 0.2), (1.0, 2.0, 0.5), (7.0, 10.0, 5.0),
-])
+@pytest.mark.parametrize(
+    "start, up, down",
+    [
+        (0.01, 0.02, 0.01),
+        (3600.0, 3600.0, 1800.0),
+        (0.3, 0.5, 0.2),
+        (1.0, 2.0, 0.5),
+        (7.0, 10.0, 5.0),
+    ],
+)
 async def test_the_interval_ladder_goes_on_from_any_interval_given(start, up, down):
     """From a --interval on the ladder or between rungs: the next rung on that side."""
     for key, expected in (("plus", up), ("minus", down)):
@@ -398,11 +405,15 @@ async def test_status_bar_own_cpu_is_na_until_a_real_interval_passed():
 
 
 @pytest.mark.tui
-@pytest.mark.parametrize("make, reason", [
-    (lambda: with_gpu(make_sample(1), 0, processes=()), "no GPU processes"),
-    (lambda: with_gpu(make_sample(1), 0, processes=None), "no GPU processes shown: the driver does not list them here"),
-    (lambda: replace(make_sample(1), gpus=(lost(make_sample(1).gpus[0]),)), "no GPU processes: every GPU is lost"),
-], ids=["no-processes", "not-listed", "lost"])
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda: with_gpu(make_sample(1), 0, processes=()), "no GPU processes"),
+        (lambda: with_gpu(make_sample(1), 0, processes=None), "no GPU processes shown: the driver does not list them here"),
+        (lambda: replace(make_sample(1), gpus=(lost(make_sample(1).gpus[0]),)), "no GPU processes: every GPU is lost"),
+    ],
+    ids=["no-processes", "not-listed", "lost"],
+)
 async def test_an_empty_process_table_says_why(make, reason):
     app = make_app(FakeSampler(make()))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -508,8 +519,7 @@ async def test_a_replays_cut_off_warning_is_never_left_out_while_later_parts_sho
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         status = app.query_one(StatusBar)
-        status.replay = ReplayPosition(index=4, count=10, offset_s=4.0, duration_s=9.0, ts_ns=0, speed=1.0,
-                                       complete=False)
+        status.replay = ReplayPosition(index=4, count=10, offset_s=4.0, duration_s=9.0, ts_ns=0, speed=1.0, complete=False)
         widths = range(15, 160)
         with_cut = [w for w in widths if "cut off" in header_fit(app, w)]
         assert with_cut and with_cut == list(range(with_cut[0], 160))  # shown from some width on
@@ -758,6 +768,7 @@ async def test_fast_sampling_comes_in_batches_each_drawn_once_with_nothing_lost(
 @pytest.mark.tui
 async def test_a_process_from_another_pid_namespace_says_so():
     from gputop.model import GpuProcess
+
     hidden = GpuProcess(pid=4000000, gpu_index=0, kind="compute", gpu_mem_bytes=40 * 1024**3)
     sample = with_gpu(make_sample(1, 0), 0, processes=(hidden,))
     app = make_app(FakeSampler(sample))
@@ -772,6 +783,7 @@ async def test_k_on_a_process_this_namespace_cannot_see_refuses_and_says_why():
     """In a container the driver lists host pids: asking "Kill pid 4000000?" and then sending
     SIGTERM would signal a different process (or none) under that number here."""
     from gputop.model import GpuProcess
+
     hidden = GpuProcess(pid=4000000, gpu_index=0, kind="compute", gpu_mem_bytes=40 * 1024**3)
     sample = with_gpu(make_sample(1, 0), 0, processes=(hidden,))
     killed = []
@@ -784,8 +796,10 @@ async def test_k_on_a_process_this_namespace_cannot_see_refuses_and_says_why():
         await pilot.press("y")
         assert killed == []
         messages = [n.message for n in app._notifications]
-        assert messages == ["not killing pid 4000000: it is not visible from this pid namespace "
-                            "(in a container, a host pid; here that number is not the same process)"]
+        assert messages == [
+            "not killing pid 4000000: it is not visible from this pid namespace "
+            "(in a container, a host pid; here that number is not the same process)"
+        ]
 
 
 @pytest.mark.tui

@@ -26,8 +26,18 @@ AXIS = re.compile(rf" *(?:{AGE}  +)?(now|cursor)")
 @pytest.mark.unit
 def test_ages_read_in_seconds_minutes_then_hours():
     assert [age_text(s) for s in (0.0, 1.04, 9.94, 9.96, 14.2, 119.4, 119.6, 754, 7200, 9 * 3600, 40000)] == [
-        "-0.0 s", "-1.0 s", "-9.9 s", "-10 s", "-14 s", "-119 s", "-2 min", "-13 min", "-2.0 h", "-9.0 h",
-        "-11 h"]
+        "-0.0 s",
+        "-1.0 s",
+        "-9.9 s",
+        "-10 s",
+        "-14 s",
+        "-119 s",
+        "-2 min",
+        "-13 min",
+        "-2.0 h",
+        "-9.0 h",
+        "-11 h",
+    ]
 
 
 @pytest.mark.unit
@@ -151,6 +161,7 @@ def test_a_plot_takes_the_same_number_of_new_points_a_series():
 
 # -- the charts in the app ---------------------------------------------------------------------
 
+
 def lines_of(chart: Chart) -> list[list[Segment]]:
     return [list(strip) for strip in chart._lines]
 
@@ -182,13 +193,16 @@ async def test_the_charts_scrolled_tick_by_tick_read_as_drawn_anew():
             for _ in range(rng.choice([1, 1, 1, 5, 7])):
                 ts += 100_000_000
                 spike = rng.random() < 0.03
-                history.record(ts, {
-                    "cpu.cpu_util_pct": rng.choice([5.0, 50.0, 95.0]) + rng.uniform(-2, 2),
-                    "cpu.cpu_power_w": rng.uniform(30, 60) * (8 if spike else 1),
-                    "gpu0.sm_active_pct": None if rng.random() < 0.05 else rng.uniform(0, 100),
-                    "gpu0.dram_bw_bytes_per_s": rng.uniform(0.5e12, 2e12) * (1.6 if spike else 1),
-                    "gpu0.power_w": rng.uniform(200, 650) * (1.6 if spike else 1),
-                })
+                history.record(
+                    ts,
+                    {
+                        "cpu.cpu_util_pct": rng.choice([5.0, 50.0, 95.0]) + rng.uniform(-2, 2),
+                        "cpu.cpu_power_w": rng.uniform(30, 60) * (8 if spike else 1),
+                        "gpu0.sm_active_pct": None if rng.random() < 0.05 else rng.uniform(0, 100),
+                        "gpu0.dram_bw_bytes_per_s": rng.uniform(0.5e12, 2e12) * (1.6 if spike else 1),
+                        "gpu0.power_w": rng.uniform(200, 650) * (1.6 if spike else 1),
+                    },
+                )
             before = {c.id: c._plot[2] for c in charts}
             app.query_one(HistoryCharts).tick += 1
             await pilot.pause()
@@ -230,8 +244,7 @@ async def test_lines_still_of_the_old_width_are_fitted_as_textual_would():
         chart = app.query(Chart).first()
         region = Region(0, 0, *chart.size)
         for delta in (-7, 9):  # the plot as it was at another width
-            chart._lines = [Strip(list(line), line.cell_length).adjust_cell_length(chart.size.width + delta)
-                            for line in chart._lines]
+            chart._lines = [Strip(list(line), line.cell_length).adjust_cell_length(chart.size.width + delta) for line in chart._lines]
             chart._styles_cache.clear()
             drawn = chart.render_lines(region)
             assert all(line.cell_length == chart.size.width for line in drawn)
@@ -243,8 +256,7 @@ async def test_a_replay_seek_draws_the_charts_anew():
     """Stepping back rebuilds the replay's history (as long as it was, at another time): the
     charts must draw it anew, not scroll the plot they had."""
     samples = [make_sample(1, t) for t in range(400)]
-    app = GputopApp(ReplayFeed(samples, host="vm", playing=False, history_points=200),
-                    self_cpu=frozen_self_cpu(), frame_s=0.0)
+    app = GputopApp(ReplayFeed(samples, host="vm", playing=False, history_points=200), self_cpu=frozen_self_cpu(), frame_s=0.0)
     async with app.run_test(size=(160, 50)) as pilot:
         charts = list(app.query(Chart))
         await pilot.press("end")

@@ -18,6 +18,8 @@ from helpers import TESTS, Terminal, cleanup, job, live_members, read_pgid, wait
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's pseudo-terminals")]
 
 TRACE = TESTS / "data" / "h100_fake.json"
+
+
 @pytest.mark.parametrize("controlling", [True, False], ids=["sighup", "no-sighup"])
 def test_the_live_view_ends_with_its_terminal_and_stops_its_workload(tmp_path, controlling):
     job_path, pidfile = job(tmp_path, grandchild=True)

@@ -124,13 +124,16 @@ def test_a_line_of_pieces_is_the_strip_rich_gave(width: int) -> None:
 
 @pytest.mark.unit
 def test_pack_places_the_pieces_as_flow_did() -> None:
-    f_item = [item(("load ", LABEL), ("1.52", VALUE)), item(("RAM ", LABEL), ("12 GiB", VALUE), " / 31 GiB"),
-              item(("temp ", LABEL), ("46 °C", VALUE)), item(("package power ", LABEL), ("n/a", VALUE), "  ")]
+    f_item = [
+        item(("load ", LABEL), ("1.52", VALUE)),
+        item(("RAM ", LABEL), ("12 GiB", VALUE), " / 31 GiB"),
+        item(("temp ", LABEL), ("46 °C", VALUE)),
+        item(("package power ", LABEL), ("n/a", VALUE), "  "),
+    ]
     grid = [item(("■" * 8, VALUE), ("·" * 4, LABEL)), item(("·" * 12, LABEL))]
     for width in (12, 20, 30, 50, 200):
         lines = pack([f_item[:2], Rows(grid), f_item[2:]], width)
-        texts = [[_assembled(i) for i in f_item[:2]], [Text("\n").join(_assembled(r) for r in grid)],
-                 [_assembled(i) for i in f_item[2:]]]
+        texts = [[_assembled(i) for i in f_item[:2]], [Text("\n").join(_assembled(r) for r in grid)], [_assembled(i) for i in f_item[2:]]]
         expected = flow(texts, width).split("\n")
         assert [plain(line) for line in lines] == [t.plain for t in expected], width
         for line, text in zip(lines, expected):
@@ -221,8 +224,13 @@ async def test_kept_lines_are_those_textual_draws_afresh_after_samples_keys_and_
     async with app.run_test(size=(160, 50)) as pilot:
         kept = [w for w in app.screen.walk_children() if isinstance(w, KeptLines)]
         assert {type(w).__name__ for w in kept} >= {"ProcessTable", "KeyFooter", "GpuList", "HistoryCharts"}
-        steps = [lambda: None, lambda: app.query_one(ProcessTable).focus(), lambda: None,
-                 lambda: setattr(app, "theme", "textual-light"), lambda: None]
+        steps = [
+            lambda: None,
+            lambda: app.query_one(ProcessTable).focus(),
+            lambda: None,
+            lambda: setattr(app, "theme", "textual-light"),
+            lambda: None,
+        ]
         for t, step in enumerate(steps):
             step()
             app.ingest(make_sample(1, t, cores=2))

@@ -232,6 +232,7 @@ def test_snapshot_replay(snap_compare, trace, monkeypatch):
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     try:
+
         async def run_before(pilot) -> None:
             await pilot.press("right", "right", "right")
             await pilot.pause()

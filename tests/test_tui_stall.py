@@ -13,8 +13,9 @@ from gputop.tui.stall import StallWatch
 pytestmark = pytest.mark.unit
 
 
-def watched(monkeypatch, grace_s: float, every_s: float = 1.0, interval_s: float = 0.0
-            ) -> tuple[StallWatch, list[float | None], list[float]]:
+def watched(
+    monkeypatch, grace_s: float, every_s: float = 1.0, interval_s: float = 0.0
+) -> tuple[StallWatch, list[float | None], list[float]]:
     """A watch with its grace and update period cut for a test; what it reports, and its interval
     (a list: a test changes the pace through it)."""
     monkeypatch.setattr(stall, "STALL_GRACE_S", grace_s)

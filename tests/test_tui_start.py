@@ -25,7 +25,8 @@ MAIN = "from gputop.cli import main\nraise SystemExit(main([]))\n"
 
 # a live view whose ``import textual`` takes SECONDS longer, and says (in the file MARK) when it
 # is in it: a stop signal or Ctrl+Z then comes while the view is starting
-SLOW_START = """\
+SLOW_START = (
+    """\
 import importlib.abc, sys, time
 class SlowTextual(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
@@ -35,7 +36,9 @@ class SlowTextual(importlib.abc.MetaPathFinder):
             time.sleep({seconds})
         return None
 sys.meta_path.insert(0, SlowTextual())
-""" + MAIN
+"""
+    + MAIN
+)
 
 
 def _gputop_pid(term: Tmux) -> int:
@@ -76,8 +79,7 @@ def test_ctrl_c_before_textual_is_up_gives_the_shell_back_its_screen(tmp_path):
     try:
         _started_slowed(term, tmp_path, 30.0)
         term.tmux("send-keys", "-t", "t", "C-c")
-        screen = term.wait_for(lambda s: s.rstrip().endswith(PROMPT.strip()), "the prompt after gputop",
-                               EXIT_TIMEOUT_S)
+        screen = term.wait_for(lambda s: s.rstrip().endswith(PROMPT.strip()), "the prompt after gputop", EXIT_TIMEOUT_S)
         assert term.modes()["alternate_on"] == "0"
         assert term.show("#{cursor_flag}") == "1"
         assert "before-gputop" in screen and "cores busy" not in screen and "Traceback" not in screen
@@ -109,8 +111,7 @@ def test_ctrl_z_before_textual_is_up_stops_it_on_the_normal_screen_and_fg_brings
     try:
         pid = _started_slowed(term, tmp_path, 3.0)
         term.tmux("send-keys", "-t", "t", "C-z")
-        term.wait_for(lambda s: "Stopped" in s and s.rstrip().endswith(PROMPT.strip()), "the shell, gputop stopped",
-                      EXIT_TIMEOUT_S)
+        term.wait_for(lambda s: "Stopped" in s and s.rstrip().endswith(PROMPT.strip()), "the shell, gputop stopped", EXIT_TIMEOUT_S)
         assert Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "T"
         assert term.modes()["alternate_on"] == "0" and term.show("#{cursor_flag}") == "1"
         term.type("fg")
@@ -151,8 +152,10 @@ def test_in_the_background_nothing_is_drawn_on_the_shells_screen():
 
 # -- on a pseudo-terminal: every byte the view wrote ---------------------------------------------
 
-def _in_a_pty(code: str, env: dict[str, str], size=(160, 50), timeout_s: float = 60.0,
-              keys: tuple[bytes, bytes] | None = None) -> tuple[bytes, int]:
+
+def _in_a_pty(
+    code: str, env: dict[str, str], size=(160, 50), timeout_s: float = 60.0, keys: tuple[bytes, bytes] | None = None
+) -> tuple[bytes, int]:
     """Run ``python -c code`` on a pseudo-terminal of ``size``; every byte it wrote, and its exit
     status. ``keys``: (what, when): type ``what`` once ``when`` has been written."""
     controller, tty = pty.openpty()
@@ -162,8 +165,15 @@ def _in_a_pty(code: str, env: dict[str, str], size=(160, 50), timeout_s: float =
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=tty, stdout=tty, stderr=tty, cwd=ROOT,
-                            env={**env, "TERM": "xterm-256color"}, preexec_fn=controlling)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=tty,
+        stdout=tty,
+        stderr=tty,
+        cwd=ROOT,
+        env={**env, "TERM": "xterm-256color"},
+        preexec_fn=controlling,
+    )
     os.close(tty)
     out = bytearray()
     deadline = time.monotonic() + timeout_s
@@ -194,9 +204,11 @@ def test_an_app_that_fails_after_taking_the_terminal_leaves_the_alternate_screen
     """Textual has the terminal (its driver started) but the app fails before it mounts: Textual
     leaves the alternate screen and prints the traceback; leaving it a second time would move
     the cursor back over that traceback (a second ?1049l restores the cursor saved at the first)."""
-    code = ("from gputop.tui import app\n"
-            "def compose(self):\n    raise RuntimeError('compose failed here')\n    yield\n"
-            "app.GputopApp.compose = compose\n" + MAIN)
+    code = (
+        "from gputop.tui import app\n"
+        "def compose(self):\n    raise RuntimeError('compose failed here')\n    yield\n"
+        "app.GputopApp.compose = compose\n" + MAIN
+    )
     out, status = _in_a_pty(code, tmux_env("H100_SXM:simulated"))
     assert out.count(b"\x1b[?1049h") == 1
     assert b"compose failed here" in out
@@ -218,9 +230,11 @@ def test_the_view_switches_to_the_alternate_screen_once_and_back_once():
 def test_an_error_before_textual_takes_the_terminal_is_printed_on_the_normal_screen():
     """An error while Textual gathers its stylesheets is printed before its driver starts: on
     the normal screen, the alternate screen never left on; the exit status is 1."""
-    code = ("from gputop.tui import app\n"
-            "def failing(self):\n    raise RuntimeError('failed before the driver')\n"
-            "app.GputopApp._get_default_css = failing\n" + MAIN)
+    code = (
+        "from gputop.tui import app\n"
+        "def failing(self):\n    raise RuntimeError('failed before the driver')\n"
+        "app.GputopApp._get_default_css = failing\n" + MAIN
+    )
     out, status = _in_a_pty(code, tmux_env("H100_SXM:simulated"))
     assert status == 1
     assert b"failed before the driver" in out
@@ -232,8 +246,7 @@ def test_an_error_before_textual_takes_the_terminal_is_printed_on_the_normal_scr
 @pytest.mark.e2e
 def test_a_view_that_panics_exits_1():
     """Textual's panic (its key thread died, say) prints the error but sets no return code."""
-    code = ("from gputop.tui import app\n"
-            "app.GputopApp.on_ready = lambda self: self.panic('it panicked here')\n" + MAIN)
+    code = "from gputop.tui import app\napp.GputopApp.on_ready = lambda self: self.panic('it panicked here')\n" + MAIN
     out, status = _in_a_pty(code, tmux_env("H100_SXM:simulated"))
     assert b"it panicked here" in out and status == 1
 
@@ -293,8 +306,9 @@ NEVER = ("torch", "httpx", "prometheus_client", "plotext")
 
 @pytest.mark.e2e
 def test_the_live_views_start_imports_no_command_and_textual_only_when_the_app_is_built():
-    out = subprocess.run([sys.executable, "-c", IMPORT_PROBE], capture_output=True, text=True, timeout=60, cwd=ROOT,
-                         env=tmux_env("H100_SXM:simulated"))
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE], capture_output=True, text=True, timeout=60, cwd=ROOT, env=tmux_env("H100_SXM:simulated")
+    )
     assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout.splitlines()[-1])
     assert seen["status"] == 0
@@ -307,8 +321,14 @@ def test_the_live_views_start_imports_no_command_and_textual_only_when_the_app_i
     assert {"textual", "gputop.tui.app"} <= started
     for modules in (before, started):
         assert not top(modules) & set(NEVER)
-        commands = {m for m in modules if m in seen["commands"] or m.endswith(".snapshot") or m.startswith("gputop.commands")
-                    or any(m.startswith(c + ".") for c in seen["commands"])}
+        commands = {
+            m
+            for m in modules
+            if m in seen["commands"]
+            or m.endswith(".snapshot")
+            or m.startswith("gputop.commands")
+            or any(m.startswith(c + ".") for c in seen["commands"])
+        }
         assert not commands, f"command modules imported by the live view: {sorted(commands)}"
 
 
@@ -318,9 +338,11 @@ def test_a_stop_signal_while_the_app_composes_exits_0(how):
     """The signal asks the app to exit from its event loop; asked while it composes, Textual
     removed the screen under its widgets' on_mount (NoMatches: exit status 1, issue #29's race
     under load). The exit waits until the screen is mounted."""
-    code = ("import os, signal\nfrom gputop.tui import app\ncompose = app.GputopApp.compose\n"
-            f"def composing(self):\n    os.kill(os.getpid(), signal.{how})\n    return compose(self)\n"
-            "app.GputopApp.compose = composing\n" + MAIN)
+    code = (
+        "import os, signal\nfrom gputop.tui import app\ncompose = app.GputopApp.compose\n"
+        f"def composing(self):\n    os.kill(os.getpid(), signal.{how})\n    return compose(self)\n"
+        "app.GputopApp.compose = composing\n" + MAIN
+    )
     out, status = _in_a_pty(code, tmux_env("H100_SXM:simulated"))
     assert status == 0, out[-1500:]
     assert b"Error" not in out and out.count(b"\x1b[?1049h") == out.count(b"\x1b[?1049l") == 1

@@ -48,20 +48,22 @@ def test_term_dumb_exits_2_with_one_line_on_stderr(argv):
     controller, tty = pty.openpty()
     env = {**tmux_env("H100_SXM:simulated"), "TERM": "dumb"}
     try:
-        proc = subprocess.run([sys.executable, "-m", "gputop", *argv], stdin=tty, stdout=tty,
-                              stderr=subprocess.PIPE, text=True, timeout=60, cwd=ROOT, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "gputop", *argv], stdin=tty, stdout=tty, stderr=subprocess.PIPE, text=True, timeout=60, cwd=ROOT, env=env
+        )
     finally:
         os.close(tty)
         os.close(controller)
     assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and "error: the live view needs a terminal that can move the cursor, " \
-        "and TERM=dumb cannot" in proc.stderr, proc.stderr
+    assert (
+        proc.stderr.count("\n") == 1
+        and "error: the live view needs a terminal that can move the cursor, and TERM=dumb cannot" in proc.stderr
+    ), proc.stderr
 
 
 @pytest.mark.e2e
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
-@pytest.mark.parametrize("argv, drawn", [("", "cores busy"), (f"replay --paused {TRACE}", "replay")],
-                         ids=["live", "replay"])
+@pytest.mark.parametrize("argv, drawn", [("", "cores busy"), (f"replay --paused {TRACE}", "replay")], ids=["live", "replay"])
 def test_with_stderr_in_a_file_the_screen_is_drawn_on_the_terminal(tmp_path, argv, drawn):
     """``gputop 2>err.log`` left the terminal blank and drew the screen into the file."""
     err = tmp_path / "err.log"
@@ -70,8 +72,7 @@ def test_with_stderr_in_a_file_the_screen_is_drawn_on_the_terminal(tmp_path, arg
         term.type(f"PS1='{PROMPT}'")
         term.wait_for(lambda s: PROMPT.strip() in s, "the shell prompt", START_TIMEOUT_S)
         term.type(f"cd {ROOT} && {sys.executable} -m gputop {argv} 2>{err}")
-        term.wait_for(lambda s: drawn in s and "GPU0 H100 80GB HBM3" in s and " quit " in s,
-                      "the screen on the terminal", START_TIMEOUT_S)
+        term.wait_for(lambda s: drawn in s and "GPU0 H100 80GB HBM3" in s and " quit " in s, "the screen on the terminal", START_TIMEOUT_S)
         assert term.modes()["alternate_on"] == "1"
         assert b"\x1b[" not in err.read_bytes()  # not one escape code went to the file
         term.tmux("send-keys", "-t", "t", "q")
@@ -94,8 +95,9 @@ def _start_from_the_shell(term: Tmux, argv: str) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
-@pytest.mark.parametrize("argv, bg", [("", False), (f"replay --paused {TRACE}", False), ("--interval 0.2", True)],
-                         ids=["live", "replay", "bg-then-fg"])
+@pytest.mark.parametrize(
+    "argv, bg", [("", False), (f"replay --paused {TRACE}", False), ("--interval 0.2", True)], ids=["live", "replay", "bg-then-fg"]
+)
 def test_ctrl_z_suspends_to_the_shell_and_fg_brings_the_whole_view_back(argv, bg):
     """As in htop or btop. Textual repaints only what changed after fg, so the footer stayed
     blank until the view repaints everything on resume. ``bg`` first: the view cannot draw from
@@ -104,8 +106,7 @@ def test_ctrl_z_suspends_to_the_shell_and_fg_brings_the_whole_view_back(argv, bg
     try:
         _start_from_the_shell(term, argv)
         term.tmux("send-keys", "-t", "t", "C-z")
-        term.wait_for(lambda s: "Stopped" in s and s.rstrip().endswith(PROMPT.strip()), "the shell, gputop stopped",
-                      EXIT_TIMEOUT_S)
+        term.wait_for(lambda s: "Stopped" in s and s.rstrip().endswith(PROMPT.strip()), "the shell, gputop stopped", EXIT_TIMEOUT_S)
         assert term.modes()["alternate_on"] == "0"
         if bg:
             term.type("bg")
@@ -118,8 +119,11 @@ def test_ctrl_z_suspends_to_the_shell_and_fg_brings_the_whole_view_back(argv, bg
                     break
                 assert time.monotonic() < deadline, f"gputop did not stop again in the background:\n{screen}"
         term.type("fg")
-        term.wait_for(lambda s: " quit " in s and "GPU0 H100 80GB HBM3" in s and PROMPT.strip() not in s,
-                      "the whole view again, footer included", START_TIMEOUT_S)
+        term.wait_for(
+            lambda s: " quit " in s and "GPU0 H100 80GB HBM3" in s and PROMPT.strip() not in s,
+            "the whole view again, footer included",
+            START_TIMEOUT_S,
+        )
         assert term.modes()["alternate_on"] == "1"
         term.quit_to_the_shell()
     finally:
@@ -136,8 +140,9 @@ def _threads(pid: int) -> dict[int, tuple[int | None, int]]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             call = (task / "syscall").read_text().split()[0]
-            switches = next(int(line.split()[1]) for line in (task / "status").read_text().splitlines()
-                            if line.startswith("voluntary_ctxt_switches"))
+            switches = next(
+                int(line.split()[1]) for line in (task / "status").read_text().splitlines() if line.startswith("voluntary_ctxt_switches")
+            )
         except (OSError, StopIteration):
             continue
         threads[int(task.name)] = (int(call) if call.lstrip("-").isdigit() else None, switches)

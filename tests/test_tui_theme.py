@@ -34,11 +34,15 @@ def _trap(t: int):
 
 @pytest.mark.tui
 @pytest.mark.parametrize("theme", LIGHT_THEMES)
-@pytest.mark.parametrize("make, size, paused", [
-    (lambda t: make_sample(1, t, cores=8), (120, 40), False),  # one full GPU panel, live
-    (_trap, (160, 50), True),  # compact rows, a warning, the PAUSED badge
-    (lambda t: make_sample(0, t, cores=8), (80, 24), False),  # no GPU
-], ids=["1gpu-live", "8gpu-paused", "0gpu"])
+@pytest.mark.parametrize(
+    "make, size, paused",
+    [
+        (lambda t: make_sample(1, t, cores=8), (120, 40), False),  # one full GPU panel, live
+        (_trap, (160, 50), True),  # compact rows, a warning, the PAUSED badge
+        (lambda t: make_sample(0, t, cores=8), (80, 24), False),  # no GPU
+    ],
+    ids=["1gpu-live", "8gpu-paused", "0gpu"],
+)
 async def test_every_text_is_readable_in_the_light_themes(theme, make, size, paused):
     app = make_app(FakeSampler(make), paused=True)
     async with app.run_test(size=size) as pilot:

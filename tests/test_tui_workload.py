@@ -34,14 +34,33 @@ from tui_fixtures import (
 def running(**overrides) -> WorkloadState:
     """A bundled workload well into its run, reporting every event."""
     values = dict(
-        name="mlp", argv=("python", "-m", "gputop.workloads.mlp"), pid=4242, status="running",
-        returncode=None, started_ns=time.time_ns() - 83 * 10**9, ended_ns=None, events=True, device="cuda:0",
-        device_name="NVIDIA H100 80GB HBM3", precision="bf16", batch_size=8192, sample_unit="samples",
-        flops_per_step=1.2e12, peak_flops=989e12, peak_flops_source="table", steps_planned=2000,
-        step=120, samples_per_s=41234.5, tflops=183.24, mfu_pct=18.53, loss=2.3026,
-        losses=(4.6, 4.1, 3.7, 3.2, 2.9, 2.6, 2.4, 2.3026), joules_per_step=45.2,
+        name="mlp",
+        argv=("python", "-m", "gputop.workloads.mlp"),
+        pid=4242,
+        status="running",
+        returncode=None,
+        started_ns=time.time_ns() - 83 * 10**9,
+        ended_ns=None,
+        events=True,
+        device="cuda:0",
+        device_name="NVIDIA H100 80GB HBM3",
+        precision="bf16",
+        batch_size=8192,
+        sample_unit="samples",
+        flops_per_step=1.2e12,
+        peak_flops=989e12,
+        peak_flops_source="table",
+        steps_planned=2000,
+        step=120,
+        samples_per_s=41234.5,
+        tflops=183.24,
+        mfu_pct=18.53,
+        loss=2.3026,
+        losses=(4.6, 4.1, 3.7, 3.2, 2.9, 2.6, 2.4, 2.3026),
+        joules_per_step=45.2,
         recent_steps=(WorkloadStep(step=120, samples=8192, loss=2.3026, wall_s=0.2, ts_ns=T0_NS),),
-        error=None, pids=frozenset({4242, 4250}),
+        error=None,
+        pids=frozenset({4242, 4250}),
         output_tail=("step 100/2000  loss 2.41", "step 120/2000  loss 2.30  41,234 samples/s"),
     )
     values.update(overrides)
@@ -81,14 +100,17 @@ async def test_a_language_model_shows_tokens_per_second_too():
 
 
 @pytest.mark.tui
-@pytest.mark.parametrize("age_s, wall_s, stale", [
-    (None, 0.2, False),  # no step yet
-    (1.5, 0.2, False),  # between steps
-    (9.0, 0.2, False),  # under the 10 s floor
-    (42.0, 0.2, True),  # a hang: 42 s without a step whose typical time is 0.2 s
-    (42.0, 20.0, False),  # long steps: 42 s is only two of them
-    (130.0, 20.0, True),
-])
+@pytest.mark.parametrize(
+    "age_s, wall_s, stale",
+    [
+        (None, 0.2, False),  # no step yet
+        (1.5, 0.2, False),  # between steps
+        (9.0, 0.2, False),  # under the 10 s floor
+        (42.0, 0.2, True),  # a hang: 42 s without a step whose typical time is 0.2 s
+        (42.0, 20.0, False),  # long steps: 42 s is only two of them
+        (130.0, 20.0, True),
+    ],
+)
 async def test_rates_of_a_workload_that_stopped_stepping_are_marked_stale(age_s, wall_s, stale):
     steps = tuple(WorkloadStep(step=k, samples=8192, loss=None, wall_s=wall_s, ts_ns=T0_NS) for k in range(5))
     wl = FakeWorkload(running(last_step_age_s=age_s, recent_steps=steps))
@@ -141,8 +163,7 @@ async def test_a_script_without_events_reads_na_never_zero():
         await started(pilot)
         text = screen_text(app)
         assert "workload train.py pid 4242" in text
-        for field in ("step n/a", "samples/s n/a", "TFLOP/s n/a", "MFU n/a", "energy/step n/a",
-                      "loss n/a", "device n/a"):
+        for field in ("step n/a", "samples/s n/a", "TFLOP/s n/a", "MFU n/a", "energy/step n/a", "loss n/a", "device n/a"):
             assert field in text
         assert "no progress events: resource use and output only" in text
         assert "epoch 1 done" in text
@@ -168,8 +189,9 @@ async def test_elapsed_moves_on_while_the_state_stays_the_same():
 
 @pytest.mark.tui
 async def test_a_finished_workload_keeps_its_status_and_exit_code():
-    wl = FakeWorkload(running(), running(status="ok", returncode=0, started_ns=T0_NS, ended_ns=T0_NS + 90 * 10**9,
-                                          step=2000, pids=frozenset()))
+    wl = FakeWorkload(
+        running(), running(status="ok", returncode=0, started_ns=T0_NS, ended_ns=T0_NS + 90 * 10**9, step=2000, pids=frozenset())
+    )
     app = workload_app(wl, paused=True)
     async with app.run_test(size=(160, 50)) as pilot:
         app.ingest(make_sample(1, 0))
@@ -186,10 +208,13 @@ async def test_a_finished_workload_keeps_its_status_and_exit_code():
 
 @pytest.mark.tui
 async def test_a_crash_shows_the_error_line_in_red():
-    crashed = running(status="failed", returncode=1, ended_ns=T0_NS + 5 * 10**9,
-                      error="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
-                      output_tail=("Traceback (most recent call last):",
-                                   "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"))
+    crashed = running(
+        status="failed",
+        returncode=1,
+        ended_ns=T0_NS + 5 * 10**9,
+        error="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
+        output_tail=("Traceback (most recent call last):", "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"),
+    )
     app = workload_app(FakeWorkload(crashed))
     async with app.run_test(size=(160, 50)) as pilot:
         await started(pilot)
@@ -228,6 +253,7 @@ async def test_workload_processes_are_marked_in_the_gpu_table():
 
         def pid_style(row):  # the style the pid is drawn in, on the table's line for ``row``
             return next(s.style for s in table.render_line(row + 1) if s.text.strip() == table.cells_at(row)[0])
+
         table.focus()
         for row in (ours, other):  # each row looked at with the cursor on the other one
             await pilot.press("end" if row == 0 else "home")
@@ -237,12 +263,16 @@ async def test_workload_processes_are_marked_in_the_gpu_table():
 
 
 @pytest.mark.tui
-@pytest.mark.parametrize("pids, processes, says", [
-    ({4242, 4243}, "listed", "on GPU 55 GiB in 2 processes"),
-    ({4242}, "listed", "on GPU 30 GiB in 1 process"),
-    ({999}, "listed", "on GPU no context"),
-    ({4242}, None, None),  # the driver lists no processes: nothing said either way
-], ids=["two", "one", "none", "unlisted"])
+@pytest.mark.parametrize(
+    "pids, processes, says",
+    [
+        ({4242, 4243}, "listed", "on GPU 55 GiB in 2 processes"),
+        ({4242}, "listed", "on GPU 30 GiB in 1 process"),
+        ({999}, "listed", "on GPU no context"),
+        ({4242}, None, None),  # the driver lists no processes: nothing said either way
+    ],
+    ids=["two", "one", "none", "unlisted"],
+)
 async def test_what_the_workload_holds_on_the_gpu(pids, processes, says):
     sample = make_sample(1)
     if processes is None:
@@ -336,7 +366,14 @@ async def test_numbers_read_one_way_thousands_separated():
 @pytest.mark.unit
 def test_amounts_and_counts():
     assert [fmt.amount(v) for v in (None, 19143.5, 1942.0, 100.0, 99.94, 19.14, 0.0371)] == [
-        "n/a", "19,144", "1,942", "100", "99.9", "19.1", "0.0371"]
+        "n/a",
+        "19,144",
+        "1,942",
+        "100",
+        "99.9",
+        "19.1",
+        "0.0371",
+    ]
     assert [fmt.count(v) for v in (None, 0, 999, 18347, 1_000_000)] == ["n/a", "0", "999", "18,347", "1,000,000"]
 
 
@@ -367,8 +404,7 @@ async def test_the_output_pane_wraps_and_shows_more_lines_when_there_is_room(siz
 @pytest.mark.unit
 def test_wrapping_breaks_at_spaces_and_cuts_nothing():
     assert wrap_output("short", 20) == ["short"]
-    assert wrap_output("step 130/400  loss 0.1733  2,338 samples/s", 20) == [
-        "step 130/400  loss", "  0.1733  2,338", "  samples/s"]
+    assert wrap_output("step 130/400  loss 0.1733  2,338 samples/s", 20) == ["step 130/400  loss", "  0.1733  2,338", "  samples/s"]
     assert "".join(wrap_output("x" * 50, 20)).replace(" ", "") == "x" * 50
 
 
@@ -399,21 +435,33 @@ def test_output_lines_lose_escapes_and_carriage_returns():
 
 # -- snapshots --------------------------------------------------------------------------------
 
-FINISHED = running(status="ok", returncode=0, started_ns=T0_NS, ended_ns=T0_NS + 754 * 10**9, step=2000,
-                   pids=frozenset({4242}), output_tail=tuple(f"step {s}/2000  loss {2.4 - s / 2000:.2f}"
-                                                             for s in range(1500, 2001, 100)) + ("done",),
-                   # most of its CPU time on cores 0-1, its GPU's CPUs being 4-7
-                   placement=placement.place([replace(h100(0), cpu_affinity=(4, 5, 6, 7))], (0,), "processes",
-                                             {0: 30.0, 1: 10.0, 4: 2.0}))
-CRASHED = running(status="failed", returncode=1, started_ns=T0_NS, ended_ns=T0_NS + 12 * 10**9,
-                  error="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
-                  output_tail=("Traceback (most recent call last):", '  File "train.py", line 3',
-                               "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"))
+FINISHED = running(
+    status="ok",
+    returncode=0,
+    started_ns=T0_NS,
+    ended_ns=T0_NS + 754 * 10**9,
+    step=2000,
+    pids=frozenset({4242}),
+    output_tail=tuple(f"step {s}/2000  loss {2.4 - s / 2000:.2f}" for s in range(1500, 2001, 100)) + ("done",),
+    # most of its CPU time on cores 0-1, its GPU's CPUs being 4-7
+    placement=placement.place([replace(h100(0), cpu_affinity=(4, 5, 6, 7))], (0,), "processes", {0: 30.0, 1: 10.0, 4: 2.0}),
+)
+CRASHED = running(
+    status="failed",
+    returncode=1,
+    started_ns=T0_NS,
+    ended_ns=T0_NS + 12 * 10**9,
+    error="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
+    output_tail=(
+        "Traceback (most recent call last):",
+        '  File "train.py", line 3',
+        "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
+    ),
+)
 
 
 @pytest.mark.tui
-@pytest.mark.parametrize("state, size", [(CRASHED, (80, 24)), (FINISHED, (160, 50))],
-                         ids=["crashed-80x24", "finished-160x50"])
+@pytest.mark.parametrize("state, size", [(CRASHED, (80, 24)), (FINISHED, (160, 50))], ids=["crashed-80x24", "finished-160x50"])
 def test_snapshot_workload(snap_compare, state, size):
     app = workload_app(FakeWorkload(state), paused=True)
 
@@ -427,7 +475,7 @@ def test_snapshot_workload(snap_compare, state, size):
 
 # -- a real child (gputop.workload.Workload) --------------------------------------------------
 
-TINY = '''\
+TINY = """\
 import sys, time
 from gputop.workloads.events import EventWriter
 
@@ -443,7 +491,7 @@ if "--crash" in sys.argv:
     raise RuntimeError("boom at step 3")
 events.end(steps=3)
 print("tiny done", flush=True)
-'''
+"""
 
 
 @pytest.fixture
@@ -462,8 +510,11 @@ async def test_a_real_workload_reports_into_the_panel(tiny_script):
     try:
         app = workload_app(wl, interval_s=0.1)
         async with app.run_test(size=(160, 50)) as pilot:
-            await until(pilot, lambda: app.workload_state is not None and not app.workload_state.running
-                        and "tiny done" in app.workload_state.output_tail, timeout_s=20)
+            await until(
+                pilot,
+                lambda: app.workload_state is not None and not app.workload_state.running and "tiny done" in app.workload_state.output_tail,
+                timeout_s=20,
+            )
             await pilot.pause()
             text = screen_text(app)
             assert "workload tiny.py pid" in text
@@ -489,8 +540,7 @@ async def test_a_real_workload_that_crashes_shows_its_error(tiny_script):
     try:
         app = workload_app(wl, interval_s=0.1)
         async with app.run_test(size=(160, 50)) as pilot:
-            await until(pilot, lambda: app.workload_state is not None and not app.workload_state.running,
-                        timeout_s=20)
+            await until(pilot, lambda: app.workload_state is not None and not app.workload_state.running, timeout_s=20)
             await pilot.pause()
             text = screen_text(app)
             assert "failed (exit 1)" in text
@@ -505,15 +555,16 @@ async def test_quitting_beside_a_script_that_ignores_sigterm_says_what_it_is_wai
     from gputop.workload import Workload
 
     script = tmp_path / "stubborn.py"
-    script.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                      "print('working', flush=True)\nwhile True:\n    time.sleep(0.05)\n")
+    script.write_text(
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('working', flush=True)\nwhile True:\n    time.sleep(0.05)\n"
+    )
     wl = Workload(str(script))
     wl.start()
     try:
         app = workload_app(wl, interval_s=0.1)
         async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, lambda: app.workload_state is not None
-                        and "working" in app.workload_state.output_tail, timeout_s=20)
+            await until(pilot, lambda: app.workload_state is not None and "working" in app.workload_state.output_tail, timeout_s=20)
             quitting = asyncio.ensure_future(pilot.press("q"))  # returns once the app has quit
             # not pilot.pause (until): it waits for the app's own queue, which the quit action
             # holds for the whole grace; the screen is read as it is drawn meanwhile
@@ -539,8 +590,10 @@ async def test_quitting_says_what_it_waits_for_even_while_the_sampler_hangs(tmp_
     from gputop.workload import Workload
 
     script = tmp_path / "stubborn.py"
-    script.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                      "print('working', flush=True)\nwhile True:\n    time.sleep(0.05)\n")
+    script.write_text(
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('working', flush=True)\nwhile True:\n    time.sleep(0.05)\n"
+    )
     release = threading.Event()
     hang = threading.Event()
 
@@ -555,8 +608,7 @@ async def test_quitting_says_what_it_waits_for_even_while_the_sampler_hangs(tmp_
     try:
         app = make_app(Hangs(lambda t: make_sample(1, t)), 0.1, workload=wl)
         async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, lambda: app.workload_state is not None
-                        and "working" in app.workload_state.output_tail, timeout_s=20)
+            await until(pilot, lambda: app.workload_state is not None and "working" in app.workload_state.output_tail, timeout_s=20)
             hang.set()
             await asyncio.sleep(0.3)  # the sampler is stuck now
             taken = app.samples_taken
@@ -584,8 +636,7 @@ async def test_quitting_stops_a_running_real_workload(tmp_path):
     try:
         app = workload_app(wl, interval_s=0.1)
         async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, lambda: app.workload_state is not None
-                        and "working" in app.workload_state.output_tail, timeout_s=20)
+            await until(pilot, lambda: app.workload_state is not None and "working" in app.workload_state.output_tail, timeout_s=20)
             await pilot.press("q")
             await until(pilot, lambda: not app.is_running, timeout_s=15)
         state = wl.poll()

@@ -18,8 +18,7 @@ import pytest
 from gputop.model import CpuSample, GpuInfo, GpuSample, Sample, WorkloadStep
 from gputop.workload import BUNDLED, Workload, WorkloadError, resolve
 
-TINY_MLP = ["--device", "cpu", "--hidden", "32", "--layers", "1", "--batch-size", "4", "--steps", "3",
-            "--quiet"]
+TINY_MLP = ["--device", "cpu", "--hidden", "32", "--layers", "1", "--batch-size", "4", "--steps", "3", "--quiet"]
 
 
 def script(tmp_path: Path, body: str, name: str = "job.py") -> str:
@@ -64,12 +63,15 @@ def test_a_script_runs_with_this_python(tmp_path):
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("make, words", [
-    (lambda p: str(p / "missing.py"), "no such file: "),
-    (lambda p: str(p), "is a directory, not a Python script"),
-    (lambda p: script(p, "x = 1\ndef broken(:\n    pass\n"), "job.py:2: syntax error"),
-    (lambda p: "resnet", "unknown workload 'resnet'"),
-])
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda p: str(p / "missing.py"), "no such file: "),
+        (lambda p: str(p), "is a directory, not a Python script"),
+        (lambda p: script(p, "x = 1\ndef broken(:\n    pass\n"), "job.py:2: syntax error"),
+        (lambda p: "resnet", "unknown workload 'resnet'"),
+    ],
+)
 def test_bad_targets_are_one_clear_line(tmp_path, make, words):
     with pytest.raises(WorkloadError) as caught:
         Workload(make(tmp_path))
@@ -103,11 +105,14 @@ def test_a_bundled_workload_reports_steps_and_rates():
 
 @pytest.mark.e2e
 def test_a_plain_script_without_events_still_has_a_state(tmp_path):
-    path = script(tmp_path, """\
+    path = script(
+        tmp_path,
+        """\
         import sys
         print("hello from stdout")
         print("and from stderr", file=sys.stderr)
-    """)
+    """,
+    )
     wl = Workload(path)
     state = run_to_end(wl)
     with pytest.raises(RuntimeError):
@@ -121,11 +126,14 @@ def test_a_plain_script_without_events_still_has_a_state(tmp_path):
 
 @pytest.mark.e2e
 def test_a_crash_fails_with_the_last_line_of_stderr(tmp_path):
-    path = script(tmp_path, """\
+    path = script(
+        tmp_path,
+        """\
         import sys
         print("working...", file=sys.stderr)
         raise RuntimeError("out of memory, pretend")
-    """)
+    """,
+    )
     state = run_to_end(Workload(path))
     assert state.status == "failed" and state.returncode == 1
     assert state.error == "RuntimeError: out of memory, pretend"
@@ -133,12 +141,15 @@ def test_a_crash_fails_with_the_last_line_of_stderr(tmp_path):
 
 @pytest.mark.e2e
 def test_an_end_event_error_is_the_error(tmp_path):
-    path = script(tmp_path, """\
+    path = script(
+        tmp_path,
+        """\
         import json, os
         fd = int(os.environ["GPUTOP_EVENTS_FD"])
         os.write(fd, json.dumps({"event": "end", "ts_ns": 1, "steps": 0, "status": "error",
                                  "error": "ValueError: bad batch"}).encode() + b"\\n")
-    """)
+    """,
+    )
     state = run_to_end(Workload(path))
     assert state.returncode == 0 and state.status == "failed" and state.error == "ValueError: bad batch"
 
@@ -160,7 +171,9 @@ def test_arguments_reach_the_script(tmp_path):
 
 @pytest.mark.e2e
 def test_malformed_events_are_ignored_and_counted(tmp_path):
-    path = script(tmp_path, """\
+    path = script(
+        tmp_path,
+        """\
         import os
         fd = int(os.environ["GPUTOP_EVENTS_FD"])
         lines = [
@@ -177,7 +190,8 @@ def test_malformed_events_are_ignored_and_counted(tmp_path):
         ]
         os.write(fd, b"\\n".join(lines) + b"\\n")
         os.write(fd, b'{"event": "step", "step": 5, "samples": 8, "loss": 0.125, "wall_s": 0.5, "ts_ns": 10}')
-    """)
+    """,
+    )
     state = run_to_end(Workload(path))
     assert state.status == "ok" and state.events
     assert [s.step for s in state.recent_steps] == [4, 5]  # the last one had no newline
@@ -188,12 +202,15 @@ def test_malformed_events_are_ignored_and_counted(tmp_path):
 def test_a_workload_never_waits_for_a_consumer_that_does_not_poll(tmp_path):
     """A paused live view polls nothing: 30,000 events (~2 MB, far over a pipe's 64 KiB) must
     still not block the child's writes."""
-    path = script(tmp_path, """\
+    path = script(
+        tmp_path,
+        """\
         import os
         fd = int(os.environ["GPUTOP_EVENTS_FD"])
         for k in range(1, 30001):
             os.write(fd, b'{"event":"step","step":%d,"samples":1,"loss":null,"wall_s":0.001,"ts_ns":%d}\\n' % (k, k))
-    """)
+    """,
+    )
     wl = Workload(path, keep_steps=10)
     wl.start()
     assert wl.proc.wait(timeout=30) == 0  # no poll() meanwhile
@@ -204,7 +221,9 @@ def test_a_workload_never_waits_for_a_consumer_that_does_not_poll(tmp_path):
 
 @pytest.mark.e2e
 def test_rates_come_from_step_wall_time_and_leave_out_step_1(tmp_path):
-    path = script(tmp_path, """\
+    path = script(
+        tmp_path,
+        """\
         import json, os, time
         fd = int(os.environ["GPUTOP_EVENTS_FD"])
         def emit(**e):
@@ -215,7 +234,8 @@ def test_rates_come_from_step_wall_time_and_leave_out_step_1(tmp_path):
         for k in (2, 3, 4):
             emit(event="step", step=k, samples=10, loss=1.0, wall_s=0.5, ts_ns=10 + k)
         time.sleep(0.3)  # wall clock between polls has nothing to do with it
-    """)
+    """,
+    )
     state = run_to_end(Workload(path))
     assert state.samples_per_s == pytest.approx(20.0)  # 10 samples / 0.5 s
     assert state.tflops == pytest.approx(4.0)  # 2e12 FLOPs / 0.5 s
@@ -228,7 +248,9 @@ def test_a_finished_job_s_rates_are_its_whole_run_s_not_its_last_window_s(tmp_pa
     """#26.8: once ended, the panel kept the last 3 s of steps' rate (a slow tail: 1,003/s) while
     the job's own summary gave its whole run's (2,803/s). Steps 2-101 of 0.01 s, then 10 of 1 s;
     more steps than the state keeps (64), so the sum is over every step, not the recent ones."""
-    path = script(tmp_path, """\
+    path = script(
+        tmp_path,
+        """\
         import json, os
         fd = int(os.environ["GPUTOP_EVENTS_FD"])
         def emit(**e):
@@ -239,7 +261,8 @@ def test_a_finished_job_s_rates_are_its_whole_run_s_not_its_last_window_s(tmp_pa
             emit(event="step", step=k, samples=10, loss=1.0, wall_s=0.01, ts_ns=10 + k)
         for k in range(102, 112):
             emit(event="step", step=k, samples=10, loss=1.0, wall_s=1.0, ts_ns=10 + k)
-    """)
+    """,
+    )
     state = run_to_end(Workload(path))
     assert state.status == "ok" and state.step == 111
     assert state.samples_per_s == pytest.approx(110 * 10 / (100 * 0.01 + 10 * 1.0))  # 100/s, not the tail's 10/s
@@ -264,22 +287,43 @@ def test_run_totals_sum_every_step_but_the_first_unless_it_is_alone():
 # ---- energy --------------------------------------------------------------------------------
 
 T0 = 1_800_000_000 * 10**9
-INFO = [GpuInfo(index=i, name="fake", uuid=f"GPU-{i}{i}{i}", pci_bus_id=None, architecture=None,
-                sm_count=None, mem_bus_width_bits=None, max_mem_clock_mhz=None,
-                peak_dram_bw_bytes_per_s=None, driver_version=None, cuda_version=None)
-        for i in range(2)]
+INFO = [
+    GpuInfo(
+        index=i,
+        name="fake",
+        uuid=f"GPU-{i}{i}{i}",
+        pci_bus_id=None,
+        architecture=None,
+        sm_count=None,
+        mem_bus_width_bits=None,
+        max_mem_clock_mhz=None,
+        peak_dram_bw_bytes_per_s=None,
+        driver_version=None,
+        cuda_version=None,
+    )
+    for i in range(2)
+]
 
 
 def sample_at(seconds: float, cpu_power_w: float | None, energy_j: tuple[float | None, ...] = (None, None)) -> Sample:
-    cpu = CpuSample(cpu_util_pct=50.0, core_util_pct=(50.0,), core_freq_mhz=(None,),
-                    cpu_power_w=cpu_power_w, ram_used_bytes=1, ram_total_bytes=2, load1=None)
+    cpu = CpuSample(
+        cpu_util_pct=50.0,
+        core_util_pct=(50.0,),
+        core_freq_mhz=(None,),
+        cpu_power_w=cpu_power_w,
+        ram_used_bytes=1,
+        ram_total_bytes=2,
+        load1=None,
+    )
     gpus = tuple(GpuSample(INFO[i], energy_j=e) for i, e in enumerate(energy_j))
     return Sample(ts_ns=T0 + int(seconds * 1e9), cpu=cpu, gpus=gpus)
 
 
 def fake_steps(tmp_path: Path, device: str, uuid: str | None = None) -> str:
     """Steps at known times: step k ran from T0 + k - 0.5 s to T0 + k s (k = 1, 2, 3)."""
-    return script(tmp_path, f"""\
+    return script(
+        tmp_path,
+        f"""\
         import json, os
         fd = int(os.environ["GPUTOP_EVENTS_FD"])
         def emit(**e):
@@ -287,7 +331,8 @@ def fake_steps(tmp_path: Path, device: str, uuid: str | None = None) -> str:
         emit(event="start", ts_ns={T0}, name="fake", device="{device}", batch_size=4, device_uuid={uuid!r})
         for k in (1, 2, 3):
             emit(event="step", step=k, samples=4, loss=None, wall_s=0.5, ts_ns={T0} + k * 10**9)
-    """)
+    """,
+    )
 
 
 @pytest.mark.e2e
@@ -329,8 +374,7 @@ def test_gpu_energy_of_a_reading_carried_between_gpu_reads_keeps_its_own_time(tm
     for t in range(5):  # read at whole seconds at 400 W; each reading carried for 0.9 s after
         fresh = sample_at(float(t), None, (1e6 + 400.0 * t, None))
         for carried in range(10):
-            s = fresh if carried == 0 else Sample(ts_ns=fresh.ts_ns + carried * 10**8, cpu=fresh.cpu,
-                                                  gpus=fresh.gpus)
+            s = fresh if carried == 0 else Sample(ts_ns=fresh.ts_ns + carried * 10**8, cpu=fresh.cpu, gpus=fresh.gpus)
             state = wl.poll(s)
     assert [s.joules for s in state.recent_steps] == [pytest.approx(200.0)] * 3  # 400 W x 0.5 s
 
@@ -362,14 +406,17 @@ def test_gpu_energy_unknown_where_cuda_visible_devices_cannot_be_told(tmp_path):
 def spawner(tmp_path: Path, ignore_term: bool) -> str:
     """A child that starts a grandchild (both ignoring SIGTERM when asked) and waits."""
     ignore = "signal.signal(signal.SIGTERM, signal.SIG_IGN)" if ignore_term else ""
-    return script(tmp_path, f"""\
+    return script(
+        tmp_path,
+        f"""\
         import signal, subprocess, sys, time
         {ignore}
         grand = subprocess.Popen([sys.executable, "-c",
                                   "import signal, time\\n{ignore}\\ntime.sleep(120)"])
         print("grandchild", grand.pid, flush=True)
         time.sleep(120)
-    """)
+    """,
+    )
 
 
 def wait_for_grandchild(wl: Workload) -> int:
@@ -418,8 +465,9 @@ def test_stop_before_start_and_start_twice(tmp_path):
 
 @pytest.mark.e2e
 def test_a_bundled_workload_stopped_mid_run_says_stopped(tmp_path):
-    wl = Workload("mlp", ["--device", "cpu", "--hidden", "32", "--layers", "1", "--batch-size", "4",
-                          "--steps", "100000", "--quiet"], collect=True)
+    wl = Workload(
+        "mlp", ["--device", "cpu", "--hidden", "32", "--layers", "1", "--batch-size", "4", "--steps", "100000", "--quiet"], collect=True
+    )
     wl.start()
     deadline = time.monotonic() + 60
     while wl.poll().step is None:
@@ -436,17 +484,19 @@ def test_a_bundled_workload_stopped_mid_run_says_stopped(tmp_path):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("argv, words", [
-    (["--run", "nope.py"], "gputop: error: no such file: nope.py"),
-    (["--run", "resnet"], "gputop: error: unknown workload 'resnet'"),
-    (["--run", "mlp", "snapshot"], "'gputop record --out PATH --run mlp'"),
-    (["snapshot", "--", "--steps", "3"], "arguments after '--' go to a workload"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--run", "nope.py"], "gputop: error: no such file: nope.py"),
+        (["--run", "resnet"], "gputop: error: unknown workload 'resnet'"),
+        (["--run", "mlp", "snapshot"], "'gputop record --out PATH --run mlp'"),
+        (["snapshot", "--", "--steps", "3"], "arguments after '--' go to a workload"),
+    ],
+)
 def test_bad_run_input_is_one_line_and_exit_2(tmp_path, argv, words):
     import subprocess
 
-    out = subprocess.run([sys.executable, "-m", "gputop", *argv], capture_output=True, text=True,
-                         timeout=60, cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-m", "gputop", *argv], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.count("\n") == 1 and words in out.stderr and "Traceback" not in out.stderr
 
@@ -489,13 +539,16 @@ def test_stop_after_an_unpolled_end_signals_nothing(tmp_path, monkeypatch):
 
 @pytest.mark.e2e
 def test_a_signal_is_the_error_not_the_last_progress_bar(tmp_path):
-    path = script(tmp_path, """\
+    path = script(
+        tmp_path,
+        """\
         import logging, os, signal, sys
         logging.basicConfig(level=logging.INFO)
         logging.info("epoch 3: loss 0.51")
         sys.stderr.write(" 45%|####5     | 450/1000 [00:30<00:37, 14.8it/s]\\r"); sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGKILL)   # what the kernel's OOM killer does
-    """)
+    """,
+    )
     state = run_to_end(Workload(path))
     assert state.returncode == -signal.SIGKILL and state.error == "killed by SIGKILL"
 
@@ -504,14 +557,17 @@ def test_a_signal_is_the_error_not_the_last_progress_bar(tmp_path):
 @pytest.mark.parametrize("bar_end", ["\\r", "\\r\\n"])
 def test_an_exit_code_error_is_the_last_stderr_line_that_is_not_a_progress_bar(tmp_path, bar_end):
     """tqdm redraws with \\r, and its last bar may end with a newline after a \\r: neither is why."""
-    path = script(tmp_path, f"""\
+    path = script(
+        tmp_path,
+        f"""\
         import sys, time
         sys.stderr.write("ValueError: bad shard 7\\n")
         for k in range(3):
             sys.stderr.write(f"\\r{{k}}/3 [00:01<00:02]"); sys.stderr.flush(); time.sleep(0.01)
         sys.stderr.write("{bar_end}"); sys.stderr.flush()
         sys.exit(3)
-    """)
+    """,
+    )
     state = run_to_end(Workload(path))
     assert state.returncode == 3 and state.error == "ValueError: bad shard 7"
     assert "2/3 [00:01<00:02]" in state.output_tail  # the bar is still in the output
@@ -521,7 +577,9 @@ def test_an_exit_code_error_is_the_last_stderr_line_that_is_not_a_progress_bar(t
 def test_a_traceback_s_exception_line_is_the_error_not_the_hint_printed_after_it(tmp_path):
     """#26.11: torch.load's UnpicklingError is followed by lines of advice and a docs URL; the
     reason is the exception line (of the last traceback, where one was handled before it)."""
-    path = script(tmp_path, """\
+    path = script(
+        tmp_path,
+        """\
         import pickle, sys, traceback
         try:
             {}["missing"]
@@ -532,7 +590,8 @@ def test_a_traceback_s_exception_line_is_the_error_not_the_hint_printed_after_it
                 return "Weights only load failed.\\nCheck the documentation of torch.load: https://example.invalid/load"
         UnpicklingError.__module__ = "_pickle"
         raise UnpicklingError()
-    """)
+    """,
+    )
     state = run_to_end(Workload(path))
     assert state.returncode == 1
     assert state.error == "_pickle.UnpicklingError: Weights only load failed."
@@ -550,6 +609,7 @@ def test_the_preexec_guard_ends_a_child_whose_parent_is_gone(tmp_path, monkeypat
     """The child inherits Python's SIGTERM handler until exec (record's StopSignals), so the guard
     that catches a parent dead before PR_SET_PDEATHSIG took effect must not rely on SIGTERM."""
     from gputop.workload import process as wl_module
+
     if wl_module._libc_prctl() is None:
         pytest.skip("no prctl here")
     old = signal.signal(signal.SIGTERM, lambda *a: None)
@@ -569,14 +629,17 @@ def test_the_preexec_guard_ends_a_child_whose_parent_is_gone(tmp_path, monkeypat
 @pytest.mark.e2e
 def test_a_recorder_loses_no_event_however_many_arrive_between_two_drains(tmp_path):
     n = 120_000  # more than the viewer's bound (EVENT_LINES) between two drains
-    path = script(tmp_path, f"""\
+    path = script(
+        tmp_path,
+        f"""\
         import os, time
         fd = int(os.environ["GPUTOP_EVENTS_FD"])
         t = time.time_ns()
         for chunk in range(0, {n}, 1000):
             os.write(fd, b"".join(b'{{"event":"step","step":%d,"samples":1,"loss":null,"wall_s":0.000001,"ts_ns":%d}}\\n'
                                   % (k, t + k * 2000) for k in range(chunk + 1, chunk + 1001)))
-    """)
+    """,
+    )
     wl = Workload(path, collect=True)
     wl.start()
     wl.proc.wait(60)
@@ -613,13 +676,16 @@ def test_the_events_fd_is_used_only_if_it_is_a_pipe(tmp_path):
 
 @pytest.mark.e2e
 def test_the_age_of_the_last_step_tells_stale_rates(tmp_path):
-    path = script(tmp_path, """\
+    path = script(
+        tmp_path,
+        """\
         import json, os, time
         fd = int(os.environ["GPUTOP_EVENTS_FD"])
         os.write(fd, (json.dumps({"event": "step", "ts_ns": time.time_ns(), "step": 1,
                                   "samples": 4, "loss": None, "wall_s": 0.01}) + "\\n").encode())
         time.sleep(30)
-    """)
+    """,
+    )
     now = [0]
     wl = Workload(path, clock_ns=lambda: now[0] or time.time_ns())
     try:

@@ -151,8 +151,7 @@ def test_workload_events_through_a_pipe_and_sigterm(tmp_path):
 @needs_torch
 @pytest.mark.parametrize("args", [["--steps", "0"], ["--depth", "34"], ["--device", "tpu"]])
 def test_bad_arguments_exit_nonzero_with_one_line(args):
-    proc = subprocess.run([sys.executable, str(WORKLOADS / "cnn.py"), *args], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([sys.executable, str(WORKLOADS / "cnn.py"), *args], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and errors[0].startswith("cnn.py: error:")
@@ -172,9 +171,16 @@ def test_peak_table_lookup():
     assert proc.returncode == 0, proc.stderr
     peaks = json.loads(proc.stdout)
     assert peaks == {
-        "NVIDIA H100 80GB HBM3": 989.5e12, "NVIDIA H100 PCIe": 756e12, "NVIDIA H200": 989.5e12,
-        "NVIDIA A100-SXM4-80GB": 312e12, "NVIDIA A10": 125e12, "NVIDIA L4": 121e12, "NVIDIA L40S": 362e12,
-        "NVIDIA GeForce RTX 4090": 165.2e12, "NVIDIA GeForce GTX 1080": None, "fp32": 67e12,
+        "NVIDIA H100 80GB HBM3": 989.5e12,
+        "NVIDIA H100 PCIe": 756e12,
+        "NVIDIA H200": 989.5e12,
+        "NVIDIA A100-SXM4-80GB": 312e12,
+        "NVIDIA A10": 125e12,
+        "NVIDIA L4": 121e12,
+        "NVIDIA L40S": 362e12,
+        "NVIDIA GeForce RTX 4090": 165.2e12,
+        "NVIDIA GeForce GTX 1080": None,
+        "fp32": 67e12,
     }
 
 

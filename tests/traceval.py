@@ -99,7 +99,7 @@ def _tokenize(text: str, report: Report) -> None:
             report.problems.append(f"missing comma between events at offset {pos}")
         if text[pos] == "]":
             report.closed = True
-            if text[pos + 1:].strip():
+            if text[pos + 1 :].strip():
                 report.problems.append("data after the closing ']'")
             return
         try:
@@ -145,11 +145,9 @@ def _check_events(report: Report) -> None:
             if e.get("name") in ("process_name", "thread_name"):
                 if not isinstance((e.get("args") or {}).get("name"), str):
                     problems.append(f"event {i}: {e.get('name')} without args.name")
-                key = (e.get("name"), pid) + ((tid if tid is not None else pid,)
-                                              if e.get("name") == "thread_name" else ())
+                key = (e.get("name"), pid) + ((tid if tid is not None else pid,) if e.get("name") == "thread_name" else ())
                 if key in names:
-                    problems.append(f"event {i}: a second {e.get('name')} for {key[1:]} "
-                                    f"(the first is event {names[key]})")
+                    problems.append(f"event {i}: a second {e.get('name')} for {key[1:]} (the first is event {names[key]})")
                 names.setdefault(key, i)
             if e.get("name") in ("process_sort_index", "thread_sort_index"):
                 if not isinstance((e.get("args") or {}).get("sort_index"), int):
@@ -170,8 +168,7 @@ def _check_events(report: Report) -> None:
             if not _is_number(dur) or dur < 0:
                 problems.append(f"event {i} slice {e.get('name')!r}: dur {dur!r} is not a number >= 0")
             else:
-                slices.setdefault((pid, tid if tid is not None else pid), []).append(
-                    (float(e["ts"]), float(e["ts"]) + float(dur), i))
+                slices.setdefault((pid, tid if tid is not None else pid), []).append((float(e["ts"]), float(e["ts"]) + float(dur), i))
         elif ph in ("B", "E"):
             stack = open_.setdefault((pid, tid if tid is not None else pid), [])
             if ph == "B":
@@ -179,8 +176,10 @@ def _check_events(report: Report) -> None:
             elif not stack:
                 problems.append(f"event {i}: E {e.get('name')!r} on pid/tid {(pid, tid)} with no open B")
             elif e.get("name") is not None and e.get("name") != stack[-1][0]:
-                problems.append(f"event {i}: E {e.get('name')!r} on pid/tid {(pid, tid)} does not "
-                                f"close the innermost open B {stack[-1][0]!r} (event {stack[-1][2]})")
+                problems.append(
+                    f"event {i}: E {e.get('name')!r} on pid/tid {(pid, tid)} does not "
+                    f"close the innermost open B {stack[-1][0]!r} (event {stack[-1][2]})"
+                )
             elif float(e["ts"]) < stack[-1][1]:
                 problems.append(f"event {i}: E {e.get('name')!r} is earlier than its B (event {stack[-1][2]})")
                 stack.pop()
@@ -192,8 +191,7 @@ def _check_events(report: Report) -> None:
     if report.closed:
         for key, stack in open_.items():
             for name, _, i in stack:
-                problems.append(f"event {i}: B {name!r} on pid/tid {key} never ends in a trace "
-                                "that was closed cleanly")
+                problems.append(f"event {i}: B {name!r} on pid/tid {key} never ends in a trace that was closed cleanly")
     for key, spans in slices.items():
         spans.sort(key=lambda s: (s[0], -s[1]))
         stack: list[tuple[float, float, int]] = []
@@ -201,8 +199,7 @@ def _check_events(report: Report) -> None:
             while stack and stack[-1][1] <= start:
                 stack.pop()
             if stack and end > stack[-1][1]:
-                problems.append(f"event {i} slice on pid/tid {key} overlaps event {stack[-1][2]} "
-                                "without nesting in it")
+                problems.append(f"event {i} slice on pid/tid {key} overlaps event {stack[-1][2]} without nesting in it")
             stack.append((start, end, i))
 
 

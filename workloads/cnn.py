@@ -79,8 +79,7 @@ class ResNet(nn.Module):
         if image_size <= 64:
             self.stem = nn.Sequential(nn.Conv2d(3, base, 3, 1, 1, bias=False), nn.BatchNorm2d(base), nn.ReLU())
         else:
-            self.stem = nn.Sequential(nn.Conv2d(3, base, 7, 2, 3, bias=False), nn.BatchNorm2d(base), nn.ReLU(),
-                                      nn.MaxPool2d(3, 2, 1))
+            self.stem = nn.Sequential(nn.Conv2d(3, base, 7, 2, 3, bias=False), nn.BatchNorm2d(base), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
         stages, c_in = [], base
         for i, n in enumerate(counts):
             width = base * 2**i
@@ -101,12 +100,15 @@ def main(argv: list[str] | None = None) -> int:
         cpu_defaults=dict(steps=30, batch_size=32, depth="18", image_size=32),
         cuda_defaults=dict(steps=200, batch_size=256, depth="50", image_size=224),
     )
-    parser.add_argument("--depth", choices=tuple(DEPTHS), default=None,
-                        help="tiny (4 basic blocks, width 16), 18 or 50 (default: 18 on cpu, 50 on cuda)")
-    parser.add_argument("--image-size", type=common.positive_int, default=None,
-                        help="square image side in pixels (default: 32 on cpu, 224 on cuda)")
-    parser.add_argument("--classes", type=common.positive_int, default=None,
-                        help="output classes (default: 10 for images up to 64 px, else 1000)")
+    parser.add_argument(
+        "--depth", choices=tuple(DEPTHS), default=None, help="tiny (4 basic blocks, width 16), 18 or 50 (default: 18 on cpu, 50 on cuda)"
+    )
+    parser.add_argument(
+        "--image-size", type=common.positive_int, default=None, help="square image side in pixels (default: 32 on cpu, 224 on cuda)"
+    )
+    parser.add_argument(
+        "--classes", type=common.positive_int, default=None, help="output classes (default: 10 for images up to 64 px, else 1000)"
+    )
     args, device = common.parse(parser, argv)
     if args.classes is None:
         args.classes = 10 if args.image_size <= 64 else 1000
@@ -118,13 +120,17 @@ def main(argv: list[str] | None = None) -> int:
         return x.to(dev), y.to(dev)
 
     return common.train(
-        "cnn", args, device,
+        "cnn",
+        args,
+        device,
         build_model=lambda: ResNet(args.depth, args.classes, args.image_size),
         make_batch=make_batch,
         loss_fn=lambda model, batch: F.cross_entropy(model(batch[0]), batch[1]),
         make_optimizer=lambda model: torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-5),
         channels_last=device.type == "cuda",
-        unit="images", depth=args.depth, image_size=args.image_size,
+        unit="images",
+        depth=args.depth,
+        image_size=args.image_size,
     )
 
 

@@ -161,16 +161,17 @@ def base_parser(description: str, cpu_defaults: dict, cuda_defaults: dict) -> ar
 
     p = argparse.ArgumentParser(
         description=description,
-        epilog="Writes progress to stderr, and JSON events for gputop when GPUTOP_EVENTS_FD "
-        "or GPUTOP_EVENTS_FILE is set.",
+        epilog="Writes progress to stderr, and JSON events for gputop when GPUTOP_EVENTS_FD or GPUTOP_EVENTS_FILE is set.",
     )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto: cuda when available, else cpu (default: auto)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda when available, else cpu (default: auto)")
     p.add_argument("--steps", type=positive_int, default=None, help=f"training steps ({show('steps')})")
     p.add_argument("--batch-size", type=positive_int, default=None, help=f"samples per step ({show('batch_size')})")
-    p.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help="fp32 (TF32 off), tf32, bf16 or fp16 autocast (default: bf16 on cuda where "
-                   "supported, else fp16; fp32 on cpu)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="fp32 (TF32 off), tf32, bf16 or fp16 autocast (default: bf16 on cuda where supported, else fp16; fp32 on cpu)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--seed", type=int, default=0, help="random seed for weights and synthetic data (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -216,8 +217,12 @@ def autocast(device: torch.device, precision: str):
 # ----------------------------------------------------------------------------------------------
 
 
-def count_train_flops(build_model: Callable[[], nn.Module], make_batch: Callable[[torch.device], Any],
-                      loss_fn: Callable[[nn.Module, Any], torch.Tensor], fallback_device: torch.device) -> int:
+def count_train_flops(
+    build_model: Callable[[], nn.Module],
+    make_batch: Callable[[torch.device], Any],
+    loss_fn: Callable[[nn.Module, Any], torch.Tensor],
+    fallback_device: torch.device,
+) -> int:
     """FLOPs of one forward+backward, counted once with FlopCounterMode before training.
 
     Counted on the meta device (no memory, no compute, nothing shared with the real model); if
@@ -275,8 +280,7 @@ class Progress:
         self._window[:] = [0, 0, 0.0]
         self._last_print = now
         loss_text = "n/a" if loss is None or not math.isfinite(loss) else f"{loss:.4g}"
-        print(f"step {step}/{self.total_steps}  loss {loss_text}  {self._rates(steps, n, secs)}",
-              file=sys.stderr, flush=True)
+        print(f"step {step}/{self.total_steps}  loss {loss_text}  {self._rates(steps, n, secs)}", file=sys.stderr, flush=True)
 
     def _rates(self, steps: int, n: int, secs: float) -> str:
         rate = n / secs if secs > 0 else None
@@ -295,8 +299,9 @@ class Progress:
         print(f"done: {self.total_steps} steps in {elapsed_s:.1f} s{tail}", file=sys.stderr, flush=True)
 
 
-def start_fields(name: str, args: argparse.Namespace, device: torch.device, flops_per_step: float | None,
-                 events: EventWriter, **extra: Any) -> dict:
+def start_fields(
+    name: str, args: argparse.Namespace, device: torch.device, flops_per_step: float | None, events: EventWriter, **extra: Any
+) -> dict:
     """Measure or look up the peak and build the start event's fields."""
     dname = device_name(device)
     peak = table_peak_flops(dname, args.precision) if device.type == "cuda" else None
@@ -305,10 +310,20 @@ def start_fields(name: str, args: argparse.Namespace, device: torch.device, flop
         with events.phase("measure_peak"):
             peak = measure_peak_flops(device, args.precision)
         source = "measured"
-    return dict(name=name, device=device.type, device_name=dname, device_uuid=device_uuid(device),
-                precision=args.precision, batch_size=args.batch_size, flops_per_step=flops_per_step,
-                peak_flops=peak, peak_flops_source=source, steps_planned=args.steps,
-                compiled=bool(args.compile), **extra)
+    return dict(
+        name=name,
+        device=device.type,
+        device_name=dname,
+        device_uuid=device_uuid(device),
+        precision=args.precision,
+        batch_size=args.batch_size,
+        flops_per_step=flops_per_step,
+        peak_flops=peak,
+        peak_flops_source=source,
+        steps_planned=args.steps,
+        compiled=bool(args.compile),
+        **extra,
+    )
 
 
 def _sigterm_to_exit(signum, frame):  # so that `finally` runs and the end event is written
@@ -336,11 +351,20 @@ def run_events(events: EventWriter, body: Callable[[dict], None]) -> int:
     return 0
 
 
-def train(name: str, args: argparse.Namespace, device: torch.device, *,
-          build_model: Callable[[], nn.Module], make_batch: Callable[..., Any],
-          loss_fn: Callable[[nn.Module, Any], torch.Tensor],
-          make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
-          channels_last: bool = False, n_batches: int = 4, unit: str = "samples", **extra: Any) -> int:
+def train(
+    name: str,
+    args: argparse.Namespace,
+    device: torch.device,
+    *,
+    build_model: Callable[[], nn.Module],
+    make_batch: Callable[..., Any],
+    loss_fn: Callable[[nn.Module, Any], torch.Tensor],
+    make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
+    channels_last: bool = False,
+    n_batches: int = 4,
+    unit: str = "samples",
+    **extra: Any,
+) -> int:
     """The shared loop: count FLOPs, build, train, report each step (events and progress).
 
     make_batch(device, generator=None) -> (inputs, targets); `n_batches` synthetic batches are

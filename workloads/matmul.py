@@ -26,8 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu_defaults=dict(steps=40, batch_size=4, n=2048),
         cuda_defaults=dict(steps=200, batch_size=20, n=8192),
     )
-    parser.add_argument("--n", type=common.positive_int, default=None,
-                        help="matrix side N (default: 2048 on cpu, 8192 on cuda)")
+    parser.add_argument("--n", type=common.positive_int, default=None, help="matrix side N (default: 2048 on cpu, 8192 on cuda)")
     args, device = common.parse(parser, argv)
     events = EventWriter.from_env()
     n, per_step = args.n, args.batch_size

@@ -43,12 +43,16 @@ def main(argv: list[str] | None = None) -> int:
         return x.to(dev), y.to(dev)
 
     return common.train(
-        "mlp", args, device,
+        "mlp",
+        args,
+        device,
         build_model=lambda: build_model(args.hidden, args.layers),
         make_batch=make_batch,
         loss_fn=lambda model, batch: F.cross_entropy(model(batch[0]), batch[1]),
         make_optimizer=lambda model: torch.optim.Adam(model.parameters(), lr=1e-3),
-        unit="samples", hidden=args.hidden, layers=args.layers,
+        unit="samples",
+        hidden=args.hidden,
+        layers=args.layers,
     )
 
 

@@ -74,9 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         cpu_defaults=dict(steps=60, batch_size=8, size="small"),
         cuda_defaults=dict(steps=100, batch_size=16, size="gpt2"),
     )
-    parser.add_argument("--size", choices=tuple(SIZES), default=None,
-                        help="model size: " + "; ".join(f"{k}: {v}" for k, v in SIZES.items())
-                        + " (default: small on cpu, gpt2 on cuda)")
+    parser.add_argument(
+        "--size",
+        choices=tuple(SIZES),
+        default=None,
+        help="model size: " + "; ".join(f"{k}: {v}" for k, v in SIZES.items()) + " (default: small on cpu, gpt2 on cuda)",
+    )
     for key in ("layers", "dim", "heads", "ctx", "vocab"):
         parser.add_argument(f"--{key}", type=common.positive_int, default=None, help=f"override the size's {key}")
     args, device = common.parse(parser, argv)
@@ -99,9 +102,17 @@ def main(argv: list[str] | None = None) -> int:
         return torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, fused=device.type == "cuda")
 
     return common.train(
-        "transformer", args, device,
-        build_model=lambda: GPT(**shape), make_batch=make_batch, loss_fn=loss_fn, make_optimizer=make_optimizer,
-        unit="sequences", tokens_per_sample=shape["ctx"], size=args.size, **shape,
+        "transformer",
+        args,
+        device,
+        build_model=lambda: GPT(**shape),
+        make_batch=make_batch,
+        loss_fn=loss_fn,
+        make_optimizer=make_optimizer,
+        unit="sequences",
+        tokens_per_sample=shape["ctx"],
+        size=args.size,
+        **shape,
     )
 
 

@@ -26,6 +26,7 @@ if os.environ.get("GPUTOP_FAKE_NVML"):
                     return N.NVML_ERROR_INVALID_ARGUMENT
                 target.value = value(fake, dev) if callable(value) else value
             return N.NVML_SUCCESS
+
         return impl
 
     def _ecc(fake, dev, error_type, counter_type, out):
@@ -41,10 +42,8 @@ if os.environ.get("GPUTOP_FAKE_NVML"):
     fakenvml._symbol("nvmlDeviceGetComputeMode")(_set(ctypes.c_uint, N.NVML_COMPUTEMODE_DEFAULT))
     fakenvml._symbol("nvmlDeviceGetPersistenceMode")(_set(ctypes.c_uint, N.NVML_FEATURE_ENABLED))
     fakenvml._symbol("nvmlDeviceGetDisplayActive")(_set(ctypes.c_uint, N.NVML_FEATURE_DISABLED))
-    fakenvml._symbol("nvmlDeviceGetEncoderUtilization", "nvmlDeviceGetDecoderUtilization")(
-        _set(ctypes.c_uint, 0))
-    fakenvml._symbol("nvmlDeviceGetPowerManagementLimit")(
-        _set(ctypes.c_uint, lambda f, d: round(d.profile.power_limit_w * 1000)))
+    fakenvml._symbol("nvmlDeviceGetEncoderUtilization", "nvmlDeviceGetDecoderUtilization")(_set(ctypes.c_uint, 0))
+    fakenvml._symbol("nvmlDeviceGetPowerManagementLimit")(_set(ctypes.c_uint, lambda f, d: round(d.profile.power_limit_w * 1000)))
     fakenvml._symbol("nvmlDeviceGetTotalEccErrors")(_ecc)
     fakenvml._symbol("nvmlDeviceGetDriverModel", "nvmlDeviceGetDriverModel_v2")(_not_supported)
     fakenvml.IMPLEMENTED = frozenset(fakenvml._REGISTRY)  # what a default driver exports

@@ -40,9 +40,15 @@ class Prometheus:
     """Queries one Prometheus server. Thread-safe for one caller at a time per method call
     (httpx.Client is); ``close()`` when done."""
 
-    def __init__(self, url: str, *, bearer_token: str | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, verify: bool = True,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        bearer_token: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        verify: bool = True,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         parsed = httpx.URL(url)
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise PromError(f"not an http(s) URL: {safe_url(url)!r}", "usage")
@@ -54,8 +60,9 @@ class Prometheus:
         if bearer_token is not None:
             headers["Authorization"] = f"Bearer {bearer_token}"
         # httpx takes basic auth from the URL's user:password itself
-        self._http = httpx.Client(base_url=url.rstrip("/") + "/", headers=headers, verify=verify,
-                                  timeout=httpx.Timeout(timeout_s), transport=transport)
+        self._http = httpx.Client(
+            base_url=url.rstrip("/") + "/", headers=headers, verify=verify, timeout=httpx.Timeout(timeout_s), transport=transport
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -67,29 +74,32 @@ class Prometheus:
         return self._post("api/v1/query", form)
 
     def query_range(self, expr: str, start: float, end: float, step_s: float) -> Result:
-        return self._post("api/v1/query_range", {"query": expr, "start": f"{start:.3f}",
-                                                 "end": f"{end:.3f}", "step": f"{step_s:g}"})
+        return self._post("api/v1/query_range", {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step_s:g}"})
 
     def _post(self, path: str, form: dict[str, str]) -> Result:
         where = f"{self.url}/{path}"
         try:
             resp = self._http.post(path, data=form)
         except httpx.TimeoutException:
-            raise PromError(f"Prometheus at {self.url} did not answer within {self.timeout_s:g} s",
-                            "timeout") from None
+            raise PromError(f"Prometheus at {self.url} did not answer within {self.timeout_s:g} s", "timeout") from None
         except httpx.ConnectError as exc:
             raise PromError(f"cannot connect to Prometheus at {self.url}: {_reason(exc)}", "connect") from None
         except httpx.HTTPError as exc:
             raise PromError(f"talking to Prometheus at {self.url} failed: {_reason(exc)}", "http") from None
         if resp.status_code in (401, 403):
-            raise PromError(f"Prometheus at {self.url} refused the request: HTTP {resp.status_code} "
-                            f"{resp.reason_phrase} (a token: --bearer-token-file; basic auth: "
-                            "user:password@ in the URL)", "auth")
+            raise PromError(
+                f"Prometheus at {self.url} refused the request: HTTP {resp.status_code} "
+                f"{resp.reason_phrase} (a token: --bearer-token-file; basic auth: "
+                "user:password@ in the URL)",
+                "auth",
+            )
         body = _json(resp)
         if body is None:
             kind = resp.headers.get("content-type", "no content type").split(";")[0]
-            raise PromError(f"{self.url} does not look like Prometheus: {where} answered HTTP "
-                            f"{resp.status_code} with {kind}, not the query API's JSON", "not_prometheus")
+            raise PromError(
+                f"{self.url} does not look like Prometheus: {where} answered HTTP {resp.status_code} with {kind}, not the query API's JSON",
+                "not_prometheus",
+            )
         if body.get("status") != "success":
             kind = str(body.get("errorType") or "http")
             error = " ".join(str(body.get("error") or f"HTTP {resp.status_code}").split())
@@ -97,8 +107,7 @@ class Prometheus:
         data = body.get("data")
         result = data.get("result") if isinstance(data, dict) else None
         if not isinstance(result, list):
-            raise PromError(f"{self.url} does not look like Prometheus: {where} answered JSON "
-                            "without data.result", "not_prometheus")
+            raise PromError(f"{self.url} does not look like Prometheus: {where} answered JSON without data.result", "not_prometheus")
         return result
 
 

@@ -45,8 +45,17 @@ class _Gpu:
         used, free = v.get("mem_used_bytes"), v.get("mem_free_bytes")
         if total is None and used is not None and free is not None:
             total = used + free + (v.get("mem_reserved_bytes") or 0.0)
-        return ClusterGpu(self.index, self.name, self.uuid, v.get("sm_active_pct"), v.get("gpu_util_pct"),
-                          v.get("mem_used_bytes"), total, v.get("power_w"), v.get("temp_c"))
+        return ClusterGpu(
+            self.index,
+            self.name,
+            self.uuid,
+            v.get("sm_active_pct"),
+            v.get("gpu_util_pct"),
+            v.get("mem_used_bytes"),
+            total,
+            v.get("power_w"),
+            v.get("temp_c"),
+        )
 
 
 class _Node:
@@ -61,14 +70,12 @@ class _Node:
 
 def down(up: Result) -> list[tuple[str, str]]:
     """(instance, job) of every target whose last scrape failed."""
-    return [(s["metric"].get("instance", ""), s["metric"].get("job", "")) for s in up
-            if _number(_value(s)) == 0]
+    return [(s["metric"].get("instance", ""), s["metric"].get("job", "")) for s in up if _number(_value(s)) == 0]
 
 
 def last_up(stale_since: Result) -> dict[tuple[str, str], float | None]:
     """The answer to ``Queries.stale_since``: (instance, job) -> when it was last up."""
-    return {(s["metric"].get("instance", ""), s["metric"].get("job", "")): _number(_value(s))
-            for s in stale_since}
+    return {(s["metric"].get("instance", ""), s["metric"].get("job", "")): _number(_value(s)) for s in stale_since}
 
 
 class Decoded(NamedTuple):
@@ -76,8 +83,9 @@ class Decoded(NamedTuple):
     unnamed: int  # GPUs with values but no entry in ``gpu_names`` (new since it was asked)
 
 
-def nodes(up: Result, gpus: Result, gpu_names: Result, hosts: Result,
-          since: Mapping[tuple[str, str], float | None] | None = None) -> Decoded:
+def nodes(
+    up: Result, gpus: Result, gpu_names: Result, hosts: Result, since: Mapping[tuple[str, str], float | None] | None = None
+) -> Decoded:
     """One ClusterNode per host, sorted by host. ``since``: when each target now down was last
     up (see ``last_up``); a target missing there is stale since an unknown time."""
     table = _Table()
@@ -136,7 +144,8 @@ def _gpu_values(table: _Table, gpus: Result) -> dict[tuple[str, str | None], _Gp
                 continue
             index_text = key[1]
             gpu = known[key] = n.gpus[field.source].setdefault(
-                key, _Gpu(int(index_text) if index_text is not None and index_text.isdigit() else None))
+                key, _Gpu(int(index_text) if index_text is not None and index_text.isdigit() else None)
+            )
         gpu.values[field.field] = to_unit(field, s["value"][1])
     return known
 
@@ -177,8 +186,11 @@ def _host_parts(table: _Table, hosts: Result) -> None:
 
 def _build(n: _Node) -> ClusterNode:
     source = names.GPUTOP if n.gpus[names.GPUTOP] else names.DCGM if n.gpus[names.DCGM] else None
-    gpus = tuple(sorted((g.build() for g in n.gpus[source].values()),
-                        key=lambda g: (g.index is None, g.index or 0, g.uuid or ""))) if source else ()
+    gpus = (
+        tuple(sorted((g.build() for g in n.gpus[source].values()), key=lambda g: (g.index is None, g.index or 0, g.uuid or "")))
+        if source
+        else ()
+    )
     p = n.parts
     # gputop's own per-core figures where it runs; else node-exporter's
     if p.get(promql.CORES) is not None:
@@ -192,6 +204,13 @@ def _build(n: _Node) -> ClusterNode:
     stale = bool(n.down_since)
     known = [t for t in n.down_since if t is not None]
     return ClusterNode(
-        host=n.host, instances=tuple(sorted(n.instances)), hostname=hostname, source=source,
-        stale=stale, stale_since=min(known) if known else None,
-        cores=None if cores is None else int(cores), cores_busy=busy, gpus=gpus)
+        host=n.host,
+        instances=tuple(sorted(n.instances)),
+        hostname=hostname,
+        source=source,
+        stale=stale,
+        stale_since=min(known) if known else None,
+        cores=None if cores is None else int(cores),
+        cores_busy=busy,
+        gpus=gpus,
+    )

@@ -63,8 +63,7 @@ class NodeHistory:
 
 
 class ClusterFeed:
-    def __init__(self, prom: SupportsQuery, selector: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, prom: SupportsQuery, selector: str | None = None, clock: Callable[[], float] = time.time) -> None:
         self.prom = prom
         self.selector = selector
         self.queries = Queries(selector)  # raises promql.SelectorError for a metric name
@@ -137,12 +136,16 @@ class ClusterFeed:
         known = self._known.get(node.host)
         if known is None:
             return node
-        return replace(node, hostname=node.hostname or known.hostname, source=node.source or known.source,
-                       gpus=node.gpus or known.gpus, cores=node.cores if node.cores is not None else known.cores,
-                       cores_busy=node.cores_busy if node.cores is not None else known.cores_busy)
+        return replace(
+            node,
+            hostname=node.hostname or known.hostname,
+            source=node.source or known.source,
+            gpus=node.gpus or known.gpus,
+            cores=node.cores if node.cores is not None else known.cores,
+            cores_busy=node.cores_busy if node.cores is not None else known.cores_busy,
+        )
 
-    def history(self, node: ClusterNode, window_s: float = HISTORY_WINDOW_S,
-                points: int = HISTORY_POINTS) -> NodeHistory:
+    def history(self, node: ClusterNode, window_s: float = HISTORY_WINDOW_S, points: int = HISTORY_POINTS) -> NodeHistory:
         """The node's GPUs over the last ``window_s``: SMs active (or util), power, memory."""
         end = self.clock()
         start = end - window_s
@@ -164,5 +167,6 @@ class ClusterFeed:
             series = gpus.setdefault((labels.get("instance", ""), index), {})
             series[field.field] = tuple((float(t), names.to_unit(field, v)) for t, v in s.get("values", ()))
         ordered = sorted(gpus.items(), key=lambda kv: (kv[0][1] is None, kv[0][1] or 0, kv[0][0]))
-        return NodeHistory(node.host, start, end, step, tuple(
-            GpuHistory(index, names_by_index.get(index), series) for (_, index), series in ordered))
+        return NodeHistory(
+            node.host, start, end, step, tuple(GpuHistory(index, names_by_index.get(index), series) for (_, index), series in ordered)
+        )

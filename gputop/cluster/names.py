@@ -42,8 +42,9 @@ GPU_METRICS: dict[str, Field] = {
 }
 
 # the series a node's history shows (range queries): SMs active or util, power, memory used
-HISTORY_METRICS = tuple(name for name, f in GPU_METRICS.items()
-                        if f.field in ("sm_active_pct", "gpu_util_pct", "power_w", "mem_used_bytes"))
+HISTORY_METRICS = tuple(
+    name for name, f in GPU_METRICS.items() if f.field in ("sm_active_pct", "gpu_util_pct", "power_w", "mem_used_bytes")
+)
 
 # one series per GPU that every exporter has, to read the GPU's name, UUID and host name from
 # (gputop's info series; FB_USED is in every dcgm-exporter counters file)
@@ -70,9 +71,11 @@ _INFINITIES = (math.inf, -math.inf)
 
 def is_dcgm_blank(value: float) -> bool:
     """True for DCGM's "no value" sentinels (as Prometheus carries them, float64)."""
-    return (_INT32_BLANK <= value < _INT32_BLANK + _BLANK_SPAN
-            or _FP64_BLANK <= value < _FP64_BLANK + _BLANK_SPAN
-            or value >= _INT64_BLANK - 1024)  # float64 spacing near 2^63 is 1024 or 2048
+    return (
+        _INT32_BLANK <= value < _INT32_BLANK + _BLANK_SPAN
+        or _FP64_BLANK <= value < _FP64_BLANK + _BLANK_SPAN
+        or value >= _INT64_BLANK - 1024
+    )  # float64 spacing near 2^63 is 1024 or 2048
 
 
 def convert(metric_name: str, text: str) -> tuple[Field, float | None] | None:

@@ -16,7 +16,7 @@ from typing import Any
 from gputop import format as fmt
 
 IDLE_PCT = 1.0  # SMs active (or util) at or below this: the GPU does nothing
-IDLE_MEMORY_BYTES = 1024 ** 3  # ... while holding this much memory: an idle GPU someone holds
+IDLE_MEMORY_BYTES = 1024**3  # ... while holding this much memory: an idle GPU someone holds
 BUSY_PCT = 5.0  # a GPU counts as busy from here (the live view's "-idle" ends at 5 %)
 
 
@@ -110,11 +110,15 @@ def totals(nodes: tuple[ClusterNode, ...]) -> Totals:
     gpus = [g for n in fresh for g in n.gpus]
     cores = _sum([n.cores for n in fresh])
     return Totals(
-        nodes=len(nodes), stale_nodes=len(nodes) - len(fresh), gpus=len(gpus),
+        nodes=len(nodes),
+        stale_nodes=len(nodes) - len(fresh),
+        gpus=len(gpus),
         busy_gpus=sum(1 for g in gpus if g.busy),
         idle_with_memory=sum(1 for g in gpus if g.idle_with_memory),
         power_w=_sum([g.power_w for g in gpus]),
-        cores=None if cores is None else int(cores), cores_busy=_sum([n.cores_busy for n in fresh]))
+        cores=None if cores is None else int(cores),
+        cores_busy=_sum([n.cores_busy for n in fresh]),
+    )
 
 
 def stale_note(t: Totals) -> str:
@@ -127,8 +131,7 @@ def labels(nodes: Iterable[ClusterNode]) -> dict[str, str]:
     two nodes share (two machines both called "localhost" or "gpu-node")."""
     nodes = list(nodes)
     shared = {name for name, k in collections.Counter(n.label for n in nodes).items() if k > 1}
-    return {n.host: f"{n.label} ({n.host})" if n.label in shared and n.label != n.host else n.label
-            for n in nodes}
+    return {n.host: f"{n.label} ({n.host})" if n.label in shared and n.label != n.host else n.label for n in nodes}
 
 
 def to_dict(sample: ClusterSample) -> dict[str, Any]:
@@ -137,8 +140,7 @@ def to_dict(sample: ClusterSample) -> dict[str, Any]:
     for n in sample.nodes:
         d = asdict(n)
         d["instances"] = list(n.instances)
-        d["gpus"] = [dict(asdict(g), idle_with_memory=g.idle_with_memory, util_trap=g.util_trap)
-                     for g in n.gpus]
+        d["gpus"] = [dict(asdict(g), idle_with_memory=g.idle_with_memory, util_trap=g.util_trap) for g in n.gpus]
         nodes.append(d)
     return {"ts": sample.ts, "nodes": nodes, "totals": asdict(sample.totals)}
 

@@ -15,8 +15,7 @@ from gputop.cluster import names
 # The values of the label the hosts query tags its parts with (label_replace), so one answer
 # carries several aggregations side by side.
 PART = "gputop_part"
-CORES, BUSY, NODE_CORES, NODE_IDLE, UNAME, GPUTOP_INFO = (
-    "cores", "busy", "node_cores", "node_idle", "uname", "gputop_info")
+CORES, BUSY, NODE_CORES, NODE_IDLE, UNAME, GPUTOP_INFO = ("cores", "busy", "node_cores", "node_idle", "uname", "gputop_info")
 RATE_WINDOW = "5m"  # irate's window: the last two node-exporter scrapes must lie inside it
 STALE_LOOKBACK = "15m"  # how far back "stale since" is looked for
 STALE_STEP = "1s"  # its precision
@@ -34,8 +33,7 @@ def matchers(selector: str | None) -> str:
     if text.startswith("{") and text.endswith("}"):
         return text[1:-1].strip()
     if "{" in text or "}" in text:
-        raise SelectorError(f"--selector takes label matchers in braces, like '{{job=~\"gpu.*\"}}', "
-                            f"not a metric: {selector!r}")
+        raise SelectorError(f"--selector takes label matchers in braces, like '{{job=~\"gpu.*\"}}', not a metric: {selector!r}")
     return text
 
 
@@ -60,13 +58,10 @@ class Queries:
         m = self.matchers
         self.up = f"up{{{m}}}"
         # values with only the labels that place them (the answer is most of a refresh's bytes)
-        self.gpus = (f"max by (__name__, instance, gpu) "
-                     f"({{{_join(f'__name__=~{quote(_name_regex(list(names.GPU_METRICS)))}', m)}}})")
+        self.gpus = f"max by (__name__, instance, gpu) ({{{_join(f'__name__=~{quote(_name_regex(list(names.GPU_METRICS)))}', m)}}})"
         # what each GPU is and on which host, once per GPU rather than once per value
-        ident = ", ".join(("instance",) + names.INDEX_LABELS + names.UUID_LABELS + names.NAME_LABELS
-                          + names.HOSTNAME_LABELS[:2])
-        self.gpu_names = (f"group by ({ident}) "
-                          f"({{{_join(f'__name__=~{quote(_name_regex(names.IDENTITY_METRICS))}', m)}}})")
+        ident = ", ".join(("instance",) + names.INDEX_LABELS + names.UUID_LABELS + names.NAME_LABELS + names.HOSTNAME_LABELS[:2])
+        self.gpu_names = f"group by ({ident}) ({{{_join(f'__name__=~{quote(_name_regex(names.IDENTITY_METRICS))}', m)}}})"
         core = f"{names.GPUTOP_CORE_UTIL}{{{m}}}"
         idle = names.NODE_CPU + "{" + _join('mode="idle"', m) + "}"
         parts = (
@@ -77,8 +72,7 @@ class Queries:
             (UNAME, f"max by (instance, nodename) ({names.NODE_UNAME}{{{m}}})"),
             (GPUTOP_INFO, f"max by (instance, hostname) ({names.GPUTOP_BUILD}{{{m}}})"),
         )
-        self.hosts = " or ".join(f'label_replace({expr}, "{PART}", "{part}", "", "")'
-                                 for part, expr in parts)
+        self.hosts = " or ".join(f'label_replace({expr}, "{PART}", "{part}", "", "")' for part, expr in parts)
 
     def stale_since(self, instances: tuple[str, ...]) -> str:
         """The last moment each of these targets (now down) was up, to the second."""
@@ -87,9 +81,11 @@ class Queries:
 
     def history(self, instances: tuple[str, ...]) -> str:
         """One range query: a node's GPU series (SMs or util, power, memory) over its instances."""
-        return ("max by (__name__, instance, gpu) ({"
-                + _join(f'__name__=~"{_name_regex(names.HISTORY_METRICS)}"',
-                        f"instance=~{quote(_alternatives(instances))}", self.matchers) + "})")
+        return (
+            "max by (__name__, instance, gpu) ({"
+            + _join(f'__name__=~"{_name_regex(names.HISTORY_METRICS)}"', f"instance=~{quote(_alternatives(instances))}", self.matchers)
+            + "})"
+        )
 
 
 def _alternatives(values: tuple[str, ...]) -> str:

@@ -39,24 +39,27 @@ Reads gputop serve's metrics, or dcgm-exporter's beside node-exporter's: docs/pr
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Add ``cluster`` to the CLI's subparsers (the parser class is the CLI's own)."""
     parser = subparsers.add_parser(
-        "cluster", help="every node's CPU cores and GPUs, read from Prometheus",
+        "cluster",
+        help="every node's CPU cores and GPUs, read from Prometheus",
         description="The GPU fleet in one view: every node that Prometheus scrapes (gputop serve, "
         "or dcgm-exporter beside node-exporter), one node per host, with fleet totals. A few "
         "queries per refresh, whatever the number of nodes.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prometheus", default=DEFAULT_URL, metavar="URL",
-                        help=f"the Prometheus server (default {DEFAULT_URL}); basic auth as "
-                        "https://user:password@host")
-    parser.add_argument("--selector", default=None, metavar="MATCHERS",
-                        help="label matchers every query is limited to, e.g. '{job=~\"gpu.*\"}'")
-    parser.add_argument("--interval", type=INTERVAL, default=5.0, metavar="S",
-                        help="seconds between refreshes (default 5)")
-    parser.add_argument("--timeout", type=seconds(0.1, 300), default=5.0, metavar="S",
-                        help="seconds to wait for each answer (default 5)")
-    parser.add_argument("--bearer-token-file", default=None, metavar="PATH",
-                        help="send the token in this file as 'Authorization: Bearer'")
-    parser.add_argument("--insecure", action="store_true",
-                        help="do not verify the server's HTTPS certificate")
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--prometheus",
+        default=DEFAULT_URL,
+        metavar="URL",
+        help=f"the Prometheus server (default {DEFAULT_URL}); basic auth as https://user:password@host",
+    )
+    parser.add_argument(
+        "--selector", default=None, metavar="MATCHERS", help="label matchers every query is limited to, e.g. '{job=~\"gpu.*\"}'"
+    )
+    parser.add_argument("--interval", type=INTERVAL, default=5.0, metavar="S", help="seconds between refreshes (default 5)")
+    parser.add_argument("--timeout", type=seconds(0.1, 300), default=5.0, metavar="S", help="seconds to wait for each answer (default 5)")
+    parser.add_argument("--bearer-token-file", default=None, metavar="PATH", help="send the token in this file as 'Authorization: Bearer'")
+    parser.add_argument("--insecure", action="store_true", help="do not verify the server's HTTPS certificate")
     parser.add_argument("--once", action="store_true", help="print one refresh and exit")
     parser.add_argument("--json", action="store_true", help="with --once: JSON (see README)")
     return parser
@@ -86,8 +89,7 @@ def run(args: argparse.Namespace, env: Environment, *, show: Show | None = None)
         if not token:
             return env.error(f"--bearer-token-file {args.bearer_token_file} is empty", ExitStatus.USAGE)
     try:
-        prom = Prometheus(args.prometheus, bearer_token=token, timeout_s=args.timeout,
-                          verify=not args.insecure)
+        prom = Prometheus(args.prometheus, bearer_token=token, timeout_s=args.timeout, verify=not args.insecure)
     except PromError as exc:
         return env.error(f"--prometheus: {exc}", ExitStatus.USAGE)
     feed = None
@@ -121,23 +123,28 @@ def to_text(sample: ClusterSample) -> str:
     from gputop.cluster.nodes import labels, stale_note
 
     t = sample.totals
-    lines = [(f"{t.nodes} nodes ({stale_note(t)})   GPUs {t.busy_gpus} busy of {t.gpus}"
-              f"   {t.idle_with_memory} idle holding memory   power {fmt.watts(t.power_w)}"
-              f"   cores {fmt.num(t.cores_busy)} busy of {fmt.text(t.cores)}")]
+    lines = [
+        (
+            f"{t.nodes} nodes ({stale_note(t)})   GPUs {t.busy_gpus} busy of {t.gpus}"
+            f"   {t.idle_with_memory} idle holding memory   power {fmt.watts(t.power_w)}"
+            f"   cores {fmt.num(t.cores_busy)} busy of {fmt.text(t.cores)}"
+        )
+    ]
     if not sample.nodes:
         lines.append("no targets: Prometheus scrapes nothing this selector matches")
     names = labels(sample.nodes)
     for n in sample.nodes:
         stale = f"   STALE since {clock_time(n.stale_since)}" if n.stale else ""
-        lines.append(f"{names[n.host]}   [{fmt.text(n.source)}: {', '.join(n.instances)}]"
-                     f"   cores {fmt.num(n.cores_busy)} busy of {fmt.text(n.cores)}{stale}")
+        lines.append(
+            f"{names[n.host]}   [{fmt.text(n.source)}: {', '.join(n.instances)}]"
+            f"   cores {fmt.num(n.cores_busy)} busy of {fmt.text(n.cores)}{stale}"
+        )
         for g in n.gpus:
-            activity = (f"SMs {fmt.pct(g.sm_active_pct)}" if g.sm_active_pct is not None
-                        else f"util {fmt.pct(g.gpu_util_pct)}")
-            flags = [w for w, on in (("idle holding memory", g.idle_with_memory),
-                                     ("util high, SMs mostly idle", g.util_trap)) if on]
-            lines.append(f"  GPU {fmt.text(g.index)}  {fmt.text(g.name)}   {activity}"
-                         f"   mem {fmt.used_total(g.mem_used_bytes, g.mem_total_bytes)}"
-                         f"   {fmt.watts(g.power_w)}   {fmt.celsius(g.temp_c)}"
-                         + (f"   ({'; '.join(flags)})" if flags else ""))
+            activity = f"SMs {fmt.pct(g.sm_active_pct)}" if g.sm_active_pct is not None else f"util {fmt.pct(g.gpu_util_pct)}"
+            flags = [w for w, on in (("idle holding memory", g.idle_with_memory), ("util high, SMs mostly idle", g.util_trap)) if on]
+            lines.append(
+                f"  GPU {fmt.text(g.index)}  {fmt.text(g.name)}   {activity}"
+                f"   mem {fmt.used_total(g.mem_used_bytes, g.mem_total_bytes)}"
+                f"   {fmt.watts(g.power_w)}   {fmt.celsius(g.temp_c)}" + (f"   ({'; '.join(flags)})" if flags else "")
+            )
     return "\n".join(lines) + "\n"

@@ -63,23 +63,42 @@ POLL_S = 0.2
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "compare", help="run a workload on CPU and on GPU, and show the speedup",
+        "compare",
+        help="run a workload on CPU and on GPU, and show the speedup",
         usage="gputop compare NAME|-m MODULE [--steps N] [--batch-size B] [--warmup K] [--json] [-- ARGS]",
         description="Run the same workload on the CPU, then on the GPU (where torch sees one), "
         "and compare samples/s, step time, TFLOP/s, MFU and energy per sample. Arguments after "
         "'--' go to both runs.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("workload", metavar="NAME",
-                        help=f"a bundled workload ({', '.join(BUNDLED)}), a Python script or -m MODULE "
-                        "(one that takes --device cpu|cuda, --steps and --batch-size gets them; any other "
-                        "runs as it is, measured from its detected steps)")
-    parser.add_argument("--steps", type=integer(1), default=None,
-                        help=f"steps on each device (default {DEFAULT_STEPS}; a script that takes no "
-                        "--device runs its own number)")
-    parser.add_argument("--batch-size", type=integer(1), default=None, metavar="B",
-                        help="samples per step on both devices (default: the workload's CPU default)")
-    parser.add_argument("--warmup", type=integer(0), default=DEFAULT_WARMUP, metavar="K",
-                        help=f"first steps left out of the rates (default {DEFAULT_WARMUP})")
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "workload",
+        metavar="NAME",
+        help=f"a bundled workload ({', '.join(BUNDLED)}), a Python script or -m MODULE "
+        "(one that takes --device cpu|cuda, --steps and --batch-size gets them; any other "
+        "runs as it is, measured from its detected steps)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=integer(1),
+        default=None,
+        help=f"steps on each device (default {DEFAULT_STEPS}; a script that takes no --device runs its own number)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=integer(1),
+        default=None,
+        metavar="B",
+        help="samples per step on both devices (default: the workload's CPU default)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=integer(0),
+        default=DEFAULT_WARMUP,
+        metavar="K",
+        help=f"first steps left out of the rates (default {DEFAULT_WARMUP})",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser
 
@@ -103,14 +122,22 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         s = self.state
-        return {"device": s.device or self.device, "device_name": s.device_name,
-                "precision": s.precision, "status": s.status, "error": s.error,
-                "steps_measured": len(self.steps), "samples_per_s": self.samples_per_s,
-                "tokens_per_s": None if self.samples_per_s is None or not s.tokens_per_sample
-                else self.samples_per_s * s.tokens_per_sample,
-                "step_s_median": self.step_s, "tflops": self.tflops, "mfu_pct": self.mfu_pct,
-                "joules_per_sample": self.joules_per_sample,
-                "peak_flops": s.peak_flops, "peak_flops_source": s.peak_flops_source}
+        return {
+            "device": s.device or self.device,
+            "device_name": s.device_name,
+            "precision": s.precision,
+            "status": s.status,
+            "error": s.error,
+            "steps_measured": len(self.steps),
+            "samples_per_s": self.samples_per_s,
+            "tokens_per_s": None if self.samples_per_s is None or not s.tokens_per_sample else self.samples_per_s * s.tokens_per_sample,
+            "step_s_median": self.step_s,
+            "tflops": self.tflops,
+            "mfu_pct": self.mfu_pct,
+            "joules_per_sample": self.joules_per_sample,
+            "peak_flops": s.peak_flops,
+            "peak_flops_source": s.peak_flops_source,
+        }
 
 
 def result(device: str, state: WorkloadState, warmup: int) -> Result:
@@ -119,13 +146,21 @@ def result(device: str, state: WorkloadState, warmup: int) -> Result:
     over = rates.over(steps, state.flops_per_step, state.peak_flops)
     timed = any(s.wall_s > 0 for s in steps)  # a step time even where its samples are not known
     step_s = rates.median(s.wall_s for s in steps) if timed else None
-    return Result(device, state, steps, over.samples_per_s, step_s, over.tflops, over.mfu_pct,
-                  rates.joules_per_sample(steps))
+    return Result(device, state, steps, over.samples_per_s, step_s, over.tflops, over.mfu_pct, rates.joules_per_sample(steps))
 
 
-def measure(target: str, argv: Sequence[str], device: str, steps: int, warmup: int, *,
-            sampler: SamplerLike | None = None, progress: Callable[[str], None] | None = None,
-            poll_s: float = POLL_S, env: dict[str, str] | None = None) -> Result:
+def measure(
+    target: str,
+    argv: Sequence[str],
+    device: str,
+    steps: int,
+    warmup: int,
+    *,
+    sampler: SamplerLike | None = None,
+    progress: Callable[[str], None] | None = None,
+    poll_s: float = POLL_S,
+    env: dict[str, str] | None = None,
+) -> Result:
     """Run one workload to its end, sampling as it goes (for energy), and take its rates."""
     workload = Workload(target, argv, keep_steps=steps + 1, env=env)
     try:
@@ -171,8 +206,10 @@ def run(args: argparse.Namespace, env: Environment) -> int:
                 sampler = env.open_sampler(3600.0)  # no process table needed
             results = _measure_both(args, plan, sampler, env.stderr if env.stderr_isatty else None)
             if _no_step_seen(plan, results):
-                return env.error(f"{plan.name} ran on the CPU and no training step of it was seen "
-                                 "(no torch optimizer stepped, no backward): nothing to compare")
+                return env.error(
+                    f"{plan.name} ran on the CPU and no training step of it was seen "
+                    "(no torch optimizer stepped, no backward): nothing to compare"
+                )
     except WorkloadError as exc:
         return env.error(str(exc), ExitStatus.USAGE)
     except Interrupted as exc:  # measure() has stopped the workload's group on the way out
@@ -228,8 +265,10 @@ def _refuse_as_it_is(args: argparse.Namespace, source: str, name: str) -> None:
     compare's own --steps or --batch-size would have nowhere to go."""
     refusal = _unseen(source, name)
     if refusal is None and (args.steps is not None or args.batch_size is not None):
-        refusal = (f"{name} takes no --device, so it runs as it is: --steps and --batch-size are "
-                   "for workloads that take them (give a script its own options after '--')")
+        refusal = (
+            f"{name} takes no --device, so it runs as it is: --steps and --batch-size are "
+            "for workloads that take them (give a script its own options after '--')"
+        )
     if refusal is not None:
         raise _Refused(refusal)
 
@@ -242,15 +281,16 @@ def _refuse_options(args: argparse.Namespace, steps: int, extra: Sequence[str]) 
         raise _Refused("compare chooses --device itself (cpu, then cuda)")
     for option in ("--steps", "--batch-size"):
         if _given(extra, option):
-            raise _Refused(f"give {option} to compare itself (before '--'), not to the "
-                           "workload after it: compare passes its own to both runs")
+            raise _Refused(
+                f"give {option} to compare itself (before '--'), not to the workload after it: compare passes its own to both runs"
+            )
 
 
-def _measure_both(args: argparse.Namespace, plan: _Plan, sampler: SamplerLike | None,
-                  progress_to: TextIO | None) -> list[Result]:
+def _measure_both(args: argparse.Namespace, plan: _Plan, sampler: SamplerLike | None, progress_to: TextIO | None) -> list[Result]:
     """The CPU run, then the GPU run; the CPU's alone where the GPU's would tell nothing more
     (it failed, or no step of a script run as it is was seen). ``progress_to``: the terminal
     the progress line is redrawn on, if any."""
+
     def progress(line: str) -> None:
         assert progress_to is not None
         progress_to.write(console.CLEAR_LINE + line)
@@ -259,8 +299,18 @@ def _measure_both(args: argparse.Namespace, plan: _Plan, sampler: SamplerLike | 
     results = []
     for device in ("cpu", "cuda"):
         argv, env = (["--device", device, *plan.common], None) if plan.takes_device else (plan.common, _env(device))
-        results.append(measure(args.workload, argv, device, max(plan.steps, KEEP_STEPS), args.warmup,
-                               sampler=sampler, progress=progress if progress_to else None, env=env))
+        results.append(
+            measure(
+                args.workload,
+                argv,
+                device,
+                max(plan.steps, KEEP_STEPS),
+                args.warmup,
+                sampler=sampler,
+                progress=progress if progress_to else None,
+                env=env,
+            )
+        )
         if progress_to:
             progress_to.write(console.CLEAR_LINE)
             progress_to.flush()
@@ -279,15 +329,20 @@ def _show(args: argparse.Namespace, plan: _Plan, results: list[Result], stdout: 
     """The table (or JSON) on stdout; the exit status: 1 where a run got under way and failed."""
     cpu, gpu = results[0], results[1] if len(results) > 1 else None
     ran = gpu is not None and _ran_on_gpu(gpu.state)
-    report = {"workload": plan.name, "argv_common": plan.common,
-              "steps": plan.steps if plan.takes_device else None,
-              "steps_seen": {"cpu": cpu.state.step, "gpu": gpu.state.step if gpu is not None else None},
-              "steps_source": cpu.state.steps_source, "warmup": args.warmup,
-              "batch_size": cpu.state.batch_size or plan.batch, "cpu": cpu.to_dict(),
-              "gpu": gpu.to_dict() if gpu is not None and ran else None,
-              "gpu_unavailable": None if gpu is None or ran else _why(gpu.state, plan.takes_device),
-              "gpu_skipped": "the CPU run failed" if gpu is None else None,
-              "speedup": _speedup(cpu, gpu) if gpu is not None and ran else None}
+    report = {
+        "workload": plan.name,
+        "argv_common": plan.common,
+        "steps": plan.steps if plan.takes_device else None,
+        "steps_seen": {"cpu": cpu.state.step, "gpu": gpu.state.step if gpu is not None else None},
+        "steps_source": cpu.state.steps_source,
+        "warmup": args.warmup,
+        "batch_size": cpu.state.batch_size or plan.batch,
+        "cpu": cpu.to_dict(),
+        "gpu": gpu.to_dict() if gpu is not None and ran else None,
+        "gpu_unavailable": None if gpu is None or ran else _why(gpu.state, plan.takes_device),
+        "gpu_skipped": "the CPU run failed" if gpu is None else None,
+        "speedup": _speedup(cpu, gpu) if gpu is not None and ran else None,
+    }
     if args.json:
         stdout.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -324,7 +379,11 @@ def _imports(path: str) -> set[str] | None:
         elif isinstance(node, ast.ImportFrom) and node.level:
             names.add(".")  # a package of its own: anything may come in
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
-                "import_module", "__import__", "run_path", "run_module"):
+            "import_module",
+            "__import__",
+            "run_path",
+            "run_module",
+        ):
             names.add("?")  # imports by name: anything may come in
     return names
 
@@ -336,9 +395,12 @@ def _takes_device(path: str) -> bool:
             tree = ast.parse(f.read(), path)
     except (OSError, SyntaxError, ValueError):
         return False
-    return any(isinstance(n, ast.Call) and getattr(n.func, "attr", None) == "add_argument"
-               and any(isinstance(a, ast.Constant) and a.value == "--device" for a in n.args)
-               for n in ast.walk(tree))
+    return any(
+        isinstance(n, ast.Call)
+        and getattr(n.func, "attr", None) == "add_argument"
+        and any(isinstance(a, ast.Constant) and a.value == "--device" for a in n.args)
+        for n in ast.walk(tree)
+    )
 
 
 def _unseen(path: str, name: str) -> str | None:
@@ -350,8 +412,10 @@ def _unseen(path: str, name: str) -> str | None:
     stdlib = getattr(sys, "stdlib_module_names", None)
     if stdlib is None or not names <= set(stdlib) | {"__future__"}:
         return None
-    return (f"{name} imports only the standard library, never torch: compare measures training "
-            "steps, which gputop sees only when a script trains with PyTorch")
+    return (
+        f"{name} imports only the standard library, never torch: compare measures training "
+        "steps, which gputop sees only when a script trains with PyTorch"
+    )
 
 
 def _given(extra: Sequence[str], option: str) -> bool:
@@ -404,11 +468,12 @@ def to_text(report: dict[str, Any], cpu: Result, gpu: Result | None) -> str:
     else:  # a script that runs its own number: what was seen
         seen = report["steps_seen"]
         gpu_steps = f", {seen['gpu'] or 0} on the GPU" if report["gpu"] is not None else ""
-        source = {"auto": "detected by gputop's hooks", "events": "reported by the script"}.get(
-            report["steps_source"] or "", "")
+        source = {"auto": "detected by gputop's hooks", "events": "reported by the script"}.get(report["steps_source"] or "", "")
         steps = f"{seen['cpu'] or 0} steps on the CPU{gpu_steps}" + (f" ({source})" if source else "")
-    lines = [f"{PROG} {report['workload']}: batch {batch if batch else 'n/a'}, {steps}; the first "
-             f"{report['warmup']} are warm-up, left out of the rates"]
+    lines = [
+        f"{PROG} {report['workload']}: batch {batch if batch else 'n/a'}, {steps}; the first "
+        f"{report['warmup']} are warm-up, left out of the rates"
+    ]
     if report["gpu_skipped"]:
         lines.append(f"CPU only: {report['gpu_skipped']}, so no GPU run was started")
     elif report["gpu"] is None:
@@ -417,14 +482,12 @@ def to_text(report: dict[str, Any], cpu: Result, gpu: Result | None) -> str:
         ("device", [r.state.device or r.device for r in columns]),
         ("device name", [r.state.device_name or "n/a" for r in columns]),
         ("precision", [r.state.precision or "n/a" for r in columns]),
-        ("status", [r.state.status if r.state.status != "failed" else f"failed: {r.state.error}"
-                    for r in columns]),
+        ("status", [r.state.status if r.state.status != "failed" else f"failed: {r.state.error}" for r in columns]),
         (f"{unit}/s", [_na(r.samples_per_s, _rate) for r in columns]),
         ("step time (median)", [_na(r.step_s, _seconds) for r in columns]),
         ("TFLOP/s", [_na(r.tflops, lambda v: f"{v:.3g}") for r in columns]),
         ("MFU", [_na(r.mfu_pct, lambda v: f"{v:.1f} %") + _peak(r) for r in columns]),
-        (f"J/{unit[:-1] if unit.endswith('s') else unit}", [_na(r.joules_per_sample, lambda v: f"{v:.3g}")
-                                                             for r in columns]),
+        (f"J/{unit[:-1] if unit.endswith('s') else unit}", [_na(r.joules_per_sample, lambda v: f"{v:.3g}") for r in columns]),
     ]
     tokens = cpu.state.tokens_per_sample
     if tokens:  # a language model: its tokens/s, the figure its users quote
@@ -438,8 +501,7 @@ def to_text(report: dict[str, Any], cpu: Result, gpu: Result | None) -> str:
     lines += [f"{label:<{head}}" + "".join(f"{c:<{width}}" for c in cells).rstrip() for label, cells in rows]
     notes = []
     if any(r.joules_per_sample is None for r in columns):
-        notes.append("J n/a: needs the GPU's energy counter, or a readable RAPL package for the CPU "
-                     "(often root only)")
+        notes.append("J n/a: needs the GPU's energy counter, or a readable RAPL package for the CPU (often root only)")
     if cpu.joules_per_sample is not None:
         notes.append("CPU J: the whole package's energy, other processes on it included")
     if any(r.state.peak_flops_source == "measured" for r in columns):

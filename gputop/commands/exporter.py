@@ -111,16 +111,14 @@ class Exporter(Collector):
         build = InfoMetricFamily(PREFIX + "build", "gputop version", labels=["hostname"])
         build.add_metric([host], {"version": __version__})
         yield build
-        taken = CounterMetricFamily(PREFIX + "samples", "samples taken since the exporter started",
-                                    labels=["hostname"])
+        taken = CounterMetricFamily(PREFIX + "samples", "samples taken since the exporter started", labels=["hostname"])
         taken.add_metric([host], count)
         yield taken
         if self.interval_s is not None:
             yield _gauge("sample_interval_seconds", "seconds between samples", host, self.interval_s)
         if sample is None:
             return
-        yield _gauge("last_sample_timestamp_seconds", "Unix time the latest sample was taken",
-                     host, sample.ts_ns / 1e9)
+        yield _gauge("last_sample_timestamp_seconds", "Unix time the latest sample was taken", host, sample.ts_ns / 1e9)
         yield from _cpu_families(sample, host)
         yield from _gpu_families(sample, host)
 
@@ -153,29 +151,41 @@ def _gpu_families(sample: Sample, host: str) -> Iterator[Metric]:
     gpus = sample.gpus
     yield _gauge("gpus", "GPUs monitored on this host", host, len(gpus))
     if not gpus:
-        reason = InfoMetricFamily(PREFIX + "gpu_unavailable", "why no GPU is monitored",
-                                  labels=["hostname"])
+        reason = InfoMetricFamily(PREFIX + "gpu_unavailable", "why no GPU is monitored", labels=["hostname"])
         reason.add_metric([host], {"reason": sample.gpu_unavailable or "no GPU found"})
         yield reason
         return
     labels = {g.info.index: [host, str(g.info.index), g.info.uuid or "", g.info.name] for g in gpus}
 
     info = InfoMetricFamily(PREFIX + "gpu", "what a device is (static)", labels=list(GPU_LABELS))
-    lost = GaugeMetricFamily(PREFIX + "gpu_lost", "1 when the device stopped answering "
-                             "(fell off the bus); its other series are then absent",
-                             labels=list(GPU_LABELS))
-    sms = GaugeMetricFamily(PREFIX + "gpu_multiprocessors", "streaming multiprocessors (SMs) on the device",
-                            labels=list(GPU_LABELS))
-    peak = GaugeMetricFamily(PREFIX + "gpu_dram_peak_bandwidth_bytes_per_second",
-                             "peak DRAM bandwidth: 2 x max memory clock x bus width / 8",
-                             labels=list(GPU_LABELS))
+    lost = GaugeMetricFamily(
+        PREFIX + "gpu_lost",
+        "1 when the device stopped answering (fell off the bus); its other series are then absent",
+        labels=list(GPU_LABELS),
+    )
+    sms = GaugeMetricFamily(PREFIX + "gpu_multiprocessors", "streaming multiprocessors (SMs) on the device", labels=list(GPU_LABELS))
+    peak = GaugeMetricFamily(
+        PREFIX + "gpu_dram_peak_bandwidth_bytes_per_second",
+        "peak DRAM bandwidth: 2 x max memory clock x bus width / 8",
+        labels=list(GPU_LABELS),
+    )
     for g in gpus:
         i = g.info
-        info.add_metric(labels[i.index], {k: v for k, v in (
-            ("pci_bus_id", i.pci_bus_id), ("architecture", i.architecture),
-            ("driver_version", i.driver_version), ("cuda_version", i.cuda_version),
-            ("gpm_supported", str(i.gpm_supported).lower()),
-            ("mig_enabled", str(i.mig_enabled).lower())) if v is not None})
+        info.add_metric(
+            labels[i.index],
+            {
+                k: v
+                for k, v in (
+                    ("pci_bus_id", i.pci_bus_id),
+                    ("architecture", i.architecture),
+                    ("driver_version", i.driver_version),
+                    ("cuda_version", i.cuda_version),
+                    ("gpm_supported", str(i.gpm_supported).lower()),
+                    ("mig_enabled", str(i.mig_enabled).lower()),
+                )
+                if v is not None
+            },
+        )
         lost.add_metric(labels[i.index], 1.0 if g.lost else 0.0)
         if i.sm_count is not None:
             sms.add_metric(labels[i.index], i.sm_count)
@@ -200,11 +210,16 @@ def _gpu_families(sample: Sample, host: str) -> Iterator[Metric]:
 def _reason_families(gpus: tuple[GpuSample, ...], labels: dict[int, list[str]]) -> Iterator[Metric]:
     """``gpu_clock_event_reason{reason}`` 1 per active reason, and how many are active (0 when the
     clocks run free), so "no reason" and "not readable" stay apart."""
-    active = GaugeMetricFamily(prom_name("clock_event_reasons"), "1 for each reason the clocks are "
-                               "held below their maximum by", labels=list(GPU_LABELS) + ["reason"])
-    count = GaugeMetricFamily(PREFIX + "gpu_clock_event_reasons_active",
-                              "how many clock event reasons are active (0: clocks not held back)",
-                              labels=list(GPU_LABELS))
+    active = GaugeMetricFamily(
+        prom_name("clock_event_reasons"),
+        "1 for each reason the clocks are held below their maximum by",
+        labels=list(GPU_LABELS) + ["reason"],
+    )
+    count = GaugeMetricFamily(
+        PREFIX + "gpu_clock_event_reasons_active",
+        "how many clock event reasons are active (0: clocks not held back)",
+        labels=list(GPU_LABELS),
+    )
     for g in gpus:
         if g.clock_event_reasons is None:
             continue

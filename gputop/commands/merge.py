@@ -44,10 +44,12 @@ class MergeError(Exception):
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = sub.add_parser(
-        "merge", help="merge a recording with a PyTorch profiler trace",
-        description="Put a gputop recording and a PyTorch profiler chrome trace "
-                    "(prof.export_chrome_trace) on one timeline, in one file.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "merge",
+        help="merge a recording with a PyTorch profiler trace",
+        description="Put a gputop recording and a PyTorch profiler chrome trace (prof.export_chrome_trace) on one timeline, in one file.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("recording", help="trace written by 'gputop record'")
     p.add_argument("torch_trace", help="chrome trace exported by torch.profiler")
     p.add_argument("--out", required=True, type=file_name, metavar="PATH", help="merged trace to write")
@@ -63,8 +65,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
             raise MergeError(f"{args.out} exists (use --force to overwrite it)")
         theirs = load_torch(args.torch_trace)
         size = os.path.getsize(args.recording) if os.path.isfile(args.recording) else 0
-        progress = Progress(size, f"gputop merge: reading {os.path.basename(args.recording)}", stderr,
-                            clock=env.clock, tty=env.stderr_isatty)
+        progress = Progress(
+            size, f"gputop merge: reading {os.path.basename(args.recording)}", stderr, clock=env.clock, tty=env.stderr_isatty
+        )
         with TraceStream(args.recording, progress) as ours:
             written = _write_atomically(args.out, ours, theirs)
     except (MergeError, trace.TraceError) as exc:
@@ -78,8 +81,11 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     gap = _disjoint(written.span, theirs.span)
     if gap:
         print(f"gputop merge: warning: {gap}", file=stderr)
-    print(f"gputop merge: wrote {args.out}: {written.samples} samples and {written.ours:,} events of "
-          f"the recording, {theirs.count:,} of the profiler", file=stdout)
+    print(
+        f"gputop merge: wrote {args.out}: {written.samples} samples and {written.ours:,} events of "
+        f"the recording, {theirs.count:,} of the profiler",
+        file=stdout,
+    )
     return ExitStatus.OK
 
 
@@ -147,11 +153,10 @@ def _metadata(ours: trace.Trace, theirs: list[dict[str, Any]]) -> list[dict[str,
     A process both traces describe (the workload of a ``record --run``, profiled with
     torch.profiler) keeps the profiler's name and order, not two records for one pid; gputop's
     threads on it have tids of their own (trace.STEPS_TID_BASE, PHASE_TID_BASE)."""
-    named = {(e.get("name"), e.get("pid")) for e in theirs
-             if e.get("ph") == "M" and e.get("name") in _PROCESS_META}
-    return [e for e in ours.events
-            if e.get("ph") == "M" and (e.get("name"), e.get("pid")) not in named
-            ] + [e for e in theirs if e.get("ph") == "M"]
+    named = {(e.get("name"), e.get("pid")) for e in theirs if e.get("ph") == "M" and e.get("name") in _PROCESS_META}
+    return [e for e in ours.events if e.get("ph") == "M" and (e.get("name"), e.get("pid")) not in named] + [
+        e for e in theirs if e.get("ph") == "M"
+    ]
 
 
 @dataclass
@@ -233,5 +238,7 @@ def _disjoint(a: tuple[float, float] | None, b: tuple[float, float] | None) -> s
     if a is None or b is None or (b[0] <= a[1] and a[0] <= b[1]):
         return None
     gap_s = (b[0] - a[1] if b[0] > a[1] else a[0] - b[1]) / 1e6
-    return (f"the recording and the profiler trace do not overlap in time ({gap_s:.1f} s apart): "
-            "were they taken on different machines, or the recording started after the profile?")
+    return (
+        f"the recording and the profiler trace do not overlap in time ({gap_s:.1f} s apart): "
+        "were they taken on different machines, or the recording started after the profile?"
+    )

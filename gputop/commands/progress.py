@@ -20,8 +20,9 @@ WIDTH = 30
 class Progress:
     """Call it with the bytes read so far (of ``total``); ``clear()`` when done (idempotent)."""
 
-    def __init__(self, total: int, label: str, stream: TextIO, *,
-                 clock: Callable[[], float] = time.monotonic, tty: bool | None = None) -> None:
+    def __init__(
+        self, total: int, label: str, stream: TextIO, *, clock: Callable[[], float] = time.monotonic, tty: bool | None = None
+    ) -> None:
         self.total = max(1, total)
         self.label = label
         self.stream = stream
@@ -43,8 +44,10 @@ class Progress:
         elapsed = now - self._start
         rate = done / elapsed / 1e6 if elapsed > 0 else 0.0
         bar = "#" * filled + "-" * (WIDTH - filled)
-        self.stream.write(f"{console.CLEAR_LINE}{self.label} [{bar}] {share * 100:3.0f} % "
-                          f"({done / 1e6:,.0f} of {self.total / 1e6:,.0f} MB, {rate:.0f} MB/s)")
+        self.stream.write(
+            f"{console.CLEAR_LINE}{self.label} [{bar}] {share * 100:3.0f} % "
+            f"({done / 1e6:,.0f} of {self.total / 1e6:,.0f} MB, {rate:.0f} MB/s)"
+        )
         self.stream.flush()
         self.drawn = True
 

@@ -55,26 +55,45 @@ DRAIN_S = 0.25  # a workload's steps are written at least this often, whatever -
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Add ``record`` to the CLI's subparsers (the parser class is the CLI's own)."""
     parser = subparsers.add_parser(
-        "record", help="record samples to a Chrome/Perfetto trace file",
+        "record",
+        help="record samples to a Chrome/Perfetto trace file",
         description="Record every CPU core and every GPU, headless, to a trace file in the Chrome "
         "trace event format (JSON). Stops at --duration, Ctrl-C, SIGTERM or SIGHUP.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--out", required=True, type=file_name, metavar="PATH", help="trace file to write")
-    parser.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S",
-                        help="seconds between samples (default 1; 0.01 for 100 Hz, where the GPUs "
-                        "are still read only about every 0.1 s: NVML refreshes no faster)")
-    parser.add_argument("--duration", type=seconds(0.0, 366 * 86400), default=None, metavar="S",
-                        help="stop after S seconds (default: until Ctrl-C or SIGTERM)")
+    parser.add_argument(
+        "--interval",
+        type=INTERVAL,
+        default=1.0,
+        metavar="S",
+        help="seconds between samples (default 1; 0.01 for 100 Hz, where the GPUs "
+        "are still read only about every 0.1 s: NVML refreshes no faster)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=seconds(0.0, 366 * 86400),
+        default=None,
+        metavar="S",
+        help="stop after S seconds (default: until Ctrl-C or SIGTERM)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
-    parser.add_argument("--run", metavar="SCRIPT|NAME", default=None,
-                        help="launch a workload (cnn, mlp, transformer, matmul, or a Python script; "
-                        "arguments after '--' go to it) and record until it ends; exit status 1 "
-                        "if it fails")
-    parser.add_argument("--quiet", action="store_true",
-                        help="with --run: do not echo the workload's output (it is still recorded)")
-    parser.add_argument("--no-instrument", dest="instrument", action="store_false",
-                        help="with --run: do not detect a Python script's training steps (no hooks "
-                        "are put in it)")
+    parser.add_argument(
+        "--run",
+        metavar="SCRIPT|NAME",
+        default=None,
+        help="launch a workload (cnn, mlp, transformer, matmul, or a Python script; "
+        "arguments after '--' go to it) and record until it ends; exit status 1 "
+        "if it fails",
+    )
+    parser.add_argument("--quiet", action="store_true", help="with --run: do not echo the workload's output (it is still recorded)")
+    parser.add_argument(
+        "--no-instrument",
+        dest="instrument",
+        action="store_false",
+        help="with --run: do not detect a Python script's training steps (no hooks are put in it)",
+    )
     return parser
 
 
@@ -113,14 +132,12 @@ def _workload(args: argparse.Namespace) -> Workload | None:
     """The workload --run names (not started yet), if any."""
     if getattr(args, "run", None) is None:
         return None
-    return Workload(args.run, getattr(args, "run_args", ()) or (), collect=True,
-                    instrument=getattr(args, "instrument", True))
+    return Workload(args.run, getattr(args, "run_args", ()) or (), collect=True, instrument=getattr(args, "instrument", True))
 
 
 def _open_writer(args: argparse.Namespace, workload: Workload | None) -> TraceWriter | str:
     """The trace file, created with its header's settings; or why it could not be."""
-    settings = {"interval_s": args.interval, "duration_s": args.duration,
-                "command": "gputop record", "pid": os.getpid()}
+    settings = {"interval_s": args.interval, "duration_s": args.duration, "command": "gputop record", "pid": os.getpid()}
     if workload is not None:
         settings["run"] = list(workload.argv)
     if os.path.isdir(args.out):
@@ -151,8 +168,7 @@ def _workload_ended(recording: _Recording, stderr: TextIO) -> int:
     state = recording.state
     if state is None:
         return ExitStatus.OK
-    stderr.write(_workload_line(state, recording.stopped_by,
-                                _lost(state, recording.workload, recording.writer)) + "\n")
+    stderr.write(_workload_line(state, recording.stopped_by, _lost(state, recording.workload, recording.writer)) + "\n")
     return ExitStatus.FAILURE if state.status == "failed" else ExitStatus.OK
 
 
@@ -160,8 +176,9 @@ class _Recording:
     """One recording under way: samples (and the workload's steps and marks) into the writer,
     until --duration, a stop signal or the workload's end; what became of the workload."""
 
-    def __init__(self, writer: TraceWriter, workload: Workload | None, sampler: SamplerLike,
-                 progress: _Progress | None, echo: _Echo | None) -> None:
+    def __init__(
+        self, writer: TraceWriter, workload: Workload | None, sampler: SamplerLike, progress: _Progress | None, echo: _Echo | None
+    ) -> None:
         self.writer, self.workload, self.sampler, self.progress = writer, workload, sampler, progress
         self.drain: Drain = (lambda: []) if workload is None else _drainer(workload, echo)
         self.state: WorkloadState | None = None
@@ -169,8 +186,7 @@ class _Recording:
 
     def record(self, args: argparse.Namespace, clock: Callable[[], float]) -> None:
         with StopSignals() as stop:
-            sleep = (stop.sleep if self.workload is None
-                     else _draining(stop.sleep, self.workload, self.writer, self.drain))
+            sleep = stop.sleep if self.workload is None else _draining(stop.sleep, self.workload, self.writer, self.drain)
             try:
                 self._start_workload()
                 if self._sample(args, stop, clock, sleep):
@@ -190,8 +206,7 @@ class _Recording:
             if self.workload.pid is not None:
                 self.writer.set_workload(self.workload.pid, self.workload.name, self.workload.argv)
 
-    def _sample(self, args: argparse.Namespace, stop: StopSignals, clock: Callable[[], float],
-                sleep: Callable[[float], None]) -> bool:
+    def _sample(self, args: argparse.Namespace, stop: StopSignals, clock: Callable[[], float], sleep: Callable[[float], None]) -> bool:
         """Samples written until one of the ends; True where it was --duration's."""
         for sample in iter_samples(self.sampler, args.interval, args.duration, clock=clock, sleep=sleep):
             self._write(sample)
@@ -220,9 +235,12 @@ class _Recording:
         state = self.state = self.workload.stop()
         self.writer.write_workload(self.drain())
         self.writer.write_workload_exit(
-            state, time.time_ns(), stopped_by=self.stopped_by if state.status == "stopped" else None,
+            state,
+            time.time_ns(),
+            stopped_by=self.stopped_by if state.status == "stopped" else None,
             events_ignored=state.events_ignored or None,
-            pending_dropped=self.workload.pending_dropped or None)
+            pending_dropped=self.workload.pending_dropped or None,
+        )
 
 
 Drain = Callable[[], "list[WorkloadStep | WorkloadMark]"]
@@ -230,11 +248,13 @@ Drain = Callable[[], "list[WorkloadStep | WorkloadMark]"]
 
 def _drainer(workload: Workload, echo: _Echo | None) -> Drain:
     """``workload.drain()``, echoing its output lines on the way."""
+
     def drain() -> list[WorkloadStep | WorkloadMark]:
         items = workload.drain()
         if echo is not None:
             echo.lines(items)
         return items
+
     return drain
 
 
@@ -246,8 +266,7 @@ class _Echo:
         self.stdout, self.stderr, self.progress = stdout, stderr, progress
 
     def lines(self, items: list[WorkloadStep | WorkloadMark]) -> None:
-        shown = [m for m in items if isinstance(m, WorkloadMark) and m.kind == "output"
-                 and not m.args.get("progress")]
+        shown = [m for m in items if isinstance(m, WorkloadMark) and m.kind == "output" and not m.args.get("progress")]
         if not shown:
             return
         if self.progress is not None:
@@ -260,11 +279,11 @@ class _Echo:
         self.stderr.flush()
 
 
-def _draining(sleep: Callable[[float], None], workload: Workload,
-              writer: TraceWriter, drain: Drain) -> Callable[[float], None]:
+def _draining(sleep: Callable[[float], None], workload: Workload, writer: TraceWriter, drain: Drain) -> Callable[[float], None]:
     """``sleep``, in slices of DRAIN_S, writing the workload's steps and marks after each: with a
     long --interval and short steps, they would otherwise pile up between two samples. Returns
     early once the workload has ended, so its end is recorded without waiting out --interval."""
+
     def drained_sleep(seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while True:
@@ -276,15 +295,18 @@ def _draining(sleep: Callable[[float], None], workload: Workload,
                 writer.write_workload(drain())
             if not workload.poll().running:
                 return
+
     return drained_sleep
 
 
 def _lost(state: WorkloadState, workload: Workload | None, writer: TraceWriter) -> str:
     """``; 3 event lines ignored, ...`` for what did not reach the trace as it was sent."""
-    counts = [(state.events_ignored, "event lines ignored (malformed, unknown, or unread)"),
-              (0 if workload is None else workload.pending_dropped, "events dropped unwritten"),
-              (writer.steps_out_of_order, "steps out of order (written as instants)"),
-              (writer.phases_unmatched, "phase ends without a begin (left out)")]
+    counts = [
+        (state.events_ignored, "event lines ignored (malformed, unknown, or unread)"),
+        (0 if workload is None else workload.pending_dropped, "events dropped unwritten"),
+        (writer.steps_out_of_order, "steps out of order (written as instants)"),
+        (writer.phases_unmatched, "phase ends without a begin (left out)"),
+    ]
     return "".join(f"; {n} {what}" for n, what in counts if n)
 
 
@@ -308,8 +330,10 @@ class _Progress:
         step = ""
         if state is not None and state.step is not None:
             step = f"  {state.name} step {state.step}/{state.steps_planned or '?'}"
-        return (f"recording {self.writer.path}  {elapsed:.1f} s  {self.writer.samples} samples  "
-                f"{fmt.bytes_(self.writer.bytes_written)}{step}  (Ctrl-C to stop)")
+        return (
+            f"recording {self.writer.path}  {elapsed:.1f} s  {self.writer.samples} samples  "
+            f"{fmt.bytes_(self.writer.bytes_written)}{step}  (Ctrl-C to stop)"
+        )
 
     def update(self, state: WorkloadState | None = None) -> None:
         now = self.clock()

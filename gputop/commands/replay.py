@@ -39,14 +39,21 @@ MIN_SPEED, MAX_SPEED = 0.25, 256.0
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Add ``replay`` to the CLI's subparsers (the parser class is the CLI's own)."""
     parser = subparsers.add_parser(
-        "replay", help="the live view over a recorded trace, with a time cursor",
+        "replay",
+        help="the live view over a recorded trace, with a time cursor",
         description="Replay a trace written by 'gputop record' in the live view: play, pause, "
         "step sample by sample and change speed; the charts show the history up to the cursor.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("trace", metavar="TRACE", help="trace file written by 'gputop record'")
-    parser.add_argument("--speed", type=number(MIN_SPEED, MAX_SPEED, "a playback speed"), default=1.0, metavar="X",
-                        help="playback speed, 0.25 to 256 (default 1: the recorded pace; "
-                        "rounded to 0.25, 0.5, 1, 2, 4, ... 256)")
+    parser.add_argument(
+        "--speed",
+        type=number(MIN_SPEED, MAX_SPEED, "a playback speed"),
+        default=1.0,
+        metavar="X",
+        help="playback speed, 0.25 to 256 (default 1: the recorded pace; rounded to 0.25, 0.5, 1, 2, 4, ... 256)",
+    )
     parser.add_argument("--paused", action="store_true", help="start paused on the first sample")
     return parser
 
@@ -83,6 +90,11 @@ def open_feed(path: str, *, speed: float = 1.0, playing: bool = True) -> ReplayF
         stream.close()
         raise
     host = header.header.get("host")
-    return ReplayFeed(index, host=host if isinstance(host, str) else "", complete=stream.complete,
-                      speed=speed, playing=playing,
-                      workload=None if events is None else WorkloadTimeline(header, events))
+    return ReplayFeed(
+        index,
+        host=host if isinstance(host, str) else "",
+        complete=stream.complete,
+        speed=speed,
+        playing=playing,
+        workload=None if events is None else WorkloadTimeline(header, events),
+    )

@@ -51,14 +51,17 @@ CHART_POINTS = 4000  # the chart is a terminal wide: a longer recording is drawn
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "report", help="summarize a recorded trace",
+        "report",
+        help="summarize a recorded trace",
         description="Summarize a trace written by 'gputop record': per device and metric mean, "
         "p50, p95 and max; energy; time spent with busy NVML util but idle SMs; a chart. The file "
         "is read once as a stream, in bounded memory whatever its length: n, mean and max are "
         f"exact; p50 and p95 are exact while a metric has at most {EXACT_VALUES:,} distinct "
         f"values, and within {RELATIVE_ERROR * 100:g} % of the exact value beyond (a bounded "
         "logarithmic histogram).",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("trace", metavar="TRACE", help="trace file written by 'gputop record'")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-chart", action="store_true", help="leave out the terminal chart")
@@ -69,8 +72,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     progress = None
     try:
         size = os.path.getsize(args.trace) if os.path.isfile(args.trace) else 0
-        progress = Progress(size, f"{PROG}: reading {os.path.basename(args.trace)}", env.stderr,
-                            clock=env.clock, tty=env.stderr_isatty)
+        progress = Progress(size, f"{PROG}: reading {os.path.basename(args.trace)}", env.stderr, clock=env.clock, tty=env.stderr_isatty)
         summary, points = read(args.trace, progress)
     except TraceError as exc:
         if progress is not None:
@@ -84,8 +86,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         return ExitStatus.OK
     env.stdout.write(to_text(summary))
     if not args.no_chart and len(points) >= 2:
-        env.stdout.write(chart(points, width=shutil.get_terminal_size((100, 24)).columns,
-                               color=env.stdout_isatty))
+        env.stdout.write(chart(points, width=shutil.get_terminal_size((100, 24)).columns, color=env.stdout_isatty))
     return ExitStatus.OK
 
 
@@ -120,8 +121,13 @@ def stats(values: Iterable[float | None]) -> dict[str, float | int | None]:
     present = sorted(float(v) for v in values if v is not None and math.isfinite(v))
     if not present:
         return {"n": 0, "mean": None, "p50": None, "p95": None, "max": None}
-    return {"n": len(present), "mean": sum(present) / len(present),
-            "p50": rates.percentile(present, 50), "p95": rates.percentile(present, 95), "max": present[-1]}
+    return {
+        "n": len(present),
+        "mean": sum(present) / len(present),
+        "p50": rates.percentile(present, 50),
+        "p95": rates.percentile(present, 95),
+        "max": present[-1],
+    }
 
 
 def integrate_j(ts_ns: Sequence[int], power_w: Sequence[float | None]) -> float | None:
@@ -160,15 +166,21 @@ def _summary(trace: Trace, acc: SampleStats, samples: Sequence[Sample]) -> dict[
         energy, source = g.energy_delta, "energy counter"
         if energy is None:
             energy, source = g.power.joules, "power integrated over time"
-        gpus.append({
-            "index": info.index, "name": info.name, "uuid": info.uuid, "sm_count": info.sm_count,
-            "metrics": {m: d.summary() for m, d in g.metrics.items()},
-            "energy_j": energy, "energy_source": source if energy is not None else None,
-            "util_trap_share": g.trapped / g.both if g.both else None,
-            "util_trap_na_reason": None if g.both else _no_sm_activity(info, g.lost),
-            "util_trap_samples": g.both,
-            "lost_samples": g.lost,
-        })
+        gpus.append(
+            {
+                "index": info.index,
+                "name": info.name,
+                "uuid": info.uuid,
+                "sm_count": info.sm_count,
+                "metrics": {m: d.summary() for m, d in g.metrics.items()},
+                "energy_j": energy,
+                "energy_source": source if energy is not None else None,
+                "util_trap_share": g.trapped / g.both if g.both else None,
+                "util_trap_na_reason": None if g.both else _no_sm_activity(info, g.lost),
+                "util_trap_samples": g.both,
+                "lost_samples": g.lost,
+            }
+        )
     complete = trace.complete
     return {
         "path": trace.path,
@@ -190,8 +202,7 @@ def _summary(trace: Trace, acc: SampleStats, samples: Sequence[Sample]) -> dict[
         },
         "gpus": gpus,
         "gpu_unavailable": trace.gpu_unavailable,
-        "util_trap_rule": {"gpu_util_pct_at_least": fmt.UTIL_TRAP_GPU_PCT,
-                           "sm_active_pct_below": fmt.UTIL_TRAP_SM_PCT},
+        "util_trap_rule": {"gpu_util_pct_at_least": fmt.UTIL_TRAP_GPU_PCT, "sm_active_pct_below": fmt.UTIL_TRAP_SM_PCT},
         "workload": workload_summary(trace, samples),
     }
 
@@ -219,28 +230,44 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
     tokens = start.tokens_per_sample  # a language model's context: tokens/s too
     per_s = rates.median(r.samples_per_s for r in each)
     return {
-        **insight.recorded(steps, jobs, trace.samples() if samples is None else samples, source,
-                           device=start.device, device_uuid=start.device_uuid,
-                           rank_pid=steps[-1].pid if per_rank and steps else None),
+        **insight.recorded(
+            steps,
+            jobs,
+            trace.samples() if samples is None else samples,
+            source,
+            device=start.device,
+            device_uuid=start.device_uuid,
+            rank_pid=steps[-1].pid if per_rank and steps else None,
+        ),
         **per_rank,
-        "output_lines": len(output), "output_tail": output[-OUTPUT_TAIL:],
-        "name": text(workload.get("name")), "pid": workload["pid"], "argv": workload.get("argv"),
-        "device": start.device, "device_name": start.device_name,
-        "precision": start.precision, "batch_size": start.batch_size,
+        "output_lines": len(output),
+        "output_tail": output[-OUTPUT_TAIL:],
+        "name": text(workload.get("name")),
+        "pid": workload["pid"],
+        "argv": workload.get("argv"),
+        "device": start.device,
+        "device_name": start.device_name,
+        "precision": start.precision,
+        "batch_size": start.batch_size,
         "sample_unit": start.sample_unit or "samples",
         "tokens_per_sample": tokens,
-        "steps": len(steps), "steps_measured": len(measured),
+        "steps": len(steps),
+        "steps_measured": len(measured),
         "steps_planned": start.steps_planned,
-        "end_status": end.status, "end_error": end.error,
-        "exit_status": exit_.status, "exit_returncode": exit_.returncode,
-        "exit_error": exit_.error, "exit_signal": exit_.signal,
+        "end_status": end.status,
+        "end_error": end.error,
+        "exit_status": exit_.status,
+        "exit_returncode": exit_.returncode,
+        "exit_error": exit_.error,
+        "exit_signal": exit_.signal,
         "stopped_by": exit_.stopped_by,
         "ended": _ended(exit_, end, trace.complete),
         "lost": dict(exit_.losses),
         "samples_per_s_median": per_s,
         "tokens_per_s_median": per_s * tokens if tokens and per_s is not None else None,
         "tflops_median": rates.median(r.tflops for r in each),
-        "mfu_pct_median": rates.median(r.mfu_pct for r in each), "peak_flops": peak,
+        "mfu_pct_median": rates.median(r.mfu_pct for r in each),
+        "peak_flops": peak,
         "peak_flops_source": source if source in ("table", "measured") else None,
         "joules_per_step_median": rates.median(joules),
         "step_time_s_median": rates.median(s.wall_s for s in measured),
@@ -268,11 +295,13 @@ def _job_and_output(trace: Trace, pid: int) -> tuple[list[tuple[int, dict[str, A
     return jobs, output
 
 
-_LOSSES = {"events_ignored": "event lines ignored (malformed, unknown, or unread)",
-           "pending_dropped": "events dropped unwritten",
-           "steps_trimmed": "steps drawn from the previous step's end (rates use their own wall time)",
-           "steps_out_of_order": "steps out of order (kept, as instants)",
-           "phases_unmatched": "phase ends without a begin (left out)"}
+_LOSSES = {
+    "events_ignored": "event lines ignored (malformed, unknown, or unread)",
+    "pending_dropped": "events dropped unwritten",
+    "steps_trimmed": "steps drawn from the previous step's end (rates use their own wall time)",
+    "steps_out_of_order": "steps out of order (kept, as instants)",
+    "phases_unmatched": "phase ends without a begin (left out)",
+}
 
 
 def _ended(exit_: WorkloadExit, end: WorkloadEnd, complete: bool) -> str:
@@ -336,18 +365,19 @@ def to_text(summary: dict[str, Any]) -> str:
     start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(summary["start_ns"] / 1e9))
     interval = summary["settings"].get("interval_s")
     every = f" every {interval:g} s" if isinstance(interval, (int, float)) else ""
-    lines = [f"{summary['path']}: {summary['host']}, {start}, {summary['duration_s']:.1f} s, "
-             f"{summary['samples']} samples{every} (gputop {summary['gputop_version']})"]
+    lines = [
+        f"{summary['path']}: {summary['host']}, {start}, {summary['duration_s']:.1f} s, "
+        f"{summary['samples']} samples{every} (gputop {summary['gputop_version']})"
+    ]
     if summary.get("being_written"):
         pid = summary["settings"].get("pid")
-        lines.append(f"  the recording is still being written (its recorder, pid {pid}, is running; "
-                     "or it was cut off): showing the samples so far")
+        lines.append(
+            f"  the recording is still being written (its recorder, pid {pid}, is running; or it was cut off): showing the samples so far"
+        )
     elif not summary["complete"]:
-        lines.append("  the recording did not finish cleanly (no closing ']'): "
-                     "showing every complete sample")
+        lines.append("  the recording did not finish cleanly (no closing ']'): showing every complete sample")
     if summary["unreadable_events"]:
-        lines.append(f"  {summary['unreadable_events']} time stamps are no time: their events left out "
-                     "(the rest of the recording is read)")
+        lines.append(f"  {summary['unreadable_events']} time stamps are no time: their events left out (the rest of the recording is read)")
     cpu = summary["cpu"]
     lines += ["", *_table(f"CPU ({cpu['cores']} cores)", cpu["metrics"])]
     for gpu in summary["gpus"]:
@@ -358,18 +388,27 @@ def to_text(summary: dict[str, Any]) -> str:
         lines += ["", f"GPU  none recorded: {summary['gpu_unavailable'] or 'no NVIDIA GPU found'}"]
     lines += ["", "Energy"]
     for gpu in summary["gpus"]:
-        lines.append(f"  GPU {gpu['index']}   {fmt.joules(gpu['energy_j']):>10}"
-                     + (f"  ({gpu['energy_source']})" if gpu["energy_source"] else ""))
-    lines.append(f"  CPU     {fmt.joules(cpu['energy_j']):>10}"
-                 + (f"  ({cpu['energy_source']})" if cpu["energy_source"] else "  (RAPL not readable)"))
+        lines.append(
+            f"  GPU {gpu['index']}   {fmt.joules(gpu['energy_j']):>10}" + (f"  ({gpu['energy_source']})" if gpu["energy_source"] else "")
+        )
+    lines.append(
+        f"  CPU     {fmt.joules(cpu['energy_j']):>10}"
+        + (f"  ({cpu['energy_source']})" if cpu["energy_source"] else "  (RAPL not readable)")
+    )
     if summary["gpus"]:
         rule = summary["util_trap_rule"]
-        lines += ["", f"Util trap: NVML util >= {rule['gpu_util_pct_at_least']:g} % while SM "
-                  f"activity < {rule['sm_active_pct_below']:g} % (kernels running on few SMs)"]
+        lines += [
+            "",
+            f"Util trap: NVML util >= {rule['gpu_util_pct_at_least']:g} % while SM "
+            f"activity < {rule['sm_active_pct_below']:g} % (kernels running on few SMs)",
+        ]
         for gpu in summary["gpus"]:
             share = gpu["util_trap_share"]
-            text = (f"{share * 100:.0f} % of {gpu['util_trap_samples']} samples" if share is not None
-                    else f"n/a (no SM activity: {gpu['util_trap_na_reason']})")
+            text = (
+                f"{share * 100:.0f} % of {gpu['util_trap_samples']} samples"
+                if share is not None
+                else f"n/a (no SM activity: {gpu['util_trap_na_reason']})"
+            )
             lines.append(f"  GPU {gpu['index']}   {text}")
     if summary.get("workload"):
         lines += ["", *_workload_text(summary["workload"])]
@@ -380,8 +419,10 @@ def _workload_text(w: dict[str, Any]) -> list[str]:
     end = w.get("ended") or "no end recorded"
     planned = f" of {w['steps_planned']}" if w["steps_planned"] else ""
     on = " on ".join(x for x in (w["device"], w["device_name"]) if x) or "n/a"
-    lines = [f"Workload {w['name']} (pid {w['pid']}): {on}, {w['precision'] or 'n/a'}, "
-             f"batch {w['batch_size'] or 'n/a'}; {w['steps']}{planned} steps, {end}"]
+    lines = [
+        f"Workload {w['name']} (pid {w['pid']}): {on}, {w['precision'] or 'n/a'}, "
+        f"batch {w['batch_size'] or 'n/a'}; {w['steps']}{planned} steps, {end}"
+    ]
     if w["steps_measured"] != w["steps"]:
         lines.append(f"  medians over {w['steps_measured']} steps (step 1 is warm-up, left out)")
     for key, count in (w.get("lost") or {}).items():
@@ -390,18 +431,25 @@ def _workload_text(w: dict[str, Any]) -> list[str]:
     def cell(value: float | None, text: str) -> str:
         return fmt.NA if value is None else text
 
-    rate, tf, mfu, j, st = (w["samples_per_s_median"], w["tflops_median"], w["mfu_pct_median"],
-                            w["joules_per_step_median"], w["step_time_s_median"])
+    rate, tf, mfu, j, st = (
+        w["samples_per_s_median"],
+        w["tflops_median"],
+        w["mfu_pct_median"],
+        w["joules_per_step_median"],
+        w["step_time_s_median"],
+    )
     peak = " (peak measured by the workload)" if w["peak_flops_source"] == "measured" else ""
     rows = [(f"{w['sample_unit']}/s", cell(rate, f"{rate:,.1f}" if rate is not None else ""))]
     tokens, tok = w.get("tokens_per_sample"), w.get("tokens_per_s_median")
     if tokens:  # a language model: tokens/s, the figure its users quote
         per = w["sample_unit"][:-1] if w["sample_unit"].endswith("s") else w["sample_unit"]
         rows.append(("tokens/s", cell(tok, f"{tok:,.0f}" if tok is not None else "") + f"   ({tokens} per {per})"))
-    rows += [("step time", fmt.step_time(st)),  # the unit of step p50 below
-             ("TFLOP/s", fmt.amount(tf)),
-             ("MFU", cell(mfu, f"{mfu:.1f} %" if mfu is not None else "") + (peak if mfu is not None else "")),
-             ("J/step", fmt.amount(j))]
+    rows += [
+        ("step time", fmt.step_time(st)),  # the unit of step p50 below
+        ("TFLOP/s", fmt.amount(tf)),
+        ("MFU", cell(mfu, f"{mfu:.1f} %" if mfu is not None else "") + (peak if mfu is not None else "")),
+        ("J/step", fmt.amount(j)),
+    ]
     width = max(12, *(len(label) + 3 for label, _ in rows))
     lines += [f"  {label:<{width}}{value}" for label, value in rows]
     return lines + ranks.text_lines(w) + insight_text.lines(w)
@@ -417,12 +465,10 @@ def chart(samples: Sequence[Sample], width: int = 100, height: int = 18, color: 
     xs = [(s.ts_ns - t0) / 1e9 for s in samples]
     plt.plot(xs, [s.cpu.cpu_util_pct for s in samples], label="CPU busy cores %")
     for k in range(len(samples[0].gpus)):
-        points = [(x, s.gpus[k].sm_active_pct) for x, s in zip(xs, samples)
-                  if k < len(s.gpus) and s.gpus[k].sm_active_pct is not None]
+        points = [(x, s.gpus[k].sm_active_pct) for x, s in zip(xs, samples) if k < len(s.gpus) and s.gpus[k].sm_active_pct is not None]
         label = f"GPU {k} SM active %"
         if not points:  # no GPM: NVML's coarser utilization, labelled as such
-            points = [(x, s.gpus[k].gpu_util_pct) for x, s in zip(xs, samples)
-                      if k < len(s.gpus) and s.gpus[k].gpu_util_pct is not None]
+            points = [(x, s.gpus[k].gpu_util_pct) for x, s in zip(xs, samples) if k < len(s.gpus) and s.gpus[k].gpu_util_pct is not None]
             label = f"GPU {k} util % (NVML; no SM activity)"
         if points:
             plt.plot([p[0] for p in points], [p[1] for p in points], label=label)
@@ -434,4 +480,3 @@ def chart(samples: Sequence[Sample], width: int = 100, height: int = 18, color: 
     if not color:
         text = plt.uncolorize(text)
     return "\n" + text + "\n"
-

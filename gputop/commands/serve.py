@@ -44,18 +44,24 @@ Metric names, the dcgm-exporter equivalents and a scrape config for many nodes: 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Add ``serve`` to the CLI's subparsers (the parser class is the CLI's own)."""
     parser = subparsers.add_parser(
-        "serve", help="export live metrics to Prometheus over HTTP",
+        "serve",
+        help="export live metrics to Prometheus over HTTP",
         description="Serve every CPU core's and every GPU's metrics at /metrics for Prometheus. "
         "Samples on its own cadence (--interval); a scrape reads the latest sample. "
         "Stops on Ctrl-C or SIGTERM.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--addr", default=DEFAULT_ADDR, metavar="ADDR",
-                        help=f"address to listen on (default {DEFAULT_ADDR}, this machine only; "
-                        "0.0.0.0 or :: for every interface)")
-    parser.add_argument("--port", type=port, default=DEFAULT_PORT, metavar="PORT",
-                        help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
-    parser.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S",
-                        help="seconds between samples (default 1)")
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--addr",
+        default=DEFAULT_ADDR,
+        metavar="ADDR",
+        help=f"address to listen on (default {DEFAULT_ADDR}, this machine only; 0.0.0.0 or :: for every interface)",
+    )
+    parser.add_argument(
+        "--port", type=port, default=DEFAULT_PORT, metavar="PORT", help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)"
+    )
+    parser.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S", help="seconds between samples (default 1)")
     return parser
 
 
@@ -66,8 +72,7 @@ class BindError(Exception):
 def bind(addr: str, port: int, app: Any) -> WSGIServer:
     """A threaded HTTP server listening on ``addr:port`` (IPv4 or IPv6), not yet serving."""
     try:
-        family, _, _, _, sockaddr = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM,
-                                                       flags=socket.AI_PASSIVE)[0]
+        family, _, _, _, sockaddr = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     except (socket.gaierror, UnicodeError) as exc:
         reason = getattr(exc, "strerror", None) or exc
         raise BindError(f"cannot listen on {addr!r}: not an address of this machine ({reason})") from None
@@ -89,13 +94,11 @@ def bind(addr: str, port: int, app: Any) -> WSGIServer:
     except OSError as exc:
         where = _hostport(addr, port)
         if exc.errno == errno.EADDRINUSE:
-            raise BindError(f"cannot listen on {where}: the port is already in use "
-                            "(choose another with --port)") from None
+            raise BindError(f"cannot listen on {where}: the port is already in use (choose another with --port)") from None
         if exc.errno == errno.EADDRNOTAVAIL:
             raise BindError(f"cannot listen on {where}: {addr} is not an address of this machine") from None
         if exc.errno == errno.EACCES:
-            raise BindError(f"cannot listen on {where}: permission denied "
-                            "(ports below 1024 need root; the default is 9400)") from None
+            raise BindError(f"cannot listen on {where}: permission denied (ports below 1024 need root; the default is 9400)") from None
         raise BindError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     server.set_app(app)
     return server
@@ -105,8 +108,7 @@ def _hostport(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
-def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | None = None,
-        hostname: str | None = None) -> int:
+def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | None = None, hostname: str | None = None) -> int:
     """Serve until Ctrl-C, SIGTERM or ``stop`` is set. ``env.sampler`` is used as given; without
     one, ``env.open_sampler`` builds the real sources once the port is bound."""
     from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -135,8 +137,7 @@ def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | N
             thread = threading.Thread(target=server.serve_forever, name="gputop-http", daemon=True)
             thread.start()
             host, port = server.server_address[:2]
-            stderr.write(f"{PROG}: http://{_hostport(str(host), int(port))}/metrics  every {args.interval:g} s"
-                         "  (Ctrl-C to stop)\n")
+            stderr.write(f"{PROG}: http://{_hostport(str(host), int(port))}/metrics  every {args.interval:g} s  (Ctrl-C to stop)\n")
             stderr.flush()
             while not stop.wait(ticker.next_delay()):
                 exporter.update(sampler.sample())

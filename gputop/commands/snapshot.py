@@ -48,13 +48,10 @@ def _cpu_lines(cpu: CpuSample) -> list[str]:
         f"load {fmt.num(cpu.load1, 2)}   RAM {fmt.used_total(cpu.ram_used_bytes, cpu.ram_total_bytes)}   "
         f"package power {fmt.watts(cpu.cpu_power_w)}"
     ]
-    cells = [
-        f"{i:>3} {fmt.pct(u):>5} {fmt.mhz(f):>9}"
-        for i, (u, f) in enumerate(zip(cpu.core_util_pct, cpu.core_freq_mhz))
-    ]
+    cells = [f"{i:>3} {fmt.pct(u):>5} {fmt.mhz(f):>9}" for i, (u, f) in enumerate(zip(cpu.core_util_pct, cpu.core_freq_mhz))]
     per_row = 4
     for start in range(0, n, per_row):
-        lines.append("    " + "   ".join(cells[start:start + per_row]))
+        lines.append("    " + "   ".join(cells[start : start + per_row]))
     return lines
 
 
@@ -66,8 +63,11 @@ def _gpu_lines(gpu: GpuSample) -> list[str]:
     if gpu.lost:
         return [title, "    lost: the GPU stopped answering (fell off the bus?)"]
     sms = gpu.sms_active
-    sm_text = f"{sms:.0f} of {info.sm_count} active ({fmt.pct(gpu.sm_active_pct)})" if sms is not None \
+    sm_text = (
+        f"{sms:.0f} of {info.sm_count} active ({fmt.pct(gpu.sm_active_pct)})"
+        if sms is not None
         else f"n/a ({fmt.sm_gap(info.architecture, info.gpm_supported, info.mig_enabled)})"
+    )
     peak = info.peak_dram_bw_bytes_per_s
     bw = f"{fmt.rate(gpu.dram_bw_bytes_per_s)} ({fmt.pct(gpu.dram_bw_util_pct)} of {fmt.rate(peak)})"
     lines = [
@@ -99,8 +99,7 @@ def _gpu_lines(gpu: GpuSample) -> list[str]:
 
 def _link(info: GpuInfo) -> str:
     """The PCIe link as the source found it when it opened (gen x width, and the most it allows)."""
-    return fmt.pcie_links(info.pcie_link_gen, info.pcie_link_width, info.pcie_link_gen_max,
-                          info.pcie_link_width_max)
+    return fmt.pcie_links(info.pcie_link_gen, info.pcie_link_width, info.pcie_link_gen_max, info.pcie_link_width_max)
 
 
 def _command(p: GpuProcess) -> str:

@@ -124,8 +124,7 @@ class Distribution:
         """``n``, ``mean``, ``p50``, ``p95``, ``max`` (all None but n where there is no value)."""
         if not self.n:
             return {"n": 0, "mean": None, "p50": None, "p95": None, "max": None}
-        return {"n": self.n, "mean": self.mean, "p50": self.percentile(50), "p95": self.percentile(95),
-                "max": self.max}
+        return {"n": self.n, "mean": self.mean, "p50": self.percentile(50), "p95": self.percentile(95), "max": self.max}
 
 
 class Thinned(Generic[T]):

@@ -128,8 +128,7 @@ def _busy_total(times: _CpuTimes) -> tuple[float, float]:
     return busy, total
 
 
-def core_percents(prev: list[tuple[float, float]], cur: list[tuple[float, float]],
-                  last: tuple[float, ...]) -> tuple[float, ...]:
+def core_percents(prev: list[tuple[float, float]], cur: list[tuple[float, float]], last: tuple[float, ...]) -> tuple[float, ...]:
     """Per-core busy share between two (busy, total) snapshots, in percent.
 
     A core whose counters did not move (two reads within one kernel tick) keeps its ``last`` value.
@@ -216,9 +215,13 @@ class CpuSource:
     the host's cost, at 1 Hz it changes nothing.
     """
 
-    def __init__(self, powercap_root: str = "/sys/class/powercap",
-                 clock: Callable[[], float] = time.monotonic, slow_interval_s: float = 0.5,
-                 proc_stat: str | None = None) -> None:
+    def __init__(
+        self,
+        powercap_root: str = "/sys/class/powercap",
+        clock: Callable[[], float] = time.monotonic,
+        slow_interval_s: float = 0.5,
+        proc_stat: str | None = None,
+    ) -> None:
         self._clock = clock
         self._slow_interval_s = slow_interval_s
         self._slow_at: float | None = None

@@ -47,7 +47,7 @@ class _Buffer:
             return False
         data = self.f.read(CHUNK)
         self.eof = not data
-        self.text = self.text[self.pos:] + self._utf8.decode(data, final=self.eof)
+        self.text = self.text[self.pos :] + self._utf8.decode(data, final=self.eof)
         self.pos = 0
         return True
 
@@ -88,8 +88,7 @@ class _Buffer:
                 continue
             # a number cut by the chunk's end ("1.", "1.5e", "12") may go on in the next chunk:
             # raw_decode took what it could ("1") and stopped before the rest
-            if (isinstance(value, (int, float)) and not isinstance(value, bool)
-                    and _NUMBER_TAIL.fullmatch(self.text, end) and self.more()):
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and _NUMBER_TAIL.fullmatch(self.text, end) and self.more():
                 continue
             self.pos = end
             return value
@@ -164,5 +163,4 @@ class ChromeEvents:
                 return
 
     def _not_trace(self) -> ChromeTraceError:
-        return ChromeTraceError(f"{self.path} is JSON but not a chrome trace (no traceEvents array)",
-                                not_trace=True)
+        return ChromeTraceError(f"{self.path} is JSON but not a chrome trace (no traceEvents array)", not_trace=True)

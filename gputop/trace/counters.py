@@ -38,8 +38,7 @@ class Counters:
         """(head, tail) of ``metric`` on each of ``cores`` cores, built once."""
         rows = self._rows.get((CPU_PID, metric, cores))
         if rows is None:
-            rows = self._rows[(CPU_PID, metric, cores)] = [
-                self.parts(CPU_PID, counter_name(metric, core), metric) for core in range(cores)]
+            rows = self._rows[(CPU_PID, metric, cores)] = [self.parts(CPU_PID, counter_name(metric, core), metric) for core in range(cores)]
         return rows
 
 

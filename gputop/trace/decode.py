@@ -101,10 +101,16 @@ class SampleDecoder:
     given out is counted in ``late`` and left out. Events on other pids (a launched workload's)
     go to ``on_event`` / ``on_counter`` where given."""
 
-    def __init__(self, gpus: Sequence[GpuInfo], cores: Any, gpu_unavailable: str | None, *,
-                 window: int | None = WINDOW,
-                 on_event: Callable[[dict[str, Any]], None] | None = None,
-                 on_counter: Callable[[int, str, int, Any], None] | None = None) -> None:
+    def __init__(
+        self,
+        gpus: Sequence[GpuInfo],
+        cores: Any,
+        gpu_unavailable: str | None,
+        *,
+        window: int | None = WINDOW,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_counter: Callable[[int, str, int, Any], None] | None = None,
+    ) -> None:
         self.gpu_by_pid = {gpu_pid(info.index): info for info in gpus}
         self.cores = cores if isinstance(cores, int) and not isinstance(cores, bool) else None
         self.gpu_unavailable = gpu_unavailable
@@ -316,7 +322,7 @@ def _stamp_ns(piece: bytes) -> int | None:
 def value_text(piece: bytes) -> bytes:
     """A CounterRun's value piece (``b'args":{"W":412.5}}'``) to its number's text (``b'412.5'``)."""
     colon = piece.find(b'":', 8)
-    return piece[colon + 2:piece.find(b"}", colon)]
+    return piece[colon + 2 : piece.find(b"}", colon)]
 
 
 def _number(piece: bytes) -> Any:
@@ -329,9 +335,9 @@ def _number(piece: bytes) -> Any:
         return None
 
 
-def _cpu_sample(group: _Group, cores: int | None,
-                slow: tuple[dict[str, Any], dict[int, Any]] | None,
-                freq_cache: dict[int, tuple[Any, ...]]) -> CpuSample | None:
+def _cpu_sample(
+    group: _Group, cores: int | None, slow: tuple[dict[str, Any], dict[int, Any]] | None, freq_cache: dict[int, tuple[Any, ...]]
+) -> CpuSample | None:
     """The CPU at one timestamp: its own counters, and RAM, load and core clocks as last written
     (at this timestamp or before). None where incomplete. ``freq_cache``: the clocks of the
     last slow group as a tuple, by core count (emptied when a new slow group is written)."""
@@ -352,8 +358,15 @@ def _cpu_sample(group: _Group, cores: int | None,
         clocks = freq_cache[n] = tuple(map(freq.get, range(n)))
     # positional (once a sample: keywords cost more), in the fields' order: cpu_util_pct,
     # core_util_pct, core_freq_mhz, cpu_power_w, ram_used_bytes, ram_total_bytes, load1
-    return CpuSample(cpu["cpu_util_pct"], per_core, clocks, cpu.get("cpu_power_w"),
-                     scalars["ram_used_bytes"], scalars["ram_total_bytes"], scalars["load1"])
+    return CpuSample(
+        cpu["cpu_util_pct"],
+        per_core,
+        clocks,
+        cpu.get("cpu_power_w"),
+        scalars["ram_used_bytes"],
+        scalars["ram_total_bytes"],
+        scalars["load1"],
+    )
 
 
 _NO_CORES: dict[int, Any] = {}

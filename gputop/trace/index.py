@@ -34,8 +34,7 @@ class _Checkpoint:
     state: dict[str, Any]  # the decoder's state before that item
 
 
-_STATE = ("late", "_groups", "_done_ns", "_newest_ns", "_in_order", "_reasons", "_lost", "_carried",
-          "_last", "_gpus", "_slow", "_freqs")
+_STATE = ("late", "_groups", "_done_ns", "_newest_ns", "_in_order", "_reasons", "_lost", "_carried", "_last", "_gpus", "_slow", "_freqs")
 
 
 def _snapshot(decoder: SampleDecoder) -> dict[str, Any]:

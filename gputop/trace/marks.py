@@ -56,12 +56,19 @@ class WorkloadStart:
         """The start event's ``args`` (None: no start recorded)."""
         a = args or {}
         return cls(
-            said=bool(a), device=text(a.get("device")), device_uuid=text(a.get("device_uuid")),
-            device_name=text(a.get("device_name")), precision=text(a.get("precision")),
-            batch_size=count(a.get("batch_size")), sample_unit=text(a.get("sample_unit")),
-            tokens_per_sample=count(a.get("tokens_per_sample")), steps_planned=count(a.get("steps_planned")),
-            flops_per_step=positive(a.get("flops_per_step")), peak_flops=positive(a.get("peak_flops")),
-            peak_flops_source=text(a.get("peak_flops_source")))
+            said=bool(a),
+            device=text(a.get("device")),
+            device_uuid=text(a.get("device_uuid")),
+            device_name=text(a.get("device_name")),
+            precision=text(a.get("precision")),
+            batch_size=count(a.get("batch_size")),
+            sample_unit=text(a.get("sample_unit")),
+            tokens_per_sample=count(a.get("tokens_per_sample")),
+            steps_planned=count(a.get("steps_planned")),
+            flops_per_step=positive(a.get("flops_per_step")),
+            peak_flops=positive(a.get("peak_flops")),
+            peak_flops_source=text(a.get("peak_flops_source")),
+        )
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,11 @@ class WorkloadExit:
     def of(cls, args: Mapping[str, Any] | None) -> WorkloadExit:
         a = args or {}
         losses = tuple((k, n) for k in LOSSES if (n := count(a.get(k))) is not None)
-        return cls(status=text(a.get("status")), returncode=whole(a.get("returncode")),
-                   error=text(a.get("error")), signal=text(a.get("signal")),
-                   stopped_by=text(a.get("stopped_by")), losses=losses)
+        return cls(
+            status=text(a.get("status")),
+            returncode=whole(a.get("returncode")),
+            error=text(a.get("error")),
+            signal=text(a.get("signal")),
+            stopped_by=text(a.get("stopped_by")),
+            losses=losses,
+        )

@@ -67,7 +67,7 @@ def _events(path: str, text: str) -> tuple[list[dict[str, Any]], bool]:
         if pos >= end:
             return events, False  # cut off: no closing ]
         if text[pos] == "]":
-            if text[pos + 1:].strip():
+            if text[pos + 1 :].strip():
                 raise TraceError(f"{path} is not JSON: data after the closing ']'")
             return events, True
         try:
@@ -92,8 +92,7 @@ def _object_form(path: str, text: str) -> list[dict[str, Any]]:
     try:
         doc = json.loads(text, parse_float=exact_float)
     except ValueError:
-        raise TraceError(f"{path} is not JSON (or is an object-form trace cut off, which cannot "
-                         "be read)") from None
+        raise TraceError(f"{path} is not JSON (or is an object-form trace cut off, which cannot be read)") from None
     events = doc.get("traceEvents") if isinstance(doc, dict) else None
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         raise TraceError(f"{path} is JSON but not a trace (no traceEvents array)")
@@ -111,12 +110,12 @@ def _trace(path: str, events: list[dict[str, Any]], complete: bool) -> Trace:
         raise TraceError(f"{path}: gputop header without a trace_version")
     version = args["trace_version"]
     if isinstance(version, bool) or version not in READS_VERSIONS:
-        raise TraceError(f"{path} is gputop trace version {version!r}; this gputop "
-                         f"({__version__}) reads versions {', '.join(map(str, READS_VERSIONS))}")
+        raise TraceError(
+            f"{path} is gputop trace version {version!r}; this gputop ({__version__}) reads versions {', '.join(map(str, READS_VERSIONS))}"
+        )
     raw_gpus = args.get("gpus") or []
     if not isinstance(raw_gpus, list) or not all(isinstance(g, dict) for g in raw_gpus):
-        raise TraceError(f"{path}: unreadable GPU description in the header (gpus is not a list "
-                         "of objects)")
+        raise TraceError(f"{path}: unreadable GPU description in the header (gpus is not a list of objects)")
     try:
         gpus = tuple(_gpu_info(g) for g in raw_gpus)
     except (TypeError, ValueError) as exc:
@@ -140,8 +139,12 @@ def recorder_running(trace: Trace, proc: str = "/proc") -> bool:
     ``settings.pid`` is a live gputop process that started (this boot) before the first sample,
     not a later process given the same pid."""
     pid, start_ns = trace.settings.get("pid"), trace.header.get("start_ns")
-    if (not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(start_ns, int)
-            or trace.header.get("host") != socket.gethostname()):
+    if (
+        not isinstance(pid, int)
+        or isinstance(pid, bool)
+        or not isinstance(start_ns, int)
+        or trace.header.get("host") != socket.gethostname()
+    ):
         return False
     try:
         with open(f"{proc}/{pid}/cmdline", "rb") as f:

@@ -56,8 +56,13 @@ class Trace:
         recorded."""
         workload = self.workload
         for event in self.events:
-            if (event.get("ph") == "i" and event.get("cat") == CAT_WORKLOAD and event.get("name") == kind
-                    and workload is not None and event.get("pid") == workload["pid"]):
+            if (
+                event.get("ph") == "i"
+                and event.get("cat") == CAT_WORKLOAD
+                and event.get("name") == kind
+                and workload is not None
+                and event.get("pid") == workload["pid"]
+            ):
                 args = event.get("args")
                 return plain(args) if isinstance(args, dict) else {}
         return None
@@ -97,8 +102,7 @@ def to_samples(trace: Trace) -> list[Sample]:
     gives it). Otherwise a metric with no event at a timestamp is None. A timestamp whose CPU
     part is incomplete (a cut inside the last sample) is left out. (``SampleDecoder``, with every
     timestamp held until the end: the samples come out in time order, whatever the file's.)"""
-    decoder = SampleDecoder(trace.gpus, trace.header.get("cpu_cores"), trace.gpu_unavailable,
-                            window=None)
+    decoder = SampleDecoder(trace.gpus, trace.header.get("cpu_cores"), trace.gpu_unavailable, window=None)
     for event in trace.events:
         decoder.event(event)
     return decoder.finish()
@@ -137,9 +141,20 @@ def workload_steps(trace: Trace) -> list[WorkloadStep]:
         else:
             continue
         wait, joules = _seconds(args.get("data_wait_s")), _seconds(args.get("joules"))
-        steps.append(WorkloadStep(step=step, samples=samples, loss=loss, wall_s=wall_s, ts_ns=end,
-                                  joules=joules, source=source, data_wait_s=wait,
-                                  pid=_count(args.get("pid"), 1), rank=_count(args.get("rank"), 0)))
+        steps.append(
+            WorkloadStep(
+                step=step,
+                samples=samples,
+                loss=loss,
+                wall_s=wall_s,
+                ts_ns=end,
+                joules=joules,
+                source=source,
+                data_wait_s=wait,
+                pid=_count(args.get("pid"), 1),
+                rank=_count(args.get("rank"), 0),
+            )
+        )
     steps.sort(key=lambda s: s.ts_ns)
     return steps
 

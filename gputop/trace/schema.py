@@ -111,11 +111,9 @@ def plain_json(value: Any) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
-def instant(cat: str, name: str, pid: int, ts: str, args: Mapping[str, Any],
-             tid: int | None = None) -> str:
+def instant(cat: str, name: str, pid: int, ts: str, args: Mapping[str, Any], tid: int | None = None) -> str:
     """A thread-scoped instant event line; ``ts`` goes in as its exact pre-formatted text."""
-    body = dumps({"ph": "i", "s": "t", "cat": cat, "name": name, "pid": pid,
-                   "tid": pid if tid is None else tid, "args": dict(args)})
+    body = dumps({"ph": "i", "s": "t", "cat": cat, "name": name, "pid": pid, "tid": pid if tid is None else tid, "args": dict(args)})
     return f',{{"ts":{ts},{body[1:]}\n'
 
 

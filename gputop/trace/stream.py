@@ -42,8 +42,13 @@ def counter_run(offset: int, text: bytes, n: int) -> CounterRun | None:
     ``"args":{`` a line), then by the pieces: five a line, names, pids and tids checked on each
     distinct one (a few dozen names, a pid or two), each stamp where the writer puts it (which
     leaves the args piece the fifth)."""
-    if (text.count(b'"') != _QUOTES * n or not text.startswith(_HEAD) or text.count(b"\n" + _HEAD) != n - 1
-            or text.count(b',"ts":') != n or text.count(b',"args":{"') != n):
+    if (
+        text.count(b'"') != _QUOTES * n
+        or not text.startswith(_HEAD)
+        or text.count(b"\n" + _HEAD) != n - 1
+        or text.count(b',"ts":') != n
+        or text.count(b',"args":{"') != n
+    ):
         return None  # (scans, before the split makes the pieces)
     pieces = text.split(b',"')
     if len(pieces) != 5 * n + 1:
@@ -52,9 +57,11 @@ def counter_run(offset: int, text: bytes, n: int) -> CounterRun | None:
     for name in set(names):
         if not (name.startswith(b'name":"') and name.endswith(b'"') and name.count(b'"') == 3):
             return None
-    if not (all(map(bytes.startswith, set(pids), repeat(b'pid":')))
-            and all(map(bytes.startswith, set(pieces[3::5]), repeat(b'tid":')))
-            and all(map(bytes.startswith, stamps, repeat(b'ts":')))):  # (each: the scan does not place it)
+    if not (
+        all(map(bytes.startswith, set(pids), repeat(b'pid":')))
+        and all(map(bytes.startswith, set(pieces[3::5]), repeat(b'tid":')))
+        and all(map(bytes.startswith, stamps, repeat(b'ts":')))
+    ):  # (each: the scan does not place it)
         return None
     return CounterRun(offset, text, n, names, pids, stamps, values)
 
@@ -115,7 +122,7 @@ class TraceStream:
                 break
             line_no += 1
             body = line.strip()
-            if body.startswith(b",{\"ph\":\"M\""):
+            if body.startswith(b',{"ph":"M"'):
                 event = self._line(body, line_no, last=True)
                 if event is not None:
                     self.meta.append(event)
@@ -185,8 +192,7 @@ class TraceStream:
             f.seek(offset)
             yield from self._items(f, offset, 0, b"", None)
 
-    def _items(self, f: BinaryIO, offset: int, line_no: int, carry: bytes,
-               progress: Progress | None) -> Iterator[tuple[int, Item]]:
+    def _items(self, f: BinaryIO, offset: int, line_no: int, carry: bytes, progress: Progress | None) -> Iterator[tuple[int, Item]]:
         held: int | None = None  # a line that did not parse (its number): the cut, unless more follow
         for block, after in _blocks(f, carry):
             whole = counter_run(offset, block, block.count(b"\n") + 1)
@@ -207,14 +213,14 @@ class TraceStream:
                 progress(offset)
         self.end = offset
 
-    def _mixed(self, f: BinaryIO, block: bytes, after: bytes, offset: int, line_no: int,
-               held: int | None) -> Generator[tuple[int, Item], None, tuple[int, int, int | None, bool]]:
+    def _mixed(
+        self, f: BinaryIO, block: bytes, after: bytes, offset: int, line_no: int, held: int | None
+    ) -> Generator[tuple[int, Item], None, tuple[int, int, int | None, bool]]:
         """A block with lines other than counters: its runs of counter lines taken apart at once,
         the others one by one. (offset, line number, held, whether the closing ] came) after it."""
         lines = block.split(b"\n")
         counts = list(map(bytes.count, lines, repeat(b'"')))
-        odd = ([i for i, c in enumerate(counts) if c != _QUOTES]
-               if min(counts) != _QUOTES or max(counts) != _QUOTES else [])
+        odd = [i for i, c in enumerate(counts) if c != _QUOTES] if min(counts) != _QUOTES or max(counts) != _QUOTES else []
         start = 0
         for stop in [*odd, len(lines)]:
             run = counter_run(offset, b"\n".join(lines[start:stop]), stop - start) if stop > start else None
@@ -224,10 +230,10 @@ class TraceStream:
                 offset += len(run.text) + 1
                 line_no += run.lines
                 start = stop
-            for k, line in enumerate(lines[start:stop + 1]):
+            for k, line in enumerate(lines[start : stop + 1]):
                 offset, line_no, held, closed = yield from self._one(line, offset, line_no, held)
                 if closed:
-                    self._refuse_after_end(lines[start + k + 1:], after, f)
+                    self._refuse_after_end(lines[start + k + 1 :], after, f)
                     return offset, line_no, held, True
             start = stop + 1
         return offset, line_no, held, False
@@ -243,8 +249,9 @@ class TraceStream:
         if b"".join(rest).strip() or after.strip() or f.read(CHUNK).strip():
             raise TraceError(f"{self.path} is not JSON: data after the closing ']'")
 
-    def _one(self, line: bytes, offset: int, line_no: int,
-             held: int | None) -> Generator[tuple[int, Item], None, tuple[int, int, int | None, bool]]:
+    def _one(
+        self, line: bytes, offset: int, line_no: int, held: int | None
+    ) -> Generator[tuple[int, Item], None, tuple[int, int, int | None, bool]]:
         """One line read as JSON: (offset, line number, held, whether it was the closing ])
         after it."""
         line_no += 1
@@ -274,7 +281,7 @@ def _blocks(f: BinaryIO, carry: bytes) -> Iterator[tuple[bytes, bytes]]:
             if cut == 0:  # one line longer than a chunk: read on
                 carry = block
                 continue
-            block, carry = block[:cut - 1], block[cut:]
+            block, carry = block[: cut - 1], block[cut:]
         elif not block:
             return
         else:
@@ -338,5 +345,6 @@ class WorkloadEvents:
         values.append(float(value))
 
     def trace(self, header: Trace, complete: bool) -> StreamedTrace:
-        return StreamedTrace(path=header.path, header=header.header, events=tuple(self.events),
-                             complete=complete, gpus=header.gpus, counters=self.counters)
+        return StreamedTrace(
+            path=header.path, header=header.header, events=tuple(self.events), complete=complete, gpus=header.gpus, counters=self.counters
+        )

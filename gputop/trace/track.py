@@ -77,22 +77,37 @@ class WorkloadTrack:
         with the interval's CPU time by core and, where known, the GPUs the job was placed against."""
         out = []
         # (name, value, a catalogue metric of the same unit: it names the counter's arg key)
-        for name, value, unit_of in (("job_cpu_pct", job.cpu_pct, "cpu_util_pct"),
-                                     ("job_busy_pct", job.busy_pct, "cpu_util_pct"),
-                                     ("job_main_thread_cpu_pct", job.main_thread_cpu_pct, "cpu_util_pct"),
-                                     ("job_rss_bytes", job.rss_bytes, "ram_used_bytes")):
+        for name, value, unit_of in (
+            ("job_cpu_pct", job.cpu_pct, "cpu_util_pct"),
+            ("job_busy_pct", job.busy_pct, "cpu_util_pct"),
+            ("job_main_thread_cpu_pct", job.main_thread_cpu_pct, "cpu_util_pct"),
+            ("job_rss_bytes", job.rss_bytes, "ram_used_bytes"),
+        ):
             text = number_text(value)
             if text is not None:
                 out.append(self._counters.line(self.pid, name, unit_of, ts, text))
-        args: dict[str, object] = {"cpu_pct": job.cpu_pct, "busy_pct": job.busy_pct,
-                "main_thread_cpu_pct": job.main_thread_cpu_pct,
-                "main_thread_busy_pct": job.main_thread_busy_pct, "rss_bytes": job.rss_bytes,
-                "cores": sorted(job.cores),
-                "processes": [{"pid": p.pid, "name": p.name, "role": p.role, "cpu_pct": p.cpu_pct,
-                               "threads": p.threads, "rss_bytes": p.rss_bytes, "cores": sorted(p.cores),
-                               **({} if p.ppid is None else {"ppid": p.ppid})}
-                              for p in job.processes],
-                "core_cpu_s": [[core, seconds] for core, seconds in job.core_cpu_s]}
+        args: dict[str, object] = {
+            "cpu_pct": job.cpu_pct,
+            "busy_pct": job.busy_pct,
+            "main_thread_cpu_pct": job.main_thread_cpu_pct,
+            "main_thread_busy_pct": job.main_thread_busy_pct,
+            "rss_bytes": job.rss_bytes,
+            "cores": sorted(job.cores),
+            "processes": [
+                {
+                    "pid": p.pid,
+                    "name": p.name,
+                    "role": p.role,
+                    "cpu_pct": p.cpu_pct,
+                    "threads": p.threads,
+                    "rss_bytes": p.rss_bytes,
+                    "cores": sorted(p.cores),
+                    **({} if p.ppid is None else {"ppid": p.ppid}),
+                }
+                for p in job.processes
+            ],
+            "core_cpu_s": [[core, seconds] for core, seconds in job.core_cpu_s],
+        }
         if placed is not None:
             args["placement_gpus"], args["placement_from"] = list(placed.gpus), placed.gpus_from
         out.append(instant(CAT_WORKLOAD, "job", self.pid, ts, args, tid=output_tid(self.pid)))
@@ -104,8 +119,12 @@ class WorkloadTrack:
         ts_ns = max(ts_ns, self.last_ns)
         rc = state.returncode
         args: dict[str, object] = {
-            "status": state.status, "returncode": rc, "error": state.error,
-            "stopped_by_gputop": state.status == "stopped", "steps": state.step}
+            "status": state.status,
+            "returncode": rc,
+            "error": state.error,
+            "stopped_by_gputop": state.status == "stopped",
+            "steps": state.step,
+        }
         if isinstance(rc, int) and rc < 0:
             args["signal"] = signal_name(-rc)
         for count in ("steps_trimmed", "steps_out_of_order", "phases_unmatched"):
@@ -149,8 +168,7 @@ class WorkloadTrack:
             elif item.kind == "output":
                 self.output_lines += 1
                 self.last_ns = max(self.last_ns, item.ts_ns)
-                yield instant(CAT_WORKLOAD, item.name, pid, ts_text(item.ts_ns), dict(item.args),
-                              tid=output_tid(pid))
+                yield instant(CAT_WORKLOAD, item.name, pid, ts_text(item.ts_ns), dict(item.args), tid=output_tid(pid))
             elif item.kind in ("start", "end", "hello"):
                 args = {k: v for k, v in dict(item.args).items() if plain_json(v)}
                 self.last_ns = max(self.last_ns, item.ts_ns)
@@ -165,10 +183,17 @@ class WorkloadTrack:
             # ts + dur would overlap them (args.wall_s keeps the exact time)
             begin, end = -(-begin // 1000) * 1000, end // 1000 * 1000
             begin = min(begin, end)
-        args: dict[str, object] = {"step": item.step, "samples": item.samples, "wall_s": item.wall_s,
-                                   "loss": item.loss, "data_wait_s": item.data_wait_s,
-                                   "joules": item.joules, "source": item.source,
-                                   "pid": item.pid, "rank": item.rank}
+        args: dict[str, object] = {
+            "step": item.step,
+            "samples": item.samples,
+            "wall_s": item.wall_s,
+            "loss": item.loss,
+            "data_wait_s": item.data_wait_s,
+            "joules": item.joules,
+            "source": item.source,
+            "pid": item.pid,
+            "rank": item.rank,
+        }
         args = {k: v for k, v in args.items() if v is not None and plain_json(v)}
         self.last_ns = max(self.last_ns, end)
         last_end = self._step_end_ns.get(tid, 0)
@@ -180,16 +205,20 @@ class WorkloadTrack:
                 self.steps_trimmed += 1
                 begin = last_end
             self._step_end_ns[tid] = end
-            yield (f',{{"ph":"X","cat":"{CAT_WORKLOAD}","name":"step","pid":{pid},'
-                   f'"tid":{tid},"ts":{ts_text(begin)},"dur":{ts_text(end - begin)},'
-                   f'"args":{dumps(args)}}}\n')
+            yield (
+                f',{{"ph":"X","cat":"{CAT_WORKLOAD}","name":"step","pid":{pid},'
+                f'"tid":{tid},"ts":{ts_text(begin)},"dur":{ts_text(end - begin)},'
+                f'"args":{dumps(args)}}}\n'
+            )
             for wait_begin, wait_ns in item.waits:  # inside the step as drawn, or left out
                 wait_end = min((wait_begin + wait_ns) // 1000 * 1000, end)
                 wait_begin = max(-(-wait_begin // 1000) * 1000, begin)
                 if wait_end > wait_begin:
-                    yield (f',{{"ph":"X","cat":"{CAT_WORKLOAD}","name":"data_wait","pid":{pid},'
-                           f'"tid":{tid},"ts":{ts_text(wait_begin)},"dur":{ts_text(wait_end - wait_begin)},'
-                           f'"args":{{}}}}\n')
+                    yield (
+                        f',{{"ph":"X","cat":"{CAT_WORKLOAD}","name":"data_wait","pid":{pid},'
+                        f'"tid":{tid},"ts":{ts_text(wait_begin)},"dur":{ts_text(wait_end - wait_begin)},'
+                        f'"args":{{}}}}\n'
+                    )
         loss = number_text(item.loss)
         if loss is not None:
             yield self._counters.line(pid, "loss", "loss", ts_text(end), loss)

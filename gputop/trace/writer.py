@@ -43,9 +43,9 @@ from gputop.trace.schema import (
 from gputop.trace.track import WorkloadTrack, output_tid
 
 
-def header_events(first: Sample, settings: Mapping[str, Any] | None = None,
-                  host: str | None = None,
-                  workload: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+def header_events(
+    first: Sample, settings: Mapping[str, Any] | None = None, host: str | None = None, workload: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """The metadata that opens a trace: gputop's header, then names and order of each device
     (and of a launched workload: ``{"pid", "name", "argv"}``)."""
     host = socket.gethostname() if host is None else host
@@ -99,8 +99,7 @@ class TraceWriter:
     header goes out with the first sample, whose GpuInfo it records.
     """
 
-    def __init__(self, fd: int, path: str, settings: Mapping[str, Any] | None = None,
-                 host: str | None = None) -> None:
+    def __init__(self, fd: int, path: str, settings: Mapping[str, Any] | None = None, host: str | None = None) -> None:
         self.path = path
         self.settings = dict(settings or {})
         self.host = host
@@ -117,8 +116,7 @@ class TraceWriter:
         self._failed = False  # a write raised (disk full): nothing more is appended, close() only closes
 
     @classmethod
-    def create(cls, path: str, *, force: bool = False, settings: Mapping[str, Any] | None = None,
-               host: str | None = None) -> TraceWriter:
+    def create(cls, path: str, *, force: bool = False, settings: Mapping[str, Any] | None = None, host: str | None = None) -> TraceWriter:
         """Open ``path`` for a new trace: FileExistsError if it exists (unless ``force``),
         another OSError where it cannot be written."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
@@ -141,8 +139,9 @@ class TraceWriter:
         """The header's ``workload``: ``{"pid", "name", "argv"}``, after set_workload."""
         return None if self._track is None else self._track.header
 
-    def write_workload(self, items: Iterable[WorkloadStep | WorkloadMark],
-                       state: WorkloadState | None = None, ts_ns: int | None = None) -> None:
+    def write_workload(
+        self, items: Iterable[WorkloadStep | WorkloadMark], state: WorkloadState | None = None, ts_ns: int | None = None
+    ) -> None:
         """The workload's steps and marks (``Workload.drain()``) and, with ``state`` and the
         sample's ``ts_ns``, its counters at that time. Nothing before the first sample (the
         header has to come first) and nothing without ``set_workload``."""
@@ -219,8 +218,7 @@ class TraceWriter:
             if pid not in self._reasons or reasons != self._reasons[pid]:
                 self._reasons[pid] = reasons
                 args = {} if reasons is None else {"clock_event_reasons": ",".join(reasons)}
-                name = "clocks: n/a" if reasons is None else (
-                    f"clocks held: {fmt.reasons(reasons)}" if reasons else "clocks: not held")
+                name = "clocks: n/a" if reasons is None else (f"clocks held: {fmt.reasons(reasons)}" if reasons else "clocks: not held")
                 out.append(instant(CAT_CLOCKS, name, pid, ts, args))
         cpu = sample.cpu
         append_counters(out, rows(CPU_PID, CPU_FAST), cpu, ts)

@@ -28,8 +28,7 @@ HEADLESS = "headless: 'gputop snapshot', 'gputop record', 'gputop serve'"
 DUMB_TERMS = frozenset({"dumb"})
 
 
-def terminal_problem(stdin: TextIO | None = None, stdout: TextIO | None = None,
-                     environ: Mapping[str, str] | None = None) -> str | None:
+def terminal_problem(stdin: TextIO | None = None, stdout: TextIO | None = None, environ: Mapping[str, str] | None = None) -> str | None:
     """Why the live view cannot run here, or None: stdin or stdout is not a terminal, or the
     terminal is a dumb one. (stderr may be redirected: the view is then drawn on stdout.)
 
@@ -44,8 +43,7 @@ def terminal_problem(stdin: TextIO | None = None, stdout: TextIO | None = None,
             return f"the live view needs a terminal, and {name} is not one ({HEADLESS})"
     term = environ.get("TERM", "")
     if term in DUMB_TERMS:
-        return (f"the live view needs a terminal that can move the cursor, and TERM={term} "
-                f"cannot ({HEADLESS})")
+        return f"the live view needs a terminal that can move the cursor, and TERM={term} cannot ({HEADLESS})"
     return None
 
 

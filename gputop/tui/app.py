@@ -90,9 +90,15 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
     sample_stalled_s: var[float | None] = var(None)  # no tick back for this long (a hung driver call)
     show_freq: var[bool] = var(False)
 
-    def __init__(self, feed: LiveFeed | ReplayFeed, *, self_cpu: SelfCpu | None = None,
-                 kill: Callable[[int, int], None] = os.kill, frame_s: float = FRAME_S,
-                 settle_heap_s: float | None = None) -> None:
+    def __init__(
+        self,
+        feed: LiveFeed | ReplayFeed,
+        *,
+        self_cpu: SelfCpu | None = None,
+        kill: Callable[[int, int], None] = os.kill,
+        frame_s: float = FRAME_S,
+        settle_heap_s: float | None = None,
+    ) -> None:
         super().__init__()
         self.feed = feed
         # Every sample goes into the history (the charts show them all), but the screen is drawn at
@@ -126,16 +132,19 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
     # -- layout -------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield StatusBar(id="status").data_bind(GputopApp.paused, GputopApp.interval_s,
-                                               GputopApp.selected_gpu, failed_ticks=GputopApp.sample_errors,
-                                               stalled_s=GputopApp.sample_stalled_s)
+        yield StatusBar(id="status").data_bind(
+            GputopApp.paused,
+            GputopApp.interval_s,
+            GputopApp.selected_gpu,
+            failed_ticks=GputopApp.sample_errors,
+            stalled_s=GputopApp.sample_stalled_s,
+        )
         with Container(id="top"):
             yield CpuPanel(id="cpu").data_bind(GputopApp.show_freq)
             yield GpuList(id="gpus").data_bind(selected=GputopApp.selected_gpu)
         if self.workload is not None:
             yield WorkloadView(id="workload")
-        yield HistoryCharts(self.history, now_label=self.feed.now_label, id="charts").data_bind(
-            gpu_index=GputopApp.selected_gpu)
+        yield HistoryCharts(self.history, now_label=self.feed.now_label, id="charts").data_bind(gpu_index=GputopApp.selected_gpu)
         yield ProcessTable(id="procs")
         yield KeyFooter()
 
@@ -192,8 +201,9 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
         assert feed.guarded is not None
         self._stall.start()  # (the first sample can hang too: NVML's init)
         try:  # a frame's samples come as one batch (each into the history, the last one drawn)
-            await sampling.run(feed.guarded, feed.ticker, self._on_tick, first=feed.take_first(),
-                               batch_s=self.frame_s, after_batch=self._after_batch)
+            await sampling.run(
+                feed.guarded, feed.ticker, self._on_tick, first=feed.take_first(), batch_s=self.frame_s, after_batch=self._after_batch
+            )
         finally:  # paused, or the end
             self._stall.stop()
 
@@ -226,8 +236,7 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if message != self._last_error:
             self._last_error = message
-            self.notify(f"sampling failed: {message} (retrying every {self.interval_s:g} s)",
-                        severity="error", timeout=8)
+            self.notify(f"sampling failed: {message} (retrying every {self.interval_s:g} s)", severity="error", timeout=8)
         self._poll_workload(None)
 
     def ingest(self, sample: Sample) -> None:
@@ -240,8 +249,7 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
         """One sample into the history and the workload's state (the latest is drawn next)."""
         self.samples_taken += 1
         if self.sample_errors:
-            self.notify(f"sampling works again after {self.sample_errors} failed "
-                        f"tick{'s' if self.sample_errors > 1 else ''}", timeout=4)
+            self.notify(f"sampling works again after {self.sample_errors} failed tick{'s' if self.sample_errors > 1 else ''}", timeout=4)
             self.sample_errors, self._last_error = 0, None
         state = self._poll_workload(sample)
         if isinstance(self.feed, LiveFeed):
@@ -352,8 +360,7 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
         if self.workload is not None and self._replay is None:  # a recording's is long gone
             state = self.workload_state
             if state is None or state.running:
-                self.notify(f"stopping the workload: SIGTERM, then SIGKILL after {STOP_GRACE_S:g} s",
-                            timeout=STOP_GRACE_S + 3)
+                self.notify(f"stopping the workload: SIGTERM, then SIGKILL after {STOP_GRACE_S:g} s", timeout=STOP_GRACE_S + 3)
             # its state shown while it stops, whatever the sampling does (a hung driver call)
             showing = self.set_interval(QUIT_POLL_S, lambda: self._poll_workload(None))
             try:

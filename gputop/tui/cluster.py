@@ -31,9 +31,12 @@ from gputop.tui.widgets.panel import Panel
 
 BARS = "▁▂▃▄▅▆▇█"
 SORTS = ("node", "power", "idle GPUs")
-KEYS = (("↑ ↓", "select a node: its GPUs and their recent history below"),
-        ("s", "sort by node, power (highest first), idle GPUs (most first)"),
-        ("r", "refresh now"), ("q / ctrl+c", "quit"))
+KEYS = (
+    ("↑ ↓", "select a node: its GPUs and their recent history below"),
+    ("s", "sort by node, power (highest first), idle GPUs (most first)"),
+    ("r", "refresh now"),
+    ("q / ctrl+c", "quit"),
+)
 
 
 class SupportsFeed(Protocol):
@@ -111,8 +114,7 @@ class ClusterHeader(Panel):
         """One line: a part that does not fit the width is left out (the ones after it may still
         fit); the failed refresh's reason is cut to what is left rather than wrapping."""
         f = self.field
-        text = Text.assemble(("gputop cluster", self.style_of("panel--value")), " ",
-                             (self.source, self.style_of("panel--label")))
+        text = Text.assemble(("gputop cluster", self.style_of("panel--value")), " ", (self.source, self.style_of("panel--label")))
         parts = []
         if self.error is not None:
             when = "no data yet" if self.stale_since is None else f"stale since {clock(self.stale_since)}"
@@ -121,13 +123,14 @@ class ClusterHeader(Panel):
             parts.append(reason)
         t = self.sample.totals if self.sample is not None else None
         if t is not None:
-            parts += [f("nodes", str(t.nodes), f" ({stale_note(t)})" if t.stale_nodes else ""),
-                      f("GPUs busy", f"{t.busy_gpus} of {t.gpus}"),
-                      f("idle holding memory", str(t.idle_with_memory)),
-                      f("power", fmt.watts(t.power_w)),
-                      f("cores busy", fmt.num(t.cores_busy), f" of {fmt.text(t.cores)}")]
-        parts += [f("every", f"{self.interval_s:g} s"), f("sort", self.sort_label),
-                  Text("? help", style=self.style_of("panel--dim"))]
+            parts += [
+                f("nodes", str(t.nodes), f" ({stale_note(t)})" if t.stale_nodes else ""),
+                f("GPUs busy", f"{t.busy_gpus} of {t.gpus}"),
+                f("idle holding memory", str(t.idle_with_memory)),
+                f("power", fmt.watts(t.power_w)),
+                f("cores busy", fmt.num(t.cores_busy), f" of {fmt.text(t.cores)}"),
+            ]
+        parts += [f("every", f"{self.interval_s:g} s"), f("sort", self.sort_label), Text("? help", style=self.style_of("panel--dim"))]
         for part in parts:
             if text.cell_len + 3 + part.cell_len <= width:
                 text.append("   ")
@@ -151,16 +154,16 @@ class NodeDetail(Panel):
         if n is None:
             return Text("no node selected", style=self.style_of("panel--dim"))
         f = self.field
-        text = Text.assemble((n.label, self.style_of("panel--value")),
-                             (f"  {', '.join(n.instances)}  {fmt.text(n.source)}", self.style_of("panel--label")))
+        text = Text.assemble(
+            (n.label, self.style_of("panel--value")), (f"  {', '.join(n.instances)}  {fmt.text(n.source)}", self.style_of("panel--label"))
+        )
         for w in flags(n):
             text.append(f"   {w}", style=self.style_of("panel--warn"))
         text.append("\n")
         text.append_text(f("cores busy", fmt.num(n.cores_busy), f" of {fmt.text(n.cores)}"))
         if not n.gpus:
             text.append("\nno GPU series from this node", style=self.style_of("panel--dim"))
-        past = {} if self.history is None or self.history.host != n.host else {
-            (g.index): g.series for g in self.history.gpus}
+        past = {} if self.history is None or self.history.host != n.host else {(g.index): g.series for g in self.history.gpus}
         # power sparklines share one scale, the node's highest: an idle GPU's reads low
         top_w = max((v or 0.0 for s in past.values() for _, v in s.get("power_w", ())), default=0.0) or None
         spark = max(8, (width - 118) // 2)  # what the fixed columns leave, shared by the two lines
@@ -174,8 +177,7 @@ class NodeDetail(Panel):
             line.append(f"{activity(g):<10}", style=self.load_style(g.activity_pct))
             line.append(sparkline(series.get(key, ()), spark, 100.0).rjust(spark), style=self.style_of("sm--on"))
             line.append_text(f("  power", f"{fmt.watts(g.power_w):>6}", " "))
-            line.append(sparkline(series.get("power_w", ()), spark, top_w).rjust(spark),
-                        style=self.style_of("sm--on"))
+            line.append(sparkline(series.get("power_w", ()), spark, top_w).rjust(spark), style=self.style_of("sm--on"))
             line.append_text(f("  mem", f"{fmt.used_total(g.mem_used_bytes, g.mem_total_bytes):<21}"))
             line.append_text(f(" ", f"{fmt.celsius(g.temp_c):>6}"))
             if g.idle_with_memory:
@@ -204,10 +206,16 @@ def row(n: ClusterNode, label: str) -> tuple:
     temps = [g.temp_c for g in gpus if g.temp_c is not None]
     util_only = bool(gpus) and all(g.sm_active_pct is None for g in gpus)
     strip = "".join(bar(g.activity_pct) for g in gpus) + (" (util)" if util_only else "")
-    return (label, f"{sum(g.busy for g in gpus)}/{len(gpus)} busy" if gpus else "-",
-            strip or "-", fmt.used_total(used, total) if gpus else "-", fmt.watts(n.power_w),
-            fmt.celsius(max(temps)) if temps else fmt.NA,
-            f"{fmt.num(n.cores_busy)} of {fmt.text(n.cores)}", ", ".join(flags(n)))
+    return (
+        label,
+        f"{sum(g.busy for g in gpus)}/{len(gpus)} busy" if gpus else "-",
+        strip or "-",
+        fmt.used_total(used, total) if gpus else "-",
+        fmt.watts(n.power_w),
+        fmt.celsius(max(temps)) if temps else fmt.NA,
+        f"{fmt.num(n.cores_busy)} of {fmt.text(n.cores)}",
+        ", ".join(flags(n)),
+    )
 
 
 SETTLE_HEAP_S = 2.0  # the CLI's view: start-up's objects frozen out of collections this long after mount
@@ -216,16 +224,28 @@ SETTLE_HEAP_S = 2.0  # the CLI's view: start-up's objects frozen out of collecti
 class ClusterApp(ErrorsNoted, App):
     CSS_PATH = "cluster.tcss"
     TITLE = "gputop cluster"
-    BINDINGS = [Binding("q", "quit", "quit"), QUIT_KEY, Binding("s", "cycle_sort", "sort"),
-                Binding("r", "refresh_now", "refresh"),
-                Binding("question_mark", "help", "help", key_display="?"), SUSPEND]
+    BINDINGS = [
+        Binding("q", "quit", "quit"),
+        QUIT_KEY,
+        Binding("s", "cycle_sort", "sort"),
+        Binding("r", "refresh_now", "refresh"),
+        Binding("question_mark", "help", "help", key_display="?"),
+        SUSPEND,
+    ]
 
     sample: var[ClusterSample | None] = var(None)
     sort_by: var[str] = var(SORTS[0])
     selected: var[str | None] = var(None)  # host
 
-    def __init__(self, feed: SupportsFeed, interval_s: float = 5.0, *, source: str = "",
-                 clock_fn: Callable[[], float] = time.time, settle_heap_s: float | None = None) -> None:
+    def __init__(
+        self,
+        feed: SupportsFeed,
+        interval_s: float = 5.0,
+        *,
+        source: str = "",
+        clock_fn: Callable[[], float] = time.time,
+        settle_heap_s: float | None = None,
+    ) -> None:
         super().__init__()
         self.feed = feed
         self.settle_heap_s = settle_heap_s  # the CLI's: settle_heap this long after mount (tests: never)

@@ -52,8 +52,12 @@ PRIVATES: tuple[Private, ...] = (
     Private("textual._parser", "ParseError", "what feed('') may raise at the end of input", False),
     Private("textual.app:App", "_print_error_renderables", "called once as run() ends, to print _exit_renderables", True, ()),
     Private("textual.app:App", "_exit_renderables", "the errors the app ended on (a list; empty: none)", True),
-    Private("textual.message_pump:MessagePump", "_mounted_event",
-            "an asyncio.Event the app sets once it has composed and mounted its screen (failed or not)", True),
+    Private(
+        "textual.message_pump:MessagePump",
+        "_mounted_event",
+        "an asyncio.Event the app sets once it has composed and mounted its screen (failed or not)",
+        True,
+    ),
     Private("textual.widget:Widget", "_styles_cache", "the widget's StylesCache", False),
     Private("textual._styles_cache:StylesCache", "_dirty_lines", "the set of lines refresh marked for repainting", False),
     Private("textual.widgets._footer:FooterKey", "compact", "a Reactive whose watcher sets the -compact class", False),
@@ -68,8 +72,10 @@ class CompatError(RuntimeError):
 
 def _moved(names: Iterable[str]) -> CompatError:
     version = importlib.metadata.version("textual")
-    return CompatError(f"gputop needs Textual's {', '.join(names)}, which Textual {version} does not have "
-                       f"(read from Textual {TEXTUAL_READ}: see gputop/tui/compat.py)")
+    return CompatError(
+        f"gputop needs Textual's {', '.join(names)}, which Textual {version} does not have "
+        f"(read from Textual {TEXTUAL_READ}: see gputop/tui/compat.py)"
+    )
 
 
 def require(obj: object, *names: str) -> None:
@@ -80,6 +86,7 @@ def require(obj: object, *names: str) -> None:
 
 
 # -- the terminal driver ------------------------------------------------------------------------
+
 
 class HookedDriver(LinuxDriver):
     """Textual's Linux driver with its privates behind names of gputop's: ``suspending`` runs
@@ -146,6 +153,7 @@ class HookedDriver(LinuxDriver):
 
 # -- the app ------------------------------------------------------------------------------------
 
+
 class ErrorsNoted:
     """An app (mixed in before Textual's App) that notes whether it ended on an error: Textual
     sets a failing ``return_code`` for an exception in a handler, but not for ``panic`` (its key
@@ -185,8 +193,8 @@ def once_mounted(app: App[Any], callback: Callable[[], object]) -> None:
     task.add_done_callback(_waiting.discard)
 
 
-
 # -- widgets ------------------------------------------------------------------------------------
+
 
 def dirty_lines(widget: Widget) -> set[int] | None:
     """The lines Textual has marked for repainting in ``widget``'s styles cache; None where

@@ -31,10 +31,8 @@ BINDINGS = [
     Binding("p", "play", "play/pause", key_display="space/p"),  # in the footer where p was
     Binding("left", "step(-1)", "back", key_display="←", priority=True),
     Binding("right", "step(1)", "fwd", key_display="→", priority=True),
-    Binding("left_square_bracket,less_than_sign", "speed(-1)", "slower", key_display="[",
-            priority=True),
-    Binding("right_square_bracket,greater_than_sign", "speed(1)", "faster", key_display="]",
-            priority=True),
+    Binding("left_square_bracket,less_than_sign", "speed(-1)", "slower", key_display="[", priority=True),
+    Binding("right_square_bracket,greater_than_sign", "speed(1)", "faster", key_display="]", priority=True),
     Binding("home", "seek(0)", "start", priority=True),
     Binding("end", "seek(-1)", "end", priority=True),
     Binding("shift+left", "jump('-10s')", "-10 s", show=False, priority=True),
@@ -170,8 +168,11 @@ class ReplayDriver:
         elif feed.index is not None:
             self._indexing()
         elif not feed.complete:
-            self.view.notify(f"the recording was cut off (no closing ']'): replaying its "
-                             f"{len(feed.samples)} complete samples", severity="warning", timeout=6)
+            self.view.notify(
+                f"the recording was cut off (no closing ']'): replaying its {len(feed.samples)} complete samples",
+                severity="warning",
+                timeout=6,
+            )
         if not feed.paused:
             self.play()
 
@@ -254,8 +255,7 @@ class ReplayDriver:
                 return
             offset = parse_offset(text, self.feed.position().duration_s)
             if offset is None:
-                self.view.notify(f"cannot read {text.strip()!r} as a time: {HINT}", severity="warning",
-                                 timeout=5)
+                self.view.notify(f"cannot read {text.strip()!r} as a time: {HINT}", severity="warning", timeout=5)
                 return
             self.jump(self.feed.index_of(offset))
 
@@ -269,8 +269,7 @@ class ReplayDriver:
         if not index.done:
             size = index.stream.size
             share = index.read / size * 100 if size else 100.0
-            self.view.notify(f"indexing the recording: {share:.0f} % of {size / 1e6:,.0f} MB "
-                             f"({len(index):,} samples so far)", timeout=2)
+            self.view.notify(f"indexing the recording: {share:.0f} % of {size / 1e6:,.0f} MB ({len(index):,} samples so far)", timeout=2)
             self.view.show_position()
             return
         if self._index_timer is not None:
@@ -278,11 +277,14 @@ class ReplayDriver:
             self._index_timer = None
         self.view.show_position()
         if index.error:
-            self.view.notify(f"the recording is readable only up to sample {len(index):,}: "
-                             f"{index.error}", severity="error", timeout=10)
+            self.view.notify(f"the recording is readable only up to sample {len(index):,}: {index.error}", severity="error", timeout=10)
         elif not self.feed.complete:
-            self.view.notify(f"the recording was cut off (no closing ']'): replaying its "
-                             f"{len(index):,} complete samples", severity="warning", timeout=6)
+            self.view.notify(
+                f"the recording was cut off (no closing ']'): replaying its {len(index):,} complete samples", severity="warning", timeout=6
+            )
         if index.unreadable:
-            self.view.notify(f"{index.unreadable:,} time stamps are no time: their events left out "
-                             "(the rest of the recording is replayed)", severity="warning", timeout=6)
+            self.view.notify(
+                f"{index.unreadable:,} time stamps are no time: their events left out (the rest of the recording is replayed)",
+                severity="warning",
+                timeout=6,
+            )

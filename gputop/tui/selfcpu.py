@@ -16,9 +16,12 @@ class SelfCpu:
     the window has passed gives the last figure again (None until there is one).
     """
 
-    def __init__(self, cpu_clock: Callable[[], float] = time.process_time,
-                 wall_clock: Callable[[], float] = time.monotonic,
-                 window_s: float = OWN_CPU_WINDOW_S) -> None:
+    def __init__(
+        self,
+        cpu_clock: Callable[[], float] = time.process_time,
+        wall_clock: Callable[[], float] = time.monotonic,
+        window_s: float = OWN_CPU_WINDOW_S,
+    ) -> None:
         self._cpu_clock, self._wall_clock = cpu_clock, wall_clock
         self._window_s = window_s
         self._last: tuple[float, float] | None = None

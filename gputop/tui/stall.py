@@ -22,8 +22,9 @@ class StallWatch:
     every STALL_EVERY_S while none does; ``on_stall(None)`` when one comes back or the watch
     stops. Runs on the event loop it is first ``heard()`` on."""
 
-    def __init__(self, interval_s: Callable[[], float], on_stall: Callable[[float | None], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, interval_s: Callable[[], float], on_stall: Callable[[float | None], None], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._interval_s, self._on_stall, self._clock = interval_s, on_stall, clock
         self._last = 0.0  # the last tick back
         self._tick_at = 0.0  # the next tick is due then

@@ -86,9 +86,16 @@ class LiveFeed:
     kind = "live"
     now_label = "now"  # the charts' right edge
 
-    def __init__(self, sampler: SupportsSample | None, interval_s: float = 1.0, *,
-                 workload: SupportsPoll | None = None, host: str | None = None,
-                 paused: bool = False, history: History | None = None) -> None:
+    def __init__(
+        self,
+        sampler: SupportsSample | None,
+        interval_s: float = 1.0,
+        *,
+        workload: SupportsPoll | None = None,
+        host: str | None = None,
+        paused: bool = False,
+        history: History | None = None,
+    ) -> None:
         self.sampler = sampler
         self.guarded = None if sampler is None else Guarded(sampler)
         self.ticker = Ticker(interval_s)
@@ -164,10 +171,18 @@ class ReplayFeed:
     kind = "replay"
     now_label = "cursor"
 
-    def __init__(self, samples: Sequence[Sample], *, host: str = "", complete: bool = True,
-                 speed: float = 1.0, playing: bool = True, history_points: int = REPLAY_HISTORY_POINTS,
-                 clock: Callable[[], float] = time.monotonic,
-                 workload: SupportsPoll | None = None) -> None:
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        *,
+        host: str = "",
+        complete: bool = True,
+        speed: float = 1.0,
+        playing: bool = True,
+        history_points: int = REPLAY_HISTORY_POINTS,
+        clock: Callable[[], float] = time.monotonic,
+        workload: SupportsPoll | None = None,
+    ) -> None:
         from gputop.trace.index import SampleIndex
 
         if not samples:
@@ -261,9 +276,15 @@ class ReplayFeed:
 
     def position(self) -> ReplayPosition:
         i, ts = self.cursor, self._ts
-        return ReplayPosition(index=i, count=len(ts), offset_s=(ts[i] - ts[0]) / 1e9,
-                              duration_s=(ts[-1] - ts[0]) / 1e9, ts_ns=ts[i], speed=self.speed,
-                              complete=self.complete)
+        return ReplayPosition(
+            index=i,
+            count=len(ts),
+            offset_s=(ts[i] - ts[0]) / 1e9,
+            duration_s=(ts[-1] - ts[0]) / 1e9,
+            ts_ns=ts[i],
+            speed=self.speed,
+            complete=self.complete,
+        )
 
     def play(self) -> bool:
         """Start playing (from the start again at the end); True where that seek rebuilt the

@@ -61,7 +61,7 @@ def item(*pieces: str | Piece) -> Item:
 
 
 def field(st: Styles, label: str, value: str, *rest: str | Piece) -> Item:
-    """"label value ...": the label dim, the value emphasised, extra pieces as given."""
+    """ "label value ...": the label dim, the value emphasised, extra pieces as given."""
     out: list[Piece] = [(label + " ", st.style_of("panel--label"))] if label else []
     if value:
         out.append((value, st.style_of("panel--value")))
@@ -139,16 +139,23 @@ def pack(blocks: Iterable[Sequence[Item] | Rows], width: int) -> list[Line]:
 
 # -- the CPU panel --------------------------------------------------------------------------------
 
-def cpu_lines(cpu: CpuSample | None, width: int, st: Styles, *, show_freq: bool = False,
-              job_cores: frozenset[int] = frozenset(), max_grid_rows: int = GRID_ROWS) -> list[Line]:
+
+def cpu_lines(
+    cpu: CpuSample | None,
+    width: int,
+    st: Styles,
+    *,
+    show_freq: bool = False,
+    job_cores: frozenset[int] = frozenset(),
+    max_grid_rows: int = GRID_ROWS,
+) -> list[Line]:
     """Per-core cells (utilization, or frequency with ``show_freq``), then the totals; the
     cores in ``job_cores`` marked."""
     if cpu is None:
         return [item(("waiting for the first sample", st.style_of("panel--dim")))]
     width = max(width, 10)
     n = len(cpu.core_util_pct)
-    busy = item((f"{cpu.busy_cores:.1f} of {n} cores busy", st.style_of("panel--value")),
-                f" ({fmt.pct(cpu.cpu_util_pct)})")
+    busy = item((f"{cpu.busy_cores:.1f} of {n} cores busy", st.style_of("panel--value")), f" ({fmt.pct(cpu.cpu_util_pct)})")
     first = [busy, field(st, "load", fmt.num(cpu.load1, 2))]
     if job_cores:
         first.append(item(("job's cores underlined", st.style_of("cpu--job"))))
@@ -158,14 +165,12 @@ def cpu_lines(cpu: CpuSample | None, width: int, st: Styles, *, show_freq: bool 
     blocks: list[list[Item] | Rows] = [
         first,
         _cpu_grid(cpu, width, st, show_freq, job_cores, max_grid_rows),
-        [field(st, "RAM", fmt.used_total(cpu.ram_used_bytes, cpu.ram_total_bytes)),
-         field(st, "package power", fmt.watts(cpu.cpu_power_w))],
+        [field(st, "RAM", fmt.used_total(cpu.ram_used_bytes, cpu.ram_total_bytes)), field(st, "package power", fmt.watts(cpu.cpu_power_w))],
     ]
     return pack(blocks, width)
 
 
-def _cpu_grid(cpu: CpuSample, width: int, st: Styles, show_freq: bool, job: frozenset[int],
-              max_grid_rows: int) -> Rows:
+def _cpu_grid(cpu: CpuSample, width: int, st: Styles, show_freq: bool, job: frozenset[int], max_grid_rows: int) -> Rows:
     """Four-column cells while they fit in ``max_grid_rows``; else one block glyph per core."""
     n = len(cpu.core_util_pct)
     per_row = max(1, (width + 1) // (WIDE_CELL + 1))
@@ -187,7 +192,7 @@ def _cpu_grid(cpu: CpuSample, width: int, st: Styles, show_freq: bool, job: froz
     sep = (" ", None)
     rows: list[Line] = []
     for i in range(0, n, per_row):
-        row = cells_[i:i + per_row]
+        row = cells_[i : i + per_row]
         rows.append(item(*(p for cell in row for p in (sep, cell)))[1:] if wide else item(*row))
     return Rows(rows)
 
@@ -198,17 +203,18 @@ def cpu_subtitle(show_freq: bool) -> str:
 
 # -- a GPU's full panel ---------------------------------------------------------------------------
 
+
 def short_name(name: str) -> str:
     return name.removeprefix("NVIDIA ").removeprefix("Tesla ")
 
 
 def gpu_title(gpu: GpuSample) -> str:
-    """"GPU0 H100 80GB HBM3": the panel's border title (plain text, not markup)."""
+    """ "GPU0 H100 80GB HBM3": the panel's border title (plain text, not markup)."""
     return f"GPU{gpu.info.index} {short_name(gpu.info.name)}"
 
 
 def sms_active_text(gpu: GpuSample) -> str | None:
-    """"118 of 132 SMs active", or None without GPM."""
+    """ "118 of 132 SMs active", or None without GPM."""
     n = gpu.sms_active
     return None if n is None else f"{n:.0f} of {gpu.info.sm_count} SMs active"
 
@@ -226,8 +232,7 @@ def panel_subtitle(gpu: GpuSample) -> str:
     """What the device is, under its panel: "Hopper · PCIe 5x16" (the link as at start; with
     its most where it had trained below it: "PCIe 1x16 (max 4x16)")."""
     info = gpu.info
-    link = fmt.pcie_links(info.pcie_link_gen, info.pcie_link_width, info.pcie_link_gen_max,
-                          info.pcie_link_width_max)
+    link = fmt.pcie_links(info.pcie_link_gen, info.pcie_link_width, info.pcie_link_gen_max, info.pcie_link_width_max)
     parts = [info.architecture or "", "" if link == fmt.NA else f"PCIe {link}"]
     return " · ".join(p for p in parts if p)
 
@@ -247,10 +252,12 @@ def _gpu_blocks(gpu: GpuSample, width: int, st: Styles, energy_j: float | None) 
         return field(st, label, value, *rest)
 
     sms = sms_active_text(gpu)
-    head = (item((sms, st.style_of("panel--value")), f" ({fmt.pct(gpu.sm_active_pct)})") if sms
-            else f("SM activity", "n/a", (f" ({_sm_gap(gpu)})", st.style_of("panel--dim"))))
-    blocks: list[list[Item] | Rows] = [[head, f("NVML util", fmt.pct(gpu.gpu_util_pct)),
-                                        f("tensor", fmt.pct(gpu.tensor_active_pct))]]
+    head = (
+        item((sms, st.style_of("panel--value")), f" ({fmt.pct(gpu.sm_active_pct)})")
+        if sms
+        else f("SM activity", "n/a", (f" ({_sm_gap(gpu)})", st.style_of("panel--dim")))
+    )
+    blocks: list[list[Item] | Rows] = [[head, f("NVML util", fmt.pct(gpu.gpu_util_pct)), f("tensor", fmt.pct(gpu.tensor_active_pct))]]
     grid = _sm_grid(gpu, width, st)
     if grid is not None:
         blocks.append(grid)
@@ -261,16 +268,25 @@ def _gpu_blocks(gpu: GpuSample, width: int, st: Styles, energy_j: float | None) 
     mem_pct = fmt.ratio(gpu.mem_used_bytes, gpu.mem_total_bytes)
     power_pct = fmt.ratio(gpu.power_w, gpu.power_limit_w)
     blocks += [
-        [f("DRAM", fmt.rate(gpu.dram_bw_bytes_per_s), f" {fmt.pct(gpu.dram_bw_util_pct)} of {fmt.rate(peak)}"),
-         f("memory", fmt.used_total(gpu.mem_used_bytes, gpu.mem_total_bytes), f" ({fmt.pct(mem_pct)})")],
-        [f("power", fmt.watts(gpu.power_w), f" of {fmt.watts(gpu.power_limit_w)} ({fmt.pct(power_pct)})"),
-         f("energy", fmt.joules(energy_j), " since start")],
-        [f("clocks SM", fmt.mhz(gpu.sm_clock_mhz), f", mem {fmt.mhz(gpu.mem_clock_mhz)}"),
-         f("temp", fmt.celsius(gpu.temp_c)), f("fan", fmt.pct(gpu.fan_pct)),
-         f("pstate", "n/a" if gpu.pstate is None else f"P{gpu.pstate}")],
+        [
+            f("DRAM", fmt.rate(gpu.dram_bw_bytes_per_s), f" {fmt.pct(gpu.dram_bw_util_pct)} of {fmt.rate(peak)}"),
+            f("memory", fmt.used_total(gpu.mem_used_bytes, gpu.mem_total_bytes), f" ({fmt.pct(mem_pct)})"),
+        ],
+        [
+            f("power", fmt.watts(gpu.power_w), f" of {fmt.watts(gpu.power_limit_w)} ({fmt.pct(power_pct)})"),
+            f("energy", fmt.joules(energy_j), " since start"),
+        ],
+        [
+            f("clocks SM", fmt.mhz(gpu.sm_clock_mhz), f", mem {fmt.mhz(gpu.mem_clock_mhz)}"),
+            f("temp", fmt.celsius(gpu.temp_c)),
+            f("fan", fmt.pct(gpu.fan_pct)),
+            f("pstate", "n/a" if gpu.pstate is None else f"P{gpu.pstate}"),
+        ],
         [f("throttle", fmt.reasons(gpu.clock_event_reasons))],
-        [f("PCIe", f"↑{fmt.rate(gpu.pcie_tx_bytes_per_s)} ↓{fmt.rate(gpu.pcie_rx_bytes_per_s)}"),
-         f("NVLink", f"↑{fmt.rate(gpu.nvlink_tx_bytes_per_s)} ↓{fmt.rate(gpu.nvlink_rx_bytes_per_s)}")],
+        [
+            f("PCIe", f"↑{fmt.rate(gpu.pcie_tx_bytes_per_s)} ↓{fmt.rate(gpu.pcie_rx_bytes_per_s)}"),
+            f("NVLink", f"↑{fmt.rate(gpu.nvlink_tx_bytes_per_s)} ↓{fmt.rate(gpu.nvlink_rx_bytes_per_s)}"),
+        ],
     ]
     return blocks
 
@@ -287,8 +303,7 @@ def _sm_grid(gpu: GpuSample, width: int, st: Styles) -> Rows | None:
     lines = []
     for start in range(0, count, per_row):
         end = min(start + per_row, count)
-        lines.append(item((SM_ON * (max(0, min(on, end) - start)), sm_on),
-                          (SM_OFF * (end - max(on, start) if end > on else 0), sm_off)))
+        lines.append(item((SM_ON * (max(0, min(on, end) - start)), sm_on), (SM_OFF * (end - max(on, start) if end > on else 0), sm_off)))
     return Rows(lines)
 
 
@@ -309,6 +324,7 @@ def no_gpu_lines(reason: str, width: int, st: Styles) -> list[Line]:
 
 
 # -- the header -----------------------------------------------------------------------------------
+
 
 def fit_parts(line: Line, forms: list[tuple[list[Item], bool]], width: int) -> Line:
     """``line``, then each part's first form that fits in ``width`` (with three spaces before
@@ -333,14 +349,19 @@ def header_start(st: Styles, host: str) -> Line:
     return line + item((f" {host}", st.style_of("panel--label"))) if host else line
 
 
-def live_header_parts(st: Styles, state_forms: list[Item], interval_s: float, selected_gpu: int | None,
-                      sort_label: str, own_cpu_pct: float | None) -> list[tuple[list[Item], bool]]:
+def live_header_parts(
+    st: Styles, state_forms: list[Item], interval_s: float, selected_gpu: int | None, sort_label: str, own_cpu_pct: float | None
+) -> list[tuple[list[Item], bool]]:
     """The live view's header after "gputop host": its state (each form, longest first), the
     pace, the selected GPU and the process table's sort (neither where there is no GPU: the
     GPU panel says why, once), gputop's own CPU and the help key."""
-    return [(state_forms, True), ([field(st, "every", f"{interval_s:g} s")], False),
-            *(([p], False) for p in gpu_parts(st, selected_gpu, sort_label)),
-            ([field(st, "own CPU", fmt.pct(own_cpu_pct, 1))], False), ([help_part(st)], False)]
+    return [
+        (state_forms, True),
+        ([field(st, "every", f"{interval_s:g} s")], False),
+        *(([p], False) for p in gpu_parts(st, selected_gpu, sort_label)),
+        ([field(st, "own CPU", fmt.pct(own_cpu_pct, 1))], False),
+        ([help_part(st)], False),
+    ]
 
 
 def gpu_parts(st: Styles, selected_gpu: int | None, sort_label: str) -> list[Item]:

@@ -59,12 +59,13 @@ class WorkloadTimeline:
         self._out_ns: list[int] = []  # the output lines' times, in time order, and the lines
         self._out: list[str] = []
         interval = header.settings.get("interval_s")
-        self._reach_ns = (round(interval * 1e9) if isinstance(interval, (int, float))
-                          and not isinstance(interval, bool) and interval > 0 else 0)
+        self._reach_ns = (
+            round(interval * 1e9) if isinstance(interval, (int, float)) and not isinstance(interval, bool) and interval > 0 else 0
+        )
 
     def _take_in(self) -> None:
         events = self.source.events
-        new = events[self._seen:len(events)]
+        new = events[self._seen : len(events)]
         self._seen += len(new)
         if not new:
             return
@@ -89,7 +90,7 @@ class WorkloadTimeline:
                 if ph == "B":
                     self._open.append(name)
                 elif name in self._open:  # closes the innermost of its name, and those inside it
-                    del self._open[len(self._open) - 1 - self._open[::-1].index(name):]
+                    del self._open[len(self._open) - 1 - self._open[::-1].index(name) :]
                 self._phase_ns.append(at)
                 self._phase_after.append(self._open[-1] if self._open else None)
 
@@ -139,7 +140,7 @@ class WorkloadTimeline:
         # output up to the cursor; once the run is over there, up to its end (its last words)
         over = [mark[0] for mark, seen in ((self.exit, exit_), (self.end, end)) if mark is not None and seen is not None]
         shown = bisect.bisect_right(self._out_ns, max([at, *over]))
-        done = self.steps[max(0, k - RECENT_STEPS):k]
+        done = self.steps[max(0, k - RECENT_STEPS) : k]
         last = done[-1] if done else None
         window = rates.window(done)
         flops, peak = start.flops_per_step, start.peak_flops
@@ -153,25 +154,38 @@ class WorkloadTimeline:
             error, ended = end.error, self.end[0]
         p = bisect.bisect_right(self._phase_ns, at) - 1
         phase = self._phase_after[p] if p >= 0 and status == "running" else None
-        losses = tuple(s.loss for s in self.steps[max(0, k - RECENT_LOSSES):k] if s.loss is not None)
+        losses = tuple(s.loss for s in self.steps[max(0, k - RECENT_LOSSES) : k] if s.loss is not None)
         return WorkloadState(
-            name=self.name, argv=self.argv, pid=self.pid, status=status, returncode=returncode,
+            name=self.name,
+            argv=self.argv,
+            pid=self.pid,
+            status=status,
+            returncode=returncode,
             started_ns=started if isinstance(started, int) else at,
             # whether the workload reports progress at all (not "yet": before its first event too)
-            ended_ns=ended if ended is not None else at, events=self.start is not None or bool(self.steps),
-            device=start.device, device_name=start.device_name,
-            precision=start.precision, batch_size=start.batch_size,
-            sample_unit=start.sample_unit or "samples", flops_per_step=flops,
+            ended_ns=ended if ended is not None else at,
+            events=self.start is not None or bool(self.steps),
+            device=start.device,
+            device_name=start.device_name,
+            precision=start.precision,
+            batch_size=start.batch_size,
+            sample_unit=start.sample_unit or "samples",
+            flops_per_step=flops,
             tokens_per_sample=start.tokens_per_sample,
-            peak_flops=peak, peak_flops_source=start.peak_flops_source,
+            peak_flops=peak,
+            peak_flops_source=start.peak_flops_source,
             steps_planned=start.steps_planned,
             step=None if last is None else last.step,
-            samples_per_s=live.samples_per_s, tflops=live.tflops, mfu_pct=live.mfu_pct,
-            loss=None if last is None else last.loss, losses=losses,
+            samples_per_s=live.samples_per_s,
+            tflops=live.tflops,
+            mfu_pct=live.mfu_pct,
+            loss=None if last is None else last.loss,
+            losses=losses,
             joules_per_step=self._counter_at("joules_per_step", at),
-            recent_steps=tuple(done), error=error, pids=frozenset({self.pid}),
-            output_tail=tuple(self._out[max(0, shown - OUTPUT_LINES):shown]),
+            recent_steps=tuple(done),
+            error=error,
+            pids=frozenset({self.pid}),
+            output_tail=tuple(self._out[max(0, shown - OUTPUT_LINES) : shown]),
             phase=phase,
             last_step_age_s=None if last is None else max(0.0, (min(at, ended or at) - last.ts_ns) / 1e9),
         )
-

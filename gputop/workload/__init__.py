@@ -34,5 +34,5 @@ def __getattr__(name: str) -> object:
         return Workload
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__all__ = ["BUNDLED", "Workload", "WorkloadError", "WorkloadMark", "WorkloadState", "WorkloadStep",
-           "resolve", "signal_name"]
+
+__all__ = ["BUNDLED", "Workload", "WorkloadError", "WorkloadMark", "WorkloadState", "WorkloadStep", "resolve", "signal_name"]

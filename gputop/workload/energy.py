@@ -79,7 +79,8 @@ class EnergyCurve:
             return None
         for gpu in sample.gpus:
             if key == ("index", str(gpu.info.index)) or (
-                    key[0] == "uuid" and gpu.info.uuid and gpu.info.uuid.lower().startswith(key[1].lower())):
+                key[0] == "uuid" and gpu.info.uuid and gpu.info.uuid.lower().startswith(key[1].lower())
+            ):
                 if gpu is self._last_gpu_reading:  # not read again since (GPUs: every ~0.1 s):
                     return None  # its time is the sample that first carried it
                 self._last_gpu_reading = gpu

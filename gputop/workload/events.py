@@ -109,11 +109,18 @@ class EventReader:
             return None
         wait = number(e.get("data_wait_s")) if auto else None
         self.steps_source = "auto" if auto else "events"
-        return WorkloadStep(step=step, samples=samples, loss=number(loss), wall_s=wall, ts_ns=ts_ns,
-                            source="auto" if auto else "events",
-                            data_wait_s=wait if wait is None or wait >= 0 else None,
-                            waits=_waits(e.get("waits")) if auto else (),
-                            pid=whole(e.get("pid"), 1), rank=whole(e.get("rank")))
+        return WorkloadStep(
+            step=step,
+            samples=samples,
+            loss=number(loss),
+            wall_s=wall,
+            ts_ns=ts_ns,
+            source="auto" if auto else "events",
+            data_wait_s=wait if wait is None or wait >= 0 else None,
+            waits=_waits(e.get("waits")) if auto else (),
+            pid=whole(e.get("pid"), 1),
+            rank=whole(e.get("rank")),
+        )
 
     def _hello(self, e: dict[str, Any], ts_ns: int) -> WorkloadMark | None:
         pid = whole(e.get("pid"), 1)
@@ -132,19 +139,23 @@ class EventReader:
             if self.reported:
                 return None
             self.start = {**self.start, **{k: v for k, v in self._facts(e).items() if v is not None}}
-            return WorkloadMark("start", ts_ns, name=self.name,
-                                args={"source": "auto", **{k: v for k, v in self.start.items() if v is not None}})
+            return WorkloadMark(
+                "start", ts_ns, name=self.name, args={"source": "auto", **{k: v for k, v in self.start.items() if v is not None}}
+            )
         self.reported = True
         self.start = self._facts(e)
-        return WorkloadMark("start", ts_ns, name=self.name,
-                            args={"source": "events", **{k: v for k, v in self.start.items() if v is not None}})
+        return WorkloadMark(
+            "start", ts_ns, name=self.name, args={"source": "events", **{k: v for k, v in self.start.items() if v is not None}}
+        )
 
     def _facts(self, e: dict[str, Any]) -> dict[str, Any]:
         source = e.get("peak_flops_source")
         return {
-            "device": text(e.get("device")), "device_name": text(e.get("device_name")),
+            "device": text(e.get("device")),
+            "device_name": text(e.get("device_name")),
             "device_uuid": text(e.get("device_uuid")),
-            "precision": text(e.get("precision")), "batch_size": whole(e.get("batch_size"), 1),
+            "precision": text(e.get("precision")),
+            "batch_size": whole(e.get("batch_size"), 1),
             "sample_unit": text(e.get("sample_unit")) or "samples",
             "tokens_per_sample": whole(e.get("tokens_per_sample"), 1),
             "flops_per_step": number(e.get("flops_per_step"), positive=True),

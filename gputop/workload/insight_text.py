@@ -16,9 +16,11 @@ def lines(w: dict[str, Any]) -> list[str]:
         return []
     sps, p50, p95, share = w["steps_per_s"], w["step_time_s_p50"], w["step_time_s_p95"], w["data_wait_share"]
     source = {"auto": "detected by gputop's hooks", "events": "reported by the workload"}.get(w["steps_source"] or "")
-    lines = [f"  steps       {fmt.NA if sps is None else f'{fmt.amount(sps)}/s'}" + (f" ({source})" if source else ""),
-             f"  step p50    {fmt.step_time(p50)}   p95 {fmt.step_time(p95)}",
-             f"  data wait   {fmt.NA if share is None else f'{100 * share:.0f} % of step time'}"]
+    lines = [
+        f"  steps       {fmt.NA if sps is None else f'{fmt.amount(sps)}/s'}" + (f" ({source})" if source else ""),
+        f"  step p50    {fmt.step_time(p50)}   p95 {fmt.step_time(p95)}",
+        f"  data wait   {fmt.NA if share is None else f'{100 * share:.0f} % of step time'}",
+    ]
     job = w.get("job") or {}
     cpu, cores = job.get("cpu_pct"), job.get("cores")
     if cpu is not None or cores:
@@ -26,8 +28,7 @@ def lines(w: dict[str, Any]) -> list[str]:
         workers = f", {job['workers']} worker processes" if job.get("workers") else ""
         lines.append(f"  job CPU     {fmt.NA if cpu is None else f'{cpu / 100:.2f} cores'}{where}{workers}")
     v = w["verdict"]
-    lines.append(f"  verdict     {v['kind'].replace('_', '-')}: {v['evidence']}"
-                 + (f". {v['suggestion']}." if v.get("suggestion") else ""))
+    lines.append(f"  verdict     {v['kind'].replace('_', '-')}: {v['evidence']}" + (f". {v['suggestion']}." if v.get("suggestion") else ""))
     lines.append(f"  placement   {placement_text(w.get('placement'))}")
     if w.get("output_tail"):
         lines.append(f"  output ({w['output_lines']} lines, the last {len(w['output_tail'])}):")
@@ -42,6 +43,8 @@ def placement_text(p: dict[str, Any] | None) -> str:
     if p["warning"]:
         return f"⚠ {p['warning']}"
     near = 1.0 - (p["far_share"] or 0.0)
-    return (f"{100 * near:.0f} % of the job's {p['cpu_s']:.1f} s of CPU time ran near "
-            f"{placement.gpu_label(p['gpus'])} (CPUs {p['near_cpus']}; GPUs from "
-            f"{placement.GPUS_FROM.get(p['gpus_from'], p['gpus_from'])})")
+    return (
+        f"{100 * near:.0f} % of the job's {p['cpu_s']:.1f} s of CPU time ran near "
+        f"{placement.gpu_label(p['gpus'])} (CPUs {p['near_cpus']}; GPUs from "
+        f"{placement.GPUS_FROM.get(p['gpus_from'], p['gpus_from'])})"
+    )

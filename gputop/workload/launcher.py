@@ -52,10 +52,19 @@ class Workload:
 
     resolve = staticmethod(resolve)
 
-    def __init__(self, target: str, args: Sequence[str] = (), *, env: Mapping[str, str] | None = None,
-                 cwd: str | None = None, output_lines: int = OUTPUT_LINES,
-                 keep_steps: int = RECENT_STEPS, collect: bool = False,
-                 clock_ns: Callable[[], int] = time.time_ns, instrument: bool = True) -> None:
+    def __init__(
+        self,
+        target: str,
+        args: Sequence[str] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        output_lines: int = OUTPUT_LINES,
+        keep_steps: int = RECENT_STEPS,
+        collect: bool = False,
+        clock_ns: Callable[[], int] = time.time_ns,
+        instrument: bool = True,
+    ) -> None:
         self.name, command = resolve(target, cwd)
         self.argv: tuple[str, ...] = (*command, *args)
         self.instrumented = instrument and not (target in BUNDLED and command[1:2] == ("-m",))
@@ -310,11 +319,18 @@ class Workload:
         """The job's placement, worked out again only when what it is drawn from changed (the
         job's CPU time is read about every second; a poll may come at 100 Hz)."""
         sample = self._sample
-        key = (id(self._job), frozenset(self._gpus_seen), start.get("device"), start.get("device_uuid"),
-               None if sample is None else tuple(id(g.info) for g in sample.gpus))
+        key = (
+            id(self._job),
+            frozenset(self._gpus_seen),
+            start.get("device"),
+            start.get("device_uuid"),
+            None if sample is None else tuple(id(g.info) for g in sample.gpus),
+        )
         if key != self._placed[0]:
-            self._placed = (key, insight.live_placement(sample, self._gpus_seen, start.get("device"),
-                                                        start.get("device_uuid"), self._env, self._core_cpu_s))
+            self._placed = (
+                key,
+                insight.live_placement(sample, self._gpus_seen, start.get("device"), start.get("device_uuid"), self._env, self._core_cpu_s),
+            )
         return self._placed[1]
 
     def _snapshot(self) -> WorkloadState:
@@ -335,32 +351,48 @@ class Workload:
         now_ns = self._ended_ns if self._ended_ns is not None else self._clock_ns()
         phases = self._reader.phases
         self._state = WorkloadState(
-            name=self.name, argv=self.argv, pid=self._group.pid, status=status,
+            name=self.name,
+            argv=self.argv,
+            pid=self._group.pid,
+            status=status,
             returncode=self._group.returncode,
-            started_ns=self._started_ns, ended_ns=self._ended_ns, events=self._reader.read > 0,
-            device=start.get("device"), device_name=start.get("device_name"),
-            precision=start.get("precision"), batch_size=start.get("batch_size"),
-            sample_unit=start.get("sample_unit") or "samples", tokens_per_sample=start.get("tokens_per_sample"),
-            flops_per_step=start.get("flops_per_step"), peak_flops=start.get("peak_flops"),
+            started_ns=self._started_ns,
+            ended_ns=self._ended_ns,
+            events=self._reader.read > 0,
+            device=start.get("device"),
+            device_name=start.get("device_name"),
+            precision=start.get("precision"),
+            batch_size=start.get("batch_size"),
+            sample_unit=start.get("sample_unit") or "samples",
+            tokens_per_sample=start.get("tokens_per_sample"),
+            flops_per_step=start.get("flops_per_step"),
+            peak_flops=start.get("peak_flops"),
             peak_flops_source=start.get("peak_flops_source"),
             steps_planned=start.get("steps_planned"),
             step=None if last is None else last.step,
-            samples_per_s=live.samples_per_s, tflops=live.tflops, mfu_pct=live.mfu_pct,
-            loss=None if last is None else last.loss, losses=tuple(self._losses),
+            samples_per_s=live.samples_per_s,
+            tflops=live.tflops,
+            mfu_pct=live.mfu_pct,
+            loss=None if last is None else last.loss,
+            losses=tuple(self._losses),
             joules_per_step=rates.joules_per_step(window) if self._ended_ns is None else self._run.joules_per_step,
-            recent_steps=tuple(self._steps), error=error, pids=self._pids,
-            output_tail=output, phase=phases[-1] if phases else None,
+            recent_steps=tuple(self._steps),
+            error=error,
+            pids=self._pids,
+            output_tail=output,
+            phase=phases[-1] if phases else None,
             events_ignored=self._reader.ignored + (self._events.dropped if self._events else 0),
             last_step_age_s=None if last is None else max(0.0, (now_ns - last.ts_ns) / 1e9),
-            kill_in_s=None if status != "stopping" or self._kill_at is None
-            else max(0.0, self._kill_at - time.monotonic()),
+            kill_in_s=None if status != "stopping" or self._kill_at is None else max(0.0, self._kill_at - time.monotonic()),
             steps_source=self._reader.steps_source,
             # over the steps the verdict is drawn from, so the two agree
             data_wait_share=rates.data_wait_share(insight.measured(self._steps) or list(self._steps)),
             job=self._job,
-            verdict=insight.live_verdict(tuple(self._steps), start.get("device"), self._job, self._sample,
-                                         self._env, start.get("device_uuid")) if self._steps else None,
+            verdict=insight.live_verdict(
+                tuple(self._steps), start.get("device"), self._job, self._sample, self._env, start.get("device_uuid")
+            )
+            if self._steps
+            else None,
             placement=self._placement(start),
         )
         return self._state
-

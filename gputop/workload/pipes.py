@@ -36,8 +36,9 @@ class OutputLines:
         self._threads: list[threading.Thread] = []
 
     def follow(self, stream: IO[bytes], is_stderr: bool) -> None:
-        thread = threading.Thread(target=self._read, args=(stream, is_stderr), daemon=True,
-                                  name=f"workload-{'stderr' if is_stderr else 'stdout'}")
+        thread = threading.Thread(
+            target=self._read, args=(stream, is_stderr), daemon=True, name=f"workload-{'stderr' if is_stderr else 'stdout'}"
+        )
         thread.start()
         self._threads.append(thread)
 

@@ -17,8 +17,11 @@ from gputop.model import GpuInfo, GpuSample, Placement
 
 FAR_SHARE = 0.5  # "most": more than half of the job's CPU time on CPUs not near its GPUs
 MIN_CPU_S = 1.0  # below this much CPU time in all, no warning (too little to tell)
-GPUS_FROM = {"processes": "its GPU processes", "device": "the device it announced",
-             "all": "every GPU: which is the job's could not be told"}
+GPUS_FROM = {
+    "processes": "its GPU processes",
+    "device": "the device it announced",
+    "all": "every GPU: which is the job's could not be told",
+}
 
 
 def job_gpus(gpus: Iterable[GpuSample], pids: Collection[int]) -> set[int]:
@@ -26,8 +29,9 @@ def job_gpus(gpus: Iterable[GpuSample], pids: Collection[int]) -> set[int]:
     return {g.info.index for g in gpus if g.processes and any(p.pid in pids for p in g.processes)}
 
 
-def choose(infos: Sequence[GpuInfo], seen: Collection[int], device: str | None,
-           device_gpu: int | None) -> tuple[tuple[int, ...], str] | None:
+def choose(
+    infos: Sequence[GpuInfo], seen: Collection[int], device: str | None, device_gpu: int | None
+) -> tuple[tuple[int, ...], str] | None:
     """(the job's GPUs, how they were told), or None for a job on the CPU."""
     if seen:
         return tuple(sorted(seen)), "processes"
@@ -44,8 +48,7 @@ def add(total: dict[int, float], core_cpu_s: Iterable[tuple[int, float]]) -> Non
         total[core] = total.get(core, 0.0) + seconds
 
 
-def place(infos: Sequence[GpuInfo], gpus: Sequence[int], gpus_from: str,
-          core_cpu_s: Mapping[int, float]) -> Placement | None:
+def place(infos: Sequence[GpuInfo], gpus: Sequence[int], gpus_from: str, core_cpu_s: Mapping[int, float]) -> Placement | None:
     """The job's CPU time near and far from ``gpus``; None where NVML gave none of them a CPU
     affinity or the job has used no CPU time yet."""
     by_index = {i.index: i for i in infos}
@@ -59,11 +62,19 @@ def place(infos: Sequence[GpuInfo], gpus: Sequence[int], gpus_from: str,
     label = gpu_label([i.index for i in known])
     warning = None
     if cpu_s >= MIN_CPU_S and far_s / cpu_s > FAR_SHARE:
-        warning = (f"{100 * far_s / cpu_s:.0f} % of the job's CPU time ran on CPUs {fmt.core_ranges(far_cores)}, "
-                   f"not near {label} (near: CPUs {fmt.core_ranges(near)}; GPUs from "
-                   f"{GPUS_FROM.get(gpus_from, gpus_from)}). Pin it near: taskset -c {fmt.core_ranges(near)}")
-    return Placement(gpus=tuple(i.index for i in known), gpus_from=gpus_from, near_cpus=tuple(sorted(near)),
-                     cpu_s=cpu_s, far_cpu_s=far_s, warning=warning)
+        warning = (
+            f"{100 * far_s / cpu_s:.0f} % of the job's CPU time ran on CPUs {fmt.core_ranges(far_cores)}, "
+            f"not near {label} (near: CPUs {fmt.core_ranges(near)}; GPUs from "
+            f"{GPUS_FROM.get(gpus_from, gpus_from)}). Pin it near: taskset -c {fmt.core_ranges(near)}"
+        )
+    return Placement(
+        gpus=tuple(i.index for i in known),
+        gpus_from=gpus_from,
+        near_cpus=tuple(sorted(near)),
+        cpu_s=cpu_s,
+        far_cpu_s=far_s,
+        warning=warning,
+    )
 
 
 def gpu_label(indices: Sequence[int]) -> str:
@@ -75,5 +86,12 @@ def as_dict(p: Placement | None) -> dict[str, object] | None:
     """``report --json``'s ``workload.placement``."""
     if p is None:
         return None
-    return {"gpus": list(p.gpus), "gpus_from": p.gpus_from, "near_cpus": fmt.core_ranges(p.near_cpus),
-            "cpu_s": p.cpu_s, "far_cpu_s": p.far_cpu_s, "far_share": p.far_share, "warning": p.warning}
+    return {
+        "gpus": list(p.gpus),
+        "gpus_from": p.gpus_from,
+        "near_cpus": fmt.core_ranges(p.near_cpus),
+        "cpu_s": p.cpu_s,
+        "far_cpu_s": p.far_cpu_s,
+        "far_share": p.far_share,
+        "warning": p.warning,
+    }

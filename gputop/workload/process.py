@@ -61,6 +61,7 @@ def _child_setup(prctl: Prctl | None, parent: int) -> Callable[[], None]:
             prctl(_PR_SET_PDEATHSIG, sigterm, 0, 0, 0)
             if os.getppid() != parent:  # the parent died before prctl took effect
                 os._exit(1)
+
     return in_child
 
 
@@ -75,8 +76,12 @@ class _Watchdog:
         self.proc: subprocess.Popen[bytes] | None = None
         with contextlib.suppress(OSError):  # no /bin/sh: the main process still gets PDEATHSIG
             self.proc = subprocess.Popen(
-                ["/bin/sh", "-c", _WATCHDOG, str(pgid), f"{grace_s:g}"], stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                ["/bin/sh", "-c", _WATCHDOG, str(pgid), f"{grace_s:g}"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def release(self) -> None:
         """The group is gone: the watchdog leaves without a signal (its pgid may be reused now)."""
@@ -119,17 +124,23 @@ class ProcessGroup:
     def stderr(self) -> IO[bytes] | None:
         return None if self.proc is None else self.proc.stderr
 
-    def spawn(self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None,
-              pass_fds: Sequence[int] = ()) -> None:
+    def spawn(self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, pass_fds: Sequence[int] = ()) -> None:
         """Start the child; WorkloadError (one line) if it cannot be executed."""
         prctl = _libc_prctl()
         if prctl is not None:  # orphaned grandchildren come back to us, to be reaped
             prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         try:
             self.proc = subprocess.Popen(
-                list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, pass_fds=tuple(pass_fds), start_new_session=True,
-                preexec_fn=_child_setup(prctl, os.getpid()), env=dict(env), cwd=cwd)
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=tuple(pass_fds),
+                start_new_session=True,
+                preexec_fn=_child_setup(prctl, os.getpid()),
+                env=dict(env),
+                cwd=cwd,
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             reason = getattr(exc, "strerror", None) or exc
             raise WorkloadError(f"cannot start {' '.join(argv[:3])}: {reason}") from None

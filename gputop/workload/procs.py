@@ -47,8 +47,7 @@ class JobWatch:
     """Reads the job's processes each ``read(pids)``; CPU % and cores over the time since the
     previous read."""
 
-    def __init__(self, main_pid: int, clock: Callable[[], float] = time.monotonic,
-                 proc: str = "/proc") -> None:
+    def __init__(self, main_pid: int, clock: Callable[[], float] = time.monotonic, proc: str = "/proc") -> None:
         self.main_pid = main_pid
         self._clock = clock
         self._proc = proc
@@ -107,18 +106,31 @@ class JobWatch:
             before = self._ticks.get(pid)
             cpu = None if before is None or not interval else 100.0 * (ticks[pid] - before) / _TICK / interval
             ppid = int(fields[_PPID])
-            processes.append(JobProcess(pid=pid, name=comm, role=role(pid, ppid, self.main_pid, ranks),
-                                        cpu_pct=cpu, threads=int(fields[_THREADS]),
-                                        rss_bytes=int(fields[_RSS]) * _PAGE, cores=frozenset(cores), ppid=ppid))
+            processes.append(
+                JobProcess(
+                    pid=pid,
+                    name=comm,
+                    role=role(pid, ppid, self.main_pid, ranks),
+                    cpu_pct=cpu,
+                    threads=int(fields[_THREADS]),
+                    rss_bytes=int(fields[_RSS]) * _PAGE,
+                    cores=frozenset(cores),
+                    ppid=ppid,
+                )
+            )
         busy = 100.0 * busy_ns / 1e9 / interval if interval and sched else None
         self._last_at, self._ticks, self._task_ticks, self._sched = now, ticks, task_ticks, sched
         known = [p.cpu_pct for p in processes if p.cpu_pct is not None]
         return JobUsage(
-            cpu_pct=sum(known) if known else None, main_thread_cpu_pct=main_thread,
-            main_thread_busy_pct=main_busy, busy_pct=busy,
+            cpu_pct=sum(known) if known else None,
+            main_thread_cpu_pct=main_thread,
+            main_thread_busy_pct=main_busy,
+            busy_pct=busy,
             rss_bytes=sum(p.rss_bytes for p in processes if p.rss_bytes is not None) if processes else None,
-            cores=frozenset().union(*(p.cores for p in processes)), processes=tuple(processes),
-            core_cpu_s=tuple((core, ticks / _TICK) for core, ticks in sorted(core_ticks.items())))
+            cores=frozenset().union(*(p.cores for p in processes)),
+            processes=tuple(processes),
+            core_cpu_s=tuple((core, ticks / _TICK) for core, ticks in sorted(core_ticks.items())),
+        )
 
     def _tasks(self, pid: int) -> list[int]:
         try:

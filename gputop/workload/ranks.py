@@ -72,14 +72,21 @@ def figures(rank: int, steps: Sequence[WorkloadStep], hello: Mapping[str, Any] |
     share = rates.data_wait_share(after)
     waits = [s.data_wait_s for s in after if s.data_wait_s is not None]
     return RankFigures(
-        rank=rank, pid=steps[-1].pid if steps else None, steps=len(steps),
+        rank=rank,
+        pid=steps[-1].pid if steps else None,
+        steps=len(steps),
         samples=None if None in counts else sum(c for c in counts if c is not None),
         steps_per_s=len(timed) / wall if wall > 0 else None,
         samples_per_s=rates.over(timed, None, None).samples_per_s,
-        step_p50_s=p50, step_p95_s=p95, step_mean_s=wall / len(timed) if timed and wall > 0 else None,
-        data_wait_share=share, data_wait_per_step_s=sum(waits) / len(waits) if waits else None,
-        device=_text(hello.get("device")), local_rank=_int(hello.get("local_rank")),
-        world_size=_int(hello.get("world_size")))
+        step_p50_s=p50,
+        step_p95_s=p95,
+        step_mean_s=wall / len(timed) if timed and wall > 0 else None,
+        data_wait_share=share,
+        data_wait_per_step_s=sum(waits) / len(waits) if waits else None,
+        device=_text(hello.get("device")),
+        local_rank=_int(hello.get("local_rank")),
+        world_size=_int(hello.get("world_size")),
+    )
 
 
 def model(steps: Iterable[WorkloadStep], hellos: Mapping[int, Mapping[str, Any]]) -> list[RankFigures]:
@@ -124,23 +131,37 @@ def straggler(ranks: Sequence[RankFigures]) -> dict[str, Any] | None:
     mine = next(r for r in ranks if r.rank == top)
     shares = [r.data_wait_share for r in ranks if r.rank != top and r.data_wait_share is not None]
     median_share = rates.median(shares)
-    if mine.data_wait_share is not None and median_share is not None \
-            and mine.data_wait_share - median_share >= STRAGGLER_MIN_SHARE:
-        return {"rank": top, "reason": "data loader",
-                "evidence": f"rank {top} waits {100 * mine.data_wait_share:.0f} % of its step for data, "
-                            f"the other ranks {100 * median_share:.1f} % (median); the others wait for it"}
-    return {"rank": top, "reason": None,
-            "evidence": f"rank {top}'s own work is {1e3 * own[top]:.3g} ms a step, the other ranks' "
-                        f"{1e3 * (rates.median(others) or 0.0):.3g} ms (median); not from data wait"}
+    if mine.data_wait_share is not None and median_share is not None and mine.data_wait_share - median_share >= STRAGGLER_MIN_SHARE:
+        return {
+            "rank": top,
+            "reason": "data loader",
+            "evidence": f"rank {top} waits {100 * mine.data_wait_share:.0f} % of its step for data, "
+            f"the other ranks {100 * median_share:.1f} % (median); the others wait for it",
+        }
+    return {
+        "rank": top,
+        "reason": None,
+        "evidence": f"rank {top}'s own work is {1e3 * own[top]:.3g} ms a step, the other ranks' "
+        f"{1e3 * (rates.median(others) or 0.0):.3g} ms (median); not from data wait",
+    }
 
 
 def as_json(r: RankFigures) -> dict[str, Any]:
     """One rank as ``report --json``'s ``workload.ranks`` item."""
-    return {"rank": r.rank, "pid": r.pid, "local_rank": r.local_rank, "world_size": r.world_size,
-            "device": r.device, "steps": r.steps, "samples": r.samples,
-            "steps_per_s": r.steps_per_s, "samples_per_s": r.samples_per_s,
-            "step_p50_s": r.step_p50_s, "step_p95_s": r.step_p95_s,
-            "data_wait_share": r.data_wait_share}
+    return {
+        "rank": r.rank,
+        "pid": r.pid,
+        "local_rank": r.local_rank,
+        "world_size": r.world_size,
+        "device": r.device,
+        "steps": r.steps,
+        "samples": r.samples,
+        "steps_per_s": r.steps_per_s,
+        "samples_per_s": r.samples_per_s,
+        "step_p50_s": r.step_p50_s,
+        "step_p95_s": r.step_p95_s,
+        "data_wait_share": r.data_wait_share,
+    }
 
 
 def _int(value: Any) -> int | None:
@@ -156,8 +177,13 @@ def recorded_hellos(events: Iterable[Mapping[str, Any]], pid: int) -> dict[int, 
     out: dict[int, Mapping[str, Any]] = {}
     for event in events:
         args = event.get("args")
-        if event.get("name") == "hello" and event.get("pid") == pid and event.get("ph") == "i" \
-                and isinstance(args, dict) and _int(args.get("pid")) is not None:
+        if (
+            event.get("name") == "hello"
+            and event.get("pid") == pid
+            and event.get("ph") == "i"
+            and isinstance(args, dict)
+            and _int(args.get("pid")) is not None
+        ):
             out[args["pid"]] = args
     return out
 
@@ -169,8 +195,12 @@ def summary(steps: Sequence[WorkloadStep], hellos: Mapping[int, Mapping[str, Any
     if not ranks:
         return {}
     slow = slowest(ranks)
-    return {"ranks": [as_json(r) for r in ranks], "straggler": straggler(ranks),
-            "job_samples_per_s": job_samples_per_s(ranks), "job_step_rank": None if slow is None else slow.rank}
+    return {
+        "ranks": [as_json(r) for r in ranks],
+        "straggler": straggler(ranks),
+        "job_samples_per_s": job_samples_per_s(ranks),
+        "job_step_rank": None if slow is None else slow.rank,
+    }
 
 
 def text_lines(w: Mapping[str, Any]) -> list[str]:
@@ -181,20 +211,27 @@ def text_lines(w: Mapping[str, Any]) -> list[str]:
     def num(value: float | None, spec: str, scale: float = 1.0) -> str:
         return "n/a" if value is None else format(value * scale, spec)
 
-    lines = [f"  {'rank':>4} {'pid':>8} {'device':<8} {'steps':>6} {'samples':>8} {'steps/s':>8} "
-             f"{'samples/s':>10} {'step p50':>9} {'data wait':>9}"]
+    lines = [
+        f"  {'rank':>4} {'pid':>8} {'device':<8} {'steps':>6} {'samples':>8} {'steps/s':>8} "
+        f"{'samples/s':>10} {'step p50':>9} {'data wait':>9}"
+    ]
     for r in w["ranks"]:
         samples = "n/a" if r["samples"] is None else str(r["samples"])
-        lines.append(f"  {r['rank']:>4} {r['pid'] or '':>8} {r['device'] or 'n/a':<8} {r['steps']:>6} {samples:>8} "
-                     f"{num(r['steps_per_s'], '.3g'):>8} {num(r['samples_per_s'], ',.1f'):>10} "
-                     f"{num(r['step_p50_s'], '.3g', 1e3) + ' ms':>9} {num(r['data_wait_share'], '.1f', 100) + ' %':>9}")
+        lines.append(
+            f"  {r['rank']:>4} {r['pid'] or '':>8} {r['device'] or 'n/a':<8} {r['steps']:>6} {samples:>8} "
+            f"{num(r['steps_per_s'], '.3g'):>8} {num(r['samples_per_s'], ',.1f'):>10} "
+            f"{num(r['step_p50_s'], '.3g', 1e3) + ' ms':>9} {num(r['data_wait_share'], '.1f', 100) + ' %':>9}"
+        )
     total = w.get("job_samples_per_s")
-    lines.append(f"  job         {num(total, ',.1f')} samples/s (the sum over ranks); its step is rank "
-                 f"{w.get('job_step_rank')}'s (the slowest)")
+    lines.append(
+        f"  job         {num(total, ',.1f')} samples/s (the sum over ranks); its step is rank {w.get('job_step_rank')}'s (the slowest)"
+    )
     s = w.get("straggler")
-    lines.append("  straggler   none (no rank's own work per step leads the others by "
-                 f"{100 * STRAGGLER_MIN_SHARE:.0f} % of a step)" if s is None else
-                 f"  straggler   rank {s['rank']} ({s['reason'] or 'cause not measured'}): {s['evidence']}")
+    lines.append(
+        f"  straggler   none (no rank's own work per step leads the others by {100 * STRAGGLER_MIN_SHARE:.0f} % of a step)"
+        if s is None
+        else f"  straggler   rank {s['rank']} ({s['reason'] or 'cause not measured'}): {s['evidence']}"
+    )
     return lines
 
 

@@ -24,8 +24,7 @@ class Rates:
     mfu_pct: float | None = None  # achieved / peak FLOP/s x 100
 
 
-def over(steps: Sequence[WorkloadStep], flops_per_step: float | None,
-         peak_flops: float | None) -> Rates:
+def over(steps: Sequence[WorkloadStep], flops_per_step: float | None, peak_flops: float | None) -> Rates:
     """The rates over ``steps`` taken together; all None without steps or wall time (and
     samples/s None where a step's samples are not known)."""
     counts = [s.samples for s in steps]
@@ -33,8 +32,7 @@ def over(steps: Sequence[WorkloadStep], flops_per_step: float | None,
     return _rates(len(steps), sum(s.wall_s for s in steps), samples, flops_per_step, peak_flops)
 
 
-def _rates(steps: int, wall_s: float, samples: int | None, flops_per_step: float | None,
-           peak_flops: float | None) -> Rates:
+def _rates(steps: int, wall_s: float, samples: int | None, flops_per_step: float | None, peak_flops: float | None) -> Rates:
     if not steps or wall_s <= 0:
         return Rates()
     samples_per_s = None if samples is None else samples / wall_s

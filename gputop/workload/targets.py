@@ -26,10 +26,12 @@ def resolve(target: str, cwd: str | None = None) -> tuple[str, tuple[str, ...]]:
         raise WorkloadError(f"no workload given: name one of {', '.join(BUNDLED)}, or a Python script")
     if target in BUNDLED:  # a file of that name in the way is still reachable as ./cnn
         if not torch_installed():
-            raise WorkloadError(f"the bundled workloads ({', '.join(BUNDLED)}) need PyTorch, which is "
-                                f"not installed for {sys.executable}: {sys.executable} -m pip install torch "
-                                "(a CUDA build of several GB; for the CPU build add --index-url "
-                                "https://download.pytorch.org/whl/cpu; README: Workloads)")
+            raise WorkloadError(
+                f"the bundled workloads ({', '.join(BUNDLED)}) need PyTorch, which is "
+                f"not installed for {sys.executable}: {sys.executable} -m pip install torch "
+                "(a CUDA build of several GB; for the CPU build add --index-url "
+                "https://download.pytorch.org/whl/cpu; README: Workloads)"
+            )
         return target, (sys.executable, "-m", f"gputop.workloads.{target}")
     if target.startswith("-m"):
         return _module(target[2:].strip(), cwd or os.getcwd())
@@ -37,8 +39,10 @@ def resolve(target: str, cwd: str | None = None) -> tuple[str, tuple[str, ...]]:
     if not looks_like_path:
         found = shutil.which(target)
         if found is None:
-            raise WorkloadError(f"unknown workload {target!r}: not a file, not a command on PATH, and not "
-                                f"one of the bundled workloads ({', '.join(BUNDLED)})")
+            raise WorkloadError(
+                f"unknown workload {target!r}: not a file, not a command on PATH, and not "
+                f"one of the bundled workloads ({', '.join(BUNDLED)})"
+            )
         return target, _script(found)[1]
     return _script(target)
 

@@ -26,8 +26,7 @@ from dataclasses import dataclass
 
 from gputop.model import Verdict
 
-KINDS = ("input_bound", "host_bound", "gpu_compute_bound", "gpu_memory_bound", "gpu_idle",
-         "cpu_compute", "unknown")
+KINDS = ("input_bound", "host_bound", "gpu_compute_bound", "gpu_memory_bound", "gpu_idle", "cpu_compute", "unknown")
 WARMUP_STEPS = 2  # the first steps (allocation, autotuning, compiling) are left out
 MIN_STEPS = 5  # steps after warm-up needed for any verdict
 INPUT_BOUND_SHARE = 0.30  # of each step's time waiting for the DataLoader
@@ -77,8 +76,7 @@ def _known(value: float | None) -> bool:
 def decide(s: Signals) -> Verdict:
     """The verdict for ``s`` (see the module's docstring for the rules)."""
     if s.steps < MIN_STEPS:
-        return Verdict("unknown", f"{s.steps} steps after the first {WARMUP_STEPS}: at least "
-                       f"{MIN_STEPS} are needed for a verdict")
+        return Verdict("unknown", f"{s.steps} steps after the first {WARMUP_STEPS}: at least {MIN_STEPS} are needed for a verdict")
     gpu = s.gpu_label or "the GPU"
     on_gpu = s.device is not None and s.device.startswith("cuda")
     busy = s.gpu_sm_active_pct if _known(s.gpu_sm_active_pct) else s.gpu_util_pct
@@ -90,36 +88,52 @@ def decide(s: Signals) -> Verdict:
             return Verdict("unknown", f"training on {s.device}, whose activity cannot be read")
         if busy >= GPU_BUSY_PCT:
             if _known(s.gpu_dram_pct) and (s.gpu_dram_pct or 0) >= GPU_MEMORY_PCT:
-                return Verdict("gpu_memory_bound", f"{gpu} {busy_what} {_pct(busy)} active, its memory "
-                               f"bandwidth {_pct(s.gpu_dram_pct)} used",
-                               "Fewer bytes per step: lower precision (bf16), fused kernels, larger "
-                               "batches for more reuse")
-            return Verdict("gpu_compute_bound", f"{gpu} {busy_what} {_pct(busy)} active",
-                           "The GPU is the limit: mixed precision, tensor cores (bf16/tf32), or torch.compile")
+                return Verdict(
+                    "gpu_memory_bound",
+                    f"{gpu} {busy_what} {_pct(busy)} active, its memory bandwidth {_pct(s.gpu_dram_pct)} used",
+                    "Fewer bytes per step: lower precision (bf16), fused kernels, larger batches for more reuse",
+                )
+            return Verdict(
+                "gpu_compute_bound",
+                f"{gpu} {busy_what} {_pct(busy)} active",
+                "The GPU is the limit: mixed precision, tensor cores (bf16/tf32), or torch.compile",
+            )
         host = s.main_thread_busy_pct if s.main_thread_busy_pct is not None else s.main_thread_cpu_pct
         if host is not None and host >= HOST_THREAD_PCT:
-            return Verdict("host_bound", f"the main thread holds a core at {_pct(host)} "
-                           f"while {gpu} {busy_what} are {_pct(busy)} active",
-                           "Python or kernel launches are the limit: larger batches, torch.compile or "
-                           "CUDA graphs")
-        return Verdict("unknown", f"{gpu} {busy_what} {_pct(busy)} active, main thread "
-                       f"{_pct(s.main_thread_cpu_pct)} of a core, data wait {_pct(_share(s))}: "
-                       "no single limit stands out")
+            return Verdict(
+                "host_bound",
+                f"the main thread holds a core at {_pct(host)} while {gpu} {busy_what} are {_pct(busy)} active",
+                "Python or kernel launches are the limit: larger batches, torch.compile or CUDA graphs",
+            )
+        return Verdict(
+            "unknown",
+            f"{gpu} {busy_what} {_pct(busy)} active, main thread "
+            f"{_pct(s.main_thread_cpu_pct)} of a core, data wait {_pct(_share(s))}: "
+            "no single limit stands out",
+        )
     if s.gpus and _known(s.gpu_util_pct) and (s.gpu_util_pct or 0) < GPU_IDLE_PCT:
-        return Verdict("gpu_idle", f"training on {s.device or 'the CPU'} while {gpu} is "
-                       f"{_pct(s.gpu_util_pct)} busy",
-                       "Move the model and batches to the GPU (model.to('cuda'))")
+        return Verdict(
+            "gpu_idle",
+            f"training on {s.device or 'the CPU'} while {gpu} is {_pct(s.gpu_util_pct)} busy",
+            "Move the model and batches to the GPU (model.to('cuda'))",
+        )
     if not s.gpus and s.job_busy_pct is not None and s.job_busy_pct >= CPU_BUSY_PCT:
         crowded = s.job_cpu_pct is not None and s.job_cpu_pct < CROWDED_SHARE * s.job_busy_pct
-        return Verdict("cpu_compute", f"training on the CPU, with no GPU: the job's threads want "
-                       f"{_cores(s.job_busy_pct)} cores and get {_cores(s.job_cpu_pct)}{_of_cores(s)}, "
-                       f"data wait {_pct(_share(s))}",
-                       f"Other processes hold the cores: the job gets {_pct(100 * (s.job_cpu_pct or 0) / s.job_busy_pct)}"
-                       " of the CPU time it wants, so its speed here says little; on a machine of its own, a GPU "
-                       "or a smaller model" if crowded else
-                       "The CPU's arithmetic is the limit: a GPU, or a smaller model")
-    return Verdict("unknown", f"training on {s.device or 'an unknown device'}: the job keeps "
-                   f"{_cores(s.job_cpu_pct)} cores busy, data wait {_pct(_share(s))}")
+        return Verdict(
+            "cpu_compute",
+            f"training on the CPU, with no GPU: the job's threads want "
+            f"{_cores(s.job_busy_pct)} cores and get {_cores(s.job_cpu_pct)}{_of_cores(s)}, "
+            f"data wait {_pct(_share(s))}",
+            f"Other processes hold the cores: the job gets {_pct(100 * (s.job_cpu_pct or 0) / s.job_busy_pct)}"
+            " of the CPU time it wants, so its speed here says little; on a machine of its own, a GPU "
+            "or a smaller model"
+            if crowded
+            else "The CPU's arithmetic is the limit: a GPU, or a smaller model",
+        )
+    return Verdict(
+        "unknown",
+        f"training on {s.device or 'an unknown device'}: the job keeps {_cores(s.job_cpu_pct)} cores busy, data wait {_pct(_share(s))}",
+    )
 
 
 def _share(s: Signals) -> float | None:
@@ -145,8 +159,10 @@ def _input_bound(s: Signals, on_gpu: bool, gpu: str, busy: float | None, busy_wh
     spare = int(s.idle_cores) if s.idle_cores is not None else 0
     waiting = workers and s.workers_cpu_pct is not None and s.workers_cpu_pct / workers < WORKER_BUSY_PCT
     if waiting:  # they wait (I/O, a remote store) more than they compute: more of them overlap it
-        suggestion = (f"Try num_workers={2 * workers}: the workers are busy under {WORKER_BUSY_PCT:.0f} % "
-                      "of the time (waiting on I/O), so more of them overlap the waits")
+        suggestion = (
+            f"Try num_workers={2 * workers}: the workers are busy under {WORKER_BUSY_PCT:.0f} % "
+            "of the time (waiting on I/O), so more of them overlap the waits"
+        )
     elif spare >= 1:
         suggestion = f"Try num_workers={workers + spare}"
     elif not workers:

@@ -63,10 +63,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     summary written again."""
     if report.nodeid not in _gpu_tests:
         return
-    if report.when == "call" or (report.when == "setup" and not report.passed) or (
-            report.when == "teardown" and report.failed):
-        _results.append(summary.Result(report.nodeid, report.outcome, report.duration,
-                                       [(str(k), str(v)) for k, v in report.user_properties], _message(report)))
+    if report.when == "call" or (report.when == "setup" and not report.passed) or (report.when == "teardown" and report.failed):
+        _results.append(
+            summary.Result(
+                report.nodeid, report.outcome, report.duration, [(str(k), str(v)) for k, v in report.user_properties], _message(report)
+            )
+        )
         out = _out_dir()
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)

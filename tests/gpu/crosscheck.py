@@ -24,12 +24,35 @@ NOT_SHOWN = "not shown by gputop"
 # nvidia-smi --query-gpu fields, in the order asked. Some do not exist in every driver: the
 # caller drops the one nvidia-smi calls invalid (``unknown_field``) and asks again.
 SMI_FIELDS = (
-    "index", "name", "uuid", "pci.bus_id", "driver_version", "memory.total", "memory.reserved",
-    "memory.used", "memory.free", "power.draw", "power.draw.average", "power.draw.instant",
-    "enforced.power.limit", "power.limit", "clocks.sm", "clocks.mem", "clocks.max.sm",
-    "clocks.max.mem", "temperature.gpu", "pstate", "fan.speed", "utilization.gpu",
-    "utilization.memory", "clocks_event_reasons.active", "mig.mode.current",
-    "pcie.link.gen.current", "pcie.link.gen.max", "pcie.link.width.current", "pcie.link.width.max",
+    "index",
+    "name",
+    "uuid",
+    "pci.bus_id",
+    "driver_version",
+    "memory.total",
+    "memory.reserved",
+    "memory.used",
+    "memory.free",
+    "power.draw",
+    "power.draw.average",
+    "power.draw.instant",
+    "enforced.power.limit",
+    "power.limit",
+    "clocks.sm",
+    "clocks.mem",
+    "clocks.max.sm",
+    "clocks.max.mem",
+    "temperature.gpu",
+    "pstate",
+    "fan.speed",
+    "utilization.gpu",
+    "utilization.memory",
+    "clocks_event_reasons.active",
+    "mig.mode.current",
+    "pcie.link.gen.current",
+    "pcie.link.gen.max",
+    "pcie.link.width.current",
+    "pcie.link.width.max",
 )
 
 
@@ -79,8 +102,14 @@ class Row:
         return self.verdict.startswith("MISMATCH")
 
     def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "gputop": self.gputop, "driver": self.driver,
-                "source": self.source, "rule": self.rule, "verdict": self.verdict}
+        return {
+            "field": self.field,
+            "gputop": self.gputop,
+            "driver": self.driver,
+            "source": self.source,
+            "rule": self.rule,
+            "verdict": self.verdict,
+        }
 
 
 def show(value: Any) -> str:
@@ -101,9 +130,9 @@ def _mib(mem: int | None) -> str:
 
 def compare(field: str, ours: Any, ref: Ref, rule: Rule) -> Row:
     """One row: gputop's value against the reference's, under ``rule``."""
+
     def row(verdict: str) -> Row:
-        return Row(field, show(ours) if ours is not NOT_SHOWN else "-", show(ref.value), ref.source,
-                   rule.describe(), verdict)
+        return Row(field, show(ours) if ours is not NOT_SHOWN else "-", show(ref.value), ref.source, rule.describe(), verdict)
 
     if ours is NOT_SHOWN:
         return row(NOT_SHOWN)
@@ -150,8 +179,12 @@ FIELDS: tuple[tuple[str, Callable[[dict, dict], Any], str, Rule], ...] = (
     ("architecture", lambda g, i: i.get("architecture"), "architecture", TEXT),
     ("SM count", lambda g, i: i.get("sm_count"), "sm_count", EXACT),
     ("memory total (bytes)", lambda g, i: g.get("mem_total_bytes"), "mem_total_bytes", Rule(abs=MiB, text="within 1 MiB")),
-    ("memory used (bytes)", lambda g, i: g.get("mem_used_bytes"), "mem_used_bytes",
-     Rule(rel=0.05, abs=64 * MiB, text="within 5 % or 64 MiB")),
+    (
+        "memory used (bytes)",
+        lambda g, i: g.get("mem_used_bytes"),
+        "mem_used_bytes",
+        Rule(rel=0.05, abs=64 * MiB, text="within 5 % or 64 MiB"),
+    ),
     ("power (W)", lambda g, i: g.get("power_w"), "power_w", Rule(rel=0.05)),
     ("power limit (W)", lambda g, i: g.get("power_limit_w"), "power_limit_w", Rule(rel=0.05)),
     ("SM clock (MHz)", lambda g, i: g.get("sm_clock_mhz"), "sm_clock_mhz", Rule(rel=0.10)),
@@ -183,8 +216,7 @@ def cross_check(gpu: Mapping[str, Any], reference: Mapping[str, Ref]) -> list[Ro
     """Every row of FIELDS: ``gpu`` is one entry of ``gputop snapshot --json``'s ``gpus``."""
     info = gpu.get("info") or {}
     missing = Ref(None, "-", missing="the reference has no such value")
-    return [compare(label, get(dict(gpu), dict(info)), reference.get(key, missing), rule)
-            for label, get, key, rule in FIELDS]
+    return [compare(label, get(dict(gpu), dict(info)), reference.get(key, missing), rule) for label, get, key, rule in FIELDS]
 
 
 def table(rows: list[Row]) -> str:
@@ -192,7 +224,9 @@ def table(rows: list[Row]) -> str:
     head = "| field | gputop | driver | read from | rule | verdict |\n|---|---|---|---|---|---|\n"
     body = "".join(
         f"| {r.field} | {_cell(r.gputop)} | {_cell(r.driver)} | {r.source} | {r.rule} | "
-        f"{'**' + r.verdict + '**' if r.mismatch else r.verdict} |\n" for r in rows)
+        f"{'**' + r.verdict + '**' if r.mismatch else r.verdict} |\n"
+        for r in rows
+    )
     return head + body
 
 
@@ -203,8 +237,11 @@ def _cell(text: str) -> str:
 
 # ------------------------------------------------------------------------------ nvidia-smi
 
-_NA = re.compile(r"^\[?(n/a|not supported|unknown error|insufficient permissions"
-                 r"|requested functionality has been deprecated)\]?$", re.IGNORECASE)
+_NA = re.compile(
+    r"^\[?(n/a|not supported|unknown error|insufficient permissions"
+    r"|requested functionality has been deprecated)\]?$",
+    re.IGNORECASE,
+)
 
 
 def _number(text: str | None) -> float | None:
@@ -286,7 +323,8 @@ def smi_reference(query: Mapping[str, str], xml_text: str | None) -> dict[str, R
         "pci_bus_id": text("pci.bus_id", "pci/pci_bus_id"),
         "driver_version": text("driver_version"),
         "cuda_version": Ref(cuda_xml, xml_src) if xml_text else Ref(None, xml_src, missing="no -q -x output"),
-        "architecture": Ref(_xml_text(gpu, "product_architecture"), xml_src) if gpu is not None
+        "architecture": Ref(_xml_text(gpu, "product_architecture"), xml_src)
+        if gpu is not None
         else Ref(None, xml_src, missing="no -q -x output"),
         "mem_total_bytes": num("memory.total", "fb_memory_usage/total", MiB),
         "mem_used_bytes": num("memory.used", "fb_memory_usage/used", MiB),
@@ -300,15 +338,15 @@ def smi_reference(query: Mapping[str, str], xml_text: str | None) -> dict[str, R
         "fan_pct": num("fan.speed", "fan_speed"),
         "gpu_util_pct": num("utilization.gpu", "utilization/gpu_util"),
         "mem_busy_pct": num("utilization.memory", "utilization/memory_util"),
-        "clock_event_reasons": (Ref(int(reasons, 16), csv_src) if reasons else
-                                Ref(None, csv_src, missing="no clocks_event_reasons.active")),
+        "clock_event_reasons": (
+            Ref(int(reasons, 16), csv_src) if reasons else Ref(None, csv_src, missing="no clocks_event_reasons.active")
+        ),
         "mig_enabled": Ref(None if mig is None else mig.lower() == "enabled", csv_src),
         "pcie_gen": num("pcie.link.gen.current", "pci/pci_gpu_link_info/pcie_gen/current_link_gen"),
         "pcie_width": num("pcie.link.width.current", "pci/pci_gpu_link_info/link_widths/current_link_width"),
         "pcie_gen_max": num("pcie.link.gen.max", "pci/pci_gpu_link_info/pcie_gen/max_link_gen"),
         "pcie_width_max": num("pcie.link.width.max", "pci/pci_gpu_link_info/link_widths/max_link_width"),
-        "processes": Ref(xml_processes(gpu), xml_src) if gpu is not None
-        else Ref(None, xml_src, missing="no -q -x output"),
+        "processes": Ref(xml_processes(gpu), xml_src) if gpu is not None else Ref(None, xml_src, missing="no -q -x output"),
     }
     return ref
 
@@ -344,9 +382,14 @@ def fake_differences(real: Mapping[str, Any], fake: Mapping[str, Any]) -> list[d
             continue
         a, b = rg.get(key), fg.get(key)
         if (a is None) != (b is None):
-            out.append({"field": key, "fake": show(b), "real": show(a),
-                        "note": "the fake gives a value the GPU does not" if a is None
-                        else "the GPU gives a value the fake does not"})
+            out.append(
+                {
+                    "field": key,
+                    "fake": show(b),
+                    "real": show(a),
+                    "note": "the fake gives a value the GPU does not" if a is None else "the GPU gives a value the fake does not",
+                }
+            )
         elif a is not None and type(a) is not type(b) and not {type(a), type(b)} <= {int, float}:
             out.append({"field": key, "fake": show(b), "real": show(a), "note": "different type"})
     for key in sorted(set(ri) | set(fi)):
@@ -354,16 +397,28 @@ def fake_differences(real: Mapping[str, Any], fake: Mapping[str, Any]) -> list[d
         if key in ("index", "uuid", "pci_bus_id"):
             continue
         if a != b:
-            out.append({"field": f"info.{key}", "fake": show(b), "real": show(a),
-                        "note": "host fact (the machine's CPUs, not the GPU model's)" if key in HOST_FACTS
-                        else "device fact (a profile of this GPU would carry the real value)"})
+            out.append(
+                {
+                    "field": f"info.{key}",
+                    "fake": show(b),
+                    "real": show(a),
+                    "note": "host fact (the machine's CPUs, not the GPU model's)"
+                    if key in HOST_FACTS
+                    else "device fact (a profile of this GPU would carry the real value)",
+                }
+            )
     rp, fp = rg.get("processes"), fg.get("processes")
     if (rp is None) != (fp is None):
-        out.append({"field": "processes", "fake": show(fp), "real": show(rp),
-                    "note": "process list readable on one side only"})
+        out.append({"field": "processes", "fake": show(fp), "real": show(rp), "note": "process list readable on one side only"})
     elif rp and fp:
         for key in sorted(set(rp[0]) | set(fp[0])):
             if (rp[0].get(key) is None) != (fp[0].get(key) is None):
-                out.append({"field": f"processes[].{key}", "fake": show(fp[0].get(key)),
-                            "real": show(rp[0].get(key)), "note": "given on one side only"})
+                out.append(
+                    {
+                        "field": f"processes[].{key}",
+                        "fake": show(fp[0].get(key)),
+                        "real": show(rp[0].get(key)),
+                        "note": "given on one side only",
+                    }
+                )
     return out

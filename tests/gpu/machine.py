@@ -120,9 +120,16 @@ class Runner:
         self.logs.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         try:
-            child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=env or self.env, cwd=self.out, start_new_session=True,
-                                     stdin=subprocess.DEVNULL)
+            child = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env or self.env,
+                cwd=self.out,
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+            )
         except OSError as exc:  # nvidia-smi not installed, say
             return Proc(argv, 0, 127, "", f"cannot run {argv[0]}: {exc.strerror or exc}", 0.0, False)
         timed_out = False
@@ -133,8 +140,9 @@ class Runner:
             stdout, stderr = stop_group(child)
         proc = Proc(argv, child.pid, child.returncode, stdout or "", stderr or "", time.monotonic() - t0, timed_out)
         (self.logs / f"{name}.out").write_text(proc.stdout)
-        (self.logs / f"{name}.err").write_text(f"$ {' '.join(argv)}\n# {proc.why() if not proc.ok else 'exit 0'}"
-                                               f", {proc.seconds:.1f} s\n{proc.stderr}")
+        (self.logs / f"{name}.err").write_text(
+            f"$ {' '.join(argv)}\n# {proc.why() if not proc.ok else 'exit 0'}, {proc.seconds:.1f} s\n{proc.stderr}"
+        )
         return proc
 
     def gputop(self, name: str, *argv: str, timeout: float, env: dict[str, str] | None = None) -> Proc:
@@ -190,9 +198,16 @@ class Probe:
     torch sees (SM count, name)."""
 
     def __init__(self, runner: Runner, timeout: float) -> None:
-        self.child = subprocess.Popen([sys.executable, "-c", PROBE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True, env=runner.env, cwd=runner.out,
-                                      start_new_session=True)
+        self.child = subprocess.Popen(
+            [sys.executable, "-c", PROBE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=runner.env,
+            cwd=runner.out,
+            start_new_session=True,
+        )
         lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, args=(lines,), daemon=True).start()
         self.props: dict[str, Any] | None = None
@@ -229,8 +244,7 @@ class Probe:
 def query_smi(runner: Runner, fields: tuple[str, ...] = xc.SMI_FIELDS) -> tuple[Proc, tuple[str, ...]]:
     """nvidia-smi --query-gpu; a field this driver calls invalid is dropped and the query repeated."""
     for attempt in range(8):
-        proc = runner.run(f"smi_query_{attempt}", ["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv"],
-                          timeout=30)
+        proc = runner.run(f"smi_query_{attempt}", ["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv"], timeout=30)
         bad = None if proc.ok else xc.unknown_field(proc.stdout + proc.stderr, fields)
         if bad is None:
             return proc, fields

@@ -89,8 +89,14 @@ def measure(seconds: float, interval: float, process_interval: float = 1.0) -> d
     finally:
         pynvml.nvmlLib = real
         pynvml._nvmlGetFunctionPointer_cache.clear()
-    return {"seconds": seconds, "interval_s": interval, "ticks": ticks, "gpus": gpus, "open_s": open_s,
-            "symbols": [row for phase in ("open", "tick") for row in _rows(phase, timed.calls[phase], ticks)]}
+    return {
+        "seconds": seconds,
+        "interval_s": interval,
+        "ticks": ticks,
+        "gpus": gpus,
+        "open_s": open_s,
+        "symbols": [row for phase in ("open", "tick") for row in _rows(phase, timed.calls[phase], ticks)],
+    }
 
 
 def _rows(phase: str, calls: dict[str, list[tuple[int, int]]], ticks: int) -> list[dict[str, Any]]:
@@ -100,24 +106,34 @@ def _rows(phase: str, calls: dict[str, list[tuple[int, int]]], ticks: int) -> li
         returns: dict[str, int] = defaultdict(int)
         for _, rc in calls[name]:
             returns[str(rc)] += 1
-        rows.append({"phase": phase, "symbol": name, "calls": len(ns), "median_us": statistics.median(ns) / 1e3,
-                     "max_us": max(ns) / 1e3, "total_ms": sum(ns) / 1e6,
-                     "per_tick_us": sum(ns) / 1e3 / ticks if phase == "tick" and ticks else None,
-                     "returns": dict(returns)})
+        rows.append(
+            {
+                "phase": phase,
+                "symbol": name,
+                "calls": len(ns),
+                "median_us": statistics.median(ns) / 1e3,
+                "max_us": max(ns) / 1e3,
+                "total_ms": sum(ns) / 1e6,
+                "per_tick_us": sum(ns) / 1e3 / ticks if phase == "tick" and ticks else None,
+                "returns": dict(returns),
+            }
+        )
     return rows
 
 
 def table(result: dict[str, Any]) -> str:
     """The measurement as Markdown: one row a symbol and phase, the per-tick total under it."""
-    lines = [f"{result['ticks']} ticks every {result['interval_s']:g} s over {result['gpus']} GPU(s); "
-             f"sources opened in {result['open_s'] * 1e3:.1f} ms", "",
-             "| phase | symbol | calls | median us | max us | per tick us | returns (code: calls) |",
-             "|---|---|---:|---:|---:|---:|---|"]
+    lines = [
+        f"{result['ticks']} ticks every {result['interval_s']:g} s over {result['gpus']} GPU(s); "
+        f"sources opened in {result['open_s'] * 1e3:.1f} ms",
+        "",
+        "| phase | symbol | calls | median us | max us | per tick us | returns (code: calls) |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
     for r in result["symbols"]:
         per_tick = "-" if r["per_tick_us"] is None else f"{r['per_tick_us']:.1f}"
         returns = ", ".join(f"{k}: {v}" for k, v in sorted(r["returns"].items()))
-        lines.append(f"| {r['phase']} | {r['symbol']} | {r['calls']} | {r['median_us']:.1f} | {r['max_us']:.1f} | "
-                     f"{per_tick} | {returns} |")
+        lines.append(f"| {r['phase']} | {r['symbol']} | {r['calls']} | {r['median_us']:.1f} | {r['max_us']:.1f} | {per_tick} | {returns} |")
     tick_us = sum(r["per_tick_us"] or 0 for r in result["symbols"])
     lines += ["", f"NVML time per tick, all symbols: {tick_us:.1f} us"]
     return "\n".join(lines) + "\n"

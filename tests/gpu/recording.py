@@ -29,13 +29,25 @@ def analyse_run(path: Path) -> dict[str, Any]:
         begin, end = steps[0].ts_ns - int(steps[0].wall_s * 1e9), steps[-1].ts_ns
         during = [s.gpus[0] for s in samples if begin <= s.ts_ns <= end and s.gpus]
         before = [s.gpus[0] for s in samples if s.ts_ns < begin and s.gpus]
-        for metric in ("sm_active_pct", "tensor_active_pct", "sm_occupancy_pct", "dram_bw_util_pct",
-                       "dram_bw_bytes_per_s", "gpu_util_pct", "power_w", "sm_clock_mhz", "temp_c"):
+        for metric in (
+            "sm_active_pct",
+            "tensor_active_pct",
+            "sm_occupancy_pct",
+            "dram_bw_util_pct",
+            "dram_bw_bytes_per_s",
+            "gpu_util_pct",
+            "power_w",
+            "sm_clock_mhz",
+            "temp_c",
+        ):
             out[f"during_{metric}"] = _median([getattr(g, metric) for g in during])
         out["before_power_w"] = _median([g.power_w for g in before])
         out["samples_during"], out["samples_before"] = len(during), len(before)
-    read = [(s.ts_ns, s.gpus[0].power_w, s.gpus[0].energy_j) for s in samples
-            if s.gpus and s.gpus[0].power_w is not None and s.gpus[0].energy_j is not None]
+    read = [
+        (s.ts_ns, s.gpus[0].power_w, s.gpus[0].energy_j)
+        for s in samples
+        if s.gpus and s.gpus[0].power_w is not None and s.gpus[0].energy_j is not None
+    ]
     if len(read) >= 2:
         out["energy_counter_j"] = read[-1][2] - read[0][2]
         out["power_integral_j"] = sum((a[1] + b[1]) / 2 * (b[0] - a[0]) / 1e9 for a, b in zip(read, read[1:]))

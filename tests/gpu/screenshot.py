@@ -24,15 +24,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     run_args: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
-        argv, run_args = argv[:cut], argv[cut + 1:]
+        argv, run_args = argv[:cut], argv[cut + 1 :]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the SVGs")
-    parser.add_argument("--seconds", type=float, default=20.0,
-                        help="real time before the first picture, at least (default 20)")
-    parser.add_argument("--steps", type=int, default=3,
-                        help="steps the workload must have reported first (default 3)")
-    parser.add_argument("--max-wait", type=float, default=90.0, metavar="S",
-                        help="give up when the workload has not reported --steps after S seconds (default 90)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="real time before the first picture, at least (default 20)")
+    parser.add_argument("--steps", type=int, default=3, help="steps the workload must have reported first (default 3)")
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=90.0,
+        metavar="S",
+        help="give up when the workload has not reported --steps after S seconds (default 90)",
+    )
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between samples (default 0.5)")
     parser.add_argument("--title", default="", help="the SVG window's title, after 'gputop: '")
     parser.add_argument("--host", default=None, help="the status line's host field")
@@ -64,10 +67,8 @@ async def shoot(args: argparse.Namespace) -> list[Path]:
                 if stepping and waited >= args.seconds:
                     break
                 if waited > args.max_wait or (state is not None and not state.running):
-                    what = "no state" if state is None else \
-                        f"{state.status}, phase {state.phase}, step {state.step}, error {state.error}"
-                    raise RuntimeError(f"the workload is not running {args.steps} steps after "
-                                       f"{waited:.0f} s ({what})")
+                    what = "no state" if state is None else f"{state.status}, phase {state.phase}, step {state.step}, error {state.error}"
+                    raise RuntimeError(f"the workload is not running {args.steps} steps after {waited:.0f} s ({what})")
             app.title = f"gputop: {args.title}" if args.title else "gputop"
             for width, height in SIZES:
                 if (width, height) != SIZES[0]:
@@ -86,10 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import textual  # noqa: F401
     except ImportError:
-        sys.stderr.write("screenshot: error: textual is not importable here; carry its wheels: "
-                         "`.venv/bin/python tests/gpu/wheels.py` here, then "
-                         "`python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir "
-                         "--upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site` there\n")
+        sys.stderr.write(
+            "screenshot: error: textual is not importable here; carry its wheels: "
+            "`.venv/bin/python tests/gpu/wheels.py` here, then "
+            "`python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir "
+            "--upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site` there\n"
+        )
         return 3
     from gputop.workload import WorkloadError
 

@@ -12,9 +12,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # small real outputs worth keeping under tests/data/ as golden fixtures
-FIXTURES = ("snapshot.json", "smi_q.xml", "smi_query.csv", "torch_props.json", "crosscheck.json",
-            "snapshot_fake_h100.json", "nvml_latency.json", "matmul_report.json", "compare_mlp.json",
-            "compare_cnn.json", "compare_transformer.json", "compare_matmul.json", "plain_report.json")
+FIXTURES = (
+    "snapshot.json",
+    "smi_q.xml",
+    "smi_query.csv",
+    "torch_props.json",
+    "crosscheck.json",
+    "snapshot_fake_h100.json",
+    "nvml_latency.json",
+    "matmul_report.json",
+    "compare_mlp.json",
+    "compare_cnn.json",
+    "compare_transformer.json",
+    "compare_matmul.json",
+    "plain_report.json",
+)
 FIXTURE_MAX_BYTES = 200_000
 
 
@@ -40,8 +52,10 @@ def render(results: list[Result], out: Path) -> str:
     lines = [
         "# GPU check (pytest -m gpu)",
         "",
-        (f"- when: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; host {socket.gethostname()}; "
-         f"Python {platform.python_version()}"),
+        (
+            f"- when: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; host {socket.gethostname()}; "
+            f"Python {platform.python_version()}"
+        ),
         f"- result: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
         + "".join(f"; **{r.nodeid.split('::')[-1]} FAILED**" for r in results if r.outcome == "failed"),
         "",
@@ -59,10 +73,11 @@ def render(results: list[Result], out: Path) -> str:
     lines += ["", "## Outputs", ""]
     if kept:
         lines.append("Small real outputs, to copy under tests/data/ as golden fixtures:")
-        lines += [f"- `{p.name}` ({p.stat().st_size:,} bytes)"
-                  + (" (large: trim before keeping)" if p.stat().st_size > FIXTURE_MAX_BYTES else "") for p in kept]
+        lines += [
+            f"- `{p.name}` ({p.stat().st_size:,} bytes)" + (" (large: trim before keeping)" if p.stat().st_size > FIXTURE_MAX_BYTES else "")
+            for p in kept
+        ]
     lines.append("- traces: " + (", ".join(f"`{p.name}`" for p in sorted(out.glob("*_trace.json"))) or "none"))
-    lines.append("- screenshots: " + (", ".join(f"`screenshots/{p.name}`" for p in sorted(out.glob("screenshots/*.svg")))
-                                      or "none"))
+    lines.append("- screenshots: " + (", ".join(f"`screenshots/{p.name}`" for p in sorted(out.glob("screenshots/*.svg"))) or "none"))
     lines.append("- every child's command line, exit and output: `logs/`")
     return "\n".join(lines) + "\n"

@@ -32,7 +32,7 @@ def test_a_child_past_its_timeout_is_stopped(tmp_path):
 # A stand-in nvidia-smi for the real-hardware path here: an NVML client (as nvidia-smi is) over the
 # fake that tests/sitecustom installs, in nvidia-smi's output formats, refusing the fields an older
 # driver's nvidia-smi does not know with its words. Not a model of nvidia-smi's every field.
-FAKE_SMI = '''#!{python}
+FAKE_SMI = """#!{python}
 import sys
 import pynvml as N
 
@@ -89,8 +89,7 @@ elif args and args[0].startswith("--query-gpu="):
     print(", ".join(values.get(f, "[N/A]") for f in wanted))
 else:
     sys.exit(f"fake nvidia-smi: {{args}} not understood")
-'''
-
+"""
 
 
 def test_the_crosscheck_against_a_stand_in_nvidia_smi(tmp_path):
@@ -101,10 +100,13 @@ def test_the_crosscheck_against_a_stand_in_nvidia_smi(tmp_path):
     smi = bin_dir / "nvidia-smi"
     smi.write_text(FAKE_SMI.format(python=sys.executable))
     smi.chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-               # steady readings: the two processes read NVML up to seconds apart on a loaded machine
-               GPUTOP_FAKE_NVML="H100_SXM+power_swing_w=0+util_swing_pct=0+temp_swing_c=0",
-               PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "sitecustom"), str(ROOT / "tests")]))
+    env = dict(
+        os.environ,
+        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        # steady readings: the two processes read NVML up to seconds apart on a loaded machine
+        GPUTOP_FAKE_NVML="H100_SXM+power_swing_w=0+util_swing_pct=0+temp_swing_c=0",
+        PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "sitecustom"), str(ROOT / "tests")]),
+    )
     runner = machine.Runner(tmp_path, budget_s=180.0, env=env)
     query, fields = machine.query_smi(runner)
     xml = runner.run("smi_q_x", ["nvidia-smi", "-q", "-x"], timeout=60)
@@ -113,11 +115,29 @@ def test_the_crosscheck_against_a_stand_in_nvidia_smi(tmp_path):
     assert [f for f in xc.SMI_FIELDS if f not in fields] == ["power.draw.average", "power.draw.instant"]
     reference = xc.smi_reference(xc.parse_query_csv(query.stdout), xml.stdout)
     rows = {r.field: r for r in xc.cross_check(snap.json()["gpus"][0], reference)}
-    for field in ("name", "uuid", "PCI bus id", "driver version", "CUDA version (driver)", "architecture",
-                  "memory total (bytes)", "memory used (bytes)", "power (W)", "power limit (W)",
-                  "SM clock (MHz)", "memory clock (MHz)", "temperature (C)", "pstate", "GPU util (%)",
-                  "clocks held by", "MIG enabled", "PCIe generation (current)", "PCIe width (current)",
-                  "PCIe generation (max)", "PCIe width (max)"):
+    for field in (
+        "name",
+        "uuid",
+        "PCI bus id",
+        "driver version",
+        "CUDA version (driver)",
+        "architecture",
+        "memory total (bytes)",
+        "memory used (bytes)",
+        "power (W)",
+        "power limit (W)",
+        "SM clock (MHz)",
+        "memory clock (MHz)",
+        "temperature (C)",
+        "pstate",
+        "GPU util (%)",
+        "clocks held by",
+        "MIG enabled",
+        "PCIe generation (current)",
+        "PCIe width (current)",
+        "PCIe generation (max)",
+        "PCIe width (max)",
+    ):
         assert rows[field].verdict == "match", rows[field]
         assert rows[field].source.startswith("nvidia-smi")
     assert rows["SM count"].verdict == "unchecked: the reference has no such value"  # torch gives it on a GPU

@@ -27,8 +27,9 @@ SNAPSHOT = ("snapshot", "--json")
 
 def test_the_check_runs_this_trees_gputop(runner, figure):
     """The gputop the children import (from the check's folder, as they run) is this tree's."""
-    proc = runner.run("which_gputop", [sys.executable, "-c", "import gputop, gputop.workloads; "
-                                       "print(gputop.__version__, gputop.__file__)"], timeout=60)
+    proc = runner.run(
+        "which_gputop", [sys.executable, "-c", "import gputop, gputop.workloads; print(gputop.__version__, gputop.__file__)"], timeout=60
+    )
     assert proc.ok, f"{proc.why()}; {wheels.how_to_carry()}"
     version, path = proc.stdout.split()
     where = Path(path).resolve().parent
@@ -60,7 +61,8 @@ def readings(runner: Runner) -> Readings:
         xml, (query, fields), snap = concurrently(
             lambda: runner.run("smi_q_x", ["nvidia-smi", "-q", "-x"], timeout=60),
             lambda: query_smi(runner),
-            lambda: runner.gputop("snapshot", *SNAPSHOT, timeout=60))
+            lambda: runner.gputop("snapshot", *SNAPSHOT, timeout=60),
+        )
     finally:
         probe_err = probe.stop()
     (runner.logs / "probe.err").write_text(probe_err)
@@ -78,10 +80,14 @@ def readings(runner: Runner) -> Readings:
     assert doc is not None and doc.get("gpus"), "gputop snapshot --json shows no GPU"
     reference = xc.smi_reference(xc.parse_query_csv(query.stdout), xml.stdout)
     src = "torch.cuda.get_device_properties(0)"
-    reference["sm_count"] = (xc.Ref(props["multi_processor_count"], src) if "multi_processor_count" in props
-                             else xc.Ref(None, src, missing="the torch probe gave nothing"))
-    fake_env = dict(runner.env, GPUTOP_FAKE_NVML="H100_SXM",
-                    PYTHONPATH=f"{TESTS / 'sitecustom'}:{TESTS}:{runner.env.get('PYTHONPATH', '')}")
+    reference["sm_count"] = (
+        xc.Ref(props["multi_processor_count"], src)
+        if "multi_processor_count" in props
+        else xc.Ref(None, src, missing="the torch probe gave nothing")
+    )
+    fake_env = dict(
+        runner.env, GPUTOP_FAKE_NVML="H100_SXM", PYTHONPATH=f"{TESTS / 'sitecustom'}:{TESTS}:{runner.env.get('PYTHONPATH', '')}"
+    )
     fake = runner.gputop("snapshot_fake", *SNAPSHOT, timeout=60, env=fake_env)
     if fake.ok:
         runner.save("snapshot_fake_h100.json", fake.stdout)
@@ -107,8 +113,11 @@ def test_torch_sees_the_gpu_gputop_shows(readings, figure):
     assert readings.probe == "ready", f"the torch probe holds no context on GPU 0: {readings.probe}"
     props = readings.props
     pids = [p["pid"] for p in gpu.get("processes") or []]
-    figure("the torch probe's pid in gputop's process table", props.get("pid") in pids,
-           "True (False: NVML reports another pid namespace's pids)")
+    figure(
+        "the torch probe's pid in gputop's process table",
+        props.get("pid") in pids,
+        "True (False: NVML reports another pid namespace's pids)",
+    )
     row = xc.compare("name (torch)", gpu["info"].get("name"), xc.Ref(props.get("name"), "torch"), xc.TEXT)
     figure("name: gputop against torch", f"{row.gputop} / {row.driver}: {row.verdict}")
     assert not row.mismatch
@@ -125,15 +134,20 @@ def test_where_the_fake_differs_from_this_driver(readings, runner, figure):
 
 
 def test_each_nvml_call_gputop_makes_is_timed(runner, figure):
-    proc = runner.run("nvml_latency", [sys.executable, str(Path(__file__).with_name("nvml_latency.py")),
-                                       "--seconds", "5", "--interval", "0.1", "--out", str(runner.out)], timeout=60)
+    proc = runner.run(
+        "nvml_latency",
+        [sys.executable, str(Path(__file__).with_name("nvml_latency.py")), "--seconds", "5", "--interval", "0.1", "--out", str(runner.out)],
+        timeout=60,
+    )
     assert proc.ok, proc.why()
     result = json.loads((runner.out / "nvml_latency.json").read_text())
     ticks = {r["symbol"]: r for r in result["symbols"] if r["phase"] == "tick"}
     figure("ticks / GPUs / sources opened", f"{result['ticks']} / {result['gpus']} / {result['open_s'] * 1e3:.1f} ms")
     for r in result["symbols"]:
-        figure(f"{r['phase']} {r['symbol']}", f"median {r['median_us']:.1f} us, max {r['max_us']:.1f} us, "
-               f"{r['calls']} calls, returns {r['returns']}")
+        figure(
+            f"{r['phase']} {r['symbol']}",
+            f"median {r['median_us']:.1f} us, max {r['max_us']:.1f} us, {r['calls']} calls, returns {r['returns']}",
+        )
     figure("NVML time per tick", f"{sum(r['per_tick_us'] or 0 for r in ticks.values()):.1f} us")
     assert result["gpus"] >= 1 and result["ticks"] >= 40
     assert ticks["nvmlDeviceGetUtilizationRates"]["calls"] >= result["ticks"] * 0.9

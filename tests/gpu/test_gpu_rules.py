@@ -21,6 +21,7 @@ MiB = 1 << 20
 
 # ------------------------------------------------------------------------- the comparison
 
+
 def test_compare_marks_an_injected_mismatch():
     ok = xc.compare("power (W)", 300.0, xc.Ref(310.0, "nvidia-smi"), xc.Rule(rel=0.05))
     bad = xc.compare("power (W)", 300.0, xc.Ref(360.0, "nvidia-smi"), xc.Rule(rel=0.05))
@@ -62,14 +63,36 @@ SMI_XML = """<?xml version="1.0" ?>
 
 
 def _gputop_gpu(**changes) -> dict:
-    gpu = {"mem_total_bytes": 143771 * MiB, "mem_used_bytes": 1530 * MiB, "power_w": 121.0,
-           "power_limit_w": 700.0, "sm_clock_mhz": 1980, "mem_clock_mhz": 3201, "temp_c": 35.0, "pstate": 0,
-           "fan_pct": None, "gpu_util_pct": 0.0, "mem_busy_pct": 0.0, "clock_event_reasons": ["idle"],
-           "processes": [{"pid": 4242, "gpu_mem_bytes": 1024 * MiB}],
-           "info": {"name": "NVIDIA H200", "uuid": "GPU-1234", "pci_bus_id": "00000000:18:00.0",
-                    "driver_version": "580.159.04", "cuda_version": "13.0", "architecture": "Hopper",
-                    "sm_count": 132, "max_mem_clock_mhz": 3201, "mig_enabled": False,
-                    "pcie_link_gen": 5, "pcie_link_width": 16, "pcie_link_gen_max": 5, "pcie_link_width_max": 16}}
+    gpu = {
+        "mem_total_bytes": 143771 * MiB,
+        "mem_used_bytes": 1530 * MiB,
+        "power_w": 121.0,
+        "power_limit_w": 700.0,
+        "sm_clock_mhz": 1980,
+        "mem_clock_mhz": 3201,
+        "temp_c": 35.0,
+        "pstate": 0,
+        "fan_pct": None,
+        "gpu_util_pct": 0.0,
+        "mem_busy_pct": 0.0,
+        "clock_event_reasons": ["idle"],
+        "processes": [{"pid": 4242, "gpu_mem_bytes": 1024 * MiB}],
+        "info": {
+            "name": "NVIDIA H200",
+            "uuid": "GPU-1234",
+            "pci_bus_id": "00000000:18:00.0",
+            "driver_version": "580.159.04",
+            "cuda_version": "13.0",
+            "architecture": "Hopper",
+            "sm_count": 132,
+            "max_mem_clock_mhz": 3201,
+            "mig_enabled": False,
+            "pcie_link_gen": 5,
+            "pcie_link_width": 16,
+            "pcie_link_gen_max": 5,
+            "pcie_link_width_max": 16,
+        },
+    }
     gpu.update(changes)
     return gpu
 
@@ -97,8 +120,10 @@ def test_fake_differences_tell_host_facts_from_device_facts():
     real = {"gpus": [{"power_w": 100.0, "info": {"name": "H200", "cpu_affinity": list(range(16)), "pcie_link_gen": 5}}]}
     fake = {"gpus": [{"power_w": 500.0, "info": {"name": "H100", "cpu_affinity": list(range(56)), "pcie_link_gen": 5}}]}
     notes = {d["field"]: d["note"] for d in xc.fake_differences(real, fake)}
-    assert notes == {"info.cpu_affinity": "host fact (the machine's CPUs, not the GPU model's)",
-                     "info.name": "device fact (a profile of this GPU would carry the real value)"}
+    assert notes == {
+        "info.cpu_affinity": "host fact (the machine's CPUs, not the GPU model's)",
+        "info.name": "device fact (a profile of this GPU would carry the real value)",
+    }
 
 
 def test_a_field_this_driver_lacks_is_unchecked_not_a_mismatch():
@@ -115,6 +140,7 @@ def test_nvidia_smi_refusing_a_field_names_it():
 
 
 # ------------------------------------------------------------------------- the machine
+
 
 def test_the_fake_is_never_taken_for_a_gpu(fake_nvml, monkeypatch):
     assert "names the NVML fake" in machine.no_gpu_reason({"GPUTOP_FAKE_NVML": "H100_SXM"})
@@ -146,9 +172,11 @@ def test_every_nvml_call_of_a_tick_is_timed_and_the_library_put_back(fake_nvml):
 
 def test_the_summary_counts_and_names_what_failed(tmp_path):
     (tmp_path / "snapshot.json").write_text("{}")
-    results = [summary.Result("tests/gpu/test_gpu_nvml.py::test_a", "passed", 1.25, [("power (W)", "300 (expected within 5 %)")]),
-               summary.Result("tests/gpu/test_gpu_nvml.py::test_b", "failed", 2.0, [], "AssertionError: assert 1 == 2"),
-               summary.Result("tests/gpu/test_gpu_workloads.py::test_c", "skipped", 0.0, [], "needs a real NVIDIA GPU: ...")]
+    results = [
+        summary.Result("tests/gpu/test_gpu_nvml.py::test_a", "passed", 1.25, [("power (W)", "300 (expected within 5 %)")]),
+        summary.Result("tests/gpu/test_gpu_nvml.py::test_b", "failed", 2.0, [], "AssertionError: assert 1 == 2"),
+        summary.Result("tests/gpu/test_gpu_workloads.py::test_c", "skipped", 0.0, [], "needs a real NVIDIA GPU: ..."),
+    ]
     text = summary.render(results, tmp_path)
     assert "- result: 1 passed, 1 failed, 1 skipped; **test_b FAILED**" in text
     assert "| test_gpu_nvml.py::test_b | **failed** | 2.0 | AssertionError: assert 1 == 2 |" not in text
@@ -159,6 +187,7 @@ def test_the_summary_counts_and_names_what_failed(tmp_path):
 
 # ------------------------------------------------------------------------- a recording
 
+
 def test_a_recording_is_read_before_and_during_the_steps(tmp_path):
     """11 samples 1 s apart: 100 W before the first step (it begins at 3 s), 300 W during the
     seven steps, the energy counter the power's integral (so the two agree)."""
@@ -166,11 +195,29 @@ def test_a_recording_is_read_before_and_during_the_steps(tmp_path):
     from gputop.trace import TraceWriter
 
     t0, s = 1_800_000_000_000_000_000, 1_000_000_000
-    info = GpuInfo(index=0, name="NVIDIA H100 80GB HBM3", uuid=None, pci_bus_id=None, architecture="Hopper",
-                   sm_count=132, mem_bus_width_bits=None, max_mem_clock_mhz=None, peak_dram_bw_bytes_per_s=None,
-                   driver_version=None, cuda_version=None, gpm_supported=True)
-    cpu = CpuSample(cpu_util_pct=50.0, core_util_pct=(50.0, 50.0), core_freq_mhz=(3000.0, 3000.0), cpu_power_w=None,
-                    ram_used_bytes=2**30, ram_total_bytes=2**34, load1=1.0)
+    info = GpuInfo(
+        index=0,
+        name="NVIDIA H100 80GB HBM3",
+        uuid=None,
+        pci_bus_id=None,
+        architecture="Hopper",
+        sm_count=132,
+        mem_bus_width_bits=None,
+        max_mem_clock_mhz=None,
+        peak_dram_bw_bytes_per_s=None,
+        driver_version=None,
+        cuda_version=None,
+        gpm_supported=True,
+    )
+    cpu = CpuSample(
+        cpu_util_pct=50.0,
+        core_util_pct=(50.0, 50.0),
+        core_freq_mhz=(3000.0, 3000.0),
+        cpu_power_w=None,
+        ram_used_bytes=2**30,
+        ram_total_bytes=2**34,
+        load1=1.0,
+    )
     power = [100.0 if i < 3 else 300.0 for i in range(11)]
     energy = [0.0]
     for i in range(1, 11):
@@ -179,8 +226,9 @@ def test_a_recording_is_read_before_and_during_the_steps(tmp_path):
     with TraceWriter.create(str(path)) as writer:
         writer.set_workload(4242, "matmul")
         for i in range(11):
-            gpu = GpuSample(info, power_w=power[i], energy_j=energy[i], sm_active_pct=80.0 if i >= 3 else 0.0,
-                            tensor_active_pct=40.0 if i >= 3 else 0.0)
+            gpu = GpuSample(
+                info, power_w=power[i], energy_j=energy[i], sm_active_pct=80.0 if i >= 3 else 0.0, tensor_active_pct=40.0 if i >= 3 else 0.0
+            )
             writer.write_sample(Sample(ts_ns=t0 + i * s, cpu=cpu, gpus=(gpu,)))
             if i >= 4:
                 writer.write_workload([WorkloadStep(step=i - 3, samples=8, loss=1.0, wall_s=1.0, ts_ns=t0 + i * s)])

@@ -16,10 +16,33 @@ pytestmark = [pytest.mark.e2e, pytest.mark.gpu]  # on the real hardware: never i
 
 def test_the_live_view_beside_a_workload_on_this_gpu(runner, figure):
     folder = runner.out / "screenshots"
-    proc = runner.run("screenshots", [sys.executable, str(Path(__file__).with_name("screenshot.py")), "--out", str(folder),
-                                      "--seconds", "20", "--max-wait", "60", "--title", "beside matmul bf16 (real hardware)",
-                                      "--host", socket.gethostname(), "--run", "matmul", "--", "--device", "cuda",
-                                      "--precision", "bf16", "--steps", "1000000"], timeout=90)
+    proc = runner.run(
+        "screenshots",
+        [
+            sys.executable,
+            str(Path(__file__).with_name("screenshot.py")),
+            "--out",
+            str(folder),
+            "--seconds",
+            "20",
+            "--max-wait",
+            "60",
+            "--title",
+            "beside matmul bf16 (real hardware)",
+            "--host",
+            socket.gethostname(),
+            "--run",
+            "matmul",
+            "--",
+            "--device",
+            "cuda",
+            "--precision",
+            "bf16",
+            "--steps",
+            "1000000",
+        ],
+        timeout=90,
+    )
     assert proc.ok, proc.why()
     import pynvml
 

@@ -21,9 +21,28 @@ def matmul(runner: Runner) -> tuple[dict[str, Any], dict[str, Any]]:
     """`gputop record` 30 s at 10 Hz beside matmul bf16 (stopped by gputop at --duration), then
     `gputop report --json`: (the trace's figures, the report)."""
     trace = runner.out / "matmul_trace.json"
-    rec = runner.gputop("record", "record", "--out", str(trace), "--interval", "0.1", "--duration", str(RECORD_S),
-                        "--force", "--run", "matmul", "--", "--device", "cuda", "--precision", "bf16",
-                        "--steps", "1000000", "--quiet", timeout=RECORD_S + 60)
+    rec = runner.gputop(
+        "record",
+        "record",
+        "--out",
+        str(trace),
+        "--interval",
+        "0.1",
+        "--duration",
+        str(RECORD_S),
+        "--force",
+        "--run",
+        "matmul",
+        "--",
+        "--device",
+        "cuda",
+        "--precision",
+        "bf16",
+        "--steps",
+        "1000000",
+        "--quiet",
+        timeout=RECORD_S + 60,
+    )
     last = rec.stderr.strip().splitlines()[-1:]
     assert rec.ok and any("stopped by gputop at --duration" in line for line in last), rec.why()
     rep = runner.gputop("report", "report", str(trace), "--json", timeout=60)
@@ -35,8 +54,9 @@ def matmul(runner: Runner) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def test_a_recording_beside_matmul_samples_at_10_hz(matmul, figure):
     a, _ = matmul
-    figure("samples", f"{a['samples']} in {a.get('span_s', 0):.1f} s ({a.get('rate_hz') or 0:.2f} Hz)",
-           f">= 8 Hz over >= {0.9 * RECORD_S:g} s")
+    figure(
+        "samples", f"{a['samples']} in {a.get('span_s', 0):.1f} s ({a.get('rate_hz') or 0:.2f} Hz)", f">= 8 Hz over >= {0.9 * RECORD_S:g} s"
+    )
     figure("workload steps recorded", a["steps"], ">= 3")
     assert (a.get("rate_hz") or 0) >= 8 and a.get("span_s", 0) >= 0.9 * RECORD_S
     assert a["steps"] >= 3
@@ -58,8 +78,11 @@ def test_gpm_shows_the_tensor_cores_and_dram_busy(matmul, figure):
 def test_power_rises_and_the_energy_counter_matches_power_over_time(matmul, figure):
     a, _ = matmul
     before, during = a.get("before_power_w"), a.get("during_power_w")
-    figure("power before the first step -> during", f"{before} W -> {during} W "
-           f"({a.get('samples_before')} / {a.get('samples_during')} samples)", ">= 1.3 x before")
+    figure(
+        "power before the first step -> during",
+        f"{before} W -> {during} W ({a.get('samples_before')} / {a.get('samples_during')} samples)",
+        ">= 1.3 x before",
+    )
     counter, integral = a.get("energy_counter_j"), a.get("power_integral_j")
     figure("energy counter delta vs power x time", f"{counter} J vs {integral} J", "within 10 % (power is a ~1 s average)")
     assert before is not None and during is not None and during >= 1.3 * before
@@ -69,8 +92,11 @@ def test_power_rises_and_the_energy_counter_matches_power_over_time(matmul, figu
 def _mfu(figure: Any, what: str, w: dict[str, Any]) -> None:
     """MFU against the datasheet's peak must be <= 100 %."""
     mfu, peak, source = w.get("mfu_pct_median"), w.get("peak_flops"), w.get("peak_flops_source")
-    figure(what, f"{w.get('tflops_median')} TFLOP/s = {mfu} % of {(peak or 0) / 1e12:g} TFLOP/s ({source} peak)",
-           "MFU <= 100 % of the datasheet")
+    figure(
+        what,
+        f"{w.get('tflops_median')} TFLOP/s = {mfu} % of {(peak or 0) / 1e12:g} TFLOP/s ({source} peak)",
+        "MFU <= 100 % of the datasheet",
+    )
     assert source == "table", f"no datasheet peak for this GPU (peak from {source})"
     assert mfu is not None and 0 < mfu <= 100
 
@@ -110,8 +136,23 @@ print(f"plain script: {steps} optimizer steps, last loss {loss.item():.3f}")
 def test_an_unmodified_script_has_its_steps_detected_on_cuda(runner, figure):
     script = runner.save("plain_train.py", PLAIN_SCRIPT)
     trace, steps = runner.out / "plain_trace.json", 60
-    rec = runner.gputop("insight", "record", "--out", str(trace), "--interval", "0.2", "--force", "--run",
-                        str(script), "--", "--device", "cuda", "--steps", str(steps), timeout=120)
+    rec = runner.gputop(
+        "insight",
+        "record",
+        "--out",
+        str(trace),
+        "--interval",
+        "0.2",
+        "--force",
+        "--run",
+        str(script),
+        "--",
+        "--device",
+        "cuda",
+        "--steps",
+        str(steps),
+        timeout=120,
+    )
     assert rec.ok, rec.why()
     rep = runner.gputop("insight_report", "report", str(trace), "--json", timeout=60)
     w = (rep.json() or {}).get("workload") or {}
@@ -143,10 +184,16 @@ def test_compare_runs_the_workload_on_cpu_and_gpu(name, runner, figure):
 CUDA = ["--device", "cuda", "--precision", "bf16"]
 REFERENCES = {
     "matmul bf16 8192^3": ("matmul", [*CUDA, "--n", "8192", "--batch-size", "20", "--steps", "100"], "tflops"),
-    "ResNet-50 224 px, batch 256, bf16": ("cnn", [*CUDA, "--depth", "50", "--image-size", "224", "--batch-size", "256",
-                                                  "--steps", "30"], "samples"),
-    "GPT-2 124M, ctx 1024, batch 16, bf16": ("transformer", [*CUDA, "--size", "gpt2", "--batch-size", "16",
-                                                             "--steps", "30"], "tokens:1024"),
+    "ResNet-50 224 px, batch 256, bf16": (
+        "cnn",
+        [*CUDA, "--depth", "50", "--image-size", "224", "--batch-size", "256", "--steps", "30"],
+        "samples",
+    ),
+    "GPT-2 124M, ctx 1024, batch 16, bf16": (
+        "transformer",
+        [*CUDA, "--size", "gpt2", "--batch-size", "16", "--steps", "30"],
+        "tokens:1024",
+    ),
 }
 
 
@@ -154,8 +201,21 @@ REFERENCES = {
 def test_a_reference_configuration(label, runner, figure):
     workload, args, kind = REFERENCES[label]
     trace = runner.out / f"ref_{workload}_trace.json"
-    rec = runner.gputop(f"ref_{workload}", "record", "--out", str(trace), "--interval", "0.5", "--force",
-                        "--run", workload, "--", *args, "--quiet", timeout=120)
+    rec = runner.gputop(
+        f"ref_{workload}",
+        "record",
+        "--out",
+        str(trace),
+        "--interval",
+        "0.5",
+        "--force",
+        "--run",
+        workload,
+        "--",
+        *args,
+        "--quiet",
+        timeout=120,
+    )
     assert rec.ok, rec.why()
     rep = runner.gputop(f"ref_{workload}_report", "report", str(trace), "--json", timeout=60)
     w = (rep.json() or {}).get("workload") or {}

@@ -20,8 +20,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 WHEELS_DIR = ROOT / ".whl"
-INSTALL_LINE = ("python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir "
-                "--upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site")
+INSTALL_LINE = (
+    "python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir "
+    "--upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site"
+)
 PREPARE_LINE = ".venv/bin/python tests/gpu/wheels.py"
 # What it lacks (textual and its own needs, plotext) and what gputop should meet at the version
 # tested here (nvidia-ml-py, rich). gputop itself too. The rest is on its image.
@@ -30,8 +32,10 @@ ON_DEVICE = ("markdown-it-py", "mdurl", "pygments", "typing-extensions", "psutil
 
 
 def how_to_carry() -> str:
-    return (f"carry wheels: here `{PREPARE_LINE}` (fills .whl/), then on the GPU machine "
-            f"`{INSTALL_LINE}` (benchmarks/README.md has the whole device call)")
+    return (
+        f"carry wheels: here `{PREPARE_LINE}` (fills .whl/), then on the GPU machine "
+        f"`{INSTALL_LINE}` (benchmarks/README.md has the whole device call)"
+    )
 
 
 def _digest(files: dict[str, Path]) -> str:
@@ -63,15 +67,28 @@ def prepare(folder: Path) -> int:
         try:
             pins.append(f"{dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:
-            sys.stderr.write(f"wheels: error: {dist} is not installed here; install the project's "
-                             "environment first (README)\n")
+            sys.stderr.write(f"wheels: error: {dist} is not installed here; install the project's environment first (README)\n")
             return 2
     for old in folder.glob("*.whl"):
         old.unlink()
-    platforms = [a for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
-                 for a in ("--platform", p)]
-    download = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                "--python-version", "3.12", "--implementation", "cp", *platforms, "-d", str(folder), *pins]
+    platforms = [a for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64") for a in ("--platform", p)]
+    download = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.12",
+        "--implementation",
+        "cp",
+        *platforms,
+        "-d",
+        str(folder),
+        *pins,
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         # built from a copy: setuptools' build/ folder in the tree could carry deleted modules over
         source = Path(tmp) / "src"
@@ -80,8 +97,7 @@ def prepare(folder: Path) -> int:
             shutil.copy2(ROOT / name, source / name)
         for name in ("gputop", "workloads"):
             shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-        build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                 "-w", str(folder), str(source)]
+        build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(folder), str(source)]
         for argv in (download, build):
             if subprocess.run(argv, timeout=600).returncode != 0:
                 sys.stderr.write(f"wheels: error: failed: {' '.join(argv)}\n")
@@ -91,7 +107,7 @@ def prepare(folder: Path) -> int:
     for p in sorted(folder.glob("*.whl")):
         print(f"  {p.name}")
     print(f"assumed on the GPU machine's image: {', '.join(ON_DEVICE)}")
-    print(f"\non the GPU machine: {INSTALL_LINE}\n(the device call, with carry [\".whl\"]: benchmarks/README.md)")
+    print(f'\non the GPU machine: {INSTALL_LINE}\n(the device call, with carry [".whl"]: benchmarks/README.md)')
     return 0
 
 

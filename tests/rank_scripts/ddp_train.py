@@ -1,4 +1,5 @@
 """DDP on gloo, launched by torchrun (RANK, WORLD_SIZE, MASTER_ADDR/PORT in the environment)."""
+
 import os
 import time
 
@@ -27,8 +28,7 @@ class Data(Dataset):
 def train(rank, workers=0):
     model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(8, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    loader = DataLoader(Data(rank == int(os.environ.get("SLOW_RANK", "1"))), batch_size=BATCH,
-                        num_workers=workers)
+    loader = DataLoader(Data(rank == int(os.environ.get("SLOW_RANK", "1"))), batch_size=BATCH, num_workers=workers)
     steps = samples = 0
     wait = 0.0
     batches = iter(loader)

@@ -1,6 +1,7 @@
 """DDP on gloo started with torch.multiprocessing.spawn (the spawn start method), or with
 start_processes(start_method="fork") where START_METHOD=fork; each rank with a DataLoader worker of
 its own."""
+
 import os
 import socket
 

@@ -16,8 +16,7 @@ _OPEN_REASONS = {
     pynvml.NVML_ERROR_LIBRARY_NOT_FOUND: "libnvidia-ml.so.1 not found (no NVIDIA driver installed)",
     pynvml.NVML_ERROR_DRIVER_NOT_LOADED: "NVIDIA driver not loaded",
     pynvml.NVML_ERROR_NO_PERMISSION: "no permission to open the NVIDIA driver",
-    pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH:
-        "NVIDIA driver and libnvidia-ml versions differ (reboot after a driver update?)",
+    pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH: "NVIDIA driver and libnvidia-ml versions differ (reboot after a driver update?)",
     pynvml.NVML_ERROR_FUNCTION_NOT_FOUND: "NVIDIA driver too old for nvidia-ml-py",
     pynvml.NVML_ERROR_OPERATING_SYSTEM: "the operating system blocked access to the NVIDIA driver",
 }
@@ -34,10 +33,29 @@ _ARCHITECTURES = {
     pynvml.NVML_DEVICE_ARCH_BLACKWELL: "Blackwell",
 }
 # FP32 cores per SM, by compute capability (major, minor), then by major alone.
-_CORES_PER_SM_BY_CC = {(6, 0): 64, (8, 0): 64,  # GP100, GA100
-                       3: 192, 5: 128, 6: 128, 7: 64, 8: 128, 9: 128, 10: 128, 12: 128}
-_CORES_PER_SM_BY_ARCH = {"Kepler": 192, "Maxwell": 128, "Pascal": 128, "Volta": 64, "Turing": 64,
-                         "Ampere": 128, "Ada": 128, "Hopper": 128, "Blackwell": 128}
+_CORES_PER_SM_BY_CC = {
+    (6, 0): 64,
+    (8, 0): 64,  # GP100, GA100
+    3: 192,
+    5: 128,
+    6: 128,
+    7: 64,
+    8: 128,
+    9: 128,
+    10: 128,
+    12: 128,
+}
+_CORES_PER_SM_BY_ARCH = {
+    "Kepler": 192,
+    "Maxwell": 128,
+    "Pascal": 128,
+    "Volta": 64,
+    "Turing": 64,
+    "Ampere": 128,
+    "Ada": 128,
+    "Hopper": 128,
+    "Blackwell": 128,
+}
 
 
 def _cores_per_sm(arch: str | None, cc: tuple[int, int] | None, name: str) -> int | None:
@@ -93,16 +111,25 @@ def static_info(index: int, h: Any, driver: str | None, cuda: str | None) -> Gpu
     gpm = query(pynvml.nvmlGpmQueryDeviceSupport, h)
     gpm_supported = bool(gpm and gpm.isSupportedDevice) and not mig_enabled
     return GpuInfo(
-        index=index, name=name, uuid=text(query(pynvml.nvmlDeviceGetUUID, h)),
-        pci_bus_id=text(pci.busId) if pci is not None else None, architecture=arch,
-        sm_count=sm_count, mem_bus_width_bits=bus_bits or None, max_mem_clock_mhz=max_mem_mhz or None,
-        peak_dram_bw_bytes_per_s=peak, driver_version=driver, cuda_version=cuda,
-        gpm_supported=gpm_supported, mig_enabled=mig_enabled,
+        index=index,
+        name=name,
+        uuid=text(query(pynvml.nvmlDeviceGetUUID, h)),
+        pci_bus_id=text(pci.busId) if pci is not None else None,
+        architecture=arch,
+        sm_count=sm_count,
+        mem_bus_width_bits=bus_bits or None,
+        max_mem_clock_mhz=max_mem_mhz or None,
+        peak_dram_bw_bytes_per_s=peak,
+        driver_version=driver,
+        cuda_version=cuda,
+        gpm_supported=gpm_supported,
+        mig_enabled=mig_enabled,
         pcie_link_gen=query(pynvml.nvmlDeviceGetCurrPcieLinkGeneration, h) or None,
         pcie_link_width=query(pynvml.nvmlDeviceGetCurrPcieLinkWidth, h) or None,
         pcie_link_gen_max=query(pynvml.nvmlDeviceGetMaxPcieLinkGeneration, h) or None,
         pcie_link_width_max=query(pynvml.nvmlDeviceGetMaxPcieLinkWidth, h) or None,
-        cpu_affinity=_cpu_affinity(h), numa_node=_numa_node(h),
+        cpu_affinity=_cpu_affinity(h),
+        numa_node=_numa_node(h),
     )
 
 
@@ -112,9 +139,19 @@ def _numa_node(h: Any) -> int | None:
 
 
 def lost_info(index: int, driver: str | None, cuda: str | None) -> GpuInfo:
-    return GpuInfo(index=index, name=f"GPU {index}", uuid=None, pci_bus_id=None, architecture=None,
-                   sm_count=None, mem_bus_width_bits=None, max_mem_clock_mhz=None,
-                   peak_dram_bw_bytes_per_s=None, driver_version=driver, cuda_version=cuda)
+    return GpuInfo(
+        index=index,
+        name=f"GPU {index}",
+        uuid=None,
+        pci_bus_id=None,
+        architecture=None,
+        sm_count=None,
+        mem_bus_width_bits=None,
+        max_mem_clock_mhz=None,
+        peak_dram_bw_bytes_per_s=None,
+        driver_version=driver,
+        cuda_version=cuda,
+    )
 
 
 def unavailable_reason(err: Exception) -> str:

@@ -17,11 +17,13 @@ import pynvml
 log = logging.getLogger("gputop.sources.nvml")
 
 # Errors that mean "this device or driver will not answer this query": None, and not asked again.
-_UNANSWERABLE = frozenset({
-    pynvml.NVML_ERROR_NOT_SUPPORTED,
-    pynvml.NVML_ERROR_NO_PERMISSION,
-    pynvml.NVML_ERROR_FUNCTION_NOT_FOUND,
-})
+_UNANSWERABLE = frozenset(
+    {
+        pynvml.NVML_ERROR_NOT_SUPPORTED,
+        pynvml.NVML_ERROR_NO_PERMISSION,
+        pynvml.NVML_ERROR_FUNCTION_NOT_FOUND,
+    }
+)
 # Errors that mean the device stopped answering altogether (fell off the bus, needs a reset).
 # NVML_ERROR_UNKNOWN is not among them: drivers return it for transient trouble too, so it gives
 # None for that tick only.
@@ -31,18 +33,28 @@ _QUIET = frozenset({pynvml.NVML_ERROR_NOT_FOUND})
 
 # Clock event (formerly throttle) reason bits, named after nvidia-smi's labels.
 _REASON_WORDS = (
-    (0x001, "idle"), (0x002, "applications_clocks_setting"), (0x004, "sw_power_cap"),
-    (0x008, "hw_slowdown"), (0x010, "sync_boost"), (0x020, "sw_thermal_slowdown"),
-    (0x040, "hw_thermal_slowdown"), (0x080, "hw_power_brake_slowdown"),
-    (0x100, "display_clock_setting"), (0x200, "board_limit"), (0x400, "reliability"),
+    (0x001, "idle"),
+    (0x002, "applications_clocks_setting"),
+    (0x004, "sw_power_cap"),
+    (0x008, "hw_slowdown"),
+    (0x010, "sync_boost"),
+    (0x020, "sw_thermal_slowdown"),
+    (0x040, "hw_thermal_slowdown"),
+    (0x080, "hw_power_brake_slowdown"),
+    (0x100, "display_clock_setting"),
+    (0x200, "board_limit"),
+    (0x400, "reliability"),
 )
 _KNOWN_REASON_BITS = sum(bit for bit, _ in _REASON_WORDS)
 
 _ALL_LINKS = 0xFFFFFFFF  # field value scope: the sum over every NVLink
 _FIELD_VALUE_MEMBER = {
-    pynvml.NVML_VALUE_TYPE_DOUBLE: "dVal", pynvml.NVML_VALUE_TYPE_UNSIGNED_INT: "uiVal",
-    pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG: "ulVal", pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: "ullVal",
-    pynvml.NVML_VALUE_TYPE_SIGNED_LONG_LONG: "sllVal", pynvml.NVML_VALUE_TYPE_SIGNED_INT: "siVal",
+    pynvml.NVML_VALUE_TYPE_DOUBLE: "dVal",
+    pynvml.NVML_VALUE_TYPE_UNSIGNED_INT: "uiVal",
+    pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG: "ulVal",
+    pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: "ullVal",
+    pynvml.NVML_VALUE_TYPE_SIGNED_LONG_LONG: "sllVal",
+    pynvml.NVML_VALUE_TYPE_SIGNED_INT: "siVal",
     pynvml.NVML_VALUE_TYPE_UNSIGNED_SHORT: "usVal",
 }
 NOT_AVAILABLE = {2**64 - 1, 2**32 - 1}  # NVML_VALUE_NOT_AVAILABLE as unsigned long long / unsigned int
@@ -102,6 +114,7 @@ def _log_once(fn: Callable[..., Any], code: int, err: Exception) -> None:
 
 # ---------------------------------------------------------------------------- per-tick readers
 
+
 def _milli(value: int) -> tuple[float]:
     return (value / 1000.0,)
 
@@ -155,9 +168,11 @@ _GPU = pynvml.NVML_TEMPERATURE_GPU
 # (fields, variants newest first as (pynvml wrapper name, extra args), conversion)
 TICK_QUERIES = (
     (("gpu_util_pct", "mem_busy_pct"), (("nvmlDeviceGetUtilizationRates", ()),), _utilization),
-    (("mem_used_bytes", "mem_total_bytes"),
-     (("nvmlDeviceGetMemoryInfo", (getattr(pynvml, "nvmlMemory_v2", None),)),
-      ("nvmlDeviceGetMemoryInfo", ())), _memory),
+    (
+        ("mem_used_bytes", "mem_total_bytes"),
+        (("nvmlDeviceGetMemoryInfo", (getattr(pynvml, "nvmlMemory_v2", None),)), ("nvmlDeviceGetMemoryInfo", ())),
+        _memory,
+    ),
     (("power_w",), (("nvmlDeviceGetPowerUsage", ()),), _milli),
     (("power_limit_w",), (("nvmlDeviceGetEnforcedPowerLimit", ()),), _milli),
     (("sm_clock_mhz",), (("nvmlDeviceGetClockInfo", (pynvml.NVML_CLOCK_SM,)),), _as_int),
@@ -165,8 +180,11 @@ TICK_QUERIES = (
     (("temp_c",), (("nvmlDeviceGetTemperatureV", (_GPU,)), ("nvmlDeviceGetTemperature", (_GPU,))), _as_float),
     (("fan_pct",), (("nvmlDeviceGetFanSpeed", ()),), _as_float),
     (("pstate",), (("nvmlDeviceGetPerformanceState", ()), ("nvmlDeviceGetPowerState", ())), _pstate),
-    (("clock_event_reasons",), (("nvmlDeviceGetCurrentClocksEventReasons", ()),
-                                ("nvmlDeviceGetCurrentClocksThrottleReasons", ())), _reasons),
+    (
+        ("clock_event_reasons",),
+        (("nvmlDeviceGetCurrentClocksEventReasons", ()), ("nvmlDeviceGetCurrentClocksThrottleReasons", ())),
+        _reasons,
+    ),
     (("energy_j",), (("nvmlDeviceGetTotalEnergyConsumption", ()),), _milli),
 )
 # Fields that move on a scale of seconds: read at most every SLOW_INTERVAL_S and carried in
@@ -208,8 +226,7 @@ def field_value(fv: Any) -> float | int | None:
     return None if member is None else getattr(fv.value, member)
 
 
-def first_answering(handle: Any, variants: tuple[tuple[str, tuple[Any, ...]], ...]
-                     ) -> tuple[Any, tuple[Any, ...]] | None:
+def first_answering(handle: Any, variants: tuple[tuple[str, tuple[Any, ...]], ...]) -> tuple[Any, tuple[Any, ...]] | None:
     """(wrapper, args) of the first variant the device answers, asked once at probe time.
     A wrapper this nvidia-ml-py lacks counts as a function the driver lacks."""
     for name, args in variants:

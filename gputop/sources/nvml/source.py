@@ -74,8 +74,7 @@ class _Device:
             found = first_answering(h, variants)
             if found:
                 slow = SLOW_FIELDS.issuperset(fields)
-                (self.slow_readers if slow else self.readers).append(
-                    Reader(fields, found[0], (h, *found[1]), convert))
+                (self.slow_readers if slow else self.readers).append(Reader(fields, found[0], (h, *found[1]), convert))
         self.slow_field_count = sum(len(r.fields) for r in self.slow_readers)
         self.energy_counter = any(r.fields == ("energy_j",) for r in self.readers)
         self._probe_counters()
@@ -85,8 +84,7 @@ class _Device:
             found = first_answering(h, tuple((name, ()) for name in names))
             if found:
                 self.process_fns.append((kind, found[0]))
-        self.process_util = query(pynvml.nvmlDeviceGetProcessUtilization, h, 0,
-                                   unanswerable=UNANSWERABLE) is not UNANSWERABLE
+        self.process_util = query(pynvml.nvmlDeviceGetProcessUtilization, h, 0, unanswerable=UNANSWERABLE) is not UNANSWERABLE
 
     def _probe_counters(self) -> None:
         h = self.handle
@@ -166,9 +164,14 @@ class _Device:
             return None
         util = self._process_utilization() if merged else {}
         return tuple(
-            GpuProcess(pid=pid, gpu_index=self.index, kind="+".join(dict.fromkeys(kinds)),
-                       gpu_mem_bytes=mem, sm_util_pct=util.get(pid, (None, None))[0],
-                       mem_util_pct=util.get(pid, (None, None))[1])
+            GpuProcess(
+                pid=pid,
+                gpu_index=self.index,
+                kind="+".join(dict.fromkeys(kinds)),
+                gpu_mem_bytes=mem,
+                sm_util_pct=util.get(pid, (None, None))[0],
+                mem_util_pct=util.get(pid, (None, None))[1],
+            )
             for pid, (kinds, mem) in sorted(merged.items())
         )
 
@@ -204,6 +207,7 @@ class _Device:
 
 # ---------------------------------------------------------------------------- the source
 
+
 class NvmlSource:
     """Every NVIDIA GPU NVML can see. Build with ``NvmlSource.open()``; ``close()`` when done."""
 
@@ -228,8 +232,7 @@ class NvmlSource:
             query(pynvml.nvmlShutdown)
             raise
 
-    def sample(self, processes: Mapping[int, tuple[GpuProcess, ...] | None] | None = None
-               ) -> tuple[GpuSample, ...]:
+    def sample(self, processes: Mapping[int, tuple[GpuProcess, ...] | None] | None = None) -> tuple[GpuSample, ...]:
         """One GpuSample per device, with its entry of ``processes`` (a table from
         ``processes()``, joined with the host's view by the Sampler; None where not given)."""
         if self._closed:

@@ -18,8 +18,10 @@ def kill_refusal(proc: GpuProcess) -> str | None:
     """
     if proc.command or proc.name:
         return None
-    return (f"not killing pid {proc.pid}: it is not visible from this pid namespace "
-            "(in a container, a host pid; here that number is not the same process)")
+    return (
+        f"not killing pid {proc.pid}: it is not visible from this pid namespace "
+        "(in a container, a host pid; here that number is not the same process)"
+    )
 
 
 def describe(proc: GpuProcess) -> str:

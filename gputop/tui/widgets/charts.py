@@ -125,16 +125,24 @@ class Chart(StyleMemo):
         return strips
 
     def _plain_styles(self) -> str:
-        """"" where Textual must draw the lines itself (a border, padding...), "truecolor" where
+        """ "" where Textual must draw the lines itself (a border, padding...), "truecolor" where
         every style they are made of is truecolor and not dim, else "plain"."""
         styles = self.styles
-        if (any(styles.gutter) or any(edge for edge, _ in styles.outline) or styles.tint.a
-                or styles.text_opacity != 1.0 or self.opacity != 1.0 or self.BLANK
-                or (styles.has_rule("hatch") and styles.hatch != "none")):
+        if (
+            any(styles.gutter)
+            or any(edge for edge, _ in styles.outline)
+            or styles.tint.a
+            or styles.text_opacity != 1.0
+            or self.opacity != 1.0
+            or self.BLANK
+            or (styles.has_rule("hatch") and styles.hatch != "none")
+        ):
             return ""  # (links: the lines have none, so no link hover style either)
         used = [self._style(None), *(self._style(name) for name in sorted(self.COMPONENT_CLASSES))]
-        truecolor = all((s.color is None or s.color.triplet is not None)
-                        and (s.bgcolor is None or s.bgcolor.triplet is not None) and not s.dim for s in used)
+        truecolor = all(
+            (s.color is None or s.color.triplet is not None) and (s.bgcolor is None or s.bgcolor.triplet is not None) and not s.dim
+            for s in used
+        )
         return "truecolor" if truecolor else "plain"
 
     def _style(self, name: str | None) -> Style:
@@ -192,8 +200,7 @@ class Chart(StyleMemo):
             if changed:
                 self.refresh(*changed)
 
-    def _plot_of(self, history: History | None, values: list[Drawn], plot_w: int, plot_h: int,
-                 top: float, bottom: float) -> DotPlot:
+    def _plot_of(self, history: History | None, values: list[Drawn], plot_w: int, plot_h: int, top: float, bottom: float) -> DotPlot:
         """The plot of ``values``: the last one scrolled by the points pushed since, where it
         was drawn from the same history, at the same size and scale, of the same series; else
         drawn anew (a replay's seek hands down another history: always drawn anew)."""
@@ -244,8 +251,7 @@ class Chart(StyleMemo):
 
     def _title_line(self, width: int, values: list[Drawn]) -> Strip:
         drawn = {s.label for s, _ in values}
-        key = (width, tuple(sorted(drawn)), tuple((s.label, s.kind) for s in self.series), self.note,
-               self.title, self.unit)
+        key = (width, tuple(sorted(drawn)), tuple((s.label, s.kind) for s in self.series), self.note, self.title, self.unit)
         return self._made_of("title", key, lambda: self._make_title(width, drawn))
 
     def _make_title(self, width: int, drawn: set[str]) -> Strip:
@@ -268,9 +274,18 @@ class Chart(StyleMemo):
             label = age_text((stamps[-1] - stamps[0]) / 1e9)
             column = max(0, (2 * plot_w - len(stamps)) // 2)  # the oldest point drawn
         key = (width, gutter, plot_w, label, column, self.now_label)
-        return self._made_of("axis", key, lambda: Strip(
-            [Segment((" " * gutter + time_axis(plot_w, label, column, self.now_label))[:width].ljust(width),
-                     self._style("chart--axis"))], width))
+        return self._made_of(
+            "axis",
+            key,
+            lambda: Strip(
+                [
+                    Segment(
+                        (" " * gutter + time_axis(plot_w, label, column, self.now_label))[:width].ljust(width), self._style("chart--axis")
+                    )
+                ],
+                width,
+            ),
+        )
 
 
 AXIS_GAP = 2  # spaces at least between the oldest point's age and the right edge's label
@@ -298,7 +313,7 @@ def time_axis(plot_w: int, label: str, column: int, right: str) -> str:
     limit = plot_w - len(right) - AXIS_GAP  # the label must end by here
     start = min(column, limit - len(label))
     if label and start >= 0:
-        line[start:start + len(label)] = label
+        line[start : start + len(label)] = label
     return "".join(line)
 
 
@@ -345,11 +360,13 @@ class HistoryCharts(Horizontal, KeptLines):
         activity.series = [Series(cpu_key("cpu_util_pct"), "CPU cores", "cpu")]
         if i is not None:
             sm = gpu_key(i, "sm_active_pct")
-            activity.series.append(Series(sm, f"GPU{i} SMs", "gpu") if self.history.latest(sm) is not None
-                                   else Series(gpu_key(i, "gpu_util_pct"), f"GPU{i} util", "gpu"))
+            activity.series.append(
+                Series(sm, f"GPU{i} SMs", "gpu")
+                if self.history.latest(sm) is not None
+                else Series(gpu_key(i, "gpu_util_pct"), f"GPU{i} util", "gpu")
+            )
         bandwidth = self.query_one("#chart-bandwidth", Chart)
-        bandwidth.series = [] if i is None else [
-            Series(gpu_key(i, "dram_bw_bytes_per_s"), f"GPU{i}", "gpu", gigabytes)]
+        bandwidth.series = [] if i is None else [Series(gpu_key(i, "dram_bw_bytes_per_s"), f"GPU{i}", "gpu", gigabytes)]
         early = len(self.history) < 2  # nothing is drawn before two points: "no data yet"
         bandwidth.note = "no GPU" if i is None else "" if early else "n/a (no GPM reading)"
         power = self.query_one("#chart-power", Chart)

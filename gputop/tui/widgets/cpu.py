@@ -35,5 +35,4 @@ class CpuPanel(Panel):
         return (self.sample, self.show_freq, self.max_grid_rows, self.job_cores)
 
     def build(self, width: int) -> list[Line]:
-        return cpu_lines(self.sample, width, self, show_freq=self.show_freq, job_cores=self.job_cores,
-                         max_grid_rows=self.max_grid_rows)
+        return cpu_lines(self.sample, width, self, show_freq=self.show_freq, job_cores=self.job_cores, max_grid_rows=self.max_grid_rows)

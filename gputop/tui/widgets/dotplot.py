@@ -132,7 +132,7 @@ class DotPlot:
         """Row ``r`` as runs of cells drawn last by series of one kind (or by none): (text, kind)."""
         text, owners = self._decoded(self.rows[r])
         kind_of = self._kind_of
-        return [(text[m.start():m.end()], kind_of[m.group(1)]) for m in _RUN.finditer(owners)]
+        return [(text[m.start() : m.end()], kind_of[m.group(1)]) for m in _RUN.finditer(owners)]
 
     def row_segments(self, r: int, style_of: Mapping[str | None, Style]) -> list[Segment]:
         """``row_runs`` as segments, each in ``style_of[kind]`` (``style_of[None]``: no series).
@@ -157,11 +157,10 @@ class DotPlot:
         made[:] = [*made[-1:], _Made(self.scrolled, row, styles, *moved)]
         return moved[0]
 
-    def _moved(self, old: _Made, cells: int, row: bytes,
-               styles: dict[str, Style]) -> tuple[list[Segment], list[int]] | None:
+    def _moved(self, old: _Made, cells: int, row: bytes, styles: dict[str, Style]) -> tuple[list[Segment], list[int]] | None:
         """The row's segments from ``old``'s, ``cells`` to the left now; None where none fit."""
         w = self.plot_w
-        if not 0 < cells < w - 2 or row[2:2 * (w - cells)] != old.row[2 * (cells + 1):]:
+        if not 0 < cells < w - 2 or row[2 : 2 * (w - cells)] != old.row[2 * (cells + 1) :]:
             return None
         # old runs that start and end inside the cells that read the same (their ends are
         # ends now too): all but the last, from the first that starts past the new cell 1; the
@@ -173,9 +172,9 @@ class DotPlot:
         if first > last:
             return None
         a, b = starts[first] - base, starts[last + 1] - base
-        head, head_starts = _runs(*self._decoded(row[:2 * a]), styles, base)
-        tail, tail_starts = _runs(*self._decoded(row[2 * b:]), styles, base + b)
-        return [*head, *old.segments[first:last + 1], *tail], [*head_starts, *starts[first:last + 1], *tail_starts]
+        head, head_starts = _runs(*self._decoded(row[: 2 * a]), styles, base)
+        tail, tail_starts = _runs(*self._decoded(row[2 * b :]), styles, base + b)
+        return [*head, *old.segments[first : last + 1], *tail], [*head_starts, *starts[first : last + 1], *tail_starts]
 
     def _decoded(self, row: bytes | bytearray) -> tuple[str, str]:
         """Cells' characters, and for each a character that stands for its kind."""

@@ -110,14 +110,14 @@ class GpuRow(_GpuWidget):
             return [item((f"GPU{self.index} waiting", st("panel--dim")))]
         name_width = 16 if width < 110 else 28  # room for "H100 80GB HBM3 (simulated)" when wide
         name = short_name(gpu.info.name)
-        name = name if len(name) <= name_width else name[:name_width - 1] + "…"
+        name = name if len(name) <= name_width else name[: name_width - 1] + "…"
         line = item((f"{gpu.info.index} ", st("panel--value")), (f"{name:<{name_width}}", st("panel--label")))
         if gpu.lost:
             return [line + item(("  " + LOST, st("panel--lost")))]
         n = gpu.sms_active
         activity = gpu.sm_active_pct if n is not None else gpu.gpu_util_pct
         line += item(" ", (bar(activity, 10), load_style(self, activity)))
-        sms = (f"{n:>3.0f}/{gpu.info.sm_count} SMs" if n is not None else "SMs n/a   ")
+        sms = f"{n:>3.0f}/{gpu.info.sm_count} SMs" if n is not None else "SMs n/a   "
         f = self.item
         fields = [
             item((sms, st("panel--value"))),

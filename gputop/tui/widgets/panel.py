@@ -103,9 +103,18 @@ class Panel(StyleMemo):
     """
 
     COMPONENT_CLASSES = {
-        "panel--label", "panel--value", "panel--warn", "panel--lost", "panel--dim",
-        "load--na", "load--idle", "load--light", "load--busy", "load--hot",
-        "sm--on", "sm--off",
+        "panel--label",
+        "panel--value",
+        "panel--warn",
+        "panel--lost",
+        "panel--dim",
+        "load--na",
+        "load--idle",
+        "load--light",
+        "load--busy",
+        "load--hot",
+        "sm--on",
+        "sm--off",
     }
 
     _built: tuple[tuple, Text | list[Line]] | None = None
@@ -194,11 +203,16 @@ class Panel(StyleMemo):
             self._on = (base, {})
         on = self._on[1]
         used = self._lines[3] if self._lines is not None else []
-        strips = [kept[y] if y < len(before) and _same_drawn(before[y], line)
-                  else (line_strip(line, width, base, on, used[y]) if isinstance(line, tuple)
-                        else Strip(Segment.adjust_line_length(
-                            list(Segment.apply_style(line.render(console), base)), width, base), width))
-                  for y, line in enumerate(lines)]
+        strips = [
+            kept[y]
+            if y < len(before) and _same_drawn(before[y], line)
+            else (
+                line_strip(line, width, base, on, used[y])
+                if isinstance(line, tuple)
+                else Strip(Segment.adjust_line_length(list(Segment.apply_style(line.render(console), base)), width, base), width)
+            )
+            for y, line in enumerate(lines)
+        ]
         self._strips = (built, width, base, strips, lines)
         return strips
 
@@ -252,13 +266,11 @@ class Panel(StyleMemo):
         return load_style(self, pct)
 
     def field(self, label: str, value: str, *rest: str | tuple[str, Style]) -> Text:
-        """"label value ...": the label dim, the value emphasised, extra pieces as given."""
-        text = Text.assemble((label + " " if label else "", self.style_of("panel--label")),
-                             (value, self.style_of("panel--value")))
+        """ "label value ...": the label dim, the value emphasised, extra pieces as given."""
+        text = Text.assemble((label + " " if label else "", self.style_of("panel--label")), (value, self.style_of("panel--value")))
         for piece in rest:
             text.append(piece) if isinstance(piece, str) else text.append(*piece)
         return text
-
 
     def item(self, label: str, value: str, *rest: str | tuple[str, Style]) -> Item:
         """``field`` as pieces: "label value ...", the label dim, the value emphasised."""
@@ -271,8 +283,7 @@ def wrap(text: Text, console: Console, width: int) -> list[Text]:
     ``wrap`` itself otherwise. ``wrap`` divides, justifies and truncates every line: ~300 us
     for a GPU panel's text, against ~35 us to split it, every frame."""
     lines = text.split("\n", allow_blank=True)
-    if text.justify in (None, "default") and all(
-            line.cell_len <= width and "\t" not in line.plain for line in lines):
+    if text.justify in (None, "default") and all(line.cell_len <= width and "\t" not in line.plain for line in lines):
         return list(lines)
     return list(text.wrap(console, width))
 
@@ -321,8 +332,7 @@ def as_text(line: Line) -> Text:
     return Text.assemble(*((text, style) if style else text for text, style in line))
 
 
-def line_strip(line: Line, width: int, base: Style, on: dict[Style, Style] | None = None,
-               used: int | None = None) -> Strip:
+def line_strip(line: Line, width: int, base: Style, on: dict[Style, Style] | None = None, used: int | None = None) -> Strip:
     """A line that fits as a strip ``width`` wide on ``base``: the segments Rich renders for its
     Text, without the Text (a segment per styled piece, one per run of unstyled ones, then the
     padding), which is what ``Text.render`` + ``Segment.apply_style`` + ``adjust_line_length``

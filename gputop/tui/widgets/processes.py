@@ -64,8 +64,11 @@ def empty_reason(sample: Sample) -> str:
 
 def _same_processes(a: Sample, b: Sample) -> bool:
     """Whether ``b`` holds the very process tuples ``a`` did, on devices lost or not as before."""
-    return (a.gpu_unavailable == b.gpu_unavailable and len(a.gpus) == len(b.gpus)
-            and all(x.lost == y.lost and x.processes is y.processes for x, y in zip(a.gpus, b.gpus)))
+    return (
+        a.gpu_unavailable == b.gpu_unavailable
+        and len(a.gpus) == len(b.gpus)
+        and all(x.lost == y.lost and x.processes is y.processes for x, y in zip(a.gpus, b.gpus))
+    )
 
 
 def row_key(proc: GpuProcess) -> str:
@@ -75,8 +78,15 @@ def row_key(proc: GpuProcess) -> str:
 def cells(p: GpuProcess, ours: bool) -> tuple[str, ...]:
     """The seven cells of ``p``'s row as shown (``ours``: a launched workload's process)."""
     command = (WORKLOAD_MARK if ours else "") + fmt.command(p.command, p.name)
-    return (str(p.pid), fmt.text(p.user), str(p.gpu_index), fmt.bytes_(p.gpu_mem_bytes),
-            fmt.pct(p.sm_util_pct), fmt.pct(p.cpu_pct), command)
+    return (
+        str(p.pid),
+        fmt.text(p.user),
+        str(p.gpu_index),
+        fmt.bytes_(p.gpu_mem_bytes),
+        fmt.pct(p.sm_util_pct),
+        fmt.pct(p.cpu_pct),
+        command,
+    )
 
 
 class ProcessTable(RowTable):
@@ -163,9 +173,10 @@ class ProcessTable(RowTable):
         return Strip([Segment(" " + self.empty_text, style)]).crop_extend(0, self.size.width, self.rich_style)
 
     def _relabel(self) -> None:
-        self.set_header(tuple(c.label + (" ▼" if c.descending else " ▲") if c.key == self.sort_key
-                              else c.label for c in COLUMNS),
-                        tuple(len(c.label) + 2 for c in COLUMNS))  # room for the sort arrow
+        self.set_header(
+            tuple(c.label + (" ▼" if c.descending else " ▲") if c.key == self.sort_key else c.label for c in COLUMNS),
+            tuple(len(c.label) + 2 for c in COLUMNS),
+        )  # room for the sort arrow
 
     def _rebuild(self) -> None:
         sample = self.sample

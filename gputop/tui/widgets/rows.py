@@ -32,8 +32,13 @@ class RowTable(ScrollView, StyleMemo, KeptLines, can_focus=True):  # (ScrollView
     """Subclasses set RIGHT (per column: right-justified) and call ``set_header``/``set_rows``."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
-        "table--header", "table--cursor", "table--even-row", "table--odd-row", "table--hover",
-        "table--header-hover"}
+        "table--header",
+        "table--cursor",
+        "table--even-row",
+        "table--odd-row",
+        "table--hover",
+        "table--header-hover",
+    }
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "cursor(-1)", "Cursor up", show=False),
         Binding("down", "cursor(1)", "Cursor down", show=False),
@@ -84,8 +89,7 @@ class RowTable(ScrollView, StyleMemo, KeptLines, can_focus=True):  # (ScrollView
             kept = self.row_keys[self._cursor] if self._cursor < len(self.row_keys) else None
         old, self._cells, self.row_keys = self._cells, rows, keys
         changed = [i for i, (a, b) in enumerate(zip(old, rows)) if a != b] if same else range(len(rows))
-        grown = self._grow([max(cell_len(rows[i][c]) for i in changed) for c in range(len(rows[0]))]
-                           if changed else [])
+        grown = self._grow([max(cell_len(rows[i][c]) for i in changed) for c in range(len(rows[0]))] if changed else [])
         size = Size(self._table_width(), 1 + len(rows))
         if size != self.virtual_size:
             self.virtual_size = size
@@ -114,8 +118,9 @@ class RowTable(ScrollView, StyleMemo, KeptLines, can_focus=True):  # (ScrollView
             self.refresh_lines(self._cursor + 1)
             self._cursor = row
             self.refresh_lines(row + 1)
-        self.scroll_to_region(Region(0, row + 1, 1, 1), spacing=Spacing(1, 0, 0, 0), animate=False,
-                              force=True, x_axis=False, immediate=True)
+        self.scroll_to_region(
+            Region(0, row + 1, 1, 1), spacing=Spacing(1, 0, 0, 0), animate=False, force=True, x_axis=False, immediate=True
+        )
 
     def _set_hover(self, row: int | None) -> None:
         if row != self._hover:
@@ -183,7 +188,6 @@ class RowTable(ScrollView, StyleMemo, KeptLines, can_focus=True):  # (ScrollView
         self._cell_styles.clear()
         self._lines.clear()
 
-
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         row = -1 if y == 0 else y - 1 + scroll_y
@@ -244,8 +248,7 @@ class RowTable(ScrollView, StyleMemo, KeptLines, can_focus=True):  # (ScrollView
                 text, size = set_cell_size(text, w), w
             right = column < len(self.RIGHT) and self.RIGHT[column]
             if styled is plain:
-                add(Segment(pad + " " * (w - size) + text + pad if right else pad + text + " " * (w - size) + pad,
-                            plain))
+                add(Segment(pad + " " * (w - size) + text + pad if right else pad + text + " " * (w - size) + pad, plain))
             elif right:  # Rich pads a right-justified text inside the text's own style
                 segments += [Segment(pad, plain), Segment(" " * (w - size) + text, styled), Segment(pad, plain)]
             else:  # and a left one after it, in the cell's

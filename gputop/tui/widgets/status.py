@@ -50,8 +50,17 @@ class StatusBar(Panel):
         self.set_class(paused, "-paused")
 
     def render_key(self) -> tuple:
-        return (self.interval_s, self.paused, self.own_cpu_pct, self.selected_gpu, self.sort_label, self.host,
-                self.replay, self.failed_ticks, self.stalled_s)
+        return (
+            self.interval_s,
+            self.paused,
+            self.own_cpu_pct,
+            self.selected_gpu,
+            self.sort_label,
+            self.host,
+            self.replay,
+            self.failed_ticks,
+            self.stalled_s,
+        )
 
     def build(self, width: int) -> list[Line]:
         # each part's forms, longest first (gputop.view.lines.fit_parts)
@@ -59,15 +68,16 @@ class StatusBar(Panel):
         if self.replay is not None:
             head, rest = self._replay_parts(self.replay)
             forms = [([part], True) for part in head] + [
-                ([part], False) for part in rest + gpu_parts(self, self.selected_gpu, self.sort_label) + [help_part(self)]]
+                ([part], False) for part in rest + gpu_parts(self, self.selected_gpu, self.sort_label) + [help_part(self)]
+            ]
         else:
-            forms = live_header_parts(self, self._state_forms(), self.interval_s, self.selected_gpu,
-                                      self.sort_label, self.own_cpu_pct)
+            forms = live_header_parts(self, self._state_forms(), self.interval_s, self.selected_gpu, self.sort_label, self.own_cpu_pct)
         return [fit_parts(header_start(self, self.host), forms, width)]
 
     def _state_forms(self) -> list[Item]:
         """Live, paused, stalled (no tick back: a hung driver call) or failing ticks; the values
         shown are the last good sample's in all but the first (the reason is in the notification)."""
+
         def warn(text: str) -> Item:
             return item((f" {text} ", self.style_of("panel--warn")))
 
@@ -76,8 +86,11 @@ class StatusBar(Panel):
             age = f"{self.stalled_s:.0f} s"
             return [warn(f"NO SAMPLE FOR {age}"), warn(f"NO SAMPLE {age}"), warn("STALLED")]
         if self.paused:
-            return [warn(f"PAUSED, LAST {n} TICK{'S' if n > 1 else ''} FAILED"), warn(f"PAUSED, {n} FAILED"),
-                    warn("PAUSED")] if n else [warn("PAUSED")]
+            return (
+                [warn(f"PAUSED, LAST {n} TICK{'S' if n > 1 else ''} FAILED"), warn(f"PAUSED, {n} FAILED"), warn("PAUSED")]
+                if n
+                else [warn("PAUSED")]
+            )
         if n:
             return [warn(f"SAMPLING FAILED, {n} tick{'s' if n > 1 else ''}"), warn(f"FAILED {n}"), warn("FAILED")]
         return [item("live")]
@@ -92,9 +105,11 @@ class StatusBar(Panel):
         head = [item(("replay", st("panel--value")), " ", *state)]
         if not pos.complete:
             head.append(item(("cut off", st("panel--warn"))))
-        rest = [f("t", "+" + offset_text(pos.offset_s), f" of {offset_text(pos.duration_s)}"),
-                f("at", wall_clock(pos.ts_ns)),
-                f("sample", f"{pos.index + 1}/{pos.count}")]
+        rest = [
+            f("t", "+" + offset_text(pos.offset_s), f" of {offset_text(pos.duration_s)}"),
+            f("at", wall_clock(pos.ts_ns)),
+            f("sample", f"{pos.index + 1}/{pos.count}"),
+        ]
         if self.paused:
             rest.append(f("speed", speed_text(pos.speed)))
         return head, rest

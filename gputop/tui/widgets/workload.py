@@ -75,7 +75,7 @@ def elapsed(seconds: float) -> str:
 
 
 def status_text(state: WorkloadState) -> str:
-    """"running", "finished (exit 0)", "failed (exit 1)", "stopped by gputop (SIGTERM)"."""
+    """ "running", "finished (exit 0)", "failed (exit 1)", "stopped by gputop (SIGTERM)"."""
     rc = state.returncode
     how = "" if rc is None else f" (exit {rc})" if rc >= 0 else f" ({signal_name(-rc)})"
     if state.status == "running":
@@ -114,15 +114,19 @@ def step_times(state: WorkloadState) -> tuple[float | None, float | None, float 
     walls = sorted(s.wall_s for s in steps)
     if not walls or sum(walls) <= 0:
         return None, None, None
+
     def rank(q: float) -> float:
         return walls[min(len(walls) - 1, round(q * (len(walls) - 1)))]
+
     return len(walls) / sum(walls), rank(0.5), rank(0.95)
 
 
 def job_text(job: JobUsage) -> str:
-    """"1.9 cores on 0-3: main 98 % (12 threads), 2 workers 85 %", "n/a" before a second look."""
+    """ "1.9 cores on 0-3: main 98 % (12 threads), 2 workers 85 %", "n/a" before a second look."""
+
     def cpu(pct: float | None) -> str:
         return fmt.NA if pct is None else f"{pct:.0f} %"
+
     main = [p for p in job.processes if p.role == "main"]
     workers = [p for p in job.processes if p.role == "worker"]
     others = [p for p in job.processes if p.role == "other"]
@@ -188,13 +192,13 @@ class WorkloadPanel(Panel):
     def _headline(self, state: WorkloadState) -> list[Text]:
         """How it runs, for how long, on what; what it holds on its GPU."""
         f, st = self.field, self.style_of
-        status_style = st("workload--error") if state.status == "failed" else (
-            st("workload--ok") if not state.running else st("panel--value"))
+        status_style = (
+            st("workload--error") if state.status == "failed" else (st("workload--ok") if not state.running else st("panel--value"))
+        )
         device = fmt.text(state.device)
         if state.device_name:
             device += f" ({state.device_name})"
-        first = [Text(status_text(state), style=status_style), f("elapsed", elapsed(state.elapsed_s)),
-                 f("device", device)]
+        first = [Text(status_text(state), style=status_style), f("elapsed", elapsed(state.elapsed_s)), f("device", device)]
         use = self.gpu_use
         if use is not None and state.running:
             if use.processes:
@@ -210,10 +214,14 @@ class WorkloadPanel(Panel):
         step = fmt.count(state.step)  # one number format: 18,347 of 20,000, 19,144 samples/s
         if state.step is not None and state.steps_planned is not None:
             step += f" of {fmt.count(state.steps_planned)}"
-        rates = [f("step", step), f(f"{state.sample_unit}/s", fmt.amount(state.samples_per_s)),
-                 *([f("tokens/s", fmt.amount(state.tokens_per_s))] if state.tokens_per_sample else []),
-                 f("TFLOP/s", fmt.tflops(state.tflops)), f("MFU", fmt.small_pct(state.mfu_pct)),
-                 f("energy/step", fmt.joules(state.joules_per_step))]
+        rates = [
+            f("step", step),
+            f(f"{state.sample_unit}/s", fmt.amount(state.samples_per_s)),
+            *([f("tokens/s", fmt.amount(state.tokens_per_s))] if state.tokens_per_sample else []),
+            f("TFLOP/s", fmt.tflops(state.tflops)),
+            f("MFU", fmt.small_pct(state.mfu_pct)),
+            f("energy/step", fmt.joules(state.joules_per_step)),
+        ]
         if not state.running and state.step is not None:  # ended: the whole run's, not a window's
             rates.insert(1, Text("whole run:", style=st("panel--label")))
         stale = stale_for(state)
@@ -235,10 +243,12 @@ class WorkloadPanel(Panel):
         f = self.field
         per_s, p50, p95 = step_times(state)
         share, source = state.data_wait_share, state.steps_source or ""
-        return [f("steps", SOURCE.get(source, source)),
-                f("steps/s", fmt.amount(per_s)),
-                f("step p50", fmt.step_time(p50), f" p95 {fmt.step_time(p95)}"),
-                f("data wait", fmt.text(None if share is None else f"{100 * share:.0f} %"))]
+        return [
+            f("steps", SOURCE.get(source, source)),
+            f("steps/s", fmt.amount(per_s)),
+            f("step p50", fmt.step_time(p50), f" p95 {fmt.step_time(p95)}"),
+            f("data wait", fmt.text(None if share is None else f"{100 * share:.0f} %")),
+        ]
 
     def _notes(self, state: WorkloadState, width: int) -> list[list[Text]]:
         """The job's processes, the verdict, a placement warning, no events, the error, and
@@ -272,8 +282,7 @@ def wrap_output(line: str, width: int) -> list[str]:
     width = max(width, len(CONTINUED) + 1)
     if len(line) <= width:
         return [line]
-    return textwrap.wrap(line, width, subsequent_indent=CONTINUED, drop_whitespace=True,
-                         replace_whitespace=False) or [line[:width]]
+    return textwrap.wrap(line, width, subsequent_indent=CONTINUED, drop_whitespace=True, replace_whitespace=False) or [line[:width]]
 
 
 class WorkloadLog(Panel):

@@ -46,8 +46,13 @@ ENV_TOKEN = "GPUTOP_AUTOSTEP"  # "1": set by gputop's launcher for the first pro
 ENV_FD = "GPUTOP_EVENTS_FD"  # gputop.workloads.events.ENV_FD (this module imports nothing of gputop)
 ENV_SOCK = "GPUTOP_EVENTS_SOCK"  # gputop.workload.channel.ENV_SOCK: the socket every process can open
 DESCENDANT = "descendant"
-IDENTITY_ENV = (("rank", "RANK"), ("local_rank", "LOCAL_RANK"), ("world_size", "WORLD_SIZE"),  # torchrun's
-                ("group_rank", "GROUP_RANK"), ("restart_count", "TORCHELASTIC_RESTART_COUNT"))
+IDENTITY_ENV = (
+    ("rank", "RANK"),
+    ("local_rank", "LOCAL_RANK"),
+    ("world_size", "WORLD_SIZE"),  # torchrun's
+    ("group_rank", "GROUP_RANK"),
+    ("restart_count", "TORCHELASTIC_RESTART_COUNT"),
+)
 MAX_WAITS = 8  # data waits a step lists one by one (its data_wait_s sums them all)
 FLUSH_S = 0.1  # step events are held at most this long before they are written
 FLUSH_LINES = 512  # ... or this many
@@ -133,6 +138,7 @@ def _off() -> None:
 
 def _init_process_group(init: Callable[..., Any]) -> Callable[..., Any]:
     """``torch.distributed.init_process_group``, after which a forked process is a rank of its own."""
+
     @functools.wraps(init)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         global _state
@@ -145,6 +151,7 @@ def _init_process_group(init: Callable[..., Any]) -> Callable[..., Any]:
             if util is not None:
                 util.Finalize(None, _flush, exitpriority=0)
         return out
+
     return wrapper
 
 
@@ -258,6 +265,7 @@ def _backward(backward: Callable[..., Any]) -> Callable[..., Any]:
                 state.device = _device_of(args[0])
             _emit(state, _now())
         return out
+
     return wrapper
 
 
@@ -286,6 +294,7 @@ def _next(next_: Callable[[Any], Any]) -> Callable[[Any], Any]:
                 if state.batch_size is None:
                     state.batch_size = n
         return batch
+
     return __next__
 
 
@@ -336,8 +345,10 @@ def _emit(state: _State, end_ns: int) -> None:
         state.wait_ns = 0
         state.waits.clear()
     state.samples, state.samples_known = 0, True
-    state.held.append(f'{{"event":"step","step":{state.step},"samples":{samples},"loss":null,'
-                      f'"wall_s":{wall!r},"ts_ns":{end_ns},"source":"auto"{wait}{state.tag}}}\n')
+    state.held.append(
+        f'{{"event":"step","step":{state.step},"samples":{samples},"loss":null,'
+        f'"wall_s":{wall!r},"ts_ns":{end_ns},"source":"auto"{wait}{state.tag}}}\n'
+    )
     if end_ns - state.written_ns >= FLUSH_NS or len(state.held) >= FLUSH_LINES:
         state.written_ns = end_ns
         _write(state)
@@ -376,8 +387,7 @@ def _hello(state: _State, ts_ns: int) -> None:
         rank = "" if who["rank"] is None else f',"rank":{who["rank"]}'
         state.tag = f',"pid":{pid}{rank}'
     fields = [f'"pid":{pid}', f'"ppid":{os.getppid()}', f'"root":{"true" if state.root else "false"}']
-    fields += [f'"{k}":{v}' if isinstance(v, int) else f'"{k}":"{_plain(v)}"'
-               for k, v in who.items() if v is not None]
+    fields += [f'"{k}":{v}' if isinstance(v, int) else f'"{k}":"{_plain(v)}"' for k, v in who.items() if v is not None]
     if state.device is not None:
         fields.append(f'"device":"{_plain(state.device)}"')
         if state.device.startswith("cuda"):
@@ -429,7 +439,7 @@ def _write(state: _State) -> None:
     try:
         while data:
             cut = data.rfind(b"\n", 0, _PIPE_BUF) + 1 if len(data) > _PIPE_BUF else len(data)
-            written = os.write(fd, data[:cut or len(data)])
+            written = os.write(fd, data[: cut or len(data)])
             data = data[written:]
     except OSError:  # the reader has gone: carry on without it
         state.fd, state.off = None, True

@@ -35,8 +35,7 @@ def _chain() -> None:
         if sys.flags.verbose:
             sys.excepthook(*sys.exc_info())
         else:
-            sys.stderr.write(f"Error in sitecustomize; set PYTHONVERBOSE for traceback:\n"
-                             f"{err.__class__.__name__}: {err}\n")
+            sys.stderr.write(f"Error in sitecustomize; set PYTHONVERBOSE for traceback:\n{err.__class__.__name__}: {err}\n")
 
 
 def _main() -> None:
