@@ -37,6 +37,13 @@ def test_ruff():
 
 
 @pytest.mark.e2e
+def test_ruff_format():
+    """The code stays as `ruff format` writes it (line length from [tool.ruff])."""
+    done = _run(_tool("ruff"), "format", "--check", "gputop", "tests", "benchmarks", "screenshots", "workloads")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.e2e
 def test_mypy():
     done = _run(_tool("mypy"))  # files and strictness from [tool.mypy]
     assert done.returncode == 0, done.stdout + done.stderr
