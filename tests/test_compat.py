@@ -67,9 +67,8 @@ def _there(private: Private) -> bool:
 
 @pytest.mark.parametrize("private", PRIVATES, ids=[f"{p.where}.{p.name}" for p in PRIVATES])
 def test_each_private_gputop_uses_is_in_this_textual(private):
-    assert _there(private), (
-        f"Textual's {private.where}.{private.name} moved or changed: gputop relies on it as {private.relies!r} (gputop/tui/compat.py)"
-    )
+    moved = f"Textual's {private.where}.{private.name} moved or changed: gputop relies on it as {private.relies!r} (gputop/tui/compat.py)"
+    assert _there(private), moved
 
 
 def test_the_footer_keys_compact_state_is_a_reactive():

@@ -238,8 +238,7 @@ def _cell(text: str) -> str:
 # ------------------------------------------------------------------------------ nvidia-smi
 
 _NA = re.compile(
-    r"^\[?(n/a|not supported|unknown error|insufficient permissions"
-    r"|requested functionality has been deprecated)\]?$",
+    r"^\[?(n/a|not supported|unknown error|insufficient permissions|requested functionality has been deprecated)\]?$",
     re.IGNORECASE,
 )
 
