@@ -173,7 +173,7 @@ def test_once_json_one_node_per_host_with_values_and_units(fleet):
     assert t["power_w"] == pytest.approx(sum(g["power_w"] for n in doc["nodes"] for g in n["gpus"] if g["power_w"] is not None))
 
 
-@pytest.mark.unit
+@pytest.mark.e2e  # the fleet fixture: a real Prometheus scraping real exporters
 def test_queries_per_refresh_do_not_grow_with_nodes(fleet):
     feed = fleet.feed()
     feed.refresh()
@@ -296,7 +296,7 @@ def test_usage_errors(args, words):
 # ----------------------------------------------------------------------------- the TUI (Pilot)
 
 
-@pytest.mark.tui
+@pytest.mark.e2e  # a Pilot app, but over the fleet fixture's real Prometheus
 async def test_tui_selecting_a_node_shows_its_history(fleet):
     from gputop.tui.cluster import ClusterApp, NodeDetail
 
