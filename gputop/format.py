@@ -107,7 +107,7 @@ def tflops(value: float | None) -> str:
         return f"{value:.1f}"
     if abs(value) >= 1:
         return f"{value:.2f}"
-    return f"{value:.3g}"
+    return _three_digits(value)
 
 
 def mhz(value: float | None) -> str:

@@ -446,7 +446,7 @@ def _workload_text(w: dict[str, Any]) -> list[str]:
         rows.append(("tokens/s", cell(tok, f"{tok:,.0f}" if tok is not None else "") + f"   ({tokens} per {per})"))
     rows += [
         ("step time", fmt.step_time(st)),  # the unit of step p50 below
-        ("TFLOP/s", fmt.amount(tf)),
+        ("TFLOP/s", fmt.tflops(tf)),
         ("MFU", cell(mfu, f"{mfu:.1f} %" if mfu is not None else "") + (peak if mfu is not None else "")),
         ("J/step", fmt.amount(j)),
     ]
