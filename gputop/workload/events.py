@@ -11,7 +11,8 @@ steps is taken at its word: once it has, the detected ones are left out.
 
 Every hooked process of a job says who it is first (``hello``: pid, ppid, rank, world size, ...;
 kept in ``processes`` by pid, and a mark for the trace); the steps of a rank, or of any process but
-the first, carry its ``pid`` and ``rank``.
+the first, carry its ``pid`` and ``rank``; at exit it says how it ended (``bye``: its steps, and the
+uncaught exception where there was one).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class EventReader:
         self.reported = False  # the workload wrote its own start or step events
         self.steps_source: str | None = None  # of the steps taken: "events" or "auto"
         self.processes: dict[int, dict[str, Any]] = {}  # pid -> its hello's facts
+        self.ended: dict[int, dict[str, Any]] = {}  # pid -> its bye's facts
 
     def feed(self, line: bytes) -> WorkloadStep | WorkloadMark | None:
         """The step or mark ``line`` holds; None for a blank line or one that is not an event."""
@@ -89,6 +91,8 @@ class EventReader:
                 item = self._end(record, ts_ns)
             elif kind == "hello":
                 item = self._hello(record, ts_ns)
+            elif kind == "bye":
+                item = self._bye(record, ts_ns)
         if item is None:
             self.ignored += 1
         else:
@@ -133,6 +137,16 @@ class EventReader:
             facts[key] = text(e.get(key))
         self.processes[pid] = facts
         return WorkloadMark("hello", ts_ns, name=self.name, args={k: v for k, v in facts.items() if v is not None})
+
+    def _bye(self, e: dict[str, Any], ts_ns: int) -> WorkloadMark | None:
+        """How a hooked process ended: its steps, and the uncaught exception (exit status 1) where
+        there was one. A process that ends without a bye was killed (or left by ``os._exit``)."""
+        pid = whole(e.get("pid"), 1)
+        if pid is None:
+            return None
+        facts = {"pid": pid, "steps": whole(e.get("steps")), "error": text(e.get("error")), "exitcode": whole(e.get("exitcode"))}
+        self.ended[pid] = facts
+        return WorkloadMark("bye", ts_ns, name=self.name, args={k: v for k, v in facts.items() if v is not None})
 
     def _start(self, e: dict[str, Any], ts_ns: int) -> WorkloadMark | None:
         if e.get("source") == "auto":

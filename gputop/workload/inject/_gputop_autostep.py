@@ -17,9 +17,12 @@ A step spans from the previous step's end (the first: from the first batch fetch
 called) to the lead optimizer's post-hook (or the backward's return). The hooks read clocks and
 shapes only: they never synchronize a device, read a tensor's value, or change what the job
 computes, its argv, ``__main__``, signals, stdout or exit code. Step events (one line each, with
-``"source": "auto"``) go to the events pipe (``GPUTOP_EVENTS_FD``) in one ``os.write`` at most
-every FLUSH_S (and at exit): a write per step would wake gputop's reader thread at every step,
-which on a small machine costs the job more than the hooks themselves.
+``"source": "auto"``) are held, and a daemon thread of the hooks' own (started at the first step)
+writes what is held every FLUSH_S (and at exit) to the events pipe (``GPUTOP_EVENTS_FD``) in one
+``os.write``: a write per step would wake gputop's reader thread at every step, which on a small
+machine costs the job more than the hooks themselves, and a write on the step path would hold the
+step up whenever the pipe is full; a rank that stops stepping (a hang, a stall) has its last steps
+written all the same.
 
 Every process of the job is reached: ``GPUTOP_AUTOSTEP`` and this directory on ``PYTHONPATH``
 stay in the environment, so a launcher's ranks (torchrun, ``mp.spawn``) arm the same lazy hooks.
@@ -34,11 +37,13 @@ restart count; device and GPU UUID); a rank's steps (any but the first process's
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 import socket
 import stat
 import sys
+import threading
 import time
 from typing import Any, Callable
 
@@ -55,10 +60,8 @@ IDENTITY_ENV = (
 )
 MAX_WAITS = 8  # data waits a step lists one by one (its data_wait_s sums them all)
 FLUSH_S = 0.1  # step events are held at most this long before they are written
-FLUSH_LINES = 512  # ... or this many
 
 _now = time.time_ns
-FLUSH_NS = int(FLUSH_S * 1e9)
 _PIPE_BUF = 4096
 
 
@@ -86,8 +89,10 @@ class _State:
         self.batch_size: int | None = None
         self.device: str | None = None
         self.started = False
-        self.held: list[str] = []  # lines not yet written
-        self.written_ns = 0  # when they were last written
+        self.held: collections.deque[str] = collections.deque()  # lines not yet written (appended by the
+        # hooks, taken by the writer: deque's append and popleft are atomic)
+        self.writing = threading.Lock()  # one writer at a time (the flushing thread, exit)
+        self.flusher: threading.Thread | None = None
 
 
 _state: _State | None = None
@@ -120,7 +125,7 @@ def arm() -> bool:
     os.register_at_fork(after_in_child=_off)
     import atexit
 
-    atexit.register(_flush)
+    atexit.register(_bye)
     torch = sys.modules.get("torch")
     if torch is not None:
         _install(torch)
@@ -133,7 +138,8 @@ def _off() -> None:
     """In a forked child: report nothing (its parent is the job), unless it joins a process group."""
     if _state is not None:
         _state.fd, _state.conn, _state.off = None, None, True
-        _state.held = []
+        _state.held.clear()
+        _state.writing, _state.flusher = threading.Lock(), None  # the parent's writer is not here
 
 
 def _init_process_group(init: Callable[..., Any]) -> Callable[..., Any]:
@@ -149,15 +155,37 @@ def _init_process_group(init: Callable[..., Any]) -> Callable[..., Any]:
             _state.has_optimizer = state.has_optimizer  # one built before the fork still steps
             util = sys.modules.get("multiprocessing.util")  # a forked Process ends in os._exit: no atexit
             if util is not None:
-                util.Finalize(None, _flush, exitpriority=0)
+                util.Finalize(None, _bye, exitpriority=0)
         return out
 
     return wrapper
 
 
-def _flush() -> None:
-    if _state is not None and _state.held:
-        _write(_state)
+def _bye() -> None:
+    """At exit: a process that said hello says how it ends (``bye``, with the exception that ended
+    it where Python left one in ``sys.last_value``: an uncaught exception, after which Python exits
+    with status 1), and the held lines are written."""
+    state = _state
+    if state is None:
+        return
+    if state.started and not state.off:
+        error = getattr(sys, "last_value", None)
+        why = "" if error is None else f',"error":"{_plain(f"{type(error).__name__}: {error}"[:300])}","exitcode":1'
+        state.held.append(f'{{"event":"bye","source":"auto","pid":{os.getpid()},"steps":{state.step}{why},"ts_ns":{_now()}}}\n')
+    if state.held and state.writing.acquire(timeout=2.0):  # the flushing thread's write, if under way, first
+        try:
+            _write(state)
+        finally:
+            state.writing.release()
+
+
+def _flushing(state: _State) -> None:
+    """The writer thread: what is held, every FLUSH_S, until this process's hooks go silent."""
+    while not state.off:
+        time.sleep(FLUSH_S)
+        if state.held:
+            with state.writing:
+                _write(state)
 
 
 class _TorchFinder:
@@ -338,7 +366,8 @@ def _emit(state: _State, end_ns: int) -> None:
     state.begin_ns = end_ns
     state.step += 1
     wall = max(0, end_ns - begin) / 1e9
-    samples = str(state.samples) if state.samples_known and state.samples else "null"
+    # a loader that fetches ahead (accelerate's, Lightning's) fetches no batch in the last step: 0
+    samples = str(state.samples) if state.samples_known and (state.samples or state.loader) else "null"
     wait = ""
     if state.loader:
         wait = f',"data_wait_s":{state.wait_ns / 1e9!r},"waits":[{",".join(state.waits)}]'
@@ -349,9 +378,9 @@ def _emit(state: _State, end_ns: int) -> None:
         f'{{"event":"step","step":{state.step},"samples":{samples},"loss":null,'
         f'"wall_s":{wall!r},"ts_ns":{end_ns},"source":"auto"{wait}{state.tag}}}\n'
     )
-    if end_ns - state.written_ns >= FLUSH_NS or len(state.held) >= FLUSH_LINES:
-        state.written_ns = end_ns
-        _write(state)
+    if state.flusher is None:
+        state.flusher = threading.Thread(target=_flushing, args=(state,), name="gputop-events", daemon=True)
+        state.flusher.start()
 
 
 def _in_loader_worker() -> bool:
@@ -429,8 +458,9 @@ def _plain(text: str) -> str:
 def _write(state: _State) -> None:
     """The held lines, in whole lines (a pipe takes up to PIPE_BUF bytes at once unsplit; the
     socket is this process's own connection)."""
-    fd, data = state.fd, "".join(state.held).encode()
-    state.held = []
+    held, take = state.held, state.held.popleft
+    data = "".join([take() for _ in range(len(held))]).encode()
+    fd = state.fd
     if state.off:
         return
     if fd is None:
