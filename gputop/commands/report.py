@@ -218,9 +218,11 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
     exit_ = WorkloadExit.of(trace.workload_mark("exit"))
     steps = trace.workload_steps()
     # a distributed job: its ranks, and the job's step as its slowest rank's (gputop.workload.ranks)
-    per_rank = ranks.summary(steps, ranks.recorded_hellos(trace.events, workload["pid"]))
-    if per_rank:
-        steps = [s for s in steps if s.rank == per_rank["job_step_rank"]]
+    per_rank = ranks.summary(
+        steps, ranks.recorded_hellos(trace.events, workload["pid"]), ranks.recorded_hellos(trace.events, workload["pid"], "bye")
+    )
+    if per_rank:  # its latest attempt's (an elastic restart starts a rank again in a new process)
+        steps = [s for s in steps if s.rank == per_rank["job_step_rank"] and s.pid == per_rank["job_step_pid"]]
     measured = [s for s in steps if s.step != 1 and s.wall_s > 0] or [s for s in steps if s.wall_s > 0]
     flops, peak = start.flops_per_step, start.peak_flops
     each = [rates.per_step(s, flops, peak) for s in measured]
@@ -229,6 +231,10 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
     source = "auto" if steps and steps[-1].source == "auto" else "events" if steps else None
     tokens = start.tokens_per_sample  # a language model's context: tokens/s too
     per_s = rates.median(r.samples_per_s for r in each)
+    # the rates to quote: the measured steps' samples (FLOPs) over their time, never a median of
+    # per-step rates (steps of 1 ms and 66 ms in turn: a loader's workers); a job of ranks: the sum
+    window = rates.over(measured, flops, peak)
+    rate = per_rank["job_samples_per_s"] if per_rank else window.samples_per_s
     return {
         **insight.recorded(
             steps,
@@ -263,6 +269,10 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
         "stopped_by": exit_.stopped_by,
         "ended": _ended(exit_, end, trace.complete),
         "lost": dict(exit_.losses),
+        "samples_per_s": rate,
+        "tokens_per_s": rate * tokens if tokens and rate is not None else None,
+        "tflops": window.tflops,
+        "mfu_pct": window.mfu_pct,
         "samples_per_s_median": per_s,
         "tokens_per_s_median": per_s * tokens if tokens and per_s is not None else None,
         "tflops_median": rates.median(r.tflops for r in each),
@@ -424,7 +434,10 @@ def _workload_text(w: dict[str, Any]) -> list[str]:
         f"batch {w['batch_size'] or 'n/a'}; {w['steps']}{planned} steps, {end}"
     ]
     if w["steps_measured"] != w["steps"]:
-        lines.append(f"  medians over {w['steps_measured']} steps (step 1 is warm-up, left out)")
+        lines.append(
+            f"  over {w['steps_measured']} steps (step 1 is warm-up, left out): rates are their work over their time, "
+            "step time and J/step medians"
+        )
     for key, count in (w.get("lost") or {}).items():
         lines.append(f"  {count} {_LOSSES[key]}")
 
@@ -432,15 +445,15 @@ def _workload_text(w: dict[str, Any]) -> list[str]:
         return fmt.NA if value is None else text
 
     rate, tf, mfu, j, st = (
-        w["samples_per_s_median"],
-        w["tflops_median"],
-        w["mfu_pct_median"],
+        w["samples_per_s"],
+        w["tflops"],
+        w["mfu_pct"],
         w["joules_per_step_median"],
         w["step_time_s_median"],
     )
     peak = " (peak measured by the workload)" if w["peak_flops_source"] == "measured" else ""
     rows = [(f"{w['sample_unit']}/s", cell(rate, f"{rate:,.1f}" if rate is not None else ""))]
-    tokens, tok = w.get("tokens_per_sample"), w.get("tokens_per_s_median")
+    tokens, tok = w.get("tokens_per_sample"), w.get("tokens_per_s")
     if tokens:  # a language model: tokens/s, the figure its users quote
         per = w["sample_unit"][:-1] if w["sample_unit"].endswith("s") else w["sample_unit"]
         rows.append(("tokens/s", cell(tok, f"{tok:,.0f}" if tok is not None else "") + f"   ({tokens} per {per})"))

@@ -8,7 +8,15 @@ agent, multiprocessing's resource tracker) is the launcher side of the job: no r
 Per rank, over its steps after the first (allocation, warm-up): steps/s and samples/s are windowed
 rates, the window's steps or samples over its time (never a median of per-step rates); step time
 p50/p95; the data-wait share over the steps after warm-up (as the verdict takes it). The job's step
-is the slowest rank's (the largest step p50); its samples/s is the sum over the ranks.
+is the straggler's where there is one (ranks in lock-step have one step time, the straggler's
+cause), else the slowest rank's (the largest step p50); its samples/s is the sum over the ranks.
+
+An elastic restart (torchrun ``--max-restarts``) starts every rank again in a new process: a
+rank's steps are kept apart by process (its attempts, each with the restart count its hello gave),
+and its figures are over its latest attempt's steps alone; the earlier attempts are listed with
+their steps and how they ended. A process says how it ended at exit (``bye``: the uncaught exception
+where there was one); a rank whose process ended without one was killed. The job failed at the
+rank whose exception came first.
 
 The straggler: in a job whose ranks step together (DDP: each step ends at the same gradient
 all-reduce), a rank's step is its own work plus the time it waits for the others at the collective.
@@ -50,6 +58,20 @@ class RankFigures:
     device: str | None = None
     local_rank: int | None = None
     world_size: int | None = None
+    restart_count: int | None = None  # its latest attempt's (TORCHELASTIC_RESTART_COUNT)
+    attempts: tuple[Attempt, ...] = ()  # every process that was this rank, in order; the last is the figures'
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One process that was a rank: an elastic restart starts the rank again in a new one."""
+
+    pid: int | None
+    restart_count: int | None
+    steps: int
+    ended: str | None  # "exited", "raised" (error says what), or None: no exit seen (killed, or still running)
+    error: str | None = None
+    ended_ns: int | None = None
 
 
 def by_rank(steps: Iterable[WorkloadStep]) -> dict[int, list[WorkloadStep]]:
@@ -61,8 +83,30 @@ def by_rank(steps: Iterable[WorkloadStep]) -> dict[int, list[WorkloadStep]]:
     return dict(sorted(out.items()))
 
 
-def figures(rank: int, steps: Sequence[WorkloadStep], hello: Mapping[str, Any] | None = None) -> RankFigures:
-    """One rank's figures from its steps and, where it said so, its hello (device, local rank)."""
+def attempts(steps: Sequence[WorkloadStep]) -> list[list[WorkloadStep]]:
+    """A rank's steps by process, in the order the processes began stepping (one list without restarts)."""
+    out: dict[int | None, list[WorkloadStep]] = {}
+    for s in steps:
+        out.setdefault(s.pid, []).append(s)
+    return sorted(out.values(), key=lambda mine: mine[0].ts_ns)
+
+
+def attempt(steps: Sequence[WorkloadStep], hello: Mapping[str, Any], bye: Mapping[str, Any] | None) -> Attempt:
+    """One process's attempt at a rank, and how it ended (its ``bye``; none seen: None)."""
+    error = _text((bye or {}).get("error"))
+    return Attempt(
+        pid=steps[-1].pid if steps else None,
+        restart_count=_int(hello.get("restart_count")),
+        steps=len(steps),
+        ended=None if bye is None else "raised" if error else "exited",
+        error=error,
+        ended_ns=_int((bye or {}).get("ts_ns")),
+    )
+
+
+def figures(rank: int, steps: Sequence[WorkloadStep], hello: Mapping[str, Any] | None = None, tried: Sequence[Attempt] = ()) -> RankFigures:
+    """One rank's figures from its (latest attempt's) steps and, where it said so, its hello
+    (device, local rank); ``tried``: every attempt, this one last."""
     hello = hello or {}
     timed = [s for s in steps if s.step != 1] or list(steps)
     wall = sum(s.wall_s for s in timed)
@@ -86,16 +130,43 @@ def figures(rank: int, steps: Sequence[WorkloadStep], hello: Mapping[str, Any] |
         device=_text(hello.get("device")),
         local_rank=_int(hello.get("local_rank")),
         world_size=_int(hello.get("world_size")),
+        restart_count=_int(hello.get("restart_count")),
+        attempts=tuple(tried),
     )
 
 
-def model(steps: Iterable[WorkloadStep], hellos: Mapping[int, Mapping[str, Any]]) -> list[RankFigures]:
-    """Every rank's figures (``hellos``: each process's hello by pid)."""
+def model(
+    steps: Iterable[WorkloadStep], hellos: Mapping[int, Mapping[str, Any]], byes: Mapping[int, Mapping[str, Any]] | None = None
+) -> list[RankFigures]:
+    """Every rank's figures (``hellos``, ``byes``: each process's hello and bye by pid)."""
     out = []
+    byes = byes or {}
     for rank, mine in by_rank(steps).items():
-        pid = mine[-1].pid
-        out.append(figures(rank, mine, hellos.get(pid) if pid is not None else None))
+        split = attempts(mine)
+        tried = [attempt(a, _of(hellos, a[-1].pid), byes.get(a[-1].pid) if a[-1].pid is not None else None) for a in split]
+        out.append(figures(rank, split[-1], _of(hellos, split[-1][-1].pid), tried))
     return out
+
+
+def _of(facts: Mapping[int, Mapping[str, Any]], pid: int | None) -> Mapping[str, Any]:
+    return facts.get(pid, {}) if pid is not None else {}
+
+
+def failed(ranks: Sequence[RankFigures]) -> dict[str, Any] | None:
+    """The attempt whose uncaught exception came first (where the job broke): ``{rank, pid,
+    restart_count, steps, error, exitcode}``, or None where no rank raised."""
+    raised = [(a, r.rank) for r in ranks for a in r.attempts if a.ended == "raised"]
+    if not raised:
+        return None
+    first, rank = min(raised, key=lambda x: (x[0].ended_ns or 0, x[1]))
+    return {
+        "rank": rank,
+        "pid": first.pid,
+        "restart_count": first.restart_count,
+        "steps": first.steps,
+        "error": first.error,
+        "exitcode": 1,  # Python's exit status after an uncaught exception
+    }
 
 
 def slowest(ranks: Sequence[RankFigures]) -> RankFigures | None:
@@ -161,6 +232,12 @@ def as_json(r: RankFigures) -> dict[str, Any]:
         "step_p50_s": r.step_p50_s,
         "step_p95_s": r.step_p95_s,
         "data_wait_share": r.data_wait_share,
+        "restart_count": r.restart_count,
+        "ended": r.attempts[-1].ended if r.attempts else None,
+        "error": r.attempts[-1].error if r.attempts else None,
+        "attempts": [
+            {"pid": a.pid, "restart_count": a.restart_count, "steps": a.steps, "ended": a.ended, "error": a.error} for a in r.attempts
+        ],
     }
 
 
@@ -172,34 +249,43 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def recorded_hellos(events: Iterable[Mapping[str, Any]], pid: int) -> dict[int, Mapping[str, Any]]:
-    """The ``hello`` instants on the workload's pid in a trace: each process's facts, by its pid."""
+def recorded_hellos(events: Iterable[Mapping[str, Any]], pid: int, name: str = "hello") -> dict[int, Mapping[str, Any]]:
+    """The ``hello`` (or ``bye``) instants on the workload's pid in a trace: each process's facts
+    (with the instant's ``ts_ns``), by its pid."""
     out: dict[int, Mapping[str, Any]] = {}
     for event in events:
         args = event.get("args")
         if (
-            event.get("name") == "hello"
+            event.get("name") == name
             and event.get("pid") == pid
             and event.get("ph") == "i"
             and isinstance(args, dict)
             and _int(args.get("pid")) is not None
         ):
-            out[args["pid"]] = args
+            ts = event.get("ts")
+            out[args["pid"]] = {**args, "ts_ns": round(ts * 1000)} if isinstance(ts, (int, float)) else args
     return out
 
 
-def summary(steps: Sequence[WorkloadStep], hellos: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+def summary(
+    steps: Sequence[WorkloadStep], hellos: Mapping[int, Mapping[str, Any]], byes: Mapping[int, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
     """``report``'s keys for a job with ranks (none without): the ranks, the straggler, the job's
-    samples/s (the sum over ranks) and which rank's step is the job's."""
-    ranks = model(steps, hellos)
+    samples/s (the sum over ranks), which rank's step is the job's (and its process: the latest
+    attempt), and the rank it failed at."""
+    ranks = model(steps, hellos, byes)
     if not ranks:
         return {}
-    slow = slowest(ranks)
+    lagging = straggler(ranks)
+    # ranks in lock-step share one step time: the straggler's is the job's (its verdict the job's)
+    slow = next(r for r in ranks if r.rank == lagging["rank"]) if lagging else slowest(ranks)
     return {
         "ranks": [as_json(r) for r in ranks],
-        "straggler": straggler(ranks),
+        "straggler": lagging,
         "job_samples_per_s": job_samples_per_s(ranks),
         "job_step_rank": None if slow is None else slow.rank,
+        "job_step_pid": None if slow is None else slow.pid,
+        "first_failure": failed(ranks),
     }
 
 
@@ -208,8 +294,8 @@ def text_lines(w: Mapping[str, Any]) -> list[str]:
     if not w.get("ranks"):
         return []
 
-    def num(value: float | None, spec: str, scale: float = 1.0) -> str:
-        return "n/a" if value is None else format(value * scale, spec)
+    def num(value: float | None, spec: str, scale: float = 1.0, unit: str = "") -> str:
+        return "n/a" if value is None else format(value * scale, spec) + unit
 
     lines = [
         f"  {'rank':>4} {'pid':>8} {'device':<8} {'steps':>6} {'samples':>8} {'steps/s':>8} "
@@ -220,12 +306,13 @@ def text_lines(w: Mapping[str, Any]) -> list[str]:
         lines.append(
             f"  {r['rank']:>4} {r['pid'] or '':>8} {r['device'] or 'n/a':<8} {r['steps']:>6} {samples:>8} "
             f"{num(r['steps_per_s'], '.3g'):>8} {num(r['samples_per_s'], ',.1f'):>10} "
-            f"{num(r['step_p50_s'], '.3g', 1e3) + ' ms':>9} {num(r['data_wait_share'], '.1f', 100) + ' %':>9}"
+            f"{num(r['step_p50_s'], '.3g', 1e3, ' ms'):>9} {num(r['data_wait_share'], '.1f', 100, ' %'):>9}"
         )
+    lines += _attempt_lines(w["ranks"], w.get("first_failure"))
     total = w.get("job_samples_per_s")
-    lines.append(
-        f"  job         {num(total, ',.1f')} samples/s (the sum over ranks); its step is rank {w.get('job_step_rank')}'s (the slowest)"
-    )
+    which = "the straggler" if w.get("straggler") else "the slowest"
+    step = f"its step is rank {w.get('job_step_rank')}'s ({which})"
+    lines.append(f"  job         {num(total, ',.1f')} samples/s (the sum over ranks); {step}")
     s = w.get("straggler")
     lines.append(
         f"  straggler   none (no rank's own work per step leads the others by {100 * STRAGGLER_MIN_SHARE:.0f} % of a step)"
@@ -233,6 +320,34 @@ def text_lines(w: Mapping[str, Any]) -> list[str]:
         else f"  straggler   rank {s['rank']} ({s['reason'] or 'cause not measured'}): {s['evidence']}"
     )
     return lines
+
+
+def _attempt_lines(ranks: Sequence[Mapping[str, Any]], failed: Mapping[str, Any] | None) -> list[str]:
+    """A line per rank that restarted or ended without a clean exit, and where the job failed."""
+    lines = []
+    for r in ranks:
+        attempts = r.get("attempts") or []
+        if len(attempts) > 1:
+            before = ", ".join(f"pid {a['pid']}: {a['steps']} steps, {_ending(a)}" for a in attempts[:-1])
+            lines.append(f"  rank {r['rank']} restarted {len(attempts) - 1}x (restart count {r.get('restart_count')}); before: {before}")
+        if attempts and attempts[-1]["ended"] != "exited":
+            lines.append(f"  rank {r['rank']} (pid {r['pid']}) {_ending(attempts[-1])}")
+    if failed is not None:
+        lines.append(
+            f"  failure     first at rank {failed['rank']} (pid {failed['pid']}, exit {failed['exitcode']}) after "
+            f"{failed['steps']} steps: {_short(failed['error'])}"
+        )
+    return lines
+
+
+def _ending(a: Mapping[str, Any]) -> str:
+    if a["ended"] == "raised":
+        return f"raised {_short(a['error'])}"
+    return "exited" if a["ended"] == "exited" else "no exit seen (killed, or still running at the end)"
+
+
+def _short(text: str, width: int = 100) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def live_samples_per_s(steps: Iterable[WorkloadStep]) -> float | None:
