@@ -69,7 +69,9 @@ def test_record_run_writes_the_steps_on_the_workloads_pid(tmp_path):
     assert summary["samples_per_s_median"] == pytest.approx((median_rate[1] + median_rate[2]) / 2)
     text_report = gputop("report", str(out), "--no-chart")
     assert "Workload mlp (pid" in text_report.stdout and "5 of 5 steps, finished" in text_report.stdout
-    assert "medians over 4 steps (step 1 is warm-up, left out)" in text_report.stdout
+    assert "over 4 steps (step 1 is warm-up, left out): rates are their work over their time" in text_report.stdout
+    # the rate to quote: the 4 steps' samples over their time (a median of per-step rates is kept apart)
+    assert summary["samples_per_s"] == pytest.approx(16 / sum(s.wall_s for s in steps[1:]))
 
 
 @pytest.mark.e2e
