@@ -29,6 +29,17 @@ def train(rank, workers=0):
     model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(8, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     loader = DataLoader(Data(rank == int(os.environ.get("SLOW_RANK", "1"))), batch_size=BATCH, num_workers=workers)
+
+    def step(x, y):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+
+    measure(rank, loader, step)
+
+
+def measure(rank, loader, step):
+    """Train over ``loader`` with ``step(x, y)``, timing its own waits for batches."""
     steps = samples = 0
     wait = 0.0
     batches = iter(loader)
@@ -41,9 +52,7 @@ def train(rank, workers=0):
         except StopIteration:
             break
         wait += time.perf_counter() - t0
-        opt.zero_grad()
-        torch.nn.functional.mse_loss(model(x), y).backward()
-        opt.step()
+        step(x, y)
         steps += 1
         samples += len(x)
         end = time.perf_counter()  # the last step's end (not the loader's shutting down)

@@ -1,0 +1,266 @@
+"""Every rank of a distributed job, launched the other ways users launch one, and in trouble:
+Lightning ``strategy="ddp"`` (which launches this script again for rank 1) and ``"ddp_spawn"``,
+``accelerate launch --multi_gpu --num_processes 2`` (gloo on this CPU), and torchrun jobs with a
+rank that dies, an elastic restart, unequal step counts and a rank that hangs. Real children,
+recorded by ``gputop record --run`` and read back by ``report``; the scripts (tests/rank_scripts/)
+never import gputop and print what each rank measured of itself. Lightning and accelerate are not
+in the test extra (hundreds of MB): their tests are skipped where they are not installed
+(``pip install lightning accelerate``). Last passed 2026-12-07 with lightning 2.6.6, accelerate
+1.16.0, torch 2.13.0+cpu."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gputop.commands import report
+
+pytestmark = pytest.mark.xdist_group("ranks")  # heavy jobs: one worker runs them one after another
+
+TESTS = Path(__file__).resolve().parent
+SCRIPTS = TESTS / "rank_scripts"
+BIN = os.path.dirname(sys.executable)
+
+
+def has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUTOP_")}
+    env.update(
+        GPUTOP_FAKE_NVML="H100_SXM",
+        PYTHONWARNINGS="ignore",
+        PATH=BIN + os.pathsep + env.get("PATH", ""),
+        PYTHONPATH=os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS)]),
+        **extra,
+    )
+    return env
+
+
+def record(out: Path, run: list[str], *, duration: float | None = None, **extra: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "gputop", "record", "--quiet", "--out", str(out), "--interval", "0.25"]
+    if duration is not None:
+        argv += ["--duration", str(duration)]
+    return subprocess.Popen(
+        [*argv, "--run", *run], cwd=SCRIPTS, env=environment(**extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(proc: subprocess.Popen[str], out: Path, timeout: float = 240) -> tuple[int, str, dict]:
+    _, err = proc.communicate(timeout=timeout)
+    summary, _ = report.read(str(out))
+    return proc.returncode, err, summary["workload"]
+
+
+def own_measurements(w: dict) -> dict[int, tuple[int, int, float]]:
+    """What each rank printed of itself: rank -> (steps, samples, data-wait share); the ranks
+    share one stdout, so two lines may come run together."""
+    found = {}
+    for m in re.finditer(r"rank (\d) steps (\d+) samples (\d+) wait ([\d.]+)", "\n".join(w["output_tail"])):
+        found[int(m[1])] = (int(m[2]), int(m[3]), float(m[4]))
+    return found
+
+
+# ---- Lightning and accelerate ----------------------------------------------------------------
+
+LAUNCHERS = {  # name: (module needed, --run target and arguments, extra environment)
+    "lightning-ddp": ("lightning", ["lightning_train.py"], {"STRATEGY": "ddp"}),
+    "lightning-ddp-rank0-slow": ("lightning", ["lightning_train.py"], {"STRATEGY": "ddp", "SLOW_RANK": "0"}),
+    "lightning-ddp_spawn": ("lightning", ["lightning_train.py"], {"STRATEGY": "ddp_spawn"}),
+    "accelerate": ("accelerate", ["accelerate", "--", "launch", "--multi_gpu", "--num_processes", "2", "accelerate_train.py"], {}),
+}
+STEPS = 30
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory) -> dict[str, tuple[int, str, dict]]:
+    """Each installed launcher's job, recorded (two at a time: the machine has few cores)."""
+    pytest.importorskip("torch")
+    out = tmp_path_factory.mktemp("launchers")
+    todo = [name for name, (module, _, _) in LAUNCHERS.items() if has(module)]
+    done: dict[str, tuple[int, str, dict]] = {}
+    for pair in (todo[i : i + 2] for i in range(0, len(todo), 2)):
+        running = {n: record(out / f"{n}.json", LAUNCHERS[n][1], STEPS=str(STEPS), **LAUNCHERS[n][2]) for n in pair}
+        for name, proc in running.items():
+            done[name] = finish(proc, out / f"{name}.json")
+    return done
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", list(LAUNCHERS))
+def test_each_launchers_ranks_are_seen_with_their_own_steps_and_data_wait(launched, name):
+    if not has(LAUNCHERS[name][0]):
+        pytest.skip(f"{LAUNCHERS[name][0]} is not installed")
+    rc, err, w = launched[name]
+    assert rc == 0, err
+    own = own_measurements(w)
+    assert sorted(own) == [0, 1], w["output_tail"]
+    assert [r["rank"] for r in w["ranks"]] == [0, 1]
+    assert [(r["steps"], r["samples"]) for r in w["ranks"]] == [(STEPS, 4 * STEPS)] * 2, (w["ranks"], own)
+    for r in w["ranks"]:  # within a few points of what the rank measured itself
+        assert abs(r["data_wait_share"] - own[r["rank"]][2]) < 0.05, (r, own)
+        assert r["device"] == "cpu" and r["world_size"] == 2 and r["ended"] == "exited"
+    slow = int(LAUNCHERS[name][2].get("SLOW_RANK", "1"))
+    s = w["straggler"]
+    assert s is not None and s["rank"] == slow and s["reason"] == "data loader", s
+    # the launcher (accelerate's CLI, Lightning's rank 0 that launched rank 1 is a rank) and the
+    # resource tracker are no worker: these ranks load in their main process
+    assert w["job"]["workers"] == 0, w["job"]
+    assert w["verdict"]["kind"] == "input_bound" and "num_workers=0" in w["verdict"]["evidence"], w["verdict"]
+    if name == "accelerate":
+        assert w["pid"] not in {r["pid"] for r in w["ranks"]}  # accelerate's CLI is no rank
+
+
+# ---- torchrun in trouble ---------------------------------------------------------------------
+
+TORCHRUN = ["torchrun", "--", "--standalone", "--nproc_per_node=2"]
+
+
+def torchrun_ready() -> None:
+    pytest.importorskip("torch")
+    if shutil.which("torchrun", path=BIN + os.pathsep + os.environ.get("PATH", "")) is None:
+        pytest.skip("torchrun is not installed beside this Python")
+
+
+@pytest.mark.e2e
+def test_a_rank_that_dies_fails_the_job_and_the_report_says_which_and_how(tmp_path):
+    torchrun_ready()
+    rc, err, w = finish(record(tmp_path / "t.json", [*TORCHRUN, "trouble_train.py"], TROUBLE="raise"), tmp_path / "t.json")
+    assert rc != 0 and "failed" in err
+    assert [r["steps"] for r in w["ranks"]] == [4, 4]  # rank 1 raised at its 5th step; rank 0 stopped with it
+    f = w["first_failure"]
+    assert f is not None and f["rank"] == 1 and f["steps"] == 4 and f["exitcode"] == 1, f
+    assert f["error"] == "RuntimeError: rank 1 fails at step 5"
+    assert f["pid"] == w["ranks"][1]["pid"] and w["ranks"][1]["ended"] == "raised"
+    assert w["exit_returncode"] != 0
+    text = report.to_text(report.read(str(tmp_path / "t.json"))[0])
+    assert f"failure     first at rank 1 (pid {f['pid']}, exit 1) after 4 steps: RuntimeError: rank 1 fails at step 5" in text
+
+
+@pytest.mark.e2e
+def test_an_elastic_restart_keeps_each_attempt_of_a_rank_apart(tmp_path):
+    torchrun_ready()
+    run = ["torchrun", "--", "--standalone", "--nproc_per_node=2", "--max-restarts", "1", "trouble_train.py"]
+    rc, err, w = finish(record(tmp_path / "t.json", run, TROUBLE="raise_once"), tmp_path / "t.json")
+    assert rc == 0, err
+    own = {
+        int(m[1]): (int(m[2]), int(m[3])) for m in re.finditer(r"rank (\d) attempt 1 pid (\d+) steps (\d+)", "\n".join(w["output_tail"]))
+    }
+    assert sorted(own) == [0, 1], w["output_tail"]
+    for r in w["ranks"]:
+        first, second = r["attempts"]
+        assert second["pid"] == r["pid"] == own[r["rank"]][0] != first["pid"]  # same rank, new process
+        assert (first["restart_count"], second["restart_count"], r["restart_count"]) == (0, 1, 1)
+        assert (first["steps"], second["steps"], r["steps"]) == (4, 20, 20)  # the figures: the latest attempt's
+        assert first["ended"] == "raised" and second["ended"] == "exited"
+    assert w["first_failure"]["rank"] == 1 and w["first_failure"]["restart_count"] == 0
+    assert w["steps"] == 20  # the job's steps: its latest attempt's, not 4 + 20
+
+
+@pytest.mark.e2e
+def test_ranks_with_unequal_step_counts_each_keep_their_own(tmp_path):
+    torchrun_ready()
+    rc, err, w = finish(record(tmp_path / "t.json", [*TORCHRUN, "trouble_train.py"], TROUBLE="unequal"), tmp_path / "t.json")
+    assert rc == 0, err
+    assert [(r["rank"], r["steps"]) for r in w["ranks"]] == [(0, 20), (1, 30)]
+    assert all(r["ended"] == "exited" and len(r["attempts"]) == 1 for r in w["ranks"])
+
+
+@pytest.mark.e2e
+def test_a_rank_that_hangs_at_the_end_is_ended_by_the_duration_with_every_step_it_took(tmp_path):
+    torchrun_ready()
+    t0 = time.monotonic()
+    proc = record(tmp_path / "t.json", [*TORCHRUN, "trouble_train.py"], duration=20, TROUBLE="hang")
+    rc, err, w = finish(proc, tmp_path / "t.json", timeout=120)
+    assert rc == 0, err
+    assert time.monotonic() - t0 < 90  # the duration (and the stop's grace), not the hang's hour
+    # every step was written, the last ones although the rank never stepped (nor exited) again
+    assert [r["steps"] for r in w["ranks"]] == [20, 20]
+    assert [r["ended"] for r in w["ranks"]] == [None, None]  # stopped by gputop: no exit of their own
+    assert w["stopped_by"] is not None
+    alive = subprocess.run(["pgrep", "-f", f"trouble_train.py.*{tmp_path}"], capture_output=True, text=True).stdout
+    assert not alive
+
+
+# ---- identity --------------------------------------------------------------------------------
+
+DOCUMENTED = {  # what gputop adds or changes in a rank's environment (README: Distributed training)
+    "GPUTOP_AUTOSTEP",
+    "GPUTOP_EVENTS_SOCK",
+    "GPUTOP_EVENTS_FD",
+    "PYTHONPATH",  # gputop/workload/inject first
+    "PYTHONUNBUFFERED",  # the job's output as it is printed
+}
+PER_RUN = {"TORCHELASTIC_RUN_ID", "MASTER_PORT", "TORCHELASTIC_ERROR_FILE", "TMPDIR"}  # torchrun's own, new each run
+
+
+@pytest.mark.e2e
+def test_the_ranks_environment_differs_from_a_plain_run_only_by_documented_variables(tmp_path):
+    torchrun_ready()
+    plain_dir, gputop_dir = tmp_path / "plain", tmp_path / "gputop"
+    plain_dir.mkdir(), gputop_dir.mkdir()
+    env = environment(STEPS="3", TROUBLE="")
+    subprocess.run(
+        [os.path.join(BIN, "torchrun"), "--standalone", "--nproc_per_node=2", "trouble_train.py"],
+        cwd=SCRIPTS,
+        env={**env, "DUMP_ENV": str(plain_dir)},
+        check=True,
+        capture_output=True,
+    )
+    done = record(tmp_path / "t.json", [*TORCHRUN, "trouble_train.py"], STEPS="3", TROUBLE="", DUMP_ENV=str(gputop_dir))
+    rc, err, w = finish(done, tmp_path / "t.json")
+    assert rc == 0, err
+    for rank in (0, 1):
+        plain = json.loads((plain_dir / f"{rank}.json").read_text())
+        seen = json.loads((gputop_dir / f"{rank}.json").read_text())
+        changed = {k for k in plain.keys() | seen.keys() if plain.get(k) != seen.get(k)} - PER_RUN - {"DUMP_ENV"}
+        assert changed <= DOCUMENTED, changed - DOCUMENTED
+        assert seen["PYTHONPATH"].endswith(os.pathsep + plain["PYTHONPATH"])
+    hellos = {h["rank"]: h for h in report_hellos(tmp_path / "t.json")}
+    for rank, h in hellos.items():  # who each rank said it is
+        assert h["world_size"] == 2 and h["local_rank"] == rank and h["group_rank"] == 0 and h["restart_count"] == 0
+        assert h["run_id"] and h["ppid"] and h["device"] == "cpu" and h["pid"] in {r["pid"] for r in w["ranks"]}
+    assert sorted(hellos) == [0, 1]
+
+
+def report_hellos(path: Path) -> list[dict]:
+    events = json.loads(path.read_text())
+    return [e["args"] for e in events if e.get("name") == "hello" and e.get("ph") == "i"]
+
+
+# ---- the model's attempts and failures, on made-up streams ------------------------------------
+
+
+def stream(rank: int, pid: int, n: int, t0: int) -> list:
+    from gputop.model import WorkloadStep
+
+    return [
+        WorkloadStep(step=i, samples=4, loss=None, wall_s=0.01, ts_ns=t0 + i * 10**7, source="auto", pid=pid, rank=rank)
+        for i in range(1, n + 1)
+    ]
+
+
+@pytest.mark.unit
+def test_a_restarted_ranks_attempts_are_kept_apart_and_its_figures_are_the_latest_ones():
+    from gputop.workload import ranks
+
+    steps = stream(0, 10, 4, 0) + stream(1, 11, 4, 0) + stream(0, 20, 20, 10**9) + stream(1, 21, 20, 10**9)
+    hellos = {10: {"restart_count": 0}, 11: {"restart_count": 0}, 20: {"restart_count": 1}, 21: {"restart_count": 1}}
+    byes = {11: {"error": "RuntimeError: boom", "ts_ns": 5 * 10**8}, 10: {"error": "RuntimeError: peer gone", "ts_ns": 6 * 10**8}, 20: {}}
+    model = ranks.model(steps, hellos, byes)
+    assert [(r.rank, r.pid, r.steps, r.restart_count) for r in model] == [(0, 20, 20, 1), (1, 21, 20, 1)]
+    assert [(a.pid, a.steps, a.ended) for a in model[1].attempts] == [(11, 4, "raised"), (21, 20, None)]
+    assert model[0].attempts[-1].ended == "exited"
+    first = ranks.failed(model)
+    assert first is not None and (first["rank"], first["pid"], first["steps"], first["error"]) == (1, 11, 4, "RuntimeError: boom")
+    assert ranks.failed(ranks.model(stream(0, 1, 5, 0) + stream(1, 2, 5, 0), {}, {})) is None
