@@ -38,6 +38,9 @@ class GpuInfo:
     pcie_link_width_max: int | None = None
     cpu_affinity: tuple[int, ...] | None = None  # the CPUs NVML calls near the device, ascending
     numa_node: int | None = None  # where the GPU is itself a NUMA node (Grace Hopper); else None
+    # whether the driver keeps an energy counter (energy_j since it loaded); False: energy_j is
+    # power integrated since gputop started; None: not known (a recording from before this field)
+    energy_counter: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

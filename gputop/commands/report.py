@@ -164,6 +164,8 @@ def _summary(trace: Trace, acc: SampleStats, samples: Sequence[Sample]) -> dict[
     gpus = []
     for info, g in zip(trace.gpus, acc.gpu):
         energy, source = g.energy_delta, "energy counter"
+        if info.energy_counter is False:  # the recorder integrated power itself: say so
+            source = "power integrated over time (the GPU keeps no energy counter)"
         if energy is None:
             energy, source = g.power.joules, "power integrated over time"
         gpus.append(
