@@ -145,6 +145,9 @@ class WorkloadStep:
     waits: tuple[tuple[int, int], ...] = ()  # (begin_ns, dur_ns) of its first data waits
     pid: int | None = None  # the process that stepped, where the job has several (ranks)
     rank: int | None = None  # its rank in a distributed job; None outside one
+    # its time inside autograd's backward (detected steps); in DDP on gloo that holds the wait for
+    # the other ranks' gradients (the all-reduce is waited for before backward returns)
+    backward_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,15 +31,14 @@ TESTS = Path(__file__).resolve().parent
 SCRIPTS = TESTS / "rank_scripts"
 
 
-def steps_of(rank: int, walls: list[float], waits: list[float], samples: int = 4, pid: int = 100) -> list[WorkloadStep]:
+def steps_of(
+    rank: int, walls: list[float], waits: list[float], samples: int = 4, pid: int = 100, backward: float | None = None
+) -> list[WorkloadStep]:
     out, t = [], 1_000_000_000
     for i, (wall, wait) in enumerate(zip(walls, waits), 1):
         t += int(wall * 1e9)
-        out.append(
-            WorkloadStep(
-                step=i, samples=samples, loss=None, wall_s=wall, ts_ns=t, source="auto", data_wait_s=wait, pid=pid + rank, rank=rank
-            )
-        )
+        step = WorkloadStep(i, samples, None, wall, t, source="auto", data_wait_s=wait, pid=pid + rank, rank=rank, backward_s=backward)
+        out.append(step)
     return out
 
 
@@ -67,10 +66,33 @@ def test_ranks_alike_have_no_straggler_and_one_rank_none():
 
 
 @pytest.mark.unit
-def test_a_slower_rank_without_data_wait_is_named_without_a_reason_it_cannot_measure():
+def test_a_slower_rank_without_data_wait_is_named_for_its_compute():
     job = steps_of(0, [0.02] * 20, [0.0] * 20) + steps_of(1, [0.04] * 20, [0.0] * 20)
     s = ranks.straggler(ranks.model(job, {}))
-    assert s is not None and s["rank"] == 1 and s["reason"] is None and "not from data wait" in s["evidence"]
+    assert s is not None and s["rank"] == 1 and s["reason"] == "compute" and "(from their data waits)" in s["evidence"]
+
+
+@pytest.mark.unit
+def test_in_lock_step_the_wait_in_backward_names_the_rank_the_others_wait_for():
+    # DDP: both ranks' steps take 40 ms; rank 0 spends 25 ms of it in backward (5 ms of its own
+    # backward, 20 ms waiting at the all-reduce for rank 1), rank 1 5 ms: rank 1's own work is 40,
+    # rank 0's 20. Without the backward times the two would read alike.
+    job = steps_of(0, [0.04] * 20, [0.0] * 20, backward=0.025) + steps_of(1, [0.04] * 20, [0.0] * 20, backward=0.005)
+    model = ranks.model(job, {})
+    assert [r.backward_per_step_s for r in model] == [pytest.approx(0.025), pytest.approx(0.005)]
+    assert ranks.collective_wait_s(model) == {0: pytest.approx(0.02), 1: 0.0}
+    s = ranks.straggler(model)
+    assert s is not None and s["rank"] == 1 and s["reason"] == "compute"
+    assert "wait 20 ms a step for it in backward" in s["evidence"]
+    # its batches late instead: the same wait, and the reason is its data loader
+    late = steps_of(0, [0.04] * 20, [0.0] * 20, backward=0.025) + steps_of(1, [0.04] * 20, [0.02] * 20, backward=0.005)
+    assert ranks.straggler(ranks.model(late, {}))["reason"] == "data loader"
+    # ranks alike in backward too: none
+    even = steps_of(0, [0.04] * 20, [0.0] * 20, backward=0.006) + steps_of(1, [0.04] * 20, [0.0] * 20, backward=0.005)
+    assert ranks.straggler(ranks.model(even, {})) is None
+    # one rank without backward times (an older recording): the data-wait estimate, as before
+    mixed = steps_of(0, [0.04] * 20, [0.0] * 20, backward=0.025) + steps_of(1, [0.04] * 20, [0.0] * 20)
+    assert ranks.straggler(ranks.model(mixed, {})) is None
 
 
 @pytest.mark.unit
@@ -155,6 +177,7 @@ def test_the_events_socket_is_private_and_feeds_the_same_lines():
 JOBS = {  # name: (--run target and arguments, extra environment)
     "torchrun": (["torchrun", "--", "--standalone", "--nproc_per_node=2", "ddp_train.py"], {"STEPS": "30"}),
     "module": (["-m torch.distributed.run", "--", "--standalone", "--nproc_per_node=2", "ddp_train.py"], {"STEPS": "30"}),
+    "compute": (["torchrun", "--", "--standalone", "--nproc_per_node=2", "ddp_train.py"], {"STEPS": "30", "SLOW_COMPUTE_S": "0.03"}),
     "spawn": (["spawn_train.py"], {"STEPS": "50", "SLOW_S": "0.01"}),
     "fork": (["spawn_train.py"], {"STEPS": "50", "SLOW_S": "0.01", "START_METHOD": "fork"}),
 }
@@ -210,7 +233,19 @@ def own_measurements(w: dict) -> dict[int, tuple[int, int, float]]:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("name", list(JOBS))
+def test_a_rank_slow_in_its_own_work_is_the_straggler_and_the_other_waits_for_it_in_backward(recorded):
+    w = recorded["compute"]["workload"]
+    assert [(r["rank"], r["steps"]) for r in w["ranks"]] == [(0, 30), (1, 30)]
+    fast, slow = w["ranks"]
+    # rank 1 sleeps 30 ms a step before its forward; rank 0 spends that time waiting in backward
+    assert fast["backward_per_step_s"] - slow["backward_per_step_s"] > 0.02, w["ranks"]
+    s = w["straggler"]
+    assert s is not None and s["rank"] == 1 and s["reason"] == "compute", s
+    assert "in backward, for the all-reduce" in s["evidence"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", [name for name in JOBS if name != "compute"])
 def test_every_rank_is_seen_with_its_own_steps_and_data_wait(recorded, name):
     w = recorded[name]["workload"]
     own = own_measurements(w)
