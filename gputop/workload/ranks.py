@@ -32,8 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from gputop.model import WorkloadStep
-from gputop.workload import insight, rates
+from gputop.model import Sample, WorkloadStep
+from gputop.workload import causes, insight, rates
 
 STRAGGLER_MIN_SHARE = 0.10  # a straggler leads the median of the others by this share of the job's step
 
@@ -138,8 +138,9 @@ def own_work_s(ranks: Sequence[RankFigures]) -> dict[int, float]:
     return {r.rank: r.step_mean_s - wait[r.rank] for r in ranks if r.step_mean_s is not None}
 
 
-def straggler(ranks: Sequence[RankFigures]) -> dict[str, Any] | None:
-    """``{rank, reason, evidence}`` of the rank that holds the job back, or None (see the module)."""
+def straggler(ranks: Sequence[RankFigures], gpus: Mapping[int, causes.GpuWindow] | None = None) -> dict[str, Any] | None:
+    """``{rank, reason, evidence}`` of the rank that holds the job back, or None (see the module;
+    ``gpus``: each rank's GPU over the steps, where known, for a reason from its GPU: gputop.workload.causes)."""
     own = own_work_s(ranks)
     if len(own) < 2:
         return None
@@ -162,13 +163,16 @@ def straggler(ranks: Sequence[RankFigures]) -> dict[str, Any] | None:
     waits = collective_wait_s(ranks)
     waited = rates.median([v for r, v in waits.items() if r != top]) or 0.0
     how = "in backward, for the all-reduce" if mine.backward_per_step_s is not None else "(from their data waits)"
-    return {
-        "rank": top,
-        "reason": "compute",
-        "evidence": f"rank {top}'s own work is {1e3 * own[top]:.3g} ms a step, the other ranks' "
+    evidence = (
+        f"rank {top}'s own work is {1e3 * own[top]:.3g} ms a step, the other ranks' "
         f"{1e3 * (rates.median(others) or 0.0):.3g} ms (median), who wait {1e3 * waited:.3g} ms a step for it "
-        f"{how}; its data wait is as theirs",
-    }
+        f"{how}; its data wait is as theirs"
+    )
+    gpus = gpus or {}
+    cause = None if top not in gpus else causes.gpu_cause(top, gpus[top], [g for r, g in gpus.items() if r != top])
+    if cause is not None:
+        return {"rank": top, "reason": cause[0], "evidence": f"{cause[1]}; {evidence}"}
+    return {"rank": top, "reason": "compute", "evidence": evidence}
 
 
 def as_json(r: RankFigures) -> dict[str, Any]:
@@ -187,6 +191,20 @@ def as_json(r: RankFigures) -> dict[str, Any]:
         "step_p95_s": r.step_p95_s,
         "data_wait_share": r.data_wait_share,
         "backward_per_step_s": r.backward_per_step_s,
+    }
+
+
+def _gpu_json(gpu: causes.GpuWindow | None) -> dict[str, Any] | None:
+    """A rank's GPU over its steps, as ``workload.ranks[].gpu`` (null on the CPU or where unknown)."""
+    if gpu is None:
+        return None
+    return {
+        "index": gpu.index,
+        "sm_clock_mhz": gpu.sm_clock_mhz,
+        "sm_active_pct": gpu.sm_active_pct,
+        "temp_c": gpu.temp_c,
+        "power_w": gpu.power_w,
+        "clock_event_reasons": dict(gpu.held),
     }
 
 
@@ -214,17 +232,24 @@ def recorded_hellos(events: Iterable[Mapping[str, Any]], pid: int) -> dict[int, 
     return out
 
 
-def summary(steps: Sequence[WorkloadStep], hellos: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+def summary(steps: Sequence[WorkloadStep], hellos: Mapping[int, Mapping[str, Any]], samples: Sequence[Sample] = ()) -> dict[str, Any]:
     """``report``'s keys for a job with ranks (none without): the ranks, the straggler, the job's
-    samples/s (the sum over ranks) and which rank's step is the job's."""
+    samples/s (the sum over ranks) and which rank's step is the job's (``samples``: the
+    recording's, for each rank's GPU over the ranks' steps)."""
     ranks = model(steps, hellos)
     if not ranks:
         return {}
     slow = slowest(ranks)
     waits = collective_wait_s(ranks)
+    ranked = [s for s in steps if s.rank is not None and s.step != 1]
+    gpus = {}
+    if ranked and samples:
+        devices = {r.rank: hellos.get(r.pid, {}) for r in ranks if r.pid is not None}
+        begin = min(s.ts_ns - int(s.wall_s * 1e9) for s in ranked)
+        gpus = causes.rank_gpus(samples, devices, begin, max(s.ts_ns for s in ranked))
     return {
-        "ranks": [{**as_json(r), "wait_per_step_s": waits.get(r.rank)} for r in ranks],
-        "straggler": straggler(ranks),
+        "ranks": [{**as_json(r), "wait_per_step_s": waits.get(r.rank), "gpu": _gpu_json(gpus.get(r.rank))} for r in ranks],
+        "straggler": straggler(ranks, gpus),
         "job_samples_per_s": job_samples_per_s(ranks),
         "job_step_rank": None if slow is None else slow.rank,
     }
