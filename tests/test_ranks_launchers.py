@@ -179,11 +179,15 @@ def test_ranks_with_unequal_step_counts_each_keep_their_own(tmp_path):
 @pytest.mark.e2e
 def test_a_rank_that_hangs_at_the_end_is_ended_by_the_duration_with_every_step_it_took(tmp_path):
     torchrun_ready()
+    # a duration long enough for torch's import and 20 steps on a loaded machine; the ranks then
+    # hang (rank 1 sleeps an hour, rank 0 waits for it at the barrier) until the duration ends them
+    duration = 90
     t0 = time.monotonic()
-    proc = record(tmp_path / "t.json", [*TORCHRUN, "trouble_train.py"], duration=20, TROUBLE="hang")
-    rc, err, w = finish(proc, tmp_path / "t.json", timeout=120)
+    proc = record(tmp_path / "t.json", [*TORCHRUN, "trouble_train.py"], duration=duration, TROUBLE="hang")
+    rc, err, w = finish(proc, tmp_path / "t.json", timeout=duration + 120)
     assert rc == 0, err
-    assert time.monotonic() - t0 < 90  # the duration (and the stop's grace), not the hang's hour
+    assert time.monotonic() - t0 < duration + 60  # the duration (and the stop's grace), not the hang's hour
+    assert "ranks" in w, "no rank stepped within the duration"
     # every step was written, the last ones although the rank never stepped (nor exited) again
     assert [r["steps"] for r in w["ranks"]] == [20, 20]
     assert [r["ended"] for r in w["ranks"]] == [None, None]  # stopped by gputop: no exit of their own
