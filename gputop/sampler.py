@@ -79,7 +79,8 @@ class Sampler:
     Between two GPU reads a sample carries the very same GpuSample objects as the one before
     (the trace writer relies on that identity to write a GPU's counters only when read). The
     GPU process table costs ~90 us per process (NVML plus /proc), so it is refreshed only every
-    ``process_interval_s``, at a GPU read, and the last table is reused in between.
+    ``process_interval_s``, at a GPU read, and the last table is reused in between (never where
+    that is infinite: a command that neither shows nor records the table).
     """
 
     def __init__(
@@ -121,7 +122,8 @@ class Sampler:
             if last is None or now - last >= interval - DUE_EARLY_S or (called is not None and now - called >= interval - 2 * DUE_EARLY_S):
                 # the process table is scanned only with a GPU read: a read between two of the
                 # others would make a GPM pair shorter than its minimum (old values carried)
-                if self._procs_at is None or now - self._procs_at >= self.process_interval_s:
+                scan = math.isfinite(self.process_interval_s)  # (inf: no process table, never read)
+                if scan and (self._procs_at is None or now - self._procs_at >= self.process_interval_s):
                     self._procs, self._procs_at = self._scan_processes(), now
                 self._gpus, self._gpus_at = self.gpu.sample(self._procs), now
             return Sample(ts_ns=ts_ns, cpu=cpu, gpus=self._gpus)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 
 import pynvml
@@ -15,6 +16,7 @@ from gputop.model import GpuSample
 from gputop.sources.nvml import GpuUnavailable, NvmlSource
 from gputop.sources.nvml import info as nvml_info
 from gputop.sources.nvml import query as nvml_query
+from gputop.sources.nvml import source as nvml_source
 from helpers import wait_for
 
 pytestmark = pytest.mark.unit
@@ -412,7 +414,8 @@ def test_gpu_lost_is_not_unknown_error(source):
 # --------------------------------------------------------------------------------- processes
 
 
-def test_processes_v3_with_utilization(source):
+def test_processes_v3_with_utilization(source, monkeypatch):
+    monkeypatch.setattr(nvml_source, "PROCESS_BUDGET_S_PER_S", math.inf)  # every call scans again
     fake, src = source([H100_SXM])
     procs = src.processes()[0]
     by_pid = {p.pid: p for p in procs}

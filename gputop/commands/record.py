@@ -19,6 +19,7 @@ they come (stdout to stdout, stderr to stderr; redrawn progress bars only to the
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from typing import Callable, TextIO
@@ -112,7 +113,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     close_failed = None
     try:
         if sampler is None:
-            sampler = env.open_sampler(2.0)
+            # the GPUs' process lists (the costliest NVML reads) only for a launched job's GPUs:
+            # the trace holds none
+            sampler = env.open_sampler(2.0 if workload is not None else math.inf)
         progress = _Progress(writer, env.stderr, env.clock) if env.stderr_isatty else None
         echo = None if getattr(args, "quiet", False) else _Echo(env.stdout, env.stderr, progress)
         recording = _Recording(writer, workload, sampler, progress, echo)
