@@ -128,6 +128,21 @@ class Sampler:
                 self._gpus, self._gpus_at = self.gpu.sample(self._procs), now
             return Sample(ts_ns=ts_ns, cpu=cpu, gpus=self._gpus)
 
+    def driver_time(self) -> tuple[float, int] | None:
+        """This process's time in GPU driver calls so far (seconds) and how many; None without a GPU source."""
+        if self.gpu is None:
+            return None
+        ns, calls = self.gpu.driver_time()
+        return ns / 1e9, calls
+
+    def read_intervals(self) -> dict[str, float | None]:
+        """Every how many seconds the GPUs are read ("gpu"), their process lists ("processes"; None:
+        never), and each metric read less often than the GPUs, for a recording's header."""
+        if self.gpu is None:
+            return {}
+        processes = self.process_interval_s if math.isfinite(self.process_interval_s) else None
+        return {"gpu": self.gpu_interval_s, "processes": processes, **self.gpu.read_intervals()}
+
     def _scan_processes(self) -> ProcessTable:
         """Each device's processes joined with what the host knows of their pids."""
         if self.gpu is None:
@@ -443,6 +458,13 @@ class OpenedOnFirstSample:
             if not self._closed:
                 self._sampler = sampler
             return not self._closed
+
+    def driver_time(self) -> tuple[float, int] | None:
+        """The opened sampler's ``Sampler.driver_time()`` (None before it opened)."""
+        with self._lock:
+            sampler = self._sampler
+        driver_time = getattr(sampler, "driver_time", None)
+        return None if driver_time is None else driver_time()
 
     def close(self) -> bool:
         """False where the sampler's close gave up on a stuck sample (``Sampler.close``)."""
