@@ -143,3 +143,24 @@ def test_query_counts_its_calls_and_their_time(fake_nvml):
     assert calls1 - calls0 == 2
     assert ns1 - ns0 >= fake.cost_ns["nvmlDeviceGetFanSpeed"] + fake.cost_ns[PCIE]  # at least the driver's time
     assert NvmlSource.driver_time() == DRIVER_TIME.read()
+
+
+def test_side_by_side_runs_on_daemon_threads_and_raises_the_callers_error():
+    """A call hung in the driver must not hold gputop's exit: the workers are daemon threads."""
+    from gputop.sources.nvml.workers import SideBySide
+
+    pool = SideBySide(3, "test-side")
+    try:
+        names = pool.map(lambda x: (x * 2, threading.current_thread()), [1, 2, 3])
+        assert [n for n, _ in names] == [2, 4, 6]
+        assert all(t.daemon and t.name.startswith("test-side") for _, t in names)
+
+        def boom(x: int) -> int:
+            if x == 2:
+                raise ValueError("no")
+            return x
+
+        with pytest.raises(ValueError):
+            pool.map(boom, [1, 2, 3])
+    finally:
+        pool.close()

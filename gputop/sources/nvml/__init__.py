@@ -7,6 +7,7 @@ that import pynvml:
 - ``info``: what a device is, read once at open (``GpuInfo``), and why NVML could not start;
 - ``gpm``: GPU Performance Monitoring (Hopper and newer) from pairs of counter samples;
 - ``pcie``: PCIe throughput without byte counters (a 20 ms window per call) off the tick path;
+- ``workers``: devices read side by side, on daemon threads;
 - ``source``: ``NvmlSource``, devices probed once and read per tick.
 """
 

@@ -9,12 +9,12 @@ windows overlap; the driver time is the same), on a schedule that keeps their dr
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import threading
 from typing import Any
 
 from gputop.sources.nvml.query import GpuLost, Reader, read_all
+from gputop.sources.nvml.workers import SideBySide
 
 log = logging.getLogger("gputop.sources.nvml")
 
@@ -57,13 +57,16 @@ class PcieWatch:
             return self._values.get(index, {})
 
     def _run(self) -> None:
-        with concurrent.futures.ThreadPoolExecutor(len(self._readers), thread_name_prefix="gputop-pcie") as pool:
+        pool = SideBySide(len(self._readers), "gputop-pcie")
+        try:
             while not self._stop.is_set():
                 for index, values in zip(self._readers, pool.map(self._read, self._readers.values())):
                     if values is not None:
                         with self._lock:
                             self._values[index] = values
                 self._stop.wait(self.interval_s)
+        finally:
+            pool.close()
 
     @staticmethod
     def _read(readers: list[Reader]) -> dict[str, Any] | None:

@@ -15,7 +15,6 @@ budget of driver time.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import time
 from typing import Any, Callable, Mapping
@@ -46,6 +45,7 @@ from gputop.sources.nvml.query import (
     query,
     read_all,
 )
+from gputop.sources.nvml.workers import SideBySide
 
 log = logging.getLogger("gputop.sources.nvml")  # the package's one logger
 PROCESS_BUDGET_S_PER_S = 0.02  # process lists' driver time, at most, per second
@@ -230,7 +230,7 @@ class NvmlSource:
         self._scanned: tuple[float, float, dict[int, tuple[GpuProcess, ...] | None]] | None = None  # (when, seconds it took, table)
         # several GPUs are read side by side: each device's calls hold only its own lock in the
         # driver (a process list holds the driver's: those stay one after another)
-        self._pool = concurrent.futures.ThreadPoolExecutor(len(devices), "gputop-gpu") if len(devices) > 1 else None
+        self._pool = SideBySide(len(devices), "gputop-gpu") if len(devices) > 1 else None
         self._pcie = PcieWatch({d.index: d.pcie_readers for d in devices if not d.lost})
         self._pcie.start()
 
@@ -318,7 +318,7 @@ class NvmlSource:
         self._closed = True
         self._pcie.close()
         if self._pool is not None:
-            self._pool.shutdown(wait=False)
+            self._pool.close()
         for device in self._devices:
             device.close()
         query(pynvml.nvmlShutdown)
