@@ -153,14 +153,15 @@ def _delta(a: dict[str, object], b: dict[str, object], key: str) -> dict[str, in
 
 def row(label: str, a: dict[str, object] | None, b: dict[str, object] | None) -> str:
     if a is None or b is None:
-        return f"| {label} | n/a (no stats) | | | |"
+        return f"| {label} | n/a (no stats) | | | | |"
     seconds = (int(str(b["t_ns"])) - int(str(a["t_ns"]))) / 1e9
     cost, calls = _delta(a, b, "cost_ns"), _delta(a, b, "calls")
     total_ms = sum(cost.values()) / 1e6 / seconds
     pcie_ms = cost.get(PCIE, 0) / 1e6 / seconds
+    lists_ms = sum(ns for name, ns in cost.items() if "RunningProcesses" in name) / 1e6 / seconds
     top = sorted(cost.items(), key=lambda kv: -kv[1])[:3]
     costliest = ", ".join(f"{name.removeprefix('nvmlDevice')} {ns / 1e6 / seconds:.1f}" for name, ns in top)
-    return f"| {label} | {total_ms:.1f} | {pcie_ms:.1f} | {sum(calls.values()) / seconds:.0f} | {costliest} |"
+    return f"| {label} | {total_ms:.1f} | {pcie_ms:.1f} | {lists_ms:.1f} | {sum(calls.values()) / seconds:.0f} | {costliest} |"
 
 
 def read_walls(spec: str, reads: int) -> tuple[float, float]:
@@ -224,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             lines = [
                 f"**{name}** (`GPUTOP_FAKE_NVML={spec}`)",
                 "",
-                "| monitor | driver time, ms/s | of it PCIe throughput | calls/s | costliest symbols, ms/s |",
-                "|---|---:|---:|---:|---|",
+                "| monitor | driver time, ms/s | of it PCIe throughput | of it process lists | calls/s | costliest symbols, ms/s |",
+                "|---|---:|---:|---:|---:|---|",
             ]
             lines += [row(*r) for r in results]
             sections.append("\n".join(lines) + "\n")
