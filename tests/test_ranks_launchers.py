@@ -152,7 +152,7 @@ def test_an_elastic_restart_keeps_each_attempt_of_a_rank_apart(tmp_path):
     torchrun_ready()
     run = ["torchrun", "--", "--standalone", "--nproc_per_node=2", "--max-restarts", "1", "trouble_train.py"]
     rc, err, w = finish(record(tmp_path / "t.json", run, TROUBLE="raise_once"), tmp_path / "t.json")
-    assert rc == 0, err
+    assert rc == 0, (err, w.get("first_failure"), w["output_tail"])
     own = {
         int(m[1]): (int(m[2]), int(m[3])) for m in re.finditer(r"rank (\d) attempt 1 pid (\d+) steps (\d+)", "\n".join(w["output_tail"]))
     }
