@@ -208,7 +208,7 @@ def test_cluster_reads_a_prometheus_behind_tls_client_certificates_and_basic_aut
     "flags, words, status",
     [
         (["--client-cert", "{cert}", "--client-key", "{key}"], "private CA: --ca-file", 1),  # the system CAs do not know this one
-        (["--ca-file", "{ca}"], "--client-cert and --client-key)", 1),  # no client certificate
+        (["--ca-file", "{ca}"], "--client-cert", 1),  # no client certificate
         (["--ca-file", "{ca}", "--client-cert", "{cert}", "--client-key", "{key}", "--wrong-password"], "HTTP 401", 1),
         (["--ca-file", "{ca}", "--client-cert", "{cert}"], "--client-cert and --client-key go together", 2),
         (["--ca-file", "{tmp}/nowhere.pem"], "--ca-file", 2),

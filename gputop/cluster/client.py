@@ -188,6 +188,7 @@ TLS_HINTS = (  # OpenSSL's words for a refused handshake -> what the user can ch
     ("ALERT_CERTIFICATE_REQUIRED", " (Prometheus wants a client certificate: --client-cert and --client-key)"),
     ("ALERT_UNKNOWN_CA", " (Prometheus does not trust the CA of --client-cert)"),
     ("ALERT_CERTIFICATE_EXPIRED", " (Prometheus refused --client-cert: expired)"),
+    ("EOF occurred in violation of protocol", " (Prometheus closed the TLS connection: it may want a client certificate, --client-cert)"),
 )
 
 

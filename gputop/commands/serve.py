@@ -21,6 +21,7 @@ import errno
 import ipaddress
 import socket
 import threading
+import time
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ PROG = "gputop serve"
 DEFAULT_ADDR = "127.0.0.1"
 DEFAULT_PORT = 9400  # dcgm-exporter's too: give one of them another --port if both run
 HANDSHAKE_TIMEOUT_S = 10.0  # a TLS client that says nothing for this long is dropped
+LINGER_S = 2.0  # after a refused handshake, how long the refused client's own close is waited for
 EXAMPLES = """\
 examples:
   gputop serve                          http://127.0.0.1:9400/metrics, one sample a second
@@ -110,11 +112,13 @@ def bind(addr: str, port: int, app: Any, tls: ssl.SSLContext | None = None) -> W
             if tls is None:
                 return super().finish_request(request, client_address)
             request.settimeout(HANDSHAKE_TIMEOUT_S)
+            conn = tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)  # takes over the socket
             try:
-                conn = tls.wrap_socket(request, server_side=True)  # takes over the socket: closed below
-            except OSError:  # a failed handshake (plain HTTP, no or a refused client certificate): only that client's
-                return
-            try:
+                try:
+                    conn.do_handshake()
+                except OSError:  # plain HTTP, no or a refused client certificate, a stall: only this client's
+                    _linger(conn)
+                    return
                 super().finish_request(conn, client_address)
             finally:
                 conn.close()
@@ -132,6 +136,21 @@ def bind(addr: str, port: int, app: Any, tls: ssl.SSLContext | None = None) -> W
         raise BindError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     server.set_app(app)
     return server
+
+
+def _linger(conn: socket.socket) -> None:
+    """After a refused handshake, whose alert OpenSSL has sent: half-close and read what the client
+    had sent already (TLS 1.3 sends its request before the server has checked its certificate).
+    Closing with unread data would reset the connection, and the reset can reach the client before
+    the alert that says why."""
+    deadline = time.monotonic() + LINGER_S
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(LINGER_S)
+        while conn.recv(65536) and time.monotonic() < deadline:
+            pass
+    except OSError:
+        pass
 
 
 def _hostport(addr: str, port: int) -> str:
