@@ -76,6 +76,8 @@ def test_an_empty_file_is_plain_http(pki):
         (TLS + "  client_ca_file: test-ca.pem\n", "client_ca_file is set but client_auth_type is NoClientCert"),
         (TLS + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: web.yml\n", "web.yml: not a usable PEM certificate"),
         (TLS + "  min_version: TLS14\n", "min_version 'TLS14' is not one of TLS10, TLS11, TLS12, TLS13"),
+        (TLS + "  max_version: [TLS13]\n", "max_version ['TLS13'] is not one of"),
+        ("tls_server_config: {}\n", "tls_server_config needs cert_file"),  # exporter-toolkit would serve plain HTTP
         (TLS + "  min_version: TLS13\n  max_version: TLS12\n", "min_version is above max_version"),
         ("basic_auth_users:\n  alice: hunter2\n", "basic_auth_users.alice is not a bcrypt hash"),
         ("basic_auth_users: [alice]\n", "basic_auth_users must be a mapping"),
@@ -148,6 +150,7 @@ def auth():
         "Bearer abc",
         "Basic !!!",
         "Basic " + base64.b64encode(b"alice").decode(),
+        "Basic " + base64.b64encode(b"\xffalice:s3cret").decode(),
     ],
 )
 def test_wrong_or_missing_credentials_are_refused(auth, header):

@@ -53,7 +53,8 @@ REFUSED = {
     "tls_server_config.client_allowed_sans": "not implemented; limit clients by client_ca_file instead",
     "rate_limit": "not implemented",
 }
-REFUSED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert")  # Python's ssl verifies every certificate it accepts
+# Python's ssl verifies every certificate it accepts (RequireClientCert: exporter-toolkit's old name for RequireAnyClientCert)
+REFUSED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert")
 TLS_KEYS = {"cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version", "max_version", "prefer_server_cipher_suites"}
 HTTP_KEYS = {"http2", "headers"}
 TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users"}
@@ -150,7 +151,7 @@ def _tls(where: str, folder: str, section: dict[str, Any]) -> tuple[ssl.SSLConte
     elif section["prefer_server_cipher_suites"] is not False:
         raise WebConfigError(f"{where}: tls_server_config.prefer_server_cipher_suites must be true or false")
     _load_file(where, "cert_file/key_file", cert, lambda: context.load_cert_chain(cert, key, password=_encrypted(key)))
-    client_auth = _string(where, "tls_server_config.client_auth_type", section.get("client_auth_type", "NoClientCert"))
+    client_auth = _string(where, "tls_server_config.client_auth_type", section.get("client_auth_type") or "NoClientCert")  # "": the default
     if client_auth in REFUSED_CLIENT_AUTH:
         raise WebConfigError(
             f"{where}: client_auth_type {client_auth} is not supported by gputop serve (Python's ssl verifies every "
@@ -173,7 +174,7 @@ def _tls(where: str, folder: str, section: dict[str, Any]) -> tuple[ssl.SSLConte
 def _versions(where: str, context: ssl.SSLContext, section: dict[str, Any]) -> None:
     for key, default, attribute in (("min_version", "TLS12", "minimum_version"), ("max_version", "TLS13", "maximum_version")):
         name = section.get(key, default)
-        if name not in TLS_VERSIONS:
+        if not isinstance(name, str) or name not in TLS_VERSIONS:
             raise WebConfigError(f"{where}: tls_server_config.{key} {name!r} is not one of {', '.join(TLS_VERSIONS)}")
         try:
             setattr(context, attribute, TLS_VERSIONS[name])
@@ -245,7 +246,10 @@ class BasicAuth:
         if pair is None:
             return False
         user, password = pair
-        hashed = self._users.get(user.decode("utf-8", "replace"))
+        try:
+            hashed = self._users.get(user.decode("utf-8"))
+        except UnicodeDecodeError:
+            hashed = None  # no configured user: the decoy's bcrypt all the same
         mark = hmac.new(self._key, len(user).to_bytes(4, "big") + user + password + (hashed or b""), hashlib.sha256).digest()
         if hashed is not None and mark in self._verified:
             return True
