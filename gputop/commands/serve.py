@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     import ssl
     from wsgiref.simple_server import WSGIServer
 
+    from gputop.commands.webconfig import WebConfig
+
 PROG = "gputop serve"
 DEFAULT_ADDR = "127.0.0.1"
 DEFAULT_PORT = 9400  # dcgm-exporter's too: give one of them another --port if both run
@@ -112,7 +114,10 @@ def bind(addr: str, port: int, app: Any, tls: ssl.SSLContext | None = None) -> W
             if tls is None:
                 return super().finish_request(request, client_address)
             request.settimeout(HANDSHAKE_TIMEOUT_S)
-            conn = tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)  # takes over the socket
+            try:
+                conn = tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)  # takes over the socket
+            except OSError:  # gone already
+                return
             try:
                 try:
                     conn.do_handshake()
@@ -157,7 +162,7 @@ def _hostport(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
-def _banner(server: WSGIServer, interval: float, web: Any) -> str:
+def _banner(server: WSGIServer, interval: float, web: WebConfig | None) -> str:
     """The line that says where it serves (its URL third), and a second one when it is reachable
     from other machines in clear text."""
     host, port = str(server.server_address[0]), int(server.server_address[1])
