@@ -49,6 +49,20 @@ def test_tls_and_users_read_with_paths_relative_to_the_file(pki, monkeypatch, tm
     assert config.users == {"alice": hashed.encode()}
 
 
+@pytest.mark.parametrize(
+    "client_auth, ca, mode",
+    [
+        ("", "", ssl.CERT_NONE),  # exporter-toolkit's empty value: NoClientCert
+        ("NoClientCert", "", ssl.CERT_NONE),
+        ("VerifyClientCertIfGiven", "  client_ca_file: test-ca.pem\n", ssl.CERT_OPTIONAL),
+        ("RequireAndVerifyClientCert", "  client_ca_file: test-ca.pem\n", ssl.CERT_REQUIRED),
+    ],
+)
+def test_each_client_auth_type_is_its_ssl_verify_mode(pki, client_auth, ca, mode):
+    config = load(write(pki[0], TLS + f"  client_auth_type: '{client_auth}'\n" + ca))
+    assert config.tls is not None and config.tls.verify_mode == mode and config.client_auth_type == (client_auth or "NoClientCert")
+
+
 def test_an_empty_file_is_plain_http(pki):
     config = load(write(pki[0], ""))
     assert config.tls is None and config.users == {} and config.headers == ()
