@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import errno
 import ipaddress
+import math
 import socket
 import threading
 import time
@@ -210,7 +211,7 @@ def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | N
     try:
         with StopSignals(stop):
             if sampler is None:
-                sampler = env.open_sampler(2.0)
+                sampler = env.open_sampler(math.inf)  # no process lists: no metric shows them
             ticker = Ticker(args.interval)
             exporter.update(sampler.sample())  # the first scrape already has data
             thread = threading.Thread(target=server.serve_forever, name="gputop-http", daemon=True)
