@@ -151,6 +151,11 @@ def test_a_rank_that_dies_fails_the_job_and_the_report_says_which_and_how(tmp_pa
 def test_an_elastic_restart_keeps_each_attempt_of_a_rank_apart(tmp_path):
     torchrun_ready()
     run = ["torchrun", "--", "--standalone", "--nproc_per_node=2", "--max-restarts", "1", "trouble_train.py"]
+    plain = subprocess.run(
+        [os.path.join(BIN, "torchrun"), *run[2:]], cwd=SCRIPTS, env=environment(TROUBLE="raise_once"), capture_output=True, text=True
+    )
+    if plain.returncode != 0:  # seen at times on this machine: the restarted attempt fails too, gputop or not
+        pytest.skip(f"the job's restart fails without gputop too (exit {plain.returncode}): {plain.stderr.strip().splitlines()[-1:]}")
     rc, err, w = finish(record(tmp_path / "t.json", run, TROUBLE="raise_once"), tmp_path / "t.json")
     assert rc == 0, (err, w.get("first_failure"), w["output_tail"])
     own = {
