@@ -38,6 +38,10 @@ class GpuInfo:
     pcie_link_width_max: int | None = None
     cpu_affinity: tuple[int, ...] | None = None  # the CPUs NVML calls near the device, ascending
     numa_node: int | None = None  # where the GPU is itself a NUMA node (Grace Hopper); else None
+    vendor: str = "nvidia"  # "nvidia" (NVML) or "amd" (amdsmi): which words the views use (SM or CU)
+    # the device's number in the compute runtime where it differs from ``index`` (AMD: the HIP
+    # ordinal that ``cuda:N`` means in a ROCm PyTorch); None: the same as ``index``
+    runtime_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,10 @@ class GpuSample:
     pcie_rx_bytes_per_s: float | None = None
     nvlink_tx_bytes_per_s: float | None = None
     nvlink_rx_bytes_per_s: float | None = None
+    temp_hotspot_c: float | None = None  # AMD: the hottest junction (NVML gives none)
+    temp_mem_c: float | None = None  # AMD: the HBM/VRAM temperature
+    xgmi_read_bytes_per_s: float | None = None  # AMD: XGMI reads, all links
+    xgmi_write_bytes_per_s: float | None = None  # AMD: XGMI writes, all links
     processes: tuple[GpuProcess, ...] | None = None  # None: not readable on this device
 
     @property
