@@ -143,9 +143,10 @@ def write_with_workload(path: pathlib.Path, items: list) -> pathlib.Path:
 # -------------------------------------------------------------------------- gputop as a child
 
 
-def gputop(*args: str, fake: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    """``python -m gputop ARGS`` to its end; ``fake``: the GPUTOP_FAKE_NVML spec (None: no fake)."""
-    return subprocess.run([sys.executable, "-m", "gputop", *args], capture_output=True, text=True, env=fake_env(fake), timeout=timeout)
+def gputop(*args: str, fake: str | None = None, timeout: float = 60, amd: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m gputop ARGS`` to its end; ``fake``: the GPUTOP_FAKE_NVML spec (None: no fake);
+    ``amd``: the GPUTOP_FAKE_AMDSMI spec (None: no AMD fake)."""
+    return subprocess.run([sys.executable, "-m", "gputop", *args], capture_output=True, text=True, env=fake_env(fake, amd), timeout=timeout)
 
 
 def gputop_h100(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -153,12 +154,17 @@ def gputop_h100(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess
     return gputop(*argv, fake="H100_SXM", timeout=timeout)
 
 
-def fake_env(fake: str | None) -> dict[str, str]:
-    """This environment with the NVML fake ``fake`` (a GPUTOP_FAKE_NVML spec; None: no fake)."""
+def fake_env(fake: str | None, amd: str | None = None) -> dict[str, str]:
+    """This environment with the NVML fake ``fake`` (a GPUTOP_FAKE_NVML spec; None: no fake) and
+    the AMD fake ``amd`` (a GPUTOP_FAKE_AMDSMI spec; None: none)."""
     env = dict(os.environ)
     env.pop("GPUTOP_FAKE_NVML", None)
-    if fake is not None:
-        env["GPUTOP_FAKE_NVML"] = fake
+    env.pop("GPUTOP_FAKE_AMDSMI", None)
+    if amd is not None:
+        env["GPUTOP_FAKE_AMDSMI"] = amd
+    if fake is not None or amd is not None:
+        if fake is not None:
+            env["GPUTOP_FAKE_NVML"] = fake
         env["PYTHONPATH"] = os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS), env.get("PYTHONPATH", "")])
     return env
 

@@ -10,7 +10,8 @@ textual nor torch: the workloads run as children (gputop.workload).
 
 A script that takes ``--device`` (an ``add_argument("--device", ...)`` in it, like the bundled
 workloads) is run the same way. Any other script runs as it is, picking its device the usual way
-(``torch.cuda.is_available()``): the CPU run hides the GPUs from it (``CUDA_VISIBLE_DEVICES=``),
+(``torch.cuda.is_available()``): the CPU run hides the GPUs from it (``CUDA_VISIBLE_DEVICES=``,
+and AMD's from a ROCm PyTorch: ``HIP_VISIBLE_DEVICES=``, ``ROCR_VISIBLE_DEVICES=``),
 and both runs are measured from the steps gputop's hooks detect (gputop.workload.inject). A
 script that imports nothing but the standard library is refused up front (no step of it can be
 seen); one whose CPU run shows no step is not run again on the GPU. A failed CPU run is not
@@ -360,7 +361,8 @@ def _env(device: str) -> dict[str, str] | None:
     """A script's environment: the GPUs hidden from its CPU run; the GPU run's as it is."""
     import os
 
-    return {**os.environ, "CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else None
+    hidden = {"CUDA_VISIBLE_DEVICES": "", "HIP_VISIBLE_DEVICES": "", "ROCR_VISIBLE_DEVICES": ""}
+    return {**os.environ, **hidden} if device == "cpu" else None
 
 
 def _imports(path: str) -> set[str] | None:

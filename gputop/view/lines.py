@@ -205,7 +205,7 @@ def cpu_subtitle(show_freq: bool) -> str:
 
 
 def short_name(name: str) -> str:
-    return name.removeprefix("NVIDIA ").removeprefix("Tesla ")
+    return name.removeprefix("NVIDIA ").removeprefix("Tesla ").removeprefix("AMD ")
 
 
 def gpu_title(gpu: GpuSample) -> str:
@@ -244,6 +244,8 @@ def gpu_lines(gpu: GpuSample | None, width: int, st: Styles, energy_j: float | N
     if gpu.lost:
         return [item((LOST, st.style_of("panel--lost")))]
     width = max(width, 20)
+    if gpu.info.vendor == "amd":
+        return pack(_amd_blocks(gpu, st, energy_j), width)
     return pack(_gpu_blocks(gpu, width, st, energy_j), width)
 
 
@@ -289,6 +291,37 @@ def _gpu_blocks(gpu: GpuSample, width: int, st: Styles, energy_j: float | None) 
         ],
     ]
     return blocks
+
+
+def _amd_blocks(gpu: GpuSample, st: Styles, energy_j: float | None) -> list[list[Item] | Rows]:
+    """An AMD GPU in its own words: CUs where NVIDIA says SMs, the memory controllers' busy share
+    (UMC activity) where NVIDIA has GPM's DRAM bandwidth, XGMI where NVLink."""
+
+    def f(label: str, value: str, *rest: str | Piece) -> Item:
+        return field(st, label, value, *rest)
+
+    dim = st.style_of("panel--dim")
+    cus = fmt.num(gpu.info.sm_count, 0)
+    mem_pct = fmt.ratio(gpu.mem_used_bytes, gpu.mem_total_bytes)
+    power_pct = fmt.ratio(gpu.power_w, gpu.power_limit_w)
+    return [
+        [f("CUs busy", fmt.pct(gpu.gpu_util_pct), (f" of the time (GFX activity; {cus} CUs)", dim))],
+        [
+            f("memory ctrl busy", fmt.pct(gpu.mem_busy_pct), (" (UMC activity, not bandwidth)", dim)),
+            f("memory", fmt.used_total(gpu.mem_used_bytes, gpu.mem_total_bytes), f" ({fmt.pct(mem_pct)})"),
+        ],
+        [
+            f("power", fmt.watts(gpu.power_w), f" of {fmt.watts(gpu.power_limit_w)} ({fmt.pct(power_pct)})"),
+            f("energy", fmt.joules(energy_j), " since start"),
+        ],
+        [
+            f("clocks GFX", fmt.mhz(gpu.sm_clock_mhz), f", mem {fmt.mhz(gpu.mem_clock_mhz)}"),
+            f("temp edge", fmt.celsius(gpu.temp_c), f", hotspot {fmt.celsius(gpu.temp_hotspot_c)}, mem {fmt.celsius(gpu.temp_mem_c)}"),
+            f("fan", fmt.pct(gpu.fan_pct)),
+        ],
+        [f("throttle", fmt.reasons(gpu.clock_event_reasons))],
+        [f("XGMI", f"read {fmt.rate(gpu.xgmi_read_bytes_per_s)} write {fmt.rate(gpu.xgmi_write_bytes_per_s)}")],
+    ]
 
 
 def _sm_grid(gpu: GpuSample, width: int, st: Styles) -> Rows | None:

@@ -65,7 +65,9 @@ def static_info(amdsmi: ModuleType, index: int, h: Any) -> GpuInfo:
     pcie = query(amdsmi.amdsmi_get_pcie_info, h) or {}
     static, metric = pcie.get("pcie_static", {}), pcie.get("pcie_metric", {})
     node = known(query(amdsmi.amdsmi_topo_get_numa_node_number, h), 32)
-    uuid = query(amdsmi.amdsmi_get_gpu_device_uuid, h)
+    # HIP's UUID where given: what a ROCm PyTorch reports for its device (the job's GPU is found by it)
+    hip_uuid = enum.get("hip_uuid")
+    uuid = hip_uuid if isinstance(hip_uuid, str) and hip_uuid.strip() else query(amdsmi.amdsmi_get_gpu_device_uuid, h)
     version = driver.get("driver_version")
     return GpuInfo(
         index=index,
