@@ -37,10 +37,13 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import fakenvml  # noqa: E402  (tests/, on the path above)
+import fakeamdsmi  # noqa: E402  (tests/, on the path above)
+import fakenvml  # noqa: E402
 from gputop.model import CpuSample  # noqa: E402
 from gputop.sampler import Sampler  # noqa: E402
+from gputop.sources.amd import AmdSource, AmdUnavailable  # noqa: E402
 from gputop.sources.cpu import CpuSource  # noqa: E402
+from gputop.sources.gpu import GpuSource, combined  # noqa: E402
 from gputop.sources.nvml import GpuUnavailable, NvmlSource  # noqa: E402
 from gputop.tui.app import GputopApp, SelfCpu  # noqa: E402
 from gputop.view.feed import LiveFeed  # noqa: E402
@@ -91,6 +94,7 @@ class Shot:
     spec: str  # GPUTOP_FAKE_NVML grammar (tests/fakenvml.py)
     what: str
     workload: tuple[str, ...] = ()  # a real child: target and its arguments (see take_workload)
+    amd: str = ""  # GPUTOP_FAKE_AMDSMI grammar (tests/fakeamdsmi.py): AMD GPUs beside (or instead of) NVIDIA's
 
 
 SHOTS = (
@@ -98,6 +102,7 @@ SHOTS = (
     Shot("8gpu-160x50", (160, 50), "H100_SXM*8:simulated", "eight H100s, 160x50"),
     Shot("h100-80x24", (80, 24), "H100_SXM:simulated", "one H100, 80x24"),
     Shot("nogpu-120x40", (120, 40), "none:driver_not_loaded", "no GPU (driver not loaded), 120x40"),
+    Shot("mi300x-160x50", (160, 50), "none", "one AMD MI300X, 160x50", amd="MI300X:simulated"),
     Shot(
         "workload-160x50",
         (160, 50),
@@ -121,13 +126,15 @@ class AdvancingSampler:
     whoever calls it (this script or the app's own tick loop), samples are an interval apart
     and stamped on the fake's clock."""
 
-    def __init__(self, sampler: Sampler, fake: fakenvml.FakeNvml, interval_s: float) -> None:
-        self.sampler, self.fake, self.interval_s = sampler, fake, interval_s
+    def __init__(self, sampler: Sampler, fake: fakenvml.FakeNvml, interval_s: float, amd: fakeamdsmi.FakeAmdSmi | None = None) -> None:
+        self.sampler, self.fake, self.interval_s, self.amd = sampler, fake, interval_s, amd
         self._lock = threading.Lock()  # advance + sample as one step, whichever thread calls
 
     def sample(self):
         with self._lock:
             now_ns = self.fake.advance(self.interval_s)
+            if self.amd is not None:
+                self.amd.advance(self.interval_s)
             # stamped on the simulated clock, so the charts' time axis spans ticks x interval
             return replace(self.sampler.sample(), ts_ns=now_ns)
 
@@ -139,11 +146,22 @@ def build(shot: Shot, interval_s: float) -> AdvancingSampler:
     devices, driver = fakenvml.parse_spec(shot.spec)
     fake = fakenvml.install(fakenvml.FakeNvml(devices, driver, real_time=False))
     clock = lambda: fake.now_ns / 1e9  # noqa: E731  (rates and GPM pairs follow the fake's time)
+    sources: list[GpuSource] = []
+    reason = None
     try:
-        gpu, reason = NvmlSource.open(clock=clock), None
+        sources.append(NvmlSource.open(clock=clock))
     except GpuUnavailable as exc:
-        gpu, reason = None, exc.reason
-    return AdvancingSampler(Sampler(ScriptedCpu(), gpu, gpu_unavailable=reason, clock=clock), fake, interval_s)
+        reason = exc.reason
+    amd = None
+    if shot.amd:
+        amd = fakeamdsmi.from_spec(shot.amd, real_time=False)
+        fakeamdsmi.install(amd)
+        try:
+            sources.append(AmdSource.open(first_index=len(sources[0].devices) if sources else 0, clock=amd.now))
+        except AmdUnavailable as exc:
+            reason = exc.reason
+    gpu = combined(sources)
+    return AdvancingSampler(Sampler(ScriptedCpu(), gpu, gpu_unavailable=reason, clock=clock), fake, interval_s, amd)
 
 
 async def take(shot: Shot, out: Path, ticks: int, interval_s: float) -> Path:
