@@ -86,9 +86,21 @@ def import_amdsmi() -> ModuleType:
                 sys.path.remove(folder)
     if printed.getvalue().strip():
         log.debug("import amdsmi printed: %s", " ".join(printed.getvalue().split()))
-    log.debug("amdsmi package: %s (version %s)", getattr(module, "__file__", "?"), getattr(module, "__version__", None) or "unknown")
     found: ModuleType = module
     return found
+
+
+def package(amdsmi: ModuleType) -> str:
+    """Which amdsmi package is in use: its folder and version (for --debug)."""
+    from importlib import metadata
+
+    version = getattr(amdsmi, "__version__", None)
+    if not version:
+        try:
+            version = metadata.version("amdsmi")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+    return f"{os.path.dirname(getattr(amdsmi, '__file__', None) or '?')} (version {version})"
 
 
 def status_of(err: BaseException) -> int | None:

@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping
 
 from gputop.model import GpuInfo, GpuProcess, GpuSample
 from gputop.sources.amd.info import static_info
-from gputop.sources.amd.library import AmdUnavailable, import_amdsmi, known, query, reason
+from gputop.sources.amd.library import AmdUnavailable, import_amdsmi, known, package, query, reason
 
 log = logging.getLogger("gputop.sources.amd")
 Clock = Callable[[], float]
@@ -215,7 +215,7 @@ class AmdSource:
         if not devices:
             query(amdsmi.amdsmi_shut_down)
             raise AmdUnavailable("no AMD GPU found")
-        log.debug("amdsmi: %d GPU(s), library %s", len(devices), _lib_version(amdsmi))
+        log.debug("amdsmi: %d GPU(s); amdsmi package %s; libamd_smi %s", len(devices), package(amdsmi), _lib_version(amdsmi))
         return cls(amdsmi, devices)
 
     def sample(self, processes: Mapping[int, tuple[GpuProcess, ...] | None] | None = None) -> tuple[GpuSample, ...]:
