@@ -270,3 +270,23 @@ def test_static_conversions():
         None,
     ]
     assert not math.isnan(fakeamdsmi.ENERGY_RESOLUTION_UJ)
+
+
+def test_verdict_memory_bound_from_umc_activity(fake_amdsmi):
+    """A ROCm job on cuda:0 whose GPU's engine and memory controllers are both busy is memory-bound:
+    UMC activity stands where GPM's DRAM bandwidth would (documented in the README)."""
+    from gputop.model import CpuSample, Sample, WorkloadStep
+    from gputop.workload import insight, verdict
+
+    fake = fake_amdsmi("MI300X")
+    fake.devices[0] = fakeamdsmi.dataclasses.replace(fake.devices[0], gfx_util=(97.0, 0.0), umc_util=(92.0, 0.0))
+    source = opened(fake)
+    try:
+        gpus = source.sample()
+    finally:
+        source.close()
+    cpu = CpuSample(10.0, (10.0,), (None,), None, 1, 2, None)
+    steps = [WorkloadStep(k, 32, None, 0.1, k * 10**8) for k in range(1, verdict.WARMUP_STEPS + verdict.MIN_STEPS + 2)]
+    v = insight.live_verdict(steps, "cuda:0", None, Sample(ts_ns=10**9, cpu=cpu, gpus=gpus), {})
+    assert v.kind == "gpu_memory_bound", v
+    assert "utilization 97 % active" in v.evidence and "92 %" in v.evidence
