@@ -393,9 +393,13 @@ class Tmux:
 class Served:
     """``gputop serve`` in a subprocess; ``url`` from the line it prints once it serves."""
 
-    def __init__(self, *args: str, fake: str | None = None, timeout: float = 30) -> None:
+    def __init__(self, *args: str, fake: str | None = None, timeout: float = 30, amd: str | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gputop", "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fake_env(fake)
+            [sys.executable, "-m", "gputop", "serve", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=fake_env(fake, amd),
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.stderr: list[str] = []

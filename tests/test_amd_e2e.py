@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,7 +18,7 @@ import fakeamdsmi
 from gputop.model import CpuSample, Sample
 from gputop.sources.amd import AmdSource
 from gputop.workload import Workload
-from helpers import fake_env, gputop, wait_for
+from helpers import Served, fake_env, gputop, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -79,40 +78,27 @@ def test_record_then_report_an_mi300x(tmp_path):
     assert "MI300X" in report.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_exports_amd_gpus_under_the_same_names():
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gputop", "serve", "--port", str(port)],
-        env=fake_env("H100_SXM", "MI300X"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    served = Served("--port", "0", fake="H100_SXM", amd="MI300X")
     try:
 
         def scrape() -> str | None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                with urllib.request.urlopen(served.url, timeout=5) as r:
                     text = r.read().decode()
             except OSError:
                 return None
             return text if 'gpu="1"' in text else None
 
         text = wait_for(scrape, 60, "gputop serve answering with both GPUs")
-        assert 'vendor="amd"' in text and 'vendor="nvidia"' in text
-        power = [line for line in text.splitlines() if line.startswith("gputop_gpu_power_watts{")]
-        assert len(power) == 2 and any('name="AMD Instinct MI300X"' in line for line in power)
-        assert any(line.startswith("gputop_gpu_hotspot_temperature_celsius{") for line in text.splitlines())
-        assert not any(line.startswith("gputop_gpu_temperature_celsius{") and 'gpu="1"' in line for line in text.splitlines())
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        served.stop()
+    assert 'vendor="amd"' in text and 'vendor="nvidia"' in text
+    lines = text.splitlines()
+    power = [line for line in lines if line.startswith("gputop_gpu_power_watts{")]
+    assert len(power) == 2 and any('name="AMD Instinct MI300X"' in line for line in power)
+    assert any(line.startswith("gputop_gpu_hotspot_temperature_celsius{") for line in lines)
+    assert not any(line.startswith("gputop_gpu_temperature_celsius{") and 'gpu="1"' in line for line in lines)
 
 
 T0 = 1_800_000_000 * 10**9
