@@ -17,6 +17,7 @@ import pytest
 import fakeamdsmi
 from gputop.model import CpuSample, Sample
 from gputop.sources.amd import AmdSource
+from gputop.trace import load, to_samples
 from gputop.workload import Workload
 from helpers import Served, fake_env, gputop, wait_for
 
@@ -73,6 +74,9 @@ def test_record_then_report_an_mi300x(tmp_path):
     tracks = {e["name"] for e in events if e.get("ph") == "C"}
     assert {"power_w", "gpu_util_pct", "mem_busy_pct", "temp_hotspot_c", "xgmi_read_bytes_per_s"} <= tracks
     assert "temp_c" not in tracks  # MI300X has no edge sensor: no track, not zeros
+    samples = to_samples(load(trace))  # what replay draws: the AMD words follow the vendor kept
+    assert samples[-1].gpus[0].info.vendor == "amd" and samples[-1].gpus[0].info.runtime_index == 0
+    assert samples[-1].gpus[0].temp_hotspot_c == 68.0 and samples[-1].gpus[0].temp_c is None
     report = gputop("report", str(trace))
     assert report.returncode == 0, report.stderr
     assert "MI300X" in report.stdout
