@@ -1,5 +1,6 @@
-"""Every vendor's GPUs opened side by side: NVIDIA through NVML, then AMD through amdsmi, AMD's
-indexes following NVIDIA's. Where none opens, one line says why."""
+"""Every vendor's GPUs opened side by side: NVIDIA through NVML, then AMD through amdsmi (or,
+without ROCm, the amdgpu driver's sysfs), AMD's indexes following NVIDIA's. Where none opens,
+one line says why."""
 
 from __future__ import annotations
 
@@ -32,10 +33,23 @@ def open_gpus() -> tuple[GpuSource | None, str | None]:
     try:
         sources.append(AmdSource.open(first_index=first))
     except AmdUnavailable as exc:
-        log.info("no AMD GPU shown: %s", exc.reason)
+        log.info("no AMD GPU shown through amdsmi: %s", exc.reason)
         amd_reason = exc.reason if exc.library_found else None
+        if not exc.library_found:  # no ROCm: what the amdgpu driver alone gives
+            sources.extend(_sysfs(first))
     gpu = combined(sources)
     if gpu is not None:
         return gpu, None
     reason = nvidia_reason or "no NVIDIA GPU found"
     return None, reason if amd_reason is None else f"{reason}; AMD: {amd_reason}"
+
+
+def _sysfs(first: int) -> list[GpuSource]:
+    from gputop.sources.amd import AmdUnavailable
+    from gputop.sources.amd.sysfs import SysfsSource
+
+    try:
+        return [SysfsSource.open(first_index=first)]
+    except AmdUnavailable as exc:
+        log.info("no AMD GPU shown from sysfs: %s", exc.reason)
+        return []

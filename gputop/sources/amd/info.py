@@ -47,11 +47,15 @@ def node_cpus(node: int | None, root: str = "/sys/devices/system/node") -> tuple
         return None
     try:
         with open(f"{root}/node{node}/cpulist") as f:
-            text = f.read().strip()
+            return cpu_list(f.read())
     except OSError:
         return None
+
+
+def cpu_list(text: str | None) -> tuple[int, ...] | None:
+    """A kernel CPU list ("0-3,8-11") as CPUs; None where empty."""
     cpus: list[int] = []
-    for part in filter(None, text.split(",")):
+    for part in filter(None, (text or "").strip().split(",")):
         lo, _, hi = part.partition("-")
         cpus.extend(range(int(lo), int(hi or lo) + 1))
     return tuple(cpus) or None
