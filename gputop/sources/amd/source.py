@@ -26,6 +26,7 @@ What each reading means, and when it is n/a (None):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from types import ModuleType
@@ -83,6 +84,8 @@ class _Device:
             ("temp_mem_c", s.AmdSmiTemperatureType.VRAM, current),
         )
         self.mem_total = known(query(s.amdsmi_get_gpu_memory_total, h, self.vram), 64)
+        # the energy counter, probed once: True where it answers (never integrated here: else n/a)
+        self.info = dataclasses.replace(info, energy_counter=True if self._energy() is not None else None)
         cap = query(s.amdsmi_get_power_cap_info, h) or {}
         cap_uw = known(cap.get("power_cap"), 64)
         self.cap_w = cap_uw / 1e6 if cap_uw else None

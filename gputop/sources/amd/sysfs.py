@@ -83,6 +83,7 @@ class _Card:
             pcie_link_width_max=_int(os.path.join(d, "max_link_width")),
             cpu_affinity=cpu_list(_text(os.path.join(d, "local_cpulist"))) or node_cpus(_int(os.path.join(d, "numa_node"))),
             vendor="amd",
+            energy_counter=False,  # power integrated from gputop's start
         )
 
     def read(self) -> dict[str, Any]:
