@@ -57,7 +57,7 @@ def test_debug_names_the_amdsmi_package_and_no_rocm_prints_nothing():
     assert done.returncode == 0
     assert "Unable to find libamd_smi.so" not in done.stdout
     assert "GPU  none shown: NVIDIA driver not loaded\n" in done.stdout
-    assert "no AMD GPU shown: libamd_smi.so not found" in done.stderr
+    assert "no AMD GPU shown through amdsmi: libamd_smi.so not found" in done.stderr
 
 
 def test_driver_not_loaded_says_so_in_one_line():
