@@ -290,3 +290,14 @@ def test_verdict_memory_bound_from_umc_activity(fake_amdsmi):
     v = insight.live_verdict(steps, "cuda:0", None, Sample(ts_ns=10**9, cpu=cpu, gpus=gpus), {})
     assert v.kind == "gpu_memory_bound", v
     assert "utilization 97 % active" in v.evidence and "92 %" in v.evidence
+
+
+def test_rocm_s_own_amdsmi_package_is_found(tmp_path):
+    from gputop.sources.amd.library import rocm_package_dir
+
+    assert rocm_package_dir({"ROCM_PATH": str(tmp_path)}) is None  # no package there
+    package = tmp_path / "share" / "amd_smi" / "amdsmi"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    assert rocm_package_dir({"ROCM_PATH": str(tmp_path)}) == str(tmp_path / "share" / "amd_smi")
+    assert rocm_package_dir({"ROCM_HOME": str(tmp_path)}) == str(tmp_path / "share" / "amd_smi")
