@@ -32,3 +32,18 @@ async def test_both_vendors_in_the_live_view(fake_nvml, fake_amdsmi) -> None:
     assert "CUs busy" in text and "UMC activity, not bandwidth" in text
     assert "hotspot 68 °C" in text and "temp edge n/a" in text  # MI300X: no edge sensor
     assert "XGMI" in text
+
+
+async def test_eight_mi300x_a_row_each_in_amd_s_words(fake_amdsmi) -> None:
+    amd = fake_amdsmi("MI300X*8", real_time=True)
+    sampler = Sampler(CpuSource(), AmdSource.open(clock=amd.now))
+    app = make_app(sampler, 0.2)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await started(pilot, 2)
+            text = screen_text(app)
+    finally:
+        sampler.close()
+    rows = [line for line in text.splitlines() if "Instinct MI300X" in line and "CUs busy" in line]
+    assert len(rows) >= 7  # the selected GPU is drawn in full, the others a row each
+    assert all("UMC" in r and "hotspot 68 °C" in r and "SMs n/a" not in r for r in rows)
