@@ -87,7 +87,7 @@ class AmdProfile:
     edge_temp_c: int | None = 45  # None: no edge sensor (MI300X)
     hotspot_c: int = 60
     mem_temp_c: int | None = 55
-    fan: tuple[int, int] | None = None  # (speed, max) where the card has a fan
+    fan: tuple[int, int] | None = None  # (speed, max: both on the 0..255 scale) where the card has a fan
     violation_status: bool = True
     throttled_power: bool = False
     xgmi_links: int = 0
@@ -142,7 +142,7 @@ RADEON = AmdProfile(
     power_swing_w=80.0,
     power_limit_w=327,
     power_key="average",
-    fan=(1200, 3300),
+    fan=(92, 255),  # speed on the 0..255 scale the library uses, and that scale's maximum
     violation_status=False,
     pcie_mts=16000,
     gfx_clk_mhz=2500,

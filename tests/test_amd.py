@@ -130,7 +130,7 @@ def test_radeon_fan_and_no_violation_status(fake_amdsmi):
     try:
         (gpu,) = two_reads(fake, source)
         assert gpu.info.architecture == "RDNA 3"
-        assert gpu.fan_pct == pytest.approx(100 * 1200 / 3300)
+        assert gpu.fan_pct == pytest.approx(100 * 92 / 255)
         assert gpu.clock_event_reasons is None  # no violation status on the card: n/a, not "none"
         assert gpu.temp_c == 45.0
         assert gpu.power_w == round(fake.power_w(0))  # average_socket_power
