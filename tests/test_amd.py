@@ -301,3 +301,21 @@ def test_rocm_s_own_amdsmi_package_is_found(tmp_path):
     (package / "__init__.py").write_text("")
     assert rocm_package_dir({"ROCM_PATH": str(tmp_path)}) == str(tmp_path / "share" / "amd_smi")
     assert rocm_package_dir({"ROCM_HOME": str(tmp_path)}) == str(tmp_path / "share" / "amd_smi")
+
+
+def test_slow_readings_on_their_own_tier(fake_amdsmi):
+    """Temperatures, fan and violation status every SLOW_INTERVAL_S at most; activity every read."""
+    from gputop.sources.amd.source import SLOW_INTERVAL_S
+
+    fake = fake_amdsmi("MI300X")
+    source = opened(fake)
+    try:
+        fake.calls.clear()
+        for _ in range(10):  # 1 s of reads 0.1 s apart
+            source.sample()
+            fake.advance(0.1)
+    finally:
+        source.close()
+    assert fake.calls.count("amdsmi_get_gpu_activity") == 10
+    assert fake.calls.count("amdsmi_get_violation_status") == round(1.0 / SLOW_INTERVAL_S)
+    assert fake.calls.count("amdsmi_get_temp_metric") == 3 * round(1.0 / SLOW_INTERVAL_S)

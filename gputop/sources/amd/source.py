@@ -17,6 +17,7 @@ What each reading means, and when it is n/a (None):
 - clocks: GFX and MEM (MHz); temperatures: edge (``temp_c``; MI300X has no edge sensor),
   hotspot and VRAM/HBM (degrees C); ``fan_pct``: speed over its maximum (Radeon; none on
   Instinct).
+- temperatures, fan and violation status are read every ``SLOW_INTERVAL_S`` at most.
 - ``clock_event_reasons``: the violation status's active flags in words (power, socket thermal,
   HBM thermal, VR thermal, PROCHOT); n/a where the card has no violation status (Radeon).
 - XGMI: the metrics table's per-link read/write accumulators (KB) as rates over the ticks.
@@ -39,6 +40,9 @@ from gputop.sources.amd.library import AmdUnavailable, import_amdsmi, known, pac
 log = logging.getLogger("gputop.sources.amd")
 Clock = Callable[[], float]
 KB = 1024
+# temperatures, the fan and the violation status change slowly: read this often at most (as
+# NVML's slow tier), the activities, memory, power, energy and clocks every GPU read
+SLOW_INTERVAL_S = 0.5
 
 # violation status flag -> clock event reason (words in gputop.format)
 _VIOLATIONS = (
@@ -74,6 +78,8 @@ class _Device:
         self.cap_w: float | None = None
         self.last_xgmi: tuple[float, int, int] | None = None
         self.last_gfx_ns: dict[int, tuple[float, int]] = {}
+        self.slow_at: float | None = None
+        self.slow_values: dict[str, Any] = {}
         s, h = amdsmi, handle
         self.vram = s.AmdSmiMemoryType.VRAM
         self.gfx_clk, self.mem_clk = s.AmdSmiClkType.GFX, s.AmdSmiClkType.MEM
@@ -102,11 +108,20 @@ class _Device:
         for field, kind in (("sm_clock_mhz", self.gfx_clk), ("mem_clock_mhz", self.mem_clk)):
             clock = query(s.amdsmi_get_clock_info, h, kind) or {}
             values[field] = known(clock.get("clk"), 32) or None
-        for field, sensor, metric in self.temps:
-            values[field] = _celsius(query(s.amdsmi_get_temp_metric, h, sensor, metric))
+        now = self.clock()
+        if self.slow_at is None or now - self.slow_at >= SLOW_INTERVAL_S:
+            self.slow_values, self.slow_at = self._slow(), now
+        values.update(self.slow_values)
+        values.update(self._xgmi())
+        return values
+
+    def _slow(self) -> dict[str, Any]:
+        s, h = self.smi, self.handle
+        values: dict[str, Any] = {
+            field: _celsius(query(s.amdsmi_get_temp_metric, h, sensor, metric)) for field, sensor, metric in self.temps
+        }
         values["fan_pct"] = self._fan()
         values["clock_event_reasons"] = self._violations()
-        values.update(self._xgmi())
         return values
 
     def _power(self) -> dict[str, float | None]:
