@@ -80,6 +80,8 @@ def test_record_then_report_an_mi300x(tmp_path):
     report = gputop("report", str(trace))
     assert report.returncode == 0, report.stderr
     assert "MI300X" in report.stdout
+    assert "GPU 0   n/a (no SM activity: an AMD GPU gives none" in report.stdout and "GPM" not in report.stdout
+    assert "GPU 0 CUs busy % (GFX activity)" in report.stdout
 
 
 def test_serve_exports_amd_gpus_under_the_same_names():

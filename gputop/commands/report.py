@@ -152,6 +152,8 @@ def summarize(trace: Trace, samples: Sequence[Sample]) -> dict[str, Any]:
 
 def _no_sm_activity(info: GpuInfo, lost: int) -> str:
     """Why a GPU's recording holds no sample with both NVML util and SM activity."""
+    if info.vendor == "amd":
+        return "an AMD GPU gives none, only the CUs' busy share (GFX activity)"
     if info.gpm_supported and not info.mig_enabled:
         return "the GPU was lost before GPM gave a reading" if lost else "GPM gave no reading beside NVML util"
     return fmt.sm_gap(info.architecture, info.gpm_supported, info.mig_enabled)
@@ -473,7 +475,8 @@ def chart(samples: Sequence[Sample], width: int = 100, height: int = 18, color: 
         label = f"GPU {k} SM active %"
         if not points:  # no GPM: NVML's coarser utilization, labelled as such
             points = [(x, s.gpus[k].gpu_util_pct) for x, s in zip(xs, samples) if k < len(s.gpus) and s.gpus[k].gpu_util_pct is not None]
-            label = f"GPU {k} util % (NVML; no SM activity)"
+            amd = samples[0].gpus[k].info.vendor == "amd"
+            label = f"GPU {k} CUs busy % (GFX activity)" if amd else f"GPU {k} util % (NVML; no SM activity)"
         if points:
             plt.plot([p[0] for p in points], [p[1] for p in points], label=label)
     plt.ylim(0, 100)
