@@ -319,3 +319,26 @@ def test_slow_readings_on_their_own_tier(fake_amdsmi):
     assert fake.calls.count("amdsmi_get_gpu_activity") == 10
     assert fake.calls.count("amdsmi_get_violation_status") == round(1.0 / SLOW_INTERVAL_S)
     assert fake.calls.count("amdsmi_get_temp_metric") == 3 * round(1.0 / SLOW_INTERVAL_S)
+
+
+def test_driver_time_and_read_intervals_through_the_seam(fake_nvml, fake_amdsmi):
+    """gputop's own time in amdsmi calls is counted at the choke point, summed with NVML's across
+    the seam; the slow tier is what read_intervals names."""
+    from gputop.sources.gpu import GpuSources
+    from gputop.sources.nvml import NvmlSource
+
+    fake_nvml("H100_SXM")
+    amd = fake_amdsmi("MI300X")
+    nvml, source = NvmlSource.open(), opened(amd, first_index=1)
+    both = GpuSources([nvml, source])
+    try:
+        ns0, calls0 = source.driver_time()
+        source.sample()
+        ns1, calls1 = source.driver_time()
+        assert calls1 - calls0 >= 10 and ns1 > ns0  # activity, memory, power, energy, clocks, temps...
+        assert source.read_intervals()["temp_hotspot_c"] == 0.5 and "power_w" not in source.read_intervals()
+        total_ns, total_calls = both.driver_time()
+        assert total_calls == calls1 + nvml.driver_time()[1] and total_ns >= ns1
+        assert both.read_intervals()["clock_event_reasons"] == 0.5
+    finally:
+        both.close()

@@ -19,10 +19,14 @@ import io
 import logging
 import os
 import sys
+import time
 from types import ModuleType
 from typing import Any, Callable
 
+from gputop.sources.gpu import DriverTime
+
 log = logging.getLogger("gputop.sources.amd")
+DRIVER_TIME = DriverTime()  # this process's time in amdsmi calls made through ``query``
 
 # amdsmi_status_t codes (amdsmi_wrapper.amdsmi_status_t__enumvalues) that mean "this device or
 # driver can't answer that": None, never 0
@@ -126,8 +130,12 @@ def reason(err: BaseException) -> str:
 def query(fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)``, or None where amdsmi says no (not supported, no data, any library error):
     a value the driver does not give is n/a, never 0."""
+    start = time.perf_counter_ns()
     try:
-        return fn(*args)
+        try:
+            return fn(*args)
+        finally:
+            DRIVER_TIME.add(time.perf_counter_ns() - start)
     except Exception as err:  # AmdSmiLibraryException and its kin; a wrapper's own TypeError too
         if status_of(err) is None:
             log.debug("%s raised %s: %s", getattr(fn, "__name__", fn), type(err).__name__, err)

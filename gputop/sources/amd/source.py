@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping
 
 from gputop.model import GpuInfo, GpuProcess, GpuSample
 from gputop.sources.amd.info import static_info
-from gputop.sources.amd.library import AmdUnavailable, import_amdsmi, known, package, query, reason
+from gputop.sources.amd.library import DRIVER_TIME, AmdUnavailable, import_amdsmi, known, package, query, reason
 
 log = logging.getLogger("gputop.sources.amd")
 Clock = Callable[[], float]
@@ -43,6 +43,7 @@ KB = 1024
 # temperatures, the fan and the violation status change slowly: read this often at most (as
 # NVML's slow tier), the activities, memory, power, energy and clocks every GPU read
 SLOW_INTERVAL_S = 0.5
+SLOW_FIELDS = ("temp_c", "temp_hotspot_c", "temp_mem_c", "fan_pct", "clock_event_reasons")
 
 # violation status flag -> clock event reason (words in gputop.format)
 _VIOLATIONS = (
@@ -246,6 +247,15 @@ class AmdSource:
         if self._closed:
             raise RuntimeError("AmdSource is closed")
         return {d.index: d.processes() for d in self._devices}
+
+    def read_intervals(self) -> dict[str, float]:
+        """The readings of the slow tier, every SLOW_INTERVAL_S at most."""
+        return dict.fromkeys(SLOW_FIELDS, SLOW_INTERVAL_S)
+
+    @staticmethod
+    def driver_time() -> tuple[int, int]:
+        """This process's time in amdsmi calls so far (ns) and how many."""
+        return DRIVER_TIME.read()
 
     def close(self) -> None:
         if not self._closed:

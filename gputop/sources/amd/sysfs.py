@@ -19,20 +19,25 @@ from typing import Any, Callable, Mapping
 from gputop.model import GpuInfo, GpuProcess, GpuSample
 from gputop.sources.amd.info import cpu_list, node_cpus
 from gputop.sources.amd.library import AmdUnavailable
+from gputop.sources.gpu import DriverTime
 
 DRM = "/sys/class/drm"
 AMD_VENDOR = "0x1002"
 Clock = Callable[[], float]
 _TEMPS = {"edge": "temp_c", "junction": "temp_hotspot_c", "mem": "temp_mem_c"}
 _CLOCKS = {"sclk": "sm_clock_mhz", "mclk": "mem_clock_mhz"}
+DRIVER_TIME = DriverTime()  # reads of the driver's files (each one a call into amdgpu)
 
 
 def _text(path: str) -> str | None:
+    start = time.perf_counter_ns()
     try:
         with open(path) as f:
             return f.read().strip()
     except OSError:  # absent, or the driver refused (a GPU asleep answers EBUSY/EPERM)
         return None
+    finally:
+        DRIVER_TIME.add(time.perf_counter_ns() - start)
 
 
 def _int(path: str) -> int | None:
@@ -171,6 +176,13 @@ class SysfsSource:
 
     def processes(self) -> dict[int, tuple[GpuProcess, ...] | None]:
         return {c.info.index: None for c in self._cards}
+
+    def read_intervals(self) -> dict[str, float]:
+        return {}  # every file every GPU read
+
+    @staticmethod
+    def driver_time() -> tuple[int, int]:
+        return DRIVER_TIME.read()
 
     def close(self) -> None:
         pass
