@@ -84,6 +84,8 @@ class Workload:
         self._steps: collections.deque[WorkloadStep] = collections.deque(maxlen=max(1, keep_steps))
         self._run = rates.RunTotals()  # every step's, for a finished job's whole-run rates
         self._run_by_rank = ranks.RunTotalsByRank()  # a distributed job's, rank by rank
+        self._rank_steps: dict[int, collections.deque[WorkloadStep]] = {}  # each rank's recent steps
+        self._gone_pids: set[int] = set()  # ranks' processes that have gone while the job runs
         self._losses: collections.deque[float] = collections.deque(maxlen=RECENT_LOSSES)
         self._collect = collect  # keep every step and mark for drain() (a recorder)
         # a recorder loses nothing: unbounded, and emptied by each drain() (record drains every
@@ -207,6 +209,8 @@ class Workload:
                 self._steps.append(item)
                 self._run.add(item)
                 self._run_by_rank.add(item)
+                if item.rank is not None:
+                    self._rank_steps.setdefault(item.rank, collections.deque(maxlen=self._steps.maxlen)).append(item)
                 if item.loss is not None:
                     self._losses.append(item.loss)
             if self._collect:
@@ -247,6 +251,7 @@ class Workload:
         self._pids = process_tree(pid) or frozenset({pid})
         if self._watch is not None:
             ranks = [p for p, facts in self._reader.processes.items() if facts.get("rank") is not None]
+            self._gone_pids.update(p for p in ranks if p not in self._pids)
             self._job = self._watch.read(self._pids, ranks)
             if self._job is not None:
                 placement.add(self._core_cpu_s, self._job.core_cpu_s)
@@ -350,6 +355,9 @@ class Workload:
         output = self._output.snapshot()
         now_ns = self._ended_ns if self._ended_ns is not None else self._clock_ns()
         phases = self._reader.phases
+        by_rank, straggler, stall = ranks.rows(
+            self._rank_steps, self._reader.processes, now_ns, gone_pids=self._gone_pids, ended=self._ended_ns is not None
+        )
         self._state = WorkloadState(
             name=self.name,
             argv=self.argv,
@@ -394,5 +402,8 @@ class Workload:
             if self._steps
             else None,
             placement=self._placement(start),
+            ranks=by_rank,
+            straggler=straggler,
+            rank_stall=stall,
         )
         return self._state
