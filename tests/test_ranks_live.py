@@ -193,3 +193,29 @@ async def test_a_single_process_job_has_no_ranks_table():
         await started(pilot, samples=2)
         assert not app.query_one(RanksPanel).display
         assert "─ ranks ─" not in screen_text(app)
+
+
+@pytest.mark.unit
+def test_a_ranks_thread_is_named_at_its_hello_and_a_restarted_rank_keeps_its_track():
+    import json
+
+    from gputop.model import WorkloadMark
+    from gputop.trace.counters import Counters
+    from gputop.trace.track import RANK_TID_BASE, WorkloadTrack
+
+    track = WorkloadTrack(900, "torchrun", ["torchrun"], Counters())
+
+    def hello(**args) -> list[dict]:
+        lines = track.lines([WorkloadMark("hello", 10**18, name="torchrun", args=args)])
+        return [json.loads(line[1:]) for line in lines]
+
+    assert [e["ph"] for e in hello(pid=900, root=True)] == ["i"]  # the first process: the workload's own steps
+    first = [e for e in hello(pid=901, rank=1, root=False, device="cuda:1") if e["ph"] == "M"]
+    assert [(e["name"], e["tid"], e["args"]) for e in first] == [
+        ("thread_name", RANK_TID_BASE + 1, {"name": "rank 1 · pid 901 · cuda:1"}),
+        ("thread_sort_index", RANK_TID_BASE + 1, {"sort_index": 101}),
+    ]
+    again = [e for e in hello(pid=905, rank=1, root=False, device="cuda:1") if e["name"] == "thread_name"]
+    assert again[0]["args"]["name"] == "rank 1 · pids 901, 905 · cuda:1"  # elastic restart: same rank, new pid
+    other = [e for e in hello(pid=950, root=False) if e["ph"] == "M"]
+    assert [(e["name"], e["args"]["name"]) for e in other] == [("thread_name", "pid 950")]

@@ -342,8 +342,9 @@ class Workload:
         self._with_joules()
         status, error = self._status()
         start = self._reader.start
-        window = rates.window(self._steps)
-        last = self._steps[-1] if self._steps else None
+        series = ranks.job_steps(self._rank_steps) or self._steps  # a distributed job's: its slowest rank's
+        window = rates.window(series)
+        last = series[-1] if series else None
         if self._ended_ns is None:  # running: the recent steps'
             live = rates.over(window, start.get("flops_per_step"), start.get("peak_flops"))
             if last is not None and last.rank is not None:  # a distributed job's: the sum over its ranks
@@ -384,7 +385,7 @@ class Workload:
             loss=None if last is None else last.loss,
             losses=tuple(self._losses),
             joules_per_step=rates.joules_per_step(window) if self._ended_ns is None else self._run.joules_per_step,
-            recent_steps=tuple(self._steps),
+            recent_steps=tuple(series),
             error=error,
             pids=self._pids,
             output_tail=output,

@@ -291,6 +291,15 @@ def typical_step_s(steps: Sequence[WorkloadStep]) -> float | None:
     return rates.median(walls[1:] or walls)
 
 
+def job_steps(by_rank: Mapping[int, Sequence[WorkloadStep]]) -> Sequence[WorkloadStep]:
+    """The job's step series: its slowest rank's steps (the largest typical step; ``report``
+    takes the job's step from that rank too), not every rank's steps mixed into one series."""
+    timed = {r: typical_step_s(steps) for r, steps in by_rank.items() if steps}
+    if not timed:
+        return ()
+    return by_rank[max(timed, key=lambda r: (timed[r] or 0.0, -r))]
+
+
 def _who(ranks: Iterable[int]) -> tuple[str, bool]:
     """("rank 1", singular) or ("ranks 0-2", plural)."""
     mine = sorted(ranks)
