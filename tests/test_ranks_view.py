@@ -37,7 +37,8 @@ def term():
         pytest.skip("tmux is not installed")
     if shutil.which("torchrun", path=BIN) is None:
         pytest.skip("torchrun is not installed beside this Python")
-    env = tmux_env("H100_SXM")
+    # pytest-xdist's workers have COLUMNS=80 and LINES=24, which would size the view (not the pane)
+    env = {k: v for k, v in tmux_env("H100_SXM").items() if k not in ("COLUMNS", "LINES")}
     env.update(PATH=BIN + os.pathsep + env.get("PATH", ""), PYTHONWARNINGS="ignore")
     t = Tmux(env, size=(160, 50))
     yield t

@@ -348,7 +348,9 @@ class Workload:
         if self._ended_ns is None:  # running: the recent steps'
             live = rates.over(window, start.get("flops_per_step"), start.get("peak_flops"))
             if last is not None and last.rank is not None:  # a distributed job's: the sum over its ranks
-                live = dataclasses.replace(live, samples_per_s=ranks.live_samples_per_s(self._steps))
+                live = dataclasses.replace(
+                    live, samples_per_s=ranks.live_samples_per_s(s for mine in self._rank_steps.values() for s in mine)
+                )
         else:  # ended: the whole run's, as the job's own summary and the replay give them
             live = self._run.rates(start.get("flops_per_step"), start.get("peak_flops"))
             if self._run_by_rank.ranks:  # a distributed job's: the sum over its ranks
