@@ -164,6 +164,8 @@ def _summary(trace: Trace, acc: SampleStats, samples: Sequence[Sample]) -> dict[
     gpus = []
     for info, g in zip(trace.gpus, acc.gpu):
         energy, source = g.energy_delta, "energy counter"
+        if info.energy_counter is False:  # the recorder integrated power itself: say so
+            source = "power integrated over time (the GPU keeps no energy counter)"
         if energy is None:
             energy, source = g.power.joules, "power integrated over time"
         gpus.append(
@@ -218,7 +220,9 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
     exit_ = WorkloadExit.of(trace.workload_mark("exit"))
     steps = trace.workload_steps()
     # a distributed job: its ranks, and the job's step as its slowest rank's (gputop.workload.ranks)
-    per_rank = ranks.summary(steps, ranks.recorded_hellos(trace.events, workload["pid"]))
+    if samples is None:
+        samples = trace.samples()
+    per_rank = ranks.summary(steps, ranks.recorded_hellos(trace.events, workload["pid"]), samples)
     if per_rank:
         steps = [s for s in steps if s.rank == per_rank["job_step_rank"]]
     measured = [s for s in steps if s.step != 1 and s.wall_s > 0] or [s for s in steps if s.wall_s > 0]
@@ -233,7 +237,7 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
         **insight.recorded(
             steps,
             jobs,
-            trace.samples() if samples is None else samples,
+            samples,
             source,
             device=start.device,
             device_uuid=start.device_uuid,
