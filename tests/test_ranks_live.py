@@ -219,3 +219,18 @@ def test_a_ranks_thread_is_named_at_its_hello_and_a_restarted_rank_keeps_its_tra
     assert again[0]["args"]["name"] == "rank 1 · pids 901, 905 · cuda:1"  # elastic restart: same rank, new pid
     other = [e for e in hello(pid=950, root=False) if e["ph"] == "M"]
     assert [(e["name"], e["args"]["name"]) for e in other] == [("thread_name", "pid 950")]
+
+
+@pytest.mark.unit
+def test_the_live_straggler_is_told_by_its_gpu_where_that_stands_apart_over_the_recent_samples():
+    from tui_fixtures import T0_NS, make_sample, with_gpu
+
+    job = {0: stream(0, [0.04] * 30, start_ns=T0_NS), 1: stream(1, [0.05] * 24, start_ns=T0_NS)}
+    hellos = {500: {"device": "cuda:0", "device_uuid": "h100-0000"}, 501: {"device": "cuda:0", "device_uuid": "h100-0001"}}
+    samples = [with_gpu(make_sample(2, t), 1, sm_clock_mhz=1200.0, clock_event_reasons=("hw_power_brake",)) for t in range(3)]
+    now = end_of(job[0])
+    _, from_steps, _ = ranks.rows(job, hellos, now)
+    assert from_steps is not None and from_steps.rank == 1 and from_steps.reason == "compute"
+    _, found, _ = ranks.rows(job, hellos, now, samples=samples)
+    assert found is not None and found.rank == 1 and found.reason == "GPU clocks", found
+    assert "GPU 1" in found.evidence

@@ -28,6 +28,7 @@ RECENT_STEPS = 64  # steps kept in WorkloadState.recent_steps
 RECENT_LOSSES = 120
 EVENT_LINES = 100_000  # event lines held between two polls; more are dropped (and counted)
 PIDS_EVERY_S = 1.0  # the process tree is walked at most this often
+RECENT_SAMPLES = 64  # samples kept for a distributed job's ranks' GPUs (the straggler's cause)
 RANKS_JOIN_S = 2.0  # the main process has exited: its ranks' connections are read to their end this long at most
 
 
@@ -86,6 +87,7 @@ class Workload:
         self._run_by_rank = ranks.RunTotalsByRank()  # a distributed job's, rank by rank
         self._rank_steps: dict[int, collections.deque[WorkloadStep]] = {}  # each rank's recent steps
         self._gone_pids: set[int] = set()  # ranks' processes that have gone while the job runs
+        self._samples: collections.deque[Sample] = collections.deque(maxlen=RECENT_SAMPLES)  # once it has ranks
         self._losses: collections.deque[float] = collections.deque(maxlen=RECENT_LOSSES)
         self._collect = collect  # keep every step and mark for drain() (a recorder)
         # a recorder loses nothing: unbounded, and emptied by each drain() (record drains every
@@ -172,6 +174,8 @@ class Workload:
             if sample is not None:
                 self._energy.add(sample, self._reader.start)
                 self._sample = sample
+                if self._rank_steps:
+                    self._samples.append(sample)
                 self._gpus_seen |= placement.job_gpus(sample.gpus, self._pids)
             if self._ended_ns is None and self._group.poll() is not None:
                 self._finish()
@@ -359,7 +363,12 @@ class Workload:
         now_ns = self._ended_ns if self._ended_ns is not None else self._clock_ns()
         phases = self._reader.phases
         by_rank, straggler, stall = ranks.rows(
-            self._rank_steps, self._reader.processes, now_ns, gone_pids=self._gone_pids, ended=self._ended_ns is not None
+            self._rank_steps,
+            self._reader.processes,
+            now_ns,
+            gone_pids=self._gone_pids,
+            ended=self._ended_ns is not None,
+            samples=self._samples,
         )
         self._state = WorkloadState(
             name=self.name,

@@ -403,9 +403,12 @@ def rows(
     *,
     gone_pids: Iterable[int] = (),
     ended: bool = False,
+    samples: Sequence[Sample] = (),
 ) -> tuple[tuple[RankRow, ...], RankStraggler | None, str | None]:
     """The live view's ranks from each rank's recent steps (``hellos``: by pid): their rows, the
-    straggler and the stall flag (none once the job has ended: every rank has then exited)."""
+    straggler (its reason from its GPU over ``samples``, the recent ones, where that stands apart:
+    gputop.workload.causes) and the stall flag (none once the job has ended: every rank has then
+    exited)."""
     gone = set(gone_pids)
     figs = [figures(rank, steps, hellos.get(steps[-1].pid or 0)) for rank, steps in sorted(by_rank.items()) if steps]
     exited = [f.rank for f in figs if ended or f.pid in gone]
@@ -427,6 +430,9 @@ def rows(
                 state=flag.states.get(f.rank, "stepping"),
             )
         )
-    s = straggler(figs) if all(f.steps >= LIVE_STRAGGLER_STEPS for f in figs) else None
+    s = None
+    if all(f.steps >= LIVE_STRAGGLER_STEPS for f in figs):
+        devices = {f.rank: hellos.get(f.pid or 0) or {} for f in figs}
+        s = straggler(figs, causes.rank_gpus(samples, devices, 0, now_ns) if samples else None)
     found = None if s is None else RankStraggler(rank=s["rank"], reason=s["reason"], evidence=s["evidence"])
     return tuple(out), found, None if ended else flag.text
