@@ -44,6 +44,7 @@ from gputop.tui.widgets.footer import KeyFooter
 from gputop.tui.widgets.gpu import GpuSelected
 from gputop.tui.widgets.gpulist import GpuList
 from gputop.tui.widgets.processes import ProcessTable
+from gputop.tui.widgets.ranks import RanksPanel
 from gputop.tui.widgets.status import StatusBar
 from gputop.tui.widgets.workload import WorkloadPanel, WorkloadView
 from gputop.view.feed import LiveFeed, ReplayFeed
@@ -144,6 +145,7 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
             yield GpuList(id="gpus").data_bind(selected=GputopApp.selected_gpu)
         if self.workload is not None:
             yield WorkloadView(id="workload")
+            yield RanksPanel(id="ranks")  # shown once the job has ranks
         yield HistoryCharts(self.history, now_label=self.feed.now_label, id="charts").data_bind(gpu_index=GputopApp.selected_gpu)
         yield ProcessTable(id="procs")
         yield KeyFooter()
@@ -308,6 +310,10 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
 
     def _show_workload(self, state: WorkloadState, sample: Sample | None) -> None:
         self.query_one(WorkloadView).show(state, sample)
+        ranks = self.query_one(RanksPanel)
+        ranks.state = state
+        if sample is not None:
+            ranks.gpus = sample.gpus
         self.query_one(ProcessTable).workload_pids = state.pids
         self.query_one(CpuPanel).job_cores = state.job.cores if state.job is not None else frozenset()
 

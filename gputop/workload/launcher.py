@@ -28,6 +28,7 @@ RECENT_STEPS = 64  # steps kept in WorkloadState.recent_steps
 RECENT_LOSSES = 120
 EVENT_LINES = 100_000  # event lines held between two polls; more are dropped (and counted)
 PIDS_EVERY_S = 1.0  # the process tree is walked at most this often
+RECENT_SAMPLES = 64  # samples kept for a distributed job's ranks' GPUs (the straggler's cause)
 RANKS_JOIN_S = 2.0  # the main process has exited: its ranks' connections are read to their end this long at most
 
 
@@ -84,6 +85,9 @@ class Workload:
         self._steps: collections.deque[WorkloadStep] = collections.deque(maxlen=max(1, keep_steps))
         self._run = rates.RunTotals()  # every step's, for a finished job's whole-run rates
         self._run_by_rank = ranks.RunTotalsByRank()  # a distributed job's, rank by rank
+        self._rank_steps: dict[int, collections.deque[WorkloadStep]] = {}  # each rank's recent steps
+        self._gone_pids: set[int] = set()  # ranks' processes that have gone while the job runs
+        self._samples: collections.deque[Sample] = collections.deque(maxlen=RECENT_SAMPLES)  # once it has ranks
         self._losses: collections.deque[float] = collections.deque(maxlen=RECENT_LOSSES)
         self._collect = collect  # keep every step and mark for drain() (a recorder)
         # a recorder loses nothing: unbounded, and emptied by each drain() (record drains every
@@ -170,6 +174,8 @@ class Workload:
             if sample is not None:
                 self._energy.add(sample, self._reader.start)
                 self._sample = sample
+                if self._rank_steps:
+                    self._samples.append(sample)
                 self._gpus_seen |= placement.job_gpus(sample.gpus, self._pids)
             if self._ended_ns is None and self._group.poll() is not None:
                 self._finish()
@@ -207,6 +213,8 @@ class Workload:
                 self._steps.append(item)
                 self._run.add(item)
                 self._run_by_rank.add(item)
+                if item.rank is not None:
+                    self._rank_steps.setdefault(item.rank, collections.deque(maxlen=self._steps.maxlen)).append(item)
                 if item.loss is not None:
                     self._losses.append(item.loss)
             if self._collect:
@@ -247,6 +255,7 @@ class Workload:
         self._pids = process_tree(pid) or frozenset({pid})
         if self._watch is not None:
             ranks = [p for p, facts in self._reader.processes.items() if facts.get("rank") is not None]
+            self._gone_pids.update(p for p in ranks if p not in self._pids)
             self._job = self._watch.read(self._pids, ranks)
             if self._job is not None:
                 placement.add(self._core_cpu_s, self._job.core_cpu_s)
@@ -337,12 +346,15 @@ class Workload:
         self._with_joules()
         status, error = self._status()
         start = self._reader.start
-        window = rates.window(self._steps)
-        last = self._steps[-1] if self._steps else None
+        series = ranks.job_steps(self._rank_steps) or self._steps  # a distributed job's: its slowest rank's
+        window = rates.window(series)
+        last = series[-1] if series else None
         if self._ended_ns is None:  # running: the recent steps'
             live = rates.over(window, start.get("flops_per_step"), start.get("peak_flops"))
             if last is not None and last.rank is not None:  # a distributed job's: the sum over its ranks
-                live = dataclasses.replace(live, samples_per_s=ranks.live_samples_per_s(self._steps))
+                live = dataclasses.replace(
+                    live, samples_per_s=ranks.live_samples_per_s(s for mine in self._rank_steps.values() for s in mine)
+                )
         else:  # ended: the whole run's, as the job's own summary and the replay give them
             live = self._run.rates(start.get("flops_per_step"), start.get("peak_flops"))
             if self._run_by_rank.ranks:  # a distributed job's: the sum over its ranks
@@ -350,6 +362,14 @@ class Workload:
         output = self._output.snapshot()
         now_ns = self._ended_ns if self._ended_ns is not None else self._clock_ns()
         phases = self._reader.phases
+        by_rank, straggler, stall = ranks.rows(
+            self._rank_steps,
+            self._reader.processes,
+            now_ns,
+            gone_pids=self._gone_pids,
+            ended=self._ended_ns is not None,
+            samples=self._samples,
+        )
         self._state = WorkloadState(
             name=self.name,
             argv=self.argv,
@@ -376,7 +396,7 @@ class Workload:
             loss=None if last is None else last.loss,
             losses=tuple(self._losses),
             joules_per_step=rates.joules_per_step(window) if self._ended_ns is None else self._run.joules_per_step,
-            recent_steps=tuple(self._steps),
+            recent_steps=tuple(series),
             error=error,
             pids=self._pids,
             output_tail=output,
@@ -394,5 +414,8 @@ class Workload:
             if self._steps
             else None,
             placement=self._placement(start),
+            ranks=by_rank,
+            straggler=straggler,
+            rank_stall=stall,
         )
         return self._state
