@@ -36,13 +36,15 @@ from gputop.trace import Trace, TraceError, ts_ns
 from gputop.trace.marks import WorkloadEnd, WorkloadExit, WorkloadStart, text
 from gputop.trace.reader import recorder_running
 from gputop.trace.stream import TraceStream, WorkloadEvents, decoder_for, samples
-from gputop.workload import insight, insight_text, ranks, rates
+from gputop.workload import insight, insight_text, nodes, ranks, rates
 
 PROG = "gputop report"
 EXAMPLES = """\
 examples:
   gputop report trace.json              table of mean / p50 / p95 / max, energy, and a chart
   gputop report trace.json --json       the same numbers as JSON (no chart)
+  gputop report node-a.json node-b.json one distributed job recorded node by node (matched by
+                                        its run id): the whole job's ranks and straggler
 """
 CPU_STATS = ("cpu_util_pct", "busy_cores", "cpu_power_w", "ram_used_bytes", "load1")
 GPU_STATS = tuple(m for m in metrics.GPU_METRICS if metrics.metric(m).kind == "gauge")
@@ -62,25 +64,24 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("trace", metavar="TRACE", help="trace file written by 'gputop record'")
+    parser.add_argument(
+        "trace",
+        metavar="TRACE",
+        nargs="+",
+        help="trace file written by 'gputop record'; several: the nodes' traces of one distributed run",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-chart", action="store_true", help="leave out the terminal chart")
     return parser
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
-    progress = None
+    if len(args.trace) > 1:
+        return _run_job(args, env)
     try:
-        size = os.path.getsize(args.trace) if os.path.isfile(args.trace) else 0
-        progress = Progress(size, f"{PROG}: reading {os.path.basename(args.trace)}", env.stderr, clock=env.clock, tty=env.stderr_isatty)
-        summary, points = read(args.trace, progress)
+        summary, points, _ = _read_shown(args.trace[0], env)
     except TraceError as exc:
-        if progress is not None:
-            progress.clear()
         return env.error(str(exc))
-    finally:
-        if progress is not None:
-            progress.clear()
     if args.json:
         env.stdout.write(json.dumps(summary, indent=2) + "\n")
         return ExitStatus.OK
@@ -90,10 +91,52 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     return ExitStatus.OK
 
 
+def _read_shown(path: str, env: Environment) -> tuple[dict[str, Any], list[Sample], Trace]:
+    """``_read`` with its progress on stderr (cleared, however it ends)."""
+    size = os.path.getsize(path) if os.path.isfile(path) else 0
+    progress = Progress(size, f"{PROG}: reading {os.path.basename(path)}", env.stderr, clock=env.clock, tty=env.stderr_isatty)
+    try:
+        return _read(path, progress)
+    finally:
+        progress.clear()
+
+
+def _run_job(args: argparse.Namespace, env: Environment) -> int:
+    """Several traces: the nodes of one distributed run, joined (gputop.workload.nodes)."""
+    summaries, recordings = [], []
+    try:
+        for path in args.trace:
+            summary, _, trace = _read_shown(path, env)
+            summaries.append(summary)
+            recordings.append(_node(trace, summary))
+        job = nodes.join(recordings)
+    except TraceError as exc:
+        return env.error(str(exc))
+    except nodes.JobMismatch as exc:
+        return env.error(str(exc), ExitStatus.USAGE)
+    if args.json:
+        env.stdout.write(json.dumps({"workload": job, "traces": summaries}, indent=2) + "\n")
+    else:
+        env.stdout.write("\n".join(nodes.text_lines(job)) + "\n")
+    return ExitStatus.OK
+
+
+def _node(trace: Trace, summary: dict[str, Any]) -> nodes.NodeRecording:
+    w = trace.workload
+    steps, hellos = ([], {}) if w is None else (trace.workload_steps(), ranks.recorded_hellos(trace.events, w["pid"]))
+    ended = (summary.get("workload") or {}).get("ended")
+    return nodes.node(trace.path, steps, hellos, host=summary["host"], duration_s=summary["duration_s"], ended=ended)
+
+
 def read(path: str, progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], list[Sample]]:
     """The summary of the recording at ``path``, read once as a stream in bounded memory, and
     the samples the chart draws (at most CHART_POINTS of them, evenly thinned). TraceError for
     a file that is not a readable trace or holds no complete sample."""
+    summary, points, _ = _read(path, progress)
+    return summary, points
+
+
+def _read(path: str, progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], list[Sample], Trace]:
     with TraceStream(path, progress) as stream:
         header = stream.header
         workload = WorkloadEvents(header)
@@ -109,7 +152,7 @@ def read(path: str, progress: Callable[[int], None] | None = None) -> tuple[dict
     # the verdict's means over the steps come from the thinned samples (bounded, evenly spread)
     summary = _summary(trace, acc, points.items)
     summary["unreadable_events"] = decoder.unreadable
-    return summary, points.items
+    return summary, points.items, trace
 
 
 # ---------------------------------------------------------------------------------------------

@@ -191,7 +191,11 @@ def recorded_hellos(events: Iterable[Mapping[str, Any]], pid: int) -> dict[int, 
 def summary(steps: Sequence[WorkloadStep], hellos: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
     """``report``'s keys for a job with ranks (none without): the ranks, the straggler, the job's
     samples/s (the sum over ranks) and which rank's step is the job's."""
-    ranks = model(steps, hellos)
+    return summary_of(model(steps, hellos))
+
+
+def summary_of(ranks: Sequence[RankFigures]) -> dict[str, Any]:
+    """``summary``'s keys for ranks already modelled (those of several nodes' traces together)."""
     if not ranks:
         return {}
     slow = slowest(ranks)
