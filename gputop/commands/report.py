@@ -283,6 +283,7 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
             rank_pid=steps[-1].pid if per_rank and steps else None,
         ),
         **per_rank,
+        "stacks": _stacks(trace, workload["pid"]),
         "output_lines": len(output),
         "output_tail": output[-OUTPUT_TAIL:],
         "name": text(workload.get("name")),
@@ -336,6 +337,30 @@ def _job_and_output(trace: Trace, pid: int) -> tuple[list[tuple[int, dict[str, A
         elif name in ("stdout", "stderr") and isinstance(args.get("line"), str) and not args.get("progress"):
             output.append(args["line"])
     return jobs, output
+
+
+def _stacks(trace: Trace, pid: int) -> list[dict[str, Any]]:
+    """The Python stacks ``record`` captured from every rank where it ended on a stall."""
+    keys = ("rank", "pid", "stalled", "threads", "stacks", "error")
+    return [
+        {k: event["args"].get(k) for k in keys}
+        for event in trace.events
+        if event.get("name") == "stacks" and event.get("pid") == pid and event.get("ph") == "i" and isinstance(event.get("args"), dict)
+    ]
+
+
+def _stacks_text(stacks: list[dict[str, Any]]) -> list[str]:
+    if not stacks:
+        return []
+    lines = [f"  stalled at the end: {stacks[0]['stalled']}; each process's Python stacks:"]
+    for s in stacks:
+        who = f"rank {s['rank']}" if s["rank"] is not None else "process"
+        if s["stacks"] is None:
+            lines.append(f"  {who}: {s['error'] or 'no stacks'}")
+            continue
+        lines.append(f"  {who} (pid {s['pid']}), {s['threads']} threads:")
+        lines += [f"    {line}" for line in s["stacks"].rstrip("\n").split("\n")]
+    return lines
 
 
 _LOSSES = {
@@ -495,7 +520,7 @@ def _workload_text(w: dict[str, Any]) -> list[str]:
     ]
     width = max(12, *(len(label) + 3 for label, _ in rows))
     lines += [f"  {label:<{width}}{value}" for label, value in rows]
-    return lines + ranks.text_lines(w) + insight_text.lines(w)
+    return lines + ranks.text_lines(w) + _stacks_text(w.get("stacks") or []) + insight_text.lines(w)
 
 
 def chart(samples: Sequence[Sample], width: int = 100, height: int = 18, color: bool = True) -> str:

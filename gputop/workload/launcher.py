@@ -28,6 +28,7 @@ RECENT_STEPS = 64  # steps kept in WorkloadState.recent_steps
 RECENT_LOSSES = 120
 EVENT_LINES = 100_000  # event lines held between two polls; more are dropped (and counted)
 PIDS_EVERY_S = 1.0  # the process tree is walked at most this often
+STALL_STEPS_KEPT = 16  # each rank's recent steps kept for its stall (its typical step)
 RANKS_JOIN_S = 2.0  # the main process has exited: its ranks' connections are read to their end this long at most
 
 
@@ -84,6 +85,7 @@ class Workload:
         self._steps: collections.deque[WorkloadStep] = collections.deque(maxlen=max(1, keep_steps))
         self._run = rates.RunTotals()  # every step's, for a finished job's whole-run rates
         self._run_by_rank = ranks.RunTotalsByRank()  # a distributed job's, rank by rank
+        self._by_rank: dict[int, collections.deque[WorkloadStep]] = {}  # each rank's recent steps (its stall)
         self._losses: collections.deque[float] = collections.deque(maxlen=RECENT_LOSSES)
         self._collect = collect  # keep every step and mark for drain() (a recorder)
         # a recorder loses nothing: unbounded, and emptied by each drain() (record drains every
@@ -207,10 +209,34 @@ class Workload:
                 self._steps.append(item)
                 self._run.add(item)
                 self._run_by_rank.add(item)
+                if item.rank is not None:
+                    self._by_rank.setdefault(item.rank, collections.deque(maxlen=STALL_STEPS_KEPT)).append(item)
                 if item.loss is not None:
                     self._losses.append(item.loss)
             if self._collect:
                 self._pending.append(item)
+
+    def stalled_ranks(self, now_ns: int | None = None) -> dict[int, float]:
+        """The ranks that have stopped stepping (``ranks.stalled``): rank -> seconds since its last step."""
+        with self._lock:
+            recent = [s for mine in self._by_rank.values() for s in mine]
+        return ranks.stalled(recent, self._clock_ns() if now_ns is None else now_ns)
+
+    def ranks_seen(self) -> set[int]:
+        """The ranks that have stepped."""
+        with self._lock:
+            return set(self._by_rank)
+
+    def capture_stacks(self, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+        """Every connected process's Python stacks, asked through the events socket (answered by a
+        thread of the hooks in each; see gputop.workload.channel): a list of ``{pid, rank, ts_ns,
+        threads: [{thread, main, stack}]}``, by rank, of those that answered within ``timeout_s``
+        ([] for a job without the socket, or ended). Blocks up to ``timeout_s``: not on a UI thread."""
+        channel = self._channel
+        if channel is None:
+            return []
+        answers = channel.capture_stacks(timeout_s)
+        return sorted(answers, key=lambda a: (not isinstance(a.get("rank"), int), a.get("rank") or 0, a.get("pid") or 0))
 
     # ---- the process ------------------------------------------------------------------------
 

@@ -260,3 +260,21 @@ class RunTotalsByRank:
     def samples_per_s(self) -> float | None:
         each = [run.rates(None, None).samples_per_s for run in self.ranks.values()]
         return None if not each or None in each else sum(v for v in each if v is not None)
+
+
+STALL_STEPS = 10  # a rank has stalled after this many of its typical steps without one ...
+STALL_FLOOR_S = 5.0  # ... and never sooner than this (short steps, a pause to log or evaluate)
+
+
+def stalled(steps: Iterable[WorkloadStep], now_ns: int) -> dict[int, float]:
+    """The ranks that have stopped stepping: rank -> seconds since its last step, for each rank
+    whose silence exceeds STALL_STEPS of its typical step (the median of its steps given, its
+    first left out) and STALL_FLOOR_S. In a job whose ranks step together the others soon stop
+    too (they wait at the collective): which one holds them is what their stacks tell."""
+    out = {}
+    for rank, mine in by_rank(steps).items():
+        typical = rates.median(s.wall_s for s in mine if s.step != 1) or 0.0
+        silent_s = (now_ns - mine[-1].ts_ns) / 1e9
+        if silent_s > max(STALL_STEPS * typical, STALL_FLOOR_S):
+            out[rank] = silent_s
+    return out
