@@ -54,3 +54,12 @@ def test_a_launcher_whose_script_cannot_run_on_the_cpu_is_refused_in_one_line(tm
         done = compare(*args, cwd=tmp_path)
         assert done.returncode == 2 and done.stdout == "", done
         assert done.stderr.count("\n") == 1 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.e2e
+def test_a_torchrun_job_whose_cpu_run_fails_is_told_in_one_line(tmp_path):
+    script = tmp_path / "train_on_gpu0.py"  # a GPU taken for granted: no GPU on the CPU run
+    script.write_text("import torch\nimport torch.distributed as dist\n\ndist.init_process_group('gloo')\ntorch.cuda.set_device(0)\n")
+    done = compare("torchrun", "--", "--standalone", "--nproc_per_node=2", str(script), cwd=tmp_path)
+    assert done.returncode == 1 and done.stdout == "", done
+    assert done.stderr.count("\n") == 1 and "torchrun's CPU run failed (" in done.stderr and "the usual way" in done.stderr, done.stderr
