@@ -21,6 +21,7 @@ import pytest
 from gputop.model import WorkloadStep
 from gputop.workload import ranks
 from gputop.workload.channel import EventSocket
+from gputop.workload.pipes import EventLines
 from helpers import rank_job_env, wait_for
 
 pytestmark = pytest.mark.xdist_group("ranks_stacks")
@@ -47,7 +48,7 @@ def test_a_rank_is_stalled_after_its_typical_steps_and_never_before_the_floor():
     assert ranks.stalled([WorkloadStep(step=1, samples=4, loss=None, wall_s=0.1, ts_ns=now - 10**10)], now) == {}  # no rank
 
 
-def peer(path: str, answer: bool) -> threading.Thread:
+def peer(path: str, answer: bool, go: threading.Event) -> threading.Thread:
     """A process's side, as the hooks do it: connect, read a request, answer on its reply path."""
 
     def run() -> None:
@@ -69,7 +70,9 @@ def peer(path: str, answer: bool) -> threading.Thread:
                             {"pid": os.getpid(), "rank": 0, "threads": [{"thread": "MainThread", "main": True, "stack": "x"}]}
                         ).encode()
                     )
-            conn.recv(1)  # held open until the channel closes
+            conn.sendall(b'{"event":"after"}\n')  # its events still read after the request ...
+            go.wait(30)
+            conn.sendall(b'{"event":"later"}\n')  # ... and once the reader has waited for more
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -78,15 +81,30 @@ def peer(path: str, answer: bool) -> threading.Thread:
 
 @pytest.mark.unit
 def test_a_stacks_request_gets_the_answers_that_come_within_its_time():
+    read_fd, write_fd = os.pipe()
+    os.close(write_fd)
+    lines = EventLines(read_fd, None)
     channel = EventSocket()
     try:
-        channel.attach(lambda fd: None)  # the events reader's side: not read here
-        threads = [peer(channel.path, answer=True), peer(channel.path, answer=False)]
-        wait_for(lambda: len(channel._asked) == 2, 30, "both peers connected")
+        channel.attach(lines.follow)  # the events reader, as the launcher has it
+        go = threading.Event()
+        threads = [peer(channel.path, True, go), peer(channel.path, False, go)]
+        got_lines: list[bytes] = []
+
+        def read(n: int) -> bool:
+            got_lines.extend(lines.take())
+            return len(got_lines) >= n
+
+        wait_for(lambda: read(2), 30, "both peers said hello")
         began = time.monotonic()
         got = channel.capture_stacks(timeout_s=1.0)
         assert time.monotonic() - began >= 1.0  # waited for the one that never answers, and no more than that
         assert [(a["rank"], a["threads"][0]["stack"]) for a in got] == [(0, "x")]
+        wait_for(lambda: read(4), 30, "each peer's events after the request")
+        time.sleep(0.2)  # the reader back in its read, with nothing to read
+        go.set()
+        wait_for(lambda: read(6), 10, "each peer's events later")
+        assert sorted(got_lines) == [b'{"event":"after"}'] * 2 + [b'{"event":"hello"}'] * 2 + [b'{"event":"later"}'] * 2
     finally:
         channel.close()
     for thread in threads:

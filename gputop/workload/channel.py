@@ -118,9 +118,10 @@ class EventSocket:
         reached = []
         with self._lock:
             for conn in self._asked:
-                try:
-                    conn.settimeout(1.0)  # a peer that reads nothing never blocks the monitor long
-                    conn.sendall(line)
+                try:  # never blocks (a peer that reads nothing): the flag is this call's alone, since a
+                    # timeout would make the descriptor the events reader shares non-blocking
+                    if conn.send(line, socket.MSG_DONTWAIT) != len(line):
+                        raise OSError("request cut short")
                 except OSError:
                     conn.close()
                     continue
