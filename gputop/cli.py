@@ -161,7 +161,7 @@ def _snapshot(args: argparse.Namespace, env: Environment) -> int:
     return ExitStatus.OK
 
 
-def _live(args: argparse.Namespace) -> int:
+def _live(args: argparse.Namespace, env: Environment) -> int:
     from gputop.tui import refuse_without_terminal
     from gputop.workload import WorkloadError
 
@@ -176,15 +176,14 @@ def _live(args: argparse.Namespace) -> int:
                 instrument=args.live_instrument,
             )
         except WorkloadError as exc:
-            sys.stderr.write(f"gputop: error: {exc}\n")
-            return ExitStatus.USAGE
-    if refuse_without_terminal("gputop"):
+            return env.error(str(exc), ExitStatus.USAGE)
+    if refuse_without_terminal(env):
         return ExitStatus.USAGE
     with _collector_held():
-        return _live_view(args, workload)
+        return _live_view(args, env, workload)
 
 
-def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
+def _live_view(args: argparse.Namespace, env: Environment, workload: Workload | None) -> int:
     from gputop.workload import WorkloadError
 
     sampler = OpenedOnFirstSample(open_real)  # (NVML's init in the first-sample thread, beside Textual's import)
@@ -210,8 +209,7 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
         if not run_full_screen(app, before=None if workload is None else lambda: start(workload)):
             status = ExitStatus.FAILURE
     except WorkloadError as exc:
-        sys.stderr.write(f"gputop: error: {exc}\n")
-        return ExitStatus.USAGE
+        return env.error(str(exc), ExitStatus.USAGE)
     finally:
         # not cut short by a signal that comes now: it is noted, and a second one aborts
         with StopSignals():
@@ -221,31 +219,18 @@ def _live_view(args: argparse.Namespace, workload: Workload | None) -> int:
             finally:
                 feed.discard_first()  # not closed under a sample still being taken
                 if not sampler.close():  # (under the full screen its log line went to the log file)
-                    _say(
-                        f"gputop: a sample had not returned after {CLOSE_WAIT_S:g} s "
-                        "(a hung driver call?): exited with its sources left open"
-                    )
+                    env.say(f"a sample had not returned after {CLOSE_WAIT_S:g} s (a hung driver call?): exited with its sources left open")
     if ended is not None and ended.status == "failed":  # as record --run: the job failed, so did the run
-        _say(f"gputop: workload {ended.name} failed" + (f": {ended.error}" if ended.error else ""))
+        env.say(f"workload {ended.name} failed" + (f": {ended.error}" if ended.error else ""))
         return ExitStatus.FAILURE
     return status
 
 
-def _say(line: str) -> None:
-    """One line on stderr, if it can still be written (a terminal that hung up: EIO)."""
-    try:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-    except OSError:
-        pass
-
-
-def _show_replay(feed: ReplayFeed) -> int:
+def _show_replay(env: Environment, feed: ReplayFeed) -> int:
     """The replay command's view: the terminal check, then the app over the recording."""
-    from gputop.commands import replay
     from gputop.tui import refuse_without_terminal
 
-    if refuse_without_terminal(replay.PROG):
+    if refuse_without_terminal(env):
         return ExitStatus.USAGE
     with _collector_held():
         from gputop.tui.app import SETTLE_HEAP_S, GputopApp
@@ -276,7 +261,7 @@ def _cluster(args: argparse.Namespace, env: Environment) -> int:
     def show(feed: ClusterFeed) -> int:
         from gputop.tui import refuse_without_terminal
 
-        if refuse_without_terminal("gputop cluster"):
+        if refuse_without_terminal(env):
             return ExitStatus.USAGE
         with _collector_held():
             from gputop.tui.cluster import SETTLE_HEAP_S, ClusterApp
@@ -372,7 +357,7 @@ def _command_run(name: str) -> Command:
 def _replay(args: argparse.Namespace, env: Environment) -> int:
     from gputop.commands import replay
 
-    return replay.run(args, env, show=_show_replay)
+    return replay.run(args, env, show=lambda feed: _show_replay(env, feed))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -402,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{console.LOG_ENV}={level!r} names no level: use one of {', '.join(console.LEVELS)}")
     env = Environment.of(args.command)  # the streams, the clock and the sources every command is given
     console.configure_logging(env.prog, level, stderr=env.stderr, full_screen=args.command in FULL_SCREEN)
-    handlers: dict[str | None, Command] = {None: lambda args, _: _live(args), "snapshot": _snapshot, "replay": _replay, "cluster": _cluster}
+    handlers: dict[str | None, Command] = {None: _live, "snapshot": _snapshot, "replay": _replay, "cluster": _cluster}
     try:
         command = args.command
         return (handlers[command] if command in handlers else _command_run(command))(args, env)

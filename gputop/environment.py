@@ -84,3 +84,12 @@ class Environment:
         """``gputop CMD: error: MESSAGE`` on stderr, one line; ``status``, for the command to return."""
         self.stderr.write(f"{self.prog}: error: {message}\n")
         return status
+
+    def say(self, message: str) -> None:
+        """``gputop CMD: MESSAGE`` on stderr, if it can still be written: after a full-screen view,
+        on a terminal that hung up (EIO), it cannot, and the exit status says enough."""
+        try:
+            self.stderr.write(f"{self.prog}: {message}\n")
+            self.stderr.flush()
+        except OSError:
+            pass

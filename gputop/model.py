@@ -38,6 +38,9 @@ class GpuInfo:
     pcie_link_width_max: int | None = None
     cpu_affinity: tuple[int, ...] | None = None  # the CPUs NVML calls near the device, ascending
     numa_node: int | None = None  # where the GPU is itself a NUMA node (Grace Hopper); else None
+    # whether the driver keeps an energy counter (energy_j since it loaded); False: energy_j is
+    # power integrated since gputop started; None: not known (a recording from before this field)
+    energy_counter: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,9 @@ class WorkloadStep:
     waits: tuple[tuple[int, int], ...] = ()  # (begin_ns, dur_ns) of its first data waits
     pid: int | None = None  # the process that stepped, where the job has several (ranks)
     rank: int | None = None  # its rank in a distributed job; None outside one
+    # its time inside autograd's backward (detected steps); in DDP on gloo that holds the wait for
+    # the other ranks' gradients (the all-reduce is waited for before backward returns)
+    backward_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,7 +141,7 @@ class DeviceProfile:
     util_swing_pct: float = 10.0
     power_w: float = 400.0
     power_swing_w: float = 50.0
-    energy_start_mj: int = 123_456_789
+    energy_start_mj: int | None = 123_456_789  # None: the board keeps no energy counter (NOT_SUPPORTED)
     sm_clock_mhz: int | None = None  # None: max_sm_clock_mhz
     mem_clock_mhz: int | None = None  # None: max_mem_clock_mhz
     temp_c: int = 55
@@ -600,8 +600,10 @@ class FakeNvml:
         }[what]
         return signal_at(base, swing, t)
 
-    def energy_mj(self, index: int, now_ns: int | None = None) -> int:
+    def energy_mj(self, index: int, now_ns: int | None = None) -> int | None:
         p = self.devices[index]
+        if p.energy_start_mj is None:
+            return None
         t0, t = self.t(index, self._start_ns), self.t(index, now_ns)
         joules = signal_integral(p.power_w, p.power_swing_w, t) - signal_integral(p.power_w, p.power_swing_w, t0)
         return p.energy_start_mj + int(joules * 1000)

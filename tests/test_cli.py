@@ -69,6 +69,21 @@ def test_snapshot_json_keys_are_metric_names():
     assert doc["gpu_unavailable"] is None
 
 
+def test_snapshot_on_a_gpu_without_an_energy_counter_says_n_a_not_its_own_quarter_second():
+    spec = "H100_SXM,H100_SXM+energy_start_mj=none"
+    text = gputop("snapshot", fake=spec)
+    assert text.returncode == 0, text.stderr
+    energy = [line for line in text.stdout.splitlines() if "energy" in line]
+    assert len(energy) == 2
+    assert "since the driver loaded" in energy[0] and "n/a" not in energy[0].split("energy")[1]
+    assert "energy n/a (no energy counter on this GPU)" in energy[1]
+    out = gputop("snapshot", "--json", fake=spec)
+    assert out.returncode == 0, out.stderr
+    counted, uncounted = json.loads(out.stdout)["gpus"]
+    assert counted["info"]["energy_counter"] is True and counted["energy_j"] > 100_000
+    assert uncounted["info"]["energy_counter"] is False and uncounted["energy_j"] is None
+
+
 def test_snapshot_json_without_gpu():
     out = gputop("snapshot", "--json", fake="none:driver_not_loaded")
     assert out.returncode == 0, out.stderr

@@ -186,7 +186,15 @@ def test_a_failed_counter_read_gives_no_rate_then_recovers(source):
 
 def test_energy_counter(source):
     fake, src = source([H100_SXM])
-    assert only(src).energy_j == pytest.approx(fake.energy_mj(0) / 1000)  # since the driver loaded
+    sample = only(src)
+    assert sample.energy_j == pytest.approx(fake.energy_mj(0) / 1000)  # since the driver loaded
+    assert sample.info.energy_counter is True
+
+
+def test_a_board_without_an_energy_counter_says_so_in_its_info(source):
+    fake, src = source([dataclasses.replace(H100_SXM, energy_start_mj=None)])
+    sample = only(src)
+    assert sample.info.energy_counter is False and sample.energy_j == 0.0  # integrated, from gputop's start
 
 
 def test_energy_integrated_from_power_without_a_counter(source):

@@ -13,13 +13,16 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+import tui_fixtures
 from gputop.commands import report
-from gputop.model import WorkloadStep
-from gputop.workload import ranks
+from gputop.model import WorkloadMark, WorkloadStep
+from gputop.trace import TraceWriter
+from gputop.workload import causes, ranks
 from gputop.workload.channel import EventSocket
 from gputop.workload.pipes import EventLines
 from gputop.workload.targets import WorkloadError, resolve
@@ -31,15 +34,14 @@ TESTS = Path(__file__).resolve().parent
 SCRIPTS = TESTS / "rank_scripts"
 
 
-def steps_of(rank: int, walls: list[float], waits: list[float], samples: int = 4, pid: int = 100) -> list[WorkloadStep]:
+def steps_of(
+    rank: int, walls: list[float], waits: list[float], samples: int = 4, pid: int = 100, backward: float | None = None
+) -> list[WorkloadStep]:
     out, t = [], 1_000_000_000
     for i, (wall, wait) in enumerate(zip(walls, waits), 1):
         t += int(wall * 1e9)
-        out.append(
-            WorkloadStep(
-                step=i, samples=samples, loss=None, wall_s=wall, ts_ns=t, source="auto", data_wait_s=wait, pid=pid + rank, rank=rank
-            )
-        )
+        step = WorkloadStep(i, samples, None, wall, t, source="auto", data_wait_s=wait, pid=pid + rank, rank=rank, backward_s=backward)
+        out.append(step)
     return out
 
 
@@ -67,10 +69,33 @@ def test_ranks_alike_have_no_straggler_and_one_rank_none():
 
 
 @pytest.mark.unit
-def test_a_slower_rank_without_data_wait_is_named_without_a_reason_it_cannot_measure():
+def test_a_slower_rank_without_data_wait_is_named_for_its_compute():
     job = steps_of(0, [0.02] * 20, [0.0] * 20) + steps_of(1, [0.04] * 20, [0.0] * 20)
     s = ranks.straggler(ranks.model(job, {}))
-    assert s is not None and s["rank"] == 1 and s["reason"] is None and "not from data wait" in s["evidence"]
+    assert s is not None and s["rank"] == 1 and s["reason"] == "compute" and "(from their data waits)" in s["evidence"]
+
+
+@pytest.mark.unit
+def test_in_lock_step_the_wait_in_backward_names_the_rank_the_others_wait_for():
+    # DDP: both ranks' steps take 40 ms; rank 0 spends 25 ms of it in backward (5 ms of its own
+    # backward, 20 ms waiting at the all-reduce for rank 1), rank 1 5 ms: rank 1's own work is 40,
+    # rank 0's 20. Without the backward times the two would read alike.
+    job = steps_of(0, [0.04] * 20, [0.0] * 20, backward=0.025) + steps_of(1, [0.04] * 20, [0.0] * 20, backward=0.005)
+    model = ranks.model(job, {})
+    assert [r.backward_per_step_s for r in model] == [pytest.approx(0.025), pytest.approx(0.005)]
+    assert ranks.collective_wait_s(model) == {0: pytest.approx(0.02), 1: 0.0}
+    s = ranks.straggler(model)
+    assert s is not None and s["rank"] == 1 and s["reason"] == "compute"
+    assert "wait 20 ms a step for it in backward" in s["evidence"]
+    # its batches late instead: the same wait, and the reason is its data loader
+    late = steps_of(0, [0.04] * 20, [0.0] * 20, backward=0.025) + steps_of(1, [0.04] * 20, [0.02] * 20, backward=0.005)
+    assert ranks.straggler(ranks.model(late, {}))["reason"] == "data loader"
+    # ranks alike in backward too: none
+    even = steps_of(0, [0.04] * 20, [0.0] * 20, backward=0.006) + steps_of(1, [0.04] * 20, [0.0] * 20, backward=0.005)
+    assert ranks.straggler(ranks.model(even, {})) is None
+    # one rank without backward times (an older recording): the data-wait estimate, as before
+    mixed = steps_of(0, [0.04] * 20, [0.0] * 20, backward=0.025) + steps_of(1, [0.04] * 20, [0.0] * 20)
+    assert ranks.straggler(ranks.model(mixed, {})) is None
 
 
 @pytest.mark.unit
@@ -155,6 +180,7 @@ def test_the_events_socket_is_private_and_feeds_the_same_lines():
 JOBS = {  # name: (--run target and arguments, extra environment)
     "torchrun": (["torchrun", "--", "--standalone", "--nproc_per_node=2", "ddp_train.py"], {"STEPS": "30"}),
     "module": (["-m torch.distributed.run", "--", "--standalone", "--nproc_per_node=2", "ddp_train.py"], {"STEPS": "30"}),
+    "compute": (["torchrun", "--", "--standalone", "--nproc_per_node=2", "ddp_train.py"], {"STEPS": "30", "SLOW_COMPUTE_S": "0.03"}),
     "spawn": (["spawn_train.py"], {"STEPS": "50", "SLOW_S": "0.01"}),
     "fork": (["spawn_train.py"], {"STEPS": "50", "SLOW_S": "0.01", "START_METHOD": "fork"}),
 }
@@ -201,7 +227,19 @@ def own_measurements(w: dict) -> dict[int, tuple[int, int, float]]:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("name", list(JOBS))
+def test_a_rank_slow_in_its_own_work_is_the_straggler_and_the_other_waits_for_it_in_backward(recorded):
+    w = recorded["compute"]["workload"]
+    assert [(r["rank"], r["steps"]) for r in w["ranks"]] == [(0, 30), (1, 30)]
+    fast, slow = w["ranks"]
+    # rank 1 sleeps 30 ms a step before its forward; rank 0 spends that time waiting in backward
+    assert fast["backward_per_step_s"] - slow["backward_per_step_s"] > 0.02, w["ranks"]
+    s = w["straggler"]
+    assert s is not None and s["rank"] == 1 and s["reason"] == "compute", s
+    assert "in backward, for the all-reduce" in s["evidence"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", [name for name in JOBS if name != "compute"])
 def test_every_rank_is_seen_with_its_own_steps_and_data_wait(recorded, name):
     w = recorded[name]["workload"]
     own = own_measurements(w)
@@ -235,3 +273,62 @@ def test_the_report_prints_a_table_of_ranks_and_the_straggler(recorded):
     assert re.search(r"^\s+rank\s+pid\s+device\s+steps\s+samples", text, re.M)
     assert re.search(r"^\s+1\s+\d+\s+cpu\s+30\s+120\s", text, re.M)
     assert "straggler   rank 1 (data loader)" in text
+
+
+# ---- the straggler's GPU ------------------------------------------------------------------------
+
+
+def gpu_window(index: int, clock: float, active: float = 60.0, held: dict | None = None) -> causes.GpuWindow:
+    return causes.GpuWindow(index, 20, clock, active, 70.0, 400.0, held or {})
+
+
+@pytest.mark.unit
+def test_the_straggler_whose_gpu_runs_slower_clocks_is_named_for_them_with_what_held_them():
+    slow = gpu_window(1, 1410.0, held={"hw_thermal_slowdown": 0.8, "sw_power_cap": 0.1})
+    cause = causes.gpu_cause(1, slow, [gpu_window(0, 1980.0), gpu_window(2, 1980.0)])
+    assert cause is not None and cause[0] == "GPU clocks"
+    assert "1410 MHz against 1980 MHz" in cause[1] and "°C" not in cause[1] and "too hot (hardware) 80 % of the time" in cause[1]
+    assert "power cap" not in cause[1]  # held them a tenth of the time only: not named
+    busier = causes.gpu_cause(1, gpu_window(1, 1980.0, active=92.0), [gpu_window(0, 1980.0, active=61.0)])
+    assert busier is not None and busier[0] == "GPU work" and "92 %" in busier[1]
+    assert causes.gpu_cause(1, gpu_window(1, 1900.0, active=65.0), [gpu_window(0, 1980.0, active=60.0)]) is None
+    assert causes.gpu_cause(1, slow, []) is None
+
+
+@pytest.mark.unit
+def test_report_ties_each_rank_to_its_gpu_by_uuid_and_names_the_stragglers_gpu_clocks(tmp_path):
+    # two ranks on two GPUs (rank 0 on GPU 1, rank 1 on GPU 0: by UUID, not by order); rank 1's
+    # own work is the longer, and its GPU ran at 1,410 MHz held by heat while the other's ran at 1,980
+    samples = [
+        tui_fixtures.with_gpu(
+            tui_fixtures.make_sample(2, t),
+            0,
+            sm_clock_mhz=1410,
+            temp_c=88.0,
+            clock_event_reasons=("hw_thermal_slowdown",),
+        )
+        for t in range(12)
+    ]
+    t0 = tui_fixtures.T0_NS
+    hellos = [
+        WorkloadMark("hello", t0 + 10**8, args={"pid": 101, "rank": 0, "device": "cuda:0", "device_uuid": "GPU-h100-0001"}),
+        WorkloadMark("hello", t0 + 10**8, args={"pid": 102, "rank": 1, "device": "cuda:0", "device_uuid": "GPU-h100-0000"}),
+    ]
+    job = steps_of(0, [0.5] * 20, [0.0] * 20, backward=0.3, pid=101) + steps_of(1, [0.5] * 20, [0.0] * 20, backward=0.05, pid=101)
+    job = sorted((replace(s, ts_ns=s.ts_ns - 10**9 + t0 + 10**9) for s in job), key=lambda s: s.ts_ns)
+    path = tmp_path / "job.json"
+    with TraceWriter.create(str(path)) as writer:
+        writer.set_workload(100, "torchrun")
+        writer.write_sample(samples[0])
+        writer.write_workload(hellos)
+        for sample in samples[1:]:
+            writer.write_workload([s for s in job if sample.ts_ns - 10**9 < s.ts_ns <= sample.ts_ns])
+            writer.write_sample(sample)
+    w = report.read(str(path))[0]["workload"]
+    gpus = {r["rank"]: r["gpu"] for r in w["ranks"]}
+    assert gpus[0]["index"] == 1 and gpus[1]["index"] == 0 and gpus[1]["sm_clock_mhz"] == 1410
+    assert gpus[1]["clock_event_reasons"] == {"hw_thermal_slowdown": 1.0}
+    s = w["straggler"]
+    assert s is not None and s["rank"] == 1 and s["reason"] == "GPU clocks", s
+    assert "rank 1's GPU 0 runs its SMs at 1410 MHz against 1980 MHz" in s["evidence"]
+    assert "it runs at 88 °C against 64 °C" in s["evidence"]

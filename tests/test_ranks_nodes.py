@@ -29,7 +29,7 @@ STEPS = 30
 
 
 def figures(rank: int, world: int = 2) -> RankFigures:
-    return RankFigures(rank, 100 + rank, 20, 80, 50.0, 200.0, 0.02, 0.03, 0.02, 0.0, 0.0, "cpu", 0, world)
+    return RankFigures(rank, 100 + rank, 20, 80, 50.0, 200.0, 0.02, 0.03, 0.02, 0.0, 0.0, device="cpu", local_rank=0, world_size=world)
 
 
 def recording(path: str, run_ids: set[str], *rank_numbers: int, world: int = 2) -> nodes.NodeRecording:
@@ -57,7 +57,7 @@ def test_nodes_of_one_run_are_one_job_and_anything_else_is_refused_in_one_line()
 
 @pytest.mark.unit
 def test_a_joined_job_has_the_straggler_rule_of_one_node():
-    ranks_ = [figures(0), RankFigures(1, 101, 20, 80, 25.0, 100.0, 0.04, 0.05, 0.04, 0.9, 0.036, "cpu", 0, 2)]
+    ranks_ = [figures(0), RankFigures(1, 101, 20, 80, 25.0, 100.0, 0.04, 0.05, 0.04, 0.9, 0.036, device="cpu", local_rank=0, world_size=2)]
     joined = nodes.join([nodes.NodeRecording(path, "host", (r,), frozenset({"r"})) for path, r in zip(("a.json", "b.json"), ranks_)])
     assert joined["straggler"] == ranks.straggler(ranks_) and joined["straggler"]["rank"] == 1
 

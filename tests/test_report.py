@@ -60,6 +60,18 @@ def test_json_report_numbers_match_the_samples():
 
 
 @pytest.mark.unit
+def test_energy_recorded_without_a_counter_is_labelled_integrated(tmp_path):
+    samples = make_samples(4)
+    no_counter = replace(samples[0].gpus[0].info, energy_counter=False)
+    samples = [replace(s, gpus=(replace(s.gpus[0], info=no_counter), *s.gpus[1:])) for s in samples]
+    rc, out = run(write(tmp_path / "t.json", samples), "--json")
+    gpu0 = json.loads(out)["gpus"][0]
+    assert rc == 0 and gpu0["energy_source"] == "power integrated over time (the GPU keeps no energy counter)"
+    gpus = trace.load(tmp_path / "t.json").gpus
+    assert gpus[0].energy_counter is False and gpus[1].energy_counter is None  # the header keeps what it was told
+
+
+@pytest.mark.unit
 def test_stats_percentiles_and_gaps():
     st = report.stats([None, 4.0, 1.0, 3.0, 2.0, None])
     assert st == {"n": 4, "mean": 2.5, "p50": 2.5, "p95": pytest.approx(3.85), "max": 4.0}

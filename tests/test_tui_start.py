@@ -285,17 +285,17 @@ IMPORT_PROBE = """\
 import json, sys
 import gputop.tui
 from gputop import cli
-gputop.tui.refuse_without_terminal = lambda prog: False  # (no terminal here: the view is not run)
+gputop.tui.refuse_without_terminal = lambda env: False  # (no terminal here: the view is not run)
 seen = {}
 live_view = cli._live_view
-def probe(args, workload):
+def probe(args, env, workload):
     seen["before"] = sorted(sys.modules)  # cli has parsed the arguments; the view is to start
     import gputop.tui.terminal as terminal
     def run_full_screen(app, before=None):
         seen["started"] = sorted(sys.modules)  # the app built, about to run
         return True
     terminal.run_full_screen = run_full_screen
-    return live_view(args, workload)
+    return live_view(args, env, workload)
 cli._live_view = probe
 status = cli.main([])
 print(json.dumps({"status": status, "commands": sorted(m for m in cli.COMMANDS.values() if m), **seen}))

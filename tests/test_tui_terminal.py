@@ -208,7 +208,7 @@ def test_the_cli_views_start_with_the_collector_held_and_settle_heap_lets_it_run
     held = []
     monkeypatch.setattr(cli.console, "configure_logging", lambda *a, **k: None)  # (it rewires the gputop logger)
     monkeypatch.setattr(terminal, "run_full_screen", lambda app, before=None: held.append(not gc.isenabled()) or True)
-    monkeypatch.setattr("gputop.tui.refuse_without_terminal", lambda prog: False)
+    monkeypatch.setattr("gputop.tui.refuse_without_terminal", lambda env: False)
     monkeypatch.setattr(cli, "open_real", lambda: _ClosingSampler(make_sample(1)))
     assert gc.isenabled()
     assert cli.main([]) == 0

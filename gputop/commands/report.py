@@ -106,9 +106,9 @@ def _run_job(args: argparse.Namespace, env: Environment) -> int:
     summaries, recordings = [], []
     try:
         for path in args.trace:
-            summary, _, trace = _read_shown(path, env)
+            summary, points, trace = _read_shown(path, env)
             summaries.append(summary)
-            recordings.append(_node(trace, summary))
+            recordings.append(_node(trace, summary, points))
         job = nodes.join(recordings)
     except TraceError as exc:
         return env.error(str(exc))
@@ -121,11 +121,11 @@ def _run_job(args: argparse.Namespace, env: Environment) -> int:
     return ExitStatus.OK
 
 
-def _node(trace: Trace, summary: dict[str, Any]) -> nodes.NodeRecording:
+def _node(trace: Trace, summary: dict[str, Any], samples: Sequence[Sample]) -> nodes.NodeRecording:
     w = trace.workload
     steps, hellos = ([], {}) if w is None else (trace.workload_steps(), ranks.recorded_hellos(trace.events, w["pid"]))
     ended = (summary.get("workload") or {}).get("ended")
-    return nodes.node(trace.path, steps, hellos, host=summary["host"], duration_s=summary["duration_s"], ended=ended)
+    return nodes.node(trace.path, steps, hellos, samples, host=summary["host"], duration_s=summary["duration_s"], ended=ended)
 
 
 def read(path: str, progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], list[Sample]]:
@@ -207,6 +207,8 @@ def _summary(trace: Trace, acc: SampleStats, samples: Sequence[Sample]) -> dict[
     gpus = []
     for info, g in zip(trace.gpus, acc.gpu):
         energy, source = g.energy_delta, "energy counter"
+        if info.energy_counter is False:  # the recorder integrated power itself: say so
+            source = "power integrated over time (the GPU keeps no energy counter)"
         if energy is None:
             energy, source = g.power.joules, "power integrated over time"
         gpus.append(
@@ -261,7 +263,9 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
     exit_ = WorkloadExit.of(trace.workload_mark("exit"))
     steps = trace.workload_steps()
     # a distributed job: its ranks, and the job's step as its slowest rank's (gputop.workload.ranks)
-    per_rank = ranks.summary(steps, ranks.recorded_hellos(trace.events, workload["pid"]))
+    if samples is None:
+        samples = trace.samples()
+    per_rank = ranks.summary(steps, ranks.recorded_hellos(trace.events, workload["pid"]), samples)
     if per_rank:
         steps = [s for s in steps if s.rank == per_rank["job_step_rank"]]
     measured = [s for s in steps if s.step != 1 and s.wall_s > 0] or [s for s in steps if s.wall_s > 0]
@@ -276,7 +280,7 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
         **insight.recorded(
             steps,
             jobs,
-            trace.samples() if samples is None else samples,
+            samples,
             source,
             device=start.device,
             device_uuid=start.device_uuid,

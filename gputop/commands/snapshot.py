@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from dataclasses import replace
 
 from gputop import __version__
 from gputop import format as fmt
@@ -16,10 +17,19 @@ SETTLE_S = 0.25
 
 
 def take(sampler: SupportsSample, settle_s: float = SETTLE_S) -> Sample:
-    """Two ticks ``settle_s`` apart; the second has the rates and GPM metrics filled in."""
+    """Two ticks ``settle_s`` apart; the second has the rates and GPM metrics filled in.
+
+    Where a GPU keeps no energy counter, the sources integrate power from their first reading:
+    here that is the snapshot's own quarter second, no figure of the GPU's, so it is n/a
+    (``info.energy_counter`` false says why).
+    """
     sampler.sample()
     time.sleep(settle_s)
-    return sampler.sample()
+    sample = sampler.sample()
+    if not any(g.info.energy_counter is False and g.energy_j is not None for g in sample.gpus):
+        return sample
+    gpus = tuple(replace(g, energy_j=None) if g.info.energy_counter is False else g for g in sample.gpus)
+    return replace(sample, gpus=gpus)
 
 
 def to_json(sample: Sample) -> str:
@@ -75,7 +85,7 @@ def _gpu_lines(gpu: GpuSample) -> list[str]:
         f"    SMs      {sm_text}   occupancy {fmt.pct(gpu.sm_occupancy_pct)}   tensor {fmt.pct(gpu.tensor_active_pct)}   "
         f"NVML util {fmt.pct(gpu.gpu_util_pct)}",
         f"    memory   {fmt.used_total(gpu.mem_used_bytes, gpu.mem_total_bytes)}   bandwidth {bw}   busy {fmt.pct(gpu.mem_busy_pct)}",
-        f"    power    {fmt.watts(gpu.power_w)} of {fmt.watts(gpu.power_limit_w)}   energy {fmt.joules(gpu.energy_j)}   "
+        f"    power    {fmt.watts(gpu.power_w)} of {fmt.watts(gpu.power_limit_w)}   energy {_energy(gpu)}   "
         f"clocks SM {fmt.mhz(gpu.sm_clock_mhz)}, mem {fmt.mhz(gpu.mem_clock_mhz)}   P{fmt.num(gpu.pstate, 0)}",
         f"    thermal  {fmt.celsius(gpu.temp_c)}   fan {fmt.pct(gpu.fan_pct)}   clocks held by: {fmt.reasons(gpu.clock_event_reasons)}",
         f"    links    PCIe {_link(info)} tx {fmt.rate(gpu.pcie_tx_bytes_per_s)} rx {fmt.rate(gpu.pcie_rx_bytes_per_s)}   "
@@ -95,6 +105,13 @@ def _gpu_lines(gpu: GpuSample) -> list[str]:
                 f"{fmt.pct(p.sm_util_pct):>6} {fmt.pct(p.cpu_pct):>6}  {_command(p)[:80]}"
             )
     return lines
+
+
+def _energy(gpu: GpuSample) -> str:
+    """The driver's energy counter, since it loaded; n/a, and why, on a GPU that keeps none."""
+    if gpu.info.energy_counter is False:
+        return f"{fmt.NA} (no energy counter on this GPU)"
+    return f"{fmt.joules(gpu.energy_j)} since the driver loaded"
 
 
 def _link(info: GpuInfo) -> str:

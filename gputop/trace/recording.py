@@ -153,6 +153,7 @@ def workload_steps(trace: Trace) -> list[WorkloadStep]:
                 data_wait_s=wait,
                 pid=_count(args.get("pid"), 1),
                 rank=_count(args.get("rank"), 0),
+                backward_s=_seconds(args.get("backward_s")),
             )
         )
     steps.sort(key=lambda s: s.ts_ns)

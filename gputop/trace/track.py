@@ -189,6 +189,7 @@ class WorkloadTrack:
             "wall_s": item.wall_s,
             "loss": item.loss,
             "data_wait_s": item.data_wait_s,
+            "backward_s": item.backward_s,
             "joules": item.joules,
             "source": item.source,
             "pid": item.pid,

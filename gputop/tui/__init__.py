@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from gputop.environment import Environment
 
 
 def is_tty(stream: TextIO | None) -> bool:
@@ -47,9 +50,9 @@ def terminal_problem(stdin: TextIO | None = None, stdout: TextIO | None = None, 
     return None
 
 
-def refuse_without_terminal(prog: str) -> bool:
-    """Say on stderr, in one line, why the live view cannot run here; True if it cannot."""
-    problem = terminal_problem()
+def refuse_without_terminal(env: Environment) -> bool:
+    """Say on stderr, in one line (``env.error``), why a view cannot run here; True if it cannot."""
+    problem = terminal_problem(env.stdin, env.stdout)
     if problem is not None:
-        sys.stderr.write(f"{prog}: error: {problem}\n")
+        env.error(problem)
     return problem is not None

@@ -108,6 +108,7 @@ class EventReader:
         elif self.reported:  # the workload reports its own steps: those are the truth
             return None
         wait = number(e.get("data_wait_s")) if auto else None
+        backward = number(e.get("backward_s")) if auto else None
         self.steps_source = "auto" if auto else "events"
         return WorkloadStep(
             step=step,
@@ -120,6 +121,7 @@ class EventReader:
             waits=_waits(e.get("waits")) if auto else (),
             pid=whole(e.get("pid"), 1),
             rank=whole(e.get("rank")),
+            backward_s=backward if backward is None or backward >= 0 else None,
         )
 
     def _hello(self, e: dict[str, Any], ts_ns: int) -> WorkloadMark | None:

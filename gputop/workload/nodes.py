@@ -8,11 +8,11 @@ two traces (the same node given twice)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
-from gputop.model import WorkloadStep
-from gputop.workload import ranks
+from gputop.model import Sample, WorkloadStep
+from gputop.workload import causes, ranks
 
 
 class JobMismatch(ValueError):
@@ -29,16 +29,22 @@ class NodeRecording:
     run_ids: frozenset[str]
     duration_s: float | None = None  # the recording's
     ended: str | None = None  # how its workload (that node's launcher) ended, in words
+    gpus: Mapping[int, causes.GpuWindow] = field(default_factory=dict)  # its ranks' GPUs, from its samples
 
 
-def node(path: str, steps: Iterable[WorkloadStep], hellos: Mapping[int, Mapping[str, Any]], **about: Any) -> NodeRecording:
+def node(
+    path: str, steps: Sequence[WorkloadStep], hellos: Mapping[int, Mapping[str, Any]], samples: Sequence[Sample] = (), **about: Any
+) -> NodeRecording:
     """One node's ranks (``hellos``: each process's hello by pid, as ``ranks.recorded_hellos``;
-    ``about``: the recording's host, duration_s, ended)."""
+    ``samples``: its recording's, for its ranks' GPUs; ``about``: the recording's host,
+    duration_s, ended)."""
     said = {h.get("run_id") for h in hellos.values() if h.get("rank") is not None}
+    mine = ranks.model(steps, hellos)
     return NodeRecording(
         path=path,
-        ranks=tuple(ranks.model(steps, hellos)),
+        ranks=tuple(mine),
         run_ids=frozenset(r for r in said if isinstance(r, str) and r),
+        gpus=ranks.rank_gpus(mine, steps, hellos, samples),
         **about,
     )
 
@@ -68,7 +74,7 @@ def join(nodes: Sequence[NodeRecording]) -> dict[str, Any]:
                 raise JobMismatch(f"rank {r.rank} is in both {where[r.rank]} and {n.path}: one node's trace given twice?")
             where[r.rank] = n.path
     every = sorted((r for n in nodes for r in n.ranks), key=lambda r: r.rank)
-    out = ranks.summary_of(every)
+    out = ranks.summary_of(every, {k: v for n in nodes for k, v in n.gpus.items()})
     for item in out["ranks"]:
         item["node"] = where[item["rank"]]
     world = max((r.world_size for r in every if r.world_size is not None), default=None)

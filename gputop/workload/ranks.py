@@ -12,13 +12,19 @@ is the slowest rank's (the largest step p50); its samples/s is the sum over the 
 
 The straggler: in a job whose ranks step together (DDP: each step ends at the same gradient
 all-reduce), a rank's step is its own work plus the time it waits for the others at the collective.
-That wait cannot be read without a hook in the collective, so this slice estimates it from the one
-cause it measures: a rank whose batch comes later than the others' makes them wait by the
-difference. Own work per step = mean step time - (the largest mean data wait per step of any rank -
-its own); the rank with the largest own work is the straggler when it leads the median of the
-other ranks by at least STRAGGLER_MIN_SHARE of the job's step, else there is none (null). Its reason
-is "data loader" where its data-wait share exceeds the median of the others' by that share too;
-else the reason is null and the evidence says what was measured.
+Where every rank's steps say how long it spent inside autograd's backward (the hooks time it), that
+wait is read from it: DDP waits for the all-reduce before backward returns (on gloo, and on any
+backend that blocks the CPU), so a rank's wait per step = its backward time - the least backward
+time of any rank (the one the others wait for spends none). Elsewhere (an older recording, a job
+with no backward) the wait is estimated from the one cause measured: a rank whose batch comes later
+makes the others wait by the difference (the largest data wait per step of any rank - its own).
+Own work per step = mean step time - that wait. The rank with the largest own work is the straggler
+when it leads the median of the other ranks by at least STRAGGLER_MIN_SHARE of the job's step, else
+there is none (null). Its reason is "data loader" where its data-wait share exceeds the median of
+the others' by that share too; else "compute" (its forward, backward and optimizer outside data
+wait), with the figures in the evidence. On NCCL the all-reduce is waited for on the GPU's stream,
+not by the CPU: backward returns before it, the wait is not in its time, and only a data-loader
+straggler is told apart there.
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from gputop.model import WorkloadStep
-from gputop.workload import insight, rates
+from gputop.model import Sample, WorkloadStep
+from gputop.workload import causes, insight, rates
 
 STRAGGLER_MIN_SHARE = 0.10  # a straggler leads the median of the others by this share of the job's step
 
@@ -48,6 +54,7 @@ class RankFigures:
     data_wait_share: float | None  # None without a DataLoader
     data_wait_per_step_s: float | None
     device: str | None = None
+    backward_per_step_s: float | None = None  # mean time inside autograd's backward (holds DDP's wait)
     local_rank: int | None = None
     world_size: int | None = None
 
@@ -71,6 +78,7 @@ def figures(rank: int, steps: Sequence[WorkloadStep], hello: Mapping[str, Any] |
     after = insight.measured(steps) or list(steps)
     share = rates.data_wait_share(after)
     waits = [s.data_wait_s for s in after if s.data_wait_s is not None]
+    backward = [s.backward_s for s in after if s.backward_s is not None]
     return RankFigures(
         rank=rank,
         pid=steps[-1].pid if steps else None,
@@ -86,6 +94,7 @@ def figures(rank: int, steps: Sequence[WorkloadStep], hello: Mapping[str, Any] |
         device=_text(hello.get("device")),
         local_rank=_int(hello.get("local_rank")),
         world_size=_int(hello.get("world_size")),
+        backward_per_step_s=sum(backward) / len(backward) if backward and len(backward) == len(after) else None,
     )
 
 
@@ -110,15 +119,28 @@ def job_samples_per_s(ranks: Sequence[RankFigures]) -> float | None:
     return None if not each or None in each else sum(v for v in each if v is not None)
 
 
-def own_work_s(ranks: Sequence[RankFigures]) -> dict[int, float]:
-    """Each rank's own work per step (see the module's doc), where its step time is known."""
-    waits = {r.rank: r.data_wait_per_step_s or 0.0 for r in ranks}
+def collective_wait_s(ranks: Sequence[RankFigures]) -> dict[int, float]:
+    """Each rank's wait per step for the others (see the module's doc): from its backward time
+    where every timed rank has one, else from the ranks' data waits."""
+    timed = [r for r in ranks if r.step_mean_s is not None]
+    backward = {r.rank: r.backward_per_step_s for r in timed}
+    if timed and None not in backward.values():
+        least = min(v for v in backward.values() if v is not None)
+        return {rank: (v or 0.0) - least for rank, v in backward.items()}
+    waits = {r.rank: r.data_wait_per_step_s or 0.0 for r in timed}
     latest = max(waits.values(), default=0.0)
-    return {r.rank: r.step_mean_s - (latest - waits[r.rank]) for r in ranks if r.step_mean_s is not None}
+    return {rank: latest - v for rank, v in waits.items()}
 
 
-def straggler(ranks: Sequence[RankFigures]) -> dict[str, Any] | None:
-    """``{rank, reason, evidence}`` of the rank that holds the job back, or None (see the module)."""
+def own_work_s(ranks: Sequence[RankFigures]) -> dict[int, float]:
+    """Each rank's own work per step (its step less its wait for the others), where its step time is known."""
+    wait = collective_wait_s(ranks)
+    return {r.rank: r.step_mean_s - wait[r.rank] for r in ranks if r.step_mean_s is not None}
+
+
+def straggler(ranks: Sequence[RankFigures], gpus: Mapping[int, causes.GpuWindow] | None = None) -> dict[str, Any] | None:
+    """``{rank, reason, evidence}`` of the rank that holds the job back, or None (see the module;
+    ``gpus``: each rank's GPU over the steps, where known, for a reason from its GPU: gputop.workload.causes)."""
     own = own_work_s(ranks)
     if len(own) < 2:
         return None
@@ -138,12 +160,19 @@ def straggler(ranks: Sequence[RankFigures]) -> dict[str, Any] | None:
             "evidence": f"rank {top} waits {100 * mine.data_wait_share:.0f} % of its step for data, "
             f"the other ranks {100 * median_share:.1f} % (median); the others wait for it",
         }
-    return {
-        "rank": top,
-        "reason": None,
-        "evidence": f"rank {top}'s own work is {1e3 * own[top]:.3g} ms a step, the other ranks' "
-        f"{1e3 * (rates.median(others) or 0.0):.3g} ms (median); not from data wait",
-    }
+    waits = collective_wait_s(ranks)
+    waited = rates.median([v for r, v in waits.items() if r != top]) or 0.0
+    how = "in backward, for the all-reduce" if mine.backward_per_step_s is not None else "(from their data waits)"
+    evidence = (
+        f"rank {top}'s own work is {1e3 * own[top]:.3g} ms a step, the other ranks' "
+        f"{1e3 * (rates.median(others) or 0.0):.3g} ms (median), who wait {1e3 * waited:.3g} ms a step for it "
+        f"{how}; its data wait is as theirs"
+    )
+    gpus = gpus or {}
+    cause = None if top not in gpus else causes.gpu_cause(top, gpus[top], [g for r, g in gpus.items() if r != top])
+    if cause is not None:
+        return {"rank": top, "reason": cause[0], "evidence": f"{cause[1]}; {evidence}"}
+    return {"rank": top, "reason": "compute", "evidence": evidence}
 
 
 def as_json(r: RankFigures) -> dict[str, Any]:
@@ -161,6 +190,21 @@ def as_json(r: RankFigures) -> dict[str, Any]:
         "step_p50_s": r.step_p50_s,
         "step_p95_s": r.step_p95_s,
         "data_wait_share": r.data_wait_share,
+        "backward_per_step_s": r.backward_per_step_s,
+    }
+
+
+def _gpu_json(gpu: causes.GpuWindow | None) -> dict[str, Any] | None:
+    """A rank's GPU over its steps, as ``workload.ranks[].gpu`` (null on the CPU or where unknown)."""
+    if gpu is None:
+        return None
+    return {
+        "index": gpu.index,
+        "sm_clock_mhz": gpu.sm_clock_mhz,
+        "sm_active_pct": gpu.sm_active_pct,
+        "temp_c": gpu.temp_c,
+        "power_w": gpu.power_w,
+        "clock_event_reasons": dict(gpu.held),
     }
 
 
@@ -188,20 +232,37 @@ def recorded_hellos(events: Iterable[Mapping[str, Any]], pid: int) -> dict[int, 
     return out
 
 
-def summary(steps: Sequence[WorkloadStep], hellos: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+def summary(steps: Sequence[WorkloadStep], hellos: Mapping[int, Mapping[str, Any]], samples: Sequence[Sample] = ()) -> dict[str, Any]:
     """``report``'s keys for a job with ranks (none without): the ranks, the straggler, the job's
-    samples/s (the sum over ranks) and which rank's step is the job's."""
-    return summary_of(model(steps, hellos))
+    samples/s (the sum over ranks) and which rank's step is the job's (``samples``: the
+    recording's, for each rank's GPU over the ranks' steps)."""
+    ranks = model(steps, hellos)
+    return summary_of(ranks, rank_gpus(ranks, steps, hellos, samples))
 
 
-def summary_of(ranks: Sequence[RankFigures]) -> dict[str, Any]:
-    """``summary``'s keys for ranks already modelled (those of several nodes' traces together)."""
+def rank_gpus(
+    ranks: Sequence[RankFigures], steps: Sequence[WorkloadStep], hellos: Mapping[int, Mapping[str, Any]], samples: Sequence[Sample]
+) -> dict[int, causes.GpuWindow]:
+    """Each rank's GPU over the ranks' steps, from a recording's samples, where known."""
+    ranked = [s for s in steps if s.rank is not None and s.step != 1]
+    if not (ranked and samples):
+        return {}
+    devices = {r.rank: hellos.get(r.pid, {}) for r in ranks if r.pid is not None}
+    begin = min(s.ts_ns - int(s.wall_s * 1e9) for s in ranked)
+    return causes.rank_gpus(samples, devices, begin, max(s.ts_ns for s in ranked))
+
+
+def summary_of(ranks: Sequence[RankFigures], gpus: Mapping[int, causes.GpuWindow] | None = None) -> dict[str, Any]:
+    """``summary``'s keys for ranks already modelled (those of several nodes' traces together;
+    ``gpus``: each rank's GPU, where known)."""
     if not ranks:
         return {}
+    gpus = gpus or {}
     slow = slowest(ranks)
+    waits = collective_wait_s(ranks)
     return {
-        "ranks": [as_json(r) for r in ranks],
-        "straggler": straggler(ranks),
+        "ranks": [{**as_json(r), "wait_per_step_s": waits.get(r.rank), "gpu": _gpu_json(gpus.get(r.rank))} for r in ranks],
+        "straggler": straggler(ranks, gpus),
         "job_samples_per_s": job_samples_per_s(ranks),
         "job_step_rank": None if slow is None else slow.rank,
     }
@@ -217,14 +278,15 @@ def text_lines(w: Mapping[str, Any]) -> list[str]:
 
     lines = [
         f"  {'rank':>4} {'pid':>8} {'device':<8} {'steps':>6} {'samples':>8} {'steps/s':>8} "
-        f"{'samples/s':>10} {'step p50':>9} {'data wait':>9}"
+        f"{'samples/s':>10} {'step p50':>9} {'data wait':>9} {'waits for others':>16}"
     ]
     for r in w["ranks"]:
         samples = "n/a" if r["samples"] is None else str(r["samples"])
         lines.append(
             f"  {r['rank']:>4} {r['pid'] or '':>8} {r['device'] or 'n/a':<8} {r['steps']:>6} {samples:>8} "
             f"{num(r['steps_per_s'], '.3g'):>8} {num(r['samples_per_s'], ',.1f'):>10} "
-            f"{num(r['step_p50_s'], '.3g', 1e3) + ' ms':>9} {num(r['data_wait_share'], '.1f', 100) + ' %':>9}"
+            f"{num(r['step_p50_s'], '.3g', 1e3) + ' ms':>9} {num(r['data_wait_share'], '.1f', 100) + ' %':>9} "
+            f"{num(r.get('wait_per_step_s'), '.3g', 1e3) + ' ms a step':>16}"
         )
     total = w.get("job_samples_per_s")
     lines.append(

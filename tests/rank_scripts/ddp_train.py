@@ -30,7 +30,9 @@ class Data(Dataset):
 def train(rank, workers=0, device="cpu"):
     model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(8, 1).to(device))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    loader = DataLoader(Data(rank == int(os.environ.get("SLOW_RANK", "1"))), batch_size=BATCH, num_workers=workers)
+    slow = rank == int(os.environ.get("SLOW_RANK", "1"))
+    busy = float(os.environ.get("SLOW_COMPUTE_S", "0")) if slow else 0.0  # its own work, not its data
+    loader = DataLoader(Data(slow and not busy), batch_size=BATCH, num_workers=workers)
     steps = samples = 0
     wait = 0.0
     batches = iter(loader)
@@ -45,6 +47,8 @@ def train(rank, workers=0, device="cpu"):
         wait += time.perf_counter() - t0
         x, y = x.to(device), y.to(device)
         opt.zero_grad()
+        if busy:
+            time.sleep(busy)  # a slow host thread (preprocessing on the rank's own thread)
         torch.nn.functional.mse_loss(model(x), y).backward()
         opt.step()
         steps += 1

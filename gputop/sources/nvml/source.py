@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any, Callable, Mapping
 
 import pynvml
@@ -77,6 +78,8 @@ class _Device:
                 (self.slow_readers if slow else self.readers).append(Reader(fields, found[0], (h, *found[1]), convert))
         self.slow_field_count = sum(len(r.fields) for r in self.slow_readers)
         self.energy_counter = any(r.fields == ("energy_j",) for r in self.readers)
+        self.info = replace(self.info, energy_counter=self.energy_counter)
+        self.lost_sample = GpuSample(self.info, lost=True)
         self._probe_counters()
         if self.info.gpm_supported:
             self.gpm = Gpm.open(h, query)

@@ -10,6 +10,8 @@ Nothing happens unless the script imports torch. Then, at the end of torch's own
   of an LBFGS closure are not steps;
 - ``torch.autograd.backward`` (which ``Tensor.backward`` calls) wrapped: where the script never
   built an optimizer (hand-written updates), each backward outside an optimizer step is a step;
+  each step says its time inside backward (``backward_s``: in DDP on gloo that holds the rank's
+  wait for the others' gradients, which is how gputop tells which rank the others wait for);
 - the DataLoader iterator's ``__next__`` wrapped: the time it takes is the step's data wait, and
   the first tensor of the batch gives its batch size, where it can be seen.
 
@@ -86,6 +88,7 @@ class _State:
         self.loader = False  # a DataLoader iterator has been seen: data_wait_s is a measurement
         self.wait_ns = 0
         self.waits: list[str] = []  # "[begin_ns,dur_ns]" of this step's waits
+        self.backward_ns = 0  # this step's time inside autograd's backward (DDP on gloo: its wait too)
         self.samples = 0
         self.samples_known = True
         self.batch_size: int | None = None
@@ -262,13 +265,17 @@ def _backward(backward: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(backward)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         state = _state
+        t0 = _now()
         if state is not None and state.begin_ns is None:
-            state.begin_ns = _now()
+            state.begin_ns = t0
         out = backward(*args, **kwargs)
-        if state is not None and not state.off and not state.has_optimizer and not state.in_step:
-            if state.device is None and args:
-                state.device = _device_of(args[0])
-            _emit(state, _now())
+        if state is not None:
+            t1 = _now()
+            state.backward_ns += t1 - t0
+            if not state.off and not state.has_optimizer and not state.in_step:
+                if state.device is None and args:
+                    state.device = _device_of(args[0])
+                _emit(state, t1)
         return out
 
     return wrapper
@@ -349,6 +356,9 @@ def _emit(state: _State, end_ns: int) -> None:
         wait = f',"data_wait_s":{state.wait_ns / 1e9!r},"waits":[{",".join(state.waits)}]'
         state.wait_ns = 0
         state.waits.clear()
+    if state.backward_ns:
+        wait += f',"backward_s":{state.backward_ns / 1e9!r}'
+        state.backward_ns = 0
     state.samples, state.samples_known = 0, True
     state.held.append(
         f'{{"event":"step","step":{state.step},"samples":{samples},"loss":null,'
