@@ -13,7 +13,10 @@ events could not be written as sent. The workload's stdout and stderr lines go i
 too (instants on its ``output`` thread, each stamped when read) and are echoed to this terminal as
 they come (stdout to stdout, stderr to stderr; redrawn progress bars only to the trace), unless
 ``--quiet``. A Python script's training steps are detected (gputop.workload.inject) unless
-``--no-instrument``.
+``--no-instrument``. A distributed job that has stalled when the recording ends (a rank with no
+step for many of its typical steps: gputop.workload.ranks.stalled) has every rank's Python stacks
+captured first (``Workload.capture_stacks``) and written as ``stacks`` instants, which ``report``
+prints.
 """
 
 from __future__ import annotations

@@ -76,10 +76,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
-    if len(args.trace) > 1:
-        return _run_job(args, env)
+    paths = [args.trace] if isinstance(args.trace, str) else list(args.trace)  # one path, as callers in Python give it
+    if len(paths) > 1:
+        return _run_job(paths, args.json, env)
     try:
-        summary, points, _ = _read_shown(args.trace[0], env)
+        summary, points, _ = _read_shown(paths[0], env)
     except TraceError as exc:
         return env.error(str(exc))
     if args.json:
@@ -101,11 +102,11 @@ def _read_shown(path: str, env: Environment) -> tuple[dict[str, Any], list[Sampl
         progress.clear()
 
 
-def _run_job(args: argparse.Namespace, env: Environment) -> int:
+def _run_job(paths: Sequence[str], as_json: bool, env: Environment) -> int:
     """Several traces: the nodes of one distributed run, joined (gputop.workload.nodes)."""
     summaries, recordings = [], []
     try:
-        for path in args.trace:
+        for path in paths:
             summary, points, trace = _read_shown(path, env)
             summaries.append(summary)
             recordings.append(_node(trace, summary, points))
@@ -114,7 +115,7 @@ def _run_job(args: argparse.Namespace, env: Environment) -> int:
         return env.error(str(exc))
     except nodes.JobMismatch as exc:
         return env.error(str(exc), ExitStatus.USAGE)
-    if args.json:
+    if as_json:
         env.stdout.write(json.dumps({"workload": job, "traces": summaries}, indent=2) + "\n")
     else:
         env.stdout.write("\n".join(nodes.text_lines(job)) + "\n")
