@@ -7,6 +7,7 @@ gputop."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,4 +63,10 @@ def test_a_torchrun_job_whose_cpu_run_fails_is_told_in_one_line(tmp_path):
     script.write_text("import torch\nimport torch.distributed as dist\n\ndist.init_process_group('gloo')\ntorch.cuda.set_device(0)\n")
     done = compare("torchrun", "--", "--standalone", "--nproc_per_node=2", str(script), cwd=tmp_path)
     assert done.returncode == 1 and done.stdout == "", done
-    assert done.stderr.count("\n") == 1 and "torchrun's CPU run failed (" in done.stderr and "the usual way" in done.stderr, done.stderr
+    assert (
+        done.stderr.count("\n") == 1
+        and "torchrun's CPU run failed (" in done.stderr
+        and "ChildFailedError" not in done.stderr
+        and re.search(r"\(\[rank\d\]: \w+Error: ", done.stderr)
+        and "the usual way" in done.stderr
+    ), done.stderr

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -225,7 +226,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
             results = _measure_both(args, plan, sampler, env.stderr if env.stderr_isatty else None)
             if plan.launcher and results[0].state.status == "failed":
                 return env.error(
-                    f"{plan.name}'s CPU run failed ({results[0].state.error or 'no reason given'}): compare runs a distributed job "
+                    f"{plan.name}'s CPU run failed ({_rank_failure(results[0].state)}): compare runs a distributed job "
                     "on the CPU on gloo with the GPUs hidden, so its script must pick its backend and device the usual way"
                 )
             if _no_step_seen(plan, results):
@@ -305,6 +306,18 @@ def _training_script(name: str, extra: Sequence[str]) -> str:
             'the usual way ("nccl" if torch.cuda.is_available() else "gloo", or none: PyTorch picks it by device)'
         )
     return script
+
+
+_EXCEPTION_LINE = re.compile(r"^(\[rank\d+\]: )?[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b(: .*)?$")  # torchrun's prefix
+
+
+def _rank_failure(state: WorkloadState) -> str:
+    """Why a launcher's job failed: the first exception line a rank printed (the launcher's own,
+    torchrun's ChildFailedError, says only that a rank failed), else the launcher's reason."""
+    for line in state.output_tail:
+        if _EXCEPTION_LINE.match(line) and "ChildFailedError" not in line:
+            return line
+    return state.error or "no reason given"
 
 
 def _literal_backend(path: str) -> str | None:
