@@ -103,6 +103,15 @@ SPIN = textwrap.dedent("""\
     while time.monotonic() < end:
         pass
 """)
+# spins until it has used this much CPU time (not for a wall time: on a loaded machine 2.5 s of
+# spinning got 0.79 s of CPU), then idles a moment so the recorder's last look sees all of it
+SPIN_FOR_CPU = textwrap.dedent(f"""\
+    import time
+    end = time.monotonic() + 60
+    while time.process_time() < {placement.MIN_CPU_S + 0.5} and time.monotonic() < end:
+        pass
+    time.sleep(0.6)
+""")
 CPU = CpuSample(
     cpu_util_pct=50.0,
     core_util_pct=(50.0,) * (os.cpu_count() or 1),
@@ -166,7 +175,7 @@ def test_a_real_child_with_no_affinity_from_nvml_gets_nothing_said(fake_nvml, tm
 
 def record_and_report(tmp_path, fake: str) -> dict:
     script = tmp_path / "spin.py"
-    script.write_text(SPIN.replace("30", "2.5"))
+    script.write_text(SPIN_FOR_CPU)
     trace = tmp_path / "t.json"
     done = gputop("record", "--out", str(trace), "--force", "--interval", "0.2", "--quiet", "--run", str(script), fake=fake)
     assert done.returncode == 0, done.stderr
