@@ -154,9 +154,10 @@ def _snapshot(args: argparse.Namespace, env: Environment) -> int:
     sampler = env.open_sampler(0.0)  # both ticks scan: process CPU % is a real delta
     try:
         sample = snapshot.take(sampler)
+        driver = getattr(sampler, "driver_time", lambda: None)()  # what taking it cost the driver
     finally:
         sampler.close()
-    text = snapshot.to_json(sample) if args.json else snapshot.to_text(sample)
+    text = snapshot.to_json(sample, driver) if args.json else snapshot.to_text(sample, driver)
     env.stdout.write(text)
     return ExitStatus.OK
 
@@ -205,7 +206,9 @@ def _live_view(args: argparse.Namespace, env: Environment, workload: Workload | 
                 job.start()
                 feed.prefetch()
 
-            app = GputopApp(feed, settle_heap_s=SETTLE_HEAP_S)
+            from gputop.tui.selfcpu import SelfCpu
+
+            app = GputopApp(feed, settle_heap_s=SETTLE_HEAP_S, self_cpu=SelfCpu(driver_clock=sampler.driver_time))
         if not run_full_screen(app, before=None if workload is None else lambda: start(workload)):
             status = ExitStatus.FAILURE
     except WorkloadError as exc:

@@ -52,6 +52,11 @@ def _three_digits(value: float) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def ms_per_s(value: float | None) -> str:
+    """Time spent per second of wall time (gputop's own driver time): 3.2 ms/s."""
+    return NA if value is None else f"{value:.1f} ms/s"
+
+
 def pct(value: float | None, digits: int = 0) -> str:
     return NA if value is None else f"{value:.{digits}f} %"
 

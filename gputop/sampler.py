@@ -79,7 +79,8 @@ class Sampler:
     Between two GPU reads a sample carries the very same GpuSample objects as the one before
     (the trace writer relies on that identity to write a GPU's counters only when read). The
     GPU process table costs ~90 us per process (NVML plus /proc), so it is refreshed only every
-    ``process_interval_s``, at a GPU read, and the last table is reused in between.
+    ``process_interval_s``, at a GPU read, and the last table is reused in between (never where
+    that is infinite: a command that neither shows nor records the table).
     """
 
     def __init__(
@@ -121,10 +122,26 @@ class Sampler:
             if last is None or now - last >= interval - DUE_EARLY_S or (called is not None and now - called >= interval - 2 * DUE_EARLY_S):
                 # the process table is scanned only with a GPU read: a read between two of the
                 # others would make a GPM pair shorter than its minimum (old values carried)
-                if self._procs_at is None or now - self._procs_at >= self.process_interval_s:
+                scan = math.isfinite(self.process_interval_s)  # (inf: no process table, never read)
+                if scan and (self._procs_at is None or now - self._procs_at >= self.process_interval_s):
                     self._procs, self._procs_at = self._scan_processes(), now
                 self._gpus, self._gpus_at = self.gpu.sample(self._procs), now
             return Sample(ts_ns=ts_ns, cpu=cpu, gpus=self._gpus)
+
+    def driver_time(self) -> tuple[float, int] | None:
+        """This process's time in GPU driver calls so far (seconds) and how many; None without a GPU source."""
+        if self.gpu is None:
+            return None
+        ns, calls = self.gpu.driver_time()
+        return ns / 1e9, calls
+
+    def read_intervals(self) -> dict[str, float | None]:
+        """Every how many seconds the GPUs are read ("gpu"), their process lists ("processes"; None:
+        never), and each metric read less often than the GPUs, for a recording's header."""
+        if self.gpu is None:
+            return {}
+        processes = self.process_interval_s if math.isfinite(self.process_interval_s) else None
+        return {"gpu": self.gpu_interval_s, "processes": processes, **self.gpu.read_intervals()}
 
     def _scan_processes(self) -> ProcessTable:
         """Each device's processes joined with what the host knows of their pids."""
@@ -441,6 +458,13 @@ class OpenedOnFirstSample:
             if not self._closed:
                 self._sampler = sampler
             return not self._closed
+
+    def driver_time(self) -> tuple[float, int] | None:
+        """The opened sampler's ``Sampler.driver_time()`` (None before it opened)."""
+        with self._lock:
+            sampler = self._sampler
+        driver_time = getattr(sampler, "driver_time", None)
+        return None if driver_time is None else driver_time()
 
     def close(self) -> bool:
         """False where the sampler's close gave up on a stuck sample (``Sampler.close``)."""

@@ -3,18 +3,20 @@ dcgm-exporter exposition and a real node-exporter."""
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import json
 import pathlib
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 
-from helpers import wait_for
+from helpers import basic_auth, wait_for
 
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
@@ -39,13 +41,26 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
 
 
 class Prometheus:
-    """A real Prometheus on 127.0.0.1, scraping ``targets`` ({job: ["addr:port", ...]})."""
+    """A real Prometheus on 127.0.0.1, scraping ``targets`` ({job: ["addr:port", ...]}), each job
+    with ``job_yaml`` too (lines of YAML, e.g. ``scheme: https``). With ``client`` (an SSL context
+    and "user:password"), its own API is behind ``--web.config.file`` in ``extra_args``."""
 
-    def __init__(self, tmp: pathlib.Path, targets: dict[str, list[str]], scrape_s: float = 1.0, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        tmp: pathlib.Path,
+        targets: dict[str, list[str]],
+        scrape_s: float = 1.0,
+        extra_args: tuple[str, ...] = (),
+        job_yaml: str = "",
+        client: tuple[ssl.SSLContext, str] | None = None,
+    ) -> None:
         assert PROMETHEUS is not None
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        jobs = "".join(f"  - job_name: {job}\n    static_configs:\n      - targets: {json.dumps(t)}\n" for job, t in targets.items())
+        self.url = f"{'http' if client is None else 'https'}://127.0.0.1:{self.port}"
+        self.context, auth = (None, None) if client is None else client
+        self.headers = basic_auth(auth)
+        extra = "".join(f"    {line}\n" for line in job_yaml.splitlines())
+        jobs = "".join(f"  - job_name: {job}\n{extra}    static_configs:\n      - targets: {json.dumps(t)}\n" for job, t in targets.items())
         config = tmp / "prometheus.yml"
         config.write_text(
             f"global:\n  scrape_interval: {scrape_s:g}s\n  scrape_timeout: {scrape_s:g}s\n"
@@ -69,14 +84,17 @@ class Prometheus:
     def ready(self) -> bool:
         assert self.proc.poll() is None, self.proc.stderr.read() if self.proc.stderr else ""
         try:
-            with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as resp:
+            with self._get("/-/ready", timeout=2) as resp:
                 return resp.status == 200
         except OSError:
             return False
 
+    def _get(self, path: str, timeout: float) -> http.client.HTTPResponse:
+        request = urllib.request.Request(self.url + path, headers=self.headers)
+        return urllib.request.urlopen(request, timeout=timeout, context=self.context)
+
     def query(self, expr: str) -> list[dict]:
-        url = f"{self.url}/api/v1/query?query={urllib.parse.quote(expr)}"
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        with self._get(f"/api/v1/query?query={urllib.parse.quote(expr)}", timeout=5) as resp:
             body = json.load(resp)
         assert body["status"] == "success", body
         return body["data"]["result"]

@@ -40,9 +40,24 @@ Environment spec (``install_from_spec`` / ``install_from_env``, variable ``GPUTO
     OPTION  := "driver_not_loaded" | "no_permission" | "rm_version_mismatch" | "library_not_found"
              | DRIVER profile name (e.g. "old_driver", case-insensitive)
              | "simulated"    every device's name ends in " (simulated)" (screenshots, demos)
+             | "cost"         the driver cost model on (see below)
+             | "no_pcie_counters"  no PCIe byte-counter field ids (GetPcieThroughput is the way)
 
     "H100_SXM", "H100_SXM*2,A100_SXM", "CONSUMER:old_driver", "none:driver_not_loaded",
-    "A100_SXM+mig_enabled=1", "none:library_not_found", "H100_SXM*8:simulated"
+    "A100_SXM+mig_enabled=1", "none:library_not_found", "H100_SXM*8:simulated",
+    "H100_SXM*8:cost:no_pcie_counters"
+
+Driver cost model (off by default): the option ``cost`` (or ``DriverProfile(cost_model=True)``)
+makes every call cost what the real driver's does, from the figures in ``COSTS`` (published ones,
+and assumed ones classed with the nearest published call; see there). A call busy-waits (under
+20 us) or sleeps (above) for its cost, holding the fake's driver lock (one lock
+per fake, so per process; the real driver's is one per machine) for a process list, its
+device's lock for any other call on a device, none while a call waits out a sampling window
+(``DRIVER_LOCKED``, ``UNLOCKED``). ``fake.cost_ns`` counts the modelled time per symbol
+beside ``fake.calls``; with ``GPUTOP_FAKE_NVML_STATS=DIR`` a cost-modelled fake installed from a
+spec writes both to ``DIR/<pid>.json`` four times a second and at exit (``STATS_VARIABLE``), for a
+benchmark to read another process's driver time. The option ``no_pcie_counters`` is a driver
+without the PCIe byte-counter field ids (they answer INVALID_ARGUMENT, as on older drivers).
 
 Simulated names: ``simulated(profile)`` (or the ``simulated`` option) appends ``SIMULATED_SUFFIX``
 to the name the fake reports through ``nvmlDeviceGetName``, so a picture or a terminal made over
@@ -51,6 +66,7 @@ the fake says so itself. Everything else about the device (UUID included) stays 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import math
@@ -79,6 +95,96 @@ GiB = 1 << 30
 MiB = 1 << 20
 _UINT_MAX = 0xFFFFFFFF
 _NOT_AVAILABLE_ULL = 0xFFFFFFFFFFFFFFFF
+
+# ------------------------------------------------------------------------------ driver cost model
+
+# Seconds a call spends in the driver. Published: MangoHud PR #2104 (per-call medians, RTX 4090
+# laptop, driver 610.57.04): a running-process list 4491.4 us, the fan speed 137.1 us, memory
+# info 11.6 us, utilization rates 2.5 us; NVML's API reference: nvmlDeviceGetPcieThroughput
+# samples its counter over a 20 ms interval.
+COST_PUBLISHED: dict[str, float] = {
+    "nvmlDeviceGetComputeRunningProcesses_v3": 4491.4e-6,
+    "nvmlDeviceGetComputeRunningProcesses_v2": 4491.4e-6,
+    "nvmlDeviceGetGraphicsRunningProcesses_v3": 4491.4e-6,
+    "nvmlDeviceGetGraphicsRunningProcesses_v2": 4491.4e-6,
+    "nvmlDeviceGetFanSpeed": 137.1e-6,
+    "nvmlDeviceGetMemoryInfo": 11.6e-6,
+    "nvmlDeviceGetMemoryInfo_v2": 11.6e-6,
+    "nvmlDeviceGetUtilizationRates": 2.5e-6,
+    "nvmlDeviceGetPcieThroughput": 20e-3,
+}
+# Assumed, not published: each classed with the published call nearest in kind. Readings the
+# driver asks the GPU's PMU/GSP for (power, energy, temperature, clocks and their reasons,
+# performance state, power limit, field values, a GPM sample, the per-process utilization
+# samples the driver keeps) cost what the fan speed does (MangoHud PR #1307: "these NVML calls
+# ... need to talk to PMU and/or GSP"); everything else (static queries at open, GPM metrics
+# computed in the library from two samples) costs what memory info does. nvmlInit, nvmlShutdown
+# and nvmlErrorString: not modelled (0).
+_PMU = 137.1e-6
+COST_ASSUMED: dict[str, float] = {
+    "nvmlDeviceGetPowerUsage": _PMU,
+    "nvmlDeviceGetTotalEnergyConsumption": _PMU,
+    "nvmlDeviceGetEnforcedPowerLimit": _PMU,
+    "nvmlDeviceGetTemperature": _PMU,
+    "nvmlDeviceGetTemperatureV": _PMU,
+    "nvmlDeviceGetClockInfo": _PMU,
+    "nvmlDeviceGetPerformanceState": _PMU,
+    "nvmlDeviceGetPowerState": _PMU,
+    "nvmlDeviceGetCurrentClocksEventReasons": _PMU,
+    "nvmlDeviceGetCurrentClocksThrottleReasons": _PMU,
+    "nvmlDeviceGetFieldValues": _PMU,
+    "nvmlGpmSampleGet": _PMU,
+    "nvmlDeviceGetProcessUtilization": _PMU,
+    "nvmlDeviceGetProcessesUtilizationInfo": _PMU,
+    "nvmlInitWithFlags": 0.0,
+    "nvmlInit_v2": 0.0,
+    "nvmlShutdown": 0.0,
+    "nvmlErrorString": 0.0,
+}
+COST_OTHER_S = 11.6e-6  # any symbol in neither table
+COSTS: dict[str, float] = {**COST_ASSUMED, **COST_PUBLISHED}
+# Locks (assumed: the driver has one lock for itself and one per GPU). A process list walks
+# every client of the driver: it holds the driver's lock, so two never overlap. A call that
+# waits out a sampling window holds nothing while it waits. Every other call on a device holds
+# that device's lock: two devices may be read side by side, one device's calls run one at a time.
+DRIVER_LOCKED = frozenset(
+    {
+        "nvmlDeviceGetComputeRunningProcesses_v3",
+        "nvmlDeviceGetComputeRunningProcesses_v2",
+        "nvmlDeviceGetGraphicsRunningProcesses_v3",
+        "nvmlDeviceGetGraphicsRunningProcesses_v2",
+    }
+)
+UNLOCKED = frozenset({"nvmlDeviceGetPcieThroughput"})
+SPIN_BELOW_S = 20e-6  # shorter costs busy-wait; longer ones sleep (timer slack set to 1 ns)
+STATS_VARIABLE = "GPUTOP_FAKE_NVML_STATS"  # DIR: a cost-modelled fake writes DIR/<pid>.json
+STATS_EVERY_S = 0.25
+_PR_SET_TIMERSLACK = 29
+_slack = threading.local()
+
+
+def cost_of(symbol: str) -> float:
+    """Seconds the model charges one call of ``symbol``."""
+    return COSTS.get(symbol, COST_OTHER_S)
+
+
+def _spend(cost: float) -> None:
+    """Wait ``cost`` seconds: a spin (GIL held) below SPIN_BELOW_S, else a sleep (GIL released,
+    as a real driver call releases it) with this thread's timer slack at 1 ns (Linux; the
+    default 50 us would add that much to every call)."""
+    if cost < SPIN_BELOW_S:
+        end = time.perf_counter() + cost
+        while time.perf_counter() < end:
+            pass
+        return
+    if not getattr(_slack, "set", False):
+        _slack.set = True
+        try:
+            ctypes.CDLL(None).prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # not Linux: the sleeps run long
+    time.sleep(cost)
+
 
 _ERROR_STRINGS = {  # nvmlErrorString, as libnvidia-ml words them
     N.NVML_SUCCESS: b"Success",
@@ -325,6 +431,7 @@ class DriverProfile:
     symbols: frozenset[str] | None = None  # None: every symbol the fake implements
     init_error: int = N.NVML_SUCCESS  # e.g. NVML_ERROR_DRIVER_NOT_LOADED: nvmlInit fails with it
     max_field_id: int = N.NVML_FI_MAX - 1  # newer field ids answer INVALID_ARGUMENT
+    cost_model: bool = False  # every call costs its COSTS time (see the module doc)
 
     def exported(self) -> frozenset[str]:
         return IMPLEMENTED if self.symbols is None else self.symbols
@@ -537,6 +644,10 @@ class FakeNvml:
         self._gpm_samples: dict[int, _GpmSample] = {}
         self._gpm_memory: dict[int, Any] = {}
         self.calls: Counter[str] = Counter()
+        self.cost_ns: Counter[str] = Counter()  # modelled driver time per symbol (cost model on)
+        self.threads: dict[str, set[str]] = {}  # symbol -> names of the threads that called it (cost model on)
+        self._driver_lock = threading.Lock()  # the cost model's driver lock
+        self._device_locks = [threading.Lock() for _ in self._dev]
         self.initialized = 0
         for name in self.driver.exported():
             if name not in _REGISTRY:
@@ -631,6 +742,28 @@ class FakeNvml:
 
     # -- dispatch
     def _call(self, name: str, args: tuple) -> Any:
+        result = self._dispatch(name, args)
+        if self.driver.cost_model:
+            self._pay(name, args)
+        return result
+
+    def _pay(self, name: str, args: tuple) -> None:
+        """Spend the call's modelled cost under the lock it holds in the driver; count it."""
+        cost = cost_of(name)
+        dev = self._by_handle.get(_addr(args[0])) if args and _REGISTRY[name].device else None
+        lock = self._driver_lock if name in DRIVER_LOCKED or dev is None else self._device_locks[dev.index]
+        with contextlib.nullcontext() if name in UNLOCKED else lock:
+            _spend(cost)
+        with self._lock:
+            self.cost_ns[name] += round(cost * 1e9)
+            self.threads.setdefault(name, set()).add(threading.current_thread().name)
+
+    def stats(self) -> dict[str, Any]:
+        """Calls and modelled driver time (ns) per symbol so far, stamped with the wall clock."""
+        with self._lock:
+            return {"pid": os.getpid(), "t_ns": time.time_ns(), "calls": dict(self.calls), "cost_ns": dict(self.cost_ns)}
+
+    def _dispatch(self, name: str, args: tuple) -> Any:
         spec = _REGISTRY[name]
         with self._lock:
             self.calls[name] += 1
@@ -1235,6 +1368,9 @@ DRIVERS: dict[str, DriverProfile] = {
     "RM_VERSION_MISMATCH": RM_VERSION_MISMATCH,
 }
 LIBRARY_NOT_FOUND = "LIBRARY_NOT_FOUND"
+COST = "COST"  # the spec option: the driver cost model on
+NO_PCIE_COUNTERS = "NO_PCIE_COUNTERS"  # the spec option: field ids from the PCIe byte counters on answer INVALID_ARGUMENT
+_BEFORE_PCIE_COUNTERS = min(N.NVML_FI_DEV_PCIE_COUNT_TX_BYTES, N.NVML_FI_DEV_PCIE_COUNT_RX_BYTES) - 1
 
 
 # -------------------------------------------------------------------------------------- install
@@ -1292,15 +1428,24 @@ def parse_spec(spec: str) -> tuple[list[DeviceProfile], DriverProfile | str]:
         key = option.upper()
         if key == SIMULATED:
             devices = [simulated(d) for d in devices]
+        elif key in (COST, NO_PCIE_COUNTERS) and isinstance(driver, DriverProfile):
+            change = {"cost_model": True} if key == COST else {"max_field_id": _BEFORE_PCIE_COUNTERS}
+            driver = dataclasses.replace(driver, **change)
         elif key == LIBRARY_NOT_FOUND:
             driver = LIBRARY_NOT_FOUND
         elif key in DRIVERS:
             base = driver if isinstance(driver, DriverProfile) else R550
             chosen = DRIVERS[key]
-            driver = dataclasses.replace(base, init_error=chosen.init_error) if chosen.init_error != N.NVML_SUCCESS else chosen
+            if chosen.init_error != N.NVML_SUCCESS:
+                driver = dataclasses.replace(base, init_error=chosen.init_error)
+            elif base.cost_model or base.max_field_id < chosen.max_field_id:  # (the options given before it kept)
+                driver = dataclasses.replace(chosen, cost_model=base.cost_model, max_field_id=min(chosen.max_field_id, base.max_field_id))
+            else:
+                driver = chosen
         else:
             raise ValueError(
-                f"unknown fake NVML option {option!r} (known: {', '.join(k.lower() for k in DRIVERS)}, library_not_found, simulated)"
+                f"unknown fake NVML option {option!r} (known: {', '.join(k.lower() for k in DRIVERS)}, "
+                "library_not_found, simulated, cost, no_pcie_counters)"
             )
     return devices, driver
 
@@ -1326,7 +1471,32 @@ def install_from_spec(spec: str, *, monkeypatch: Any = None, real_time: bool = T
     if driver == LIBRARY_NOT_FOUND:
         install_library_missing(monkeypatch)
         return None
-    return install(FakeNvml(devices, driver, real_time=real_time), monkeypatch)
+    fake = install(FakeNvml(devices, driver, real_time=real_time), monkeypatch)
+    if isinstance(driver, DriverProfile) and driver.cost_model and os.environ.get(STATS_VARIABLE):
+        write_stats(fake, os.environ[STATS_VARIABLE])
+    return fake
+
+
+def write_stats(fake: FakeNvml, directory: str) -> None:
+    """``fake.stats()`` to ``directory/<pid>.json`` every STATS_EVERY_S (a daemon thread) and at exit."""
+    import atexit
+    import json
+
+    path = os.path.join(directory, f"{os.getpid()}.json")
+
+    def write() -> None:
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as out:
+            json.dump(fake.stats(), out)
+        os.replace(tmp, path)
+
+    def loop() -> None:
+        while True:
+            write()
+            time.sleep(STATS_EVERY_S)
+
+    atexit.register(write)
+    threading.Thread(target=loop, name="fakenvml-stats", daemon=True).start()
 
 
 def install_from_env(variable: str = "GPUTOP_FAKE_NVML") -> FakeNvml | None:

@@ -9,6 +9,7 @@ waiting on a condition.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import fcntl
 import os
@@ -18,6 +19,7 @@ import queue
 import select
 import shutil
 import signal
+import ssl
 import struct
 import subprocess
 import sys
@@ -404,10 +406,19 @@ class Tmux:
 # ------------------------------------------------------------------------------ gputop serve
 
 
+def basic_auth(auth: str | None) -> dict[str, str]:
+    """The request headers for basic auth as ``"user:password"`` (none for None)."""
+    return {} if auth is None else {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+
+
 class Served:
     """``gputop serve`` in a subprocess; ``url`` from the line it prints once it serves."""
 
-    def __init__(self, *args: str, fake: str | None = None, timeout: float = 30) -> None:
+    def __init__(
+        self, *args: str, fake: str | None = None, timeout: float = 30, context: ssl.SSLContext | None = None, auth: str | None = None
+    ) -> None:
+        self.context = context  # for https: the CA to trust (and a client certificate)
+        self.headers = basic_auth(auth)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gputop", "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fake_env(fake)
         )
@@ -418,7 +429,7 @@ class Served:
             line = self.lines.get(timeout=timeout)
         except queue.Empty:
             line = None
-        if line is None or "http://" not in line:
+        if line is None or "://" not in line:  # http:// or, with a --web-config, https://
             self.stop()
             raise AssertionError(f"gputop serve did not start: {''.join(self.stderr)}")
         self.url = line.split()[2]
@@ -431,7 +442,8 @@ class Served:
         self.lines.put(None)
 
     def get(self, timeout: float = 10) -> str:
-        with urllib.request.urlopen(self.url, timeout=timeout) as resp:
+        request = urllib.request.Request(self.url, headers=self.headers)
+        with urllib.request.urlopen(request, timeout=timeout, context=self.context) as resp:
             assert resp.status == 200
             return resp.read().decode()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 
 import pynvml
@@ -15,6 +16,8 @@ from gputop.model import GpuSample
 from gputop.sources.nvml import GpuUnavailable, NvmlSource
 from gputop.sources.nvml import info as nvml_info
 from gputop.sources.nvml import query as nvml_query
+from gputop.sources.nvml import source as nvml_source
+from helpers import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -283,7 +286,8 @@ def test_old_driver_falls_back_to_older_symbols(source):
     assert (s.mem_used_bytes, s.mem_total_bytes) == (used + reserved, total)  # v1: used counts reserved
     assert s.temp_c == round(fake.value(0, "temp_c"))
     assert s.clock_event_reasons == ("idle",)
-    # no PCIe byte counters in this driver: the throughput query, KB/s -> bytes/s, from the first tick
+    # no PCIe byte counters in this driver: the throughput query (KB/s -> bytes/s) on its own thread
+    s = wait_for(lambda: (x := only(src)).pcie_tx_bytes_per_s is not None and x, 30, "a PCIe throughput reading")
     assert s.pcie_tx_bytes_per_s == round(fake.value(0, "pcie_tx_kib_s")) * 1024
     for symbol in (
         "nvmlDeviceGetMemoryInfo",
@@ -328,7 +332,7 @@ def test_library_mismatch_error_counts_as_a_missing_function():
     [
         ("nvmlDeviceGetPowerUsage", "power_w"),
         ("nvmlDeviceGetTemperatureV", "temp_c"),
-        ("nvmlDeviceGetClockInfo", "sm_clock_mhz"),
+        ("nvmlDeviceGetClockInfo", "mem_clock_mhz"),  # (a tick asks the slow tier first: the memory clock)
         ("nvmlDeviceGetCurrentClocksEventReasons", "clock_event_reasons"),
         ("nvmlDeviceGetMemoryInfo_v2", "mem_used_bytes"),
         ("nvmlDeviceGetTotalEnergyConsumption", "energy_j"),
@@ -418,7 +422,8 @@ def test_gpu_lost_is_not_unknown_error(source):
 # --------------------------------------------------------------------------------- processes
 
 
-def test_processes_v3_with_utilization(source):
+def test_processes_v3_with_utilization(source, monkeypatch):
+    monkeypatch.setattr(nvml_source, "PROCESS_BUDGET_S_PER_S", math.inf)  # every call scans again
     fake, src = source([H100_SXM])
     procs = src.processes()[0]
     by_pid = {p.pid: p for p in procs}

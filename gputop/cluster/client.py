@@ -3,7 +3,9 @@
 ``PromError`` says what went wrong in words a user can act on: nothing listening, no answer in
 time, a refused token, a URL that is not Prometheus, a query Prometheus rejected (``kind`` is then
 Prometheus' ``errorType``, e.g. ``bad_data``). The password of a ``user:password@`` URL (basic
-auth) never appears in a message. HTTPS is verified unless ``verify=False``.
+auth) never appears in a message. HTTPS is verified unless ``verify=False``: against the system's
+CAs, or only ``ca_file``'s (a private CA); ``client_cert`` (certificate and key files) answers a
+Prometheus that asks for mutual TLS. Each is read once, an unusable file a ``PromError`` ("tls").
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import ssl
 import threading
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import httpx
 
@@ -22,8 +25,9 @@ Result = list[dict[str, Any]]  # the API's data.result: [{"metric": {...}, "valu
 
 
 class PromError(Exception):
-    """A query failed; ``str()`` is one line. ``kind``: "http", "connect", "timeout", "auth",
-    "not_prometheus", or Prometheus' own errorType ("bad_data", "execution", "timeout", ...)."""
+    """A query failed; ``str()`` is one line. ``kind``: "usage" (the URL), "tls" (a CA or client
+    certificate file), "http", "connect", "timeout", "auth", "not_prometheus", or Prometheus' own
+    errorType ("bad_data", "execution", "timeout", ...)."""
 
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)
@@ -47,6 +51,8 @@ class Prometheus:
         bearer_token: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         verify: bool = True,
+        ca_file: str | None = None,
+        client_cert: tuple[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         parsed = httpx.URL(url)
@@ -60,8 +66,9 @@ class Prometheus:
         if bearer_token is not None:
             headers["Authorization"] = f"Bearer {bearer_token}"
         # httpx takes basic auth from the URL's user:password itself
+        tls = tls_context(verify, ca_file, client_cert)
         self._http = httpx.Client(
-            base_url=url.rstrip("/") + "/", headers=headers, verify=verify, timeout=httpx.Timeout(timeout_s), transport=transport
+            base_url=url.rstrip("/") + "/", headers=headers, verify=tls, timeout=httpx.Timeout(timeout_s), transport=transport
         )
 
     def close(self) -> None:
@@ -83,9 +90,9 @@ class Prometheus:
         except httpx.TimeoutException:
             raise PromError(f"Prometheus at {self.url} did not answer within {self.timeout_s:g} s", "timeout") from None
         except httpx.ConnectError as exc:
-            raise PromError(f"cannot connect to Prometheus at {self.url}: {_reason(exc)}", "connect") from None
+            raise PromError(f"cannot connect to Prometheus at {self.url}: {_reason(exc)}{_tls_hint(exc)}", "connect") from None
         except httpx.HTTPError as exc:
-            raise PromError(f"talking to Prometheus at {self.url} failed: {_reason(exc)}", "http") from None
+            raise PromError(f"talking to Prometheus at {self.url} failed: {_reason(exc)}{_tls_hint(exc)}", "http") from None
         if resp.status_code in (401, 403):
             raise PromError(
                 f"Prometheus at {self.url} refused the request: HTTP {resp.status_code} "
@@ -109,6 +116,34 @@ class Prometheus:
         if not isinstance(result, list):
             raise PromError(f"{self.url} does not look like Prometheus: {where} answered JSON without data.result", "not_prometheus")
         return result
+
+
+def tls_context(verify: bool, ca_file: str | None, client_cert: tuple[str, str] | None) -> ssl.SSLContext:
+    """The client side of HTTPS (an SSLContext: httpx 0.28 deprecates paths in ``verify=``/``cert=``)."""
+    context = _loading(f"--ca-file {ca_file}", lambda: ssl.create_default_context(cafile=ca_file))
+    if client_cert is not None:
+        cert, key = client_cert
+        _loading(f"--client-cert {cert} with --client-key {key}", lambda: context.load_cert_chain(cert, key, password=_no_passphrase))
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+T = TypeVar("T")
+
+
+def _loading(what: str, loads: Callable[[], T]) -> T:
+    try:
+        return loads()
+    except ssl.SSLError as exc:
+        raise PromError(f"{what}: not a usable PEM certificate or key ({exc.reason or exc})", "tls") from None
+    except OSError as exc:
+        raise PromError(f"{what}: cannot read {exc.filename}: {exc.strerror or exc}", "tls") from None
+
+
+def _no_passphrase() -> str:  # asked for only when the key is encrypted; without it OpenSSL would prompt on the terminal
+    raise ssl.SSLError("the key is encrypted with a passphrase; give an unencrypted one")
 
 
 _gc_lock = threading.Lock()
@@ -145,6 +180,21 @@ def _json(resp: httpx.Response) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return body if isinstance(body, dict) and "status" in body else None
+
+
+TLS_HINTS = (  # OpenSSL's words for a refused handshake -> what the user can change
+    ("CERTIFICATE_VERIFY_FAILED", " (a server certificate from a private CA: --ca-file)"),
+    ("ALERT_BAD_CERTIFICATE", " (Prometheus refused this client's certificate, or wants one: --client-cert and --client-key)"),
+    ("ALERT_CERTIFICATE_REQUIRED", " (Prometheus wants a client certificate: --client-cert and --client-key)"),
+    ("ALERT_UNKNOWN_CA", " (Prometheus does not trust the CA of --client-cert)"),
+    ("ALERT_CERTIFICATE_EXPIRED", " (Prometheus refused --client-cert: expired)"),
+    ("EOF occurred in violation of protocol", " (Prometheus closed the TLS connection: it may want a client certificate, --client-cert)"),
+)
+
+
+def _tls_hint(exc: Exception) -> str:
+    text = str(exc)
+    return next((hint for words, hint in TLS_HINTS if words in text), "")
 
 
 def _reason(exc: Exception) -> str:

@@ -31,6 +31,8 @@ examples:
                                 only the targets these label matchers select
   gputop cluster --once --json  one refresh as JSON, for scripts
   gputop cluster --prometheus https://user:pass@prom --bearer-token-file /run/prom-token
+  gputop cluster --prometheus https://prom:9090 --ca-file ca.pem --client-cert me.pem --client-key me.key
+                                a Prometheus behind a private CA that asks for a client certificate
 
 Reads gputop serve's metrics, or dcgm-exporter's beside node-exporter's: docs/prometheus.md.
 """
@@ -59,6 +61,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--interval", type=INTERVAL, default=5.0, metavar="S", help="seconds between refreshes (default 5)")
     parser.add_argument("--timeout", type=seconds(0.1, 300), default=5.0, metavar="S", help="seconds to wait for each answer (default 5)")
     parser.add_argument("--bearer-token-file", default=None, metavar="PATH", help="send the token in this file as 'Authorization: Bearer'")
+    parser.add_argument("--ca-file", default=None, metavar="PATH", help="verify the server's HTTPS certificate against this CA (PEM)")
+    parser.add_argument("--client-cert", default=None, metavar="PATH", help="a client certificate (PEM), for mutual TLS")
+    parser.add_argument("--client-key", default=None, metavar="PATH", help="the key of --client-cert (PEM, unencrypted)")
     parser.add_argument("--insecure", action="store_true", help="do not verify the server's HTTPS certificate")
     parser.add_argument("--once", action="store_true", help="print one refresh and exit")
     parser.add_argument("--json", action="store_true", help="with --once: JSON (see README)")
@@ -88,10 +93,20 @@ def run(args: argparse.Namespace, env: Environment, *, show: Show | None = None)
             return env.error(f"cannot read --bearer-token-file {args.bearer_token_file}: {reason}", ExitStatus.USAGE)
         if not token:
             return env.error(f"--bearer-token-file {args.bearer_token_file} is empty", ExitStatus.USAGE)
+    if (args.client_cert is None) != (args.client_key is None):
+        return env.error("--client-cert and --client-key go together", ExitStatus.USAGE)
+    client_cert = None if args.client_cert is None else (str(args.client_cert), str(args.client_key))
     try:
-        prom = Prometheus(args.prometheus, bearer_token=token, timeout_s=args.timeout, verify=not args.insecure)
+        prom = Prometheus(
+            args.prometheus,
+            bearer_token=token,
+            timeout_s=args.timeout,
+            verify=not args.insecure,
+            ca_file=args.ca_file,
+            client_cert=client_cert,
+        )
     except PromError as exc:
-        return env.error(f"--prometheus: {exc}", ExitStatus.USAGE)
+        return env.error(f"--prometheus: {exc}" if exc.kind == "usage" else str(exc), ExitStatus.USAGE)
     feed = None
     try:
         try:

@@ -22,6 +22,7 @@ prints.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from typing import Any, Callable, TextIO
@@ -114,9 +115,16 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         return env.error(writer)
     sampler = env.sampler
     close_failed = None
+    driver_from = None
     try:
         if sampler is None:
-            sampler = env.open_sampler(2.0)
+            # the GPUs' process lists (the costliest NVML reads) only for a launched job's GPUs:
+            # the trace holds none
+            sampler = env.open_sampler(2.0 if workload is not None else math.inf)
+        intervals = getattr(sampler, "read_intervals", None)
+        if intervals is not None:  # (the header goes out with the first sample)
+            writer.settings["read_every_s"] = intervals()
+        driver_from = (_driver_time(sampler), env.clock())
         progress = _Progress(writer, env.stderr, env.clock) if env.stderr_isatty else None
         echo = None if getattr(args, "quiet", False) else _Echo(env.stdout, env.stderr, progress)
         recording = _Recording(writer, workload, sampler, progress, echo)
@@ -126,6 +134,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     except OSError as exc:  # disk full, file system gone: what was written still loads
         return env.error(f"writing {args.out} failed after {writer.samples} samples: {exc.strerror or exc}")
     finally:
+        if sampler is not None and driver_from is not None:
+            _write_driver_time(writer, sampler, driver_from, env.clock())
         close_failed = _close(writer, sampler if env.sampler is None else None)
     if close_failed:  # the disk filled at the very end: the samples are there, the closing ] is not
         return env.error(f"writing {args.out} failed at its end after {writer.samples} samples: {close_failed}")
@@ -152,6 +162,22 @@ def _open_writer(args: argparse.Namespace, workload: Workload | None) -> TraceWr
         return f"{args.out} exists (use --force to overwrite it)"
     except OSError as exc:
         return f"cannot write {args.out}: {exc.strerror or exc}"
+
+
+def _driver_time(sampler: SamplerLike) -> tuple[float, int] | None:
+    """The sampler's own time in GPU driver calls so far (seconds, calls), where it counts it."""
+    driver_time = getattr(sampler, "driver_time", None)
+    return None if driver_time is None else driver_time()
+
+
+def _write_driver_time(writer: TraceWriter, sampler: SamplerLike, start: tuple[tuple[float, int] | None, float], now: float) -> None:
+    """The recording's driver time since ``start`` ((driver time, clock) after the open) into the trace."""
+    first, end = start[0], _driver_time(sampler)
+    if first is not None and end is not None:
+        try:
+            writer.write_driver_time(end[0] - first[0], end[1] - first[1], now - start[1])
+        except OSError:
+            pass  # the disk filled: the closing ] fails the same way and says so
 
 
 def _close(writer: TraceWriter, sampler: SamplerLike | None) -> str | None:

@@ -6,6 +6,11 @@ thread. However many scrapes arrive, the sampling rate stays the interval's.
 
 Binds 127.0.0.1 unless told otherwise (prometheus_client's own default is every interface). A busy
 port or a bad address is one line on stderr and exit 1. Ctrl-C and SIGTERM stop it cleanly.
+``--web-config`` (``gputop.commands.webconfig``) adds TLS, mutual TLS, basic auth and headers; a
+file that cannot be served exactly as written is one line and exit 2, before anything listens.
+The TLS handshake runs on the request's own thread (with a deadline), so a client that stalls
+or speaks plain HTTP to the TLS port holds up nobody else. Without TLS on an address other than
+loopback it serves, and says once on stderr that it is in clear text.
 Imports neither textual nor torch; prometheus_client only once ``run`` starts.
 """
 
@@ -13,8 +18,11 @@ from __future__ import annotations
 
 import argparse
 import errno
+import ipaddress
+import math
 import socket
 import threading
+import time
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 
@@ -25,16 +33,23 @@ from gputop.sampler import Ticker
 from gputop.signals import StopSignals
 
 if TYPE_CHECKING:
+    import ssl
     from wsgiref.simple_server import WSGIServer
+
+    from gputop.commands.webconfig import WebConfig
 
 PROG = "gputop serve"
 DEFAULT_ADDR = "127.0.0.1"
 DEFAULT_PORT = 9400  # dcgm-exporter's too: give one of them another --port if both run
+HANDSHAKE_TIMEOUT_S = 10.0  # a TLS client that says nothing for this long is dropped
+LINGER_S = 2.0  # after a refused handshake, how long the refused client's own close is waited for
 EXAMPLES = """\
 examples:
   gputop serve                          http://127.0.0.1:9400/metrics, one sample a second
   gputop serve --addr 0.0.0.0           reachable from other machines (a cluster's Prometheus)
   gputop serve --port 9401 --interval 5 another port, a sample every 5 s
+  gputop serve --addr 0.0.0.0 --web-config web.yml
+                                        TLS and basic auth, the file node-exporter takes
   curl -s localhost:9400/metrics | grep gputop_gpu_sm_active_ratio
 
 Metric names, the dcgm-exporter equivalents and a scrape config for many nodes: docs/prometheus.md.
@@ -62,6 +77,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--port", type=port, default=DEFAULT_PORT, metavar="PORT", help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)"
     )
     parser.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S", help="seconds between samples (default 1)")
+    parser.add_argument(
+        "--web-config",
+        default=None,
+        metavar="FILE",
+        help="TLS, mutual TLS and basic auth from Prometheus exporter-toolkit's web config YAML (node-exporter's --web.config.file)",
+    )
     return parser
 
 
@@ -69,8 +90,9 @@ class BindError(Exception):
     """The address cannot be listened on; the message is one line for the user."""
 
 
-def bind(addr: str, port: int, app: Any) -> WSGIServer:
-    """A threaded HTTP server listening on ``addr:port`` (IPv4 or IPv6), not yet serving."""
+def bind(addr: str, port: int, app: Any, tls: ssl.SSLContext | None = None) -> WSGIServer:
+    """A threaded HTTP server listening on ``addr:port`` (IPv4 or IPv6), not yet serving; with
+    ``tls``, every connection is a TLS one, its handshake done on the request's thread."""
     try:
         family, _, _, _, sockaddr = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     except (socket.gaierror, UnicodeError) as exc:
@@ -89,6 +111,24 @@ def bind(addr: str, port: int, app: Any) -> WSGIServer:
         daemon_threads = True  # a stuck client never holds up the exit
         request_queue_size = 256  # socketserver's 5 would drop a burst of concurrent scrapes
 
+        def finish_request(self, request: Any, client_address: Any) -> None:
+            if tls is None:
+                return super().finish_request(request, client_address)
+            request.settimeout(HANDSHAKE_TIMEOUT_S)
+            try:
+                conn = tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)  # takes over the socket
+            except OSError:  # gone already
+                return
+            try:
+                try:
+                    conn.do_handshake()
+                except OSError:  # plain HTTP, no or a refused client certificate, a stall: only this client's
+                    _linger(conn)
+                    return
+                super().finish_request(conn, client_address)
+            finally:
+                conn.close()
+
     try:
         server = Server((str(sockaddr[0]), port), QuietHandler)
     except OSError as exc:
@@ -104,8 +144,39 @@ def bind(addr: str, port: int, app: Any) -> WSGIServer:
     return server
 
 
+def _linger(conn: socket.socket) -> None:
+    """After a refused handshake, whose alert OpenSSL has sent: half-close and read what the client
+    had sent already (TLS 1.3 sends its request before the server has checked its certificate).
+    Closing with unread data would reset the connection, and the reset can reach the client before
+    the alert that says why."""
+    deadline = time.monotonic() + LINGER_S
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(LINGER_S)
+        while conn.recv(65536) and time.monotonic() < deadline:
+            pass
+    except OSError:
+        pass
+
+
 def _hostport(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def _banner(server: WSGIServer, interval: float, web: WebConfig | None) -> str:
+    """The line that says where it serves (its URL third), and a second one when it is reachable
+    from other machines in clear text."""
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    where = _hostport(host, port)
+    tls = web is not None and web.tls is not None
+    guards = "" if web is None else f"  TLS {'on' if tls else 'off'}, basic auth {'on' if web.users else 'off'}"
+    line = f"{PROG}: {'https' if tls else 'http'}://{where}/metrics  every {interval:g} s{guards}  (Ctrl-C to stop)\n"
+    if not tls and not ipaddress.ip_address(host.split("%")[0]).is_loopback:
+        line += (
+            f"{PROG}: warning: {where} is reachable from other machines in clear text: anyone on the network can read "
+            "the metrics (and any password); --web-config with tls_server_config encrypts them\n"
+        )
+    return line
 
 
 def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | None = None, hostname: str | None = None) -> int:
@@ -122,8 +193,17 @@ def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | N
     registry = CollectorRegistry()
     registry.register(exporter)
     ProcessCollector(registry=registry)  # process_cpu_seconds_total: the exporter's own cost
+    app, web = make_wsgi_app(registry), None
+    if args.web_config is not None:
+        from gputop.commands.webconfig import WebConfigError, guard, load
+
+        try:
+            web = load(args.web_config)
+        except WebConfigError as exc:
+            return env.error(str(exc), ExitStatus.USAGE)
+        app = guard(app, web)
     try:
-        server = bind(args.addr, args.port, make_wsgi_app(registry))
+        server = bind(args.addr, args.port, app, tls=None if web is None else web.tls)
     except BindError as exc:
         return env.error(str(exc))
     sampler = env.sampler
@@ -131,13 +211,12 @@ def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | N
     try:
         with StopSignals(stop):
             if sampler is None:
-                sampler = env.open_sampler(2.0)
+                sampler = env.open_sampler(math.inf)  # no process lists: no metric shows them
             ticker = Ticker(args.interval)
             exporter.update(sampler.sample())  # the first scrape already has data
             thread = threading.Thread(target=server.serve_forever, name="gputop-http", daemon=True)
             thread.start()
-            host, port = server.server_address[:2]
-            stderr.write(f"{PROG}: http://{_hostport(str(host), int(port))}/metrics  every {args.interval:g} s  (Ctrl-C to stop)\n")
+            stderr.write(_banner(server, args.interval, web))
             stderr.flush()
             while not stop.wait(ticker.next_delay()):
                 exporter.update(sampler.sample())

@@ -32,12 +32,15 @@ def take(sampler: SupportsSample, settle_s: float = SETTLE_S) -> Sample:
     return replace(sample, gpus=gpus)
 
 
-def to_json(sample: Sample) -> str:
-    doc = {"gputop_version": __version__, "host": socket.gethostname(), **to_dict(sample)}
+def to_json(sample: Sample, driver: tuple[float, int] | None = None) -> str:
+    """``driver``: gputop's own time in GPU driver calls (seconds) and their count, taking the
+    snapshot (the sources' open and both ticks); ``gputop_driver`` is null without it."""
+    own = None if driver is None else {"seconds": driver[0], "calls": driver[1]}
+    doc = {"gputop_version": __version__, "host": socket.gethostname(), "gputop_driver": own, **to_dict(sample)}
     return json.dumps(doc, indent=2) + "\n"
 
 
-def to_text(sample: Sample) -> str:
+def to_text(sample: Sample, driver: tuple[float, int] | None = None) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sample.ts_ns / 1e9))
     head = f"{socket.gethostname()}  {stamp}"
     if sample.gpus:
@@ -48,6 +51,8 @@ def to_text(sample: Sample) -> str:
         lines.append(f"GPU  none shown: {sample.gpu_unavailable or 'no NVIDIA GPU found'}")
     for gpu in sample.gpus:
         lines.extend(_gpu_lines(gpu))
+    if driver is not None:
+        lines.append(f"gputop   {driver[0] * 1000:.1f} ms in {driver[1]} GPU driver calls, taking this snapshot (open and two reads)")
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,7 @@ CPU_PID = 10_000_000
 GPU_PID_BASE = 10_000_001
 CAT_CLOCKS = "gputop.clocks"
 CAT_LOST = "gputop.lost"
+CAT_DRIVER = "gputop.driver"  # at the end: the recorder's own driver time (ms/s, calls/s); decoders pass it by
 CAT_EMPTY = "gputop.empty"  # a GPU read that gave no value at all (not "not read": see to_samples)
 CAT_WORKLOAD = "gputop.workload"
 PHASE_TID_BASE = 20_000_000  # the workload's phases thread: above real tids and gputop's own pids

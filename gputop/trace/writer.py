@@ -21,6 +21,7 @@ from gputop.model import (
 from gputop.trace.counters import Counters, append_counters
 from gputop.trace.schema import (
     CAT_CLOCKS,
+    CAT_DRIVER,
     CAT_EMPTY,
     CAT_LOST,
     CPU_FAST,
@@ -107,6 +108,7 @@ class TraceWriter:
         self.bytes_written = 0
         self._fd: int | None = fd
         self._counters = Counters()
+        self._last_sample_ns = 0
         self._reasons: dict[int, Any] = {}
         self._lost: dict[int, bool] = {}
         self._gpus: dict[int, GpuSample] = {}  # the reading each GPU's counters were last written from
@@ -184,6 +186,7 @@ class TraceWriter:
 
     def write_sample(self, sample: Sample) -> None:
         self._last_ns = max(self._last_ns, sample.ts_ns, self._track.last_ns if self._track else 0)
+        self._last_sample_ns = sample.ts_ns
         lines = []
         if self.samples == 0:
             head = header_events(sample, self.settings, self.host, self.workload)
@@ -250,6 +253,16 @@ class TraceWriter:
             self._failed = True  # the file ends in a cut line, which the reader forgives; more would not help
             raise
         self.bytes_written += len(data)
+
+    def write_driver_time(self, seconds: float, calls: int, over_s: float) -> None:
+        """The recorder's own time in GPU driver calls over the recording: an instant
+        (``CAT_DRIVER``) on the CPU track at the last sample's time (the header, written with the
+        first sample, cannot know it). Nothing before the first sample or after a failed write."""
+        if self.samples and not self._failed and over_s > 0:
+            ms_per_s = 1000.0 * seconds / over_s
+            args = {"driver_ms_per_s": round(ms_per_s, 3), "calls_per_s": round(calls / over_s, 1), "over_s": round(over_s, 3)}
+            name = f"gputop's own driver time: {ms_per_s:.1f} ms/s"
+            self._write(instant(CAT_DRIVER, name, CPU_PID, ts_text(self._last_sample_ns), args))
 
     def close(self) -> None:
         """Finish the file with ``]`` (strict JSON from here on) and close it. Idempotent.

@@ -279,7 +279,10 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
         try:
             if state is not None:
                 self._show_workload(state, sample)
-            self.query_one(StatusBar).own_cpu_pct = self.self_cpu.read()
+            status = self.query_one(StatusBar)
+            status.own_cpu_pct = self.self_cpu.read()
+            if self.self_cpu.counts_driver:
+                status.own_driver = (self.self_cpu.driver_ms_per_s,)
         except NoMatches:
             if self.is_running:
                 raise

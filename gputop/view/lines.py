@@ -350,16 +350,25 @@ def header_start(st: Styles, host: str) -> Line:
 
 
 def live_header_parts(
-    st: Styles, state_forms: list[Item], interval_s: float, selected_gpu: int | None, sort_label: str, own_cpu_pct: float | None
+    st: Styles,
+    state_forms: list[Item],
+    interval_s: float,
+    selected_gpu: int | None,
+    sort_label: str,
+    own_cpu_pct: float | None,
+    own_driver: tuple[float | None] | None = None,
 ) -> list[tuple[list[Item], bool]]:
     """The live view's header after "gputop host": its state (each form, longest first), the
     pace, the selected GPU and the process table's sort (neither where there is no GPU: the
-    GPU panel says why, once), gputop's own CPU and the help key."""
+    GPU panel says why, once), gputop's own CPU, its own time in GPU driver calls where it is
+    counted (``own_driver``: its ms per second, in a tuple; None: not counted) and the help key."""
+    driver = [] if own_driver is None else [([field(st, "driver", fmt.ms_per_s(own_driver[0]))], False)]
     return [
         (state_forms, True),
         ([field(st, "every", f"{interval_s:g} s")], False),
         *(([p], False) for p in gpu_parts(st, selected_gpu, sort_label)),
         ([field(st, "own CPU", fmt.pct(own_cpu_pct, 1))], False),
+        *driver,
         ([help_part(st)], False),
     ]
 

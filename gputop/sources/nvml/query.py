@@ -4,11 +4,15 @@ Every NVML call goes through ``query``: a query the device or driver can't answe
 supported, no permission, function missing from an older driver) gives ``None``, never 0; a lost
 GPU raises ``GpuLost``. A per-tick query that answered at probe time becomes a ``Reader``
 (which call, with which arguments, into which fields), so a tick calls only what answered.
+``query`` also times every call (``DRIVER_TIME``): gputop's own time in the driver, shown beside
+its own CPU.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -81,6 +85,29 @@ UNANSWERABLE = _Unanswerable()  # what a probe gets back for a query the device 
 _logged: set[tuple[str, int]] = set()
 
 
+class DriverTime:
+    """This process's time in NVML calls made through ``query`` (wall time of each call, every
+    thread summed) and how many calls."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # the sampling thread and the PCIe thread both add
+        self._ns = 0
+        self._calls = 0
+
+    def add(self, ns: int) -> None:
+        with self._lock:
+            self._ns += ns
+            self._calls += 1
+
+    def read(self) -> tuple[int, int]:
+        """(nanoseconds, calls) so far."""
+        with self._lock:
+            return self._ns, self._calls
+
+
+DRIVER_TIME = DriverTime()
+
+
 def query(fn: Callable[..., Any], *args: Any, unanswerable: Any = None) -> Any:
     """Call one NVML function: its value, or None (``unanswerable`` where it never will answer).
 
@@ -88,8 +115,12 @@ def query(fn: Callable[..., Any], *args: Any, unanswerable: Any = None) -> Any:
     pynvml raises it from an unversioned wrapper whose symbol the driver lacks) counts as a
     missing function.
     """
+    start = time.perf_counter_ns()
     try:
-        return fn(*args)
+        try:
+            return fn(*args)
+        finally:
+            DRIVER_TIME.add(time.perf_counter_ns() - start)
     except pynvml.NVMLError as err:
         code = err.value
         if code in LOST:
@@ -189,7 +220,8 @@ TICK_QUERIES = (
 )
 # Fields that move on a scale of seconds: read at most every SLOW_INTERVAL_S and carried in
 # between, so a 100 Hz recording does not pay for them a hundred times a second.
-SLOW_FIELDS = frozenset({"power_limit_w", "temp_c", "fan_pct", "pstate"})
+# The memory clock moves with the performance state, not within one.
+SLOW_FIELDS = frozenset({"power_limit_w", "temp_c", "fan_pct", "pstate", "mem_clock_mhz"})
 SLOW_INTERVAL_S = 0.5
 # Cumulative counters read in one nvmlDeviceGetFieldValues call; rates come from deltas.
 # (field, field id, scope id, bytes per unit); PCIe byte counters are newer than GetPcieThroughput

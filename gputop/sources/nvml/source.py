@@ -5,6 +5,12 @@ What a device supports is probed once, in ``NvmlSource.open``: each per-tick que
 becomes a ``Reader`` (which call, with which arguments, into which fields), choosing the newest
 variant the driver has (memory info v2 or v1, GetTemperatureV or GetTemperature, clocks event or
 throttle reasons, process queries v3 or v2). A tick then calls only what answered.
+
+Reads are tiered by what they cost the driver and how fast the value moves: the counters every
+GPU read; ``SLOW_FIELDS`` every ``SLOW_INTERVAL_S``; PCIe throughput without byte counters on a
+thread of its own (``pcie.PcieWatch``); process lists as often as the sampler asks, within a
+budget of driver time.
+``read_intervals()`` says which fields are read less often than every GPU read, and how often.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ import pynvml
 from gputop.model import GpuInfo, GpuProcess, GpuSample
 from gputop.sources.nvml.gpm import Gpm
 from gputop.sources.nvml.info import cuda_version, lost_info, static_info, text, unavailable_reason
+from gputop.sources.nvml.pcie import PcieWatch
 from gputop.sources.nvml.query import (
     COUNTERS,
+    DRIVER_TIME,
     LOST,
     NOT_AVAILABLE,
     PCIE_THROUGHPUT,
@@ -38,8 +46,10 @@ from gputop.sources.nvml.query import (
     query,
     read_all,
 )
+from gputop.sources.nvml.workers import SideBySide
 
 log = logging.getLogger("gputop.sources.nvml")  # the package's one logger
+PROCESS_BUDGET_S_PER_S = 0.02  # process lists' driver time, at most, per second
 Clock = Callable[[], float]
 
 
@@ -63,6 +73,7 @@ class _Device:
         self.energy_j: float | None = None  # integrated from power where there is no counter
         self.last_power: tuple[float, float] | None = None  # (monotonic s, W)
         self.counters: list[tuple[str, Any, int]] = []  # (field, (id, scope), bytes per unit)
+        self.pcie_readers: list[Reader] = []  # GetPcieThroughput, where there are no byte counters
         self.last_counts: tuple[float, list[Any]] | None = None
         self.process_fns: list[tuple[str, Callable[..., Any]]] = []
         self.process_util = False
@@ -103,7 +114,7 @@ class _Device:
         for name, variants in PCIE_THROUGHPUT:
             found = None if name in have else first_answering(h, variants)
             if found:
-                self.readers.append(Reader((name,), found[0], (h, *found[1]), kib_per_s))
+                self.pcie_readers.append(Reader((name,), found[0], (h, *found[1]), kib_per_s))
 
     # -- every tick
     def read(self) -> dict[str, Any]:
@@ -214,10 +225,17 @@ class _Device:
 class NvmlSource:
     """Every NVIDIA GPU NVML can see. Build with ``NvmlSource.open()``; ``close()`` when done."""
 
-    def __init__(self, devices: list[_Device]) -> None:
+    def __init__(self, devices: list[_Device], clock: Clock = time.monotonic) -> None:
         self._devices = devices
         self.devices: tuple[GpuInfo, ...] = tuple(d.info for d in devices)
         self._closed = False
+        self._clock = clock
+        self._scanned: tuple[float, float, dict[int, tuple[GpuProcess, ...] | None]] | None = None  # (when, seconds it took, table)
+        # several GPUs are read side by side: each device's calls hold only its own lock in the
+        # driver (a process list holds the driver's: those stay one after another)
+        self._pool = SideBySide(len(devices), "gputop-gpu") if len(devices) > 1 else None
+        self._pcie = PcieWatch({d.index: d.pcie_readers for d in devices if not d.lost})
+        self._pcie.start()
 
     @classmethod
     def open(cls, clock: Clock = time.monotonic) -> NvmlSource:
@@ -230,7 +248,7 @@ class NvmlSource:
         except (pynvml.NVMLError, pynvml.NVMLLibraryMismatchError) as err:
             raise GpuUnavailable(unavailable_reason(err)) from None
         try:
-            return cls(_probe_all(clock))
+            return cls(_probe_all(clock), clock)
         except BaseException:
             query(pynvml.nvmlShutdown)
             raise
@@ -241,13 +259,17 @@ class NvmlSource:
         if self._closed:
             raise RuntimeError("NvmlSource is closed")
         table = processes or {}
-        return tuple(self._sample(d, table.get(d.index)) for d in self._devices)
+        if self._pool is None:
+            return tuple(self._sample(d, table.get(d.index)) for d in self._devices)
+        return tuple(self._pool.map(lambda d: self._sample(d, table.get(d.index)), self._devices))
 
-    @staticmethod
-    def _sample(device: _Device, processes: tuple[GpuProcess, ...] | None) -> GpuSample:
+    def _sample(self, device: _Device, processes: tuple[GpuProcess, ...] | None) -> GpuSample:
         if not device.lost:
             try:
-                return GpuSample(device.info, processes=processes, **device.read())
+                values = device.read()
+                if device.pcie_readers:
+                    values.update(self._pcie.latest(device.index))
+                return GpuSample(device.info, processes=processes, **values)
             except GpuLost as err:
                 log.warning("GPU %d (%s) lost: %s", device.index, device.info.name, err)
                 device.lost = True
@@ -255,9 +277,23 @@ class NvmlSource:
 
     def processes(self) -> dict[int, tuple[GpuProcess, ...] | None]:
         """Per device index, the processes holding a context there (host fields left None);
-        None for a device whose processes can't be read."""
+        None for a device whose processes can't be read.
+
+        A process list is the costliest read there is (milliseconds in the driver, under its
+        lock): asked again sooner than the last scan's time over PROCESS_BUDGET_S_PER_S, this
+        gives the last scan's table (on 8 GPUs a scan can take 70 ms: every 3.5 s at most).
+        """
         if self._closed:
             raise RuntimeError("NvmlSource is closed")
+        now = self._clock()
+        if self._scanned is not None and now - self._scanned[0] < self._scanned[1] / PROCESS_BUDGET_S_PER_S:
+            return dict(self._scanned[2])
+        started = time.perf_counter()
+        result = self._scan()
+        self._scanned = (now, time.perf_counter() - started, result)  # (its calls, one after another)
+        return result
+
+    def _scan(self) -> dict[int, tuple[GpuProcess, ...] | None]:
         result: dict[int, tuple[GpuProcess, ...] | None] = {}
         for device in self._devices:
             result[device.index] = None
@@ -269,10 +305,23 @@ class NvmlSource:
                     device.lost = True
         return result
 
+    def read_intervals(self) -> dict[str, float]:
+        """The fields read less often than every GPU read, and every how many seconds."""
+        slow = {f: SLOW_INTERVAL_S for d in self._devices for r in d.slow_readers for f in r.fields}
+        return {**slow, **dict.fromkeys(sorted(self._pcie.fields), self._pcie.interval_s)}
+
+    @staticmethod
+    def driver_time() -> tuple[int, int]:
+        """This process's time in NVML calls so far (ns, wall time of each call) and how many."""
+        return DRIVER_TIME.read()
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self._pcie.close()
+        if self._pool is not None:
+            self._pool.close()
         for device in self._devices:
             device.close()
         query(pynvml.nvmlShutdown)

@@ -39,6 +39,7 @@ class StatusBar(Panel):
     interval_s: reactive[float] = reactive(1.0)
     paused: reactive[bool] = reactive(False)
     own_cpu_pct: reactive[float | None] = reactive(None)
+    own_driver: reactive[tuple[float | None] | None] = reactive(None)  # (ms/s,) where counted
     selected_gpu: reactive[int | None] = reactive(None)
     sort_label: reactive[str] = reactive("")
     host: reactive[str] = reactive("")
@@ -54,6 +55,7 @@ class StatusBar(Panel):
             self.interval_s,
             self.paused,
             self.own_cpu_pct,
+            self.own_driver,
             self.selected_gpu,
             self.sort_label,
             self.host,
@@ -71,7 +73,9 @@ class StatusBar(Panel):
                 ([part], False) for part in rest + gpu_parts(self, self.selected_gpu, self.sort_label) + [help_part(self)]
             ]
         else:
-            forms = live_header_parts(self, self._state_forms(), self.interval_s, self.selected_gpu, self.sort_label, self.own_cpu_pct)
+            forms = live_header_parts(
+                self, self._state_forms(), self.interval_s, self.selected_gpu, self.sort_label, self.own_cpu_pct, self.own_driver
+            )
         return [fit_parts(header_start(self, self.host), forms, width)]
 
     def _state_forms(self) -> list[Item]:
