@@ -180,7 +180,7 @@ class WorkloadTrack:
                 self.output_lines += 1
                 self.last_ns = max(self.last_ns, item.ts_ns)
                 yield instant(CAT_WORKLOAD, item.name, pid, ts_text(item.ts_ns), dict(item.args), tid=output_tid(pid))
-            elif item.kind in ("start", "end", "hello"):
+            elif item.kind in ("start", "end", "hello", "stacks"):
                 args = {k: v for k, v in dict(item.args).items() if plain_json(v)}
                 self.last_ns = max(self.last_ns, item.ts_ns)
                 yield instant(CAT_WORKLOAD, item.kind, pid, ts_text(item.ts_ns), args, tid=tid)

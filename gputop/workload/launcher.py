@@ -220,6 +220,28 @@ class Workload:
             if self._collect:
                 self._pending.append(item)
 
+    def stalled_ranks(self, now_ns: int | None = None) -> dict[int, float]:
+        """The ranks that have stopped stepping (``ranks.stalled``): rank -> seconds since its last step."""
+        with self._lock:
+            recent = [s for mine in self._rank_steps.values() for s in mine]
+        return ranks.stalled(recent, self._clock_ns() if now_ns is None else now_ns)
+
+    def ranks_seen(self) -> set[int]:
+        """The ranks that have stepped."""
+        with self._lock:
+            return set(self._rank_steps)
+
+    def capture_stacks(self, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+        """Every connected process's Python stacks, asked through the events socket (answered by a
+        thread of the hooks in each; see gputop.workload.channel): a list of ``{pid, rank, ts_ns,
+        threads: [{thread, main, stack}]}``, by rank, of those that answered within ``timeout_s``
+        ([] for a job without the socket, or ended). Blocks up to ``timeout_s``: not on a UI thread."""
+        channel = self._channel
+        if channel is None:
+            return []
+        answers = channel.capture_stacks(timeout_s)
+        return sorted(answers, key=lambda a: (not isinstance(a.get("rank"), int), a.get("rank") or 0, a.get("pid") or 0))
+
     # ---- the process ------------------------------------------------------------------------
 
     def _finish(self) -> None:

@@ -253,16 +253,29 @@ def summary(steps: Sequence[WorkloadStep], hellos: Mapping[int, Mapping[str, Any
     samples/s (the sum over ranks) and which rank's step is the job's (``samples``: the
     recording's, for each rank's GPU over the ranks' steps)."""
     ranks = model(steps, hellos)
+    return summary_of(ranks, rank_gpus(ranks, steps, hellos, samples))
+
+
+def rank_gpus(
+    ranks: Sequence[RankFigures], steps: Sequence[WorkloadStep], hellos: Mapping[int, Mapping[str, Any]], samples: Sequence[Sample]
+) -> dict[int, causes.GpuWindow]:
+    """Each rank's GPU over the ranks' steps, from a recording's samples, where known."""
+    ranked = [s for s in steps if s.rank is not None and s.step != 1]
+    if not (ranked and samples):
+        return {}
+    devices = {r.rank: hellos.get(r.pid, {}) for r in ranks if r.pid is not None}
+    begin = min(s.ts_ns - int(s.wall_s * 1e9) for s in ranked)
+    return causes.rank_gpus(samples, devices, begin, max(s.ts_ns for s in ranked))
+
+
+def summary_of(ranks: Sequence[RankFigures], gpus: Mapping[int, causes.GpuWindow] | None = None) -> dict[str, Any]:
+    """``summary``'s keys for ranks already modelled (those of several nodes' traces together;
+    ``gpus``: each rank's GPU, where known)."""
     if not ranks:
         return {}
+    gpus = gpus or {}
     slow = slowest(ranks)
     waits = collective_wait_s(ranks)
-    ranked = [s for s in steps if s.rank is not None and s.step != 1]
-    gpus = {}
-    if ranked and samples:
-        devices = {r.rank: hellos.get(r.pid, {}) for r in ranks if r.pid is not None}
-        begin = min(s.ts_ns - int(s.wall_s * 1e9) for s in ranked)
-        gpus = causes.rank_gpus(samples, devices, begin, max(s.ts_ns for s in ranked))
     return {
         "ranks": [{**as_json(r), "wait_per_step_s": waits.get(r.rank), "gpu": _gpu_json(gpus.get(r.rank))} for r in ranks],
         "straggler": straggler(ranks, gpus),
@@ -436,3 +449,12 @@ def rows(
         s = straggler(figs, causes.rank_gpus(samples, devices, 0, now_ns) if samples else None)
     found = None if s is None else RankStraggler(rank=s["rank"], reason=s["reason"], evidence=s["evidence"])
     return tuple(out), found, None if ended else flag.text
+
+
+def stalled(steps: Iterable[WorkloadStep], now_ns: int) -> dict[int, float]:
+    """The ranks that have stopped stepping by ``stall``'s rule (stalled, or waiting for one that
+    has): rank -> seconds since its last step. In a job whose ranks step together they all stop
+    within a step of each other: which one holds the others is what their stacks tell."""
+    mine = by_rank(steps)
+    flag = stall(mine, now_ns)
+    return {r: (now_ns - mine[r][-1].ts_ns) / 1e9 for r, state in flag.states.items() if state in ("stalled", "waiting")}
