@@ -88,6 +88,10 @@ def test_a_rank_that_stops_is_flagged_and_the_rank_that_waits_for_it_said_so(ter
     assert rank_row(screen, 1)[-1] == "stalled" and rank_row(screen, 1)[2] == "n/a"
     # rank 0 stepped on to the next all-reduce (step 200) before it waited; rank 1 stopped near step 10
     assert int(rank_row(screen, 0)[3].replace(",", "")) > int(rank_row(screen, 1)[3].replace(",", ""))
+    # w: where each rank is now, from its own Python stacks: rank 1 in its dataset's hang
+    term.tmux("send-keys", "-t", "t", "w")
+    stacks = term.wait_for(lambda s: "Python stacks of the job's" in s and "time.sleep(STALL_S)" in s, "rank 1's stack", 60)
+    assert re.search(r"rank 1 \(pid \d+\)", stacks) and "__getitem__" in stacks, stacks
 
 
 # ---- a recording of a 2-rank job: its tracks and its replay -----------------------------------

@@ -37,6 +37,7 @@ from gputop.sampler import SamplerLike, iter_samples
 from gputop.signals import Stopped, StopSignals, signal_name
 from gputop.trace import TraceWriter
 from gputop.workload import Workload, WorkloadError
+from gputop.workload.channel import stacks_text
 
 PROG = "gputop record"
 EXAMPLES = """\
@@ -303,14 +304,12 @@ class _Recording:
 def stacks_args(answer: dict[str, Any]) -> dict[str, Any]:
     """One process's answer to a ``stacks`` request as a trace instant's plain args: its threads'
     stacks as one text, the main thread first."""
-    threads = [t for t in answer.get("threads") or () if isinstance(t, dict)]
-    text = "".join(f"Thread {t.get('thread')}{' (main)' if t.get('main') else ''}:\n{t.get('stack') or ''}" for t in threads)
     pid, rank = answer.get("pid"), answer.get("rank")
     return {
         "pid": pid if isinstance(pid, int) else None,
         "rank": rank if isinstance(rank, int) else None,
-        "threads": len(threads),
-        "stacks": text,
+        "threads": sum(isinstance(t, dict) for t in answer.get("threads") or ()),
+        "stacks": stacks_text(answer),
     }
 
 

@@ -155,6 +155,10 @@ class WorkloadTimeline:
     def stop(self, grace_s: float = 0.0) -> None:
         """Nothing to stop: a recording's workload ended long ago."""
 
+    def capture_stacks(self, timeout_s: float = 0.0) -> list[dict[str, Any]]:
+        """No process to ask: a recording's stacks, where it has any, are in ``report``."""
+        return []
+
     def at(self, at: int) -> WorkloadState:
         start = self.start[1] if self.start is not None and self.start[0] <= at else NO_START
         k = bisect.bisect_right(self._step_ns, at)

@@ -21,7 +21,7 @@ import struct
 import tempfile
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 ENV_SOCK = "GPUTOP_EVENTS_SOCK"  # _gputop_autostep.ENV_SOCK
 BACKLOG = 64
@@ -171,3 +171,10 @@ class EventSocket:
                 conn.close()
             self._asked = []
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def stacks_text(answer: Mapping[str, Any]) -> str:
+    """One process's answer to a ``stacks`` request as text: each thread's stack, the main thread's
+    first (as the hooks list them)."""
+    threads = [t for t in answer.get("threads") or () if isinstance(t, dict)]
+    return "".join(f"Thread {t.get('thread')}{' (main)' if t.get('main') else ''}:\n{t.get('stack') or ''}" for t in threads)
