@@ -287,6 +287,8 @@ class WorkloadState:
     placement: Placement | None = None  # None: NVML gives no CPU affinity, or no CPU time yet
     tokens_per_sample: int | None = None  # a language model's context length (start's extras)
     ranks: tuple[RankRow, ...] = ()  # a distributed job's ranks, by rank (empty: no ranks)
+    # a distributed job's recent steps, every rank's, oldest first (recent_steps: its slowest rank's)
+    rank_steps: tuple[WorkloadStep, ...] = ()
     straggler: RankStraggler | None = None
     # a rank that stopped while the others go on or wait, in words ("rank 1: no step for 41 s;
     # rank 0 waits"); None while every rank steps

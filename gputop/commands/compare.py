@@ -156,7 +156,7 @@ class Result:
 
 def result(device: str, state: WorkloadState, warmup: int) -> Result:
     """The rates over the steps after the first ``warmup`` (by step index; a rank's, by its own)."""
-    steps = tuple(s for s in state.recent_steps if s.step > warmup)
+    steps = tuple(s for s in (state.rank_steps or state.recent_steps) if s.step > warmup)
     per_rank = ranks.model(steps, {})
     if per_rank:  # a distributed job: the sum of its ranks' rates, the slowest rank's step
         slow = ranks.slowest(per_rank)

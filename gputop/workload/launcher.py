@@ -439,5 +439,6 @@ class Workload:
             ranks=by_rank,
             straggler=straggler,
             rank_stall=stall,
+            rank_steps=tuple(sorted((s for mine in self._rank_steps.values() for s in mine), key=lambda s: s.ts_ns)),
         )
         return self._state
