@@ -381,6 +381,7 @@ class Workload:
             live = self._run.rates(start.get("flops_per_step"), start.get("peak_flops"))
             if self._run_by_rank.ranks:  # a distributed job's: the sum over its ranks
                 live = dataclasses.replace(live, samples_per_s=self._run_by_rank.samples_per_s())
+        judged = list(series if self._rank_steps else self._steps)
         output = self._output.snapshot()
         now_ns = self._ended_ns if self._ended_ns is not None else self._clock_ns()
         phases = self._reader.phases
@@ -427,13 +428,14 @@ class Workload:
             last_step_age_s=None if last is None else max(0.0, (now_ns - last.ts_ns) / 1e9),
             kill_in_s=None if status != "stopping" or self._kill_at is None else max(0.0, self._kill_at - time.monotonic()),
             steps_source=self._reader.steps_source,
-            # over the steps the verdict is drawn from, so the two agree
-            data_wait_share=rates.data_wait_share(insight.measured(self._steps) or list(self._steps)),
+            # over the steps the verdict is drawn from, so the two agree: a distributed job's
+            # slowest rank's (as report takes them), its own loader workers counted
+            data_wait_share=rates.data_wait_share(insight.measured(judged) or list(judged)),
             job=self._job,
             verdict=insight.live_verdict(
-                tuple(self._steps), start.get("device"), self._job, self._sample, self._env, start.get("device_uuid")
+                tuple(judged), start.get("device"), self._job, self._sample, self._env, start.get("device_uuid"), judged[-1].pid
             )
-            if self._steps
+            if judged
             else None,
             placement=self._placement(start),
             ranks=by_rank,
