@@ -179,6 +179,26 @@ def child_env() -> dict[str, str]:
     return out
 
 
+def rank_job_env() -> dict[str, str]:
+    """``gputop record --run`` of a distributed job's environment: torchrun beside this Python on
+    PATH, one fake H100, no hooks' switch inherited; skips the test where torch or torchrun is
+    missing."""
+    import pytest
+
+    pytest.importorskip("torch")
+    bindir = os.path.dirname(sys.executable)
+    if shutil.which("torchrun", path=bindir + os.pathsep + os.environ.get("PATH", "")) is None:
+        pytest.skip("torchrun is not installed beside this Python")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUTOP_AUTOSTEP")}
+    env.update(
+        GPUTOP_FAKE_NVML="H100_SXM",
+        PYTHONWARNINGS="ignore",
+        PATH=bindir + os.pathsep + env.get("PATH", ""),
+        PYTHONPATH=os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS)]),
+    )
+    return env
+
+
 def job(tmp_path: pathlib.Path, grandchild: bool, takes_device: bool = False) -> tuple[str, pathlib.Path]:
     """A workload that writes its pgid (and starts a grandchild, when asked) and sleeps;
     ``takes_device``: it declares --device, so that compare runs it (as it does the bundled ones)

@@ -49,12 +49,14 @@ def live_verdict(
     sample: Sample | None,
     env: Mapping[str, str],
     device_uuid: str | None = None,
+    rank_pid: int | None = None,
 ) -> Verdict:
-    """The verdict over the recent steps and the latest readings."""
+    """The verdict over the recent steps and the latest readings (``rank_pid``: in a distributed
+    job, the rank whose steps these are: only its own loader workers count)."""
     after = measured(steps)
     gpus = sample.gpus if sample is not None else ()
     gpu = job_gpu(gpus, device, device_uuid, env)
-    count, workers_cpu = workers(job)
+    count, workers_cpu = workers(job, rank_pid)
     cores = len(sample.cpu.core_util_pct) if sample is not None else None
     idle = None if sample is None or cores is None else max(0.0, cores - sample.cpu.busy_cores)
     return verdict.decide(
