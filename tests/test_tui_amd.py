@@ -10,7 +10,7 @@ from gputop.sources.amd import AmdSource
 from gputop.sources.cpu import CpuSource
 from gputop.sources.gpu import GpuSources
 from gputop.sources.nvml import NvmlSource
-from tui_fixtures import make_app, screen_text, started
+from tui_fixtures import make_app, screen_text, started, until
 
 pytestmark = pytest.mark.tui
 
@@ -24,6 +24,8 @@ async def test_both_vendors_in_the_live_view(fake_nvml, fake_amdsmi) -> None:
     try:
         async with app.run_test(size=(160, 60)) as pilot:
             await started(pilot, 2)
+            # both panels drawn with a second GPU read (GPM's pair, XGMI's rate): waited for, not timed
+            await until(pilot, lambda: "SMs active" in screen_text(app) and "XGMI read" in screen_text(app), timeout_s=60)
             text = screen_text(app)
     finally:
         sampler.close()
