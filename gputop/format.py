@@ -154,6 +154,12 @@ _REASON_WORDS = {
     "display_clock_setting": "display clocks",
     "board_limit": "board limit",
     "reliability": "reliability limit",
+    # AMD's violation status (gputop.sources.amd)
+    "amd_power": "power limit (PPT)",
+    "amd_socket_thermal": "too hot (socket)",
+    "amd_hbm_thermal": "HBM too hot",
+    "amd_vr_thermal": "voltage regulator too hot",
+    "amd_prochot": "PROCHOT (too hot)",
 }
 
 

@@ -24,8 +24,19 @@ class Metric:
 
 
 _GPU = [
-    Metric("gpu_util_pct", "%", "gpu", "NVML utilization.gpu: share of the sample period in which any kernel ran"),
-    Metric("mem_busy_pct", "%", "gpu", "NVML utilization.memory: share of the sample period in which device memory was read or written"),
+    Metric(
+        "gpu_util_pct",
+        "%",
+        "gpu",
+        "share of the sample period in which any kernel ran (NVML utilization.gpu; AMD: gfx_activity, the compute units' engine)",
+    ),
+    Metric(
+        "mem_busy_pct",
+        "%",
+        "gpu",
+        "share of the sample period in which device memory was read or written (NVML utilization.memory; "
+        "AMD: umc_activity, the memory controllers': a busy share, not GPM's DRAM bandwidth)",
+    ),
     Metric("sm_active_pct", "%", "gpu", "GPM: average share of SMs with at least one warp resident (Hopper and newer)"),
     Metric("sm_occupancy_pct", "%", "gpu", "GPM: resident warps as a share of the SMs' maximum (Hopper and newer)"),
     Metric("tensor_active_pct", "%", "gpu", "GPM: share of cycles the tensor cores were busy (any precision)"),
@@ -41,7 +52,7 @@ _GPU = [
     Metric("energy_j", "J", "gpu", "energy used since the driver loaded (or since gputop started, where integrated from power)", "counter"),
     Metric("sm_clock_mhz", "MHz", "gpu", "SM clock"),
     Metric("mem_clock_mhz", "MHz", "gpu", "memory clock"),
-    Metric("temp_c", "C", "gpu", "GPU core temperature"),
+    Metric("temp_c", "C", "gpu", "GPU core temperature (AMD: the edge sensor, which MI300X lacks)"),
     Metric("fan_pct", "%", "gpu", "fan speed as a share of maximum (no fan on datacentre boards)"),
     Metric("pstate", "", "gpu", "performance state, 0 (fastest) to 15"),
     Metric("clock_event_reasons", "", "gpu", "why clocks are held below their maximum, in words", "info"),
@@ -49,6 +60,10 @@ _GPU = [
     Metric("pcie_rx_bytes_per_s", "bytes/s", "gpu", "PCIe receive throughput"),
     Metric("nvlink_tx_bytes_per_s", "bytes/s", "gpu", "NVLink transmit throughput, all links"),
     Metric("nvlink_rx_bytes_per_s", "bytes/s", "gpu", "NVLink receive throughput, all links"),
+    Metric("temp_hotspot_c", "C", "gpu", "AMD: junction (hotspot) temperature, the hottest point of the die"),
+    Metric("temp_mem_c", "C", "gpu", "AMD: memory (HBM or VRAM) temperature"),
+    Metric("xgmi_read_bytes_per_s", "bytes/s", "gpu", "AMD: XGMI (Infinity Fabric) data read, all links"),
+    Metric("xgmi_write_bytes_per_s", "bytes/s", "gpu", "AMD: XGMI (Infinity Fabric) data written, all links"),
 ]
 
 _CPU = [

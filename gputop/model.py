@@ -41,6 +41,10 @@ class GpuInfo:
     # whether the driver keeps an energy counter (energy_j since it loaded); False: energy_j is
     # power integrated since gputop started; None: not known (a recording from before this field)
     energy_counter: bool | None = None
+    vendor: str = "nvidia"  # "nvidia" (NVML) or "amd" (amdsmi): which words the views use (SM or CU)
+    # the device's number in the compute runtime where it differs from ``index`` (AMD: the HIP
+    # ordinal that ``cuda:N`` means in a ROCm PyTorch); None: the same as ``index``
+    runtime_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,10 @@ class GpuSample:
     pcie_rx_bytes_per_s: float | None = None
     nvlink_tx_bytes_per_s: float | None = None
     nvlink_rx_bytes_per_s: float | None = None
+    temp_hotspot_c: float | None = None  # AMD: the hottest junction (NVML gives none)
+    temp_mem_c: float | None = None  # AMD: the HBM/VRAM temperature
+    xgmi_read_bytes_per_s: float | None = None  # AMD: XGMI reads, all links
+    xgmi_write_bytes_per_s: float | None = None  # AMD: XGMI writes, all links
     processes: tuple[GpuProcess, ...] | None = None  # None: not readable on this device
 
     @property
@@ -210,6 +218,31 @@ class Verdict:
 
 
 @dataclass(frozen=True, slots=True)
+class RankRow:
+    """One rank of a distributed job as the views show it (gputop.workload.ranks.rows)."""
+
+    rank: int
+    pid: int | None  # its latest process
+    device: str | None  # its hello's: "cuda:1", "cpu"; None where it said none
+    device_uuid: str | None  # that GPU's UUID, as torch gives it (ties the rank to an NVML device)
+    steps: int
+    steps_per_s: float | None  # over its recent steps after its first: their count over their time
+    step_p50_s: float | None
+    data_wait_share: float | None  # None without a DataLoader
+    last_step_age_s: float | None  # from its last step to the snapshot
+    state: str  # "stepping" | "waiting" | "stalled" | "exited" (gputop.workload.ranks.stall)
+
+
+@dataclass(frozen=True, slots=True)
+class RankStraggler:
+    """The rank that holds a distributed job back, and why (``reason`` None: not measured)."""
+
+    rank: int
+    reason: str | None
+    evidence: str
+
+
+@dataclass(frozen=True, slots=True)
 class WorkloadState:
     """What a launched workload has reported so far, and how its process stands.
 
@@ -261,6 +294,13 @@ class WorkloadState:
     verdict: Verdict | None = None
     placement: Placement | None = None  # None: NVML gives no CPU affinity, or no CPU time yet
     tokens_per_sample: int | None = None  # a language model's context length (start's extras)
+    ranks: tuple[RankRow, ...] = ()  # a distributed job's ranks, by rank (empty: no ranks)
+    # a distributed job's recent steps, every rank's, oldest first (recent_steps: its slowest rank's)
+    rank_steps: tuple[WorkloadStep, ...] = ()
+    straggler: RankStraggler | None = None
+    # a rank that stopped while the others go on or wait, in words ("rank 1: no step for 41 s;
+    # rank 0 waits"); None while every rank steps
+    rank_stall: str | None = None
 
     @property
     def tokens_per_s(self) -> float | None:

@@ -24,7 +24,7 @@ from gputop.model import GpuProcess, GpuSample, Sample
 
 if TYPE_CHECKING:
     from gputop.sources.cpu import CpuSource, HostProcess
-    from gputop.sources.nvml import NvmlSource
+    from gputop.sources.gpu import GpuSource
 
 ProcessTable = dict[int, "tuple[GpuProcess, ...] | None"]
 
@@ -86,7 +86,7 @@ class Sampler:
     def __init__(
         self,
         cpu: CpuSource,
-        gpu: NvmlSource | None,
+        gpu: GpuSource | None,
         gpu_unavailable: str | None = None,
         process_interval_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
@@ -398,18 +398,13 @@ def iter_samples(
 
 
 def open_real(process_interval_s: float = 2.0) -> Sampler:
-    """The real sources: psutil for the host, NVML for the GPUs (absent GPUs are a reason, not an
-    error). The commands are handed this (or a test's stub); they never build sources."""
+    """The real sources: psutil for the host, every vendor's GPUs (absent GPUs are a reason, not
+    an error). The commands are handed this (or a test's stub); they never build sources."""
     from gputop.sources.cpu import CpuSource
-    from gputop.sources.nvml import GpuUnavailable, NvmlSource
+    from gputop.sources.vendors import open_gpus
 
-    cpu = CpuSource()
-    gpu: NvmlSource | None
-    try:
-        gpu, reason = NvmlSource.open(), None
-    except GpuUnavailable as exc:
-        gpu, reason = None, exc.reason
-    return Sampler(cpu, gpu, gpu_unavailable=reason, process_interval_s=process_interval_s)
+    gpu, reason = open_gpus()
+    return Sampler(CpuSource(), gpu, gpu_unavailable=reason, process_interval_s=process_interval_s)
 
 
 class OpenedOnFirstSample:

@@ -12,10 +12,12 @@ interval, so the charts have history at once; then ``p`` starts the app's own ti
 picture is taken after its first tick. A rerun draws the same curves and numbers; only the
 process table's pid, user, CPU % and command come from this machine.
 
-The exceptions are the workload shots (``workload-160x50``, ``script-160x50``): a real child (the
-bundled ``mlp``; ``screenshots/train.py``, a script that knows nothing of gputop, its steps
-detected by gputop's hooks) on this machine's CPU, launched by ``gputop.workload.Workload`` and watched in real time for
-``WORKLOAD_SECONDS``. There the CPU panel, the workload panel and its output are real (and vary
+The exceptions are the workload shots (``workload-160x50``, ``script-160x50``, ``ranks-160x50``):
+a real child (the bundled ``mlp``; ``screenshots/train.py``, a script that knows nothing of gputop,
+its steps detected by gputop's hooks; ``torchrun`` running ``tests/rank_scripts/ddp_train.py`` as
+two ranks on gloo, rank 1's dataset slow) on this machine's CPU, launched by
+``gputop.workload.Workload`` and watched in real time for ``WORKLOAD_SECONDS`` (the ranks' shot
+until its straggler is found, too). There the CPU panel, the workload panel and its output are real (and vary
 from run to run); the GPU is still the simulated one.
 
 Options: ``--only NAME...`` makes some of the shots, ``--out DIR`` writes elsewhere.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import sys
 import threading
 import time
@@ -37,10 +40,13 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import fakenvml  # noqa: E402  (tests/, on the path above)
+import fakeamdsmi  # noqa: E402  (tests/, on the path above)
+import fakenvml  # noqa: E402
 from gputop.model import CpuSample  # noqa: E402
 from gputop.sampler import Sampler  # noqa: E402
+from gputop.sources.amd import AmdSource, AmdUnavailable  # noqa: E402
 from gputop.sources.cpu import CpuSource  # noqa: E402
+from gputop.sources.gpu import GpuSource, combined  # noqa: E402
 from gputop.sources.nvml import GpuUnavailable, NvmlSource  # noqa: E402
 from gputop.tui.app import GputopApp, SelfCpu  # noqa: E402
 from gputop.view.feed import LiveFeed  # noqa: E402
@@ -91,6 +97,8 @@ class Shot:
     spec: str  # GPUTOP_FAKE_NVML grammar (tests/fakenvml.py)
     what: str
     workload: tuple[str, ...] = ()  # a real child: target and its arguments (see take_workload)
+    env: tuple[tuple[str, str], ...] = ()  # the child's environment, beyond this script's
+    amd: str = ""  # GPUTOP_FAKE_AMDSMI grammar (tests/fakeamdsmi.py): AMD GPUs beside (or instead of) NVIDIA's
 
 
 SHOTS = (
@@ -98,6 +106,7 @@ SHOTS = (
     Shot("8gpu-160x50", (160, 50), "H100_SXM*8:simulated", "eight H100s, 160x50"),
     Shot("h100-80x24", (80, 24), "H100_SXM:simulated", "one H100, 80x24"),
     Shot("nogpu-120x40", (120, 40), "none:driver_not_loaded", "no GPU (driver not loaded), 120x40"),
+    Shot("mi300x-160x50", (160, 50), "none", "one AMD MI300X, 160x50", amd="MI300X:simulated"),
     Shot(
         "workload-160x50",
         (160, 50),
@@ -112,6 +121,14 @@ SHOTS = (
         "an unmodified training script (screenshots/train.py) on this CPU, 160x50",
         workload=(str(HERE / "train.py"),),
     ),
+    Shot(
+        "ranks-160x50",
+        (160, 50),
+        "H100_SXM:simulated",
+        "a 2-rank torchrun job on gloo on this CPU, rank 1's dataset slow, 160x50",
+        workload=("torchrun", "--standalone", "--nproc_per_node=2", str(ROOT / "tests" / "rank_scripts" / "ddp_train.py")),
+        env=(("STEPS", "100000"), ("SLOW_S", "0.004"), ("PYTHONWARNINGS", "ignore")),
+    ),
 )
 WORKLOAD_SECONDS = 25.0  # real time the workload trains before the picture
 
@@ -121,13 +138,15 @@ class AdvancingSampler:
     whoever calls it (this script or the app's own tick loop), samples are an interval apart
     and stamped on the fake's clock."""
 
-    def __init__(self, sampler: Sampler, fake: fakenvml.FakeNvml, interval_s: float) -> None:
-        self.sampler, self.fake, self.interval_s = sampler, fake, interval_s
+    def __init__(self, sampler: Sampler, fake: fakenvml.FakeNvml, interval_s: float, amd: fakeamdsmi.FakeAmdSmi | None = None) -> None:
+        self.sampler, self.fake, self.interval_s, self.amd = sampler, fake, interval_s, amd
         self._lock = threading.Lock()  # advance + sample as one step, whichever thread calls
 
     def sample(self):
         with self._lock:
             now_ns = self.fake.advance(self.interval_s)
+            if self.amd is not None:
+                self.amd.advance(self.interval_s)
             # stamped on the simulated clock, so the charts' time axis spans ticks x interval
             return replace(self.sampler.sample(), ts_ns=now_ns)
 
@@ -139,11 +158,22 @@ def build(shot: Shot, interval_s: float) -> AdvancingSampler:
     devices, driver = fakenvml.parse_spec(shot.spec)
     fake = fakenvml.install(fakenvml.FakeNvml(devices, driver, real_time=False))
     clock = lambda: fake.now_ns / 1e9  # noqa: E731  (rates and GPM pairs follow the fake's time)
+    sources: list[GpuSource] = []
+    reason = None
     try:
-        gpu, reason = NvmlSource.open(clock=clock), None
+        sources.append(NvmlSource.open(clock=clock))
     except GpuUnavailable as exc:
-        gpu, reason = None, exc.reason
-    return AdvancingSampler(Sampler(ScriptedCpu(), gpu, gpu_unavailable=reason, clock=clock), fake, interval_s)
+        reason = exc.reason
+    amd = None
+    if shot.amd:
+        amd = fakeamdsmi.from_spec(shot.amd, real_time=False)
+        fakeamdsmi.install(amd)
+        try:
+            sources.append(AmdSource.open(first_index=len(sources[0].devices) if sources else 0, clock=amd.now))
+        except AmdUnavailable as exc:
+            reason = exc.reason
+    gpu = combined(sources)
+    return AdvancingSampler(Sampler(ScriptedCpu(), gpu, gpu_unavailable=reason, clock=clock), fake, interval_s, amd)
 
 
 async def take(shot: Shot, out: Path, ticks: int, interval_s: float) -> Path:
@@ -182,13 +212,15 @@ async def take_workload(shot: Shot, out: Path, interval_s: float) -> Path:
     devices, driver = fakenvml.parse_spec(shot.spec)
     fakenvml.install(fakenvml.FakeNvml(devices, driver, real_time=True))
     sampler = Sampler(CpuSource(), NvmlSource.open())
-    workload = Workload(shot.workload[0], shot.workload[1:])
+    # torchrun is found beside this Python (a virtual environment's bin/ need not be on PATH)
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    workload = Workload(shot.workload[0], shot.workload[1:], env={**os.environ, "PATH": path, **dict(shot.env)})
     workload.start()
     app = GputopApp(LiveFeed(sampler, interval_s, host="simulated GPU", workload=workload))
     try:
         async with app.run_test(size=shot.size) as pilot:
             deadline = time.monotonic() + WORKLOAD_SECONDS
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline or (shot.env and _no_straggler(app.workload_state, deadline)):
                 await pilot.pause(0.1)
             state = app.workload_state
             if state is None or not state.running or state.step is None:
@@ -199,6 +231,13 @@ async def take_workload(shot: Shot, out: Path, interval_s: float) -> Path:
         workload.stop()
         sampler.close()
     return path
+
+
+def _no_straggler(state, deadline: float) -> bool:
+    """A distributed job whose straggler is not named yet (waited for up to a minute more)."""
+    if time.monotonic() > deadline + 60:
+        raise RuntimeError(f"no straggler named {WORKLOAD_SECONDS + 60:.0f} s into the job: {state}")
+    return state is None or state.straggler is None
 
 
 def main(argv: list[str] | None = None) -> int:

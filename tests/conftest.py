@@ -85,3 +85,20 @@ def source(fake_nvml):
     yield open_
     for src in opened:
         src.close()
+
+
+@pytest.fixture
+def fake_amdsmi():
+    """A factory that installs a fake libamd_smi under the real amdsmi package for this test, and
+    returns it (``fake_amdsmi("MI300X*8")``, the GPUTOP_FAKE_AMDSMI spec syntax, on a manual clock:
+    ``fake.advance(seconds)``). amdsmi is forgotten after the test (its next import finds no
+    library, as on a machine without ROCm)."""
+    import fakeamdsmi
+
+    def make(spec: str = "MI300X", *, real_time: bool = False) -> fakeamdsmi.FakeAmdSmi:
+        fake = fakeamdsmi.from_spec(spec, real_time=real_time)
+        fakeamdsmi.install(fake)
+        return fake
+
+    yield make
+    fakeamdsmi.uninstall()

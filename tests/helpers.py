@@ -145,9 +145,10 @@ def write_with_workload(path: pathlib.Path, items: list) -> pathlib.Path:
 # -------------------------------------------------------------------------- gputop as a child
 
 
-def gputop(*args: str, fake: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    """``python -m gputop ARGS`` to its end; ``fake``: the GPUTOP_FAKE_NVML spec (None: no fake)."""
-    return subprocess.run([sys.executable, "-m", "gputop", *args], capture_output=True, text=True, env=fake_env(fake), timeout=timeout)
+def gputop(*args: str, fake: str | None = None, timeout: float = 60, amd: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m gputop ARGS`` to its end; ``fake``: the GPUTOP_FAKE_NVML spec (None: no fake);
+    ``amd``: the GPUTOP_FAKE_AMDSMI spec (None: no AMD fake)."""
+    return subprocess.run([sys.executable, "-m", "gputop", *args], capture_output=True, text=True, env=fake_env(fake, amd), timeout=timeout)
 
 
 def gputop_h100(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -155,12 +156,17 @@ def gputop_h100(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess
     return gputop(*argv, fake="H100_SXM", timeout=timeout)
 
 
-def fake_env(fake: str | None) -> dict[str, str]:
-    """This environment with the NVML fake ``fake`` (a GPUTOP_FAKE_NVML spec; None: no fake)."""
+def fake_env(fake: str | None, amd: str | None = None) -> dict[str, str]:
+    """This environment with the NVML fake ``fake`` (a GPUTOP_FAKE_NVML spec; None: no fake) and
+    the AMD fake ``amd`` (a GPUTOP_FAKE_AMDSMI spec; None: none)."""
     env = dict(os.environ)
     env.pop("GPUTOP_FAKE_NVML", None)
-    if fake is not None:
-        env["GPUTOP_FAKE_NVML"] = fake
+    env.pop("GPUTOP_FAKE_AMDSMI", None)
+    if amd is not None:
+        env["GPUTOP_FAKE_AMDSMI"] = amd
+    if fake is not None or amd is not None:
+        if fake is not None:
+            env["GPUTOP_FAKE_NVML"] = fake
         env["PYTHONPATH"] = os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS), env.get("PYTHONPATH", "")])
     return env
 
@@ -171,6 +177,26 @@ def child_env() -> dict[str, str]:
     out.update(GPUTOP_FAKE_NVML="H100_SXM", TERM="xterm-256color")
     out["PYTHONPATH"] = os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS), out.get("PYTHONPATH", "")])
     return out
+
+
+def rank_job_env() -> dict[str, str]:
+    """``gputop record --run`` of a distributed job's environment: torchrun beside this Python on
+    PATH, one fake H100, no hooks' switch inherited; skips the test where torch or torchrun is
+    missing."""
+    import pytest
+
+    pytest.importorskip("torch")
+    bindir = os.path.dirname(sys.executable)
+    if shutil.which("torchrun", path=bindir + os.pathsep + os.environ.get("PATH", "")) is None:
+        pytest.skip("torchrun is not installed beside this Python")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUTOP_AUTOSTEP")}
+    env.update(
+        GPUTOP_FAKE_NVML="H100_SXM",
+        PYTHONWARNINGS="ignore",
+        PATH=bindir + os.pathsep + env.get("PATH", ""),
+        PYTHONPATH=os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS)]),
+    )
+    return env
 
 
 def job(tmp_path: pathlib.Path, grandchild: bool, takes_device: bool = False) -> tuple[str, pathlib.Path]:
@@ -395,12 +421,22 @@ class Served:
     """``gputop serve`` in a subprocess; ``url`` from the line it prints once it serves."""
 
     def __init__(
-        self, *args: str, fake: str | None = None, timeout: float = 30, context: ssl.SSLContext | None = None, auth: str | None = None
+        self,
+        *args: str,
+        fake: str | None = None,
+        timeout: float = 30,
+        context: ssl.SSLContext | None = None,
+        auth: str | None = None,
+        amd: str | None = None,
     ) -> None:
         self.context = context  # for https: the CA to trust (and a client certificate)
         self.headers = basic_auth(auth)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gputop", "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fake_env(fake)
+            [sys.executable, "-m", "gputop", "serve", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=fake_env(fake, amd),
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.stderr: list[str] = []

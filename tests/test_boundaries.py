@@ -86,6 +86,7 @@ def _imports(path: pathlib.Path) -> set[str]:
     "dependency, allowed",
     [
         ("pynvml", {"sources/nvml"}),
+        ("amdsmi", {"sources/amd"}),
         ("psutil", {"sources/cpu.py"}),
         ("subprocess", {"workload/process.py"}),
         ("torch", set()),

@@ -339,17 +339,23 @@ def test_stopping_a_serve_makes_its_node_stale_within_two_scrapes(fleet):
     feed = fleet.feed()
     before = {n.host: n for n in feed.refresh().nodes}
     assert not before["127.0.0.4"].stale
+    stopping = time.time()  # (its port closes before its process has ended)
     assert fleet.served["127.0.0.4"].stop(signal.SIGTERM) == 0
-    stopped = time.time()
-    t0 = time.monotonic()
-    stale = wait_for(
-        lambda: next((n for n in feed.refresh().nodes if n.host == "127.0.0.4" and n.stale), None),
-        10,
-        "the stopped node never turned stale",
-    )
-    elapsed = time.monotonic() - t0
-    assert elapsed <= 2 * SCRAPE_S + 0.5, elapsed  # 0.5 s: the polling and the queries' own time
-    assert stale.stale_since is not None and stopped - 2 * SCRAPE_S - 1 <= stale.stale_since <= stopped + 0.5
+    asked: list[float] = []
+
+    def stale_node():
+        asked.append(time.time())  # (the refresh that sees it stale begins here)
+        return next((n for n in feed.refresh().nodes if n.host == "127.0.0.4" and n.stale), None)
+
+    stale = wait_for(stale_node, 30, "the stopped node never turned stale")
+    # counted in Prometheus's own scrapes, not in seconds (on a loaded machine its scrapes come
+    # late): stale by its first or second failed scrape after the stop
+    (series,) = fleet.prom.query('up{instance=~"127\\\\.0\\\\.0\\\\.4:.*"}[120s]')
+    scrapes = [(float(ts), value) for ts, value in series["values"]]
+    last_good = max(ts for ts, value in scrapes if value == "1")
+    failed = [ts for ts, value in scrapes if last_good < ts <= asked[-1]]  # (a scrape begun as it stopped counts)
+    assert 1 <= len(failed) <= 2, (scrapes, stopping, asked)
+    assert last_good <= asked[0] and stale.stale_since == pytest.approx(last_good, abs=1.0)  # to the second
     assert len(stale.gpus) == 1  # what it last had, flagged stale
     others = [n for n in feed.refresh().nodes if n.host != "127.0.0.4"]
     assert not any(n.stale for n in others)

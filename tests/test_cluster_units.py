@@ -101,12 +101,12 @@ def test_selector_with_a_metric_name_is_refused():
 def test_queries_carry_the_selector_everywhere():
     q = promql.Queries('{cluster="a"}')
     assert q.up == 'up{cluster="a"}'
-    assert q.gpus.startswith('max by (__name__, instance, gpu) ({__name__=~"gputop_gpu_sm_active_ratio|')
+    assert q.gpus.startswith('max by (__name__, instance, gpu, gpu_id) ({__name__=~"gputop_gpu_sm_active_ratio|')
     assert q.gpus.endswith(', cluster="a"})') and q.gpu_names.endswith(', cluster="a"})')
     assert q.hosts.count('cluster="a"') == 6 and q.hosts.count(" or ") == 5
     assert 'node_cpu_seconds_total{mode="idle", cluster="a"}' in q.hosts
     h = q.history(("gpu-1:9400", "gpu-1:9100"))
-    assert h.startswith("max by (__name__, instance, gpu)")
+    assert h.startswith("max by (__name__, instance, gpu, gpu_id)")
     assert 'instance=~"gpu-1:9400|gpu-1:9100"' in h and 'cluster="a"' in h
     assert 'instance=~"a\\\\.b:1"' in q.stale_since(("a.b:1",))  # a regex escape, as a PromQL string
 
@@ -153,6 +153,34 @@ def test_decode_groups_by_host_and_prefers_gputop():
     assert g.mem_total_bytes == 1000 * names.MIB and g.activity_pct == 0.0 and g.sm_active_pct is None
     assert n2.stale and n2.stale_since == 1234.0 and n2.gpus == ()
     assert n3.source == "gputop" and [x.power_w for x in n3.gpus] == [300.0]  # not DCGM's copy
+
+
+@pytest.mark.unit
+def test_decode_reads_amd_device_metrics_exporter_names():
+    """AMD's exporter: percent activity, VRAM in MB (2^20), power in W, the index in gpu_id, the
+    name in card_model, the UUID in gpu_uuid; MI300X's power as gpu_package_power, MI250X's as
+    gpu_average_package_power, and no edge temperature on MI300X (n/a)."""
+    placed = [dict(instance="a1:5000", gpu_id=str(i)) for i in range(2)]
+    gpus = [
+        _series("gpu_gfx_activity", "87", **placed[0]),
+        _series("gpu_used_vram", "40960", **placed[0]),
+        _series("gpu_total_vram", "196592", **placed[0]),
+        _series("gpu_package_power", "612", **placed[0]),
+        _series("gpu_gfx_activity", "3", **placed[1]),
+        _series("gpu_average_package_power", "410", **placed[1]),
+        _series("gpu_edge_temperature", "44", **placed[1]),
+    ]
+    gpu_names = [
+        {"metric": dict(p, gpu_uuid=f"uuid-{p['gpu_id']}", card_model="MI300X", hostname="amd-one"), "value": [1.0, "1"]} for p in placed
+    ]
+    up = [_series("up", "1", instance="a1:5000", job="amd")]
+    ((node,), unnamed) = decode.nodes(up, gpus, gpu_names, [], {})
+    assert unnamed == 0 and (node.source, node.hostname) == ("amd", "amd-one")
+    g0, g1 = node.gpus
+    assert (g0.index, g0.uuid, g0.name) == (0, "uuid-0", "MI300X")
+    assert (g0.activity_pct, g0.mem_used_bytes, g0.mem_total_bytes, g0.power_w) == (87.0, 40960 * names.MIB, 196592 * names.MIB, 612.0)
+    assert g0.temp_c is None and g0.sm_active_pct is None
+    assert (g1.power_w, g1.temp_c, g1.mem_used_bytes) == (410.0, 44.0, None)
 
 
 def _gpu(i, sm, util=None, mem=0.0, power=None):

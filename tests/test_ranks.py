@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from gputop.workload import causes, ranks
 from gputop.workload.channel import EventSocket
 from gputop.workload.pipes import EventLines
 from gputop.workload.targets import WorkloadError, resolve
+from helpers import rank_job_env
 
 pytestmark = pytest.mark.xdist_group("ranks")  # its module fixture runs once, on one worker
 
@@ -188,17 +188,8 @@ JOBS = {  # name: (--run target and arguments, extra environment)
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory) -> dict[str, dict]:
-    pytest.importorskip("torch")
-    if shutil.which("torchrun", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")) is None:
-        pytest.skip("torchrun is not installed beside this Python")
+    env = rank_job_env()
     out = tmp_path_factory.mktemp("ranks")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUTOP_AUTOSTEP")}
-    env.update(
-        GPUTOP_FAKE_NVML="H100_SXM",
-        PYTHONWARNINGS="ignore",
-        PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
-        PYTHONPATH=os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS)]),
-    )
     running = {}
     for name, (run, extra) in JOBS.items():
         argv = [

@@ -643,3 +643,54 @@ async def test_quitting_stops_a_running_real_workload(tmp_path):
         assert state.status == "stopped" and not state.running
     finally:
         wl.stop()
+
+
+# -- w: the job's processes' Python stacks ------------------------------------------------------
+
+
+@pytest.mark.tui
+async def test_w_shows_every_ranks_python_stacks_and_escape_closes_them():
+    from gputop.tui.screens.stacks import StacksScreen
+
+    job = FakeWorkload(running())
+    job.stacks = [
+        {
+            "pid": 501,
+            "rank": 0,
+            "threads": [{"thread": 1, "main": True, "stack": '  File "train.py", line 40, in <module>\n    loss.backward()\n'}],
+        },
+        {
+            "pid": 502,
+            "rank": 1,
+            "threads": [{"thread": 1, "main": True, "stack": '  File "data.py", line 12, in __getitem__\n    time.sleep(3600)\n'}],
+        },
+    ]
+    app = workload_app(job)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        await pilot.press("w")
+        await until(pilot, lambda: isinstance(app.screen, StacksScreen), 30)
+        text = screen_text(app)
+        assert "Python stacks of the job's 2 processes that answered" in text
+        assert "rank 0 (pid 501)" in text and "loss.backward()" in text
+        assert "rank 1 (pid 502)" in text and "time.sleep(3600)" in text and "Thread 1 (main):" in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, StacksScreen)
+
+
+@pytest.mark.tui
+async def test_w_without_an_answer_says_why_and_without_a_job_does_nothing():
+    from gputop.tui.screens.stacks import StacksScreen
+
+    app = workload_app(FakeWorkload(running()))  # its stacks: none answered
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        await pilot.press("w")
+        await until(pilot, lambda: any("no process of the job answered" in n.message for n in app._notifications), 30)
+        assert not isinstance(app.screen, StacksScreen)
+    plain = make_app(FakeSampler(lambda t: make_sample(1, t)))
+    async with plain.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        await pilot.press("w")
+        await pilot.pause()
+        assert not isinstance(plain.screen, StacksScreen) and not any("stacks" in n.message for n in plain._notifications)

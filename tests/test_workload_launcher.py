@@ -701,3 +701,32 @@ def test_the_age_of_the_last_step_tells_stale_rates(tmp_path):
     finally:
         wl.stop(grace_s=0.5)
     assert Workload(path).state.last_step_age_s is None
+
+
+@pytest.mark.unit
+def test_a_distributed_jobs_data_wait_and_verdict_are_its_slowest_ranks_not_its_ranks_mixed(tmp_path):
+    """The workload panel's data wait mixed every rank's steps (39 % beside the ranks' 1 % and 79 %):
+    it is the slowest rank's, as report's; compare still sees every rank's steps."""
+    path = script(
+        tmp_path,
+        """\
+        import json, os, time
+        fd = int(os.environ["GPUTOP_EVENTS_FD"])
+        def emit(**e):
+            os.write(fd, (json.dumps(e) + "\\n").encode())
+        for rank in (0, 1):
+            emit(event="hello", source="auto", pid=100 + rank, ppid=1, rank=rank, world_size=2, ts_ns=1)
+        for k in range(1, 21):  # rank 1 waits 36 of its 40 ms for its batch; rank 0 none of its 30
+            emit(event="step", source="auto", step=k, samples=4, loss=None, wall_s=0.03, ts_ns=10**9 + k * 10**7,
+                 data_wait_s=0.0, waits=[], pid=100, rank=0)
+            emit(event="step", source="auto", step=k, samples=4, loss=None, wall_s=0.04, ts_ns=10**9 + k * 10**7 + 1,
+                 data_wait_s=0.036, waits=[], pid=101, rank=1)
+        time.sleep(0.3)
+    """,
+    )
+    state = run_to_end(Workload(path))
+    assert [r.rank for r in state.ranks] == [0, 1]
+    assert {s.rank for s in state.recent_steps} == {1}  # the job's series: its slowest rank's
+    assert state.data_wait_share == pytest.approx(0.9)  # not (0 + 0.9) / 2
+    assert state.verdict is not None and "90 %" in state.verdict.evidence, state.verdict  # data-bound, from its share
+    assert {s.rank for s in state.rank_steps} == {0, 1} and len(state.rank_steps) == 40

@@ -296,6 +296,10 @@ class FakeWorkload:
         self.states = list(states)
         self.polled: list[object] = []
         self.stops = 0
+        self.stacks: list[dict] = []  # what capture_stacks answers
+
+    def capture_stacks(self, timeout_s: float = 5.0) -> list[dict]:
+        return self.stacks
 
     def poll(self, sample=None) -> WorkloadState:
         self.polled.append(sample)

@@ -3,7 +3,8 @@
 Every series is assigned to its node by the host part of its ``instance`` label; a GPU is its
 ``(instance, gpu)`` pair: its values come from one answer (converted by ``names``, the one place
 for names and units) and its name, UUID and host name from another. A node with both gputop's and DCGM's
-GPU series shows gputop's (they describe the same devices; gputop's carry GPM's SM activity).
+GPU series shows gputop's (they describe the same devices; gputop's carry GPM's SM activity), then
+DCGM's, then AMD device-metrics-exporter's.
 DCGM's memory total, where it exports no ``FB_TOTAL``, is used + free + reserved.
 """
 
@@ -64,7 +65,7 @@ class _Node:
         self.instances: set[str] = set()
         self.hostnames: dict[str, str] = {}  # source of the name -> the name
         self.down_since: list[float | None] = []
-        self.gpus: dict[str, dict[tuple[str, str | None], _Gpu]] = {names.GPUTOP: {}, names.DCGM: {}}
+        self.gpus: dict[str, dict[tuple[str, str | None], _Gpu]] = {names.GPUTOP: {}, names.DCGM: {}, names.AMD: {}}
         self.parts: dict[str, float | None] = {}
 
 
@@ -130,13 +131,13 @@ def _mark_down(table: _Table, up: Result, since: Mapping[tuple[str, str], float 
 def _gpu_values(table: _Table, gpus: Result) -> dict[tuple[str, str | None], _Gpu]:
     """Each GPU's values, by (instance, gpu), put on its node under its source's name."""
     known: dict[tuple[str, str | None], _Gpu] = {}
-    field_of, known_gpu, to_unit, node = names.GPU_METRICS.get, known.get, names.to_unit, table.node
+    field_of, known_gpu, to_unit, node, gpu_of = names.GPU_METRICS.get, known.get, names.to_unit, table.node, names.gpu_of
     for s in gpus:  # most of a refresh's series: the loop does as little as it can per series
         labels = s["metric"]
         field = field_of(labels.get("__name__", ""))
         if field is None:
             continue
-        key = (labels.get("instance", ""), labels.get("gpu"))
+        key = (labels.get("instance", ""), gpu_of(labels))
         gpu = known_gpu(key)
         if gpu is None:
             n = node(labels)
@@ -155,7 +156,7 @@ def _name_gpus(table: _Table, known: Mapping[tuple[str, str | None], _Gpu], gpu_
     named = 0
     for s in gpu_names:
         labels = s["metric"]
-        gpu = known.get((labels.get("instance", ""), labels.get("gpu")))
+        gpu = known.get((labels.get("instance", ""), names.gpu_of(labels)))
         n = table.node(labels)
         if gpu is None or n is None:
             continue
@@ -164,8 +165,15 @@ def _name_gpus(table: _Table, known: Mapping[tuple[str, str | None], _Gpu], gpu_
         gpu.name = names.label(labels, names.NAME_LABELS)
         hostname = names.label(labels, names.HOSTNAME_LABELS)
         if hostname:
-            n.hostnames.setdefault("gputop" if labels.get("hostname") else names.DCGM, hostname)
+            n.hostnames.setdefault(_source_of(labels), hostname)
     return named
+
+
+def _source_of(labels: Mapping[str, str]) -> str:
+    """Which exporter an identity series came from, by its labels."""
+    if labels.get("gpu") is None and labels.get("gpu_id") is not None:
+        return names.AMD
+    return names.GPUTOP if labels.get("hostname") else names.DCGM
 
 
 def _host_parts(table: _Table, hosts: Result) -> None:
@@ -185,7 +193,7 @@ def _host_parts(table: _Table, hosts: Result) -> None:
 
 
 def _build(n: _Node) -> ClusterNode:
-    source = names.GPUTOP if n.gpus[names.GPUTOP] else names.DCGM if n.gpus[names.DCGM] else None
+    source = next((s for s in (names.GPUTOP, names.DCGM, names.AMD) if n.gpus[s]), None)
     gpus = (
         tuple(sorted((g.build() for g in n.gpus[source].values()), key=lambda g: (g.index is None, g.index or 0, g.uuid or "")))
         if source
@@ -200,7 +208,7 @@ def _build(n: _Node) -> ClusterNode:
         busy = None if idle is None or cores is None else max(0.0, cores - idle)
     else:
         cores, busy = None, None
-    hostname = next((n.hostnames[k] for k in (names.GPUTOP, names.DCGM, "node") if k in n.hostnames), None)
+    hostname = next((n.hostnames[k] for k in (names.GPUTOP, names.DCGM, names.AMD, "node") if k in n.hostnames), None)
     stale = bool(n.down_since)
     known = [t for t in n.down_since if t is not None]
     return ClusterNode(

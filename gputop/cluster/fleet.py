@@ -162,7 +162,7 @@ class ClusterFeed:
             field = names.GPU_METRICS.get(labels.get("__name__", ""))
             if field is None or (node.source is not None and field.source != node.source):
                 continue
-            index_text = labels.get("gpu")
+            index_text = names.gpu_of(labels)
             index = int(index_text) if index_text is not None and index_text.isdigit() else None
             series = gpus.setdefault((labels.get("instance", ""), index), {})
             series[field.field] = tuple((float(t), names.to_unit(field, v)) for t, v in s.get("values", ()))

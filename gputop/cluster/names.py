@@ -1,10 +1,14 @@
-"""Metric names, labels and units of gputop serve, dcgm-exporter and node-exporter, mapped once.
+"""Metric names, labels and units of gputop serve, dcgm-exporter, AMD's device-metrics-exporter and
+node-exporter, mapped once.
 
 Everything the cluster view reads is converted here, and nowhere else, into gputop's own units
 (percent, bytes, watts, degrees C): gputop's ``*_ratio`` and DCGM's ``PROF`` ratios are 0..1,
 DCGM's ``DEV_GPU_UTIL`` is already percent, its framebuffer fields are MiB. DCGM writes a blank
 sentinel (2^31 - 16, 2^47 or 2^63 - 16, plus a small error code) where a field has no value: that
-is None, never a number. ``host_of`` names the node an ``instance`` label belongs to.
+is None, never a number. AMD's device-metrics-exporter (its default names, no field prefix) gives
+activity in percent, VRAM in MB (2^20 bytes, as amdsmi counts them), power in W and the edge
+temperature in degrees C (MI300X has no edge sensor: no series), its GPU index in ``gpu_id``.
+``host_of`` names the node an ``instance`` label belongs to.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ from typing import Mapping, NamedTuple
 
 MIB = 1024 * 1024
 
-GPUTOP, DCGM = "gputop", "dcgm"
+GPUTOP, DCGM, AMD = "gputop", "dcgm", "amd"
 
 
 class Field(NamedTuple):
-    source: str  # GPUTOP or DCGM
+    source: str  # GPUTOP, DCGM or AMD
     field: str  # gputop's name for the value (a ClusterGpu attribute, or a DCGM memory part)
     scale: float  # multiply the exported value by this to get gputop's unit
 
@@ -39,6 +43,12 @@ GPU_METRICS: dict[str, Field] = {
     "DCGM_FI_DEV_FB_RESERVED": Field(DCGM, "mem_reserved_bytes", MIB),
     "DCGM_FI_DEV_POWER_USAGE": Field(DCGM, "power_w", 1.0),
     "DCGM_FI_DEV_GPU_TEMP": Field(DCGM, "temp_c", 1.0),
+    "gpu_gfx_activity": Field(AMD, "gpu_util_pct", 1.0),  # percent
+    "gpu_used_vram": Field(AMD, "mem_used_bytes", MIB),
+    "gpu_total_vram": Field(AMD, "mem_total_bytes", MIB),
+    "gpu_package_power": Field(AMD, "power_w", 1.0),  # MI3xx
+    "gpu_average_package_power": Field(AMD, "power_w", 1.0),  # MI2xx
+    "gpu_edge_temperature": Field(AMD, "temp_c", 1.0),
 }
 
 # the series a node's history shows (range queries): SMs active or util, power, memory used
@@ -47,13 +57,14 @@ HISTORY_METRICS = tuple(
 )
 
 # one series per GPU that every exporter has, to read the GPU's name, UUID and host name from
-# (gputop's info series; FB_USED is in every dcgm-exporter counters file)
-IDENTITY_METRICS = ("gputop_gpu_info", "DCGM_FI_DEV_FB_USED")
+# (gputop's info series; FB_USED is in every dcgm-exporter counters file; AMD's total VRAM on
+# bare metal and under a hypervisor alike)
+IDENTITY_METRICS = ("gputop_gpu_info", "DCGM_FI_DEV_FB_USED", "gpu_total_vram")
 
-# label names: gputop's first, then dcgm-exporter's
-INDEX_LABELS = ("gpu",)
-UUID_LABELS = ("uuid", "UUID")
-NAME_LABELS = ("name", "modelName")
+# label names: gputop's first, then dcgm-exporter's, then AMD's
+INDEX_LABELS = ("gpu", "gpu_id")
+UUID_LABELS = ("uuid", "UUID", "gpu_uuid")
+NAME_LABELS = ("name", "modelName", "card_model")
 HOSTNAME_LABELS = ("hostname", "Hostname", "nodename")  # nodename: node-exporter's node_uname_info
 
 GPUTOP_CORE_UTIL = "gputop_cpu_core_utilization_ratio"  # per core, 0..1
@@ -97,6 +108,11 @@ def to_unit(field: Field, text: str) -> float | None:
     if value >= _INT32_BLANK and field.source == DCGM and is_dcgm_blank(value):
         return None
     return value * field.scale
+
+
+def gpu_of(labels: Mapping[str, str]) -> str | None:
+    """A series' GPU index label: gputop's and DCGM's ``gpu``, AMD's ``gpu_id``."""
+    return labels.get("gpu", labels.get("gpu_id"))
 
 
 def label(labels: Mapping[str, str], names: tuple[str, ...]) -> str | None:

@@ -58,7 +58,7 @@ class ClusterNode:
     host: str  # the instance label's host part
     instances: tuple[str, ...]  # every target of this host, sorted
     hostname: str | None  # from a hostname/Hostname/nodename label, where one gives it
-    source: str | None  # "gputop" or "dcgm": whose GPU series these are; None: no GPU series
+    source: str | None  # "gputop", "dcgm" or "amd": whose GPU series these are; None: no GPU series
     stale: bool  # a target of this host failed its last scrape (up == 0)
     stale_since: float | None  # Unix time it was last seen up (None: not stale, or not in 30 min)
     cores: int | None

@@ -58,7 +58,7 @@ class Queries:
         m = self.matchers
         self.up = f"up{{{m}}}"
         # values with only the labels that place them (the answer is most of a refresh's bytes)
-        self.gpus = f"max by (__name__, instance, gpu) ({{{_join(f'__name__=~{quote(_name_regex(list(names.GPU_METRICS)))}', m)}}})"
+        self.gpus = f"max by (__name__, instance, gpu, gpu_id) ({{{_join(f'__name__=~{quote(_name_regex(list(names.GPU_METRICS)))}', m)}}})"
         # what each GPU is and on which host, once per GPU rather than once per value
         ident = ", ".join(("instance",) + names.INDEX_LABELS + names.UUID_LABELS + names.NAME_LABELS + names.HOSTNAME_LABELS[:2])
         self.gpu_names = f"group by ({ident}) ({{{_join(f'__name__=~{quote(_name_regex(names.IDENTITY_METRICS))}', m)}}})"
@@ -82,7 +82,7 @@ class Queries:
     def history(self, instances: tuple[str, ...]) -> str:
         """One range query: a node's GPU series (SMs or util, power, memory) over its instances."""
         return (
-            "max by (__name__, instance, gpu) ({"
+            "max by (__name__, instance, gpu, gpu_id) ({"
             + _join(f'__name__=~"{_name_regex(names.HISTORY_METRICS)}"', f"instance=~{quote(_alternatives(instances))}", self.matchers)
             + "})"
         )

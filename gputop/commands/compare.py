@@ -10,11 +10,23 @@ textual nor torch: the workloads run as children (gputop.workload).
 
 A script that takes ``--device`` (an ``add_argument("--device", ...)`` in it, like the bundled
 workloads) is run the same way. Any other script runs as it is, picking its device the usual way
-(``torch.cuda.is_available()``): the CPU run hides the GPUs from it (``CUDA_VISIBLE_DEVICES=``),
+(``torch.cuda.is_available()``): the CPU run hides the GPUs from it (``CUDA_VISIBLE_DEVICES=``,
+and AMD's from a ROCm PyTorch: ``HIP_VISIBLE_DEVICES=``, ``ROCR_VISIBLE_DEVICES=``),
 and both runs are measured from the steps gputop's hooks detect (gputop.workload.inject). A
 script that imports nothing but the standard library is refused up front (no step of it can be
 seen); one whose CPU run shows no step is not run again on the GPU. A failed CPU run is not
 followed by a GPU run either: the table says the CPU run failed, not that there is no GPU.
+
+A distributed job's launcher (``compare torchrun -- --nproc_per_node=2 train.py``, or ``-m
+torch.distributed.run``) is run the same way, as it is: its training script (the first ``.py``
+among the launcher's arguments) is read for what it imports and for its backend. A script that
+asks for ``nccl`` outright (``init_process_group("nccl")``) is refused up front: its CPU run
+cannot start; one that picks it the usual way (``"nccl" if torch.cuda.is_available() else
+"gloo"``, or no backend: PyTorch's default for the device) runs on gloo on the CPU. The job's
+samples/s is the sum of its ranks' (each a windowed rate over its own steps after warm-up), its
+step time the slowest rank's median (gputop.workload.ranks); its energy per sample is n/a (the
+devices' energy is not shared out among the ranks). A distributed job whose CPU run fails is
+told in one line.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -34,7 +47,7 @@ from gputop.exitstatus import ExitStatus
 from gputop.model import WorkloadState, WorkloadStep
 from gputop.sampler import SamplerLike
 from gputop.signals import Interrupted, StopSignals, signal_name
-from gputop.workload import BUNDLED, Workload, WorkloadError, rates, resolve
+from gputop.workload import BUNDLED, Workload, WorkloadError, ranks, rates, resolve
 from gputop.workload.targets import module_source
 
 PROG = "gputop compare"
@@ -115,6 +128,7 @@ class Result:
     tflops: float | None
     mfu_pct: float | None
     joules_per_sample: float | None
+    ranks: int | None = None  # a distributed job's ranks seen (None: not one)
 
     @property
     def ok(self) -> bool:
@@ -129,6 +143,7 @@ class Result:
             "status": s.status,
             "error": s.error,
             "steps_measured": len(self.steps),
+            "ranks": self.ranks,
             "samples_per_s": self.samples_per_s,
             "tokens_per_s": None if self.samples_per_s is None or not s.tokens_per_sample else self.samples_per_s * s.tokens_per_sample,
             "step_s_median": self.step_s,
@@ -141,8 +156,13 @@ class Result:
 
 
 def result(device: str, state: WorkloadState, warmup: int) -> Result:
-    """The rates over the steps after the first ``warmup`` (by step index)."""
-    steps = tuple(s for s in state.recent_steps if s.step > warmup)
+    """The rates over the steps after the first ``warmup`` (by step index; a rank's, by its own)."""
+    steps = tuple(s for s in (state.rank_steps or state.recent_steps) if s.step > warmup)
+    per_rank = ranks.model(steps, {})
+    if per_rank:  # a distributed job: the sum of its ranks' rates, the slowest rank's step
+        slow = ranks.slowest(per_rank)
+        step_p50 = None if slow is None else slow.step_p50_s
+        return Result(device, state, steps, ranks.job_samples_per_s(per_rank), step_p50, None, None, None, len(per_rank))
     over = rates.over(steps, state.flops_per_step, state.peak_flops)
     timed = any(s.wall_s > 0 for s in steps)  # a step time even where its samples are not known
     step_s = rates.median(s.wall_s for s in steps) if timed else None
@@ -205,6 +225,11 @@ def run(args: argparse.Namespace, env: Environment) -> int:
             if sampler is None:
                 sampler = env.open_sampler(3600.0)  # no process table needed
             results = _measure_both(args, plan, sampler, env.stderr if env.stderr_isatty else None)
+            if plan.launcher and results[0].state.status == "failed":
+                return env.error(
+                    f"{plan.name}'s CPU run failed ({_rank_failure(results[0].state)}): compare runs a distributed job "
+                    "on the CPU on gloo with the GPUs hidden, so its script must pick its backend and device the usual way"
+                )
             if _no_step_seen(plan, results):
                 return env.error(
                     f"{plan.name} ran on the CPU and no training step of it was seen "
@@ -236,6 +261,7 @@ class _Plan:
     steps: int
     batch: int | None
     common: list[str]  # the arguments of both runs (before --device)
+    launcher: bool = False  # a distributed job's launcher (torchrun), run as it is
 
 
 def _plan(args: argparse.Namespace) -> _Plan:
@@ -245,7 +271,10 @@ def _plan(args: argparse.Namespace) -> _Plan:
     bundled = args.workload in BUNDLED and name == args.workload
     # the file to read for --device and imports: a module's (-m pkg.train), else the script
     source = (module_source(name) if args.workload.startswith("-m") else args.workload) or ""
-    takes_device = bundled or _takes_device(source)
+    launcher = name in LAUNCHERS
+    if launcher:  # what is read is the training script it runs, never its own code
+        source = _training_script(name, extra)
+    takes_device = bundled or (not launcher and _takes_device(source))
     if not takes_device:
         _refuse_as_it_is(args, source, name)
     steps = DEFAULT_STEPS if args.steps is None else args.steps
@@ -257,7 +286,56 @@ def _plan(args: argparse.Namespace) -> _Plan:
         if batch is not None:
             common += ["--batch-size", str(batch)]
     common += extra
-    return _Plan(name, takes_device, steps, batch, common)
+    return _Plan(name, takes_device, steps, batch, common, launcher)
+
+
+LAUNCHERS = ("torchrun", "torch.distributed.run", "torch.distributed.launch")  # a distributed job's
+
+
+def _training_script(name: str, extra: Sequence[str]) -> str:
+    """The script a launcher runs (the first ``.py`` among its arguments), checked for a backend
+    that cannot run on the CPU; _Refused where there is none or it asks for nccl outright."""
+    script = next((a for a in extra if a.endswith(".py")), None)
+    if script is None:
+        raise _Refused(
+            f"compare runs {name}'s training script as it is: name it as a .py file after '--' ({name} -- --nproc_per_node=2 train.py)"
+        )
+    backend = _literal_backend(script)
+    if backend == "nccl":
+        raise _Refused(
+            f"{script} asks for the nccl backend outright, which its CPU run cannot use: compare needs the backend picked "
+            'the usual way ("nccl" if torch.cuda.is_available() else "gloo", or none: PyTorch picks it by device)'
+        )
+    return script
+
+
+_EXCEPTION_LINE = re.compile(r"^(\[rank\d+\]: )?[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b(: .*)?$")  # torchrun's prefix
+
+
+def _rank_failure(state: WorkloadState) -> str:
+    """Why a launcher's job failed: the first exception line a rank printed (the launcher's own,
+    torchrun's ChildFailedError, says only that a rank failed), else the launcher's reason."""
+    for line in state.output_tail:
+        if _EXCEPTION_LINE.match(line) and "ChildFailedError" not in line:
+            return line
+    return state.error or "no reason given"
+
+
+def _literal_backend(path: str) -> str | None:
+    """The backend a script's ``init_process_group`` names as a literal (first argument or
+    ``backend=``), or None (none named, or chosen by an expression)."""
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "init_process_group":
+            given = node.args[:1] + [k.value for k in node.keywords if k.arg == "backend"]
+            for value in given:
+                if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    return value.value.lower()  # "cpu:gloo,cuda:nccl" maps a backend to each device
+    return None
 
 
 def _refuse_as_it_is(args: argparse.Namespace, source: str, name: str) -> None:
@@ -360,7 +438,8 @@ def _env(device: str) -> dict[str, str] | None:
     """A script's environment: the GPUs hidden from its CPU run; the GPU run's as it is."""
     import os
 
-    return {**os.environ, "CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else None
+    hidden = {"CUDA_VISIBLE_DEVICES": "", "HIP_VISIBLE_DEVICES": "", "ROCR_VISIBLE_DEVICES": ""}
+    return {**os.environ, **hidden} if device == "cpu" else None
 
 
 def _imports(path: str) -> set[str] | None:
@@ -470,6 +549,8 @@ def to_text(report: dict[str, Any], cpu: Result, gpu: Result | None) -> str:
         gpu_steps = f", {seen['gpu'] or 0} on the GPU" if report["gpu"] is not None else ""
         source = {"auto": "detected by gputop's hooks", "events": "reported by the script"}.get(report["steps_source"] or "", "")
         steps = f"{seen['cpu'] or 0} steps on the CPU{gpu_steps}" + (f" ({source})" if source else "")
+        if cpu.ranks:
+            steps += f", by each of {cpu.ranks} ranks (samples/s: their sum; step time: the slowest rank's)"
     lines = [
         f"{PROG} {report['workload']}: batch {batch if batch else 'n/a'}, {steps}; the first "
         f"{report['warmup']} are warm-up, left out of the rates"

@@ -59,6 +59,10 @@ NAMES: dict[str, str] = {
     "pcie_rx_bytes_per_s": "gpu_pcie_receive_bytes_per_second",
     "nvlink_tx_bytes_per_s": "gpu_nvlink_transmit_bytes_per_second",
     "nvlink_rx_bytes_per_s": "gpu_nvlink_receive_bytes_per_second",
+    "temp_hotspot_c": "gpu_hotspot_temperature_celsius",  # AMD
+    "temp_mem_c": "gpu_memory_temperature_celsius",  # AMD
+    "xgmi_read_bytes_per_s": "gpu_xgmi_read_bytes_per_second",  # AMD
+    "xgmi_write_bytes_per_s": "gpu_xgmi_write_bytes_per_second",  # AMD
     "cpu_util_pct": "cpu_utilization_ratio",
     "core_util_pct": "cpu_core_utilization_ratio",
     "core_freq_mhz": "cpu_core_frequency_hertz",
@@ -178,6 +182,7 @@ def _gpu_families(sample: Sample, host: str) -> Iterator[Metric]:
                 for k, v in (
                     ("pci_bus_id", i.pci_bus_id),
                     ("architecture", i.architecture),
+                    ("vendor", i.vendor),
                     ("driver_version", i.driver_version),
                     ("cuda_version", i.cuda_version),
                     ("gpm_supported", str(i.gpm_supported).lower()),

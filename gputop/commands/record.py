@@ -13,7 +13,10 @@ events could not be written as sent. The workload's stdout and stderr lines go i
 too (instants on its ``output`` thread, each stamped when read) and are echoed to this terminal as
 they come (stdout to stdout, stderr to stderr; redrawn progress bars only to the trace), unless
 ``--quiet``. A Python script's training steps are detected (gputop.workload.inject) unless
-``--no-instrument``.
+``--no-instrument``. A distributed job that has stalled when the recording ends (a rank with no
+step for many of its typical steps: gputop.workload.ranks.stalled) has every rank's Python stacks
+captured first (``Workload.capture_stacks``) and written as ``stacks`` instants, which ``report``
+prints.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import argparse
 import math
 import os
 import time
-from typing import Callable, TextIO
+from typing import Any, Callable, TextIO
 
 from gputop import console
 from gputop import format as fmt
@@ -34,6 +37,7 @@ from gputop.sampler import SamplerLike, iter_samples
 from gputop.signals import Stopped, StopSignals, signal_name
 from gputop.trace import TraceWriter
 from gputop.workload import Workload, WorkloadError
+from gputop.workload.channel import stacks_text
 
 PROG = "gputop record"
 EXAMPLES = """\
@@ -51,6 +55,7 @@ Open the file in https://ui.perfetto.dev or chrome://tracing, or summarize it wi
 """
 PROGRESS_EVERY_S = 0.25  # the progress line is redrawn at most this often, whatever the rate
 DRAIN_S = 0.25  # a workload's steps are written at least this often, whatever --interval
+STACKS_TIMEOUT_S = 5.0  # a stalled job's processes answer with their stacks within this
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -194,6 +199,8 @@ def _workload_ended(recording: _Recording, stderr: TextIO) -> int:
     state = recording.state
     if state is None:
         return ExitStatus.OK
+    if recording.stall:
+        stderr.write(f"{PROG}: {recording.stall}\n")
     stderr.write(_workload_line(state, recording.stopped_by, _lost(state, recording.workload, recording.writer)) + "\n")
     return ExitStatus.FAILURE if state.status == "failed" else ExitStatus.OK
 
@@ -209,6 +216,7 @@ class _Recording:
         self.drain: Drain = (lambda: []) if workload is None else _drainer(workload, echo)
         self.state: WorkloadState | None = None
         self.stopped_by: str | None = None  # "--duration", or the signal that stopped the recording
+        self.stall: str | None = None  # the ranks that had stalled when it ended, and where their stacks are
 
     def record(self, args: argparse.Namespace, clock: Callable[[], float]) -> None:
         with StopSignals() as stop:
@@ -258,6 +266,7 @@ class _Recording:
         """The workload stopped (if it still runs), its last items and its exit written."""
         if self.workload is None:
             return
+        self._stacks_on_stall(self.workload)
         state = self.state = self.workload.stop()
         self.writer.write_workload(self.drain())
         self.writer.write_workload_exit(
@@ -267,6 +276,41 @@ class _Recording:
             events_ignored=state.events_ignored or None,
             pending_dropped=self.workload.pending_dropped or None,
         )
+
+    def _stacks_on_stall(self, workload: Workload) -> None:
+        """Where the recording ends while ranks of the job have stalled (``ranks.stalled``), every
+        rank's Python stacks first: a ``stacks`` instant per process that answered, and one for
+        each rank that did not, with what stalled."""
+        if not workload.poll().running:
+            return
+        stalled = workload.stalled_ranks()
+        if not stalled:
+            return
+        what = ", ".join(f"rank {r}: no step for {s:.0f} s" for r, s in sorted(stalled.items()))
+        answers = workload.capture_stacks(STACKS_TIMEOUT_S)
+        now = time.time_ns()
+        marks = [WorkloadMark("stacks", now, args={"stalled": what, **stacks_args(a)}) for a in answers]
+        heard = {a.get("rank") for a in answers}
+        marks += [
+            WorkloadMark(
+                "stacks", now, args={"stalled": what, "rank": r, "stacks": None, "error": f"no answer within {STACKS_TIMEOUT_S:g} s"}
+            )
+            for r in sorted(workload.ranks_seen() - heard)
+        ]
+        self.writer.write_workload([*self.drain(), *marks])
+        self.stall = f"{what}; {len(answers)} processes' stacks are in the trace ('gputop report {self.writer.path}')"
+
+
+def stacks_args(answer: dict[str, Any]) -> dict[str, Any]:
+    """One process's answer to a ``stacks`` request as a trace instant's plain args: its threads'
+    stacks as one text, the main thread first."""
+    pid, rank = answer.get("pid"), answer.get("rank")
+    return {
+        "pid": pid if isinstance(pid, int) else None,
+        "rank": rank if isinstance(rank, int) else None,
+        "threads": sum(isinstance(t, dict) for t in answer.get("threads") or ()),
+        "stacks": stacks_text(answer),
+    }
 
 
 Drain = Callable[[], "list[WorkloadStep | WorkloadMark]"]

@@ -36,13 +36,15 @@ from gputop.trace import Trace, TraceError, ts_ns
 from gputop.trace.marks import WorkloadEnd, WorkloadExit, WorkloadStart, text
 from gputop.trace.reader import recorder_running
 from gputop.trace.stream import TraceStream, WorkloadEvents, decoder_for, samples
-from gputop.workload import insight, insight_text, ranks, rates
+from gputop.workload import insight, insight_text, nodes, ranks, rates
 
 PROG = "gputop report"
 EXAMPLES = """\
 examples:
   gputop report trace.json              table of mean / p50 / p95 / max, energy, and a chart
   gputop report trace.json --json       the same numbers as JSON (no chart)
+  gputop report node-a.json node-b.json one distributed job recorded node by node (matched by
+                                        its run id): the whole job's ranks and straggler
 """
 CPU_STATS = ("cpu_util_pct", "busy_cores", "cpu_power_w", "ram_used_bytes", "load1")
 GPU_STATS = tuple(m for m in metrics.GPU_METRICS if metrics.metric(m).kind == "gauge")
@@ -62,25 +64,25 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("trace", metavar="TRACE", help="trace file written by 'gputop record'")
+    parser.add_argument(
+        "trace",
+        metavar="TRACE",
+        nargs="+",
+        help="trace file written by 'gputop record'; several: the nodes' traces of one distributed run",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-chart", action="store_true", help="leave out the terminal chart")
     return parser
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
-    progress = None
+    paths = [args.trace] if isinstance(args.trace, str) else list(args.trace)  # one path, as callers in Python give it
+    if len(paths) > 1:
+        return _run_job(paths, args.json, env)
     try:
-        size = os.path.getsize(args.trace) if os.path.isfile(args.trace) else 0
-        progress = Progress(size, f"{PROG}: reading {os.path.basename(args.trace)}", env.stderr, clock=env.clock, tty=env.stderr_isatty)
-        summary, points = read(args.trace, progress)
+        summary, points, _ = _read_shown(paths[0], env)
     except TraceError as exc:
-        if progress is not None:
-            progress.clear()
         return env.error(str(exc))
-    finally:
-        if progress is not None:
-            progress.clear()
     if args.json:
         env.stdout.write(json.dumps(summary, indent=2) + "\n")
         return ExitStatus.OK
@@ -90,10 +92,52 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     return ExitStatus.OK
 
 
+def _read_shown(path: str, env: Environment) -> tuple[dict[str, Any], list[Sample], Trace]:
+    """``_read`` with its progress on stderr (cleared, however it ends)."""
+    size = os.path.getsize(path) if os.path.isfile(path) else 0
+    progress = Progress(size, f"{PROG}: reading {os.path.basename(path)}", env.stderr, clock=env.clock, tty=env.stderr_isatty)
+    try:
+        return _read(path, progress)
+    finally:
+        progress.clear()
+
+
+def _run_job(paths: Sequence[str], as_json: bool, env: Environment) -> int:
+    """Several traces: the nodes of one distributed run, joined (gputop.workload.nodes)."""
+    summaries, recordings = [], []
+    try:
+        for path in paths:
+            summary, points, trace = _read_shown(path, env)
+            summaries.append(summary)
+            recordings.append(_node(trace, summary, points))
+        job = nodes.join(recordings)
+    except TraceError as exc:
+        return env.error(str(exc))
+    except nodes.JobMismatch as exc:
+        return env.error(str(exc), ExitStatus.USAGE)
+    if as_json:
+        env.stdout.write(json.dumps({"workload": job, "traces": summaries}, indent=2) + "\n")
+    else:
+        env.stdout.write("\n".join(nodes.text_lines(job)) + "\n")
+    return ExitStatus.OK
+
+
+def _node(trace: Trace, summary: dict[str, Any], samples: Sequence[Sample]) -> nodes.NodeRecording:
+    w = trace.workload
+    steps, hellos = ([], {}) if w is None else (trace.workload_steps(), ranks.recorded_hellos(trace.events, w["pid"]))
+    ended = (summary.get("workload") or {}).get("ended")
+    return nodes.node(trace.path, steps, hellos, samples, host=summary["host"], duration_s=summary["duration_s"], ended=ended)
+
+
 def read(path: str, progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], list[Sample]]:
     """The summary of the recording at ``path``, read once as a stream in bounded memory, and
     the samples the chart draws (at most CHART_POINTS of them, evenly thinned). TraceError for
     a file that is not a readable trace or holds no complete sample."""
+    summary, points, _ = _read(path, progress)
+    return summary, points
+
+
+def _read(path: str, progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], list[Sample], Trace]:
     with TraceStream(path, progress) as stream:
         header = stream.header
         workload = WorkloadEvents(header)
@@ -109,7 +153,7 @@ def read(path: str, progress: Callable[[int], None] | None = None) -> tuple[dict
     # the verdict's means over the steps come from the thinned samples (bounded, evenly spread)
     summary = _summary(trace, acc, points.items)
     summary["unreadable_events"] = decoder.unreadable
-    return summary, points.items
+    return summary, points.items, trace
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,6 +196,8 @@ def summarize(trace: Trace, samples: Sequence[Sample]) -> dict[str, Any]:
 
 def _no_sm_activity(info: GpuInfo, lost: int) -> str:
     """Why a GPU's recording holds no sample with both NVML util and SM activity."""
+    if info.vendor == "amd":
+        return "an AMD GPU gives none, only the CUs' busy share (GFX activity)"
     if info.gpm_supported and not info.mig_enabled:
         return "the GPU was lost before GPM gave a reading" if lost else "GPM gave no reading beside NVML util"
     return fmt.sm_gap(info.architecture, info.gpm_supported, info.mig_enabled)
@@ -249,6 +295,7 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
             rank_pid=steps[-1].pid if per_rank and steps else None,
         ),
         **per_rank,
+        "stacks": _stacks(trace, workload["pid"]),
         "output_lines": len(output),
         "output_tail": output[-OUTPUT_TAIL:],
         "name": text(workload.get("name")),
@@ -306,6 +353,30 @@ def _job_and_output(trace: Trace, pid: int) -> tuple[list[tuple[int, dict[str, A
         elif name in ("stdout", "stderr") and isinstance(args.get("line"), str) and not args.get("progress"):
             output.append(args["line"])
     return jobs, output
+
+
+def _stacks(trace: Trace, pid: int) -> list[dict[str, Any]]:
+    """The Python stacks ``record`` captured from every rank where it ended on a stall."""
+    keys = ("rank", "pid", "stalled", "threads", "stacks", "error")
+    return [
+        {k: event["args"].get(k) for k in keys}
+        for event in trace.events
+        if event.get("name") == "stacks" and event.get("pid") == pid and event.get("ph") == "i" and isinstance(event.get("args"), dict)
+    ]
+
+
+def _stacks_text(stacks: list[dict[str, Any]]) -> list[str]:
+    if not stacks:
+        return []
+    lines = [f"  stalled at the end: {stacks[0]['stalled']}; each process's Python stacks:"]
+    for s in stacks:
+        who = f"rank {s['rank']}" if s["rank"] is not None else "process"
+        if s["stacks"] is None:
+            lines.append(f"  {who}: {s['error'] or 'no stacks'}")
+            continue
+        lines.append(f"  {who} (pid {s['pid']}), {s['threads']} threads:")
+        lines += [f"    {line}" for line in s["stacks"].rstrip("\n").split("\n")]
+    return lines
 
 
 _LOSSES = {
@@ -468,7 +539,7 @@ def _workload_text(w: dict[str, Any]) -> list[str]:
     ]
     width = max(12, *(len(label) + 3 for label, _ in rows))
     lines += [f"  {label:<{width}}{value}" for label, value in rows]
-    return lines + ranks.text_lines(w) + insight_text.lines(w)
+    return lines + ranks.text_lines(w) + _stacks_text(w.get("stacks") or []) + insight_text.lines(w)
 
 
 def chart(samples: Sequence[Sample], width: int = 100, height: int = 18, color: bool = True) -> str:
@@ -485,7 +556,8 @@ def chart(samples: Sequence[Sample], width: int = 100, height: int = 18, color: 
         label = f"GPU {k} SM active %"
         if not points:  # no GPM: NVML's coarser utilization, labelled as such
             points = [(x, s.gpus[k].gpu_util_pct) for x, s in zip(xs, samples) if k < len(s.gpus) and s.gpus[k].gpu_util_pct is not None]
-            label = f"GPU {k} util % (NVML; no SM activity)"
+            amd = samples[0].gpus[k].info.vendor == "amd"
+            label = f"GPU {k} CUs busy % (GFX activity)" if amd else f"GPU {k} util % (NVML; no SM activity)"
         if points:
             plt.plot([p[0] for p in points], [p[1] for p in points], label=label)
     plt.ylim(0, 100)

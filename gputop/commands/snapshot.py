@@ -45,7 +45,7 @@ def to_text(sample: Sample, driver: tuple[float, int] | None = None) -> str:
     head = f"{socket.gethostname()}  {stamp}"
     if sample.gpus:
         info = sample.gpus[0].info
-        head += f"  driver {fmt.text(info.driver_version)}  CUDA {fmt.text(info.cuda_version)}"
+        head += f"  driver {fmt.text(info.driver_version)}" + (f"  CUDA {fmt.text(info.cuda_version)}" if info.vendor == "nvidia" else "")
     lines = [head, *_cpu_lines(sample.cpu)]
     if not sample.gpus:
         lines.append(f"GPU  none shown: {sample.gpu_unavailable or 'no NVIDIA GPU found'}")
@@ -77,6 +77,8 @@ def _gpu_lines(gpu: GpuSample) -> list[str]:
         title += "  MIG on"
     if gpu.lost:
         return [title, "    lost: the GPU stopped answering (fell off the bus?)"]
+    if info.vendor == "amd":
+        return [title, *_amd_lines(gpu), *_process_lines(gpu)]
     sms = gpu.sms_active
     sm_text = (
         f"{sms:.0f} of {info.sm_count} active ({fmt.pct(gpu.sm_active_pct)})"
@@ -98,6 +100,28 @@ def _gpu_lines(gpu: GpuSample) -> list[str]:
         f"    host     near CPUs {fmt.core_ranges(info.cpu_affinity) if info.cpu_affinity else fmt.NA}   "
         f"NUMA node {fmt.num(info.numa_node, 0)}",
     ]
+    return lines + _process_lines(gpu)
+
+
+def _amd_lines(gpu: GpuSample) -> list[str]:
+    """An AMD GPU's readings in its own words (CUs, UMC activity, XGMI; see gputop.sources.amd)."""
+    info = gpu.info
+    return [
+        f"    CUs      busy {fmt.pct(gpu.gpu_util_pct)} of the time (GFX activity; {fmt.num(info.sm_count, 0)} CUs)   "
+        f"HIP device {fmt.num(info.runtime_index, 0)}",
+        f"    memory   {fmt.used_total(gpu.mem_used_bytes, gpu.mem_total_bytes)}   "
+        f"controllers busy {fmt.pct(gpu.mem_busy_pct)} (UMC activity)",
+        f"    power    {fmt.watts(gpu.power_w)} of {fmt.watts(gpu.power_limit_w)}   energy {_energy(gpu)}   "
+        f"clocks GFX {fmt.mhz(gpu.sm_clock_mhz)}, mem {fmt.mhz(gpu.mem_clock_mhz)}",
+        f"    thermal  edge {fmt.celsius(gpu.temp_c)}, hotspot {fmt.celsius(gpu.temp_hotspot_c)}, mem {fmt.celsius(gpu.temp_mem_c)}   "
+        f"fan {fmt.pct(gpu.fan_pct)}   clocks held by: {fmt.reasons(gpu.clock_event_reasons)}",
+        f"    links    PCIe {_link(info)}   XGMI read {fmt.rate(gpu.xgmi_read_bytes_per_s)} write {fmt.rate(gpu.xgmi_write_bytes_per_s)}",
+        f"    host     near CPUs {fmt.core_ranges(info.cpu_affinity) if info.cpu_affinity else fmt.NA}",
+    ]
+
+
+def _process_lines(gpu: GpuSample) -> list[str]:
+    lines = []
     if gpu.processes is None:
         lines.append("    processes: n/a (not readable on this device)")
     elif not gpu.processes:

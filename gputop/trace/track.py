@@ -15,6 +15,7 @@ from gputop.trace.schema import (
     WORKLOAD_TICK,
     dumps,
     instant,
+    meta,
     number_text,
     phase_tid,
     plain_json,
@@ -25,6 +26,7 @@ from gputop.trace.schema import (
 OUTPUT_TID_BASE = 40_000_000  # the workload's output (and processes) thread: beside steps and phases
 RANK_TID_BASE = 50_000_000  # a rank's steps thread on the workload's pid: RANK_TID_BASE + rank
 OTHER_TID_BASE = 60_000_000  # the steps of a process of the job that is no rank: + its pid
+RANK_SORT_BASE = 100  # a rank's thread sorts at RANK_SORT_BASE + rank: the ranks stacked in order
 
 
 def output_tid(pid: int) -> int:
@@ -34,6 +36,14 @@ def output_tid(pid: int) -> int:
 def rank_tid(rank: int | None, pid: int) -> int:
     """The thread a rank's steps are drawn on (by rank: a restarted rank keeps its track)."""
     return RANK_TID_BASE + rank if rank is not None else OTHER_TID_BASE + pid
+
+
+def rank_track_name(rank: int | None, pids: Sequence[int], device: str | None) -> str:
+    """A rank's thread as Perfetto lists it: "rank 1 · pid 4242 · cuda:1" ("cpu" on the CPU; its
+    pids one after the other where it was restarted); "pid 4242" for a process that is no rank."""
+    who = f"pid {pids[0]}" if len(pids) == 1 else "pids " + ", ".join(map(str, pids))
+    parts = ([] if rank is None else [f"rank {rank}"]) + [who] + ([device] if device else [])
+    return " · ".join(parts)
 
 
 class WorkloadTrack:
@@ -54,6 +64,7 @@ class WorkloadTrack:
         self.last_ns = 0  # the latest ts written on this track
         self.output_lines = 0
         self._job: JobUsage | None = None  # the reading last written
+        self._rank_pids: dict[int, list[int]] = {}  # by thread: the pids that said hello on it
 
     @property
     def open_phases(self) -> bool:
@@ -169,10 +180,31 @@ class WorkloadTrack:
                 self.output_lines += 1
                 self.last_ns = max(self.last_ns, item.ts_ns)
                 yield instant(CAT_WORKLOAD, item.name, pid, ts_text(item.ts_ns), dict(item.args), tid=output_tid(pid))
-            elif item.kind in ("start", "end", "hello", "bye"):
+            elif item.kind in ("start", "end", "hello", "bye", "stacks"):
                 args = {k: v for k, v in dict(item.args).items() if plain_json(v)}
                 self.last_ns = max(self.last_ns, item.ts_ns)
                 yield instant(CAT_WORKLOAD, item.kind, pid, ts_text(item.ts_ns), args, tid=tid)
+                if item.kind == "hello":
+                    yield from self._thread_names(args)
+
+    def _thread_names(self, hello: Mapping[str, object]) -> Iterable[str]:
+        """The thread a process's steps go on, named and sorted (``thread_name``,
+        ``thread_sort_index``), at its hello: a rank's steps, or those of another process of the
+        job; none for the first process, whose steps are the workload's own. Metadata events
+        come first in a viewer whatever their place in the file (they have no time)."""
+        rank, who = hello.get("rank"), hello.get("pid")
+        rank = rank if isinstance(rank, int) and not isinstance(rank, bool) else None
+        if not isinstance(who, int) or (rank is None and hello.get("root") is True):
+            return
+        tid = rank_tid(rank, who)
+        pids = self._rank_pids.setdefault(tid, [])
+        if who not in pids:
+            pids.append(who)
+        device = hello.get("device")
+        name = rank_track_name(rank, pids, device if isinstance(device, str) else None)
+        yield "," + dumps({**meta("thread_name", self.pid, {"name": name}), "tid": tid}) + "\n"
+        if rank is not None:
+            yield "," + dumps({**meta("thread_sort_index", self.pid, {"sort_index": RANK_SORT_BASE + rank}), "tid": tid}) + "\n"
 
     def _step_lines(self, item: WorkloadStep, pid: int, tid: int) -> Iterable[str]:
         end = item.ts_ns

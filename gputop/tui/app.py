@@ -34,6 +34,7 @@ from gputop.tui import playback
 from gputop.tui.compat import ErrorsNoted
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.screens.kill import KillScreen, describe, kill_refusal
+from gputop.tui.screens.stacks import StacksScreen
 from gputop.tui.selfcpu import SelfCpu
 from gputop.tui.stall import StallWatch
 from gputop.tui.terminal import QUIT_KEY, SUSPEND, repaint_on_resume, settle_heap, terminal_driver
@@ -44,6 +45,7 @@ from gputop.tui.widgets.footer import KeyFooter
 from gputop.tui.widgets.gpu import GpuSelected
 from gputop.tui.widgets.gpulist import GpuList
 from gputop.tui.widgets.processes import ProcessTable
+from gputop.tui.widgets.ranks import RanksPanel
 from gputop.tui.widgets.status import StatusBar
 from gputop.tui.widgets.workload import WorkloadPanel, WorkloadView
 from gputop.view.feed import LiveFeed, ReplayFeed
@@ -52,6 +54,7 @@ from gputop.view.lines import DETAIL_ROWS, FULL_PANELS_TWO_GPUS_ROWS, GRID_ROWS,
 
 __all__ = ["GputopApp", "SelfCpu"]
 
+STACKS_TIMEOUT_S = 5.0  # w: the job's processes answer with their stacks within this
 STOP_GRACE_S = 3.0  # a workload gets this long after SIGTERM before SIGKILL
 QUIT_POLL_S = 0.25  # meanwhile its state is shown this often
 FRAME_S = 0.5  # the screen is drawn at most twice a second, however fast it samples
@@ -74,6 +77,7 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
         Binding("d", "next_gpu", "device"),
         Binding("s", "cycle_sort", "sort"),
         Binding("k", "kill", "kill"),
+        Binding("w", "stacks", "stacks", show=False),  # a --run job's processes' Python stacks (in ? help)
         Binding("t", "next_theme", "theme"),
         Binding("f", "toggle_freq", "core MHz"),
         Binding("question_mark", "help", "help", key_display="?"),
@@ -144,6 +148,7 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
             yield GpuList(id="gpus").data_bind(selected=GputopApp.selected_gpu)
         if self.workload is not None:
             yield WorkloadView(id="workload")
+            yield RanksPanel(id="ranks")  # shown once the job has ranks
         yield HistoryCharts(self.history, now_label=self.feed.now_label, id="charts").data_bind(gpu_index=GputopApp.selected_gpu)
         yield ProcessTable(id="procs")
         yield KeyFooter()
@@ -166,6 +171,8 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
         """Each feed's own keys: the replay's in a replay, the live view's (kill, pause and the
         interval) live."""
         own = action not in (playback.LIVE_ONLY if self._replay is not None else playback.REPLAY_ONLY)
+        if action == "stacks" and self.workload is None:
+            return False
         return own and not playback.typing(self.screen, action)
 
     def on_resize(self) -> None:
@@ -308,6 +315,10 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
 
     def _show_workload(self, state: WorkloadState, sample: Sample | None) -> None:
         self.query_one(WorkloadView).show(state, sample)
+        ranks = self.query_one(RanksPanel)
+        ranks.state = state
+        if sample is not None:
+            ranks.gpus = sample.gpus
         self.query_one(ProcessTable).workload_pids = state.pids
         self.query_one(CpuPanel).job_cores = state.job.cores if state.job is not None else frozenset()
 
@@ -424,6 +435,28 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
         if self._replay is not None:
             return HelpScreen(playback.KEYS, "gputop replay keys")
         return HelpScreen()
+
+    def action_stacks(self) -> None:
+        """Ask every process of the --run job for its Python stacks (in a thread: it waits up to
+        STACKS_TIMEOUT_S for their answers), then show them."""
+        self.notify(f"asking the job's processes for their Python stacks (up to {STACKS_TIMEOUT_S:g} s)")
+        self._capture_stacks()
+
+    @work(thread=True, exclusive=True, group="stacks")
+    def _capture_stacks(self) -> None:
+        workload = self.workload
+        answers = [] if workload is None else workload.capture_stacks(STACKS_TIMEOUT_S)
+        self.call_from_thread(self._show_stacks, answers)
+
+    def _show_stacks(self, answers: list[dict[str, object]]) -> None:
+        if not answers:
+            self.notify(
+                "no process of the job answered: stacks come from the ranks of a distributed job "
+                "(the processes that connect to gputop's socket), while it runs",
+                severity="warning",
+            )
+            return
+        self.push_screen(StacksScreen(answers))
 
     def action_kill(self) -> None:
         proc = self.query_one(ProcessTable).selected_process

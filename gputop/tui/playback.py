@@ -23,7 +23,7 @@ from gputop.view.history import History
 FRAME_S = 1 / 30
 INDEX_NOTE_S = 2.0
 NO_PROCESSES = "a recording holds no process list"
-LIVE_ONLY = frozenset({"kill", "toggle_pause", "slower", "faster"})  # k, p, + and -
+LIVE_ONLY = frozenset({"kill", "toggle_pause", "slower", "faster", "stacks"})  # k, p, +, - and w
 REPLAY_ONLY = frozenset({"play", "step", "seek", "speed", "jump", "goto"})
 
 BINDINGS = [

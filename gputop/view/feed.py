@@ -21,7 +21,7 @@ from bisect import bisect_right
 from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from gputop.model import Sample, WorkloadState
 from gputop.sampler import SupportsSample, Ticker
@@ -45,6 +45,8 @@ class SupportsPoll(Protocol):
     def poll(self, sample: Sample | None = None) -> WorkloadState: ...
 
     def stop(self, grace_s: float = ...) -> object: ...
+
+    def capture_stacks(self, timeout_s: float = ...) -> list[dict[str, Any]]: ...
 
 
 class EnergySinceStart:

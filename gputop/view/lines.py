@@ -14,7 +14,8 @@ from rich.cells import cell_len
 from rich.style import Style
 
 from gputop import format as fmt
-from gputop.model import CpuSample, GpuSample
+from gputop.model import CpuSample, GpuSample, RankRow, RankStraggler
+from gputop.workload.energy import gpu_uuid
 
 GAP = "   "
 # the live view's layout, which gputop.tui.app applies
@@ -205,7 +206,7 @@ def cpu_subtitle(show_freq: bool) -> str:
 
 
 def short_name(name: str) -> str:
-    return name.removeprefix("NVIDIA ").removeprefix("Tesla ")
+    return name.removeprefix("NVIDIA ").removeprefix("Tesla ").removeprefix("AMD ")
 
 
 def gpu_title(gpu: GpuSample) -> str:
@@ -244,6 +245,8 @@ def gpu_lines(gpu: GpuSample | None, width: int, st: Styles, energy_j: float | N
     if gpu.lost:
         return [item((LOST, st.style_of("panel--lost")))]
     width = max(width, 20)
+    if gpu.info.vendor == "amd":
+        return pack(_amd_blocks(gpu, st, energy_j), width)
     return pack(_gpu_blocks(gpu, width, st, energy_j), width)
 
 
@@ -289,6 +292,37 @@ def _gpu_blocks(gpu: GpuSample, width: int, st: Styles, energy_j: float | None) 
         ],
     ]
     return blocks
+
+
+def _amd_blocks(gpu: GpuSample, st: Styles, energy_j: float | None) -> list[list[Item] | Rows]:
+    """An AMD GPU in its own words: CUs where NVIDIA says SMs, the memory controllers' busy share
+    (UMC activity) where NVIDIA has GPM's DRAM bandwidth, XGMI where NVLink."""
+
+    def f(label: str, value: str, *rest: str | Piece) -> Item:
+        return field(st, label, value, *rest)
+
+    dim = st.style_of("panel--dim")
+    cus = fmt.num(gpu.info.sm_count, 0)
+    mem_pct = fmt.ratio(gpu.mem_used_bytes, gpu.mem_total_bytes)
+    power_pct = fmt.ratio(gpu.power_w, gpu.power_limit_w)
+    return [
+        [f("CUs busy", fmt.pct(gpu.gpu_util_pct), (f" of the time (GFX activity; {cus} CUs)", dim))],
+        [
+            f("memory ctrl busy", fmt.pct(gpu.mem_busy_pct), (" (UMC activity, not bandwidth)", dim)),
+            f("memory", fmt.used_total(gpu.mem_used_bytes, gpu.mem_total_bytes), f" ({fmt.pct(mem_pct)})"),
+        ],
+        [
+            f("power", fmt.watts(gpu.power_w), f" of {fmt.watts(gpu.power_limit_w)} ({fmt.pct(power_pct)})"),
+            f("energy", fmt.joules(energy_j), " since start"),
+        ],
+        [
+            f("clocks GFX", fmt.mhz(gpu.sm_clock_mhz), f", mem {fmt.mhz(gpu.mem_clock_mhz)}"),
+            f("temp edge", fmt.celsius(gpu.temp_c), f", hotspot {fmt.celsius(gpu.temp_hotspot_c)}, mem {fmt.celsius(gpu.temp_mem_c)}"),
+            f("fan", fmt.pct(gpu.fan_pct)),
+        ],
+        [f("throttle", fmt.reasons(gpu.clock_event_reasons))],
+        [f("XGMI", f"read {fmt.rate(gpu.xgmi_read_bytes_per_s)} write {fmt.rate(gpu.xgmi_write_bytes_per_s)}")],
+    ]
 
 
 def _sm_grid(gpu: GpuSample, width: int, st: Styles) -> Rows | None:
@@ -379,3 +413,62 @@ def gpu_parts(st: Styles, selected_gpu: int | None, sort_label: str) -> list[Ite
 
 def help_part(st: Styles) -> Item:
     return item(("? help", st.style_of("panel--dim")))
+
+
+# ---- a distributed job's ranks (the live view's and the replay's ranks table) -----------------
+
+RANK_COLUMNS = (("rank", 4), ("pid", 8), ("GPU", 8), ("steps", 7), ("steps/s", 8), ("step p50", 9), ("data wait", 9), ("SM %", 5))
+
+
+def rank_gpu(rank: RankRow, gpus: Sequence[GpuSample]) -> tuple[str, GpuSample | None]:
+    """The GPU a rank runs on as the GPU panels name it ("GPU 1": its hello's UUID is that
+    device's), else its CUDA device ("cuda:1"); "n/a" on the CPU or where it said none."""
+    device = rank.device or ""
+    if not device.startswith("cuda"):
+        return fmt.NA, None
+    if rank.device_uuid:
+        uuid = gpu_uuid(rank.device_uuid)
+        for gpu in gpus:
+            if not gpu.lost and (gpu.info.uuid or "").lower() == uuid:
+                return f"GPU {gpu.info.index}", gpu
+    return device, None
+
+
+def _rank_cells(rank: RankRow, gpus: Sequence[GpuSample]) -> list[str]:
+    gpu_name, gpu = rank_gpu(rank, gpus)
+    sm = None if gpu is None else gpu.sm_active_pct
+    share = rank.data_wait_share
+    return [
+        str(rank.rank),
+        fmt.NA if rank.pid is None else str(rank.pid),
+        gpu_name,
+        fmt.count(rank.steps),
+        fmt.amount(rank.steps_per_s),
+        fmt.step_time(rank.step_p50_s),
+        fmt.NA if share is None else f"{100 * share:.0f} %",
+        fmt.NA if sm is None else f"{sm:.0f}",
+    ]
+
+
+def ranks_lines(
+    rows: Sequence[RankRow], straggler: RankStraggler | None, stall: str | None, gpus: Sequence[GpuSample], st: Styles
+) -> list[Line]:
+    """The ranks table: a row per rank (its GPU's SM % from ``gpus``, the latest sample's), then
+    the rank that stopped, then the straggler and why."""
+    label, value, warn = st.style_of("panel--label"), st.style_of("panel--value"), st.style_of("panel--warn")
+    head: list[Piece] = []
+    for name, width in RANK_COLUMNS:
+        head.append((name.rjust(width) + " ", label))
+    out: list[Line] = [(*head, ("state", label))]
+    for rank in rows:
+        pieces: list[Piece] = [(text.rjust(width) + " ", value) for text, (_, width) in zip(_rank_cells(rank, gpus), RANK_COLUMNS)]
+        pieces.append((rank.state, warn if rank.state in ("stalled", "exited") else value))
+        out.append(tuple(pieces))
+    if stall:
+        out.append((("⚠ " + stall, warn),))
+    if straggler is not None:
+        why = straggler.reason or "cause not measured"
+        out.append((("straggler ", label), (f"rank {straggler.rank} ({why})", warn), (": " + straggler.evidence, None)))
+    elif len(rows) > 1 and all(r.step_p50_s is not None for r in rows):
+        out.append((("straggler ", label), ("none: no rank's own work per step leads the others", None)))
+    return out

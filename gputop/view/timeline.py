@@ -19,15 +19,18 @@ each ``at()`` takes in the ones added since the last.
 from __future__ import annotations
 
 import bisect
-from typing import Any
+import dataclasses
+from typing import Any, Mapping
 
-from gputop.model import Sample, WorkloadState, WorkloadStep
+from gputop.model import RankRow, RankStraggler, Sample, WorkloadState, WorkloadStep
 from gputop.trace import CAT_WORKLOAD, ts_ns
 from gputop.trace.marks import WorkloadEnd, WorkloadExit, WorkloadStart
 from gputop.trace.recording import Trace, workload_steps
 from gputop.trace.stream import WorkloadEvents
-from gputop.workload import rates
+from gputop.workload import ranks, rates
 
+# a distributed job at the cursor: each rank's recent steps, their rows, the straggler, the stall flag
+RanksAt = tuple[dict[int, list[WorkloadStep]], tuple[RankRow, ...], RankStraggler | None, str | None]
 NO_START = WorkloadStart(said=False)  # before the start mark
 RECENT_STEPS = 64
 RECENT_LOSSES = 120
@@ -58,6 +61,10 @@ class WorkloadTimeline:
         self.first_ns: int | None = None
         self._out_ns: list[int] = []  # the output lines' times, in time order, and the lines
         self._out: list[str] = []
+        # a distributed job's: each rank's steps in time order (and their times), each process's hello
+        self._rank_steps: dict[int, list[WorkloadStep]] = {}
+        self._rank_ns: dict[int, list[int]] = {}
+        self._hellos: dict[int, Mapping[str, Any]] = {}
         interval = header.settings.get("interval_s")
         self._reach_ns = (
             round(interval * 1e9) if isinstance(interval, (int, float)) and not isinstance(interval, bool) and interval > 0 else 0
@@ -75,6 +82,12 @@ class WorkloadTimeline:
             where = bisect.bisect_right(self._step_ns, step.ts_ns)
             self._step_ns.insert(where, step.ts_ns)
             self.steps.insert(where, step)
+            if step.rank is not None:
+                stamps = self._rank_ns.setdefault(step.rank, [])
+                where = bisect.bisect_right(stamps, step.ts_ns)
+                stamps.insert(where, step.ts_ns)
+                self._rank_steps.setdefault(step.rank, []).insert(where, step)
+        self._hellos.update(ranks.recorded_hellos(mine, self.pid))
         for event in mine:
             ph, at = event.get("ph"), ts_ns(event.get("ts"))
             if at is None or event.get("cat") != CAT_WORKLOAD:
@@ -120,6 +133,19 @@ class WorkloadTimeline:
         next_step = self._step_ns[k] if k < len(self._step_ns) else None
         return mark_ns <= at + self._reach_ns and (next_step is None or next_step > mark_ns)
 
+    def _ranks_at(self, at: int, ended: int | None) -> RanksAt:
+        """A distributed job's ranks at ``at``: each rank's recent steps, their rows, the
+        straggler and the stall flag, as the live view had them then (nothing without ranks)."""
+        by_rank = {}
+        for rank, stamps in self._rank_ns.items():
+            k = bisect.bisect_right(stamps, at)
+            if k:
+                by_rank[rank] = self._rank_steps[rank][max(0, k - RECENT_STEPS) : k]
+        if not by_rank:
+            return {}, (), None, None
+        rows, straggler, stall = ranks.rows(by_rank, self._hellos, min(at, ended or at), ended=ended is not None)
+        return by_rank, rows, straggler, stall
+
     def poll(self, sample: Sample | None = None) -> WorkloadState:
         """The state at ``sample``'s time (at the first start mark without one)."""
         self._take_in()
@@ -128,6 +154,10 @@ class WorkloadTimeline:
 
     def stop(self, grace_s: float = 0.0) -> None:
         """Nothing to stop: a recording's workload ended long ago."""
+
+    def capture_stacks(self, timeout_s: float = 0.0) -> list[dict[str, Any]]:
+        """No process to ask: a recording's stacks, where it has any, are in ``report``."""
+        return []
 
     def at(self, at: int) -> WorkloadState:
         start = self.start[1] if self.start is not None and self.start[0] <= at else NO_START
@@ -141,7 +171,6 @@ class WorkloadTimeline:
         over = [mark[0] for mark, seen in ((self.exit, exit_), (self.end, end)) if mark is not None and seen is not None]
         shown = bisect.bisect_right(self._out_ns, max([at, *over]))
         done = self.steps[max(0, k - RECENT_STEPS) : k]
-        last = done[-1] if done else None
         window = rates.window(done)
         flops, peak = start.flops_per_step, start.peak_flops
         live = rates.over(window, flops, peak)
@@ -152,6 +181,11 @@ class WorkloadTimeline:
         elif end is not None and self.end is not None:
             status = "ok" if end.status == "ok" else "failed"
             error, ended = end.error, self.end[0]
+        by_rank, rank_rows, straggler, stall = self._ranks_at(at, ended)
+        if by_rank:  # the job's step series is its slowest rank's; its samples/s the sum over ranks
+            done = list(ranks.job_steps(by_rank))
+            live = dataclasses.replace(live, samples_per_s=ranks.live_samples_per_s(s for mine in by_rank.values() for s in mine))
+        last = done[-1] if done else None
         p = bisect.bisect_right(self._phase_ns, at) - 1
         phase = self._phase_after[p] if p >= 0 and status == "running" else None
         losses = tuple(s.loss for s in self.steps[max(0, k - RECENT_LOSSES) : k] if s.loss is not None)
@@ -188,4 +222,7 @@ class WorkloadTimeline:
             output_tail=tuple(self._out[max(0, shown - OUTPUT_LINES) : shown]),
             phase=phase,
             last_step_age_s=None if last is None else max(0.0, (min(at, ended or at) - last.ts_ns) / 1e9),
+            ranks=rank_rows,
+            straggler=straggler,
+            rank_stall=stall,
         )

@@ -13,7 +13,7 @@ import bisect
 import collections
 from typing import Any, Mapping
 
-from gputop.model import GpuSample, Sample, WorkloadStep
+from gputop.model import GpuInfo, GpuSample, Sample, WorkloadStep
 
 CURVE_POINTS = 4096  # samples of energy kept (steps older than that keep what they were given)
 
@@ -24,16 +24,22 @@ def gpu_uuid(uuid: str) -> str:
     return uuid if uuid.startswith(("gpu-", "mig-")) else "gpu-" + uuid
 
 
+# the variables that hide or renumber GPUs for a child, the first one set wins (a ROCm PyTorch
+# reads CUDA_VISIBLE_DEVICES too, then HIP's, then ROCr's)
+VISIBLE_DEVICES = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
+
+
 def visible_gpu(device: str | None, env: Mapping[str, str]) -> tuple[str, str] | None:
-    """The NVML device a child's ``cuda``/``cuda:N`` is: ("index", "2") or ("uuid", "GPU-..."),
-    through CUDA_VISIBLE_DEVICES; None where it cannot be told (MIG, an odd list, not cuda)."""
+    """The device a child's ``cuda``/``cuda:N`` is: ("index", "2") (the runtime's numbering: NVML's
+    index, AMD's HIP ordinal) or ("uuid", "GPU-..."), through CUDA_VISIBLE_DEVICES (or HIP's,
+    ROCr's); None where it cannot be told (MIG, an odd list, not cuda)."""
     if device is None or not (device == "cuda" or device.startswith("cuda:")):
         return None
     try:
         ordinal = int(device.partition(":")[2] or 0)
     except ValueError:
         return None
-    visible = env.get("CUDA_VISIBLE_DEVICES")
+    visible = next((env[name] for name in VISIBLE_DEVICES if name in env), None)
     if visible is None:
         return "index", str(ordinal)
     entries = [e.strip() for e in visible.split(",")]
@@ -45,6 +51,15 @@ def visible_gpu(device: str | None, env: Mapping[str, str]) -> tuple[str, str] |
     if entry.startswith("GPU-"):
         return "uuid", entry
     return None
+
+
+def is_gpu(info: GpuInfo, key: tuple[str, str] | None) -> bool:
+    """Whether ``key`` (from ``visible_gpu``, or ("uuid", a UUID)) names this device."""
+    if key is None:
+        return False
+    if key[0] == "index":
+        return key[1] == str(info.index if info.runtime_index is None else info.runtime_index)
+    return bool(info.uuid) and (info.uuid or "").lower().startswith(key[1].lower())
 
 
 class EnergyCurve:
@@ -78,9 +93,7 @@ class EnergyCurve:
         if key is None:
             return None
         for gpu in sample.gpus:
-            if key == ("index", str(gpu.info.index)) or (
-                key[0] == "uuid" and gpu.info.uuid and gpu.info.uuid.lower().startswith(key[1].lower())
-            ):
+            if is_gpu(gpu.info, key):
                 if gpu is self._last_gpu_reading:  # not read again since (GPUs: every ~0.1 s):
                     return None  # its time is the sample that first carried it
                 self._last_gpu_reading = gpu

@@ -9,7 +9,7 @@ from typing import Collection, Mapping, Sequence
 
 from gputop.model import GpuInfo, GpuSample, JobUsage, Placement, Sample, Verdict, WorkloadStep
 from gputop.workload import placement, rates, verdict
-from gputop.workload.energy import gpu_uuid, visible_gpu
+from gputop.workload.energy import gpu_uuid, is_gpu, visible_gpu
 
 
 def measured(steps: Sequence[WorkloadStep]) -> list[WorkloadStep]:
@@ -24,12 +24,7 @@ def job_gpu(gpus: Sequence[GpuSample], device: str | None, device_uuid: str | No
         live = [g for g in gpus if not g.lost and g.gpu_util_pct is not None]
         return min(live, key=lambda g: g.gpu_util_pct or 0.0) if live else None
     key = ("uuid", gpu_uuid(device_uuid)) if device_uuid else visible_gpu(device, env)
-    for gpu in gpus:
-        if key == ("index", str(gpu.info.index)) or (
-            key is not None and key[0] == "uuid" and (gpu.info.uuid or "").lower().startswith(key[1])
-        ):
-            return gpu
-    return None
+    return next((gpu for gpu in gpus if is_gpu(gpu.info, key)), None)
 
 
 def dram_pct(gpu: GpuSample | None) -> float | None:
@@ -54,12 +49,14 @@ def live_verdict(
     sample: Sample | None,
     env: Mapping[str, str],
     device_uuid: str | None = None,
+    rank_pid: int | None = None,
 ) -> Verdict:
-    """The verdict over the recent steps and the latest readings."""
+    """The verdict over the recent steps and the latest readings (``rank_pid``: in a distributed
+    job, the rank whose steps these are: only its own loader workers count)."""
     after = measured(steps)
     gpus = sample.gpus if sample is not None else ()
     gpu = job_gpu(gpus, device, device_uuid, env)
-    count, workers_cpu = workers(job)
+    count, workers_cpu = workers(job, rank_pid)
     cores = len(sample.cpu.core_util_pct) if sample is not None else None
     idle = None if sample is None or cores is None else max(0.0, cores - sample.cpu.busy_cores)
     return verdict.decide(

@@ -28,6 +28,7 @@ RECENT_STEPS = 64  # steps kept in WorkloadState.recent_steps
 RECENT_LOSSES = 120
 EVENT_LINES = 100_000  # event lines held between two polls; more are dropped (and counted)
 PIDS_EVERY_S = 1.0  # the process tree is walked at most this often
+RECENT_SAMPLES = 64  # samples kept for a distributed job's ranks' GPUs (the straggler's cause)
 RANKS_JOIN_S = 2.0  # the main process has exited: its ranks' connections are read to their end this long at most
 
 
@@ -84,6 +85,9 @@ class Workload:
         self._steps: collections.deque[WorkloadStep] = collections.deque(maxlen=max(1, keep_steps))
         self._run = rates.RunTotals()  # every step's, for a finished job's whole-run rates
         self._run_by_rank = ranks.RunTotalsByRank()  # a distributed job's, rank by rank
+        self._rank_steps: dict[int, collections.deque[WorkloadStep]] = {}  # each rank's recent steps
+        self._gone_pids: set[int] = set()  # ranks' processes that have gone while the job runs
+        self._samples: collections.deque[Sample] = collections.deque(maxlen=RECENT_SAMPLES)  # once it has ranks
         self._losses: collections.deque[float] = collections.deque(maxlen=RECENT_LOSSES)
         self._collect = collect  # keep every step and mark for drain() (a recorder)
         # a recorder loses nothing: unbounded, and emptied by each drain() (record drains every
@@ -170,6 +174,8 @@ class Workload:
             if sample is not None:
                 self._energy.add(sample, self._reader.start)
                 self._sample = sample
+                if self._rank_steps:
+                    self._samples.append(sample)
                 self._gpus_seen |= placement.job_gpus(sample.gpus, self._pids)
             if self._ended_ns is None and self._group.poll() is not None:
                 self._finish()
@@ -207,10 +213,34 @@ class Workload:
                 self._steps.append(item)
                 self._run.add(item)
                 self._run_by_rank.add(item)
+                if item.rank is not None:
+                    self._rank_steps.setdefault(item.rank, collections.deque(maxlen=self._steps.maxlen)).append(item)
                 if item.loss is not None:
                     self._losses.append(item.loss)
             if self._collect:
                 self._pending.append(item)
+
+    def stalled_ranks(self, now_ns: int | None = None) -> dict[int, float]:
+        """The ranks that have stopped stepping (``ranks.stalled``): rank -> seconds since its last step."""
+        with self._lock:
+            recent = [s for mine in self._rank_steps.values() for s in mine]
+        return ranks.stalled(recent, self._clock_ns() if now_ns is None else now_ns)
+
+    def ranks_seen(self) -> set[int]:
+        """The ranks that have stepped."""
+        with self._lock:
+            return set(self._rank_steps)
+
+    def capture_stacks(self, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+        """Every connected process's Python stacks, asked through the events socket (answered by a
+        thread of the hooks in each; see gputop.workload.channel): a list of ``{pid, rank, ts_ns,
+        threads: [{thread, main, stack}]}``, by rank, of those that answered within ``timeout_s``
+        ([] for a job without the socket, or ended). Blocks up to ``timeout_s``: not on a UI thread."""
+        channel = self._channel
+        if channel is None:
+            return []
+        answers = channel.capture_stacks(timeout_s)
+        return sorted(answers, key=lambda a: (not isinstance(a.get("rank"), int), a.get("rank") or 0, a.get("pid") or 0))
 
     # ---- the process ------------------------------------------------------------------------
 
@@ -247,6 +277,7 @@ class Workload:
         self._pids = process_tree(pid) or frozenset({pid})
         if self._watch is not None:
             ranks = [p for p, facts in self._reader.processes.items() if facts.get("rank") is not None]
+            self._gone_pids.update(p for p in ranks if p not in self._pids)
             self._job = self._watch.read(self._pids, ranks)
             if self._job is not None:
                 placement.add(self._core_cpu_s, self._job.core_cpu_s)
@@ -337,19 +368,31 @@ class Workload:
         self._with_joules()
         status, error = self._status()
         start = self._reader.start
-        window = rates.window(self._steps)
-        last = self._steps[-1] if self._steps else None
+        series = ranks.job_steps(self._rank_steps) or self._steps  # a distributed job's: its slowest rank's
+        window = rates.window(series)
+        last = series[-1] if series else None
         if self._ended_ns is None:  # running: the recent steps'
             live = rates.over(window, start.get("flops_per_step"), start.get("peak_flops"))
             if last is not None and last.rank is not None:  # a distributed job's: the sum over its ranks
-                live = dataclasses.replace(live, samples_per_s=ranks.live_samples_per_s(self._steps))
+                live = dataclasses.replace(
+                    live, samples_per_s=ranks.live_samples_per_s(s for mine in self._rank_steps.values() for s in mine)
+                )
         else:  # ended: the whole run's, as the job's own summary and the replay give them
             live = self._run.rates(start.get("flops_per_step"), start.get("peak_flops"))
             if self._run_by_rank.ranks:  # a distributed job's: the sum over its ranks
                 live = dataclasses.replace(live, samples_per_s=self._run_by_rank.samples_per_s())
+        judged = list(series if self._rank_steps else self._steps)
         output = self._output.snapshot()
         now_ns = self._ended_ns if self._ended_ns is not None else self._clock_ns()
         phases = self._reader.phases
+        by_rank, straggler, stall = ranks.rows(
+            self._rank_steps,
+            self._reader.processes,
+            now_ns,
+            gone_pids=self._gone_pids,
+            ended=self._ended_ns is not None,
+            samples=self._samples,
+        )
         self._state = WorkloadState(
             name=self.name,
             argv=self.argv,
@@ -376,7 +419,7 @@ class Workload:
             loss=None if last is None else last.loss,
             losses=tuple(self._losses),
             joules_per_step=rates.joules_per_step(window) if self._ended_ns is None else self._run.joules_per_step,
-            recent_steps=tuple(self._steps),
+            recent_steps=tuple(series),
             error=error,
             pids=self._pids,
             output_tail=output,
@@ -385,14 +428,19 @@ class Workload:
             last_step_age_s=None if last is None else max(0.0, (now_ns - last.ts_ns) / 1e9),
             kill_in_s=None if status != "stopping" or self._kill_at is None else max(0.0, self._kill_at - time.monotonic()),
             steps_source=self._reader.steps_source,
-            # over the steps the verdict is drawn from, so the two agree
-            data_wait_share=rates.data_wait_share(insight.measured(self._steps) or list(self._steps)),
+            # over the steps the verdict is drawn from, so the two agree: a distributed job's
+            # slowest rank's (as report takes them), its own loader workers counted
+            data_wait_share=rates.data_wait_share(insight.measured(judged) or list(judged)),
             job=self._job,
             verdict=insight.live_verdict(
-                tuple(self._steps), start.get("device"), self._job, self._sample, self._env, start.get("device_uuid")
+                tuple(judged), start.get("device"), self._job, self._sample, self._env, start.get("device_uuid"), judged[-1].pid
             )
-            if self._steps
+            if judged
             else None,
             placement=self._placement(start),
+            ranks=by_rank,
+            straggler=straggler,
+            rank_stall=stall,
+            rank_steps=tuple(sorted((s for mine in self._rank_steps.values() for s in mine), key=lambda s: s.ts_ns)),
         )
         return self._state

@@ -33,6 +33,16 @@ the others' by that share too; else "compute" (its forward, backward and optimiz
 wait), with the figures in the evidence. On NCCL the all-reduce is waited for on the GPU's stream,
 not by the CPU: backward returns before it, the wait is not in its time, and only a data-loader
 straggler is told apart there.
+
+A rank that stops (``stall``, the live view's flag): a rank is quiet once it has not stepped for
+STALL_STEPS of its typical steps (the median of its recent step times) and at least STALL_MIN_S.
+Then, among the quiet ranks, those that stopped first (within STALL_APART_STEPS of their typical
+steps, or STALL_APART_MIN_S, of the first to stop: the hooks hold steps up to 0.1 s before
+writing them) are ``stalled``; quiet ranks that stopped later are ``waiting`` for them (at the
+next collective); ranks that still step are ``stepping``; a rank whose process has gone while the
+job runs is ``exited``, and the quiet ranks then wait for it. In a job whose ranks step in lock
+step (DDP: every step ends at the same all-reduce) they all stop together, and steps alone cannot
+tell which one the others wait for: all are called stalled, and the flag says so.
 """
 
 from __future__ import annotations
@@ -40,10 +50,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from gputop.model import Sample, WorkloadStep
+from gputop import format as fmt
+from gputop.model import RankRow, RankStraggler, Sample, WorkloadStep
 from gputop.workload import causes, insight, rates
 
 STRAGGLER_MIN_SHARE = 0.10  # a straggler leads the median of the others by this share of the job's step
+LIVE_STRAGGLER_STEPS = 5  # the live view names a straggler once every rank has this many steps
+STALL_STEPS = 10  # a rank is quiet after no step for this many of its typical steps ...
+STALL_MIN_S = 10.0  # ... and never sooner than this
+STALL_APART_STEPS = 3  # quiet ranks that stopped within this many typical steps of the first stopped with it
+STALL_APART_MIN_S = 0.5  # ... or within this (a rank's steps reach gputop up to 0.1 s late)
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,15 +338,28 @@ def summary(
     attempt), and the rank it failed at (``samples``: the recording's, for each rank's GPU over
     the ranks' steps; ``byes``: how each process ended)."""
     ranks = model(steps, hellos, byes)
+    return summary_of(ranks, rank_gpus(ranks, steps, hellos, samples))
+
+
+def rank_gpus(
+    ranks: Sequence[RankFigures], steps: Sequence[WorkloadStep], hellos: Mapping[int, Mapping[str, Any]], samples: Sequence[Sample]
+) -> dict[int, causes.GpuWindow]:
+    """Each rank's GPU over the ranks' steps, from a recording's samples, where known."""
+    ranked = [s for s in steps if s.rank is not None and s.step != 1]
+    if not (ranked and samples):
+        return {}
+    devices = {r.rank: hellos.get(r.pid, {}) for r in ranks if r.pid is not None}
+    begin = min(s.ts_ns - int(s.wall_s * 1e9) for s in ranked)
+    return causes.rank_gpus(samples, devices, begin, max(s.ts_ns for s in ranked))
+
+
+def summary_of(ranks: Sequence[RankFigures], gpus: Mapping[int, causes.GpuWindow] | None = None) -> dict[str, Any]:
+    """``summary``'s keys for ranks already modelled (those of several nodes' traces together;
+    ``gpus``: each rank's GPU, where known)."""
     if not ranks:
         return {}
+    gpus = gpus or {}
     waits = collective_wait_s(ranks)
-    ranked = [s for s in steps if s.rank is not None and s.step != 1]
-    gpus = {}
-    if ranked and samples:
-        devices = {r.rank: hellos.get(r.pid, {}) for r in ranks if r.pid is not None}
-        begin = min(s.ts_ns - int(s.wall_s * 1e9) for s in ranked)
-        gpus = causes.rank_gpus(samples, devices, begin, max(s.ts_ns for s in ranked))
     lagging = straggler(ranks, gpus)
     # ranks in lock-step share one step time: the straggler's is the job's (its verdict the job's)
     slow = next(r for r in ranks if r.rank == lagging["rank"]) if lagging else slowest(ranks)
@@ -427,3 +456,123 @@ class RunTotalsByRank:
     def samples_per_s(self) -> float | None:
         each = [run.rates(None, None).samples_per_s for run in self.ranks.values()]
         return None if not each or None in each else sum(v for v in each if v is not None)
+
+
+# ---- the live view: each rank's row, and a rank that stops --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """Each rank's state (``stall``) and, where a rank stopped, the flag in words."""
+
+    states: dict[int, str]
+    text: str | None
+
+
+def typical_step_s(steps: Sequence[WorkloadStep]) -> float | None:
+    """A rank's typical step: the median time of its steps after its first."""
+    walls = [s.wall_s for s in steps]
+    return rates.median(walls[1:] or walls)
+
+
+def job_steps(by_rank: Mapping[int, Sequence[WorkloadStep]]) -> Sequence[WorkloadStep]:
+    """The job's step series: its slowest rank's steps (the largest typical step; ``report``
+    takes the job's step from that rank too), not every rank's steps mixed into one series."""
+    timed = {r: typical_step_s(steps) for r, steps in by_rank.items() if steps}
+    if not timed:
+        return ()
+    return by_rank[max(timed, key=lambda r: (timed[r] or 0.0, -r))]
+
+
+def _who(ranks: Iterable[int]) -> tuple[str, bool]:
+    """("rank 1", singular) or ("ranks 0-2", plural)."""
+    mine = sorted(ranks)
+    return (f"rank {mine[0]}", True) if len(mine) == 1 else (f"ranks {fmt.core_ranges(mine)}", False)
+
+
+def stall(by_rank: Mapping[int, Sequence[WorkloadStep]], now_ns: int, exited: Iterable[int] = ()) -> Stall:
+    """Each rank's state at ``now_ns`` from its own steps, and the flag where one stopped (the
+    module's doc has the rule). ``exited``: the ranks whose process has gone while the job runs."""
+    gone = {r for r in exited if by_rank.get(r)}
+    last = {r: steps[-1].ts_ns for r, steps in by_rank.items() if steps}
+    typical = {r: typical_step_s(by_rank[r]) or 0.0 for r in last}
+    states = {r: "exited" if r in gone else "stepping" for r in last}
+    quiet = [r for r in last if r not in gone and (now_ns - last[r]) / 1e9 >= max(STALL_STEPS * typical[r], STALL_MIN_S)]
+    if not quiet:
+        return Stall(states, None)
+    first = min(last[r] for r in quiet)
+    held = [r for r in quiet if (last[r] - first) / 1e9 <= max(STALL_APART_STEPS * typical[r], STALL_APART_MIN_S)]
+    if gone:  # the quiet ranks wait for the rank that has gone
+        held = []
+    for r in quiet:
+        states[r] = "stalled" if r in held else "waiting"
+    waiting = [r for r in quiet if r not in held]
+    stepping = [r for r, state in states.items() if state == "stepping"]
+    age = f"no step for {max(0, (now_ns - first) // 10**9)} s"
+    if gone:
+        head = f"{_who(gone)[0]}: exited"
+        tail = [_verb(waiting, "waits", "wait") + f" ({age})"]
+    else:
+        head = f"{_who(held)[0]}: {age}"
+        tail = [_verb(waiting, "waits", "wait")] if waiting else []
+        if not waiting and not stepping and len(held) > 1:
+            tail = ["stopped together: which one the others wait for, their steps cannot tell"]
+    if stepping:
+        tail.append(_verb(stepping, "steps on", "step on"))
+    return Stall(states, "; ".join([head, ", ".join(tail)]) if tail else head)
+
+
+def _verb(ranks: Sequence[int], one: str, many: str) -> str:
+    who, single = _who(ranks)
+    return f"{who} {one if single else many}"
+
+
+def rows(
+    by_rank: Mapping[int, Sequence[WorkloadStep]],
+    hellos: Mapping[int, Mapping[str, Any]],
+    now_ns: int,
+    *,
+    gone_pids: Iterable[int] = (),
+    ended: bool = False,
+    samples: Sequence[Sample] = (),
+) -> tuple[tuple[RankRow, ...], RankStraggler | None, str | None]:
+    """The live view's ranks from each rank's recent steps (``hellos``: by pid): their rows, the
+    straggler (its reason from its GPU over ``samples``, the recent ones, where that stands apart:
+    gputop.workload.causes) and the stall flag (none once the job has ended: every rank has then
+    exited)."""
+    gone = set(gone_pids)
+    figs = [figures(rank, steps, hellos.get(steps[-1].pid or 0)) for rank, steps in sorted(by_rank.items()) if steps]
+    exited = [f.rank for f in figs if ended or f.pid in gone]
+    flag = stall(by_rank, now_ns, exited)
+    out = []
+    for f in figs:
+        hello = hellos.get(f.pid or 0) or {}
+        out.append(
+            RankRow(
+                rank=f.rank,
+                pid=f.pid,
+                device=f.device,
+                device_uuid=_text(hello.get("device_uuid")),
+                steps=by_rank[f.rank][-1].step,  # its own count (the steps given may be its recent ones)
+                steps_per_s=f.steps_per_s,
+                step_p50_s=f.step_p50_s,
+                data_wait_share=f.data_wait_share,
+                last_step_age_s=max(0.0, (now_ns - by_rank[f.rank][-1].ts_ns) / 1e9),
+                state=flag.states.get(f.rank, "stepping"),
+            )
+        )
+    s = None
+    if all(f.steps >= LIVE_STRAGGLER_STEPS for f in figs):
+        devices = {f.rank: hellos.get(f.pid or 0) or {} for f in figs}
+        s = straggler(figs, causes.rank_gpus(samples, devices, 0, now_ns) if samples else None)
+    found = None if s is None else RankStraggler(rank=s["rank"], reason=s["reason"], evidence=s["evidence"])
+    return tuple(out), found, None if ended else flag.text
+
+
+def stalled(steps: Iterable[WorkloadStep], now_ns: int) -> dict[int, float]:
+    """The ranks that have stopped stepping by ``stall``'s rule (stalled, or waiting for one that
+    has): rank -> seconds since its last step. In a job whose ranks step together they all stop
+    within a step of each other: which one holds the others is what their stacks tell."""
+    mine = by_rank(steps)
+    flag = stall(mine, now_ns)
+    return {r: (now_ns - mine[r][-1].ts_ns) / 1e9 for r, state in flag.states.items() if state in ("stalled", "waiting")}

@@ -36,11 +36,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     _gpu_tests.update(item.nodeid for item in gpu_items)
     if not gpu_items:
         return
-    reason = machine.no_gpu_reason()
-    if reason is not None:
-        skip = pytest.mark.skip(reason=f"needs a real NVIDIA GPU: {reason}")
-        for item in gpu_items:
-            item.add_marker(skip)
+    # a module says its vendor (VENDOR = "amd"); NVIDIA's otherwise
+    by_vendor = {"nvidia": [i for i in gpu_items if getattr(i.module, "VENDOR", "nvidia") == "nvidia"]}
+    by_vendor["amd"] = [i for i in gpu_items if i not in by_vendor["nvidia"]]
+    for vendor, check, words in (("nvidia", machine.no_gpu_reason, "NVIDIA"), ("amd", machine.no_amd_gpu_reason, "AMD")):
+        reason = check() if by_vendor[vendor] else None
+        if reason is not None:
+            skip = pytest.mark.skip(reason=f"needs a real {words} GPU: {reason}")
+            for item in by_vendor[vendor]:
+                item.add_marker(skip)
 
 
 def _out_dir() -> Path | None:

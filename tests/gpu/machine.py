@@ -47,6 +47,29 @@ def no_gpu_reason(environ: dict[str, str] | None = None) -> str | None:
         pynvml.nvmlShutdown()
 
 
+def no_amd_gpu_reason(environ: dict[str, str] | None = None) -> str | None:
+    """Why this machine cannot run the AMD tests marked ``gpu`` (test_gpu_amd.py), or None where
+    it can: amdsmi imports over ROCm's real libamd_smi.so (not tests/fakeamdsmi.py's stand-in),
+    starts, and finds at least one GPU."""
+    env = os.environ if environ is None else environ
+    if env.get("GPUTOP_FAKE_AMDSMI"):
+        return f"GPUTOP_FAKE_AMDSMI={env['GPUTOP_FAKE_AMDSMI']} names the libamd_smi fake, not a GPU"
+    from gputop.sources.amd import AmdSource, AmdUnavailable
+
+    try:
+        source = AmdSource.open()
+    except AmdUnavailable as exc:
+        return exc.reason
+    try:
+        import amdsmi.amdsmi_wrapper as wrapper
+
+        if not isinstance(wrapper._libraries.get("libamd_smi.so"), ctypes.CDLL):  # a fake in this process
+            return "amdsmi's library is not the real libamd_smi.so"
+        return None
+    finally:
+        source.close()
+
+
 @dataclass
 class Proc:
     """A child that ran: its exit, output and time (``timed_out`` when it was stopped)."""

@@ -1,4 +1,4 @@
-"""DDP on gloo, launched by torchrun (RANK, WORLD_SIZE, MASTER_ADDR/PORT in the environment)."""
+"""DDP launched by torchrun (RANK, WORLD_SIZE, MASTER_ADDR/PORT in the environment): gloo on the CPU, NCCL where a GPU is visible."""
 
 import os
 import time
@@ -20,19 +20,22 @@ class Data(Dataset):
         return STEPS * BATCH
 
     def __getitem__(self, i):
+        if self.slow and i >= int(os.environ.get("HANG_AFTER", STEPS)) * BATCH:
+            time.sleep(3600)  # a stuck read: the other ranks wait for it at the next all-reduce
         if self.slow:
             time.sleep(float(os.environ.get("SLOW_S", "0.004")))  # a slow disk
         return torch.randn(8), torch.randn(1)
 
 
-def train(rank, workers=0):
-    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(8, 1))
+def train(rank, workers=0, device="cpu"):
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(8, 1).to(device))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     slow = rank == int(os.environ.get("SLOW_RANK", "1"))
     busy = float(os.environ.get("SLOW_COMPUTE_S", "0")) if slow else 0.0  # its own work, not its data
     loader = DataLoader(Data(slow and not busy), batch_size=BATCH, num_workers=workers)
 
     def step(x, y):
+        x, y = x.to(device), y.to(device)
         opt.zero_grad()
         if busy:
             time.sleep(busy)  # a slow host thread (preprocessing on the rank's own thread)
@@ -62,9 +65,14 @@ def measure(rank, loader, step):
         end = time.perf_counter()  # the last step's end (not the loader's shutting down)
     total = end - begin
     print(f"rank {rank} steps {steps} samples {samples} wait {wait / total:.4f}", flush=True)
+    if os.environ.get("RATE_DIR"):  # its own samples/s after warm-up, for a metrics file
+        with open(os.path.join(os.environ["RATE_DIR"], f"rank{rank}"), "a") as f:
+            f.write(f"{BATCH * (steps - WARMUP) / total}\n")
 
 
 if __name__ == "__main__":
-    dist.init_process_group("gloo")
-    train(dist.get_rank())
+    # the backend and device picked the usual way: NCCL and this rank's GPU where there is one
+    cuda = torch.cuda.is_available()
+    dist.init_process_group("nccl" if cuda else "gloo")
+    train(dist.get_rank(), device=f"cuda:{os.environ['LOCAL_RANK']}" if cuda else "cpu")
     dist.destroy_process_group()

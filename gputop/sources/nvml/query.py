@@ -11,12 +11,13 @@ its own CPU.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import pynvml
+
+from gputop.sources.gpu import DriverTime
 
 log = logging.getLogger("gputop.sources.nvml")
 
@@ -83,26 +84,6 @@ class _Unanswerable:
 
 UNANSWERABLE = _Unanswerable()  # what a probe gets back for a query the device will never answer
 _logged: set[tuple[str, int]] = set()
-
-
-class DriverTime:
-    """This process's time in NVML calls made through ``query`` (wall time of each call, every
-    thread summed) and how many calls."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()  # the sampling thread and the PCIe thread both add
-        self._ns = 0
-        self._calls = 0
-
-    def add(self, ns: int) -> None:
-        with self._lock:
-            self._ns += ns
-            self._calls += 1
-
-    def read(self) -> tuple[int, int]:
-        """(nanoseconds, calls) so far."""
-        with self._lock:
-            return self._ns, self._calls
 
 
 DRIVER_TIME = DriverTime()

@@ -128,6 +128,14 @@ class GpuRow(_GpuWidget):
             f("", fmt.celsius(gpu.temp_c)),
             f("", "n/a" if gpu.pstate is None else f"P{gpu.pstate}"),
         ]
+        if gpu.info.vendor == "amd":  # AMD's own words: CUs busy (GFX activity), UMC activity, hotspot
+            fields = [
+                f("CUs busy", fmt.pct(gpu.gpu_util_pct)),
+                f("UMC", fmt.pct(gpu.mem_busy_pct)),
+                fields[4],  # power
+                f("hotspot", fmt.celsius(gpu.temp_hotspot_c)),
+                fields[3],  # memory
+            ]
         if trap_warning(gpu):
             fields.insert(1, item(("⚠ few SMs busy", st("panel--warn"))))
         used = cells(line)

@@ -35,6 +35,11 @@ of its own when it calls ``init_process_group``; a DataLoader worker never steps
 Each process's first event is a ``hello`` (pid, ppid, rank, local rank, world size, group rank from
 the environment or ``torch.distributed`` once initialised, no collective; the elastic run id and
 restart count; device and GPU UUID); a rank's steps (any but the first process's) carry pid and rank.
+
+Requests from gputop (the last section) come back on a process's socket connection: a thread of
+the hooks' own reads them and answers ``stacks`` with every thread's Python stack
+(``sys._current_frames``), on a new connection to the path the request names. No signal handler,
+no collective: a process whose every thread holds the GIL in native code does not answer.
 """
 
 from __future__ import annotations
@@ -495,6 +500,65 @@ def _send(state: _State, data: bytes) -> None:
             conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             conn.connect(state.sock_path)
             state.conn = conn
+            _listen(conn)
         state.conn.sendall(data)
     except OSError:  # no gputop to hear it (gone, or a socket not ours): carry on without it
         state.conn, state.off = None, True
+
+
+# ---- requests from gputop: a thread of the hooks' own, apart from the step path --------------
+
+
+def _listen(conn: socket.socket) -> None:
+    """Answer gputop's requests on ``conn`` (this process's connection) from a daemon thread."""
+    import threading
+
+    threading.Thread(target=_requests, args=(conn,), daemon=True, name="gputop-requests").start()
+
+
+def _requests(conn: socket.socket) -> None:
+    data = b""
+    while True:
+        try:
+            chunk = conn.recv(4096)
+        except OSError:
+            return
+        if not chunk:  # gputop has gone
+            return
+        *lines, data = (data + chunk).split(b"\n")
+        for line in lines:
+            try:
+                _answer(line)
+            except Exception:  # noqa: BLE001 - a request we cannot answer is left unanswered
+                pass
+
+
+def _answer(line: bytes) -> None:
+    """A ``stacks`` request: this process's threads' stacks, as one JSON object, to its reply path."""
+    import json
+
+    request = json.loads(line)
+    if not isinstance(request, dict) or request.get("request") != "stacks" or not isinstance(request.get("reply"), str):
+        return
+    who = _identity()
+    answer = {"pid": os.getpid(), "rank": who["rank"], "ts_ns": _now(), "threads": _stacks()}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as out:
+        out.settimeout(5.0)
+        out.connect(request["reply"])
+        out.sendall(json.dumps(answer).encode())
+
+
+def _stacks() -> list[dict[str, Any]]:
+    """Each thread's Python stack (this one left out), the main thread first."""
+    import threading
+    import traceback
+
+    frames: dict[int, Any] = getattr(sys, "_current_frames", dict)()
+    names = {t.ident: t.name for t in threading.enumerate()}
+    main, mine = threading.main_thread().ident, threading.get_ident()
+    out = [
+        {"thread": names.get(ident, f"thread {ident}"), "main": ident == main, "stack": "".join(traceback.format_stack(frame))}
+        for ident, frame in frames.items()
+        if ident != mine
+    ]
+    return sorted(out, key=lambda t: not t["main"])
