@@ -293,6 +293,7 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
             device=start.device,
             device_uuid=start.device_uuid,
             rank_pid=steps[-1].pid if per_rank and steps else None,
+            rank_pids=frozenset(pid for pid, hello in hellos.items() if isinstance(hello.get("rank"), int)),
         ),
         **per_rank,
         "stacks": _stacks(trace, workload["pid"]),

@@ -155,12 +155,14 @@ def recorded(
     device: str | None = None,
     device_uuid: str | None = None,
     rank_pid: int | None = None,
+    rank_pids: Collection[int] = (),
 ) -> dict[str, object]:
     """What ``report`` says of a recorded job beyond its rates: steps/s, step time p50/p95, the
     data-wait share, what its processes used, and the verdict, all over the steps after warm-up
     (``jobs``: the ``job`` instants' (ts_ns, args) in order; ``device``, ``device_uuid``: the
     start event's, as gputop.trace.marks read them; ``rank_pid``: the rank whose steps these are,
-    in a distributed job: only its own workers count)."""
+    in a distributed job: only its own workers count; ``rank_pids``: every rank's process, never a
+    worker, even in a job reading taken before its hello came: Lightning's ranks are rank 0's children)."""
     after = measured(steps) or list(steps)
     # steps/s and step times over the steps report's medians are taken over (all but step 1)
     timed = [s for s in steps if s.step != 1] or list(steps)
@@ -179,7 +181,14 @@ def recorded(
     for args in window:
         listed = args.get("processes")
         procs = (
-            [p for p in listed if isinstance(p, dict) and p.get("role") == "worker" and (rank_pid is None or p.get("ppid") == rank_pid)]
+            [
+                p
+                for p in listed
+                if isinstance(p, dict)
+                and p.get("role") == "worker"
+                and (rank_pid is None or p.get("ppid") == rank_pid)
+                and p.get("pid") not in rank_pids
+            ]
             if isinstance(listed, list)
             else []
         )

@@ -20,7 +20,8 @@ class Data(Dataset):
         return STEPS * BATCH
 
     def __getitem__(self, i):
-        if self.slow and i >= int(os.environ.get("HANG_AFTER", STEPS)) * BATCH:
+        hang = os.environ.get("HANG_AFTER")  # (unset: never; a dataset of more items reads them all)
+        if self.slow and hang is not None and i >= int(hang) * BATCH:
             time.sleep(3600)  # a stuck read: the other ranks wait for it at the next all-reduce
         if self.slow:
             time.sleep(float(os.environ.get("SLOW_S", "0.004")))  # a slow disk

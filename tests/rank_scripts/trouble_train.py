@@ -12,6 +12,7 @@ With DUMP_ENV (a directory), each rank first writes its environment there as RAN
 import json
 import os
 import time
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -24,7 +25,7 @@ def main():
     if os.environ.get("DUMP_ENV"):
         with open(os.path.join(os.environ["DUMP_ENV"], os.environ["RANK"] + ".json"), "w") as f:
             json.dump(dict(os.environ), f)
-    dist.init_process_group("gloo")
+    dist.init_process_group("gloo", timeout=timedelta(seconds=60))  # a rendezvous that hangs fails, not waits 30 min
     rank = dist.get_rank()
     attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
     layer = torch.nn.Linear(8, 1)
