@@ -368,7 +368,19 @@ class Workload:
         self._with_joules()
         status, error = self._status()
         start = self._reader.start
-        series = ranks.job_steps(self._rank_steps) or self._steps  # a distributed job's: its slowest rank's
+        now_ns = self._ended_ns if self._ended_ns is not None else self._clock_ns()
+        by_rank, straggler, stall = ranks.rows(
+            self._rank_steps,
+            self._reader.processes,
+            now_ns,
+            gone_pids=self._gone_pids,
+            ended=self._ended_ns is not None,
+            samples=self._samples,
+        )
+        # a distributed job's step series: its straggler's (the rank the others wait for, as report
+        # takes it), else its slowest rank's
+        held = self._rank_steps.get(straggler.rank) if straggler is not None else None
+        series = held or ranks.job_steps(self._rank_steps) or self._steps
         window = rates.window(series)
         last = series[-1] if series else None
         if self._ended_ns is None:  # running: the recent steps'
@@ -383,16 +395,7 @@ class Workload:
                 live = dataclasses.replace(live, samples_per_s=self._run_by_rank.samples_per_s())
         judged = list(series if self._rank_steps else self._steps)
         output = self._output.snapshot()
-        now_ns = self._ended_ns if self._ended_ns is not None else self._clock_ns()
         phases = self._reader.phases
-        by_rank, straggler, stall = ranks.rows(
-            self._rank_steps,
-            self._reader.processes,
-            now_ns,
-            gone_pids=self._gone_pids,
-            ended=self._ended_ns is not None,
-            samples=self._samples,
-        )
         self._state = WorkloadState(
             name=self.name,
             argv=self.argv,
