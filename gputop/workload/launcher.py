@@ -393,7 +393,7 @@ class Workload:
             live = self._run.rates(start.get("flops_per_step"), start.get("peak_flops"))
             if self._run_by_rank.ranks:  # a distributed job's: the sum over its ranks
                 live = dataclasses.replace(live, samples_per_s=self._run_by_rank.samples_per_s())
-        judged = list(series if self._rank_steps else self._steps)
+        judged = list(series)  # (without ranks, series is self._steps)
         output = self._output.snapshot()
         phases = self._reader.phases
         self._state = WorkloadState(
