@@ -15,14 +15,17 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from gputop.commands import report
+from gputop.trace import TraceError
 
 pytestmark = pytest.mark.xdist_group("ranks")  # heavy jobs: one worker runs them one after another
 
@@ -47,8 +50,8 @@ def environment(**extra: str) -> dict[str, str]:
     return env
 
 
-def record(out: Path, run: list[str], *, duration: float | None = None, **extra: str) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "gputop", "record", "--quiet", "--out", str(out), "--interval", "0.25"]
+def record(out: Path, run: list[str], *, duration: float | None = None, quiet: bool = True, **extra: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "gputop", "record", *(["--quiet"] if quiet else []), "--out", str(out), "--interval", "0.25"]
     if duration is not None:
         argv += ["--duration", str(duration)]
     return subprocess.Popen(
@@ -156,26 +159,20 @@ def test_a_rank_that_dies_fails_the_job_and_the_report_says_which_and_how(tmp_pa
 def test_an_elastic_restart_keeps_each_attempt_of_a_rank_apart(tmp_path):
     torchrun_ready()
     run = ["torchrun", "--", "--standalone", "--nproc_per_node=2", "--max-restarts", "1", "trouble_train.py"]
-    # seen at times on this machine, gputop or not: the restarted attempt fails, or hangs in
-    # init_process_group (the script's 60 s process-group timeout turns that into a failure)
-    try:
-        plain = subprocess.run(
-            [os.path.join(BIN, "torchrun"), *run[2:]],
-            cwd=SCRIPTS,
-            env=environment(TROUBLE="raise_once"),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip("the job's restart hangs without gputop too (torchrun on gloo here)")
-    if plain.returncode != 0:
-        pytest.skip(f"the job's restart fails without gputop too (exit {plain.returncode}): {plain.stderr.strip().splitlines()[-1:]}")
-    rc, err, w = finish(record(tmp_path / "t.json", run, TROUBLE="raise_once"), tmp_path / "t.json")
-    if rc != 0 and all(len(r.get("attempts") or ()) < 2 for r in w["ranks"]):
-        # the restarted attempt never stepped: torchrun's restart on gloo here fails or hangs at
-        # times (with gputop, and without it: the plain run above), its cause not found
-        pytest.skip(f"the restarted attempt never stepped (torchrun's restart here, gputop or not): {err.strip().splitlines()[:1]}")
+    # torch 2.13's restart on gloo fails at times here, gputop or not (seen in 3 of 5 plain runs): the
+    # restarted rank 1 connects to the first attempt's rank 0, long gone ("failed to connect ...
+    # Connection refused"), or both hang in init_process_group (seen for minutes, the process group's
+    # timeout notwithstanding). Those two, and only they, skip.
+    proc = record(tmp_path / "t.json", run, duration=90, quiet=False, TROUBLE="raise_once")
+    out, err = proc.communicate(timeout=300)
+    rc, w = proc.returncode, report.read(str(tmp_path / "t.json"))[0]["workload"]
+    if any(len(r.get("attempts") or ()) < 2 or not r["attempts"][-1]["steps"] for r in w.get("ranks") or ()):
+        if w.get("stopped_by") == "--duration":
+            pytest.skip(
+                "the restarted attempt never stepped within 90 s (torch's restart on gloo hangs in init_process_group here at times, gputop or not)"
+            )
+        if "failed to connect" in out + err:
+            pytest.skip("the restarted rank connected to the first attempt's rank 0 (torch's restart on gloo here, gputop or not)")
     assert rc == 0, (err, w.get("first_failure"), w["output_tail"])
     own = {
         int(m[1]): (int(m[2]), int(m[3])) for m in re.finditer(r"rank (\d) attempt 1 pid (\d+) steps (\d+)", "\n".join(w["output_tail"]))
@@ -201,23 +198,39 @@ def test_ranks_with_unequal_step_counts_each_keep_their_own(tmp_path):
 
 
 @pytest.mark.e2e
-def test_a_rank_that_hangs_at_the_end_is_ended_by_the_duration_with_every_step_it_took(tmp_path):
+def test_a_rank_that_hangs_at_the_end_is_ended_by_a_stop_with_every_step_it_took(tmp_path):
     torchrun_ready()
-    # a duration long enough for torch's import and 20 steps on a loaded machine; the ranks then
-    # hang (rank 1 sleeps an hour, rank 0 waits for it at the barrier) until the duration ends them
-    duration = 90
+    # the ranks train 20 steps, then hang (rank 1 sleeps an hour, rank 0 waits for it at the
+    # barrier); the trace (written as it goes) must get every step while they hang, and a stop
+    # (what --duration does too: the same path) must end them
+    out = tmp_path / "t.json"
+    proc = record(out, [*TORCHRUN, "trouble_train.py"], TROUBLE="hang")
+    deadline = time.monotonic() + 240
+    while (steps := [r["steps"] for r in _ranks_so_far(out)]) != [20, 20]:
+        assert proc.poll() is None, f"record ended before the ranks hung: {proc.communicate()[1]}"
+        if time.monotonic() > deadline:
+            proc.terminate()
+            proc.communicate(timeout=60)
+            pytest.fail(f"the hung ranks' steps never all reached the trace: {steps}")
+        time.sleep(0.5)
     t0 = time.monotonic()
-    proc = record(tmp_path / "t.json", [*TORCHRUN, "trouble_train.py"], duration=duration, TROUBLE="hang")
-    rc, err, w = finish(proc, tmp_path / "t.json", timeout=duration + 120)
+    proc.send_signal(signal.SIGINT)
+    rc, err, w = finish(proc, out, timeout=120)
     assert rc == 0, err
-    assert time.monotonic() - t0 < duration + 60  # the duration (and the stop's grace), not the hang's hour
-    assert "ranks" in w, "no rank stepped within the duration"
-    # every step was written, the last ones although the rank never stepped (nor exited) again
+    assert time.monotonic() - t0 < 60  # the stop (and its grace), not the hang's hour
     assert [r["steps"] for r in w["ranks"]] == [20, 20]
     assert [r["ended"] for r in w["ranks"]] == [None, None]  # stopped by gputop: no exit of their own
-    assert w["stopped_by"] is not None
-    alive = subprocess.run(["pgrep", "-f", f"trouble_train.py.*{tmp_path}"], capture_output=True, text=True).stdout
-    assert not alive
+    assert w["stopped_by"] == "SIGINT"
+    assert not [r["pid"] for r in w["ranks"] if psutil.pid_exists(r["pid"])]  # the hung ranks ended too
+
+
+def _ranks_so_far(out: Path) -> list[dict]:
+    """The ranks of a recording still being written (each line is written whole)."""
+    try:
+        summary, _ = report.read(str(out))
+    except (FileNotFoundError, TraceError):  # not yet, or not yet past its header
+        return []
+    return list(summary.get("workload", {}).get("ranks") or [])
 
 
 # ---- identity --------------------------------------------------------------------------------
