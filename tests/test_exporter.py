@@ -327,7 +327,7 @@ def test_dashboard_queries_are_valid_promql(tmp_path):
 
 
 def rank_row(rank: int, **kw) -> RankRow:
-    return row(rank, device="cuda:0", device_uuid=f"GPU-{rank:08d}-aaaa", steps=30, **kw)
+    return row(rank, **{"device": "cuda:0", "device_uuid": f"GPU-{rank:08d}-aaaa", "steps": 30, **kw})
 
 
 def job_figures(**state) -> JobFigures:
