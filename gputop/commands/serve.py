@@ -81,7 +81,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="export live metrics to Prometheus over HTTP",
         description="Serve every CPU core's and every GPU's metrics at /metrics for Prometheus. "
         "Samples on its own cadence (--interval); a scrape reads the latest sample. "
-        "Stops on Ctrl-C or SIGTERM.",
+        "With --run, a launched job's ranks too, until the job ends. Stops on Ctrl-C or SIGTERM.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
