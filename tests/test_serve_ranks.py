@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -159,6 +160,34 @@ def test_a_failed_job_is_served_until_scraped_then_serve_exits_1(tmp_path):
         job.stop()
     assert "about to fail\n" in job.stdout
     assert "workload fails.py failed (no steps reported): exit code 3" in job.stderr[-1], job.stderr
+
+
+@pytest.mark.e2e
+def test_a_stop_signal_stops_the_running_job_and_its_group_and_serve_says_so(tmp_path):
+    script = tmp_path / "forever.py"
+    pidfile = tmp_path / "child"
+    script.write_text(
+        "import os, subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(pidfile)!r}, 'w').write(str(child.pid))\n"
+        "print('started', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    job = ServedJob(["--port", "0", "--interval", "0.2", "--run", str(script)], fake_env("H100_SXM"), tmp_path)
+    try:
+        wait_for(lambda: "started\n" in job.stdout and pidfile.exists() and pidfile.read_text(), 60, "the job did not start")
+        job.proc.send_signal(signal.SIGTERM)
+        assert job.proc.wait(timeout=60) == 0  # stopped as asked: not a failure of serve's
+    finally:
+        job.stop()
+    wait_for(lambda: any("stopped by gputop on SIGTERM" in line for line in job.stderr), 10, "no line on how the job ended")
+    assert "workload forever.py stopped by gputop on SIGTERM (no steps reported)" in "".join(job.stderr), job.stderr
+    child = int(pidfile.read_text())
+    wait_for(
+        lambda: not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2],
+        10,
+        "the job's child outlived serve",
+    )
 
 
 @pytest.mark.e2e
