@@ -229,9 +229,30 @@ def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | N
         server = bind(args.addr, args.port, app, tls=None if web is None else web.tls)
     except BindError as exc:
         return env.error(str(exc))
+    job = None if workload is None else _Job(workload, exporter, env, quiet=getattr(args, "quiet", False))
+    try:
+        _run(env, server, web, exporter, job, stop, args)
+    except WorkloadError as exc:  # the job could not be launched
+        return env.error(str(exc), ExitStatus.USAGE)
+    if job is None or job.state is None:
+        return ExitStatus.OK
+    stderr.write(launch.ended_line(PROG, job.state, job.stopped_by) + "\n")
+    return ExitStatus.FAILURE if job.state.status == "failed" else ExitStatus.OK
+
+
+def _run(
+    env: Environment,
+    server: WSGIServer,
+    web: WebConfig | None,
+    exporter: Exporter,
+    job: _Job | None,
+    stop: threading.Event,
+    args: argparse.Namespace,
+) -> None:
+    """Sampling (and the job) until the end, the server answering scrapes meanwhile; everything
+    closed on the way out."""
     sampler = env.sampler
     thread = None
-    job = None if workload is None else _Job(workload, exporter, env, quiet=getattr(args, "quiet", False))
     try:
         with StopSignals(stop) as signals:
             try:
@@ -244,8 +265,8 @@ def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | N
                 _publish(exporter, sampler, job)  # the first scrape already has data
                 thread = threading.Thread(target=server.serve_forever, name="gputop-http", daemon=True)
                 thread.start()
-                stderr.write(_banner(server, args.interval, web))
-                stderr.flush()
+                env.stderr.write(_banner(server, args.interval, web))
+                env.stderr.flush()
                 _serve(exporter, sampler, job, stop, args)
             finally:
                 if job is not None:  # stopped while it runs (a stop signal): its group too
@@ -256,10 +277,6 @@ def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | N
         server.server_close()
         if env.sampler is None and sampler is not None:
             sampler.close()
-    if job is None or job.state is None:
-        return ExitStatus.OK
-    stderr.write(launch.ended_line(PROG, job.state, job.stopped_by) + "\n")
-    return ExitStatus.FAILURE if job.state.status == "failed" else ExitStatus.OK
 
 
 def _app(exporter: Exporter, web_config: str | None) -> tuple[Any, WebConfig | None] | str:
