@@ -9,7 +9,8 @@ dcgm-exporter on :9400 with 8 GPUs and 7 fields, beside a node-exporter on :9100
 backfills a TSDB with `promtool tsdb create-blocks-from openmetrics`, starts a Prometheus over it
 (no scrapes) and times, ``--repeats`` times after one warm-up:
 
-- refresh: ``ClusterFeed.refresh()``, the queries (3 per refresh) and the decode into nodes;
+- refresh: ``ClusterFeed.refresh()``, the queries (4 per refresh: up, GPU values, hosts, serve
+  --run's jobs) and the decode into nodes;
 - render: handing those samples to a headless ``ClusterApp``, apart from the refreshes (the
   app's own history thread would otherwise run during them): wall = filling the table; CPU = that
   plus all Textual does in the 0.2 s after (layout, paint, and the selected node's history query);

@@ -76,7 +76,7 @@ COMMANDS = {
 }
 
 
-WORKLOAD_ARGS = {None, "record", "compare"}  # the commands where what follows '--' goes to a workload
+WORKLOAD_ARGS = {None, "record", "compare", "serve"}  # the commands where what follows '--' goes to a workload
 Command = Callable[[argparse.Namespace, Environment], int]  # a command's run
 
 
@@ -381,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(
             f"--run before a command is for the live view; to record a workload use 'gputop record --out PATH --run {args.live_run}'"
         )
-    takes_args = {None: args.live_run, "record": getattr(args, "run", None), "compare": True}
+    takes_args = {None: args.live_run, "record": getattr(args, "run", None), "serve": getattr(args, "run", None), "compare": True}
     if run_args is not None and takes_args.get(args.command) is None:
         parser.error("arguments after '--' go to a workload: use them with --run (or compare)")
     args.run_args = tuple(run_args or ())

@@ -177,10 +177,10 @@ def test_once_json_one_node_per_host_with_values_and_units(fleet):
 def test_queries_per_refresh_do_not_grow_with_nodes(fleet):
     feed = fleet.feed()
     feed.refresh()
-    assert feed.queries_asked == 4  # up, GPU values, GPU names, hosts' CPU and names: for 4 nodes as for 400
+    assert feed.queries_asked == 5  # up, GPU values, GPU names, hosts' CPU and names, jobs: for 4 nodes as for 400
     node = next(n for n in feed.refresh().nodes if n.host == DCGM_HOST)
     history = feed.history(node)
-    assert feed.queries_asked == 8  # the second refresh reuses the GPUs' names
+    assert feed.queries_asked == 10  # the second refresh reuses the GPUs' names
     assert [g.index for g in history.gpus] == [0, 1, 2, 3]
     sm = history.gpus[0].series["sm_active_pct"]
     assert sm and sm[-1][1] == pytest.approx(87.5)  # (one point per 5 s: the module is young)

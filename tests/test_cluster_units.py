@@ -4,12 +4,13 @@ the TUI over a stub feed (sorting, a failing refresh). The real-Prometheus tests
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
 from gputop.cluster import decode, names, promql
 from gputop.cluster.fleet import ClusterError, GpuHistory, NodeHistory
-from gputop.cluster.nodes import ClusterGpu, ClusterNode, ClusterSample, to_dict, totals
+from gputop.cluster.nodes import ClusterGpu, ClusterNode, ClusterSample, held_by, to_dict, totals
 
 
 @pytest.mark.unit
@@ -448,3 +449,98 @@ async def test_the_header_stays_one_line_at_160_columns_even_with_a_failed_refre
         text = header.text_for(158).plain
         assert header.size.height == 1 and "\n" not in text and len(text) <= 158
         assert "stale since" in text and "…" in text  # the reason, cut to fit
+
+
+# ---------------------------------------------------------------------------- gputop serve --run's jobs
+
+
+def _job_answer():
+    """A job's series as Queries.jobs answers them: run "r1" on two nodes (ranks 0-1 on n1, 2-3 on
+    n2), n2's serve naming rank 3 for its data loader; run "r2" on n1, no rank stepped yet."""
+    out = []
+    for inst, ranks, rate in (("n1:9400", (0, 1), "200"), ("n2:9400", (2, 3), "150")):
+        out += [
+            _series("gputop_workload_info", "1", instance=inst, run="r1", workload="torchrun"),
+            _series("gputop_workload_status", "1", instance=inst, run="r1", status="running"),
+            _series("gputop_workload_status", "0", instance=inst, run="r1", status="failed"),
+            _series("gputop_workload_samples_per_second", rate, instance=inst, run="r1"),
+        ]
+        for r in ranks:
+            rank = dict(instance=inst, run="r1", rank=str(r))
+            out += [
+                _series("gputop_workload_steps_total", str(30 + r), **rank),
+                _series("gputop_workload_step_p50_seconds", "0.02" if r != 1 else "0.025", **rank),
+                _series("gputop_workload_steps_per_second", "48", **rank),
+                _series("gputop_workload_rank_state", "1", state="stepping", **rank),
+                _series("gputop_workload_rank_state", "0", state="stalled", **rank),
+                _series("gputop_workload_rank_info", "1", device=f"cuda:{r % 2}", **rank),
+            ]
+            if r != 2:
+                out.append(_series("gputop_workload_samples_total", str(4 * (30 + r)), **rank))
+    out += [
+        _series("gputop_workload_data_wait_ratio", "0.9", instance="n2:9400", run="r1", rank="3"),
+        _series("gputop_workload_straggler", "1", instance="n2:9400", run="r1", rank="3", reason="data loader"),
+        _series("gputop_workload_status", "1", instance="n1:9400", run="r2", status="running"),
+        _series("gputop_workload_steps_total", "NaN", instance="n1:9400", run="r2", rank="0"),
+    ]
+    return out
+
+
+@pytest.mark.unit
+def test_jobs_decode_by_run_across_nodes_with_their_stragglers_and_slowest_rank():
+    r1, r2 = decode.jobs(_job_answer())
+    assert (r1.run, r1.workload, r1.status, r1.hosts) == ("r1", "torchrun", "running", ("n1", "n2"))
+    assert [(r.rank, r.host, r.steps, r.samples, r.state, r.device) for r in r1.ranks] == [
+        (0, "n1", 30, 120, "stepping", "cuda:0"),
+        (1, "n1", 31, 124, "stepping", "cuda:1"),
+        (2, "n2", 32, None, "stepping", "cuda:0"),  # no samples series: n/a, not 0
+        (3, "n2", 33, 132, "stepping", "cuda:1"),
+    ]
+    assert [r.data_wait_share for r in r1.ranks] == [None, None, None, 0.9]
+    assert r1.samples_per_s == 350.0  # the sum over its nodes
+    assert [(s.rank, s.reason, s.host) for s in r1.stragglers] == [(3, "data loader", "n2")]
+    assert r1.slowest is not None and r1.slowest.rank == 1
+    assert held_by(r1) == "straggler rank 3 (data loader) on n2"
+    assert r2.ranks == () and r2.samples_per_s is None and held_by(r2) == "no rank has stepped yet"  # NaN: no value
+    no_straggler = replace(r1, stragglers=())
+    assert held_by(no_straggler) == "no straggler; slowest rank 1 (step p50 25 ms) on n1"
+    doc = to_dict(ClusterSample(1.0, (), totals(()), (r1,)))
+    (job,) = doc["jobs"]
+    assert job["run"] == "r1" and job["stragglers"] == [{"rank": 3, "reason": "data loader", "host": "n2"}]
+    assert job["slowest_rank"] == 1 and job["ranks"][2]["samples"] is None and job["hosts"] == ["n1", "n2"]
+    assert to_dict(ClusterSample(1.0, (), totals(())))["jobs"] == []
+
+
+@pytest.mark.unit
+def test_the_jobs_query_carries_the_selector_and_every_workload_name():
+    q = promql.Queries('{cluster="a"}')
+    assert q.jobs.startswith("max by (__name__, instance, run, rank, reason, state, status, workload, device, hostname) (")
+    assert q.jobs.endswith(', cluster="a"})')
+    for name in names.WORKLOAD_METRICS:
+        assert name in q.jobs
+
+
+@pytest.mark.tui
+async def test_the_jobs_table_shows_each_jobs_straggler_and_hides_without_jobs():
+    from gputop.tui.cluster import ClusterApp, JobTable
+
+    class WithJobs(StubFeed):
+        jobs: tuple = ()
+
+        def refresh(self):
+            return replace(super().refresh(), jobs=self.jobs)
+
+    feed = WithJobs(_stub().nodes)
+    app = ClusterApp(feed, interval_s=60)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await _until(pilot, lambda: app.sample is not None)
+        table = app.query_one(JobTable)
+        assert not table.display and table.row_count == 0  # a fleet without jobs: as before
+        feed.jobs = decode.jobs(_job_answer())
+        await pilot.press("r")
+        await _until(pilot, lambda: table.row_count == 2)
+        assert table.display
+        cells = [str(c) for c in table.get_row("r1")]
+        assert cells[:5] == ["r1", "torchrun", "running", "4", "n1, n2"] and cells[5] == "350.0"
+        assert cells[6] == "straggler rank 3 (data loader) on n2"
+        assert app.row_hosts() == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]  # the nodes' table as it was

@@ -13,10 +13,13 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+import tui_fixtures
 from gputop import metrics
 from gputop.commands import exporter
-from gputop.commands.exporter import NAMES, Exporter, prom_name
-from gputop.model import CpuSample, GpuInfo, GpuSample, Sample
+from gputop.commands.exporter import NAMES, Exporter, JobFigures, prom_name
+from gputop.model import CpuSample, GpuInfo, GpuSample, RankRow, RankStraggler, Sample
+from gputop.workload.ranks import RankTotal
+from test_ranks_live import row
 
 TS_NS = 1_700_000_000_123_456_789
 PROMTOOL = shutil.which("promtool")
@@ -318,3 +321,80 @@ def test_dashboard_queries_are_valid_promql(tmp_path):
     path.write_text(json.dumps(rules))  # JSON is YAML
     out = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# ---- serve --run: a launched job's ranks ---------------------------------------------------
+
+
+def rank_row(rank: int, **kw) -> RankRow:
+    return row(rank, **{"device": "cuda:0", "device_uuid": f"GPU-{rank:08d}-aaaa", "steps": 30, **kw})
+
+
+def job_figures(**state) -> JobFigures:
+    ranks = (rank_row(0, data_wait_share=None), rank_row(1, data_wait_share=0.87, state="waiting", device_uuid=None))
+    values = dict(status="running", samples_per_s=381.5, ranks=ranks, straggler=RankStraggler(1, "data loader", "rank 1 waits 87 % ..."))
+    values.update(state)
+    totals = {0: RankTotal(30, 120), 1: RankTotal(29, None)}
+    return JobFigures("3f2a-run", tui_fixtures.silent(**values), totals)
+
+
+def scrape_job(job: JobFigures) -> tuple[str, dict]:
+    exp = Exporter(hostname="node1", interval_s=1.0)
+    exp.update(Sample(TS_NS, CPU, (full_gpu(0),)), job)
+    registry = CollectorRegistry()
+    registry.register(exp)
+    text = generate_latest(registry).decode()
+    return text, {f.name: f for f in text_string_to_metric_families(text)}
+
+
+@pytest.mark.unit
+def test_a_jobs_ranks_are_series_labelled_by_run_and_rank_and_a_value_not_given_is_no_series():
+    text, fam = scrape_job(job_figures())
+    key = dict(hostname="node1", run="3f2a-run")
+    assert one(fam, "gputop_workload_steps_total", rank="0", **key) == 30
+    assert one(fam, "gputop_workload_steps_total", rank="1", **key) == 29
+    assert fam["gputop_workload_steps"].type == "counter" and fam["gputop_workload_samples"].type == "counter"
+    assert series(fam, "gputop_workload_samples_total") == {(("hostname", "node1"), ("rank", "0"), ("run", "3f2a-run")): 120}
+    assert one(fam, "gputop_workload_step_p50_seconds", rank="1") == pytest.approx(0.0206)
+    assert one(fam, "gputop_workload_steps_per_second", rank="0") == 48.5
+    assert [dict(k)["rank"] for k in series(fam, "gputop_workload_data_wait_ratio")] == ["1"]  # rank 0: no DataLoader
+    assert one(fam, "gputop_workload_data_wait_ratio", rank="1") == pytest.approx(0.87)
+    # enumerations: every value, 1 for the current one
+    states = {(dict(k)["rank"], dict(k)["state"]): v for k, v in series(fam, "gputop_workload_rank_state").items()}
+    assert states == {(r, s): float((r, s) in {("0", "stepping"), ("1", "waiting")}) for r in "01" for s in exporter.RANK_STATES}
+    status = {dict(k)["status"]: v for k, v in series(fam, "gputop_workload_status").items()}
+    assert status == {s: float(s == "running") for s in exporter.JOB_STATUSES}
+    (straggler,) = series(fam, "gputop_workload_straggler")
+    assert dict(straggler) == dict(key, rank="1", reason="data loader")
+    assert one(fam, "gputop_workload_samples_per_second", **key) == 381.5
+    assert one(fam, "gputop_workload_ranks") == 2
+    info = {dict(k)["rank"]: dict(k) for k in series(fam, "gputop_workload_rank_info")}
+    assert info["0"]["device"] == "cuda:0" and info["0"]["uuid"] == "GPU-00000000-aaaa" and "uuid" not in info["1"]
+    assert dict(next(iter(series(fam, "gputop_workload_info"))))["workload"] == "train.py"
+    for f in fam.values():  # bounded labels: never a pid or a step
+        for s in f.samples:
+            assert not {"pid", "step"} & s.labels.keys() and "job" not in s.labels, s
+    # no straggler, no rate, no ranks: no such series
+    _, fam = scrape_job(job_figures(straggler=None, samples_per_s=None, ranks=()))
+    assert not {"gputop_workload_straggler", "gputop_workload_samples_per_second", "gputop_workload_steps"} & fam.keys()
+    assert one(fam, "gputop_workload_ranks") == 0
+    # without --run: none of these at all
+    _, fam = scrape(Sample(TS_NS, CPU, (full_gpu(0),)))
+    assert not [n for n in fam if n.startswith("gputop_workload")]
+
+
+@pytest.mark.unit
+def test_the_job_series_names_follow_the_conventions():
+    for stem, _ in (*exporter.RANK_GAUGES.values(), *exporter.RANK_COUNTERS.values()):
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", stem) and not re.search(r"_(total|count|sum|bucket)$", stem), stem
+    assert exporter.RANK_GAUGES["data_wait_share"][0].endswith("_ratio")
+    assert exporter.RANK_GAUGES["step_p50_s"][0].endswith("_seconds")
+
+
+@pytest.mark.e2e
+@needs_promtool
+def test_promtool_accepts_a_jobs_exposition():
+    for job in (job_figures(), job_figures(straggler=RankStraggler(0, None, "?"), status="failed")):
+        text, _ = scrape_job(job)
+        out = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stdout + out.stderr

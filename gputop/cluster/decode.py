@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Mapping, NamedTuple
 
 from gputop.cluster import names, promql
-from gputop.cluster.nodes import ClusterGpu, ClusterNode
+from gputop.cluster.nodes import ClusterGpu, ClusterJob, ClusterNode, ClusterRank, Straggler
 
 Result = list[dict[str, Any]]
 
@@ -222,3 +222,85 @@ def _build(n: _Node) -> ClusterNode:
         cores_busy=busy,
         gpus=gpus,
     )
+
+
+# ---- gputop serve --run's jobs ---------------------------------------------------------------
+
+_STATUS_ORDER = ("failed", "stopping", "running", "stopped", "ok")  # a job's status: its worst node's
+
+
+class _Job:
+    def __init__(self, run: str) -> None:
+        self.run = run
+        self.workload: str | None = None
+        self.statuses: set[str] = set()
+        self.hosts: set[str] = set()
+        self.ranks: dict[tuple[str, int], dict[str, Any]] = {}  # (instance, rank) -> its fields
+        self.stragglers: list[Straggler] = []
+        self.rates: dict[str, float] = {}  # instance -> its ranks' samples/s
+
+    def build(self) -> ClusterJob:
+        ranks = tuple(
+            ClusterRank(
+                rank=rank,
+                host=names.host_of(instance),
+                device=f.get("device"),
+                state=f.get("state"),
+                steps=f.get("steps"),
+                samples=f.get("samples"),
+                steps_per_s=f.get("steps_per_s"),
+                step_p50_s=f.get("step_p50_s"),
+                data_wait_share=f.get("data_wait_share"),
+            )
+            for (instance, rank), f in sorted(self.ranks.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+        )
+        instances = {i for i, _ in self.ranks} | set(self.rates)
+        rate = sum(self.rates.values()) if self.rates and set(self.rates) >= instances else None
+        status = next((s for s in _STATUS_ORDER if s in self.statuses), None)
+        stragglers = tuple(sorted(self.stragglers, key=lambda s: (s.rank, s.host)))
+        return ClusterJob(self.run, self.workload, status, tuple(sorted(self.hosts)), ranks, stragglers, rate)
+
+
+def jobs(answer: Result) -> tuple[ClusterJob, ...]:
+    """The answer to ``Queries.jobs`` as one ClusterJob per ``run`` label, by run; a job on
+    several nodes (one serve each) is one job with every node's ranks."""
+    found: dict[str, _Job] = {}
+    for s in answer:
+        labels = s["metric"]
+        run, instance = labels.get("run"), labels.get("instance")
+        value = names.to_unit(_RAW, _value(s))
+        if not run or not instance or value is None:
+            continue
+        job = found.setdefault(run, _Job(run))
+        job.hosts.add(names.host_of(instance))
+        _job_series(job, labels.get("__name__", ""), labels, instance, value)
+    return tuple(found[r].build() for r in sorted(found))
+
+
+_RAW = names.Field(names.GPUTOP, "", 1.0)  # a workload series' value: already in its unit
+
+
+def _job_series(job: _Job, name: str, labels: dict[str, str], instance: str, value: float) -> None:
+    """One series of a job into its fields (an enumeration's 0s, and a rank label that is no number, left out)."""
+    if name == names.WORKLOAD_INFO:
+        job.workload = labels.get("workload") or job.workload
+    elif name == names.WORKLOAD_STATUS:
+        if value == 1 and labels.get("status"):
+            job.statuses.add(labels["status"])
+    elif name == names.WORKLOAD_SAMPLES_PER_S:
+        job.rates[instance] = value
+    rank_text = labels.get("rank", "")
+    if not rank_text.isdigit():
+        return
+    rank = int(rank_text)
+    if name == names.WORKLOAD_STRAGGLER:
+        job.stragglers.append(Straggler(rank, labels.get("reason", ""), names.host_of(instance)))
+        return
+    fields = job.ranks.setdefault((instance, rank), {})
+    if name == names.WORKLOAD_RANK_STATE:
+        if value == 1:
+            fields["state"] = labels.get("state")
+    elif name == names.WORKLOAD_RANK_INFO:
+        fields["device"] = labels.get("device") or None
+    elif name in names.WORKLOAD_RANK_METRICS:
+        fields[names.WORKLOAD_RANK_METRICS[name]] = value

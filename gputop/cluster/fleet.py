@@ -109,10 +109,10 @@ class ClusterFeed:
         at = self.clock()
         q = self.queries
         fresh_names = self._gpu_names is None or self._names_age >= NAMES_EVERY
-        answers = self._ask_all((q.up, q.gpus, q.hosts) + ((q.gpu_names,) if fresh_names else ()), at)
-        up, gpus, hosts = answers[:3]
+        answers = self._ask_all((q.up, q.gpus, q.hosts, q.jobs) + ((q.gpu_names,) if fresh_names else ()), at)
+        up, gpus, hosts, jobs = answers[:4]
         if fresh_names:
-            self._gpu_names, self._names_age = answers[3], 0
+            self._gpu_names, self._names_age = answers[4], 0
         self._names_age += 1
         down = decode.down(up)
         self._since = {k: v for k, v in self._since.items() if k in down}
@@ -126,7 +126,7 @@ class ClusterFeed:
             self._gpu_names, self._names_age = self._ask(q.gpu_names, at), 1
             decoded = decode.nodes(up, gpus, self._gpu_names, hosts, self._since)
         nodes = tuple(self._carry(n) for n in decoded.nodes)
-        return ClusterSample(at, nodes, totals(nodes))
+        return ClusterSample(at, nodes, totals(nodes), decode.jobs(jobs))
 
     def _carry(self, node: ClusterNode) -> ClusterNode:
         """A fresh node is remembered; a stale one shows what it last had (where it has nothing)."""

@@ -67,6 +67,32 @@ UUID_LABELS = ("uuid", "UUID", "gpu_uuid")
 NAME_LABELS = ("name", "modelName", "card_model")
 HOSTNAME_LABELS = ("hostname", "Hostname", "nodename")  # nodename: node-exporter's node_uname_info
 
+# gputop serve --run's job series (gputop.commands.exporter): per rank, name -> the ClusterRank
+# field it fills (already in gputop's units: seconds, a share 0..1, counts)
+WORKLOAD_RANK_METRICS = {
+    "gputop_workload_steps_total": "steps",
+    "gputop_workload_samples_total": "samples",
+    "gputop_workload_steps_per_second": "steps_per_s",
+    "gputop_workload_step_p50_seconds": "step_p50_s",
+    "gputop_workload_data_wait_ratio": "data_wait_share",
+}
+WORKLOAD_RANK_STATE = "gputop_workload_rank_state"  # {state}: 1 for the current one
+WORKLOAD_RANK_INFO = "gputop_workload_rank_info"  # {device}
+WORKLOAD_STRAGGLER = "gputop_workload_straggler"  # {rank, reason}
+WORKLOAD_STATUS = "gputop_workload_status"  # {status}: 1 for the current one
+WORKLOAD_INFO = "gputop_workload_info"  # {workload}
+WORKLOAD_SAMPLES_PER_S = "gputop_workload_samples_per_second"
+WORKLOAD_METRICS = (
+    *WORKLOAD_RANK_METRICS,
+    WORKLOAD_RANK_STATE,
+    WORKLOAD_RANK_INFO,
+    WORKLOAD_STRAGGLER,
+    WORKLOAD_STATUS,
+    WORKLOAD_INFO,
+    WORKLOAD_SAMPLES_PER_S,
+)
+WORKLOAD_LABELS = ("run", "rank", "reason", "state", "status", "workload", "device", "hostname")
+
 GPUTOP_CORE_UTIL = "gputop_cpu_core_utilization_ratio"  # per core, 0..1
 GPUTOP_BUILD = "gputop_build_info"
 NODE_CPU = "node_cpu_seconds_total"  # node-exporter, per core and mode, a counter in seconds

@@ -92,10 +92,55 @@ class Totals:
 
 
 @dataclass(frozen=True)
+class ClusterRank:
+    """One rank of a job that ``gputop serve --run`` exports (its figures as that node's serve has them)."""
+
+    rank: int
+    host: str  # the node it runs on (its serve's instance's host)
+    device: str | None  # "cuda:1", "cpu"
+    state: str | None  # "stepping", "waiting", "stalled", "exited"
+    steps: float | None  # since the job began
+    samples: float | None
+    steps_per_s: float | None  # over its recent steps
+    step_p50_s: float | None
+    data_wait_share: float | None  # 0..1; None without a DataLoader
+
+
+@dataclass(frozen=True)
+class Straggler:
+    """A rank that a node's serve names as holding the job back, and why."""
+
+    rank: int
+    reason: str
+    host: str
+
+
+@dataclass(frozen=True)
+class ClusterJob:
+    """A distributed job, by its ``run`` label (torchrun's run id): its ranks on every node that
+    exports them, the stragglers those nodes name (each node judges the ranks it runs), and its
+    slowest rank (the largest step p50)."""
+
+    run: str
+    workload: str | None
+    status: str | None  # "running", "ok", "failed", ... (the worst of its nodes': failed first)
+    hosts: tuple[str, ...]
+    ranks: tuple[ClusterRank, ...]  # by rank
+    stragglers: tuple[Straggler, ...]
+    samples_per_s: float | None  # the sum over its nodes (None where one of them has none)
+
+    @property
+    def slowest(self) -> ClusterRank | None:
+        timed = [r for r in self.ranks if r.step_p50_s is not None]
+        return max(timed, key=lambda r: (r.step_p50_s or 0.0, -r.rank)) if timed else None
+
+
+@dataclass(frozen=True)
 class ClusterSample:
     ts: float  # Unix time the queries were evaluated at
     nodes: tuple[ClusterNode, ...]
     totals: Totals
+    jobs: tuple[ClusterJob, ...] = ()  # gputop serve --run's jobs, by run
 
 
 def _sum(values: list[float | None]) -> float | None:
@@ -134,15 +179,42 @@ def labels(nodes: Iterable[ClusterNode]) -> dict[str, str]:
     return {n.host: f"{n.label} ({n.host})" if n.label in shared and n.label != n.host else n.label for n in nodes}
 
 
+def held_by(job: ClusterJob) -> str:
+    """Which rank holds the job back, in words: the straggler(s) its nodes name with why, else its
+    slowest rank: "straggler rank 1 (data loader) on node-a", "no straggler; slowest rank 0
+    (step p50 20.2 ms)"."""
+    if job.stragglers:
+        return "straggler " + ", ".join(f"rank {s.rank} ({s.reason}) on {s.host}" for s in job.stragglers)
+    slow = job.slowest
+    if slow is None:
+        return "no rank has stepped yet" if not job.ranks else "no straggler"
+    return f"no straggler; slowest rank {slow.rank} (step p50 {fmt.step_time(slow.step_p50_s)}) on {slow.host}"
+
+
+def job_line(job: ClusterJob) -> str:
+    """One job as ``--once`` prints it (and the view's jobs table, in its columns)."""
+    rate = "n/a" if job.samples_per_s is None else f"{job.samples_per_s:,.1f}"
+    return (
+        f"run {job.run}  {fmt.text(job.workload)}  {fmt.text(job.status)}  {len(job.ranks)} ranks on "
+        f"{', '.join(job.hosts)}  {rate} samples/s  {held_by(job)}"
+    )
+
+
 def to_dict(sample: ClusterSample) -> dict[str, Any]:
-    """The ``--once --json`` object: ``{"ts", "nodes": [...], "totals": {...}}``."""
+    """The ``--once --json`` object: ``{"ts", "nodes": [...], "totals": {...}, "jobs": [...]}``."""
     nodes = []
     for n in sample.nodes:
         d = asdict(n)
         d["instances"] = list(n.instances)
         d["gpus"] = [dict(asdict(g), idle_with_memory=g.idle_with_memory, util_trap=g.util_trap) for g in n.gpus]
         nodes.append(d)
-    return {"ts": sample.ts, "nodes": nodes, "totals": asdict(sample.totals)}
+    jobs = []
+    for j in sample.jobs:
+        slowest = j.slowest
+        d = asdict(j)
+        d.update(hosts=list(j.hosts), ranks=list(d["ranks"]), stragglers=list(d["stragglers"]))
+        jobs.append(dict(d, slowest_rank=None if slowest is None else slowest.rank))
+    return {"ts": sample.ts, "nodes": nodes, "totals": asdict(sample.totals), "jobs": jobs}
 
 
 def to_json(sample: ClusterSample) -> str:

@@ -62,6 +62,9 @@ class Queries:
         # what each GPU is and on which host, once per GPU rather than once per value
         ident = ", ".join(("instance",) + names.INDEX_LABELS + names.UUID_LABELS + names.NAME_LABELS + names.HOSTNAME_LABELS[:2])
         self.gpu_names = f"group by ({ident}) ({{{_join(f'__name__=~{quote(_name_regex(names.IDENTITY_METRICS))}', m)}}})"
+        # gputop serve --run's jobs, their ranks and stragglers (no series: no job)
+        labels = ", ".join(("__name__", "instance", *names.WORKLOAD_LABELS))
+        self.jobs = f"max by ({labels}) ({{{_join(f'__name__=~{quote(_name_regex(names.WORKLOAD_METRICS))}', m)}}})"
         core = f"{names.GPUTOP_CORE_UTIL}{{{m}}}"
         idle = names.NODE_CPU + "{" + _join('mode="idle"', m) + "}"
         parts = (

@@ -162,4 +162,9 @@ def to_text(sample: ClusterSample) -> str:
                 f"   mem {fmt.used_total(g.mem_used_bytes, g.mem_total_bytes)}"
                 f"   {fmt.watts(g.power_w)}   {fmt.celsius(g.temp_c)}" + (f"   ({'; '.join(flags)})" if flags else "")
             )
+    if sample.jobs:
+        from gputop.cluster.nodes import job_line
+
+        lines.append("jobs (gputop serve --run)")
+        lines += [f"  {job_line(j)}" for j in sample.jobs]
     return "\n".join(lines) + "\n"

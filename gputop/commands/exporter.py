@@ -9,12 +9,21 @@ table, ``NAMES``: base units (bytes, watts, joules, hertz, celsius), ``_ratio`` 
 (converted from the catalogue's percent), ``_total`` for counters. Every series has a ``hostname``
 label; GPU series also ``gpu``, ``uuid`` and ``name``; per-core series ``core``. A value that is
 ``None`` is no series at all, never 0.
+
+With ``serve --run``, a launched job's figures too (``JobFigures``, swapped in with the sample):
+``gputop_workload_*`` series labelled ``run`` (the job: its torchrun run id, else
+``NAME-PID`` of the launched process) and, per rank, ``rank`` (the global rank). Bounded labels
+only: no pid, no step number (an elastic restart keeps the rank's series; its counters go on
+counting). Not ``job``: that is the scrape job's target label, which Prometheus would rename
+ours ``exported_job``. A rank's state and the job's status are enumerations: one series per
+value, 1 for the current one and 0 for the others (a state that changes never makes a gap).
 """
 
 from __future__ import annotations
 
 import socket
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Iterator, Mapping
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -26,7 +35,8 @@ from prometheus_client.registry import Collector
 
 from gputop import __version__
 from gputop.metrics import CPU_METRICS, GPU_METRICS, metric
-from gputop.model import GpuSample, Sample
+from gputop.model import GpuSample, RankRow, RankStraggler, Sample, WorkloadState
+from gputop.workload.ranks import RankTotal
 
 PREFIX = "gputop_"
 
@@ -93,24 +103,57 @@ def _family(catalogue_name: str, labels: tuple[str, ...]) -> GaugeMetricFamily |
     return cls(prom_name(catalogue_name), m.description + suffix, labels=list(labels))
 
 
+# a launched job's per-rank gauges: RankRow attribute -> (name after gputop_workload_, help)
+RANK_GAUGES: dict[str, tuple[str, str]] = {
+    "steps_per_s": ("steps_per_second", "the rank's steps a second over its last 64 steps after its first (their count over their time)"),
+    "step_p50_s": ("step_p50_seconds", "the median time of the rank's last 64 steps after its first (seconds)"),
+    "data_wait_share": (
+        "data_wait_ratio",
+        "the share of the rank's step time spent waiting for its next batch (0..1; no DataLoader: absent)",
+    ),
+}
+# a launched job's per-rank counters: RankTotal attribute -> (name without _total, help)
+RANK_COUNTERS: dict[str, tuple[str, str]] = {
+    "steps": ("steps", "the rank's training steps since the job began (every attempt's)"),
+    "samples": ("samples", "the rank's samples since the job began (absent where a batch could not be seen)"),
+}
+RANK_STATES = ("stepping", "waiting", "stalled", "exited")  # gputop.workload.ranks.stall's words
+JOB_STATUSES = ("running", "stopping", "ok", "failed", "stopped")  # WorkloadState.status's words
+JOB_LABELS = ("hostname", "run")
+RANK_LABELS = ("hostname", "run", "rank")
+
+
+@dataclass(frozen=True)
+class JobFigures:
+    """A launched job's figures as ``serve`` exports them: its state now and each rank's totals."""
+
+    run: str  # the ``run`` label: the torchrun run id, else NAME-PID
+    state: WorkloadState
+    totals: Mapping[int, RankTotal]  # rank -> its steps and samples since the job began
+
+
 class Exporter(Collector):
     """A custom collector over the latest Sample; ``update`` is the only writer."""
 
     def __init__(self, hostname: str | None = None, interval_s: float | None = None) -> None:
         self.hostname = socket.gethostname() if hostname is None else hostname
         self.interval_s = interval_s
-        self._state: tuple[Sample | None, int] = (None, 0)
+        self._state: tuple[Sample | None, int, JobFigures | None] = (None, 0, None)
+        self.scraped = 0  # the count (``samples``) of the latest sample a scrape has read: serve's
+        # --run waits for a scrape of the job's final figures
 
-    def update(self, sample: Sample) -> None:
-        """Publish a new sample (one reference swap: scrapes see the old one or the new one)."""
-        self._state = (sample, self._state[1] + 1)
+    def update(self, sample: Sample, job: JobFigures | None = None) -> None:
+        """Publish a new sample and, with ``serve --run``, the job's figures (one reference swap:
+        scrapes see the old ones or the new ones)."""
+        self._state = (sample, self._state[1] + 1, job)
 
     @property
     def samples(self) -> int:
         return self._state[1]
 
     def collect(self) -> Iterator[Metric]:
-        sample, count = self._state  # one read: the sample and its count belong together
+        sample, count, job = self._state  # one read: the sample, its count and the job's figures belong together
+        self.scraped = max(self.scraped, count)
         host = self.hostname
         build = InfoMetricFamily(PREFIX + "build", "gputop version", labels=["hostname"])
         build.add_metric([host], {"version": __version__})
@@ -125,6 +168,8 @@ class Exporter(Collector):
         yield _gauge("last_sample_timestamp_seconds", "Unix time the latest sample was taken", host, sample.ts_ns / 1e9)
         yield from _cpu_families(sample, host)
         yield from _gpu_families(sample, host)
+        if job is not None:
+            yield from _job_families(job, host)
 
 
 def _gauge(name: str, help_: str, host: str, value: float) -> GaugeMetricFamily:
@@ -232,3 +277,78 @@ def _reason_families(gpus: tuple[GpuSample, ...], labels: dict[int, list[str]]) 
         for reason in g.clock_event_reasons:
             active.add_metric(labels[g.info.index] + [reason], 1.0)
     yield from (f for f in (active, count) if f.samples)
+
+
+def _job_families(job: JobFigures, host: str) -> Iterator[Metric]:
+    """A launched job's series: what it is and how it stands, its samples/s and straggler, and
+    each rank's figures (a value it does not give: no series)."""
+    state, key = job.state, [host, job.run]
+    info = InfoMetricFamily(PREFIX + "workload", "the job gputop serve --run launched", labels=list(JOB_LABELS))
+    info.add_metric(key, {"workload": state.name})
+    yield info
+    status = GaugeMetricFamily(
+        PREFIX + "workload_status",
+        "1 for how the job stands now (running, stopping, ok, failed, stopped), 0 for the others",
+        labels=[*JOB_LABELS, "status"],
+    )
+    for word in JOB_STATUSES:
+        status.add_metric([*key, word], 1.0 if state.status == word else 0.0)
+    yield status
+    yield _job_gauge("workload_ranks", "the job's ranks that have stepped", key, len(state.ranks))
+    if state.samples_per_s is not None:
+        yield _job_gauge(
+            "workload_samples_per_second", "the job's samples a second: each rank's over its recent steps, summed", key, state.samples_per_s
+        )
+    if state.straggler is not None:
+        yield _straggler(state.straggler, key)
+    if state.ranks:
+        yield from _rank_families(state.ranks, job.totals, key)
+
+
+def _job_gauge(name: str, help_: str, key: list[str], value: float) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(PREFIX + name, help_, labels=list(JOB_LABELS))
+    family.add_metric(key, value)
+    return family
+
+
+def _straggler(s: RankStraggler, key: list[str]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        PREFIX + "workload_straggler",
+        "1 for the rank that holds the job back, with why (data loader, compute, GPU clocks, GPU work); absent: none",
+        labels=[*RANK_LABELS, "reason"],
+    )
+    family.add_metric([*key, str(s.rank), s.reason or "not measured"], 1.0)
+    return family
+
+
+def _rank_families(rows: tuple[RankRow, ...], totals: Mapping[int, RankTotal], key: list[str]) -> Iterator[Metric]:
+    labels = {r.rank: [*key, str(r.rank)] for r in rows}
+    info = InfoMetricFamily(PREFIX + "workload_rank", "a rank of the job and its device", labels=list(RANK_LABELS))
+    state = GaugeMetricFamily(
+        PREFIX + "workload_rank_state",
+        "1 for the rank's state now (stepping, waiting, stalled, exited), 0 for the others",
+        labels=[*RANK_LABELS, "state"],
+    )
+    for r in rows:
+        info.add_metric(labels[r.rank], {k: v for k, v in (("device", r.device), ("uuid", r.device_uuid)) if v})
+        for word in RANK_STATES:
+            state.add_metric([*labels[r.rank], word], 1.0 if r.state == word else 0.0)
+    yield info
+    yield state
+    for attr, (name, help_) in RANK_COUNTERS.items():
+        counter = CounterMetricFamily(PREFIX + "workload_" + name, help_, labels=list(RANK_LABELS))
+        for r in rows:
+            total = totals.get(r.rank)
+            value = None if total is None else getattr(total, attr)
+            if value is not None:
+                counter.add_metric(labels[r.rank], value)
+        if counter.samples:
+            yield counter
+    for attr, (name, help_) in RANK_GAUGES.items():
+        gauge = GaugeMetricFamily(PREFIX + "workload_" + name, help_, labels=list(RANK_LABELS))
+        for r in rows:
+            value = getattr(r, attr)
+            if value is not None:
+                gauge.add_metric(labels[r.rank], value)
+        if gauge.samples:
+            yield gauge

@@ -30,6 +30,7 @@ from typing import Any, Callable, TextIO
 from gputop import console
 from gputop import format as fmt
 from gputop.argtypes import INTERVAL, file_name, seconds
+from gputop.commands import launch
 from gputop.environment import Environment
 from gputop.exitstatus import ExitStatus
 from gputop.model import Sample, WorkloadMark, WorkloadState, WorkloadStep
@@ -85,21 +86,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="stop after S seconds (default: until Ctrl-C or SIGTERM)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
-    parser.add_argument(
-        "--run",
-        metavar="SCRIPT|NAME",
-        default=None,
-        help="launch a workload (cnn, mlp, transformer, matmul, or a Python script; "
-        "arguments after '--' go to it) and record until it ends; exit status 1 "
-        "if it fails",
-    )
-    parser.add_argument("--quiet", action="store_true", help="with --run: do not echo the workload's output (it is still recorded)")
-    parser.add_argument(
-        "--no-instrument",
-        dest="instrument",
-        action="store_false",
-        help="with --run: do not detect a Python script's training steps (no hooks are put in it)",
-    )
+    launch.add_run_arguments(parser, "record until it ends", " (it is still recorded)")
     return parser
 
 
@@ -108,7 +95,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     one, ``env.open_sampler`` builds the real sources, after the output file is open (so a bad
     path costs nothing), and they are closed at the end."""
     try:
-        workload = _workload(args)
+        workload = launch.workload(args)
     except WorkloadError as exc:
         return env.error(str(exc), ExitStatus.USAGE)
     writer = _open_writer(args, workload)
@@ -141,13 +128,6 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     if close_failed:  # the disk filled at the very end: the samples are there, the closing ] is not
         return env.error(f"writing {args.out} failed at its end after {writer.samples} samples: {close_failed}")
     return _workload_ended(recording, env.stderr)
-
-
-def _workload(args: argparse.Namespace) -> Workload | None:
-    """The workload --run names (not started yet), if any."""
-    if getattr(args, "run", None) is None:
-        return None
-    return Workload(args.run, getattr(args, "run_args", ()) or (), collect=True, instrument=getattr(args, "instrument", True))
 
 
 def _open_writer(args: argparse.Namespace, workload: Workload | None) -> TraceWriter | str:
@@ -201,7 +181,7 @@ def _workload_ended(recording: _Recording, stderr: TextIO) -> int:
         return ExitStatus.OK
     if recording.stall:
         stderr.write(f"{PROG}: {recording.stall}\n")
-    stderr.write(_workload_line(state, recording.stopped_by, _lost(state, recording.workload, recording.writer)) + "\n")
+    stderr.write(launch.ended_line(PROG, state, recording.stopped_by, _lost(state, recording.workload, recording.writer)) + "\n")
     return ExitStatus.FAILURE if state.status == "failed" else ExitStatus.OK
 
 
@@ -336,17 +316,13 @@ class _Echo:
         self.stdout, self.stderr, self.progress = stdout, stderr, progress
 
     def lines(self, items: list[WorkloadStep | WorkloadMark]) -> None:
-        shown = [m for m in items if isinstance(m, WorkloadMark) and m.kind == "output" and not m.args.get("progress")]
-        if not shown:
+        lines = launch.shown(items)
+        if not lines:
             return
         if self.progress is not None:
             self.stderr.write(console.CLEAR_LINE)
             self.progress.last = -PROGRESS_EVERY_S  # redrawn at the next update
-        for mark in shown:
-            stream = self.stderr if mark.name == "stderr" else self.stdout
-            stream.write(f"{mark.args.get('line', '')}\n")
-        self.stdout.flush()
-        self.stderr.flush()
+        launch.echo(lines, self.stdout, self.stderr)
 
 
 def _draining(sleep: Callable[[float], None], workload: Workload, writer: TraceWriter, drain: Drain) -> Callable[[float], None]:
@@ -378,13 +354,6 @@ def _lost(state: WorkloadState, workload: Workload | None, writer: TraceWriter) 
         (writer.phases_unmatched, "phase ends without a begin (left out)"),
     ]
     return "".join(f"; {n} {what}" for n, what in counts if n)
-
-
-def _workload_line(state: WorkloadState, stopped_by: str | None = None, lost: str = "") -> str:
-    steps = "no steps reported" if state.step is None else f"{state.step} steps"
-    what = fmt.ended(state.status, stopped_by)
-    line = f"{PROG}: workload {state.name} {what} ({steps})"
-    return line + (f": {state.error}" if state.status == "failed" and state.error else "") + lost
 
 
 class _Progress:

@@ -23,7 +23,7 @@ from textual.widgets import DataTable, Footer
 
 from gputop import format as fmt
 from gputop.cluster.fleet import ClusterError, NodeHistory
-from gputop.cluster.nodes import ClusterGpu, ClusterNode, ClusterSample, labels, stale_note
+from gputop.cluster.nodes import ClusterGpu, ClusterJob, ClusterNode, ClusterSample, held_by, labels, stale_note
 from gputop.tui.compat import ErrorsNoted
 from gputop.tui.screens.help import HelpScreen
 from gputop.tui.terminal import QUIT_KEY, SUSPEND, repaint_on_resume, settle_heap, terminal_driver
@@ -218,6 +218,26 @@ def row(n: ClusterNode, label: str) -> tuple:
     )
 
 
+class JobTable(DataTable):
+    """One row per job that ``gputop serve --run`` exports (hidden while there is none): which
+    rank holds it back, and why."""
+
+
+JOB_COLUMNS = ("run", "workload", "status", "ranks", "nodes", "samples/s", "held back by")
+
+
+def job_row(j: ClusterJob) -> tuple:
+    return (
+        j.run,
+        fmt.text(j.workload),
+        fmt.text(j.status),
+        str(len(j.ranks)),
+        ", ".join(j.hosts),
+        fmt.NA if j.samples_per_s is None else f"{j.samples_per_s:,.1f}",
+        held_by(j),
+    )
+
+
 SETTLE_HEAP_S = 2.0  # the CLI's view: start-up's objects frozen out of collections this long after mount
 
 
@@ -264,6 +284,10 @@ class ClusterApp(ErrorsNoted, App):
         table = NodeTable(id="nodes", cursor_type="row", zebra_stripes=True)
         table.add_columns(*COLUMNS)
         yield table
+        jobs = JobTable(id="jobs", cursor_type="none", zebra_stripes=True)
+        jobs.add_columns(*JOB_COLUMNS)
+        jobs.display = False
+        yield jobs
         yield NodeDetail(id="node-detail")
         yield Footer()
 
@@ -315,6 +339,7 @@ class ClusterApp(ErrorsNoted, App):
             return
         self.query_one(ClusterHeader).sample = sample
         self._fill_table()
+        self._fill_jobs(sample.jobs)
         node = self._node(self.selected)
         if node is not None:
             self.query_one(NodeDetail).node = node
@@ -341,7 +366,16 @@ class ClusterApp(ErrorsNoted, App):
         elif table.row_count:
             table.move_cursor(row=0, animate=False)
 
+    def _fill_jobs(self, jobs: tuple[ClusterJob, ...]) -> None:
+        table = self.query_one(JobTable)
+        table.clear()
+        for j in jobs:
+            table.add_row(*job_row(j), key=j.run)
+        table.display = bool(jobs)
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if not isinstance(event.data_table, NodeTable):  # (the jobs table selects nothing)
+            return
         host = event.row_key.value if event.row_key is not None else None
         if host == self.selected:
             return

@@ -85,6 +85,7 @@ class Workload:
         self._steps: collections.deque[WorkloadStep] = collections.deque(maxlen=max(1, keep_steps))
         self._run = rates.RunTotals()  # every step's, for a finished job's whole-run rates
         self._run_by_rank = ranks.RunTotalsByRank()  # a distributed job's, rank by rank
+        self._rank_totals = ranks.RankTotals()  # each rank's steps and samples, every attempt's (serve's counters)
         self._rank_steps: dict[int, collections.deque[WorkloadStep]] = {}  # each rank's recent steps
         self._gone_pids: set[int] = set()  # ranks' processes that have gone while the job runs
         self._samples: collections.deque[Sample] = collections.deque(maxlen=RECENT_SAMPLES)  # once it has ranks
@@ -213,6 +214,7 @@ class Workload:
                 self._steps.append(item)
                 self._run.add(item)
                 self._run_by_rank.add(item)
+                self._rank_totals.add(item)
                 if item.rank is not None:
                     self._rank_steps.setdefault(item.rank, collections.deque(maxlen=self._steps.maxlen)).append(item)
                 if item.loss is not None:
@@ -230,6 +232,18 @@ class Workload:
         """The ranks that have stepped."""
         with self._lock:
             return set(self._rank_steps)
+
+    def rank_totals(self) -> dict[int, ranks.RankTotal]:
+        """Each rank's steps and samples since the job began (every attempt's), by rank."""
+        with self._lock:
+            return self._rank_totals.totals()
+
+    def run_id(self) -> str | None:
+        """The job's run id as its processes gave it in their hellos (torchrun's rendezvous id,
+        ``TORCHELASTIC_RUN_ID``); None where none gave one."""
+        with self._lock:
+            ids = sorted({f["run_id"] for f in self._reader.processes.values() if f.get("run_id")})
+        return ids[0] if ids else None
 
     def capture_stacks(self, timeout_s: float = 5.0) -> list[dict[str, Any]]:
         """Every connected process's Python stacks, asked through the events socket (answered by a

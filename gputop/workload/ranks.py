@@ -458,6 +458,33 @@ class RunTotalsByRank:
         return None if not each or None in each else sum(v for v in each if v is not None)
 
 
+@dataclass(frozen=True, slots=True)
+class RankTotal:
+    """One rank's steps and samples since the job began, every attempt's (counters: they only grow)."""
+
+    steps: int
+    samples: int | None  # None once one of its steps' batch could not be seen
+
+
+class RankTotals:
+    """Each rank's ``RankTotal`` as its steps come (``gputop serve``'s per-rank counters)."""
+
+    def __init__(self) -> None:
+        self._steps: dict[int, int] = {}
+        self._samples: dict[int, int | None] = {}
+
+    def add(self, step: WorkloadStep) -> None:
+        r = step.rank
+        if r is None:
+            return
+        self._steps[r] = self._steps.get(r, 0) + 1
+        had = self._samples.get(r, 0)
+        self._samples[r] = None if had is None or step.samples is None else had + step.samples
+
+    def totals(self) -> dict[int, RankTotal]:
+        return {r: RankTotal(n, self._samples[r]) for r, n in sorted(self._steps.items())}
+
+
 # ---- the live view: each rank's row, and a rank that stops --------------------------------------
 
 
