@@ -19,7 +19,7 @@ from gputop.commands import exporter
 from gputop.commands.exporter import NAMES, Exporter, JobFigures, prom_name
 from gputop.model import CpuSample, GpuInfo, GpuSample, RankRow, RankStraggler, Sample
 from gputop.workload.ranks import RankTotal
-from test_ranks_live import row
+from tui_fixtures import rank_row as row
 
 TS_NS = 1_700_000_000_123_456_789
 PROMTOOL = shutil.which("promtool")

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from gputop.model import RankRow, RankStraggler, WorkloadStep
+from gputop.model import RankStraggler, WorkloadStep
 from gputop.tui.widgets.ranks import RanksPanel
 from gputop.view import lines
 from gputop.workload import ranks
 from tui_fixtures import FakeWorkload, gpu_sample, h100, screen_text, silent, started, until, workload_app
+from tui_fixtures import rank_row as row
 
 S = 1_000_000_000  # ns
 
@@ -121,23 +122,6 @@ class Plain:
         from rich.style import Style
 
         return Style()
-
-
-def row(rank: int, **kw) -> RankRow:
-    values = dict(
-        rank=rank,
-        pid=700 + rank,
-        device="cpu",
-        device_uuid=None,
-        steps=120,
-        steps_per_s=48.5,
-        step_p50_s=0.0206,
-        data_wait_share=0.05,
-        last_step_age_s=0.1,
-        state="stepping",
-    )
-    values.update(kw)
-    return RankRow(**values)
 
 
 @pytest.mark.unit

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 from rich.console import Console
 
-from gputop.model import CpuSample, GpuInfo, GpuProcess, GpuSample, Sample
+from gputop.model import CpuSample, GpuInfo, GpuProcess, GpuSample, RankRow, Sample
 from gputop.tui.app import GputopApp, SelfCpu
 from gputop.view.feed import LiveFeed
 from gputop.workload import WorkloadState
@@ -311,3 +311,21 @@ class FakeWorkload:
 
 def workload_app(workload, n_gpus: int = 1, **kwargs):
     return make_app(FakeSampler(lambda t: make_sample(n_gpus, t)), workload=workload, **kwargs)
+
+
+def rank_row(rank: int, **kw) -> RankRow:
+    """One rank's row of the live ranks table, with typical values; ``kw`` overrides them."""
+    values = dict(
+        rank=rank,
+        pid=700 + rank,
+        device="cpu",
+        device_uuid=None,
+        steps=120,
+        steps_per_s=48.5,
+        step_p50_s=0.0206,
+        data_wait_share=0.05,
+        last_step_age_s=0.1,
+        state="stepping",
+    )
+    values.update(kw)
+    return RankRow(**values)
