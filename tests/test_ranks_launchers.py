@@ -204,7 +204,7 @@ def test_a_rank_that_hangs_at_the_end_is_ended_by_a_stop_with_every_step_it_took
     # barrier); the trace (written as it goes) must get every step while they hang, and a stop
     # (what --duration does too: the same path) must end them
     out = tmp_path / "t.json"
-    proc = record(out, [*TORCHRUN, "trouble_train.py"], TROUBLE="hang")
+    proc = record(out, [*TORCHRUN, "trouble_train.py"], duration=600, TROUBLE="hang")  # (the bound: should pytest die)
     deadline = time.monotonic() + 240
     while (steps := [r["steps"] for r in _ranks_so_far(out)]) != [20, 20]:
         assert proc.poll() is None, f"record ended before the ranks hung: {proc.communicate()[1]}"
