@@ -318,7 +318,8 @@ class NvmlSource:
 
     @staticmethod
     def driver_time() -> tuple[int, int]:
-        """This process's time in NVML calls so far (ns, wall time of each call) and how many."""
+        """This process's time inside NVML calls so far (ns, wall time of each call, every thread
+        summed: an upper bound of the driver's time on its behalf) and how many."""
         return DRIVER_TIME.read()
 
     def close(self) -> None:
