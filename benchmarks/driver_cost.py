@@ -17,9 +17,18 @@ at the start and the end of the same ``--window``: driver time per second, calls
 the costliest symbols over that window. The driver time is the model's (each call charged its
 cost), not measured: the same calls give the same figure on a loaded machine.
 
-Then, in this process: the wall time of one read of every GPU (``NvmlSource.sample()``) on the
-model, median of ``--reads`` reads 0.1 s apart, side by side (as gputop reads them) and one after
-another; and what counting gputop's own driver time adds to each NVML call.
+The column "in the fake" is the same calls' own wall time inside the fake (entry to exit: the
+cost, a wait for the fake's driver lock, a late wake-up on a loaded machine, the fake's Python
+where it takes longer than the cost), per second: how much the machine stretched the calls.
+
+Then, in this process: one read of every GPU (``NvmlSource.sample()``) on the model, ``--reads``
+reads 0.1 s apart, side by side (as gputop reads them) and one after another: the median wall
+time and CPU time (this process, every thread) of a read; and over the same reads what gputop
+shows as its own driver time (``NvmlSource.driver_time()``: each NVML call's wall time, every
+thread summed) against what the model charged for them (the ratio; 1.0 would be a call's wall
+holding nothing but its time in the driver), and how much of what it shows was spent outside the
+fake (pynvml's Python, waits for the GIL after a call, the timing itself). Last, what counting
+gputop's own driver time adds to each NVML call.
 
 Prints Markdown on stdout; progress on stderr.
 """
@@ -153,24 +162,36 @@ def _delta(a: dict[str, object], b: dict[str, object], key: str) -> dict[str, in
 
 def row(label: str, a: dict[str, object] | None, b: dict[str, object] | None) -> str:
     if a is None or b is None:
-        return f"| {label} | n/a (no stats) | | | | |"
+        return f"| {label} | n/a (no stats) | | | | | |"
     seconds = (int(str(b["t_ns"])) - int(str(a["t_ns"]))) / 1e9
-    cost, calls = _delta(a, b, "cost_ns"), _delta(a, b, "calls")
+    cost, calls, wall = _delta(a, b, "cost_ns"), _delta(a, b, "calls"), _delta(a, b, "wall_ns")
     total_ms = sum(cost.values()) / 1e6 / seconds
     pcie_ms = cost.get(PCIE, 0) / 1e6 / seconds
     lists_ms = sum(ns for name, ns in cost.items() if "RunningProcesses" in name) / 1e6 / seconds
     top = sorted(cost.items(), key=lambda kv: -kv[1])[:3]
     costliest = ", ".join(f"{name.removeprefix('nvmlDevice')} {ns / 1e6 / seconds:.1f}" for name, ns in top)
-    return f"| {label} | {total_ms:.1f} | {pcie_ms:.1f} | {lists_ms:.1f} | {sum(calls.values()) / seconds:.0f} | {costliest} |"
+    wall_ms, calls_per_s = sum(wall.values()) / 1e6 / seconds, sum(calls.values()) / seconds
+    return f"| {label} | {total_ms:.1f} | {pcie_ms:.1f} | {lists_ms:.1f} | {calls_per_s:.0f} | {wall_ms:.1f} | {costliest} |"
 
 
-def read_walls(spec: str, reads: int) -> tuple[float, float]:
-    """Median wall ms of one NvmlSource.sample() over ``spec``: side by side, then one after another."""
+@dataclass
+class Reads:
+    wall_ms: float  # median wall time of one read
+    cpu_ms: float  # median CPU time (this process, every thread) during one read
+    shown_ms: float  # gputop's own driver time over the reads (what it shows)
+    fake_ms: float  # the same calls' wall time inside the fake
+    charged_ms: float  # what the model charged for them
+
+
+def read_walls(spec: str, reads: int) -> tuple[Reads, Reads]:
+    """One NvmlSource.sample() after another over ``spec``, ``reads`` of them 0.1 s apart: side by
+    side (as gputop reads), then one device after another."""
     sys.path[:0] = [str(ROOT), str(TESTS)]
     import fakenvml
     from gputop.sources.nvml import NvmlSource
 
-    fakenvml.install_from_spec(spec)
+    fake = fakenvml.install_from_spec(spec)
+    assert fake is not None
     src = NvmlSource.open()
     try:
         out = []
@@ -178,17 +199,40 @@ def read_walls(spec: str, reads: int) -> tuple[float, float]:
             pool = src._pool  # (benchmark only: the same reads without the pool)
             if not side_by_side:
                 src._pool = None
-            walls = []
+            src.sample()
+            time.sleep(0.1)
+            walls, cpus = [], []
+            shown0, fake0, charged0 = src.driver_time()[0], sum(fake.wall_ns.values()), sum(fake.cost_ns.values())
             for _ in range(reads):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 src.sample()
                 walls.append(time.perf_counter() - t0)
+                cpus.append(time.process_time() - c0)
                 time.sleep(0.1)
             src._pool = pool
-            out.append(statistics.median(walls) * 1e3)
+            out.append(
+                Reads(
+                    statistics.median(walls) * 1e3,
+                    statistics.median(cpus) * 1e3,
+                    (src.driver_time()[0] - shown0) / 1e6,
+                    (sum(fake.wall_ns.values()) - fake0) / 1e6,
+                    (sum(fake.cost_ns.values()) - charged0) / 1e6,
+                )
+            )
         return out[0], out[1]
     finally:
         src.close()
+
+
+def read_row(gpus: int, counters: bool, both: Reads, series: Reads) -> str:
+    def ratio(r: Reads) -> str:
+        return f"{r.shown_ms / r.charged_ms:.2f} ({r.shown_ms:.0f} / {r.charged_ms:.0f})"
+
+    outside = 100.0 * (both.shown_ms - both.fake_ms) / both.shown_ms
+    return (
+        f"| {gpus} | {'yes' if counters else 'no'} | {both.wall_ms:.2f} | {both.cpu_ms:.2f} | {series.wall_ms:.2f} | {series.cpu_ms:.2f} "
+        f"| {ratio(both)} | {ratio(series)} | {outside:.1f} % |"
+    )
 
 
 def counting_cost_ns(n: int = 200_000) -> float:
@@ -225,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
             lines = [
                 f"**{name}** (`GPUTOP_FAKE_NVML={spec}`)",
                 "",
-                "| monitor | driver time, ms/s | of it PCIe throughput | of it process lists | calls/s | costliest symbols, ms/s |",
-                "|---|---:|---:|---:|---:|---|",
+                "| monitor | driver time, ms/s | of it PCIe throughput | of it process lists | calls/s | in the fake, ms/s "
+                "| costliest symbols, ms/s |",
+                "|---|---:|---:|---:|---:|---:|---|",
             ]
             lines += [row(*r) for r in results]
             sections.append("\n".join(lines) + "\n")
@@ -234,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     for gpus in args.gpus:
         for counters in (True, False):
             spec = f"H100_SXM*{gpus}:cost" + ("" if counters else ":no_pcie_counters")
-            both, series = read_walls(spec, args.reads)
-            reads.append(f"| {gpus} | {'yes' if counters else 'no'} | {both:.2f} | {series:.2f} |")
+            print(f"[reads] {spec}", file=sys.stderr, flush=True)
+            reads.append(read_row(gpus, counters, *read_walls(spec, args.reads)))
     load1 = os.getloadavg()
     print(
         f"`benchmarks/driver_cost.py --window {args.window:g} --warmup {args.warmup:g} --reads {args.reads}`, "
@@ -244,8 +289,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.window:g} s window for every monitor.\n"
     )
     print("\n".join(sections))
-    print("**One read of every GPU** (`NvmlSource.sample()`, this process, median wall ms)\n")
-    print("| GPUs | PCIe counters | side by side | one after another |\n|---:|---|---:|---:|")
+    print(
+        f"**One read of every GPU** (`NvmlSource.sample()`, this process, {args.reads} reads 0.1 s apart, medians; "
+        "shown / charged over the same reads)\n"
+    )
+    print(
+        "| GPUs | PCIe counters | side by side: wall ms | CPU ms | one after another: wall ms | CPU ms "
+        "| shown / charged, side by side (ms) | one after another (ms) | of shown, outside the fake |\n"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
     print("\n".join(reads))
     print(f"\n- counting gputop's own driver time adds {counting_cost_ns():.0f} ns to each NVML call.")
     print(f"- {TARGETS}.")
