@@ -5,8 +5,8 @@ direction: two calls x 20 ms x 8 GPUs would hold a GPU read for a third of a sec
 calls run on a thread of their own (``PcieWatch``), every device of a round side by side (the
 windows overlap; the driver time is the same), on a schedule that keeps their driver time within
 a budget that grows with the devices read (``BUDGET_S_PER_S_PER_GPU``, at most
-``BUDGET_S_PER_S``: one GPU's throughput costs no more than the rest of its reads, 8 GPUs' no
-more than before); a GPU read takes the latest values and never waits for a window.
+``BUDGET_S_PER_S``: one GPU without byte counters costs the driver less than nvitop's reads of
+it, 8 GPUs no more than before); a GPU read takes the latest values and never waits for a window.
 """
 
 from __future__ import annotations
