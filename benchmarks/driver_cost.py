@@ -17,7 +17,9 @@ at the start and the end of the same ``--window``: driver time per second, calls
 the costliest symbols over that window. The driver time is the model's (each call charged its
 cost), not measured: the same calls give the same figure on a loaded machine.
 
-The column "in the fake" is the same calls' own wall time inside the fake (entry to exit: the
+"its header showed" is the median of the driver time (ms/s) gputop's live view showed in its
+header, read every 4 s within the window, and its ratio to the model's charge. The column "in the
+fake" is the same calls' own wall time inside the fake (entry to exit: the
 cost, a wait for the fake's driver lock, a late wake-up on a loaded machine, the fake's Python
 where it takes longer than the cost), per second: how much the machine stretched the calls.
 
@@ -106,8 +108,15 @@ def _stats(stats: Path, pid: int) -> dict[str, object] | None:
         return None
 
 
-def run_setup(spec: str, warmup_s: float, window_s: float) -> list[tuple[str, dict[str, object] | None, dict[str, object] | None]]:
-    """Every monitor at once over ``spec``; each one's stats at the window's start and end."""
+Result = tuple[str, "dict[str, object] | None", "dict[str, object] | None", "float | None"]
+HEADER = re.compile(r"driver (\d+(?:\.\d+)?) ms/s")  # what the live view's header shows
+HEADER_EVERY_S = 4.0
+
+
+def run_setup(spec: str, warmup_s: float, window_s: float) -> list[Result]:
+    """Every monitor at once over ``spec``; each one's stats at the window's start and end, and
+    for gputop's live views the median of what their header showed as driver time, read every
+    HEADER_EVERY_S within the window."""
     with tempfile.TemporaryDirectory(prefix="gputop-driver-cost-") as tmp_name:
         tmp = Path(tmp_name)
         stats = tmp / "stats"
@@ -135,7 +144,7 @@ def run_setup(spec: str, warmup_s: float, window_s: float) -> list[tuple[str, di
                     pids[m.label] = child.pid
             time.sleep(warmup_s)
             first = {label: _stats(stats, pid) for label, pid in pids.items()}
-            time.sleep(window_s)
+            shown = _watch_headers(session, [m.label for m in terminal], window_s)
             last = {label: _stats(stats, pid) for label, pid in pids.items()}
             for child in children:
                 if child.poll() is not None:
@@ -151,7 +160,21 @@ def run_setup(spec: str, warmup_s: float, window_s: float) -> list[tuple[str, di
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
-        return [(m.label, first.get(m.label), last.get(m.label)) for m in chosen]
+        return [(m.label, first.get(m.label), last.get(m.label), shown.get(m.label)) for m in chosen]
+
+
+def _watch_headers(session: Session, labels: list[str], window_s: float) -> dict[str, float]:
+    """Sleep out ``window_s``, reading every terminal's header every HEADER_EVERY_S: per label, the
+    median of the driver times its header showed (gputop's live views; the others show none)."""
+    seen: dict[str, list[float]] = {}
+    end = time.monotonic() + window_s
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(HEADER_EVERY_S, left))
+        for w, label in enumerate(labels):
+            found = HEADER.search(session.screen(w))
+            if found:
+                seen.setdefault(label, []).append(float(found.group(1)))
+    return {label: statistics.median(values) for label, values in seen.items()}
 
 
 def _delta(a: dict[str, object], b: dict[str, object], key: str) -> dict[str, int]:
@@ -160,9 +183,9 @@ def _delta(a: dict[str, object], b: dict[str, object], key: str) -> dict[str, in
     return {k: int(v) - int(old.get(k, 0)) for k, v in new.items() if int(v) - int(old.get(k, 0)) > 0}
 
 
-def row(label: str, a: dict[str, object] | None, b: dict[str, object] | None) -> str:
+def row(label: str, a: dict[str, object] | None, b: dict[str, object] | None, shown: float | None) -> str:
     if a is None or b is None:
-        return f"| {label} | n/a (no stats) | | | | | |"
+        return f"| {label} | n/a (no stats) | | | | | | |"
     seconds = (int(str(b["t_ns"])) - int(str(a["t_ns"]))) / 1e9
     cost, calls, wall = _delta(a, b, "cost_ns"), _delta(a, b, "calls"), _delta(a, b, "wall_ns")
     total_ms = sum(cost.values()) / 1e6 / seconds
@@ -171,7 +194,8 @@ def row(label: str, a: dict[str, object] | None, b: dict[str, object] | None) ->
     top = sorted(cost.items(), key=lambda kv: -kv[1])[:3]
     costliest = ", ".join(f"{name.removeprefix('nvmlDevice')} {ns / 1e6 / seconds:.1f}" for name, ns in top)
     wall_ms, calls_per_s = sum(wall.values()) / 1e6 / seconds, sum(calls.values()) / seconds
-    return f"| {label} | {total_ms:.1f} | {pcie_ms:.1f} | {lists_ms:.1f} | {calls_per_s:.0f} | {wall_ms:.1f} | {costliest} |"
+    header = "" if shown is None else f"{shown:.1f} ({shown / total_ms:.1f}x)"
+    return f"| {label} | {total_ms:.1f} | {pcie_ms:.1f} | {lists_ms:.1f} | {calls_per_s:.0f} | {wall_ms:.1f} | {header} | {costliest} |"
 
 
 @dataclass
@@ -237,7 +261,7 @@ def read_row(gpus: int, counters: bool, both: Reads, series: Reads) -> str:
 
 def counting_cost_ns(n: int = 200_000) -> float:
     """What query's timing adds to one call: two perf_counter_ns and DriverTime.add."""
-    from gputop.sources.nvml.query import DriverTime
+    from gputop.sources.gpu import DriverTime
 
     clock, tally = time.perf_counter_ns, DriverTime()
     t0 = time.perf_counter_ns()
@@ -270,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"**{name}** (`GPUTOP_FAKE_NVML={spec}`)",
                 "",
                 "| monitor | driver time, ms/s | of it PCIe throughput | of it process lists | calls/s | in the fake, ms/s "
-                "| costliest symbols, ms/s |",
-                "|---|---:|---:|---:|---:|---:|---|",
+                "| its header showed, ms/s | costliest symbols, ms/s |",
+                "|---|---:|---:|---:|---:|---:|---:|---|",
             ]
             lines += [row(*r) for r in results]
             sections.append("\n".join(lines) + "\n")
