@@ -23,6 +23,9 @@ fake" is the same calls' own wall time inside the fake (entry to exit: the
 cost, a wait for the fake's driver lock, a late wake-up on a loaded machine, the fake's Python
 where it takes longer than the cost), per second: how much the machine stretched the calls.
 
+``--baseline DIR`` adds the live view (1 Hz) of another gputop tree, with that tree's own fake,
+to every set-up: before and after in one run.
+
 Then, in this process: one read of every GPU (``NvmlSource.sample()``) on the model, ``--reads``
 reads 0.1 s apart, side by side (as gputop reads them) and one after another: the median wall
 time and CPU time (this process, every thread) of a read; and over the same reads what gputop
@@ -73,13 +76,17 @@ class Monitor:
     terminal: bool  # run in tmux (a TUI), else a plain child process
     peer: bool = False  # nvitop/gpustat: the fake through peer_site
     ready: str = "H100"  # on screen once it shows the GPUs (terminal ones)
+    tree: Path = ROOT  # the gputop tree it runs (another one: --baseline)
 
 
-def monitors(tmp: Path) -> list[Monitor]:
+def monitors(tmp: Path, baseline: Path | None = None) -> list[Monitor]:
     py = sys.executable
     bindir = Path(sys.executable).parent
     port = _free_port()
-    return [
+    before = (
+        [] if baseline is None else [Monitor(f"gputop live, 1 Hz, baseline {baseline.name}", [py, "-m", "gputop"], True, tree=baseline)]
+    )
+    return before + [
         Monitor("gputop live, 1 Hz (default)", [py, "-m", "gputop", "--interval", "1"], True),
         Monitor("gputop live, 10 Hz", [py, "-m", "gputop", "--interval", "0.1"], True),
         Monitor("gputop record, 1 Hz", [py, "-m", "gputop", "record", "--interval", "1", "--out", str(tmp / "r1.json")], False),
@@ -96,8 +103,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _env(spec: str, stats: Path, peer: bool) -> dict[str, str]:
-    path = [str(PEER_SITE), str(TESTS)] if peer else [str(ROOT), str(TESTS / "sitecustom"), str(TESTS)]
+def _env(spec: str, stats: Path, m: Monitor) -> dict[str, str]:
+    tests = m.tree / "tests"
+    path = [str(PEER_SITE), str(TESTS)] if m.peer else [str(m.tree), str(tests / "sitecustom"), str(tests)]
     return {"GPUTOP_FAKE_NVML": spec, "GPUTOP_FAKE_NVML_STATS": str(stats), "PYTHONPATH": os.pathsep.join(path)}
 
 
@@ -113,7 +121,7 @@ HEADER = re.compile(r"driver (\d+(?:\.\d+)?) ms/s")  # what the live view's head
 HEADER_EVERY_S = 4.0
 
 
-def run_setup(spec: str, warmup_s: float, window_s: float) -> list[Result]:
+def run_setup(spec: str, warmup_s: float, window_s: float, baseline: Path | None = None) -> list[Result]:
     """Every monitor at once over ``spec``; each one's stats at the window's start and end, and
     for gputop's live views the median of what their header showed as driver time, read every
     HEADER_EVERY_S within the window."""
@@ -121,7 +129,7 @@ def run_setup(spec: str, warmup_s: float, window_s: float) -> list[Result]:
         tmp = Path(tmp_name)
         stats = tmp / "stats"
         stats.mkdir()
-        chosen = monitors(tmp)
+        chosen = monitors(tmp, baseline)
         terminal = [m for m in chosen if m.terminal]
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
         base_env.update(LANG="C.UTF-8", LC_ALL="C.UTF-8")
@@ -130,7 +138,7 @@ def run_setup(spec: str, warmup_s: float, window_s: float) -> list[Result]:
         pids: dict[str, int] = {}
         try:
             for w, m in enumerate(terminal):
-                run = session.start(w, Tool(m.label, m.label, m.argv, (re.compile(m.ready),), _env(spec, stats, m.peer), str(ROOT)))
+                run = session.start(w, Tool(m.label, m.label, m.argv, (re.compile(m.ready),), _env(spec, stats, m), str(m.tree)))
                 if run.first_frame_ms is None:
                     print(f"    {m.label}: {run.note}", file=sys.stderr, flush=True)
                     continue
@@ -138,7 +146,7 @@ def run_setup(spec: str, warmup_s: float, window_s: float) -> list[Result]:
             for m in chosen:
                 if not m.terminal:
                     child = subprocess.Popen(
-                        m.argv, env={**base_env, **_env(spec, stats, m.peer)}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                        m.argv, env={**base_env, **_env(spec, stats, m)}, cwd=m.tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
                     )
                     children.append(child)
                     pids[m.label] = child.pid
@@ -178,7 +186,7 @@ def _watch_headers(session: Session, labels: list[str], window_s: float) -> dict
 
 
 def _delta(a: dict[str, object], b: dict[str, object], key: str) -> dict[str, int]:
-    old, new = a[key], b[key]
+    old, new = a.get(key, {}), b.get(key, {})  # (a baseline's fake may not count wall_ns)
     assert isinstance(old, dict) and isinstance(new, dict)
     return {k: int(v) - int(old.get(k, 0)) for k, v in new.items() if int(v) - int(old.get(k, 0)) > 0}
 
@@ -195,7 +203,8 @@ def row(label: str, a: dict[str, object] | None, b: dict[str, object] | None, sh
     costliest = ", ".join(f"{name.removeprefix('nvmlDevice')} {ns / 1e6 / seconds:.1f}" for name, ns in top)
     wall_ms, calls_per_s = sum(wall.values()) / 1e6 / seconds, sum(calls.values()) / seconds
     header = "" if shown is None else f"{shown:.1f} ({shown / total_ms:.1f}x)"
-    return f"| {label} | {total_ms:.1f} | {pcie_ms:.1f} | {lists_ms:.1f} | {calls_per_s:.0f} | {wall_ms:.1f} | {header} | {costliest} |"
+    in_fake = f"{wall_ms:.1f}" if "wall_ns" in b else "n/a"
+    return f"| {label} | {total_ms:.1f} | {pcie_ms:.1f} | {lists_ms:.1f} | {calls_per_s:.0f} | {in_fake} | {header} | {costliest} |"
 
 
 @dataclass
@@ -277,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds after the last start (default 5)")
     parser.add_argument("--reads", type=int, default=50, help="reads timed in this process (default 50)")
     parser.add_argument("--gpus", type=int, nargs="+", default=[1, 8], help="GPU counts (default 1 8)")
+    parser.add_argument("--baseline", type=Path, help="another gputop tree (a worktree of an older commit): its live view at 1 Hz too")
     args = parser.parse_args(argv)
     bindir = Path(sys.executable).parent
     missing = [t for t in ("nvitop", "gpustat") if not (bindir / t).exists()] + [t for t in ("tmux",) if shutil.which(t) is None]
@@ -289,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             spec = f"H100_SXM*{gpus}:cost" + ("" if counters else ":no_pcie_counters")
             name = f"{gpus} GPU{'s' if gpus > 1 else ''}, {'with' if counters else 'without'} the PCIe byte counters"
             print(f"[{name}] {spec}", file=sys.stderr, flush=True)
-            results = run_setup(spec, args.warmup, args.window)
+            results = run_setup(spec, args.warmup, args.window, args.baseline.resolve() if args.baseline else None)
             lines = [
                 f"**{name}** (`GPUTOP_FAKE_NVML={spec}`)",
                 "",
