@@ -17,7 +17,7 @@ at the start and the end of the same ``--window``: driver time per second, calls
 the costliest symbols over that window. The driver time is the model's (each call charged its
 cost), not measured: the same calls give the same figure on a loaded machine.
 
-"its header showed" is the median of the driver time (ms/s) gputop's live view showed in its
+"its header showed" is the mean of the driver time (ms/s) gputop's live view showed in its
 header, read every 4 s within the window, and its ratio to the model's charge. The column "in the
 fake" is the same calls' own wall time inside the fake (entry to exit: the
 cost, a wait for the fake's driver lock, a late wake-up on a loaded machine, the fake's Python
@@ -123,7 +123,7 @@ HEADER_EVERY_S = 4.0
 
 def run_setup(spec: str, warmup_s: float, window_s: float, baseline: Path | None = None) -> list[Result]:
     """Every monitor at once over ``spec``; each one's stats at the window's start and end, and
-    for gputop's live views the median of what their header showed as driver time, read every
+    for gputop's live views the mean of what their header showed as driver time, read every
     HEADER_EVERY_S within the window."""
     with tempfile.TemporaryDirectory(prefix="gputop-driver-cost-") as tmp_name:
         tmp = Path(tmp_name)
@@ -173,7 +173,8 @@ def run_setup(spec: str, warmup_s: float, window_s: float, baseline: Path | None
 
 def _watch_headers(session: Session, labels: list[str], window_s: float) -> dict[str, float]:
     """Sleep out ``window_s``, reading every terminal's header every HEADER_EVERY_S: per label, the
-    median of the driver times its header showed (gputop's live views; the others show none)."""
+    mean of the driver times its header showed (gputop's live views; the others show none). The
+    mean, not the median: a PCIe round every 16 s is in few of the header's 3 s windows."""
     seen: dict[str, list[float]] = {}
     end = time.monotonic() + window_s
     while (left := end - time.monotonic()) > 0:
@@ -182,7 +183,7 @@ def _watch_headers(session: Session, labels: list[str], window_s: float) -> dict
             found = HEADER.search(session.screen(w))
             if found:
                 seen.setdefault(label, []).append(float(found.group(1)))
-    return {label: statistics.median(values) for label, values in seen.items()}
+    return {label: statistics.mean(values) for label, values in seen.items()}
 
 
 def _delta(a: dict[str, object], b: dict[str, object], key: str) -> dict[str, int]:
