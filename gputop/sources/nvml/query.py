@@ -8,7 +8,7 @@ GPU raises ``GpuLost``. A per-tick query that answered at probe time becomes a `
 beside its own CPU. That is each call's wall time around pynvml's wrapper, every thread summed:
 an upper bound of the driver's time on gputop's behalf, since it also holds pynvml's Python and
 the waits for a CPU and for the GIL after the call. Timing only the C call would leave out
-pynvml's part, measured at 2-8 % of the figure on the driver cost model (benchmarks/README.md),
+pynvml's part, measured at 1-8 % of the figure on the driver cost model (benchmarks/README.md),
 and would need pynvml's private function-pointer cache: not done. A thread's CPU time would
 leave out what the driver waits for (the GPU's firmware, a sampling window): not used.
 """
