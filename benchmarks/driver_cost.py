@@ -17,9 +17,23 @@ at the start and the end of the same ``--window``: driver time per second, calls
 the costliest symbols over that window. The driver time is the model's (each call charged its
 cost), not measured: the same calls give the same figure on a loaded machine.
 
-Then, in this process: the wall time of one read of every GPU (``NvmlSource.sample()``) on the
-model, median of ``--reads`` reads 0.1 s apart, side by side (as gputop reads them) and one after
-another; and what counting gputop's own driver time adds to each NVML call.
+"its header showed" is the mean of the driver time (ms/s) gputop's live view showed in its
+header, read every 4 s within the window, and its ratio to the model's charge. The column "in the
+fake" is the same calls' own wall time inside the fake (entry to exit: the
+cost, a wait for the fake's driver lock, a late wake-up on a loaded machine, the fake's Python
+where it takes longer than the cost), per second: how much the machine stretched the calls.
+
+``--baseline DIR`` adds the live view (1 Hz) of another gputop tree, with that tree's own fake,
+to every set-up: before and after in one run.
+
+Then, in this process: one read of every GPU (``NvmlSource.sample()``) on the model, ``--reads``
+reads 0.1 s apart, side by side (as gputop reads them) and one after another: the median wall
+time and CPU time (this process, every thread) of a read; and over the same reads what gputop
+shows as its own driver time (``NvmlSource.driver_time()``: each NVML call's wall time, every
+thread summed) against what the model charged for them (the ratio; 1.0 would be a call's wall
+holding nothing but its time in the driver), and how much of what it shows was spent outside the
+fake (pynvml's Python, waits for the GIL after a call, the timing itself). Last, what counting
+gputop's own driver time adds to each NVML call.
 
 Prints Markdown on stdout; progress on stderr.
 """
@@ -62,13 +76,17 @@ class Monitor:
     terminal: bool  # run in tmux (a TUI), else a plain child process
     peer: bool = False  # nvitop/gpustat: the fake through peer_site
     ready: str = "H100"  # on screen once it shows the GPUs (terminal ones)
+    tree: Path = ROOT  # the gputop tree it runs (another one: --baseline)
 
 
-def monitors(tmp: Path) -> list[Monitor]:
+def monitors(tmp: Path, baseline: Path | None = None) -> list[Monitor]:
     py = sys.executable
     bindir = Path(sys.executable).parent
     port = _free_port()
-    return [
+    before = (
+        [] if baseline is None else [Monitor(f"gputop live, 1 Hz, baseline {baseline.name}", [py, "-m", "gputop"], True, tree=baseline)]
+    )
+    return before + [
         Monitor("gputop live, 1 Hz (default)", [py, "-m", "gputop", "--interval", "1"], True),
         Monitor("gputop live, 10 Hz", [py, "-m", "gputop", "--interval", "0.1"], True),
         Monitor("gputop record, 1 Hz", [py, "-m", "gputop", "record", "--interval", "1", "--out", str(tmp / "r1.json")], False),
@@ -85,8 +103,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _env(spec: str, stats: Path, peer: bool) -> dict[str, str]:
-    path = [str(PEER_SITE), str(TESTS)] if peer else [str(ROOT), str(TESTS / "sitecustom"), str(TESTS)]
+def _env(spec: str, stats: Path, m: Monitor) -> dict[str, str]:
+    tests = m.tree / "tests"
+    path = [str(PEER_SITE), str(TESTS)] if m.peer else [str(m.tree), str(tests / "sitecustom"), str(tests)]
     return {"GPUTOP_FAKE_NVML": spec, "GPUTOP_FAKE_NVML_STATS": str(stats), "PYTHONPATH": os.pathsep.join(path)}
 
 
@@ -97,13 +116,20 @@ def _stats(stats: Path, pid: int) -> dict[str, object] | None:
         return None
 
 
-def run_setup(spec: str, warmup_s: float, window_s: float) -> list[tuple[str, dict[str, object] | None, dict[str, object] | None]]:
-    """Every monitor at once over ``spec``; each one's stats at the window's start and end."""
+Result = tuple[str, "dict[str, object] | None", "dict[str, object] | None", "float | None"]
+HEADER = re.compile(r"driver (\d+(?:\.\d+)?) ms/s")  # what the live view's header shows
+HEADER_EVERY_S = 4.0
+
+
+def run_setup(spec: str, warmup_s: float, window_s: float, baseline: Path | None = None) -> list[Result]:
+    """Every monitor at once over ``spec``; each one's stats at the window's start and end, and
+    for gputop's live views the mean of what their header showed as driver time, read every
+    HEADER_EVERY_S within the window."""
     with tempfile.TemporaryDirectory(prefix="gputop-driver-cost-") as tmp_name:
         tmp = Path(tmp_name)
         stats = tmp / "stats"
         stats.mkdir()
-        chosen = monitors(tmp)
+        chosen = monitors(tmp, baseline)
         terminal = [m for m in chosen if m.terminal]
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
         base_env.update(LANG="C.UTF-8", LC_ALL="C.UTF-8")
@@ -112,7 +138,7 @@ def run_setup(spec: str, warmup_s: float, window_s: float) -> list[tuple[str, di
         pids: dict[str, int] = {}
         try:
             for w, m in enumerate(terminal):
-                run = session.start(w, Tool(m.label, m.label, m.argv, (re.compile(m.ready),), _env(spec, stats, m.peer), str(ROOT)))
+                run = session.start(w, Tool(m.label, m.label, m.argv, (re.compile(m.ready),), _env(spec, stats, m), str(m.tree)))
                 if run.first_frame_ms is None:
                     print(f"    {m.label}: {run.note}", file=sys.stderr, flush=True)
                     continue
@@ -120,13 +146,13 @@ def run_setup(spec: str, warmup_s: float, window_s: float) -> list[tuple[str, di
             for m in chosen:
                 if not m.terminal:
                     child = subprocess.Popen(
-                        m.argv, env={**base_env, **_env(spec, stats, m.peer)}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                        m.argv, env={**base_env, **_env(spec, stats, m)}, cwd=m.tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
                     )
                     children.append(child)
                     pids[m.label] = child.pid
             time.sleep(warmup_s)
             first = {label: _stats(stats, pid) for label, pid in pids.items()}
-            time.sleep(window_s)
+            shown = _watch_headers(session, [m.label for m in terminal], window_s)
             last = {label: _stats(stats, pid) for label, pid in pids.items()}
             for child in children:
                 if child.poll() is not None:
@@ -142,35 +168,64 @@ def run_setup(spec: str, warmup_s: float, window_s: float) -> list[tuple[str, di
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
-        return [(m.label, first.get(m.label), last.get(m.label)) for m in chosen]
+        return [(m.label, first.get(m.label), last.get(m.label), shown.get(m.label)) for m in chosen]
+
+
+def _watch_headers(session: Session, labels: list[str], window_s: float) -> dict[str, float]:
+    """Sleep out ``window_s``, reading every terminal's header every HEADER_EVERY_S: per label, the
+    mean of the driver times its header showed (gputop's live views; the others show none). The
+    mean, not the median: a PCIe round every 16 s is in few of the header's 3 s windows."""
+    seen: dict[str, list[float]] = {}
+    end = time.monotonic() + window_s
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(HEADER_EVERY_S, left))
+        for w, label in enumerate(labels):
+            found = HEADER.search(session.screen(w))
+            if found:
+                seen.setdefault(label, []).append(float(found.group(1)))
+    return {label: statistics.mean(values) for label, values in seen.items()}
 
 
 def _delta(a: dict[str, object], b: dict[str, object], key: str) -> dict[str, int]:
-    old, new = a[key], b[key]
+    old, new = a.get(key, {}), b.get(key, {})  # (a baseline's fake may not count wall_ns)
     assert isinstance(old, dict) and isinstance(new, dict)
     return {k: int(v) - int(old.get(k, 0)) for k, v in new.items() if int(v) - int(old.get(k, 0)) > 0}
 
 
-def row(label: str, a: dict[str, object] | None, b: dict[str, object] | None) -> str:
+def row(label: str, a: dict[str, object] | None, b: dict[str, object] | None, shown: float | None) -> str:
     if a is None or b is None:
-        return f"| {label} | n/a (no stats) | | | | |"
+        return f"| {label} | n/a (no stats) | | | | | | |"
     seconds = (int(str(b["t_ns"])) - int(str(a["t_ns"]))) / 1e9
-    cost, calls = _delta(a, b, "cost_ns"), _delta(a, b, "calls")
+    cost, calls, wall = _delta(a, b, "cost_ns"), _delta(a, b, "calls"), _delta(a, b, "wall_ns")
     total_ms = sum(cost.values()) / 1e6 / seconds
     pcie_ms = cost.get(PCIE, 0) / 1e6 / seconds
     lists_ms = sum(ns for name, ns in cost.items() if "RunningProcesses" in name) / 1e6 / seconds
     top = sorted(cost.items(), key=lambda kv: -kv[1])[:3]
     costliest = ", ".join(f"{name.removeprefix('nvmlDevice')} {ns / 1e6 / seconds:.1f}" for name, ns in top)
-    return f"| {label} | {total_ms:.1f} | {pcie_ms:.1f} | {lists_ms:.1f} | {sum(calls.values()) / seconds:.0f} | {costliest} |"
+    wall_ms, calls_per_s = sum(wall.values()) / 1e6 / seconds, sum(calls.values()) / seconds
+    header = "" if shown is None else f"{shown:.1f} ({shown / total_ms:.1f}x)"
+    in_fake = f"{wall_ms:.1f}" if "wall_ns" in b else "n/a"
+    return f"| {label} | {total_ms:.1f} | {pcie_ms:.1f} | {lists_ms:.1f} | {calls_per_s:.0f} | {in_fake} | {header} | {costliest} |"
 
 
-def read_walls(spec: str, reads: int) -> tuple[float, float]:
-    """Median wall ms of one NvmlSource.sample() over ``spec``: side by side, then one after another."""
+@dataclass
+class Reads:
+    wall_ms: float  # median wall time of one read
+    cpu_ms: float  # median CPU time (this process, every thread) during one read
+    shown_ms: float  # gputop's own driver time over the reads (what it shows)
+    fake_ms: float  # the same calls' wall time inside the fake
+    charged_ms: float  # what the model charged for them
+
+
+def read_walls(spec: str, reads: int) -> tuple[Reads, Reads]:
+    """One NvmlSource.sample() after another over ``spec``, ``reads`` of them 0.1 s apart: side by
+    side (as gputop reads), then one device after another."""
     sys.path[:0] = [str(ROOT), str(TESTS)]
     import fakenvml
     from gputop.sources.nvml import NvmlSource
 
-    fakenvml.install_from_spec(spec)
+    fake = fakenvml.install_from_spec(spec)
+    assert fake is not None
     src = NvmlSource.open()
     try:
         out = []
@@ -178,22 +233,45 @@ def read_walls(spec: str, reads: int) -> tuple[float, float]:
             pool = src._pool  # (benchmark only: the same reads without the pool)
             if not side_by_side:
                 src._pool = None
-            walls = []
+            src.sample()
+            time.sleep(0.1)
+            walls, cpus = [], []
+            shown0, fake0, charged0 = src.driver_time()[0], sum(fake.wall_ns.values()), sum(fake.cost_ns.values())
             for _ in range(reads):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 src.sample()
                 walls.append(time.perf_counter() - t0)
+                cpus.append(time.process_time() - c0)
                 time.sleep(0.1)
             src._pool = pool
-            out.append(statistics.median(walls) * 1e3)
+            out.append(
+                Reads(
+                    statistics.median(walls) * 1e3,
+                    statistics.median(cpus) * 1e3,
+                    (src.driver_time()[0] - shown0) / 1e6,
+                    (sum(fake.wall_ns.values()) - fake0) / 1e6,
+                    (sum(fake.cost_ns.values()) - charged0) / 1e6,
+                )
+            )
         return out[0], out[1]
     finally:
         src.close()
 
 
+def read_row(gpus: int, counters: bool, both: Reads, series: Reads) -> str:
+    def ratio(r: Reads) -> str:
+        return f"{r.shown_ms / r.charged_ms:.2f} ({r.shown_ms:.0f} / {r.charged_ms:.0f})"
+
+    outside = 100.0 * (both.shown_ms - both.fake_ms) / both.shown_ms
+    return (
+        f"| {gpus} | {'yes' if counters else 'no'} | {both.wall_ms:.2f} | {both.cpu_ms:.2f} | {series.wall_ms:.2f} | {series.cpu_ms:.2f} "
+        f"| {ratio(both)} | {ratio(series)} | {outside:.1f} % |"
+    )
+
+
 def counting_cost_ns(n: int = 200_000) -> float:
     """What query's timing adds to one call: two perf_counter_ns and DriverTime.add."""
-    from gputop.sources.nvml.query import DriverTime
+    from gputop.sources.gpu import DriverTime
 
     clock, tally = time.perf_counter_ns, DriverTime()
     t0 = time.perf_counter_ns()
@@ -209,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds after the last start (default 5)")
     parser.add_argument("--reads", type=int, default=50, help="reads timed in this process (default 50)")
     parser.add_argument("--gpus", type=int, nargs="+", default=[1, 8], help="GPU counts (default 1 8)")
+    parser.add_argument("--baseline", type=Path, help="another gputop tree (a worktree of an older commit): its live view at 1 Hz too")
     args = parser.parse_args(argv)
     bindir = Path(sys.executable).parent
     missing = [t for t in ("nvitop", "gpustat") if not (bindir / t).exists()] + [t for t in ("tmux",) if shutil.which(t) is None]
@@ -221,12 +300,13 @@ def main(argv: list[str] | None = None) -> int:
             spec = f"H100_SXM*{gpus}:cost" + ("" if counters else ":no_pcie_counters")
             name = f"{gpus} GPU{'s' if gpus > 1 else ''}, {'with' if counters else 'without'} the PCIe byte counters"
             print(f"[{name}] {spec}", file=sys.stderr, flush=True)
-            results = run_setup(spec, args.warmup, args.window)
+            results = run_setup(spec, args.warmup, args.window, args.baseline.resolve() if args.baseline else None)
             lines = [
                 f"**{name}** (`GPUTOP_FAKE_NVML={spec}`)",
                 "",
-                "| monitor | driver time, ms/s | of it PCIe throughput | of it process lists | calls/s | costliest symbols, ms/s |",
-                "|---|---:|---:|---:|---:|---|",
+                "| monitor | driver time, ms/s | of it PCIe throughput | of it process lists | calls/s | in the fake, ms/s "
+                "| its header showed, ms/s | costliest symbols, ms/s |",
+                "|---|---:|---:|---:|---:|---:|---:|---|",
             ]
             lines += [row(*r) for r in results]
             sections.append("\n".join(lines) + "\n")
@@ -234,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     for gpus in args.gpus:
         for counters in (True, False):
             spec = f"H100_SXM*{gpus}:cost" + ("" if counters else ":no_pcie_counters")
-            both, series = read_walls(spec, args.reads)
-            reads.append(f"| {gpus} | {'yes' if counters else 'no'} | {both:.2f} | {series:.2f} |")
+            print(f"[reads] {spec}", file=sys.stderr, flush=True)
+            reads.append(read_row(gpus, counters, *read_walls(spec, args.reads)))
     load1 = os.getloadavg()
     print(
         f"`benchmarks/driver_cost.py --window {args.window:g} --warmup {args.warmup:g} --reads {args.reads}`, "
@@ -244,8 +324,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.window:g} s window for every monitor.\n"
     )
     print("\n".join(sections))
-    print("**One read of every GPU** (`NvmlSource.sample()`, this process, median wall ms)\n")
-    print("| GPUs | PCIe counters | side by side | one after another |\n|---:|---|---:|---:|")
+    print(
+        f"**One read of every GPU** (`NvmlSource.sample()`, this process, {args.reads} reads 0.1 s apart, medians; "
+        "shown / charged over the same reads)\n"
+    )
+    print(
+        "| GPUs | PCIe counters | side by side: wall ms | CPU ms | one after another: wall ms | CPU ms "
+        "| shown / charged, side by side (ms) | one after another (ms) | of shown, outside the fake |\n"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
     print("\n".join(reads))
     print(f"\n- counting gputop's own driver time adds {counting_cost_ns():.0f} ns to each NVML call.")
     print(f"- {TARGETS}.")

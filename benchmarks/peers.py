@@ -21,7 +21,8 @@ Groups, run in turn within each run (1 Hz, then 10 Hz):
 ``--baseline DIR`` adds the gputop of another tree (a git worktree of an older commit) to each
 group, run by the same Python with DIR first on its path: before and after in one run.
 
-All of them see the same simulated H100 (tests/fakenvml.py, GPUTOP_FAKE_NVML=H100_SXM). gputop
+All of them see the same simulated H100 (tests/fakenvml.py, GPUTOP_FAKE_NVML=H100_SXM; ``--spec``
+another fake, e.g. H100_SXM*8, the same for every tool). gputop
 loads it through tests/sitecustom; nvitop (in its own venv, reading NVML through nvidia-ml-py's
 ``pynvml``) through benchmarks/peer_site, which installs the same fake as ``pynvml.nvmlLib``. btop
 1.2.x has no NVIDIA support, so it shows the host only. The fake is Python running inside the
@@ -79,14 +80,14 @@ class Run:
     note: str = ""
 
 
-def _gputop(key: str, label: str, tree: Path, interval: str) -> Tool:
+def _gputop(key: str, label: str, tree: Path, interval: str, spec: str) -> Tool:
     path = [str(tree), str(tree / "tests" / "sitecustom"), str(tree / "tests")]
     return Tool(
         key,
         label,
         [sys.executable, "-m", "gputop", "--interval", interval],
         (re.compile("H100"), re.compile("cores busy")),
-        {"GPUTOP_FAKE_NVML": SPEC, "PYTHONPATH": os.pathsep.join(path)},
+        {"GPUTOP_FAKE_NVML": spec, "PYTHONPATH": os.pathsep.join(path)},
         str(tree),
     )
 
@@ -112,15 +113,15 @@ def groups(args: argparse.Namespace, tmp: Path) -> dict[str, list[Tool]]:
         "nvitop --interval 1",
         [args.nvitop, "--interval", "1"],
         (re.compile("H100"), re.compile("CPU:")),
-        {"GPUTOP_FAKE_NVML": SPEC, "PYTHONPATH": os.pathsep.join([str(ROOT / "benchmarks" / "peer_site"), str(ROOT / "tests")])},
+        {"GPUTOP_FAKE_NVML": args.spec, "PYTHONPATH": os.pathsep.join([str(ROOT / "benchmarks" / "peer_site"), str(ROOT / "tests")])},
         stderr=str(tmp / "nvitop.err"),
     )
-    one = [_gputop("gputop", "gputop --interval 1", ROOT, "1"), nvitop, btop_tool(1000)]
-    ten = [_gputop("gputop", "gputop --interval 0.1", ROOT, "0.1"), btop_tool(100)]
+    one = [_gputop("gputop", "gputop --interval 1", ROOT, "1", args.spec), nvitop, btop_tool(1000)]
+    ten = [_gputop("gputop", "gputop --interval 0.1", ROOT, "0.1", args.spec), btop_tool(100)]
     if args.baseline:
         base = Path(args.baseline).resolve()
-        one.append(_gputop("baseline", f"gputop --interval 1, baseline {base.name}", base, "1"))
-        ten.append(_gputop("baseline", f"gputop --interval 0.1, baseline {base.name}", base, "0.1"))
+        one.append(_gputop("baseline", f"gputop --interval 1, baseline {base.name}", base, "1", args.spec))
+        ten.append(_gputop("baseline", f"gputop --interval 0.1, baseline {base.name}", base, "0.1", args.spec))
     return {"1 Hz": one, "10 Hz": ten}
 
 
@@ -282,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", help="another gputop tree (e.g. a git worktree of an older commit)")
     parser.add_argument("--only", choices=["1 Hz", "10 Hz"], help="run one group only")
     parser.add_argument("--save-screens", type=Path, help="write each tool's screen of the first run here")
+    parser.add_argument("--spec", default=SPEC, help=f"the NVML fake every tool sees (default {SPEC})")
     args = parser.parse_args(argv)
     if shutil.which("tmux") is None:
         parser.exit(1, "benchmarks/peers.py: error: needs tmux (apt-get install tmux)\n")
@@ -314,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         f"`benchmarks/peers.py --runs {args.runs} --window {args.window:g} --warmup {args.warmup:g}`, "
         f"{started}-{time.strftime('%H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, load average {load0[0]:.2f} at the start, {load1[0]:.2f} at the end; "
-        f"{SIZE[0]}x{SIZE[1]}, one simulated H100. Medians over {args.runs} runs (range in parentheses).\n"
+        f"{SIZE[0]}x{SIZE[1]}, GPUTOP_FAKE_NVML={args.spec}. Medians over {args.runs} runs (range in parentheses).\n"
     )
     for name, tools in chosen.items():
         print("\n".join(report(name, tools, results[name])))

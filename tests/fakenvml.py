@@ -49,14 +49,18 @@ Environment spec (``install_from_spec`` / ``install_from_env``, variable ``GPUTO
 
 Driver cost model (off by default): the option ``cost`` (or ``DriverProfile(cost_model=True)``)
 makes every call cost what the real driver's does, from the figures in ``COSTS`` (published ones,
-and assumed ones classed with the nearest published call; see there). A call busy-waits (under
-20 us) or sleeps (above) for its cost, holding the fake's driver lock (one lock
-per fake, so per process; the real driver's is one per machine) for a process list, its
-device's lock for any other call on a device, none while a call waits out a sampling window
-(``DRIVER_LOCKED``, ``UNLOCKED``). ``fake.cost_ns`` counts the modelled time per symbol
-beside ``fake.calls``; with ``GPUTOP_FAKE_NVML_STATS=DIR`` a cost-modelled fake installed from a
-spec writes both to ``DIR/<pid>.json`` four times a second and at exit (``STATS_VARIABLE``), for a
-benchmark to read another process's driver time. The option ``no_pcie_counters`` is a driver
+and assumed ones classed with the nearest published call; see there). A call lasts its cost from
+the moment it holds its lock, the fake's own Python inside it (what is left is busy-waited under
+20 us, slept above; a call whose Python alone takes longer than its cost lasts that long),
+holding the fake's driver lock (one lock per fake, so per process; the real driver's is one per
+machine) for a process list, its device's lock for any other call on a device, none while a
+call waits out a sampling window (``DRIVER_LOCKED``, ``UNLOCKED``). ``fake.cost_ns`` counts the
+modelled time per symbol beside ``fake.calls``, and ``fake.wall_ns`` each call's own wall time
+from its entry to its exit (its cost, a wait for its lock, a late wake-up on a loaded machine,
+the fake's Python where longer than the cost: what a caller timing the call sees beyond it is
+pynvml's Python and waits for the GIL); with ``GPUTOP_FAKE_NVML_STATS=DIR`` a cost-modelled fake
+installed from a spec writes all three to ``DIR/<pid>.json`` four times a second and at exit
+(``STATS_VARIABLE``), for a benchmark to read another process's driver time. The option ``no_pcie_counters`` is a driver
 without the PCIe byte-counter field ids (they answer INVALID_ARGUMENT, as on older drivers).
 
 Simulated names: ``simulated(profile)`` (or the ``simulated`` option) appends ``SIMULATED_SUFFIX``
@@ -168,13 +172,16 @@ def cost_of(symbol: str) -> float:
     return COSTS.get(symbol, COST_OTHER_S)
 
 
-def _spend(cost: float) -> None:
-    """Wait ``cost`` seconds: a spin (GIL held) below SPIN_BELOW_S, else a sleep (GIL released,
-    as a real driver call releases it) with this thread's timer slack at 1 ns (Linux; the
-    default 50 us would add that much to every call)."""
-    if cost < SPIN_BELOW_S:
-        end = time.perf_counter() + cost
-        while time.perf_counter() < end:
+def _spend_until(deadline_ns: int) -> None:
+    """Wait until ``deadline_ns`` (perf_counter_ns): a spin (GIL held) for what is left under
+    SPIN_BELOW_S, else a sleep (GIL released, as a real driver call releases it) with this thread's
+    timer slack at 1 ns (Linux; the default 50 us would add that much to every call). Nothing
+    left (the fake's own Python took longer than the cost): no wait."""
+    left = (deadline_ns - time.perf_counter_ns()) / 1e9
+    if left <= 0:
+        return
+    if left < SPIN_BELOW_S:
+        while time.perf_counter_ns() < deadline_ns:
             pass
         return
     if not getattr(_slack, "set", False):
@@ -183,7 +190,7 @@ def _spend(cost: float) -> None:
             ctypes.CDLL(None).prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
         except (OSError, AttributeError):
             pass  # not Linux: the sleeps run long
-    time.sleep(cost)
+    time.sleep(left)
 
 
 _ERROR_STRINGS = {  # nvmlErrorString, as libnvidia-ml words them
@@ -645,6 +652,7 @@ class FakeNvml:
         self._gpm_memory: dict[int, Any] = {}
         self.calls: Counter[str] = Counter()
         self.cost_ns: Counter[str] = Counter()  # modelled driver time per symbol (cost model on)
+        self.wall_ns: Counter[str] = Counter()  # the calls' wall time inside the fake per symbol (cost model on)
         self.threads: dict[str, set[str]] = {}  # symbol -> names of the threads that called it (cost model on)
         self._driver_lock = threading.Lock()  # the cost model's driver lock
         self._device_locks = [threading.Lock() for _ in self._dev]
@@ -742,26 +750,35 @@ class FakeNvml:
 
     # -- dispatch
     def _call(self, name: str, args: tuple) -> Any:
-        result = self._dispatch(name, args)
-        if self.driver.cost_model:
-            self._pay(name, args)
-        return result
-
-    def _pay(self, name: str, args: tuple) -> None:
-        """Spend the call's modelled cost under the lock it holds in the driver; count it."""
+        if not self.driver.cost_model:
+            return self._dispatch(name, args)
+        entered = time.perf_counter_ns()
         cost = cost_of(name)
         dev = self._by_handle.get(_addr(args[0])) if args and _REGISTRY[name].device else None
         lock = self._driver_lock if name in DRIVER_LOCKED or dev is None else self._device_locks[dev.index]
-        with contextlib.nullcontext() if name in UNLOCKED else lock:
-            _spend(cost)
+        with contextlib.nullcontext() if name in UNLOCKED else lock:  # the driver's lock, held for the cost
+            started = time.perf_counter_ns()
+            result = self._dispatch(name, args)  # (the fake's own Python: inside the cost, not added to it)
+            _spend_until(started + round(cost * 1e9))
+        left = time.perf_counter_ns()
         with self._lock:
             self.cost_ns[name] += round(cost * 1e9)
+            self.wall_ns[name] += left - entered
             self.threads.setdefault(name, set()).add(threading.current_thread().name)
+        return result
 
     def stats(self) -> dict[str, Any]:
-        """Calls and modelled driver time (ns) per symbol so far, stamped with the wall clock."""
+        """Calls, modelled driver time (ns) and the calls' own wall time inside the fake (ns, entry to
+        exit: the cost, any wait for the driver's lock, the fake's Python where longer than the
+        cost, a late wake-up) per symbol so far, stamped with the wall clock."""
         with self._lock:
-            return {"pid": os.getpid(), "t_ns": time.time_ns(), "calls": dict(self.calls), "cost_ns": dict(self.cost_ns)}
+            return {
+                "pid": os.getpid(),
+                "t_ns": time.time_ns(),
+                "calls": dict(self.calls),
+                "cost_ns": dict(self.cost_ns),
+                "wall_ns": dict(self.wall_ns),
+            }
 
     def _dispatch(self, name: str, args: tuple) -> Any:
         spec = _REGISTRY[name]

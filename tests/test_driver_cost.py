@@ -14,6 +14,7 @@ import fakenvml
 from fakenvml import CONSUMER, H100_SXM, DriverProfile
 from gputop.sources.nvml import NvmlSource
 from gputop.sources.nvml import pcie as nvml_pcie
+from gputop.sources.nvml import source as nvml_source
 from gputop.sources.nvml.query import DRIVER_TIME, query
 from helpers import wait_for
 
@@ -44,6 +45,9 @@ def test_the_cost_model_charges_each_call_its_figure_and_is_off_by_default(fake_
     assert fake.cost_ns[PCIE] == 20_000_000
     pynvml.nvmlDeviceGetName(handle)
     assert fake.cost_ns["nvmlDeviceGetName"] == round(fakenvml.COST_OTHER_S * 1e9)
+    # each call's own wall time inside the fake: at least its cost (the fake's Python is inside it)
+    assert set(fake.wall_ns) == set(fake.cost_ns) and all(fake.wall_ns[k] >= fake.cost_ns[k] for k in fake.cost_ns)
+    assert fake.stats()["wall_ns"] == dict(fake.wall_ns)
 
 
 def test_the_spec_options_cost_and_no_pcie_counters():
@@ -82,10 +86,15 @@ def test_pcie_throughput_never_waits_on_the_tick_path(fake_nvml):
         src.close()
 
 
-def test_pcie_throughput_rounds_keep_within_the_budget():
-    assert nvml_pcie.interval_for(1) == nvml_pcie.MIN_INTERVAL_S
-    calls = 16  # 8 GPUs, tx and rx
-    assert calls * nvml_pcie.WINDOW_S / nvml_pcie.interval_for(calls) == pytest.approx(nvml_pcie.BUDGET_S_PER_S)
+def test_pcie_throughput_rounds_keep_within_a_budget_that_grows_with_the_gpus_up_to_its_cap():
+    def per_second(gpus: int) -> float:  # driver time a second: tx and rx per GPU, 20 ms each
+        return 2 * gpus * nvml_pcie.WINDOW_S / nvml_pcie.interval_for(2 * gpus, gpus)
+
+    assert per_second(1) == pytest.approx(nvml_pcie.BUDGET_S_PER_S_PER_GPU)
+    assert per_second(2) == pytest.approx(2 * nvml_pcie.BUDGET_S_PER_S_PER_GPU)
+    assert per_second(8) == pytest.approx(nvml_pcie.BUDGET_S_PER_S)  # capped: what 8 GPUs cost before
+    assert nvml_pcie.BUDGET_S_PER_S_PER_GPU < nvml_pcie.BUDGET_S_PER_S
+    assert nvml_pcie.interval_for(1, 8) == nvml_pcie.MIN_INTERVAL_S  # however cheap a round, once a second at most
 
 
 def test_pcie_throughput_calls_run_on_the_pcie_threads_only(fake_nvml):
@@ -99,17 +108,19 @@ def test_pcie_throughput_calls_run_on_the_pcie_threads_only(fake_nvml):
         src.close()
 
 
-def test_devices_are_read_side_by_side_without_more_driver_time(fake_nvml):
-    fake = fake_nvml([H100_SXM] * 4, COSTED)
+def test_devices_are_read_side_by_side_by_a_few_threads_without_more_driver_time(fake_nvml):
+    devices = nvml_source.READERS_MAX + 2
+    fake = fake_nvml([H100_SXM] * devices, COSTED)
     src = NvmlSource.open()
     try:
         src.sample()
         names = {n for symbol, threads in fake.threads.items() if symbol == "nvmlDeviceGetPowerUsage" for n in threads}
-        assert len({n for n in names if n.startswith("gputop-gpu")}) >= 2  # more than one reader thread
+        readers = {n for n in names if n.startswith("gputop-gpu")}
+        assert 2 <= len(readers) <= nvml_source.READERS_MAX  # more than one reader, never one a device past the cap
         before = dict(fake.calls)
         src.sample()
         per_read = {k: v - before.get(k, 0) for k, v in fake.calls.items() if v - before.get(k, 0)}
-        assert per_read["nvmlDeviceGetPowerUsage"] == 4  # once a device, as one after another would
+        assert per_read["nvmlDeviceGetPowerUsage"] == devices  # once a device, as one after another would
     finally:
         src.close()
 

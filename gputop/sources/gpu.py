@@ -27,8 +27,9 @@ class GpuUnavailable(Exception):
 
 
 class DriverTime:
-    """This process's time in one vendor's driver calls made through its choke point (wall time
-    of each call, every thread summed) and how many calls."""
+    """This process's time inside one vendor's driver calls made through its choke point (wall
+    time of each call, every thread summed: an upper bound of the driver's own time, as it holds
+    the waits for a CPU and for the GIL after each call) and how many calls."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # the sampling thread and the PCIe thread both add

@@ -85,11 +85,9 @@ class Gpm:
         request.sample2 = newer
         if self._query(pynvml.nvmlGpmMetricsGet, request) is None:
             return NO_VALUES
-        values: dict[str, float | None] = {}
-        for i, (name, _) in enumerate(METRICS):
-            metric = request.metrics[i]
-            values[name] = metric.value if metric.nvmlReturn == pynvml.NVML_SUCCESS else None
-        return values
+        # the array fetched once: each attribute of pynvml's structs is a Python call (theirs)
+        ok, metrics = pynvml.NVML_SUCCESS, request.metrics
+        return {name: metric.value if metric.nvmlReturn == ok else None for (name, _), metric in zip(METRICS, metrics)}
 
     def close(self) -> None:
         for sample in self._samples:

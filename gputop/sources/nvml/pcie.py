@@ -4,7 +4,9 @@
 direction: two calls x 20 ms x 8 GPUs would hold a GPU read for a third of a second. So these
 calls run on a thread of their own (``PcieWatch``), every device of a round side by side (the
 windows overlap; the driver time is the same), on a schedule that keeps their driver time within
-``BUDGET_S_PER_S``; a GPU read takes the latest values and never waits for a window.
+a budget that grows with the devices read (``BUDGET_S_PER_S_PER_GPU``, at most
+``BUDGET_S_PER_S``: one GPU without byte counters costs the driver less than nvitop's reads of
+it, 8 GPUs no more than before); a GPU read takes the latest values and never waits for a window.
 """
 
 from __future__ import annotations
@@ -19,14 +21,19 @@ from gputop.sources.nvml.workers import SideBySide
 log = logging.getLogger("gputop.sources.nvml")
 
 WINDOW_S = 0.02  # what one call waits in the driver (NVML's reference: a 20 ms sample)
-BUDGET_S_PER_S = 0.02  # these calls' driver time, at most, per second
+# These calls' driver time, per second: 5 ms a GPU (a round of tx and rx every 8 s), 20 ms at most
+# (from 4 GPUs on: every 16 s on 8). On one GPU a fixed 20 ms/s was three times the rest of the
+# live view's driver time and made it cost more than nvitop's (benchmarks/README.md).
+BUDGET_S_PER_S_PER_GPU = 0.005
+BUDGET_S_PER_S = 0.02
 MIN_INTERVAL_S = 1.0  # however few devices: a round a second at most
 CLOSE_WAIT_S = 1.0  # close() waits this long for a round under way (a hung driver call is left)
 
 
-def interval_for(calls: int) -> float:
-    """Seconds between rounds of ``calls`` throughput calls, within the budget."""
-    return max(MIN_INTERVAL_S, calls * WINDOW_S / BUDGET_S_PER_S)
+def interval_for(calls: int, devices: int) -> float:
+    """Seconds between rounds of ``calls`` throughput calls on ``devices`` GPUs, within the budget."""
+    budget = min(BUDGET_S_PER_S, BUDGET_S_PER_S_PER_GPU * max(1, devices))
+    return max(MIN_INTERVAL_S, calls * WINDOW_S / budget)
 
 
 class PcieWatch:
@@ -38,7 +45,7 @@ class PcieWatch:
 
     def __init__(self, readers: dict[int, list[Reader]]) -> None:
         self._readers = {index: list(rs) for index, rs in readers.items() if rs}
-        self.interval_s = interval_for(sum(len(rs) for rs in self._readers.values()))
+        self.interval_s = interval_for(sum(len(rs) for rs in self._readers.values()), len(self._readers))
         self._values: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()

@@ -4,8 +4,13 @@ Every NVML call goes through ``query``: a query the device or driver can't answe
 supported, no permission, function missing from an older driver) gives ``None``, never 0; a lost
 GPU raises ``GpuLost``. A per-tick query that answered at probe time becomes a ``Reader``
 (which call, with which arguments, into which fields), so a tick calls only what answered.
-``query`` also times every call (``DRIVER_TIME``): gputop's own time in the driver, shown beside
-its own CPU.
+``query`` also times every call (``DRIVER_TIME``): gputop's own time inside NVML calls, shown
+beside its own CPU. That is each call's wall time around pynvml's wrapper, every thread summed:
+an upper bound of the driver's time on gputop's behalf, since it also holds pynvml's Python and
+the waits for a CPU and for the GIL after the call. Timing only the C call would leave out
+pynvml's part, measured at 1-8 % of the figure on the driver cost model (benchmarks/README.md),
+and would need pynvml's private function-pointer cache: not done. A thread's CPU time would
+leave out what the driver waits for (the GPU's firmware, a sampling window): not used.
 """
 
 from __future__ import annotations
