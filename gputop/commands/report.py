@@ -269,14 +269,14 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
     if samples is None:
         samples = trace.samples()
     hellos, byes = (ranks.recorded_hellos(trace.events, workload["pid"], name) for name in ("hello", "bye"))
-    per_rank = ranks.summary(steps, hellos, samples, byes)
+    jobs, output = _job_and_output(trace, workload["pid"])
+    per_rank = ranks.summary(steps, hellos, samples, byes, jobs)
     if per_rank:  # its latest attempt's (an elastic restart starts a rank again in a new process)
         steps = [s for s in steps if s.rank == per_rank["job_step_rank"] and s.pid == per_rank["job_step_pid"]]
     measured = [s for s in steps if s.step != 1 and s.wall_s > 0] or [s for s in steps if s.wall_s > 0]
     flops, peak = start.flops_per_step, start.peak_flops
     each = [rates.per_step(s, flops, peak) for s in measured]
     joules = trace.workload_counter("joules_per_step")
-    jobs, output = _job_and_output(trace, workload["pid"])
     source = "auto" if steps and steps[-1].source == "auto" else "events" if steps else None
     tokens = start.tokens_per_sample  # a language model's context: tokens/s too
     per_s = rates.median(r.samples_per_s for r in each)
