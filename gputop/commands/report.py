@@ -358,7 +358,7 @@ def _job_and_output(trace: Trace, pid: int) -> tuple[list[tuple[int, dict[str, A
 
 def _stacks(trace: Trace, pid: int) -> list[dict[str, Any]]:
     """The Python stacks ``record`` captured from every rank where it ended on a stall."""
-    keys = ("rank", "pid", "stalled", "threads", "stacks", "error")
+    keys = ("rank", "pid", "root", "stalled", "threads", "stacks", "error")
     return [
         {k: event["args"].get(k) for k in keys}
         for event in trace.events
@@ -371,7 +371,7 @@ def _stacks_text(stacks: list[dict[str, Any]]) -> list[str]:
         return []
     lines = [f"  stalled at the end: {stacks[0]['stalled']}; each process's Python stacks:"]
     for s in stacks:
-        who = f"rank {s['rank']}" if s["rank"] is not None else "process"
+        who = f"rank {s['rank']}" if s["rank"] is not None else "first process" if s["root"] else "process"
         if s["stacks"] is None:
             lines.append(f"  {who}: {s['error'] or 'no stacks'}")
             continue

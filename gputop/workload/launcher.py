@@ -228,6 +228,15 @@ class Workload:
             recent = [s for mine in self._rank_steps.values() for s in mine]
         return ranks.stalled(recent, self._clock_ns() if now_ns is None else now_ns)
 
+    def stalled_job(self, now_ns: int | None = None) -> float | None:
+        """A job without ranks that has stopped stepping (``ranks.quiet_s``): seconds since its
+        last step; None where it steps on, has not stepped, or has ranks (``stalled_ranks``)."""
+        with self._lock:
+            if self._rank_steps:
+                return None
+            recent = list(self._steps)
+        return ranks.quiet_s(recent, self._clock_ns() if now_ns is None else now_ns)
+
     def ranks_seen(self) -> set[int]:
         """The ranks that have stepped."""
         with self._lock:

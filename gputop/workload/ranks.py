@@ -531,6 +531,16 @@ def typical_step_s(steps: Sequence[WorkloadStep]) -> float | None:
     return rates.median(walls[1:] or walls)
 
 
+def quiet_s(steps: Sequence[WorkloadStep], now_ns: int) -> float | None:
+    """Seconds since the last of ``steps`` (one series: a job without ranks) where it has stopped
+    by ``stall``'s rule (no step for STALL_STEPS of its typical steps, and STALL_MIN_S at least),
+    else None."""
+    if not steps:
+        return None
+    age = (now_ns - steps[-1].ts_ns) / 1e9
+    return age if age >= max(STALL_STEPS * (typical_step_s(steps) or 0.0), STALL_MIN_S) else None
+
+
 def job_steps(by_rank: Mapping[int, Sequence[WorkloadStep]]) -> Sequence[WorkloadStep]:
     """The job's step series: its slowest rank's steps (the largest typical step; ``report``
     takes the job's step from that rank too), not every rank's steps mixed into one series."""

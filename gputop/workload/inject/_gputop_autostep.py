@@ -42,7 +42,13 @@ restart count; device and GPU UUID); a rank's steps (any but the first process's
 Requests from gputop (the last section) come back on a process's socket connection: a thread of
 the hooks' own reads them and answers ``stacks`` with every thread's Python stack
 (``sys._current_frames``), on a new connection to the path the request names. No signal handler,
-no collective: a process whose every thread holds the GIL in native code does not answer.
+no collective: a process whose every thread holds the GIL in native code does not answer. The
+first process (a single-process script, torchrun's agent, ``mp.spawn``'s parent, accelerate's
+CLI), whose events go by the pipe, connects too once it imports torch, for requests alone, so it
+answers as well (``"root": true``). A forked child closes its copy of its parent's connection
+(the requests thread does not survive a fork); a DataLoader worker is never asked: a forked one
+has no thread to answer with, and starting a connection and a thread in each worker (forked from
+a threaded parent) is not worth its risk for a process that runs the dataset's code only.
 """
 
 from __future__ import annotations
@@ -148,8 +154,15 @@ def arm() -> bool:
 
 
 def _off() -> None:
-    """In a forked child: report nothing (its parent is the job), unless it joins a process group."""
+    """In a forked child: report nothing (its parent is the job), unless it joins a process group.
+    The parent's connection is closed here (its requests thread is not: threads do not survive a
+    fork), so that the parent's ending closes it for gputop."""
     if _state is not None:
+        if _state.conn is not None:
+            try:
+                _state.conn.close()
+            except OSError:
+                pass
         _state.fd, _state.conn, _state.off = None, None, True
         _state.held.clear()
         _state.writing, _state.flusher = threading.Lock(), None  # the parent's writer is not here
@@ -264,6 +277,20 @@ def _install(torch: Any) -> None:
     autograd.backward = _backward(autograd.backward)
     iterator = dataloader._BaseDataLoaderIter
     iterator.__next__ = _next(iterator.__next__)
+    if state.root and state.fd is not None and state.sock_path and state.conn is None:
+        _connect(state)  # the first process's events go by the pipe: this connection is for requests
+
+
+def _connect(state: _State) -> None:
+    """This process's connection to gputop's socket, and the thread that answers its requests."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(state.sock_path or "")
+    except OSError:  # no gputop to hear it: carry on without it
+        conn.close()
+        return
+    state.conn = conn
+    _listen(conn)
 
 
 def _alloc_retries(device: str | None) -> int | None:
@@ -569,7 +596,9 @@ def _answer(line: bytes) -> None:
     if not isinstance(request, dict) or request.get("request") != "stacks" or not isinstance(request.get("reply"), str):
         return
     who = _identity()
-    answer = {"pid": os.getpid(), "rank": who["rank"], "ts_ns": _now(), "threads": _stacks()}
+    state = _state
+    root = state is not None and state.root
+    answer = {"pid": os.getpid(), "rank": who["rank"], "root": root, "ts_ns": _now(), "threads": _stacks()}
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as out:
         out.settimeout(5.0)
         out.connect(request["reply"])
