@@ -2,7 +2,7 @@
 its main thread waited in the run queue for a CPU, from the readings of the job's processes; or
 placed far from its GPU), its memory (the CUDA caching allocator's retries the hooks read where
 CUDA is already initialised): the rules on made-up per-rank streams and readings, live and from a
-recording; and a real 2-rank torchrun job on gloo whose rank 1 pins itself to a core that a busy
+recording; the hooks' read of the retries against a stand-in ``torch.cuda`` (no GPU here); and a real 2-rank torchrun job on gloo whose rank 1 pins itself to a core that a busy
 spinner it starts occupies too (tests/rank_scripts/pinned_train.py, which never imports gputop),
 recorded and reported: rank 1 is the straggler for its host CPU, and the hooks never initialised
 CUDA in it."""
@@ -13,8 +13,10 @@ import json
 import re
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -23,6 +25,8 @@ from gputop.commands import report
 from gputop.model import JobProcess, JobUsage, WorkloadMark, WorkloadStep
 from gputop.trace import TraceWriter
 from gputop.workload import causes, ranks
+from gputop.workload.events import EventReader
+from gputop.workload.inject import _gputop_autostep as hook
 from helpers import rank_job_env
 
 pytestmark = pytest.mark.xdist_group("ranks_causes")  # its module fixture runs once, on one worker
@@ -123,6 +127,40 @@ def test_a_rank_whose_allocator_retries_grow_while_the_others_do_not_is_named_fo
     assert ranks.straggler(both)["reason"] == "compute"
     cpu = ranks.model(lock_step(), {})
     assert [r.alloc_retries for r in cpu] == [None, None] and ranks.straggler(cpu)["reason"] == "compute"
+
+
+class Cuda:
+    """``torch.cuda`` as the hooks see it where CUDA is, or is not yet, initialised in the process
+    (the GPU layer's stand-in: there is no GPU here); it notes each ``memory_stats`` call."""
+
+    def __init__(self, initialized: bool) -> None:
+        self.initialized, self.asked = initialized, []
+
+    def is_initialized(self) -> bool:
+        return self.initialized
+
+    def memory_stats(self, device: str) -> dict[str, int]:
+        self.asked.append(device)
+        return {"num_alloc_retries": 7, "num_ooms": 0}
+
+
+@pytest.mark.unit
+def test_the_hooks_read_the_allocators_retries_only_where_cuda_is_initialised_and_steps_carry_them(monkeypatch):
+    cold = Cuda(False)
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cold))
+    assert hook._alloc_retries("cuda:1") is None and cold.asked == []  # never asked: it would be the first CUDA call
+    warm = Cuda(True)
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=warm))
+    assert hook._alloc_retries("cuda:1") == 7 and warm.asked == ["cuda:1"]
+    assert hook._alloc_retries("cpu") is None and hook._alloc_retries("cuda") is None and warm.asked == ["cuda:1"]
+    state = hook._State(None, None, root=False)
+    state.started, state.flusher = True, threading.current_thread()  # past its hello; no writer thread
+    hook._emit(state, T0)
+    state.alloc_retries = 7
+    hook._emit(state, T0 + S)
+    reader = EventReader("train.py")
+    first, second = (reader.feed(line.encode()) for line in state.held)
+    assert first.alloc_retries is None and second.alloc_retries == 7
 
 
 def usage(interval_s: float | None, times: dict[int, tuple[float, float, set[int]]]) -> JobUsage:
