@@ -10,6 +10,7 @@ CUDA in it."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -211,6 +212,8 @@ def test_report_reads_each_ranks_host_thread_from_the_job_readings_within_its_st
 
 @pytest.fixture(scope="module")
 def pinned(tmp_path_factory) -> dict:
+    if len(os.sched_getaffinity(0)) < 2:  # one core: every rank would share the spinner's
+        pytest.skip("needs 2 CPUs: rank 1 and a spinner on one, rank 0 free to use another")
     out = tmp_path_factory.mktemp("causes") / "pinned.json"
     argv = ["record", "--quiet", "--out", str(out), "--interval", "0.25", "--run", "torchrun", "--"]
     argv += ["--standalone", "--nproc_per_node=2", "pinned_train.py"]
