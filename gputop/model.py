@@ -156,6 +156,9 @@ class WorkloadStep:
     # its time inside autograd's backward (detected steps); in DDP on gloo that holds the wait for
     # the other ranks' gradients (the all-reduce is waited for before backward returns)
     backward_s: float | None = None
+    # its process's CUDA caching allocator's retries so far (torch.cuda.memory_stats'
+    # num_alloc_retries, a running count read about every second); None where not read (no CUDA)
+    alloc_retries: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +174,10 @@ class JobProcess:
     rss_bytes: int | None
     cores: frozenset[int]  # the cores its threads ran on over the interval
     ppid: int | None = None  # its parent
+    # its main thread's (tid = pid) time on a core and runnable but waiting in the run queue for
+    # one over the interval (schedstat; None where unreadable or first seen): a rank's host thread
+    main_run_s: float | None = None
+    main_queued_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +195,7 @@ class JobUsage:
     processes: tuple[JobProcess, ...]
     # (core, CPU seconds of the interval), each thread's time counted on the core it last ran on
     core_cpu_s: tuple[tuple[int, float], ...] = ()
+    interval_s: float | None = None  # the time since the reading before (None: the first reading)
 
 
 @dataclass(frozen=True, slots=True)

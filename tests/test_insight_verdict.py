@@ -133,6 +133,10 @@ def test_job_watch_reads_cpu_threads_memory_and_cores(tmp_path):
     assert usage.busy_pct == pytest.approx(200.0)  # (1.5 + 0.5 + 2) s over 2 s
     assert usage.rss_bytes == 2 * 250 * JobWatch.__init__.__globals__["_PAGE"]
     assert first.core_cpu_s == () and usage.core_cpu_s == ((0, 1.0), (3, 2.0))  # CPU s on each core
+    # each process's main thread (tid = pid): on a core and queued for one over the interval
+    assert (main.main_run_s, main.main_queued_s, worker.main_run_s, worker.main_queued_s) == (1.5, 0.5, 2.0, 0.0)
+    assert first.interval_s is None and usage.interval_s == 2.0
+    assert all(p.main_run_s is None and p.main_queued_s is None for p in first.processes)  # n/a, never 0
 
 
 def test_workers_that_wait_on_io_are_told_to_double():

@@ -1,8 +1,9 @@
 """A rank that stops (gputop.workload.ranks.stalled, the events socket's requests, the hooks'
 answering thread): the stall rule on made-up steps, a stacks request answered over a real socket,
 and a real 2-rank torchrun job on gloo whose rank 1 hangs in its dataset, recorded until gputop
-is told to stop: every rank's Python stacks are in the trace and ``report`` prints them. The
-script (tests/rank_scripts/ddp_train.py) never imports gputop."""
+is told to stop: every rank's Python stacks, and torchrun's agent's, are in the trace and
+``report`` prints them; and a hung single-process script (no ranks) answers the same way. The
+scripts (tests/rank_scripts/ddp_train.py, tests/insight_scripts/hang.py) never import gputop."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,16 @@ def test_a_rank_is_stalled_after_its_typical_steps_and_never_before_the_floor():
     assert ranks.stalled(steps(0, 20, 1.0, now - int(5.5e9)), now) == {}
     assert ranks.stalled(steps(0, 20, 1.0, now - int(5.5e9)), now + int(5e9)) == {0: pytest.approx(10.5)}
     assert ranks.stalled([WorkloadStep(step=1, samples=4, loss=None, wall_s=0.1, ts_ns=now - 10**10)], now) == {}  # no rank
+
+
+@pytest.mark.unit
+def test_a_job_without_ranks_is_quiet_by_the_same_rule():
+    now = 1_000_000 * 10**9
+    alone = [replace(s, rank=None, pid=None) for s in steps(0, 20, 0.02, now - 11 * 10**9)]
+    assert ranks.quiet_s(alone, now) == pytest.approx(11.0)
+    assert ranks.quiet_s(alone, now - 2 * 10**9) is None  # 9 s: under the floor
+    assert ranks.quiet_s([replace(s, rank=None) for s in steps(0, 20, 1.5, now - 14 * 10**9)], now) is None  # < 10 steps of 1.5 s
+    assert ranks.quiet_s([], now) is None
 
 
 def peer(path: str, answer: bool, go: threading.Event) -> threading.Thread:
@@ -112,34 +124,18 @@ def test_a_stacks_request_gets_the_answers_that_come_within_its_time():
     assert not os.path.exists(channel.dir)
 
 
-@pytest.fixture(scope="module")
-def hung(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """A 2-rank torchrun job whose rank 1 hangs in its dataset after 10 steps, recorded until the
-    stall is sure (no new step for longer than the rule's floor), then stopped with SIGINT."""
-    env = {**rank_job_env(), "STEPS": "100000", "HANG_AFTER": "10"}
-    out = tmp_path_factory.mktemp("stacks") / "hang.json"
-    argv = [
-        "record",
-        "--quiet",
-        "--out",
-        str(out),
-        "--interval",
-        "0.25",
-        "--run",
-        "torchrun",
-        "--",
-        "--standalone",
-        "--nproc_per_node=2",
-        "ddp_train.py",
-    ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gputop", *argv], cwd=SCRIPTS, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+def record_until_stalled(
+    run: list[str], cwd: Path, env: dict[str, str], out: Path, ready: str, least: int
+) -> subprocess.CompletedProcess[str]:
+    """``gputop record --run RUN`` until the trace holds ``least`` lines with ``ready`` and then no
+    new step for longer than the stall rule's floor (and a margin); then stopped with SIGINT."""
+    argv = [sys.executable, "-m", "gputop", "record", "--quiet", "--out", str(out), "--interval", "0.25", "--run", *run]
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: out.exists() and out.read_text().count('"name":"hello"') >= 2, 180, "both ranks said hello")
+        wait_for(lambda: out.exists() and out.read_text().count(ready) >= least, 180, f"{least} x {ready}")
         seen = {"size": -1, "since": time.monotonic()}
 
-        def quiet() -> bool:  # no step written for longer than the stall rule's floor (and a margin)
+        def quiet() -> bool:
             now, n = time.monotonic(), out.read_text().count('"ph":"X","cat":"gputop.workload","name":"step"')
             if n != seen["size"]:
                 seen.update(size=n, since=now)
@@ -152,21 +148,64 @@ def hung(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return out, subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def reported(out: Path) -> tuple[list[dict], str]:
+    """The stacks ``report --json`` gives of a recording, and report's text."""
+    done = subprocess.run([sys.executable, "-m", "gputop", "report", "--json", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    text = subprocess.run([sys.executable, "-m", "gputop", "report", "--no-chart", str(out)], capture_output=True, text=True, timeout=120)
+    return json.loads(done.stdout)["workload"]["stacks"], text.stdout
+
+
+@pytest.fixture(scope="module")
+def hung(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """A 2-rank torchrun job whose rank 1 hangs in its dataset after 10 steps, recorded until the
+    stall is sure (no new step for longer than the rule's floor), then stopped with SIGINT."""
+    env = {**rank_job_env(), "STEPS": "100000", "HANG_AFTER": "10"}
+    out = tmp_path_factory.mktemp("stacks") / "hang.json"
+    run = ["torchrun", "--", "--standalone", "--nproc_per_node=2", "ddp_train.py"]
+    return out, record_until_stalled(run, SCRIPTS, env, out, '"name":"hello"', 2)
 
 
 @pytest.mark.e2e
 def test_record_ends_a_stalled_job_with_every_ranks_python_stacks(hung):
     out, done = hung
     assert done.returncode in (0, 130), done.stderr
-    assert "no step for" in done.stderr and "2 processes' stacks are in the trace" in done.stderr, done.stderr
-    report = subprocess.run([sys.executable, "-m", "gputop", "report", "--json", str(out)], capture_output=True, text=True, timeout=120)
-    assert report.returncode == 0, report.stderr
-    stacks = {s["rank"]: s for s in json.loads(report.stdout)["workload"]["stacks"]}
-    assert sorted(stacks) == [0, 1]
+    # both ranks and torchrun's agent, the first process (hooked, it imports torch): 3 answers
+    assert "no step for" in done.stderr and "3 processes' stacks are in the trace" in done.stderr, done.stderr
+    answers, text = reported(out)
+    stacks = {s["rank"]: s for s in answers}
+    assert sorted(stacks, key=str) == [0, 1, None]
+    agent = stacks.pop(None)
+    assert agent["root"] is True and "torch/distributed/elastic" in agent["stacks"], agent
+    assert not stacks[0]["root"] and not stacks[1]["root"]
     # the hung rank is in its dataset's read; the other waits for it in backward (gloo's all-reduce)
     assert "time.sleep(3600)" in stacks[1]["stacks"] and "__getitem__" in stacks[1]["stacks"]
     assert "backward" in stacks[0]["stacks"] and "__getitem__" not in stacks[0]["stacks"]
     assert all(s["stacks"].startswith("Thread MainThread (main):") and "gputop-requests" not in s["stacks"] for s in stacks.values())
-    text = subprocess.run([sys.executable, "-m", "gputop", "report", "--no-chart", str(out)], capture_output=True, text=True, timeout=120)
-    assert "each process's Python stacks:" in text.stdout and "time.sleep(3600)" in text.stdout
+    assert "each process's Python stacks:" in text and "time.sleep(3600)" in text
+    assert f"first process (pid {agent['pid']})" in text
+
+
+@pytest.fixture(scope="module")
+def hung_alone(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """A single-process script (no ranks, one forked DataLoader worker) that steps 8 times then
+    hangs, recorded until the stall is sure, then stopped with SIGINT."""
+    env = {k: v for k, v in rank_job_env().items() if k != "STEPS"}
+    out = tmp_path_factory.mktemp("alone") / "hang.json"
+    return out, record_until_stalled(["hang.py"], SCRIPTS.parent / "insight_scripts", env, out, '"name":"step"', 8)
+
+
+@pytest.mark.e2e
+def test_record_ends_a_hung_single_process_job_with_its_python_stacks(hung_alone):
+    out, done = hung_alone
+    assert done.returncode in (0, 130), done.stderr
+    # the script's own process only: its forked loader worker is never asked
+    assert "no step for" in done.stderr and "1 processes' stacks are in the trace" in done.stderr, done.stderr
+    (stack,), text = reported(out)
+    assert stack["rank"] is None and stack["root"] is True and stack["stalled"].startswith("no step for"), stack
+    assert stack["stacks"].startswith("Thread MainThread (main):") and "wait_for_the_other_job" in stack["stacks"]
+    assert "time.sleep(3600)" in stack["stacks"] and "gputop-requests" not in stack["stacks"]
+    assert f"first process (pid {stack['pid']})" in text and "wait_for_the_other_job" in text

@@ -664,6 +664,12 @@ async def test_w_shows_every_ranks_python_stacks_and_escape_closes_them():
             "rank": 1,
             "threads": [{"thread": 1, "main": True, "stack": '  File "data.py", line 12, in __getitem__\n    time.sleep(3600)\n'}],
         },
+        {  # torchrun's agent: the first process, no rank
+            "pid": 500,
+            "rank": None,
+            "root": True,
+            "threads": [{"thread": 1, "main": True, "stack": '  File "api.py", line 9, in _invoke_run\n    time.sleep(5)\n'}],
+        },
     ]
     app = workload_app(job)
     async with app.run_test(size=(160, 50)) as pilot:
@@ -671,7 +677,8 @@ async def test_w_shows_every_ranks_python_stacks_and_escape_closes_them():
         await pilot.press("w")
         await until(pilot, lambda: isinstance(app.screen, StacksScreen), 30)
         text = screen_text(app)
-        assert "Python stacks of the job's 2 processes that answered" in text
+        assert "Python stacks of the job's 3 processes that answered" in text
+        assert "first process (pid 500)" in text and "_invoke_run" in text
         assert "rank 0 (pid 501)" in text and "loss.backward()" in text
         assert "rank 1 (pid 502)" in text and "time.sleep(3600)" in text and "Thread 1 (main):" in text
         await pilot.press("escape")

@@ -14,9 +14,10 @@ too (instants on its ``output`` thread, each stamped when read) and are echoed t
 they come (stdout to stdout, stderr to stderr; redrawn progress bars only to the trace), unless
 ``--quiet``. A Python script's training steps are detected (gputop.workload.inject) unless
 ``--no-instrument``. A distributed job that has stalled when the recording ends (a rank with no
-step for many of its typical steps: gputop.workload.ranks.stalled) has every rank's Python stacks
-captured first (``Workload.capture_stacks``) and written as ``stacks`` instants, which ``report``
-prints.
+step for many of its typical steps: gputop.workload.ranks.stalled), or a job without ranks whose
+steps have stopped by the same rule (ranks.quiet_s), has every connected process's Python stacks
+captured first (``Workload.capture_stacks``: the ranks and the first process) and written as
+``stacks`` instants, which ``report`` prints.
 """
 
 from __future__ import annotations
@@ -264,9 +265,10 @@ class _Recording:
         if not workload.poll().running:
             return
         stalled = workload.stalled_ranks()
-        if not stalled:
+        quiet = None if stalled else workload.stalled_job()  # a job without ranks: its one series
+        if not stalled and quiet is None:
             return
-        what = ", ".join(f"rank {r}: no step for {s:.0f} s" for r, s in sorted(stalled.items()))
+        what = ", ".join(f"rank {r}: no step for {s:.0f} s" for r, s in sorted(stalled.items())) or f"no step for {quiet:.0f} s"
         answers = workload.capture_stacks(STACKS_TIMEOUT_S)
         now = time.time_ns()
         marks = [WorkloadMark("stacks", now, args={"stalled": what, **stacks_args(a)}) for a in answers]
@@ -277,6 +279,9 @@ class _Recording:
             )
             for r in sorted(workload.ranks_seen() - heard)
         ]
+        if not stalled and not answers:  # the one process of a job without ranks did not answer
+            error = f"no answer within {STACKS_TIMEOUT_S:g} s"
+            marks.append(WorkloadMark("stacks", now, args={"stalled": what, "rank": None, "root": True, "stacks": None, "error": error}))
         self.writer.write_workload([*self.drain(), *marks])
         self.stall = f"{what}; {len(answers)} processes' stacks are in the trace ('gputop report {self.writer.path}')"
 
@@ -288,6 +293,7 @@ def stacks_args(answer: dict[str, Any]) -> dict[str, Any]:
     return {
         "pid": pid if isinstance(pid, int) else None,
         "rank": rank if isinstance(rank, int) else None,
+        "root": answer.get("root") is True,
         "threads": sum(isinstance(t, dict) for t in answer.get("threads") or ()),
         "stacks": stacks_text(answer),
     }

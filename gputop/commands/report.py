@@ -269,14 +269,14 @@ def workload_summary(trace: Trace, samples: Sequence[Sample] | None = None) -> d
     if samples is None:
         samples = trace.samples()
     hellos, byes = (ranks.recorded_hellos(trace.events, workload["pid"], name) for name in ("hello", "bye"))
-    per_rank = ranks.summary(steps, hellos, samples, byes)
+    jobs, output = _job_and_output(trace, workload["pid"])
+    per_rank = ranks.summary(steps, hellos, samples, byes, jobs)
     if per_rank:  # its latest attempt's (an elastic restart starts a rank again in a new process)
         steps = [s for s in steps if s.rank == per_rank["job_step_rank"] and s.pid == per_rank["job_step_pid"]]
     measured = [s for s in steps if s.step != 1 and s.wall_s > 0] or [s for s in steps if s.wall_s > 0]
     flops, peak = start.flops_per_step, start.peak_flops
     each = [rates.per_step(s, flops, peak) for s in measured]
     joules = trace.workload_counter("joules_per_step")
-    jobs, output = _job_and_output(trace, workload["pid"])
     source = "auto" if steps and steps[-1].source == "auto" else "events" if steps else None
     tokens = start.tokens_per_sample  # a language model's context: tokens/s too
     per_s = rates.median(r.samples_per_s for r in each)
@@ -358,7 +358,7 @@ def _job_and_output(trace: Trace, pid: int) -> tuple[list[tuple[int, dict[str, A
 
 def _stacks(trace: Trace, pid: int) -> list[dict[str, Any]]:
     """The Python stacks ``record`` captured from every rank where it ended on a stall."""
-    keys = ("rank", "pid", "stalled", "threads", "stacks", "error")
+    keys = ("rank", "pid", "root", "stalled", "threads", "stacks", "error")
     return [
         {k: event["args"].get(k) for k in keys}
         for event in trace.events
@@ -371,7 +371,7 @@ def _stacks_text(stacks: list[dict[str, Any]]) -> list[str]:
         return []
     lines = [f"  stalled at the end: {stacks[0]['stalled']}; each process's Python stacks:"]
     for s in stacks:
-        who = f"rank {s['rank']}" if s["rank"] is not None else "process"
+        who = f"rank {s['rank']}" if s["rank"] is not None else "first process" if s["root"] else "process"
         if s["stacks"] is None:
             lines.append(f"  {who}: {s['error'] or 'no stacks'}")
             continue

@@ -154,6 +154,7 @@ def workload_steps(trace: Trace) -> list[WorkloadStep]:
                 pid=_count(args.get("pid"), 1),
                 rank=_count(args.get("rank"), 0),
                 backward_s=_seconds(args.get("backward_s")),
+                alloc_retries=_count(args.get("alloc_retries"), 0),
             )
         )
     steps.sort(key=lambda s: s.ts_ns)

@@ -114,10 +114,12 @@ class WorkloadTrack:
                     "rss_bytes": p.rss_bytes,
                     "cores": sorted(p.cores),
                     **({} if p.ppid is None else {"ppid": p.ppid}),
+                    **({} if p.main_run_s is None else {"main_run_s": p.main_run_s, "main_queued_s": p.main_queued_s}),
                 }
                 for p in job.processes
             ],
             "core_cpu_s": [[core, seconds] for core, seconds in job.core_cpu_s],
+            "interval_s": job.interval_s,
         }
         if placed is not None:
             args["placement_gpus"], args["placement_from"] = list(placed.gpus), placed.gpus_from
@@ -222,6 +224,7 @@ class WorkloadTrack:
             "loss": item.loss,
             "data_wait_s": item.data_wait_s,
             "backward_s": item.backward_s,
+            "alloc_retries": item.alloc_retries,
             "joules": item.joules,
             "source": item.source,
             "pid": item.pid,

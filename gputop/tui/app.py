@@ -451,8 +451,8 @@ class GputopApp(ErrorsNoted, playback.ReplayKeys, ThemeMemoApp[None]):
     def _show_stacks(self, answers: list[dict[str, object]]) -> None:
         if not answers:
             self.notify(
-                "no process of the job answered: stacks come from the ranks of a distributed job "
-                "(the processes that connect to gputop's socket), while it runs",
+                "no process of the job answered: stacks come from its Python processes once they have "
+                "imported torch (the script or its launcher, and the ranks), while it runs",
                 severity="warning",
             )
             return

@@ -126,6 +126,7 @@ class EventReader:
             pid=whole(e.get("pid"), 1),
             rank=whole(e.get("rank")),
             backward_s=backward if backward is None or backward >= 0 else None,
+            alloc_retries=whole(e.get("alloc_retries")) if auto else None,
         )
 
     def _hello(self, e: dict[str, Any], ts_ns: int) -> WorkloadMark | None:

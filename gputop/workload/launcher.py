@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from gputop.model import JobUsage, Placement, Sample, WorkloadMark, WorkloadState, WorkloadStep
 from gputop.signals import signal_name
-from gputop.workload import inject, insight, placement, ranks, rates
+from gputop.workload import causes, inject, insight, placement, ranks, rates
 from gputop.workload.channel import ENV_SOCK, EventSocket
 from gputop.workload.energy import EnergyCurve
 from gputop.workload.events import ENV_FD, ENV_FILE, EventReader
@@ -29,6 +29,7 @@ RECENT_LOSSES = 120
 EVENT_LINES = 100_000  # event lines held between two polls; more are dropped (and counted)
 PIDS_EVERY_S = 1.0  # the process tree is walked at most this often
 RECENT_SAMPLES = 64  # samples kept for a distributed job's ranks' GPUs (the straggler's cause)
+RECENT_READINGS = 10  # readings of the job's processes kept (about a second apart): its ranks' host threads
 RANKS_JOIN_S = 2.0  # the main process has exited: its ranks' connections are read to their end this long at most
 
 
@@ -100,6 +101,7 @@ class Workload:
         self._pids_at = -math.inf
         self._watch: JobWatch | None = None
         self._job: JobUsage | None = None
+        self._readings: collections.deque[causes.Reading] = collections.deque(maxlen=RECENT_READINGS)
         self._sample: Sample | None = None  # the latest, for the live verdict
         self._core_cpu_s: dict[int, float] = {}  # the job's CPU time by core, since it started
         self._gpus_seen: set[int] = set()  # GPUs whose process lists held one of its pids
@@ -228,6 +230,15 @@ class Workload:
             recent = [s for mine in self._rank_steps.values() for s in mine]
         return ranks.stalled(recent, self._clock_ns() if now_ns is None else now_ns)
 
+    def stalled_job(self, now_ns: int | None = None) -> float | None:
+        """A job without ranks that has stopped stepping (``ranks.quiet_s``): seconds since its
+        last step; None where it steps on, has not stepped, or has ranks (``stalled_ranks``)."""
+        with self._lock:
+            if self._rank_steps:
+                return None
+            recent = list(self._steps)
+        return ranks.quiet_s(recent, self._clock_ns() if now_ns is None else now_ns)
+
     def ranks_seen(self) -> set[int]:
         """The ranks that have stepped."""
         with self._lock:
@@ -295,6 +306,9 @@ class Workload:
             self._job = self._watch.read(self._pids, ranks)
             if self._job is not None:
                 placement.add(self._core_cpu_s, self._job.core_cpu_s)
+                reading = causes.reading_of(self._job)
+                if reading is not None:
+                    self._readings.append(reading)
 
     def stop(self, grace_s: float = 3.0) -> WorkloadState:
         """SIGTERM to the whole group, SIGKILL after ``grace_s``, reap. Idempotent; a workload
@@ -390,6 +404,7 @@ class Workload:
             gone_pids=self._gone_pids,
             ended=self._ended_ns is not None,
             samples=self._samples,
+            readings=self._readings,
         )
         # a distributed job's step series: its straggler's (the rank the others wait for, as report
         # takes it), else its slowest rank's

@@ -8,7 +8,10 @@ that core (``core_cpu_s``: where a job's CPU time went, against the CPUs near it
 first reading of a process has no interval before it: its CPU % is None and its cores empty
 (n/a, never 0) until the second. Each thread's time on
 a core and in the run queue come from ``/proc/PID/task/TID/schedstat`` (nanoseconds): "busy" is
-both together, what a thread that never sleeps has whatever else shares the machine.
+both together, what a thread that never sleeps has whatever else shares the machine. Each
+process's main thread (tid = pid: Python's, a rank's host thread) has its own two over the interval
+(``main_run_s``, ``main_queued_s``): time queued is time it could have run and had no CPU
+(contention, a cgroup's CPU quota, an affinity to busy cores).
 """
 
 from __future__ import annotations
@@ -69,8 +72,7 @@ class JobWatch:
         sched: dict[tuple[int, int], tuple[int, int]] = {}
         busy_ns = 0
         core_ticks: dict[int, int] = {}  # CPU ticks of the interval, by the core each thread ran on
-        main_thread: float | None = None
-        main_busy: float | None = None
+        main_times: dict[int, tuple[float, float]] = {}  # pid -> its main thread's (on a core, queued) s
         for pid in sorted(pids):
             stat = _stat(f"{self._proc}/{pid}/stat")
             if stat is None:
@@ -100,9 +102,8 @@ class JobWatch:
                 if was is None and self._last_at is None:
                     continue
                 busy_ns += on + queued  # a thread born in the interval: all of its time is in it
-                if pid == tid == self.main_pid and was is not None and interval:
-                    main_thread = 100.0 * on / 1e9 / interval
-                    main_busy = min(100.0, 100.0 * (on + queued) / 1e9 / interval)
+                if pid == tid and was is not None and interval:
+                    main_times[pid] = (on / 1e9, queued / 1e9)
             before = self._ticks.get(pid)
             cpu = None if before is None or not interval else 100.0 * (ticks[pid] - before) / _TICK / interval
             ppid = int(fields[_PPID])
@@ -116,20 +117,24 @@ class JobWatch:
                     rss_bytes=int(fields[_RSS]) * _PAGE,
                     cores=frozenset(cores),
                     ppid=ppid,
+                    main_run_s=main_times[pid][0] if pid in main_times else None,
+                    main_queued_s=main_times[pid][1] if pid in main_times else None,
                 )
             )
         busy = 100.0 * busy_ns / 1e9 / interval if interval and sched else None
+        main = main_times.get(self.main_pid) if interval else None
         self._last_at, self._ticks, self._task_ticks, self._sched = now, ticks, task_ticks, sched
         known = [p.cpu_pct for p in processes if p.cpu_pct is not None]
         return JobUsage(
             cpu_pct=sum(known) if known else None,
-            main_thread_cpu_pct=main_thread,
-            main_thread_busy_pct=main_busy,
+            main_thread_cpu_pct=None if main is None or not interval else 100.0 * main[0] / interval,
+            main_thread_busy_pct=None if main is None or not interval else min(100.0, 100.0 * (main[0] + main[1]) / interval),
             busy_pct=busy,
             rss_bytes=sum(p.rss_bytes for p in processes if p.rss_bytes is not None) if processes else None,
             cores=frozenset().union(*(p.cores for p in processes)),
             processes=tuple(processes),
             core_cpu_s=tuple((core, ticks / _TICK) for core, ticks in sorted(core_ticks.items())),
+            interval_s=interval,
         )
 
     def _tasks(self, pid: int) -> list[int]:

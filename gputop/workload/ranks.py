@@ -29,10 +29,12 @@ makes the others wait by the difference (the largest data wait per step of any r
 Own work per step = mean step time - that wait. The rank with the largest own work is the straggler
 when it leads the median of the other ranks by at least STRAGGLER_MIN_SHARE of the job's step, else
 there is none (null). Its reason is "data loader" where its data-wait share exceeds the median of
-the others' by that share too; else "compute" (its forward, backward and optimizer outside data
-wait), with the figures in the evidence. On NCCL the all-reduce is waited for on the GPU's stream,
-not by the CPU: backward returns before it, the wait is not in its time, and only a data-loader
-straggler is told apart there.
+the others' by that share too; else its host thread ("host CPU"), its memory ("GPU memory
+(allocator retries)") or its GPU ("GPU clocks", "GPU work"), where that stands apart from the
+other ranks' (gputop.workload.causes has those rules and their thresholds); else "compute" (its
+forward, backward and optimizer outside data wait), with the figures in the evidence. On NCCL
+the all-reduce is waited for on the GPU's stream, not by the CPU: backward returns before it, the
+wait is not in its time, and only a data-loader straggler is told apart there.
 
 A rank that stops (``stall``, the live view's flag): a rank is quiet once it has not stepped for
 STALL_STEPS of its typical steps (the median of its recent step times) and at least STALL_MIN_S.
@@ -52,7 +54,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from gputop import format as fmt
 from gputop.model import RankRow, RankStraggler, Sample, WorkloadStep
-from gputop.workload import causes, insight, rates
+from gputop.workload import causes, insight, rates, verdict
 
 STRAGGLER_MIN_SHARE = 0.10  # a straggler leads the median of the others by this share of the job's step
 LIVE_STRAGGLER_STEPS = 5  # the live view names a straggler once every rank has this many steps
@@ -83,6 +85,7 @@ class RankFigures:
     world_size: int | None = None
     restart_count: int | None = None  # its latest attempt's (TORCHELASTIC_RESTART_COUNT)
     attempts: tuple[Attempt, ...] = ()  # every process that was this rank, in order; the last is the figures'
+    alloc_retries: int | None = None  # its CUDA allocator's retries over its steps after warm-up (None: not read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +142,7 @@ def figures(rank: int, steps: Sequence[WorkloadStep], hello: Mapping[str, Any] |
     share = rates.data_wait_share(after)
     waits = [s.data_wait_s for s in after if s.data_wait_s is not None]
     backward = [s.backward_s for s in after if s.backward_s is not None]
+    retries = [s.alloc_retries for s in after if s.alloc_retries is not None]
     return RankFigures(
         rank=rank,
         pid=steps[-1].pid if steps else None,
@@ -157,6 +161,7 @@ def figures(rank: int, steps: Sequence[WorkloadStep], hello: Mapping[str, Any] |
         backward_per_step_s=sum(backward) / len(backward) if backward and len(backward) == len(after) else None,
         restart_count=_int(hello.get("restart_count")),
         attempts=tuple(tried),
+        alloc_retries=max(retries) - min(retries) if retries else None,
     )
 
 
@@ -225,9 +230,14 @@ def own_work_s(ranks: Sequence[RankFigures]) -> dict[int, float]:
     return {r.rank: r.step_mean_s - wait[r.rank] for r in ranks if r.step_mean_s is not None}
 
 
-def straggler(ranks: Sequence[RankFigures], gpus: Mapping[int, causes.GpuWindow] | None = None) -> dict[str, Any] | None:
+def straggler(
+    ranks: Sequence[RankFigures],
+    gpus: Mapping[int, causes.GpuWindow] | None = None,
+    hosts: Mapping[int, causes.HostWindow] | None = None,
+) -> dict[str, Any] | None:
     """``{rank, reason, evidence}`` of the rank that holds the job back, or None (see the module;
-    ``gpus``: each rank's GPU over the steps, where known, for a reason from its GPU: gputop.workload.causes)."""
+    ``gpus``, ``hosts``: each rank's GPU and main thread over the steps, where known, for a reason
+    from its host thread, memory or GPU: gputop.workload.causes)."""
     own = own_work_s(ranks)
     if len(own) < 2:
         return None
@@ -255,11 +265,23 @@ def straggler(ranks: Sequence[RankFigures], gpus: Mapping[int, causes.GpuWindow]
         f"{1e3 * (rates.median(others) or 0.0):.3g} ms (median), who wait {1e3 * waited:.3g} ms a step for it "
         f"{how}; its data wait is as theirs"
     )
-    gpus = gpus or {}
-    cause = None if top not in gpus else causes.gpu_cause(top, gpus[top], [g for r, g in gpus.items() if r != top])
+    cause = _cause(top, lead, ranks, gpus or {}, hosts or {})
     if cause is not None:
         return {"rank": top, "reason": cause[0], "evidence": f"{cause[1]}; {evidence}"}
     return {"rank": top, "reason": "compute", "evidence": evidence}
+
+
+def _cause(
+    top: int, lead: float, ranks: Sequence[RankFigures], gpus: Mapping[int, causes.GpuWindow], hosts: Mapping[int, causes.HostWindow]
+) -> tuple[str, str] | None:
+    """The straggler's cause beyond its data wait: its host thread, its memory, its GPU, in that
+    order (gputop.workload.causes)."""
+    steps = {r.rank: r.step_mean_s for r in ranks if r.step_mean_s is not None}
+    return (
+        causes.host_cause(top, lead, steps, hosts, gpus)
+        or causes.memory_cause(top, {r.rank: r.alloc_retries for r in ranks})
+        or (None if top not in gpus else causes.gpu_cause(top, gpus[top], [g for r, g in gpus.items() if r != top]))
+    )
 
 
 def as_json(r: RankFigures) -> dict[str, Any]:
@@ -278,6 +300,7 @@ def as_json(r: RankFigures) -> dict[str, Any]:
         "step_p95_s": r.step_p95_s,
         "data_wait_share": r.data_wait_share,
         "backward_per_step_s": r.backward_per_step_s,
+        "alloc_retries": r.alloc_retries,
         "restart_count": r.restart_count,
         "ended": r.attempts[-1].ended if r.attempts else None,
         "error": r.attempts[-1].error if r.attempts else None,
@@ -298,6 +321,18 @@ def _gpu_json(gpu: causes.GpuWindow | None) -> dict[str, Any] | None:
         "temp_c": gpu.temp_c,
         "power_w": gpu.power_w,
         "clock_event_reasons": dict(gpu.held),
+    }
+
+
+def _host_json(host: causes.HostWindow | None) -> dict[str, Any] | None:
+    """A rank's main thread over its steps, as ``workload.ranks[].host`` (null where not measured)."""
+    if host is None:
+        return None
+    return {
+        "queued_share": host.queued_share,
+        "run_share": host.run_s / host.interval_s,
+        "over_s": host.interval_s,
+        "cores": fmt.core_ranges(sorted(host.cores)),
     }
 
 
@@ -332,13 +367,27 @@ def summary(
     hellos: Mapping[int, Mapping[str, Any]],
     samples: Sequence[Sample] = (),
     byes: Mapping[int, Mapping[str, Any]] | None = None,
+    jobs: Sequence[tuple[int, Mapping[str, Any]]] = (),
 ) -> dict[str, Any]:
     """``report``'s keys for a job with ranks (none without): the ranks, the straggler, the job's
     samples/s (the sum over ranks), which rank's step is the job's (and its process: the latest
     attempt), and the rank it failed at (``samples``: the recording's, for each rank's GPU over
-    the ranks' steps; ``byes``: how each process ended)."""
+    the ranks' steps; ``byes``: how each process ended; ``jobs``: the ``job`` instants, (ts_ns,
+    args), for each rank's host thread over the ranks' steps)."""
     ranks = model(steps, hellos, byes)
-    return summary_of(ranks, rank_gpus(ranks, steps, hellos, samples))
+    return summary_of(ranks, rank_gpus(ranks, steps, hellos, samples), rank_hosts(ranks, steps, jobs))
+
+
+def rank_hosts(
+    ranks: Sequence[RankFigures], steps: Sequence[WorkloadStep], jobs: Sequence[tuple[int, Mapping[str, Any]]]
+) -> dict[int, causes.HostWindow]:
+    """Each rank's main thread over the readings that fall within the ranks' steps after warm-up."""
+    ranked = [s for s in steps if s.rank is not None and s.step > verdict.WARMUP_STEPS]
+    if not (ranked and jobs):
+        return {}
+    begin, end = min(s.ts_ns - int(s.wall_s * 1e9) for s in ranked), max(s.ts_ns for s in ranked)
+    readings = [r for ts, args in jobs if (r := causes.recorded_reading(args)) is not None and begin <= ts - int(r[0] * 1e9) and ts <= end]
+    return causes.rank_hosts(readings, {r.rank: r.pid for r in ranks})
 
 
 def rank_gpus(
@@ -353,18 +402,25 @@ def rank_gpus(
     return causes.rank_gpus(samples, devices, begin, max(s.ts_ns for s in ranked))
 
 
-def summary_of(ranks: Sequence[RankFigures], gpus: Mapping[int, causes.GpuWindow] | None = None) -> dict[str, Any]:
+def summary_of(
+    ranks: Sequence[RankFigures],
+    gpus: Mapping[int, causes.GpuWindow] | None = None,
+    hosts: Mapping[int, causes.HostWindow] | None = None,
+) -> dict[str, Any]:
     """``summary``'s keys for ranks already modelled (those of several nodes' traces together;
-    ``gpus``: each rank's GPU, where known)."""
+    ``gpus``, ``hosts``: each rank's GPU and main thread, where known)."""
     if not ranks:
         return {}
-    gpus = gpus or {}
+    gpus, hosts = gpus or {}, hosts or {}
     waits = collective_wait_s(ranks)
-    lagging = straggler(ranks, gpus)
+    lagging = straggler(ranks, gpus, hosts)
     # ranks in lock-step share one step time: the straggler's is the job's (its verdict the job's)
     slow = next(r for r in ranks if r.rank == lagging["rank"]) if lagging else slowest(ranks)
     return {
-        "ranks": [{**as_json(r), "wait_per_step_s": waits.get(r.rank), "gpu": _gpu_json(gpus.get(r.rank))} for r in ranks],
+        "ranks": [
+            {**as_json(r), "wait_per_step_s": waits.get(r.rank), "gpu": _gpu_json(gpus.get(r.rank)), "host": _host_json(hosts.get(r.rank))}
+            for r in ranks
+        ],
         "straggler": lagging,
         "job_samples_per_s": job_samples_per_s(ranks),
         "job_step_rank": None if slow is None else slow.rank,
@@ -502,6 +558,16 @@ def typical_step_s(steps: Sequence[WorkloadStep]) -> float | None:
     return rates.median(walls[1:] or walls)
 
 
+def quiet_s(steps: Sequence[WorkloadStep], now_ns: int) -> float | None:
+    """Seconds since the last of ``steps`` (one series: a job without ranks) where it has stopped
+    by ``stall``'s rule (no step for STALL_STEPS of its typical steps, and STALL_MIN_S at least),
+    else None."""
+    if not steps:
+        return None
+    age = (now_ns - steps[-1].ts_ns) / 1e9
+    return age if age >= max(STALL_STEPS * (typical_step_s(steps) or 0.0), STALL_MIN_S) else None
+
+
 def job_steps(by_rank: Mapping[int, Sequence[WorkloadStep]]) -> Sequence[WorkloadStep]:
     """The job's step series: its slowest rank's steps (the largest typical step; ``report``
     takes the job's step from that rank too), not every rank's steps mixed into one series."""
@@ -562,11 +628,12 @@ def rows(
     gone_pids: Iterable[int] = (),
     ended: bool = False,
     samples: Sequence[Sample] = (),
+    readings: Sequence[causes.Reading] = (),
 ) -> tuple[tuple[RankRow, ...], RankStraggler | None, str | None]:
     """The live view's ranks from each rank's recent steps (``hellos``: by pid): their rows, the
-    straggler (its reason from its GPU over ``samples``, the recent ones, where that stands apart:
-    gputop.workload.causes) and the stall flag (none once the job has ended: every rank has then
-    exited)."""
+    straggler (its reason from its host thread over ``readings``, its memory, its GPU over
+    ``samples``, the recent ones, where that stands apart: gputop.workload.causes) and the stall
+    flag (none once the job has ended: every rank has then exited)."""
     gone = set(gone_pids)
     figs = [figures(rank, steps, hellos.get(steps[-1].pid or 0)) for rank, steps in sorted(by_rank.items()) if steps]
     exited = [f.rank for f in figs if ended or f.pid in gone]
@@ -591,7 +658,8 @@ def rows(
     s = None
     if all(f.steps >= LIVE_STRAGGLER_STEPS for f in figs):
         devices = {f.rank: hellos.get(f.pid or 0) or {} for f in figs}
-        s = straggler(figs, causes.rank_gpus(samples, devices, 0, now_ns) if samples else None)
+        hosts = causes.rank_hosts(readings, {f.rank: f.pid for f in figs})
+        s = straggler(figs, causes.rank_gpus(samples, devices, 0, now_ns) if samples else None, hosts)
     found = None if s is None else RankStraggler(rank=s["rank"], reason=s["reason"], evidence=s["evidence"])
     return tuple(out), found, None if ended else flag.text
 

@@ -17,7 +17,7 @@ KEYS = (
     ("d", "next GPU: the charts follow it (or click a GPU)"),
     ("s", "sort processes by the next column (or click a header)"),
     ("k", "kill the selected process (SIGTERM, after you confirm)"),
-    ("w", "the --run job's ranks' Python stacks (where each is now; a stalled rank)"),
+    ("w", "the --run job's Python stacks: each rank's and the script's own (where each is now)"),
     ("t", "next colour theme"),
     ("f", "show core frequencies instead of core load"),
     ("?", "this help"),

@@ -1,5 +1,6 @@
-"""Every rank's Python stacks, asked for with w (a job started with --run): where each process of
-the job is now, the question a stalled rank raises (gputop.workload.channel answers it)."""
+"""Every rank's Python stacks, and the first process's (a single-process script, a launcher), asked
+for with w (a job started with --run): where each process of the job is now, the question a
+stalled rank raises (gputop.workload.channel answers it)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def stacks_lines(answers: Sequence[Mapping[str, Any]]) -> str:
     parts = []
     for a in answers:
         rank, pid = a.get("rank"), a.get("pid")
-        who = f"rank {rank}" if isinstance(rank, int) else "process"
+        who = f"rank {rank}" if isinstance(rank, int) else "first process" if a.get("root") is True else "process"
         parts.append(f"{who} (pid {pid})\n{stacks_text(a)}")
     return "\n".join(parts)
 

@@ -24,7 +24,10 @@ writes what is held every FLUSH_S (and at exit) to the events pipe (``GPUTOP_EVE
 ``os.write``: a write per step would wake gputop's reader thread at every step, which on a small
 machine costs the job more than the hooks themselves, and a write on the step path would hold the
 step up whenever the pipe is full; a rank that stops stepping (a hang, a stall) has its last steps
-written all the same.
+written all the same. That thread also reads, every MEMORY_EVERY_S, the CUDA caching allocator's
+retry count (``torch.cuda.memory_stats(device)["num_alloc_retries"]``, public) of the step's
+device, only where ``torch.cuda.is_initialized()`` already (it never initialises CUDA, never
+synchronizes); the steps after carry it (``alloc_retries``), and none does on the CPU.
 
 Every process of the job is reached: ``GPUTOP_AUTOSTEP`` and this directory on ``PYTHONPATH``
 stay in the environment, so a launcher's ranks (torchrun, ``mp.spawn``) arm the same lazy hooks.
@@ -39,7 +42,13 @@ restart count; device and GPU UUID); a rank's steps (any but the first process's
 Requests from gputop (the last section) come back on a process's socket connection: a thread of
 the hooks' own reads them and answers ``stacks`` with every thread's Python stack
 (``sys._current_frames``), on a new connection to the path the request names. No signal handler,
-no collective: a process whose every thread holds the GIL in native code does not answer.
+no collective: a process whose every thread holds the GIL in native code does not answer. The
+first process (a single-process script, torchrun's agent, ``mp.spawn``'s parent, accelerate's
+CLI), whose events go by the pipe, connects too once it imports torch, for requests alone, so it
+answers as well (``"root": true``). A forked child closes its copy of its parent's connection
+(the requests thread does not survive a fork); a DataLoader worker is never asked: a forked one
+has no thread to answer with, and starting a connection and a thread in each worker (forked from
+a threaded parent) is not worth its risk for a process that runs the dataset's code only.
 """
 
 from __future__ import annotations
@@ -67,6 +76,7 @@ IDENTITY_ENV = (
 )
 MAX_WAITS = 8  # data waits a step lists one by one (its data_wait_s sums them all)
 FLUSH_S = 0.1  # step events are held at most this long before they are written
+MEMORY_EVERY_S = 1.0  # the CUDA allocator's retry count is read this often (by the writer thread)
 
 _now = time.time_ns
 _PIPE_BUF = 4096
@@ -96,6 +106,7 @@ class _State:
         self.samples_known = True
         self.batch_size: int | None = None
         self.device: str | None = None
+        self.alloc_retries: int | None = None  # the CUDA caching allocator's retries so far, where read
         self.started = False
         self.held: collections.deque[str] = collections.deque()  # lines not yet written (appended by the
         # hooks, taken by the writer: deque's append and popleft are atomic)
@@ -143,8 +154,15 @@ def arm() -> bool:
 
 
 def _off() -> None:
-    """In a forked child: report nothing (its parent is the job), unless it joins a process group."""
+    """In a forked child: report nothing (its parent is the job), unless it joins a process group.
+    The parent's connection is closed here (its requests thread is not: threads do not survive a
+    fork), so that the parent's ending closes it for gputop."""
     if _state is not None:
+        if _state.conn is not None:
+            try:
+                _state.conn.close()
+            except OSError:
+                pass
         _state.fd, _state.conn, _state.off = None, None, True
         _state.held.clear()
         _state.writing, _state.flusher = threading.Lock(), None  # the parent's writer is not here
@@ -188,9 +206,14 @@ def _bye() -> None:
 
 
 def _flushing(state: _State) -> None:
-    """The writer thread: what is held, every FLUSH_S, until this process's hooks go silent."""
+    """The writer thread: what is held, every FLUSH_S, until this process's hooks go silent; and
+    every MEMORY_EVERY_S the allocator's retry count, which the next steps carry."""
+    memory_at = time.monotonic()
     while not state.off:
         time.sleep(FLUSH_S)
+        if time.monotonic() >= memory_at:
+            memory_at = time.monotonic() + MEMORY_EVERY_S
+            state.alloc_retries = _alloc_retries(state.device)
         if state.held:
             with state.writing:
                 _write(state)
@@ -254,6 +277,36 @@ def _install(torch: Any) -> None:
     autograd.backward = _backward(autograd.backward)
     iterator = dataloader._BaseDataLoaderIter
     iterator.__next__ = _next(iterator.__next__)
+    if state.root and state.fd is not None and state.sock_path and state.conn is None:
+        _connect(state)  # the first process's events go by the pipe: this connection is for requests
+
+
+def _connect(state: _State) -> None:
+    """This process's connection to gputop's socket, and the thread that answers its requests."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(state.sock_path or "")
+    except OSError:  # no gputop to hear it: carry on without it
+        conn.close()
+        return
+    state.conn = conn
+    _listen(conn)
+
+
+def _alloc_retries(device: str | None) -> int | None:
+    """``torch.cuda.memory_stats(device)["num_alloc_retries"]`` of this process's device: only
+    where CUDA is already initialised here (never initialised by this, no synchronization: the
+    caching allocator's own counters); None elsewhere (the CPU, a device without its index)."""
+    if device is None or not device.startswith("cuda:"):
+        return None
+    cuda = getattr(sys.modules.get("torch"), "cuda", None)
+    try:
+        if cuda is None or not cuda.is_initialized():
+            return None
+        value = cuda.memory_stats(device).get("num_alloc_retries")
+    except Exception:  # noqa: BLE001 - a count we cannot read is n/a
+        return None
+    return value if isinstance(value, int) else None
 
 
 def _pre(opt: Any, args: Any, kwargs: Any) -> None:
@@ -388,6 +441,8 @@ def _emit(state: _State, end_ns: int) -> None:
     if state.backward_ns:
         wait += f',"backward_s":{state.backward_ns / 1e9!r}'
         state.backward_ns = 0
+    if state.alloc_retries is not None:
+        wait += f',"alloc_retries":{state.alloc_retries}'
     state.samples, state.samples_known = 0, True
     state.held.append(
         f'{{"event":"step","step":{state.step},"samples":{samples},"loss":null,'
@@ -541,7 +596,9 @@ def _answer(line: bytes) -> None:
     if not isinstance(request, dict) or request.get("request") != "stacks" or not isinstance(request.get("reply"), str):
         return
     who = _identity()
-    answer = {"pid": os.getpid(), "rank": who["rank"], "ts_ns": _now(), "threads": _stacks()}
+    state = _state
+    root = state is not None and state.root
+    answer = {"pid": os.getpid(), "rank": who["rank"], "root": root, "ts_ns": _now(), "threads": _stacks()}
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as out:
         out.settimeout(5.0)
         out.connect(request["reply"])
