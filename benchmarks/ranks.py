@@ -10,14 +10,20 @@ Run by hand:  .venv/bin/python benchmarks/ranks.py [--repeats 5] [--steps 500] [
    difference is the hooks' and not another process's memory layout, CPU or neighbours (the hooks'
    own CPU time per call: ``benchmarks/hooks.py``). The same
    loop in one process (no process group, ``gputop record --run rank.py``) too.
-2. **End to end**: the same 2-rank ``--steps``-step job, launched ``--repeats`` times as
-   ``torchrun`` alone and as ``gputop record --run torchrun``, alternating which goes first. Each
-   rank times its own loop (``perf_counter`` from its first step to its last: the job's wall, free
-   of start-up), and the whole command's wall time is taken from outside too.
+2. **End to end**: the same 2-rank ``--steps``-step job, launched ``--repeats`` times each as
+   ``torchrun`` alone, as ``gputop record --no-instrument --run torchrun`` (gputop sampling, no
+   hooks) and as ``gputop record --run torchrun``, the order rotated each repeat. Each rank times
+   its own loop (``perf_counter`` from its first step to its last: the job's wall, free of
+   start-up) and its process's CPU over it; the whole command's wall is taken from outside, and its
+   CPU (user + sys of every process of the command, gputop's too: ``os.wait4``'s usage, which
+   counts each waited-for descendant) too. CPU does not stretch with the machine's load as wall
+   does: on a shared machine it is the figure to read.
 
 Per step in-process: wall, the main thread's CPU time and the whole process's (the difference of
 the last two is the hooks' writer thread); medians over blocks. End to end: medians over repeats,
-side by side in one run.
+side by side in one run; the difference of the commands' CPU per job step is what gputop costs in
+all (hooks, its own reading of their events, its sampling), the ranks' loop CPU difference the
+part inside the ranks.
 """
 
 from __future__ import annotations
@@ -26,7 +32,6 @@ import argparse
 import json
 import os
 import pathlib
-import re
 import shutil
 import statistics
 import subprocess
@@ -36,8 +41,11 @@ import textwrap
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-RANK = textwrap.dedent("""\
+from hooks import SWITCH  # noqa: E402
+
+RANK = SWITCH + textwrap.dedent("""\
     import json, os, sys, time
     import torch
     import torch.distributed as dist
@@ -63,23 +71,10 @@ RANK = textwrap.dedent("""\
         return time.perf_counter_ns() - t0, time.thread_time_ns() - c0, time.process_time_ns() - p0
 
     loop(20)  # warm-up: the first steps allocate
-    out = {"rank": rank, "loop_ns": loop(steps)[0]}
+    wall_ns, _, cpu_ns = loop(steps)
+    out = {"rank": rank, "loop_ns": wall_ns, "loop_cpu_ns": cpu_ns}
     if "_gputop_autostep" in sys.modules and blocks:
-        import functools
-        import torch.optim.optimizer as optimizer
-        from torch.utils.data import dataloader
-
-        iterator, autograd = dataloader._BaseDataLoaderIter, torch.autograd
-        wrapped = (autograd.backward, iterator.__next__)
-        pre, post = optimizer._global_optimizer_pre_hooks, optimizer._global_optimizer_post_hooks
-        hooks = (dict(pre), dict(post))
-
-        def armed(on):
-            autograd.backward, iterator.__next__ = wrapped if on else (wrapped[0].__wrapped__, wrapped[1].__wrapped__)
-            pre.clear(), post.clear()
-            if on:
-                pre.update(hooks[0]), post.update(hooks[1])
-
+        armed = hooks_switch()
         block = max(10, steps // 10)
         times = {True: [], False: []}
         for k in range(blocks):
@@ -106,17 +101,37 @@ def torchrun() -> str:
     return found
 
 
-def run(argv: list[str], env: dict[str, str], cwd: str, ranks: int = 2) -> tuple[float, list[dict[str, object]]]:
-    t0 = time.perf_counter()
-    out = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
-    wall = time.perf_counter() - t0
-    if out.returncode != 0:
-        raise SystemExit(f"benchmarks/ranks.py: {argv[:4]} failed: {out.stderr[-2000:]}")
-    text = out.stdout + out.stderr  # record echoes the job's output
-    found = [json.loads(m) for m in re.findall(r"BENCH (\{.*\})", text)]
+def own_cpu(pid: int) -> float:
+    """A process's own CPU time (s: user + sys, its children's left out), from /proc; it may be a
+    zombie not yet reaped."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(argv: list[str], env: dict[str, str], cwd: str, ranks: int = 2) -> tuple[float, float, float, list[dict[str, object]]]:
+    """The command's wall (s), its CPU (s: user + sys of it and every descendant it waited for),
+    its first process's own CPU (s: gputop's, where it is gputop) and each rank's figures."""
+    with tempfile.TemporaryFile() as stdout:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT)
+        try:
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # ended, not reaped: /proc still has it
+            own = own_cpu(proc.pid)
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            raise
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        stdout.seek(0)
+        text = stdout.read().decode(errors="replace")  # record echoes the job's output
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmarks/ranks.py: {argv[:4]} failed: {text[-2000:]}")
+    # each rank prints one line; unbuffered (gputop sets PYTHONUNBUFFERED) two ranks' lines may interleave
+    found = [json.JSONDecoder().raw_decode(part)[0] for part in text.split("BENCH ")[1:]]
     if len(found) != ranks:
         raise SystemExit(f"benchmarks/ranks.py: expected {ranks} ranks' figures, got {len(found)}: {text[-2000:]}")
-    return wall, found
+    return wall, usage.ru_utime + usage.ru_stime, own, found
 
 
 def main() -> None:
@@ -129,25 +144,32 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GPUTOP_") and k != "PYTHONPATH"}
     env["PYTHONWARNINGS"] = "ignore"
     launch = [torchrun(), "--standalone", "--nproc_per_node=2"]
+    env["PATH"] = os.path.dirname(launch[0]) + os.pathsep + env.get("PATH", "")  # `--run torchrun` finds the same one
     with tempfile.TemporaryDirectory() as tmp:
         script = str(pathlib.Path(tmp) / "rank.py")
         pathlib.Path(script).write_text(RANK)
 
-        def gputop(blocks: int) -> list[str]:
+        def gputop(blocks: int, *flags: str) -> list[str]:
             out = str(pathlib.Path(tmp) / "trace.json")
-            record = [sys.executable, "-m", "gputop", "record", "--force", "--out", out, "--interval", a.interval]
+            record = [sys.executable, "-m", "gputop", "record", "--force", "--out", out, "--interval", a.interval, *flags]
             return [*record, "--run", "torchrun", "--", *launch[1:], script, str(a.steps), str(blocks)]
 
         genv = {**env, "PYTHONPATH": str(ROOT)}
-        _, inside = run(gputop(a.blocks), genv, tmp)
+        *_, inside = run(gputop(a.blocks), genv, tmp)
         record = gputop(a.blocks)
-        _, single = run([*record[: record.index("--run") + 1], script, "--", str(a.steps), str(a.blocks)], genv, tmp, ranks=1)
-        ends: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+        *_, single = run([*record[: record.index("--run") + 1], script, "--", str(a.steps), str(a.blocks)], genv, tmp, ranks=1)
+        arms = {
+            ARMS[0]: ([*launch, script, str(a.steps), "0"], env),
+            ARMS[1]: (gputop(0, "--no-instrument"), genv),
+            ARMS[2]: (gputop(0), genv),
+        }
+        ends: dict[str, list[tuple[float, float, float, float, float]]] = {arm: [] for arm in ARMS}
         for k in range(a.repeats):
-            for with_gputop in (True, False) if k % 2 == 0 else (False, True):
-                argv = gputop(0) if with_gputop else [*launch, script, str(a.steps), "0"]
-                wall, ranks = run(argv, genv if with_gputop else env, tmp)
-                ends[with_gputop].append((wall, max(float(r["loop_ns"]) for r in ranks) / 1e9))  # type: ignore[arg-type]
+            for arm in ARMS[k % 3 :] + ARMS[: k % 3]:  # each arm first in turn
+                wall, cpu, own, ranks = run(*arms[arm], tmp)
+                loop = max(float(r["loop_ns"]) for r in ranks) / 1e9  # type: ignore[arg-type]
+                loop_cpu = sum(float(r["loop_cpu_ns"]) for r in ranks) / 1e9  # type: ignore[arg-type, misc]
+                ends[arm].append((loop, wall, cpu, loop_cpu, own if arm != ARMS[0] else 0.0))
 
     print(f"2 ranks (torchrun, gloo), tiny DDP model, {a.steps} steps; medians")
     for r in sorted(inside + single, key=lambda r: int(r["rank"])):  # type: ignore[call-overload]
@@ -157,14 +179,33 @@ def main() -> None:
             bare = statistics.median(b[i] for b in r["bare_ns"]) / 1e3  # type: ignore[attr-defined]
             armed = statistics.median(b[i] for b in r["armed_ns"]) / 1e3  # type: ignore[attr-defined]
             print(f"  {what:18}{bare:10.1f}{armed:10.1f}{armed - bare:+10.2f}")
-    print(f"{'':34}{'torchrun':>12}{'gputop record':>15}{'difference':>12}")
-    for i, label in ((1, f"the ranks' {a.steps}-step loop (s)"), (0, "the whole command (s)")):
-        p = statistics.median(x[i] for x in ends[False])
-        g = statistics.median(x[i] for x in ends[True])
-        print(f"{label:34}{p:12.3f}{g:15.3f}{100 * (g - p) / p:+11.2f}%")
-    print("each run, (command s, loop s):")
-    for which, label in ((False, "torchrun"), (True, "gputop record")):
-        print(f"  {label:14}" + "  ".join(f"({w:.2f}, {loop:.3f})" for w, loop in ends[which]))
+    _end_to_end(ends, a.steps, a.repeats)
+
+
+ARMS = ("torchrun", "gputop, no hooks", "gputop")
+
+
+def _end_to_end(ends: dict[str, list[tuple[float, float, float, float, float]]], steps: int, repeats: int) -> None:
+    print(f"end to end, {repeats} runs each, medians: " + ", ".join(f"{i + 1} {arm}" for i, arm in enumerate(ARMS)))
+    rows = (
+        (0, f"the ranks' {steps}-step loop, slower rank (s)"),
+        (1, "the whole command, wall (s)"),
+        (2, "the whole command, CPU (s)"),
+        (3, "the ranks' loops, CPU, both (s)"),
+        (4, "gputop's own process, CPU (s)"),
+    )
+    print(f"{'':46}" + "".join(f"{i + 1:>10}" for i in range(len(ARMS))) + f"{'3 - 1':>10}{'3 - 2':>10}")
+    for i, label in rows:
+        m = [statistics.median(x[i] for x in ends[arm]) for arm in ARMS]
+        first = f"{100 * (m[2] - m[0]) / m[0]:+9.2f}%" if m[0] else f"{'':10}"
+        print(f"{label:46}" + "".join(f"{v:10.3f}" for v in m) + first + f"{100 * (m[2] - m[1]) / m[1]:+9.2f}%")
+    for i, label in ((2, "the whole command's CPU"), (3, "the ranks' loops' CPU"), (4, "gputop's own CPU")):
+        m = [statistics.median(x[i] for x in ends[arm]) for arm in ARMS]
+        first = f"3 - 1 {1e6 * (m[2] - m[0]) / steps:+.1f}, " if m[0] else ""
+        print(f"{label}, per job step (us): {first}3 - 2 {1e6 * (m[2] - m[1]) / steps:+.1f}")
+    print("each run, (loop s, command wall s, command CPU s, loops' CPU s, gputop's own CPU s):")
+    for arm in ARMS:
+        print(f"  {arm:17}" + "  ".join("(" + ", ".join(f"{v:.2f}" for v in x) + ")" for x in ends[arm]))
 
 
 if __name__ == "__main__":
