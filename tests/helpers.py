@@ -16,6 +16,7 @@ import os
 import pathlib
 import pty
 import queue
+import re
 import select
 import shutil
 import signal
@@ -30,7 +31,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from typing import Callable, TypeVar
+from typing import Callable, Iterable, TypeVar
 
 from gputop.model import CpuSample, GpuInfo, GpuSample, Sample
 from gputop.trace import TraceWriter
@@ -503,3 +504,13 @@ def compare_args(
 ) -> argparse.Namespace:
     """``gputop compare``'s parsed arguments."""
     return argparse.Namespace(workload=workload, steps=steps, warmup=warmup, batch_size=batch, json=as_json, run_args=run_args)
+
+
+def rank_measurements(lines: Iterable[str]) -> dict[int, tuple[int, int, float]]:
+    """What each rank of a tests/rank_scripts job printed of itself (``rank R steps N samples S
+    wait W``): rank -> (steps, samples, data-wait share). The ranks share one stdout, unbuffered
+    (a line's text and its newline are two writes), so two ranks' lines may come run together."""
+    found = {}
+    for m in re.finditer(r"rank (\d) steps (\d+) samples (\d+) wait ([\d.]+)", "\n".join(lines)):
+        found[int(m[1])] = (int(m[2]), int(m[3]), float(m[4]))
+    return found

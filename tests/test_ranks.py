@@ -26,7 +26,7 @@ from gputop.workload import causes, ranks
 from gputop.workload.channel import EventSocket
 from gputop.workload.pipes import EventLines
 from gputop.workload.targets import WorkloadError, resolve
-from helpers import rank_job_env
+from helpers import rank_job_env, rank_measurements
 
 pytestmark = pytest.mark.xdist_group("ranks")  # its module fixture runs once, on one worker
 
@@ -216,16 +216,6 @@ def recorded(tmp_path_factory) -> dict[str, dict]:
     return done
 
 
-def own_measurements(w: dict) -> dict[int, tuple[int, int, float]]:
-    """What each rank printed of itself: rank -> (steps, samples, data-wait share)."""
-    found = {}
-    for line in w["output_tail"]:
-        m = re.search(r"rank (\d) steps (\d+) samples (\d+) wait ([\d.]+)", line)
-        if m:
-            found[int(m[1])] = (int(m[2]), int(m[3]), float(m[4]))
-    return found
-
-
 @pytest.mark.e2e
 def test_a_rank_slow_in_its_own_work_is_the_straggler_and_the_other_waits_for_it_in_backward(recorded):
     w = recorded["compute"]["workload"]
@@ -242,7 +232,7 @@ def test_a_rank_slow_in_its_own_work_is_the_straggler_and_the_other_waits_for_it
 @pytest.mark.parametrize("name", [name for name in JOBS if name != "compute"])
 def test_every_rank_is_seen_with_its_own_steps_and_data_wait(recorded, name):
     w = recorded[name]["workload"]
-    own = own_measurements(w)
+    own = rank_measurements(w["output_tail"])
     steps = int(JOBS[name][1]["STEPS"])
     assert sorted(own) == [0, 1], w["output_tail"]
     assert [r["rank"] for r in w["ranks"]] == [0, 1]

@@ -26,6 +26,7 @@ import pytest
 
 from gputop.commands import report
 from gputop.trace import TraceError
+from helpers import rank_measurements
 
 pytestmark = pytest.mark.xdist_group("ranks")  # heavy jobs: one worker runs them one after another
 
@@ -70,15 +71,6 @@ def finish(proc: subprocess.Popen[str], out: Path, timeout: float = 240) -> tupl
     return proc.returncode, err, summary["workload"]
 
 
-def own_measurements(w: dict) -> dict[int, tuple[int, int, float]]:
-    """What each rank printed of itself: rank -> (steps, samples, data-wait share); the ranks
-    share one stdout, so two lines may come run together."""
-    found = {}
-    for m in re.finditer(r"rank (\d) steps (\d+) samples (\d+) wait ([\d.]+)", "\n".join(w["output_tail"])):
-        found[int(m[1])] = (int(m[2]), int(m[3]), float(m[4]))
-    return found
-
-
 # ---- Lightning and accelerate ----------------------------------------------------------------
 
 LAUNCHERS = {  # name: (module needed, --run target and arguments, extra environment)
@@ -111,7 +103,7 @@ def test_each_launchers_ranks_are_seen_with_their_own_steps_and_data_wait(launch
         pytest.skip(f"{LAUNCHERS[name][0]} is not installed")
     rc, err, w = launched[name]
     assert rc == 0, err
-    own = own_measurements(w)
+    own = rank_measurements(w["output_tail"])
     assert sorted(own) == [0, 1], w["output_tail"]
     assert [r["rank"] for r in w["ranks"]] == [0, 1]
     assert [(r["steps"], r["samples"]) for r in w["ranks"]] == [(STEPS, 4 * STEPS)] * 2, (w["ranks"], own)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from cluster_fixtures import APT, PROMETHEUS, Prometheus, free_port, stop_process
-from helpers import fake_env, rank_job_env, wait_for
+from helpers import fake_env, rank_job_env, rank_measurements, wait_for
 
 pytestmark = pytest.mark.xdist_group("serve_ranks")  # its module fixture runs the job once, on one worker
 
@@ -83,16 +83,6 @@ def served(tmp_path_factory):
         prom.stop()
 
 
-def own_measurements(lines: list[str]) -> dict[int, tuple[int, int, float]]:
-    """What each rank printed of itself (echoed by serve): rank -> (steps, samples, data-wait share)."""
-    found = {}
-    for line in lines:
-        m = re.search(r"rank (\d) steps (\d+) samples (\d+) wait ([\d.]+)", line)
-        if m:
-            found[int(m[1])] = (int(m[2]), int(m[3]), float(m[4]))
-    return found
-
-
 def by_rank(prom: Prometheus, expr: str) -> dict[int, float]:
     return {int(s["metric"]["rank"]): float(s["value"][1]) for s in prom.query(expr)}
 
@@ -100,7 +90,7 @@ def by_rank(prom: Prometheus, expr: str) -> dict[int, float]:
 @pytest.mark.e2e
 def test_serve_run_exports_every_ranks_steps_and_the_straggler_and_cluster_names_it(served):
     job, prom = served
-    own = own_measurements(job.stdout)  # the job's output, echoed as record echoes it
+    own = rank_measurements(job.stdout)  # the job's output, echoed as record echoes it
     assert sorted(own) == [0, 1], "".join(job.stdout + job.stderr)
     # exact per-rank counts, as each rank counted itself
     assert by_rank(prom, "gputop_workload_steps_total") == {0: STEPS, 1: STEPS}
