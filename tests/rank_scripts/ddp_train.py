@@ -28,9 +28,11 @@ class Data(Dataset):
         return torch.randn(8), torch.randn(1)
 
 
-def train(rank, workers=0, device="cpu"):
-    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(8, 1).to(device))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+def train(rank, workers=0, device="cpu", built=None):
+    """``built``: a (model, optimizer) the parent made and passed to the rank (pickled by spawn)."""
+    layer, opt = built if built is not None else (torch.nn.Linear(8, 1).to(device), None)
+    model = torch.nn.parallel.DistributedDataParallel(layer)
+    opt = opt if opt is not None else torch.optim.SGD(model.parameters(), lr=0.01)
     slow = rank == int(os.environ.get("SLOW_RANK", "1"))
     busy = float(os.environ.get("SLOW_COMPUTE_S", "0")) if slow else 0.0  # its own work, not its data
     loader = DataLoader(Data(slow and not busy), batch_size=BATCH, num_workers=workers)

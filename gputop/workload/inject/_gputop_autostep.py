@@ -274,6 +274,17 @@ def _install(torch: Any) -> None:
         init(self, *args, **kwargs)
 
     optimizer.Optimizer.__init__ = __init__
+    setstate = optimizer.Optimizer.__setstate__
+
+    @functools.wraps(setstate)
+    def __setstate__(self: Any, *args: Any, **kwargs: Any) -> None:
+        # an optimizer unpickled, never built here (mp.spawn's args, a pickled trainer): its
+        # steps are the steps, not each backward as well
+        if _state is not None:
+            _state.has_optimizer = True
+        setstate(self, *args, **kwargs)
+
+    optimizer.Optimizer.__setstate__ = __setstate__
     autograd.backward = _backward(autograd.backward)
     iterator = dataloader._BaseDataLoaderIter
     iterator.__next__ = _next(iterator.__next__)
@@ -321,6 +332,7 @@ def _post(opt: Any, args: Any, kwargs: Any) -> None:
         return
     if state.in_step:
         state.in_step -= 1
+    state.has_optimizer = True  # however it came to be here (built, unpickled): it steps
     if state.off:
         return
     now = _now()
