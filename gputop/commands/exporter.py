@@ -314,7 +314,8 @@ def _job_gauge(name: str, help_: str, key: list[str], value: float) -> GaugeMetr
 def _straggler(s: RankStraggler, key: list[str]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(
         PREFIX + "workload_straggler",
-        "1 for the rank that holds the job back, with why (data loader, compute, GPU clocks, GPU work); absent: none",
+        "1 for the rank that holds the job back, with why (data loader, host CPU, GPU memory (allocator retries), "
+        "GPU clocks, GPU work, compute); absent: none",
         labels=[*RANK_LABELS, "reason"],
     )
     family.add_metric([*key, str(s.rank), s.reason or "not measured"], 1.0)
