@@ -232,7 +232,7 @@ DOCUMENTED = {  # what gputop adds or changes in a rank's environment (README: D
     "GPUTOP_EVENTS_SOCK",
     "GPUTOP_EVENTS_FD",
     "PYTHONPATH",  # gputop/workload/inject first
-    "PYTHONUNBUFFERED",  # the job's output as it is printed
+    "PYTHONUNBUFFERED",  # =1 where unset, without the hooks (--no-instrument) only
 }
 PER_RUN = {"TORCHELASTIC_RUN_ID", "MASTER_PORT", "TORCHELASTIC_ERROR_FILE", "TMPDIR"}  # torchrun's own, new each run
 

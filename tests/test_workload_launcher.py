@@ -7,6 +7,7 @@ mlp at a toy size (~3 s, mostly importing torch).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import textwrap
@@ -730,3 +731,44 @@ def test_a_distributed_jobs_data_wait_and_verdict_are_its_slowest_ranks_not_its_
     assert state.data_wait_share == pytest.approx(0.9)  # not (0 + 0.9) / 2
     assert state.verdict is not None and "90 %" in state.verdict.evidence, state.verdict  # data-bound, from its share
     assert {s.rank for s in state.rank_steps} == {0, 1} and len(state.rank_steps) == 40
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("unbuffered", ["1", None])
+def test_the_lines_of_processes_that_share_the_jobs_stdout_never_run_together(tmp_path, monkeypatch, unbuffered):
+    # a job's ranks share its stdout: each printed line must reach gputop whole (the hooks make it
+    # line-buffered: one write a line), never two ranks' lines run together, PYTHONUNBUFFERED set
+    # by the user (a print is then two writes: its text, its newline) or not
+    if unbuffered is None:
+        monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    else:
+        monkeypatch.setenv("PYTHONUNBUFFERED", unbuffered)
+    path = script(
+        tmp_path,
+        """\
+        import subprocess, sys
+        if len(sys.argv) > 1:
+            for i in range(1500):
+                print(f"proc {sys.argv[1]} line {i} " + "x" * 60)
+        else:
+            kids = [subprocess.Popen([sys.executable, __file__, str(n)]) for n in range(3)]
+            print("started")
+            for kid in kids:
+                kid.wait()
+    """,
+    )
+    wl = Workload(path, collect=True)
+    wl.start()
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    while True:
+        lines += [m.args["line"] for m in wl.drain() if getattr(m, "kind", None) == "output" and m.name == "stdout"]
+        if not wl.poll().running:
+            lines += [m.args["line"] for m in wl.drain() if getattr(m, "kind", None) == "output" and m.name == "stdout"]
+            break
+        assert time.monotonic() < deadline, "the job did not end"
+        time.sleep(0.05)
+    printed = [line for line in lines if line != "started"]
+    whole = re.compile(r"proc \d line \d+ x{60}")
+    assert [line for line in printed if not whole.fullmatch(line)] == []
+    assert len(printed) == 3 * 1500

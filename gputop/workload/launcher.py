@@ -137,15 +137,20 @@ class Workload:
             env = dict(self._env)
             env.pop(ENV_FILE, None)
             env[ENV_FD] = str(write_fd)
-            env.setdefault("PYTHONUNBUFFERED", "1")  # output as it is printed, not in 8 KiB blocks
             env.pop(ENV_SOCK, None)  # an outer gputop's: never this job's
             if self.instrumented:
+                # output as it is printed, not in 8 KiB blocks: the hooks' sitecustomize makes
+                # every Python process's stdout line-buffered, a line one write, so the lines of
+                # a job's ranks (one pipe) never run together, as PYTHONUNBUFFERED's would (a
+                # line's text and its newline written apart)
                 env = inject.environment(env)
                 try:
                     self._channel = EventSocket()
                     env[ENV_SOCK] = self._channel.path
                 except OSError:  # no socket (an odd TMPDIR): the first process's pipe only
                     env.pop(ENV_SOCK, None)
+            else:
+                env.setdefault("PYTHONUNBUFFERED", "1")  # no hooks: no sitecustomize to do it
             self._started_ns = self._clock_ns()
             try:
                 self._group.spawn(self.argv, env, self._cwd, pass_fds=(write_fd,))

@@ -38,7 +38,21 @@ def _chain() -> None:
             sys.stderr.write(f"Error in sitecustomize; set PYTHONVERBOSE for traceback:\n{err.__class__.__name__}: {err}\n")
 
 
+def _line_buffered() -> None:
+    """stdout and stderr written a line at a time, as on a terminal (gputop reads them from a
+    pipe, where Python would keep 8 KiB of stdout before writing, and PYTHONUNBUFFERED, which many
+    set, writes a printed line's text and its newline apart): each line is one write, whole, so
+    the lines of the processes that share the pipe (a job's ranks) never run together. A line
+    without its newline yet (``print(..., end="")``) waits for it, or for a flush."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True, write_through=False)  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):  # not Python's own stream (replaced, closed)
+            pass
+
+
 def _main() -> None:
+    _line_buffered()
     try:
         hook = importlib.import_module("_gputop_autostep")
         hook.arm()
