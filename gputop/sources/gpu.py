@@ -11,7 +11,8 @@ vendors), their device indexes unique. Nothing above this module knows a vendor'
 from __future__ import annotations
 
 import threading
-from typing import Mapping, Protocol, Sequence
+import time
+from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
 
 from gputop.model import GpuInfo, GpuProcess, GpuSample
 
@@ -24,6 +25,9 @@ class GpuUnavailable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+_T = TypeVar("_T")
 
 
 class DriverTime:
@@ -40,6 +44,14 @@ class DriverTime:
         with self._lock:
             self._ns += ns
             self._calls += 1
+
+    def call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)``, its wall time added (whether it returns or raises)."""
+        start = time.perf_counter_ns()
+        try:
+            return fn(*args)
+        finally:
+            self.add(time.perf_counter_ns() - start)
 
     def read(self) -> tuple[int, int]:
         """(nanoseconds, calls) so far."""

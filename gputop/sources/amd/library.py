@@ -19,7 +19,6 @@ import io
 import logging
 import os
 import sys
-import time
 from types import ModuleType
 from typing import Any, Callable
 
@@ -130,12 +129,8 @@ def reason(err: BaseException) -> str:
 def query(fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)``, or None where amdsmi says no (not supported, no data, any library error):
     a value the driver does not give is n/a, never 0."""
-    start = time.perf_counter_ns()
     try:
-        try:
-            return fn(*args)
-        finally:
-            DRIVER_TIME.add(time.perf_counter_ns() - start)
+        return DRIVER_TIME.call(fn, *args)
     except Exception as err:  # AmdSmiLibraryException and its kin; a wrapper's own TypeError too
         if status_of(err) is None:
             log.debug("%s raised %s: %s", getattr(fn, "__name__", fn), type(err).__name__, err)

@@ -16,7 +16,6 @@ leave out what the driver waits for (the GPU's firmware, a sampling window): not
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -101,12 +100,8 @@ def query(fn: Callable[..., Any], *args: Any, unanswerable: Any = None) -> Any:
     pynvml raises it from an unversioned wrapper whose symbol the driver lacks) counts as a
     missing function.
     """
-    start = time.perf_counter_ns()
     try:
-        try:
-            return fn(*args)
-        finally:
-            DRIVER_TIME.add(time.perf_counter_ns() - start)
+        return DRIVER_TIME.call(fn, *args)
     except pynvml.NVMLError as err:
         code = err.value
         if code in LOST:
