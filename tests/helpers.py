@@ -182,7 +182,7 @@ def child_env() -> dict[str, str]:
 
 def rank_job_env() -> dict[str, str]:
     """``gputop record --run`` of a distributed job's environment: torchrun beside this Python on
-    PATH, one fake H100, no hooks' switch inherited; skips the test where torch or torchrun is
+    PATH, one fake H100, no GPUTOP_ variable inherited; skips the test where torch or torchrun is
     missing."""
     import pytest
 
@@ -190,7 +190,7 @@ def rank_job_env() -> dict[str, str]:
     bindir = os.path.dirname(sys.executable)
     if shutil.which("torchrun", path=bindir + os.pathsep + os.environ.get("PATH", "")) is None:
         pytest.skip("torchrun is not installed beside this Python")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUTOP_AUTOSTEP")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUTOP_")}  # an outer gputop's, hooks' or fakes'
     env.update(
         GPUTOP_FAKE_NVML="H100_SXM",
         PYTHONWARNINGS="ignore",

@@ -14,7 +14,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import pytest
 
 from gputop.commands import report
 from gputop.trace import TraceError
-from helpers import rank_measurements
+from helpers import rank_job_env, rank_measurements
 
 pytestmark = pytest.mark.xdist_group("ranks")  # heavy jobs: one worker runs them one after another
 
@@ -40,15 +39,8 @@ def has(module: str) -> bool:
 
 
 def environment(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUTOP_")}
-    env.update(
-        GPUTOP_FAKE_NVML="H100_SXM",
-        PYTHONWARNINGS="ignore",
-        PATH=BIN + os.pathsep + env.get("PATH", ""),
-        PYTHONPATH=os.pathsep.join([str(TESTS / "sitecustom"), str(TESTS)]),
-        **extra,
-    )
-    return env
+    """A rank job's environment (helpers.rank_job_env: skips where torch or torchrun is missing) and ``extra``."""
+    return {**rank_job_env(), **extra}
 
 
 def record(out: Path, run: list[str], *, duration: float | None = None, quiet: bool = True, **extra: str) -> subprocess.Popen[str]:
@@ -126,15 +118,8 @@ def test_each_launchers_ranks_are_seen_with_their_own_steps_and_data_wait(launch
 TORCHRUN = ["torchrun", "--", "--standalone", "--nproc_per_node=2"]
 
 
-def torchrun_ready() -> None:
-    pytest.importorskip("torch")
-    if shutil.which("torchrun", path=BIN + os.pathsep + os.environ.get("PATH", "")) is None:
-        pytest.skip("torchrun is not installed beside this Python")
-
-
 @pytest.mark.e2e
 def test_a_rank_that_dies_fails_the_job_and_the_report_says_which_and_how(tmp_path):
-    torchrun_ready()
     rc, err, w = finish(record(tmp_path / "t.json", [*TORCHRUN, "trouble_train.py"], TROUBLE="raise"), tmp_path / "t.json")
     assert rc != 0 and "failed" in err
     assert [r["steps"] for r in w["ranks"]] == [4, 4]  # rank 1 raised at its 5th step; rank 0 stopped with it
@@ -149,7 +134,6 @@ def test_a_rank_that_dies_fails_the_job_and_the_report_says_which_and_how(tmp_pa
 
 @pytest.mark.e2e
 def test_an_elastic_restart_keeps_each_attempt_of_a_rank_apart(tmp_path):
-    torchrun_ready()
     run = ["torchrun", "--", "--standalone", "--nproc_per_node=2", "--max-restarts", "1", "trouble_train.py"]
     # torch 2.13's restart on gloo fails at times here, gputop or not (seen in 3 of 5 plain runs): the
     # restarted rank 1 connects to the first attempt's rank 0, long gone ("failed to connect ...
@@ -182,7 +166,6 @@ def test_an_elastic_restart_keeps_each_attempt_of_a_rank_apart(tmp_path):
 
 @pytest.mark.e2e
 def test_ranks_with_unequal_step_counts_each_keep_their_own(tmp_path):
-    torchrun_ready()
     rc, err, w = finish(record(tmp_path / "t.json", [*TORCHRUN, "trouble_train.py"], TROUBLE="unequal"), tmp_path / "t.json")
     assert rc == 0, err
     assert [(r["rank"], r["steps"]) for r in w["ranks"]] == [(0, 20), (1, 30)]
@@ -191,7 +174,6 @@ def test_ranks_with_unequal_step_counts_each_keep_their_own(tmp_path):
 
 @pytest.mark.e2e
 def test_a_rank_that_hangs_at_the_end_is_ended_by_a_stop_with_every_step_it_took(tmp_path):
-    torchrun_ready()
     # the ranks train 20 steps, then hang (rank 1 sleeps an hour, rank 0 waits for it at the
     # barrier); the trace (written as it goes) must get every step while they hang, and a stop
     # (what --duration does too: the same path) must end them
@@ -239,7 +221,6 @@ PER_RUN = {"TORCHELASTIC_RUN_ID", "MASTER_PORT", "TORCHELASTIC_ERROR_FILE", "TMP
 
 @pytest.mark.e2e
 def test_the_ranks_environment_differs_from_a_plain_run_only_by_documented_variables(tmp_path):
-    torchrun_ready()
     plain_dir, gputop_dir = tmp_path / "plain", tmp_path / "gputop"
     plain_dir.mkdir(), gputop_dir.mkdir()
     env = environment(STEPS="3", TROUBLE="")
