@@ -36,7 +36,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from gputop import format as fmt
 from gputop.model import JobUsage, Sample
-from gputop.workload import insight, rates
+from gputop.workload import events, insight, rates
 
 CLOCK_SHORT = 0.10  # its SM clock below the others' median by this share
 BUSIER_POINTS = 10.0  # its SM activity above the others' median by this many points
@@ -166,7 +166,7 @@ def reading_of(job: JobUsage) -> Reading | None:
 def recorded_reading(args: Mapping[str, Any]) -> Reading | None:
     """A recorded ``job`` instant's args as a ``Reading``; None where it has no interval (the
     first, or a trace from before these were written)."""
-    interval = _number(args.get("interval_s"))
+    interval = events.number(args.get("interval_s"))
     listed = args.get("processes")
     if not interval or not isinstance(listed, list):
         return None
@@ -174,7 +174,7 @@ def recorded_reading(args: Mapping[str, Any]) -> Reading | None:
     for p in listed:
         if not isinstance(p, dict) or not isinstance(p.get("pid"), int):
             continue
-        run, queued = _number(p.get("main_run_s")), _number(p.get("main_queued_s"))
+        run, queued = events.number(p.get("main_run_s")), events.number(p.get("main_queued_s"))
         cores = p.get("cores")
         if run is not None and queued is not None:
             out[p["pid"]] = (run, queued, frozenset(c for c in cores if isinstance(c, int)) if isinstance(cores, list) else frozenset())
@@ -249,10 +249,6 @@ def _far_cause(rank: int, hosts: Mapping[int, HostWindow], gpus: Mapping[int, Gp
 
 def _cores(cores: frozenset[int]) -> str:
     return fmt.core_ranges(sorted(cores)) if cores else "n/a"
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 # ---- memory -----------------------------------------------------------------------------------------
